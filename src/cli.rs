@@ -1,0 +1,209 @@
+//! The command line: `serve`, `check-config`, `fake-wechat` and `demo`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::fake::{FakeConfig, FakeTls, FakeWechat};
+use crate::startup::{Application, Options};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wxtoken",
+    version,
+    about = "Central access_token server for WeChat"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the token server.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, env = "WXTOKEN_CONFIG", default_value = "config/wxtoken.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print the effective configuration, secrets redacted.
+    CheckConfig {
+        #[arg(long, env = "WXTOKEN_CONFIG", default_value = "config/wxtoken.toml")]
+        config: PathBuf,
+    },
+    /// Run the fake WeChat API (for manual tests and benchmarks; never point production at it).
+    FakeWechat {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// A valid credential pair, APPID:SECRET; repeat for more apps.
+        #[arg(long = "app", value_name = "APPID:SECRET", required = true)]
+        apps: Vec<String>,
+        /// Lifetime of minted tokens, seconds.
+        #[arg(long, default_value_t = 7200)]
+        expires_in: u64,
+        /// Serve HTTPS with this certificate chain (PEM)...
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// ...and this private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Run a self-contained demo: a fake WeChat with 2-minute tokens, the server on
+    /// 127.0.0.1:8080 with its store under ./data, one app and one client key.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+    },
+}
+
+/// Runs a parsed command line to completion.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config } => serve(config).await,
+        Command::CheckConfig { config } => {
+            let settings = Settings::load(&config)?;
+            println!("# {}: OK\n", config.display());
+            print!("{}", settings.redacted_toml());
+            Ok(())
+        }
+        Command::FakeWechat {
+            listen,
+            apps,
+            expires_in,
+            tls_cert,
+            tls_key,
+        } => fake_wechat(listen, apps, expires_in, tls_cert, tls_key).await,
+        Command::Demo { listen, data_dir } => demo(listen, data_dir).await,
+    }
+}
+
+async fn serve(config: PathBuf) -> anyhow::Result<()> {
+    let settings = Settings::load(&config)?;
+    let app = Application::build(settings, Options::default()).await?;
+    app.run_until_stopped().await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn fake_wechat(
+    listen: SocketAddr,
+    apps: Vec<String>,
+    expires_in: u64,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut pairs = Vec::new();
+    for a in &apps {
+        let (id, secret) = a
+            .split_once(':')
+            .filter(|(i, s)| !i.is_empty() && !s.is_empty())
+            .with_context(|| "--app takes APPID:SECRET".to_string())?;
+        pairs.push((id.to_string(), secret.to_string()));
+    }
+    let tls = match (tls_cert, tls_key) {
+        (Some(c), Some(k)) => Some(FakeTls {
+            cert_pem: std::fs::read_to_string(&c)
+                .with_context(|| format!("cannot read {}", c.display()))?,
+            key_pem: std::fs::read_to_string(&k)
+                .with_context(|| format!("cannot read {}", k.display()))?,
+        }),
+        _ => None,
+    };
+    let fake = FakeWechat::start(FakeConfig {
+        apps: pairs,
+        expires_in,
+        listen,
+        tls,
+        ..FakeConfig::default()
+    })
+    .await?;
+    // Printed on stdout so scripts can read the address.
+    println!("fake WeChat listening on {}", fake.base_url());
+    tokio::signal::ctrl_c().await?;
+    fake.stop().await;
+    Ok(())
+}
+
+fn random_hex(bytes: usize) -> String {
+    let v: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    hex::encode(v)
+}
+
+async fn demo(listen: SocketAddr, data_dir: PathBuf) -> anyhow::Result<()> {
+    // A fresh appid each run: the fake forgets its tokens when it stops, so a token stored by
+    // an earlier demo could not be valid at this one.
+    let appid = format!("wxdemo{}", random_hex(5));
+    let secret = random_hex(16);
+    let key = random_hex(16);
+    let fake = FakeWechat::start(FakeConfig {
+        apps: vec![(appid.clone(), secret.clone())],
+        expires_in: 120,
+        ..FakeConfig::default()
+    })
+    .await?;
+    let store = data_dir.join("wxtoken.redb");
+    let toml = format!(
+        r#"
+[server]
+listen = "{listen}"
+[upstream]
+base_url = "{base}"
+timeout_secs = 5
+[refresh]
+margin_secs = 600
+min_interval_secs = 5
+[store]
+kind = "embedded"
+path = {store}
+[[apps]]
+name = "demo"
+appid = "{appid}"
+secret_env = "DEMO_SECRET"
+[[clients]]
+name = "demo-client"
+key_env = "DEMO_KEY"
+apps = ["demo"]
+"#,
+        base = fake.base_url(),
+        store = toml::Value::String(store.display().to_string()),
+    );
+    let lookup = |name: &str| match name {
+        "DEMO_SECRET" => Some(secret.clone()),
+        "DEMO_KEY" => Some(key.clone()),
+        _ => None,
+    };
+    let settings = Settings::from_toml(&toml, &[], &lookup)?;
+    let app = Application::build(settings, Options::default()).await?;
+    let base = format!("http://{}", app.addr());
+    println!(
+        r#"
+wxtoken demo is running.
+  server:       {base}   (store: {store})
+  fake WeChat:  {fake}   (tokens live 120 s, so a refresh happens about every minute)
+  app:          demo (appid {appid})
+  client key:   {key}
+
+Try:
+  curl -s -H 'Authorization: Bearer {key}' {base}/v1/apps/demo/token
+  curl -s -X POST -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \
+       -d '{{"access_token":"PASTE_THE_TOKEN"}}' {base}/v1/apps/demo/token/invalidate
+  curl -s '{fake}/cgi-bin/get_api_domain_ip?access_token=PASTE_THE_TOKEN'   # is it valid at "WeChat"?
+  curl -s {base}/readyz
+  curl -s {base}/metrics | grep '^wxtoken_'
+Stop with Ctrl-C.
+"#,
+        store = store.display(),
+        fake = fake.base_url(),
+    );
+    // Give the first fetch a moment so the first curl already gets a token.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.run_until_stopped().await?;
+    fake.stop().await;
+    Ok(())
+}

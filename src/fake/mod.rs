@@ -1,0 +1,340 @@
+//! A fake of WeChat's credential API over real HTTP(S), for the integration tests, `wxtoken demo`
+//! and `wxtoken fake-wechat`.
+//!
+//! It models what `shared/wechat-api.md` says about the real service: `/cgi-bin/token` mints a
+//! new token on every call (the previous one overlaps for a while, older ones die), the stable
+//! token is reused until its last minutes, `force_refresh` is rate-limited, quotas run out, and
+//! every error is an HTTP 200 with an `errcode`. Tests break it on purpose with [`Fault`]s and
+//! move its clock with [`FakeWechat::advance_clock`] instead of sleeping.
+//!
+//! Modules: `state` (all rules and bookkeeping, no HTTP), `routes` (the endpoints and fault
+//! injection on the wire), `tls` (PEM to rustls).
+
+mod routes;
+mod state;
+mod tls;
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpServer};
+use tokio::sync::watch;
+
+use routes::{lock, Shared};
+use state::FakeState;
+
+/// How long a graceful [`FakeWechat::stop`] waits for requests in flight (a `Slow` fault, say)
+/// before closing them: tests must not hang on a fault they injected.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 1;
+
+/// What the fake serves and how it behaves.
+#[derive(Clone)]
+pub struct FakeConfig {
+    /// `(appid, secret)` pairs: the valid credentials.
+    pub apps: Vec<(String, String)>,
+    /// Lifetime of minted tokens, seconds (default 7200; 0 is taken as 1).
+    pub expires_in: u64,
+    /// How long a replaced `/cgi-bin/token` token stays valid (default 300 s).
+    pub overlap_secs: u64,
+    /// Length of minted tokens, clamped to 16..=512 (default 64).
+    pub token_len: usize,
+    /// Successful `/cgi-bin/token` calls per appid per fake day before errcode 45009 (default 2000).
+    pub daily_quota: u32,
+    /// Where to listen (default 127.0.0.1:0, a free port).
+    pub listen: SocketAddr,
+    /// Serve HTTPS with this certificate instead of HTTP.
+    pub tls: Option<FakeTls>,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        FakeConfig {
+            apps: Vec::new(),
+            expires_in: 7200,
+            overlap_secs: 300,
+            token_len: 64,
+            daily_quota: 2000,
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            tls: None,
+        }
+    }
+}
+
+/// Written by hand so that secrets never reach a log through `{:?}`.
+impl fmt::Debug for FakeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let appids: Vec<&str> = self.apps.iter().map(|(appid, _)| appid.as_str()).collect();
+        f.debug_struct("FakeConfig")
+            .field("appids", &appids)
+            .field("expires_in", &self.expires_in)
+            .field("overlap_secs", &self.overlap_secs)
+            .field("token_len", &self.token_len)
+            .field("daily_quota", &self.daily_quota)
+            .field("listen", &self.listen)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// PEM text for HTTPS: the certificate chain (leaf first) and its private key.
+#[derive(Clone)]
+pub struct FakeTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Written by hand so that the private key never reaches a log.
+impl fmt::Debug for FakeTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeTls").finish_non_exhaustive()
+    }
+}
+
+/// The fake's WeChat endpoints, for [`FakeWechat::calls`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `GET /cgi-bin/token`
+    Token,
+    /// `POST /cgi-bin/stable_token`
+    StableToken,
+    /// `GET /cgi-bin/get_api_domain_ip`, the validity probe
+    Probe,
+}
+
+/// A failure to answer the next token calls with, instead of the normal answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 200 `{"errcode":N,"errmsg":"..."}` with WeChat's errmsg for N ("fault injected" for
+    /// codes the fake has no message for).
+    Errcode(i64),
+    /// That HTTP status with a short text body (500 if the number is not a status).
+    Http(u16),
+    /// HTTP 200 with an HTML body, as from a misbehaving proxy.
+    NotJson,
+    /// Wait that long, then answer normally.
+    Slow(Duration),
+    /// Close the connection without answering: the client sees the connection end before any
+    /// response head arrives.
+    Drop,
+}
+
+/// What the fake thinks of a token (the probe's answer, in-process).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validity {
+    /// Works.
+    Valid,
+    /// Killed by a newer token before its expiry (probe: 40001).
+    Replaced,
+    /// Reached its expiry (probe: 42001).
+    Expired,
+    /// Never minted here, or forgotten long ago (probe: 40001).
+    Unknown,
+}
+
+/// Handle to a running fake. Clones share the server; dropping the last handle stops it (not
+/// gracefully), so nothing keeps running by accident; [`FakeWechat::stop`] stops it gracefully.
+#[derive(Clone)]
+pub struct FakeWechat {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: web::Data<Shared>,
+    addr: SocketAddr,
+    https: bool,
+    server: ServerHandle,
+    /// Becomes true once the server task has finished.
+    stopped: watch::Receiver<bool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // `stop` sends its command when called; the returned future only waits for completion,
+        // which a destructor cannot do.
+        drop(self.server.stop(false));
+    }
+}
+
+impl fmt::Debug for FakeWechat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeWechat")
+            .field("base_url", &self.base_url())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeWechat {
+    /// Binds `cfg.listen`, spawns the server on the current runtime (an actix System, or any
+    /// tokio runtime), and returns once the socket is listening.
+    pub async fn start(cfg: FakeConfig) -> io::Result<FakeWechat> {
+        let tls_config = cfg.tls.as_ref().map(tls::server_config).transpose()?;
+        let listener = std::net::TcpListener::bind(cfg.listen)?;
+        let addr = listener.local_addr()?;
+        let state = web::Data::new(Shared::new(FakeState::new(&cfg)));
+
+        let app_state = state.clone();
+        // One worker: the fake's work is a few microseconds under a mutex, and tests start
+        // many fakes, each of which would otherwise spawn a thread per core.
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .configure(routes::configure)
+        })
+        .workers(1)
+        // Whoever owns the handle decides when the fake stops; see `run_until_signal`.
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
+        let https = tls_config.is_some();
+        let server = match tls_config {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
+            None => server.listen(listener)?,
+        }
+        .run();
+
+        let handle = server.handle();
+        let (stopped_tx, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            if let Err(err) = server.await {
+                tracing::warn!(%err, "fake wechat server ended with an error");
+            }
+            // Nobody listening just means every handle is gone.
+            let _ = stopped_tx.send(true);
+        });
+        tracing::debug!(%addr, https, "fake wechat listening");
+
+        Ok(FakeWechat {
+            inner: Arc::new(Inner {
+                state,
+                addr,
+                https,
+                server: handle,
+                stopped,
+            }),
+        })
+    }
+
+    /// The address the server listens on (with the real port when asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// `http://127.0.0.1:PORT` or `https://...`, without a trailing slash. A wildcard listen
+    /// address is reported as loopback, which is where a local client can reach it.
+    pub fn base_url(&self) -> String {
+        let mut addr = self.inner.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        let scheme = if self.inner.https { "https" } else { "http" };
+        format!("{scheme}://{addr}")
+    }
+
+    /// Requests received on that endpoint, faulted ones included.
+    pub fn calls(&self, ep: Endpoint) -> u64 {
+        let calls = self.lock().calls();
+        match ep {
+            Endpoint::Token => calls.token,
+            Endpoint::StableToken => calls.stable_token,
+            Endpoint::Probe => calls.probe,
+        }
+    }
+
+    /// New tokens minted for that appid, both families together. A stable_token call that
+    /// hands back the current token mints nothing; see [`FakeWechat::fetched`].
+    pub fn minted(&self, appid: &str) -> u64 {
+        self.lock().minted(appid)
+    }
+
+    /// Successful token answers for that appid, both families, whether minted or reused.
+    pub fn fetched(&self, appid: &str) -> u64 {
+        self.lock().fetched(appid)
+    }
+
+    /// The next `times` calls to the Token and StableToken endpoints get `fault`, after any
+    /// faults injected earlier are used up. The probe never gets faults.
+    pub fn inject(&self, fault: Fault, times: u32) {
+        self.lock().inject(fault, times);
+    }
+
+    /// Forgets every fault not yet used.
+    pub fn clear_faults(&self) {
+        self.lock().clear_faults();
+    }
+
+    /// Lifetime of tokens minted from now on (0 is taken as 1).
+    pub fn set_expires_in(&self, secs: u64) {
+        self.lock().set_expires_in(secs);
+    }
+
+    /// Moves the fake's clock forward: expiry, overlap, the stable rotation window, the 30 s
+    /// force-refresh gap and the daily quotas all follow it. Real time keeps running too.
+    pub fn advance_clock(&self, by: Duration) {
+        self.lock().advance(by);
+    }
+
+    /// What the probe would answer for this token, without counting a probe call.
+    pub fn validity(&self, token: &str) -> Validity {
+        self.lock().validity(token)
+    }
+
+    /// The latest token `/cgi-bin/token` minted for that appid.
+    pub fn current_token(&self, appid: &str) -> Option<String> {
+        self.lock().current_token(appid)
+    }
+
+    /// The latest token `/cgi-bin/stable_token` minted for that appid.
+    pub fn current_stable_token(&self, appid: &str) -> Option<String> {
+        self.lock().current_stable_token(appid)
+    }
+
+    /// Stops accepting, lets requests in flight finish (at most about a second), and returns
+    /// when the server is down. Other clones of the handle see a stopped server.
+    pub async fn stop(self) {
+        self.inner.server.stop(true).await;
+        self.stopped().await;
+    }
+
+    /// Resolves once the server has stopped, by whichever handle.
+    pub async fn stopped(&self) {
+        let mut stopped = self.inner.stopped.clone();
+        // An error means the server task is gone, which is stopped too.
+        let _ = stopped.wait_for(|done| *done).await;
+    }
+
+    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then stops gracefully: the body of
+    /// `wxtoken fake-wechat` once it has printed [`FakeWechat::base_url`].
+    pub async fn run_until_signal(self) -> io::Result<()> {
+        tokio::select! {
+            signal = shutdown_signal() => signal?,
+            () = self.stopped() => return Ok(()),
+        }
+        tracing::info!("fake wechat stopping on signal");
+        self.stop().await;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        lock(&self.inner.state)
+    }
+}
+
+#[cfg(unix)]
+async fn shutdown_signal() -> io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        ctrl_c = tokio::signal::ctrl_c() => ctrl_c,
+        _ = term.recv() => Ok(()),
+    }
+}
+
+#[cfg(not(unix))]
+async fn shutdown_signal() -> io::Result<()> {
+    tokio::signal::ctrl_c().await
+}

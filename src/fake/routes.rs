@@ -1,0 +1,314 @@
+//! The fake's HTTP face: WeChat's three credential endpoints, fault injection on the wire, and
+//! the `/_fake/*` control endpoints for out-of-process users.
+//!
+//! Deliberately no request-logging middleware: `/cgi-bin/token` carries the secret in its query
+//! string, and the project never logs secrets.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use actix_web::http::{Method, StatusCode};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::state::{Credentials, FakeState, Issued, WxError};
+use super::{Endpoint, Fault, Validity};
+
+/// WeChat's own content type on its JSON answers (note the nonstandard `encoding` parameter:
+/// clients must not insist on an exact `application/json`).
+const WECHAT_JSON: &str = "application/json; encoding=utf-8";
+
+pub(crate) type Shared = Mutex<FakeState>;
+
+/// Locks the state. A panic while holding the lock cannot leave it half-updated in a way that
+/// matters to a fake, so a poisoned lock is used as is rather than failing every later request.
+pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, FakeState> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/cgi-bin/token", web::route().to(token))
+        .route("/cgi-bin/stable_token", web::route().to(stable_token))
+        .route("/cgi-bin/get_api_domain_ip", web::route().to(probe))
+        .route("/_fake/stats", web::get().to(stats))
+        .route("/_fake/fault", web::post().to(inject_fault))
+        .route("/_fake/clear", web::post().to(clear_faults))
+        .route("/_fake/expires_in", web::post().to(set_expires_in))
+        .route("/_fake/advance", web::post().to(advance_clock))
+        .default_service(web::to(not_found));
+}
+
+// ---- WeChat endpoints -----------------------------------------------------------------------
+
+async fn token(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
+    if let Some(faulted) = begin_call(&state, Endpoint::Token).await {
+        return faulted;
+    }
+    if req.method() != Method::GET {
+        return wx_error(WxError::REQUIRE_GET);
+    }
+    let query = query_params(&req);
+    let creds = Credentials {
+        grant_type: query.get("grant_type").map(String::as_str),
+        appid: query.get("appid").map(String::as_str),
+        secret: query.get("secret").map(String::as_str),
+    };
+    let result = lock(&state).token(creds);
+    issued(result)
+}
+
+/// The JSON body of `/cgi-bin/stable_token`. Fields are optional here so that a missing one gets
+/// WeChat's errcode for it rather than a generic format error.
+#[derive(Deserialize)]
+struct StableTokenBody {
+    grant_type: Option<String>,
+    appid: Option<String>,
+    secret: Option<String>,
+    force_refresh: Option<bool>,
+}
+
+async fn stable_token(
+    req: HttpRequest,
+    body: Result<Bytes, actix_web::Error>,
+    state: web::Data<Shared>,
+) -> HttpResponse {
+    if let Some(faulted) = begin_call(&state, Endpoint::StableToken).await {
+        return faulted;
+    }
+    if req.method() != Method::POST {
+        return wx_error(WxError::REQUIRE_POST);
+    }
+    // An unreadable or oversized body is as much a "data format error" as malformed JSON.
+    let parsed = body
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<StableTokenBody>(&bytes).ok());
+    let Some(body) = parsed else {
+        return wx_error(WxError::DATA_FORMAT);
+    };
+    let creds = Credentials {
+        grant_type: body.grant_type.as_deref(),
+        appid: body.appid.as_deref(),
+        secret: body.secret.as_deref(),
+    };
+    let result = lock(&state).stable_token(creds, body.force_refresh.unwrap_or(false));
+    issued(result)
+}
+
+/// `/cgi-bin/get_api_domain_ip`: the cheapest authenticated call, used to ask "is this token
+/// still good?". Faults never apply here: tests inject faults to break token fetching, and they
+/// need an honest probe to check the outcome.
+async fn probe(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
+    lock(&state).count(Endpoint::Probe);
+    if req.method() != Method::GET {
+        return wx_error(WxError::REQUIRE_GET);
+    }
+    let query = query_params(&req);
+    let Some(token) = query.get("access_token").filter(|t| !t.is_empty()) else {
+        return wx_error(WxError::TOKEN_MISSING);
+    };
+    match lock(&state).validity(token) {
+        Validity::Valid => wechat_json(json!({ "ip_list": ["127.0.0.1"] })),
+        Validity::Expired => wx_error(WxError::TOKEN_EXPIRED),
+        Validity::Replaced | Validity::Unknown => wx_error(WxError::INVALID_CREDENTIAL),
+    }
+}
+
+/// Counts the call, then applies the next injected fault, if any. `Some` is the whole answer;
+/// `None` means "answer normally" (no fault, or a `Slow` one whose delay has passed).
+async fn begin_call(state: &Shared, ep: Endpoint) -> Option<HttpResponse> {
+    let fault = {
+        let mut s = lock(state);
+        s.count(ep);
+        s.next_fault()
+    }?;
+    tracing::debug!(endpoint = ?ep, ?fault, "fake applying injected fault");
+    match fault {
+        Fault::Errcode(code) => Some(wx_error(WxError(code))),
+        Fault::Http(status) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let reason = status.canonical_reason().unwrap_or("Error");
+            Some(
+                HttpResponse::build(status)
+                    .content_type("text/plain; charset=utf-8")
+                    .body(format!("{} {reason}\n", status.as_u16())),
+            )
+        }
+        Fault::NotJson => Some(
+            HttpResponse::Ok()
+                .content_type("text/html; charset=utf-8")
+                .body(
+                    "<html><head><title>502 Bad Gateway</title></head>\
+                     <body><center><h1>502 Bad Gateway</h1></center></body></html>\n",
+                ),
+        ),
+        Fault::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            None
+        }
+        Fault::Drop => Some(aborted_connection()),
+    }
+}
+
+/// An answer that never arrives: actix-web has no API to close a connection from a handler, so
+/// this answers with a streaming body whose first chunk is an error. The HTTP/1 dispatcher then
+/// abandons the connection before flushing anything (the response head it had encoded is
+/// discarded with its buffer), and the client sees the connection close with no response at
+/// all. actix-http logs the body error at error level; that line is expected for this fault.
+fn aborted_connection() -> HttpResponse {
+    let failing_body = futures_util::stream::iter([Err::<Bytes, _>(std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "fake wechat: injected Drop fault",
+    ))]);
+    HttpResponse::Ok()
+        .content_type(WECHAT_JSON)
+        .streaming(failing_body)
+}
+
+// ---- control endpoints ----------------------------------------------------------------------
+
+async fn stats(state: web::Data<Shared>) -> HttpResponse {
+    let s = lock(&state);
+    let calls = s.calls();
+    let minted: serde_json::Map<String, serde_json::Value> = s
+        .minted_all()
+        .into_iter()
+        .map(|(appid, n)| (appid, n.into()))
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "calls": {
+            "token": calls.token,
+            "stable_token": calls.stable_token,
+            "probe": calls.probe,
+        },
+        "minted": minted,
+    }))
+}
+
+/// `POST /_fake/fault` body: `{"kind": "...", <kind's parameter>, "times": N}` (times defaults
+/// to 1).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultSpec {
+    kind: String,
+    errcode: Option<i64>,
+    status: Option<u16>,
+    millis: Option<u64>,
+    times: Option<u32>,
+}
+
+impl FaultSpec {
+    fn into_fault(self) -> Result<(Fault, u32), String> {
+        let fault = match self.kind.as_str() {
+            "errcode" => Fault::Errcode(self.errcode.ok_or("kind errcode needs \"errcode\"")?),
+            "http" => {
+                let status = self.status.ok_or("kind http needs \"status\"")?;
+                if StatusCode::from_u16(status).is_err() {
+                    return Err(format!("{status} is not an HTTP status"));
+                }
+                Fault::Http(status)
+            }
+            "not_json" => Fault::NotJson,
+            "slow" => Fault::Slow(Duration::from_millis(
+                self.millis.ok_or("kind slow needs \"millis\"")?,
+            )),
+            "drop" => Fault::Drop,
+            other => {
+                return Err(format!(
+                    "unknown kind {other:?} (errcode, http, not_json, slow, drop)"
+                ))
+            }
+        };
+        Ok((fault, self.times.unwrap_or(1)))
+    }
+}
+
+async fn inject_fault(body: Bytes, state: web::Data<Shared>) -> HttpResponse {
+    let spec = match serde_json::from_slice::<FaultSpec>(&body) {
+        Ok(spec) => spec,
+        Err(err) => return bad_request(err.to_string()),
+    };
+    match spec.into_fault() {
+        Ok((fault, times)) => {
+            lock(&state).inject(fault, times);
+            HttpResponse::NoContent().finish()
+        }
+        Err(msg) => bad_request(msg),
+    }
+}
+
+async fn clear_faults(state: web::Data<Shared>) -> HttpResponse {
+    lock(&state).clear_faults();
+    HttpResponse::NoContent().finish()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Secs {
+    secs: u64,
+}
+
+async fn set_expires_in(body: Bytes, state: web::Data<Shared>) -> HttpResponse {
+    match serde_json::from_slice::<Secs>(&body) {
+        Ok(Secs { secs }) => {
+            lock(&state).set_expires_in(secs);
+            HttpResponse::NoContent().finish()
+        }
+        Err(err) => bad_request(err.to_string()),
+    }
+}
+
+async fn advance_clock(body: Bytes, state: web::Data<Shared>) -> HttpResponse {
+    match serde_json::from_slice::<Secs>(&body) {
+        Ok(Secs { secs }) => {
+            lock(&state).advance(Duration::from_secs(secs));
+            HttpResponse::NoContent().finish()
+        }
+        Err(err) => bad_request(err.to_string()),
+    }
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound()
+        .content_type("text/html; charset=utf-8")
+        .body("<html><body><h1>404 Not Found</h1></body></html>\n")
+}
+
+// ---- helpers --------------------------------------------------------------------------------
+
+/// Query parameters; a malformed query string counts as an empty one, so the request gets the
+/// errcode for its missing fields, as from WeChat, rather than a framework error page.
+fn query_params(req: &HttpRequest) -> HashMap<String, String> {
+    web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or_default()
+}
+
+fn issued(result: Result<Issued, WxError>) -> HttpResponse {
+    match result {
+        Ok(Issued {
+            access_token,
+            expires_in,
+        }) => wechat_json(json!({ "access_token": access_token, "expires_in": expires_in })),
+        Err(err) => wx_error(err),
+    }
+}
+
+/// WeChat answers errors with HTTP 200 and the errcode in the body.
+fn wx_error(err: WxError) -> HttpResponse {
+    wechat_json(json!({ "errcode": err.0, "errmsg": err.errmsg() }))
+}
+
+fn wechat_json(body: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(WECHAT_JSON)
+        .body(body.to_string())
+}
+
+fn bad_request(msg: impl Into<String>) -> HttpResponse {
+    HttpResponse::BadRequest()
+        .content_type("text/plain; charset=utf-8")
+        .body(msg.into() + "\n")
+}

@@ -1,0 +1,96 @@
+//! `ApiError`: every way a request can fail, with its status code and JSON body.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// An error answered to an HTTP client as `{"error": "snake_code", "message": "..."}`.
+/// Messages name what was wrong, never a key, secret or token.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("client `{client}` may not read app `{app}`")]
+    Forbidden { client: String, app: String },
+    #[error("no app named `{0}`")]
+    UnknownApp(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request body larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("no valid token for app `{app}`: {why}")]
+    NoValidToken {
+        app: String,
+        why: String,
+        errcode: Option<i64>,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("no such route")]
+    NotFound,
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::UnknownApp(_) => "unknown_app",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::NoValidToken { .. } => "no_valid_token",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errcode: Option<i64>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::UnknownApp(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NoValidToken { .. } | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut resp = HttpResponse::build(self.status_code());
+        resp.insert_header((header::CACHE_CONTROL, "no-store"));
+        if matches!(self, ApiError::Unauthorized(_)) {
+            resp.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"wxtoken\""));
+        }
+        if matches!(
+            self,
+            ApiError::NoValidToken { .. } | ApiError::Unavailable(_)
+        ) {
+            resp.insert_header((header::RETRY_AFTER, "1"));
+        }
+        let errcode = match self {
+            ApiError::NoValidToken { errcode, .. } => *errcode,
+            _ => None,
+        };
+        resp.json(ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+            errcode,
+        })
+    }
+}

@@ -1,0 +1,273 @@
+//! The HTTP API: routes, handlers and the JSON they answer.
+//!
+//! Data flows one way: handler -> authentication -> the app's published status (fast path) or
+//! its actor (when a fetch must be waited for) -> JSON.
+
+pub mod auth;
+pub mod error;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+
+use crate::apps::{AppHandle, Apps};
+use crate::metrics::Metrics;
+use crate::token::messages::{Get, Invalidate, NoValidToken};
+use crate::token::TokenRecord;
+use auth::ClientKeys;
+pub use error::ApiError;
+
+/// Largest request body accepted (spec: 4 KiB).
+pub const MAX_BODY: usize = 4096;
+
+/// Longest a business server may cache an answer: WeChat's guidance is about a minute.
+const MAX_CLIENT_CACHE_SECS: u64 = 60;
+
+/// Extra time over the actor's own wait limit before a handler gives up on the actor itself.
+const ACTOR_GRACE: Duration = Duration::from_secs(2);
+
+/// Shared, immutable state of the HTTP layer.
+pub struct ServerState {
+    pub apps: Apps,
+    pub clients: ClientKeys,
+    pub metrics: Metrics,
+    /// How long a request waits for a fetch (the actors' wait limit).
+    pub wait_limit: Duration,
+}
+
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/apps/{name}/token")
+            .get(get_token)
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/apps/{name}/token/invalidate")
+            .post(invalidate_token)
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(web::resource("/healthz").to(healthz))
+    .service(web::resource("/readyz").to(readyz))
+    .service(web::resource("/metrics").get(metrics))
+    .default_service(web::to(not_found));
+}
+
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    app: &'a str,
+    access_token: &'a str,
+    expires_in: u64,
+    expires_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refreshed: Option<bool>,
+}
+
+fn token_response(app: &str, rec: &TokenRecord, refreshed: Option<bool>) -> HttpResponse {
+    let expires_in = rec.remaining(SystemTime::now()).as_secs();
+    let body = TokenBody {
+        app,
+        access_token: rec.token.expose(),
+        expires_in,
+        expires_at: humantime::format_rfc3339_seconds(rec.expires_at).to_string(),
+        refreshed,
+    };
+    HttpResponse::Ok()
+        .insert_header((
+            header::CACHE_CONTROL,
+            format!("private, max-age={}", expires_in.min(MAX_CLIENT_CACHE_SECS)),
+        ))
+        .json(body)
+}
+
+/// Authenticates the caller and resolves the app it may read: 401, then 404, then 403.
+fn authorize<'a>(
+    state: &'a ServerState,
+    req: &HttpRequest,
+    name: &str,
+) -> Result<&'a Arc<AppHandle>, ApiError> {
+    let client = state.clients.authenticate(req)?;
+    let app = state
+        .apps
+        .get(name)
+        .ok_or_else(|| ApiError::UnknownApp(name.to_string()))?;
+    if !client.apps.allows(name) {
+        return Err(ApiError::Forbidden {
+            client: client.name.clone(),
+            app: name.to_string(),
+        });
+    }
+    Ok(app)
+}
+
+fn no_valid_token(app: &str, e: NoValidToken) -> ApiError {
+    let (why, errcode) = match &e.last_failure {
+        Some(f) => (format!("last fetch failed: {}", f.message), f.errcode),
+        None => ("no token fetched yet".to_string(), None),
+    };
+    ApiError::NoValidToken {
+        app: app.to_string(),
+        why,
+        errcode,
+    }
+}
+
+fn actor_unavailable(app: &str) -> ApiError {
+    ApiError::Unavailable(format!(
+        "token service for app `{app}` did not answer in time"
+    ))
+}
+
+async fn get_token(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let app = authorize(&state, &req, &name)?;
+    // Fast path: the actor's published snapshot, no message round trip.
+    if let Some(rec) = app.status.load().valid_token(SystemTime::now()) {
+        return Ok(token_response(&app.name, rec, None));
+    }
+    let answer = app
+        .addr
+        .send(Get)
+        .timeout(state.wait_limit + ACTOR_GRACE)
+        .await
+        .map_err(|_| actor_unavailable(&app.name))?;
+    let rec = answer.map_err(|e| no_valid_token(&app.name, e))?;
+    Ok(token_response(&app.name, &rec, None))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidateBody {
+    access_token: String,
+}
+
+/// Reads at most `MAX_BODY` bytes; the limit is checked against Content-Length first so an
+/// oversized upload is refused before it is read.
+async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > MAX_BODY {
+            return Err(ApiError::PayloadTooLarge(MAX_BODY));
+        }
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::BadRequest("could not read the body".into()))?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(ApiError::PayloadTooLarge(MAX_BODY));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn invalidate_token(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let app = authorize(&state, &req, &name)?;
+    let body = read_body(&req, payload).await?;
+    let parsed: InvalidateBody = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::BadRequest(
+            "body must be JSON {\"access_token\": \"<the token WeChat rejected>\"}".into(),
+        )
+    })?;
+    if parsed.access_token.trim().is_empty() {
+        return Err(ApiError::BadRequest(
+            "access_token must not be empty".into(),
+        ));
+    }
+    let answer = app
+        .addr
+        .send(Invalidate {
+            token: parsed.access_token,
+        })
+        .timeout(state.wait_limit + ACTOR_GRACE)
+        .await
+        .map_err(|_| actor_unavailable(&app.name))?;
+    let inv = answer.map_err(|e| no_valid_token(&app.name, e))?;
+    Ok(token_response(&app.name, &inv.record, Some(inv.refreshed)))
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({"status": "ok"}))
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    ready: bool,
+    apps: BTreeMap<String, String>,
+}
+
+/// Ready when every app holds a valid token; otherwise says per app why not.
+async fn readyz(state: web::Data<ServerState>) -> HttpResponse {
+    let now = SystemTime::now();
+    let mut apps = BTreeMap::new();
+    let mut ready = true;
+    for app in state.apps.iter() {
+        let status = app.status.load();
+        let why = if status.valid_token(now).is_some() {
+            "ok".to_string()
+        } else {
+            ready = false;
+            match &status.last_failure {
+                Some(f) => match f.errcode {
+                    Some(code) => format!(
+                        "no valid token: last fetch failed with errcode {code} ({}, {})",
+                        f.message,
+                        f.class.as_str()
+                    ),
+                    None => format!(
+                        "no valid token: last fetch failed ({}: {})",
+                        f.reason, f.message
+                    ),
+                },
+                None => "no valid token yet: first fetch in progress".to_string(),
+            }
+        };
+        apps.insert(app.name.clone(), why);
+    }
+    let mut resp = if ready {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    resp.insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(Readiness { ready, apps })
+}
+
+async fn metrics(state: web::Data<ServerState>) -> HttpResponse {
+    let text = state.metrics.render(
+        state
+            .apps
+            .iter()
+            .map(|a| (a.name.as_str(), a.status.load_full())),
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
+}
+
+async fn not_found() -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::NotFound)
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed)
+}

@@ -1,0 +1,32 @@
+//! wxtoken: the one process that fetches and refreshes WeChat access tokens for many apps.
+//!
+//! WeChat invalidates an app's previous access token each time a new one is fetched, so every
+//! server that fetches its own token breaks the others (errcode 40001). wxtoken is the single
+//! fetcher: it refreshes each app's token before expiry, serves it to authenticated clients over
+//! HTTP, refreshes on demand when a client reports a rejected token (one upstream call however
+//! many report it), and persists tokens so a restart does not burn quota.
+//!
+//! Map of the modules:
+//! - [`cli`]: the command line (`serve`, `check-config`, `fake-wechat`, `demo`).
+//! - [`config`]: settings from TOML plus `WXTOKEN_` overrides, validated, secrets redacted.
+//! - [`startup`]: builds metrics, store, actors and the HTTP server.
+//! - [`apps`]: one supervised [`token::TokenActor`] per app and its published status.
+//! - [`token`]: the token record, the actor state machine, its messages, the refresh schedule.
+//! - [`upstream`]: the WeChat client and error classification.
+//! - [`store`]: persistence (embedded redb file).
+//! - [`http`]: routes, authentication, JSON errors.
+//! - [`metrics`]: Prometheus series and scrape-time gauges.
+//! - [`fake`]: a fake WeChat for tests, the demo and manual runs.
+//! - [`telemetry`]: logging.
+
+pub mod apps;
+pub mod cli;
+pub mod config;
+pub mod fake;
+pub mod http;
+pub mod metrics;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod token;
+pub mod upstream;

@@ -1,0 +1,121 @@
+//! Builds the application: metrics, store, one actor per app, the listener and the HTTP server.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+
+use crate::apps::{ActorDeps, Apps};
+use crate::config::{Settings, StoreSettings};
+use crate::http::auth::ClientKeys;
+use crate::http::{routes, ServerState};
+use crate::metrics::Metrics;
+use crate::store::{EmbeddedStore, TokenStore};
+use crate::token::actor::DEFAULT_WAIT_LIMIT;
+
+/// Knobs that are not configuration: tests and embedders set them.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How long a request waits for a fetch before answering without one.
+    pub wait_limit: Duration,
+    /// Stop gracefully on SIGTERM/SIGINT (the `serve` command); tests stop through the handle.
+    pub handle_signals: bool,
+    /// HTTP worker threads; `None` lets actix-web pick one per core.
+    pub workers: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            wait_limit: DEFAULT_WAIT_LIMIT,
+            handle_signals: true,
+            workers: None,
+        }
+    }
+}
+
+/// A built, listening server that has not been awaited yet.
+pub struct Application {
+    addr: SocketAddr,
+    server: Server,
+    state: web::Data<ServerState>,
+}
+
+impl Application {
+    /// Builds everything and binds `settings.server.listen` (port 0 picks a free port).
+    /// Must run inside an actix System.
+    pub async fn build(settings: Settings, options: Options) -> anyhow::Result<Application> {
+        let names: Vec<String> = settings.apps.iter().map(|a| a.name.clone()).collect();
+        let metrics = Metrics::new(&names);
+        let store: Arc<dyn TokenStore> = match &settings.store {
+            StoreSettings::Embedded { path } => Arc::new(EmbeddedStore::open(path)?),
+        };
+        let tls = crate::upstream::tls_config(settings.upstream.ca_file.as_deref())
+            .context("upstream TLS configuration")?;
+        let listener = TcpListener::bind(settings.server.listen)
+            .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        let addr = listener.local_addr()?;
+
+        let deps = ActorDeps {
+            refresh: settings.refresh.clone(),
+            upstream: settings.upstream.clone(),
+            tls,
+            store,
+            metrics: metrics.clone(),
+            wait_limit: options.wait_limit,
+        };
+        let apps = Apps::start(&settings.apps, &deps);
+        // Built once, outside the per-worker factory: every worker shares the same state.
+        let state = web::Data::new(ServerState {
+            apps,
+            clients: ClientKeys::new(settings.clients.clone()),
+            metrics,
+            wait_limit: options.wait_limit,
+        });
+
+        let app_state = state.clone();
+        let mut server =
+            HttpServer::new(move || App::new().app_data(app_state.clone()).configure(routes))
+                .listen(listener)?
+                .shutdown_timeout(settings.server.shutdown_timeout.as_secs());
+        if let Some(n) = options.workers {
+            server = server.workers(n);
+        }
+        if !options.handle_signals {
+            server = server.disable_signals();
+        }
+        let server = server.run();
+        tracing::info!(%addr, apps = names.len(), clients = settings.clients.len(), "wxtoken listening");
+        Ok(Application {
+            addr,
+            server,
+            state,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The HTTP layer's state: running apps, metrics.
+    pub fn state(&self) -> web::Data<ServerState> {
+        self.state.clone()
+    }
+
+    /// Stops the server gracefully when asked.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (signal or handle).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

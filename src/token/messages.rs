@@ -1,0 +1,54 @@
+//! The messages a `TokenActor` answers, one struct per operation.
+
+use std::fmt;
+use std::sync::Arc;
+
+use actix::Message;
+
+use super::{FailureInfo, TokenRecord};
+use crate::metrics::InvalidationOutcome;
+
+/// Asks for a valid token. Answered at once when one is held; otherwise waits (up to the
+/// actor's wait limit) for a fetch to succeed.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Arc<TokenRecord>, NoValidToken>")]
+pub struct Get;
+
+/// A business server reports that WeChat rejected `token` (40001, 42001, 40014...).
+#[derive(Message)]
+#[rtype(result = "Result<Invalidated, NoValidToken>")]
+pub struct Invalidate {
+    pub token: String,
+}
+
+impl fmt::Debug for Invalidate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Invalidate")
+            .field("token", &super::Fingerprint::of(&self.token))
+            .finish()
+    }
+}
+
+/// The answer to [`Invalidate`].
+#[derive(Debug, Clone)]
+pub struct Invalidated {
+    /// The token the caller should use from now on.
+    pub record: Arc<TokenRecord>,
+    /// True when this invalidation (or the one it joined) fetched a new token.
+    pub refreshed: bool,
+    pub outcome: InvalidationOutcome,
+}
+
+/// Stops the actor's context so its supervisor restarts it. For operators' drills and tests:
+/// a restart must never interrupt service.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ForceRestart;
+
+/// No valid token could be had within the wait limit.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no valid token")]
+pub struct NoValidToken {
+    /// Why the last fetch failed, if one did.
+    pub last_failure: Option<Arc<FailureInfo>>,
+}

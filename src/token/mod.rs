@@ -1,0 +1,169 @@
+//! The token domain: what a token is, what each app's actor publishes, and the actor itself.
+
+pub mod actor;
+pub mod messages;
+pub mod schedule;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+pub use actor::TokenActor;
+
+/// An access token. Its `Debug` and `Display` show only a fingerprint, so a token that ends up
+/// in a log line or an error by accident does not leak.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(Arc<str>);
+
+impl AccessToken {
+    pub fn new(value: impl Into<Arc<str>>) -> Self {
+        AccessToken(value.into())
+    }
+
+    /// The token itself: only for answering clients and for calling WeChat.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(&self.0)
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AccessToken({})", self.fingerprint())
+    }
+}
+
+impl fmt::Display for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.fingerprint())
+    }
+}
+
+/// The first 8 hex digits of a secret's SHA-256: enough to tell tokens apart in logs, useless
+/// to an attacker.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 4]);
+
+impl Fingerprint {
+    pub fn of(secret: &str) -> Self {
+        let d = Sha256::digest(secret.as_bytes());
+        Fingerprint([d[0], d[1], d[2], d[3]])
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// One fetched token with everything needed to serve, schedule and persist it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// The appid the token was fetched for; a stored record of another appid is ignored.
+    pub appid: String,
+    pub token: AccessToken,
+    /// When the request that produced the token was sent, so the expiry errs on the early side.
+    pub fetched_at: SystemTime,
+    pub expires_at: SystemTime,
+    /// Counts the tokens this app has had; goes up by one with every fetch.
+    pub generation: u64,
+}
+
+impl TokenRecord {
+    /// Time left at `now`, zero once expired.
+    pub fn remaining(&self, now: SystemTime) -> Duration {
+        self.expires_at.duration_since(now).unwrap_or_default()
+    }
+
+    /// Whether the token can still be handed out: at least a whole second left, so a client
+    /// never receives `expires_in: 0`.
+    pub fn is_valid_at(&self, now: SystemTime) -> bool {
+        self.remaining(now) >= Duration::from_secs(1)
+    }
+
+    pub fn lifetime(&self) -> Duration {
+        self.expires_at
+            .duration_since(self.fetched_at)
+            .unwrap_or_default()
+    }
+
+    pub fn age(&self, now: SystemTime) -> Duration {
+        now.duration_since(self.fetched_at).unwrap_or_default()
+    }
+}
+
+/// Why the last fetch failed, as published to readiness checks, metrics and the 503 body.
+#[derive(Clone, Debug)]
+pub struct FailureInfo {
+    /// The WeChat errcode, when the failure was an errcode answer.
+    pub errcode: Option<i64>,
+    /// Metric label: the errcode, or timeout/connect/http/decode.
+    pub reason: String,
+    pub class: crate::upstream::ErrorClass,
+    /// A human sentence without secrets.
+    pub message: String,
+    pub at: SystemTime,
+}
+
+/// What an app's actor publishes after every change. Readers (the HTTP fast path, readiness,
+/// metrics) load it without a message round trip; the actor is its only writer.
+#[derive(Clone, Debug, Default)]
+pub struct AppStatus {
+    pub token: Option<Arc<TokenRecord>>,
+    pub last_failure: Option<Arc<FailureInfo>>,
+    pub refreshing: bool,
+}
+
+impl AppStatus {
+    /// The token if it can be served at `now`.
+    pub fn valid_token(&self, now: SystemTime) -> Option<&Arc<TokenRecord>> {
+        self.token.as_ref().filter(|t| t.is_valid_at(now))
+    }
+}
+
+/// The published status of one app, shared between its actor and the readers.
+pub type SharedStatus = Arc<arc_swap::ArcSwap<AppStatus>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_never_show_the_token() {
+        let t = AccessToken::new("very-secret-token-value");
+        assert!(!format!("{t:?}").contains("very-secret"));
+        assert!(!format!("{t}").contains("very-secret"));
+        assert_eq!(format!("{t}").len(), 8);
+        assert_ne!(
+            AccessToken::new("a").fingerprint(),
+            AccessToken::new("b").fingerprint()
+        );
+    }
+
+    #[test]
+    fn validity_needs_a_whole_second() {
+        let now = SystemTime::now();
+        let rec = TokenRecord {
+            appid: "wx".into(),
+            token: AccessToken::new("t"),
+            fetched_at: now - Duration::from_secs(10),
+            expires_at: now + Duration::from_millis(500),
+            generation: 1,
+        };
+        assert!(!rec.is_valid_at(now));
+        assert!(rec.is_valid_at(now - Duration::from_secs(1)));
+        assert_eq!(rec.lifetime(), Duration::from_millis(10_500));
+    }
+}

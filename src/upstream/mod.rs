@@ -1,0 +1,358 @@
+//! The WeChat client: fetches access tokens over HTTPS and classifies every way that can fail.
+//!
+//! It knows nothing of actors or HTTP handlers: one call in, a token or an [`UpstreamError`] out.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::config::UpstreamSettings;
+use crate::token::AccessToken;
+
+/// Largest answer body accepted from WeChat. Real answers are a few hundred bytes; the limit
+/// only stops a broken proxy from feeding us megabytes.
+const MAX_BODY: usize = 64 * 1024;
+
+/// What WeChat tokens may contain. They are URL-safe today; anything with whitespace or control
+/// characters would break the headers and URLs clients put it into, so it is refused.
+fn plausible_token(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 4096 && t.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// How a failure should be treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Busy, network trouble, broken answer: retry with backoff, it will likely pass.
+    Transient,
+    /// Our side is misconfigured (wrong secret, IP whitelist...): never fixes itself; alert.
+    Config,
+    /// The daily or per-minute quota is used up: retry slowly.
+    Quota,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Config => "config",
+            ErrorClass::Quota => "quota",
+        }
+    }
+}
+
+/// Everything that can go wrong with one token fetch. Messages never contain the secret, the
+/// URL (which carries the secret) or a token.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// WeChat answered with a non-zero errcode.
+    #[error("WeChat errcode {errcode}: {errmsg}")]
+    Api { errcode: i64, errmsg: String },
+    /// No answer within the configured timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// No connection, or the connection closed before a complete answer.
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// A non-2xx HTTP status.
+    #[error("HTTP status {0}")]
+    Http(u16),
+    /// A 2xx answer that is not the expected JSON.
+    #[error("unexpected answer: {0}")]
+    Decode(String),
+}
+
+impl UpstreamError {
+    /// The `reason` metric label: the errcode, or timeout/connect/http/decode.
+    pub fn reason(&self) -> String {
+        match self {
+            UpstreamError::Api { errcode, .. } => errcode.to_string(),
+            UpstreamError::Timeout(_) => "timeout".into(),
+            UpstreamError::Connect(_) => "connect".into(),
+            UpstreamError::Http(_) => "http".into(),
+            UpstreamError::Decode(_) => "decode".into(),
+        }
+    }
+
+    pub fn errcode(&self) -> Option<i64> {
+        match self {
+            UpstreamError::Api { errcode, .. } => Some(*errcode),
+            _ => None,
+        }
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            UpstreamError::Api { errcode, .. } => classify_errcode(*errcode),
+            _ => ErrorClass::Transient,
+        }
+    }
+}
+
+/// Sorts WeChat errcodes by what they call for (see the table in the project's API notes).
+pub fn classify_errcode(errcode: i64) -> ErrorClass {
+    match errcode {
+        // invalid grant_type, appid, appsecret; frozen secret; IP whitelist; IP needs admin
+        // confirmation; api unauthorized.
+        40002 | 40013 | 40125 | 40243 | 40164 | 61004 | 60020 | 89501 | 89503 | 89506 | 89507
+        | 48001 => ErrorClass::Config,
+        45009 | 45011 => ErrorClass::Quota,
+        _ => ErrorClass::Transient,
+    }
+}
+
+/// A token as WeChat handed it out.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub token: AccessToken,
+    pub expires_in: Duration,
+    /// When the request was sent: the token's lifetime is counted from here, erring early.
+    pub requested_at: SystemTime,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    #[serde(default)]
+    errcode: Option<i64>,
+    #[serde(default)]
+    errmsg: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<i64>,
+}
+
+/// Reads PEM certificates from `path`; at least one must be there.
+pub fn read_ca_file(path: &Path) -> anyhow::Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
+    use rustls_pki_types::pem::PemObject;
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{} is not valid PEM", path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{} holds no PEM certificate", path.display());
+    }
+    Ok(certs)
+}
+
+/// The rustls configuration for calls to WeChat: the web PKI roots plus `ca_file`.
+pub fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        for cert in read_ca_file(path)? {
+            roots
+                .add(cert)
+                .with_context(|| format!("{}: certificate not usable as a root", path.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS setup")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Client for WeChat's credential endpoints. `awc::Client` is not `Send`, so each actor builds
+/// its own on its own thread from the shared, `Send` TLS configuration.
+#[derive(Clone)]
+pub struct WechatClient {
+    http: awc::Client,
+    base_url: Arc<str>,
+    timeout: Duration,
+}
+
+impl WechatClient {
+    pub fn new(settings: &UpstreamSettings, tls: Arc<rustls::ClientConfig>) -> Self {
+        let connector = awc::Connector::new()
+            .rustls_0_23(tls)
+            .timeout(settings.timeout)
+            // A fresh connection now and then picks up DNS changes of api.weixin.qq.com.
+            .conn_lifetime(Duration::from_secs(300));
+        let http = awc::Client::builder()
+            .connector(connector)
+            .timeout(settings.timeout)
+            .disable_redirects()
+            .add_default_header(("user-agent", concat!("wxtoken/", env!("CARGO_PKG_VERSION"))))
+            .finish();
+        WechatClient {
+            http,
+            base_url: settings.base_url.as_str().into(),
+            timeout: settings.timeout,
+        }
+    }
+
+    /// `GET /cgi-bin/token?grant_type=client_credential&appid=..&secret=..`
+    pub async fn fetch_token(
+        &self,
+        appid: &str,
+        secret: &SecretString,
+    ) -> Result<Fetched, UpstreamError> {
+        let requested_at = SystemTime::now();
+        let url = format!("{}/cgi-bin/token", self.base_url);
+        let query = [
+            ("grant_type", "client_credential"),
+            ("appid", appid),
+            ("secret", secret.expose_secret()),
+        ];
+        // The whole exchange, body included, shares one deadline.
+        let call = async {
+            let req = self
+                .http
+                .get(url.as_str())
+                .query(&query)
+                .map_err(|_| UpstreamError::Decode("cannot encode the request query".into()))?;
+            let mut resp = req.send().await.map_err(map_send_error)?;
+            let status = resp.status();
+            let body = resp
+                .body()
+                .limit(MAX_BODY)
+                .await
+                .map_err(map_payload_error)?;
+            if !status.is_success() {
+                return Err(UpstreamError::Http(status.as_u16()));
+            }
+            Ok(body)
+        };
+        let body = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.timeout))??;
+        parse_token_answer(&body, requested_at)
+    }
+}
+
+/// Interprets a `/cgi-bin/token` body: errcode first (failures come with HTTP 200), then the
+/// token and its lifetime.
+pub fn parse_token_answer(body: &[u8], requested_at: SystemTime) -> Result<Fetched, UpstreamError> {
+    let answer: TokenAnswer = serde_json::from_slice(body).map_err(|e| {
+        UpstreamError::Decode(format!(
+            "not the expected JSON ({} bytes): {}",
+            body.len(),
+            e.classify_str()
+        ))
+    })?;
+    if let Some(code) = answer.errcode.filter(|c| *c != 0) {
+        return Err(UpstreamError::Api {
+            errcode: code,
+            errmsg: answer.errmsg.unwrap_or_default(),
+        });
+    }
+    let token = answer
+        .access_token
+        .ok_or_else(|| UpstreamError::Decode("no access_token in the answer".into()))?;
+    if !plausible_token(&token) {
+        return Err(UpstreamError::Decode(
+            "access_token is empty or has characters no token has".into(),
+        ));
+    }
+    let expires_in = match answer.expires_in {
+        Some(s) if s > 0 => Duration::from_secs(s as u64),
+        _ => {
+            return Err(UpstreamError::Decode(
+                "expires_in missing or not positive".into(),
+            ))
+        }
+    };
+    Ok(Fetched {
+        token: AccessToken::new(token),
+        expires_in,
+        requested_at,
+    })
+}
+
+trait ClassifyStr {
+    fn classify_str(&self) -> &'static str;
+}
+
+impl ClassifyStr for serde_json::Error {
+    // serde_json's messages can quote parts of the body; the category alone is safe to log.
+    fn classify_str(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "io",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "wrong field types",
+            serde_json::error::Category::Eof => "truncated",
+        }
+    }
+}
+
+fn map_send_error(e: awc::error::SendRequestError) -> UpstreamError {
+    use awc::error::{ConnectError, SendRequestError as E};
+    match e {
+        E::Timeout | E::Connect(ConnectError::Timeout) => UpstreamError::Timeout(Duration::ZERO),
+        E::Connect(ce) => UpstreamError::Connect(ce.to_string()),
+        E::Send(io) => UpstreamError::Connect(format!("closed while sending: {}", io.kind())),
+        E::Response(p) => UpstreamError::Decode(format!("malformed HTTP answer: {p}")),
+        E::Url(_) => UpstreamError::Connect("invalid upstream URL".into()),
+        other => UpstreamError::Connect(other.to_string()),
+    }
+}
+
+fn map_payload_error(e: awc::error::PayloadError) -> UpstreamError {
+    use awc::error::PayloadError as P;
+    match e {
+        P::Overflow => UpstreamError::Decode(format!("answer larger than {MAX_BODY} bytes")),
+        P::Incomplete(_) | P::Io(_) => {
+            UpstreamError::Connect("connection closed before a complete answer".into())
+        }
+        other => UpstreamError::Decode(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<Fetched, UpstreamError> {
+        parse_token_answer(body.as_bytes(), SystemTime::now())
+    }
+
+    #[test]
+    fn success_bodies_parse_with_or_without_errcode_zero() {
+        let f = parse(r#"{"access_token":"ABC","expires_in":7200}"#).unwrap();
+        assert_eq!(f.token.expose(), "ABC");
+        assert_eq!(f.expires_in, Duration::from_secs(7200));
+        let f = parse(r#"{"errcode":0,"errmsg":"ok","access_token":"X","expires_in":60}"#).unwrap();
+        assert_eq!(f.expires_in, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn errcodes_are_errors_and_classified() {
+        let e = parse(r#"{"errcode":40125,"errmsg":"invalid appsecret"}"#).unwrap_err();
+        assert_eq!(e.reason(), "40125");
+        assert_eq!(e.class(), ErrorClass::Config);
+        assert_eq!(e.errcode(), Some(40125));
+        let e = parse(r#"{"errcode":-1,"errmsg":"system busy"}"#).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Transient);
+        assert_eq!(classify_errcode(45009), ErrorClass::Quota);
+        assert_eq!(classify_errcode(40164), ErrorClass::Config);
+    }
+
+    #[test]
+    fn malformed_bodies_are_decode_errors() {
+        for body in [
+            "<html>busy</html>",
+            r#"{"expires_in":7200}"#,
+            r#"{"access_token":"","expires_in":7200}"#,
+            r#"{"access_token":"a b","expires_in":7200}"#,
+            r#"{"access_token":"abc","expires_in":0}"#,
+            r#"{"access_token":"abc"}"#,
+            r#"{"access_token":5,"expires_in":7200}"#,
+        ] {
+            let e = parse(body).unwrap_err();
+            assert_eq!(e.reason(), "decode", "{body}");
+        }
+    }
+
+    #[test]
+    fn decode_errors_do_not_quote_the_body() {
+        let e = parse(r#"{"access_token":"SECRET-TOKEN","expires_in":"soon"}"#).unwrap_err();
+        assert!(!e.to_string().contains("SECRET-TOKEN"), "{e}");
+    }
+}

@@ -1,0 +1,880 @@
+//! The fake WeChat (`wxtoken::fake`) over real HTTP(S) with a real awc client: minting, overlap
+//! and expiry, every errcode, quotas, the stable token's modes, faults, control endpoints, TLS.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use awc::error::SendRequestError;
+use awc::Client;
+use serde_json::{json, Value};
+use wxtoken::fake::{Endpoint, FakeConfig, FakeTls, FakeWechat, Fault, Validity};
+
+const APP: &str = "wx1234567890abcdef";
+const SECRET: &str = "the-app-secret";
+const OTHER_APP: &str = "wxfedcba0987654321";
+const OTHER_SECRET: &str = "the-other-secret";
+
+fn config() -> FakeConfig {
+    FakeConfig {
+        apps: vec![
+            (APP.into(), SECRET.into()),
+            (OTHER_APP.into(), OTHER_SECRET.into()),
+        ],
+        ..FakeConfig::default()
+    }
+}
+
+/// A started fake and a client for it.
+struct Wx {
+    fake: FakeWechat,
+    client: Client,
+}
+
+impl Wx {
+    async fn start(tweak: impl FnOnce(&mut FakeConfig)) -> Wx {
+        let mut cfg = config();
+        tweak(&mut cfg);
+        let fake = FakeWechat::start(cfg).await.expect("fake starts");
+        Wx {
+            fake,
+            client: Client::default(),
+        }
+    }
+
+    fn url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.fake.base_url())
+    }
+
+    /// GET, returning the status and the raw body.
+    async fn get_raw(&self, path_and_query: &str) -> (u16, String) {
+        let mut res = self
+            .client
+            .get(self.url(path_and_query))
+            .send()
+            .await
+            .expect("request answered");
+        let body = res.body().await.expect("body read");
+        (
+            res.status().as_u16(),
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    /// GET a WeChat endpoint: HTTP 200 and a JSON body.
+    async fn get_json(&self, path_and_query: &str) -> Value {
+        let (status, body) = self.get_raw(path_and_query).await;
+        assert_eq!(status, 200, "body: {body}");
+        serde_json::from_str(&body).expect("JSON body")
+    }
+
+    async fn token_query(&self, query: &str) -> Value {
+        self.get_json(&format!("/cgi-bin/token?{query}")).await
+    }
+
+    /// `/cgi-bin/token` with valid credentials.
+    async fn token(&self) -> Value {
+        self.token_query(&format!(
+            "grant_type=client_credential&appid={APP}&secret={SECRET}"
+        ))
+        .await
+    }
+
+    async fn stable_raw(&self, body: &str) -> Value {
+        let mut res = self
+            .client
+            .post(self.url("/cgi-bin/stable_token"))
+            .insert_header(("content-type", "application/json"))
+            .send_body(body.to_owned())
+            .await
+            .expect("request answered");
+        assert_eq!(res.status().as_u16(), 200);
+        serde_json::from_slice(&res.body().await.expect("body read")).expect("JSON body")
+    }
+
+    /// `/cgi-bin/stable_token` with valid credentials.
+    async fn stable(&self, force_refresh: bool) -> Value {
+        let body = json!({
+            "grant_type": "client_credential",
+            "appid": APP,
+            "secret": SECRET,
+            "force_refresh": force_refresh,
+        });
+        self.stable_raw(&body.to_string()).await
+    }
+
+    async fn probe(&self, token: &str) -> Value {
+        self.get_json(&format!("/cgi-bin/get_api_domain_ip?access_token={token}"))
+            .await
+    }
+
+    async fn control(&self, path: &str, body: Value) -> u16 {
+        let res = self
+            .client
+            .post(self.url(path))
+            .send_json(&body)
+            .await
+            .expect("control request answered");
+        res.status().as_u16()
+    }
+}
+
+fn errcode(v: &Value) -> i64 {
+    v.get("errcode").and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn errmsg(v: &Value) -> &str {
+    v.get("errmsg").and_then(Value::as_str).unwrap_or("")
+}
+
+/// The token of a success body; fails the test on an error body.
+fn token_of(v: &Value) -> String {
+    assert_eq!(errcode(v), 0, "expected a token, got {v}");
+    v["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access_token in {v}"))
+        .to_owned()
+}
+
+fn expires_in(v: &Value) -> u64 {
+    v["expires_in"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no expires_in in {v}"))
+}
+
+fn assert_probe_valid(v: &Value) {
+    assert_eq!(v, &json!({ "ip_list": ["127.0.0.1"] }));
+}
+
+fn assert_wx_error(v: &Value, code: i64, msg: &str) {
+    assert_eq!(v, &json!({ "errcode": code, "errmsg": msg }));
+}
+
+const NOT_LATEST: &str = "invalid credential, access_token is invalid or not latest";
+
+// ---- /cgi-bin/token -------------------------------------------------------------------------
+
+#[actix_web::test]
+async fn token_mints_a_new_url_safe_token_on_every_call() {
+    let wx = Wx::start(|_| {}).await;
+
+    let first = wx.token().await;
+    let second = wx.token().await;
+
+    let (a, b) = (token_of(&first), token_of(&second));
+    assert_ne!(a, b);
+    for t in [&a, &b] {
+        assert_eq!(t.len(), 64);
+        assert!(t
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'));
+    }
+    assert_eq!(expires_in(&first), 7200);
+    assert_eq!(first.as_object().map(|o| o.len()), Some(2), "{first}");
+    assert_eq!(wx.fake.minted(APP), 2);
+    assert_eq!(wx.fake.minted(OTHER_APP), 0);
+    assert_eq!(wx.fake.calls(Endpoint::Token), 2);
+    assert_eq!(wx.fake.current_token(APP), Some(b));
+}
+
+#[actix_web::test]
+async fn token_len_is_configurable() {
+    let wx = Wx::start(|c| c.token_len = 300).await;
+    assert_eq!(token_of(&wx.token().await).len(), 300);
+}
+
+#[actix_web::test]
+async fn replaced_token_works_during_the_overlap_and_older_ones_die_at_once() {
+    let wx = Wx::start(|c| c.overlap_secs = 1).await;
+
+    let a = token_of(&wx.token().await);
+    let b = token_of(&wx.token().await);
+    assert_probe_valid(&wx.probe(&a).await);
+
+    let c = token_of(&wx.token().await);
+    // a is two generations old: dead at once, although its overlap had not run out.
+    assert_wx_error(&wx.probe(&a).await, 40001, NOT_LATEST);
+    assert_eq!(wx.fake.validity(&a), Validity::Replaced);
+    assert_probe_valid(&wx.probe(&b).await);
+
+    actix_web::rt::time::sleep(Duration::from_millis(1100)).await;
+    assert_wx_error(&wx.probe(&b).await, 40001, NOT_LATEST);
+    assert_eq!(wx.fake.validity(&b), Validity::Replaced);
+    assert_probe_valid(&wx.probe(&c).await);
+    assert_eq!(wx.fake.validity(&c), Validity::Valid);
+}
+
+#[actix_web::test]
+async fn expired_token_answers_42001() {
+    let wx = Wx::start(|c| c.expires_in = 1).await;
+
+    let answer = wx.token().await;
+    assert_eq!(expires_in(&answer), 1);
+    let t = token_of(&answer);
+    assert_probe_valid(&wx.probe(&t).await);
+
+    actix_web::rt::time::sleep(Duration::from_millis(1100)).await;
+    assert_wx_error(&wx.probe(&t).await, 42001, "access_token expired");
+    assert_eq!(wx.fake.validity(&t), Validity::Expired);
+}
+
+#[actix_web::test]
+async fn set_expires_in_applies_to_tokens_minted_afterwards() {
+    let wx = Wx::start(|_| {}).await;
+    let long = token_of(&wx.token().await);
+
+    wx.fake.set_expires_in(60);
+    assert_eq!(expires_in(&wx.token().await), 60);
+
+    // The earlier token keeps its 7200 s: after 100 s it is past a 60 s life but still
+    // inside the 300 s overlap.
+    wx.fake.advance_clock(Duration::from_secs(100));
+    assert_eq!(wx.fake.validity(&long), Validity::Valid);
+}
+
+#[actix_web::test]
+async fn token_errcodes_for_bad_requests() {
+    let wx = Wx::start(|_| {}).await;
+
+    let cases: [(String, i64, &str); 7] = [
+        (
+            format!("appid={APP}&secret={SECRET}"),
+            40002,
+            "invalid grant_type",
+        ),
+        (
+            format!("grant_type=authorization_code&appid={APP}&secret={SECRET}"),
+            40002,
+            "invalid grant_type",
+        ),
+        (
+            format!("grant_type=client_credential&appid=wxnobody&secret={SECRET}"),
+            40013,
+            "invalid appid",
+        ),
+        (
+            format!("grant_type=client_credential&appid={APP}&secret=wrong"),
+            40125,
+            "invalid appsecret",
+        ),
+        // A valid secret of another app is still the wrong secret.
+        (
+            format!("grant_type=client_credential&appid={APP}&secret={OTHER_SECRET}"),
+            40125,
+            "invalid appsecret",
+        ),
+        (
+            format!("grant_type=client_credential&secret={SECRET}"),
+            41002,
+            "appid missing",
+        ),
+        (
+            format!("grant_type=client_credential&appid={APP}&secret="),
+            41004,
+            "appsecret missing",
+        ),
+    ];
+    for (query, code, msg) in cases {
+        assert_wx_error(&wx.token_query(&query).await, code, msg);
+    }
+    assert_eq!(wx.fake.minted(APP), 0);
+    assert_eq!(wx.fake.current_token(APP), None);
+    assert_eq!(wx.fake.calls(Endpoint::Token), 7);
+}
+
+#[actix_web::test]
+async fn wrong_methods_get_wechats_method_errcodes() {
+    let wx = Wx::start(|_| {}).await;
+
+    let mut res = wx
+        .client
+        .post(wx.url(&format!(
+            "/cgi-bin/token?grant_type=client_credential&appid={APP}&secret={SECRET}"
+        )))
+        .send()
+        .await
+        .expect("answered");
+    let body: Value = serde_json::from_slice(&res.body().await.expect("body")).expect("JSON");
+    assert_wx_error(&body, 43001, "require GET method");
+
+    let body = wx.get_json("/cgi-bin/stable_token").await;
+    assert_wx_error(&body, 43002, "require POST method");
+    assert_eq!(wx.fake.minted(APP), 0);
+}
+
+#[actix_web::test]
+async fn daily_quota_runs_out_with_45009_and_resets_the_next_day() {
+    let wx = Wx::start(|c| c.daily_quota = 2).await;
+
+    // Calls rejected for bad credentials do not use quota.
+    let wrong = format!("grant_type=client_credential&appid={APP}&secret=wrong");
+    assert_eq!(errcode(&wx.token_query(&wrong).await), 40125);
+
+    token_of(&wx.token().await);
+    let last = token_of(&wx.token().await);
+    assert_wx_error(&wx.token().await, 45009, "reach max api daily quota limit");
+    assert_eq!(wx.fake.minted(APP), 2);
+    assert_eq!(wx.fake.current_token(APP), Some(last));
+
+    // The quota is per appid, and the stable token has limits of its own.
+    let other = format!("grant_type=client_credential&appid={OTHER_APP}&secret={OTHER_SECRET}");
+    token_of(&wx.token_query(&other).await);
+    token_of(&wx.stable(false).await);
+
+    wx.fake.advance_clock(Duration::from_secs(24 * 3600));
+    token_of(&wx.token().await);
+}
+
+// ---- the probe ------------------------------------------------------------------------------
+
+#[actix_web::test]
+async fn probe_errcodes() {
+    let wx = Wx::start(|_| {}).await;
+
+    assert_wx_error(
+        &wx.get_json("/cgi-bin/get_api_domain_ip").await,
+        41001,
+        "access_token missing",
+    );
+    assert_wx_error(
+        &wx.get_json("/cgi-bin/get_api_domain_ip?access_token=")
+            .await,
+        41001,
+        "access_token missing",
+    );
+    assert_wx_error(&wx.probe("never-minted-here").await, 40001, NOT_LATEST);
+    assert_eq!(wx.fake.validity("never-minted-here"), Validity::Unknown);
+    assert_eq!(wx.fake.calls(Endpoint::Probe), 3);
+    assert_eq!(wx.fake.calls(Endpoint::Token), 0);
+}
+
+// ---- /cgi-bin/stable_token ------------------------------------------------------------------
+
+#[actix_web::test]
+async fn stable_token_is_reused_and_separate_from_cgi_bin_token() {
+    let wx = Wx::start(|_| {}).await;
+
+    let first = wx.stable(false).await;
+    let s = token_of(&first);
+    assert_eq!(expires_in(&first), 7200);
+
+    let plain = token_of(&wx.token().await);
+    assert_ne!(plain, s);
+
+    let again = wx.stable(false).await;
+    assert_eq!(token_of(&again), s);
+    assert!((7198..=7200).contains(&expires_in(&again)), "{again}");
+    assert_probe_valid(&wx.probe(&s).await);
+    assert_probe_valid(&wx.probe(&plain).await);
+    assert_eq!(wx.fake.current_stable_token(APP), Some(s));
+    assert_eq!(wx.fake.minted(APP), 2);
+    assert_eq!(wx.fake.fetched(APP), 3);
+    assert_eq!(wx.fake.calls(Endpoint::StableToken), 2);
+}
+
+#[actix_web::test]
+async fn stable_token_rotates_in_its_last_300_seconds() {
+    let wx = Wx::start(|_| {}).await;
+    let a = token_of(&wx.stable(false).await);
+
+    wx.fake.advance_clock(Duration::from_secs(6890));
+    let still = wx.stable(false).await;
+    assert_eq!(token_of(&still), a);
+    assert!((300..=310).contains(&expires_in(&still)), "{still}");
+
+    wx.fake.advance_clock(Duration::from_secs(20));
+    let rotated = wx.stable(false).await;
+    let b = token_of(&rotated);
+    assert_ne!(b, a);
+    assert_eq!(expires_in(&rotated), 7200);
+    // The rotated-out token lives on until its own expiry.
+    assert_probe_valid(&wx.probe(&a).await);
+
+    wx.fake.advance_clock(Duration::from_secs(291));
+    assert_wx_error(&wx.probe(&a).await, 42001, "access_token expired");
+    assert_probe_valid(&wx.probe(&b).await);
+    assert_eq!(token_of(&wx.stable(false).await), b);
+}
+
+#[actix_web::test]
+async fn stable_rotation_window_is_half_a_short_lifetime() {
+    let wx = Wx::start(|c| c.expires_in = 4).await;
+    let a = token_of(&wx.stable(false).await);
+
+    wx.fake.advance_clock(Duration::from_millis(1000));
+    let still = wx.stable(false).await;
+    assert_eq!(token_of(&still), a);
+    assert_eq!(expires_in(&still), 2);
+
+    wx.fake.advance_clock(Duration::from_millis(1500));
+    let b = token_of(&wx.stable(false).await);
+    assert_ne!(b, a);
+    assert_eq!(wx.fake.validity(&a), Validity::Valid);
+
+    wx.fake.advance_clock(Duration::from_millis(1600));
+    assert_eq!(wx.fake.validity(&a), Validity::Expired);
+    assert_eq!(wx.fake.validity(&b), Validity::Valid);
+}
+
+#[actix_web::test]
+async fn force_refresh_kills_the_old_token_and_is_rate_limited() {
+    let wx = Wx::start(|_| {}).await;
+    let a = token_of(&wx.stable(false).await);
+
+    let b = token_of(&wx.stable(true).await);
+    assert_ne!(b, a);
+    assert_wx_error(&wx.probe(&a).await, 40001, NOT_LATEST);
+    assert_eq!(wx.fake.validity(&a), Validity::Replaced);
+
+    // A second force within 30 s is refused, and changes nothing.
+    wx.fake.advance_clock(Duration::from_secs(29));
+    assert_wx_error(
+        &wx.stable(true).await,
+        45011,
+        "api minute-quota reach limit",
+    );
+    assert_eq!(token_of(&wx.stable(false).await), b);
+
+    wx.fake.advance_clock(Duration::from_secs(1));
+    let c = token_of(&wx.stable(true).await);
+    assert_ne!(c, b);
+    assert_eq!(wx.fake.validity(&b), Validity::Replaced);
+
+    // 20 forced refreshes per day: two done, 18 more allowed, the 21st refused.
+    for _ in 0..18 {
+        wx.fake.advance_clock(Duration::from_secs(31));
+        token_of(&wx.stable(true).await);
+    }
+    wx.fake.advance_clock(Duration::from_secs(31));
+    assert_eq!(errcode(&wx.stable(true).await), 45011);
+
+    wx.fake.advance_clock(Duration::from_secs(24 * 3600));
+    token_of(&wx.stable(true).await);
+}
+
+#[actix_web::test]
+async fn stable_token_errcodes_for_bad_requests() {
+    let wx = Wx::start(|_| {}).await;
+
+    for body in [
+        "{not json",
+        "[1, 2]",
+        "",
+        r#"{"grant_type":"client_credential","appid":"x","secret":"y","force_refresh":"yes"}"#,
+    ] {
+        assert_wx_error(&wx.stable_raw(body).await, 47001, "data format error");
+    }
+    let cases = [
+        (json!({ "appid": APP, "secret": SECRET }), 40002),
+        (
+            json!({ "grant_type": "password", "appid": APP, "secret": SECRET }),
+            40002,
+        ),
+        (
+            json!({ "grant_type": "client_credential", "appid": "wxnobody", "secret": SECRET }),
+            40013,
+        ),
+        (
+            json!({ "grant_type": "client_credential", "appid": APP, "secret": "wrong" }),
+            40125,
+        ),
+        (
+            json!({ "grant_type": "client_credential", "secret": SECRET }),
+            41002,
+        ),
+    ];
+    for (body, code) in cases {
+        assert_eq!(
+            errcode(&wx.stable_raw(&body.to_string()).await),
+            code,
+            "{body}"
+        );
+    }
+    // force_refresh may be left out: normal mode.
+    let body = json!({ "grant_type": "client_credential", "appid": APP, "secret": SECRET });
+    token_of(&wx.stable_raw(&body.to_string()).await);
+    assert_eq!(wx.fake.minted(APP), 1);
+}
+
+// ---- faults ---------------------------------------------------------------------------------
+
+#[actix_web::test]
+async fn errcode_fault_answers_n_calls_of_either_token_endpoint_then_stops() {
+    let wx = Wx::start(|_| {}).await;
+    wx.fake.inject(Fault::Errcode(-1), 2);
+
+    assert_wx_error(&wx.token().await, -1, "system error");
+    assert_wx_error(&wx.stable(false).await, -1, "system error");
+    token_of(&wx.token().await);
+
+    assert_eq!(wx.fake.calls(Endpoint::Token), 2);
+    assert_eq!(wx.fake.calls(Endpoint::StableToken), 1);
+    assert_eq!(wx.fake.minted(APP), 1);
+}
+
+#[actix_web::test]
+async fn errcode_faults_carry_wechats_errmsg() {
+    let wx = Wx::start(|_| {}).await;
+    let cases = [
+        (-1, "system error"),
+        (40013, "invalid appid"),
+        (40125, "invalid appsecret"),
+        (45009, "reach max api daily quota limit"),
+        (45011, "api minute-quota reach limit"),
+        (99999, "fault injected"),
+    ];
+    for (code, msg) in cases {
+        wx.fake.inject(Fault::Errcode(code), 1);
+        assert_wx_error(&wx.token().await, code, msg);
+    }
+    wx.fake.inject(Fault::Errcode(40164), 1);
+    let body = wx.token().await;
+    assert_eq!(errcode(&body), 40164);
+    assert!(errmsg(&body).starts_with("invalid ip "), "{body}");
+    assert!(errmsg(&body).ends_with(", not in whitelist"), "{body}");
+    assert_eq!(wx.fake.minted(APP), 0);
+}
+
+#[actix_web::test]
+async fn faults_run_in_injection_order_and_skip_the_probe() {
+    let wx = Wx::start(|_| {}).await;
+    let t = token_of(&wx.token().await);
+    wx.fake.inject(Fault::Errcode(-1), 1);
+    wx.fake.inject(Fault::Http(502), 1);
+
+    assert_probe_valid(&wx.probe(&t).await);
+    assert_eq!(errcode(&wx.token().await), -1);
+    assert_eq!(wx.get_raw("/cgi-bin/token").await.0, 502);
+    token_of(&wx.token().await);
+}
+
+#[actix_web::test]
+async fn http_fault_answers_that_status_with_a_text_body() {
+    let wx = Wx::start(|_| {}).await;
+    wx.fake.inject(Fault::Http(503), 2);
+    let query = format!("/cgi-bin/token?grant_type=client_credential&appid={APP}&secret={SECRET}");
+
+    for _ in 0..2 {
+        let (status, body) = wx.get_raw(&query).await;
+        assert_eq!(status, 503);
+        assert!(serde_json::from_str::<Value>(&body).is_err(), "{body}");
+    }
+    token_of(&wx.token().await);
+    assert_eq!(wx.fake.minted(APP), 1);
+}
+
+#[actix_web::test]
+async fn not_json_fault_answers_200_with_html() {
+    let wx = Wx::start(|_| {}).await;
+    wx.fake.inject(Fault::NotJson, 1);
+
+    let mut res = wx
+        .client
+        .get(wx.url(&format!(
+            "/cgi-bin/token?grant_type=client_credential&appid={APP}&secret={SECRET}"
+        )))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status().as_u16(), 200);
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let body = res.body().await.expect("body");
+    assert!(serde_json::from_slice::<Value>(&body).is_err());
+
+    token_of(&wx.token().await);
+}
+
+#[actix_web::test]
+async fn slow_fault_delays_then_answers_normally() {
+    let wx = Wx::start(|_| {}).await;
+    wx.fake.inject(Fault::Slow(Duration::from_millis(600)), 2);
+
+    let started = Instant::now();
+    token_of(&wx.token().await);
+    assert!(started.elapsed() >= Duration::from_millis(600));
+
+    // A client with a shorter timeout gives up; the fault is used all the same.
+    let impatient = Client::builder()
+        .timeout(Duration::from_millis(200))
+        .finish();
+    let err = impatient
+        .get(wx.url(&format!(
+            "/cgi-bin/token?grant_type=client_credential&appid={APP}&secret={SECRET}"
+        )))
+        .send()
+        .await
+        .expect_err("times out");
+    assert!(matches!(err, SendRequestError::Timeout), "{err:?}");
+
+    let started = Instant::now();
+    token_of(&wx.token().await);
+    assert!(started.elapsed() < Duration::from_millis(500));
+}
+
+/// What a dropped connection looks like to awc: `send()` itself fails, because not a byte of
+/// the response arrives before the connection closes.
+async fn assert_dropped(client: &Client, url: &str) {
+    let err = client
+        .get(url)
+        .send()
+        .await
+        .expect_err("the connection is dropped before any answer");
+    assert!(
+        matches!(
+            err,
+            SendRequestError::Response(awc::error::ParseError::Incomplete)
+        ),
+        "{err:?}"
+    );
+}
+
+#[actix_web::test]
+async fn drop_fault_closes_the_connection_without_an_answer() {
+    let wx = Wx::start(|_| {}).await;
+    wx.fake.inject(Fault::Drop, 2);
+    let url = wx.url(&format!(
+        "/cgi-bin/token?grant_type=client_credential&appid={APP}&secret={SECRET}"
+    ));
+
+    assert_dropped(&wx.client, &url).await;
+    assert_dropped(&wx.client, &url).await;
+    token_of(&wx.token().await);
+    assert_eq!(wx.fake.calls(Endpoint::Token), 3);
+    assert_eq!(wx.fake.minted(APP), 1);
+}
+
+#[actix_web::test]
+async fn clear_faults_forgets_unused_faults() {
+    let wx = Wx::start(|_| {}).await;
+    wx.fake.inject(Fault::Errcode(-1), 5);
+    assert_eq!(errcode(&wx.token().await), -1);
+
+    wx.fake.clear_faults();
+    token_of(&wx.token().await);
+}
+
+// ---- control endpoints ----------------------------------------------------------------------
+
+#[actix_web::test]
+async fn stats_endpoint_reports_calls_and_mints() {
+    let wx = Wx::start(|_| {}).await;
+    let t = token_of(&wx.token().await);
+    token_of(&wx.stable(false).await);
+    token_of(&wx.stable(false).await);
+    wx.probe(&t).await;
+
+    let stats = wx.get_json("/_fake/stats").await;
+    assert_eq!(
+        stats,
+        json!({
+            "calls": { "token": 1, "stable_token": 2, "probe": 1 },
+            "minted": { APP: 2, OTHER_APP: 0 },
+        })
+    );
+}
+
+#[actix_web::test]
+async fn fault_endpoint_injects_each_kind() {
+    let wx = Wx::start(|_| {}).await;
+    let url = wx.url(&format!(
+        "/cgi-bin/token?grant_type=client_credential&appid={APP}&secret={SECRET}"
+    ));
+
+    let injections = [
+        json!({ "kind": "errcode", "errcode": 40164, "times": 1 }),
+        json!({ "kind": "http", "status": 500, "times": 1 }),
+        json!({ "kind": "not_json", "times": 1 }),
+        json!({ "kind": "slow", "millis": 300, "times": 1 }),
+        json!({ "kind": "drop", "times": 1 }),
+    ];
+    for body in injections {
+        assert_eq!(wx.control("/_fake/fault", body).await, 204);
+    }
+
+    assert_eq!(errcode(&wx.token().await), 40164);
+    assert_eq!(wx.get_raw("/cgi-bin/token").await.0, 500);
+    let (status, body) = wx.get_raw("/cgi-bin/token").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("<html>"), "{body}");
+    let started = Instant::now();
+    token_of(&wx.token().await);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_dropped(&wx.client, &url).await;
+    token_of(&wx.token().await);
+}
+
+#[actix_web::test]
+async fn clear_and_expires_in_endpoints() {
+    let wx = Wx::start(|_| {}).await;
+
+    assert_eq!(
+        wx.control(
+            "/_fake/fault",
+            json!({ "kind": "errcode", "errcode": -1, "times": 3 })
+        )
+        .await,
+        204
+    );
+    assert_eq!(wx.control("/_fake/clear", json!({})).await, 204);
+    assert_eq!(
+        wx.control("/_fake/expires_in", json!({ "secs": 1234 }))
+            .await,
+        204
+    );
+
+    assert_eq!(expires_in(&wx.token().await), 1234);
+}
+
+#[actix_web::test]
+async fn control_endpoints_reject_bad_bodies() {
+    let wx = Wx::start(|_| {}).await;
+    for body in [
+        json!({ "kind": "bogus", "times": 1 }),
+        json!({ "kind": "http", "times": 1 }),
+        json!({ "kind": "http", "status": 42 }),
+        json!({ "kind": "errcode", "errcode": -1, "tims": 1 }),
+        json!("drop"),
+    ] {
+        assert_eq!(
+            wx.control("/_fake/fault", body.clone()).await,
+            400,
+            "{body}"
+        );
+    }
+    assert_eq!(
+        wx.control("/_fake/expires_in", json!({ "sec": 5 })).await,
+        400
+    );
+    // Nothing was injected by the rejected bodies.
+    token_of(&wx.token().await);
+}
+
+#[actix_web::test]
+async fn unknown_paths_are_404() {
+    let wx = Wx::start(|_| {}).await;
+    for path in [
+        "/",
+        "/cgi-bin/tokens",
+        "/cgi-bin/ticket/getticket?type=jsapi",
+        "/_fake/nope",
+    ] {
+        assert_eq!(wx.get_raw(path).await.0, 404, "{path}");
+    }
+}
+
+// ---- lifecycle and HTTPS --------------------------------------------------------------------
+
+#[actix_web::test]
+async fn base_url_matches_the_bound_address_and_stop_closes_it() {
+    let wx = Wx::start(|_| {}).await;
+    let addr = wx.fake.addr();
+    assert!(addr.ip().is_loopback());
+    assert_ne!(addr.port(), 0);
+    assert_eq!(wx.fake.base_url(), format!("http://{addr}"));
+    token_of(&wx.token().await);
+
+    let url = wx.url("/cgi-bin/token");
+    let other_handle = wx.fake.clone();
+    wx.fake.stop().await;
+    other_handle.stopped().await;
+
+    let err = Client::default()
+        .get(&url)
+        .send()
+        .await
+        .expect_err("stopped server refuses connections");
+    assert!(matches!(err, SendRequestError::Connect(_)), "{err:?}");
+}
+
+/// A CA, and a leaf certificate for 127.0.0.1 signed by it.
+fn test_pki() -> (FakeTls, rustls::pki_types::CertificateDer<'static>) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "wxtoken test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
+        .expect("CA certificate");
+
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &ca)
+        .expect("leaf certificate");
+
+    let tls = FakeTls {
+        cert_pem: leaf.pem(),
+        key_pem: leaf_key.serialize_pem(),
+    };
+    (tls, ca.der().clone())
+}
+
+#[actix_web::test]
+async fn https_with_a_certificate_the_client_trusts() {
+    let (tls, ca) = test_pki();
+    let fake = FakeWechat::start(FakeConfig {
+        tls: Some(tls),
+        ..config()
+    })
+    .await
+    .expect("fake starts with TLS");
+    assert_eq!(fake.base_url(), format!("https://{}", fake.addr()));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).expect("CA accepted as a root");
+    let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let client = Client::builder()
+        .connector(awc::Connector::new().rustls_0_23(Arc::new(client_config)))
+        .finish();
+
+    let url = format!(
+        "{}/cgi-bin/token?grant_type=client_credential&appid={APP}&secret={SECRET}",
+        fake.base_url()
+    );
+    let mut res = client.get(&url).send().await.expect("HTTPS answered");
+    let body: Value = serde_json::from_slice(&res.body().await.expect("body")).expect("JSON");
+    token_of(&body);
+
+    // The Drop fault looks the same over TLS.
+    fake.inject(Fault::Drop, 1);
+    assert_dropped(&client, &url).await;
+
+    // A client that does not trust the test CA is refused: the certificate is really checked.
+    let err = Client::default()
+        .get(&url)
+        .send()
+        .await
+        .expect_err("untrusted certificate");
+    assert!(matches!(err, SendRequestError::Connect(_)), "{err:?}");
+    assert_eq!(fake.minted(APP), 1);
+}
+
+#[actix_web::test]
+async fn bad_tls_material_is_an_error_at_start() {
+    let result = FakeWechat::start(FakeConfig {
+        tls: Some(FakeTls {
+            cert_pem: "not a certificate".into(),
+            key_pem: "not a key".into(),
+        }),
+        ..config()
+    })
+    .await;
+    let err = result.expect_err("start refuses bad PEM");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+}

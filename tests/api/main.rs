@@ -1,0 +1,2 @@
+mod fake_wechat;
+fn main() {}
