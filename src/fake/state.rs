@@ -156,6 +156,8 @@ struct TokenBook {
     records: HashMap<String, TokenRecord>,
     /// Mint order, oldest first, for forgetting old dead tokens.
     order: VecDeque<String>,
+    /// How many tokens to remember ([`REMEMBERED_TOKENS`]; smaller in unit tests).
+    limit: usize,
 }
 
 impl TokenBook {
@@ -187,7 +189,7 @@ impl TokenBook {
     /// Drops the oldest dead token while over the memory bound. A still-living old token (an
     /// idle app's current one) goes to the back of the queue instead: it must stay known.
     fn forget_old(&mut self, now: Instant) {
-        if self.order.len() <= REMEMBERED_TOKENS {
+        if self.order.len() <= self.limit {
             return;
         }
         for _ in 0..self.order.len() {
@@ -301,6 +303,7 @@ impl FakeState {
             book: TokenBook {
                 records: HashMap::new(),
                 order: VecDeque::new(),
+                limit: REMEMBERED_TOKENS,
             },
             expires_in: cfg.expires_in.max(1),
             overlap: Duration::from_secs(cfg.overlap_secs),
@@ -595,16 +598,19 @@ mod tests {
 
     #[test]
     fn forgetting_keeps_living_tokens() {
-        let mut s = state(|c| c.daily_quota = u32::MAX);
-        let idle = s
-            .stable_token(creds(), false)
-            .map(|i| i.access_token)
-            .unwrap();
-        for _ in 0..REMEMBERED_TOKENS + 10 {
-            s.token(creds()).unwrap();
+        let mut s = state(|_| {});
+        s.book.limit = 50;
+        let idle = s.stable_token(creds(), false).unwrap().access_token;
+        let mut minted = Vec::new();
+        for _ in 0..100 {
+            minted.push(s.token(creds()).unwrap().access_token);
         }
-        assert!(s.book.records.len() <= REMEMBERED_TOKENS);
+        assert_eq!(s.book.records.len(), 50);
         assert_eq!(s.validity(&idle), Validity::Valid);
+        // The two newest /cgi-bin/token tokens are alive, the oldest ones forgotten.
+        assert_eq!(s.validity(&minted[99]), Validity::Valid);
+        assert_eq!(s.validity(&minted[98]), Validity::Valid);
+        assert_eq!(s.validity(&minted[0]), Validity::Unknown);
     }
 
     #[test]

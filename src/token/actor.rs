@@ -412,8 +412,8 @@ impl Handler<Invalidate> for TokenActor {
                 tracing::debug!(app = %app, outcome = outcome.as_str(), "invalidation answered without a fetch");
                 metrics.invalidation(&app, outcome);
                 return Box::pin(std::future::ready(Ok(Invalidated {
+                    refreshed: outcome == InvalidationOutcome::Stale,
                     record: cur,
-                    refreshed: false,
                     outcome,
                 })));
             }

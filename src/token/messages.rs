@@ -34,7 +34,9 @@ impl fmt::Debug for Invalidate {
 pub struct Invalidated {
     /// The token the caller should use from now on.
     pub record: Arc<TokenRecord>,
-    /// True when this invalidation (or the one it joined) fetched a new token.
+    /// True when `record` holds a different token from the one reported: a fetch made for this
+    /// report (or one it joined), or an earlier one that had already replaced it. False means
+    /// the caller gets the reported token back (too soon to refetch, or the fetch failed).
     pub refreshed: bool,
     pub outcome: InvalidationOutcome,
 }

@@ -1,2 +1,10 @@
+//! Integration tests: the server and its fake WeChat over real HTTP on 127.0.0.1.
+
+mod auth;
 mod fake_wechat;
-fn main() {}
+mod faults;
+mod helpers;
+mod invalidate;
+mod persistence;
+mod refresh;
+mod token;

@@ -1,0 +1,374 @@
+//! Test harness: a fake WeChat and a wxtoken server on random loopback ports, with typed helpers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use actix_web::web;
+use serde_json::Value;
+use wxtoken::config::Settings;
+use wxtoken::fake::{FakeConfig, FakeWechat};
+use wxtoken::http::ServerState;
+use wxtoken::startup::{Application, Options};
+
+pub const SHOP_APPID: &str = "wxshop00000000001";
+pub const SHOP_SECRET: &str = "shop-app-secret-value-0001";
+pub const BLOG_APPID: &str = "wxblog00000000002";
+pub const BLOG_SECRET: &str = "blog-app-secret-value-0002";
+/// May read `shop` only.
+pub const BILLING_KEY: &str = "billing-client-key-0000000001";
+/// May read every app.
+pub const OPS_KEY: &str = "ops-client-key-00000000000002";
+
+/// Logs go to the test output only when asked: `TEST_LOG=1 cargo test`.
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        wxtoken::telemetry::init("debug", std::io::stderr);
+    }
+}
+
+/// Everything a test may want to change about the fake and the server.
+#[derive(Clone)]
+pub struct Spec {
+    pub expires_in: u64,
+    pub overlap_secs: u64,
+    /// Secret configured for `shop` (the fake knows the right one).
+    pub shop_secret: String,
+    pub margin: Duration,
+    pub min_interval: Duration,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    pub upstream_timeout: Duration,
+    pub wait_limit: Duration,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Spec {
+            expires_in: 7200,
+            overlap_secs: 300,
+            shop_secret: SHOP_SECRET.into(),
+            margin: Duration::from_secs(600),
+            min_interval: Duration::ZERO,
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_millis(400),
+            upstream_timeout: Duration::from_secs(2),
+            wait_limit: Duration::from_secs(2),
+            ca_file: None,
+        }
+    }
+}
+
+pub async fn start_fake(spec: &Spec) -> FakeWechat {
+    FakeWechat::start(FakeConfig {
+        apps: vec![
+            (SHOP_APPID.into(), SHOP_SECRET.into()),
+            (BLOG_APPID.into(), BLOG_SECRET.into()),
+        ],
+        expires_in: spec.expires_in,
+        overlap_secs: spec.overlap_secs,
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake WeChat starts")
+}
+
+/// The configuration file text tests start from (also used by the subprocess tests).
+pub fn config_text(base_url: &str, store: &Path, listen: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "{listen}"
+shutdown_timeout_secs = 2
+[upstream]
+base_url = "{base_url}"
+timeout_secs = 2
+[refresh]
+margin_secs = 600
+min_interval_secs = 0
+retry_min_secs = 1
+retry_max_secs = 2
+[store]
+kind = "embedded"
+path = {store}
+[[apps]]
+name = "shop"
+appid = "{SHOP_APPID}"
+secret_env = "WXTOKEN_TEST_SHOP_SECRET"
+[[apps]]
+name = "blog"
+appid = "{BLOG_APPID}"
+secret_env = "WXTOKEN_TEST_BLOG_SECRET"
+[[clients]]
+name = "billing"
+key_env = "WXTOKEN_TEST_BILLING_KEY"
+apps = ["shop"]
+[[clients]]
+name = "ops"
+key_sha256 = "{ops}"
+apps = ["*"]
+"#,
+        store = toml::Value::String(store.display().to_string()),
+        ops = hex::encode(wxtoken::config::key_digest(OPS_KEY)),
+    )
+}
+
+pub fn settings_for(spec: &Spec, base_url: &str, store: &Path) -> Settings {
+    let text = config_text(base_url, store, "127.0.0.1:0");
+    let shop = spec.shop_secret.clone();
+    let lookup = move |name: &str| match name {
+        "WXTOKEN_TEST_SHOP_SECRET" => Some(shop.clone()),
+        "WXTOKEN_TEST_BLOG_SECRET" => Some(BLOG_SECRET.to_string()),
+        "WXTOKEN_TEST_BILLING_KEY" => Some(BILLING_KEY.to_string()),
+        _ => None,
+    };
+    let mut s = Settings::from_toml(&text, &[], &lookup).expect("test config is valid");
+    s.refresh.margin = spec.margin;
+    s.refresh.min_interval = spec.min_interval;
+    s.refresh.retry_min = spec.retry_min;
+    s.refresh.retry_max = spec.retry_max;
+    s.upstream.timeout = spec.upstream_timeout;
+    s.upstream.ca_file = spec.ca_file.clone();
+    s
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub fake: FakeWechat,
+    pub state: web::Data<ServerState>,
+    pub handle: ServerHandle,
+    pub http: awc::Client,
+    pub store_path: PathBuf,
+    pub spec: Spec,
+    /// Keeps the store directory alive for the test's duration.
+    pub dir: Arc<tempfile::TempDir>,
+}
+
+/// A fake WeChat plus a server using it, with a fresh store.
+pub async fn spawn_app(spec: Spec) -> TestApp {
+    init_logs();
+    let fake = start_fake(&spec).await;
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let store = dir.path().join("wxtoken.redb");
+    spawn_server(spec, fake, dir, store).await
+}
+
+/// A server against an existing fake and store (for restart tests).
+pub async fn spawn_server(
+    spec: Spec,
+    fake: FakeWechat,
+    dir: Arc<tempfile::TempDir>,
+    store_path: PathBuf,
+) -> TestApp {
+    let settings = settings_for(&spec, &fake.base_url(), &store_path);
+    let app = Application::build(
+        settings,
+        Options {
+            wait_limit: spec.wait_limit,
+            handle_signals: false,
+            workers: Some(2),
+        },
+    )
+    .await
+    .expect("server builds");
+    let base = format!("http://{}", app.addr());
+    let state = app.state();
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        fake,
+        state,
+        handle,
+        http: client(),
+        store_path,
+        spec,
+        dir,
+    }
+}
+
+/// An HTTP client able to hold many concurrent requests.
+pub fn client() -> awc::Client {
+    awc::Client::builder()
+        .connector(awc::Connector::new().limit(1000))
+        .timeout(Duration::from_secs(30))
+        .finish()
+}
+
+/// Status and parsed JSON body (Null when the body is not JSON).
+pub struct Answer {
+    pub status: u16,
+    pub headers: actix_web::http::header::HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str, key: Option<&str>) -> Answer {
+        let mut req = self.http.get(format!("{}{}", self.base, path));
+        if let Some(k) = key {
+            req = req.insert_header(("Authorization", format!("Bearer {k}")));
+        }
+        answer(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn post(&self, path: &str, key: Option<&str>, body: impl Into<String>) -> Answer {
+        let mut req = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .insert_header(("Content-Type", "application/json"));
+        if let Some(k) = key {
+            req = req.insert_header(("Authorization", format!("Bearer {k}")));
+        }
+        answer(req.send_body(body.into()).await.expect("request sent")).await
+    }
+
+    /// `GET /v1/apps/shop/token` as the billing client; panics unless 200.
+    pub async fn shop_token(&self) -> String {
+        let a = self.get("/v1/apps/shop/token", Some(BILLING_KEY)).await;
+        assert_eq!(a.status, 200, "token request failed: {}", a.body);
+        a.body["access_token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn invalidate_shop(&self, token: &str) -> Answer {
+        self.post(
+            "/v1/apps/shop/token/invalidate",
+            Some(BILLING_KEY),
+            serde_json::json!({ "access_token": token }).to_string(),
+        )
+        .await
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        let mut resp = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics request");
+        let body = resp.body().limit(1 << 20).await.expect("metrics body");
+        String::from_utf8(body.to_vec()).expect("utf-8 metrics")
+    }
+
+    /// The value of one sample, e.g. `metric(r#"wxtoken_token_refreshes_total{app="shop",result="success",trigger="startup"}"#)`.
+    /// Labels must be given in the order the text format prints them (alphabetical).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        sample(&self.metrics_text().await, series)
+    }
+
+    pub fn minted(&self, appid: &str) -> u64 {
+        self.fake.minted(appid)
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}
+
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+async fn answer(
+    mut resp: awc::ClientResponse<
+        impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>>
+            + Unpin,
+    >,
+) -> Answer {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.body().limit(1 << 20).await.expect("response body");
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes; returns whether it held.
+pub async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if cond().await {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A server in its own actix System on its own thread: stopping it drops every actor and closes
+/// the store, like a process exit.
+pub struct ThreadServer {
+    pub base: String,
+    system: actix_web::rt::System,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ThreadServer {
+    pub fn start(settings: Settings) -> ThreadServer {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let sys = actix_web::rt::System::new();
+            let built = sys.block_on(async move {
+                let opts = Options {
+                    handle_signals: false,
+                    workers: Some(1),
+                    ..Options::default()
+                };
+                let app = Application::build(settings, opts).await?;
+                let base = format!("http://{}", app.addr());
+                actix_web::rt::spawn(app.run_until_stopped());
+                anyhow::Ok(base)
+            });
+            let ok = built.is_ok();
+            tx.send(built.map(|b| (b, actix_web::rt::System::current())))
+                .unwrap();
+            if ok {
+                sys.run().unwrap();
+            }
+        });
+        let (base, system) = rx.recv().unwrap().expect("server builds");
+        ThreadServer {
+            base,
+            system,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the System and waits until its thread (and every actor in it) is gone.
+    pub fn stop(mut self) {
+        self.system.stop();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+pub async fn get_json(http: &awc::Client, url: &str, key: &str) -> (u16, Value) {
+    let mut resp = http
+        .get(url)
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .send()
+        .await
+        .expect("request sent");
+    let body = resp.body().await.unwrap();
+    (
+        resp.status().as_u16(),
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}
