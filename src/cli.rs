@@ -125,8 +125,7 @@ async fn fake_wechat(
     .await?;
     // Printed on stdout so scripts can read the address.
     println!("fake WeChat listening on {}", fake.base_url());
-    tokio::signal::ctrl_c().await?;
-    fake.stop().await;
+    fake.run_until_signal().await?;
     Ok(())
 }
 

@@ -7,17 +7,17 @@
 //! many report it), and persists tokens so a restart does not burn quota.
 //!
 //! Map of the modules:
-//! - [`cli`]: the command line (`serve`, `check-config`, `fake-wechat`, `demo`).
-//! - [`config`]: settings from TOML plus `WXTOKEN_` overrides, validated, secrets redacted.
-//! - [`startup`]: builds metrics, store, actors and the HTTP server.
-//! - [`apps`]: one supervised [`token::TokenActor`] per app and its published status.
-//! - [`token`]: the token record, the actor state machine, its messages, the refresh schedule.
-//! - [`upstream`]: the WeChat client and error classification.
-//! - [`store`]: persistence (embedded redb file).
-//! - [`http`]: routes, authentication, JSON errors.
-//! - [`metrics`]: Prometheus series and scrape-time gauges.
-//! - [`fake`]: a fake WeChat for tests, the demo and manual runs.
-//! - [`telemetry`]: logging.
+//! - `cli`: the command line (`serve`, `check-config`, `fake-wechat`, `demo`).
+//! - `config`: settings from TOML plus `WXTOKEN_` overrides, validated, secrets redacted.
+//! - `startup`: builds metrics, store, actors and the HTTP server.
+//! - `apps`: one supervised [`token::TokenActor`] per app and its published status.
+//! - `token`: the token record, the actor state machine, its messages, the refresh schedule.
+//! - `upstream`: the WeChat client and error classification.
+//! - `store`: persistence (embedded redb file).
+//! - `http`: routes, authentication, JSON errors.
+//! - `metrics`: Prometheus series and scrape-time gauges.
+//! - `fake`: a fake WeChat for tests, the demo and manual runs.
+//! - `telemetry`: logging.
 
 pub mod apps;
 pub mod cli;

@@ -5,7 +5,9 @@ use clap::Parser;
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
     let cli = wxtoken::cli::Cli::parse();
-    wxtoken::telemetry::init("info", std::io::stderr);
+    use std::io::IsTerminal as _;
+    let ansi = std::io::stderr().is_terminal();
+    wxtoken::telemetry::init("info", std::io::stderr, ansi);
     match wxtoken::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -6,8 +6,9 @@ use tracing_subscriber::EnvFilter;
 /// Environment variable with the log filter (`info`, `wxtoken=debug`, ...); `RUST_LOG` works too.
 pub const LOG_ENV: &str = "WXTOKEN_LOG";
 
-/// Installs the global subscriber writing to `sink`. Calling it twice is harmless (tests).
-pub fn init<W>(default_filter: &str, sink: W)
+/// Installs the global subscriber writing to `sink`, with colours only when `ansi` (a terminal).
+/// Calling it twice is harmless (tests).
+pub fn init<W>(default_filter: &str, sink: W, ansi: bool)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -20,5 +21,6 @@ where
         .with_env_filter(filter)
         .with_writer(sink)
         .with_target(false)
+        .with_ansi(ansi)
         .try_init();
 }

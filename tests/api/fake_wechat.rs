@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::helpers::test_pki;
 use actix_web::error::ParseError;
 use awc::error::{ConnectError, SendRequestError};
 use awc::Client;
@@ -820,38 +821,9 @@ async fn run_until_signal_returns_when_another_handle_stops_the_fake() {
     ran.expect("clean return");
 }
 
-/// A CA, and a leaf certificate for 127.0.0.1 signed by it.
-fn test_pki() -> (FakeTls, rustls::pki_types::CertificateDer<'static>) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
-        KeyUsagePurpose,
-    };
-
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "wxtoken test CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
-        .expect("CA certificate");
-
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &ca)
-        .expect("leaf certificate");
-
-    let tls = FakeTls {
-        cert_pem: leaf.pem(),
-        key_pem: leaf_key.serialize_pem(),
-    };
-    (tls, ca.der().clone())
-}
-
 #[actix_web::test]
 async fn https_with_a_certificate_the_client_trusts() {
-    let (tls, ca) = test_pki();
+    let (tls, ca, _) = test_pki();
     let fake = FakeWechat::start(FakeConfig {
         tls: Some(tls),
         ..config()

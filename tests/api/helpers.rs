@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
 use actix_web::web;
 use serde_json::Value;
 use wxtoken::config::Settings;
@@ -24,7 +23,7 @@ pub const OPS_KEY: &str = "ops-client-key-00000000000002";
 /// Logs go to the test output only when asked: `TEST_LOG=1 cargo test`.
 pub fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        wxtoken::telemetry::init("debug", std::io::stderr);
+        wxtoken::telemetry::init("debug", std::io::stderr, false);
     }
 }
 
@@ -138,12 +137,9 @@ pub struct TestApp {
     pub base: String,
     pub fake: FakeWechat,
     pub state: web::Data<ServerState>,
-    pub handle: ServerHandle,
     pub http: awc::Client,
-    pub store_path: PathBuf,
-    pub spec: Spec,
     /// Keeps the store directory alive for the test's duration.
-    pub dir: Arc<tempfile::TempDir>,
+    _dir: Arc<tempfile::TempDir>,
 }
 
 /// A fake WeChat plus a server using it, with a fresh store.
@@ -175,17 +171,13 @@ pub async fn spawn_server(
     .expect("server builds");
     let base = format!("http://{}", app.addr());
     let state = app.state();
-    let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         base,
         fake,
         state,
-        handle,
         http: client(),
-        store_path,
-        spec,
-        dir,
+        _dir: dir,
     }
 }
 
@@ -259,10 +251,6 @@ impl TestApp {
 
     pub fn minted(&self, appid: &str) -> u64 {
         self.fake.minted(appid)
-    }
-
-    pub async fn stop(&self) {
-        self.handle.stop(true).await;
     }
 }
 
@@ -371,4 +359,38 @@ pub async fn get_json(http: &awc::Client, url: &str, key: &str) -> (u16, Value) 
         resp.status().as_u16(),
         serde_json::from_slice(&body).unwrap_or(Value::Null),
     )
+}
+
+/// A CA, and a leaf certificate for 127.0.0.1 signed by it: the fake's TLS settings, the CA
+/// certificate in DER and in PEM.
+pub fn test_pki() -> (
+    wxtoken::fake::FakeTls,
+    rustls::pki_types::CertificateDer<'static>,
+    String,
+) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "wxtoken test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
+        .expect("CA certificate");
+
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &ca)
+        .expect("leaf certificate");
+
+    let tls = wxtoken::fake::FakeTls {
+        cert_pem: leaf.pem(),
+        key_pem: leaf_key.serialize_pem(),
+    };
+    (tls, ca.der().clone(), ca.pem())
 }
