@@ -45,6 +45,7 @@ impl Apps {
     pub fn start(apps: &[AppSettings], deps: &ActorDeps) -> Apps {
         let mut out = Apps::default();
         for app in apps {
+            deps.metrics.set_quota_limit(&app.name, app.daily_quota);
             let status: SharedStatus =
                 Arc::new(arc_swap::ArcSwap::from_pointee(AppStatus::default()));
             let settings = Arc::new(app.clone());

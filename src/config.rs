@@ -129,6 +129,13 @@ struct RawApp {
     secret: Option<String>,
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
+    #[serde(default = "default_daily_quota")]
+    daily_quota: u64,
+}
+
+/// WeChat's default daily limit of `/cgi-bin/token` calls per appid.
+fn default_daily_quota() -> u64 {
+    2000
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +222,8 @@ pub struct AppSettings {
     /// The AppSecret. `SecretString` keeps it out of `Debug` output.
     pub secret: SecretString,
     pub secret_source: SecretSource,
+    /// Daily limit of token calls, for the quota metric and alert.
+    pub daily_quota: u64,
 }
 
 /// Which apps a client may read.
@@ -328,10 +337,11 @@ impl Settings {
         for app in &self.apps {
             let _ = writeln!(
                 out,
-                "\n[[apps]]\nname = {}\nappid = {}\nsecret = {}",
+                "\n[[apps]]\nname = {}\nappid = {}\nsecret = {}\ndaily_quota = {}",
                 q(&app.name),
                 q(&app.appid),
-                q(&app.secret_source.to_string())
+                q(&app.secret_source.to_string()),
+                app.daily_quota
             );
         }
         for c in &self.clients {
@@ -624,11 +634,18 @@ fn validate(
             a.secret_file,
             lookup_env,
         )?;
+        if a.daily_quota == 0 {
+            return Err(ConfigError::at(
+                format!("{key}.daily_quota"),
+                "must be at least 1",
+            ));
+        }
         apps.push(AppSettings {
             name: a.name,
             appid,
             secret: SecretString::from(secret),
             secret_source: source,
+            daily_quota: a.daily_quota,
         });
     }
 

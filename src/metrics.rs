@@ -5,9 +5,12 @@
 //! scrape time, so they are exact whenever Prometheus looks.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 use crate::token::AppStatus;
 use crate::upstream::UpstreamError;
@@ -66,6 +69,24 @@ impl InvalidationOutcome {
 /// Upstream error reasons that are not errcodes; created at 0 so rate() has a baseline.
 const FIXED_REASONS: [&str; 4] = ["timeout", "connect", "http", "decode"];
 
+/// Routes of the HTTP API as matched templates (label `route`); anything else is `unmatched`.
+pub const ROUTES: [&str; 5] = [
+    "/v1/apps/{name}/token",
+    "/v1/apps/{name}/token/invalidate",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
+/// Served from memory, most answers take well under a millisecond; the upper buckets catch
+/// requests that waited for a fetch (up to the 5 s wait limit).
+const HTTP_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// WeChat usually answers in tens to hundreds of milliseconds; timeouts land in the top bucket.
+const UPSTREAM_BUCKETS: [f64; 11] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
 struct Inner {
     registry: Registry,
     refreshes: IntCounterVec,
@@ -75,6 +96,14 @@ struct Inner {
     invalidations: IntCounterVec,
     actor_restarts: IntCounterVec,
     store_errors: IntCounterVec,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    config_error: IntGaugeVec,
+    token_age: GaugeVec,
+    token_generation: IntGaugeVec,
+    quota_used: IntGaugeVec,
+    quota_limit: IntGaugeVec,
 }
 
 /// Cheap to clone; every clone updates the same series.
@@ -151,6 +180,72 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "wxtoken_http_requests_total",
+                "HTTP requests answered, by route template and status code.",
+            ),
+            &["route", "status"],
+        )
+        .expect("valid metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "wxtoken_http_request_duration_seconds",
+                "Time to answer an HTTP request, by route template.",
+            )
+            .buckets(HTTP_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("valid metric");
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "wxtoken_upstream_request_duration_seconds",
+                "Duration of calls to WeChat, failed ones included, by endpoint.",
+            )
+            .buckets(UPSTREAM_BUCKETS.to_vec()),
+            &["app", "endpoint"],
+        )
+        .expect("valid metric");
+        let config_error = IntGaugeVec::new(
+            Opts::new(
+                "wxtoken_upstream_config_error",
+                "1 while the last fetch failed with a configuration error (wrong secret, IP whitelist...), else 0.",
+            ),
+            &["app"],
+        )
+        .expect("valid metric");
+        let token_age = GaugeVec::new(
+            Opts::new(
+                "wxtoken_token_age_seconds",
+                "Seconds since the served token was fetched; 0 when there is none.",
+            ),
+            &["app"],
+        )
+        .expect("valid metric");
+        let token_generation = IntGaugeVec::new(
+            Opts::new(
+                "wxtoken_token_generation",
+                "Generation of the served token: goes up by one with every fetch.",
+            ),
+            &["app"],
+        )
+        .expect("valid metric");
+        let quota_used = IntGaugeVec::new(
+            Opts::new(
+                "wxtoken_quota_used_today",
+                "Calls to WeChat's token endpoint answered today (days start at 00:00 UTC+8).",
+            ),
+            &["app"],
+        )
+        .expect("valid metric");
+        let quota_limit = IntGaugeVec::new(
+            Opts::new(
+                "wxtoken_quota_daily_limit",
+                "Daily limit of token calls for the app (configured, WeChat's default 2000).",
+            ),
+            &["app"],
+        )
+        .expect("valid metric");
 
         for c in [
             Box::new(refreshes.clone()) as Box<dyn prometheus::core::Collector>,
@@ -161,6 +256,14 @@ impl Metrics {
             Box::new(actor_restarts.clone()),
             Box::new(store_errors.clone()),
             Box::new(build_info),
+            Box::new(http_requests.clone()),
+            Box::new(http_duration.clone()),
+            Box::new(upstream_duration.clone()),
+            Box::new(config_error.clone()),
+            Box::new(token_age.clone()),
+            Box::new(token_generation.clone()),
+            Box::new(quota_used.clone()),
+            Box::new(quota_limit.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -189,6 +292,15 @@ impl Metrics {
             for op in ["load", "save"] {
                 store_errors.with_label_values(&[app, op]);
             }
+            upstream_duration.with_label_values(&[app, "token"]);
+            config_error.with_label_values(&[app]);
+            token_age.with_label_values(&[app]);
+            token_generation.with_label_values(&[app]);
+            quota_used.with_label_values(&[app]);
+            quota_limit.with_label_values(&[app]);
+        }
+        for route in ROUTES {
+            http_duration.with_label_values(&[route]);
         }
 
         Metrics {
@@ -201,6 +313,14 @@ impl Metrics {
                 invalidations,
                 actor_restarts,
                 store_errors,
+                http_requests,
+                http_duration,
+                upstream_duration,
+                config_error,
+                token_age,
+                token_generation,
+                quota_used,
+                quota_limit,
             }),
         }
     }
@@ -238,6 +358,42 @@ impl Metrics {
         self.inner.store_errors.with_label_values(&[app, op]).inc();
     }
 
+    /// One call to WeChat (success or failure) took `elapsed`.
+    pub fn upstream_call(&self, app: &str, endpoint: &'static str, elapsed: Duration) {
+        self.inner
+            .upstream_duration
+            .with_label_values(&[app, endpoint])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Whether the last fetch failed for a reason only a configuration change can cure.
+    pub fn config_error(&self, app: &str, is_config_error: bool) {
+        self.inner
+            .config_error
+            .with_label_values(&[app])
+            .set(i64::from(is_config_error));
+    }
+
+    pub fn set_quota_limit(&self, app: &str, limit: u64) {
+        self.inner
+            .quota_limit
+            .with_label_values(&[app])
+            .set(limit as i64);
+    }
+
+    /// One answered HTTP request. `route` is a matched template or `unmatched`; `status` the
+    /// three-digit code.
+    pub fn http_request(&self, route: &str, status: &str, elapsed: Duration) {
+        self.inner
+            .http_requests
+            .with_label_values(&[route, status])
+            .inc();
+        self.inner
+            .http_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+    }
+
     /// Sets the clock-dependent gauges from each app's published status, then renders the text
     /// exposition format.
     pub fn render<'a>(&self, apps: impl Iterator<Item = (&'a str, Arc<AppStatus>)>) -> String {
@@ -255,6 +411,19 @@ impl Metrics {
                 None => (0.0, 0.0),
             };
             self.inner.seconds_left.with_label_values(&[app]).set(left);
+            let (age, generation) = match &status.token {
+                Some(t) => (t.age(now).as_secs_f64().floor(), t.generation as i64),
+                None => (0.0, 0),
+            };
+            self.inner.token_age.with_label_values(&[app]).set(age);
+            self.inner
+                .token_generation
+                .with_label_values(&[app])
+                .set(generation);
+            self.inner
+                .quota_used
+                .with_label_values(&[app])
+                .set(status.quota.used_on(now) as i64);
             self.inner
                 .expiry_timestamp
                 .with_label_values(&[app])

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use crate::apps::{ActorDeps, Apps};
 use crate::config::{Settings, StoreSettings};
 use crate::http::auth::ClientKeys;
-use crate::http::{routes, ServerState};
+use crate::http::{routes, track_requests, ServerState};
 use crate::metrics::Metrics;
 use crate::store::{EmbeddedStore, TokenStore};
 use crate::token::actor::DEFAULT_WAIT_LIMIT;
@@ -77,10 +77,14 @@ impl Application {
         });
 
         let app_state = state.clone();
-        let mut server =
-            HttpServer::new(move || App::new().app_data(app_state.clone()).configure(routes))
-                .listen(listener)?
-                .shutdown_timeout(settings.server.shutdown_timeout.as_secs());
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(actix_web::middleware::from_fn(track_requests))
+                .configure(routes)
+        })
+        .listen(listener)?
+        .shutdown_timeout(settings.server.shutdown_timeout.as_secs());
         if let Some(n) = options.workers {
             server = server.workers(n);
         }

@@ -8,15 +8,18 @@ pub mod error;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
+use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use crate::apps::{AppHandle, Apps};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ROUTES};
 use crate::token::messages::{Get, Invalidate, NoValidToken};
 use crate::token::TokenRecord;
 use auth::ClientKeys;
@@ -38,6 +41,28 @@ pub struct ServerState {
     pub metrics: Metrics,
     /// How long a request waits for a fetch (the actors' wait limit).
     pub wait_limit: Duration,
+}
+
+/// Counts and times every request by route template and status (`wxtoken_http_*`).
+pub async fn track_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let metrics = req
+        .app_data::<web::Data<ServerState>>()
+        .map(|s| s.metrics.clone());
+    let res = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        // The template, not the raw path: label values stay a fixed set.
+        let route = res.request().match_pattern();
+        let route = route
+            .as_deref()
+            .filter(|r| ROUTES.contains(r))
+            .unwrap_or("unmatched");
+        metrics.http_request(route, res.status().as_str(), started.elapsed());
+    }
+    Ok(res)
 }
 
 /// Registers every route.

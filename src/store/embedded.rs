@@ -9,8 +9,7 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 use redb::{Database, ReadableDatabase, TableDefinition};
 
-use super::{decode, encode, TokenStore};
-use crate::token::TokenRecord;
+use super::{decode, encode, Stored, TokenStore};
 
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 
@@ -54,7 +53,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore { db: Arc::new(db) })
     }
 
-    fn load_blocking(db: &Database, app: &str) -> anyhow::Result<Option<TokenRecord>> {
+    fn load_blocking(db: &Database, app: &str) -> anyhow::Result<Option<Stored>> {
         let tx = db.begin_read()?;
         let table = match tx.open_table(TOKENS) {
             Ok(t) => t,
@@ -83,7 +82,7 @@ impl EmbeddedStore {
 }
 
 impl TokenStore for EmbeddedStore {
-    fn load(&self, app: &str) -> BoxFuture<'static, anyhow::Result<Option<TokenRecord>>> {
+    fn load(&self, app: &str) -> BoxFuture<'static, anyhow::Result<Option<Stored>>> {
         let db = self.db.clone();
         let app = app.to_string();
         // redb blocks on disk I/O: keep it off the threads that run actors and requests.
@@ -92,10 +91,10 @@ impl TokenStore for EmbeddedStore {
             .boxed()
     }
 
-    fn save(&self, app: &str, record: &TokenRecord) -> BoxFuture<'static, anyhow::Result<()>> {
+    fn save(&self, app: &str, stored: &Stored) -> BoxFuture<'static, anyhow::Result<()>> {
         let db = self.db.clone();
         let app = app.to_string();
-        let bytes = encode(record);
+        let bytes = encode(stored);
         tokio::task::spawn_blocking(move || Self::save_blocking(&db, &app, &bytes))
             .map(|r| r.context("store task failed")?)
             .boxed()

@@ -14,17 +14,17 @@
 //! `restarting()` clears the flags that pointed at them and `started()` rebuilds from state.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::messages::{ForceRestart, Get, Invalidate, Invalidated, NoValidToken};
 use super::schedule::{backoff, effective_margin, refresh_delay};
-use super::{AppStatus, FailureInfo, SharedStatus, TokenRecord};
+use super::{AppStatus, FailureInfo, QuotaUsage, SharedStatus, TokenRecord};
 use crate::config::{AppSettings, RefreshSettings};
 use crate::metrics::{InvalidationOutcome, Metrics, Trigger};
-use crate::store::TokenStore;
+use crate::store::{Stored, TokenStore};
 use crate::upstream::{ErrorClass, Fetched, UpstreamError, WechatClient};
 
 /// How long a request may wait for a fetch before it is answered without one (spec: 5 s).
@@ -62,6 +62,8 @@ pub struct TokenActor {
     last_failure: Option<Arc<FailureInfo>>,
     /// Failed fetches since the last success, for the backoff.
     failures: u32,
+    /// Today's calls to WeChat's token endpoint.
+    quota: QuotaUsage,
     /// The trigger of the fetch in flight, if any.
     in_flight: Option<Trigger>,
     timer: Option<Timer>,
@@ -92,6 +94,7 @@ impl TokenActor {
             generation: 0,
             last_failure: None,
             failures: 0,
+            quota: QuotaUsage::default(),
             in_flight: None,
             timer: None,
             loading: false,
@@ -119,6 +122,7 @@ impl TokenActor {
             token: self.current.clone(),
             last_failure: self.last_failure.clone(),
             refreshing: self.in_flight.is_some(),
+            quota: self.quota,
         }));
     }
 
@@ -152,22 +156,37 @@ impl TokenActor {
         let app = self.app.clone();
         let store = self.store.clone();
         let generation = self.generation + 1;
+        let mut quota = self.quota;
         let fetch = async move {
+            let started = Instant::now();
+            let fetched = client.fetch_token(&app.appid, &app.secret).await;
+            let elapsed = started.elapsed();
             let Fetched {
                 token,
                 expires_in,
                 requested_at,
-            } = client.fetch_token(&app.appid, &app.secret).await?;
-            let record = TokenRecord {
-                appid: app.appid.clone(),
-                token,
-                fetched_at: requested_at,
-                expires_at: requested_at + expires_in,
-                generation,
+            } = match fetched {
+                Ok(f) => f,
+                Err(e) => return FetchResult::Failed(e, elapsed),
+            };
+            quota.count(SystemTime::now());
+            let stored = Stored {
+                record: TokenRecord {
+                    appid: app.appid.clone(),
+                    token,
+                    fetched_at: requested_at,
+                    expires_at: requested_at + expires_in,
+                    generation,
+                },
+                quota,
             };
             // Saved before it is served: a crash right after serving must not lose it.
-            let saved = store.save(&app.name, &record).await;
-            Ok::<_, UpstreamError>((record, saved))
+            let saved = store.save(&app.name, &stored).await;
+            FetchResult::Fetched {
+                stored,
+                saved,
+                elapsed,
+            }
         };
         ctx.spawn(
             fetch
@@ -176,15 +195,17 @@ impl TokenActor {
         );
     }
 
-    fn fetch_done(
-        &mut self,
-        trigger: Trigger,
-        result: Result<(TokenRecord, anyhow::Result<()>), UpstreamError>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn fetch_done(&mut self, trigger: Trigger, result: FetchResult, ctx: &mut Context<Self>) {
         self.in_flight = None;
         match result {
-            Ok((record, saved)) => {
+            FetchResult::Fetched {
+                stored: Stored { record, quota },
+                saved,
+                elapsed,
+            } => {
+                self.metrics.upstream_call(self.name(), "token", elapsed);
+                self.metrics.config_error(self.name(), false);
+                self.quota = quota;
                 if let Err(e) = saved {
                     self.metrics.store_failed(self.name(), "save");
                     tracing::error!(app = self.name(), error = %format!("{e:#}"),
@@ -214,9 +235,16 @@ impl TokenActor {
                 }
                 self.schedule_refresh(ctx);
             }
-            Err(err) => {
+            FetchResult::Failed(err, elapsed) => {
+                self.metrics.upstream_call(self.name(), "token", elapsed);
                 self.metrics.refresh_failed(self.name(), trigger, &err);
                 let class = err.class();
+                self.metrics
+                    .config_error(self.name(), class == ErrorClass::Config);
+                if err.errcode().is_some() {
+                    // WeChat answered: the call counts against the daily quota.
+                    self.quota.count(SystemTime::now());
+                }
                 let delay = match class {
                     ErrorClass::Transient => backoff(
                         self.failures,
@@ -281,16 +309,19 @@ impl TokenActor {
 
     /// After the store answered at (re)start: adopt its record if it is ours and newer, then
     /// either schedule the next refresh or fetch now.
-    fn loaded(&mut self, result: anyhow::Result<Option<TokenRecord>>, ctx: &mut Context<Self>) {
+    fn loaded(&mut self, result: anyhow::Result<Option<Stored>>, ctx: &mut Context<Self>) {
         self.loading = false;
         match result {
-            Ok(Some(rec)) if rec.appid != self.app.appid => {
+            Ok(Some(Stored { record: rec, .. })) if rec.appid != self.app.appid => {
                 tracing::info!(
                     app = self.name(),
                     "stored token belongs to another appid; ignoring it"
                 );
             }
-            Ok(Some(rec)) => {
+            Ok(Some(Stored { record: rec, quota })) => {
+                if quota.day >= self.quota.day && quota.used > self.quota.used {
+                    self.quota = quota;
+                }
                 self.generation = self.generation.max(rec.generation);
                 let newer = self
                     .current
@@ -337,6 +368,17 @@ impl TokenActor {
         list.push(tx);
         rx
     }
+}
+
+/// What a fetch future hands back to the actor.
+enum FetchResult {
+    Fetched {
+        stored: Stored,
+        /// The store write; a failure is logged and counted, the token served anyway.
+        saved: anyhow::Result<()>,
+        elapsed: Duration,
+    },
+    Failed(UpstreamError, Duration),
 }
 
 impl Actor for TokenActor {

@@ -117,6 +117,45 @@ pub struct FailureInfo {
     pub at: SystemTime,
 }
 
+/// Calls to WeChat's token endpoint on one quota day. WeChat's daily quota resets at midnight
+/// Beijing time (UTC+8), so days are counted in that zone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QuotaUsage {
+    /// Days since the Unix epoch, in UTC+8.
+    pub day: u64,
+    pub used: u64,
+}
+
+impl QuotaUsage {
+    const BEIJING_OFFSET_SECS: u64 = 8 * 3600;
+
+    pub fn day_of(t: SystemTime) -> u64 {
+        let secs = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        (secs + Self::BEIJING_OFFSET_SECS) / 86_400
+    }
+
+    /// Calls made on the day of `now` (zero once that day is over).
+    pub fn used_on(&self, now: SystemTime) -> u64 {
+        if self.day == Self::day_of(now) {
+            self.used
+        } else {
+            0
+        }
+    }
+
+    /// One more call at `now`.
+    pub fn count(&mut self, now: SystemTime) {
+        let day = Self::day_of(now);
+        if day != self.day {
+            *self = QuotaUsage { day, used: 0 };
+        }
+        self.used += 1;
+    }
+}
+
 /// What an app's actor publishes after every change. Readers (the HTTP fast path, readiness,
 /// metrics) load it without a message round trip; the actor is its only writer.
 #[derive(Clone, Debug, Default)]
@@ -124,6 +163,8 @@ pub struct AppStatus {
     pub token: Option<Arc<TokenRecord>>,
     pub last_failure: Option<Arc<FailureInfo>>,
     pub refreshing: bool,
+    /// Upstream token calls that WeChat answered today (a token or an errcode).
+    pub quota: QuotaUsage,
 }
 
 impl AppStatus {
@@ -150,6 +191,22 @@ mod tests {
             AccessToken::new("a").fingerprint(),
             AccessToken::new("b").fingerprint()
         );
+    }
+
+    #[test]
+    fn quota_days_turn_at_midnight_beijing_time() {
+        let epoch = SystemTime::UNIX_EPOCH;
+        // 15:59:59 UTC is 23:59:59 in Beijing; one second later a new quota day starts.
+        let before = epoch + Duration::from_secs(20_000 * 86_400 + 15 * 3600 + 3599);
+        let after = before + Duration::from_secs(1);
+        let mut q = QuotaUsage::default();
+        q.count(before);
+        q.count(before);
+        assert_eq!(q.used_on(before), 2);
+        assert_eq!(q.used_on(after), 0);
+        q.count(after);
+        assert_eq!(q.used_on(after), 1);
+        assert_eq!(QuotaUsage::day_of(after), QuotaUsage::day_of(before) + 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod faults;
 mod helpers;
 mod https;
 mod invalidate;
+mod metrics;
 mod persistence;
 mod process;
 mod promtool;
