@@ -8,7 +8,10 @@ use actix::{Addr, Supervisor};
 
 use crate::config::{AppSettings, RefreshSettings, UpstreamSettings};
 use crate::metrics::Metrics;
+use crate::store::AppKey;
 use crate::store::TokenStore;
+use crate::token::actor::ActorConfig;
+use crate::token::messages::StoreChanged;
 use crate::token::{AppStatus, SharedStatus, TokenActor};
 use crate::upstream::WechatClient;
 
@@ -37,6 +40,7 @@ pub struct ActorDeps {
     pub store: Arc<dyn TokenStore>,
     pub metrics: Metrics,
     pub wait_limit: Duration,
+    pub poll_interval: Duration,
 }
 
 impl Apps {
@@ -54,14 +58,30 @@ impl Apps {
             let tls = deps.tls.clone();
             let store = deps.store.clone();
             let metrics = deps.metrics.clone();
-            let wait = deps.wait_limit;
+            let wait_limit = deps.wait_limit;
+            let poll_interval = deps.poll_interval;
             let actor_status = status.clone();
             // The factory runs on the actor's own thread: awc clients are not `Send`.
             let addr = Supervisor::start(move |_| {
-                let client = WechatClient::new(&upstream, tls);
-                TokenActor::new(settings, refresh, client, store, metrics, actor_status)
-                    .with_wait_limit(wait)
+                TokenActor::new(ActorConfig {
+                    client: WechatClient::new(&upstream, tls),
+                    app: settings,
+                    refresh,
+                    wait_limit,
+                    poll_interval,
+                    store,
+                    metrics,
+                    status: actor_status,
+                })
             });
+            let notify = addr.clone();
+            deps.store.subscribe(
+                &AppKey {
+                    name: app.name.clone(),
+                    appid: app.appid.clone(),
+                },
+                Box::new(move || notify.do_send(StoreChanged)),
+            );
             let handle = Arc::new(AppHandle {
                 name: app.name.clone(),
                 appid: app.appid.clone(),

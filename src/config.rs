@@ -109,17 +109,31 @@ impl Default for RawRefresh {
 #[serde(deny_unknown_fields, default)]
 struct RawStore {
     kind: String,
-    path: PathBuf,
+    path: Option<PathBuf>,
+    url: Option<String>,
+    url_env: Option<String>,
+    key_prefix: Option<String>,
+    lock_ttl_secs: Option<u64>,
+    poll_secs: Option<u64>,
+    instance: Option<String>,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         RawStore {
             kind: "embedded".into(),
-            path: PathBuf::from("data/wxtoken.redb"),
+            path: None,
+            url: None,
+            url_env: None,
+            key_prefix: None,
+            lock_ttl_secs: None,
+            poll_secs: None,
+            instance: None,
         }
     }
 }
+
+const DEFAULT_STORE_PATH: &str = "data/wxtoken.redb";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -192,6 +206,43 @@ pub struct RefreshSettings {
 pub enum StoreSettings {
     /// A redb file database on local disk.
     Embedded { path: PathBuf },
+    /// Redis, shared by several instances.
+    Redis(RedisSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://[:password@]host:port[/db]`; secret because it may carry the password.
+    pub url: SecretString,
+    pub url_source: SecretSource,
+    /// Prefix of every key and channel, so several deployments can share one Redis.
+    pub key_prefix: String,
+    /// How long the refresh lock lives if its holder dies.
+    pub lock_ttl: Duration,
+    /// How often each actor re-reads its record (covers missed change notifications).
+    pub poll_interval: Duration,
+    /// Written into records as `fetched_by`.
+    pub instance: String,
+}
+
+/// `redis://user:pass@host:6379/0` -> `redis://host:6379/0`: what may be printed.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let rest = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+            format!("{scheme}://{rest}")
+        }
+        None => "(not a URL)".into(),
+    }
+}
+
+fn default_instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "wxtoken".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Where a secret came from; printed by `check-config` instead of the secret itself.
@@ -331,6 +382,21 @@ impl Settings {
                     out,
                     "[store]\nkind = \"embedded\"\npath = {}",
                     q(&path.display().to_string())
+                );
+            }
+            StoreSettings::Redis(r) => {
+                let _ = writeln!(
+                    out,
+                    "[store]\nkind = \"redis\"\nurl = {}\nkey_prefix = {}\nlock_ttl_secs = {}\npoll_secs = {}\ninstance = {}",
+                    q(&format!(
+                        "{} ({})",
+                        redact_url(r.url.expose_secret()),
+                        r.url_source
+                    )),
+                    q(&r.key_prefix),
+                    r.lock_ttl.as_secs(),
+                    r.poll_interval.as_secs(),
+                    q(&r.instance)
                 );
             }
         }
@@ -518,6 +584,113 @@ fn resolve_secret(
     }
 }
 
+fn validate_store(
+    st: RawStore,
+    upstream: &UpstreamSettings,
+    lookup_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<StoreSettings, ConfigError> {
+    let only_redis = [
+        ("store.url", st.url.is_some()),
+        ("store.url_env", st.url_env.is_some()),
+        ("store.key_prefix", st.key_prefix.is_some()),
+        ("store.lock_ttl_secs", st.lock_ttl_secs.is_some()),
+        ("store.poll_secs", st.poll_secs.is_some()),
+        ("store.instance", st.instance.is_some()),
+    ];
+    match st.kind.as_str() {
+        "embedded" => {
+            if let Some((key, _)) = only_redis.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::at(
+                    key,
+                    "only used with store.kind = \"redis\"",
+                ));
+            }
+            let path = st.path.unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH));
+            if path.as_os_str().is_empty() {
+                return Err(ConfigError::at("store.path", "must not be empty"));
+            }
+            Ok(StoreSettings::Embedded { path })
+        }
+        "redis" => {
+            if st.path.is_some() {
+                return Err(ConfigError::at(
+                    "store.path",
+                    "only used with store.kind = \"embedded\"",
+                ));
+            }
+            let (url, url_source) = match (st.url, st.url_env) {
+                (Some(u), None) => (u, SecretSource::Inline),
+                (None, Some(var)) => match lookup_env(&var) {
+                    Some(u) if !u.trim().is_empty() => {
+                        (u.trim().to_string(), SecretSource::Env(var))
+                    }
+                    _ => {
+                        return Err(ConfigError::at(
+                            "store.url_env",
+                            format!("environment variable {var} is not set"),
+                        ))
+                    }
+                },
+                (None, None) => {
+                    return Err(ConfigError::at(
+                        "store.url",
+                        "missing: set store.url or store.url_env for the redis store",
+                    ))
+                }
+                _ => {
+                    return Err(ConfigError::at(
+                        "store.url",
+                        "set only one of store.url, store.url_env",
+                    ))
+                }
+            };
+            if url.starts_with("rediss://") {
+                return Err(ConfigError::at(
+                    "store.url",
+                    "rediss:// (TLS) is not supported by this build; use redis:// over a private network or a TLS tunnel",
+                ));
+            }
+            if !url.starts_with("redis://") || url.len() <= "redis://".len() {
+                return Err(ConfigError::at(
+                    "store.url",
+                    format!("`{}` is not a redis:// URL", redact_url(&url)),
+                ));
+            }
+            if url_source == SecretSource::Inline && url.contains('@') {
+                tracing::warn!("store.url carries a password inline; prefer store.url_env");
+            }
+            let key_prefix = st.key_prefix.unwrap_or_else(|| "wxtoken".into());
+            if key_prefix.is_empty() || key_prefix.contains(char::is_whitespace) {
+                return Err(ConfigError::at(
+                    "store.key_prefix",
+                    "must be non-empty and without spaces",
+                ));
+            }
+            let lock_ttl = secs("store.lock_ttl_secs", st.lock_ttl_secs.unwrap_or(15), 1)?;
+            if lock_ttl <= upstream.timeout {
+                tracing::warn!(
+                    "store.lock_ttl_secs is not longer than upstream.timeout_secs: a slow fetch \
+                     may outlive its lock (fencing keeps the newer token, but the slow fetch is wasted)"
+                );
+            }
+            let poll_interval = secs("store.poll_secs", st.poll_secs.unwrap_or(5), 1)?;
+            let instance = st.instance.unwrap_or_else(default_instance_name);
+            Ok(StoreSettings::Redis(RedisSettings {
+                url: SecretString::from(url),
+                url_source,
+                key_prefix,
+                lock_ttl,
+                poll_interval,
+                instance,
+            }))
+        }
+        other => Err(ConfigError::at(
+            "store.kind",
+            format!("unknown store `{other}`; expected \"embedded\" or \"redis\""),
+        )),
+    }
+}
+
 fn validate(
     raw: RawSettings,
     lookup_env: &dyn Fn(&str) -> Option<String>,
@@ -569,28 +742,7 @@ fn validate(
         ));
     }
 
-    let store = match raw.store.kind.as_str() {
-        "embedded" => {
-            if raw.store.path.as_os_str().is_empty() {
-                return Err(ConfigError::at("store.path", "must not be empty"));
-            }
-            StoreSettings::Embedded {
-                path: raw.store.path,
-            }
-        }
-        "redis" => {
-            return Err(ConfigError::at(
-                "store.kind",
-                "\"redis\" is not supported by this version; use \"embedded\"",
-            ))
-        }
-        other => {
-            return Err(ConfigError::at(
-                "store.kind",
-                format!("unknown store `{other}`; expected \"embedded\""),
-            ))
-        }
-    };
+    let store = validate_store(raw.store, &upstream, lookup_env)?;
 
     if raw.apps.is_empty() {
         return Err(ConfigError::at("apps", "no [[apps]] configured"));
@@ -866,6 +1018,35 @@ apps = ["shop"]
             .unwrap_err()
             .to_string()
             .contains("clients"));
+    }
+
+    #[test]
+    fn redis_store_settings_are_validated_and_redacted() {
+        let redis = GOOD.replace(
+            "[[apps]]",
+            "[store]\nkind = \"redis\"\nurl = \"redis://:hunter2@10.0.0.5:6379/0\"\nkey_prefix = \"wx\"\n[[apps]]",
+        );
+        let s = load(&redis, &[]).unwrap();
+        match &s.store {
+            StoreSettings::Redis(r) => {
+                assert_eq!(r.key_prefix, "wx");
+                assert_eq!(r.lock_ttl, Duration::from_secs(15));
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = s.redacted_toml();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("redis://10.0.0.5:6379/0"));
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let e = load(&redis.replace("redis://:hunter2@", "http://"), &[]).unwrap_err();
+        assert!(e.to_string().contains("store.url"), "{e}");
+        let e = load(
+            &GOOD.replace("[[apps]]", "[store]\nurl = \"redis://x\"\n[[apps]]"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("only used with"), "{e}");
+        assert_eq!(redact_url("redis://u:p@h:1/2"), "redis://h:1/2");
     }
 
     #[test]

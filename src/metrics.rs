@@ -4,7 +4,7 @@
 //! Clock-dependent gauges (seconds left, expiry) are set from the published app status at
 //! scrape time, so they are exact whenever Prometheus looks.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::{
@@ -104,6 +104,8 @@ struct Inner {
     token_generation: IntGaugeVec,
     quota_used: IntGaugeVec,
     quota_limit: IntGaugeVec,
+    /// Registered only when the Redis store is used, so a single instance shows no Redis.
+    redis_up: OnceLock<prometheus::IntGauge>,
 }
 
 /// Cheap to clone; every clone updates the same series.
@@ -321,6 +323,7 @@ impl Metrics {
                 token_generation,
                 quota_used,
                 quota_limit,
+                redis_up: OnceLock::new(),
             }),
         }
     }
@@ -372,6 +375,23 @@ impl Metrics {
             .config_error
             .with_label_values(&[app])
             .set(i64::from(is_config_error));
+    }
+
+    /// Whether the shared Redis store answers (`wxtoken_redis_up`).
+    pub fn set_redis_up(&self, up: bool) {
+        let gauge = self.inner.redis_up.get_or_init(|| {
+            let g = prometheus::IntGauge::new(
+                "wxtoken_redis_up",
+                "1 when the shared Redis store answers, 0 when it does not.",
+            )
+            .expect("valid metric");
+            self.inner
+                .registry
+                .register(Box::new(g.clone()))
+                .expect("registered once");
+            g
+        });
+        gauge.set(i64::from(up));
     }
 
     pub fn set_quota_limit(&self, app: &str, limit: u64) {

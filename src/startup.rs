@@ -13,7 +13,7 @@ use crate::config::{Settings, StoreSettings};
 use crate::http::auth::ClientKeys;
 use crate::http::{routes, track_requests, ServerState};
 use crate::metrics::Metrics;
-use crate::store::{EmbeddedStore, TokenStore};
+use crate::store::{EmbeddedStore, RedisStore, TokenStore};
 use crate::token::actor::DEFAULT_WAIT_LIMIT;
 
 /// Knobs that are not configuration: tests and embedders set them.
@@ -50,8 +50,15 @@ impl Application {
     pub async fn build(settings: Settings, options: Options) -> anyhow::Result<Application> {
         let names: Vec<String> = settings.apps.iter().map(|a| a.name.clone()).collect();
         let metrics = Metrics::new(&names);
-        let store: Arc<dyn TokenStore> = match &settings.store {
-            StoreSettings::Embedded { path } => Arc::new(EmbeddedStore::open(path)?),
+        let (store, poll_interval): (Arc<dyn TokenStore>, Duration) = match &settings.store {
+            StoreSettings::Embedded { path } => (
+                Arc::new(EmbeddedStore::open(path)?),
+                Duration::from_secs(3600),
+            ),
+            StoreSettings::Redis(redis) => (
+                Arc::new(RedisStore::open(redis, metrics.clone()).await?),
+                redis.poll_interval,
+            ),
         };
         let tls = crate::upstream::tls_config(settings.upstream.ca_file.as_deref())
             .context("upstream TLS configuration")?;
@@ -63,9 +70,10 @@ impl Application {
             refresh: settings.refresh.clone(),
             upstream: settings.upstream.clone(),
             tls,
-            store,
+            store: store.clone(),
             metrics: metrics.clone(),
             wait_limit: options.wait_limit,
+            poll_interval,
         };
         let apps = Apps::start(&settings.apps, &deps);
         // Built once, outside the per-worker factory: every worker shares the same state.
@@ -73,6 +81,7 @@ impl Application {
             apps,
             clients: ClientKeys::new(settings.clients.clone()),
             metrics,
+            store,
             wait_limit: options.wait_limit,
         });
 

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::apps::{AppHandle, Apps};
 use crate::metrics::{Metrics, ROUTES};
+use crate::store::TokenStore;
 use crate::token::messages::{Get, Invalidate, NoValidToken};
 use crate::token::TokenRecord;
 use auth::ClientKeys;
@@ -39,6 +40,8 @@ pub struct ServerState {
     pub apps: Apps,
     pub clients: ClientKeys,
     pub metrics: Metrics,
+    /// For its health in readiness answers.
+    pub store: Arc<dyn TokenStore>,
     /// How long a request waits for a fetch (the actors' wait limit).
     pub wait_limit: Duration,
 }
@@ -238,9 +241,21 @@ async fn healthz() -> HttpResponse {
 struct Readiness {
     ready: bool,
     apps: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<StoreReadiness>,
 }
 
-/// Ready when every app holds a valid token; otherwise says per app why not.
+#[derive(Serialize)]
+struct StoreReadiness {
+    kind: &'static str,
+    up: bool,
+    detail: String,
+}
+
+/// Ready when every app holds a valid token; otherwise says per app why not. A shared store's
+/// health is reported too, but does not make the instance unready: with a valid token it keeps
+/// serving through a Redis outage, and taking every instance out of a load balancer because
+/// Redis is down would turn that outage into a full one.
 async fn readyz(state: web::Data<ServerState>) -> HttpResponse {
     let now = SystemTime::now();
     let mut apps = BTreeMap::new();
@@ -274,7 +289,15 @@ async fn readyz(state: web::Data<ServerState>) -> HttpResponse {
         HttpResponse::ServiceUnavailable()
     };
     resp.insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(Readiness { ready, apps })
+        .json(Readiness {
+            ready,
+            apps,
+            store: state.store.health().map(|h| StoreReadiness {
+                kind: h.kind,
+                up: h.up,
+                detail: h.detail,
+            }),
+        })
 }
 
 async fn metrics(state: web::Data<ServerState>) -> HttpResponse {

@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 use redb::{Database, ReadableDatabase, TableDefinition};
 
-use super::{decode, encode, Stored, TokenStore};
+use super::{decode, encode, AppKey, Stored, TokenStore};
 
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 
@@ -82,20 +82,21 @@ impl EmbeddedStore {
 }
 
 impl TokenStore for EmbeddedStore {
-    fn load(&self, app: &str) -> BoxFuture<'static, anyhow::Result<Option<Stored>>> {
+    fn load(&self, key: &AppKey) -> BoxFuture<'static, anyhow::Result<Option<Stored>>> {
         let db = self.db.clone();
-        let app = app.to_string();
+        let app = key.name.clone();
         // redb blocks on disk I/O: keep it off the threads that run actors and requests.
         tokio::task::spawn_blocking(move || Self::load_blocking(&db, &app))
             .map(|r| r.context("store task failed")?)
             .boxed()
     }
 
-    fn save(&self, app: &str, stored: &Stored) -> BoxFuture<'static, anyhow::Result<()>> {
+    fn save(&self, key: &AppKey, stored: &Stored) -> BoxFuture<'static, anyhow::Result<bool>> {
         let db = self.db.clone();
-        let app = app.to_string();
+        let app = key.name.clone();
         let bytes = encode(stored);
-        tokio::task::spawn_blocking(move || Self::save_blocking(&db, &app, &bytes))
+        // One process owns the file, so there is no older writer to fence: always written.
+        tokio::task::spawn_blocking(move || Self::save_blocking(&db, &app, &bytes).map(|()| true))
             .map(|r| r.context("store task failed")?)
             .boxed()
     }

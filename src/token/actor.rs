@@ -1,12 +1,16 @@
-//! `TokenActor`: owns one app's token, fetches and refreshes it, answers Get and Invalidate.
+//! `TokenActor`: owns one app's token, refreshes it, answers Get and Invalidate.
 //!
 //! The state machine, in short:
 //! - `started()` loads the stored record, serves it if it is for this appid and still valid,
-//!   and schedules the next refresh; otherwise it fetches at once.
-//! - At most one fetch is in flight (`in_flight`). Gets and Invalidates that need a new token
-//!   park a oneshot sender in a waiter list; the one fetch answers them all.
-//! - A fetch saves the new record to the store before publishing it, then schedules the next
-//!   refresh. A failure keeps the old token, records why, and retries with backoff.
+//!   and schedules the next refresh; otherwise it refreshes at once.
+//! - At most one refresh is in flight (`in_flight`). Gets and Invalidates that need a new token
+//!   park a oneshot sender in a waiter list; the one refresh answers them all.
+//! - A refresh goes through the store: the embedded store fetches and saves; the shared (Redis)
+//!   store first takes the fleet's lock and may adopt another instance's newer token instead.
+//!   The new record is saved before it is published. A failure keeps the old token, records
+//!   why, and retries with backoff.
+//! - With a shared store the actor also re-reads the record when told it changed (pub/sub) and
+//!   periodically, adopting newer tokens and writing back what the store lost.
 //! - After every change the actor publishes an immutable [`AppStatus`] snapshot, which the HTTP
 //!   fast path, readiness and metrics read without a message round trip.
 //!
@@ -19,13 +23,13 @@ use std::time::{Duration, Instant, SystemTime};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::messages::{ForceRestart, Get, Invalidate, Invalidated, NoValidToken};
+use super::messages::{ForceRestart, Get, Invalidate, Invalidated, NoValidToken, StoreChanged};
 use super::schedule::{backoff, effective_margin, refresh_delay};
 use super::{AppStatus, FailureInfo, QuotaUsage, SharedStatus, TokenRecord};
 use crate::config::{AppSettings, RefreshSettings};
 use crate::metrics::{InvalidationOutcome, Metrics, Trigger};
-use crate::store::{Stored, TokenStore};
-use crate::upstream::{ErrorClass, Fetched, UpstreamError, WechatClient};
+use crate::store::{AppKey, Basis, FetchFn, RefreshError, Refreshed, Stored, TokenStore};
+use crate::upstream::{ErrorClass, WechatClient};
 
 /// How long a request may wait for a fetch before it is answered without one (spec: 5 s).
 pub const DEFAULT_WAIT_LIMIT: Duration = Duration::from_secs(5);
@@ -46,50 +50,53 @@ impl Timer {
     }
 }
 
-/// Everything an actor needs, cloned into each (re)start.
+/// What every actor is built from.
+pub struct ActorConfig {
+    pub app: Arc<AppSettings>,
+    pub refresh: RefreshSettings,
+    pub wait_limit: Duration,
+    /// How often to re-read a shared store (covers missed change notifications).
+    pub poll_interval: Duration,
+    pub client: WechatClient,
+    pub store: Arc<dyn TokenStore>,
+    pub metrics: Metrics,
+    pub status: SharedStatus,
+}
+
 pub struct TokenActor {
-    app: Arc<AppSettings>,
-    refresh: RefreshSettings,
-    wait_limit: Duration,
-    client: WechatClient,
-    store: Arc<dyn TokenStore>,
-    metrics: Metrics,
-    status: SharedStatus,
+    cfg: ActorConfig,
+    key: AppKey,
 
     current: Option<Arc<TokenRecord>>,
     /// Highest generation seen (in memory or in the store), so generations never go back.
     generation: u64,
     last_failure: Option<Arc<FailureInfo>>,
-    /// Failed fetches since the last success, for the backoff.
+    /// Failed refreshes since the last success, for the backoff.
     failures: u32,
     /// Today's calls to WeChat's token endpoint.
     quota: QuotaUsage,
-    /// The trigger of the fetch in flight, if any.
+    /// The trigger of the refresh in flight, if any.
     in_flight: Option<Trigger>,
     timer: Option<Timer>,
-    /// The store is being read after a (re)start; no fetch decisions until it answers.
+    /// The store is being read after a (re)start; no refresh decisions until it answers.
     loading: bool,
+    /// A re-read of the shared store is in flight.
+    syncing: bool,
+    /// The current token is not in the store yet (it was down when the token was fetched).
+    unsaved: bool,
     get_waiters: Vec<Waiter>,
     invalidate_waiters: Vec<Waiter>,
 }
 
 impl TokenActor {
-    pub fn new(
-        app: Arc<AppSettings>,
-        refresh: RefreshSettings,
-        client: WechatClient,
-        store: Arc<dyn TokenStore>,
-        metrics: Metrics,
-        status: SharedStatus,
-    ) -> Self {
+    pub fn new(cfg: ActorConfig) -> Self {
+        let key = AppKey {
+            name: cfg.app.name.clone(),
+            appid: cfg.app.appid.clone(),
+        };
         TokenActor {
-            app,
-            refresh,
-            wait_limit: DEFAULT_WAIT_LIMIT,
-            client,
-            store,
-            metrics,
-            status,
+            cfg,
+            key,
             current: None,
             generation: 0,
             last_failure: None,
@@ -98,19 +105,15 @@ impl TokenActor {
             in_flight: None,
             timer: None,
             loading: false,
+            syncing: false,
+            unsaved: false,
             get_waiters: Vec::new(),
             invalidate_waiters: Vec::new(),
         }
     }
 
-    /// Overrides the 5 s wait limit (tests use shorter ones).
-    pub fn with_wait_limit(mut self, wait: Duration) -> Self {
-        self.wait_limit = wait;
-        self
-    }
-
     fn name(&self) -> &str {
-        &self.app.name
+        &self.cfg.app.name
     }
 
     fn valid_token(&self, now: SystemTime) -> Option<Arc<TokenRecord>> {
@@ -118,7 +121,7 @@ impl TokenActor {
     }
 
     fn publish(&self) {
-        self.status.store(Arc::new(AppStatus {
+        self.cfg.status.store(Arc::new(AppStatus {
             token: self.current.clone(),
             last_failure: self.last_failure.clone(),
             refreshing: self.in_flight.is_some(),
@@ -136,15 +139,15 @@ impl TokenActor {
         matches!(self.timer, Some(Timer::Retry(_)))
     }
 
-    /// Starts a fetch unless one is in flight, the store is still being read, or a retry is
+    /// Starts a refresh unless one is in flight, the store is still being read, or a retry is
     /// already waiting out its backoff (a storm of requests must not defeat the backoff).
-    fn fetch_if_idle(&mut self, ctx: &mut Context<Self>, trigger: Trigger) {
+    fn refresh_if_idle(&mut self, ctx: &mut Context<Self>, trigger: Trigger) {
         if self.in_flight.is_none() && !self.loading && !self.retry_pending() {
-            self.start_fetch(ctx, trigger);
+            self.start_refresh(ctx, trigger);
         }
     }
 
-    fn start_fetch(&mut self, ctx: &mut Context<Self>, trigger: Trigger) {
+    fn start_refresh(&mut self, ctx: &mut Context<Self>, trigger: Trigger) {
         if self.in_flight.is_some() {
             return;
         }
@@ -152,113 +155,127 @@ impl TokenActor {
         self.in_flight = Some(trigger);
         self.publish();
 
-        let client = self.client.clone();
-        let app = self.app.clone();
-        let store = self.store.clone();
-        let generation = self.generation + 1;
-        let mut quota = self.quota;
-        let fetch = async move {
-            let started = Instant::now();
-            let fetched = client.fetch_token(&app.appid, &app.secret).await;
-            let elapsed = started.elapsed();
-            let Fetched {
-                token,
-                expires_in,
-                requested_at,
-            } = match fetched {
-                Ok(f) => f,
-                Err(e) => return FetchResult::Failed(e, elapsed),
-            };
-            quota.count(SystemTime::now());
-            let stored = Stored {
-                record: TokenRecord {
-                    appid: app.appid.clone(),
-                    token,
-                    fetched_at: requested_at,
-                    expires_at: requested_at + expires_in,
-                    generation,
-                },
-                quota,
-            };
-            // Saved before it is served: a crash right after serving must not lose it.
-            let saved = store.save(&app.name, &stored).await;
-            FetchResult::Fetched {
-                stored,
-                saved,
-                elapsed,
-            }
+        let now = SystemTime::now();
+        let basis = Basis {
+            generation: self.generation,
+            token: self.current.as_ref().map(|c| c.token.clone()),
+            valid: self.valid_token(now).is_some(),
+            quota: self.quota,
         };
+        let client = self.cfg.client.clone();
+        let app = self.cfg.app.clone();
+        let metrics = self.cfg.metrics.clone();
+        // The upstream call, made only if the store decides this instance must fetch.
+        let fetch: FetchFn = Box::new(move || {
+            Box::pin(async move {
+                let started = Instant::now();
+                let fetched = client.fetch_token(&app.appid, &app.secret).await;
+                metrics.upstream_call(&app.name, "token", started.elapsed());
+                fetched
+            })
+        });
+        let refresh = self
+            .cfg
+            .store
+            .clone()
+            .refresh(self.key.clone(), basis, fetch);
         ctx.spawn(
-            fetch
+            refresh
                 .into_actor(self)
-                .map(move |result, act, ctx| act.fetch_done(trigger, result, ctx)),
+                .map(move |result, act, ctx| act.refresh_done(trigger, result, ctx)),
         );
     }
 
-    fn fetch_done(&mut self, trigger: Trigger, result: FetchResult, ctx: &mut Context<Self>) {
+    fn refresh_done(
+        &mut self,
+        trigger: Trigger,
+        result: Result<Refreshed, RefreshError>,
+        ctx: &mut Context<Self>,
+    ) {
         self.in_flight = None;
         match result {
-            FetchResult::Fetched {
-                stored: Stored { record, quota },
-                saved,
-                elapsed,
-            } => {
-                self.metrics.upstream_call(self.name(), "token", elapsed);
-                self.metrics.config_error(self.name(), false);
-                self.quota = quota;
-                if let Err(e) = saved {
-                    self.metrics.store_failed(self.name(), "save");
-                    tracing::error!(app = self.name(), error = %format!("{e:#}"),
-                        "could not save the new token; serving it anyway, a restart will fetch again");
+            Ok(Refreshed::Fetched {
+                stored,
+                store_error,
+            }) => {
+                self.unsaved = store_error.is_some();
+                if let Some(e) = store_error {
+                    self.cfg.metrics.store_failed(self.name(), "save");
+                    tracing::error!(app = self.name(), error = %e,
+                        "could not save the new token; serving it anyway and writing it back later");
                 }
                 tracing::info!(
                     app = self.name(),
                     trigger = trigger.as_str(),
-                    generation = record.generation,
-                    token = %record.token,
-                    expires_in = record.lifetime().as_secs(),
+                    generation = stored.record.generation,
+                    token = %stored.record.token,
+                    expires_in = stored.record.lifetime().as_secs(),
                     "token refreshed"
                 );
-                self.metrics.refresh_succeeded(self.name(), trigger);
-                self.generation = record.generation;
-                let record = Arc::new(record);
-                self.current = Some(record.clone());
-                self.last_failure = None;
-                self.failures = 0;
-                self.publish();
-                for w in self
-                    .get_waiters
-                    .drain(..)
-                    .chain(self.invalidate_waiters.drain(..))
-                {
-                    let _ = w.send(record.clone());
-                }
-                self.schedule_refresh(ctx);
+                self.cfg.metrics.refresh_succeeded(self.name(), trigger);
+                self.cfg.metrics.config_error(self.name(), false);
+                self.install(stored, ctx);
             }
-            FetchResult::Failed(err, elapsed) => {
-                self.metrics.upstream_call(self.name(), "token", elapsed);
-                self.metrics.refresh_failed(self.name(), trigger, &err);
+            Ok(Refreshed::Adopted(stored)) => {
+                tracing::info!(
+                    app = self.name(),
+                    generation = stored.record.generation,
+                    token = %stored.record.token,
+                    fetched_by = stored.fetched_by.as_deref().unwrap_or("?"),
+                    "adopted the token another instance refreshed"
+                );
+                self.unsaved = false;
+                self.install(stored, ctx);
+            }
+            Err(err) => self.refresh_failed(trigger, err, ctx),
+        }
+    }
+
+    /// Makes `stored` the current token: publish, answer every waiter, schedule the next
+    /// refresh.
+    fn install(&mut self, stored: Stored, ctx: &mut Context<Self>) {
+        let Stored { record, quota, .. } = stored;
+        self.generation = self.generation.max(record.generation);
+        if quota.day > self.quota.day
+            || (quota.day == self.quota.day && quota.used > self.quota.used)
+        {
+            self.quota = quota;
+        }
+        let record = Arc::new(record);
+        self.current = Some(record.clone());
+        self.last_failure = None;
+        self.failures = 0;
+        self.publish();
+        for w in self
+            .get_waiters
+            .drain(..)
+            .chain(self.invalidate_waiters.drain(..))
+        {
+            let _ = w.send(record.clone());
+        }
+        self.schedule_refresh(ctx);
+    }
+
+    fn refresh_failed(&mut self, trigger: Trigger, err: RefreshError, ctx: &mut Context<Self>) {
+        let still_valid = self.valid_token(SystemTime::now()).is_some();
+        let (failure, delay) = match &err {
+            RefreshError::Upstream(err) => {
+                self.cfg.metrics.refresh_failed(self.name(), trigger, err);
                 let class = err.class();
-                self.metrics
+                self.cfg
+                    .metrics
                     .config_error(self.name(), class == ErrorClass::Config);
                 if err.errcode().is_some() {
                     // WeChat answered: the call counts against the daily quota.
                     self.quota.count(SystemTime::now());
                 }
                 let delay = match class {
-                    ErrorClass::Transient => backoff(
-                        self.failures,
-                        self.refresh.retry_min,
-                        self.refresh.retry_max,
-                        rand::random(),
-                    ),
+                    ErrorClass::Transient => self.backoff(),
                     // Neither a wrong secret nor a used-up quota gets better by asking often.
-                    ErrorClass::Config | ErrorClass::Quota => self.refresh.retry_max,
+                    ErrorClass::Config | ErrorClass::Quota => self.cfg.refresh.retry_max,
                 };
-                self.failures = self.failures.saturating_add(1);
-                let still_valid = self.valid_token(SystemTime::now()).is_some();
                 if class == ErrorClass::Config {
-                    tracing::error!(app = self.name(), appid = %self.app.appid, trigger = trigger.as_str(),
+                    tracing::error!(app = self.name(), appid = %self.cfg.app.appid, trigger = trigger.as_str(),
                         reason = %err.reason(), class = class.as_str(), error = %err,
                         still_valid, retry_in = ?delay, "token fetch failed: configuration error");
                 } else {
@@ -266,21 +283,48 @@ impl TokenActor {
                         reason = %err.reason(), class = class.as_str(), error = %err,
                         still_valid, retry_in = ?delay, "token fetch failed");
                 }
-                self.last_failure = Some(Arc::new(FailureInfo {
+                let failure = FailureInfo {
                     errcode: err.errcode(),
                     reason: err.reason(),
                     class,
                     message: err.to_string(),
                     at: SystemTime::now(),
-                }));
-                self.publish();
-                let handle = ctx.run_later(delay, move |act, ctx| {
-                    act.timer = None;
-                    act.start_fetch(ctx, trigger);
-                });
-                self.timer = Some(Timer::Retry(handle));
+                };
+                (failure, delay)
             }
-        }
+            RefreshError::Store(msg) => {
+                self.cfg.metrics.store_failed(self.name(), "lock");
+                let delay = self.backoff();
+                tracing::warn!(app = self.name(), trigger = trigger.as_str(), error = %msg,
+                    still_valid, retry_in = ?delay,
+                    "refresh postponed: the shared store cannot coordinate it and the token is still valid");
+                let failure = FailureInfo {
+                    errcode: None,
+                    reason: "store".into(),
+                    class: ErrorClass::Transient,
+                    message: err.to_string(),
+                    at: SystemTime::now(),
+                };
+                (failure, delay)
+            }
+        };
+        self.failures = self.failures.saturating_add(1);
+        self.last_failure = Some(Arc::new(failure));
+        self.publish();
+        let handle = ctx.run_later(delay, move |act, ctx| {
+            act.timer = None;
+            act.start_refresh(ctx, trigger);
+        });
+        self.timer = Some(Timer::Retry(handle));
+    }
+
+    fn backoff(&self) -> Duration {
+        backoff(
+            self.failures,
+            self.cfg.refresh.retry_min,
+            self.cfg.refresh.retry_max,
+            rand::random(),
+        )
     }
 
     fn schedule_refresh(&mut self, ctx: &mut Context<Self>) {
@@ -292,7 +336,7 @@ impl TokenActor {
             SystemTime::now(),
             current.expires_at,
             current.lifetime(),
-            self.refresh.margin,
+            self.cfg.refresh.margin,
             rand::random(),
         );
         tracing::debug!(
@@ -302,42 +346,53 @@ impl TokenActor {
         );
         let handle = ctx.run_later(delay, |act, ctx| {
             act.timer = None;
-            act.start_fetch(ctx, Trigger::Scheduled);
+            act.start_refresh(ctx, Trigger::Scheduled);
         });
         self.timer = Some(Timer::Refresh(handle));
     }
 
+    /// Whether a stored record should replace what this actor holds.
+    fn is_newer(&self, stored: &Stored) -> bool {
+        stored.record.appid == self.cfg.app.appid
+            && stored.record.is_valid_at(SystemTime::now())
+            && self
+                .current
+                .as_ref()
+                .is_none_or(|c| stored.record.generation > c.generation)
+    }
+
     /// After the store answered at (re)start: adopt its record if it is ours and newer, then
-    /// either schedule the next refresh or fetch now.
+    /// either schedule the next refresh or refresh now.
     fn loaded(&mut self, result: anyhow::Result<Option<Stored>>, ctx: &mut Context<Self>) {
         self.loading = false;
         match result {
-            Ok(Some(Stored { record: rec, .. })) if rec.appid != self.app.appid => {
+            Ok(Some(stored)) if stored.record.appid != self.cfg.app.appid => {
                 tracing::info!(
                     app = self.name(),
                     "stored token belongs to another appid; ignoring it"
                 );
             }
-            Ok(Some(Stored { record: rec, quota })) => {
-                if quota.day >= self.quota.day && quota.used > self.quota.used {
-                    self.quota = quota;
+            Ok(Some(stored)) => {
+                self.generation = self.generation.max(stored.record.generation);
+                if stored.quota.day >= self.quota.day {
+                    self.quota = stored.quota;
                 }
-                self.generation = self.generation.max(rec.generation);
-                let newer = self
-                    .current
-                    .as_ref()
-                    .is_none_or(|c| rec.generation > c.generation);
-                if newer && rec.is_valid_at(SystemTime::now()) {
-                    tracing::info!(app = self.name(), generation = rec.generation, token = %rec.token,
-                        expires_in = rec.remaining(SystemTime::now()).as_secs(), "reusing stored token");
-                    self.current = Some(Arc::new(rec));
+                if self.is_newer(&stored) {
+                    tracing::info!(app = self.name(), generation = stored.record.generation,
+                        token = %stored.record.token,
+                        expires_in = stored.record.remaining(SystemTime::now()).as_secs(),
+                        "reusing stored token");
+                    self.current = Some(Arc::new(stored.record));
                 }
             }
             Ok(None) => {}
             Err(e) => {
-                self.metrics.store_failed(self.name(), "load");
+                self.cfg.metrics.store_failed(self.name(), "load");
                 tracing::error!(app = self.name(), error = %format!("{e:#}"), "could not read the token store");
             }
+        }
+        if self.cfg.store.shared() {
+            ctx.run_interval(self.cfg.poll_interval, |act, ctx| act.sync(ctx));
         }
         let now = SystemTime::now();
         match self.valid_token(now) {
@@ -346,18 +401,74 @@ impl TokenActor {
                 for w in self.get_waiters.drain(..) {
                     let _ = w.send(cur.clone());
                 }
-                let margin = effective_margin(self.refresh.margin, cur.lifetime());
+                let margin = effective_margin(self.cfg.refresh.margin, cur.lifetime());
                 if cur.remaining(now) > margin {
                     self.schedule_refresh(ctx);
                 } else {
-                    self.start_fetch(ctx, Trigger::Startup);
+                    self.start_refresh(ctx, Trigger::Startup);
                 }
             }
             None => {
                 self.publish();
-                self.start_fetch(ctx, Trigger::Startup);
+                self.start_refresh(ctx, Trigger::Startup);
             }
         }
+    }
+
+    /// Re-reads a shared store: adopts a newer token another instance wrote, and writes back
+    /// the current one when the store lost it (restarted empty) or never got it (was down).
+    fn sync(&mut self, ctx: &mut Context<Self>) {
+        if self.syncing || self.loading {
+            return;
+        }
+        self.syncing = true;
+        let load = self.cfg.store.load(&self.key);
+        ctx.spawn(load.into_actor(self).map(|result, act, ctx| {
+            act.syncing = false;
+            let stored = match result {
+                Ok(s) => s,
+                // Unreachable: keep serving; the health loop reports it.
+                Err(_) => return,
+            };
+            if let Some(s) = &stored {
+                if act.is_newer(s) {
+                    tracing::info!(app = act.name(), generation = s.record.generation,
+                        token = %s.record.token, "adopting a newer token from the shared store");
+                    act.unsaved = false;
+                    act.install(s.clone(), ctx);
+                    return;
+                }
+            }
+            let behind = stored
+                .as_ref()
+                .is_none_or(|s| s.record.generation < act.generation);
+            if let (Some(cur), true) = (act.valid_token(SystemTime::now()), behind || act.unsaved) {
+                act.write_back(cur, ctx);
+            }
+        }));
+    }
+
+    fn write_back(&mut self, record: Arc<TokenRecord>, ctx: &mut Context<Self>) {
+        let stored = Stored {
+            record: (*record).clone(),
+            quota: self.quota,
+            fetched_by: None,
+        };
+        let save = self.cfg.store.save(&self.key, &stored);
+        ctx.spawn(save.into_actor(self).map(move |result, act, _| match result {
+            Ok(written) => {
+                act.unsaved = false;
+                tracing::info!(
+                    app = act.name(),
+                    generation = record.generation,
+                    written,
+                    "wrote the current token back to the shared store"
+                );
+            }
+            Err(e) => {
+                tracing::debug!(app = act.name(), error = %format!("{e:#}"), "write-back failed; will retry")
+            }
+        }));
     }
 
     fn park(list: &mut Vec<Waiter>) -> oneshot::Receiver<Arc<TokenRecord>> {
@@ -370,23 +481,12 @@ impl TokenActor {
     }
 }
 
-/// What a fetch future hands back to the actor.
-enum FetchResult {
-    Fetched {
-        stored: Stored,
-        /// The store write; a failure is logged and counted, the token served anyway.
-        saved: anyhow::Result<()>,
-        elapsed: Duration,
-    },
-    Failed(UpstreamError, Duration),
-}
-
 impl Actor for TokenActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.loading = true;
-        let load = self.store.load(self.name());
+        let load = self.cfg.store.load(&self.key);
         ctx.spawn(
             load.into_actor(self)
                 .map(|result, act, ctx| act.loaded(result, ctx)),
@@ -397,11 +497,12 @@ impl Actor for TokenActor {
 impl actix::Supervised for TokenActor {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         // The old context's timers and futures are gone with it.
-        self.metrics.actor_restarted(self.name());
+        self.cfg.metrics.actor_restarted(self.name());
         tracing::warn!(app = self.name(), "token actor restarting");
         self.in_flight = None;
         self.timer = None;
         self.loading = false;
+        self.syncing = false;
     }
 }
 
@@ -413,10 +514,10 @@ impl Handler<Get> for TokenActor {
             return Box::pin(std::future::ready(Ok(t)));
         }
         let rx = Self::park(&mut self.get_waiters);
-        // A fetch may not be running: e.g. a scheduled refresh pending while the clock jumped.
-        self.fetch_if_idle(ctx, Trigger::Scheduled);
-        let status = self.status.clone();
-        let wait = self.wait_limit;
+        // A refresh may not be running: e.g. a scheduled one pending while the clock jumped.
+        self.refresh_if_idle(ctx, Trigger::Scheduled);
+        let status = self.cfg.status.clone();
+        let wait = self.cfg.wait_limit;
         Box::pin(async move {
             match tokio::time::timeout(wait, rx).await {
                 Ok(Ok(t)) => Ok(t),
@@ -438,13 +539,13 @@ impl Handler<Invalidate> for TokenActor {
 
     fn handle(&mut self, msg: Invalidate, ctx: &mut Self::Context) -> Self::Result {
         let now = SystemTime::now();
-        let metrics = self.metrics.clone();
-        let app = self.app.name.clone();
+        let metrics = self.cfg.metrics.clone();
+        let app = self.cfg.app.name.clone();
         if let Some(cur) = self.valid_token(now) {
             let immediate = if cur.token.expose() != msg.token {
                 // Already replaced: the caller only needs the current one.
                 Some(InvalidationOutcome::Stale)
-            } else if cur.age(now) < self.refresh.min_interval {
+            } else if cur.age(now) < self.cfg.refresh.min_interval {
                 // Just fetched: refetching would only burn quota.
                 Some(InvalidationOutcome::TooSoon)
             } else {
@@ -463,9 +564,9 @@ impl Handler<Invalidate> for TokenActor {
                 "current token reported as rejected; refreshing");
         }
         let rx = Self::park(&mut self.invalidate_waiters);
-        self.fetch_if_idle(ctx, Trigger::Invalidated);
-        let status = self.status.clone();
-        let wait = self.wait_limit;
+        self.refresh_if_idle(ctx, Trigger::Invalidated);
+        let status = self.cfg.status.clone();
+        let wait = self.cfg.wait_limit;
         Box::pin(async move {
             let answer = match tokio::time::timeout(wait, rx).await {
                 Ok(Ok(record)) => Ok(Invalidated {
@@ -494,6 +595,14 @@ impl Handler<Invalidate> for TokenActor {
             metrics.invalidation(&app, outcome);
             answer
         })
+    }
+}
+
+impl Handler<StoreChanged> for TokenActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StoreChanged, ctx: &mut Self::Context) {
+        self.sync(ctx);
     }
 }
 

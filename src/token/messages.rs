@@ -41,6 +41,11 @@ pub struct Invalidated {
     pub outcome: InvalidationOutcome,
 }
 
+/// The shared store says the app's record changed (another instance refreshed): re-read it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StoreChanged;
+
 /// Stops the actor's context so its supervisor restarts it. For operators' drills and tests:
 /// a restart must never interrupt service.
 #[derive(Debug, Message)]

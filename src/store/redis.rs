@@ -1,0 +1,518 @@
+//! The Redis store: several wxtoken instances share one record per app and one refresher.
+//!
+//! Keys (all under `key_prefix`, and all including the appid so apps never share a record):
+//! - `{prefix}:token:{appid}`: a hash with `generation` and `record` (JSON: token, expiry,
+//!   fetch time, quota, the instance that fetched it);
+//! - `{prefix}:lock:{appid}`: the refresh lock, `SET NX PX` with a random owner value;
+//! - channel `{prefix}:changes`: the appid of every record written, so other instances adopt
+//!   a new token within milliseconds (each actor also re-reads periodically).
+//!
+//! A refresh takes the lock, re-reads the record (another instance may have refreshed while
+//! this one waited), and only then fetches. The write is a compare-and-set on the generation
+//! in Lua, so a refresher whose lock expired mid-fetch can never overwrite a newer token.
+//!
+//! While Redis is unreachable nobody may fetch a token that is still valid (that would
+//! invalidate the token the rest of the fleet serves); once the token has expired an instance
+//! may fetch alone, and its actor writes the token back when Redis returns.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::future::{BoxFuture, LocalBoxFuture};
+use futures_util::{FutureExt as _, StreamExt as _};
+use redis::aio::ConnectionManager;
+use secrecy::ExposeSecret;
+
+use super::{
+    decode, encode, stored_from_fetch, AppKey, Basis, FetchFn, RefreshError, Refreshed,
+    StoreHealth, Stored, TokenStore,
+};
+use crate::config::{redact_url, RedisSettings};
+use crate::metrics::Metrics;
+
+/// Every Redis command gets this long; a hung Redis must not hang a refresh.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often the health loop pings Redis.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a refresher that found the lock taken looks at the record again.
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+/// Writes the record only if its generation is higher than the stored one, then announces it.
+const CAS_SCRIPT: &str = r#"
+local current = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0')
+if tonumber(ARGV[1]) <= current then return 0 end
+redis.call('HSET', KEYS[1], 'generation', ARGV[1], 'record', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"#;
+
+/// Deletes the lock only if this owner still holds it.
+const UNLOCK_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+type Notify = Arc<dyn Fn() + Send + Sync>;
+
+struct Inner {
+    client: redis::Client,
+    /// Established lazily and re-established by the health loop; `ConnectionManager` then
+    /// reconnects by itself after failures.
+    conn: Mutex<Option<ConnectionManager>>,
+    prefix: String,
+    lock_ttl: Duration,
+    instance: String,
+    /// Where Redis is, for messages: the URL without credentials.
+    location: String,
+    metrics: Metrics,
+    up: AtomicBool,
+    detail: Mutex<String>,
+    watchers: Mutex<HashMap<String, Vec<Notify>>>,
+    cas: redis::Script,
+    unlock: redis::Script,
+}
+
+/// Cheap to clone; all clones share one connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+fn is_auth_error(e: &redis::RedisError) -> bool {
+    let text = e.to_string();
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || text.contains("WRONGPASS")
+        || text.contains("NOAUTH")
+        || text.contains("invalid password")
+}
+
+impl RedisStore {
+    /// Connects to Redis and starts the health and change-notification loops on the current
+    /// runtime. Wrong credentials are a startup error; an unreachable Redis is not (the
+    /// instance starts degraded and connects when Redis appears).
+    pub async fn open(settings: &RedisSettings, metrics: Metrics) -> anyhow::Result<RedisStore> {
+        let location = redact_url(settings.url.expose_secret());
+        let client = redis::Client::open(settings.url.expose_secret()).map_err(|e| {
+            anyhow::anyhow!(
+                "store.url: not a usable Redis URL ({location}): {:?}",
+                e.kind()
+            )
+        })?;
+        let inner = Arc::new(Inner {
+            client,
+            conn: Mutex::new(None),
+            prefix: settings.key_prefix.clone(),
+            lock_ttl: settings.lock_ttl,
+            instance: settings.instance.clone(),
+            location: location.clone(),
+            metrics,
+            up: AtomicBool::new(false),
+            detail: Mutex::new("not connected yet".into()),
+            watchers: Mutex::new(HashMap::new()),
+            cas: redis::Script::new(CAS_SCRIPT),
+            unlock: redis::Script::new(UNLOCK_SCRIPT),
+        });
+        match inner.connect().await {
+            Ok(_) => inner.set_health(true, "ok".into()),
+            Err(e) if is_auth_error(&e) => {
+                anyhow::bail!(
+                    "store.url: Redis at {location} rejected the credentials ({:?}); check the password in the URL",
+                    e.kind()
+                )
+            }
+            Err(e) => {
+                tracing::error!(redis = %location, error = %e,
+                    "Redis unreachable at startup; serving without it until it is back");
+                inner.set_health(false, format!("unreachable: {e}"));
+            }
+        }
+        actix_web::rt::spawn(health_loop(Arc::downgrade(&inner)));
+        actix_web::rt::spawn(change_loop(Arc::downgrade(&inner)));
+        Ok(RedisStore { inner })
+    }
+}
+
+impl Inner {
+    fn token_key(&self, key: &AppKey) -> String {
+        format!("{}:token:{}", self.prefix, key.appid)
+    }
+
+    fn lock_key(&self, key: &AppKey) -> String {
+        format!("{}:lock:{}", self.prefix, key.appid)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:changes", self.prefix)
+    }
+
+    async fn connect(&self) -> redis::RedisResult<ConnectionManager> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = self
+            .client
+            .get_connection_manager_with_config(config)
+            .await?;
+        *self.conn.lock().expect("lock not poisoned") = Some(conn.clone());
+        Ok(conn)
+    }
+
+    fn conn(&self) -> anyhow::Result<ConnectionManager> {
+        self.conn
+            .lock()
+            .expect("lock not poisoned")
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("Redis at {} is not connected", self.location))
+    }
+
+    fn set_health(&self, up: bool, detail: String) {
+        let was = self.up.swap(up, Ordering::SeqCst);
+        self.metrics.set_redis_up(up);
+        *self.detail.lock().expect("lock not poisoned") = detail;
+        if was != up {
+            if up {
+                tracing::info!(redis = %self.location, "Redis is reachable");
+                // Whatever changed while it was away (or if it restarted empty): every actor
+                // re-reads its record and writes back what is missing.
+                self.notify_all();
+            } else {
+                tracing::error!(redis = %self.location, "Redis is unreachable; serving cached tokens");
+            }
+        }
+    }
+
+    fn notify(&self, appid: &str) {
+        let watchers = self.watchers.lock().expect("lock not poisoned");
+        for n in watchers.get(appid).into_iter().flatten() {
+            n();
+        }
+    }
+
+    fn notify_all(&self) {
+        let watchers = self.watchers.lock().expect("lock not poisoned");
+        for n in watchers.values().flatten() {
+            n();
+        }
+    }
+
+    async fn run<T, F, Fut>(&self, what: &str, op: F) -> anyhow::Result<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.conn()?;
+        match tokio::time::timeout(COMMAND_TIMEOUT, op(conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(anyhow::anyhow!("Redis {what} failed: {e}")),
+            Err(_) => Err(anyhow::anyhow!("Redis {what} timed out")),
+        }
+    }
+
+    async fn load(&self, key: &AppKey) -> anyhow::Result<Option<Stored>> {
+        let k = self.token_key(key);
+        let raw: Option<Vec<u8>> = self
+            .run("read", |mut c| async move {
+                redis::cmd("HGET")
+                    .arg(&k)
+                    .arg("record")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(raw.and_then(|bytes| {
+            let decoded = decode(&bytes);
+            if decoded.is_none() {
+                tracing::warn!(app = %key.name, "shared token record is unreadable; ignoring it");
+            }
+            decoded
+        }))
+    }
+
+    async fn save(&self, key: &AppKey, stored: &Stored) -> anyhow::Result<bool> {
+        let k = self.token_key(key);
+        let generation = stored.record.generation;
+        let body = encode(stored);
+        let channel = self.channel();
+        let appid = key.appid.clone();
+        let cas = &self.cas;
+        let written: i64 = self
+            .run("write", |mut c| async move {
+                cas.key(&k)
+                    .arg(generation)
+                    .arg(body)
+                    .arg(channel)
+                    .arg(appid)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(written == 1)
+    }
+
+    async fn try_lock(&self, key: &AppKey, owner: &str) -> anyhow::Result<bool> {
+        let k = self.lock_key(key);
+        let ttl = self.lock_ttl.as_millis() as u64;
+        let reply: Option<String> = self
+            .run("lock", |mut c| async move {
+                redis::cmd("SET")
+                    .arg(&k)
+                    .arg(owner)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(reply.is_some())
+    }
+
+    async fn unlock(&self, key: &AppKey, owner: &str) {
+        let k = self.lock_key(key);
+        let unlock = &self.unlock;
+        let result: anyhow::Result<i64> = self
+            .run("unlock", |mut c| async move {
+                unlock.key(&k).arg(owner).invoke_async(&mut c).await
+            })
+            .await;
+        if let Err(e) = result {
+            // The lock expires by itself; nothing is lost but a little time.
+            tracing::debug!(app = %key.name, error = %format!("{e:#}"), "could not release the refresh lock");
+        }
+    }
+
+    /// The coordinated refresh; see the module documentation.
+    async fn refresh(
+        self: Arc<Self>,
+        key: AppKey,
+        basis: Basis,
+        fetch: FetchFn,
+    ) -> Result<Refreshed, RefreshError> {
+        let owner = format!("{}-{:016x}", self.instance, rand::random::<u64>());
+        // Another refresher holds the lock at most lock_ttl; wait that long for its result.
+        let deadline = Instant::now() + self.lock_ttl + Duration::from_secs(1);
+        loop {
+            match self.try_lock(&key, &owner).await {
+                Ok(true) => break,
+                Ok(false) => {
+                    if let Ok(Some(r)) = self.load(&key).await {
+                        if basis.superseded_by(&r) && r.record.is_valid_at(SystemTime::now()) {
+                            return Ok(Refreshed::Adopted(r));
+                        }
+                    }
+                    if Instant::now() > deadline {
+                        return Err(RefreshError::Store(
+                            "another instance holds the refresh lock and has not refreshed".into(),
+                        ));
+                    }
+                    tokio::time::sleep(LOCK_POLL).await;
+                }
+                Err(e) => return self.refresh_alone(key, basis, fetch, e).await,
+            }
+        }
+
+        let result = self.refresh_locked(&key, &basis, fetch).await;
+        self.unlock(&key, &owner).await;
+        result
+    }
+
+    async fn refresh_locked(
+        &self,
+        key: &AppKey,
+        basis: &Basis,
+        fetch: FetchFn,
+    ) -> Result<Refreshed, RefreshError> {
+        // Re-check under the lock: the token may have been refreshed while we waited for it.
+        let current = self
+            .load(key)
+            .await
+            .map_err(|e| RefreshError::Store(format!("{e:#}")))?;
+        if let Some(r) = &current {
+            if basis.superseded_by(r) && r.record.is_valid_at(SystemTime::now()) {
+                return Ok(Refreshed::Adopted(r.clone()));
+            }
+        }
+        let base_generation = current
+            .as_ref()
+            .map_or(0, |r| r.record.generation)
+            .max(basis.generation);
+        let quota = current.as_ref().map_or(basis.quota, |r| r.quota);
+        let fetched = fetch().await?;
+        let stored = stored_from_fetch(
+            key,
+            fetched,
+            base_generation + 1,
+            quota,
+            Some(self.instance.clone()),
+        );
+        match self.save(key, &stored).await {
+            Ok(true) => Ok(Refreshed::Fetched {
+                stored,
+                store_error: None,
+            }),
+            Ok(false) => {
+                // Fenced: our lock expired during a slow fetch and another instance wrote a
+                // newer generation. Theirs stays; ours is dropped.
+                tracing::warn!(app = %key.name, generation = stored.record.generation,
+                    "a newer token was stored while this fetch was slow; adopting it and dropping ours");
+                match self.load(key).await {
+                    Ok(Some(r)) if r.record.is_valid_at(SystemTime::now()) => {
+                        Ok(Refreshed::Adopted(r))
+                    }
+                    _ => Ok(Refreshed::Fetched {
+                        stored,
+                        store_error: Some("fenced by a newer record that could not be read".into()),
+                    }),
+                }
+            }
+            Err(e) => Ok(Refreshed::Fetched {
+                stored,
+                store_error: Some(format!("{e:#}")),
+            }),
+        }
+    }
+
+    /// Redis is unreachable. Fetching now would invalidate the token the rest of the fleet
+    /// serves, so it is allowed only once that token has expired anyway.
+    async fn refresh_alone(
+        &self,
+        key: AppKey,
+        basis: Basis,
+        fetch: FetchFn,
+        error: anyhow::Error,
+    ) -> Result<Refreshed, RefreshError> {
+        if basis.valid {
+            return Err(RefreshError::Store(format!("{error:#}")));
+        }
+        tracing::warn!(app = %key.name, error = %format!("{error:#}"),
+            "Redis unreachable and no valid token: fetching alone");
+        let fetched = fetch().await?;
+        let stored = stored_from_fetch(
+            &key,
+            fetched,
+            basis.generation + 1,
+            basis.quota,
+            Some(self.instance.clone()),
+        );
+        Ok(Refreshed::Fetched {
+            stored,
+            store_error: Some(format!("{error:#}")),
+        })
+    }
+}
+
+/// Pings Redis every second, reconnecting when needed, and reports its health.
+async fn health_loop(inner: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(HEALTH_INTERVAL).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let conn = inner.conn.lock().expect("lock not poisoned").clone();
+        let result = match conn {
+            Some(mut c) => tokio::time::timeout(
+                COMMAND_TIMEOUT,
+                redis::cmd("PING").query_async::<String>(&mut c),
+            )
+            .await
+            .map_err(|_| "ping timed out".to_string())
+            .and_then(|r| r.map_err(|e| e.to_string())),
+            None => match tokio::time::timeout(COMMAND_TIMEOUT * 2, inner.connect()).await {
+                Ok(Ok(_)) => Ok("PONG".into()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("connect timed out".into()),
+            },
+        };
+        match result {
+            Ok(_) => inner.set_health(true, "ok".into()),
+            Err(e) => inner.set_health(false, format!("unreachable: {e}")),
+        }
+    }
+}
+
+/// Listens on the changes channel and tells the actor of each written appid. Reconnects on
+/// failure; after a reconnect every actor re-reads, since messages may have been missed.
+async fn change_loop(inner: Weak<Inner>) {
+    let mut first = true;
+    loop {
+        let (client, channel) = match inner.upgrade() {
+            Some(i) => (i.client.clone(), i.channel()),
+            None => return,
+        };
+        if !first {
+            tokio::time::sleep(HEALTH_INTERVAL).await;
+        }
+        first = false;
+        let pubsub = tokio::time::timeout(COMMAND_TIMEOUT * 2, async {
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(ps)
+        })
+        .await;
+        let Ok(Ok(pubsub)) = pubsub else {
+            continue;
+        };
+        if let Some(i) = inner.upgrade() {
+            i.notify_all();
+        }
+        let mut messages = pubsub.into_on_message();
+        while let Some(msg) = messages.next().await {
+            let Some(i) = inner.upgrade() else {
+                return;
+            };
+            if let Ok(appid) = msg.get_payload::<String>() {
+                i.notify(&appid);
+            }
+        }
+    }
+}
+
+impl TokenStore for RedisStore {
+    fn load(&self, key: &AppKey) -> BoxFuture<'static, anyhow::Result<Option<Stored>>> {
+        let inner = self.inner.clone();
+        let key = key.clone();
+        async move { inner.load(&key).await }.boxed()
+    }
+
+    fn save(&self, key: &AppKey, stored: &Stored) -> BoxFuture<'static, anyhow::Result<bool>> {
+        let inner = self.inner.clone();
+        let key = key.clone();
+        let stored = stored.clone();
+        async move { inner.save(&key, &stored).await }.boxed()
+    }
+
+    fn refresh(
+        self: Arc<Self>,
+        key: AppKey,
+        basis: Basis,
+        fetch: FetchFn,
+    ) -> LocalBoxFuture<'static, Result<Refreshed, RefreshError>> {
+        self.inner.clone().refresh(key, basis, fetch).boxed_local()
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn subscribe(&self, key: &AppKey, notify: Box<dyn Fn() + Send + Sync>) {
+        self.inner
+            .watchers
+            .lock()
+            .expect("lock not poisoned")
+            .entry(key.appid.clone())
+            .or_default()
+            .push(Arc::from(notify));
+    }
+
+    fn health(&self) -> Option<StoreHealth> {
+        Some(StoreHealth {
+            kind: "redis",
+            up: self.inner.up.load(Ordering::SeqCst),
+            detail: self.inner.detail.lock().expect("lock not poisoned").clone(),
+        })
+    }
+}
