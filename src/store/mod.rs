@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::future::{BoxFuture, LocalBoxFuture};
 use serde::{Deserialize, Serialize};
 
-use crate::token::{AccessToken, QuotaUsage, TokenRecord};
+use crate::token::{AccessToken, QuotaUsage, SharedStatus, TokenRecord};
 use crate::upstream::{Fetched, UpstreamError};
 
 pub use embedded::EmbeddedStore;
@@ -41,12 +41,18 @@ pub struct Basis {
     pub generation: u64,
     /// The token it holds, if any.
     pub token: Option<AccessToken>,
-    /// Whether that token is still valid: if so, nobody may fetch without coordination.
-    pub valid: bool,
     pub quota: QuotaUsage,
+    /// What the actor publishes now: it may adopt a token while the refresh waits.
+    pub live: SharedStatus,
 }
 
 impl Basis {
+    /// Whether this instance holds a valid token right now: if so, nobody may fetch without
+    /// coordination.
+    pub fn holds_valid_token(&self) -> bool {
+        self.live.load().valid_token(SystemTime::now()).is_some()
+    }
+
     /// Whether `stored` is newer than what this instance based its request on: another
     /// instance refreshed meanwhile (higher generation, or the token it held was replaced).
     pub fn superseded_by(&self, stored: &Stored) -> bool {

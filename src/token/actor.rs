@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 
 use super::messages::{ForceRestart, Get, Invalidate, Invalidated, NoValidToken, StoreChanged};
 use super::schedule::{backoff, effective_margin, refresh_delay};
-use super::{AppStatus, FailureInfo, QuotaUsage, SharedStatus, TokenRecord};
+use super::{AccessToken, AppStatus, FailureInfo, QuotaUsage, SharedStatus, TokenRecord};
 use crate::config::{AppSettings, RefreshSettings};
 use crate::metrics::{InvalidationOutcome, Metrics, Trigger};
 use crate::store::{AppKey, Basis, FetchFn, RefreshError, Refreshed, Stored, TokenStore};
@@ -85,7 +85,11 @@ pub struct TokenActor {
     /// The current token is not in the store yet (it was down when the token was fetched).
     unsaved: bool,
     get_waiters: Vec<Waiter>,
-    invalidate_waiters: Vec<Waiter>,
+    /// Each with the token its caller reported as rejected: only a different one answers it.
+    invalidate_waiters: Vec<(Waiter, AccessToken)>,
+    /// The current token was reported as rejected by WeChat: keep retrying until it is
+    /// replaced, even after the callers who reported it gave up waiting.
+    rejected: Option<AccessToken>,
 }
 
 impl TokenActor {
@@ -109,6 +113,7 @@ impl TokenActor {
             unsaved: false,
             get_waiters: Vec::new(),
             invalidate_waiters: Vec::new(),
+            rejected: None,
         }
     }
 
@@ -155,12 +160,11 @@ impl TokenActor {
         self.in_flight = Some(trigger);
         self.publish();
 
-        let now = SystemTime::now();
         let basis = Basis {
             generation: self.generation,
             token: self.current.as_ref().map(|c| c.token.clone()),
-            valid: self.valid_token(now).is_some(),
             quota: self.quota,
+            live: self.cfg.status.clone(),
         };
         let client = self.cfg.client.clone();
         let app = self.cfg.app.clone();
@@ -241,19 +245,31 @@ impl TokenActor {
         {
             self.quota = quota;
         }
+        if self.rejected.as_ref() != Some(&record.token) {
+            self.rejected = None;
+        }
         let record = Arc::new(record);
         self.current = Some(record.clone());
         self.last_failure = None;
         self.failures = 0;
         self.publish();
-        for w in self
-            .get_waiters
-            .drain(..)
-            .chain(self.invalidate_waiters.drain(..))
-        {
+        for w in self.get_waiters.drain(..) {
             let _ = w.send(record.clone());
         }
+        // A refresh that only adopted the very token a caller reported (e.g. one that started
+        // before the report) does not answer that caller: it needs a fresh one.
+        let (still_rejected, answered): (Vec<_>, Vec<_>) = self
+            .invalidate_waiters
+            .drain(..)
+            .partition(|(_, rejected)| *rejected == record.token);
+        for (w, _) in answered {
+            let _ = w.send(record.clone());
+        }
+        self.invalidate_waiters = still_rejected;
         self.schedule_refresh(ctx);
+        if self.invalidate_waiters.iter().any(|(w, _)| !w.is_closed()) {
+            self.start_refresh(ctx, Trigger::Invalidated);
+        }
     }
 
     fn refresh_failed(&mut self, trigger: Trigger, err: RefreshError, ctx: &mut Context<Self>) {
@@ -313,9 +329,31 @@ impl TokenActor {
         self.publish();
         let handle = ctx.run_later(delay, move |act, ctx| {
             act.timer = None;
-            act.start_refresh(ctx, trigger);
+            act.retry(ctx, trigger);
         });
         self.timer = Some(Timer::Retry(handle));
+    }
+
+    /// A retry is due. The reason for it may have gone meanwhile (another instance's token was
+    /// adopted, or the reporting callers gave up): then wait for the normal refresh instead of
+    /// fetching a token nobody needs yet.
+    fn retry(&mut self, ctx: &mut Context<Self>, trigger: Trigger) {
+        let now = SystemTime::now();
+        let waiting = self.get_waiters.iter().any(|w| !w.is_closed())
+            || self.invalidate_waiters.iter().any(|(w, _)| !w.is_closed());
+        if let Some(cur) = self.valid_token(now) {
+            let margin = effective_margin(self.cfg.refresh.margin, cur.lifetime());
+            let rejected = self.rejected.as_ref() == Some(&cur.token);
+            if !waiting && !rejected && cur.remaining(now) > margin {
+                tracing::debug!(
+                    app = self.name(),
+                    "retry no longer needed: the token is not due"
+                );
+                self.schedule_refresh(ctx);
+                return;
+            }
+        }
+        self.start_refresh(ctx, trigger);
     }
 
     fn backoff(&self) -> Duration {
@@ -471,12 +509,19 @@ impl TokenActor {
         }));
     }
 
-    fn park(list: &mut Vec<Waiter>) -> oneshot::Receiver<Arc<TokenRecord>> {
+    fn park_get(&mut self) -> oneshot::Receiver<Arc<TokenRecord>> {
         // Drop senders whose requests already gave up, so a long outage cannot grow the list
         // without bound.
-        list.retain(|w| !w.is_closed());
+        self.get_waiters.retain(|w| !w.is_closed());
         let (tx, rx) = oneshot::channel();
-        list.push(tx);
+        self.get_waiters.push(tx);
+        rx
+    }
+
+    fn park_invalidate(&mut self, rejected: AccessToken) -> oneshot::Receiver<Arc<TokenRecord>> {
+        self.invalidate_waiters.retain(|(w, _)| !w.is_closed());
+        let (tx, rx) = oneshot::channel();
+        self.invalidate_waiters.push((tx, rejected));
         rx
     }
 }
@@ -513,7 +558,7 @@ impl Handler<Get> for TokenActor {
         if let Some(t) = self.valid_token(SystemTime::now()) {
             return Box::pin(std::future::ready(Ok(t)));
         }
-        let rx = Self::park(&mut self.get_waiters);
+        let rx = self.park_get();
         // A refresh may not be running: e.g. a scheduled one pending while the clock jumped.
         self.refresh_if_idle(ctx, Trigger::Scheduled);
         let status = self.cfg.status.clone();
@@ -562,8 +607,9 @@ impl Handler<Invalidate> for TokenActor {
             }
             tracing::info!(app = %app, token = %cur.token, generation = cur.generation,
                 "current token reported as rejected; refreshing");
+            self.rejected = Some(cur.token.clone());
         }
-        let rx = Self::park(&mut self.invalidate_waiters);
+        let rx = self.park_invalidate(AccessToken::new(msg.token));
         self.refresh_if_idle(ctx, Trigger::Invalidated);
         let status = self.cfg.status.clone();
         let wait = self.cfg.wait_limit;

@@ -309,6 +309,7 @@ pub struct ThreadServer {
 
 impl ThreadServer {
     pub fn start(settings: Settings) -> ThreadServer {
+        init_logs();
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let sys = actix_web::rt::System::new();
