@@ -3,12 +3,15 @@
 mod auth;
 mod fake_wechat;
 mod faults;
+mod ha;
 mod helpers;
 mod https;
 mod invalidate;
 mod metrics;
+mod ops;
 mod persistence;
 mod process;
+mod prometheus;
 mod promtool;
 mod refresh;
 mod token;
