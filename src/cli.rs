@@ -85,7 +85,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: PathBuf) -> anyhow::Result<()> {
     let settings = Settings::load(&config)?;
-    let app = Application::build(settings, Options::default()).await?;
+    let options = Options {
+        config_path: Some(config),
+        ..Options::default()
+    };
+    let app = Application::build(settings, options).await?;
     app.run_until_stopped().await?;
     tracing::info!("shut down cleanly");
     Ok(())

@@ -71,6 +71,7 @@ impl Default for RawServer {
 #[serde(deny_unknown_fields, default)]
 struct RawUpstream {
     base_url: String,
+    wecom_base_url: String,
     timeout_secs: u64,
     ca_file: Option<PathBuf>,
 }
@@ -79,6 +80,7 @@ impl Default for RawUpstream {
     fn default() -> Self {
         RawUpstream {
             base_url: "https://api.weixin.qq.com".into(),
+            wecom_base_url: "https://qyapi.weixin.qq.com".into(),
             timeout_secs: 10,
             ca_file: None,
         }
@@ -139,7 +141,14 @@ const DEFAULT_STORE_PATH: &str = "data/wxtoken.redb";
 #[serde(deny_unknown_fields)]
 struct RawApp {
     name: String,
-    appid: String,
+    #[serde(default)]
+    kind: Option<String>,
+    appid: Option<String>,
+    corpid: Option<String>,
+    #[serde(default)]
+    grant: Option<String>,
+    #[serde(default)]
+    tickets: Vec<String>,
     secret: Option<String>,
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
@@ -160,6 +169,8 @@ struct RawClient {
     key_env: Option<String>,
     key_sha256: Option<String>,
     apps: Vec<String>,
+    #[serde(default)]
+    admin: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -187,6 +198,8 @@ pub struct ServerSettings {
 pub struct UpstreamSettings {
     /// Base URL of the WeChat API, without a trailing slash.
     pub base_url: String,
+    /// Base URL of the WeCom (企业微信) API, without a trailing slash.
+    pub wecom_base_url: String,
     /// Deadline for one whole upstream call: connect, request, answer.
     pub timeout: Duration,
     /// Extra trusted root certificates (PEM), on top of the built-in web PKI roots.
@@ -269,12 +282,70 @@ impl fmt::Display for SecretSource {
 pub struct AppSettings {
     /// The name clients use in URLs.
     pub name: String,
+    pub kind: AppKind,
+    /// The AppID, or for WeCom apps the CorpID.
     pub appid: String,
+    /// Dependent credentials fetched with the access token.
+    pub tickets: Vec<TicketKind>,
     /// The AppSecret. `SecretString` keeps it out of `Debug` output.
     pub secret: SecretString,
     pub secret_source: SecretSource,
     /// Daily limit of token calls, for the quota metric and alert.
     pub daily_quota: u64,
+}
+
+/// What kind of account an app is, and so how its token is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppKind {
+    /// Official Account or Mini Program: `/cgi-bin/token` or `/cgi-bin/stable_token`.
+    Official(Grant),
+    /// WeCom (企业微信) app: `/cgi-bin/gettoken` with the CorpID and the app's own secret.
+    Wecom,
+}
+
+/// How an Official Account / Mini Program token is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// `GET /cgi-bin/token`: every call mints a new token.
+    ClientCredential,
+    /// `POST /cgi-bin/stable_token`: the same token until its last 5 minutes.
+    Stable,
+}
+
+/// A ticket type WeChat issues with `getticket`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TicketKind {
+    Jsapi,
+    WxCard,
+}
+
+impl TicketKind {
+    /// The `type` parameter of `getticket`, also used in URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketKind::Jsapi => "jsapi",
+            TicketKind::WxCard => "wx_card",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TicketKind> {
+        match s {
+            "jsapi" => Some(TicketKind::Jsapi),
+            "wx_card" => Some(TicketKind::WxCard),
+            _ => None,
+        }
+    }
+}
+
+impl AppSettings {
+    /// The identity of the app's shared record: the appid for official apps; for WeCom the
+    /// CorpID plus the app name, since one corp has many apps, each with its own token.
+    pub fn store_id(&self) -> String {
+        match self.kind {
+            AppKind::Official(_) => self.appid.clone(),
+            AppKind::Wecom => format!("{}.{}", self.appid, self.name),
+        }
+    }
 }
 
 /// Which apps a client may read.
@@ -300,6 +371,8 @@ pub struct ClientSettings {
     pub key_sha256: [u8; 32],
     pub key_source: SecretSource,
     pub apps: AppScope,
+    /// May revoke tokens and reload the configuration.
+    pub admin: bool,
 }
 
 impl fmt::Debug for ClientSettings {
@@ -308,6 +381,7 @@ impl fmt::Debug for ClientSettings {
             .field("name", &self.name)
             .field("key", &"[REDACTED]")
             .field("apps", &self.apps)
+            .field("admin", &self.admin)
             .finish()
     }
 }
@@ -363,6 +437,7 @@ impl Settings {
             self.server.shutdown_timeout.as_secs()
         );
         let _ = writeln!(out, "[upstream]\nbase_url = {}", q(&self.upstream.base_url));
+        let _ = writeln!(out, "wecom_base_url = {}", q(&self.upstream.wecom_base_url));
         let _ = writeln!(out, "timeout_secs = {}", self.upstream.timeout.as_secs());
         if let Some(ca) = &self.upstream.ca_file {
             let _ = writeln!(out, "ca_file = {}", q(&ca.display().to_string()));
@@ -401,13 +476,25 @@ impl Settings {
             }
         }
         for app in &self.apps {
+            let id = match app.kind {
+                AppKind::Official(grant) => format!(
+                    "kind = \"official\"\ngrant = {}\nappid = {}",
+                    q(match grant {
+                        Grant::ClientCredential => "client_credential",
+                        Grant::Stable => "stable",
+                    }),
+                    q(&app.appid)
+                ),
+                AppKind::Wecom => format!("kind = \"wecom\"\ncorpid = {}", q(&app.appid)),
+            };
+            let tickets: Vec<String> = app.tickets.iter().map(|t| q(t.as_str())).collect();
             let _ = writeln!(
                 out,
-                "\n[[apps]]\nname = {}\nappid = {}\nsecret = {}\ndaily_quota = {}",
+                "\n[[apps]]\nname = {}\n{id}\nsecret = {}\ndaily_quota = {}\ntickets = [{}]",
                 q(&app.name),
-                q(&app.appid),
                 q(&app.secret_source.to_string()),
-                app.daily_quota
+                app.daily_quota,
+                tickets.join(", ")
             );
         }
         for c in &self.clients {
@@ -421,10 +508,11 @@ impl Settings {
             };
             let _ = writeln!(
                 out,
-                "\n[[clients]]\nname = {}\nkey = {}\napps = {}",
+                "\n[[clients]]\nname = {}\nkey = {}\napps = {}\nadmin = {}",
                 q(&c.name),
                 q(&c.key_source.to_string()),
-                apps
+                apps,
+                c.admin
             );
         }
         out
@@ -722,8 +810,22 @@ fn validate(
         crate::upstream::read_ca_file(ca)
             .map_err(|e| ConfigError::at("upstream.ca_file", format!("{e:#}")))?;
     }
+    let wecom_base_url = raw
+        .upstream
+        .wecom_base_url
+        .trim_end_matches('/')
+        .to_string();
+    if !(wecom_base_url.starts_with("https://") || wecom_base_url.starts_with("http://"))
+        || wecom_base_url.len() <= "https://".len()
+    {
+        return Err(ConfigError::at(
+            "upstream.wecom_base_url",
+            format!("`{wecom_base_url}` is not an http(s) URL"),
+        ));
+    }
     let upstream = UpstreamSettings {
         base_url,
+        wecom_base_url,
         timeout: secs("upstream.timeout_secs", raw.upstream.timeout_secs, 1)?,
         ca_file: raw.upstream.ca_file,
     };
@@ -767,17 +869,85 @@ fn validate(
                 format!("duplicate app name `{}`", a.name),
             ));
         }
-        let appid = a.appid.trim().to_string();
-        if appid.is_empty() {
-            return Err(ConfigError::at(format!("{key}.appid"), "must not be empty"));
-        }
-        // Two entries fetching for one appid would invalidate each other's tokens: the very
-        // problem this server exists to solve.
-        if let Some(other) = appids.insert(appid.clone(), a.name.clone()) {
-            return Err(ConfigError::at(
-                format!("{key}.appid"),
-                format!("appid `{appid}` is already used by app `{other}`"),
-            ));
+        let (kind, appid) = match a.kind.as_deref().unwrap_or("official") {
+            "official" | "miniprogram" => {
+                if a.corpid.is_some() {
+                    return Err(ConfigError::at(
+                        format!("{key}.corpid"),
+                        "only used with kind = \"wecom\"",
+                    ));
+                }
+                let grant = match a.grant.as_deref().unwrap_or("client_credential") {
+                    "client_credential" => Grant::ClientCredential,
+                    "stable" => Grant::Stable,
+                    other => return Err(ConfigError::at(
+                        format!("{key}.grant"),
+                        format!(
+                            "unknown grant `{other}`; expected \"client_credential\" or \"stable\""
+                        ),
+                    )),
+                };
+                let appid = a.appid.as_deref().unwrap_or("").trim().to_string();
+                if appid.is_empty() {
+                    return Err(ConfigError::at(format!("{key}.appid"), "missing or empty"));
+                }
+                // Two entries fetching for one appid would invalidate each other's tokens: the
+                // very problem this server exists to solve.
+                if let Some(other) = appids.insert(appid.clone(), a.name.clone()) {
+                    return Err(ConfigError::at(
+                        format!("{key}.appid"),
+                        format!("appid `{appid}` is already used by app `{other}`"),
+                    ));
+                }
+                (AppKind::Official(grant), appid)
+            }
+            "wecom" => {
+                if a.appid.is_some() {
+                    return Err(ConfigError::at(
+                        format!("{key}.appid"),
+                        "WeCom apps use corpid, not appid",
+                    ));
+                }
+                if a.grant.is_some() {
+                    return Err(ConfigError::at(
+                        format!("{key}.grant"),
+                        "only used with official apps",
+                    ));
+                }
+                if !a.tickets.is_empty() {
+                    return Err(ConfigError::at(
+                        format!("{key}.tickets"),
+                        "tickets are only supported for official apps",
+                    ));
+                }
+                let corpid = a.corpid.as_deref().unwrap_or("").trim().to_string();
+                if corpid.is_empty() {
+                    return Err(ConfigError::at(format!("{key}.corpid"), "missing or empty"));
+                }
+                (AppKind::Wecom, corpid)
+            }
+            other => {
+                return Err(ConfigError::at(
+                    format!("{key}.kind"),
+                    format!("unknown kind `{other}`; expected \"official\" or \"wecom\""),
+                ))
+            }
+        };
+        let mut tickets = Vec::new();
+        for (j, t) in a.tickets.iter().enumerate() {
+            let kind = TicketKind::parse(t).ok_or_else(|| {
+                ConfigError::at(
+                    format!("{key}.tickets[{j}]"),
+                    format!("unknown ticket type `{t}`; expected \"jsapi\" or \"wx_card\""),
+                )
+            })?;
+            if tickets.contains(&kind) {
+                return Err(ConfigError::at(
+                    format!("{key}.tickets[{j}]"),
+                    format!("`{t}` listed twice"),
+                ));
+            }
+            tickets.push(kind);
         }
         let (secret, source) = resolve_secret(
             &format!("{key}.secret"),
@@ -794,7 +964,9 @@ fn validate(
         }
         apps.push(AppSettings {
             name: a.name,
+            kind,
             appid,
+            tickets,
             secret: SecretString::from(secret),
             secret_source: source,
             daily_quota: a.daily_quota,
@@ -894,6 +1066,7 @@ fn validate(
             key_sha256: digest,
             key_source: source,
             apps: scope,
+            admin: c.admin,
         });
     }
 
@@ -1047,6 +1220,56 @@ apps = ["shop"]
         .unwrap_err();
         assert!(e.to_string().contains("only used with"), "{e}");
         assert_eq!(redact_url("redis://u:p@h:1/2"), "redis://h:1/2");
+    }
+
+    #[test]
+    fn app_kinds_grants_and_tickets() {
+        let extra = r#"
+[[apps]]
+name = "stable-app"
+appid = "wxstable"
+grant = "stable"
+tickets = ["jsapi", "wx_card"]
+secret = "x"
+[[apps]]
+name = "hr"
+kind = "wecom"
+corpid = "ww123"
+secret = "y"
+[[apps]]
+name = "hr2"
+kind = "wecom"
+corpid = "ww123"
+secret = "z"
+"#;
+        let text = GOOD.replace("[[clients]]", &format!("{extra}\n[[clients]]"));
+        let s = load(&text, &[]).unwrap();
+        assert_eq!(s.apps[0].kind, AppKind::Official(Grant::ClientCredential));
+        assert_eq!(s.apps[1].kind, AppKind::Official(Grant::Stable));
+        assert_eq!(
+            s.apps[1].tickets,
+            vec![TicketKind::Jsapi, TicketKind::WxCard]
+        );
+        assert_eq!(s.apps[2].kind, AppKind::Wecom);
+        // Two WeCom apps of one corp never share a record.
+        assert_ne!(s.apps[2].store_id(), s.apps[3].store_id());
+        toml::from_str::<toml::Table>(&s.redacted_toml()).unwrap();
+
+        let bad = text.replace("grant = \"stable\"", "grant = \"magic\"");
+        assert!(load(&bad, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("apps[1].grant"));
+        let bad = text.replace("\"wx_card\"]", "\"nope\"]");
+        assert!(load(&bad, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("apps[1].tickets[1]"));
+        let bad = text.replace("corpid = \"ww123\"\nsecret = \"y\"", "secret = \"y\"");
+        assert!(load(&bad, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("apps[2].corpid"));
     }
 
     #[test]

@@ -21,16 +21,24 @@ pub enum Trigger {
     Startup,
     Scheduled,
     Invalidated,
+    /// An admin revoked the token.
+    Revoked,
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 3] = [Trigger::Startup, Trigger::Scheduled, Trigger::Invalidated];
+    pub const ALL: [Trigger; 4] = [
+        Trigger::Startup,
+        Trigger::Scheduled,
+        Trigger::Invalidated,
+        Trigger::Revoked,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Trigger::Startup => "startup",
             Trigger::Scheduled => "scheduled",
             Trigger::Invalidated => "invalidated",
+            Trigger::Revoked => "revoked",
         }
     }
 }
@@ -46,14 +54,17 @@ pub enum InvalidationOutcome {
     TooSoon,
     /// No new token within the wait limit; the still-valid one (or 503) was returned.
     Failed,
+    /// Stable grant: WeChat's limits on forced refreshes were used up; returned as is.
+    Refused,
 }
 
 impl InvalidationOutcome {
-    pub const ALL: [InvalidationOutcome; 4] = [
+    pub const ALL: [InvalidationOutcome; 5] = [
         InvalidationOutcome::Refreshed,
         InvalidationOutcome::Stale,
         InvalidationOutcome::TooSoon,
         InvalidationOutcome::Failed,
+        InvalidationOutcome::Refused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +73,7 @@ impl InvalidationOutcome {
             InvalidationOutcome::Stale => "stale",
             InvalidationOutcome::TooSoon => "too_soon",
             InvalidationOutcome::Failed => "failed",
+            InvalidationOutcome::Refused => "refused",
         }
     }
 }
@@ -106,6 +118,8 @@ struct Inner {
     quota_limit: IntGaugeVec,
     /// Registered only when the Redis store is used, so a single instance shows no Redis.
     redis_up: OnceLock<prometheus::IntGauge>,
+    revocations: IntCounterVec,
+    forced_refusals: IntCounterVec,
 }
 
 /// Cheap to clone; every clone updates the same series.
@@ -249,8 +263,26 @@ impl Metrics {
         )
         .expect("valid metric");
 
+        let revocations = IntCounterVec::new(
+            Opts::new(
+                "wxtoken_revocations_total",
+                "Token revocations requested by admins.",
+            ),
+            &["app"],
+        )
+        .expect("valid metric");
+        let forced_refusals = IntCounterVec::new(
+            Opts::new(
+                "wxtoken_forced_refresh_refusals_total",
+                "Stable grant: invalidations answered without a forced refresh because WeChat's limits (20 a day, 30 s apart) were used up.",
+            ),
+            &["app"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(refreshes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(revocations.clone()),
+            Box::new(forced_refusals.clone()),
             Box::new(upstream_errors.clone()),
             Box::new(seconds_left.clone()),
             Box::new(expiry_timestamp.clone()),
@@ -276,36 +308,11 @@ impl Metrics {
             ))
             .expect("process collector registers once");
 
-        for app in apps {
-            for t in Trigger::ALL {
-                for r in ["success", "failure"] {
-                    refreshes.with_label_values(&[app, t.as_str(), r]);
-                }
-            }
-            for reason in FIXED_REASONS {
-                upstream_errors.with_label_values(&[app, reason]);
-            }
-            seconds_left.with_label_values(&[app]);
-            expiry_timestamp.with_label_values(&[app]);
-            for o in InvalidationOutcome::ALL {
-                invalidations.with_label_values(&[app, o.as_str()]);
-            }
-            actor_restarts.with_label_values(&[app]);
-            for op in ["load", "save"] {
-                store_errors.with_label_values(&[app, op]);
-            }
-            upstream_duration.with_label_values(&[app, "token"]);
-            config_error.with_label_values(&[app]);
-            token_age.with_label_values(&[app]);
-            token_generation.with_label_values(&[app]);
-            quota_used.with_label_values(&[app]);
-            quota_limit.with_label_values(&[app]);
-        }
         for route in ROUTES {
             http_duration.with_label_values(&[route]);
         }
 
-        Metrics {
+        let metrics = Metrics {
             inner: Arc::new(Inner {
                 registry,
                 refreshes,
@@ -324,8 +331,67 @@ impl Metrics {
                 quota_used,
                 quota_limit,
                 redis_up: OnceLock::new(),
+                revocations,
+                forced_refusals,
             }),
+        };
+        for app in apps {
+            metrics.init_app(app);
         }
+        metrics
+    }
+
+    /// Creates every per-app series at 0, so dashboards and alerts see no gaps.
+    pub fn init_app(&self, app: &str) {
+        let m = &self.inner;
+        for t in Trigger::ALL {
+            for r in ["success", "failure"] {
+                m.refreshes.with_label_values(&[app, t.as_str(), r]);
+            }
+        }
+        for reason in FIXED_REASONS {
+            m.upstream_errors.with_label_values(&[app, reason]);
+        }
+        m.seconds_left.with_label_values(&[app]);
+        m.expiry_timestamp.with_label_values(&[app]);
+        for o in InvalidationOutcome::ALL {
+            m.invalidations.with_label_values(&[app, o.as_str()]);
+        }
+        m.actor_restarts.with_label_values(&[app]);
+        for op in ["load", "save", "lock"] {
+            m.store_errors.with_label_values(&[app, op]);
+        }
+        m.config_error.with_label_values(&[app]);
+        m.token_age.with_label_values(&[app]);
+        m.token_generation.with_label_values(&[app]);
+        m.quota_used.with_label_values(&[app]);
+        m.quota_limit.with_label_values(&[app]);
+        m.revocations.with_label_values(&[app]);
+        m.forced_refusals.with_label_values(&[app]);
+    }
+
+    /// Drops every per-app series of a removed app.
+    pub fn remove_app(&self, app: &str) {
+        let m = &self.inner;
+        for vec in [&m.seconds_left, &m.expiry_timestamp, &m.token_age] {
+            let _ = vec.remove_label_values(&[app]);
+        }
+        for vec in [
+            &m.config_error,
+            &m.token_generation,
+            &m.quota_used,
+            &m.quota_limit,
+        ] {
+            let _ = vec.remove_label_values(&[app]);
+        }
+    }
+
+    pub fn revoked(&self, app: &str) {
+        self.inner.revocations.with_label_values(&[app]).inc();
+    }
+
+    pub fn forced_refresh_refused(&self, app: &str) {
+        self.inner.forced_refusals.with_label_values(&[app]).inc();
     }
 
     pub fn refresh_succeeded(&self, app: &str, trigger: Trigger) {

@@ -1,18 +1,22 @@
 //! Builds the application: metrics, store, one actor per app, the listener and the HTTP server.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use actix::{Actor as _, Addr};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 
 use crate::apps::{ActorDeps, Apps};
 use crate::config::{Settings, StoreSettings};
 use crate::http::auth::ClientKeys;
 use crate::http::{routes, track_requests, ServerState};
 use crate::metrics::Metrics;
+use crate::reload::{Reload, Reloader};
 use crate::store::{EmbeddedStore, RedisStore, TokenStore};
 use crate::token::actor::DEFAULT_WAIT_LIMIT;
 
@@ -25,6 +29,8 @@ pub struct Options {
     pub handle_signals: bool,
     /// HTTP worker threads; `None` lets actix-web pick one per core.
     pub workers: Option<usize>,
+    /// The file reloads re-read (SIGHUP, `POST /v1/admin/reload`); `None` disables reloads.
+    pub config_path: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -33,6 +39,7 @@ impl Default for Options {
             wait_limit: DEFAULT_WAIT_LIMIT,
             handle_signals: true,
             workers: None,
+            config_path: None,
         }
     }
 }
@@ -78,12 +85,25 @@ impl Application {
         let apps = Apps::start(&settings.apps, &deps);
         // Built once, outside the per-worker factory: every worker shares the same state.
         let state = web::Data::new(ServerState {
-            apps,
-            clients: ClientKeys::new(settings.clients.clone()),
+            apps: ArcSwap::from_pointee(apps),
+            clients: ArcSwap::from_pointee(ClientKeys::new(settings.clients.clone())),
             metrics,
             store,
             wait_limit: options.wait_limit,
+            reloader: OnceLock::new(),
         });
+        // On this (the main) arbiter, where reloads start new token actors.
+        let reloader = Reloader::new(
+            options.config_path.clone(),
+            settings.clone(),
+            deps,
+            state.clone(),
+        )
+        .start();
+        let _ = state.reloader.set(reloader.clone());
+        if options.handle_signals {
+            reload_on_sighup(reloader)?;
+        }
 
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -131,4 +151,18 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// SIGHUP re-reads the configuration, as daemons do.
+fn reload_on_sighup(reloader: Addr<Reloader>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    actix_web::rt::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            // The reloader logs the outcome.
+            let _ = reloader.send(Reload).await;
+        }
+    });
+    Ok(())
 }

@@ -26,6 +26,14 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unavailable(String),
+    #[error("app `{app}` has no `{kind}` ticket configured")]
+    UnknownTicket { app: String, kind: String },
+    #[error("client `{0}` is not an admin")]
+    AdminOnly(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("configuration rejected, the running one is kept: {0}")]
+    InvalidConfig(String),
     #[error("no such route")]
     NotFound,
     #[error("method not allowed on this route")]
@@ -42,6 +50,10 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::NoValidToken { .. } => "no_valid_token",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::UnknownTicket { .. } => "unknown_ticket",
+            ApiError::AdminOnly(_) => "forbidden",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::InvalidConfig(_) => "invalid_config",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
         }
@@ -60,9 +72,12 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            ApiError::UnknownApp(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden { .. } | ApiError::AdminOnly(_) => StatusCode::FORBIDDEN,
+            ApiError::UnknownApp(_) | ApiError::NotFound | ApiError::UnknownTicket { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::BadRequest(_) | ApiError::InvalidConfig(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NoValidToken { .. } | ApiError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE

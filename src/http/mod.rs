@@ -3,8 +3,11 @@
 //! Data flows one way: handler -> authentication -> the app's published status (fast path) or
 //! its actor (when a fetch must be waited for) -> JSON.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod facade;
+pub mod tickets;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,8 +21,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
+use arc_swap::ArcSwap;
+
 use crate::apps::{AppHandle, Apps};
 use crate::metrics::{Metrics, ROUTES};
+use crate::reload::Reloader;
 use crate::store::TokenStore;
 use crate::token::messages::{Get, Invalidate, NoValidToken};
 use crate::token::TokenRecord;
@@ -33,17 +39,19 @@ pub const MAX_BODY: usize = 4096;
 const MAX_CLIENT_CACHE_SECS: u64 = 60;
 
 /// Extra time over the actor's own wait limit before a handler gives up on the actor itself.
-const ACTOR_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const ACTOR_GRACE: Duration = Duration::from_secs(2);
 
-/// Shared, immutable state of the HTTP layer.
+/// Shared state of the HTTP layer. Apps and clients are swapped whole by a reload.
 pub struct ServerState {
-    pub apps: Apps,
-    pub clients: ClientKeys,
+    pub apps: ArcSwap<Apps>,
+    pub clients: ArcSwap<ClientKeys>,
     pub metrics: Metrics,
     /// For its health in readiness answers.
     pub store: Arc<dyn TokenStore>,
     /// How long a request waits for a fetch (the actors' wait limit).
     pub wait_limit: Duration,
+    /// Applies configuration reloads; set once the server is built.
+    pub reloader: std::sync::OnceLock<actix::Addr<Reloader>>,
 }
 
 /// Counts and times every request by route template and status (`wxtoken_http_*`).
@@ -80,6 +88,36 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .post(invalidate_token)
             .default_service(web::to(method_not_allowed)),
     )
+    .service(
+        web::resource("/v1/apps/{name}/ticket/{type}")
+            .get(tickets::get_ticket)
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/apps/{name}/jssdk/signature")
+            .post(tickets::jssdk_signature)
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/apps/{name}/revoke")
+            .post(admin::revoke)
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/admin/reload")
+            .post(admin::reload)
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/cgi-bin/token")
+            .get(facade::token)
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/cgi-bin/stable_token")
+            .post(facade::stable_token)
+            .default_service(web::to(method_not_allowed)),
+    )
     .service(web::resource("/healthz").to(healthz))
     .service(web::resource("/readyz").to(readyz))
     .service(web::resource("/metrics").get(metrics))
@@ -96,6 +134,14 @@ struct TokenBody<'a> {
     refreshed: Option<bool>,
 }
 
+/// Clients may cache an answer for at most a minute, and never past its expiry.
+pub(crate) fn cache_control(expires_in: u64) -> (header::HeaderName, String) {
+    (
+        header::CACHE_CONTROL,
+        format!("private, max-age={}", expires_in.min(MAX_CLIENT_CACHE_SECS)),
+    )
+}
+
 fn token_response(app: &str, rec: &TokenRecord, refreshed: Option<bool>) -> HttpResponse {
     let expires_in = rec.remaining(SystemTime::now()).as_secs();
     let body = TokenBody {
@@ -106,23 +152,22 @@ fn token_response(app: &str, rec: &TokenRecord, refreshed: Option<bool>) -> Http
         refreshed,
     };
     HttpResponse::Ok()
-        .insert_header((
-            header::CACHE_CONTROL,
-            format!("private, max-age={}", expires_in.min(MAX_CLIENT_CACHE_SECS)),
-        ))
+        .insert_header(cache_control(expires_in))
         .json(body)
 }
 
 /// Authenticates the caller and resolves the app it may read: 401, then 404, then 403.
-fn authorize<'a>(
-    state: &'a ServerState,
+pub(crate) fn authorize(
+    state: &ServerState,
     req: &HttpRequest,
     name: &str,
-) -> Result<&'a Arc<AppHandle>, ApiError> {
-    let client = state.clients.authenticate(req)?;
+) -> Result<(Arc<crate::config::ClientSettings>, Arc<AppHandle>), ApiError> {
+    let client = state.clients.load().authenticate(req)?;
     let app = state
         .apps
+        .load()
         .get(name)
+        .cloned()
         .ok_or_else(|| ApiError::UnknownApp(name.to_string()))?;
     if !client.apps.allows(name) {
         return Err(ApiError::Forbidden {
@@ -130,10 +175,10 @@ fn authorize<'a>(
             app: name.to_string(),
         });
     }
-    Ok(app)
+    Ok((client, app))
 }
 
-fn no_valid_token(app: &str, e: NoValidToken) -> ApiError {
+pub(crate) fn no_valid_token(app: &str, e: NoValidToken) -> ApiError {
     let (why, errcode) = match &e.last_failure {
         Some(f) => (format!("last fetch failed: {}", f.message), f.errcode),
         None => ("no token fetched yet".to_string(), None),
@@ -145,7 +190,7 @@ fn no_valid_token(app: &str, e: NoValidToken) -> ApiError {
     }
 }
 
-fn actor_unavailable(app: &str) -> ApiError {
+pub(crate) fn actor_unavailable(app: &str) -> ApiError {
     ApiError::Unavailable(format!(
         "token service for app `{app}` did not answer in time"
     ))
@@ -156,7 +201,7 @@ async fn get_token(
     req: HttpRequest,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let app = authorize(&state, &req, &name)?;
+    let (_, app) = authorize(&state, &req, &name)?;
     // Fast path: the actor's published snapshot, no message round trip.
     if let Some(rec) = app.status.load().valid_token(SystemTime::now()) {
         return Ok(token_response(&app.name, rec, None));
@@ -179,7 +224,10 @@ struct InvalidateBody {
 
 /// Reads at most `MAX_BODY` bytes; the limit is checked against Content-Length first so an
 /// oversized upload is refused before it is read.
-async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<Vec<u8>, ApiError> {
     if let Some(len) = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -207,7 +255,7 @@ async fn invalidate_token(
     name: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let app = authorize(&state, &req, &name)?;
+    let (_, app) = authorize(&state, &req, &name)?;
     let body = read_body(&req, payload).await?;
     let parsed: InvalidateBody = serde_json::from_slice(&body).map_err(|_| {
         ApiError::BadRequest(
@@ -260,7 +308,7 @@ async fn readyz(state: web::Data<ServerState>) -> HttpResponse {
     let now = SystemTime::now();
     let mut apps = BTreeMap::new();
     let mut ready = true;
-    for app in state.apps.iter() {
+    for app in state.apps.load().iter() {
         let status = app.status.load();
         let why = if status.valid_token(now).is_some() {
             "ok".to_string()
@@ -301,12 +349,10 @@ async fn readyz(state: web::Data<ServerState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<ServerState>) -> HttpResponse {
-    let text = state.metrics.render(
-        state
-            .apps
-            .iter()
-            .map(|a| (a.name.as_str(), a.status.load_full())),
-    );
+    let statuses = state.apps.load().statuses();
+    let text = state
+        .metrics
+        .render(statuses.iter().map(|(name, s)| (name.as_str(), s.clone())));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

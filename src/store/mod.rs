@@ -32,6 +32,8 @@ pub struct Stored {
     pub record: TokenRecord,
     pub quota: QuotaUsage,
     pub fetched_by: Option<String>,
+    /// For a ticket: the generation of the access token it was fetched with.
+    pub depends_on: Option<u64>,
 }
 
 /// What an actor knows when it asks for a refresh.
@@ -106,7 +108,9 @@ pub fn stored_from_fetch(
     fetched_by: Option<String>,
 ) -> Stored {
     quota.count(SystemTime::now());
+    let depends_on = fetched.depends_on;
     Stored {
+        depends_on,
         record: TokenRecord {
             appid: key.appid.clone(),
             token: fetched.token,
@@ -181,6 +185,8 @@ struct StoredRecord {
     quota_used: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fetched_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    depends_on: Option<u64>,
 }
 
 fn to_ms(t: SystemTime) -> u64 {
@@ -203,6 +209,7 @@ pub(crate) fn encode(stored: &Stored) -> Vec<u8> {
         quota_day: stored.quota.day,
         quota_used: stored.quota.used,
         fetched_by: stored.fetched_by.clone(),
+        depends_on: stored.depends_on,
     };
     serde_json::to_vec(&stored).expect("a struct of strings and numbers always serializes")
 }
@@ -225,6 +232,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Stored> {
             used: s.quota_used,
         },
         fetched_by: s.fetched_by,
+        depends_on: s.depends_on,
     })
 }
 
@@ -247,6 +255,7 @@ mod tests {
                 used: 3,
             },
             fetched_by: Some("host-1".into()),
+            depends_on: Some(4),
         };
         assert_eq!(decode(&encode(&rec)), Some(rec));
         assert_eq!(decode(b"garbage"), None);

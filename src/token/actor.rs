@@ -23,13 +23,16 @@ use std::time::{Duration, Instant, SystemTime};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::messages::{ForceRestart, Get, Invalidate, Invalidated, NoValidToken, StoreChanged};
-use super::schedule::{backoff, effective_margin, refresh_delay};
+use super::messages::{
+    ForceRestart, Get, Invalidate, Invalidated, NoValidToken, Retire, Revoke, RevokeError, Revoked,
+    StoreChanged, Subscribe, TokenChanged, UpdateApp,
+};
+use super::schedule::{backoff, effective_margin, refresh_delay, stable_margin, ForceBudget};
 use super::{AccessToken, AppStatus, FailureInfo, QuotaUsage, SharedStatus, TokenRecord};
-use crate::config::{AppSettings, RefreshSettings};
+use crate::config::{AppKind, AppSettings, Grant, RefreshSettings, TicketKind};
 use crate::metrics::{InvalidationOutcome, Metrics, Trigger};
 use crate::store::{AppKey, Basis, FetchFn, RefreshError, Refreshed, Stored, TokenStore};
-use crate::upstream::{ErrorClass, WechatClient};
+use crate::upstream::{ErrorClass, UpstreamError, WechatClient};
 
 /// How long a request may wait for a fetch before it is answered without one (spec: 5 s).
 pub const DEFAULT_WAIT_LIMIT: Duration = Duration::from_secs(5);
@@ -50,9 +53,29 @@ impl Timer {
     }
 }
 
+/// What an actor keeps fresh.
+#[derive(Clone)]
+pub enum Credential {
+    /// The app's access token.
+    AccessToken,
+    /// A ticket fetched with the app's access token, refetched when that token changes.
+    Ticket {
+        kind: TicketKind,
+        /// The token actor's published status: the token to fetch with.
+        token: SharedStatus,
+        /// Told when getticket rejects the token (40001, 42001, 40014).
+        token_actor: Addr<TokenActor>,
+    },
+}
+
 /// What every actor is built from.
 pub struct ActorConfig {
     pub app: Arc<AppSettings>,
+    pub credential: Credential,
+    /// The record's identity in the store.
+    pub key: AppKey,
+    /// The `app` label of its metrics and logs: the app name, or `name:jsapi_ticket`.
+    pub label: String,
     pub refresh: RefreshSettings,
     pub wait_limit: Duration,
     /// How often to re-read a shared store (covers missed change notifications).
@@ -65,7 +88,6 @@ pub struct ActorConfig {
 
 pub struct TokenActor {
     cfg: ActorConfig,
-    key: AppKey,
 
     current: Option<Arc<TokenRecord>>,
     /// Highest generation seen (in memory or in the store), so generations never go back.
@@ -90,17 +112,20 @@ pub struct TokenActor {
     /// The current token was reported as rejected by WeChat: keep retrying until it is
     /// replaced, even after the callers who reported it gave up waiting.
     rejected: Option<AccessToken>,
+    /// Stable grant: WeChat's limits on forced refreshes.
+    force_budget: ForceBudget,
+    /// Ticket: the generation of the access token the current ticket was fetched with.
+    depends_on: Option<u64>,
+    /// Told after every token change (ticket actors).
+    dependents: Vec<Recipient<TokenChanged>>,
+    /// Removed from the configuration: does nothing more and stops once unreferenced.
+    retired: bool,
 }
 
 impl TokenActor {
     pub fn new(cfg: ActorConfig) -> Self {
-        let key = AppKey {
-            name: cfg.app.name.clone(),
-            appid: cfg.app.appid.clone(),
-        };
         TokenActor {
             cfg,
-            key,
             current: None,
             generation: 0,
             last_failure: None,
@@ -114,11 +139,78 @@ impl TokenActor {
             get_waiters: Vec::new(),
             invalidate_waiters: Vec::new(),
             rejected: None,
+            force_budget: ForceBudget::default(),
+            depends_on: None,
+            dependents: Vec::new(),
+            retired: false,
         }
     }
 
+    fn is_stable(&self) -> bool {
+        matches!(self.cfg.credential, Credential::AccessToken)
+            && self.cfg.app.kind == AppKind::Official(Grant::Stable)
+    }
+
+    /// The upstream call for this credential. For the stable grant, `force` invalidates the
+    /// current token at once (spent from the daily budget by the caller).
+    fn fetch_fn(&self, force: bool) -> FetchFn {
+        let client = self.cfg.client.clone();
+        let app = self.cfg.app.clone();
+        let metrics = self.cfg.metrics.clone();
+        let label = self.cfg.label.clone();
+        let credential = self.cfg.credential.clone();
+        Box::new(move || {
+            Box::pin(async move {
+                let started = Instant::now();
+                let (endpoint, fetched) = match credential {
+                    Credential::AccessToken => match app.kind {
+                        AppKind::Official(Grant::ClientCredential) => {
+                            ("token", client.fetch_token(&app.appid, &app.secret).await)
+                        }
+                        AppKind::Official(Grant::Stable) => (
+                            "stable_token",
+                            client
+                                .fetch_stable_token(&app.appid, &app.secret, force)
+                                .await,
+                        ),
+                        AppKind::Wecom => (
+                            "wecom_token",
+                            client.fetch_wecom_token(&app.appid, &app.secret).await,
+                        ),
+                    },
+                    Credential::Ticket {
+                        kind,
+                        token,
+                        token_actor,
+                    } => {
+                        let Some(current) = token.load().valid_token(SystemTime::now()).cloned()
+                        else {
+                            return Err(UpstreamError::NoToken);
+                        };
+                        let mut fetched = client.fetch_ticket(&current.token, kind).await;
+                        if let Err(e) = &fetched {
+                            if matches!(e.errcode(), Some(40001 | 42001 | 40014)) {
+                                // The token was rejected: have it replaced; the change
+                                // notification then brings this ticket's refetch.
+                                token_actor.do_send(Invalidate {
+                                    token: current.token.expose().to_string(),
+                                });
+                            }
+                        }
+                        if let Ok(f) = &mut fetched {
+                            f.depends_on = Some(current.generation);
+                        }
+                        ("ticket", fetched)
+                    }
+                };
+                metrics.upstream_call(&label, endpoint, started.elapsed());
+                fetched
+            })
+        })
+    }
+
     fn name(&self) -> &str {
-        &self.cfg.app.name
+        &self.cfg.label
     }
 
     fn valid_token(&self, now: SystemTime) -> Option<Arc<TokenRecord>> {
@@ -153,7 +245,7 @@ impl TokenActor {
     }
 
     fn start_refresh(&mut self, ctx: &mut Context<Self>, trigger: Trigger) {
-        if self.in_flight.is_some() {
+        if self.in_flight.is_some() || self.retired {
             return;
         }
         self.cancel_timer(ctx);
@@ -166,23 +258,21 @@ impl TokenActor {
             quota: self.quota,
             live: self.cfg.status.clone(),
         };
-        let client = self.cfg.client.clone();
-        let app = self.cfg.app.clone();
-        let metrics = self.cfg.metrics.clone();
+        // A stable token is only replaced early by a forced refresh, which WeChat limits.
+        let now = SystemTime::now();
+        let force = self.is_stable()
+            && matches!(trigger, Trigger::Invalidated | Trigger::Revoked)
+            && self.force_budget.allows(now);
+        if force {
+            self.force_budget.spend(now);
+        }
         // The upstream call, made only if the store decides this instance must fetch.
-        let fetch: FetchFn = Box::new(move || {
-            Box::pin(async move {
-                let started = Instant::now();
-                let fetched = client.fetch_token(&app.appid, &app.secret).await;
-                metrics.upstream_call(&app.name, "token", started.elapsed());
-                fetched
-            })
-        });
+        let fetch = self.fetch_fn(force);
         let refresh = self
             .cfg
             .store
             .clone()
-            .refresh(self.key.clone(), basis, fetch);
+            .refresh(self.cfg.key.clone(), basis, fetch);
         ctx.spawn(
             refresh
                 .into_actor(self)
@@ -218,7 +308,7 @@ impl TokenActor {
                 );
                 self.cfg.metrics.refresh_succeeded(self.name(), trigger);
                 self.cfg.metrics.config_error(self.name(), false);
-                self.install(stored, ctx);
+                self.install(stored, Some(trigger), ctx);
             }
             Ok(Refreshed::Adopted(stored)) => {
                 tracing::info!(
@@ -229,16 +319,28 @@ impl TokenActor {
                     "adopted the token another instance refreshed"
                 );
                 self.unsaved = false;
-                self.install(stored, ctx);
+                self.install(stored, Some(trigger), ctx);
             }
             Err(err) => self.refresh_failed(trigger, err, ctx),
         }
     }
 
-    /// Makes `stored` the current token: publish, answer every waiter, schedule the next
-    /// refresh.
-    fn install(&mut self, stored: Stored, ctx: &mut Context<Self>) {
-        let Stored { record, quota, .. } = stored;
+    /// Makes `stored` the current token: publish, answer every waiter, tell dependents,
+    /// schedule the next refresh. `via` is the trigger of the refresh that produced it.
+    fn install(&mut self, stored: Stored, via: Option<Trigger>, ctx: &mut Context<Self>) {
+        let Stored {
+            record,
+            quota,
+            depends_on,
+            ..
+        } = stored;
+        if depends_on.is_some() {
+            self.depends_on = depends_on;
+        }
+        let unchanged = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.token == record.token);
         self.generation = self.generation.max(record.generation);
         if quota.day > self.quota.day
             || (quota.day == self.quota.day && quota.used > self.quota.used)
@@ -256,17 +358,25 @@ impl TokenActor {
         for w in self.get_waiters.drain(..) {
             let _ = w.send(record.clone());
         }
-        // A refresh that only adopted the very token a caller reported (e.g. one that started
-        // before the report) does not answer that caller: it needs a fresh one.
+        // A refresh that was not made for the reporters (e.g. one that started before the
+        // report) and brought back the very token they reported does not answer them: they
+        // get a refresh of their own. One made for them answers them either way.
+        let made_for_reporters = matches!(via, Some(Trigger::Invalidated | Trigger::Revoked));
         let (still_rejected, answered): (Vec<_>, Vec<_>) = self
             .invalidate_waiters
             .drain(..)
-            .partition(|(_, rejected)| *rejected == record.token);
+            .partition(|(_, rejected)| !made_for_reporters && *rejected == record.token);
         for (w, _) in answered {
             let _ = w.send(record.clone());
         }
         self.invalidate_waiters = still_rejected;
-        self.schedule_refresh(ctx);
+        if !unchanged {
+            let changed = TokenChanged {
+                generation: record.generation,
+            };
+            self.dependents.retain(|d| d.try_send(changed).is_ok());
+        }
+        self.schedule_refresh(ctx, unchanged);
         if self.invalidate_waiters.iter().any(|(w, _)| !w.is_closed()) {
             self.start_refresh(ctx, Trigger::Invalidated);
         }
@@ -349,7 +459,7 @@ impl TokenActor {
                     app = self.name(),
                     "retry no longer needed: the token is not due"
                 );
-                self.schedule_refresh(ctx);
+                self.schedule_refresh(ctx, false);
                 return;
             }
         }
@@ -365,18 +475,32 @@ impl TokenActor {
         )
     }
 
-    fn schedule_refresh(&mut self, ctx: &mut Context<Self>) {
+    /// Schedules the proactive refresh. `unchanged`: the last refresh brought back the same
+    /// token (a stable token asked for too early), so do not ask again at once.
+    fn schedule_refresh(&mut self, ctx: &mut Context<Self>, unchanged: bool) {
         self.cancel_timer(ctx);
+        if self.retired {
+            return;
+        }
         let Some(current) = &self.current else {
             return;
         };
-        let delay = refresh_delay(
-            SystemTime::now(),
+        let now = SystemTime::now();
+        let margin = if self.is_stable() {
+            stable_margin(self.cfg.refresh.margin, current.lifetime())
+        } else {
+            self.cfg.refresh.margin
+        };
+        let mut delay = refresh_delay(
+            now,
             current.expires_at,
             current.lifetime(),
-            self.cfg.refresh.margin,
+            margin,
             rand::random(),
         );
+        if unchanged && delay.is_zero() {
+            delay = self.cfg.refresh.retry_min.min(current.remaining(now) / 2);
+        }
         tracing::debug!(
             app = self.name(),
             in_secs = delay.as_secs(),
@@ -391,7 +515,7 @@ impl TokenActor {
 
     /// Whether a stored record should replace what this actor holds.
     fn is_newer(&self, stored: &Stored) -> bool {
-        stored.record.appid == self.cfg.app.appid
+        stored.record.appid == self.cfg.key.appid
             && stored.record.is_valid_at(SystemTime::now())
             && self
                 .current
@@ -404,7 +528,7 @@ impl TokenActor {
     fn loaded(&mut self, result: anyhow::Result<Option<Stored>>, ctx: &mut Context<Self>) {
         self.loading = false;
         match result {
-            Ok(Some(stored)) if stored.record.appid != self.cfg.app.appid => {
+            Ok(Some(stored)) if stored.record.appid != self.cfg.key.appid => {
                 tracing::info!(
                     app = self.name(),
                     "stored token belongs to another appid; ignoring it"
@@ -420,6 +544,7 @@ impl TokenActor {
                         token = %stored.record.token,
                         expires_in = stored.record.remaining(SystemTime::now()).as_secs(),
                         "reusing stored token");
+                    self.depends_on = stored.depends_on;
                     self.current = Some(Arc::new(stored.record));
                 }
             }
@@ -441,7 +566,7 @@ impl TokenActor {
                 }
                 let margin = effective_margin(self.cfg.refresh.margin, cur.lifetime());
                 if cur.remaining(now) > margin {
-                    self.schedule_refresh(ctx);
+                    self.schedule_refresh(ctx, false);
                 } else {
                     self.start_refresh(ctx, Trigger::Startup);
                 }
@@ -460,7 +585,7 @@ impl TokenActor {
             return;
         }
         self.syncing = true;
-        let load = self.cfg.store.load(&self.key);
+        let load = self.cfg.store.load(&self.cfg.key);
         ctx.spawn(load.into_actor(self).map(|result, act, ctx| {
             act.syncing = false;
             let stored = match result {
@@ -473,7 +598,7 @@ impl TokenActor {
                     tracing::info!(app = act.name(), generation = s.record.generation,
                         token = %s.record.token, "adopting a newer token from the shared store");
                     act.unsaved = false;
-                    act.install(s.clone(), ctx);
+                    act.install(s.clone(), None, ctx);
                     return;
                 }
             }
@@ -491,8 +616,9 @@ impl TokenActor {
             record: (*record).clone(),
             quota: self.quota,
             fetched_by: None,
+            depends_on: None,
         };
-        let save = self.cfg.store.save(&self.key, &stored);
+        let save = self.cfg.store.save(&self.cfg.key, &stored);
         ctx.spawn(save.into_actor(self).map(move |result, act, _| match result {
             Ok(written) => {
                 act.unsaved = false;
@@ -530,8 +656,12 @@ impl Actor for TokenActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if self.retired {
+            // Nothing to schedule: the actor stops once the last address is dropped.
+            return;
+        }
         self.loading = true;
-        let load = self.cfg.store.load(&self.key);
+        let load = self.cfg.store.load(&self.cfg.key);
         ctx.spawn(
             load.into_actor(self)
                 .map(|result, act, ctx| act.loaded(result, ctx)),
@@ -585,7 +715,7 @@ impl Handler<Invalidate> for TokenActor {
     fn handle(&mut self, msg: Invalidate, ctx: &mut Self::Context) -> Self::Result {
         let now = SystemTime::now();
         let metrics = self.cfg.metrics.clone();
-        let app = self.cfg.app.name.clone();
+        let app = self.cfg.label.clone();
         if let Some(cur) = self.valid_token(now) {
             let immediate = if cur.token.expose() != msg.token {
                 // Already replaced: the caller only needs the current one.
@@ -593,6 +723,12 @@ impl Handler<Invalidate> for TokenActor {
             } else if cur.age(now) < self.cfg.refresh.min_interval {
                 // Just fetched: refetching would only burn quota.
                 Some(InvalidationOutcome::TooSoon)
+            } else if self.is_stable() && self.in_flight.is_none() && !self.force_budget.allows(now)
+            {
+                // A stable token is replaced early only by a forced refresh, and WeChat's
+                // limits on those are used up: answer with what there is.
+                metrics.forced_refresh_refused(&app);
+                Some(InvalidationOutcome::Refused)
             } else {
                 None
             };
@@ -609,23 +745,31 @@ impl Handler<Invalidate> for TokenActor {
                 "current token reported as rejected; refreshing");
             self.rejected = Some(cur.token.clone());
         }
-        let rx = self.park_invalidate(AccessToken::new(msg.token));
+        let reported = msg.token;
+        let rx = self.park_invalidate(AccessToken::new(reported.as_str()));
         self.refresh_if_idle(ctx, Trigger::Invalidated);
         let status = self.cfg.status.clone();
         let wait = self.cfg.wait_limit;
         Box::pin(async move {
             let answer = match tokio::time::timeout(wait, rx).await {
-                Ok(Ok(record)) => Ok(Invalidated {
-                    record,
-                    refreshed: true,
-                    outcome: InvalidationOutcome::Refreshed,
-                }),
+                Ok(Ok(record)) => {
+                    let refreshed = record.token.expose() != reported;
+                    Ok(Invalidated {
+                        record,
+                        refreshed,
+                        outcome: if refreshed {
+                            InvalidationOutcome::Refreshed
+                        } else {
+                            InvalidationOutcome::Failed
+                        },
+                    })
+                }
                 _ => {
                     let s = status.load();
                     match s.valid_token(SystemTime::now()) {
                         Some(record) => Ok(Invalidated {
+                            refreshed: record.token.expose() != reported,
                             record: record.clone(),
-                            refreshed: false,
                             outcome: InvalidationOutcome::Failed,
                         }),
                         None => Err(NoValidToken {
@@ -641,6 +785,122 @@ impl Handler<Invalidate> for TokenActor {
             metrics.invalidation(&app, outcome);
             answer
         })
+    }
+}
+
+impl Handler<Revoke> for TokenActor {
+    type Result = ResponseFuture<Result<Revoked, RevokeError>>;
+
+    fn handle(&mut self, _: Revoke, ctx: &mut Self::Context) -> Self::Result {
+        let now = SystemTime::now();
+        match self.cfg.app.kind {
+            AppKind::Wecom => {
+                return Box::pin(std::future::ready(Err(RevokeError::Unsupported(
+                    "WeCom hands out the same token until it expires",
+                ))))
+            }
+            AppKind::Official(Grant::Stable) if !self.force_budget.allows(now) => {
+                return Box::pin(std::future::ready(Err(RevokeError::TooSoon)))
+            }
+            AppKind::Official(_) => {}
+        }
+        let old = self.current.as_ref().map(|c| c.token.clone());
+        // The waiter is answered only by a token other than the revoked one.
+        let rx = self.park_invalidate(old.clone().unwrap_or_else(|| AccessToken::new("")));
+        if let Some(t) = &old {
+            self.rejected = Some(t.clone());
+        }
+        // A refresh in flight may be a normal one; the revocation needs its own.
+        if self.in_flight.is_none() {
+            self.start_refresh(ctx, Trigger::Revoked);
+        }
+        let second = if self.is_stable() {
+            // A forced refresh leaves the previous token valid for a while; a second one
+            // 30 s later kills it for good.
+            let delay = ForceBudget::MIN_GAP + Duration::from_secs(1);
+            ctx.run_later(delay, |act, ctx| {
+                act.cancel_timer(ctx);
+                if act.in_flight.is_none() {
+                    act.start_refresh(ctx, Trigger::Revoked);
+                }
+            });
+            Some(delay)
+        } else {
+            None
+        };
+        self.cfg.metrics.revoked(&self.cfg.label);
+        let wait = self.cfg.wait_limit;
+        let status = self.cfg.status.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(wait, rx).await {
+                Ok(Ok(record)) => Ok(Revoked {
+                    record,
+                    old: old.map(|t| t.fingerprint()),
+                    second_rotation_in: second,
+                }),
+                _ => Err(RevokeError::NoNewToken(NoValidToken {
+                    last_failure: status.load().last_failure.clone(),
+                })),
+            }
+        })
+    }
+}
+
+impl Handler<TokenChanged> for TokenActor {
+    type Result = ();
+
+    /// A ticket depends on the access token: refetch it with the new one.
+    fn handle(&mut self, changed: TokenChanged, ctx: &mut Self::Context) {
+        if self.retired || !matches!(self.cfg.credential, Credential::Ticket { .. }) {
+            return;
+        }
+        let behind = self.depends_on.is_none_or(|g| g < changed.generation);
+        if behind && !self.loading {
+            self.start_refresh(ctx, Trigger::Scheduled);
+        }
+    }
+}
+
+impl Handler<Subscribe> for TokenActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) {
+        self.dependents.push(msg.0);
+    }
+}
+
+impl Handler<Retire> for TokenActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        tracing::info!(
+            app = self.name(),
+            "removed from the configuration; stopping"
+        );
+        self.retired = true;
+        self.dependents.clear();
+        if let Credential::Ticket { .. } = self.cfg.credential {
+            // Drop the strong address of the token actor so it can stop too.
+            self.cfg.credential = Credential::AccessToken;
+        }
+        self.get_waiters.clear();
+        self.invalidate_waiters.clear();
+        ctx.stop();
+    }
+}
+
+impl Handler<UpdateApp> for TokenActor {
+    type Result = ();
+
+    /// New secret, quota or refresh policy: used from the next fetch.
+    fn handle(&mut self, msg: UpdateApp, ctx: &mut Self::Context) {
+        let UpdateApp(app, refresh) = msg;
+        tracing::info!(app = self.name(), "settings updated");
+        self.cfg.app = app;
+        self.cfg.refresh = refresh;
+        if self.in_flight.is_none() && !self.retry_pending() && !self.loading {
+            self.schedule_refresh(ctx, false);
+        }
     }
 }
 

@@ -59,3 +59,55 @@ pub struct NoValidToken {
     /// Why the last fetch failed, if one did.
     pub last_failure: Option<Arc<FailureInfo>>,
 }
+
+/// Sent by an app's token actor to its dependents (ticket actors) after its token changed.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct TokenChanged {
+    pub generation: u64,
+}
+
+/// Registers a dependent to be told of every token change.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub actix::Recipient<TokenChanged>);
+
+/// An admin asks to rotate the token so that a leaked copy dies.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Revoked, RevokeError>")]
+pub struct Revoke;
+
+/// The answer to [`Revoke`].
+#[derive(Debug, Clone)]
+pub struct Revoked {
+    /// The token that replaced the revoked one.
+    pub record: Arc<TokenRecord>,
+    /// The revoked token's fingerprint, for the audit log.
+    pub old: Option<super::Fingerprint>,
+    /// For the stable grant, when the second forced refresh (which kills the previous token
+    /// for good) will run.
+    pub second_rotation_in: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RevokeError {
+    #[error("this kind of app cannot rotate its token early: {0}")]
+    Unsupported(&'static str),
+    #[error("WeChat's limit on forced refreshes is reached (20 a day, 30 s apart); try later")]
+    TooSoon,
+    #[error("no new token within the wait limit")]
+    NoNewToken(NoValidToken),
+}
+
+/// The app was removed from the configuration: stop for good.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+/// The app's settings changed (a new secret, quota or refresh policy): used from the next fetch.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct UpdateApp(
+    pub Arc<crate::config::AppSettings>,
+    pub crate::config::RefreshSettings,
+);

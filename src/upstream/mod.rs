@@ -8,9 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 
-use crate::config::UpstreamSettings;
+use crate::config::{TicketKind, UpstreamSettings};
 use crate::token::AccessToken;
 
 /// Largest answer body accepted from WeChat. Real answers are a few hundred bytes; the limit
@@ -63,6 +62,9 @@ pub enum UpstreamError {
     /// A 2xx answer that is not the expected JSON.
     #[error("unexpected answer: {0}")]
     Decode(String),
+    /// A ticket cannot be fetched: the app has no valid access token.
+    #[error("no valid access token to fetch it with")]
+    NoToken,
 }
 
 impl UpstreamError {
@@ -74,6 +76,7 @@ impl UpstreamError {
             UpstreamError::Connect(_) => "connect".into(),
             UpstreamError::Http(_) => "http".into(),
             UpstreamError::Decode(_) => "decode".into(),
+            UpstreamError::NoToken => "no_token".into(),
         }
     }
 
@@ -111,18 +114,8 @@ pub struct Fetched {
     pub expires_in: Duration,
     /// When the request was sent: the token's lifetime is counted from here, erring early.
     pub requested_at: SystemTime,
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    #[serde(default)]
-    errcode: Option<i64>,
-    #[serde(default)]
-    errmsg: Option<String>,
-    #[serde(default)]
-    access_token: Option<String>,
-    #[serde(default)]
-    expires_in: Option<i64>,
+    /// For a ticket: the generation of the access token it was fetched with.
+    pub depends_on: Option<u64>,
 }
 
 /// Reads PEM certificates from `path`; at least one must be there.
@@ -165,6 +158,7 @@ pub fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<Arc<rustls::ClientCo
 pub struct WechatClient {
     http: awc::Client,
     base_url: Arc<str>,
+    wecom_base_url: Arc<str>,
     timeout: Duration,
 }
 
@@ -184,31 +178,24 @@ impl WechatClient {
         WechatClient {
             http,
             base_url: settings.base_url.as_str().into(),
+            wecom_base_url: settings.wecom_base_url.as_str().into(),
             timeout: settings.timeout,
         }
     }
 
-    /// `GET /cgi-bin/token?grant_type=client_credential&appid=..&secret=..`
-    pub async fn fetch_token(
+    /// Sends `req` (with `body` as JSON when given) and reads the answer, all within one
+    /// deadline.
+    async fn call(
         &self,
-        appid: &str,
-        secret: &SecretString,
-    ) -> Result<Fetched, UpstreamError> {
-        let requested_at = SystemTime::now();
-        let url = format!("{}/cgi-bin/token", self.base_url);
-        let query = [
-            ("grant_type", "client_credential"),
-            ("appid", appid),
-            ("secret", secret.expose_secret()),
-        ];
-        // The whole exchange, body included, shares one deadline.
-        let call = async {
-            let req = self
-                .http
-                .get(url.as_str())
-                .query(&query)
-                .map_err(|_| UpstreamError::Decode("cannot encode the request query".into()))?;
-            let mut resp = req.send().await.map_err(map_send_error)?;
+        req: awc::ClientRequest,
+        body: Option<serde_json::Value>,
+    ) -> Result<actix_web::web::Bytes, UpstreamError> {
+        let exchange = async {
+            let sent = match body {
+                Some(json) => req.send_json(&json).await,
+                None => req.send().await,
+            };
+            let mut resp = sent.map_err(map_send_error)?;
             let status = resp.status();
             let body = resp
                 .body()
@@ -220,38 +207,141 @@ impl WechatClient {
             }
             Ok(body)
         };
-        let body = tokio::time::timeout(self.timeout, call)
+        tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| UpstreamError::Timeout(self.timeout))??;
-        parse_token_answer(&body, requested_at)
+            .map_err(|_| UpstreamError::Timeout(self.timeout))?
+    }
+
+    fn get(
+        &self,
+        base: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<awc::ClientRequest, UpstreamError> {
+        self.http
+            .get(format!("{base}{path}"))
+            .query(&query)
+            .map_err(|_| UpstreamError::Decode("cannot encode the request query".into()))
+    }
+
+    /// `GET /cgi-bin/token?grant_type=client_credential&appid=..&secret=..`
+    pub async fn fetch_token(
+        &self,
+        appid: &str,
+        secret: &SecretString,
+    ) -> Result<Fetched, UpstreamError> {
+        let requested_at = SystemTime::now();
+        let req = self.get(
+            &self.base_url,
+            "/cgi-bin/token",
+            &[
+                ("grant_type", "client_credential"),
+                ("appid", appid),
+                ("secret", secret.expose_secret()),
+            ],
+        )?;
+        let body = self.call(req, None).await?;
+        parse_answer(&body, "access_token", requested_at)
+    }
+
+    /// `POST /cgi-bin/stable_token`. `force` invalidates the current stable token at once
+    /// (WeChat allows 20 a day, 30 s apart).
+    pub async fn fetch_stable_token(
+        &self,
+        appid: &str,
+        secret: &SecretString,
+        force: bool,
+    ) -> Result<Fetched, UpstreamError> {
+        let requested_at = SystemTime::now();
+        let req = self
+            .http
+            .post(format!("{}/cgi-bin/stable_token", self.base_url));
+        let body = serde_json::json!({
+            "grant_type": "client_credential",
+            "appid": appid,
+            "secret": secret.expose_secret(),
+            "force_refresh": force,
+        });
+        let body = self.call(req, Some(body)).await?;
+        parse_answer(&body, "access_token", requested_at)
+    }
+
+    /// WeCom: `GET {wecom}/cgi-bin/gettoken?corpid=..&corpsecret=..`
+    pub async fn fetch_wecom_token(
+        &self,
+        corpid: &str,
+        secret: &SecretString,
+    ) -> Result<Fetched, UpstreamError> {
+        let requested_at = SystemTime::now();
+        let req = self.get(
+            &self.wecom_base_url,
+            "/cgi-bin/gettoken",
+            &[("corpid", corpid), ("corpsecret", secret.expose_secret())],
+        )?;
+        let body = self.call(req, None).await?;
+        parse_answer(&body, "access_token", requested_at)
+    }
+
+    /// `GET /cgi-bin/ticket/getticket?access_token=..&type=jsapi|wx_card`
+    pub async fn fetch_ticket(
+        &self,
+        access_token: &AccessToken,
+        kind: TicketKind,
+    ) -> Result<Fetched, UpstreamError> {
+        let requested_at = SystemTime::now();
+        let req = self.get(
+            &self.base_url,
+            "/cgi-bin/ticket/getticket",
+            &[
+                ("access_token", access_token.expose()),
+                ("type", kind.as_str()),
+            ],
+        )?;
+        let body = self.call(req, None).await?;
+        parse_answer(&body, "ticket", requested_at)
     }
 }
 
-/// Interprets a `/cgi-bin/token` body: errcode first (failures come with HTTP 200), then the
-/// token and its lifetime.
-pub fn parse_token_answer(body: &[u8], requested_at: SystemTime) -> Result<Fetched, UpstreamError> {
-    let answer: TokenAnswer = serde_json::from_slice(body).map_err(|e| {
-        UpstreamError::Decode(format!(
-            "not the expected JSON ({} bytes): {}",
-            body.len(),
-            e.classify_str()
-        ))
-    })?;
-    if let Some(code) = answer.errcode.filter(|c| *c != 0) {
-        return Err(UpstreamError::Api {
-            errcode: code,
-            errmsg: answer.errmsg.unwrap_or_default(),
-        });
+/// Interprets a credential answer: errcode first (failures come with HTTP 200), then the
+/// credential in `field` and its lifetime.
+pub fn parse_answer(
+    body: &[u8],
+    field: &str,
+    requested_at: SystemTime,
+) -> Result<Fetched, UpstreamError> {
+    let answer: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| {
+            UpstreamError::Decode(format!(
+                "not the expected JSON ({} bytes): {}",
+                body.len(),
+                e.classify_str()
+            ))
+        })?;
+    let errcode = match answer.get("errcode") {
+        None | Some(serde_json::Value::Null) => 0,
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| UpstreamError::Decode("errcode is not a number".into()))?,
+    };
+    if errcode != 0 {
+        let errmsg = answer
+            .get("errmsg")
+            .and_then(|m| m.as_str())
+            .unwrap_or_default()
+            .to_string();
+        return Err(UpstreamError::Api { errcode, errmsg });
     }
-    let token = answer
-        .access_token
-        .ok_or_else(|| UpstreamError::Decode("no access_token in the answer".into()))?;
-    if !plausible_token(&token) {
-        return Err(UpstreamError::Decode(
-            "access_token is empty or has characters no token has".into(),
-        ));
+    let value = match answer.get(field) {
+        Some(serde_json::Value::String(v)) => v,
+        Some(_) => return Err(UpstreamError::Decode(format!("{field} is not a string"))),
+        None => return Err(UpstreamError::Decode(format!("no {field} in the answer"))),
+    };
+    if !plausible_token(value) {
+        return Err(UpstreamError::Decode(format!(
+            "{field} is empty or has characters no credential has"
+        )));
     }
-    let expires_in = match answer.expires_in {
+    let expires_in = match answer.get("expires_in").and_then(|v| v.as_i64()) {
         Some(s) if s > 0 => Duration::from_secs(s as u64),
         _ => {
             return Err(UpstreamError::Decode(
@@ -260,9 +350,10 @@ pub fn parse_token_answer(body: &[u8], requested_at: SystemTime) -> Result<Fetch
         }
     };
     Ok(Fetched {
-        token: AccessToken::new(token),
+        token: AccessToken::new(value.as_str()),
         expires_in,
         requested_at,
+        depends_on: None,
     })
 }
 
@@ -310,7 +401,25 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<Fetched, UpstreamError> {
-        parse_token_answer(body.as_bytes(), SystemTime::now())
+        parse_answer(body.as_bytes(), "access_token", SystemTime::now())
+    }
+
+    #[test]
+    fn ticket_answers_parse() {
+        let f = parse_answer(
+            br#"{"errcode":0,"errmsg":"ok","ticket":"T-1","expires_in":7200}"#,
+            "ticket",
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(f.token.expose(), "T-1");
+        let e = parse_answer(
+            br#"{"errcode":40001,"errmsg":"invalid credential"}"#,
+            "ticket",
+            SystemTime::now(),
+        )
+        .unwrap_err();
+        assert_eq!(e.errcode(), Some(40001));
     }
 
     #[test]

@@ -165,6 +165,7 @@ pub async fn spawn_server(
             wait_limit: spec.wait_limit,
             handle_signals: false,
             workers: Some(2),
+            config_path: None,
         },
     )
     .await

@@ -101,7 +101,7 @@ async fn corrupt_store_is_moved_aside_and_the_server_starts() {
 async fn forced_actor_restart_keeps_serving() {
     let app = spawn_app(Spec::default()).await;
     let t = app.shop_token().await;
-    let shop = app.state.apps.get("shop").unwrap().clone();
+    let shop = app.state.apps.load().get("shop").unwrap().clone();
     shop.addr.send(ForceRestart).await.unwrap();
     let restarted = eventually(Duration::from_secs(3), || async {
         app.metric(r#"wxtoken_actor_restarts_total{app="shop"}"#)

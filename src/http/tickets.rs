@@ -1,0 +1,126 @@
+//! Ticket routes: `GET /v1/apps/{name}/ticket/{type}` and the server-side JS-SDK signature.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    actor_unavailable, authorize, cache_control, no_valid_token, read_body, ApiError, ServerState,
+    ACTOR_GRACE,
+};
+use crate::apps::{ticket_label, AppHandle, CredentialHandle};
+use crate::config::TicketKind;
+use crate::token::messages::Get;
+use crate::token::TokenRecord;
+
+fn ticket_of<'a>(
+    app: &'a AppHandle,
+    kind: &str,
+) -> Result<(TicketKind, &'a CredentialHandle), ApiError> {
+    let unknown = || ApiError::UnknownTicket {
+        app: app.name.clone(),
+        kind: kind.to_string(),
+    };
+    let k = TicketKind::parse(kind).ok_or_else(unknown)?;
+    let handle = app.tickets.get(&k).ok_or_else(unknown)?;
+    Ok((k, handle))
+}
+
+/// The current ticket: from the published status, or waiting for the actor's fetch.
+async fn current_ticket(
+    state: &ServerState,
+    app: &AppHandle,
+    kind: TicketKind,
+    handle: &CredentialHandle,
+) -> Result<std::sync::Arc<TokenRecord>, ApiError> {
+    if let Some(t) = handle.status.load().valid_token(SystemTime::now()) {
+        return Ok(t.clone());
+    }
+    let label = ticket_label(&app.name, kind);
+    handle
+        .addr
+        .send(Get)
+        .timeout(state.wait_limit + ACTOR_GRACE)
+        .await
+        .map_err(|_| actor_unavailable(&label))?
+        .map_err(|e| no_valid_token(&label, e))
+}
+
+#[derive(Serialize)]
+struct TicketBody<'a> {
+    app: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    ticket: &'a str,
+    expires_in: u64,
+    expires_at: String,
+}
+
+pub async fn get_ticket(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, kind) = path.into_inner();
+    let (_, app) = authorize(&state, &req, &name)?;
+    let (kind, handle) = ticket_of(&app, &kind)?;
+    let ticket = current_ticket(&state, &app, kind, handle).await?;
+    let expires_in = ticket.remaining(SystemTime::now()).as_secs();
+    Ok(HttpResponse::Ok()
+        .insert_header(cache_control(expires_in))
+        .json(TicketBody {
+            app: &app.name,
+            kind: kind.as_str(),
+            ticket: ticket.token.expose(),
+            expires_in,
+            expires_at: humantime::format_rfc3339_seconds(ticket.expires_at).to_string(),
+        }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureRequest {
+    url: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SignatureBody {
+    app_id: String,
+    timestamp: u64,
+    nonce_str: String,
+    signature: String,
+}
+
+/// `POST /v1/apps/{name}/jssdk/signature` `{"url": "https://..."}`: the `wx.config` values for
+/// a page, signed with the app's jsapi ticket.
+pub async fn jssdk_signature(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (_, app) = authorize(&state, &req, &name)?;
+    let body = read_body(&req, payload).await?;
+    let parsed: SignatureRequest = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::BadRequest("body must be JSON {\"url\": \"https://...\"}".into()))?;
+    let url = crate::jssdk::signed_url(&parsed.url)
+        .map_err(|why| ApiError::BadRequest(why.to_string()))?;
+    let (kind, handle) = ticket_of(&app, TicketKind::Jsapi.as_str())?;
+    let ticket = current_ticket(&state, &app, kind, handle).await?;
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let nonce = crate::jssdk::nonce();
+    let signature = crate::jssdk::signature(ticket.token.expose(), &nonce, timestamp, url);
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(SignatureBody {
+            app_id: app.settings.appid.clone(),
+            timestamp,
+            nonce_str: nonce,
+            signature,
+        }))
+}
