@@ -4,7 +4,10 @@
 //! It models what `shared/wechat-api.md` says about the real service: `/cgi-bin/token` mints a
 //! new token on every call (the previous one overlaps for a while, older ones die), the stable
 //! token is reused until its last minutes, `force_refresh` is rate-limited, quotas run out, and
-//! every error is an HTTP 200 with an `errcode`. Tests break it on purpose with [`Fault`]s and
+//! every error is an HTTP 200 with an `errcode`. JS-SDK tickets (`/cgi-bin/ticket/getticket`)
+//! rotate like `/cgi-bin/token` tokens. WeCom's `/cgi-bin/gettoken` is served on the same address
+//! (point both base URLs at the fake): one token per (corpid, corpsecret), the same one until it
+//! dies, and WeCom's early invalidation on demand. Tests break it on purpose with [`Fault`]s and
 //! move its clock with [`FakeWechat::advance_clock`] instead of sleeping.
 //!
 //! Modules: `state` (all rules and bookkeeping, no HTTP), `routes` (the endpoints and fault
@@ -36,9 +39,12 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 1;
 pub struct FakeConfig {
     /// `(appid, secret)` pairs: the valid credentials.
     pub apps: Vec<(String, String)>,
-    /// Lifetime of minted tokens, seconds (default 7200; 0 is taken as 1).
+    /// WeCom `(corpid, corpsecret)` pairs for `/cgi-bin/gettoken`. A corpid may appear with
+    /// several secrets: each WeCom app of a corp has its own secret and its own token.
+    pub wecom_apps: Vec<(String, String)>,
+    /// Lifetime of minted tokens and tickets, seconds (default 7200; 0 is taken as 1).
     pub expires_in: u64,
-    /// How long a replaced `/cgi-bin/token` token stays valid (default 300 s).
+    /// How long a replaced `/cgi-bin/token` token or ticket stays valid (default 300 s).
     pub overlap_secs: u64,
     /// Length of minted tokens, clamped to 16..=512 (default 64).
     pub token_len: usize,
@@ -54,6 +60,7 @@ impl Default for FakeConfig {
     fn default() -> Self {
         FakeConfig {
             apps: Vec::new(),
+            wecom_apps: Vec::new(),
             expires_in: 7200,
             overlap_secs: 300,
             token_len: 64,
@@ -68,8 +75,14 @@ impl Default for FakeConfig {
 impl fmt::Debug for FakeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let appids: Vec<&str> = self.apps.iter().map(|(appid, _)| appid.as_str()).collect();
+        let corpids: Vec<&str> = self
+            .wecom_apps
+            .iter()
+            .map(|(corpid, _)| corpid.as_str())
+            .collect();
         f.debug_struct("FakeConfig")
             .field("appids", &appids)
+            .field("wecom_corpids", &corpids)
             .field("expires_in", &self.expires_in)
             .field("overlap_secs", &self.overlap_secs)
             .field("token_len", &self.token_len)
@@ -103,6 +116,10 @@ pub enum Endpoint {
     StableToken,
     /// `GET /cgi-bin/get_api_domain_ip`, the validity probe
     Probe,
+    /// `GET /cgi-bin/ticket/getticket` (jsapi and wx_card together)
+    Ticket,
+    /// WeCom `GET /cgi-bin/gettoken`
+    WecomToken,
 }
 
 /// A failure to answer the next token calls with, instead of the normal answer.
@@ -122,14 +139,15 @@ pub enum Fault {
     Drop,
 }
 
-/// What the fake thinks of a token (the probe's answer, in-process).
+/// What the fake thinks of a token (the probe's answer, in-process) or of a ticket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Validity {
     /// Works.
     Valid,
     /// Killed by a newer token before its expiry (probe: 40001).
     Replaced,
-    /// Reached its expiry (probe: 42001).
+    /// Reached its expiry (probe: 42001), or, for a WeCom token, ended early by
+    /// [`FakeWechat::expire_wecom_token`] (probe: 40014, as WeCom answers).
     Expired,
     /// Never minted here, or forgotten long ago (probe: 40001).
     Unknown,
@@ -243,6 +261,8 @@ impl FakeWechat {
             Endpoint::Token => calls.token,
             Endpoint::StableToken => calls.stable_token,
             Endpoint::Probe => calls.probe,
+            Endpoint::Ticket => calls.ticket,
+            Endpoint::WecomToken => calls.wecom_token,
         }
     }
 
@@ -257,8 +277,9 @@ impl FakeWechat {
         self.lock().fetched(appid)
     }
 
-    /// The next `times` calls to the Token and StableToken endpoints get `fault`, after any
-    /// faults injected earlier are used up. The probe never gets faults.
+    /// The next `times` calls to the credential endpoints (Token, StableToken, Ticket and
+    /// WecomToken, in whatever order they come) get `fault`, after any faults injected earlier
+    /// are used up. The probe never gets faults.
     pub fn inject(&self, fault: Fault, times: u32) {
         self.lock().inject(fault, times);
     }
@@ -268,13 +289,13 @@ impl FakeWechat {
         self.lock().clear_faults();
     }
 
-    /// Lifetime of tokens minted from now on (0 is taken as 1).
+    /// Lifetime of tokens and tickets minted from now on (0 is taken as 1).
     pub fn set_expires_in(&self, secs: u64) {
         self.lock().set_expires_in(secs);
     }
 
-    /// Moves the fake's clock forward: expiry, overlap, the stable rotation window, the 30 s
-    /// force-refresh gap and the daily quotas all follow it. Real time keeps running too.
+    /// Moves the fake's clock forward: expiry (of tokens and tickets), overlap, the stable
+    /// rotation window, the 30 s force-refresh gap and the daily quotas all follow it. Real time keeps running too.
     pub fn advance_clock(&self, by: Duration) {
         self.lock().advance(by);
     }
@@ -292,6 +313,41 @@ impl FakeWechat {
     /// The latest token `/cgi-bin/stable_token` minted for that appid.
     pub fn current_stable_token(&self, appid: &str) -> Option<String> {
         self.lock().current_stable_token(appid)
+    }
+
+    /// Tickets getticket minted for that appid, jsapi and wx_card together.
+    pub fn tickets_minted(&self, appid: &str) -> u64 {
+        self.lock().tickets_minted(appid)
+    }
+
+    /// What the fake thinks of a ticket: `Valid`, `Replaced` (two generations old, or one past
+    /// the overlap), `Expired` or `Unknown`.
+    pub fn ticket_validity(&self, ticket: &str) -> Validity {
+        self.lock().ticket_validity(ticket)
+    }
+
+    /// The latest ticket of that type (`"jsapi"` or `"wx_card"`) minted for that appid.
+    pub fn current_ticket(&self, appid: &str, kind: &str) -> Option<String> {
+        self.lock().current_ticket(appid, kind)
+    }
+
+    /// New tokens WeCom's gettoken minted for that (corpid, corpsecret) app; calls that
+    /// handed back the living token mint nothing.
+    pub fn wecom_minted(&self, corpid: &str, secret: &str) -> u64 {
+        self.lock().wecom_minted(corpid, secret)
+    }
+
+    /// The token gettoken would hand that WeCom app now, while it lives (`None` once it has
+    /// expired or been ended early: the next call mints a new one).
+    pub fn current_wecom_token(&self, corpid: &str, secret: &str) -> Option<String> {
+        self.lock().current_wecom_token(corpid, secret)
+    }
+
+    /// Ends that WeCom app's current token now, as WeCom may do early: the probe answers it
+    /// with 40014, [`FakeWechat::validity`] says `Expired`, and the next gettoken mints a new
+    /// token. Does nothing if the app has no living token.
+    pub fn expire_wecom_token(&self, corpid: &str, secret: &str) {
+        self.lock().expire_wecom_token(corpid, secret);
     }
 
     /// Stops accepting, lets requests in flight finish (at most about a second), and returns

@@ -1,8 +1,9 @@
-//! The fake's HTTP face: WeChat's three credential endpoints, fault injection on the wire, and
-//! the `/_fake/*` control endpoints for out-of-process users.
+//! The fake's HTTP face: WeChat's credential endpoints (tokens, the probe, JS-SDK tickets),
+//! WeCom's gettoken, fault injection on the wire, and the `/_fake/*` control endpoints for
+//! out-of-process users.
 //!
-//! Deliberately no request-logging middleware: `/cgi-bin/token` carries the secret in its query
-//! string, and the project never logs secrets.
+//! Deliberately no request-logging middleware: `/cgi-bin/token` and WeCom's `/cgi-bin/gettoken`
+//! carry the secret in their query strings, and the project never logs secrets.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -14,8 +15,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::state::{Credentials, FakeState, Issued, WxError};
-use super::{Endpoint, Fault, Validity};
+use super::state::{Credentials, FakeState, Issued, IssuedTicket, Platform, WxError};
+use super::{Endpoint, Fault};
 
 /// WeChat's own content type on its JSON answers (note the nonstandard `encoding` parameter:
 /// clients must not insist on an exact `application/json`).
@@ -33,6 +34,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/cgi-bin/token", web::route().to(token))
         .route("/cgi-bin/stable_token", web::route().to(stable_token))
         .route("/cgi-bin/get_api_domain_ip", web::route().to(probe))
+        .route("/cgi-bin/ticket/getticket", web::route().to(ticket))
+        .route("/cgi-bin/gettoken", web::route().to(wecom_token))
         .route("/_fake/stats", web::get().to(stats))
         .route("/_fake/fault", web::post().to(inject_fault))
         .route("/_fake/clear", web::post().to(clear_faults))
@@ -58,6 +61,59 @@ async fn token(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
     };
     let result = lock(&state).token(creds);
     issued(result)
+}
+
+/// `/cgi-bin/ticket/getticket?access_token=TOKEN&type=jsapi|wx_card`. A credential endpoint
+/// like the token ones, so injected faults apply here too.
+async fn ticket(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
+    if let Some(faulted) = begin_call(&state, Endpoint::Ticket).await {
+        return faulted;
+    }
+    if req.method() != Method::GET {
+        return wx_error(WxError::REQUIRE_GET);
+    }
+    let query = query_params(&req);
+    let result = lock(&state).ticket(
+        query.get("access_token").map(String::as_str),
+        query.get("type").map(String::as_str),
+    );
+    match result {
+        Ok(IssuedTicket { ticket, expires_in }) => wechat_json(json!({
+            "errcode": 0,
+            "errmsg": "ok",
+            "ticket": ticket,
+            "expires_in": expires_in,
+        })),
+        Err(err) => wx_error(err),
+    }
+}
+
+/// WeCom's `/cgi-bin/gettoken?corpid=ID&corpsecret=SECRET`, served next to WeChat's endpoints
+/// (the paths do not clash), so one fake stands for both hosts.
+async fn wecom_token(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
+    if let Some(faulted) = begin_call(&state, Endpoint::WecomToken).await {
+        return faulted;
+    }
+    if req.method() != Method::GET {
+        return platform_error(Platform::Wecom, WxError::REQUIRE_GET);
+    }
+    let query = query_params(&req);
+    let result = lock(&state).wecom_token(
+        query.get("corpid").map(String::as_str),
+        query.get("corpsecret").map(String::as_str),
+    );
+    match result {
+        Ok(Issued {
+            access_token,
+            expires_in,
+        }) => wechat_json(json!({
+            "errcode": 0,
+            "errmsg": "ok",
+            "access_token": access_token,
+            "expires_in": expires_in,
+        })),
+        Err(err) => platform_error(Platform::Wecom, err),
+    }
 }
 
 /// The JSON body of `/cgi-bin/stable_token`. Fields are optional here so that a missing one gets
@@ -98,8 +154,9 @@ async fn stable_token(
 }
 
 /// `/cgi-bin/get_api_domain_ip`: the cheapest authenticated call, used to ask "is this token
-/// still good?". Faults never apply here: tests inject faults to break token fetching, and they
-/// need an honest probe to check the outcome.
+/// still good?". WeCom serves the same path, so WeCom tokens are answered here too, in WeCom's
+/// words. Faults never apply here: tests inject faults to break token fetching, and they need an
+/// honest probe to check the outcome.
 async fn probe(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
     lock(&state).count(Endpoint::Probe);
     if req.method() != Method::GET {
@@ -109,10 +166,15 @@ async fn probe(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
     let Some(token) = query.get("access_token").filter(|t| !t.is_empty()) else {
         return wx_error(WxError::TOKEN_MISSING);
     };
-    match lock(&state).validity(token) {
-        Validity::Valid => wechat_json(json!({ "ip_list": ["127.0.0.1"] })),
-        Validity::Expired => wx_error(WxError::TOKEN_EXPIRED),
-        Validity::Replaced | Validity::Unknown => wx_error(WxError::INVALID_CREDENTIAL),
+    let (platform, answer) = lock(&state).probe(token);
+    match (answer, platform) {
+        (Ok(()), Platform::Wechat) => wechat_json(json!({ "ip_list": ["127.0.0.1"] })),
+        (Ok(()), Platform::Wecom) => wechat_json(json!({
+            "errcode": 0,
+            "errmsg": "ok",
+            "ip_list": ["127.0.0.1"],
+        })),
+        (Err(err), platform) => platform_error(platform, err),
     }
 }
 
@@ -125,8 +187,12 @@ async fn begin_call(state: &Shared, ep: Endpoint) -> Option<HttpResponse> {
         s.next_fault()
     }?;
     tracing::debug!(endpoint = ?ep, ?fault, "fake applying injected fault");
+    let platform = match ep {
+        Endpoint::WecomToken => Platform::Wecom,
+        _ => Platform::Wechat,
+    };
     match fault {
-        Fault::Errcode(code) => Some(wx_error(WxError(code))),
+        Fault::Errcode(code) => Some(platform_error(platform, WxError(code))),
         Fault::Http(status) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let reason = status.canonical_reason().unwrap_or("Error");
@@ -172,18 +238,22 @@ fn aborted_connection() -> HttpResponse {
 async fn stats(state: web::Data<Shared>) -> HttpResponse {
     let s = lock(&state);
     let calls = s.calls();
-    let minted: serde_json::Map<String, serde_json::Value> = s
-        .minted_all()
-        .into_iter()
-        .map(|(appid, n)| (appid, n.into()))
-        .collect();
+    let by_appid = |counts: Vec<(String, u64)>| -> serde_json::Map<String, serde_json::Value> {
+        counts
+            .into_iter()
+            .map(|(appid, n)| (appid, n.into()))
+            .collect()
+    };
     HttpResponse::Ok().json(json!({
         "calls": {
             "token": calls.token,
             "stable_token": calls.stable_token,
             "probe": calls.probe,
+            "ticket": calls.ticket,
+            "wecom_token": calls.wecom_token,
         },
-        "minted": minted,
+        "minted": by_appid(s.minted_all()),
+        "tickets_minted": by_appid(s.tickets_minted_all()),
     }))
 }
 
@@ -298,7 +368,16 @@ fn issued(result: Result<Issued, WxError>) -> HttpResponse {
 
 /// WeChat answers errors with HTTP 200 and the errcode in the body.
 fn wx_error(err: WxError) -> HttpResponse {
-    wechat_json(json!({ "errcode": err.0, "errmsg": err.errmsg() }))
+    platform_error(Platform::Wechat, err)
+}
+
+/// An error answer in that platform's words (WeCom and WeChat share the shape and most codes).
+fn platform_error(platform: Platform, err: WxError) -> HttpResponse {
+    let errmsg = match platform {
+        Platform::Wechat => err.errmsg(),
+        Platform::Wecom => err.wecom_errmsg(),
+    };
+    wechat_json(json!({ "errcode": err.0, "errmsg": errmsg }))
 }
 
 fn wechat_json(body: serde_json::Value) -> HttpResponse {

@@ -1,5 +1,6 @@
-//! The fake's bookkeeping: apps, the two token families, quotas, the fault queue, call counters
-//! and a clock that tests can move forward. No HTTP here, so every rule is unit-tested directly.
+//! The fake's bookkeeping: apps, the two token families, JS-SDK tickets, WeCom apps, quotas, the
+//! fault queue, call counters and a clock that tests can move forward. No HTTP here, so every
+//! rule is unit-tested directly.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -30,6 +31,9 @@ const FORCE_REFRESH_MIN_GAP: Duration = Duration::from_secs(30);
 /// answers 40001 like an unknown one.
 const REMEMBERED_TOKENS: usize = 100_000;
 
+/// Length of minted tickets: the real jsapi_ticket is 86 characters.
+const TICKET_LEN: usize = 86;
+
 /// URL-safe alphabet for minted tokens: real tokens are letters, digits, `_` and `-`.
 const TOKEN_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
 
@@ -45,6 +49,8 @@ impl WxError {
     pub(crate) const INVALID_CREDENTIAL: WxError = WxError(40001);
     pub(crate) const INVALID_GRANT_TYPE: WxError = WxError(40002);
     pub(crate) const INVALID_APPID: WxError = WxError(40013);
+    pub(crate) const INVALID_ACCESS_TOKEN: WxError = WxError(40014);
+    pub(crate) const INVALID_ARGS: WxError = WxError(40097);
     pub(crate) const INVALID_SECRET: WxError = WxError(40125);
     pub(crate) const TOKEN_MISSING: WxError = WxError(41001);
     pub(crate) const APPID_MISSING: WxError = WxError(41002);
@@ -65,6 +71,7 @@ impl WxError {
             40002 => "invalid grant_type",
             40013 => "invalid appid",
             40014 => "invalid access_token",
+            40097 => "invalid args",
             40125 => "invalid appsecret",
             40164 => "invalid ip 127.0.0.1 ipv6 ::ffff:127.0.0.1, not in whitelist",
             40243 => "AppSecret is frozen",
@@ -81,6 +88,64 @@ impl WxError {
             _ => "fault injected",
         }
     }
+
+    /// The errmsg WeCom (qyapi) sends with this errcode: its parameters are a corpid and a
+    /// corpsecret, and a bad secret is a plain "invalid credential" there. Other codes read as
+    /// on WeChat.
+    pub(crate) fn wecom_errmsg(self) -> &'static str {
+        match self.0 {
+            40001 => "invalid credential",
+            40013 => "invalid corpid",
+            41002 => "corpid missing",
+            41004 => "corpsecret missing",
+            _ => self.errmsg(),
+        }
+    }
+}
+
+/// Which platform an answer speaks for: WeCom words its errmsgs differently and puts
+/// `"errcode":0,"errmsg":"ok"` in its success bodies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Platform {
+    Wechat,
+    Wecom,
+}
+
+/// The credentials the fake mints, one family per issuing endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    /// `/cgi-bin/token`
+    Token,
+    /// `/cgi-bin/stable_token`
+    Stable,
+    /// WeCom `/cgi-bin/gettoken`
+    Wecom,
+    /// `/cgi-bin/ticket/getticket` (either type)
+    Ticket,
+}
+
+/// The JS-SDK ticket types `getticket` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum TicketKind {
+    Jsapi,
+    WxCard,
+}
+
+impl TicketKind {
+    pub(crate) fn parse(kind: &str) -> Option<TicketKind> {
+        match kind {
+            "jsapi" => Some(TicketKind::Jsapi),
+            "wx_card" => Some(TicketKind::WxCard),
+            _ => None,
+        }
+    }
+}
+
+/// What a successful getticket answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct IssuedTicket {
+    pub(crate) ticket: String,
+    pub(crate) expires_in: u64,
 }
 
 /// What a successful token call answers.
@@ -122,13 +187,18 @@ impl Clock {
     }
 }
 
-/// One minted token. A token is alive until the earlier of its expiry and its kill time.
+/// One minted token (or ticket). It is alive until the earlier of its expiry and its kill time.
 #[derive(Debug)]
 struct TokenRecord {
+    family: Family,
+    /// The appid it was minted for (the corpid for WeCom tokens): getticket needs to know whose
+    /// token it was given.
+    owner: String,
     lifetime: Duration,
     expires_at: Instant,
     /// Set when a newer token replaced this one: the moment the replacement takes effect
-    /// (now, or now plus the overlap for the previous /cgi-bin/token token).
+    /// (now, or now plus the overlap for the previous /cgi-bin/token token or ticket). For a
+    /// WeCom token, the moment [`FakeState::expire_wecom_token`] ended it early.
     killed_at: Option<Instant>,
 }
 
@@ -149,8 +219,8 @@ impl TokenRecord {
     }
 }
 
-/// Every token the fake remembers, of both families (they share one namespace, as the probe
-/// accepts either).
+/// Every token the fake remembers, of all token families (they share one namespace, as the probe
+/// accepts any of them). Tickets live in a book of their own: a ticket is no access_token.
 #[derive(Debug)]
 struct TokenBook {
     records: HashMap<String, TokenRecord>,
@@ -161,7 +231,14 @@ struct TokenBook {
 }
 
 impl TokenBook {
-    fn mint(&mut self, now: Instant, lifetime: Duration, len: usize) -> String {
+    fn mint(
+        &mut self,
+        family: Family,
+        owner: &str,
+        now: Instant,
+        lifetime: Duration,
+        len: usize,
+    ) -> String {
         let mut rng = rand::rng();
         let token = loop {
             let candidate: String = (0..len)
@@ -176,6 +253,8 @@ impl TokenBook {
         self.records.insert(
             token.clone(),
             TokenRecord {
+                family,
+                owner: owner.to_owned(),
                 lifetime,
                 expires_at: now + lifetime,
                 killed_at: None,
@@ -222,6 +301,24 @@ impl TokenBook {
             .map_or(Validity::Unknown, |r| r.validity(now))
     }
 
+    fn get(&self, token: &str) -> Option<&TokenRecord> {
+        self.records.get(token)
+    }
+
+    /// Makes `new` the current credential of its slot: the one it replaces stays valid for
+    /// `overlap` (capped by its own expiry), and the one before that dies at once. This is
+    /// WeChat's rule for `/cgi-bin/token` tokens and for tickets alike.
+    fn rotate(&mut self, slot: &mut Slot, new: String, now: Instant, overlap: Duration) {
+        if let Some(older) = slot.prev.take() {
+            self.kill(&older, now);
+        }
+        if let Some(previous) = slot.current.take() {
+            self.kill(&previous, now + overlap);
+            slot.prev = Some(previous);
+        }
+        slot.current = Some(new);
+    }
+
     /// Time left and total lifetime of a token that is still alive.
     fn remaining(&self, token: &str, now: Instant) -> Option<(Duration, Duration)> {
         let record = self.records.get(token)?;
@@ -230,21 +327,57 @@ impl TokenBook {
     }
 }
 
+/// A credential that rotates with an overlap: the current one and the one it replaced.
+#[derive(Debug, Default)]
+struct Slot {
+    current: Option<String>,
+    prev: Option<String>,
+}
+
 /// One configured app and what it has used today.
 #[derive(Debug)]
 struct AppState {
     secret: String,
-    /// Latest /cgi-bin/token token, and the one it replaced (alive during the overlap).
-    token: Option<String>,
-    token_prev: Option<String>,
+    /// /cgi-bin/token tokens: the latest and the one it replaced (alive during the overlap).
+    token: Slot,
     /// Latest /cgi-bin/stable_token token, and the one it rotated out (alive until its expiry).
     stable: Option<String>,
     stable_prev: Option<String>,
+    /// JS-SDK tickets per type; they rotate like /cgi-bin/token tokens.
+    tickets: HashMap<TicketKind, Slot>,
     quota_used: u32,
     forced_today: u32,
     last_forced: Option<Instant>,
     minted: u64,
     fetched: u64,
+    tickets_minted: u64,
+}
+
+impl AppState {
+    fn new(secret: &str) -> AppState {
+        AppState {
+            secret: secret.to_owned(),
+            token: Slot::default(),
+            stable: None,
+            stable_prev: None,
+            tickets: HashMap::new(),
+            quota_used: 0,
+            forced_today: 0,
+            last_forced: None,
+            minted: 0,
+            fetched: 0,
+            tickets_minted: 0,
+        }
+    }
+}
+
+/// One WeCom app, i.e. one (corpid, corpsecret) pair: WeCom keeps a token per app, not per corp.
+#[derive(Debug, Default)]
+struct WecomApp {
+    /// The token handed out while it lives. Never replaced before it dies: WeCom answers the
+    /// same token until it expires (or is ended early), so there is no overlap to model.
+    token: Option<String>,
+    minted: u64,
 }
 
 /// Counters of requests received per endpoint.
@@ -253,6 +386,8 @@ pub(crate) struct Calls {
     pub(crate) token: u64,
     pub(crate) stable_token: u64,
     pub(crate) probe: u64,
+    pub(crate) ticket: u64,
+    pub(crate) wecom_token: u64,
 }
 
 /// All mutable state of one fake server. Lives behind a std `Mutex`: every method is short and
@@ -262,7 +397,11 @@ pub(crate) struct FakeState {
     clock: Clock,
     day: u64,
     apps: HashMap<String, AppState>,
+    /// corpid -> corpsecret -> app. Nested rather than keyed by the pair so that an unknown
+    /// corpid (40013) can be told from a wrong secret (40001).
+    wecom: HashMap<String, HashMap<String, WecomApp>>,
     book: TokenBook,
+    tickets: TokenBook,
     expires_in: u64,
     overlap: Duration,
     token_len: usize,
@@ -277,22 +416,20 @@ impl FakeState {
         let apps = cfg
             .apps
             .iter()
-            .map(|(appid, secret)| {
-                let app = AppState {
-                    secret: secret.clone(),
-                    token: None,
-                    token_prev: None,
-                    stable: None,
-                    stable_prev: None,
-                    quota_used: 0,
-                    forced_today: 0,
-                    last_forced: None,
-                    minted: 0,
-                    fetched: 0,
-                };
-                (appid.clone(), app)
-            })
+            .map(|(appid, secret)| (appid.clone(), AppState::new(secret)))
             .collect();
+        let mut wecom: HashMap<String, HashMap<String, WecomApp>> = HashMap::new();
+        for (corpid, secret) in &cfg.wecom_apps {
+            wecom
+                .entry(corpid.clone())
+                .or_default()
+                .insert(secret.clone(), WecomApp::default());
+        }
+        let book = || TokenBook {
+            records: HashMap::new(),
+            order: VecDeque::new(),
+            limit: REMEMBERED_TOKENS,
+        };
         FakeState {
             clock: Clock {
                 origin,
@@ -300,11 +437,9 @@ impl FakeState {
             },
             day: 0,
             apps,
-            book: TokenBook {
-                records: HashMap::new(),
-                order: VecDeque::new(),
-                limit: REMEMBERED_TOKENS,
-            },
+            wecom,
+            book: book(),
+            tickets: book(),
             expires_in: cfg.expires_in.max(1),
             overlap: Duration::from_secs(cfg.overlap_secs),
             token_len: cfg
@@ -323,6 +458,8 @@ impl FakeState {
             Endpoint::Token => &mut self.calls.token,
             Endpoint::StableToken => &mut self.calls.stable_token,
             Endpoint::Probe => &mut self.calls.probe,
+            Endpoint::Ticket => &mut self.calls.ticket,
+            Endpoint::WecomToken => &mut self.calls.wecom_token,
         };
         *counter += 1;
     }
@@ -369,27 +506,91 @@ impl FakeState {
         self.apps.get(appid).map_or(0, |a| a.fetched)
     }
 
+    pub(crate) fn tickets_minted(&self, appid: &str) -> u64 {
+        self.apps.get(appid).map_or(0, |a| a.tickets_minted)
+    }
+
+    pub(crate) fn wecom_minted(&self, corpid: &str, secret: &str) -> u64 {
+        self.wecom_app(corpid, secret).map_or(0, |w| w.minted)
+    }
+
     /// `(appid, minted)` for every configured app, sorted by appid.
     pub(crate) fn minted_all(&self) -> Vec<(String, u64)> {
+        self.per_app(|app| app.minted)
+    }
+
+    /// `(appid, tickets minted)` for every configured app, sorted by appid.
+    pub(crate) fn tickets_minted_all(&self) -> Vec<(String, u64)> {
+        self.per_app(|app| app.tickets_minted)
+    }
+
+    fn per_app(&self, counter: impl Fn(&AppState) -> u64) -> Vec<(String, u64)> {
         let mut all: Vec<_> = self
             .apps
             .iter()
-            .map(|(appid, app)| (appid.clone(), app.minted))
+            .map(|(appid, app)| (appid.clone(), counter(app)))
             .collect();
         all.sort();
         all
     }
 
     pub(crate) fn current_token(&self, appid: &str) -> Option<String> {
-        self.apps.get(appid)?.token.clone()
+        self.apps.get(appid)?.token.current.clone()
     }
 
     pub(crate) fn current_stable_token(&self, appid: &str) -> Option<String> {
         self.apps.get(appid)?.stable.clone()
     }
 
+    pub(crate) fn current_ticket(&self, appid: &str, kind: &str) -> Option<String> {
+        let kind = TicketKind::parse(kind)?;
+        self.apps.get(appid)?.tickets.get(&kind)?.current.clone()
+    }
+
+    /// The token WeCom would answer for that app now: `None` once it has died, since the next
+    /// gettoken mints a new one.
+    pub(crate) fn current_wecom_token(&self, corpid: &str, secret: &str) -> Option<String> {
+        let token = self.wecom_app(corpid, secret)?.token.as_deref()?;
+        let alive = self.book.validity(token, self.clock.now()) == Validity::Valid;
+        alive.then(|| token.to_owned())
+    }
+
+    /// What the probe would say, as a [`Validity`]. A WeCom token ended early reads as
+    /// `Expired`: nothing replaced it, WeCom just ended its life (the probe answers 40014).
     pub(crate) fn validity(&self, token: &str) -> Validity {
-        self.book.validity(token, self.clock.now())
+        let validity = self.book.validity(token, self.clock.now());
+        match self.book.get(token) {
+            Some(r) if r.family == Family::Wecom && validity == Validity::Replaced => {
+                Validity::Expired
+            }
+            _ => validity,
+        }
+    }
+
+    pub(crate) fn ticket_validity(&self, ticket: &str) -> Validity {
+        self.tickets.validity(ticket, self.clock.now())
+    }
+
+    /// `/cgi-bin/get_api_domain_ip`, which WeChat and WeCom both serve: `Ok` for a living
+    /// token, else the errcode, with the platform whose wording to use. WeCom's dead tokens get
+    /// WeCom's codes: 42001 when expired, 40014 when ended early.
+    pub(crate) fn probe(&self, token: &str) -> (Platform, Result<(), WxError>) {
+        let now = self.clock.now();
+        let Some(record) = self.book.get(token) else {
+            return (Platform::Wechat, Err(WxError::INVALID_CREDENTIAL));
+        };
+        let platform = if record.family == Family::Wecom {
+            Platform::Wecom
+        } else {
+            Platform::Wechat
+        };
+        let answer = match (record.validity(now), platform) {
+            (Validity::Valid, _) => Ok(()),
+            (Validity::Expired, _) => Err(WxError::TOKEN_EXPIRED),
+            (Validity::Replaced, Platform::Wecom) => Err(WxError::INVALID_ACCESS_TOKEN),
+            (Validity::Replaced | Validity::Unknown, _) => Err(WxError::INVALID_CREDENTIAL),
+        };
+        (platform, answer)
     }
 
     // ---- the two token endpoints ----------------------------------------------------------
@@ -406,15 +607,11 @@ impl FakeState {
         app.quota_used += 1;
 
         let lifetime = Duration::from_secs(self.expires_in);
-        let token = self.book.mint(now, lifetime, self.token_len);
-        if let Some(older) = app.token_prev.take() {
-            self.book.kill(&older, now);
-        }
-        if let Some(previous) = app.token.take() {
-            self.book.kill(&previous, now + self.overlap);
-            app.token_prev = Some(previous);
-        }
-        app.token = Some(token.clone());
+        let token = self
+            .book
+            .mint(Family::Token, appid, now, lifetime, self.token_len);
+        self.book
+            .rotate(&mut app.token, token.clone(), now, self.overlap);
         app.minted += 1;
         app.fetched += 1;
         tracing::debug!(appid, token = %fingerprint(&token), expires_in = self.expires_in, "fake minted access_token");
@@ -464,7 +661,9 @@ impl FakeState {
         }
 
         let lifetime = Duration::from_secs(self.expires_in);
-        let token = self.book.mint(now, lifetime, self.token_len);
+        let token = self
+            .book
+            .mint(Family::Stable, appid, now, lifetime, self.token_len);
         // In normal mode the rotated-out token is left to die at its own expiry.
         app.stable_prev = app.stable.replace(token.clone());
         app.minted += 1;
@@ -474,6 +673,115 @@ impl FakeState {
             access_token: token,
             expires_in: self.expires_in,
         })
+    }
+
+    // ---- JS-SDK tickets ---------------------------------------------------------------------
+
+    /// `GET /cgi-bin/ticket/getticket`. The access_token is checked first, with the probe's
+    /// rules (a WeCom token means nothing to WeChat: 40001), then the type (40097). Every success
+    /// mints a new ticket for (appid, type): the previous one overlaps like a replaced
+    /// /cgi-bin/token token and the one before it dies at once. A ticket does not depend on the
+    /// token it was fetched with: it lives on when that token is replaced.
+    pub(crate) fn ticket(
+        &mut self,
+        access_token: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<IssuedTicket, WxError> {
+        let now = self.clock.now();
+        let token = present(access_token).ok_or(WxError::TOKEN_MISSING)?;
+        let record = self
+            .book
+            .get(token)
+            .filter(|r| r.family != Family::Wecom)
+            .ok_or(WxError::INVALID_CREDENTIAL)?;
+        match record.validity(now) {
+            Validity::Valid => {}
+            Validity::Expired => return Err(WxError::TOKEN_EXPIRED),
+            Validity::Replaced | Validity::Unknown => return Err(WxError::INVALID_CREDENTIAL),
+        }
+        let kind = kind
+            .and_then(TicketKind::parse)
+            .ok_or(WxError::INVALID_ARGS)?;
+        let appid = record.owner.clone();
+        // Apps are never removed, so the owner of a living token is always configured.
+        let app = self
+            .apps
+            .get_mut(&appid)
+            .ok_or(WxError::INVALID_CREDENTIAL)?;
+
+        let lifetime = Duration::from_secs(self.expires_in);
+        let ticket = self
+            .tickets
+            .mint(Family::Ticket, &appid, now, lifetime, TICKET_LEN);
+        let slot = app.tickets.entry(kind).or_default();
+        self.tickets.rotate(slot, ticket.clone(), now, self.overlap);
+        app.tickets_minted += 1;
+        tracing::debug!(appid, ?kind, ticket = %fingerprint(&ticket), expires_in = self.expires_in, "fake minted ticket");
+        Ok(IssuedTicket {
+            ticket,
+            expires_in: self.expires_in,
+        })
+    }
+
+    // ---- WeCom --------------------------------------------------------------------------------
+
+    /// WeCom `GET /cgi-bin/gettoken`, checked in WeCom's order: corpid, then secret. While the
+    /// app's token lives, every call answers that same token (WeCom: "repeated calls within the
+    /// validity period return the same result"), with the time it has left as `expires_in`: a
+    /// client that refreshes early must not take a reused token for a fresh one. Only once it
+    /// has expired, or was ended by [`FakeState::expire_wecom_token`], is a new one minted.
+    pub(crate) fn wecom_token(
+        &mut self,
+        corpid: Option<&str>,
+        secret: Option<&str>,
+    ) -> Result<Issued, WxError> {
+        let now = self.clock.now();
+        let corpid = present(corpid).ok_or(WxError::APPID_MISSING)?;
+        let corp = self.wecom.get_mut(corpid).ok_or(WxError::INVALID_APPID)?;
+        let secret = present(secret).ok_or(WxError::SECRET_MISSING)?;
+        // A fake: no need for a constant-time comparison here.
+        let app = corp.get_mut(secret).ok_or(WxError::INVALID_CREDENTIAL)?;
+
+        if let Some(current) = app.token.as_deref() {
+            if let Some((left, _)) = self.book.remaining(current, now) {
+                return Ok(Issued {
+                    access_token: current.to_owned(),
+                    expires_in: left.as_secs(),
+                });
+            }
+        }
+        let lifetime = Duration::from_secs(self.expires_in);
+        let token = self
+            .book
+            .mint(Family::Wecom, corpid, now, lifetime, self.token_len);
+        app.token = Some(token.clone());
+        app.minted += 1;
+        // The secret picks the app but is never logged; the token only as a fingerprint.
+        tracing::debug!(corpid, token = %fingerprint(&token), expires_in = self.expires_in, "fake minted WeCom access_token");
+        Ok(Issued {
+            access_token: token,
+            expires_in: self.expires_in,
+        })
+    }
+
+    /// Ends that WeCom app's current token now, as WeCom may do "for operational reasons": the
+    /// probe answers 40014 for it and the next gettoken mints a new one. A token that has
+    /// already expired stays expired (42001).
+    pub(crate) fn expire_wecom_token(&mut self, corpid: &str, secret: &str) {
+        let now = self.clock.now();
+        let current = self
+            .wecom
+            .get(corpid)
+            .and_then(|corp| corp.get(secret))
+            .and_then(|app| app.token.as_deref());
+        if let Some(token) = current {
+            self.book.kill(token, now);
+            tracing::debug!(corpid, token = %fingerprint(token), "fake ended WeCom access_token early");
+        }
+    }
+
+    fn wecom_app(&self, corpid: &str, secret: &str) -> Option<&WecomApp> {
+        self.wecom.get(corpid)?.get(secret)
     }
 
     /// A new day of the fake clock resets the daily counters.
@@ -499,12 +807,16 @@ fn rotation_window(lifetime: Duration) -> Duration {
     }
 }
 
+/// A request parameter that is there and not empty: WeChat treats empty as missing.
+fn present(v: Option<&str>) -> Option<&str> {
+    v.filter(|s| !s.is_empty())
+}
+
 /// Checks a request's credentials in WeChat's order: grant type, appid, secret.
 fn authenticate<'s, 'c>(
     apps: &'s mut HashMap<String, AppState>,
     creds: Credentials<'c>,
 ) -> Result<(&'c str, &'s mut AppState), WxError> {
-    let present = |v: Option<&'c str>| v.filter(|s| !s.is_empty());
     if creds.grant_type != Some(GRANT_TYPE) {
         return Err(WxError::INVALID_GRANT_TYPE);
     }
@@ -532,6 +844,16 @@ mod tests {
         };
         tweak(&mut cfg);
         FakeState::new(&cfg)
+    }
+
+    const CORP: &str = "wwcorp";
+    const CORP_SECRET: &str = "corp-secret";
+
+    fn wecom_state(tweak: impl FnOnce(&mut FakeConfig)) -> FakeState {
+        state(|c| {
+            c.wecom_apps = vec![(CORP.into(), CORP_SECRET.into())];
+            tweak(c);
+        })
     }
 
     fn creds() -> Credentials<'static> {
@@ -611,6 +933,71 @@ mod tests {
         assert_eq!(s.validity(&minted[99]), Validity::Valid);
         assert_eq!(s.validity(&minted[98]), Validity::Valid);
         assert_eq!(s.validity(&minted[0]), Validity::Unknown);
+    }
+
+    #[test]
+    fn tickets_rotate_like_tokens_per_type() {
+        let mut s = state(|c| c.overlap_secs = 10);
+        let t = s.token(creds()).unwrap().access_token;
+        let mut jsapi = || s.ticket(Some(&t), Some("jsapi")).unwrap().ticket;
+        let (a, b, c) = (jsapi(), jsapi(), jsapi());
+        let card = s.ticket(Some(&t), Some("wx_card")).unwrap().ticket;
+        assert_eq!(s.ticket_validity(&a), Validity::Replaced);
+        assert_eq!(s.ticket_validity(&b), Validity::Valid);
+        assert_eq!(s.ticket_validity(&card), Validity::Valid);
+        s.advance(Duration::from_secs(10));
+        assert_eq!(s.ticket_validity(&b), Validity::Replaced);
+        assert_eq!(s.ticket_validity(&c), Validity::Valid);
+        assert_eq!(s.tickets_minted(APP), 4);
+    }
+
+    #[test]
+    fn getticket_checks_the_token_before_the_type() {
+        let mut s = wecom_state(|_| {});
+        let wecom = s
+            .wecom_token(Some(CORP), Some(CORP_SECRET))
+            .unwrap()
+            .access_token;
+        assert_eq!(s.ticket(None, Some("x")), Err(WxError::TOKEN_MISSING));
+        assert_eq!(
+            s.ticket(Some("nope"), Some("x")),
+            Err(WxError::INVALID_CREDENTIAL)
+        );
+        assert_eq!(
+            s.ticket(Some(&wecom), Some("jsapi")),
+            Err(WxError::INVALID_CREDENTIAL)
+        );
+        let t = s.token(creds()).unwrap().access_token;
+        assert_eq!(s.ticket(Some(&t), None), Err(WxError::INVALID_ARGS));
+        assert_eq!(s.tickets_minted(APP), 0);
+    }
+
+    #[test]
+    fn wecom_token_is_reused_until_it_dies() {
+        let mut s = wecom_state(|c| c.expires_in = 10);
+        let get = |s: &mut FakeState| s.wecom_token(Some(CORP), Some(CORP_SECRET)).unwrap();
+        let a = get(&mut s);
+        s.advance(Duration::from_secs(4));
+        let again = get(&mut s);
+        assert_eq!(again.access_token, a.access_token);
+        assert!(again.expires_in <= 6);
+        s.advance(Duration::from_secs(6));
+        let b = get(&mut s);
+        assert_ne!(b.access_token, a.access_token);
+        assert_eq!(b.expires_in, 10);
+
+        s.expire_wecom_token(CORP, CORP_SECRET);
+        assert_eq!(s.validity(&b.access_token), Validity::Expired);
+        assert_eq!(
+            s.probe(&b.access_token),
+            (Platform::Wecom, Err(WxError::INVALID_ACCESS_TOKEN))
+        );
+        assert_eq!(
+            s.probe(&a.access_token),
+            (Platform::Wecom, Err(WxError::TOKEN_EXPIRED))
+        );
+        assert_ne!(get(&mut s).access_token, b.access_token);
+        assert_eq!(s.wecom_minted(CORP, CORP_SECRET), 3);
     }
 
     #[test]

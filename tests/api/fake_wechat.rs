@@ -1,5 +1,6 @@
 //! The fake WeChat (`wxtoken::fake`) over real HTTP(S) with a real awc client: minting, overlap
-//! and expiry, every errcode, quotas, the stable token's modes, faults, control endpoints, TLS.
+//! and expiry, every errcode, quotas, the stable token's modes, JS-SDK tickets, WeCom tokens,
+//! faults, control endpoints, TLS.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,12 +16,23 @@ const APP: &str = "wx1234567890abcdef";
 const SECRET: &str = "the-app-secret";
 const OTHER_APP: &str = "wxfedcba0987654321";
 const OTHER_SECRET: &str = "the-other-secret";
+/// A WeCom corp with two apps (two secrets), and a second corp with one.
+const CORP: &str = "ww1234567890abcdef";
+const CORP_SECRET_A: &str = "corp-app-a-secret";
+const CORP_SECRET_B: &str = "corp-app-b-secret";
+const OTHER_CORP: &str = "wwfedcba0987654321";
+const OTHER_CORP_SECRET: &str = "other-corp-secret";
 
 fn config() -> FakeConfig {
     FakeConfig {
         apps: vec![
             (APP.into(), SECRET.into()),
             (OTHER_APP.into(), OTHER_SECRET.into()),
+        ],
+        wecom_apps: vec![
+            (CORP.into(), CORP_SECRET_A.into()),
+            (CORP.into(), CORP_SECRET_B.into()),
+            (OTHER_CORP.into(), OTHER_CORP_SECRET.into()),
         ],
         ..FakeConfig::default()
     }
@@ -109,6 +121,22 @@ impl Wx {
             .await
     }
 
+    /// `/cgi-bin/ticket/getticket` with that token and type.
+    async fn ticket(&self, token: &str, kind: &str) -> Value {
+        self.get_json(&format!(
+            "/cgi-bin/ticket/getticket?access_token={token}&type={kind}"
+        ))
+        .await
+    }
+
+    /// WeCom's `/cgi-bin/gettoken` for that app.
+    async fn wecom(&self, corpid: &str, secret: &str) -> Value {
+        self.get_json(&format!(
+            "/cgi-bin/gettoken?corpid={corpid}&corpsecret={secret}"
+        ))
+        .await
+    }
+
     async fn control(&self, path: &str, body: Value) -> u16 {
         let res = self
             .client
@@ -145,6 +173,27 @@ fn expires_in(v: &Value) -> u64 {
 
 fn assert_probe_valid(v: &Value) {
     assert_eq!(v, &json!({ "ip_list": ["127.0.0.1"] }));
+}
+
+/// WeCom's success bodies carry `"errcode":0,"errmsg":"ok"`.
+fn assert_wecom_probe_valid(v: &Value) {
+    assert_eq!(
+        v,
+        &json!({ "errcode": 0, "errmsg": "ok", "ip_list": ["127.0.0.1"] })
+    );
+}
+
+/// The ticket of a getticket success body (and its full shape); fails the test otherwise.
+fn ticket_of(v: &Value) -> String {
+    let ticket = v["ticket"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a ticket, got {v}"))
+        .to_owned();
+    assert_eq!(
+        v,
+        &json!({ "errcode": 0, "errmsg": "ok", "ticket": ticket, "expires_in": v["expires_in"] })
+    );
+    ticket
 }
 
 fn assert_wx_error(v: &Value, code: i64, msg: &str) {
@@ -497,6 +546,313 @@ async fn stable_token_errcodes_for_bad_requests() {
     assert_eq!(wx.fake.minted(APP), 1);
 }
 
+// ---- /cgi-bin/ticket/getticket --------------------------------------------------------------
+
+#[actix_web::test]
+async fn getticket_mints_per_call_and_the_previous_ticket_overlaps() {
+    let wx = Wx::start(|c| c.overlap_secs = 10).await;
+    let t = token_of(&wx.token().await);
+
+    let first = wx.ticket(&t, "jsapi").await;
+    let a = ticket_of(&first);
+    assert_eq!(expires_in(&first), 7200);
+    assert_eq!(a.len(), 86);
+    assert!(a
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'));
+    let b = ticket_of(&wx.ticket(&t, "jsapi").await);
+    assert_ne!(a, b);
+    assert_eq!(wx.fake.ticket_validity(&a), Validity::Valid);
+
+    let c = ticket_of(&wx.ticket(&t, "jsapi").await);
+    // a is two generations old: dead at once; b lives for the overlap.
+    assert_eq!(wx.fake.ticket_validity(&a), Validity::Replaced);
+    assert_eq!(wx.fake.ticket_validity(&b), Validity::Valid);
+    wx.fake.advance_clock(Duration::from_secs(10));
+    assert_eq!(wx.fake.ticket_validity(&b), Validity::Replaced);
+    assert_eq!(wx.fake.ticket_validity(&c), Validity::Valid);
+    assert_eq!(wx.fake.current_ticket(APP, "jsapi"), Some(c.clone()));
+
+    // wx_card tickets are a separate sequence: minting one leaves the jsapi ticket alone.
+    let d = ticket_of(&wx.ticket(&t, "wx_card").await);
+    let e = ticket_of(&wx.ticket(&t, "wx_card").await);
+    assert_ne!(d, c);
+    assert_eq!(wx.fake.ticket_validity(&c), Validity::Valid);
+    assert_eq!(wx.fake.ticket_validity(&d), Validity::Valid);
+    assert_eq!(wx.fake.current_ticket(APP, "wx_card"), Some(e));
+    assert_eq!(wx.fake.current_ticket(APP, "jsapi"), Some(c.clone()));
+    assert_eq!(wx.fake.current_ticket(APP, "bogus"), None);
+    assert_eq!(wx.fake.current_ticket(OTHER_APP, "jsapi"), None);
+
+    assert_eq!(wx.fake.tickets_minted(APP), 5);
+    assert_eq!(wx.fake.tickets_minted(OTHER_APP), 0);
+    assert_eq!(wx.fake.calls(Endpoint::Ticket), 5);
+    // Tickets are not tokens: no token was minted for them, and the probe refuses one.
+    assert_eq!(wx.fake.minted(APP), 1);
+    assert_wx_error(&wx.probe(&c).await, 40001, NOT_LATEST);
+    assert_eq!(wx.fake.validity(&c), Validity::Unknown);
+    assert_eq!(wx.fake.ticket_validity(&t), Validity::Unknown);
+}
+
+#[actix_web::test]
+async fn tickets_are_per_appid_and_outlive_the_token_they_were_fetched_with() {
+    let wx = Wx::start(|_| {}).await;
+    let t = token_of(&wx.token().await);
+    let mine = ticket_of(&wx.ticket(&t, "jsapi").await);
+
+    // Two more tokens: t is two generations old and dead, its ticket is not.
+    token_of(&wx.token().await);
+    token_of(&wx.token().await);
+    assert_eq!(wx.fake.validity(&t), Validity::Replaced);
+    assert_eq!(wx.fake.ticket_validity(&mine), Validity::Valid);
+
+    // A stable token works too, and another app's tickets do not touch this app's.
+    let other = format!("grant_type=client_credential&appid={OTHER_APP}&secret={OTHER_SECRET}");
+    let other_token = token_of(&wx.token_query(&other).await);
+    let s = token_of(&wx.stable(false).await);
+    for _ in 0..2 {
+        ticket_of(&wx.ticket(&other_token, "jsapi").await);
+    }
+    assert_eq!(wx.fake.ticket_validity(&mine), Validity::Valid);
+    assert_eq!(wx.fake.tickets_minted(OTHER_APP), 2);
+    let next = ticket_of(&wx.ticket(&s, "jsapi").await);
+    assert_eq!(wx.fake.current_ticket(APP, "jsapi"), Some(next));
+    assert_eq!(wx.fake.tickets_minted(APP), 2);
+}
+
+#[actix_web::test]
+async fn ticket_lifetime_follows_expires_in() {
+    let wx = Wx::start(|_| {}).await;
+    wx.fake.set_expires_in(60);
+    let t = token_of(&wx.token().await);
+    let answer = wx.ticket(&t, "jsapi").await;
+    assert_eq!(expires_in(&answer), 60);
+    let ticket = ticket_of(&answer);
+
+    wx.fake.advance_clock(Duration::from_secs(59));
+    assert_eq!(wx.fake.ticket_validity(&ticket), Validity::Valid);
+    wx.fake.advance_clock(Duration::from_secs(1));
+    assert_eq!(wx.fake.ticket_validity(&ticket), Validity::Expired);
+}
+
+#[actix_web::test]
+async fn getticket_errcodes() {
+    let wx = Wx::start(|_| {}).await;
+    let replaced = token_of(&wx.token().await);
+    token_of(&wx.token().await);
+    let t = token_of(&wx.token().await);
+    let wecom = token_of(&wx.wecom(CORP, CORP_SECRET_A).await);
+
+    let cases: [(String, i64, &str); 9] = [
+        ("type=jsapi".to_owned(), 41001, "access_token missing"),
+        (
+            "access_token=&type=jsapi".to_owned(),
+            41001,
+            "access_token missing",
+        ),
+        // The token is checked before the type.
+        ("type=bogus".to_owned(), 41001, "access_token missing"),
+        (
+            "access_token=never-minted-here&type=jsapi".to_owned(),
+            40001,
+            NOT_LATEST,
+        ),
+        (
+            format!("access_token={replaced}&type=jsapi"),
+            40001,
+            NOT_LATEST,
+        ),
+        // WeChat does not know WeCom's tokens.
+        (
+            format!("access_token={wecom}&type=jsapi"),
+            40001,
+            NOT_LATEST,
+        ),
+        (format!("access_token={t}"), 40097, "invalid args"),
+        (format!("access_token={t}&type="), 40097, "invalid args"),
+        (
+            format!("access_token={t}&type=JSAPI"),
+            40097,
+            "invalid args",
+        ),
+    ];
+    for (query, code, msg) in cases {
+        let body = wx
+            .get_json(&format!("/cgi-bin/ticket/getticket?{query}"))
+            .await;
+        assert_eq!(
+            body,
+            json!({ "errcode": code, "errmsg": msg }),
+            "query: {query}"
+        );
+    }
+
+    // The same token works until it expires, then answers 42001.
+    ticket_of(&wx.ticket(&t, "jsapi").await);
+    wx.fake.advance_clock(Duration::from_secs(7200));
+    assert_wx_error(&wx.ticket(&t, "jsapi").await, 42001, "access_token expired");
+
+    let mut res = wx
+        .client
+        .post(wx.url(&format!(
+            "/cgi-bin/ticket/getticket?access_token={t}&type=jsapi"
+        )))
+        .send()
+        .await
+        .expect("answered");
+    let body: Value = serde_json::from_slice(&res.body().await.expect("body")).expect("JSON");
+    assert_wx_error(&body, 43001, "require GET method");
+
+    assert_eq!(wx.fake.tickets_minted(APP), 1);
+    assert_eq!(wx.fake.calls(Endpoint::Ticket), 12);
+}
+
+// ---- WeCom /cgi-bin/gettoken ----------------------------------------------------------------
+
+#[actix_web::test]
+async fn wecom_token_is_per_app_and_the_same_while_it_lives() {
+    let wx = Wx::start(|_| {}).await;
+
+    let first = wx.wecom(CORP, CORP_SECRET_A).await;
+    let a = token_of(&first);
+    assert_eq!(
+        first,
+        json!({ "errcode": 0, "errmsg": "ok", "access_token": a, "expires_in": 7200 })
+    );
+    // Two apps of one corp: two secrets, two tokens.
+    let b = token_of(&wx.wecom(CORP, CORP_SECRET_B).await);
+    assert_ne!(a, b);
+
+    wx.fake.advance_clock(Duration::from_secs(100));
+    let again = wx.wecom(CORP, CORP_SECRET_A).await;
+    assert_eq!(token_of(&again), a);
+    // What is left of its life, not a fresh 7200 s.
+    assert!((7099..=7100).contains(&expires_in(&again)), "{again}");
+
+    assert_wecom_probe_valid(&wx.probe(&a).await);
+    assert_wecom_probe_valid(&wx.probe(&b).await);
+    assert_eq!(wx.fake.validity(&a), Validity::Valid);
+    assert_eq!(wx.fake.current_wecom_token(CORP, CORP_SECRET_A), Some(a));
+    assert_eq!(wx.fake.current_wecom_token(CORP, CORP_SECRET_B), Some(b));
+    assert_eq!(wx.fake.wecom_minted(CORP, CORP_SECRET_A), 1);
+    assert_eq!(wx.fake.wecom_minted(CORP, CORP_SECRET_B), 1);
+    assert_eq!(wx.fake.wecom_minted(OTHER_CORP, OTHER_CORP_SECRET), 0);
+    assert_eq!(wx.fake.wecom_minted(CORP, "wrong"), 0);
+    assert_eq!(wx.fake.calls(Endpoint::WecomToken), 3);
+    // WeCom has nothing to do with the WeChat apps.
+    assert_eq!(wx.fake.calls(Endpoint::Token), 0);
+    assert_eq!(wx.fake.minted(APP), 0);
+}
+
+#[actix_web::test]
+async fn wecom_token_is_renewed_only_after_it_expires() {
+    let wx = Wx::start(|c| c.expires_in = 100).await;
+    let a = token_of(&wx.wecom(CORP, CORP_SECRET_A).await);
+
+    wx.fake.advance_clock(Duration::from_secs(99));
+    let late = wx.wecom(CORP, CORP_SECRET_A).await;
+    assert_eq!(token_of(&late), a);
+    assert!(expires_in(&late) <= 1, "{late}");
+
+    wx.fake.advance_clock(Duration::from_secs(1));
+    assert_eq!(wx.fake.current_wecom_token(CORP, CORP_SECRET_A), None);
+    assert_wx_error(&wx.probe(&a).await, 42001, "access_token expired");
+    assert_eq!(wx.fake.validity(&a), Validity::Expired);
+    // Ending an already expired token early changes nothing: still 42001.
+    wx.fake.expire_wecom_token(CORP, CORP_SECRET_A);
+    assert_wx_error(&wx.probe(&a).await, 42001, "access_token expired");
+
+    let renewed = wx.wecom(CORP, CORP_SECRET_A).await;
+    let b = token_of(&renewed);
+    assert_ne!(b, a);
+    assert_eq!(expires_in(&renewed), 100);
+    assert_wecom_probe_valid(&wx.probe(&b).await);
+    assert_eq!(wx.fake.wecom_minted(CORP, CORP_SECRET_A), 2);
+}
+
+#[actix_web::test]
+async fn wecom_errcodes() {
+    let wx = Wx::start(|_| {}).await;
+
+    let cases: [(String, i64, &str); 8] = [
+        (
+            format!("corpid=wwnobody&corpsecret={CORP_SECRET_A}"),
+            40013,
+            "invalid corpid",
+        ),
+        // The corpid is checked first.
+        ("corpid=wwnobody".to_owned(), 40013, "invalid corpid"),
+        // A WeChat appid is no corpid.
+        (
+            format!("corpid={APP}&corpsecret={SECRET}"),
+            40013,
+            "invalid corpid",
+        ),
+        (
+            format!("corpid={CORP}&corpsecret=wrong"),
+            40001,
+            "invalid credential",
+        ),
+        // A valid secret of another corp is still the wrong secret.
+        (
+            format!("corpid={CORP}&corpsecret={OTHER_CORP_SECRET}"),
+            40001,
+            "invalid credential",
+        ),
+        (
+            format!("corpsecret={CORP_SECRET_A}"),
+            41002,
+            "corpid missing",
+        ),
+        (format!("corpid={CORP}"), 41004, "corpsecret missing"),
+        (
+            format!("corpid={CORP}&corpsecret="),
+            41004,
+            "corpsecret missing",
+        ),
+    ];
+    for (query, code, msg) in cases {
+        let body = wx.get_json(&format!("/cgi-bin/gettoken?{query}")).await;
+        assert_eq!(
+            body,
+            json!({ "errcode": code, "errmsg": msg }),
+            "query: {query}"
+        );
+    }
+    assert_eq!(wx.fake.wecom_minted(CORP, CORP_SECRET_A), 0);
+    assert_eq!(wx.fake.current_wecom_token(CORP, CORP_SECRET_A), None);
+    assert_eq!(wx.fake.calls(Endpoint::WecomToken), 8);
+}
+
+#[actix_web::test]
+async fn expire_wecom_token_makes_the_probe_answer_40014_and_gettoken_mint_anew() {
+    let wx = Wx::start(|_| {}).await;
+    let a = token_of(&wx.wecom(CORP, CORP_SECRET_A).await);
+    let b = token_of(&wx.wecom(CORP, CORP_SECRET_B).await);
+
+    wx.fake.expire_wecom_token(CORP, CORP_SECRET_A);
+    assert_wx_error(&wx.probe(&a).await, 40014, "invalid access_token");
+    assert_eq!(wx.fake.validity(&a), Validity::Expired);
+    assert_eq!(wx.fake.current_wecom_token(CORP, CORP_SECRET_A), None);
+    // Only that app's token ends; the corp's other app keeps its own.
+    assert_wecom_probe_valid(&wx.probe(&b).await);
+    assert_eq!(token_of(&wx.wecom(CORP, CORP_SECRET_B).await), b);
+
+    let renewed = wx.wecom(CORP, CORP_SECRET_A).await;
+    let a2 = token_of(&renewed);
+    assert_ne!(a2, a);
+    assert_eq!(expires_in(&renewed), 7200);
+    assert_wecom_probe_valid(&wx.probe(&a2).await);
+    assert_wx_error(&wx.probe(&a).await, 40014, "invalid access_token");
+    assert_eq!(wx.fake.wecom_minted(CORP, CORP_SECRET_A), 2);
+    assert_eq!(wx.fake.wecom_minted(CORP, CORP_SECRET_B), 1);
+
+    // Unknown apps are ignored.
+    wx.fake.expire_wecom_token(CORP, "wrong");
+    wx.fake.expire_wecom_token("wwnobody", CORP_SECRET_A);
+    assert_wecom_probe_valid(&wx.probe(&a2).await);
+}
+
 // ---- faults ---------------------------------------------------------------------------------
 
 #[actix_web::test]
@@ -661,6 +1017,39 @@ async fn clear_faults_forgets_unused_faults() {
     token_of(&wx.token().await);
 }
 
+#[actix_web::test]
+async fn faults_apply_to_getticket_and_gettoken_in_injection_order() {
+    let wx = Wx::start(|_| {}).await;
+    let t = token_of(&wx.token().await);
+    wx.fake.inject(Fault::Errcode(-1), 1);
+    wx.fake.inject(Fault::Errcode(40013), 2);
+    wx.fake.inject(Fault::Http(502), 1);
+
+    assert_wx_error(&wx.ticket(&t, "jsapi").await, -1, "system error");
+    // The same code in each platform's words.
+    assert_wx_error(&wx.token().await, 40013, "invalid appid");
+    assert_wx_error(
+        &wx.wecom(CORP, CORP_SECRET_A).await,
+        40013,
+        "invalid corpid",
+    );
+    let (status, _) = wx
+        .get_raw(&format!(
+            "/cgi-bin/gettoken?corpid={CORP}&corpsecret={CORP_SECRET_A}"
+        ))
+        .await;
+    assert_eq!(status, 502);
+    // The probe never gets faults, and they are used up now.
+    assert_probe_valid(&wx.probe(&t).await);
+    ticket_of(&wx.ticket(&t, "jsapi").await);
+    token_of(&wx.wecom(CORP, CORP_SECRET_A).await);
+
+    assert_eq!(wx.fake.calls(Endpoint::Ticket), 2);
+    assert_eq!(wx.fake.calls(Endpoint::WecomToken), 3);
+    assert_eq!(wx.fake.tickets_minted(APP), 1);
+    assert_eq!(wx.fake.wecom_minted(CORP, CORP_SECRET_A), 1);
+}
+
 // ---- control endpoints ----------------------------------------------------------------------
 
 #[actix_web::test]
@@ -671,14 +1060,29 @@ async fn stats_endpoint_reports_calls_and_mints() {
     token_of(&wx.stable(false).await);
     wx.probe(&t).await;
 
+    ticket_of(&wx.ticket(&t, "jsapi").await);
+    ticket_of(&wx.ticket(&t, "wx_card").await);
+    assert_eq!(errcode(&wx.ticket(&t, "bogus").await), 40097);
+    token_of(&wx.wecom(CORP, CORP_SECRET_A).await);
+    token_of(&wx.wecom(CORP, CORP_SECRET_A).await);
+
     let stats = wx.get_json("/_fake/stats").await;
     assert_eq!(
         stats,
         json!({
-            "calls": { "token": 1, "stable_token": 2, "probe": 1 },
+            "calls": {
+                "token": 1,
+                "stable_token": 2,
+                "probe": 1,
+                "ticket": 3,
+                "wecom_token": 2,
+            },
             "minted": { APP: 2, OTHER_APP: 0 },
+            "tickets_minted": { APP: 2, OTHER_APP: 0 },
         })
     );
+    // The WeCom secret picks the app; it must not leak through the stats.
+    assert!(!stats.to_string().contains(CORP_SECRET_A), "{stats}");
 }
 
 #[actix_web::test]
@@ -763,7 +1167,8 @@ async fn unknown_paths_are_404() {
     for path in [
         "/",
         "/cgi-bin/tokens",
-        "/cgi-bin/ticket/getticket?type=jsapi",
+        // WeCom's own ticket endpoint is not modelled (yet).
+        "/cgi-bin/get_jsapi_ticket",
         "/_fake/nope",
     ] {
         assert_eq!(wx.get_raw(path).await.0, 404, "{path}");

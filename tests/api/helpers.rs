@@ -396,3 +396,87 @@ pub fn test_pki() -> (
     };
     (tls, ca.der().clone(), ca.pem())
 }
+
+/// A server for `fake` built from `apps_and_clients` (the `[[apps]]` and `[[clients]]` tables,
+/// secrets inline), with the test timings of `spec` and a fresh store.
+pub async fn spawn_custom(spec: Spec, fake: FakeWechat, apps_and_clients: &str) -> TestApp {
+    spawn_custom_with(spec, fake, apps_and_clients, |_| {}).await
+}
+
+/// As [`spawn_custom`], with a last look at the settings and options.
+pub async fn spawn_custom_with(
+    spec: Spec,
+    fake: FakeWechat,
+    apps_and_clients: &str,
+    adjust: impl FnOnce(&mut (Settings, Options)),
+) -> TestApp {
+    init_logs();
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[upstream]
+base_url = "{base}"
+wecom_base_url = "{base}"
+[store]
+path = {store}
+{apps_and_clients}
+"#,
+        base = fake.base_url(),
+        store = toml::Value::String(dir.path().join("s.redb").display().to_string()),
+    );
+    let mut settings = Settings::from_toml(&text, &[], &|_| None).expect("test config is valid");
+    settings.refresh.margin = spec.margin;
+    settings.refresh.min_interval = spec.min_interval;
+    settings.refresh.retry_min = spec.retry_min;
+    settings.refresh.retry_max = spec.retry_max;
+    settings.upstream.timeout = spec.upstream_timeout;
+    let options = Options {
+        wait_limit: spec.wait_limit,
+        handle_signals: false,
+        workers: Some(2),
+        config_path: None,
+    };
+    let mut both = (settings, options);
+    adjust(&mut both);
+    let (settings, options) = both;
+    let app = Application::build(settings, options)
+        .await
+        .expect("server builds");
+    let base = format!("http://{}", app.addr());
+    let state = app.state();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        fake,
+        state,
+        http: client(),
+        _dir: dir,
+    }
+}
+
+/// The fake with the standard test apps plus `extra` (appid, secret) pairs and WeCom apps.
+pub async fn start_fake_with(
+    spec: &Spec,
+    extra: &[(&str, &str)],
+    wecom: &[(&str, &str)],
+) -> FakeWechat {
+    let mut apps = vec![
+        (SHOP_APPID.to_string(), SHOP_SECRET.to_string()),
+        (BLOG_APPID.to_string(), BLOG_SECRET.to_string()),
+    ];
+    apps.extend(extra.iter().map(|(a, s)| (a.to_string(), s.to_string())));
+    FakeWechat::start(FakeConfig {
+        apps,
+        wecom_apps: wecom
+            .iter()
+            .map(|(c, s)| (c.to_string(), s.to_string()))
+            .collect(),
+        expires_in: spec.expires_in,
+        overlap_secs: spec.overlap_secs,
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake WeChat starts")
+}

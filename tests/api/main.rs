@@ -1,6 +1,8 @@
 //! Integration tests: the server and its fake WeChat over real HTTP on 127.0.0.1.
 
+mod admin;
 mod auth;
+mod facade;
 mod fake_wechat;
 mod faults;
 mod ha;
@@ -14,4 +16,5 @@ mod process;
 mod prometheus;
 mod promtool;
 mod refresh;
+mod stable;
 mod token;
