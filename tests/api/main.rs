@@ -17,4 +17,6 @@ mod prometheus;
 mod promtool;
 mod refresh;
 mod stable;
+mod tickets;
 mod token;
+mod wecom;
