@@ -481,3 +481,67 @@ async fn password_and_key_prefix_are_used_and_a_wrong_password_fails_startup() {
         "the password is not echoed: {err}"
     );
 }
+
+#[actix_web::test]
+async fn tickets_are_shared_by_the_fleet_too() {
+    let spec = Spec::default();
+    let fake = start_fake(&spec).await;
+    let redis = RedisServer::start(None);
+    let names = ["t-0", "t-1", "t-2"];
+    let servers: Vec<ThreadServer> = names
+        .iter()
+        .map(|n| {
+            let mut s = redis_settings(&spec, &fake, &redis, n, Duration::from_secs(2));
+            s.apps[0].tickets = vec![wxtoken::config::TicketKind::Jsapi];
+            ThreadServer::start(s)
+        })
+        .collect();
+    let http = client();
+    let ticket_at = |base: String| {
+        let http = http.clone();
+        async move {
+            let (status, body) = get_json(
+                &http,
+                &format!("{base}/v1/apps/shop/ticket/jsapi"),
+                BILLING_KEY,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            body["ticket"].as_str().unwrap().to_string()
+        }
+    };
+    let first = ticket_at(servers[0].base.clone()).await;
+    for s in &servers {
+        assert_eq!(ticket_at(s.base.clone()).await, first);
+    }
+    assert_eq!(
+        fake.tickets_minted(SHOP_APPID),
+        1,
+        "one ticket fetch for the fleet"
+    );
+
+    // A new token (one fetch for the fleet) brings one new ticket for the fleet.
+    let token = token_at(&http, &servers[1].base).await;
+    let mut r = http
+        .post(format!("{}/v1/apps/shop/token/invalidate", servers[1].base))
+        .insert_header(("Authorization", format!("Bearer {BILLING_KEY}")))
+        .send_json(&serde_json::json!({ "access_token": token }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.body().await);
+    let converged = eventually(Duration::from_secs(5), || async {
+        let mut all = Vec::new();
+        for s in &servers {
+            all.push(ticket_at(s.base.clone()).await);
+        }
+        all.iter().all(|t| *t != first && *t == all[0])
+    })
+    .await;
+    assert!(converged, "every instance serves the one new ticket");
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fake.minted(SHOP_APPID), 2);
+    assert_eq!(fake.tickets_minted(SHOP_APPID), 2);
+    for s in servers {
+        s.stop();
+    }
+}

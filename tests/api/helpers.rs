@@ -17,7 +17,7 @@ pub const BLOG_APPID: &str = "wxblog00000000002";
 pub const BLOG_SECRET: &str = "blog-app-secret-value-0002";
 /// May read `shop` only.
 pub const BILLING_KEY: &str = "billing-client-key-0000000001";
-/// May read every app.
+/// May read every app, revoke tokens and reload the configuration.
 pub const OPS_KEY: &str = "ops-client-key-00000000000002";
 
 /// Logs go to the test output only when asked: `TEST_LOG=1 cargo test`.
@@ -108,6 +108,7 @@ apps = ["shop"]
 name = "ops"
 key_sha256 = "{ops}"
 apps = ["*"]
+admin = true
 "#,
         store = toml::Value::String(store.display().to_string()),
         ops = hex::encode(wxtoken::config::key_digest(OPS_KEY)),

@@ -104,6 +104,38 @@ async fn serve_stops_gracefully_on_sigterm_and_logs_no_secret() {
     .await;
     assert_eq!(s, 401);
 
+    // An admin revokes the shop token: the audit line names who, which app and fingerprints.
+    let mut resp = http
+        .post(format!("{base}/v1/apps/shop/revoke"))
+        .insert_header(("Authorization", format!("Bearer {OPS_KEY}")))
+        .send()
+        .await
+        .unwrap();
+    let revoked: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(revoked["revoked"], true, "{revoked}");
+    served.push(revoked["access_token"].as_str().unwrap().to_string());
+
+    // SIGHUP re-reads the file: a client added there can read at once.
+    let late_key = "late-client-key-000000001";
+    let text = std::fs::read_to_string(&config).unwrap()
+        + &format!("[[clients]]\nname = \"late\"\nkey = \"{late_key}\"\napps = [\"blog\"]\n");
+    std::fs::write(&config, text).unwrap();
+    let (s, _) = get_json(&http, &format!("{base}/v1/apps/blog/token"), late_key).await;
+    assert_eq!(s, 401, "not before the reload");
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let reloaded = eventually(Duration::from_secs(5), || async {
+        get_json(&http, &format!("{base}/v1/apps/blog/token"), late_key)
+            .await
+            .0
+            == 200
+    })
+    .await;
+    assert!(reloaded, "SIGHUP applied the new client");
+
     // A request in flight when SIGTERM arrives still completes.
     let slow = http
         .get(format!("{base}/v1/apps/shop/token"))
@@ -125,6 +157,21 @@ async fn serve_stops_gracefully_on_sigterm_and_logs_no_secret() {
         .unwrap();
     assert!(text.contains("shut down cleanly"), "{text}");
     assert!(text.contains("token refreshed"), "logs say what happened");
+    assert!(text.contains("configuration reloaded"), "{text}");
+    let audit = text
+        .lines()
+        .find(|l| l.contains("token revoked"))
+        .expect("an audit line for the revocation");
+    let old_fp = wxtoken::token::Fingerprint::of(&served[2]).to_string();
+    let new_fp = wxtoken::token::Fingerprint::of(&served[3]).to_string();
+    for part in [
+        "client=ops",
+        "app=shop",
+        &format!("old={old_fp}"),
+        &format!("new={new_fp}"),
+    ] {
+        assert!(audit.contains(part), "audit line {audit:?} lacks {part}");
+    }
     for secret in [SHOP_SECRET, BLOG_SECRET, BILLING_KEY, OPS_KEY]
         .iter()
         .map(|s| s.to_string())
