@@ -880,12 +880,14 @@ fn validate(
                 let grant = match a.grant.as_deref().unwrap_or("client_credential") {
                     "client_credential" => Grant::ClientCredential,
                     "stable" => Grant::Stable,
-                    other => return Err(ConfigError::at(
-                        format!("{key}.grant"),
-                        format!(
+                    other => {
+                        return Err(ConfigError::at(
+                            format!("{key}.grant"),
+                            format!(
                             "unknown grant `{other}`; expected \"client_credential\" or \"stable\""
                         ),
-                    )),
+                        ))
+                    }
                 };
                 let appid = a.appid.as_deref().unwrap_or("").trim().to_string();
                 if appid.is_empty() {
