@@ -248,6 +248,15 @@ impl TokenActor {
         if self.in_flight.is_some() || self.retired {
             return;
         }
+        if let Credential::Ticket { token, .. } = &self.cfg.credential {
+            if token.load().valid_token(SystemTime::now()).is_none() {
+                // Nothing to fetch with yet (start-up, or the token fetch is failing): the
+                // token actor's change notification starts this refresh. Trying now would
+                // only count failures that are the token's, not the ticket's.
+                tracing::debug!(app = self.name(), "ticket waits for a valid access token");
+                return;
+            }
+        }
         self.cancel_timer(ctx);
         self.in_flight = Some(trigger);
         self.publish();

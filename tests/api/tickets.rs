@@ -62,6 +62,14 @@ async fn tickets_are_served_and_valid() {
         app.get("/v1/apps/shop/ticket/jsapi", None).await.status,
         401
     );
+    // The ticket waited for the token instead of failing without one.
+    let text = app.metrics_text().await;
+    for trigger in ["startup", "scheduled"] {
+        let series = format!(
+            r#"wxtoken_token_refreshes_total{{app="shop:jsapi_ticket",result="failure",trigger="{trigger}"}}"#
+        );
+        assert_eq!(sample(&text, &series), Some(0.0), "{series}");
+    }
     // Tickets have their own metrics series.
     assert!(
         app.metric(r#"wxtoken_token_seconds_left{app="shop:jsapi_ticket"}"#)
