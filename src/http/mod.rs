@@ -178,6 +178,20 @@ pub(crate) fn authorize(
     Ok((client, app))
 }
 
+/// Authorizes the request (401, 404, 403), then reads its JSON body (413, 400 with `hint`).
+pub(crate) async fn authorized_json<T: serde::de::DeserializeOwned>(
+    state: &ServerState,
+    req: &HttpRequest,
+    name: &str,
+    payload: web::Payload,
+    hint: &str,
+) -> Result<(Arc<crate::config::ClientSettings>, Arc<AppHandle>, T), ApiError> {
+    let (client, app) = authorize(state, req, name)?;
+    let body = read_body(req, payload).await?;
+    let parsed = serde_json::from_slice(&body).map_err(|_| ApiError::BadRequest(hint.into()))?;
+    Ok((client, app, parsed))
+}
+
 pub(crate) fn no_valid_token(app: &str, e: NoValidToken) -> ApiError {
     let (why, errcode) = match &e.last_failure {
         Some(f) => (format!("last fetch failed: {}", f.message), f.errcode),
@@ -255,13 +269,14 @@ async fn invalidate_token(
     name: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, app) = authorize(&state, &req, &name)?;
-    let body = read_body(&req, payload).await?;
-    let parsed: InvalidateBody = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::BadRequest(
-            "body must be JSON {\"access_token\": \"<the token WeChat rejected>\"}".into(),
-        )
-    })?;
+    let (_, app, parsed): (_, _, InvalidateBody) = authorized_json(
+        &state,
+        &req,
+        &name,
+        payload,
+        "body must be JSON {\"access_token\": \"<the token WeChat rejected>\"}",
+    )
+    .await?;
     if parsed.access_token.trim().is_empty() {
         return Err(ApiError::BadRequest(
             "access_token must not be empty".into(),

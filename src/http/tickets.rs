@@ -6,8 +6,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    actor_unavailable, authorize, cache_control, no_valid_token, read_body, ApiError, ServerState,
-    ACTOR_GRACE,
+    actor_unavailable, authorize, authorized_json, cache_control, no_valid_token, ApiError,
+    ServerState, ACTOR_GRACE,
 };
 use crate::apps::{ticket_label, AppHandle, CredentialHandle};
 use crate::config::TicketKind;
@@ -101,10 +101,14 @@ pub async fn jssdk_signature(
     name: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, app) = authorize(&state, &req, &name)?;
-    let body = read_body(&req, payload).await?;
-    let parsed: SignatureRequest = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::BadRequest("body must be JSON {\"url\": \"https://...\"}".into()))?;
+    let (_, app, parsed): (_, _, SignatureRequest) = authorized_json(
+        &state,
+        &req,
+        &name,
+        payload,
+        "body must be JSON {\"url\": \"https://...\"}",
+    )
+    .await?;
     let url = crate::jssdk::signed_url(&parsed.url)
         .map_err(|why| ApiError::BadRequest(why.to_string()))?;
     let (kind, handle) = ticket_of(&app, TicketKind::Jsapi.as_str())?;

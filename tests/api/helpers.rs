@@ -160,17 +160,29 @@ pub async fn spawn_server(
     store_path: PathBuf,
 ) -> TestApp {
     let settings = settings_for(&spec, &fake.base_url(), &store_path);
-    let app = Application::build(
-        settings,
-        Options {
-            wait_limit: spec.wait_limit,
-            handle_signals: false,
-            workers: Some(2),
-            config_path: None,
-        },
-    )
-    .await
-    .expect("server builds");
+    launch(settings, test_options(&spec), fake, dir).await
+}
+
+/// Options for an in-process test server: the spec's wait limit, no signal handling.
+pub fn test_options(spec: &Spec) -> Options {
+    Options {
+        wait_limit: spec.wait_limit,
+        handle_signals: false,
+        workers: Some(2),
+        config_path: None,
+    }
+}
+
+/// Builds the server, runs it on the test's System, and wraps it in a `TestApp`.
+async fn launch(
+    settings: Settings,
+    options: Options,
+    fake: FakeWechat,
+    dir: Arc<tempfile::TempDir>,
+) -> TestApp {
+    let app = Application::build(settings, options)
+        .await
+        .expect("server builds");
     let base = format!("http://{}", app.addr());
     let state = app.state();
     actix_web::rt::spawn(app.run_until_stopped());
@@ -433,28 +445,10 @@ path = {store}
     settings.refresh.retry_min = spec.retry_min;
     settings.refresh.retry_max = spec.retry_max;
     settings.upstream.timeout = spec.upstream_timeout;
-    let options = Options {
-        wait_limit: spec.wait_limit,
-        handle_signals: false,
-        workers: Some(2),
-        config_path: None,
-    };
-    let mut both = (settings, options);
+    let mut both = (settings, test_options(&spec));
     adjust(&mut both);
     let (settings, options) = both;
-    let app = Application::build(settings, options)
-        .await
-        .expect("server builds");
-    let base = format!("http://{}", app.addr());
-    let state = app.state();
-    actix_web::rt::spawn(app.run_until_stopped());
-    TestApp {
-        base,
-        fake,
-        state,
-        http: client(),
-        _dir: dir,
-    }
+    launch(settings, options, fake, dir).await
 }
 
 /// The fake with the standard test apps plus `extra` (appid, secret) pairs and WeCom apps.

@@ -37,17 +37,7 @@ const PROMETHEUS: &str = "prometheus";
 
 /// A missing Prometheus is a failure, not a skip: this check must run in CI.
 fn require_prometheus() {
-    let found = Command::new(PROMETHEUS)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "prometheus not found on PATH: run scripts/test, which installs Debian's `prometheus` package"
-    );
+    crate::promtool::require_tool(PROMETHEUS, "prometheus");
 }
 
 /// A free loopback port. Another process may take it before Prometheus binds it; `start`

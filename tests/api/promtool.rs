@@ -6,10 +6,10 @@ use std::process::{Command, Stdio};
 use crate::helpers::*;
 use wxtoken::fake::Fault;
 
-/// promtool from Debian's `prometheus` package; `scripts/test` installs it. A missing tool is a
-/// failure, not a skip: the check must run in CI.
-pub fn promtool() -> Command {
-    let found = Command::new("promtool")
+/// Fails (never skips: the check must run in CI) unless `tool` from Debian's `package` runs;
+/// `scripts/test` installs it.
+pub fn require_tool(tool: &str, package: &str) {
+    let found = Command::new(tool)
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -18,8 +18,13 @@ pub fn promtool() -> Command {
         .unwrap_or(false);
     assert!(
         found,
-        "promtool not found on PATH: run scripts/test, which installs Debian's `prometheus` package"
+        "{tool} not found on PATH: run scripts/test, which installs Debian's `{package}` package"
     );
+}
+
+/// promtool from Debian's `prometheus` package.
+pub fn promtool() -> Command {
+    require_tool("promtool", "prometheus");
     Command::new("promtool")
 }
 
