@@ -11,6 +11,21 @@ async fn token_is_served_and_valid_at_wechat() {
     assert_eq!(a.body["app"], "shop");
     let token = a.body["access_token"].as_str().unwrap();
     assert_eq!(app.fake.validity(token), Validity::Valid);
+    // And at the probe over HTTP, as a business server's first WeChat call would see it.
+    let probe: serde_json::Value = app
+        .http
+        .get(format!(
+            "{}/cgi-bin/get_api_domain_ip?access_token={token}",
+            app.fake.base_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(probe.get("errcode").is_none(), "{probe}");
+    assert!(probe["ip_list"].is_array());
     assert_eq!(Some(token.to_string()), app.fake.current_token(SHOP_APPID));
     let expires_in = a.body["expires_in"].as_u64().unwrap();
     assert!((7100..=7200).contains(&expires_in), "{expires_in}");
