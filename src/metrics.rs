@@ -82,9 +82,15 @@ impl InvalidationOutcome {
 const FIXED_REASONS: [&str; 4] = ["timeout", "connect", "http", "decode"];
 
 /// Routes of the HTTP API as matched templates (label `route`); anything else is `unmatched`.
-pub const ROUTES: [&str; 5] = [
+pub const ROUTES: [&str; 11] = [
     "/v1/apps/{name}/token",
     "/v1/apps/{name}/token/invalidate",
+    "/v1/apps/{name}/ticket/{type}",
+    "/v1/apps/{name}/jssdk/signature",
+    "/v1/apps/{name}/revoke",
+    "/v1/admin/reload",
+    "/cgi-bin/token",
+    "/cgi-bin/stable_token",
     "/healthz",
     "/readyz",
     "/metrics",
@@ -113,6 +119,7 @@ struct Inner {
     upstream_duration: HistogramVec,
     config_error: IntGaugeVec,
     token_age: GaugeVec,
+    refresh_due: GaugeVec,
     token_generation: IntGaugeVec,
     quota_used: IntGaugeVec,
     quota_limit: IntGaugeVec,
@@ -238,6 +245,14 @@ impl Metrics {
             &["app"],
         )
         .expect("valid metric");
+        let refresh_due = GaugeVec::new(
+            Opts::new(
+                "wxtoken_token_refresh_due_timestamp_seconds",
+                "Unix time at which the served token is due for its proactive refresh; 0 when there is no token. Past due means refreshing is failing.",
+            ),
+            &["app"],
+        )
+        .expect("valid metric");
         let token_generation = IntGaugeVec::new(
             Opts::new(
                 "wxtoken_token_generation",
@@ -295,6 +310,7 @@ impl Metrics {
             Box::new(upstream_duration.clone()),
             Box::new(config_error.clone()),
             Box::new(token_age.clone()),
+            Box::new(refresh_due.clone()),
             Box::new(token_generation.clone()),
             Box::new(quota_used.clone()),
             Box::new(quota_limit.clone()),
@@ -327,6 +343,7 @@ impl Metrics {
                 upstream_duration,
                 config_error,
                 token_age,
+                refresh_due,
                 token_generation,
                 quota_used,
                 quota_limit,
@@ -363,6 +380,7 @@ impl Metrics {
         }
         m.config_error.with_label_values(&[app]);
         m.token_age.with_label_values(&[app]);
+        m.refresh_due.with_label_values(&[app]);
         m.token_generation.with_label_values(&[app]);
         m.quota_used.with_label_values(&[app]);
         m.quota_limit.with_label_values(&[app]);
@@ -502,6 +520,15 @@ impl Metrics {
                 None => (0.0, 0),
             };
             self.inner.token_age.with_label_values(&[app]).set(age);
+            let due = match (&status.token, status.refresh_due) {
+                (Some(_), Some(due)) => due
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+                    .floor(),
+                _ => 0.0,
+            };
+            self.inner.refresh_due.with_label_values(&[app]).set(due);
             self.inner
                 .token_generation
                 .with_label_values(&[app])

@@ -120,7 +120,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/healthz").to(healthz))
     .service(web::resource("/readyz").to(readyz))
-    .service(web::resource("/metrics").get(metrics))
+    .service(
+        web::resource("/metrics")
+            .get(metrics)
+            .default_service(web::to(method_not_allowed)),
+    )
     .default_service(web::to(not_found));
 }
 

@@ -46,6 +46,9 @@ pub struct Basis {
     pub quota: QuotaUsage,
     /// What the actor publishes now: it may adopt a token while the refresh waits.
     pub live: SharedStatus,
+    /// The token held was fetched while the shared store was down and never stored: the fleet
+    /// is already split, so holding it does not forbid fetching alone.
+    pub unshared: bool,
 }
 
 impl Basis {

@@ -385,7 +385,7 @@ impl Inner {
         fetch: FetchFn,
         error: anyhow::Error,
     ) -> Result<Refreshed, RefreshError> {
-        if basis.holds_valid_token() {
+        if basis.holds_valid_token() && !basis.unshared {
             return Err(RefreshError::Store(format!("{error:#}")));
         }
         tracing::warn!(app = %key.name, error = %format!("{error:#}"),

@@ -118,6 +118,8 @@ pub struct TokenActor {
     depends_on: Option<u64>,
     /// Told after every token change (ticket actors).
     dependents: Vec<Recipient<TokenChanged>>,
+    /// When the current token is due for its proactive refresh (published for alerting).
+    refresh_due: Option<SystemTime>,
     /// Removed from the configuration: does nothing more and stops once unreferenced.
     retired: bool,
 }
@@ -142,7 +144,21 @@ impl TokenActor {
             force_budget: ForceBudget::default(),
             depends_on: None,
             dependents: Vec::new(),
+            refresh_due: None,
             retired: false,
+        }
+    }
+
+    /// How long before expiry to refresh a token of `lifetime`.
+    fn margin_for(&self, lifetime: Duration) -> Duration {
+        match (&self.cfg.credential, self.cfg.app.kind) {
+            // WeCom hands out the same token until it has expired: asking earlier only brings
+            // it back. Refresh at expiry (and whenever a client reports 42001/40014).
+            (Credential::AccessToken, AppKind::Wecom) => Duration::ZERO,
+            (Credential::AccessToken, AppKind::Official(Grant::Stable)) => {
+                stable_margin(self.cfg.refresh.margin, lifetime)
+            }
+            _ => effective_margin(self.cfg.refresh.margin, lifetime),
         }
     }
 
@@ -223,6 +239,7 @@ impl TokenActor {
             last_failure: self.last_failure.clone(),
             refreshing: self.in_flight.is_some(),
             quota: self.quota,
+            refresh_due: self.refresh_due,
         }));
     }
 
@@ -266,6 +283,7 @@ impl TokenActor {
             token: self.current.as_ref().map(|c| c.token.clone()),
             quota: self.quota,
             live: self.cfg.status.clone(),
+            unshared: self.unsaved,
         };
         // A stable token is only replaced early by a forced refresh, which WeChat limits.
         let now = SystemTime::now();
@@ -461,7 +479,7 @@ impl TokenActor {
         let waiting = self.get_waiters.iter().any(|w| !w.is_closed())
             || self.invalidate_waiters.iter().any(|(w, _)| !w.is_closed());
         if let Some(cur) = self.valid_token(now) {
-            let margin = effective_margin(self.cfg.refresh.margin, cur.lifetime());
+            let margin = self.margin_for(cur.lifetime());
             let rejected = self.rejected.as_ref() == Some(&cur.token);
             if !waiting && !rejected && cur.remaining(now) > margin {
                 tracing::debug!(
@@ -495,11 +513,7 @@ impl TokenActor {
             return;
         };
         let now = SystemTime::now();
-        let margin = if self.is_stable() {
-            stable_margin(self.cfg.refresh.margin, current.lifetime())
-        } else {
-            self.cfg.refresh.margin
-        };
+        let margin = self.margin_for(current.lifetime());
         let mut delay = refresh_delay(
             now,
             current.expires_at,
@@ -507,9 +521,18 @@ impl TokenActor {
             margin,
             rand::random(),
         );
+        if self.cfg.app.kind == AppKind::Wecom
+            && matches!(self.cfg.credential, Credential::AccessToken)
+        {
+            // WeCom answers with whole seconds left and the old token until it has expired:
+            // ask a second after the expiry, when only a new token can come back.
+            delay += Duration::from_secs(1);
+        }
         if unchanged && delay.is_zero() {
             delay = self.cfg.refresh.retry_min.min(current.remaining(now) / 2);
         }
+        self.refresh_due = Some(now + delay);
+        self.publish();
         tracing::debug!(
             app = self.name(),
             in_secs = delay.as_secs(),
@@ -573,8 +596,7 @@ impl TokenActor {
                 for w in self.get_waiters.drain(..) {
                     let _ = w.send(cur.clone());
                 }
-                let margin = effective_margin(self.cfg.refresh.margin, cur.lifetime());
-                if cur.remaining(now) > margin {
+                if cur.remaining(now) > self.margin_for(cur.lifetime()) {
                     self.schedule_refresh(ctx, false);
                 } else {
                     self.start_refresh(ctx, Trigger::Startup);
@@ -699,7 +721,15 @@ impl Handler<Get> for TokenActor {
         }
         let rx = self.park_get();
         // A refresh may not be running: e.g. a scheduled one pending while the clock jumped.
-        self.refresh_if_idle(ctx, Trigger::Scheduled);
+        // One due within the wait anyway (a WeCom token in its last second) is waited for:
+        // asking earlier would only bring the old token back.
+        let due_soon = self
+            .refresh_due
+            .and_then(|d| d.duration_since(SystemTime::now()).ok())
+            .is_some_and(|left| left < self.cfg.wait_limit);
+        if !due_soon || self.timer.is_none() {
+            self.refresh_if_idle(ctx, Trigger::Scheduled);
+        }
         let status = self.cfg.status.clone();
         let wait = self.cfg.wait_limit;
         Box::pin(async move {

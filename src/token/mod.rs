@@ -165,6 +165,9 @@ pub struct AppStatus {
     pub refreshing: bool,
     /// Upstream token calls that WeChat answered today (a token or an errcode).
     pub quota: QuotaUsage,
+    /// When the current token became (or becomes) due for its proactive refresh. It stays in
+    /// the past while refreshing fails, which is what alerting looks for.
+    pub refresh_due: Option<SystemTime>,
 }
 
 impl AppStatus {

@@ -318,6 +318,7 @@ where
 pub struct ThreadServer {
     pub base: String,
     system: actix_web::rt::System,
+    server: actix_web::dev::ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -335,27 +336,34 @@ impl ThreadServer {
                 };
                 let app = Application::build(settings, opts).await?;
                 let base = format!("http://{}", app.addr());
+                let handle = app.handle();
                 actix_web::rt::spawn(app.run_until_stopped());
-                anyhow::Ok(base)
+                anyhow::Ok((base, handle))
             });
             let ok = built.is_ok();
-            tx.send(built.map(|b| (b, actix_web::rt::System::current())))
+            tx.send(built.map(|(b, h)| (b, h, actix_web::rt::System::current())))
                 .unwrap();
             if ok {
                 sys.run().unwrap();
             }
         });
-        let (base, system) = rx.recv().unwrap().expect("server builds");
+        let (base, server, system) = rx.recv().unwrap().expect("server builds");
         ThreadServer {
             base,
             system,
+            server,
             thread: Some(thread),
         }
     }
 
-    /// Stops the System and waits until its thread (and every actor in it) is gone.
+    /// Stops the HTTP workers (which hold the store too), then the System, and waits until
+    /// its thread and every actor in it are gone.
     pub fn stop(mut self) {
-        self.system.stop();
+        let server = self.server.clone();
+        self.system.arbiter().spawn(async move {
+            server.stop(false).await;
+            actix_web::rt::System::current().stop();
+        });
         if let Some(t) = self.thread.take() {
             t.join().unwrap();
         }

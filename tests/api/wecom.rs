@@ -106,3 +106,48 @@ async fn an_early_invalidated_token_is_replaced_when_reported() {
         "the other app of the corp is untouched"
     );
 }
+
+#[actix_web::test]
+async fn wecom_tokens_are_refreshed_at_expiry_once_per_cycle() {
+    // WeCom returns the same token until it expires, so asking early only brings it back:
+    // wxtoken refreshes at expiry. 3 s tokens over 8 s: about three tokens, one fetch each.
+    let spec = Spec {
+        expires_in: 3,
+        ..Spec::default()
+    };
+    let fake = start_fake_with(
+        &spec,
+        &[],
+        &[
+            (CORP, "hr-agent-secret-0001"),
+            (CORP, "crm-agent-secret-0002"),
+        ],
+    )
+    .await;
+    let app = spawn_custom(spec, fake, APPS).await;
+    let mut seen = std::collections::HashSet::new();
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(8) {
+        let t = token(&app, "hr").await;
+        assert_eq!(app.fake.validity(&t), wxtoken::fake::Validity::Valid);
+        seen.insert(t);
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let minted = app.fake.wecom_minted(CORP, "hr-agent-secret-0001");
+    assert!(seen.len() >= 3, "{} tokens", seen.len());
+    assert!(minted <= seen.len() as u64 + 1, "{minted} tokens minted");
+    let calls = app.fake.calls(Endpoint::WecomToken);
+    // Two apps, one call per token each, give or take a retry at a boundary.
+    assert!(
+        calls <= 2 * (minted + 1),
+        "{calls} gettoken calls for {minted} hr tokens"
+    );
+    // No early call that brought back the old token was counted as a failure.
+    let text = app.metrics_text().await;
+    let failures: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("wxtoken_token_refreshes_total{app=\"hr\",result=\"failure\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(failures, 0.0, "{text}");
+}
