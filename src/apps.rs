@@ -33,12 +33,15 @@ pub struct AppHandle {
 }
 
 impl AppHandle {
-    /// Stops the app's actors for good (it was removed from the configuration).
-    pub fn retire(&self) {
-        for t in self.tickets.values() {
+    /// Stops the app's actors for good (it was removed from the configuration) and drops
+    /// their gauges, so no frozen value keeps an alert firing.
+    pub fn retire(&self, metrics: &Metrics) {
+        for (kind, t) in &self.tickets {
             t.addr.do_send(Retire);
+            metrics.remove_app(&ticket_label(&self.name, *kind));
         }
         self.addr.do_send(Retire);
+        metrics.remove_app(&self.name);
     }
 }
 
@@ -238,7 +241,7 @@ impl Apps {
                     summary.updated.push(app.name.clone());
                 }
                 Some(old) => {
-                    old.retire();
+                    old.retire(&deps.metrics);
                     out.insert(start_app(app, deps));
                     summary.replaced.push(app.name.clone());
                 }
@@ -250,8 +253,7 @@ impl Apps {
         }
         for old in &self.order {
             if !out.by_name.contains_key(&old.name) {
-                old.retire();
-                deps.metrics.remove_app(&old.name);
+                old.retire(&deps.metrics);
                 summary.removed.push(old.name.clone());
             }
         }

@@ -531,7 +531,11 @@ impl TokenActor {
         if unchanged && delay.is_zero() {
             delay = self.cfg.refresh.retry_min.min(current.remaining(now) / 2);
         }
-        self.refresh_due = Some(now + delay);
+        // A refresh that brought the same token back did not do its job: the due time stays
+        // where it was, so alerting sees it getting overdue.
+        if !(unchanged && self.refresh_due.is_some()) {
+            self.refresh_due = Some(now + delay);
+        }
         self.publish();
         tracing::debug!(
             app = self.name(),
@@ -599,6 +603,8 @@ impl TokenActor {
                 if cur.remaining(now) > self.margin_for(cur.lifetime()) {
                     self.schedule_refresh(ctx, false);
                 } else {
+                    // Already due: say so, so a failing start-up refresh shows as overdue.
+                    self.refresh_due = Some(now);
                     self.start_refresh(ctx, Trigger::Startup);
                 }
             }
@@ -766,6 +772,8 @@ impl Handler<Invalidate> for TokenActor {
             {
                 // A stable token is replaced early only by a forced refresh, and WeChat's
                 // limits on those are used up: answer with what there is.
+                tracing::warn!(app = %app, token = %cur.token,
+                    "reported token kept: WeChat's limits on forced refreshes (20 a day, 30 s apart) are used up");
                 metrics.forced_refresh_refused(&app);
                 Some(InvalidationOutcome::Refused)
             } else {

@@ -135,6 +135,12 @@ async fn reload_adds_and_removes_apps_and_swaps_keys_and_secrets() {
     let extra = app.get("/v1/apps/extra/token", Some(SVC2)).await;
     assert_eq!(extra.status, 200, "{}", extra.body);
     assert_eq!(app.get("/v1/apps/blog/token", Some(SVC2)).await.status, 404);
+    let text = app.metrics_text().await;
+    assert!(
+        sample(&text, r#"wxtoken_token_seconds_left{app="blog"}"#).is_none(),
+        "a removed app's gauges are dropped, so no frozen value keeps an alert firing"
+    );
+    assert!(sample(&text, r#"wxtoken_token_seconds_left{app="extra"}"#).unwrap() > 7000.0);
     // The running token stays; the new (wrong) secret is used from the next fetch.
     assert_eq!(
         app.get("/v1/apps/shop/token", Some(SVC2)).await.body["access_token"],
