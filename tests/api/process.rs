@@ -44,6 +44,18 @@ fn wait_for_listen_addr(log: &Path, child: &mut Child) -> String {
     }
 }
 
+/// Kills the server if the test fails before it stops it, so no process outlives the test.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
@@ -70,14 +82,17 @@ async fn serve_stops_gracefully_on_sigterm_and_logs_no_secret() {
     )
     .unwrap();
     let log = dir.path().join("log.txt");
-    let mut child = wxtoken(&["serve", "--config", config.to_str().unwrap()])
-        // The most verbose level, every crate: nothing may leak even there.
-        .env("WXTOKEN_LOG", "trace")
-        .stdout(std::fs::File::create(dir.path().join("stdout.txt")).unwrap())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let base = format!("http://{}", wait_for_listen_addr(&log, &mut child));
+    let mut child = KillOnDrop(
+        wxtoken(&["serve", "--config", config.to_str().unwrap()])
+            // The most verbose level, every crate: nothing may leak even there.
+            .env("WXTOKEN_LOG", "trace")
+            .stdout(std::fs::File::create(dir.path().join("stdout.txt")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
+    let base = format!("http://{}", wait_for_listen_addr(&log, child));
     let http = client();
 
     let mut served = Vec::new();
@@ -147,7 +162,7 @@ async fn serve_stops_gracefully_on_sigterm_and_logs_no_secret() {
         .unwrap();
     assert!(term.success());
     let _ = slow.await;
-    let status = wait_exit(&mut child, Duration::from_secs(15));
+    let status = wait_exit(child, Duration::from_secs(15));
     assert!(status.success(), "exit status {status}");
 
     let mut text = String::new();
