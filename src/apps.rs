@@ -30,6 +30,8 @@ pub struct AppHandle {
     pub addr: Addr<TokenActor>,
     pub status: SharedStatus,
     pub tickets: HashMap<TicketKind, CredentialHandle>,
+    /// The current token's answer, rendered by the HTTP fast path once per token.
+    pub rendered: arc_swap::ArcSwapOption<crate::http::fast::RenderedToken>,
 }
 
 impl AppHandle {
@@ -152,6 +154,7 @@ pub fn start_app(app: &AppSettings, deps: &ActorDeps) -> Arc<AppHandle> {
         addr: token.addr,
         status: token.status,
         tickets,
+        rendered: Default::default(),
     })
 }
 
@@ -237,6 +240,7 @@ impl Apps {
                                 )
                             })
                             .collect(),
+                        rendered: Default::default(),
                     }));
                     summary.updated.push(app.name.clone());
                 }

@@ -1,6 +1,10 @@
 //! Builds the application: metrics, store, one actor per app, the listener and the HTTP server.
 
 use std::net::{SocketAddr, TcpListener};
+
+/// Pending connections the kernel queues: a burst of a thousand new clients (a deploy, an
+/// invalidation storm) must not overflow it, or their connects are retried only after a second.
+const LISTEN_BACKLOG: i32 = 2048;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -69,7 +73,7 @@ impl Application {
         };
         let tls = crate::upstream::tls_config(settings.upstream.ca_file.as_deref())
             .context("upstream TLS configuration")?;
-        let listener = TcpListener::bind(settings.server.listen)
+        let listener = bind(settings.server.listen)
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let addr = listener.local_addr()?;
 
@@ -165,4 +169,14 @@ fn reload_on_sighup(reloader: Addr<Reloader>) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// Binds `addr` with a large backlog (`std::net::TcpListener::bind` uses 128).
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod facade;
+pub mod fast;
 pub mod tickets;
 
 use std::collections::BTreeMap;
@@ -36,7 +37,7 @@ pub use error::ApiError;
 pub const MAX_BODY: usize = 4096;
 
 /// Longest a business server may cache an answer: WeChat's guidance is about a minute.
-const MAX_CLIENT_CACHE_SECS: u64 = 60;
+pub(crate) const MAX_CLIENT_CACHE_SECS: u64 = 60;
 
 /// Extra time over the actor's own wait limit before a handler gives up on the actor itself.
 pub(crate) const ACTOR_GRACE: Duration = Duration::from_secs(2);
@@ -78,54 +79,56 @@ pub async fn track_requests(
 
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/v1/apps/{name}/token")
-            .get(get_token)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/apps/{name}/token/invalidate")
-            .post(invalidate_token)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/apps/{name}/ticket/{type}")
-            .get(tickets::get_ticket)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/apps/{name}/jssdk/signature")
-            .post(tickets::jssdk_signature)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/apps/{name}/revoke")
-            .post(admin::revoke)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/admin/reload")
-            .post(admin::reload)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/cgi-bin/token")
-            .get(facade::token)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/cgi-bin/stable_token")
-            .post(facade::stable_token)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(web::resource("/healthz").to(healthz))
-    .service(web::resource("/readyz").to(readyz))
-    .service(
-        web::resource("/metrics")
-            .get(metrics)
-            .default_service(web::to(method_not_allowed)),
-    )
-    .default_service(web::to(not_found));
+    // Fixed paths first: the router tries resources in order, and these are the probes a load
+    // balancer and Prometheus call most, so they should not be matched against every pattern.
+    cfg.service(web::resource("/healthz").to(healthz))
+        .service(web::resource("/readyz").to(readyz))
+        .service(
+            web::resource("/metrics")
+                .get(metrics)
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/apps/{name}/token")
+                .get(get_token)
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/apps/{name}/token/invalidate")
+                .post(invalidate_token)
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/apps/{name}/ticket/{type}")
+                .get(tickets::get_ticket)
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/apps/{name}/jssdk/signature")
+                .post(tickets::jssdk_signature)
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/apps/{name}/revoke")
+                .post(admin::revoke)
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/admin/reload")
+                .post(admin::reload)
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/cgi-bin/token")
+                .get(facade::token)
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/cgi-bin/stable_token")
+                .post(facade::stable_token)
+                .default_service(web::to(method_not_allowed)),
+        )
+        .default_service(web::to(not_found));
 }
 
 #[derive(Serialize)]
@@ -139,11 +142,8 @@ struct TokenBody<'a> {
 }
 
 /// Clients may cache an answer for at most a minute, and never past its expiry.
-pub(crate) fn cache_control(expires_in: u64) -> (header::HeaderName, String) {
-    (
-        header::CACHE_CONTROL,
-        format!("private, max-age={}", expires_in.min(MAX_CLIENT_CACHE_SECS)),
-    )
+pub(crate) fn cache_control(expires_in: u64) -> (header::HeaderName, header::HeaderValue) {
+    (header::CACHE_CONTROL, fast::cache_control_value(expires_in))
 }
 
 fn token_response(app: &str, rec: &TokenRecord, refreshed: Option<bool>) -> HttpResponse {
@@ -217,12 +217,14 @@ pub(crate) fn actor_unavailable(app: &str) -> ApiError {
 async fn get_token(
     state: web::Data<ServerState>,
     req: HttpRequest,
-    name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, app) = authorize(&state, &req, &name)?;
+    // Borrowed from the match, not extracted into a `String`: this is the hot path.
+    let name = req.match_info().get("name").unwrap_or_default();
+    let (_, app) = authorize(&state, &req, name)?;
     // Fast path: the actor's published snapshot, no message round trip.
-    if let Some(rec) = app.status.load().valid_token(SystemTime::now()) {
-        return Ok(token_response(&app.name, rec, None));
+    let now = SystemTime::now();
+    if let Some(rec) = app.status.load().valid_token(now) {
+        return Ok(fast::token_answer(&app.name, rec, &app.rendered, now));
     }
     let answer = app
         .addr
