@@ -29,8 +29,7 @@ async fn token(app: &TestApp, name: &str) -> String {
     a.body["access_token"].as_str().unwrap().to_string()
 }
 
-async fn wecom_app() -> TestApp {
-    let spec = Spec::default();
+async fn wecom_app(spec: Spec) -> TestApp {
     let fake = start_fake_with(
         &spec,
         &[],
@@ -45,7 +44,7 @@ async fn wecom_app() -> TestApp {
 
 #[actix_web::test]
 async fn two_apps_of_one_corp_keep_their_own_tokens() {
-    let app = wecom_app().await;
+    let app = wecom_app(Spec::default()).await;
     let hr = token(&app, "hr").await;
     let crm = token(&app, "crm").await;
     assert_ne!(hr, crm);
@@ -67,7 +66,7 @@ async fn two_apps_of_one_corp_keep_their_own_tokens() {
 
 #[actix_web::test]
 async fn an_early_invalidated_token_is_replaced_when_reported() {
-    let app = wecom_app().await;
+    let app = wecom_app(Spec::default()).await;
     let hr = token(&app, "hr").await;
     let crm = token(&app, "crm").await;
     // WeCom ends the token early; calls with it now fail with 40014.
@@ -111,20 +110,11 @@ async fn an_early_invalidated_token_is_replaced_when_reported() {
 async fn wecom_tokens_are_refreshed_at_expiry_once_per_cycle() {
     // WeCom returns the same token until it expires, so asking early only brings it back:
     // wxtoken refreshes at expiry. 3 s tokens over 8 s: about three tokens, one fetch each.
-    let spec = Spec {
+    let app = wecom_app(Spec {
         expires_in: 3,
         ..Spec::default()
-    };
-    let fake = start_fake_with(
-        &spec,
-        &[],
-        &[
-            (CORP, "hr-agent-secret-0001"),
-            (CORP, "crm-agent-secret-0002"),
-        ],
-    )
+    })
     .await;
-    let app = spawn_custom(spec, fake, APPS).await;
     let mut seen = std::collections::HashSet::new();
     let start = std::time::Instant::now();
     while start.elapsed() < std::time::Duration::from_secs(8) {
