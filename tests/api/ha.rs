@@ -315,6 +315,13 @@ async fn redis_outage_costs_no_fetch_and_an_empty_restart_is_refilled() {
     let token = token_at(&http, &bases[0]).await;
     let (_, blog) = get_json(&http, &format!("{}/v1/apps/blog/token", bases[0]), OPS_KEY).await;
     let blog = blog["access_token"].as_str().unwrap().to_string();
+    // Every instance holds the fleet's tokens before Redis goes away (one still starting
+    // would, rightly, fetch alone once Redis is gone: it has no valid token).
+    for b in &bases {
+        let (_, body) = get_json(&http, &format!("{b}/v1/apps/blog/token"), OPS_KEY).await;
+        assert_eq!(body["access_token"], blog.as_str());
+        assert_eq!(token_at(&http, b).await, token);
+    }
     let minted = fake.minted(SHOP_APPID);
 
     redis.stop();

@@ -334,7 +334,21 @@ impl ThreadServer {
                     workers: Some(1),
                     ..Options::default()
                 };
-                let app = Application::build(settings, opts).await?;
+                // A server stopped just before, in this process, may still be dropping its
+                // last reference to the store file on one of its worker threads (a process
+                // exit releases it at once): give it a moment rather than fail.
+                let started = std::time::Instant::now();
+                let app = loop {
+                    match Application::build(settings.clone(), opts.clone()).await {
+                        Err(e)
+                            if format!("{e:#}").contains("already in use")
+                                && started.elapsed() < Duration::from_secs(5) =>
+                        {
+                            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        built => break built?,
+                    }
+                };
                 let base = format!("http://{}", app.addr());
                 let handle = app.handle();
                 actix_web::rt::spawn(app.run_until_stopped());
