@@ -88,30 +88,34 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .get(metrics)
                 .default_service(web::to(method_not_allowed)),
         )
+        // One scope for the per-app routes: `{name}` is matched once, then plain suffixes.
         .service(
-            web::resource("/v1/apps/{name}/token")
-                .get(get_token)
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/v1/apps/{name}/token/invalidate")
-                .post(invalidate_token)
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/v1/apps/{name}/ticket/{type}")
-                .get(tickets::get_ticket)
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/v1/apps/{name}/jssdk/signature")
-                .post(tickets::jssdk_signature)
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/v1/apps/{name}/revoke")
-                .post(admin::revoke)
-                .default_service(web::to(method_not_allowed)),
+            web::scope("/v1/apps/{name}")
+                .service(
+                    web::resource("/token")
+                        .get(get_token)
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/token/invalidate")
+                        .post(invalidate_token)
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/ticket/{type}")
+                        .get(tickets::get_ticket)
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/jssdk/signature")
+                        .post(tickets::jssdk_signature)
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/revoke")
+                        .post(admin::revoke)
+                        .default_service(web::to(method_not_allowed)),
+                ),
         )
         .service(
             web::resource("/v1/admin/reload")
