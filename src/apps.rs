@@ -16,6 +16,7 @@ use crate::token::{AppStatus, SharedStatus, TokenActor};
 use crate::upstream::WechatClient;
 
 /// One credential kept fresh by one actor.
+#[derive(Clone)]
 pub struct CredentialHandle {
     /// The supervisor keeps this address valid across restarts.
     pub addr: Addr<TokenActor>,
@@ -227,19 +228,7 @@ impl Apps {
                         settings,
                         addr: old.addr.clone(),
                         status: old.status.clone(),
-                        tickets: old
-                            .tickets
-                            .iter()
-                            .map(|(k, t)| {
-                                (
-                                    *k,
-                                    CredentialHandle {
-                                        addr: t.addr.clone(),
-                                        status: t.status.clone(),
-                                    },
-                                )
-                            })
-                            .collect(),
+                        tickets: old.tickets.clone(),
                         rendered: Default::default(),
                     }));
                     summary.updated.push(app.name.clone());

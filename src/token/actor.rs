@@ -237,7 +237,6 @@ impl TokenActor {
         self.cfg.status.store(Arc::new(AppStatus {
             token: self.current.clone(),
             last_failure: self.last_failure.clone(),
-            refreshing: self.in_flight.is_some(),
             quota: self.quota,
             refresh_due: self.refresh_due,
         }));
@@ -276,7 +275,6 @@ impl TokenActor {
         }
         self.cancel_timer(ctx);
         self.in_flight = Some(trigger);
-        self.publish();
 
         let basis = Basis {
             generation: self.generation,
@@ -441,7 +439,6 @@ impl TokenActor {
                     reason: err.reason(),
                     class,
                     message: err.to_string(),
-                    at: SystemTime::now(),
                 };
                 (failure, delay)
             }
@@ -456,7 +453,6 @@ impl TokenActor {
                     reason: "store".into(),
                     class: ErrorClass::Transient,
                     message: err.to_string(),
-                    at: SystemTime::now(),
                 };
                 (failure, delay)
             }

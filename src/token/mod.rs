@@ -114,7 +114,6 @@ pub struct FailureInfo {
     pub class: crate::upstream::ErrorClass,
     /// A human sentence without secrets.
     pub message: String,
-    pub at: SystemTime,
 }
 
 /// Calls to WeChat's token endpoint on one quota day. WeChat's daily quota resets at midnight
@@ -162,7 +161,6 @@ impl QuotaUsage {
 pub struct AppStatus {
     pub token: Option<Arc<TokenRecord>>,
     pub last_failure: Option<Arc<FailureInfo>>,
-    pub refreshing: bool,
     /// Upstream token calls that WeChat answered today (a token or an errcode).
     pub quota: QuotaUsage,
     /// When the current token became (or becomes) due for its proactive refresh. It stays in
