@@ -56,6 +56,8 @@ struct RawSettings {
 struct RawServer {
     listen: String,
     shutdown_timeout_secs: u64,
+    body_timeout_secs: u64,
+    max_connections_per_worker: u64,
 }
 
 impl Default for RawServer {
@@ -63,6 +65,8 @@ impl Default for RawServer {
         RawServer {
             listen: "127.0.0.1:8080".into(),
             shutdown_timeout_secs: 10,
+            body_timeout_secs: 5,
+            max_connections_per_worker: 0,
         }
     }
 }
@@ -74,6 +78,7 @@ struct RawUpstream {
     wecom_base_url: String,
     timeout_secs: u64,
     ca_file: Option<PathBuf>,
+    min_token_lifetime_secs: u64,
 }
 
 impl Default for RawUpstream {
@@ -83,6 +88,7 @@ impl Default for RawUpstream {
             wecom_base_url: "https://qyapi.weixin.qq.com".into(),
             timeout_secs: 10,
             ca_file: None,
+            min_token_lifetime_secs: 60,
         }
     }
 }
@@ -192,6 +198,10 @@ pub struct Settings {
 pub struct ServerSettings {
     pub listen: SocketAddr,
     pub shutdown_timeout: Duration,
+    /// Deadline for reading a whole request body once its headers arrived.
+    pub body_timeout: Duration,
+    /// Open connections one HTTP worker accepts; `None` derives it from the open-file limit.
+    pub max_connections_per_worker: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -204,7 +214,14 @@ pub struct UpstreamSettings {
     pub timeout: Duration,
     /// Extra trusted root certificates (PEM), on top of the built-in web PKI roots.
     pub ca_file: Option<PathBuf>,
+    /// Shortest credential lifetime (`expires_in`) accepted from upstream; a shorter one is a
+    /// `decode` failure. The longest accepted is [`MAX_TOKEN_LIFETIME`].
+    pub min_token_lifetime: Duration,
 }
+
+/// Longest credential lifetime accepted from upstream: WeChat hands out 2 hours; a week is far
+/// beyond any real answer and keeps every time computation far from overflow.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
 
 /// Refresh policy. Durations rather than seconds so tests can use sub-second values.
 #[derive(Debug, Clone)]
@@ -433,12 +450,23 @@ impl Settings {
         );
         let _ = writeln!(
             out,
-            "shutdown_timeout_secs = {}\n",
+            "shutdown_timeout_secs = {}",
             self.server.shutdown_timeout.as_secs()
+        );
+        let _ = writeln!(
+            out,
+            "body_timeout_secs = {}\nmax_connections_per_worker = {}\n",
+            self.server.body_timeout.as_secs(),
+            self.server.max_connections_per_worker.unwrap_or(0)
         );
         let _ = writeln!(out, "[upstream]\nbase_url = {}", q(&self.upstream.base_url));
         let _ = writeln!(out, "wecom_base_url = {}", q(&self.upstream.wecom_base_url));
         let _ = writeln!(out, "timeout_secs = {}", self.upstream.timeout.as_secs());
+        let _ = writeln!(
+            out,
+            "min_token_lifetime_secs = {}",
+            self.upstream.min_token_lifetime.as_secs()
+        );
         if let Some(ca) = &self.upstream.ca_file {
             let _ = writeln!(out, "ca_file = {}", q(&ca.display().to_string()));
         }
@@ -795,6 +823,11 @@ fn validate(
     let server = ServerSettings {
         listen,
         shutdown_timeout: Duration::from_secs(raw.server.shutdown_timeout_secs),
+        body_timeout: secs("server.body_timeout_secs", raw.server.body_timeout_secs, 1)?,
+        max_connections_per_worker: match raw.server.max_connections_per_worker {
+            0 => None,
+            n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        },
     };
 
     let base_url = raw.upstream.base_url.trim_end_matches('/').to_string();
@@ -828,6 +861,11 @@ fn validate(
         wecom_base_url,
         timeout: secs("upstream.timeout_secs", raw.upstream.timeout_secs, 1)?,
         ca_file: raw.upstream.ca_file,
+        min_token_lifetime: secs(
+            "upstream.min_token_lifetime_secs",
+            raw.upstream.min_token_lifetime_secs,
+            2,
+        )?,
     };
 
     let r = raw.refresh;

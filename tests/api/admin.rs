@@ -45,7 +45,7 @@ const SVC2: &str = "svc-key-00000000000002";
 
 fn file_config(dir: &std::path::Path, fake_base: &str, body: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nbase_url = \"{fake_base}\"\n[store]\npath = {}\n[refresh]\nmin_interval_secs = 0\n{body}",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nbase_url = \"{fake_base}\"\nmin_token_lifetime_secs = 2\n[store]\npath = {}\n[refresh]\nmin_interval_secs = 0\n{body}",
         toml::Value::String(dir.join("s.redb").display().to_string())
     )
 }

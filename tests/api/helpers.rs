@@ -84,6 +84,7 @@ shutdown_timeout_secs = 2
 [upstream]
 base_url = "{base_url}"
 timeout_secs = 2
+min_token_lifetime_secs = 2
 [refresh]
 margin_secs = 600
 min_interval_secs = 0
@@ -454,6 +455,7 @@ listen = "127.0.0.1:0"
 [upstream]
 base_url = "{base}"
 wecom_base_url = "{base}"
+min_token_lifetime_secs = 2
 [store]
 path = {store}
 {apps_and_clients}
