@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{TicketKind, UpstreamSettings};
-use crate::token::AccessToken;
+use crate::config::{TicketKind, UpstreamSettings, MAX_TOKEN_LIFETIME};
+use crate::secret::AccessToken;
 
 /// Largest answer body accepted from WeChat. Real answers are a few hundred bytes; the limit
 /// only stops a broken proxy from feeding us megabytes.
@@ -160,6 +160,8 @@ pub struct WechatClient {
     base_url: Arc<str>,
     wecom_base_url: Arc<str>,
     timeout: Duration,
+    /// Shortest `expires_in` accepted; see [`parse_answer`].
+    min_lifetime: Duration,
 }
 
 impl WechatClient {
@@ -180,6 +182,7 @@ impl WechatClient {
             base_url: settings.base_url.as_str().into(),
             wecom_base_url: settings.wecom_base_url.as_str().into(),
             timeout: settings.timeout,
+            min_lifetime: settings.min_token_lifetime,
         }
     }
 
@@ -195,7 +198,7 @@ impl WechatClient {
                 Some(json) => req.send_json(&json).await,
                 None => req.send().await,
             };
-            let mut resp = sent.map_err(map_send_error)?;
+            let mut resp = sent.map_err(|e| map_send_error(e, self.timeout))?;
             let status = resp.status();
             let body = resp
                 .body()
@@ -241,7 +244,7 @@ impl WechatClient {
             ],
         )?;
         let body = self.call(req, None).await?;
-        parse_answer(&body, "access_token", requested_at)
+        parse_answer(&body, "access_token", requested_at, self.min_lifetime)
     }
 
     /// `POST /cgi-bin/stable_token`. `force` invalidates the current stable token at once
@@ -263,7 +266,7 @@ impl WechatClient {
             "force_refresh": force,
         });
         let body = self.call(req, Some(body)).await?;
-        parse_answer(&body, "access_token", requested_at)
+        parse_answer(&body, "access_token", requested_at, self.min_lifetime)
     }
 
     /// WeCom: `GET {wecom}/cgi-bin/gettoken?corpid=..&corpsecret=..`
@@ -279,7 +282,7 @@ impl WechatClient {
             &[("corpid", corpid), ("corpsecret", secret.expose_secret())],
         )?;
         let body = self.call(req, None).await?;
-        parse_answer(&body, "access_token", requested_at)
+        parse_answer(&body, "access_token", requested_at, self.min_lifetime)
     }
 
     /// `GET /cgi-bin/ticket/getticket?access_token=..&type=jsapi|wx_card`
@@ -298,16 +301,19 @@ impl WechatClient {
             ],
         )?;
         let body = self.call(req, None).await?;
-        parse_answer(&body, "ticket", requested_at)
+        parse_answer(&body, "ticket", requested_at, self.min_lifetime)
     }
 }
 
 /// Interprets a credential answer: errcode first (failures come with HTTP 200), then the
-/// credential in `field` and its lifetime.
+/// credential in `field` and its lifetime, which must lie between `min_lifetime` and
+/// [`MAX_TOKEN_LIFETIME`]. Anything else is a `decode` failure: the valid token held is kept,
+/// and no absurd lifetime ever reaches a timer or a date computation.
 pub fn parse_answer(
     body: &[u8],
     field: &str,
     requested_at: SystemTime,
+    min_lifetime: Duration,
 ) -> Result<Fetched, UpstreamError> {
     let answer: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(body).map_err(|e| {
@@ -341,14 +347,22 @@ pub fn parse_answer(
             "{field} is empty or has characters no credential has"
         )));
     }
-    let expires_in = match answer.get("expires_in").and_then(|v| v.as_i64()) {
-        Some(s) if s > 0 => Duration::from_secs(s as u64),
-        _ => {
+    let expires_in = match answer.get("expires_in").and_then(|v| v.as_u64()) {
+        Some(s) => Duration::from_secs(s),
+        None => {
             return Err(UpstreamError::Decode(
-                "expires_in missing or not positive".into(),
+                "expires_in missing or not a positive whole number".into(),
             ))
         }
     };
+    if expires_in < min_lifetime || expires_in > MAX_TOKEN_LIFETIME {
+        return Err(UpstreamError::Decode(format!(
+            "expires_in of {} s is outside the accepted {} s to {} s",
+            expires_in.as_secs(),
+            min_lifetime.as_secs(),
+            MAX_TOKEN_LIFETIME.as_secs()
+        )));
+    }
     Ok(Fetched {
         token: AccessToken::new(value.as_str()),
         expires_in,
@@ -373,10 +387,12 @@ impl ClassifyStr for serde_json::Error {
     }
 }
 
-fn map_send_error(e: awc::error::SendRequestError) -> UpstreamError {
+/// `timeout` is the deadline that ran out, for the message: awc's own timeout errors do not
+/// carry it.
+fn map_send_error(e: awc::error::SendRequestError, timeout: Duration) -> UpstreamError {
     use awc::error::{ConnectError, SendRequestError as E};
     match e {
-        E::Timeout | E::Connect(ConnectError::Timeout) => UpstreamError::Timeout(Duration::ZERO),
+        E::Timeout | E::Connect(ConnectError::Timeout) => UpstreamError::Timeout(timeout),
         E::Connect(ce) => UpstreamError::Connect(ce.to_string()),
         E::Send(io) => UpstreamError::Connect(format!("closed while sending: {}", io.kind())),
         E::Response(p) => UpstreamError::Decode(format!("malformed HTTP answer: {p}")),
@@ -400,8 +416,10 @@ fn map_payload_error(e: awc::error::PayloadError) -> UpstreamError {
 mod tests {
     use super::*;
 
+    const MIN: Duration = Duration::from_secs(60);
+
     fn parse(body: &str) -> Result<Fetched, UpstreamError> {
-        parse_answer(body.as_bytes(), "access_token", SystemTime::now())
+        parse_answer(body.as_bytes(), "access_token", SystemTime::now(), MIN)
     }
 
     #[test]
@@ -410,6 +428,7 @@ mod tests {
             br#"{"errcode":0,"errmsg":"ok","ticket":"T-1","expires_in":7200}"#,
             "ticket",
             SystemTime::now(),
+            MIN,
         )
         .unwrap();
         assert_eq!(f.token.expose(), "T-1");
@@ -417,6 +436,7 @@ mod tests {
             br#"{"errcode":40001,"errmsg":"invalid credential"}"#,
             "ticket",
             SystemTime::now(),
+            MIN,
         )
         .unwrap_err();
         assert_eq!(e.errcode(), Some(40001));
@@ -451,12 +471,44 @@ mod tests {
             r#"{"access_token":"","expires_in":7200}"#,
             r#"{"access_token":"a b","expires_in":7200}"#,
             r#"{"access_token":"abc","expires_in":0}"#,
+            r#"{"access_token":"abc","expires_in":-7200}"#,
+            r#"{"access_token":"abc","expires_in":7200.5}"#,
+            r#"{"access_token":"abc","expires_in":"7200"}"#,
             r#"{"access_token":"abc"}"#,
             r#"{"access_token":5,"expires_in":7200}"#,
         ] {
             let e = parse(body).unwrap_err();
             assert_eq!(e.reason(), "decode", "{body}");
         }
+    }
+
+    #[test]
+    fn lifetimes_outside_the_accepted_range_are_decode_errors() {
+        // Each would overflow a timer or a date, or serve `expires_in: 0`.
+        for secs in [
+            "1",
+            "59",
+            "604801",
+            "1000000000000",
+            "9223372036854775807",
+            "18446744073709551615",
+        ] {
+            let body = format!(r#"{{"access_token":"abc","expires_in":{secs}}}"#);
+            let e = parse(&body).unwrap_err();
+            assert_eq!(e.reason(), "decode", "{secs}");
+        }
+        assert_eq!(
+            parse(r#"{"access_token":"abc","expires_in":60}"#)
+                .unwrap()
+                .expires_in,
+            MIN
+        );
+        assert_eq!(
+            parse(r#"{"access_token":"abc","expires_in":604800}"#)
+                .unwrap()
+                .expires_in,
+            MAX_TOKEN_LIFETIME
+        );
     }
 
     #[test]
