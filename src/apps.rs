@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::store::{AppKey, TokenStore};
 use crate::token::actor::{ActorConfig, Credential};
 use crate::token::messages::{Retire, StoreChanged, Subscribe, UpdateApp};
-use crate::token::{AppStatus, SharedStatus, TokenActor};
+use crate::token::{AppStatus, SharedClock, SharedStatus, TokenActor};
 use crate::upstream::WechatClient;
 
 /// One credential kept fresh by one actor.
@@ -65,6 +65,7 @@ pub struct ActorDeps {
     pub metrics: Metrics,
     pub wait_limit: Duration,
     pub poll_interval: Duration,
+    pub clock: SharedClock,
 }
 
 /// The metrics label of a ticket actor: `shop:jsapi_ticket`.
@@ -89,7 +90,11 @@ fn spawn_actor(
     // The factory runs on the actor's own thread: awc clients are not `Send`.
     let addr = Supervisor::start(move |_| {
         TokenActor::new(ActorConfig {
-            client: WechatClient::new(&deps_owned.upstream, deps_owned.tls.clone()),
+            fetcher: std::rc::Rc::new(WechatClient::new(
+                &deps_owned.upstream,
+                deps_owned.tls.clone(),
+            )),
+            clock: deps_owned.clock.clone(),
             app: app_owned,
             credential,
             key,

@@ -11,13 +11,14 @@
 //! - `config`: settings from TOML plus `WXTOKEN_` overrides, validated, secrets redacted.
 //! - `startup`: builds metrics, store, actors and the HTTP server.
 //! - `apps`: one supervised [`token::TokenActor`] per app and its published status.
-//! - `token`: the token record, the actor state machine (tokens and tickets), its messages,
-//!   the refresh schedule.
+//! - `token`: the token record, the actor state machine (tokens and tickets), its credential
+//!   rules, shared-store sync, messages, clock and the refresh schedule.
 //! - `upstream`: the WeChat client and error classification.
 //! - `store`: persistence and sharing (embedded redb file, or Redis for a fleet).
 //! - `http`: routes, authentication, JSON errors; tickets and JS-SDK signatures, admin routes,
 //!   and the WeChat-compatible facade.
 //! - `jssdk`: JS-SDK page signatures.
+//! - `secret`: tokens that print as fingerprints.
 //! - `reload`: hot reload of the configuration (SIGHUP, `POST /v1/admin/reload`).
 //! - `metrics`: Prometheus series and scrape-time gauges.
 //! - `fake`: a fake WeChat for tests, the demo and manual runs.
@@ -31,6 +32,7 @@ pub mod http;
 pub mod jssdk;
 pub mod metrics;
 pub mod reload;
+pub mod secret;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

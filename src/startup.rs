@@ -85,6 +85,7 @@ impl Application {
             metrics: metrics.clone(),
             wait_limit: options.wait_limit,
             poll_interval,
+            clock: crate::token::SharedClock::system(),
         };
         let apps = Apps::start(&settings.apps, &deps);
         // Built once, outside the per-worker factory: every worker shares the same state.

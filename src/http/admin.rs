@@ -62,7 +62,7 @@ pub async fn revoke(
             app: &app.name,
             access_token: revoked.record.token.expose(),
             expires_in,
-            expires_at: humantime::format_rfc3339_seconds(revoked.record.expires_at).to_string(),
+            expires_at: revoked.record.expires_at_rfc3339(),
             revoked: true,
             second_rotation_in_secs: revoked.second_rotation_in.map(|d| d.as_secs()),
         }))

@@ -27,7 +27,7 @@ pub struct RenderedToken {
 impl RenderedToken {
     pub fn new(app: &str, record: Arc<TokenRecord>) -> Self {
         let json = |v: &str| serde_json::to_string(v).expect("strings always serialize");
-        let expires_at = humantime::format_rfc3339_seconds(record.expires_at).to_string();
+        let expires_at = record.expires_at_rfc3339();
         RenderedToken {
             prefix: format!(
                 "{{\"app\":{},\"access_token\":{},\"expires_in\":",
@@ -141,7 +141,7 @@ mod tests {
                 "app": "sh\"op",
                 "access_token": "tok\"en\\",
                 "expires_in": left,
-                "expires_at": humantime::format_rfc3339_seconds(record.expires_at).to_string(),
+                "expires_at": record.expires_at_rfc3339(),
             });
             assert_eq!(fast, expected);
         }

@@ -156,7 +156,7 @@ fn token_response(app: &str, rec: &TokenRecord, refreshed: Option<bool>) -> Http
         app,
         access_token: rec.token.expose(),
         expires_in,
-        expires_at: humantime::format_rfc3339_seconds(rec.expires_at).to_string(),
+        expires_at: rec.expires_at_rfc3339(),
         refreshed,
     };
     HttpResponse::Ok()

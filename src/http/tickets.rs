@@ -74,7 +74,7 @@ pub async fn get_ticket(
             kind: kind.as_str(),
             ticket: ticket.token.expose(),
             expires_in,
-            expires_at: humantime::format_rfc3339_seconds(ticket.expires_at).to_string(),
+            expires_at: ticket.expires_at_rfc3339(),
         }))
 }
 

@@ -1,72 +1,23 @@
 //! The token domain: what a token is, what each app's actor publishes, and the actor itself.
 
 pub mod actor;
+#[cfg(test)]
+mod actor_tests;
+pub mod clock;
+mod credential;
+pub mod fetch;
+mod guard;
+mod handlers;
 pub mod messages;
 pub mod schedule;
+mod sync;
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
-
+pub use crate::secret::{AccessToken, Fingerprint};
 pub use actor::TokenActor;
-
-/// An access token. Its `Debug` and `Display` show only a fingerprint, so a token that ends up
-/// in a log line or an error by accident does not leak.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AccessToken(Arc<str>);
-
-impl AccessToken {
-    pub fn new(value: impl Into<Arc<str>>) -> Self {
-        AccessToken(value.into())
-    }
-
-    /// The token itself: only for answering clients and for calling WeChat.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint::of(&self.0)
-    }
-}
-
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AccessToken({})", self.fingerprint())
-    }
-}
-
-impl fmt::Display for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.fingerprint())
-    }
-}
-
-/// The first 8 hex digits of a secret's SHA-256: enough to tell tokens apart in logs, useless
-/// to an attacker.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Fingerprint([u8; 4]);
-
-impl Fingerprint {
-    pub fn of(secret: &str) -> Self {
-        let d = Sha256::digest(secret.as_bytes());
-        Fingerprint([d[0], d[1], d[2], d[3]])
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
+pub use clock::SharedClock;
 
 /// One fetched token with everything needed to serve, schedule and persist it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +52,15 @@ impl TokenRecord {
 
     pub fn age(&self, now: SystemTime) -> Duration {
         now.duration_since(self.fetched_at).unwrap_or_default()
+    }
+
+    /// The expiry as RFC 3339 (`2026-11-25T15:00:00Z`), for answers. Records are validated
+    /// where they enter (upstream answers, store records), but the formatter panics past the
+    /// year 9999, so it is clamped here too: no record can make an answer panic.
+    pub fn expires_at_rfc3339(&self) -> String {
+        // 9999-12-31T23:59:59Z.
+        let last = SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+        humantime::format_rfc3339_seconds(self.expires_at.min(last)).to_string()
     }
 }
 

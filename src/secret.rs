@@ -1,0 +1,63 @@
+//! Secret values that print as fingerprints: an access token (or ticket) and the fingerprint
+//! logs, errors and metrics may show instead of it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+/// An access token. Its `Debug` and `Display` show only a fingerprint, so a token that ends up
+/// in a log line or an error by accident does not leak.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(Arc<str>);
+
+impl AccessToken {
+    pub fn new(value: impl Into<Arc<str>>) -> Self {
+        AccessToken(value.into())
+    }
+
+    /// The token itself: only for answering clients and for calling WeChat.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(&self.0)
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AccessToken({})", self.fingerprint())
+    }
+}
+
+impl fmt::Display for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.fingerprint())
+    }
+}
+
+/// The first 8 hex digits of a secret's SHA-256: enough to tell tokens apart in logs, useless
+/// to an attacker.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 4]);
+
+impl Fingerprint {
+    pub fn of(secret: &str) -> Self {
+        let d = Sha256::digest(secret.as_bytes());
+        Fingerprint([d[0], d[1], d[2], d[3]])
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}

@@ -1,0 +1,799 @@
+//! Unit tests of the token actor's state machine on paused tokio time: an in-memory store, a
+//! scripted fetch and a clock that moves with tokio's, so two-hour lifetimes, backoffs and
+//! coalescing windows are checked exactly and in milliseconds.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use futures_util::future::{BoxFuture, LocalBoxFuture};
+use secrecy::SecretString;
+
+use super::actor::{ActorConfig, Credential};
+use super::clock::{SharedClock, TokioClock};
+use super::fetch::{FetchRequest, Fetcher};
+use super::messages::{ForceRestart, Get, Invalidate, Revoke, StoreChanged, Subscribe};
+use super::{AccessToken, AppStatus, SharedStatus, TokenActor, TokenRecord};
+use crate::config::{AppKind, AppSettings, Grant, RefreshSettings, SecretSource, TicketKind};
+use crate::metrics::{InvalidationOutcome, Metrics};
+use crate::store::{AppKey, Basis, FetchFn, RefreshError, Refreshed, Stored, TokenStore};
+use crate::upstream::{Fetched, UpstreamError};
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+const MS: fn(u64) -> Duration = Duration::from_millis;
+const LIFETIME: Duration = Duration::from_secs(7200);
+
+/// Equal but for tokio's timer granularity (a millisecond per timer).
+fn close(a: Duration, b: Duration) -> bool {
+    a.abs_diff(b) <= MS(10)
+}
+
+/// A store in memory. Like the shared store it adopts a newer record instead of fetching,
+/// so the tests can play "another instance refreshed".
+#[derive(Default)]
+struct MemoryStore {
+    records: Mutex<HashMap<String, Stored>>,
+}
+
+impl MemoryStore {
+    fn put(&self, appid: &str, stored: Stored) {
+        self.records.lock().unwrap().insert(appid.into(), stored);
+    }
+}
+
+impl TokenStore for MemoryStore {
+    fn load(&self, key: &AppKey) -> BoxFuture<'static, anyhow::Result<Option<Stored>>> {
+        let r = self.records.lock().unwrap().get(&key.appid).cloned();
+        Box::pin(std::future::ready(Ok(r)))
+    }
+
+    fn save(&self, key: &AppKey, stored: &Stored) -> BoxFuture<'static, anyhow::Result<bool>> {
+        self.put(&key.appid, stored.clone());
+        Box::pin(std::future::ready(Ok(true)))
+    }
+
+    fn refresh(
+        self: Arc<Self>,
+        key: AppKey,
+        basis: Basis,
+        fetch: FetchFn,
+    ) -> LocalBoxFuture<'static, Result<Refreshed, RefreshError>> {
+        Box::pin(async move {
+            let held = self.records.lock().unwrap().get(&key.appid).cloned();
+            if let Some(s) = held.filter(|s| basis.superseded_by(s)) {
+                return Ok(Refreshed::Adopted(s));
+            }
+            let f = fetch().await?;
+            let stored = Stored {
+                record: TokenRecord {
+                    appid: key.appid.clone(),
+                    token: f.token,
+                    fetched_at: f.requested_at,
+                    expires_at: f.requested_at + f.expires_in,
+                    generation: basis.generation + 1,
+                },
+                quota: basis.quota,
+                fetched_by: None,
+                depends_on: f.depends_on,
+            };
+            self.put(&key.appid, stored.clone());
+            Ok(Refreshed::Fetched {
+                stored,
+                store_error: None,
+            })
+        })
+    }
+}
+
+/// What one scripted call does.
+enum Step {
+    /// A new token of this lifetime, after this delay.
+    Mint(Duration, Duration),
+    Fail(UpstreamError, Duration),
+    Panic,
+}
+
+/// One upstream call as the fetcher saw it.
+#[derive(Clone, Debug)]
+struct Call {
+    at: SystemTime,
+    forced: bool,
+    /// For a ticket, the token it was fetched with.
+    with: Option<String>,
+}
+
+/// Answers from a script, then mints `LIFETIME` tokens at once; records every call.
+struct Script {
+    clock: SharedClock,
+    steps: RefCell<VecDeque<Step>>,
+    calls: RefCell<Vec<Call>>,
+    prefix: &'static str,
+}
+
+impl Script {
+    fn new(clock: &SharedClock, prefix: &'static str) -> Rc<Script> {
+        Rc::new(Script {
+            clock: clock.clone(),
+            steps: RefCell::default(),
+            calls: RefCell::default(),
+            prefix,
+        })
+    }
+
+    fn then(&self, step: Step) {
+        self.steps.borrow_mut().push_back(step);
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.borrow().clone()
+    }
+}
+
+impl Fetcher for Script {
+    fn fetch(&self, req: FetchRequest) -> LocalBoxFuture<'static, Result<Fetched, UpstreamError>> {
+        let requested_at = self.clock.now();
+        let n = self.calls.borrow().len() + 1;
+        let (forced, with) = match &req {
+            FetchRequest::AccessToken { force, .. } => (*force, None),
+            FetchRequest::Ticket { token, .. } => (false, Some(token.expose().to_string())),
+        };
+        self.calls.borrow_mut().push(Call {
+            at: requested_at,
+            forced,
+            with,
+        });
+        let step = self
+            .steps
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or(Step::Mint(LIFETIME, Duration::ZERO));
+        let token = format!("{}{n}", self.prefix);
+        Box::pin(async move {
+            match step {
+                Step::Mint(lifetime, delay) => {
+                    tokio::time::sleep(delay).await;
+                    Ok(Fetched {
+                        token: AccessToken::new(token),
+                        expires_in: lifetime,
+                        requested_at,
+                        depends_on: None,
+                    })
+                }
+                Step::Fail(e, delay) => {
+                    tokio::time::sleep(delay).await;
+                    Err(e)
+                }
+                Step::Panic => panic!("scripted panic in a fetch"),
+            }
+        })
+    }
+}
+
+fn app(kind: AppKind) -> Arc<AppSettings> {
+    Arc::new(AppSettings {
+        name: "shop".into(),
+        kind,
+        appid: "wxshop".into(),
+        tickets: vec![],
+        secret: SecretString::from("s3cret"),
+        secret_source: SecretSource::Inline,
+        daily_quota: 2000,
+    })
+}
+
+fn refresh_settings() -> RefreshSettings {
+    RefreshSettings {
+        margin: S(600),
+        min_interval: S(5),
+        retry_min: S(1),
+        retry_max: S(60),
+    }
+}
+
+/// One running actor and what the test needs to look at it.
+struct Rig {
+    addr: Addr<TokenActor>,
+    status: SharedStatus,
+    script: Rc<Script>,
+    store: Arc<MemoryStore>,
+    clock: SharedClock,
+    metrics: Metrics,
+    start: SystemTime,
+}
+
+impl Rig {
+    fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    fn token(&self) -> Option<Arc<TokenRecord>> {
+        self.status.load().valid_token(self.now()).cloned()
+    }
+
+    fn restarts(&self) -> u64 {
+        counter(&self.metrics, "wxtoken_actor_restarts_total")
+    }
+}
+
+fn counter(metrics: &Metrics, name: &str) -> u64 {
+    metrics
+        .registry()
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value()))
+        .sum::<f64>() as u64
+}
+
+struct RigSpec {
+    kind: AppKind,
+    store: Arc<MemoryStore>,
+    credential: Option<Credential>,
+    label: &'static str,
+    prefix: &'static str,
+}
+
+impl Default for RigSpec {
+    fn default() -> Self {
+        RigSpec {
+            kind: AppKind::Official(Grant::ClientCredential),
+            store: Arc::default(),
+            credential: None,
+            label: "shop",
+            prefix: "tok-",
+        }
+    }
+}
+
+fn rig_with(spec: RigSpec, clock: &SharedClock, metrics: &Metrics) -> Rig {
+    let script = Script::new(clock, spec.prefix);
+    let status: SharedStatus = Arc::new(arc_swap::ArcSwap::from_pointee(AppStatus::default()));
+    let app = app(spec.kind);
+    let (cfg_script, cfg_status, cfg_store, cfg_clock, cfg_metrics) = (
+        script.clone(),
+        status.clone(),
+        spec.store.clone(),
+        clock.clone(),
+        metrics.clone(),
+    );
+    let credential = spec.credential.unwrap_or(Credential::AccessToken);
+    let appid = match &credential {
+        Credential::AccessToken => "wxshop".to_string(),
+        Credential::Ticket { .. } => "wxshop/ticket/jsapi".to_string(),
+    };
+    let label = spec.label;
+    let addr = Supervisor::start(move |_| {
+        TokenActor::new(ActorConfig {
+            app,
+            credential,
+            key: AppKey {
+                name: label.into(),
+                appid,
+            },
+            label: label.into(),
+            refresh: refresh_settings(),
+            wait_limit: S(5),
+            poll_interval: S(3600),
+            fetcher: cfg_script,
+            clock: cfg_clock,
+            store: cfg_store,
+            metrics: cfg_metrics,
+            status: cfg_status,
+        })
+    });
+    Rig {
+        addr,
+        status,
+        script,
+        store: spec.store,
+        start: clock.now(),
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+    }
+}
+
+fn clock() -> SharedClock {
+    tokio::time::pause();
+    SharedClock::new(TokioClock::starting_at(
+        SystemTime::UNIX_EPOCH + S(1_800_000_000),
+    ))
+}
+
+fn rig(kind: AppKind) -> Rig {
+    let clock = clock();
+    rig_with(
+        RigSpec {
+            kind,
+            ..RigSpec::default()
+        },
+        &clock,
+        &Metrics::new(&[]),
+    )
+}
+
+/// Lets the actor run until nothing is left to do now, without moving the clock.
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn advance(d: Duration) {
+    tokio::time::sleep(d).await;
+    settle().await;
+}
+
+#[actix_web::test]
+async fn fetches_at_start_then_refreshes_margin_before_expiry_with_bounded_jitter() {
+    let r = rig(AppKind::Official(Grant::ClientCredential));
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    assert_eq!(first.token.expose(), "tok-1");
+    assert_eq!(r.script.calls().len(), 1);
+    let due = r.status.load().refresh_due.unwrap();
+    let lead = (first.expires_at.duration_since(due)).unwrap();
+    // A margin of 600 s plus up to 10% jitter.
+    assert!(lead >= S(600) && lead <= S(660), "{lead:?}");
+
+    advance(S(6539)).await;
+    assert_eq!(r.script.calls().len(), 1, "refreshed before the margin");
+    advance(S(62)).await;
+    assert_eq!(r.script.calls().len(), 2, "not refreshed inside the margin");
+    assert_eq!(r.token().unwrap().token.expose(), "tok-2");
+    // Over ten more cycles: one fetch each, never a token served past its margin.
+    for cycle in 0..10 {
+        advance(S(600)).await;
+        let t = r.token().expect("always a valid token");
+        assert!(t.remaining(r.now()) > S(540), "cycle {cycle}");
+        advance(S(6000)).await;
+    }
+    let calls = r.script.calls().len();
+    assert!((11..=12).contains(&calls), "{calls} fetches for 10 cycles");
+}
+
+#[actix_web::test]
+async fn concurrent_invalidations_of_the_current_token_cost_one_fetch() {
+    let r = rig(AppKind::Official(Grant::ClientCredential));
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    advance(S(10)).await;
+    r.script.then(Step::Mint(LIFETIME, MS(100)));
+    let reports: Vec<_> = (0..500)
+        .map(|_| {
+            r.addr.send(Invalidate {
+                token: first.token.expose().to_string(),
+            })
+        })
+        .collect();
+    let answers = futures_util::future::join_all(reports).await;
+    assert_eq!(r.script.calls().len(), 2, "one fetch for 500 reports");
+    for a in answers {
+        let a = a.unwrap().unwrap();
+        assert_eq!(a.record.token.expose(), "tok-2");
+        assert!(a.refreshed);
+    }
+    // A late report of the old token gets the new one without a fetch.
+    let late = r
+        .addr
+        .send(Invalidate {
+            token: first.token.expose().to_string(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(late.outcome, InvalidationOutcome::Stale);
+    assert_eq!(r.script.calls().len(), 2);
+}
+
+#[actix_web::test]
+async fn an_invalidation_right_after_a_fetch_is_too_soon() {
+    let r = rig(AppKind::Official(Grant::ClientCredential));
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    advance(S(4)).await;
+    let a = r
+        .addr
+        .send(Invalidate {
+            token: first.token.expose().to_string(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.outcome, InvalidationOutcome::TooSoon);
+    assert_eq!(r.script.calls().len(), 1);
+}
+
+#[actix_web::test]
+async fn transient_failures_back_off_doubling_to_the_cap_and_keep_the_token() {
+    let r = rig(AppKind::Official(Grant::ClientCredential));
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    // More failures than the 260 s below can use up.
+    for _ in 0..20 {
+        r.script.then(Step::Fail(
+            UpstreamError::Connect("down".into()),
+            Duration::ZERO,
+        ));
+    }
+    // Past the refresh time: the scheduled refresh and its retries fail.
+    advance(S(6600)).await;
+    advance(S(200)).await;
+    let calls = r.script.calls();
+    let gaps: Vec<Duration> = calls
+        .windows(2)
+        .skip(1)
+        .map(|w| w[1].at.duration_since(w[0].at).unwrap())
+        .collect();
+    // Backoff 1, 2, 4, 8, 16, 32, 60 (cap), each shortened by at most 20% of jitter.
+    let want = [1, 2, 4, 8, 16, 32, 60, 60];
+    assert!(gaps.len() >= want.len(), "{gaps:?}");
+    for (gap, base) in gaps.iter().zip(want) {
+        let base = S(base);
+        assert!(
+            *gap <= base && *gap >= base.mul_f64(0.8),
+            "gap {gap:?} for base {base:?}"
+        );
+    }
+    // The still-valid token was served throughout, and the failure is published.
+    let s = r.status.load();
+    assert_eq!(s.token.as_ref().unwrap().token, first.token);
+    assert_eq!(s.last_failure.as_ref().unwrap().reason, "connect");
+    // Once WeChat answers again, the next retry gets a token and clears the failure.
+    r.script.steps.borrow_mut().clear();
+    advance(S(61)).await;
+    let n = r.script.calls().len();
+    assert_eq!(r.token().unwrap().token.expose(), format!("tok-{n}"));
+    assert!(r.status.load().last_failure.is_none());
+}
+
+#[actix_web::test]
+async fn configuration_errors_retry_at_the_slow_pace_at_once() {
+    let r = rig(AppKind::Official(Grant::ClientCredential));
+    for _ in 0..3 {
+        r.script.then(Step::Fail(
+            UpstreamError::Api {
+                errcode: 40125,
+                errmsg: "invalid appsecret".into(),
+            },
+            Duration::ZERO,
+        ));
+    }
+    settle().await;
+    advance(S(181)).await;
+    let calls = r.script.calls();
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    for w in calls.windows(2) {
+        let gap = w[1].at.duration_since(w[0].at).unwrap();
+        assert!(close(gap, S(60)), "{gap:?}");
+    }
+}
+
+#[actix_web::test]
+async fn get_without_a_token_waits_for_the_fetch_and_then_answers_from_status() {
+    let r = rig(AppKind::Official(Grant::ClientCredential));
+    // The first fetch takes 3 s: a Get meanwhile waits for it.
+    r.script.then(Step::Mint(LIFETIME, S(3)));
+    let t = r.addr.send(Get).await.unwrap().unwrap();
+    assert_eq!(t.token.expose(), "tok-1");
+    assert!(close(r.now().duration_since(r.start).unwrap(), S(3)));
+}
+
+#[actix_web::test]
+async fn get_gives_up_after_the_wait_limit_with_the_failure() {
+    let r = rig(AppKind::Official(Grant::ClientCredential));
+    r.script.then(Step::Fail(UpstreamError::Http(502), S(10)));
+    let e = r.addr.send(Get).await.unwrap().unwrap_err();
+    assert!(close(r.now().duration_since(r.start).unwrap(), S(5)));
+    assert!(e.last_failure.is_none(), "the fetch has not failed yet");
+}
+
+#[actix_web::test]
+async fn a_retry_after_an_adopted_record_leaves_one_timer_not_two() {
+    let clock = clock();
+    let r = rig_with(RigSpec::default(), &clock, &Metrics::new(&[]));
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    advance(S(60)).await;
+    // An invalidation starts a slow fetch that will fail...
+    r.script
+        .then(Step::Fail(UpstreamError::Connect("down".into()), S(2)));
+    let report = r.addr.send(Invalidate {
+        token: first.token.expose().to_string(),
+    });
+    let report = actix_web::rt::spawn(report);
+    advance(S(1)).await;
+    // ...while another instance's newer token lands in the store and is adopted.
+    let now = r.now();
+    r.store.put(
+        "wxshop",
+        Stored {
+            record: TokenRecord {
+                appid: "wxshop".into(),
+                token: AccessToken::new("from-elsewhere"),
+                fetched_at: now,
+                expires_at: now + LIFETIME,
+                generation: 9,
+            },
+            quota: Default::default(),
+            fetched_by: Some("other".into()),
+            depends_on: None,
+        },
+    );
+    r.addr.send(StoreChanged).await.unwrap();
+    settle().await;
+    assert_eq!(r.token().unwrap().token.expose(), "from-elsewhere");
+    let answer = report.await.unwrap().unwrap().unwrap();
+    assert_eq!(answer.record.token.expose(), "from-elsewhere");
+    advance(S(2)).await;
+    let after_failure = r.script.calls().len();
+    assert_eq!(after_failure, 2);
+    // The adopted token is due about 6,600 s after it was fetched: exactly one refresh then.
+    advance(S(7200)).await;
+    assert_eq!(
+        r.script.calls().len(),
+        after_failure + 1,
+        "{:?}",
+        r.script.calls()
+    );
+}
+
+#[actix_web::test]
+async fn stable_revoke_rotates_twice_even_across_a_restart() {
+    let r = rig(AppKind::Official(Grant::Stable));
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    advance(S(100)).await;
+    let revoked = r.addr.send(Revoke).await.unwrap().unwrap();
+    assert_eq!(revoked.second_rotation_in, Some(S(31)));
+    assert_ne!(revoked.record.token, first.token);
+    // A restart between the two rotations must not lose the second.
+    r.addr.send(ForceRestart).await.unwrap();
+    settle().await;
+    assert_eq!(r.restarts(), 1);
+    advance(S(32)).await;
+    let calls = r.script.calls();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(calls[1].forced && calls[2].forced);
+    assert!(close(
+        calls[2].at.duration_since(calls[1].at).unwrap(),
+        S(31)
+    ));
+}
+
+#[actix_web::test]
+async fn a_forced_refresh_is_spent_only_when_the_call_is_made() {
+    let clock = clock();
+    let r = rig_with(
+        RigSpec {
+            kind: AppKind::Official(Grant::Stable),
+            ..RigSpec::default()
+        },
+        &clock,
+        &Metrics::new(&[]),
+    );
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    advance(S(100)).await;
+    // Another instance already replaced the token: the invalidation adopts it, no call.
+    let now = r.now();
+    r.store.put(
+        "wxshop",
+        Stored {
+            record: TokenRecord {
+                appid: "wxshop".into(),
+                token: AccessToken::new("forced-elsewhere"),
+                fetched_at: now,
+                expires_at: now + LIFETIME,
+                generation: 5,
+            },
+            quota: Default::default(),
+            fetched_by: Some("other".into()),
+            depends_on: None,
+        },
+    );
+    let a = r
+        .addr
+        .send(Invalidate {
+            token: first.token.expose().to_string(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.record.token.expose(), "forced-elsewhere");
+    assert_eq!(r.script.calls().len(), 1);
+    // The budget is untouched: a forced refresh is allowed at once (no 30 s gap to wait).
+    advance(S(10)).await;
+    let a = r
+        .addr
+        .send(Invalidate {
+            token: "forced-elsewhere".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.outcome, InvalidationOutcome::Refreshed);
+    let calls = r.script.calls();
+    assert_eq!(calls.len(), 2);
+    assert!(calls[1].forced);
+}
+
+#[actix_web::test]
+async fn a_token_change_during_a_ticket_fetch_brings_a_refetch_with_the_new_token() {
+    let clock = clock();
+    let metrics = Metrics::new(&[]);
+    let token = rig_with(RigSpec::default(), &clock, &metrics);
+    let first = token.addr.send(Get).await.unwrap().unwrap();
+    let ticket = rig_with(
+        RigSpec {
+            credential: Some(Credential::Ticket {
+                kind: TicketKind::Jsapi,
+                token: token.status.clone(),
+                token_actor: token.addr.clone(),
+            }),
+            label: "shop:jsapi_ticket",
+            prefix: "ticket-",
+            ..RigSpec::default()
+        },
+        &clock,
+        &metrics,
+    );
+    token
+        .addr
+        .send(Subscribe(ticket.addr.clone().recipient()))
+        .await
+        .unwrap();
+    settle().await;
+    assert_eq!(ticket.script.calls().len(), 1);
+    advance(S(60)).await;
+    // A slow ticket fetch with the first token; the token is replaced meanwhile.
+    ticket.script.then(Step::Mint(LIFETIME, S(2)));
+    ticket.addr.do_send(Invalidate {
+        token: "ticket-1".into(),
+    });
+    settle().await;
+    token
+        .addr
+        .send(Invalidate {
+            token: first.token.expose().to_string(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    advance(S(3)).await;
+    let calls = ticket.script.calls();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(calls[1].with.as_deref(), Some("tok-1"));
+    assert_eq!(calls[2].with.as_deref(), Some("tok-2"));
+    assert_eq!(
+        ticket.token().unwrap().token.expose(),
+        "ticket-3",
+        "the ticket of the new token is served"
+    );
+}
+
+#[actix_web::test]
+async fn a_ticket_waits_for_its_token_instead_of_failing() {
+    let clock = clock();
+    let metrics = Metrics::new(&[]);
+    let token = rig_with(RigSpec::default(), &clock, &metrics);
+    token.script.then(Step::Mint(LIFETIME, S(2)));
+    let ticket = rig_with(
+        RigSpec {
+            credential: Some(Credential::Ticket {
+                kind: TicketKind::Jsapi,
+                token: token.status.clone(),
+                token_actor: token.addr.clone(),
+            }),
+            label: "shop:jsapi_ticket",
+            prefix: "ticket-",
+            ..RigSpec::default()
+        },
+        &clock,
+        &metrics,
+    );
+    token
+        .addr
+        .send(Subscribe(ticket.addr.clone().recipient()))
+        .await
+        .unwrap();
+    settle().await;
+    assert!(ticket.script.calls().is_empty());
+    assert!(ticket.status.load().last_failure.is_none());
+    advance(S(2)).await;
+    let calls = ticket.script.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].with.as_deref(), Some("tok-1"));
+}
+
+#[actix_web::test]
+async fn a_panicking_fetch_restarts_the_actor_which_then_serves() {
+    let r = rig(AppKind::Official(Grant::ClientCredential));
+    r.script.then(Step::Panic);
+    // The Get made during the panicking fetch is kept waiting across the restart and
+    // answered by the restarted actor's fetch.
+    let t = r.addr.send(Get).await.unwrap().unwrap();
+    assert_eq!(t.token.expose(), "tok-2");
+    assert_eq!(r.restarts(), 1);
+    assert_eq!(r.script.calls().len(), 2);
+    let a = r
+        .addr
+        .send(Invalidate {
+            token: "unknown".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.outcome, InvalidationOutcome::Stale);
+}
+
+#[actix_web::test]
+async fn a_stored_valid_token_is_reused_at_start_without_a_fetch() {
+    let clock = clock();
+    let store: Arc<MemoryStore> = Arc::default();
+    let now = clock.now();
+    store.put(
+        "wxshop",
+        Stored {
+            record: TokenRecord {
+                appid: "wxshop".into(),
+                token: AccessToken::new("kept"),
+                fetched_at: now - S(1000),
+                expires_at: now + S(6200),
+                generation: 3,
+            },
+            quota: Default::default(),
+            fetched_by: None,
+            depends_on: None,
+        },
+    );
+    let r = rig_with(
+        RigSpec {
+            store,
+            ..RigSpec::default()
+        },
+        &clock,
+        &Metrics::new(&[]),
+    );
+    let t = r.addr.send(Get).await.unwrap().unwrap();
+    assert_eq!(t.token.expose(), "kept");
+    assert!(r.script.calls().is_empty());
+    // Due 600-660 s before its expiry, not a full lifetime later.
+    advance(S(5539)).await;
+    assert!(r.script.calls().is_empty());
+    advance(S(62)).await;
+    assert_eq!(r.script.calls().len(), 1);
+    assert_eq!(r.token().unwrap().generation, 4);
+}
+
+#[actix_web::test]
+async fn wecom_tokens_are_refreshed_a_second_after_expiry() {
+    let r = rig(AppKind::Wecom);
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    advance(S(7200)).await;
+    assert_eq!(r.script.calls().len(), 1, "asked before expiry");
+    // The token is gone at expiry; a Get in that last second waits for the new one.
+    let t = r.addr.send(Get).await.unwrap().unwrap();
+    assert_ne!(t.token, first.token);
+    assert_eq!(r.script.calls().len(), 2);
+    let late = r.script.calls()[1]
+        .at
+        .duration_since(first.expires_at)
+        .unwrap();
+    assert!(close(late, S(1)), "{late:?}");
+}
+
+#[actix_web::test]
+async fn stable_tokens_are_refreshed_inside_their_last_five_minutes_once_per_cycle() {
+    let r = rig(AppKind::Official(Grant::Stable));
+    r.addr.send(Get).await.unwrap().unwrap();
+    // WeChat rotates a stable token only in its last 300 s: wxtoken asks 270 s (plus up to
+    // 10% jitter) before expiry, never earlier, and never twice for one rotation.
+    advance(S(7200 - 298)).await;
+    assert_eq!(r.script.calls().len(), 1);
+    advance(S(30)).await;
+    assert_eq!(r.script.calls().len(), 2);
+    assert!(
+        !r.script.calls()[1].forced,
+        "a scheduled refresh is never forced"
+    );
+    for _ in 0..5 {
+        advance(LIFETIME).await;
+    }
+    assert_eq!(r.script.calls().len(), 7);
+}

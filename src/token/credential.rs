@@ -1,0 +1,151 @@
+//! The rules that differ by credential: when each kind is refreshed, what its fetch is, and
+//! what a ticket needs from its app's access token.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::Addr;
+
+use super::actor::TokenActor;
+use super::fetch::FetchRequest;
+use super::messages::Invalidate;
+use super::schedule::{effective_margin, stable_margin};
+use super::{SharedStatus, TokenRecord};
+use crate::config::{AppKind, Grant, TicketKind};
+use crate::store::FetchFn;
+use crate::upstream::UpstreamError;
+
+/// What an actor keeps fresh.
+#[derive(Clone)]
+pub enum Credential {
+    /// The app's access token.
+    AccessToken,
+    /// A ticket fetched with the app's access token, refetched when that token changes.
+    Ticket {
+        kind: TicketKind,
+        /// The token actor's published status: the token to fetch with.
+        token: SharedStatus,
+        /// Told when getticket rejects the token (40001, 42001, 40014).
+        token_actor: Addr<TokenActor>,
+    },
+}
+
+/// Errcodes with which WeChat rejects the access token a call was made with.
+pub fn rejects_token(errcode: Option<i64>) -> bool {
+    matches!(errcode, Some(40001 | 42001 | 40014))
+}
+
+impl TokenActor {
+    /// How long before expiry to refresh a token of `lifetime`.
+    pub(super) fn margin_for(&self, lifetime: Duration) -> Duration {
+        match (&self.cfg.credential, self.cfg.app.kind) {
+            // WeCom hands out the same token until it has expired: asking earlier only brings
+            // it back. Refresh at expiry (and whenever a client reports 42001/40014).
+            (Credential::AccessToken, AppKind::Wecom) => Duration::ZERO,
+            (Credential::AccessToken, AppKind::Official(Grant::Stable)) => {
+                stable_margin(self.cfg.refresh.margin, lifetime)
+            }
+            _ => effective_margin(self.cfg.refresh.margin, lifetime),
+        }
+    }
+
+    /// Added to the computed refresh time. WeCom answers with whole seconds left and the old
+    /// token until it has expired: ask a second after the expiry, when only a new token can
+    /// come back.
+    pub(super) fn refresh_lag(&self) -> Duration {
+        if self.is_wecom_token() {
+            Duration::from_secs(1)
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    pub(super) fn is_stable(&self) -> bool {
+        matches!(self.cfg.credential, Credential::AccessToken)
+            && self.cfg.app.kind == AppKind::Official(Grant::Stable)
+    }
+
+    fn is_wecom_token(&self) -> bool {
+        matches!(self.cfg.credential, Credential::AccessToken)
+            && self.cfg.app.kind == AppKind::Wecom
+    }
+
+    pub(super) fn is_ticket(&self) -> bool {
+        matches!(self.cfg.credential, Credential::Ticket { .. })
+    }
+
+    /// A ticket is fetched with its app's valid access token; `false` while there is none
+    /// (start-up, or the token fetch is failing): the token actor's change notification then
+    /// starts the fetch. Other credentials need nothing.
+    pub(super) fn has_what_fetch_needs(&self, now: SystemTime) -> bool {
+        match &self.cfg.credential {
+            Credential::AccessToken => true,
+            Credential::Ticket { token, .. } => token.load().valid_token(now).is_some(),
+        }
+    }
+
+    /// The upstream call for this credential, made only if the store decides this instance
+    /// must fetch. For the stable grant, `force` invalidates the current token at once; WeChat's
+    /// budget for that is spent when the call is really made, not when it is planned (a shared
+    /// store may adopt another instance's token instead).
+    pub(super) fn fetch_fn(&self, force: bool) -> FetchFn {
+        let fetcher = self.cfg.fetcher.clone();
+        let app = self.cfg.app.clone();
+        let metrics = self.cfg.metrics.clone();
+        let label = self.cfg.label.clone();
+        let credential = self.cfg.credential.clone();
+        let clock = self.cfg.clock.clone();
+        let budget = self.force_budget.clone();
+        Box::new(move || {
+            Box::pin(async move {
+                let (req, fetched_with) = match &credential {
+                    Credential::AccessToken => {
+                        if force {
+                            let mut b = budget.get();
+                            b.spend(clock.now());
+                            budget.set(b);
+                        }
+                        (FetchRequest::AccessToken { app, force }, None)
+                    }
+                    Credential::Ticket { kind, token, .. } => {
+                        let Some(current) = token.load().valid_token(clock.now()).cloned() else {
+                            return Err(UpstreamError::NoToken);
+                        };
+                        let req = FetchRequest::Ticket {
+                            app,
+                            kind: *kind,
+                            token: current.token.clone(),
+                        };
+                        (req, Some(current))
+                    }
+                };
+                let endpoint = req.endpoint();
+                let started = Instant::now();
+                let mut fetched = fetcher.fetch(req).await;
+                metrics.upstream_call(&label, endpoint, started.elapsed());
+                if let (Credential::Ticket { token_actor, .. }, Some(current)) =
+                    (&credential, fetched_with)
+                {
+                    ticket_fetched(&mut fetched, &current, token_actor);
+                }
+                fetched
+            })
+        })
+    }
+}
+
+/// After a ticket fetch: note which token generation it was fetched with, or have the token
+/// replaced when getticket rejected it (the change notification then brings the refetch).
+fn ticket_fetched(
+    fetched: &mut Result<crate::upstream::Fetched, UpstreamError>,
+    with: &Arc<TokenRecord>,
+    token_actor: &Addr<TokenActor>,
+) {
+    match fetched {
+        Ok(f) => f.depends_on = Some(with.generation),
+        Err(e) if rejects_token(e.errcode()) => token_actor.do_send(Invalidate {
+            token: with.token.expose().to_string(),
+        }),
+        Err(_) => {}
+    }
+}

@@ -1,0 +1,67 @@
+//! What an actor asks upstream for, and the trait that answers it: WeChat in production, a
+//! script in the actor's unit tests.
+
+use std::sync::Arc;
+
+use futures_util::future::LocalBoxFuture;
+
+use super::AccessToken;
+use crate::config::{AppKind, AppSettings, Grant, TicketKind};
+use crate::upstream::{Fetched, UpstreamError, WechatClient};
+
+/// One upstream call for one credential.
+#[derive(Clone, Debug)]
+pub enum FetchRequest {
+    /// The app's access token. `force`: for the stable grant, invalidate the current token at
+    /// once (spent from WeChat's daily budget of forced refreshes).
+    AccessToken { app: Arc<AppSettings>, force: bool },
+    /// A ticket, fetched with the app's current access token.
+    Ticket {
+        app: Arc<AppSettings>,
+        kind: TicketKind,
+        token: AccessToken,
+    },
+}
+
+impl FetchRequest {
+    /// The `endpoint` label of the upstream latency histogram.
+    pub fn endpoint(&self) -> &'static str {
+        match self {
+            FetchRequest::AccessToken { app, .. } => match app.kind {
+                AppKind::Official(Grant::ClientCredential) => "token",
+                AppKind::Official(Grant::Stable) => "stable_token",
+                AppKind::Wecom => "wecom_token",
+            },
+            FetchRequest::Ticket { .. } => "ticket",
+        }
+    }
+}
+
+/// Makes upstream calls. Not `Send`: production calls run on the actor's thread with an awc
+/// client, which is not `Send` either.
+pub trait Fetcher {
+    fn fetch(&self, req: FetchRequest) -> LocalBoxFuture<'static, Result<Fetched, UpstreamError>>;
+}
+
+impl Fetcher for WechatClient {
+    fn fetch(&self, req: FetchRequest) -> LocalBoxFuture<'static, Result<Fetched, UpstreamError>> {
+        // A clone is a reference count: the future owns its client and outlives no one.
+        let client = self.clone();
+        Box::pin(async move {
+            match req {
+                FetchRequest::AccessToken { app, force } => match app.kind {
+                    AppKind::Official(Grant::ClientCredential) => {
+                        client.fetch_token(&app.appid, &app.secret).await
+                    }
+                    AppKind::Official(Grant::Stable) => {
+                        client
+                            .fetch_stable_token(&app.appid, &app.secret, force)
+                            .await
+                    }
+                    AppKind::Wecom => client.fetch_wecom_token(&app.appid, &app.secret).await,
+                },
+                FetchRequest::Ticket { kind, token, .. } => client.fetch_ticket(&token, kind).await,
+            }
+        })
+    }
+}
