@@ -20,7 +20,7 @@ async fn served_tokens_stay_valid_over_several_refresh_cycles() {
     .await;
     let mut seen = HashSet::new();
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(11) {
+    while start.elapsed() < Duration::from_secs(7) {
         let a = app.get("/v1/apps/shop/token", Some(BILLING_KEY)).await;
         assert_eq!(a.status, 200, "{}", a.body);
         let token = a.body["access_token"].as_str().unwrap().to_string();
@@ -30,8 +30,10 @@ async fn served_tokens_stay_valid_over_several_refresh_cycles() {
         seen.insert(token);
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
-    // 11 s of 4 s tokens refreshed at half-life: 5 or 6 tokens, at least 4 refreshes.
-    assert!(seen.len() >= 5, "only {} distinct tokens", seen.len());
+    // 7 s of 4 s tokens refreshed at half-life: 3 or 4 tokens, at least 2 refreshes. The
+    // schedule itself is unit-tested exactly on paused time (token::actor_tests); this checks
+    // the real server, clock and fake together.
+    assert!(seen.len() >= 3, "only {} distinct tokens", seen.len());
     let minted = app.minted(SHOP_APPID) as usize;
     assert!(
         minted <= seen.len() + 1,
@@ -41,7 +43,7 @@ async fn served_tokens_stay_valid_over_several_refresh_cycles() {
         .metric(r#"wxtoken_token_refreshes_total{app="shop",result="success",trigger="scheduled"}"#)
         .await
         .unwrap();
-    assert!(scheduled >= 4.0, "{scheduled}");
+    assert!(scheduled >= 2.0, "{scheduled}");
     let left = app
         .metric(r#"wxtoken_token_seconds_left{app="shop"}"#)
         .await

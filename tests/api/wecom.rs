@@ -110,8 +110,11 @@ async fn an_early_invalidated_token_is_replaced_when_reported() {
 async fn wecom_tokens_are_refreshed_at_expiry_once_per_cycle() {
     // WeCom returns the same token until it expires, so asking early only brings it back:
     // wxtoken refreshes at expiry. 3 s tokens over 8 s: about three tokens, one fetch each.
+    // A Get in the token's last second waits for the refresh a second after expiry: give it
+    // the production wait limit, or a slow disk on a busy machine makes it miss.
     let app = wecom_app(Spec {
         expires_in: 3,
+        wait_limit: std::time::Duration::from_secs(5),
         ..Spec::default()
     })
     .await;
