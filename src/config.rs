@@ -840,7 +840,7 @@ fn validate(
         ));
     }
     if let Some(ca) = &raw.upstream.ca_file {
-        crate::upstream::read_ca_file(ca)
+        crate::tls::read_ca_file(ca)
             .map_err(|e| ConfigError::at("upstream.ca_file", format!("{e:#}")))?;
     }
     let wecom_base_url = raw

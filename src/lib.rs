@@ -14,6 +14,8 @@
 //! - `token`: the token record, the actor state machine (tokens and tickets), its messages,
 //!   the refresh schedule.
 //! - `upstream`: the WeChat client and error classification.
+//! - `tls`: rustls client configuration and CA files.
+//! - `files`: bounded, non-blocking reads of the files the configuration names.
 //! - `store`: persistence and sharing (embedded redb file, or Redis for a fleet).
 //! - `http`: routes, authentication, JSON errors; tickets and JS-SDK signatures, admin routes,
 //!   and the WeChat-compatible facade.
@@ -27,6 +29,7 @@ pub mod apps;
 pub mod cli;
 pub mod config;
 pub mod fake;
+pub mod files;
 pub mod http;
 pub mod jssdk;
 pub mod metrics;
@@ -34,5 +37,6 @@ pub mod reload;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod token;
 pub mod upstream;
