@@ -64,10 +64,8 @@ impl Settings {
         overrides: &[(String, String)],
         lookup_env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, ConfigError> {
-        // `message()`, not the Display form: that one quotes the offending line, which may be
-        // `secret = ...`.
-        let mut tree: toml::Table = toml::from_str(text)
-            .map_err(|e| ConfigError(format!("not valid TOML: {}", e.message())))?;
+        let mut tree: toml::Table =
+            toml::from_str(text).map_err(|e| raw::syntax_error(text, &e))?;
         env::apply_env_overrides(&mut tree, overrides)?;
         let raw = raw::deserialize(tree)?;
         validate::validate(raw, lookup_env)

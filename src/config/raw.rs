@@ -18,6 +18,36 @@ pub(super) fn is_secret_leaf(leaf: &str) -> bool {
     matches!(leaf, "secret" | "key" | "key_sha256" | "url")
 }
 
+/// A TOML syntax error, located by line and key but never quoting a value: the parser's
+/// Display form quotes the offending line, and even its message quotes values (an integer too
+/// large for TOML: `` invalid type: integer `31415926535897932384` ``), which may be a secret.
+pub(super) fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let mut message = String::new();
+    // Backquoted parts longer than a token (`=`, `]`) are values: left out.
+    for (i, part) in e.message().split('`').enumerate() {
+        if i % 2 == 0 {
+            message.push_str(part);
+        } else if part.chars().count() <= 2 {
+            message.push_str(&format!("`{part}`"));
+        } else {
+            message.push_str("(value not shown)");
+        }
+    }
+    let Some(span) = e.span() else {
+        return ConfigError(format!("not valid TOML: {message}"));
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line_no = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && k.len() <= 64 && !k.contains(['"', '\'', '[']))
+        .map(|k| format!(" at `{k}`"))
+        .unwrap_or_default();
+    ConfigError(format!("not valid TOML, line {line_no}{key}: {message}"))
+}
+
 /// Deserializes the (overridden) tree; an error names the path of the value at fault.
 pub(super) fn deserialize(tree: toml::Table) -> Result<RawSettings, ConfigError> {
     serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {

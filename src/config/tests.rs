@@ -206,3 +206,245 @@ fn redacted_rendering_hides_secrets() {
     assert!(!debug.contains("s3cr3t-value"));
     assert!(!debug.contains(&hex::encode(key_digest("billing-key-0123456789"))));
 }
+
+fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
+fn with_secret_file(path: &std::path::Path) -> String {
+    GOOD.replace(
+        "secret_env = \"SHOP_SECRET\"",
+        &format!(
+            "secret_file = {}",
+            toml::Value::String(path.display().to_string())
+        ),
+    )
+}
+
+#[test]
+fn secret_files_must_be_regular_and_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = dir.path().join("ok");
+    std::fs::write(&ok, "  file-secret-value\n").unwrap();
+    let s = load(&with_secret_file(&ok), &[]).unwrap();
+    assert_eq!(s.apps[0].secret.expose_secret(), "file-secret-value");
+
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let big = dir.path().join("big");
+    std::fs::write(&big, "x".repeat(4097)).unwrap();
+    let exact = dir.path().join("exact");
+    std::fs::write(&exact, "y".repeat(4096)).unwrap();
+    assert!(load(&with_secret_file(&exact), &[]).is_ok(), "4 KiB fits");
+    let start = std::time::Instant::now();
+    for (path, what) in [
+        (fifo.as_path(), "a FIFO"),
+        (std::path::Path::new("/dev/zero"), "a device"),
+        (dir.path(), "a directory"),
+        (big.as_path(), "larger than 4096 bytes"),
+    ] {
+        let e = load(&with_secret_file(path), &[]).unwrap_err().to_string();
+        assert!(e.contains("apps[0].secret_file") && e.contains(what), "{e}");
+        assert!(!e.contains("xxxx"), "the content is never quoted: {e}");
+    }
+    assert!(start.elapsed() < Duration::from_secs(1), "never blocks");
+}
+
+#[test]
+fn client_keys_can_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "file-client-key-000000001\n").unwrap();
+    let shown = toml::Value::String(key.display().to_string());
+    let text = GOOD.replace("key_env = \"BILLING_KEY\"", &format!("key_file = {shown}"));
+    let s = load(&text, &[]).unwrap();
+    assert_eq!(
+        s.clients[0].key_sha256,
+        key_digest("file-client-key-000000001")
+    );
+    assert_eq!(s.clients[0].key_source, SecretSource::File(key.clone()));
+    // Exactly one source.
+    let both = text.replace("key_file", "key_env = \"BILLING_KEY\"\nkey_file");
+    let e = load(&both, &[]).unwrap_err().to_string();
+    assert!(
+        e.contains("clients[0].key") && e.contains("key_file"),
+        "{e}"
+    );
+    // The same file rules as secret_file.
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let e = load(
+        &GOOD.replace(
+            "key_env = \"BILLING_KEY\"",
+            &format!(
+                "key_file = {}",
+                toml::Value::String(fifo.display().to_string())
+            ),
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("clients[0].key_file") && e.contains("FIFO"),
+        "{e}"
+    );
+}
+
+#[test]
+fn secret_values_are_never_echoed_in_errors() {
+    let cases = [
+        GOOD.replace("secret_env = \"SHOP_SECRET\"", "secret = 98765432123456789"),
+        GOOD.replace("key_env = \"BILLING_KEY\"", "key = 98765432123456789"),
+        GOOD.replace(
+            "key_env = \"BILLING_KEY\"",
+            "key_sha256 = 98765432123456789",
+        ),
+        GOOD.replace(
+            "[[apps]]",
+            "[store]\nkind = \"redis\"\nurl = 98765432123456789\n[[apps]]",
+        ),
+        GOOD.replace(
+            "secret_env = \"SHOP_SECRET\"",
+            "secret = 98765432123456789abc",
+        ),
+        GOOD.replace(
+            "secret_env = \"SHOP_SECRET\"",
+            "secret = [\"98765432123456789\"]",
+        ),
+        // Too large for TOML's integers: the parser itself quotes it.
+        GOOD.replace(
+            "secret_env = \"SHOP_SECRET\"",
+            "secret = 98765432123456789000000",
+        ),
+    ];
+    for text in cases {
+        let e = load(&text, &[]).unwrap_err().to_string();
+        assert!(!e.contains("98765432123456789"), "{e}");
+    }
+    let e = load(&cases_secret_only(), &[]).unwrap_err().to_string();
+    assert!(e.contains("apps[0].secret") && e.contains("string"), "{e}");
+    // A numeric-looking secret from the environment stays a string.
+    let s = load(
+        &GOOD.replace("secret_env = \"SHOP_SECRET\"", ""),
+        &[("WXTOKEN_APPS__0__SECRET", "98765432123456789")],
+    )
+    .unwrap();
+    assert_eq!(s.apps[0].secret.expose_secret(), "98765432123456789");
+}
+
+fn cases_secret_only() -> String {
+    GOOD.replace("secret_env = \"SHOP_SECRET\"", "secret = 98765432123456789")
+}
+
+#[test]
+fn credentials_in_base_urls_are_refused_without_printing_them() {
+    for key in ["base_url", "wecom_base_url"] {
+        let text = GOOD.replace(
+            "base_url = \"http://127.0.0.1:1/\"",
+            &format!("{key} = \"https://admin:hunter2@proxy.example/wx\""),
+        );
+        let e = load(&text, &[]).unwrap_err().to_string();
+        assert!(e.contains(&format!("upstream.{key}")), "{e}");
+        assert!(e.contains("credentials"), "{e}");
+        assert!(!e.contains("hunter2") && !e.contains("admin"), "{e}");
+    }
+    // Not a URL at all, with an `@`: refused, still not printed.
+    let e = load(
+        &GOOD.replace("http://127.0.0.1:1/", "user:hunter2@host"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!e.contains("hunter2"), "{e}");
+    // An `@` in the path is no credential.
+    let s = load(&GOOD.replace("127.0.0.1:1/", "127.0.0.1:1/a@b"), &[]).unwrap();
+    assert_eq!(s.upstream.base_url, "http://127.0.0.1:1/a@b");
+}
+
+#[test]
+fn every_duration_and_count_has_an_upper_bound() {
+    let too_big = [
+        ("WXTOKEN_SERVER__SHUTDOWN_TIMEOUT_SECS", "3601"),
+        ("WXTOKEN_SERVER__BODY_TIMEOUT_SECS", "301"),
+        ("WXTOKEN_SERVER__MAX_CONNECTIONS_PER_WORKER", "1048577"),
+        ("WXTOKEN_UPSTREAM__TIMEOUT_SECS", "301"),
+        ("WXTOKEN_UPSTREAM__MIN_TOKEN_LIFETIME_SECS", "3601"),
+        ("WXTOKEN_REFRESH__MARGIN_SECS", "86401"),
+        ("WXTOKEN_REFRESH__MIN_INTERVAL_SECS", "3601"),
+        ("WXTOKEN_REFRESH__RETRY_MAX_SECS", "3601"),
+        ("WXTOKEN_REFRESH__RETRY_MIN_SECS", "3601"),
+        ("WXTOKEN_APPS__0__DAILY_QUOTA", "100000001"),
+        ("WXTOKEN_UPSTREAM__TIMEOUT_SECS", "18446744073709551615"),
+    ];
+    for (var, value) in too_big {
+        let text = GOOD.replace("[[apps]]\n", "[[apps]]\ndaily_quota = 2000\n");
+        let e = load(&text, &[(var, value)]).unwrap_err().to_string();
+        let key = var["WXTOKEN_".len()..]
+            .to_ascii_lowercase()
+            .replace("__0__", "[0].")
+            .replace("__", ".");
+        assert!(e.contains(&key), "{var}={value}: {e}");
+    }
+    // The largest allowed values load.
+    let s = load(
+        GOOD,
+        &[
+            ("WXTOKEN_SERVER__SHUTDOWN_TIMEOUT_SECS", "3600"),
+            ("WXTOKEN_UPSTREAM__TIMEOUT_SECS", "300"),
+            ("WXTOKEN_REFRESH__MARGIN_SECS", "86400"),
+            ("WXTOKEN_REFRESH__RETRY_MAX_SECS", "3600"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.upstream.timeout, Duration::from_secs(300));
+    let e = load(
+        GOOD,
+        &[
+            ("WXTOKEN_REFRESH__RETRY_MIN_SECS", "30"),
+            ("WXTOKEN_REFRESH__RETRY_MAX_SECS", "20"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("refresh.retry_max_secs"), "{e}");
+    let redis = GOOD.replace(
+        "[[apps]]",
+        "[store]\nkind = \"redis\"\nurl = \"redis://h:1\"\n[[apps]]",
+    );
+    for (key, v) in [("lock_ttl_secs", "3601"), ("poll_secs", "3601")] {
+        let text = redis.replace(
+            "url = \"redis://h:1\"",
+            &format!("url = \"redis://h:1\"\n{key} = {v}"),
+        );
+        let e = load(&text, &[]).unwrap_err().to_string();
+        assert!(e.contains(&format!("store.{key}")), "{e}");
+    }
+}
+
+#[test]
+fn restart_sections_compare_by_value_including_the_redis_password() {
+    let redis = |url: &str| {
+        GOOD.replace(
+            "[[apps]]",
+            &format!("[store]\nkind = \"redis\"\nurl = \"{url}\"\ninstance = \"a\"\n[[apps]]"),
+        )
+    };
+    let a = load(&redis("redis://:one@10.0.0.5:6379/0"), &[]).unwrap();
+    let same = load(&redis("redis://:one@10.0.0.5:6379/0"), &[]).unwrap();
+    let other = load(&redis("redis://:two@10.0.0.5:6379/0"), &[]).unwrap();
+    assert_eq!(a.store, same.store);
+    assert_ne!(a.store, other.store, "a changed password is a change");
+    assert_eq!(
+        format!("{:?}", a.store),
+        format!("{:?}", other.store),
+        "(which Debug cannot see)"
+    );
+    let b = load(GOOD, &[("WXTOKEN_UPSTREAM__TIMEOUT_SECS", "11")]).unwrap();
+    assert_ne!(load(GOOD, &[]).unwrap().upstream, b.upstream);
+    assert_eq!(load(GOOD, &[]).unwrap().server, b.server);
+}
