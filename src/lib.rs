@@ -14,6 +14,8 @@
 //! - `token`: the token record, the actor state machine (tokens and tickets), its credential
 //!   rules, shared-store sync, messages, clock and the refresh schedule.
 //! - `upstream`: the WeChat client and error classification.
+//! - `tls`: rustls client configuration and CA files.
+//! - `files`: bounded, non-blocking reads of the files the configuration names.
 //! - `store`: persistence and sharing (embedded redb file, or Redis for a fleet).
 //! - `http`: routes, authentication, JSON errors; tickets and JS-SDK signatures, admin routes,
 //!   and the WeChat-compatible facade.
@@ -28,6 +30,7 @@ pub mod apps;
 pub mod cli;
 pub mod config;
 pub mod fake;
+pub mod files;
 pub mod http;
 pub mod jssdk;
 pub mod metrics;
@@ -36,5 +39,6 @@ pub mod secret;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod token;
 pub mod upstream;

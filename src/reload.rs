@@ -4,6 +4,10 @@
 //! Applied at once: added apps start, removed apps stop, client keys and permissions change.
 //! Applied at the next fetch: secrets, quotas and the refresh policy of running apps. Listen
 //! address, upstream and store settings need a restart; a reload says so and keeps the old ones.
+//!
+//! The new file is read and validated on a blocking-pool thread (it names files, and a slow or
+//! hostile one must not stall the arbiter the token actors run on); only the apply step runs in
+//! the [`Reloader`] actor, one reload at a time.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,7 +16,7 @@ use actix::prelude::*;
 use actix_web::web;
 
 use crate::apps::{ActorDeps, ReloadSummary};
-use crate::config::Settings;
+use crate::config::{ServerSettings, Settings, StoreSettings, UpstreamSettings};
 use crate::http::auth::ClientKeys;
 use crate::http::ServerState;
 
@@ -25,9 +29,19 @@ pub struct Reload;
 /// starts belong.
 pub struct Reloader {
     path: Option<PathBuf>,
-    current: Settings,
+    /// The sections the process runs with: those it started with, since no reload applies
+    /// them. A new file is compared with these, so a change is reported by every reload until
+    /// a restart, not only by the first.
+    running: Running,
     deps: ActorDeps,
     state: web::Data<ServerState>,
+}
+
+/// The sections only a restart applies, as started.
+struct Running {
+    server: ServerSettings,
+    upstream: UpstreamSettings,
+    store: StoreSettings,
 }
 
 impl Reloader {
@@ -39,26 +53,27 @@ impl Reloader {
     ) -> Self {
         Reloader {
             path,
-            current,
+            running: Running {
+                server: current.server,
+                upstream: current.upstream,
+                store: current.store,
+            },
             deps,
             state,
         }
     }
 
-    fn apply(&mut self) -> Result<ReloadSummary, String> {
-        let Some(path) = &self.path else {
-            return Err("the server was not started from a configuration file".into());
-        };
-        let new = Settings::load(path).map_err(|e| e.to_string())?;
+    /// Applies a loaded and validated configuration.
+    fn apply(&mut self, new: Settings) -> ReloadSummary {
         let mut needs_restart = Vec::new();
-        // Compared through their Debug form, which redacts secrets but shows every setting.
-        if format!("{:?}", new.server) != format!("{:?}", self.current.server) {
+        // By value (`PartialEq`): a Redis URL compares its password too, which `Debug` hides.
+        if new.server != self.running.server {
             needs_restart.push("server".to_string());
         }
-        if format!("{:?}", new.upstream) != format!("{:?}", self.current.upstream) {
+        if new.upstream != self.running.upstream {
             needs_restart.push("upstream".to_string());
         }
-        if format!("{:?}", new.store) != format!("{:?}", self.current.store) {
+        if new.store != self.running.store {
             needs_restart.push("store".to_string());
         }
         self.deps.refresh = new.refresh.clone();
@@ -69,8 +84,7 @@ impl Reloader {
             .clients
             .store(Arc::new(ClientKeys::new(new.clients.clone())));
         summary.needs_restart = needs_restart;
-        self.current = new;
-        Ok(summary)
+        summary
     }
 }
 
@@ -79,29 +93,47 @@ impl Actor for Reloader {
 }
 
 impl Handler<Reload> for Reloader {
-    type Result = Result<ReloadSummary, String>;
+    /// Atomic: a second reload waits until this one is applied, so answers come in order.
+    type Result = AtomicResponse<Self, Result<ReloadSummary, String>>;
 
     fn handle(&mut self, _: Reload, _: &mut Self::Context) -> Self::Result {
-        match self.apply() {
-            Ok(summary) => {
-                tracing::info!(
-                    added = ?summary.added,
-                    removed = ?summary.removed,
-                    replaced = ?summary.replaced,
-                    updated = summary.updated.len(),
-                    needs_restart = ?summary.needs_restart,
-                    "configuration reloaded"
-                );
-                if !summary.needs_restart.is_empty() {
-                    tracing::warn!(sections = ?summary.needs_restart,
+        let path = self.path.clone();
+        let load = async move {
+            let Some(path) = path else {
+                return Err("the server was not started from a configuration file".to_string());
+            };
+            web::block(move || Settings::load(&path).map_err(|e| e.to_string()))
+                .await
+                .map_err(|_| "the configuration loader stopped unexpectedly".to_string())?
+        };
+        AtomicResponse::new(Box::pin(load.into_actor(self).map(|loaded, this, _| {
+            let outcome = loaded.map(|new| this.apply(new));
+            report(outcome)
+        })))
+    }
+}
+
+/// Logs the outcome of a reload and hands it back.
+fn report(outcome: Result<ReloadSummary, String>) -> Result<ReloadSummary, String> {
+    match outcome {
+        Ok(summary) => {
+            tracing::info!(
+                added = ?summary.added,
+                removed = ?summary.removed,
+                replaced = ?summary.replaced,
+                updated = summary.updated.len(),
+                needs_restart = ?summary.needs_restart,
+                "configuration reloaded"
+            );
+            if !summary.needs_restart.is_empty() {
+                tracing::warn!(sections = ?summary.needs_restart,
                         "these sections changed but only take effect after a restart");
-                }
-                Ok(summary)
             }
-            Err(e) => {
-                tracing::error!(error = %e, "configuration reload rejected; the running configuration is kept");
-                Err(e)
-            }
+            Ok(summary)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "configuration reload rejected; the running configuration is kept");
+            Err(e)
         }
     }
 }

@@ -71,7 +71,7 @@ impl Application {
                 redis.poll_interval,
             ),
         };
-        let tls = crate::upstream::tls_config(settings.upstream.ca_file.as_deref())
+        let tls = crate::tls::tls_config(settings.upstream.ca_file.as_deref())
             .context("upstream TLS configuration")?;
         let listener = bind(settings.server.listen)
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;

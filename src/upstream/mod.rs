@@ -2,11 +2,9 @@
 //!
 //! It knows nothing of actors or HTTP handlers: one call in, a token or an [`UpstreamError`] out.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{TicketKind, UpstreamSettings, MAX_TOKEN_LIFETIME};
@@ -116,40 +114,6 @@ pub struct Fetched {
     pub requested_at: SystemTime,
     /// For a ticket: the generation of the access token it was fetched with.
     pub depends_on: Option<u64>,
-}
-
-/// Reads PEM certificates from `path`; at least one must be there.
-pub fn read_ca_file(path: &Path) -> anyhow::Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
-    use rustls_pki_types::pem::PemObject;
-    let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{} is not valid PEM", path.display()))?;
-    if certs.is_empty() {
-        anyhow::bail!("{} holds no PEM certificate", path.display());
-    }
-    Ok(certs)
-}
-
-/// The rustls configuration for calls to WeChat: the web PKI roots plus `ca_file`.
-pub fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        for cert in read_ca_file(path)? {
-            roots
-                .add(cert)
-                .with_context(|| format!("{}: certificate not usable as a root", path.display()))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS setup")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
 }
 
 /// Client for WeChat's credential endpoints. `awc::Client` is not `Send`, so each actor builds

@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod config_hostile;
 mod facade;
 mod fake_wechat;
 mod faults;

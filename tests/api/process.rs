@@ -9,7 +9,7 @@ use crate::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wxtoken");
 
-fn wxtoken(args: &[&str]) -> Command {
+pub fn wxtoken(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_remove("WXTOKEN_CONFIG")
@@ -56,7 +56,7 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -1,0 +1,73 @@
+//! Settings: the TOML file, `WXTOKEN_` environment overrides, validation and secret loading.
+//!
+//! Loading happens in three steps so every error can name the key it is about:
+//! 1. the file is parsed into a generic TOML tree,
+//! 2. environment variables `WXTOKEN_A__B__C=value` are written into that tree ([`env`]),
+//! 3. the tree is deserialized into the raw structs ([`raw`], unknown keys rejected) and
+//!    validated into [`Settings`] ([`validate`]), where secrets are resolved ([`secrets`]) and
+//!    held as [`SecretString`](secrecy::SecretString).
+//!
+//! [`redact`] renders the result for `check-config` with every secret left out. No error, log
+//! line or `Debug` output of this module carries a secret's value.
+
+mod env;
+mod raw;
+mod redact;
+mod secrets;
+mod settings;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::path::Path;
+
+pub use redact::redact_url;
+pub use secrets::SecretSource;
+pub use settings::{
+    key_digest, AppKind, AppScope, AppSettings, ClientSettings, Grant, RedisSettings,
+    RefreshSettings, ServerSettings, Settings, StoreSettings, TicketKind, UpstreamSettings,
+    MAX_TOKEN_LIFETIME,
+};
+
+/// Prefix of environment variables that override configuration values.
+pub const ENV_PREFIX: &str = "WXTOKEN_";
+
+/// Largest configuration file read; a real one is a few kilobytes.
+const MAX_CONFIG_FILE: u64 = 1024 * 1024;
+
+/// A configuration problem, always naming the key (or file) it is about.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn at(key: impl std::fmt::Display, msg: impl std::fmt::Display) -> Self {
+        ConfigError(format!("{key}: {msg}"))
+    }
+}
+
+impl Settings {
+    /// Loads `path`, applies `WXTOKEN_*` overrides from the process environment, validates.
+    /// It reads files and may take a moment: callers on an actix arbiter run it with
+    /// `web::block`.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = crate::files::read_bounded_text(path, MAX_CONFIG_FILE)
+            .map_err(|e| ConfigError(e.to_string()))?;
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::from_toml(&text, &env, &|name| std::env::var(name).ok())
+            .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// Parses TOML text with the given overrides; `lookup_env` resolves `secret_env`/`key_env`.
+    pub fn from_toml(
+        text: &str,
+        overrides: &[(String, String)],
+        lookup_env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let mut tree: toml::Table =
+            toml::from_str(text).map_err(|e| raw::syntax_error(text, &e))?;
+        env::apply_env_overrides(&mut tree, overrides)?;
+        let raw = raw::deserialize(tree)?;
+        validate::validate(raw, lookup_env)
+    }
+}

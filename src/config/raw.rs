@@ -1,0 +1,213 @@
+//! The raw form of the configuration: exactly what the file may contain, unknown keys rejected.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+/// Keys whose values are secrets (or may carry one, as a Redis URL carries its password).
+/// Errors about them name the key and the problem, never the value.
+pub(super) fn is_secret_key(path: &str) -> bool {
+    is_secret_leaf(path.rsplit('.').next().unwrap_or(path))
+}
+
+/// The last segment of a secret-bearing key: `apps[N].secret`, `clients[N].key`,
+/// `clients[N].key_sha256`, `store.url`.
+pub(super) fn is_secret_leaf(leaf: &str) -> bool {
+    matches!(leaf, "secret" | "key" | "key_sha256" | "url")
+}
+
+/// A TOML syntax error, located by line and key but never quoting a value: the parser's
+/// Display form quotes the offending line, and even its message quotes values (an integer too
+/// large for TOML: `` invalid type: integer `31415926535897932384` ``), which may be a secret.
+pub(super) fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let mut message = String::new();
+    // Backquoted parts longer than a token (`=`, `]`) are values: left out.
+    for (i, part) in e.message().split('`').enumerate() {
+        if i % 2 == 0 {
+            message.push_str(part);
+        } else if part.chars().count() <= 2 {
+            message.push_str(&format!("`{part}`"));
+        } else {
+            message.push_str("(value not shown)");
+        }
+    }
+    let Some(span) = e.span() else {
+        return ConfigError(format!("not valid TOML: {message}"));
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line_no = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && k.len() <= 64 && !k.contains(['"', '\'', '[']))
+        .map(|k| format!(" at `{k}`"))
+        .unwrap_or_default();
+    ConfigError(format!("not valid TOML, line {line_no}{key}: {message}"))
+}
+
+/// Deserializes the (overridden) tree; an error names the path of the value at fault.
+pub(super) fn deserialize(tree: toml::Table) -> Result<RawSettings, ConfigError> {
+    serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+        let path = e.path().to_string();
+        if is_secret_key(&path) {
+            // serde's message quotes the value (`invalid type: integer `1234...``): reduced
+            // to what is wrong, so a secret typed without quotes is not printed back.
+            return ConfigError::at(
+                path,
+                "must be a string (the value is not shown: this key holds a secret)",
+            );
+        }
+        ConfigError::at(
+            if path == "." { "config".into() } else { path },
+            e.inner().message(),
+        )
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSettings {
+    #[serde(default)]
+    pub(super) server: RawServer,
+    #[serde(default)]
+    pub(super) upstream: RawUpstream,
+    #[serde(default)]
+    pub(super) refresh: RawRefresh,
+    #[serde(default)]
+    pub(super) store: RawStore,
+    #[serde(default)]
+    pub(super) apps: Vec<RawApp>,
+    #[serde(default)]
+    pub(super) clients: Vec<RawClient>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawServer {
+    pub(super) listen: String,
+    pub(super) shutdown_timeout_secs: u64,
+    pub(super) body_timeout_secs: u64,
+    pub(super) max_connections_per_worker: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "127.0.0.1:8080".into(),
+            shutdown_timeout_secs: 10,
+            body_timeout_secs: 5,
+            max_connections_per_worker: 0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawUpstream {
+    pub(super) base_url: String,
+    pub(super) wecom_base_url: String,
+    pub(super) timeout_secs: u64,
+    pub(super) ca_file: Option<PathBuf>,
+    pub(super) min_token_lifetime_secs: u64,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        RawUpstream {
+            base_url: "https://api.weixin.qq.com".into(),
+            wecom_base_url: "https://qyapi.weixin.qq.com".into(),
+            timeout_secs: 10,
+            ca_file: None,
+            min_token_lifetime_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawRefresh {
+    pub(super) margin_secs: u64,
+    pub(super) min_interval_secs: u64,
+    pub(super) retry_min_secs: u64,
+    pub(super) retry_max_secs: u64,
+}
+
+impl Default for RawRefresh {
+    fn default() -> Self {
+        RawRefresh {
+            margin_secs: 600,
+            min_interval_secs: 5,
+            retry_min_secs: 1,
+            retry_max_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawStore {
+    pub(super) kind: String,
+    pub(super) path: Option<PathBuf>,
+    pub(super) url: Option<String>,
+    pub(super) url_env: Option<String>,
+    pub(super) key_prefix: Option<String>,
+    pub(super) lock_ttl_secs: Option<u64>,
+    pub(super) poll_secs: Option<u64>,
+    pub(super) instance: Option<String>,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            kind: "embedded".into(),
+            path: None,
+            url: None,
+            url_env: None,
+            key_prefix: None,
+            lock_ttl_secs: None,
+            poll_secs: None,
+            instance: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApp {
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) kind: Option<String>,
+    pub(super) appid: Option<String>,
+    pub(super) corpid: Option<String>,
+    #[serde(default)]
+    pub(super) grant: Option<String>,
+    #[serde(default)]
+    pub(super) tickets: Vec<String>,
+    pub(super) secret: Option<String>,
+    pub(super) secret_env: Option<String>,
+    pub(super) secret_file: Option<PathBuf>,
+    #[serde(default = "default_daily_quota")]
+    pub(super) daily_quota: u64,
+}
+
+/// WeChat's default daily limit of `/cgi-bin/token` calls per appid.
+fn default_daily_quota() -> u64 {
+    2000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClient {
+    pub(super) name: String,
+    pub(super) key: Option<String>,
+    pub(super) key_env: Option<String>,
+    /// A file holding the key, read like `secret_file`.
+    pub(super) key_file: Option<PathBuf>,
+    pub(super) key_sha256: Option<String>,
+    pub(super) apps: Vec<String>,
+    #[serde(default)]
+    pub(super) admin: bool,
+}

@@ -1,0 +1,129 @@
+//! The redacted rendering of the effective configuration (`check-config`): every setting, and
+//! for each secret where it came from instead of its value.
+
+use std::fmt;
+
+use secrecy::ExposeSecret;
+
+use super::{AppKind, AppScope, Grant, Settings, StoreSettings};
+
+/// `redis://user:pass@host:6379/0` -> `redis://host:6379/0`: what may be printed.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let rest = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+            format!("{scheme}://{rest}")
+        }
+        None => "(not a URL)".into(),
+    }
+}
+
+impl Settings {
+    /// A TOML rendering of the effective configuration with every secret redacted.
+    pub fn redacted_toml(&self) -> String {
+        use fmt::Write;
+        let mut out = String::new();
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let _ = writeln!(
+            out,
+            "[server]\nlisten = {}",
+            q(&self.server.listen.to_string())
+        );
+        let _ = writeln!(
+            out,
+            "shutdown_timeout_secs = {}",
+            self.server.shutdown_timeout.as_secs()
+        );
+        let _ = writeln!(
+            out,
+            "body_timeout_secs = {}\nmax_connections_per_worker = {}\n",
+            self.server.body_timeout.as_secs(),
+            self.server.max_connections_per_worker.unwrap_or(0)
+        );
+        let _ = writeln!(out, "[upstream]\nbase_url = {}", q(&self.upstream.base_url));
+        let _ = writeln!(out, "wecom_base_url = {}", q(&self.upstream.wecom_base_url));
+        let _ = writeln!(out, "timeout_secs = {}", self.upstream.timeout.as_secs());
+        let _ = writeln!(
+            out,
+            "min_token_lifetime_secs = {}",
+            self.upstream.min_token_lifetime.as_secs()
+        );
+        if let Some(ca) = &self.upstream.ca_file {
+            let _ = writeln!(out, "ca_file = {}", q(&ca.display().to_string()));
+        }
+        let r = &self.refresh;
+        let _ = writeln!(
+            out,
+            "\n[refresh]\nmargin_secs = {}\nmin_interval_secs = {}\nretry_min_secs = {}\nretry_max_secs = {}\n",
+            r.margin.as_secs(),
+            r.min_interval.as_secs(),
+            r.retry_min.as_secs(),
+            r.retry_max.as_secs()
+        );
+        match &self.store {
+            StoreSettings::Embedded { path } => {
+                let _ = writeln!(
+                    out,
+                    "[store]\nkind = \"embedded\"\npath = {}",
+                    q(&path.display().to_string())
+                );
+            }
+            StoreSettings::Redis(r) => {
+                let _ = writeln!(
+                    out,
+                    "[store]\nkind = \"redis\"\nurl = {}\nkey_prefix = {}\nlock_ttl_secs = {}\npoll_secs = {}\ninstance = {}",
+                    q(&format!(
+                        "{} ({})",
+                        redact_url(r.url.expose_secret()),
+                        r.url_source
+                    )),
+                    q(&r.key_prefix),
+                    r.lock_ttl.as_secs(),
+                    r.poll_interval.as_secs(),
+                    q(&r.instance)
+                );
+            }
+        }
+        for app in &self.apps {
+            let id = match app.kind {
+                AppKind::Official(grant) => format!(
+                    "kind = \"official\"\ngrant = {}\nappid = {}",
+                    q(match grant {
+                        Grant::ClientCredential => "client_credential",
+                        Grant::Stable => "stable",
+                    }),
+                    q(&app.appid)
+                ),
+                AppKind::Wecom => format!("kind = \"wecom\"\ncorpid = {}", q(&app.appid)),
+            };
+            let tickets: Vec<String> = app.tickets.iter().map(|t| q(t.as_str())).collect();
+            let _ = writeln!(
+                out,
+                "\n[[apps]]\nname = {}\n{id}\nsecret = {}\ndaily_quota = {}\ntickets = [{}]",
+                q(&app.name),
+                q(&app.secret_source.to_string()),
+                app.daily_quota,
+                tickets.join(", ")
+            );
+        }
+        for c in &self.clients {
+            let apps = match &c.apps {
+                AppScope::All => "[\"*\"]".to_string(),
+                AppScope::Only(set) => {
+                    let mut v: Vec<_> = set.iter().map(|s| q(s)).collect();
+                    v.sort();
+                    format!("[{}]", v.join(", "))
+                }
+            };
+            let _ = writeln!(
+                out,
+                "\n[[clients]]\nname = {}\nkey = {}\napps = {}\nadmin = {}",
+                q(&c.name),
+                q(&c.key_source.to_string()),
+                apps,
+                c.admin
+            );
+        }
+        out
+    }
+}

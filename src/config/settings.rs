@@ -1,0 +1,215 @@
+//! The validated configuration the server runs with, and the types its parts are made of.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use super::SecretSource;
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub upstream: UpstreamSettings,
+    pub refresh: RefreshSettings,
+    pub store: StoreSettings,
+    pub apps: Vec<AppSettings>,
+    pub clients: Vec<ClientSettings>,
+}
+
+/// Compared by value on a reload: a change needs a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub shutdown_timeout: Duration,
+    /// Deadline for reading a whole request body once its headers arrived.
+    pub body_timeout: Duration,
+    /// Open connections one HTTP worker accepts; `None` derives it from the open-file limit.
+    pub max_connections_per_worker: Option<usize>,
+}
+
+/// Compared by value on a reload: a change needs a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    /// Base URL of the WeChat API, without a trailing slash.
+    pub base_url: String,
+    /// Base URL of the WeCom (企业微信) API, without a trailing slash.
+    pub wecom_base_url: String,
+    /// Deadline for one whole upstream call: connect, request, answer.
+    pub timeout: Duration,
+    /// Extra trusted root certificates (PEM), on top of the built-in web PKI roots.
+    pub ca_file: Option<PathBuf>,
+    /// Shortest credential lifetime (`expires_in`) accepted from upstream; a shorter one is a
+    /// `decode` failure. The longest accepted is [`MAX_TOKEN_LIFETIME`].
+    pub min_token_lifetime: Duration,
+}
+
+/// Longest credential lifetime accepted from upstream: WeChat hands out 2 hours; a week is far
+/// beyond any real answer and keeps every time computation far from overflow.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
+
+/// Refresh policy. Durations rather than seconds so tests can use sub-second values.
+#[derive(Debug, Clone)]
+pub struct RefreshSettings {
+    pub margin: Duration,
+    pub min_interval: Duration,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+/// Compared by value on a reload: a change needs a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSettings {
+    /// A redb file database on local disk.
+    Embedded { path: PathBuf },
+    /// Redis, shared by several instances.
+    Redis(RedisSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://[:password@]host:port[/db]`; secret because it may carry the password.
+    pub url: SecretString,
+    pub url_source: SecretSource,
+    /// Prefix of every key and channel, so several deployments can share one Redis.
+    pub key_prefix: String,
+    /// How long the refresh lock lives if its holder dies.
+    pub lock_ttl: Duration,
+    /// How often each actor re-reads its record (covers missed change notifications).
+    pub poll_interval: Duration,
+    /// Written into records as `fetched_by`.
+    pub instance: String,
+}
+
+/// By what the running store uses: the URL (so a changed password counts, compared exposed
+/// here and never through `Debug`), prefix, timings and instance name. Where the URL came from
+/// does not matter.
+impl PartialEq for RedisSettings {
+    fn eq(&self, other: &Self) -> bool {
+        self.url.expose_secret() == other.url.expose_secret()
+            && self.key_prefix == other.key_prefix
+            && self.lock_ttl == other.lock_ttl
+            && self.poll_interval == other.poll_interval
+            && self.instance == other.instance
+    }
+}
+
+impl Eq for RedisSettings {}
+
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    /// The name clients use in URLs.
+    pub name: String,
+    pub kind: AppKind,
+    /// The AppID, or for WeCom apps the CorpID.
+    pub appid: String,
+    /// Dependent credentials fetched with the access token.
+    pub tickets: Vec<TicketKind>,
+    /// The AppSecret. `SecretString` keeps it out of `Debug` output.
+    pub secret: SecretString,
+    pub secret_source: SecretSource,
+    /// Daily limit of token calls, for the quota metric and alert.
+    pub daily_quota: u64,
+}
+
+/// What kind of account an app is, and so how its token is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppKind {
+    /// Official Account or Mini Program: `/cgi-bin/token` or `/cgi-bin/stable_token`.
+    Official(Grant),
+    /// WeCom (企业微信) app: `/cgi-bin/gettoken` with the CorpID and the app's own secret.
+    Wecom,
+}
+
+/// How an Official Account / Mini Program token is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// `GET /cgi-bin/token`: every call mints a new token.
+    ClientCredential,
+    /// `POST /cgi-bin/stable_token`: the same token until its last 5 minutes.
+    Stable,
+}
+
+/// A ticket type WeChat issues with `getticket`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TicketKind {
+    Jsapi,
+    WxCard,
+}
+
+impl TicketKind {
+    /// The `type` parameter of `getticket`, also used in URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketKind::Jsapi => "jsapi",
+            TicketKind::WxCard => "wx_card",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TicketKind> {
+        match s {
+            "jsapi" => Some(TicketKind::Jsapi),
+            "wx_card" => Some(TicketKind::WxCard),
+            _ => None,
+        }
+    }
+}
+
+impl AppSettings {
+    /// The identity of the app's shared record: the appid for official apps; for WeCom the
+    /// CorpID plus the app name, since one corp has many apps, each with its own token.
+    pub fn store_id(&self) -> String {
+        match self.kind {
+            AppKind::Official(_) => self.appid.clone(),
+            AppKind::Wecom => format!("{}.{}", self.appid, self.name),
+        }
+    }
+}
+
+/// Which apps a client may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppScope {
+    All,
+    Only(HashSet<String>),
+}
+
+impl AppScope {
+    pub fn allows(&self, app: &str) -> bool {
+        match self {
+            AppScope::All => true,
+            AppScope::Only(set) => set.contains(app),
+        }
+    }
+}
+
+/// A client of the token API. Only the SHA-256 digest of its key is kept in memory.
+#[derive(Clone)]
+pub struct ClientSettings {
+    pub name: String,
+    pub key_sha256: [u8; 32],
+    pub key_source: SecretSource,
+    pub apps: AppScope,
+    /// May revoke tokens and reload the configuration.
+    pub admin: bool,
+}
+
+impl fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("name", &self.name)
+            .field("key", &"[REDACTED]")
+            .field("apps", &self.apps)
+            .field("admin", &self.admin)
+            .finish()
+    }
+}
+
+/// SHA-256 of a client key, the form in which keys are stored and compared.
+pub fn key_digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}

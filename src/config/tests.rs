@@ -1,0 +1,450 @@
+//! Unit tests of loading: each rule of the file, the overrides, validation and redaction.
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+
+use super::*;
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:9000"
+[upstream]
+base_url = "http://127.0.0.1:1/"
+[[apps]]
+name = "shop"
+appid = "wx0123456789abcdef"
+secret_env = "SHOP_SECRET"
+[[clients]]
+name = "billing"
+key_env = "BILLING_KEY"
+apps = ["shop"]
+"#;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "SHOP_SECRET" => Some("s3cr3t-value".into()),
+        "BILLING_KEY" => Some("billing-key-0123456789".into()),
+        _ => None,
+    }
+}
+
+fn load(text: &str, overrides: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let o: Vec<(String, String)> = overrides
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    Settings::from_toml(text, &o, &env)
+}
+
+#[test]
+fn good_config_loads_with_defaults() {
+    let s = load(GOOD, &[]).unwrap();
+    assert_eq!(s.server.listen.port(), 9000);
+    assert_eq!(s.upstream.base_url, "http://127.0.0.1:1");
+    assert_eq!(s.refresh.margin, Duration::from_secs(600));
+    assert_eq!(s.apps[0].secret.expose_secret(), "s3cr3t-value");
+    assert_eq!(
+        s.clients[0].key_sha256,
+        key_digest("billing-key-0123456789")
+    );
+    assert!(s.clients[0].apps.allows("shop"));
+    assert!(!s.clients[0].apps.allows("other"));
+}
+
+#[test]
+fn env_overrides_nested_and_array_keys() {
+    let s = load(
+        GOOD,
+        &[
+            ("WXTOKEN_SERVER__LISTEN", "0.0.0.0:8081"),
+            ("WXTOKEN_REFRESH__MARGIN_SECS", "300"),
+            ("WXTOKEN_APPS__0__APPID", "12345"),
+            ("WXTOKEN_CONFIG", "ignored.toml"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.server.listen.to_string(), "0.0.0.0:8081");
+    assert_eq!(s.refresh.margin, Duration::from_secs(300));
+    assert_eq!(s.apps[0].appid, "12345");
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let e = load(&GOOD.replace("listen =", "lisen ="), &[]).unwrap_err();
+    assert!(e.to_string().contains("server.lisen"), "{e}");
+    let e = load(GOOD, &[("WXTOKEN_REFRESH__MARGN", "1")]).unwrap_err();
+    assert!(e.to_string().contains("refresh.margn"), "{e}");
+}
+
+#[test]
+fn missing_secret_variable_is_named() {
+    let e = load(&GOOD.replace("SHOP_SECRET", "NOPE"), &[]).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("apps[0].secret_env") && msg.contains("NOPE"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn duplicate_apps_unknown_apps_and_no_clients_are_rejected() {
+    let dup = format!("{GOOD}\n[[apps]]\nname = \"shop\"\nappid = \"wxother\"\nsecret = \"x\"\n");
+    assert!(load(&dup, &[])
+        .unwrap_err()
+        .to_string()
+        .contains("duplicate app name"));
+    let same_appid = format!(
+        "{GOOD}\n[[apps]]\nname = \"shop2\"\nappid = \"wx0123456789abcdef\"\nsecret = \"x\"\n"
+    );
+    assert!(load(&same_appid, &[])
+        .unwrap_err()
+        .to_string()
+        .contains("already used by app"));
+    let unknown = GOOD.replace("apps = [\"shop\"]", "apps = [\"nope\"]");
+    let e = load(&unknown, &[]).unwrap_err().to_string();
+    assert!(
+        e.contains("clients[0].apps[0]") && e.contains("nope"),
+        "{e}"
+    );
+    let no_clients = GOOD.split("[[clients]]").next().unwrap().to_string();
+    assert!(load(&no_clients, &[])
+        .unwrap_err()
+        .to_string()
+        .contains("clients"));
+}
+
+#[test]
+fn redis_store_settings_are_validated_and_redacted() {
+    let redis = GOOD.replace(
+        "[[apps]]",
+        "[store]\nkind = \"redis\"\nurl = \"redis://:hunter2@10.0.0.5:6379/0\"\nkey_prefix = \"wx\"\n[[apps]]",
+    );
+    let s = load(&redis, &[]).unwrap();
+    match &s.store {
+        StoreSettings::Redis(r) => {
+            assert_eq!(r.key_prefix, "wx");
+            assert_eq!(r.lock_ttl, Duration::from_secs(15));
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = s.redacted_toml();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("redis://10.0.0.5:6379/0"));
+    assert!(!format!("{s:?}").contains("hunter2"));
+    let e = load(&redis.replace("redis://:hunter2@", "http://"), &[]).unwrap_err();
+    assert!(e.to_string().contains("store.url"), "{e}");
+    let e = load(
+        &GOOD.replace("[[apps]]", "[store]\nurl = \"redis://x\"\n[[apps]]"),
+        &[],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("only used with"), "{e}");
+    assert_eq!(redact_url("redis://u:p@h:1/2"), "redis://h:1/2");
+}
+
+#[test]
+fn app_kinds_grants_and_tickets() {
+    let extra = r#"
+[[apps]]
+name = "stable-app"
+appid = "wxstable"
+grant = "stable"
+tickets = ["jsapi", "wx_card"]
+secret = "x"
+[[apps]]
+name = "hr"
+kind = "wecom"
+corpid = "ww123"
+secret = "y"
+[[apps]]
+name = "hr2"
+kind = "wecom"
+corpid = "ww123"
+secret = "z"
+"#;
+    let text = GOOD.replace("[[clients]]", &format!("{extra}\n[[clients]]"));
+    let s = load(&text, &[]).unwrap();
+    assert_eq!(s.apps[0].kind, AppKind::Official(Grant::ClientCredential));
+    assert_eq!(s.apps[1].kind, AppKind::Official(Grant::Stable));
+    assert_eq!(
+        s.apps[1].tickets,
+        vec![TicketKind::Jsapi, TicketKind::WxCard]
+    );
+    assert_eq!(s.apps[2].kind, AppKind::Wecom);
+    // Two WeCom apps of one corp never share a record.
+    assert_ne!(s.apps[2].store_id(), s.apps[3].store_id());
+    toml::from_str::<toml::Table>(&s.redacted_toml()).unwrap();
+
+    let bad = text.replace("grant = \"stable\"", "grant = \"magic\"");
+    assert!(load(&bad, &[])
+        .unwrap_err()
+        .to_string()
+        .contains("apps[1].grant"));
+    let bad = text.replace("\"wx_card\"]", "\"nope\"]");
+    assert!(load(&bad, &[])
+        .unwrap_err()
+        .to_string()
+        .contains("apps[1].tickets[1]"));
+    let bad = text.replace("corpid = \"ww123\"\nsecret = \"y\"", "secret = \"y\"");
+    assert!(load(&bad, &[])
+        .unwrap_err()
+        .to_string()
+        .contains("apps[2].corpid"));
+}
+
+#[test]
+fn redacted_rendering_hides_secrets() {
+    let s = load(GOOD, &[]).unwrap();
+    let text = s.redacted_toml();
+    assert!(!text.contains("s3cr3t-value"));
+    assert!(!text.contains("billing-key-0123456789"));
+    assert!(text.contains("env SHOP_SECRET (redacted)"));
+    // The rendering is itself valid TOML.
+    toml::from_str::<toml::Table>(&text).unwrap();
+    let debug = format!("{s:?}");
+    assert!(!debug.contains("s3cr3t-value"));
+    assert!(!debug.contains(&hex::encode(key_digest("billing-key-0123456789"))));
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
+fn with_secret_file(path: &std::path::Path) -> String {
+    GOOD.replace(
+        "secret_env = \"SHOP_SECRET\"",
+        &format!(
+            "secret_file = {}",
+            toml::Value::String(path.display().to_string())
+        ),
+    )
+}
+
+#[test]
+fn secret_files_must_be_regular_and_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = dir.path().join("ok");
+    std::fs::write(&ok, "  file-secret-value\n").unwrap();
+    let s = load(&with_secret_file(&ok), &[]).unwrap();
+    assert_eq!(s.apps[0].secret.expose_secret(), "file-secret-value");
+
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let big = dir.path().join("big");
+    std::fs::write(&big, "x".repeat(4097)).unwrap();
+    let exact = dir.path().join("exact");
+    std::fs::write(&exact, "y".repeat(4096)).unwrap();
+    assert!(load(&with_secret_file(&exact), &[]).is_ok(), "4 KiB fits");
+    let start = std::time::Instant::now();
+    for (path, what) in [
+        (fifo.as_path(), "a FIFO"),
+        (std::path::Path::new("/dev/zero"), "a device"),
+        (dir.path(), "a directory"),
+        (big.as_path(), "larger than 4096 bytes"),
+    ] {
+        let e = load(&with_secret_file(path), &[]).unwrap_err().to_string();
+        assert!(e.contains("apps[0].secret_file") && e.contains(what), "{e}");
+        assert!(!e.contains("xxxx"), "the content is never quoted: {e}");
+    }
+    assert!(start.elapsed() < Duration::from_secs(1), "never blocks");
+}
+
+#[test]
+fn client_keys_can_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "file-client-key-000000001\n").unwrap();
+    let shown = toml::Value::String(key.display().to_string());
+    let text = GOOD.replace("key_env = \"BILLING_KEY\"", &format!("key_file = {shown}"));
+    let s = load(&text, &[]).unwrap();
+    assert_eq!(
+        s.clients[0].key_sha256,
+        key_digest("file-client-key-000000001")
+    );
+    assert_eq!(s.clients[0].key_source, SecretSource::File(key.clone()));
+    // Exactly one source.
+    let both = text.replace("key_file", "key_env = \"BILLING_KEY\"\nkey_file");
+    let e = load(&both, &[]).unwrap_err().to_string();
+    assert!(
+        e.contains("clients[0].key") && e.contains("key_file"),
+        "{e}"
+    );
+    // The same file rules as secret_file.
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let e = load(
+        &GOOD.replace(
+            "key_env = \"BILLING_KEY\"",
+            &format!(
+                "key_file = {}",
+                toml::Value::String(fifo.display().to_string())
+            ),
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("clients[0].key_file") && e.contains("FIFO"),
+        "{e}"
+    );
+}
+
+#[test]
+fn secret_values_are_never_echoed_in_errors() {
+    let cases = [
+        GOOD.replace("secret_env = \"SHOP_SECRET\"", "secret = 98765432123456789"),
+        GOOD.replace("key_env = \"BILLING_KEY\"", "key = 98765432123456789"),
+        GOOD.replace(
+            "key_env = \"BILLING_KEY\"",
+            "key_sha256 = 98765432123456789",
+        ),
+        GOOD.replace(
+            "[[apps]]",
+            "[store]\nkind = \"redis\"\nurl = 98765432123456789\n[[apps]]",
+        ),
+        GOOD.replace(
+            "secret_env = \"SHOP_SECRET\"",
+            "secret = 98765432123456789abc",
+        ),
+        GOOD.replace(
+            "secret_env = \"SHOP_SECRET\"",
+            "secret = [\"98765432123456789\"]",
+        ),
+        // Too large for TOML's integers: the parser itself quotes it.
+        GOOD.replace(
+            "secret_env = \"SHOP_SECRET\"",
+            "secret = 98765432123456789000000",
+        ),
+    ];
+    for text in cases {
+        let e = load(&text, &[]).unwrap_err().to_string();
+        assert!(!e.contains("98765432123456789"), "{e}");
+    }
+    let e = load(&cases_secret_only(), &[]).unwrap_err().to_string();
+    assert!(e.contains("apps[0].secret") && e.contains("string"), "{e}");
+    // A numeric-looking secret from the environment stays a string.
+    let s = load(
+        &GOOD.replace("secret_env = \"SHOP_SECRET\"", ""),
+        &[("WXTOKEN_APPS__0__SECRET", "98765432123456789")],
+    )
+    .unwrap();
+    assert_eq!(s.apps[0].secret.expose_secret(), "98765432123456789");
+}
+
+fn cases_secret_only() -> String {
+    GOOD.replace("secret_env = \"SHOP_SECRET\"", "secret = 98765432123456789")
+}
+
+#[test]
+fn credentials_in_base_urls_are_refused_without_printing_them() {
+    for key in ["base_url", "wecom_base_url"] {
+        let text = GOOD.replace(
+            "base_url = \"http://127.0.0.1:1/\"",
+            &format!("{key} = \"https://admin:hunter2@proxy.example/wx\""),
+        );
+        let e = load(&text, &[]).unwrap_err().to_string();
+        assert!(e.contains(&format!("upstream.{key}")), "{e}");
+        assert!(e.contains("credentials"), "{e}");
+        assert!(!e.contains("hunter2") && !e.contains("admin"), "{e}");
+    }
+    // Not a URL at all, with an `@`: refused, still not printed.
+    let e = load(
+        &GOOD.replace("http://127.0.0.1:1/", "user:hunter2@host"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!e.contains("hunter2"), "{e}");
+    // An `@` in the path is no credential.
+    let s = load(&GOOD.replace("127.0.0.1:1/", "127.0.0.1:1/a@b"), &[]).unwrap();
+    assert_eq!(s.upstream.base_url, "http://127.0.0.1:1/a@b");
+}
+
+#[test]
+fn every_duration_and_count_has_an_upper_bound() {
+    let too_big = [
+        ("WXTOKEN_SERVER__SHUTDOWN_TIMEOUT_SECS", "3601"),
+        ("WXTOKEN_SERVER__BODY_TIMEOUT_SECS", "301"),
+        ("WXTOKEN_SERVER__MAX_CONNECTIONS_PER_WORKER", "1048577"),
+        ("WXTOKEN_UPSTREAM__TIMEOUT_SECS", "301"),
+        ("WXTOKEN_UPSTREAM__MIN_TOKEN_LIFETIME_SECS", "3601"),
+        ("WXTOKEN_REFRESH__MARGIN_SECS", "86401"),
+        ("WXTOKEN_REFRESH__MIN_INTERVAL_SECS", "3601"),
+        ("WXTOKEN_REFRESH__RETRY_MAX_SECS", "3601"),
+        ("WXTOKEN_REFRESH__RETRY_MIN_SECS", "3601"),
+        ("WXTOKEN_APPS__0__DAILY_QUOTA", "100000001"),
+        ("WXTOKEN_UPSTREAM__TIMEOUT_SECS", "18446744073709551615"),
+    ];
+    for (var, value) in too_big {
+        let text = GOOD.replace("[[apps]]\n", "[[apps]]\ndaily_quota = 2000\n");
+        let e = load(&text, &[(var, value)]).unwrap_err().to_string();
+        let key = var["WXTOKEN_".len()..]
+            .to_ascii_lowercase()
+            .replace("__0__", "[0].")
+            .replace("__", ".");
+        assert!(e.contains(&key), "{var}={value}: {e}");
+    }
+    // The largest allowed values load.
+    let s = load(
+        GOOD,
+        &[
+            ("WXTOKEN_SERVER__SHUTDOWN_TIMEOUT_SECS", "3600"),
+            ("WXTOKEN_UPSTREAM__TIMEOUT_SECS", "300"),
+            ("WXTOKEN_REFRESH__MARGIN_SECS", "86400"),
+            ("WXTOKEN_REFRESH__RETRY_MAX_SECS", "3600"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.upstream.timeout, Duration::from_secs(300));
+    let e = load(
+        GOOD,
+        &[
+            ("WXTOKEN_REFRESH__RETRY_MIN_SECS", "30"),
+            ("WXTOKEN_REFRESH__RETRY_MAX_SECS", "20"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("refresh.retry_max_secs"), "{e}");
+    let redis = GOOD.replace(
+        "[[apps]]",
+        "[store]\nkind = \"redis\"\nurl = \"redis://h:1\"\n[[apps]]",
+    );
+    for (key, v) in [("lock_ttl_secs", "3601"), ("poll_secs", "3601")] {
+        let text = redis.replace(
+            "url = \"redis://h:1\"",
+            &format!("url = \"redis://h:1\"\n{key} = {v}"),
+        );
+        let e = load(&text, &[]).unwrap_err().to_string();
+        assert!(e.contains(&format!("store.{key}")), "{e}");
+    }
+}
+
+#[test]
+fn restart_sections_compare_by_value_including_the_redis_password() {
+    let redis = |url: &str| {
+        GOOD.replace(
+            "[[apps]]",
+            &format!("[store]\nkind = \"redis\"\nurl = \"{url}\"\ninstance = \"a\"\n[[apps]]"),
+        )
+    };
+    let a = load(&redis("redis://:one@10.0.0.5:6379/0"), &[]).unwrap();
+    let same = load(&redis("redis://:one@10.0.0.5:6379/0"), &[]).unwrap();
+    let other = load(&redis("redis://:two@10.0.0.5:6379/0"), &[]).unwrap();
+    assert_eq!(a.store, same.store);
+    assert_ne!(a.store, other.store, "a changed password is a change");
+    assert_eq!(
+        format!("{:?}", a.store),
+        format!("{:?}", other.store),
+        "(which Debug cannot see)"
+    );
+    let b = load(GOOD, &[("WXTOKEN_UPSTREAM__TIMEOUT_SECS", "11")]).unwrap();
+    assert_ne!(load(GOOD, &[]).unwrap().upstream, b.upstream);
+    assert_eq!(load(GOOD, &[]).unwrap().server, b.server);
+}
