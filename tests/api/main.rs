@@ -10,6 +10,7 @@ mod helpers;
 mod https;
 mod invalidate;
 mod metrics;
+mod metrics_scale;
 mod ops;
 mod persistence;
 mod process;
