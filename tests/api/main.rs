@@ -17,6 +17,7 @@ mod process;
 mod prometheus;
 mod promtool;
 mod refresh;
+mod scrape;
 mod stable;
 mod tickets;
 mod token;
