@@ -37,7 +37,7 @@ pub struct AppHandle {
 
 impl AppHandle {
     /// Stops the app's actors for good (it was removed from the configuration) and drops
-    /// their gauges, so no frozen value keeps an alert firing.
+    /// their counters; the gauges go with the app, so no frozen value keeps an alert firing.
     pub fn retire(&self, metrics: &Metrics) {
         for (kind, t) in &self.tickets {
             t.addr.do_send(Retire);
@@ -80,8 +80,8 @@ fn spawn_actor(
     key: AppKey,
     label: String,
 ) -> CredentialHandle {
+    // Counters start at 0; the gauges follow from the published status at every scrape.
     deps.metrics.init_app(&label);
-    deps.metrics.set_quota_limit(&label, app.daily_quota);
     let status: SharedStatus = Arc::new(arc_swap::ArcSwap::from_pointee(AppStatus::default()));
     let cfg_status = status.clone();
     let deps_owned = deps.clone();

@@ -15,11 +15,11 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 
-use crate::apps::{ActorDeps, Apps};
+use crate::apps::{ticket_label, ActorDeps, Apps};
 use crate::config::{Settings, StoreSettings};
 use crate::http::auth::ClientKeys;
 use crate::http::{routes, track_requests, ServerState};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ScrapedCredential};
 use crate::reload::{Reload, Reloader};
 use crate::store::{EmbeddedStore, RedisStore, TokenStore};
 use crate::token::actor::DEFAULT_WAIT_LIMIT;
@@ -106,6 +106,15 @@ impl Application {
         )
         .start();
         let _ = state.reloader.set(reloader.clone());
+        // Scrapes read the apps running at that moment. A weak reference: the state owns the
+        // metrics, so a strong one would keep both alive forever.
+        let scraped = Arc::downgrade(&state.clone().into_inner());
+        state.metrics.read_credentials_from(move || {
+            scraped
+                .upgrade()
+                .map(|s| scraped_credentials(&s.apps.load()))
+                .unwrap_or_default()
+        });
         if options.handle_signals {
             reload_on_sighup(reloader)?;
         }
@@ -156,6 +165,27 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Every running credential (each app's token and tickets) with its status and quota limit.
+fn scraped_credentials(apps: &Apps) -> Vec<ScrapedCredential> {
+    let mut out = Vec::new();
+    for app in apps.iter() {
+        let daily_quota = app.settings.daily_quota;
+        out.push(ScrapedCredential {
+            label: app.name.clone(),
+            status: app.status.load_full(),
+            daily_quota,
+        });
+        for (kind, t) in &app.tickets {
+            out.push(ScrapedCredential {
+                label: ticket_label(&app.name, *kind),
+                status: t.status.load_full(),
+                daily_quota,
+            });
+        }
+    }
+    out
 }
 
 /// SIGHUP re-reads the configuration, as daemons do.

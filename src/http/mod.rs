@@ -374,10 +374,8 @@ async fn readyz(state: web::Data<ServerState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<ServerState>) -> HttpResponse {
-    let statuses = state.apps.load().statuses();
-    let text = state
-        .metrics
-        .render(statuses.iter().map(|(name, s)| (name.as_str(), s.clone())));
+    // The per-credential gauges are computed by the collector from the running apps.
+    let text = state.metrics.render();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)
