@@ -2,6 +2,8 @@
 
 mod admin;
 mod auth;
+mod corrupt_records;
+mod disk_full;
 mod facade;
 mod fake_wechat;
 mod faults;
@@ -15,6 +17,7 @@ mod persistence;
 mod process;
 mod prometheus;
 mod promtool;
+mod redis_freeze;
 mod refresh;
 mod stable;
 mod tickets;
