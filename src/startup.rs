@@ -63,7 +63,7 @@ impl Application {
         let metrics = Metrics::new(&names);
         let (store, poll_interval): (Arc<dyn TokenStore>, Duration) = match &settings.store {
             StoreSettings::Embedded { path } => (
-                Arc::new(EmbeddedStore::open(path)?),
+                Arc::new(EmbeddedStore::open(path, metrics.clone())?),
                 Duration::from_secs(3600),
             ),
             StoreSettings::Redis(redis) => (

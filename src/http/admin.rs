@@ -18,6 +18,9 @@ struct RevokedBody<'a> {
     expires_in: u64,
     expires_at: String,
     revoked: bool,
+    /// Whether the new token is saved in the store: `false` means a restart now would bring
+    /// back a token WeChat has replaced (the store keeps retrying; `/readyz` says when done).
+    persisted: bool,
     /// Stable grant: seconds until the second forced refresh that ends the old token.
     #[serde(skip_serializing_if = "Option::is_none")]
     second_rotation_in_secs: Option<u64>,
@@ -44,17 +47,27 @@ pub async fn revoke(
         Err(RevokeError::NoNewToken(e)) => return Err(no_valid_token(&app.name, e)),
         Err(e) => return Err(ApiError::Conflict(e.to_string())),
     };
+    // The store answers once the new token's save has been tried: a failure is pending there.
+    let persisted = !state
+        .store
+        .not_durable()
+        .iter()
+        .any(|k| k.as_str() == app.name);
     // The audit trail: who, which app, which token (fingerprints only); the log line's
     // timestamp says when.
-    tracing::warn!(
-        target: "wxtoken::audit",
-        event = "revoke",
-        client = %client.name,
-        app = %app.name,
-        old = %revoked.old.map(|f| f.to_string()).unwrap_or_else(|| "-".into()),
-        new = %revoked.record.token,
-        "token revoked"
-    );
+    let old = revoked
+        .old
+        .map(|f| f.to_string())
+        .unwrap_or_else(|| "-".into());
+    if persisted {
+        tracing::warn!(target: "wxtoken::audit", event = "revoke", client = %client.name,
+            app = %app.name, old = %old, new = %revoked.record.token, persisted,
+            "token revoked");
+    } else {
+        tracing::warn!(target: "wxtoken::audit", event = "revoke", client = %client.name,
+            app = %app.name, old = %old, new = %revoked.record.token, persisted,
+            "token revoked, but the new token is not saved yet: a restart before the store recovers would bring back the revoked token");
+    }
     let expires_in = revoked.record.remaining(SystemTime::now()).as_secs();
     Ok(HttpResponse::Ok()
         .insert_header(cache_control(expires_in))
@@ -64,6 +77,7 @@ pub async fn revoke(
             expires_in,
             expires_at: revoked.record.expires_at_rfc3339(),
             revoked: true,
+            persisted,
             second_rotation_in_secs: revoked.second_rotation_in.map(|d| d.as_secs()),
         }))
 }

@@ -328,15 +328,35 @@ struct StoreReadiness {
 /// Ready when every app holds a valid token; otherwise says per app why not. A shared store's
 /// health is reported too, but does not make the instance unready: with a valid token it keeps
 /// serving through a Redis outage, and taking every instance out of a load balancer because
-/// Redis is down would turn that outage into a full one.
+/// Redis is down would turn that outage into a full one. A token the local store could not
+/// save does make it unready (while still serving it): a restart would bring back an old token.
 async fn readyz(state: web::Data<ServerState>) -> HttpResponse {
     let now = SystemTime::now();
     let mut apps = BTreeMap::new();
     let mut ready = true;
+    // Key names of records a save failed for: the app's own, or `app/ticket/kind`.
+    let not_durable = state.store.not_durable();
     for app in state.apps.load().iter() {
         let status = app.status.load();
-        let why = if status.valid_token(now).is_some() {
+        let unsaved: Vec<&str> = not_durable
+            .iter()
+            .filter(|k| {
+                k.as_str() == app.name
+                    || k.strip_prefix(app.name.as_str())
+                        .is_some_and(|rest| rest.starts_with("/ticket/"))
+            })
+            .map(String::as_str)
+            .collect();
+        let why = if status.valid_token(now).is_some() && unsaved.is_empty() {
             "ok".to_string()
+        } else if status.valid_token(now).is_some() {
+            // Still served, but a restart now would bring back a token WeChat has replaced:
+            // take the instance out of rotation until the store has caught up.
+            ready = false;
+            format!(
+                "serving a token that is not saved yet (the store keeps retrying): {}",
+                unsaved.join(", ")
+            )
         } else {
             ready = false;
             match &status.last_failure {

@@ -1,30 +1,78 @@
-//! The embedded store: one redb file on local disk, the default for a single instance.
+//! The embedded store: one redb file on local disk, the default for a single instance. It owns
+//! its durability: a record it could not write (disk full, I/O error) is kept and retried in
+//! the background until it is on disk, and until then the app is reported as not durable.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 use redb::{Database, ReadableDatabase, TableDefinition};
+use tokio::sync::{watch, Notify};
 
-use super::{decode, encode, AppKey, Stored, TokenStore};
+use super::{decode_or_discard, encode, AppKey, Stored, TokenStore};
+use crate::metrics::Metrics;
 
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 
+/// First wait before retrying a failed save; it doubles up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(250);
+/// Longest wait between retries: once space is back the record is on disk within this (plus
+/// one write), well inside the 15 s an operator is promised.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
 /// A redb database. Every save is its own durable transaction (redb fsyncs on commit with a
 /// copy-on-write B-tree), so a crash leaves either the old record or the new one, never half.
+///
+/// After an I/O error redb refuses every later write (`PreviousIo`) until the database is
+/// opened again, so a failed write closes it and the next write (or the retry task) reopens it.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// Held for every disk operation: writes are serialized (redb allows one writer anyway)
+    /// and a reopen never races a read.
+    disk: Mutex<Disk>,
+    /// Records whose save failed, by key name: the newest per key. Its own lock, so readiness
+    /// checks never wait for the disk.
+    pending: Mutex<HashMap<String, Pending>>,
+    /// Orders saves: one that reaches the disk after a newer one of the same key is dropped.
+    seq: AtomicU64,
+    metrics: Metrics,
+    /// Wakes the retry task when a save fails.
+    wake: Arc<Notify>,
+    /// Dropped with the store, which stops the retry task.
+    _stop: watch::Sender<()>,
+}
+
+struct Disk {
+    /// `None` after a failed write: closed, to be reopened by the next write.
+    db: Option<Database>,
+    /// The sequence number of the last record written per key.
+    written: HashMap<String, u64>,
+}
+
+struct Pending {
+    seq: u64,
+    appid: String,
+    bytes: Vec<u8>,
 }
 
 impl EmbeddedStore {
     /// Opens (or creates) the database at `path`. A file that is not a readable database is
     /// moved aside to `<path>.corrupt-<unix seconds>` and a new one is created: losing the cached
     /// token costs one fetch, refusing to start would cost an outage.
-    pub fn open(path: &Path) -> anyhow::Result<EmbeddedStore> {
+    ///
+    /// Called inside a tokio runtime, it starts the task that retries failed saves; the task
+    /// stops when the last clone of the store is dropped.
+    pub fn open(path: &Path, metrics: Metrics) -> anyhow::Result<EmbeddedStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create store directory {}", dir.display()))?;
@@ -50,55 +98,209 @@ impl EmbeddedStore {
             }
         };
         restrict_permissions(path);
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        let (stop, stopped) = watch::channel(());
+        let wake = Arc::new(Notify::new());
+        let inner = Arc::new(Inner {
+            path: path.to_path_buf(),
+            disk: Mutex::new(Disk {
+                db: Some(db),
+                written: HashMap::new(),
+            }),
+            pending: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(0),
+            metrics,
+            wake: wake.clone(),
+            _stop: stop,
+        });
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(retry_loop(Arc::downgrade(&inner), wake, stopped));
+            }
+            Err(_) => {
+                tracing::debug!("no runtime: failed saves of the embedded store are not retried")
+            }
+        }
+        Ok(EmbeddedStore { inner })
+    }
+}
+
+impl Inner {
+    fn disk(&self) -> std::sync::MutexGuard<'_, Disk> {
+        // A panic while holding the lock leaves nothing half-done that matters: redb's own
+        // transactions are atomic. Keep going with the data.
+        self.disk.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn load_blocking(db: &Database, app: &str) -> anyhow::Result<Option<Stored>> {
-        let tx = db.begin_read()?;
-        let table = match tx.open_table(TOKENS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let Some(value) = table.get(app)? else {
-            return Ok(None);
-        };
-        let record = decode(value.value());
-        if record.is_none() {
-            tracing::warn!(app, "stored token record is unreadable; ignoring it");
-        }
-        Ok(record)
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn save_blocking(db: &Database, app: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        let tx = db.begin_write()?;
-        {
-            let mut table = tx.open_table(TOKENS)?;
-            table.insert(app, bytes)?;
+    /// The open database, reopening it if a failed write closed it.
+    fn db<'a>(&self, disk: &'a mut Disk) -> anyhow::Result<&'a Database> {
+        if disk.db.is_none() {
+            let db = reopen_db(&self.path)?;
+            tracing::info!(path = %self.path.display(), "token store reopened");
+            disk.db = Some(db);
         }
-        tx.commit()?;
-        Ok(())
+        disk.db
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("token store {} is closed", self.path.display()))
     }
+
+    fn load_blocking(&self, key: &AppKey) -> anyhow::Result<Option<Stored>> {
+        // A record still waiting for the disk is newer than what the disk holds: after an
+        // actor restart it must not come back with a token WeChat has already replaced.
+        let pending = self.pending().get(&key.name).map(|p| p.bytes.clone());
+        let bytes = match pending {
+            Some(bytes) => Some(bytes),
+            None => {
+                let mut disk = self.disk();
+                read_raw(self.db(&mut disk)?, &key.name)?
+            }
+        };
+        Ok(bytes.and_then(|b| decode_or_discard(key, &b, &self.metrics, "embedded")))
+    }
+
+    /// Writes record number `seq` of `app`, unless a newer one is already on disk. A failure
+    /// keeps it as pending (replacing an older pending one) and wakes the retry task.
+    fn write(&self, app: &str, appid: &str, bytes: &[u8], seq: u64) -> anyhow::Result<bool> {
+        let mut disk = self.disk();
+        if disk.written.get(app).is_some_and(|&w| w > seq) {
+            return Ok(false);
+        }
+        let result = self
+            .db(&mut disk)
+            .and_then(|db| save_blocking(db, app, bytes));
+        match result {
+            Ok(()) => {
+                disk.written.insert(app.to_string(), seq);
+                let mut pending = self.pending();
+                if pending.get(app).is_some_and(|p| p.seq <= seq) {
+                    pending.remove(app);
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                // redb fails every later write after an I/O error: close it, reopen later.
+                // Dropping it releases the file lock, so the reopen can take it.
+                disk.db = None;
+                drop(disk);
+                let mut pending = self.pending();
+                if pending.get(app).is_none_or(|p| p.seq < seq) {
+                    pending.insert(
+                        app.to_string(),
+                        Pending {
+                            seq,
+                            appid: appid.to_string(),
+                            bytes: bytes.to_vec(),
+                        },
+                    );
+                }
+                drop(pending);
+                self.wake.notify_one();
+                Err(e)
+            }
+        }
+    }
+
+    /// One pass over the pending records; true when none is left.
+    fn retry_pending(&self) -> bool {
+        let todo: Vec<(String, String, u64, Vec<u8>)> = self
+            .pending()
+            .iter()
+            .map(|(k, p)| (k.clone(), p.appid.clone(), p.seq, p.bytes.clone()))
+            .collect();
+        for (app, appid, seq, bytes) in todo {
+            match self.write(&app, &appid, &bytes, seq) {
+                Ok(_) => {
+                    tracing::info!(app = %app, "saved the token record that could not be saved before")
+                }
+                Err(e) => {
+                    tracing::warn!(app = %app, error = %format!("{e:#}"),
+                        "token record still cannot be saved; retrying");
+                    self.metrics
+                        .store_failed(&AppKey { name: app, appid }.metric_label(), "save");
+                    return false;
+                }
+            }
+        }
+        self.pending().is_empty()
+    }
+}
+
+/// Retries pending records with a doubling backoff capped at [`RETRY_MAX`] until none is left,
+/// then sleeps until the next failure. Ends when the store is dropped.
+async fn retry_loop(inner: Weak<Inner>, wake: Arc<Notify>, mut stopped: watch::Receiver<()>) {
+    loop {
+        tokio::select! {
+            r = stopped.changed() => if r.is_err() { return },
+            () = wake.notified() => {}
+        }
+        let mut delay = RETRY_MIN;
+        loop {
+            tokio::select! {
+                r = stopped.changed() => if r.is_err() { return },
+                () = tokio::time::sleep(delay) => {}
+            }
+            let Some(i) = inner.upgrade() else {
+                return;
+            };
+            let done = tokio::task::spawn_blocking(move || i.retry_pending())
+                .await
+                .unwrap_or(false);
+            if done {
+                break;
+            }
+            delay = delay.saturating_mul(2).min(RETRY_MAX);
+        }
+    }
+}
+
+fn read_raw(db: &Database, app: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    let tx = db.begin_read()?;
+    let table = match tx.open_table(TOKENS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(table.get(app)?.map(|v| v.value().to_vec()))
+}
+
+fn save_blocking(db: &Database, app: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let tx = db.begin_write()?;
+    {
+        let mut table = tx.open_table(TOKENS)?;
+        table.insert(app, bytes)?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 impl TokenStore for EmbeddedStore {
     fn load(&self, key: &AppKey) -> BoxFuture<'static, anyhow::Result<Option<Stored>>> {
-        let db = self.db.clone();
-        let app = key.name.clone();
+        let inner = self.inner.clone();
+        let key = key.clone();
         // redb blocks on disk I/O: keep it off the threads that run actors and requests.
-        tokio::task::spawn_blocking(move || Self::load_blocking(&db, &app))
+        tokio::task::spawn_blocking(move || inner.load_blocking(&key))
             .map(|r| r.context("store task failed")?)
             .boxed()
     }
 
     fn save(&self, key: &AppKey, stored: &Stored) -> BoxFuture<'static, anyhow::Result<bool>> {
-        let db = self.db.clone();
+        let inner = self.inner.clone();
         let app = key.name.clone();
+        let appid = key.appid.clone();
         let bytes = encode(stored);
-        // One process owns the file, so there is no older writer to fence: always written.
-        tokio::task::spawn_blocking(move || Self::save_blocking(&db, &app, &bytes).map(|()| true))
+        let seq = inner.seq.fetch_add(1, Ordering::SeqCst);
+        tokio::task::spawn_blocking(move || inner.write(&app, &appid, &bytes, seq))
             .map(|r| r.context("store task failed")?)
             .boxed()
+    }
+
+    fn not_durable(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.pending().keys().cloned().collect();
+        names.sort();
+        names
     }
 }
 
@@ -114,7 +316,7 @@ fn open_db(path: &Path) -> Result<Database, OpenError> {
     match result {
         Ok(Ok(db)) => {
             // Opening can succeed on a damaged file; a read of the table proves it usable.
-            match EmbeddedStore::load_blocking(&db, "\u{0}probe") {
+            match read_raw(&db, "\u{0}probe") {
                 Ok(_) => Ok(db),
                 Err(e) => Err(OpenError::Corrupt(format!("{e:#}"))),
             }
@@ -139,6 +341,19 @@ fn open_db(path: &Path) -> Result<Database, OpenError> {
             anyhow::Error::new(e).context(format!("cannot open store {}", path.display())),
         )),
         Err(_) => Err(OpenError::Corrupt("the database library panicked while opening it".into())),
+    }
+}
+
+/// Opens the database again after a failed write. Unlike at start-up a file that does not open
+/// is not moved aside: a full or failing disk is not a corrupt file, and the retry comes back.
+fn reopen_db(path: &Path) -> anyhow::Result<Database> {
+    match open_db(path) {
+        Ok(db) => Ok(db),
+        Err(OpenError::Fatal(e)) => Err(e),
+        Err(OpenError::Corrupt(why)) => Err(anyhow::anyhow!(
+            "cannot reopen store {}: {why}",
+            path.display()
+        )),
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::future::{BoxFuture, LocalBoxFuture};
 use serde::{Deserialize, Serialize};
 
+use crate::config::MAX_TOKEN_LIFETIME;
 use crate::token::{AccessToken, QuotaUsage, SharedStatus, TokenRecord};
 use crate::upstream::{Fetched, UpstreamError};
 
@@ -23,6 +24,17 @@ pub struct AppKey {
     pub name: String,
     /// The appid (part of the shared store's key, so apps never read each other's records).
     pub appid: String,
+}
+
+impl AppKey {
+    /// The `app` label of this key's metrics, as the actors use it: the app name, or
+    /// `name:kind_ticket` for a ticket (whose key name is `name/ticket/kind`).
+    pub fn metric_label(&self) -> String {
+        match self.name.split_once("/ticket/") {
+            Some((app, kind)) => format!("{app}:{kind}_ticket"),
+            None => self.name.clone(),
+        }
+    }
 }
 
 /// What is kept per app: its token, the day's quota usage as of that token's fetch, and which
@@ -118,7 +130,12 @@ pub fn stored_from_fetch(
             appid: key.appid.clone(),
             token: fetched.token,
             fetched_at: fetched.requested_at,
-            expires_at: fetched.requested_at + fetched.expires_in,
+            // Saturating: a lifetime that does not fit yields an already expired record
+            // rather than a panic.
+            expires_at: fetched
+                .requested_at
+                .checked_add(fetched.expires_in)
+                .unwrap_or(fetched.requested_at),
             generation,
         },
         quota,
@@ -146,7 +163,13 @@ pub trait TokenStore: Send + Sync + 'static {
     ) -> LocalBoxFuture<'static, Result<Refreshed, RefreshError>> {
         Box::pin(async move {
             let fetched = fetch().await?;
-            let stored = stored_from_fetch(&key, fetched, basis.generation + 1, basis.quota, None);
+            let stored = stored_from_fetch(
+                &key,
+                fetched,
+                basis.generation.saturating_add(1),
+                basis.quota,
+                None,
+            );
             let store_error = match self.save(&key, &stored).await {
                 Ok(_) => None,
                 Err(e) => Some(format!("{e:#}")),
@@ -171,6 +194,12 @@ pub trait TokenStore: Send + Sync + 'static {
     fn health(&self) -> Option<StoreHealth> {
         None
     }
+
+    /// The key names (`AppKey::name`) whose latest record is not durable yet: a save failed
+    /// and the store is still retrying it. A restart now would bring back an older token.
+    fn not_durable(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The on-disk form of a record (JSON), versioned so the format can evolve.
@@ -192,12 +221,52 @@ struct StoredRecord {
     depends_on: Option<u64>,
 }
 
-fn to_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+/// Largest encoded record accepted from a store: a real one is a few hundred bytes (the token
+/// at most 4 KiB), so anything bigger is garbage and is not even parsed.
+const MAX_RECORD_BYTES: usize = 16 * 1024;
+/// Longest token accepted from a store, the same bound as for an answer from upstream.
+const MAX_TOKEN_BYTES: usize = 4096;
+/// Highest generation accepted. One refresh a second for a million years stays below it, and
+/// it is so far below `u64::MAX` that `+ 1` can never wrap.
+pub const MAX_GENERATION: u64 = 1 << 48;
+/// A record fetched "in the future" by more than this is not a clock skew between instances.
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(86_400);
+/// More calls on one quota day than any WeChat limit allows (the stable grant: 500,000).
+const MAX_QUOTA_USED: u64 = 10_000_000;
+/// Longest instance name in `fetched_by` (it is logged).
+const MAX_INSTANCE_BYTES: usize = 256;
+
+/// Why a stored record is not used. Says which rule it broke, never what the token is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Corrupt {
+    #[error("record is larger than {MAX_RECORD_BYTES} bytes")]
+    TooLarge,
+    #[error("record is not valid JSON of the expected shape ({0})")]
+    Unparsable(&'static str),
+    #[error("record format version {0} is not supported")]
+    Version(u32),
+    #[error("record names another appid")]
+    OtherAppid,
+    #[error("token is empty, longer than {MAX_TOKEN_BYTES} bytes or has non-printable bytes")]
+    Token,
+    #[error("{0} is out of range")]
+    OutOfRange(&'static str),
 }
 
+/// Milliseconds since the epoch; 0 before it, `u64::MAX` beyond what fits.
+fn to_ms(t: SystemTime) -> u64 {
+    let ms = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// The time `ms` after the epoch, or the latest time the platform can represent near it.
+/// `decode` checks the bounds first, so a stored value never gets here out of range.
 fn from_ms(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
+    let d = Duration::from_millis(ms);
+    UNIX_EPOCH
+        .checked_add(d)
+        .or_else(|| UNIX_EPOCH.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 pub(crate) fn encode(stored: &Stored) -> Vec<u8> {
@@ -217,12 +286,81 @@ pub(crate) fn encode(stored: &Stored) -> Vec<u8> {
     serde_json::to_vec(&stored).expect("a struct of strings and numbers always serializes")
 }
 
-pub(crate) fn decode(bytes: &[u8]) -> Option<Stored> {
-    let s: StoredRecord = serde_json::from_slice(bytes).ok()?;
-    if s.v != 1 || s.token.is_empty() {
-        return None;
+/// [`decode`] for a store's read path: a corrupt record is logged (without its token),
+/// counted in `wxtoken_store_errors_total{op="decode"}`, and reported as absent.
+pub(crate) fn decode_or_discard(
+    key: &AppKey,
+    bytes: &[u8],
+    metrics: &crate::metrics::Metrics,
+    store: &'static str,
+) -> Option<Stored> {
+    match decode(key, bytes, SystemTime::now()) {
+        Ok(s) => Some(s),
+        Err(why) => {
+            metrics.store_failed(&key.metric_label(), "decode");
+            tracing::error!(app = %key.name, store, error = %why,
+                "stored token record is corrupt; ignoring it (it is never served)");
+            None
+        }
     }
-    Some(Stored {
+}
+
+/// Parses a record read from a store for `key`, at `now`, and checks everything the server
+/// later relies on: a record that passes cannot make time arithmetic overflow, a generation
+/// wrap, or another app's token be served. One that fails is to be treated as absent.
+pub fn decode(key: &AppKey, bytes: &[u8], now: SystemTime) -> Result<Stored, Corrupt> {
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(Corrupt::TooLarge);
+    }
+    // Only the category of a serde error: its message may quote the token.
+    let s: StoredRecord = serde_json::from_slice(bytes).map_err(|e| {
+        Corrupt::Unparsable(match e.classify() {
+            serde_json::error::Category::Io => "io",
+            serde_json::error::Category::Syntax => "syntax",
+            serde_json::error::Category::Data => "data",
+            serde_json::error::Category::Eof => "eof",
+        })
+    })?;
+    if s.v != 1 {
+        return Err(Corrupt::Version(s.v));
+    }
+    if s.appid != key.appid {
+        return Err(Corrupt::OtherAppid);
+    }
+    if s.token.is_empty()
+        || s.token.len() > MAX_TOKEN_BYTES
+        || !s.token.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(Corrupt::Token);
+    }
+    let now_ms = to_ms(now);
+    let skew_ms = to_ms(UNIX_EPOCH + MAX_CLOCK_SKEW);
+    if s.fetched_at_ms > now_ms.saturating_add(skew_ms) {
+        return Err(Corrupt::OutOfRange("fetched_at_ms"));
+    }
+    if s.expires_at_ms < s.fetched_at_ms {
+        return Err(Corrupt::OutOfRange("expires_at_ms (before fetched_at_ms)"));
+    }
+    if s.expires_at_ms - s.fetched_at_ms > to_ms(UNIX_EPOCH + MAX_TOKEN_LIFETIME) {
+        return Err(Corrupt::OutOfRange("expires_at_ms (lifetime over 7 days)"));
+    }
+    if s.generation > MAX_GENERATION {
+        return Err(Corrupt::OutOfRange("generation"));
+    }
+    if s.depends_on.is_some_and(|g| g > MAX_GENERATION) {
+        return Err(Corrupt::OutOfRange("depends_on"));
+    }
+    let today = QuotaUsage::day_of(now);
+    if s.quota_day > today.saturating_add(1) || s.quota_used > MAX_QUOTA_USED {
+        return Err(Corrupt::OutOfRange("quota"));
+    }
+    if s.fetched_by
+        .as_ref()
+        .is_some_and(|f| f.len() > MAX_INSTANCE_BYTES || f.chars().any(char::is_control))
+    {
+        return Err(Corrupt::OutOfRange("fetched_by"));
+    }
+    Ok(Stored {
         record: TokenRecord {
             appid: s.appid,
             token: AccessToken::new(s.token),
@@ -243,24 +381,101 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Stored> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn records_round_trip_to_the_millisecond() {
-        let rec = Stored {
+    fn key() -> AppKey {
+        AppKey {
+            name: "shop".into(),
+            appid: "wx1".into(),
+        }
+    }
+
+    fn now() -> SystemTime {
+        from_ms(1_700_000_100_000)
+    }
+
+    fn record() -> Stored {
+        Stored {
             record: TokenRecord {
                 appid: "wx1".into(),
-                token: AccessToken::new("tok"),
+                token: AccessToken::new("S3CRET-VALUE"),
                 fetched_at: from_ms(1_700_000_000_123),
                 expires_at: from_ms(1_700_007_200_123),
                 generation: 7,
             },
             quota: QuotaUsage {
-                day: 20_000,
+                day: QuotaUsage::day_of(now()),
                 used: 3,
             },
             fetched_by: Some("host-1".into()),
             depends_on: Some(4),
+        }
+    }
+
+    /// The encoded `record()` with one JSON field replaced.
+    fn with(field: &str, value: serde_json::Value) -> Vec<u8> {
+        let mut v: serde_json::Value = serde_json::from_slice(&encode(&record())).unwrap();
+        v[field] = value;
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn records_round_trip_to_the_millisecond() {
+        let rec = record();
+        assert_eq!(decode(&key(), &encode(&rec), now()), Ok(rec));
+    }
+
+    #[test]
+    fn every_kind_of_bad_record_is_refused_without_quoting_the_token() {
+        use serde_json::json;
+        let max = json!(u64::MAX);
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("garbage", b"garbage".to_vec()),
+            ("huge", vec![b' '; MAX_RECORD_BYTES + 1]),
+            ("version", with("v", json!(2))),
+            ("other appid", with("appid", json!("wx2"))),
+            ("empty token", with("token", json!(""))),
+            ("token with space", with("token", json!("a b"))),
+            ("long token", with("token", json!("x".repeat(4097)))),
+            ("expiry u64::MAX", with("expires_at_ms", max.clone())),
+            ("fetch in the future", with("fetched_at_ms", max.clone())),
+            ("expiry before fetch", with("expires_at_ms", json!(1))),
+            (
+                "lifetime over 7 days",
+                with(
+                    "expires_at_ms",
+                    json!(1_700_000_000_123u64 + 8 * 86_400_000),
+                ),
+            ),
+            ("generation u64::MAX", with("generation", max.clone())),
+            ("generation negative", with("generation", json!(-1))),
+            ("depends_on", with("depends_on", max.clone())),
+            ("quota used", with("quota_used", max.clone())),
+            ("quota day", with("quota_day", max)),
+            ("fetched_by", with("fetched_by", json!("a\nb"))),
+        ];
+        for (what, bytes) in cases {
+            let err = decode(&key(), &bytes, now()).expect_err(what);
+            assert!(!err.to_string().contains("S3CRET"), "{what}: {err}");
+        }
+        // The largest values in range still decode.
+        let ok = with("generation", json!(MAX_GENERATION));
+        assert!(decode(&key(), &ok, now()).is_ok());
+    }
+
+    #[test]
+    fn time_conversions_saturate() {
+        assert_eq!(to_ms(UNIX_EPOCH - Duration::from_secs(5)), 0);
+        let far = from_ms(u64::MAX);
+        assert!(far > now());
+        assert_eq!(to_ms(from_ms(1_234)), 1_234);
+    }
+
+    #[test]
+    fn ticket_keys_are_labelled_like_their_actors() {
+        let k = AppKey {
+            name: "shop/ticket/jsapi".into(),
+            appid: "wx1/ticket/jsapi".into(),
         };
-        assert_eq!(decode(&encode(&rec)), Some(rec));
-        assert_eq!(decode(b"garbage"), None);
+        assert_eq!(k.metric_label(), "shop:jsapi_ticket");
+        assert_eq!(key().metric_label(), "shop");
     }
 }

@@ -11,6 +11,12 @@
 //! this one waited), and only then fetches. The write is a compare-and-set on the generation
 //! in Lua, so a refresher whose lock expired mid-fetch can never overwrite a newer token.
 //!
+//! A lock command whose answer never came (Redis stalled, e.g. frozen) may still be carried
+//! out when Redis resumes, leaving a lock that no refresh of this instance holds: the lock's
+//! owner value is then remembered, and this instance deletes such leftovers (only if they still
+//! carry that value) as soon as Redis answers again and before its next attempt. Otherwise a
+//! token reported as rejected would stay in service fleet-wide for the whole lock TTL.
+//!
 //! While Redis is unreachable nobody may fetch a token that is still valid (that would
 //! invalidate the token the rest of the fleet serves); once the token has expired an instance
 //! may fetch alone, and its actor writes the token back when Redis returns.
@@ -26,7 +32,7 @@ use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret;
 
 use super::{
-    decode, encode, stored_from_fetch, AppKey, Basis, FetchFn, RefreshError, Refreshed,
+    decode_or_discard, encode, stored_from_fetch, AppKey, Basis, FetchFn, RefreshError, Refreshed,
     StoreHealth, Stored, TokenStore,
 };
 use crate::config::{redact_url, RedisSettings};
@@ -40,8 +46,14 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 const LOCK_POLL: Duration = Duration::from_millis(50);
 
 /// Writes the record only if its generation is higher than the stored one, then announces it.
+/// A stored generation that is not a number or is beyond `MAX_GENERATION` (ARGV[5]) belongs to
+/// a corrupt record, which every reader ignores: it does not fence anything, or one bad write
+/// would freeze the app's record for good. Likewise a record still byte for byte the one this
+/// instance read and found corrupt (ARGV[6]) does not fence: its generation cannot be trusted.
 const CAS_SCRIPT: &str = r#"
-local current = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0')
+local current = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0') or 0
+if current > tonumber(ARGV[5]) or current < 0 then current = 0 end
+if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'record') == ARGV[6] then current = 0 end
 if tonumber(ARGV[1]) <= current then return 0 end
 redis.call('HSET', KEYS[1], 'generation', ARGV[1], 'record', ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
@@ -55,6 +67,19 @@ return 0
 "#;
 
 type Notify = Arc<dyn Fn() + Send + Sync>;
+
+/// At most this many leftover lock values are remembered (one per stalled attempt; attempts
+/// are at most one per app and backoff step, and each is forgotten after the lock TTL).
+const MAX_LEFTOVERS: usize = 64;
+
+/// A lock value of this instance that no refresh holds: a `SET` or an unlock whose answer was
+/// lost. Deleted when Redis answers, if the lock still has this value.
+struct Leftover {
+    lock_key: String,
+    owner: String,
+    /// The lock has expired by itself by then.
+    until: Instant,
+}
 
 struct Inner {
     client: redis::Client,
@@ -70,6 +95,10 @@ struct Inner {
     up: AtomicBool,
     detail: Mutex<String>,
     watchers: Mutex<HashMap<String, Vec<Notify>>>,
+    leftovers: Mutex<Vec<Leftover>>,
+    /// Per token key, the last record read that was corrupt, exactly as read: a write may
+    /// replace it whatever generation it claims (see `CAS_SCRIPT`).
+    corrupt_seen: Mutex<HashMap<String, Vec<u8>>>,
     cas: redis::Script,
     unlock: redis::Script,
 }
@@ -111,6 +140,8 @@ impl RedisStore {
             up: AtomicBool::new(false),
             detail: Mutex::new("not connected yet".into()),
             watchers: Mutex::new(HashMap::new()),
+            leftovers: Mutex::new(Vec::new()),
+            corrupt_seen: Mutex::new(HashMap::new()),
             cas: redis::Script::new(CAS_SCRIPT),
             unlock: redis::Script::new(UNLOCK_SCRIPT),
         });
@@ -214,22 +245,31 @@ impl Inner {
 
     async fn load(&self, key: &AppKey) -> anyhow::Result<Option<Stored>> {
         let k = self.token_key(key);
+        let read_key = k.clone();
         let raw: Option<Vec<u8>> = self
             .run("read", |mut c| async move {
                 redis::cmd("HGET")
-                    .arg(&k)
+                    .arg(&read_key)
                     .arg("record")
                     .query_async(&mut c)
                     .await
             })
             .await?;
-        Ok(raw.and_then(|bytes| {
-            let decoded = decode(&bytes);
-            if decoded.is_none() {
-                tracing::warn!(app = %key.name, "shared token record is unreadable; ignoring it");
+        // Every read of a record (start-up, change notifications and polls, the re-read under
+        // the lock, the one after a fenced write) comes through here.
+        let decoded = raw
+            .as_ref()
+            .and_then(|bytes| decode_or_discard(key, bytes, &self.metrics, "redis"));
+        let mut seen = self.corrupt_seen.lock().expect("lock not poisoned");
+        match raw {
+            Some(bytes) if decoded.is_none() => {
+                seen.insert(k, bytes);
             }
-            decoded
-        }))
+            _ => {
+                seen.remove(&k);
+            }
+        }
+        Ok(decoded)
     }
 
     async fn save(&self, key: &AppKey, stored: &Stored) -> anyhow::Result<bool> {
@@ -238,6 +278,13 @@ impl Inner {
         let body = encode(stored);
         let channel = self.channel();
         let appid = key.appid.clone();
+        let corrupt = self
+            .corrupt_seen
+            .lock()
+            .expect("lock not poisoned")
+            .get(&k)
+            .cloned()
+            .unwrap_or_default();
         let cas = &self.cas;
         let written: i64 = self
             .run("write", |mut c| async move {
@@ -246,6 +293,8 @@ impl Inner {
                     .arg(body)
                     .arg(channel)
                     .arg(appid)
+                    .arg(super::MAX_GENERATION)
+                    .arg(corrupt)
                     .invoke_async(&mut c)
                     .await
             })
@@ -255,11 +304,12 @@ impl Inner {
 
     async fn try_lock(&self, key: &AppKey, owner: &str) -> anyhow::Result<bool> {
         let k = self.lock_key(key);
-        let ttl = self.lock_ttl.as_millis() as u64;
-        let reply: Option<String> = self
+        let ttl = u64::try_from(self.lock_ttl.as_millis()).unwrap_or(u64::MAX);
+        let k2 = k.clone();
+        let reply: anyhow::Result<Option<String>> = self
             .run("lock", |mut c| async move {
                 redis::cmd("SET")
-                    .arg(&k)
+                    .arg(&k2)
                     .arg(owner)
                     .arg("NX")
                     .arg("PX")
@@ -267,21 +317,76 @@ impl Inner {
                     .query_async(&mut c)
                     .await
             })
-            .await?;
-        Ok(reply.is_some())
+            .await;
+        match reply {
+            Ok(r) => Ok(r.is_some()),
+            Err(e) => {
+                // The SET may still be carried out (Redis stalled, not gone).
+                self.remember_leftover(k, owner);
+                Err(e)
+            }
+        }
     }
 
     async fn unlock(&self, key: &AppKey, owner: &str) {
         let k = self.lock_key(key);
-        let unlock = &self.unlock;
-        let result: anyhow::Result<i64> = self
-            .run("unlock", |mut c| async move {
-                unlock.key(&k).arg(owner).invoke_async(&mut c).await
-            })
-            .await;
-        if let Err(e) = result {
-            // The lock expires by itself; nothing is lost but a little time.
+        if let Err(e) = self.delete_lock(&k, owner).await {
+            // Released as soon as Redis answers again (or it expires by itself).
+            self.remember_leftover(k, owner);
             tracing::debug!(app = %key.name, error = %format!("{e:#}"), "could not release the refresh lock");
+        }
+    }
+
+    /// Deletes `lock_key` if it still holds `owner`: whether it did.
+    async fn delete_lock(&self, lock_key: &str, owner: &str) -> anyhow::Result<bool> {
+        let unlock = &self.unlock;
+        let deleted: i64 = self
+            .run("unlock", |mut c| async move {
+                unlock.key(lock_key).arg(owner).invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    fn remember_leftover(&self, lock_key: String, owner: &str) {
+        let mut leftovers = self.leftovers.lock().expect("lock not poisoned");
+        if leftovers.len() >= MAX_LEFTOVERS {
+            leftovers.remove(0);
+        }
+        leftovers.push(Leftover {
+            lock_key,
+            owner: owner.to_string(),
+            until: Instant::now() + self.lock_ttl + COMMAND_TIMEOUT,
+        });
+    }
+
+    /// Deletes the locks this instance left behind (see the module documentation). Those not
+    /// confirmed gone are kept until their TTL has run out: the stalled `SET` may only now be
+    /// carried out.
+    async fn release_leftovers(&self) {
+        let now = Instant::now();
+        let todo: Vec<(String, String)> = {
+            let mut leftovers = self.leftovers.lock().expect("lock not poisoned");
+            leftovers.retain(|l| l.until > now);
+            leftovers
+                .iter()
+                .map(|l| (l.lock_key.clone(), l.owner.clone()))
+                .collect()
+        };
+        for (lock_key, owner) in todo {
+            match self.delete_lock(&lock_key, &owner).await {
+                Ok(true) => {
+                    tracing::info!(lock = %lock_key,
+                        "released a refresh lock left over from a Redis stall");
+                    self.leftovers
+                        .lock()
+                        .expect("lock not poisoned")
+                        .retain(|l| l.owner != owner);
+                }
+                Ok(false) => {}
+                // Still stalled: the next attempt or health check tries again.
+                Err(_) => return,
+            }
         }
     }
 
@@ -292,7 +397,9 @@ impl Inner {
         basis: Basis,
         fetch: FetchFn,
     ) -> Result<Refreshed, RefreshError> {
+        // Random per attempt: a value remembered as left over is never one a refresh holds.
         let owner = format!("{}-{:016x}", self.instance, rand::random::<u64>());
+        self.release_leftovers().await;
         // Another refresher holds the lock at most lock_ttl; wait that long for its result.
         let deadline = Instant::now() + self.lock_ttl + Duration::from_secs(1);
         loop {
@@ -304,6 +411,9 @@ impl Inner {
                             return Ok(Refreshed::Adopted(r));
                         }
                     }
+                    // The holder may be a stalled attempt of this very instance, whose SET
+                    // Redis carried out late: release it rather than wait out its TTL.
+                    self.release_leftovers().await;
                     if Instant::now() > deadline {
                         return Err(RefreshError::Store(
                             "another instance holds the refresh lock and has not refreshed".into(),
@@ -345,7 +455,7 @@ impl Inner {
         let stored = stored_from_fetch(
             key,
             fetched,
-            base_generation + 1,
+            base_generation.saturating_add(1),
             quota,
             Some(self.instance.clone()),
         );
@@ -394,7 +504,7 @@ impl Inner {
         let stored = stored_from_fetch(
             &key,
             fetched,
-            basis.generation + 1,
+            basis.generation.saturating_add(1),
             basis.quota,
             Some(self.instance.clone()),
         );
@@ -428,7 +538,10 @@ async fn health_loop(inner: Weak<Inner>) {
             },
         };
         match result {
-            Ok(_) => inner.set_health(true, "ok".into()),
+            Ok(_) => {
+                inner.set_health(true, "ok".into());
+                inner.release_leftovers().await;
+            }
             Err(e) => inner.set_health(false, format!("unreachable: {e}")),
         }
     }

@@ -79,6 +79,17 @@ impl RedisServer {
         }
     }
 
+    /// Sends `signal` (e.g. "STOP", "CONT") to the running redis-server.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} {pid} failed");
+    }
+
     pub fn url(&self) -> String {
         match &self.password {
             Some(p) => format!("redis://:{p}@127.0.0.1:{}/", self.port),
@@ -102,7 +113,7 @@ impl Drop for RedisServer {
     }
 }
 
-fn redis_settings(
+pub fn redis_settings(
     spec: &Spec,
     fake: &FakeWechat,
     redis: &RedisServer,

@@ -3,6 +3,8 @@
 mod admin;
 mod auth;
 mod config_hostile;
+mod corrupt_records;
+mod disk_full;
 mod facade;
 mod fake_wechat;
 mod faults;
@@ -18,6 +20,7 @@ mod persistence;
 mod process;
 mod prometheus;
 mod promtool;
+mod redis_freeze;
 mod refresh;
 mod scrape;
 mod stable;
