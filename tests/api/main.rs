@@ -7,6 +7,7 @@ mod fake_wechat;
 mod faults;
 mod ha;
 mod helpers;
+mod hostile_clients;
 mod https;
 mod invalidate;
 mod metrics;
