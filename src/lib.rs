@@ -10,6 +10,7 @@
 //! - `cli`: the command line (`serve`, `check-config`, `fake-wechat`, `demo`).
 //! - `config`: settings from TOML plus `WXTOKEN_` overrides, validated, secrets redacted.
 //! - `startup`: builds metrics, store, actors and the HTTP server.
+//! - `fd_limit`: raises the open-file limit at start and sizes the per-worker connection cap.
 //! - `apps`: one supervised [`token::TokenActor`] per app and its published status.
 //! - `token`: the token record, the actor state machine (tokens and tickets), its credential
 //!   rules, shared-store sync, messages, clock and the refresh schedule.
@@ -31,6 +32,7 @@ pub mod cli;
 pub mod config;
 pub mod fake;
 pub mod files;
+pub mod fd_limit;
 pub mod http;
 pub mod jssdk;
 pub mod metrics;

@@ -17,8 +17,10 @@ use arc_swap::ArcSwap;
 
 use crate::apps::{ticket_label, ActorDeps, Apps};
 use crate::config::{Settings, StoreSettings};
+use crate::fd_limit;
 use crate::http::auth::ClientKeys;
-use crate::http::{routes, track_requests, ServerState};
+use crate::http::body::read_chunked_bodies;
+use crate::http::{routes, track_requests, BodyDeadline, ServerState};
 use crate::metrics::{Metrics, ScrapedCredential};
 use crate::reload::{Reload, Reloader};
 use crate::store::{EmbeddedStore, RedisStore, TokenStore};
@@ -59,6 +61,8 @@ impl Application {
     /// Builds everything and binds `settings.server.listen` (port 0 picks a free port).
     /// Must run inside an actix System.
     pub async fn build(settings: Settings, options: Options) -> anyhow::Result<Application> {
+        // First, before the store, upstream and Redis take descriptors of their own.
+        let nofile = raise_open_file_limit();
         let names: Vec<String> = settings.apps.iter().map(|a| a.name.clone()).collect();
         let metrics = Metrics::new(&names);
         let (store, poll_interval): (Arc<dyn TokenStore>, Duration) = match &settings.store {
@@ -119,18 +123,37 @@ impl Application {
             reload_on_sighup(reloader)?;
         }
 
+        // Set here rather than left to actix-web so the connection cap can be shared among them.
+        let workers = options
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .clamp(1, MAX_WORKERS);
+        let max_connections = settings
+            .server
+            .max_connections_per_worker
+            .unwrap_or_else(|| fd_limit::derived_max_connections(nofile, workers));
+        tracing::info!(
+            workers,
+            max_connections_per_worker = max_connections,
+            "connection cap"
+        );
+        let body_deadline = BodyDeadline(settings.server.body_timeout);
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(body_deadline)
+                // Inside `track_requests`, so its 408s and 413s are counted too.
+                .wrap(actix_web::middleware::from_fn(read_chunked_bodies))
                 .wrap(actix_web::middleware::from_fn(track_requests))
                 .configure(routes)
         })
+        .workers(workers)
+        // When every worker holds this many, the listener stops accepting and new clients wait
+        // in the kernel's backlog instead of failing `accept` with EMFILE.
+        .max_connections(max_connections)
         .listen(listener)?
         .shutdown_timeout(settings.server.shutdown_timeout.as_secs());
-        if let Some(n) = options.workers {
-            server = server.workers(n);
-        }
         if !options.handle_signals {
             server = server.disable_signals();
         }
@@ -186,6 +209,40 @@ fn scraped_credentials(apps: &Apps) -> Vec<ScrapedCredential> {
         }
     }
     out
+}
+
+/// actix-server refuses more worker threads than this.
+const MAX_WORKERS: usize = 512;
+
+/// Raises the soft open-file limit to the hard one and logs both figures; returns the limit now
+/// in force (the figure the connection cap is derived from).
+fn raise_open_file_limit() -> u64 {
+    match fd_limit::raise_nofile() {
+        Ok(l) if l.after < l.hard => {
+            tracing::warn!(
+                before = l.before,
+                after = l.after,
+                hard = l.hard,
+                "open-file limit could not be raised to the hard limit"
+            );
+            l.after
+        }
+        Ok(l) => {
+            let what = if l.after > l.before {
+                "open-file limit raised to the hard limit"
+            } else {
+                "open-file limit already at the hard limit"
+            };
+            tracing::info!(before = l.before, after = l.after, hard = l.hard, "{what}");
+            l.after
+        }
+        Err(e) => {
+            // Not fatal: the server runs within whatever limit it has; the cap assumes the
+            // common default.
+            tracing::warn!(error = %e, "cannot read the open-file limit; assuming 1024");
+            1024
+        }
+    }
 }
 
 /// SIGHUP re-reads the configuration, as daemons do.

@@ -46,7 +46,7 @@ pub struct FakeConfig {
     pub expires_in: u64,
     /// How long a replaced `/cgi-bin/token` token or ticket stays valid (default 300 s).
     pub overlap_secs: u64,
-    /// Length of minted tokens, clamped to 16..=512 (default 64).
+    /// Length of minted tokens, clamped to 16..=4096 (`upstream::MAX_CREDENTIAL_LEN`; default 64).
     pub token_len: usize,
     /// Successful `/cgi-bin/token` calls per appid per fake day before errcode 45009 (default 2000).
     pub daily_quota: u32,

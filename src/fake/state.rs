@@ -37,9 +37,11 @@ const TICKET_LEN: usize = 86;
 /// URL-safe alphabet for minted tokens: real tokens are letters, digits, `_` and `-`.
 const TOKEN_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
 
-/// Token lengths the fake will mint. WeChat says to reserve 512 characters; below 16 a random
-/// token would stop being unguessable.
-pub(crate) const TOKEN_LEN_RANGE: std::ops::RangeInclusive<usize> = 16..=512;
+/// Token lengths the fake will mint. WeChat says to reserve 512 characters; the fake goes up to
+/// the longest wxtoken accepts, so tests can prove such a token is served and invalidated. Below
+/// 16 a random token would stop being unguessable.
+pub(crate) const TOKEN_LEN_RANGE: std::ops::RangeInclusive<usize> =
+    16..=crate::upstream::MAX_CREDENTIAL_LEN;
 
 /// A WeChat error answer (HTTP 200 with `errcode` and `errmsg`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -896,7 +898,11 @@ mod tests {
 
     #[test]
     fn token_lengths_are_clamped() {
-        for (asked, got) in [(1, 16), (40, 40), (10_000, 512)] {
+        for (asked, got) in [
+            (1, 16),
+            (40, 40),
+            (10_000, crate::upstream::MAX_CREDENTIAL_LEN),
+        ] {
             let mut s = state(|c| c.token_len = asked);
             assert_eq!(s.token(creds()).unwrap().access_token.len(), got);
         }

@@ -18,6 +18,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("request body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("request body not received within {}", humantime::format_duration(*.0))]
+    RequestTimeout(std::time::Duration),
     #[error("no valid token for app `{app}`: {why}")]
     NoValidToken {
         app: String,
@@ -36,8 +38,9 @@ pub enum ApiError {
     InvalidConfig(String),
     #[error("no such route")]
     NotFound,
-    #[error("method not allowed on this route")]
-    MethodNotAllowed,
+    /// `allow` lists the methods the route does take, for the `Allow` header (RFC 9110).
+    #[error("method not allowed on this route (allowed: {allow})")]
+    MethodNotAllowed { allow: &'static str },
 }
 
 impl ApiError {
@@ -48,6 +51,7 @@ impl ApiError {
             ApiError::UnknownApp(_) => "unknown_app",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::NoValidToken { .. } => "no_valid_token",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::UnknownTicket { .. } => "unknown_ticket",
@@ -55,7 +59,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::InvalidConfig(_) => "invalid_config",
             ApiError::NotFound => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
         }
     }
 }
@@ -79,10 +83,11 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) | ApiError::InvalidConfig(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::NoValidToken { .. } | ApiError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -97,6 +102,16 @@ impl ResponseError for ApiError {
             ApiError::NoValidToken { .. } | ApiError::Unavailable(_)
         ) {
             resp.insert_header((header::RETRY_AFTER, "1"));
+        }
+        match self {
+            ApiError::MethodNotAllowed { allow } => {
+                resp.insert_header((header::ALLOW, *allow));
+            }
+            // The rest of the body may still arrive and could not be told from a next request.
+            ApiError::RequestTimeout(_) => {
+                resp.force_close();
+            }
+            _ => {}
         }
         let errcode = match self {
             ApiError::NoValidToken { errcode, .. } => *errcode,

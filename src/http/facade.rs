@@ -11,7 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{read_body, ServerState, ACTOR_GRACE};
+use super::{body, read_body, ApiError, ServerState, ACTOR_GRACE};
 use crate::token::messages::Get;
 
 fn wx_error(errcode: i64, errmsg: &str) -> HttpResponse {
@@ -99,6 +99,10 @@ struct StableBody {
 }
 
 /// `POST /cgi-bin/stable_token` with WeChat's JSON body.
+///
+/// A body that is not a JSON object, or too large, is WeChat's 47001. A body that does not arrive
+/// in time is the one answer not in WeChat's format: a 408 (and a closed connection), because the
+/// client never finished its request and no SDK waits for an answer to it.
 pub async fn stable_token(
     state: web::Data<ServerState>,
     req: HttpRequest,
@@ -106,9 +110,12 @@ pub async fn stable_token(
 ) -> HttpResponse {
     let body = match read_body(&req, payload).await {
         Ok(b) => b,
+        Err(e @ ApiError::RequestTimeout(_)) => {
+            return actix_web::ResponseError::error_response(&e)
+        }
         Err(_) => return wx_error(47001, "data format error"),
     };
-    let Ok(b) = serde_json::from_slice::<StableBody>(&body) else {
+    let Some(b) = body::json_object::<StableBody>(&body) else {
         return wx_error(47001, "data format error");
     };
     token_for(

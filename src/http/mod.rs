@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod error;
 pub mod facade;
 pub mod fast;
@@ -19,7 +20,6 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use arc_swap::ArcSwap;
@@ -31,10 +31,9 @@ use crate::store::TokenStore;
 use crate::token::messages::{Get, Invalidate, NoValidToken};
 use crate::token::TokenRecord;
 use auth::ClientKeys;
+pub(crate) use body::read_body;
+pub use body::{BodyDeadline, MAX_BODY};
 pub use error::ApiError;
-
-/// Largest request body accepted (spec: 4 KiB).
-pub const MAX_BODY: usize = 4096;
 
 /// Longest a business server may cache an answer: WeChat's guidance is about a minute.
 pub(crate) const MAX_CLIENT_CACHE_SECS: u64 = 60;
@@ -86,7 +85,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/metrics")
                 .get(metrics)
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("GET")),
         )
         // One scope for the per-app routes: `{name}` is matched once, then plain suffixes.
         .service(
@@ -94,43 +93,43 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(
                     web::resource("/token")
                         .get(get_token)
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(not_allowed("GET")),
                 )
                 .service(
                     web::resource("/token/invalidate")
                         .post(invalidate_token)
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(not_allowed("POST")),
                 )
                 .service(
                     web::resource("/ticket/{type}")
                         .get(tickets::get_ticket)
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(not_allowed("GET")),
                 )
                 .service(
                     web::resource("/jssdk/signature")
                         .post(tickets::jssdk_signature)
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(not_allowed("POST")),
                 )
                 .service(
                     web::resource("/revoke")
                         .post(admin::revoke)
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(not_allowed("POST")),
                 ),
         )
         .service(
             web::resource("/v1/admin/reload")
                 .post(admin::reload)
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("POST")),
         )
         .service(
             web::resource("/cgi-bin/token")
                 .get(facade::token)
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("GET")),
         )
         .service(
             web::resource("/cgi-bin/stable_token")
                 .post(facade::stable_token)
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("POST")),
         )
         .default_service(web::to(not_found));
 }
@@ -186,7 +185,8 @@ pub(crate) fn authorize(
     Ok((client, app))
 }
 
-/// Authorizes the request (401, 404, 403), then reads its JSON body (413, 400 with `hint`).
+/// Authorizes the request (401, 404, 403), then reads its JSON body (413, 408, 400 with `hint`
+/// when it is not a JSON object of the right shape).
 pub(crate) async fn authorized_json<T: serde::de::DeserializeOwned>(
     state: &ServerState,
     req: &HttpRequest,
@@ -196,7 +196,7 @@ pub(crate) async fn authorized_json<T: serde::de::DeserializeOwned>(
 ) -> Result<(Arc<crate::config::ClientSettings>, Arc<AppHandle>, T), ApiError> {
     let (client, app) = authorize(state, req, name)?;
     let body = read_body(req, payload).await?;
-    let parsed = serde_json::from_slice(&body).map_err(|_| ApiError::BadRequest(hint.into()))?;
+    let parsed = body::json_object(&body).ok_or_else(|| ApiError::BadRequest(hint.into()))?;
     Ok((client, app, parsed))
 }
 
@@ -244,33 +244,6 @@ async fn get_token(
 #[serde(deny_unknown_fields)]
 struct InvalidateBody {
     access_token: String,
-}
-
-/// Reads at most `MAX_BODY` bytes; the limit is checked against Content-Length first so an
-/// oversized upload is refused before it is read.
-pub(crate) async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-) -> Result<Vec<u8>, ApiError> {
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if len > MAX_BODY {
-            return Err(ApiError::PayloadTooLarge(MAX_BODY));
-        }
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::BadRequest("could not read the body".into()))?;
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(ApiError::PayloadTooLarge(MAX_BODY));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 async fn invalidate_token(
@@ -405,6 +378,10 @@ async fn not_found() -> HttpResponse {
     actix_web::ResponseError::error_response(&ApiError::NotFound)
 }
 
-async fn method_not_allowed() -> HttpResponse {
-    actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed)
+/// The default service of a resource that only takes `allow`: a JSON 405 with an `Allow`
+/// header, like every other error.
+fn not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(move || async move {
+        actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed { allow })
+    })
 }

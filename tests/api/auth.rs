@@ -87,9 +87,12 @@ async fn bad_invalidate_bodies_are_400() {
 }
 
 #[actix_web::test]
-async fn bodies_over_4_kib_are_413() {
+async fn bodies_over_the_limit_are_413() {
     let app = spawn_app(Spec::default()).await;
-    let big = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(5000));
+    let big = format!(
+        r#"{{"access_token":"{}"}}"#,
+        "a".repeat(wxtoken::http::MAX_BODY)
+    );
     let a = app
         .post("/v1/apps/shop/token/invalidate", Some(BILLING_KEY), big)
         .await;

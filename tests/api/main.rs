@@ -11,6 +11,7 @@ mod faults;
 mod ha;
 mod helpers;
 mod hostile_upstream;
+mod hostile_clients;
 mod https;
 mod invalidate;
 mod metrics;

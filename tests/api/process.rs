@@ -22,7 +22,7 @@ pub fn wxtoken(args: &[&str]) -> Command {
 }
 
 /// Waits for the process's log to name the address it listens on.
-fn wait_for_listen_addr(log: &Path, child: &mut Child) -> String {
+pub(crate) fn wait_for_listen_addr(log: &Path, child: &mut Child) -> String {
     let start = Instant::now();
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -45,7 +45,7 @@ fn wait_for_listen_addr(log: &Path, child: &mut Child) -> String {
 }
 
 /// Kills the server if the test fails before it stops it, so no process outlives the test.
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
