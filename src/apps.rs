@@ -187,18 +187,6 @@ impl Apps {
         self.order.iter()
     }
 
-    /// Every credential's metrics label and published status (tokens and tickets).
-    pub fn statuses(&self) -> Vec<(String, Arc<AppStatus>)> {
-        let mut out = Vec::new();
-        for app in &self.order {
-            out.push((app.name.clone(), app.status.load_full()));
-            for (kind, t) in &app.tickets {
-                out.push((ticket_label(&app.name, *kind), t.status.load_full()));
-            }
-        }
-        out
-    }
-
     /// The app whose AppID is `appid` (official apps only: the WeChat-compatible facade).
     pub fn by_appid(&self, appid: &str) -> Option<&Arc<AppHandle>> {
         self.order.iter().find(|a| {
@@ -227,7 +215,6 @@ impl Apps {
                         t.addr
                             .do_send(UpdateApp(settings.clone(), deps.refresh.clone()));
                     }
-                    deps.metrics.set_quota_limit(&app.name, app.daily_quota);
                     out.insert(Arc::new(AppHandle {
                         name: old.name.clone(),
                         settings,

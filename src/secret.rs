@@ -6,6 +6,19 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+/// The longest token or ticket accepted, from upstream or from a store, in bytes. WeChat asks
+/// for room for at least 512 characters; the margin leaves room for a format change without
+/// letting an absurd value through. The HTTP body limit is sized from it, so any accepted
+/// token can be reported.
+pub const MAX_CREDENTIAL_LEN: usize = 4096;
+
+/// Whether `t` can be a WeChat token or ticket. They are URL-safe today; anything with
+/// whitespace or control characters would break the headers and URLs clients put it into, so
+/// it is refused wherever a credential enters.
+pub fn plausible_credential(t: &str) -> bool {
+    !t.is_empty() && t.len() <= MAX_CREDENTIAL_LEN && t.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// An access token. Its `Debug` and `Display` show only a fingerprint, so a token that ends up
 /// in a log line or an error by accident does not leak.
 #[derive(Clone, PartialEq, Eq)]

@@ -267,14 +267,6 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// No-op, kept so the actor's call compiles: `wxtoken_upstream_config_error` is derived at
-    /// scrape from the class of the published `last_failure`.
-    pub fn config_error(&self, _app: &str, _is_config_error: bool) {}
-
-    /// No-op, kept so the reload's call compiles: `wxtoken_quota_daily_limit` is read at scrape
-    /// from the running app's configured `daily_quota`.
-    pub fn set_quota_limit(&self, _app: &str, _limit: u64) {}
-
     /// Whether the shared Redis store answers (`wxtoken_redis_up`).
     pub fn set_redis_up(&self, up: bool) {
         let gauge = self.inner.redis_up.get_or_init(|| {

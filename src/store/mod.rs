@@ -224,8 +224,6 @@ struct StoredRecord {
 /// Largest encoded record accepted from a store: a real one is a few hundred bytes (the token
 /// at most 4 KiB), so anything bigger is garbage and is not even parsed.
 const MAX_RECORD_BYTES: usize = 16 * 1024;
-/// Longest token accepted from a store, the same bound as for an answer from upstream.
-const MAX_TOKEN_BYTES: usize = 4096;
 /// Highest generation accepted. One refresh a second for a million years stays below it, and
 /// it is so far below `u64::MAX` that `+ 1` can never wrap.
 pub const MAX_GENERATION: u64 = 1 << 48;
@@ -247,7 +245,7 @@ pub enum Corrupt {
     Version(u32),
     #[error("record names another appid")]
     OtherAppid,
-    #[error("token is empty, longer than {MAX_TOKEN_BYTES} bytes or has non-printable bytes")]
+    #[error("token is empty, longer than {max} bytes or has non-printable bytes", max = crate::secret::MAX_CREDENTIAL_LEN)]
     Token,
     #[error("{0} is out of range")]
     OutOfRange(&'static str),
@@ -327,10 +325,7 @@ pub fn decode(key: &AppKey, bytes: &[u8], now: SystemTime) -> Result<Stored, Cor
     if s.appid != key.appid {
         return Err(Corrupt::OtherAppid);
     }
-    if s.token.is_empty()
-        || s.token.len() > MAX_TOKEN_BYTES
-        || !s.token.bytes().all(|b| b.is_ascii_graphic())
-    {
+    if !crate::secret::plausible_credential(&s.token) {
         return Err(Corrupt::Token);
     }
     let now_ms = to_ms(now);

@@ -259,7 +259,6 @@ impl TokenActor {
                     "token refreshed"
                 );
                 self.cfg.metrics.refresh_succeeded(self.name(), trigger);
-                self.cfg.metrics.config_error(self.name(), false);
                 self.install(stored, Some(trigger), ctx);
             }
             Ok(Refreshed::Adopted(stored)) => {
@@ -353,9 +352,6 @@ impl TokenActor {
             RefreshError::Upstream(err) => {
                 self.cfg.metrics.refresh_failed(self.name(), trigger, err);
                 let class = err.class();
-                self.cfg
-                    .metrics
-                    .config_error(self.name(), class == ErrorClass::Config);
                 if err.errcode().is_some() {
                     // WeChat answered: the call counts against the daily quota.
                     self.status.quota.count(now);

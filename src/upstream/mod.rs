@@ -14,16 +14,8 @@ use crate::secret::AccessToken;
 /// only stops a broken proxy from feeding us megabytes.
 const MAX_BODY: usize = 64 * 1024;
 
-/// The longest token or ticket accepted from upstream, in bytes. WeChat asks for room for at
-/// least 512 characters; the margin leaves room for a format change without letting an absurd
-/// answer through. The HTTP body limit is sized from it, so any accepted token can be reported.
-pub const MAX_CREDENTIAL_LEN: usize = 4096;
-
-/// What WeChat tokens may contain. They are URL-safe today; anything with whitespace or control
-/// characters would break the headers and URLs clients put it into, so it is refused.
-fn plausible_token(t: &str) -> bool {
-    !t.is_empty() && t.len() <= MAX_CREDENTIAL_LEN && t.bytes().all(|b| b.is_ascii_graphic())
-}
+use crate::secret::plausible_credential;
+pub use crate::secret::MAX_CREDENTIAL_LEN;
 
 /// How a failure should be treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -311,7 +303,7 @@ pub fn parse_answer(
         Some(_) => return Err(UpstreamError::Decode(format!("{field} is not a string"))),
         None => return Err(UpstreamError::Decode(format!("no {field} in the answer"))),
     };
-    if !plausible_token(value) {
+    if !plausible_credential(value) {
         return Err(UpstreamError::Decode(format!(
             "{field} is empty or has characters no credential has"
         )));
