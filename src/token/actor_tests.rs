@@ -19,7 +19,9 @@ use super::messages::{ForceRestart, Get, Invalidate, Revoke, StoreChanged, Subsc
 use super::{AccessToken, AppStatus, SharedStatus, TokenActor, TokenRecord};
 use crate::config::{AppKind, AppSettings, Grant, RefreshSettings, SecretSource, TicketKind};
 use crate::metrics::{InvalidationOutcome, Metrics};
-use crate::store::{AppKey, Basis, FetchFn, RefreshError, Refreshed, Stored, TokenStore};
+use crate::store::{
+    stored_from_fetch, AppKey, Basis, FetchFn, RefreshError, Refreshed, Stored, TokenStore,
+};
 use crate::upstream::{Fetched, UpstreamError};
 
 const S: fn(u64) -> Duration = Duration::from_secs;
@@ -67,24 +69,29 @@ impl TokenStore for MemoryStore {
                 return Ok(Refreshed::Adopted(s));
             }
             let f = fetch().await?;
-            let stored = Stored {
-                record: TokenRecord {
-                    appid: key.appid.clone(),
-                    token: f.token,
-                    fetched_at: f.requested_at,
-                    expires_at: f.requested_at + f.expires_in,
-                    generation: basis.generation + 1,
-                },
-                quota: basis.quota,
-                fetched_by: None,
-                depends_on: f.depends_on,
-            };
+            let stored = stored_from_fetch(&key, f, basis.generation + 1, basis.quota, None);
             self.put(&key.appid, stored.clone());
             Ok(Refreshed::Fetched {
                 stored,
                 store_error: None,
             })
         })
+    }
+}
+
+/// A record as another instance (or an earlier run) would have stored it.
+fn stored(token: &str, fetched_at: SystemTime, lifetime: Duration, generation: u64) -> Stored {
+    Stored {
+        record: TokenRecord {
+            appid: "wxshop".into(),
+            token: AccessToken::new(token),
+            fetched_at,
+            expires_at: fetched_at + lifetime,
+            generation,
+        },
+        quota: Default::default(),
+        fetched_by: Some("other".into()),
+        depends_on: None,
     }
 }
 
@@ -295,6 +302,30 @@ fn rig_with(spec: RigSpec, clock: &SharedClock, metrics: &Metrics) -> Rig {
     }
 }
 
+/// A jsapi ticket actor fetched with `token`'s access token, subscribed to its changes.
+async fn ticket_rig(token: &Rig, clock: &SharedClock, metrics: &Metrics) -> Rig {
+    let ticket = rig_with(
+        RigSpec {
+            credential: Some(Credential::Ticket {
+                kind: TicketKind::Jsapi,
+                token: token.status.clone(),
+                token_actor: token.addr.clone(),
+            }),
+            label: "shop:jsapi_ticket",
+            prefix: "ticket-",
+            ..RigSpec::default()
+        },
+        clock,
+        metrics,
+    );
+    token
+        .addr
+        .send(Subscribe(ticket.addr.clone().recipient()))
+        .await
+        .unwrap();
+    ticket
+}
+
 fn clock() -> SharedClock {
     tokio::time::pause();
     SharedClock::new(TokioClock::starting_at(
@@ -502,21 +533,8 @@ async fn a_retry_after_an_adopted_record_leaves_one_timer_not_two() {
     advance(S(1)).await;
     // ...while another instance's newer token lands in the store and is adopted.
     let now = r.now();
-    r.store.put(
-        "wxshop",
-        Stored {
-            record: TokenRecord {
-                appid: "wxshop".into(),
-                token: AccessToken::new("from-elsewhere"),
-                fetched_at: now,
-                expires_at: now + LIFETIME,
-                generation: 9,
-            },
-            quota: Default::default(),
-            fetched_by: Some("other".into()),
-            depends_on: None,
-        },
-    );
+    r.store
+        .put("wxshop", stored("from-elsewhere", now, LIFETIME, 9));
     r.addr.send(StoreChanged).await.unwrap();
     settle().await;
     assert_eq!(r.token().unwrap().token.expose(), "from-elsewhere");
@@ -572,21 +590,8 @@ async fn a_forced_refresh_is_spent_only_when_the_call_is_made() {
     advance(S(100)).await;
     // Another instance already replaced the token: the invalidation adopts it, no call.
     let now = r.now();
-    r.store.put(
-        "wxshop",
-        Stored {
-            record: TokenRecord {
-                appid: "wxshop".into(),
-                token: AccessToken::new("forced-elsewhere"),
-                fetched_at: now,
-                expires_at: now + LIFETIME,
-                generation: 5,
-            },
-            quota: Default::default(),
-            fetched_by: Some("other".into()),
-            depends_on: None,
-        },
-    );
+    r.store
+        .put("wxshop", stored("forced-elsewhere", now, LIFETIME, 5));
     let a = r
         .addr
         .send(Invalidate {
@@ -619,25 +624,7 @@ async fn a_token_change_during_a_ticket_fetch_brings_a_refetch_with_the_new_toke
     let metrics = Metrics::new(&[]);
     let token = rig_with(RigSpec::default(), &clock, &metrics);
     let first = token.addr.send(Get).await.unwrap().unwrap();
-    let ticket = rig_with(
-        RigSpec {
-            credential: Some(Credential::Ticket {
-                kind: TicketKind::Jsapi,
-                token: token.status.clone(),
-                token_actor: token.addr.clone(),
-            }),
-            label: "shop:jsapi_ticket",
-            prefix: "ticket-",
-            ..RigSpec::default()
-        },
-        &clock,
-        &metrics,
-    );
-    token
-        .addr
-        .send(Subscribe(ticket.addr.clone().recipient()))
-        .await
-        .unwrap();
+    let ticket = ticket_rig(&token, &clock, &metrics).await;
     settle().await;
     assert_eq!(ticket.script.calls().len(), 1);
     advance(S(60)).await;
@@ -673,25 +660,7 @@ async fn a_ticket_waits_for_its_token_instead_of_failing() {
     let metrics = Metrics::new(&[]);
     let token = rig_with(RigSpec::default(), &clock, &metrics);
     token.script.then(Step::Mint(LIFETIME, S(2)));
-    let ticket = rig_with(
-        RigSpec {
-            credential: Some(Credential::Ticket {
-                kind: TicketKind::Jsapi,
-                token: token.status.clone(),
-                token_actor: token.addr.clone(),
-            }),
-            label: "shop:jsapi_ticket",
-            prefix: "ticket-",
-            ..RigSpec::default()
-        },
-        &clock,
-        &metrics,
-    );
-    token
-        .addr
-        .send(Subscribe(ticket.addr.clone().recipient()))
-        .await
-        .unwrap();
+    let ticket = ticket_rig(&token, &clock, &metrics).await;
     settle().await;
     assert!(ticket.script.calls().is_empty());
     assert!(ticket.status.load().last_failure.is_none());
@@ -727,21 +696,7 @@ async fn a_stored_valid_token_is_reused_at_start_without_a_fetch() {
     let clock = clock();
     let store: Arc<MemoryStore> = Arc::default();
     let now = clock.now();
-    store.put(
-        "wxshop",
-        Stored {
-            record: TokenRecord {
-                appid: "wxshop".into(),
-                token: AccessToken::new("kept"),
-                fetched_at: now - S(1000),
-                expires_at: now + S(6200),
-                generation: 3,
-            },
-            quota: Default::default(),
-            fetched_by: None,
-            depends_on: None,
-        },
-    );
+    store.put("wxshop", stored("kept", now - S(1000), S(7200), 3));
     let r = rig_with(
         RigSpec {
             store,
