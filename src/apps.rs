@@ -66,6 +66,13 @@ pub struct ActorDeps {
     pub wait_limit: Duration,
     pub poll_interval: Duration,
     pub clock: SharedClock,
+    /// How many credentials are being started together (see `ActorConfig::cohort`).
+    pub cohort: usize,
+}
+
+/// Credentials (a token plus its tickets) of `apps`.
+fn credentials(apps: &[&AppSettings]) -> usize {
+    apps.iter().map(|a| 1 + a.tickets.len()).sum()
 }
 
 /// The metrics label of a ticket actor: `shop:jsapi_ticket`.
@@ -102,6 +109,7 @@ fn spawn_actor(
             refresh: deps_owned.refresh.clone(),
             wait_limit: deps_owned.wait_limit,
             poll_interval: deps_owned.poll_interval,
+            cohort: deps_owned.cohort,
             store: deps_owned.store.clone(),
             metrics: deps_owned.metrics.clone(),
             status: cfg_status,
@@ -167,6 +175,10 @@ pub fn start_app(app: &AppSettings, deps: &ActorDeps) -> Arc<AppHandle> {
 impl Apps {
     /// Starts every app. Must run inside an actix System.
     pub fn start(apps: &[AppSettings], deps: &ActorDeps) -> Apps {
+        let deps = &ActorDeps {
+            cohort: credentials(&apps.iter().collect::<Vec<_>>()),
+            ..deps.clone()
+        };
         let mut out = Apps::default();
         for app in apps {
             out.insert(start_app(app, deps));
@@ -195,25 +207,41 @@ impl Apps {
         })
     }
 
-    /// The apps of `new`: unchanged apps keep their actors (told of new secrets or policy),
-    /// removed ones are retired, added or re-identified ones started. Returns the new set and
-    /// a summary of what changed.
-    pub fn reconcile(&self, new: &[AppSettings], deps: &ActorDeps) -> (Apps, ReloadSummary) {
+    /// The apps of `new`: unchanged apps keep their actors untouched; apps with a new secret,
+    /// quota (or every app, when the refresh policy changed: `refresh_changed`) are told by
+    /// message; removed ones are retired, added or re-identified ones started. So a reload of
+    /// 10,000 apps with one changed sends one message. Returns the new set and a summary.
+    pub fn reconcile(
+        &self,
+        new: &[AppSettings],
+        deps: &ActorDeps,
+        refresh_changed: bool,
+    ) -> (Apps, ReloadSummary) {
+        let starting: Vec<&AppSettings> = new
+            .iter()
+            .filter(|app| {
+                self.by_name
+                    .get(&app.name)
+                    .is_none_or(|old| !same_identity(&old.settings, app))
+            })
+            .collect();
+        let deps = &ActorDeps {
+            cohort: credentials(&starting),
+            ..deps.clone()
+        };
         let mut out = Apps::default();
         let mut summary = ReloadSummary::default();
         for app in new {
             match self.by_name.get(&app.name) {
-                Some(old)
-                    if old.settings.kind == app.kind
-                        && old.settings.appid == app.appid
-                        && old.settings.tickets == app.tickets =>
-                {
+                Some(old) if old.settings.same_as(app) && !refresh_changed => {
+                    out.insert(old.clone());
+                }
+                Some(old) if same_identity(&old.settings, app) => {
                     let settings = Arc::new(app.clone());
-                    old.addr
-                        .do_send(UpdateApp(settings.clone(), deps.refresh.clone()));
-                    for t in old.tickets.values() {
-                        t.addr
-                            .do_send(UpdateApp(settings.clone(), deps.refresh.clone()));
+                    for addr in
+                        std::iter::once(&old.addr).chain(old.tickets.values().map(|t| &t.addr))
+                    {
+                        addr.do_send(UpdateApp(settings.clone(), deps.refresh.clone()));
                     }
                     out.insert(Arc::new(AppHandle {
                         name: old.name.clone(),
@@ -244,6 +272,11 @@ impl Apps {
         }
         (out, summary)
     }
+}
+
+/// Same kind, appid and tickets: the running actors can serve the new settings.
+fn same_identity(old: &AppSettings, new: &AppSettings) -> bool {
+    old.kind == new.kind && old.appid == new.appid && old.tickets == new.tickets
 }
 
 /// What a configuration reload changed.

@@ -76,9 +76,10 @@ impl Reloader {
         if new.store != self.running.store {
             needs_restart.push("store".to_string());
         }
+        let refresh_changed = new.refresh != self.deps.refresh;
         self.deps.refresh = new.refresh.clone();
         let apps = self.state.apps.load_full();
-        let (apps, mut summary) = apps.reconcile(&new.apps, &self.deps);
+        let (apps, mut summary) = apps.reconcile(&new.apps, &self.deps, refresh_changed);
         self.state.apps.store(Arc::new(apps));
         self.state
             .clients

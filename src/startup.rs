@@ -90,6 +90,7 @@ impl Application {
             wait_limit: options.wait_limit,
             poll_interval,
             clock: crate::token::SharedClock::system(),
+            cohort: 1,
         };
         let apps = Apps::start(&settings.apps, &deps);
         // Built once, outside the per-worker factory: every worker shares the same state.

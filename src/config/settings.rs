@@ -54,7 +54,7 @@ pub struct UpstreamSettings {
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
 
 /// Refresh policy. Durations rather than seconds so tests can use sub-second values.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshSettings {
     pub margin: Duration,
     pub min_interval: Duration,
@@ -115,6 +115,21 @@ pub struct AppSettings {
     pub secret_source: SecretSource,
     /// Daily limit of token calls, for the quota metric and alert.
     pub daily_quota: u64,
+}
+
+impl AppSettings {
+    /// Whether `other` is the same app with the same settings, secret included (compared here,
+    /// never printed): a reload leaves such an app's actors alone.
+    pub fn same_as(&self, other: &AppSettings) -> bool {
+        use secrecy::ExposeSecret as _;
+        self.name == other.name
+            && self.kind == other.kind
+            && self.appid == other.appid
+            && self.tickets == other.tickets
+            && self.daily_quota == other.daily_quota
+            && self.secret_source == other.secret_source
+            && self.secret.expose_secret() == other.secret.expose_secret()
+    }
 }
 
 /// What kind of account an app is, and so how its token is fetched.

@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 use super::clock::SharedClock;
 use super::fetch::Fetcher;
 use super::messages::TokenChanged;
-use super::schedule::{backoff, refresh_delay, ForceBudget};
+use super::schedule::{backoff, refresh_delay, startup_spread, ForceBudget};
 use super::{AccessToken, AppStatus, FailureInfo, SharedStatus, TokenRecord};
 use crate::config::{AppSettings, RefreshSettings};
 use crate::metrics::{Metrics, Trigger};
@@ -74,6 +74,9 @@ pub struct ActorConfig {
     pub poll_interval: Duration,
     /// Makes the upstream calls (WeChat, or a script in tests).
     pub fetcher: Rc<dyn Fetcher>,
+    /// How many credentials were started together with this one (all of them at start-up,
+    /// the added ones on a reload): their first refreshes are spread in proportion.
+    pub cohort: usize,
     pub clock: SharedClock,
     pub store: Arc<dyn TokenStore>,
     pub metrics: Metrics,
@@ -121,6 +124,10 @@ pub struct TokenActor {
     pub(super) rotation_timer: Option<SpawnHandle>,
     /// Removed from the configuration: does nothing more and stops once unreferenced.
     pub(super) retired: bool,
+    /// The next scheduled refresh is the first after a fetch at start-up: spread it (see
+    /// [`startup_spread`]). Cleared once used, or when a stored token was reused (it keeps the
+    /// phase it already had).
+    pub(super) spread_first_refresh: bool,
 }
 
 impl TokenActor {
@@ -145,6 +152,7 @@ impl TokenActor {
             second_rotation: None,
             rotation_timer: None,
             retired: false,
+            spread_first_refresh: true,
         }
     }
 
@@ -458,6 +466,11 @@ impl TokenActor {
             rand::random(),
         )
         .saturating_add(self.refresh_lag());
+        if std::mem::take(&mut self.spread_first_refresh) && self.spreads_first_refresh() {
+            // Tokens fetched together would come due together, cycle after cycle.
+            let spread = startup_spread(self.cfg.cohort, current.lifetime(), margin);
+            delay = delay.saturating_sub(spread.mul_f64(rand::random()));
+        }
         if unchanged && delay.is_zero() {
             delay = self.cfg.refresh.retry_min.min(current.remaining(now) / 2);
         }

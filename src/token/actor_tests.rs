@@ -118,6 +118,8 @@ struct Script {
     steps: RefCell<VecDeque<Step>>,
     calls: RefCell<Vec<Call>>,
     prefix: &'static str,
+    /// The lifetime of tokens minted when the script has run out.
+    lifetime: std::cell::Cell<Duration>,
 }
 
 impl Script {
@@ -127,6 +129,7 @@ impl Script {
             steps: RefCell::default(),
             calls: RefCell::default(),
             prefix,
+            lifetime: std::cell::Cell::new(LIFETIME),
         })
     }
 
@@ -156,7 +159,7 @@ impl Fetcher for Script {
             .steps
             .borrow_mut()
             .pop_front()
-            .unwrap_or(Step::Mint(LIFETIME, Duration::ZERO));
+            .unwrap_or(Step::Mint(self.lifetime.get(), Duration::ZERO));
         let token = format!("{}{n}", self.prefix);
         Box::pin(async move {
             match step {
@@ -241,6 +244,8 @@ struct RigSpec {
     credential: Option<Credential>,
     label: &'static str,
     prefix: &'static str,
+    cohort: usize,
+    lifetime: Duration,
 }
 
 impl Default for RigSpec {
@@ -251,6 +256,8 @@ impl Default for RigSpec {
             credential: None,
             label: "shop",
             prefix: "tok-",
+            cohort: 1,
+            lifetime: LIFETIME,
         }
     }
 }
@@ -272,6 +279,8 @@ fn rig_with(spec: RigSpec, clock: &SharedClock, metrics: &Metrics) -> Rig {
         Credential::Ticket { .. } => "wxshop/ticket/jsapi".to_string(),
     };
     let label = spec.label;
+    let cohort = spec.cohort;
+    script.lifetime.set(spec.lifetime);
     let addr = Supervisor::start(move |_| {
         TokenActor::new(ActorConfig {
             app,
@@ -285,6 +294,7 @@ fn rig_with(spec: RigSpec, clock: &SharedClock, metrics: &Metrics) -> Rig {
             wait_limit: S(5),
             poll_interval: S(3600),
             fetcher: cfg_script,
+            cohort,
             clock: cfg_clock,
             store: cfg_store,
             metrics: cfg_metrics,
@@ -751,4 +761,57 @@ async fn stable_tokens_are_refreshed_inside_their_last_five_minutes_once_per_cyc
         advance(LIFETIME).await;
     }
     assert_eq!(r.script.calls().len(), 7);
+}
+
+#[actix_web::test]
+async fn tokens_fetched_together_spread_their_refreshes_over_the_cycle() {
+    // 1,000 apps started together with 600 s tokens (the 600 s margin is clamped to half the
+    // lifetime: a 300 s cycle). Without the spread every cycle would be a burst of 1,000 calls
+    // inside the 30 s jitter window.
+    let clock = clock();
+    let metrics = Metrics::new(&[]);
+    let n = 1000;
+    let rigs: Vec<Rig> = (0..n)
+        .map(|_| {
+            rig_with(
+                RigSpec {
+                    cohort: n,
+                    lifetime: S(600),
+                    ..RigSpec::default()
+                },
+                &clock,
+                &metrics,
+            )
+        })
+        .collect();
+    settle().await;
+    let start = clock.now();
+    let mut windows = vec![0usize; 46];
+    // Nine cycles, counting every call by the minute it was made in.
+    advance(S(2700)).await;
+    for r in &rigs {
+        assert!(r.token().is_some());
+        for c in r.script.calls() {
+            let minute = c.at.duration_since(start).unwrap().as_secs() / 60;
+            windows[minute as usize] += 1;
+        }
+    }
+    let calls: usize = windows.iter().sum();
+    // The first cycle ends early by design; after it each app makes one call per cycle.
+    assert!(calls >= 9 * n, "{calls}");
+    let mean_per_minute = n as f64 * 60.0 / 300.0;
+    // Every minute from the first refreshes on (minute 0 is the cold start itself).
+    let peak = *windows[1..45].iter().max().unwrap();
+    assert!(
+        (peak as f64) <= 2.0 * mean_per_minute,
+        "peak {peak} calls in a minute, mean {mean_per_minute:.0}: {windows:?}"
+    );
+    // No token was served past its margin: each was refreshed at least 300 s before expiry.
+    for r in &rigs {
+        let calls = r.script.calls();
+        for w in calls.windows(2) {
+            let age = w[1].at.duration_since(w[0].at).unwrap();
+            assert!(age <= S(300), "refreshed at age {age:?}");
+        }
+    }
 }

@@ -60,6 +60,12 @@ impl TokenActor {
         }
     }
 
+    /// Whether an early first refresh brings a new token: not for WeCom and stable tokens,
+    /// which WeChat hands back unchanged until their last moments.
+    pub(super) fn spreads_first_refresh(&self) -> bool {
+        !self.is_wecom_token() && !self.is_stable()
+    }
+
     pub(super) fn is_stable(&self) -> bool {
         matches!(self.cfg.credential, Credential::AccessToken)
             && self.cfg.app.kind == AppKind::Official(Grant::Stable)

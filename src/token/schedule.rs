@@ -33,6 +33,25 @@ pub fn refresh_delay(
         .unwrap_or_default()
 }
 
+/// Start-up spread per credential started together: a cohort of N spreads its first refreshes
+/// over N times this, up to [`MAX_SPREAD_FRACTION`] of the refresh cycle.
+pub const SPREAD_PER_CREDENTIAL: Duration = Duration::from_millis(500);
+
+/// The widest start-up spread, as a part of the refresh cycle (lifetime less margin). Tokens
+/// fetched together keep the phase their first refresh gives them, so spread over three
+/// quarters of the cycle, every later minute sees at most 4/3 of the mean rate (the goal is
+/// within 2x). The earliest first refresh still comes a quarter into the cycle: the cost is one
+/// early fetch per token, once.
+pub const MAX_SPREAD_FRACTION: f64 = 0.75;
+
+/// How much earlier than its normal time the first refresh of a token may come, when `cohort`
+/// credentials were fetched together at start-up (so they would all come due together).
+pub fn startup_spread(cohort: usize, lifetime: Duration, margin: Duration) -> Duration {
+    let cycle = lifetime.saturating_sub(effective_margin(margin, lifetime));
+    let wanted = SPREAD_PER_CREDENTIAL.saturating_mul(u32::try_from(cohort).unwrap_or(u32::MAX));
+    wanted.min(cycle.mul_f64(MAX_SPREAD_FRACTION))
+}
+
 /// Backoff before retry number `attempt` (0 for the first retry): `min` doubled per attempt,
 /// capped at `max`, then shortened by up to 20% at random so retries of many apps spread out.
 pub fn backoff(attempt: u32, min: Duration, max: Duration, random: f64) -> Duration {
@@ -141,6 +160,20 @@ mod tests {
         assert_eq!(stable_margin(S(600), S(7200)), S(270));
         assert_eq!(stable_margin(S(60), S(7200)), S(60));
         assert_eq!(stable_margin(S(600), S(20)), S(9));
+    }
+
+    #[test]
+    fn startup_spread_grows_with_the_cohort_up_to_most_of_the_cycle() {
+        assert_eq!(
+            startup_spread(1, S(7200), S(600)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(startup_spread(100, S(7200), S(600)), S(50));
+        // 10,000 tokens: capped at 75% of the 6,600 s cycle.
+        assert_eq!(startup_spread(10_000, S(7200), S(600)), S(4950));
+        assert_eq!(startup_spread(usize::MAX, S(7200), S(600)), S(4950));
+        // A short lifetime: the margin is half of it, the cap 75% of the rest.
+        assert_eq!(startup_spread(10_000, S(120), S(600)), S(45));
     }
 
     #[test]

@@ -48,6 +48,7 @@ impl TokenActor {
                         "reusing stored token");
                     self.depends_on = stored.depends_on;
                     self.status.token = Some(Arc::new(stored.record));
+                    self.spread_first_refresh = false;
                 }
             }
             Ok(None) => {}

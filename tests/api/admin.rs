@@ -127,6 +127,11 @@ async fn reload_adds_and_removes_apps_and_swaps_keys_and_secrets() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["added"], serde_json::json!(["extra"]));
     assert_eq!(r.body["removed"], serde_json::json!(["blog"]));
+    assert_eq!(
+        r.body["updated"],
+        serde_json::json!(["shop"]),
+        "only the app whose secret changed is told"
+    );
 
     // Client keys change at once.
     assert_eq!(app.get("/v1/apps/shop/token", Some(SVC)).await.status, 401);
@@ -179,4 +184,66 @@ async fn reload_adds_and_removes_apps_and_swaps_keys_and_secrets() {
         app.get("/v1/apps/extra/token", Some(SVC2)).await.status,
         200
     );
+}
+
+#[actix_web::test]
+async fn a_reload_of_many_apps_with_one_changed_touches_only_that_one() {
+    let n = 500;
+    let apps: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("wx{i:016}"), format!("secret-{i:08}")))
+        .collect();
+    let body = |changed: &str| {
+        let mut b = String::new();
+        for (i, (appid, secret)) in apps.iter().enumerate() {
+            let secret = if i == 7 { changed } else { secret.as_str() };
+            b.push_str(&format!(
+                "[[apps]]\nname = \"app-{i}\"\nappid = \"{appid}\"\nsecret = \"{secret}\"\n"
+            ));
+        }
+        b.push_str(&format!(
+            "[[clients]]\nname = \"admin\"\nkey = \"{ADMIN}\"\napps = [\"*\"]\nadmin = true\n"
+        ));
+        b
+    };
+    let spec = Spec::default();
+    let registered: Vec<(&str, &str)> =
+        apps.iter().map(|(a, s)| (a.as_str(), s.as_str())).collect();
+    let fake = start_fake_with(&spec, &registered, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wxtoken.toml");
+    let write = |b: &str, base: &str| {
+        std::fs::write(&path, file_config(dir.path(), base, b)).unwrap();
+    };
+    write(&body("secret-00000007"), &fake.base_url());
+    let settings = wxtoken::config::Settings::load(&path).unwrap();
+    let p2 = path.clone();
+    let app = spawn_custom_with(spec, fake, &body("secret-00000007"), move |(s, o)| {
+        *s = settings;
+        o.config_path = Some(p2);
+    })
+    .await;
+    let ready = eventually(Duration::from_secs(20), || async {
+        app.get("/readyz", None).await.status == 200
+    })
+    .await;
+    assert!(ready, "{n} apps never became ready");
+    let before = app.state.apps.load_full();
+    write(&body("a-new-secret-0007"), &app.fake.base_url());
+    let started = std::time::Instant::now();
+    let r = app.post("/v1/admin/reload", Some(ADMIN), "").await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["updated"], serde_json::json!(["app-7"]));
+    assert_eq!(r.body["added"], serde_json::json!([]));
+    assert_eq!(r.body["replaced"], serde_json::json!([]));
+    // The other apps' handles are the very same: no message, no copy.
+    let after = app.state.apps.load_full();
+    let kept = (0..n)
+        .filter(|i| {
+            let name = format!("app-{i}");
+            std::sync::Arc::ptr_eq(before.get(&name).unwrap(), after.get(&name).unwrap())
+        })
+        .count();
+    assert_eq!(kept, n - 1);
+    println!("reload of {n} apps with one changed: {took:?}");
 }
