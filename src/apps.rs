@@ -9,7 +9,7 @@ use actix::{Addr, Supervisor};
 
 use crate::config::{AppSettings, RefreshSettings, TicketKind, UpstreamSettings};
 use crate::metrics::Metrics;
-use crate::store::{AppKey, TokenStore};
+use crate::store::{AppKey, Stored, TokenStore};
 use crate::token::actor::{ActorConfig, Credential};
 use crate::token::messages::{Retire, StoreChanged, Subscribe, UpdateApp};
 use crate::token::{AppStatus, SharedClock, SharedStatus, TokenActor};
@@ -86,6 +86,7 @@ fn spawn_actor(
     credential: Credential,
     key: AppKey,
     label: String,
+    preloaded: Option<Option<Stored>>,
 ) -> CredentialHandle {
     // Counters start at 0; the gauges follow from the published status at every scrape.
     deps.metrics.init_app(&label);
@@ -110,6 +111,7 @@ fn spawn_actor(
             wait_limit: deps_owned.wait_limit,
             poll_interval: deps_owned.poll_interval,
             cohort: deps_owned.cohort,
+            preloaded,
             store: deps_owned.store.clone(),
             metrics: deps_owned.metrics.clone(),
             status: cfg_status,
@@ -128,21 +130,42 @@ fn spawn_actor(
     CredentialHandle { addr, status }
 }
 
+/// The store keys of an app's credentials: its token, then each ticket.
+fn app_keys(app: &AppSettings) -> Vec<AppKey> {
+    let token = AppKey {
+        name: app.name.clone(),
+        appid: app.store_id(),
+    };
+    let tickets = app.tickets.iter().map(|kind| AppKey {
+        name: format!("{}/ticket/{}", app.name, kind.as_str()),
+        appid: format!("{}/ticket/{}", app.store_id(), kind.as_str()),
+    });
+    std::iter::once(token).chain(tickets).collect()
+}
+
 /// Starts the actors of one app on the current arbiter. Must run inside an actix System.
-pub fn start_app(app: &AppSettings, deps: &ActorDeps) -> Arc<AppHandle> {
+/// `preloaded` holds records read for them in advance, by key name; the actors of keys not in
+/// it read their own.
+pub fn start_app(
+    app: &AppSettings,
+    deps: &ActorDeps,
+    preloaded: &mut HashMap<String, Option<Stored>>,
+) -> Arc<AppHandle> {
     let settings = Arc::new(app.clone());
+    let mut keys = app_keys(app).into_iter();
+    let key = keys.next().expect("an app has a token key");
+    let pre = preloaded.remove(&key.name);
     let token = spawn_actor(
         deps,
         &settings,
         Credential::AccessToken,
-        AppKey {
-            name: app.name.clone(),
-            appid: app.store_id(),
-        },
+        key,
         app.name.clone(),
+        pre,
     );
     let mut tickets = HashMap::new();
-    for &kind in &app.tickets {
+    for (&kind, key) in app.tickets.iter().zip(keys) {
+        let pre = preloaded.remove(&key.name);
         let ticket = spawn_actor(
             deps,
             &settings,
@@ -151,11 +174,9 @@ pub fn start_app(app: &AppSettings, deps: &ActorDeps) -> Arc<AppHandle> {
                 token: token.status.clone(),
                 token_actor: token.addr.clone(),
             },
-            AppKey {
-                name: format!("{}/ticket/{}", app.name, kind.as_str()),
-                appid: format!("{}/ticket/{}", app.store_id(), kind.as_str()),
-            },
+            key,
             ticket_label(&app.name, kind),
+            pre,
         );
         token
             .addr
@@ -173,15 +194,27 @@ pub fn start_app(app: &AppSettings, deps: &ActorDeps) -> Arc<AppHandle> {
 }
 
 impl Apps {
-    /// Starts every app. Must run inside an actix System.
-    pub fn start(apps: &[AppSettings], deps: &ActorDeps) -> Apps {
+    /// Starts every app, after reading all their records from the store in one pass. If that
+    /// read fails, each actor reads its own (and reports what fails). Must run inside an actix
+    /// System.
+    pub async fn start(apps: &[AppSettings], deps: &ActorDeps) -> Apps {
         let deps = &ActorDeps {
             cohort: credentials(&apps.iter().collect::<Vec<_>>()),
             ..deps.clone()
         };
+        let keys: Vec<AppKey> = apps.iter().flat_map(app_keys).collect();
+        let names: Vec<String> = keys.iter().map(|k| k.name.clone()).collect();
+        let mut preloaded: HashMap<String, Option<Stored>> = match deps.store.load_many(keys).await
+        {
+            Ok(records) => names.into_iter().zip(records).collect(),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not read the store in one pass; each app reads its own record");
+                HashMap::new()
+            }
+        };
         let mut out = Apps::default();
         for app in apps {
-            out.insert(start_app(app, deps));
+            out.insert(start_app(app, deps, &mut preloaded));
         }
         out
     }
@@ -255,11 +288,11 @@ impl Apps {
                 }
                 Some(old) => {
                     old.retire(&deps.metrics);
-                    out.insert(start_app(app, deps));
+                    out.insert(start_app(app, deps, &mut HashMap::new()));
                     summary.replaced.push(app.name.clone());
                 }
                 None => {
-                    out.insert(start_app(app, deps));
+                    out.insert(start_app(app, deps, &mut HashMap::new()));
                     summary.added.push(app.name.clone());
                 }
             }

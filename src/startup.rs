@@ -92,7 +92,7 @@ impl Application {
             clock: crate::token::SharedClock::system(),
             cohort: 1,
         };
-        let apps = Apps::start(&settings.apps, &deps);
+        let apps = Apps::start(&settings.apps, &deps).await;
         // Built once, outside the per-worker factory: every worker shares the same state.
         let state = web::Data::new(ServerState {
             apps: ArcSwap::from_pointee(apps),

@@ -161,6 +161,33 @@ impl Inner {
         Ok(bytes.and_then(|b| decode_or_discard(key, &b, &self.metrics, "embedded")))
     }
 
+    /// Every key's record from one read transaction (pending records first, as in `load`).
+    fn load_many_blocking(&self, keys: &[AppKey]) -> anyhow::Result<Vec<Option<Stored>>> {
+        let pending: HashMap<String, Vec<u8>> = {
+            let p = self.pending();
+            keys.iter()
+                .filter_map(|k| p.get(&k.name).map(|r| (k.name.clone(), r.bytes.clone())))
+                .collect()
+        };
+        let mut disk = self.disk();
+        let tx = self.db(&mut disk)?.begin_read()?;
+        let table = match tx.open_table(TOKENS) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let bytes = match (pending.get(&key.name), &table) {
+                (Some(b), _) => Some(b.clone()),
+                (None, Some(t)) => t.get(key.name.as_str())?.map(|v| v.value().to_vec()),
+                (None, None) => None,
+            };
+            out.push(bytes.and_then(|b| decode_or_discard(key, &b, &self.metrics, "embedded")));
+        }
+        Ok(out)
+    }
+
     /// Writes record number `seq` of `app`, unless a newer one is already on disk. A failure
     /// keeps it as pending (replacing an older pending one) and wakes the retry task.
     fn write(&self, app: &str, appid: &str, bytes: &[u8], seq: u64) -> anyhow::Result<bool> {
@@ -282,6 +309,16 @@ impl TokenStore for EmbeddedStore {
         let key = key.clone();
         // redb blocks on disk I/O: keep it off the threads that run actors and requests.
         tokio::task::spawn_blocking(move || inner.load_blocking(&key))
+            .map(|r| r.context("store task failed")?)
+            .boxed()
+    }
+
+    fn load_many(
+        &self,
+        keys: Vec<AppKey>,
+    ) -> BoxFuture<'static, anyhow::Result<Vec<Option<Stored>>>> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.load_many_blocking(&keys))
             .map(|r| r.context("store task failed")?)
             .boxed()
     }

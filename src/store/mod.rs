@@ -149,6 +149,23 @@ pub trait TokenStore: Send + Sync + 'static {
     /// absent (and logged) rather than as an error: the cure is the same, fetch a new token.
     fn load(&self, key: &AppKey) -> BoxFuture<'static, anyhow::Result<Option<Stored>>>;
 
+    /// The records of many keys at once, in the order of `keys`: start-up reads every
+    /// credential's record in one pass instead of one round trip each. By default, one load
+    /// after the other.
+    fn load_many(
+        &self,
+        keys: Vec<AppKey>,
+    ) -> BoxFuture<'static, anyhow::Result<Vec<Option<Stored>>>> {
+        let loads: Vec<_> = keys.iter().map(|k| self.load(k)).collect();
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(loads.len());
+            for load in loads {
+                out.push(load.await?);
+            }
+            Ok(out)
+        })
+    }
+
     /// Saves `stored` durably, unless the store already holds a newer generation (a shared
     /// store fences old writers): `Ok(true)` when written.
     fn save(&self, key: &AppKey, stored: &Stored) -> BoxFuture<'static, anyhow::Result<bool>>;

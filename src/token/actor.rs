@@ -74,6 +74,9 @@ pub struct ActorConfig {
     pub poll_interval: Duration,
     /// Makes the upstream calls (WeChat, or a script in tests).
     pub fetcher: Rc<dyn Fetcher>,
+    /// The record read for this actor by the start-up pass over the store (`Some(None)`: none
+    /// stored); `None` to read it at start. Used by the first start only: a restart re-reads.
+    pub preloaded: Option<Option<Stored>>,
     /// How many credentials were started together with this one (all of them at start-up,
     /// the added ones on a reload): their first refreshes are spread in proportion.
     pub cohort: usize,
@@ -538,6 +541,10 @@ impl Actor for TokenActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         if self.retired {
             // Nothing to schedule: the actor stops once the last address is dropped.
+            return;
+        }
+        if let Some(record) = self.cfg.preloaded.take() {
+            self.guard(ctx, "start", |act, ctx| act.loaded(Ok(record), ctx));
             return;
         }
         self.loading = true;
