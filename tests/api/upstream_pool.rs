@@ -155,6 +155,71 @@ async fn the_pool_gauges_show_in_metrics_from_the_start() {
     }
 }
 
+/// Reports `pool0`'s `token` as rejected; returns the new token.
+async fn invalidate(app: &TestApp, token: &str) -> String {
+    let answer = app
+        .post(
+            "/v1/apps/pool0/token/invalidate",
+            Some(KEY),
+            serde_json::json!({ "access_token": token }).to_string(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let new = answer.body["access_token"].as_str().unwrap().to_string();
+    assert_ne!(new, token);
+    new
+}
+
+#[actix_web::test]
+async fn an_invalidated_token_is_fetched_ahead_of_queued_proactive_refreshes() {
+    let creds = creds(20);
+    // Six-second tokens are due for their proactive refresh after three seconds: all twenty
+    // at once, since they were fetched together.
+    let spec = Spec {
+        expires_in: 6,
+        ..Spec::default()
+    };
+    let fake = slow_fake(&spec, &creds, Duration::ZERO).await;
+    let app = spawn_custom_with(spec, fake, &apps_config(&creds), |(s, _)| {
+        s.upstream.max_concurrent = 1;
+    })
+    .await;
+    assert!(all_fetched(&app, &creds, Duration::from_secs(10)).await);
+    // `pool0` gets a long-lived token now, so it has no refresh of its own in the queue later.
+    app.fake.set_expires_in(60);
+    let token = app.get("/v1/apps/pool0/token", Some(KEY)).await;
+    assert_eq!(token.status, 200, "{}", token.body);
+    let first = token.body["access_token"].as_str().unwrap().to_string();
+    let token = invalidate(&app, &first).await;
+
+    // From now on every call takes 100 ms, one at a time: the refreshes queue for two seconds,
+    // and the tokens stay valid meanwhile, so the refreshes are background ones.
+    app.fake.set_answer_delay(Duration::from_millis(100));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.metric("wxtoken_upstream_queue_depth")
+                .await
+                .is_some_and(|d| d >= 10.0)
+        })
+        .await,
+        "the proactive refreshes queue up"
+    );
+    let ahead = app
+        .metric("wxtoken_upstream_queue_depth")
+        .await
+        .unwrap_or_default();
+    let sent = Instant::now();
+    invalidate(&app, &token).await;
+    let took = sent.elapsed();
+    // Behind the `ahead` queued refreshes it would take `ahead` x 100 ms; going first, it
+    // waits for the call in flight and its own, 200 ms. Half the queue's time tells them apart.
+    let behind_them = Duration::from_millis(100).mul_f64(ahead);
+    assert!(
+        took < behind_them / 2,
+        "answered in {took:?}: it waited behind {ahead} queued refreshes"
+    );
+}
+
 /// The cold-start figure the scale issue asks for: 1,000 apps, a fake answering in 5 ms, the
 /// default pool. A measurement, not a check of timings:
 /// `cargo test --test api upstream_pool::cold_start_figure -- --ignored --nocapture`.
