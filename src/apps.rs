@@ -98,10 +98,11 @@ fn spawn_actor(
     // The factory runs on the actor's own thread: awc clients are not `Send`.
     let addr = Supervisor::start(move |_| {
         TokenActor::new(ActorConfig {
-            fetcher: std::rc::Rc::new(WechatClient::new(
+            fetcher: WechatClient::shared(
                 &deps_owned.upstream,
-                deps_owned.tls.clone(),
-            )),
+                &deps_owned.tls,
+                &deps_owned.metrics,
+            ),
             clock: deps_owned.clock.clone(),
             app: app_owned,
             credential,

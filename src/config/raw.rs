@@ -112,6 +112,8 @@ pub(super) struct RawUpstream {
     pub(super) timeout_secs: u64,
     pub(super) ca_file: Option<PathBuf>,
     pub(super) min_token_lifetime_secs: u64,
+    pub(super) max_concurrent: u64,
+    pub(super) max_per_second: u64,
 }
 
 impl Default for RawUpstream {
@@ -122,6 +124,8 @@ impl Default for RawUpstream {
             timeout_secs: 10,
             ca_file: None,
             min_token_lifetime_secs: 60,
+            max_concurrent: 16,
+            max_per_second: 0,
         }
     }
 }

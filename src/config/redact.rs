@@ -48,6 +48,11 @@ impl Settings {
             "min_token_lifetime_secs = {}",
             self.upstream.min_token_lifetime.as_secs()
         );
+        let _ = writeln!(
+            out,
+            "max_concurrent = {}\nmax_per_second = {}",
+            self.upstream.max_concurrent, self.upstream.max_per_second
+        );
         if let Some(ca) = &self.upstream.ca_file {
             let _ = writeln!(out, "ca_file = {}", q(&ca.display().to_string()));
         }

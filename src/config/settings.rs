@@ -47,6 +47,10 @@ pub struct UpstreamSettings {
     /// Shortest credential lifetime (`expires_in`) accepted from upstream; a shorter one is a
     /// `decode` failure. The longest accepted is [`MAX_TOKEN_LIFETIME`].
     pub min_token_lifetime: Duration,
+    /// Most upstream calls in flight at once, across the process; more wait in a queue.
+    pub max_concurrent: usize,
+    /// Most upstream calls started per second, across the process; 0: no cap.
+    pub max_per_second: u32,
 }
 
 /// Longest credential lifetime accepted from upstream: WeChat hands out 2 hours; a week is far

@@ -43,6 +43,8 @@ fn good_config_loads_with_defaults() {
     assert_eq!(s.server.listen.port(), 9000);
     assert_eq!(s.upstream.base_url, "http://127.0.0.1:1");
     assert_eq!(s.refresh.margin, Duration::from_secs(600));
+    assert_eq!(s.upstream.max_concurrent, 16);
+    assert_eq!(s.upstream.max_per_second, 0, "no start-rate cap by default");
     assert_eq!(s.apps[0].secret.expose_secret(), "s3cr3t-value");
     assert_eq!(
         s.clients[0].key_sha256,
@@ -374,6 +376,9 @@ fn every_duration_and_count_has_an_upper_bound() {
         ("WXTOKEN_SERVER__MAX_CONNECTIONS_PER_WORKER", "1048577"),
         ("WXTOKEN_UPSTREAM__TIMEOUT_SECS", "301"),
         ("WXTOKEN_UPSTREAM__MIN_TOKEN_LIFETIME_SECS", "3601"),
+        ("WXTOKEN_UPSTREAM__MAX_CONCURRENT", "1025"),
+        ("WXTOKEN_UPSTREAM__MAX_CONCURRENT", "0"),
+        ("WXTOKEN_UPSTREAM__MAX_PER_SECOND", "100001"),
         ("WXTOKEN_REFRESH__MARGIN_SECS", "86401"),
         ("WXTOKEN_REFRESH__MIN_INTERVAL_SECS", "3601"),
         ("WXTOKEN_REFRESH__RETRY_MAX_SECS", "3601"),
@@ -396,12 +401,16 @@ fn every_duration_and_count_has_an_upper_bound() {
         &[
             ("WXTOKEN_SERVER__SHUTDOWN_TIMEOUT_SECS", "3600"),
             ("WXTOKEN_UPSTREAM__TIMEOUT_SECS", "300"),
+            ("WXTOKEN_UPSTREAM__MAX_CONCURRENT", "1024"),
+            ("WXTOKEN_UPSTREAM__MAX_PER_SECOND", "100000"),
             ("WXTOKEN_REFRESH__MARGIN_SECS", "86400"),
             ("WXTOKEN_REFRESH__RETRY_MAX_SECS", "3600"),
         ],
     )
     .unwrap();
     assert_eq!(s.upstream.timeout, Duration::from_secs(300));
+    assert_eq!(s.upstream.max_concurrent, 1024);
+    assert_eq!(s.upstream.max_per_second, 100_000);
     let e = load(
         GOOD,
         &[

@@ -38,6 +38,11 @@ const MAX_DAILY_QUOTA: u64 = 100_000_000;
 /// More open connections than one process can have file descriptors for (the kernel's
 /// `nr_open` default) is a typo.
 const MAX_CONNECTIONS_PER_WORKER: u64 = 1 << 20;
+/// Most upstream calls in flight: each is a connection to WeChat; beyond a thousand the pool
+/// no longer protects anything.
+const MAX_UPSTREAM_CONCURRENT: u64 = 1024;
+/// Highest upstream start rate: far above any WeChat quota.
+const MAX_UPSTREAM_PER_SECOND: u64 = 100_000;
 /// Longest Redis key prefix and instance name: they go into every key and record.
 const MAX_LABEL: usize = 128;
 
@@ -50,6 +55,17 @@ fn secs(key: &str, v: u64, min: u64, max: u64) -> Result<Duration, ConfigError> 
         ));
     }
     Ok(Duration::from_secs(v))
+}
+
+/// A count key within `min..=max`.
+fn count(key: &str, v: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    if v < min || v > max {
+        return Err(ConfigError::at(
+            key,
+            format!("{v} is out of range: must be between {min} and {max}"),
+        ));
+    }
+    Ok(v)
 }
 
 /// An `http(s)://` base URL without a trailing slash. Credentials (`user:password@`) are
@@ -287,6 +303,20 @@ pub(super) fn validate(
             2,
             MAX_MIN_TOKEN_LIFETIME_SECS,
         )?,
+        max_concurrent: usize::try_from(count(
+            "upstream.max_concurrent",
+            raw.upstream.max_concurrent,
+            1,
+            MAX_UPSTREAM_CONCURRENT,
+        )?)
+        .unwrap_or(usize::MAX),
+        max_per_second: u32::try_from(count(
+            "upstream.max_per_second",
+            raw.upstream.max_per_second,
+            0,
+            MAX_UPSTREAM_PER_SECOND,
+        )?)
+        .unwrap_or(u32::MAX),
     };
 
     let r = raw.refresh;

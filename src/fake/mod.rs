@@ -54,6 +54,9 @@ pub struct FakeConfig {
     pub listen: SocketAddr,
     /// Serve HTTPS with this certificate instead of HTTP.
     pub tls: Option<FakeTls>,
+    /// Every token and ticket call waits this long before it is answered (default none): a
+    /// WeChat with real latency, for load tests. Unlike [`Fault::Slow`], it applies to all.
+    pub answer_delay: Duration,
 }
 
 impl Default for FakeConfig {
@@ -67,6 +70,7 @@ impl Default for FakeConfig {
             daily_quota: 2000,
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             tls: None,
+            answer_delay: Duration::ZERO,
         }
     }
 }
@@ -89,6 +93,7 @@ impl fmt::Debug for FakeConfig {
             .field("daily_quota", &self.daily_quota)
             .field("listen", &self.listen)
             .field("tls", &self.tls.is_some())
+            .field("answer_delay", &self.answer_delay)
             .finish()
     }
 }
@@ -264,6 +269,22 @@ impl FakeWechat {
             Endpoint::Ticket => calls.ticket,
             Endpoint::WecomToken => calls.wecom_token,
         }
+    }
+
+    /// The most token and ticket calls (Token, StableToken, Ticket, WecomToken) that were being
+    /// answered at the same time since the start: a client's concurrency, seen from the wire.
+    pub fn peak_in_flight(&self) -> u64 {
+        self.lock().peak_in_flight()
+    }
+
+    /// Token and ticket calls being answered now.
+    pub fn in_flight(&self) -> u64 {
+        self.lock().in_flight()
+    }
+
+    /// From now on, every token and ticket call waits `delay` before it is answered.
+    pub fn set_answer_delay(&self, delay: Duration) {
+        self.lock().answer_delay = delay;
     }
 
     /// New tokens minted for that appid, both families together. A stable_token call that

@@ -47,7 +47,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 // ---- WeChat endpoints -----------------------------------------------------------------------
 
 async fn token(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
-    if let Some(faulted) = begin_call(&state, Endpoint::Token).await {
+    let (_answering, faulted) = begin_call(&state, Endpoint::Token).await;
+    if let Some(faulted) = faulted {
         return faulted;
     }
     if req.method() != Method::GET {
@@ -66,7 +67,8 @@ async fn token(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
 /// `/cgi-bin/ticket/getticket?access_token=TOKEN&type=jsapi|wx_card`. A credential endpoint
 /// like the token ones, so injected faults apply here too.
 async fn ticket(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
-    if let Some(faulted) = begin_call(&state, Endpoint::Ticket).await {
+    let (_answering, faulted) = begin_call(&state, Endpoint::Ticket).await;
+    if let Some(faulted) = faulted {
         return faulted;
     }
     if req.method() != Method::GET {
@@ -91,7 +93,8 @@ async fn ticket(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
 /// WeCom's `/cgi-bin/gettoken?corpid=ID&corpsecret=SECRET`, served next to WeChat's endpoints
 /// (the paths do not clash), so one fake stands for both hosts.
 async fn wecom_token(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
-    if let Some(faulted) = begin_call(&state, Endpoint::WecomToken).await {
+    let (_answering, faulted) = begin_call(&state, Endpoint::WecomToken).await;
+    if let Some(faulted) = faulted {
         return faulted;
     }
     if req.method() != Method::GET {
@@ -131,7 +134,8 @@ async fn stable_token(
     body: Result<Bytes, actix_web::Error>,
     state: web::Data<Shared>,
 ) -> HttpResponse {
-    if let Some(faulted) = begin_call(&state, Endpoint::StableToken).await {
+    let (_answering, faulted) = begin_call(&state, Endpoint::StableToken).await;
+    if let Some(faulted) = faulted {
         return faulted;
     }
     if req.method() != Method::POST {
@@ -178,14 +182,39 @@ async fn probe(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
     }
 }
 
-/// Counts the call, then applies the next injected fault, if any. `Some` is the whole answer;
-/// `None` means "answer normally" (no fault, or a `Slow` one whose delay has passed).
-async fn begin_call(state: &Shared, ep: Endpoint) -> Option<HttpResponse> {
-    let fault = {
+/// Counts a token or ticket call as being answered until it is dropped, whether the handler
+/// returns or the client goes away mid-answer.
+struct Answering<'a>(&'a Shared);
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        lock(self.0).call_ended();
+    }
+}
+
+/// Counts the call, waits out the answer delay, then applies the next injected fault, if any.
+/// `Some` is the whole answer; `None` means "answer normally" (no fault, or a `Slow` one whose
+/// delay has passed). The guard counts the call as in flight while the handler holds it.
+async fn begin_call(state: &Shared, ep: Endpoint) -> (Answering<'_>, Option<HttpResponse>) {
+    let delay = {
         let mut s = lock(state);
         s.count(ep);
-        s.next_fault()
-    }?;
+        s.call_began();
+        s.answer_delay
+    };
+    let answering = Answering(state);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let fault = lock(state).next_fault();
+    let answer = match fault {
+        Some(fault) => apply_fault(fault, ep).await,
+        None => None,
+    };
+    (answering, answer)
+}
+
+async fn apply_fault(fault: Fault, ep: Endpoint) -> Option<HttpResponse> {
     tracing::debug!(endpoint = ?ep, ?fault, "fake applying injected fault");
     let platform = match ep {
         Endpoint::WecomToken => Platform::Wecom,
@@ -252,6 +281,8 @@ async fn stats(state: web::Data<Shared>) -> HttpResponse {
             "ticket": calls.ticket,
             "wecom_token": calls.wecom_token,
         },
+        "in_flight": s.in_flight(),
+        "peak_in_flight": s.peak_in_flight(),
         "minted": by_appid(s.minted_all()),
         "tickets_minted": by_appid(s.tickets_minted_all()),
     }))

@@ -414,6 +414,11 @@ pub(crate) struct FakeState {
     daily_quota: u32,
     faults: VecDeque<(Fault, u32)>,
     calls: Calls,
+    /// Token and ticket calls being answered now, and the most there ever were at once.
+    in_flight: u64,
+    peak_in_flight: u64,
+    /// How long every token and ticket call waits before it is answered.
+    pub(crate) answer_delay: Duration,
 }
 
 impl FakeState {
@@ -454,6 +459,9 @@ impl FakeState {
             daily_quota: cfg.daily_quota,
             faults: VecDeque::new(),
             calls: Calls::default(),
+            in_flight: 0,
+            peak_in_flight: 0,
+            answer_delay: cfg.answer_delay,
         }
     }
 
@@ -472,6 +480,25 @@ impl FakeState {
 
     pub(crate) fn calls(&self) -> Calls {
         self.calls
+    }
+
+    /// A token or ticket call started being answered.
+    pub(crate) fn call_began(&mut self) {
+        self.in_flight = self.in_flight.saturating_add(1);
+        self.peak_in_flight = self.peak_in_flight.max(self.in_flight);
+    }
+
+    /// ...and ended (answered, or dropped by the client).
+    pub(crate) fn call_ended(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.in_flight
+    }
+
+    pub(crate) fn peak_in_flight(&self) -> u64 {
+        self.peak_in_flight
     }
 
     pub(crate) fn inject(&mut self, fault: Fault, times: u32) {

@@ -7,6 +7,7 @@
 
 mod credentials;
 mod labels;
+mod pool;
 mod register;
 
 use std::sync::{Arc, OnceLock};
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use prometheus::{Encoder, HistogramVec, IntCounterVec, Registry, TextEncoder};
 
-use crate::upstream::UpstreamError;
+use crate::upstream::{UpstreamError, UpstreamPool};
 pub use credentials::{gauge_families, CredentialCollector, ScrapedCredential, StatusSource};
 pub use labels::{InvalidationOutcome, Trigger, FIXED_REASONS, ROUTES, STORE_OPS};
 use register::{counter, histogram, int_gauge, remove_matching, Families as _};
@@ -44,6 +45,8 @@ struct Inner {
     source: Arc<OnceLock<StatusSource>>,
     /// Registered only when the Redis store is used, so a single instance shows no Redis.
     redis_up: OnceLock<prometheus::IntGauge>,
+    /// The process's one upstream pool, whose gauges are read at scrape.
+    upstream_pool: OnceLock<Arc<UpstreamPool>>,
 }
 
 /// Cheap to clone; every clone updates the same series.
@@ -157,6 +160,7 @@ impl Metrics {
                 forced_refusals,
                 source,
                 redis_up: OnceLock::new(),
+                upstream_pool: OnceLock::new(),
             }),
         };
         for app in apps {
@@ -282,6 +286,23 @@ impl Metrics {
             g
         });
         gauge.set(i64::from(up));
+    }
+
+    /// The upstream pool every client of this server shares: built by the first client that
+    /// asks (from the settings all of them share), its gauges registered with it. Metrics is
+    /// the one value per server that every actor already gets, so no new plumbing is needed.
+    pub fn upstream_pool(&self, build: impl FnOnce() -> Arc<UpstreamPool>) -> Arc<UpstreamPool> {
+        self.inner
+            .upstream_pool
+            .get_or_init(|| {
+                let pool = build();
+                self.inner
+                    .registry
+                    .register(Box::new(pool::PoolCollector::new(pool.clone())))
+                    .expect("registered once");
+                pool
+            })
+            .clone()
     }
 
     /// One answered HTTP request. `route` is a matched template or `unmatched`; `status` the

@@ -12,8 +12,9 @@ use super::messages::Invalidate;
 use super::schedule::{effective_margin, stable_margin};
 use super::{SharedStatus, TokenRecord};
 use crate::config::{AppKind, Grant, TicketKind};
+use crate::metrics::Trigger;
 use crate::store::FetchFn;
-use crate::upstream::UpstreamError;
+use crate::upstream::{Priority, UpstreamError};
 
 /// What an actor keeps fresh.
 #[derive(Clone)]
@@ -102,8 +103,21 @@ impl TokenActor {
         let credential = self.cfg.credential.clone();
         let clock = self.cfg.clock.clone();
         let budget = self.force_budget.clone();
+        let status = self.cfg.status.clone();
+        // `start_refresh` records the trigger before it asks for the fetch.
+        let invalidated = matches!(
+            self.in_flight,
+            Some(Trigger::Invalidated | Trigger::Revoked)
+        );
         Box::new(move || {
             Box::pin(async move {
+                // Decided when the call is made: callers wait for a credential with no valid
+                // token, or with one WeChat rejected; a refresh of a valid one can queue.
+                let priority = if invalidated || status.load().valid_token(clock.now()).is_none() {
+                    Priority::Urgent
+                } else {
+                    Priority::Background
+                };
                 let (req, fetched_with) = match &credential {
                     Credential::AccessToken => {
                         if force {
@@ -111,7 +125,12 @@ impl TokenActor {
                             b.spend(clock.now());
                             budget.set(b);
                         }
-                        (FetchRequest::AccessToken { app, force }, None)
+                        let req = FetchRequest::AccessToken {
+                            app,
+                            force,
+                            priority,
+                        };
+                        (req, None)
                     }
                     Credential::Ticket { kind, token, .. } => {
                         let Some(current) = token.load().valid_token(clock.now()).cloned() else {
@@ -121,6 +140,7 @@ impl TokenActor {
                             app,
                             kind: *kind,
                             token: current.token.clone(),
+                            priority,
                         };
                         (req, Some(current))
                     }

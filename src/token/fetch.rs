@@ -7,19 +7,24 @@ use futures_util::future::LocalBoxFuture;
 
 use super::AccessToken;
 use crate::config::{AppKind, AppSettings, Grant, TicketKind};
-use crate::upstream::{Fetched, UpstreamError, WechatClient};
+use crate::upstream::{Fetched, Priority, UpstreamError, WechatClient};
 
-/// One upstream call for one credential.
+/// One upstream call for one credential. `priority`: its place in the upstream pool's queue.
 #[derive(Clone, Debug)]
 pub enum FetchRequest {
     /// The app's access token. `force`: for the stable grant, invalidate the current token at
     /// once (spent from WeChat's daily budget of forced refreshes).
-    AccessToken { app: Arc<AppSettings>, force: bool },
+    AccessToken {
+        app: Arc<AppSettings>,
+        force: bool,
+        priority: Priority,
+    },
     /// A ticket, fetched with the app's current access token.
     Ticket {
         app: Arc<AppSettings>,
         kind: TicketKind,
         token: AccessToken,
+        priority: Priority,
     },
 }
 
@@ -35,6 +40,14 @@ impl FetchRequest {
             FetchRequest::Ticket { .. } => "ticket",
         }
     }
+
+    pub fn priority(&self) -> Priority {
+        match self {
+            FetchRequest::AccessToken { priority, .. } | FetchRequest::Ticket { priority, .. } => {
+                *priority
+            }
+        }
+    }
 }
 
 /// Makes upstream calls. Not `Send`: production calls run on the actor's thread with an awc
@@ -48,8 +61,10 @@ impl Fetcher for WechatClient {
         // A clone is a reference count: the future owns its client and outlives no one.
         let client = self.clone();
         Box::pin(async move {
+            // Held until the answer is in; the call's own timeout starts after the wait.
+            let _slot = client.slot(req.priority()).await;
             match req {
-                FetchRequest::AccessToken { app, force } => match app.kind {
+                FetchRequest::AccessToken { app, force, .. } => match app.kind {
                     AppKind::Official(Grant::ClientCredential) => {
                         client.fetch_token(&app.appid, &app.secret).await
                     }

@@ -1,7 +1,13 @@
 //! The WeChat client: fetches access tokens over HTTPS and classifies every way that can fail.
 //!
 //! It knows nothing of actors or HTTP handlers: one call in, a token or an [`UpstreamError`] out.
+//! Every client of a server shares one [`UpstreamPool`] (`pool`), which caps the calls in flight
+//! and their start rate.
 
+mod pool;
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +22,7 @@ const MAX_BODY: usize = 64 * 1024;
 
 use crate::secret::plausible_credential;
 pub use crate::secret::MAX_CREDENTIAL_LEN;
+pub use pool::{Acquire, Permit, Priority, UpstreamPool};
 
 /// How a failure should be treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,11 +120,13 @@ pub struct Fetched {
     pub depends_on: Option<u64>,
 }
 
-/// Client for WeChat's credential endpoints. `awc::Client` is not `Send`, so each actor builds
-/// its own on its own thread from the shared, `Send` TLS configuration.
+/// Client for WeChat's credential endpoints. `awc::Client` is not `Send`, so there is one per
+/// thread ([`WechatClient::shared`]), built from the shared, `Send` TLS configuration; all of
+/// them share one [`UpstreamPool`].
 #[derive(Clone)]
 pub struct WechatClient {
     http: awc::Client,
+    pool: Arc<UpstreamPool>,
     base_url: Arc<str>,
     wecom_base_url: Arc<str>,
     timeout: Duration,
@@ -125,11 +134,57 @@ pub struct WechatClient {
     min_lifetime: Duration,
 }
 
+thread_local! {
+    /// This thread's clients, one per pool (one per server; tests run several in a process).
+    /// Weak: a client and its connections go once the last actor using it is gone.
+    static SHARED: RefCell<Vec<Weak<WechatClient>>> = const { RefCell::new(Vec::new()) };
+}
+
 impl WechatClient {
+    /// A client with a pool of its own, built from `settings`.
     pub fn new(settings: &UpstreamSettings, tls: Arc<rustls::ClientConfig>) -> Self {
+        let pool = UpstreamPool::new(settings.max_concurrent, settings.max_per_second);
+        WechatClient::with_pool(settings, tls, pool)
+    }
+
+    /// The client every actor of this thread shares: one connector, one connection pool, one
+    /// TLS session cache, instead of one per credential. Its calls go through the server's one
+    /// [`UpstreamPool`], which `metrics` holds (and shows at scrape); the first caller builds both
+    /// from `settings`, which every actor of a server shares.
+    pub fn shared(
+        settings: &UpstreamSettings,
+        tls: &Arc<rustls::ClientConfig>,
+        metrics: &crate::metrics::Metrics,
+    ) -> Rc<WechatClient> {
+        let pool = metrics
+            .upstream_pool(|| UpstreamPool::new(settings.max_concurrent, settings.max_per_second));
+        SHARED.with(|clients| {
+            let mut clients = clients.borrow_mut();
+            clients.retain(|c| c.strong_count() > 0);
+            if let Some(client) = clients
+                .iter()
+                .filter_map(Weak::upgrade)
+                .find(|c| Arc::ptr_eq(&c.pool, &pool))
+            {
+                return client;
+            }
+            let client = Rc::new(WechatClient::with_pool(settings, tls.clone(), pool));
+            clients.push(Rc::downgrade(&client));
+            client
+        })
+    }
+
+    fn with_pool(
+        settings: &UpstreamSettings,
+        tls: Arc<rustls::ClientConfig>,
+        pool: Arc<UpstreamPool>,
+    ) -> Self {
         let connector = awc::Connector::new()
             .rustls_0_23(tls)
             .timeout(settings.timeout)
+            // The pool never lets more calls run at once, so awc never queues one itself
+            // (where its wait would count against the call's timeout).
+            .limit(settings.max_concurrent)
             // A fresh connection now and then picks up DNS changes of api.weixin.qq.com.
             .conn_lifetime(Duration::from_secs(300));
         let http = awc::Client::builder()
@@ -140,11 +195,18 @@ impl WechatClient {
             .finish();
         WechatClient {
             http,
+            pool,
             base_url: settings.base_url.as_str().into(),
             wecom_base_url: settings.wecom_base_url.as_str().into(),
             timeout: settings.timeout,
             min_lifetime: settings.min_token_lifetime,
         }
+    }
+
+    /// Waits for a slot in the pool. The call's timeout starts once this returns: time spent
+    /// queued behind other calls is no fault of WeChat's.
+    pub fn slot(&self, priority: Priority) -> Acquire {
+        self.pool.acquire(priority)
     }
 
     /// Sends `req` (with `body` as JSON when given) and reads the answer, all within one

@@ -1077,12 +1077,35 @@ async fn stats_endpoint_reports_calls_and_mints() {
                 "ticket": 3,
                 "wecom_token": 2,
             },
+            // One call at a time, all answered.
+            "in_flight": 0,
+            "peak_in_flight": 1,
             "minted": { APP: 2, OTHER_APP: 0 },
             "tickets_minted": { APP: 2, OTHER_APP: 0 },
         })
     );
     // The WeCom secret picks the app; it must not leak through the stats.
     assert!(!stats.to_string().contains(CORP_SECRET_A), "{stats}");
+}
+
+#[actix_web::test]
+async fn answer_delay_holds_every_call_and_the_peak_counts_them_at_once() {
+    let delay = Duration::from_millis(200);
+    let wx = Wx::start(|c| c.answer_delay = delay).await;
+    let started = Instant::now();
+    let answers = futures_util::future::join_all((0..5).map(|_| wx.token())).await;
+    assert!(started.elapsed() >= delay, "answered after the delay");
+    for a in &answers {
+        token_of(a);
+    }
+    assert_eq!(
+        wx.fake.peak_in_flight(),
+        5,
+        "five calls were answered at once"
+    );
+    assert_eq!(wx.fake.in_flight(), 0);
+    let stats = wx.get_json("/_fake/stats").await;
+    assert_eq!(stats["peak_in_flight"], 5, "{stats}");
 }
 
 #[actix_web::test]

@@ -27,4 +27,5 @@ mod scrape;
 mod stable;
 mod tickets;
 mod token;
+mod upstream_pool;
 mod wecom;

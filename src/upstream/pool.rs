@@ -1,0 +1,471 @@
+//! The upstream pool: how many calls to WeChat run at once and how fast they start, across every
+//! actor of the process, with fetches for a missing token ahead of proactive refreshes.
+//!
+//! A caller waits for a [`Permit`] before it sends its call and holds it until the answer is in.
+//! Waiters queue in two classes, [`Priority::Urgent`] before [`Priority::Background`], first
+//! come first served within a class. Only the head of the queue ever looks at the capacity or
+//! the start-rate pacer, and it sleeps on a timer when only the pacer holds it back: nobody
+//! polls in a loop. A waiter that is dropped (its caller gave up) leaves the queue at once.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+
+/// A pacer timer that fires late (tokio's timers have millisecond resolution) lets the starts
+/// it held back catch up by at most this much, so high start rates are reached without bursts:
+/// over any second, at most `max_per_second` starts plus this slack's worth.
+const PACER_SLACK: Duration = Duration::from_millis(2);
+
+/// Which queue a call waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    /// A credential with no valid token, or one WeChat rejected: callers are waiting for it.
+    Urgent,
+    /// A proactive refresh of a token that is still valid: it can wait.
+    Background,
+}
+
+impl Priority {
+    fn queue(self) -> usize {
+        match self {
+            Priority::Urgent => 0,
+            Priority::Background => 1,
+        }
+    }
+}
+
+/// Caps the calls in flight and their start rate. Shared by every client of the process.
+pub struct UpstreamPool {
+    max_concurrent: usize,
+    /// Time between two starts; `None`: no rate cap.
+    interval: Option<Duration>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for UpstreamPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamPool")
+            .field("max_concurrent", &self.max_concurrent)
+            .field("interval", &self.interval)
+            .field("in_flight", &self.in_flight())
+            .field("queued", &self.queue_depth())
+            .finish()
+    }
+}
+
+struct State {
+    in_flight: usize,
+    next_id: u64,
+    /// Indexed by [`Priority::queue`]: urgent first.
+    queues: [VecDeque<Entry>; 2],
+    /// The earliest time the pacer lets the next call start (the theoretical start time of a
+    /// steady stream: late starts do not push it out beyond [`PACER_SLACK`]).
+    next_start: Option<Instant>,
+}
+
+struct Entry {
+    id: u64,
+    waker: Waker,
+}
+
+impl State {
+    fn head(&self) -> Option<&Entry> {
+        self.queues.iter().find_map(|q| q.front())
+    }
+
+    /// Tells the head of the queue to look again, if there is room for it.
+    fn wake_head(&self, max_concurrent: usize) {
+        if self.in_flight < max_concurrent {
+            if let Some(head) = self.head() {
+                head.waker.wake_by_ref();
+            }
+        }
+    }
+
+    fn remove(&mut self, id: u64) -> bool {
+        for q in &mut self.queues {
+            if let Some(i) = q.iter().position(|e| e.id == id) {
+                q.remove(i);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl UpstreamPool {
+    /// `max_concurrent` calls at once (at least one); `max_per_second` starts per second, 0 for
+    /// no cap.
+    pub fn new(max_concurrent: usize, max_per_second: u32) -> Arc<UpstreamPool> {
+        let interval = (max_per_second > 0).then(|| Duration::from_secs(1) / max_per_second.max(1));
+        Arc::new(UpstreamPool {
+            max_concurrent: max_concurrent.max(1),
+            interval,
+            state: Mutex::new(State {
+                in_flight: 0,
+                next_id: 0,
+                queues: [VecDeque::new(), VecDeque::new()],
+                next_start: None,
+            }),
+        })
+    }
+
+    /// Waits for a slot. Dropping the future gives up the place in the queue.
+    pub fn acquire(self: &Arc<Self>, priority: Priority) -> Acquire {
+        Acquire {
+            pool: self.clone(),
+            priority,
+            id: None,
+            sleep: None,
+        }
+    }
+
+    /// Calls waiting for a slot (`wxtoken_upstream_queue_depth`).
+    pub fn queue_depth(&self) -> usize {
+        let st = self.lock();
+        st.queues.iter().map(VecDeque::len).sum()
+    }
+
+    /// Calls holding a slot (`wxtoken_upstream_in_flight`).
+    pub fn in_flight(&self) -> usize {
+        self.lock().in_flight
+    }
+
+    // Every critical section is a few field updates with no await inside: a panic cannot leave
+    // the counters half-updated, so a poisoned lock is used as is.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// When the pacer lets the next call start, if that is later than `now`.
+    fn pacer_wait(&self, st: &State, now: Instant) -> Option<Instant> {
+        st.next_start.filter(|&at| at > now)
+    }
+
+    fn grant(&self, st: &mut State, now: Instant) {
+        st.in_flight = st.in_flight.saturating_add(1);
+        if let Some(interval) = self.interval {
+            let floor = now.checked_sub(PACER_SLACK).unwrap_or(now);
+            let base = st.next_start.map_or(now, |at| at.max(floor));
+            st.next_start = Some(base + interval);
+        }
+    }
+}
+
+/// The right to have one call in flight; the slot is freed when it is dropped.
+#[must_use = "the slot is freed as soon as the permit is dropped"]
+pub struct Permit {
+    pool: Arc<UpstreamPool>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut st = self.pool.lock();
+        st.in_flight = st.in_flight.saturating_sub(1);
+        st.wake_head(self.pool.max_concurrent);
+    }
+}
+
+/// The future of [`UpstreamPool::acquire`].
+pub struct Acquire {
+    pool: Arc<UpstreamPool>,
+    priority: Priority,
+    /// Set while queued.
+    id: Option<u64>,
+    /// The pacer's timer, armed while this waiter heads the queue and only the pacer holds it.
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl Future for Acquire {
+    type Output = Permit;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit> {
+        let this = self.get_mut();
+        let pool = this.pool.clone();
+        let mut st = pool.lock();
+        let id = match this.id {
+            Some(id) => id,
+            None => {
+                let id = st.next_id;
+                st.next_id = st.next_id.wrapping_add(1);
+                st.queues[this.priority.queue()].push_back(Entry {
+                    id,
+                    waker: cx.waker().clone(),
+                });
+                this.id = Some(id);
+                id
+            }
+        };
+        loop {
+            let is_head = st.head().is_some_and(|h| h.id == id);
+            if !is_head || st.in_flight >= pool.max_concurrent {
+                // Someone else goes first, or every slot is taken: a release or the removal of
+                // the waiter ahead wakes us.
+                if let Some(e) = st.queues[this.priority.queue()]
+                    .iter_mut()
+                    .find(|e| e.id == id)
+                {
+                    if !e.waker.will_wake(cx.waker()) {
+                        e.waker = cx.waker().clone();
+                    }
+                }
+                return Poll::Pending;
+            }
+            let now = Instant::now();
+            match pool.pacer_wait(&st, now) {
+                None => {
+                    st.queues[this.priority.queue()].pop_front();
+                    this.id = None;
+                    pool.grant(&mut st, now);
+                    // The next in line may fit too (or must arm the pacer's timer).
+                    st.wake_head(pool.max_concurrent);
+                    return Poll::Ready(Permit { pool: pool.clone() });
+                }
+                Some(at) => {
+                    let sleep = this
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                    if sleep.deadline() != at {
+                        sleep.as_mut().reset(at);
+                    }
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    // The timer fired: look again with the new time.
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Acquire {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let mut st = self.pool.lock();
+            let was_head = st.head().is_some_and(|h| h.id == id);
+            if st.remove(id) && was_head {
+                // The next waiter may be able to go now, or must take over the pacer's timer.
+                st.wake_head(self.pool.max_concurrent);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// Spawns a call of `priority` that takes a slot, records its name when it starts, and holds
+    /// the slot for `hold`.
+    fn call(
+        pool: &Arc<UpstreamPool>,
+        priority: Priority,
+        name: &'static str,
+        hold: Duration,
+        log: &Rc<RefCell<Vec<(&'static str, Duration)>>>,
+        t0: Instant,
+    ) -> tokio::task::JoinHandle<()> {
+        let acquire = pool.acquire(priority);
+        let log = log.clone();
+        tokio::task::spawn_local(async move {
+            let _permit = acquire.await;
+            log.borrow_mut().push((name, t0.elapsed()));
+            tokio::time::sleep(hold).await;
+        })
+    }
+
+    async fn settle() {
+        // Lets every ready task run; time is paused, so this takes no real time.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn local() -> tokio::task::LocalSet {
+        tokio::task::LocalSet::new()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_more_than_max_concurrent_in_flight() {
+        local()
+            .run_until(async {
+                let pool = UpstreamPool::new(4, 0);
+                let log = Rc::new(RefCell::new(Vec::new()));
+                let t0 = Instant::now();
+                let tasks: Vec<_> = (0..20)
+                    .map(|_| {
+                        call(
+                            &pool,
+                            Priority::Urgent,
+                            "c",
+                            Duration::from_millis(50),
+                            &log,
+                            t0,
+                        )
+                    })
+                    .collect();
+                settle().await;
+                assert_eq!(pool.in_flight(), 4);
+                assert_eq!(pool.queue_depth(), 16);
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                assert_eq!(pool.in_flight(), 0);
+                assert_eq!(pool.queue_depth(), 0);
+                // Five waves of four, 50 ms apart.
+                let starts: Vec<u128> = log.borrow().iter().map(|(_, t)| t.as_millis()).collect();
+                for (i, s) in starts.iter().enumerate() {
+                    assert_eq!(*s, (i as u128 / 4) * 50, "start {i}: {starts:?}");
+                }
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queued_background_calls_come_after_urgent_ones() {
+        local()
+            .run_until(async {
+                let pool = UpstreamPool::new(1, 0);
+                let log = Rc::new(RefCell::new(Vec::new()));
+                let t0 = Instant::now();
+                let hold = Duration::from_millis(10);
+                let mut tasks = vec![call(&pool, Priority::Background, "running", hold, &log, t0)];
+                settle().await;
+                // Background refreshes queued first, then cold requests.
+                for name in ["bg1", "bg2"] {
+                    tasks.push(call(&pool, Priority::Background, name, hold, &log, t0));
+                    settle().await;
+                }
+                for name in ["urgent1", "urgent2"] {
+                    tasks.push(call(&pool, Priority::Urgent, name, hold, &log, t0));
+                    settle().await;
+                }
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                let order: Vec<&str> = log.borrow().iter().map(|(n, _)| *n).collect();
+                assert_eq!(order, ["running", "urgent1", "urgent2", "bg1", "bg2"]);
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_per_second_paces_starts() {
+        local()
+            .run_until(async {
+                // Ten a second, no concurrency limit to speak of: starts 100 ms apart.
+                let pool = UpstreamPool::new(1024, 10);
+                let log = Rc::new(RefCell::new(Vec::new()));
+                let t0 = Instant::now();
+                let tasks: Vec<_> = (0..25)
+                    .map(|_| call(&pool, Priority::Urgent, "c", Duration::ZERO, &log, t0))
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                let starts: Vec<u128> = log.borrow().iter().map(|(_, t)| t.as_millis()).collect();
+                for (i, s) in starts.iter().enumerate() {
+                    assert_eq!(*s, i as u128 * 100, "start {i}: {starts:?}");
+                }
+                // Any one-second window holds at most ten starts.
+                for w in starts.windows(11) {
+                    assert!(w[10] - w[0] >= 1000, "{w:?}");
+                }
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pacer_lets_an_urgent_call_overtake_a_waiting_background_one() {
+        local()
+            .run_until(async {
+                let pool = UpstreamPool::new(8, 1);
+                let log = Rc::new(RefCell::new(Vec::new()));
+                let t0 = Instant::now();
+                let z = Duration::ZERO;
+                let mut tasks = vec![call(&pool, Priority::Background, "first", z, &log, t0)];
+                settle().await;
+                // The pacer holds this one for a second...
+                tasks.push(call(&pool, Priority::Background, "bg", z, &log, t0));
+                settle().await;
+                tokio::time::advance(Duration::from_millis(300)).await;
+                // ...and an urgent call arriving meanwhile takes that slot.
+                tasks.push(call(&pool, Priority::Urgent, "urgent", z, &log, t0));
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                let got: Vec<(&str, u128)> = log
+                    .borrow()
+                    .iter()
+                    .map(|(n, t)| (*n, t.as_millis()))
+                    .collect();
+                assert_eq!(got, [("first", 0), ("urgent", 1000), ("bg", 2000)]);
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_that_gives_up_leaves_the_queue() {
+        local()
+            .run_until(async {
+                let pool = UpstreamPool::new(1, 0);
+                let log = Rc::new(RefCell::new(Vec::new()));
+                let t0 = Instant::now();
+                let hold = Duration::from_millis(100);
+                let running = call(&pool, Priority::Urgent, "running", hold, &log, t0);
+                settle().await;
+                // Gives up after 10 ms, long before the slot frees.
+                let quitter = pool.acquire(Priority::Urgent);
+                let gave_up = tokio::time::timeout(Duration::from_millis(10), quitter).await;
+                assert!(gave_up.is_err());
+                let next = call(&pool, Priority::Background, "next", hold, &log, t0);
+                settle().await;
+                assert_eq!(pool.queue_depth(), 1, "only `next` waits");
+                running.await.unwrap();
+                next.await.unwrap();
+                let got: Vec<(&str, u128)> = log
+                    .borrow()
+                    .iter()
+                    .map(|(n, t)| (*n, t.as_millis()))
+                    .collect();
+                assert_eq!(got, [("running", 0), ("next", 100)]);
+                assert_eq!(pool.in_flight(), 0);
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_the_head_waiting_on_the_pacer_hands_the_timer_on() {
+        local()
+            .run_until(async {
+                let pool = UpstreamPool::new(8, 2);
+                let log = Rc::new(RefCell::new(Vec::new()));
+                let t0 = Instant::now();
+                let z = Duration::ZERO;
+                call(&pool, Priority::Urgent, "first", z, &log, t0)
+                    .await
+                    .unwrap();
+                // The head waits for the pacer (500 ms) and gives up at 100 ms.
+                let head = pool.acquire(Priority::Urgent);
+                let second = call(&pool, Priority::Urgent, "second", z, &log, t0);
+                assert!(tokio::time::timeout(Duration::from_millis(100), head)
+                    .await
+                    .is_err());
+                second.await.unwrap();
+                let got: Vec<(&str, u128)> = log
+                    .borrow()
+                    .iter()
+                    .map(|(n, t)| (*n, t.as_millis()))
+                    .collect();
+                assert_eq!(got, [("first", 0), ("second", 500)]);
+            })
+            .await;
+    }
+}
