@@ -54,6 +54,11 @@ pub struct FakeConfig {
     pub listen: SocketAddr,
     /// Serve HTTPS with this certificate instead of HTTP.
     pub tls: Option<FakeTls>,
+    /// Every credential call (Token, StableToken, Ticket, WecomToken) waits this long before
+    /// it is answered, as the real WeChat takes milliseconds (default zero). Benchmarks use it so
+    /// that calls overlap, and [`FakeWechat::peak_in_flight`] shows how many the server sends
+    /// at once.
+    pub answer_delay: Duration,
 }
 
 impl Default for FakeConfig {
@@ -67,6 +72,7 @@ impl Default for FakeConfig {
             daily_quota: 2000,
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             tls: None,
+            answer_delay: Duration::ZERO,
         }
     }
 }
@@ -89,6 +95,7 @@ impl fmt::Debug for FakeConfig {
             .field("daily_quota", &self.daily_quota)
             .field("listen", &self.listen)
             .field("tls", &self.tls.is_some())
+            .field("answer_delay", &self.answer_delay)
             .finish()
     }
 }
@@ -264,6 +271,17 @@ impl FakeWechat {
             Endpoint::Ticket => calls.ticket,
             Endpoint::WecomToken => calls.wecom_token,
         }
+    }
+
+    /// Credential calls (Token, StableToken, Ticket, WecomToken) being answered right now.
+    pub fn in_flight(&self) -> u64 {
+        self.lock().in_flight()
+    }
+
+    /// The most credential calls that were ever being answered at once (during the answer
+    /// delay and any `Slow` fault). Never reset.
+    pub fn peak_in_flight(&self) -> u64 {
+        self.lock().peak_in_flight()
     }
 
     /// New tokens minted for that appid, both families together. A stable_token call that

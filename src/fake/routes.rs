@@ -37,6 +37,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/cgi-bin/ticket/getticket", web::route().to(ticket))
         .route("/cgi-bin/gettoken", web::route().to(wecom_token))
         .route("/_fake/stats", web::get().to(stats))
+        .route("/_fake/counters", web::get().to(counters))
         .route("/_fake/fault", web::post().to(inject_fault))
         .route("/_fake/clear", web::post().to(clear_faults))
         .route("/_fake/expires_in", web::post().to(set_expires_in))
@@ -178,14 +179,24 @@ async fn probe(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
     }
 }
 
-/// Counts the call, then applies the next injected fault, if any. `Some` is the whole answer;
-/// `None` means "answer normally" (no fault, or a `Slow` one whose delay has passed).
+/// Counts the call, waits the configured answer delay, then applies the next injected fault, if
+/// any. `Some` is the whole answer; `None` means "answer normally" (no fault, or a `Slow` one
+/// whose delay has passed). The call counts as in flight until this returns: what follows in
+/// the handler is synchronous and quick.
 async fn begin_call(state: &Shared, ep: Endpoint) -> Option<HttpResponse> {
-    let fault = {
+    let (delay, fault) = {
         let mut s = lock(state);
         s.count(ep);
-        s.next_fault()
-    }?;
+        s.enter_call();
+        (s.answer_delay(), s.next_fault())
+    };
+    // A guard, not a decrement at the end, so that a future dropped while it waits (the fake
+    // shutting down) leaves the count too.
+    let _in_flight = InFlight(state);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let fault = fault?;
     tracing::debug!(endpoint = ?ep, ?fault, "fake applying injected fault");
     let platform = match ep {
         Endpoint::WecomToken => Platform::Wecom,
@@ -215,6 +226,15 @@ async fn begin_call(state: &Shared, ep: Endpoint) -> Option<HttpResponse> {
             None
         }
         Fault::Drop => Some(aborted_connection()),
+    }
+}
+
+/// Marks one credential call as being answered; leaving the scope ends it.
+struct InFlight<'a>(&'a Shared);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(self.0).leave_call();
     }
 }
 
@@ -254,6 +274,24 @@ async fn stats(state: web::Data<Shared>) -> HttpResponse {
         },
         "minted": by_appid(s.minted_all()),
         "tickets_minted": by_appid(s.tickets_minted_all()),
+    }))
+}
+
+/// The call counters without the per-app maps of `/_fake/stats`, which run to megabytes with
+/// 100,000 apps: cheap enough to poll every second while a benchmark runs.
+async fn counters(state: web::Data<Shared>) -> HttpResponse {
+    let s = lock(&state);
+    let calls = s.calls();
+    HttpResponse::Ok().json(json!({
+        "calls": {
+            "token": calls.token,
+            "stable_token": calls.stable_token,
+            "probe": calls.probe,
+            "ticket": calls.ticket,
+            "wecom_token": calls.wecom_token,
+        },
+        "in_flight": s.in_flight(),
+        "peak_in_flight": s.peak_in_flight(),
     }))
 }
 

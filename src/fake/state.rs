@@ -414,6 +414,12 @@ pub(crate) struct FakeState {
     daily_quota: u32,
     faults: VecDeque<(Fault, u32)>,
     calls: Calls,
+    /// Credential calls being answered now, and the most there ever were at once: what a
+    /// benchmark reads to see whether the server caps its concurrent upstream calls.
+    in_flight: u64,
+    peak_in_flight: u64,
+    /// How long every credential call waits before it is answered ([`FakeConfig::answer_delay`]).
+    answer_delay: Duration,
 }
 
 impl FakeState {
@@ -454,6 +460,9 @@ impl FakeState {
             daily_quota: cfg.daily_quota,
             faults: VecDeque::new(),
             calls: Calls::default(),
+            in_flight: 0,
+            peak_in_flight: 0,
+            answer_delay: cfg.answer_delay,
         }
     }
 
@@ -472,6 +481,29 @@ impl FakeState {
 
     pub(crate) fn calls(&self) -> Calls {
         self.calls
+    }
+
+    /// A credential call starts being answered (paired with [`FakeState::leave_call`]).
+    pub(crate) fn enter_call(&mut self) {
+        self.in_flight = self.in_flight.saturating_add(1);
+        self.peak_in_flight = self.peak_in_flight.max(self.in_flight);
+    }
+
+    /// A credential call was answered, or its client went away while it waited.
+    pub(crate) fn leave_call(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.in_flight
+    }
+
+    pub(crate) fn peak_in_flight(&self) -> u64 {
+        self.peak_in_flight
+    }
+
+    pub(crate) fn answer_delay(&self) -> Duration {
+        self.answer_delay
     }
 
     pub(crate) fn inject(&mut self, fault: Fault, times: u32) {
@@ -1008,6 +1040,22 @@ mod tests {
         );
         assert_ne!(get(&mut s).access_token, b.access_token);
         assert_eq!(s.wecom_minted(CORP, CORP_SECRET), 3);
+    }
+
+    #[test]
+    fn peak_in_flight_keeps_the_most_calls_at_once() {
+        let mut s = state(|_| {});
+        s.enter_call();
+        s.enter_call();
+        s.leave_call();
+        s.enter_call();
+        s.enter_call();
+        assert_eq!((s.in_flight(), s.peak_in_flight()), (3, 3));
+        for _ in 0..4 {
+            s.leave_call();
+        }
+        s.enter_call();
+        assert_eq!((s.in_flight(), s.peak_in_flight()), (1, 3));
     }
 
     #[test]
