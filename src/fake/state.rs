@@ -28,7 +28,8 @@ const FORCE_REFRESH_MIN_GAP: Duration = Duration::from_secs(30);
 /// Dead tokens are remembered so that the probe can still tell "replaced" (40001) and
 /// "expired" (42001) from "never seen" (40001). Past this many remembered tokens the oldest dead
 /// ones are forgotten, which bounds memory when a benchmark mints for hours; a forgotten token
-/// answers 40001 like an unknown one.
+/// answers 40001 like an unknown one. With many apps the bound grows to a few tokens per app
+/// (see [`FakeState::new`]).
 const REMEMBERED_TOKENS: usize = 100_000;
 
 /// Length of minted tickets: the real jsapi_ticket is 86 characters.
@@ -437,10 +438,14 @@ impl FakeState {
                 .or_default()
                 .insert(secret.clone(), WecomApp::default());
         }
+        // Each app keeps up to four tokens alive (a /cgi-bin/token pair, a stable pair). With
+        // that many living tokens in a book at its bound, every mint would scan the whole book
+        // for a dead one to forget: 100,000 apps made each mint cost milliseconds under the lock.
+        let limit = REMEMBERED_TOKENS.max(cfg.apps.len().saturating_mul(8));
         let book = || TokenBook {
             records: HashMap::new(),
             order: VecDeque::new(),
-            limit: REMEMBERED_TOKENS,
+            limit,
         };
         FakeState {
             clock: Clock {
