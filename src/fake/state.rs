@@ -438,7 +438,8 @@ impl FakeState {
                 .or_default()
                 .insert(secret.clone(), WecomApp::default());
         }
-        // Each app keeps up to four tokens alive (a /cgi-bin/token pair, a stable pair). With
+        // Each app keeps up to four tokens alive (a /cgi-bin/token pair, a stable pair); the bound
+        // leaves room for twice that. With
         // that many living tokens in a book at its bound, every mint would scan the whole book
         // for a dead one to forget: 100,000 apps made each mint cost milliseconds under the lock.
         let limit = REMEMBERED_TOKENS.max(cfg.apps.len().saturating_mul(8));
