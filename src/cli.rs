@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
-use crate::fake::{FakeConfig, FakeTls, FakeWechat};
+use crate::fake::{bench_credentials, FakeConfig, FakeTls, FakeWechat};
 use crate::startup::{Application, Options};
 
 #[derive(Debug, Parser)]
@@ -40,8 +40,21 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
         /// A valid credential pair, APPID:SECRET; repeat for more apps.
-        #[arg(long = "app", value_name = "APPID:SECRET", required = true)]
+        #[arg(
+            long = "app",
+            value_name = "APPID:SECRET",
+            required_unless_present = "bench_apps"
+        )]
         apps: Vec<String>,
+        /// Also N generated apps, for benchmarks: app I (0..N) has appid `wxbench` and I in 11
+        /// digits, secret `benchsecret` and I in 21 digits.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        bench_apps: Option<u32>,
+        /// Every credential call waits this long before it is answered, as WeChat is not
+        /// instant (milliseconds).
+        #[arg(long, value_name = "MS", default_value_t = 0,
+              value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        delay_ms: u64,
         /// Lifetime of minted tokens, seconds.
         #[arg(long, default_value_t = 7200)]
         expires_in: u64,
@@ -75,10 +88,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::FakeWechat {
             listen,
             apps,
+            bench_apps,
+            delay_ms,
             expires_in,
             tls_cert,
             tls_key,
-        } => fake_wechat(listen, apps, expires_in, tls_cert, tls_key).await,
+        } => {
+            let fake = FakeArgs {
+                listen,
+                apps,
+                bench_apps: bench_apps.unwrap_or(0),
+                answer_delay: Duration::from_millis(delay_ms),
+                expires_in,
+                tls_cert,
+                tls_key,
+            };
+            fake_wechat(fake).await
+        }
         Command::Demo { listen, data_dir } => demo(listen, data_dir).await,
     }
 }
@@ -95,14 +121,28 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn fake_wechat(
+/// The `fake-wechat` command's arguments.
+struct FakeArgs {
     listen: SocketAddr,
     apps: Vec<String>,
+    bench_apps: u32,
+    answer_delay: Duration,
     expires_in: u64,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let mut pairs = Vec::new();
+}
+
+async fn fake_wechat(args: FakeArgs) -> anyhow::Result<()> {
+    let FakeArgs {
+        listen,
+        apps,
+        bench_apps,
+        answer_delay,
+        expires_in,
+        tls_cert,
+        tls_key,
+    } = args;
+    let mut pairs: Vec<(String, String)> = (0..bench_apps).map(bench_credentials).collect();
     for a in &apps {
         let (id, secret) = a
             .split_once(':')
@@ -124,6 +164,7 @@ async fn fake_wechat(
         expires_in,
         listen,
         tls,
+        answer_delay,
         ..FakeConfig::default()
     })
     .await?;

@@ -98,6 +98,18 @@ impl fmt::Debug for FakeConfig {
     }
 }
 
+/// The credentials of generated app `index`, as `wxtoken fake-wechat --bench-apps N` accepts
+/// them: appid `wxbench` and the index in 11 digits (18 characters, like a real appid), secret
+/// `benchsecret` and the index in 21 digits (32, like an AppSecret). Derived from the index, not
+/// random, so that a benchmark script can write the matching server configuration with `printf`;
+/// they guard nothing but a fake.
+pub fn bench_credentials(index: u32) -> (String, String) {
+    (
+        format!("wxbench{index:011}"),
+        format!("benchsecret{index:021}"),
+    )
+}
+
 /// PEM text for HTTPS: the certificate chain (leaf first) and its private key.
 #[derive(Clone)]
 pub struct FakeTls {

@@ -28,7 +28,8 @@ const FORCE_REFRESH_MIN_GAP: Duration = Duration::from_secs(30);
 /// Dead tokens are remembered so that the probe can still tell "replaced" (40001) and
 /// "expired" (42001) from "never seen" (40001). Past this many remembered tokens the oldest dead
 /// ones are forgotten, which bounds memory when a benchmark mints for hours; a forgotten token
-/// answers 40001 like an unknown one.
+/// answers 40001 like an unknown one. With many apps the bound grows to a few tokens per app
+/// (see [`FakeState::new`]).
 const REMEMBERED_TOKENS: usize = 100_000;
 
 /// Length of minted tickets: the real jsapi_ticket is 86 characters.
@@ -436,10 +437,15 @@ impl FakeState {
                 .or_default()
                 .insert(secret.clone(), WecomApp::default());
         }
+        // Each app keeps up to four tokens alive (a /cgi-bin/token pair, a stable pair); the bound
+        // leaves room for twice that. With
+        // that many living tokens in a book at its bound, every mint would scan the whole book
+        // for a dead one to forget: 100,000 apps made each mint cost milliseconds under the lock.
+        let limit = REMEMBERED_TOKENS.max(cfg.apps.len().saturating_mul(8));
         let book = || TokenBook {
             records: HashMap::new(),
             order: VecDeque::new(),
-            limit: REMEMBERED_TOKENS,
+            limit,
         };
         FakeState {
             clock: Clock {
@@ -1035,6 +1041,22 @@ mod tests {
         );
         assert_ne!(get(&mut s).access_token, b.access_token);
         assert_eq!(s.wecom_minted(CORP, CORP_SECRET), 3);
+    }
+
+    #[test]
+    fn peak_in_flight_keeps_the_most_calls_at_once() {
+        let mut s = state(|_| {});
+        s.call_began();
+        s.call_began();
+        s.call_ended();
+        s.call_began();
+        s.call_began();
+        assert_eq!((s.in_flight(), s.peak_in_flight()), (3, 3));
+        for _ in 0..4 {
+            s.call_ended();
+        }
+        s.call_began();
+        assert_eq!((s.in_flight(), s.peak_in_flight()), (1, 3));
     }
 
     #[test]

@@ -1308,3 +1308,32 @@ async fn bad_tls_material_is_an_error_at_start() {
     let err = result.expect_err("start refuses bad PEM");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 }
+
+#[actix_web::test]
+async fn answer_delay_makes_calls_overlap_and_the_peak_in_flight_counts_them() {
+    let delay = Duration::from_millis(300);
+    let wx = Wx::start(|c| c.answer_delay = delay).await;
+    let started = Instant::now();
+    let answers = futures_util::future::join_all((0..5).map(|_| wx.token())).await;
+    // Five calls at once, each held for the delay: together they take about one delay, not five.
+    let took = started.elapsed();
+    assert!(took >= delay, "answered after {took:?}, before the delay");
+    assert!(took < delay * 4, "calls were answered one by one: {took:?}");
+    for a in &answers {
+        assert!(a["access_token"].is_string(), "{a}");
+    }
+    assert_eq!(wx.fake.peak_in_flight(), 5);
+    assert_eq!(wx.fake.in_flight(), 0);
+
+    // The probe is no credential call: it neither waits nor counts.
+    let token = answers[0]["access_token"].as_str().expect("token");
+    let probed = Instant::now();
+    wx.probe(token).await;
+    assert!(probed.elapsed() < delay, "the probe waited");
+
+    let counters = wx.get_json("/_fake/counters").await;
+    assert_eq!(counters["peak_in_flight"], 5, "{counters}");
+    assert_eq!(counters["in_flight"], 0, "{counters}");
+    assert_eq!(counters["calls"]["token"], 5, "{counters}");
+    assert_eq!(counters["calls"]["probe"], 1, "{counters}");
+}
