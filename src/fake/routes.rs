@@ -267,34 +267,29 @@ fn aborted_connection() -> HttpResponse {
 
 async fn stats(state: web::Data<Shared>) -> HttpResponse {
     let s = lock(&state);
-    let calls = s.calls();
     let by_appid = |counts: Vec<(String, u64)>| -> serde_json::Map<String, serde_json::Value> {
         counts
             .into_iter()
             .map(|(appid, n)| (appid, n.into()))
             .collect()
     };
-    HttpResponse::Ok().json(json!({
-        "calls": {
-            "token": calls.token,
-            "stable_token": calls.stable_token,
-            "probe": calls.probe,
-            "ticket": calls.ticket,
-            "wecom_token": calls.wecom_token,
-        },
-        "in_flight": s.in_flight(),
-        "peak_in_flight": s.peak_in_flight(),
-        "minted": by_appid(s.minted_all()),
-        "tickets_minted": by_appid(s.tickets_minted_all()),
-    }))
+    let mut body = counters_json(&s);
+    body["minted"] = by_appid(s.minted_all()).into();
+    body["tickets_minted"] = by_appid(s.tickets_minted_all()).into();
+    HttpResponse::Ok().json(body)
 }
 
 /// The call counters without the per-app maps of `/_fake/stats`, which run to megabytes with
 /// 100,000 apps: cheap enough to poll every second while a benchmark runs.
 async fn counters(state: web::Data<Shared>) -> HttpResponse {
-    let s = lock(&state);
+    HttpResponse::Ok().json(counters_json(&lock(&state)))
+}
+
+/// The call counters and the calls in flight: all of `/_fake/counters`, and the head of
+/// `/_fake/stats`.
+fn counters_json(s: &FakeState) -> serde_json::Value {
     let calls = s.calls();
-    HttpResponse::Ok().json(json!({
+    json!({
         "calls": {
             "token": calls.token,
             "stable_token": calls.stable_token,
@@ -304,7 +299,7 @@ async fn counters(state: web::Data<Shared>) -> HttpResponse {
         },
         "in_flight": s.in_flight(),
         "peak_in_flight": s.peak_in_flight(),
-    }))
+    })
 }
 
 /// `POST /_fake/fault` body: `{"kind": "...", <kind's parameter>, "times": N}` (times defaults
