@@ -341,7 +341,7 @@ fn rig(kind: AppKind) -> Rig {
             ..RigSpec::default()
         },
         &clock,
-        &Metrics::new(&[]),
+        &Metrics::new(&[], crate::metrics::MetricsMode::Full),
     )
 }
 
@@ -520,7 +520,11 @@ async fn get_gives_up_after_the_wait_limit_with_the_failure() {
 #[actix_web::test]
 async fn a_retry_after_an_adopted_record_leaves_one_timer_not_two() {
     let clock = clock();
-    let r = rig_with(RigSpec::default(), &clock, &Metrics::new(&[]));
+    let r = rig_with(
+        RigSpec::default(),
+        &clock,
+        &Metrics::new(&[], crate::metrics::MetricsMode::Full),
+    );
     let first = r.addr.send(Get).await.unwrap().unwrap();
     advance(S(60)).await;
     // An invalidation starts a slow fetch that will fail...
@@ -584,7 +588,7 @@ async fn a_forced_refresh_is_spent_only_when_the_call_is_made() {
             ..RigSpec::default()
         },
         &clock,
-        &Metrics::new(&[]),
+        &Metrics::new(&[], crate::metrics::MetricsMode::Full),
     );
     let first = r.addr.send(Get).await.unwrap().unwrap();
     advance(S(100)).await;
@@ -621,7 +625,7 @@ async fn a_forced_refresh_is_spent_only_when_the_call_is_made() {
 #[actix_web::test]
 async fn a_token_change_during_a_ticket_fetch_brings_a_refetch_with_the_new_token() {
     let clock = clock();
-    let metrics = Metrics::new(&[]);
+    let metrics = Metrics::new(&[], crate::metrics::MetricsMode::Full);
     let token = rig_with(RigSpec::default(), &clock, &metrics);
     let first = token.addr.send(Get).await.unwrap().unwrap();
     let ticket = ticket_rig(&token, &clock, &metrics).await;
@@ -657,7 +661,7 @@ async fn a_token_change_during_a_ticket_fetch_brings_a_refetch_with_the_new_toke
 #[actix_web::test]
 async fn a_ticket_waits_for_its_token_instead_of_failing() {
     let clock = clock();
-    let metrics = Metrics::new(&[]);
+    let metrics = Metrics::new(&[], crate::metrics::MetricsMode::Full);
     let token = rig_with(RigSpec::default(), &clock, &metrics);
     token.script.then(Step::Mint(LIFETIME, S(2)));
     let ticket = ticket_rig(&token, &clock, &metrics).await;
@@ -703,7 +707,7 @@ async fn a_stored_valid_token_is_reused_at_start_without_a_fetch() {
             ..RigSpec::default()
         },
         &clock,
-        &Metrics::new(&[]),
+        &Metrics::new(&[], crate::metrics::MetricsMode::Full),
     );
     let t = r.addr.send(Get).await.unwrap().unwrap();
     assert_eq!(t.token.expose(), "kept");
