@@ -22,11 +22,7 @@ fn apps(with_shop: bool) -> String {
     )
 }
 
-fn file_config(dir: &std::path::Path, fake_base: &str, body: &str) -> String {
-    file_config_with(dir, fake_base, body, "auto")
-}
-
-/// As [`file_config`], with `[metrics] per_app = per_app`.
+/// A configuration file for the apps in `body`, with `[metrics] per_app = per_app`.
 fn file_config_with(dir: &std::path::Path, fake_base: &str, body: &str, per_app: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nbase_url = \"{fake_base}\"\nmin_token_lifetime_secs = 2\n[store]\npath = {}\n[refresh]\nmin_interval_secs = 0\n[metrics]\nper_app = \"{per_app}\"\n{body}",
