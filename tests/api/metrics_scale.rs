@@ -18,16 +18,23 @@ async fn scrape_of_a_thousand_apps() {
     measure(1_000, PerAppMetrics::Auto).await;
 }
 
+// One test per mode, so each runs its own server: run them one at a time (by name).
 #[actix_web::test]
 #[ignore = "a measurement: run with --ignored --nocapture"]
-async fn scrape_of_ten_thousand_apps_in_each_mode() {
-    for mode in [
-        PerAppMetrics::Auto,
-        PerAppMetrics::Gauges,
-        PerAppMetrics::Full,
-    ] {
-        measure(10_000, mode).await;
-    }
+async fn scrape_of_ten_thousand_apps_auto() {
+    measure(10_000, PerAppMetrics::Auto).await;
+}
+
+#[actix_web::test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn scrape_of_ten_thousand_apps_gauges() {
+    measure(10_000, PerAppMetrics::Gauges).await;
+}
+
+#[actix_web::test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn scrape_of_ten_thousand_apps_full() {
+    measure(10_000, PerAppMetrics::Full).await;
 }
 
 /// Starts `APPS` apps with `per_app`, waits until each has its first token, then scrapes.
