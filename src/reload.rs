@@ -16,7 +16,7 @@ use actix::prelude::*;
 use actix_web::web;
 
 use crate::apps::{ActorDeps, ReloadSummary};
-use crate::config::{ServerSettings, Settings, StoreSettings, UpstreamSettings};
+use crate::config::{MetricsSettings, ServerSettings, Settings, StoreSettings, UpstreamSettings};
 use crate::http::auth::ClientKeys;
 use crate::http::ServerState;
 
@@ -42,6 +42,8 @@ struct Running {
     server: ServerSettings,
     upstream: UpstreamSettings,
     store: StoreSettings,
+    /// The series set is chosen at start-up (`per_app = "auto"` from the credentials then).
+    metrics: MetricsSettings,
 }
 
 impl Reloader {
@@ -57,6 +59,7 @@ impl Reloader {
                 server: current.server,
                 upstream: current.upstream,
                 store: current.store,
+                metrics: current.metrics,
             },
             deps,
             state,
@@ -75,6 +78,9 @@ impl Reloader {
         }
         if new.store != self.running.store {
             needs_restart.push("store".to_string());
+        }
+        if new.metrics != self.running.metrics {
+            needs_restart.push("metrics".to_string());
         }
         let refresh_changed = new.refresh != self.deps.refresh;
         self.deps.refresh = new.refresh.clone();

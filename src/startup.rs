@@ -64,7 +64,7 @@ impl Application {
         // First, before the store, upstream and Redis take descriptors of their own.
         let nofile = raise_open_file_limit();
         let names: Vec<String> = settings.apps.iter().map(|a| a.name.clone()).collect();
-        let metrics = Metrics::new(&names);
+        let metrics = Metrics::new(&names, settings.metrics.mode(settings.credential_count()));
         let (store, poll_interval): (Arc<dyn TokenStore>, Duration) = match &settings.store {
             StoreSettings::Embedded { path } => (
                 Arc::new(EmbeddedStore::open(path, metrics.clone())?),

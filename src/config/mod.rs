@@ -24,9 +24,9 @@ use std::path::Path;
 pub use redact::redact_url;
 pub use secrets::SecretSource;
 pub use settings::{
-    key_digest, AppKind, AppScope, AppSettings, ClientSettings, Grant, RedisSettings,
-    RefreshSettings, ServerSettings, Settings, StoreSettings, TicketKind, UpstreamSettings,
-    MAX_TOKEN_LIFETIME,
+    key_digest, AppKind, AppScope, AppSettings, ClientSettings, Grant, MetricsMode,
+    MetricsSettings, PerAppMetrics, RedisSettings, RefreshSettings, ServerSettings, Settings,
+    StoreSettings, TicketKind, UpstreamSettings, AUTO_FULL_MAX_CREDENTIALS, MAX_TOKEN_LIFETIME,
 };
 
 /// Prefix of environment variables that override configuration values.

@@ -79,6 +79,8 @@ pub(super) struct RawSettings {
     #[serde(default)]
     pub(super) store: RawStore,
     #[serde(default)]
+    pub(super) metrics: RawMetrics,
+    #[serde(default)]
     pub(super) apps: Vec<RawApp>,
     #[serde(default)]
     pub(super) clients: Vec<RawClient>,
@@ -174,6 +176,21 @@ impl Default for RawStore {
             lock_ttl_secs: None,
             poll_secs: None,
             instance: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawMetrics {
+    /// `auto`, `full` or `gauges`; checked in validation so the error can list them.
+    pub(super) per_app: String,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics {
+            per_app: "auto".into(),
         }
     }
 }

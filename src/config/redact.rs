@@ -89,6 +89,11 @@ impl Settings {
                 );
             }
         }
+        let _ = writeln!(
+            out,
+            "\n[metrics]\nper_app = {}",
+            q(self.metrics.per_app.as_str())
+        );
         for app in &self.apps {
             let id = match app.kind {
                 AppKind::Official(grant) => format!(

@@ -18,8 +18,82 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     pub refresh: RefreshSettings,
     pub store: StoreSettings,
+    pub metrics: MetricsSettings,
     pub apps: Vec<AppSettings>,
     pub clients: Vec<ClientSettings>,
+}
+
+impl Settings {
+    /// Credentials the apps run: one access token each, plus their tickets.
+    pub fn credential_count(&self) -> usize {
+        self.apps
+            .iter()
+            .map(|a| a.tickets.len().saturating_add(1))
+            .fold(0, usize::saturating_add)
+    }
+}
+
+/// Compared by value on a reload: the series set is chosen at start-up, so a change needs a
+/// restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsSettings {
+    pub per_app: PerAppMetrics,
+}
+
+/// `[metrics] per_app`: which per-app series `/metrics` exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PerAppMetrics {
+    /// `full` up to [`AUTO_FULL_MAX_CREDENTIALS`] credentials, `gauges` above.
+    Auto,
+    Full,
+    Gauges,
+}
+
+/// Largest credential count for which `per_app = "auto"` exports the full per-app set. At 45
+/// series per credential, 1,000 credentials are about 45,000 series (3 MB a scrape); above it
+/// the full set grows past what one scrape should cost.
+pub const AUTO_FULL_MAX_CREDENTIALS: usize = 1_000;
+
+/// The per-app series set a running process exports, decided once at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsMode {
+    /// Every per-app gauge, counter and histogram, labelled `app`.
+    Full,
+    /// Four per-app gauges and one per-app failure counter; the other counters and the
+    /// histograms are aggregate series without `app`.
+    Gauges,
+}
+
+impl PerAppMetrics {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PerAppMetrics::Auto => "auto",
+            PerAppMetrics::Full => "full",
+            PerAppMetrics::Gauges => "gauges",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PerAppMetrics> {
+        match s {
+            "auto" => Some(PerAppMetrics::Auto),
+            "full" => Some(PerAppMetrics::Full),
+            "gauges" => Some(PerAppMetrics::Gauges),
+            _ => None,
+        }
+    }
+}
+
+impl MetricsSettings {
+    /// The mode for a process that starts with `credentials` credentials (tokens plus
+    /// tickets).
+    pub fn mode(&self, credentials: usize) -> MetricsMode {
+        match self.per_app {
+            PerAppMetrics::Full => MetricsMode::Full,
+            PerAppMetrics::Gauges => MetricsMode::Gauges,
+            PerAppMetrics::Auto if credentials <= AUTO_FULL_MAX_CREDENTIALS => MetricsMode::Full,
+            PerAppMetrics::Auto => MetricsMode::Gauges,
+        }
+    }
 }
 
 /// Compared by value on a reload: a change needs a restart.

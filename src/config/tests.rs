@@ -457,3 +457,44 @@ fn restart_sections_compare_by_value_including_the_redis_password() {
     assert_ne!(load(GOOD, &[]).unwrap().upstream, b.upstream);
     assert_eq!(load(GOOD, &[]).unwrap().server, b.server);
 }
+
+#[test]
+fn metrics_per_app_mode_is_validated_rendered_and_resolved() {
+    let s = load(GOOD, &[]).unwrap();
+    assert_eq!(s.metrics.per_app, PerAppMetrics::Auto);
+    assert!(s.redacted_toml().contains("[metrics]\nper_app = \"auto\""));
+    // One app with no tickets is one credential: auto means the full set.
+    assert_eq!(s.credential_count(), 1);
+    assert_eq!(s.metrics.mode(s.credential_count()), MetricsMode::Full);
+
+    let text = format!("{GOOD}\n[metrics]\nper_app = \"gauges\"\n");
+    let s = load(&text, &[]).unwrap();
+    assert_eq!(s.metrics.per_app, PerAppMetrics::Gauges);
+    assert_eq!(s.metrics.mode(1), MetricsMode::Gauges);
+    assert!(s.redacted_toml().contains("per_app = \"gauges\""));
+    toml::from_str::<toml::Table>(&s.redacted_toml()).unwrap();
+    let s = load(GOOD, &[("WXTOKEN_METRICS__PER_APP", "full")]).unwrap();
+    assert_eq!(s.metrics.mode(1_000_000), MetricsMode::Full);
+
+    let err = load(&text.replace("gauges", "everything"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("metrics.per_app"), "{err}");
+    assert!(err.contains("\"auto\", \"full\", \"gauges\""), "{err}");
+    assert!(load(&format!("{GOOD}\n[metrics]\nper_ap = \"full\"\n"), &[]).is_err());
+
+    // Auto switches at the threshold, counted in credentials (tokens plus tickets).
+    let auto = MetricsSettings {
+        per_app: PerAppMetrics::Auto,
+    };
+    assert_eq!(auto.mode(AUTO_FULL_MAX_CREDENTIALS), MetricsMode::Full);
+    assert_eq!(
+        auto.mode(AUTO_FULL_MAX_CREDENTIALS + 1),
+        MetricsMode::Gauges
+    );
+    let with_tickets = GOOD.replace(
+        "secret_env = \"SHOP_SECRET\"",
+        "secret_env = \"SHOP_SECRET\"\ntickets = [\"jsapi\", \"wx_card\"]",
+    );
+    assert_eq!(load(&with_tickets, &[]).unwrap().credential_count(), 3);
+}

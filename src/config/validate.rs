@@ -12,8 +12,8 @@ use super::raw::{RawSettings, RawStore};
 use super::secrets::{resolve_secret, SecretInput};
 use super::{
     key_digest, redact_url, AppKind, AppScope, AppSettings, ClientSettings, ConfigError, Grant,
-    RedisSettings, RefreshSettings, SecretSource, ServerSettings, Settings, StoreSettings,
-    TicketKind, UpstreamSettings,
+    MetricsSettings, PerAppMetrics, RedisSettings, RefreshSettings, SecretSource, ServerSettings,
+    Settings, StoreSettings, TicketKind, UpstreamSettings,
 };
 
 const DEFAULT_STORE_PATH: &str = "data/wxtoken.redb";
@@ -349,6 +349,17 @@ pub(super) fn validate(
     }
 
     let store = validate_store(raw.store, &upstream, lookup_env)?;
+    let metrics = MetricsSettings {
+        per_app: PerAppMetrics::parse(&raw.metrics.per_app).ok_or_else(|| {
+            ConfigError::at(
+                "metrics.per_app",
+                format!(
+                    "`{}` is not one of \"auto\", \"full\", \"gauges\"",
+                    raw.metrics.per_app.chars().take(32).collect::<String>()
+                ),
+            )
+        })?,
+    };
 
     if raw.apps.is_empty() {
         return Err(ConfigError::at("apps", "no [[apps]] configured"));
@@ -585,6 +596,7 @@ pub(super) fn validate(
         upstream,
         refresh,
         store,
+        metrics,
         apps,
         clients,
     })

@@ -2,23 +2,37 @@
 //!
 //! Label values come from fixed sets or from the configured app names, never from free text.
 //! The per-credential gauges (seconds left, expiry, age, refresh due, generation, quota,
-//! configuration error) are not set by anyone: `credentials.rs` computes them at scrape from
-//! the published statuses. Counters are updated by the verbs below.
+//! configuration error) and the aggregate `wxtoken_credentials{state}` are not set by anyone:
+//! `credentials.rs` computes them at scrape from the published statuses. Counters are updated
+//! by the verbs below.
+//!
+//! How many series each app costs is the [`MetricsMode`], chosen at start-up: `Full` labels
+//! every event family with `app` (about 45 series per app); `Gauges` keeps four per-app gauges
+//! and the per-app failure counter (5 per app) and counts every other event into aggregate
+//! series without `app`. The verbs are the same in both.
 
 mod credentials;
+mod family;
 mod labels;
 mod pool;
 mod register;
+mod state;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use prometheus::{Encoder, HistogramVec, IntCounterVec, Registry, TextEncoder};
+use prometheus::{Encoder, Histogram, HistogramVec, IntCounterVec, Registry, TextEncoder};
 
+pub use crate::config::MetricsMode;
 use crate::upstream::{UpstreamError, UpstreamPool};
 pub use credentials::{gauge_families, CredentialCollector, ScrapedCredential, StatusSource};
-pub use labels::{InvalidationOutcome, Trigger, FIXED_REASONS, ROUTES, STORE_OPS};
-use register::{counter, histogram, int_gauge, remove_matching, Families as _};
+use family::Family;
+pub use labels::{
+    reason_label, InvalidationOutcome, Trigger, FIXED_REASONS, KNOWN_ERRCODES, OTHER_REASON,
+    ROUTES, STORE_OPS,
+};
+use register::{counter, histogram, int_gauge, Families as _};
+pub use state::CredentialState;
 
 /// Served from memory, most answers take well under a millisecond; the upper buckets catch
 /// requests that waited for a fetch (up to the 5 s wait limit).
@@ -29,18 +43,28 @@ const HTTP_BUCKETS: [f64; 14] = [
 /// WeChat usually answers in tens to hundreds of milliseconds; timeouts land in the top bucket.
 const UPSTREAM_BUCKETS: [f64; 11] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
+/// The endpoints of `wxtoken_upstream_request_duration_seconds`; in gauges mode their
+/// aggregate series exist from start-up.
+const UPSTREAM_ENDPOINTS: [&str; 2] = ["token", "ticket"];
+
+type Counters = Family<IntCounterVec>;
+
 struct Inner {
     registry: Registry,
-    refreshes: IntCounterVec,
-    upstream_errors: IntCounterVec,
-    invalidations: IntCounterVec,
-    actor_restarts: IntCounterVec,
-    store_errors: IntCounterVec,
+    mode: MetricsMode,
+    refreshes: Counters,
+    /// `wxtoken_token_refresh_failures_total{app}`: per app in every mode, so alerts can name
+    /// the failing app in gauges mode too.
+    refresh_failures: IntCounterVec,
+    upstream_errors: Counters,
+    invalidations: Counters,
+    actor_restarts: Counters,
+    store_errors: Counters,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
-    upstream_duration: HistogramVec,
-    revocations: IntCounterVec,
-    forced_refusals: IntCounterVec,
+    upstream_duration: Family<HistogramVec>,
+    revocations: Counters,
+    forced_refusals: Counters,
     /// Where the credential collector reads the running credentials from.
     source: Arc<OnceLock<StatusSource>>,
     /// Registered only when the Redis store is used, so a single instance shows no Redis.
@@ -56,63 +80,91 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every series, and creates each per-app counter at 0 for `apps`.
-    pub fn new(apps: &[String]) -> Metrics {
+    /// Registers every series of `mode`, and creates each per-app counter at 0 for `apps`.
+    pub fn new(apps: &[String], mode: MetricsMode) -> Metrics {
         let mut registry = Registry::new();
-        // Per-app families are registered as part of the credential collector (below), which
-        // shows only the series of running credentials.
+        // Families labelled `app` are registered as part of the credential collector (below),
+        // which shows only the series of running credentials; aggregate ones go straight into
+        // the registry.
         let mut per_app: Vec<Box<dyn prometheus::core::Collector>> = Vec::new();
-        let refreshes = counter(
-            &mut per_app,
+        let full = mode == MetricsMode::Full;
+        let mut event_counter = |name: &str, help: &str, rest: &[&str]| {
+            let labels = Counters::labels(mode, rest);
+            let family = if full {
+                counter(&mut per_app, name, help, &labels)
+            } else {
+                counter(&mut registry, name, help, &labels)
+            };
+            Family::new(family, full)
+        };
+        let refreshes = event_counter(
             "wxtoken_token_refreshes_total",
             "Token fetches from WeChat, by what started them and how they ended.",
-            &["app", "trigger", "result"],
+            &["trigger", "result"],
         );
-        let upstream_errors = counter(
-            &mut per_app,
+        let upstream_errors = event_counter(
             "wxtoken_upstream_errors_total",
-            "Failed calls to WeChat: reason is the errcode, or timeout/connect/http/decode.",
-            &["app", "reason"],
+            "Failed calls to WeChat: reason is a known errcode, other (any other errcode), or timeout/connect/http/decode/no_token.",
+            &["reason"],
         );
-        let invalidations = counter(
-            &mut per_app,
+        let invalidations = event_counter(
             "wxtoken_invalidations_total",
             "Invalidation requests from business servers, by outcome.",
-            &["app", "outcome"],
+            &["outcome"],
         );
-        let actor_restarts = counter(
-            &mut per_app,
+        let actor_restarts = event_counter(
             "wxtoken_actor_restarts_total",
             "Restarts of an app's token actor by its supervisor.",
-            &["app"],
+            &[],
         );
-        let store_errors = counter(
-            &mut per_app,
+        let store_errors = event_counter(
             "wxtoken_store_errors_total",
             "Failed reads or writes of the token store.",
-            &["app", "op"],
+            &["op"],
         );
-        let upstream_duration = histogram(
-            &mut per_app,
-            "wxtoken_upstream_request_duration_seconds",
-            "Duration of calls to WeChat, failed ones included, by endpoint.",
-            &["app", "endpoint"],
-            &UPSTREAM_BUCKETS,
-        );
-        let revocations = counter(
-            &mut per_app,
+        let revocations = event_counter(
             "wxtoken_revocations_total",
             "Token revocations requested by admins.",
-            &["app"],
+            &[],
         );
-        let forced_refusals = counter(
-            &mut per_app,
+        let forced_refusals = event_counter(
             "wxtoken_forced_refresh_refusals_total",
             "Stable grant: invalidations answered without a forced refresh because WeChat's limits (20 a day, 30 s apart) were used up.",
+            &[],
+        );
+        let upstream_labels = Counters::labels(mode, &["endpoint"]);
+        let upstream_duration = Family::new(
+            if full {
+                histogram(
+                    &mut per_app,
+                    "wxtoken_upstream_request_duration_seconds",
+                    "Duration of calls to WeChat, failed ones included, by endpoint.",
+                    &upstream_labels,
+                    &UPSTREAM_BUCKETS,
+                )
+            } else {
+                histogram(
+                    &mut registry,
+                    "wxtoken_upstream_request_duration_seconds",
+                    "Duration of calls to WeChat, failed ones included, by endpoint.",
+                    &upstream_labels,
+                    &UPSTREAM_BUCKETS,
+                )
+            },
+            full,
+        );
+        let refresh_failures = counter(
+            &mut per_app,
+            "wxtoken_token_refresh_failures_total",
+            "Failed token or ticket fetches of the app, whatever started them or why they failed.",
             &["app"],
         );
         let source = Arc::new(OnceLock::new());
-        registry.add(Box::new(CredentialCollector::new(source.clone(), per_app)));
+        registry.add(Box::new(CredentialCollector::new(
+            source.clone(),
+            per_app,
+            mode,
+        )));
 
         int_gauge(
             &mut registry,
@@ -148,7 +200,9 @@ impl Metrics {
         let metrics = Metrics {
             inner: Arc::new(Inner {
                 registry,
+                mode,
                 refreshes,
+                refresh_failures,
                 upstream_errors,
                 invalidations,
                 actor_restarts,
@@ -163,10 +217,23 @@ impl Metrics {
                 upstream_pool: OnceLock::new(),
             }),
         };
+        if !full {
+            // The aggregate series exist from start-up, whatever the apps, so rate() and the
+            // dashboard have a baseline.
+            metrics.init_app("");
+            for endpoint in UPSTREAM_ENDPOINTS {
+                metrics.upstream_histogram("", endpoint);
+            }
+        }
         for app in apps {
             metrics.init_app(app);
         }
         metrics
+    }
+
+    /// The series set this process exports.
+    pub fn mode(&self) -> MetricsMode {
+        self.inner.mode
     }
 
     /// Where scrapes read the running credentials from. Set once, at start-up, after the apps
@@ -181,34 +248,42 @@ impl Metrics {
     }
 
     /// Creates every per-app counter at 0, so dashboards and `rate()` see no gaps. The gauges
-    /// need nothing: a running credential has them by construction.
+    /// need nothing: a running credential has them by construction. In gauges mode only the
+    /// failure counter is per app; the aggregate series already exist.
     pub fn init_app(&self, app: &str) {
         let m = &self.inner;
+        if !app.is_empty() {
+            m.refresh_failures.with_label_values(&[app]);
+        }
+        if m.mode == MetricsMode::Gauges && !app.is_empty() {
+            return;
+        }
         for t in Trigger::ALL {
             for r in ["success", "failure"] {
-                m.refreshes.with_label_values(&[app, t.as_str(), r]);
+                m.refreshes.with(app, &[t.as_str(), r]);
             }
         }
         for reason in FIXED_REASONS {
-            m.upstream_errors.with_label_values(&[app, reason]);
+            m.upstream_errors.with(app, &[reason]);
         }
         for o in InvalidationOutcome::ALL {
-            m.invalidations.with_label_values(&[app, o.as_str()]);
+            m.invalidations.with(app, &[o.as_str()]);
         }
-        m.actor_restarts.with_label_values(&[app]);
+        m.actor_restarts.with(app, &[]);
         for op in STORE_OPS {
-            m.store_errors.with_label_values(&[app, op]);
+            m.store_errors.with(app, &[op]);
         }
-        m.revocations.with_label_values(&[app]);
-        m.forced_refusals.with_label_values(&[app]);
+        m.revocations.with(app, &[]);
+        m.forced_refusals.with(app, &[]);
     }
 
     /// Drops every per-app series of a removed credential (`shop`, `shop:jsapi_ticket`), also
     /// those with labels created on the way (an errcode `reason`, an `endpoint`). Scrapes
-    /// already hide them once the app is no longer running; this frees them.
+    /// already hide them once the app is no longer running; this frees them. Aggregate series
+    /// (gauges mode) keep what the app counted into them, as counters must.
     pub fn remove_app(&self, app: &str) {
         let m = &self.inner;
-        for vec in [
+        for family in [
             &m.refreshes,
             &m.upstream_errors,
             &m.invalidations,
@@ -217,58 +292,57 @@ impl Metrics {
             &m.revocations,
             &m.forced_refusals,
         ] {
-            remove_matching(vec, "app", app);
+            family.remove_app(app);
         }
-        remove_matching(&m.upstream_duration, "app", app);
+        m.upstream_duration.remove_app(app);
+        register::remove_matching(&m.refresh_failures, "app", app);
     }
 
     pub fn revoked(&self, app: &str) {
-        self.inner.revocations.with_label_values(&[app]).inc();
+        self.inner.revocations.with(app, &[]).inc();
     }
 
     pub fn forced_refresh_refused(&self, app: &str) {
-        self.inner.forced_refusals.with_label_values(&[app]).inc();
+        self.inner.forced_refusals.with(app, &[]).inc();
     }
 
     pub fn refresh_succeeded(&self, app: &str, trigger: Trigger) {
         self.inner
             .refreshes
-            .with_label_values(&[app, trigger.as_str(), "success"])
+            .with(app, &[trigger.as_str(), "success"])
             .inc();
     }
 
     pub fn refresh_failed(&self, app: &str, trigger: Trigger, err: &UpstreamError) {
-        self.inner
-            .refreshes
-            .with_label_values(&[app, trigger.as_str(), "failure"])
-            .inc();
-        self.inner
-            .upstream_errors
-            .with_label_values(&[app, &err.reason()])
-            .inc();
+        let m = &self.inner;
+        m.refreshes.with(app, &[trigger.as_str(), "failure"]).inc();
+        m.refresh_failures.with_label_values(&[app]).inc();
+        m.upstream_errors.with(app, &[reason_label(err)]).inc();
     }
 
     pub fn invalidation(&self, app: &str, outcome: InvalidationOutcome) {
         self.inner
             .invalidations
-            .with_label_values(&[app, outcome.as_str()])
+            .with(app, &[outcome.as_str()])
             .inc();
     }
 
     pub fn actor_restarted(&self, app: &str) {
-        self.inner.actor_restarts.with_label_values(&[app]).inc();
+        self.inner.actor_restarts.with(app, &[]).inc();
     }
 
     pub fn store_failed(&self, app: &str, op: &'static str) {
-        self.inner.store_errors.with_label_values(&[app, op]).inc();
+        self.inner.store_errors.with(app, &[op]).inc();
     }
 
     /// One call to WeChat (success or failure) took `elapsed`.
     pub fn upstream_call(&self, app: &str, endpoint: &'static str, elapsed: Duration) {
-        self.inner
-            .upstream_duration
-            .with_label_values(&[app, endpoint])
+        self.upstream_histogram(app, endpoint)
             .observe(elapsed.as_secs_f64());
+    }
+
+    fn upstream_histogram(&self, app: &str, endpoint: &str) -> Histogram {
+        self.inner.upstream_duration.with(app, &[endpoint])
     }
 
     /// Whether the shared Redis store answers (`wxtoken_redis_up`).
@@ -367,7 +441,7 @@ mod tests {
     #[test]
     fn remove_app_drops_every_per_app_series_of_that_label_only() {
         let apps = ["shop".to_owned(), "shop:jsapi_ticket".to_owned()];
-        let m = Metrics::new(&apps);
+        let m = Metrics::new(&apps, MetricsMode::Full);
         for app in &apps {
             busy(&m, app);
         }
@@ -388,7 +462,7 @@ mod tests {
 
     #[test]
     fn scrapes_show_only_running_credentials() {
-        let m = Metrics::new(&["shop".to_owned(), "blog".to_owned()]);
+        let m = Metrics::new(&["shop".to_owned(), "blog".to_owned()], MetricsMode::Full);
         m.read_credentials_from(|| {
             vec![ScrapedCredential {
                 label: "blog".into(),
@@ -410,5 +484,163 @@ mod tests {
             assert!(blog.iter().any(|l| l.starts_with(family)), "{family}");
         }
         assert!(text.contains("wxtoken_build_info"));
+    }
+
+    /// The family names of the text format, and whether each carries `app`.
+    fn families(text: &str) -> std::collections::BTreeMap<String, bool> {
+        let mut out = std::collections::BTreeMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            let name = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|_| name.starts_with("wxtoken_upstream_request_duration"))
+                .unwrap_or(name);
+            let with_app = line.contains("app=\"");
+            *out.entry(name.to_owned()).or_insert(false) |= with_app;
+        }
+        out
+    }
+
+    /// Scrapes list the apps in the returned list, which the test may change.
+    fn running(m: &Metrics, apps: &[&'static str]) -> Arc<std::sync::Mutex<Vec<&'static str>>> {
+        let list = Arc::new(std::sync::Mutex::new(apps.to_vec()));
+        let listed = list.clone();
+        m.read_credentials_from(move || {
+            listed
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|a| ScrapedCredential {
+                    label: (*a).into(),
+                    status: Arc::new(AppStatus::default()),
+                    daily_quota: 2000,
+                })
+                .collect()
+        });
+        list
+    }
+
+    #[test]
+    fn gauges_mode_keeps_five_series_per_app_and_counts_the_rest_in_aggregates() {
+        let apps = ["shop".to_owned(), "blog".to_owned()];
+        let m = Metrics::new(&apps, MetricsMode::Gauges);
+        let listed = running(&m, &["shop", "blog"]);
+        for app in &apps {
+            busy(&m, app);
+        }
+        let text = m.render();
+        let fams = families(&text);
+        let per_app: Vec<&str> = fams
+            .iter()
+            .filter(|(_, app)| **app)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(
+            per_app,
+            [
+                "wxtoken_token_expiry_timestamp_seconds",
+                "wxtoken_token_refresh_due_timestamp_seconds",
+                "wxtoken_token_refresh_failures_total",
+                "wxtoken_token_seconds_left",
+                "wxtoken_upstream_config_error",
+            ]
+        );
+        assert_eq!(series_of(&text, "shop").len(), 5);
+        // Both apps' events land in one series without `app`.
+        let get = |s: &str| text.lines().find_map(|l| l.strip_prefix(s)).map(str::trim);
+        assert_eq!(
+            get(r#"wxtoken_token_refreshes_total{result="failure",trigger="invalidated"} "#),
+            Some("2")
+        );
+        assert_eq!(
+            get(r#"wxtoken_upstream_errors_total{reason="40125"} "#),
+            Some("2")
+        );
+        assert_eq!(
+            get(r#"wxtoken_upstream_request_duration_seconds_count{endpoint="ticket"} "#),
+            Some("2")
+        );
+        assert_eq!(
+            get(r#"wxtoken_upstream_request_duration_seconds_count{endpoint="token"} "#),
+            Some("0")
+        );
+        assert_eq!(get(r#"wxtoken_revocations_total "#), Some("2"));
+        assert_eq!(
+            get(r#"wxtoken_token_refresh_failures_total{app="shop"} "#),
+            Some("1")
+        );
+        for state in CredentialState::ALL {
+            let series = format!("wxtoken_credentials{{state=\"{}\"}} ", state.as_str());
+            assert!(get(&series).is_some(), "{series}");
+        }
+        assert_eq!(get(r#"wxtoken_credentials{state="no_token"} "#), Some("2"));
+
+        // A removed app leaves no series; the aggregates keep what it counted.
+        listed.lock().unwrap().retain(|a| *a != "blog");
+        m.remove_app("blog");
+        let after = m.render();
+        assert_eq!(series_of(&after, "blog"), Vec::<String>::new());
+        assert!(after.contains(r#"wxtoken_revocations_total 2"#));
+    }
+
+    #[test]
+    fn full_mode_is_todays_set_plus_the_failure_counter_and_the_aggregates() {
+        let m = Metrics::new(&["shop".to_owned()], MetricsMode::Full);
+        running(&m, &["shop"]);
+        busy(&m, "shop");
+        let text = m.render();
+        let fams = families(&text);
+        let per_app: Vec<&str> = fams
+            .iter()
+            .filter(|(_, app)| **app)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(per_app.len(), 17, "{per_app:?}");
+        for gauge in [
+            "wxtoken_token_age_seconds",
+            "wxtoken_token_generation",
+            "wxtoken_quota_used_today",
+            "wxtoken_quota_daily_limit",
+            "wxtoken_token_refreshes_total",
+            "wxtoken_upstream_request_duration_seconds",
+            "wxtoken_token_refresh_failures_total",
+        ] {
+            assert!(per_app.contains(&gauge), "{gauge}");
+        }
+        assert_eq!(fams.get("wxtoken_credentials"), Some(&false));
+        assert_eq!(fams.get("wxtoken_quota_used_ratio_max"), Some(&false));
+        // No event family has an aggregate twin in full mode.
+        assert!(!text
+            .lines()
+            .any(|l| l.starts_with("wxtoken_revocations_total ")));
+    }
+
+    #[test]
+    fn unknown_errcodes_are_counted_as_other_in_both_modes() {
+        for mode in [MetricsMode::Full, MetricsMode::Gauges] {
+            let m = Metrics::new(&["shop".to_owned()], mode);
+            for errcode in [99_999, 12_345, 45_009] {
+                m.refresh_failed(
+                    "shop",
+                    Trigger::Scheduled,
+                    &UpstreamError::Api {
+                        errcode,
+                        errmsg: "x".into(),
+                    },
+                );
+            }
+            let text = m.render();
+            let reasons: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("wxtoken_upstream_errors_total{") && !l.ends_with(" 0"))
+                .collect();
+            assert_eq!(reasons.len(), 2, "{mode:?}: {reasons:?}");
+            assert!(reasons
+                .iter()
+                .any(|l| l.contains(r#"reason="other""#) && l.ends_with(" 2")));
+            assert!(reasons.iter().any(|l| l.contains(r#"reason="45009""#)));
+            assert!(!text.contains("99999") && !text.contains("12345"));
+        }
     }
 }

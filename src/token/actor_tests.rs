@@ -352,7 +352,7 @@ fn rig(kind: AppKind) -> Rig {
             ..RigSpec::default()
         },
         &clock,
-        &Metrics::new(&[]),
+        &Metrics::new(&[], crate::metrics::MetricsMode::Full),
     )
 }
 
@@ -531,7 +531,11 @@ async fn get_gives_up_after_the_wait_limit_with_the_failure() {
 #[actix_web::test]
 async fn a_retry_after_an_adopted_record_leaves_one_timer_not_two() {
     let clock = clock();
-    let r = rig_with(RigSpec::default(), &clock, &Metrics::new(&[]));
+    let r = rig_with(
+        RigSpec::default(),
+        &clock,
+        &Metrics::new(&[], crate::metrics::MetricsMode::Full),
+    );
     let first = r.addr.send(Get).await.unwrap().unwrap();
     advance(S(60)).await;
     // An invalidation starts a slow fetch that will fail...
@@ -595,7 +599,7 @@ async fn a_forced_refresh_is_spent_only_when_the_call_is_made() {
             ..RigSpec::default()
         },
         &clock,
-        &Metrics::new(&[]),
+        &Metrics::new(&[], crate::metrics::MetricsMode::Full),
     );
     let first = r.addr.send(Get).await.unwrap().unwrap();
     advance(S(100)).await;
@@ -632,7 +636,7 @@ async fn a_forced_refresh_is_spent_only_when_the_call_is_made() {
 #[actix_web::test]
 async fn a_token_change_during_a_ticket_fetch_brings_a_refetch_with_the_new_token() {
     let clock = clock();
-    let metrics = Metrics::new(&[]);
+    let metrics = Metrics::new(&[], crate::metrics::MetricsMode::Full);
     let token = rig_with(RigSpec::default(), &clock, &metrics);
     let first = token.addr.send(Get).await.unwrap().unwrap();
     let ticket = ticket_rig(&token, &clock, &metrics).await;
@@ -668,7 +672,7 @@ async fn a_token_change_during_a_ticket_fetch_brings_a_refetch_with_the_new_toke
 #[actix_web::test]
 async fn a_ticket_waits_for_its_token_instead_of_failing() {
     let clock = clock();
-    let metrics = Metrics::new(&[]);
+    let metrics = Metrics::new(&[], crate::metrics::MetricsMode::Full);
     let token = rig_with(RigSpec::default(), &clock, &metrics);
     token.script.then(Step::Mint(LIFETIME, S(2)));
     let ticket = ticket_rig(&token, &clock, &metrics).await;
@@ -714,7 +718,7 @@ async fn a_stored_valid_token_is_reused_at_start_without_a_fetch() {
             ..RigSpec::default()
         },
         &clock,
-        &Metrics::new(&[]),
+        &Metrics::new(&[], crate::metrics::MetricsMode::Full),
     );
     let t = r.addr.send(Get).await.unwrap().unwrap();
     assert_eq!(t.token.expose(), "kept");
@@ -770,7 +774,7 @@ async fn tokens_fetched_together_spread_their_refreshes_over_the_cycle() {
     // lifetime: a 300 s cycle). Without the spread every cycle would be a burst of 1,000 calls
     // inside the 30 s jitter window.
     let clock = clock();
-    let metrics = Metrics::new(&[]);
+    let metrics = Metrics::new(&[], crate::metrics::MetricsMode::Full);
     let n = 1000;
     let rigs: Vec<Rig> = (0..n)
         .map(|_| {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::web;
 use serde_json::Value;
+pub use wxtoken::config::PerAppMetrics;
 use wxtoken::config::Settings;
 use wxtoken::fake::{FakeConfig, FakeWechat};
 use wxtoken::http::ServerState;
@@ -151,6 +152,17 @@ pub async fn spawn_app(spec: Spec) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let store = dir.path().join("wxtoken.redb");
     spawn_server(spec, fake, dir, store).await
+}
+
+/// As [`spawn_app`], exporting the per-app series set `per_app` (`[metrics] per_app`).
+pub async fn spawn_app_with_metrics(spec: Spec, per_app: PerAppMetrics) -> TestApp {
+    init_logs();
+    let fake = start_fake(&spec).await;
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let store = dir.path().join("wxtoken.redb");
+    let mut settings = settings_for(&spec, &fake.base_url(), &store);
+    settings.metrics.per_app = per_app;
+    launch(settings, test_options(&spec), fake, dir).await
 }
 
 /// A server against an existing fake and store (for restart tests).

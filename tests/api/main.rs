@@ -15,6 +15,7 @@ mod hostile_upstream;
 mod https;
 mod invalidate;
 mod metrics;
+mod metrics_mode;
 mod metrics_scale;
 mod ops;
 mod persistence;

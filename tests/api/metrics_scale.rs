@@ -1,20 +1,45 @@
-//! How `/metrics` scales with the number of apps: body size and scrape time with 1,000 apps.
+//! How `/metrics` scales with the number of apps: body size and scrape time with 1,000 apps,
+//! and with 10,000 apps in each `[metrics] per_app` mode ("auto" is "gauges" there).
 //!
 //! A measurement, not a check (timings depend on the machine), so it is ignored by default:
-//! `cargo test --test api metrics_scale -- --ignored --nocapture`.
+//! `cargo test --test api metrics_scale -- --ignored --nocapture --test-threads 1`.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
 
-const APPS: usize = 1_000;
 const SCRAPES: usize = 20;
 const KEY: &str = "bench-client-key-00000000001";
 
 #[actix_web::test]
 #[ignore = "a measurement: run with --ignored --nocapture"]
 async fn scrape_of_a_thousand_apps() {
+    measure(1_000, PerAppMetrics::Auto).await;
+}
+
+// One test per mode, so each runs its own server: run them one at a time (by name).
+#[actix_web::test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn scrape_of_ten_thousand_apps_auto() {
+    measure(10_000, PerAppMetrics::Auto).await;
+}
+
+#[actix_web::test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn scrape_of_ten_thousand_apps_gauges() {
+    measure(10_000, PerAppMetrics::Gauges).await;
+}
+
+#[actix_web::test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn scrape_of_ten_thousand_apps_full() {
+    measure(10_000, PerAppMetrics::Full).await;
+}
+
+/// Starts `APPS` apps with `per_app`, waits until each has its first token, then scrapes.
+#[allow(non_snake_case)]
+async fn measure(APPS: usize, per_app: PerAppMetrics) {
     let spec = Spec::default();
     let creds: Vec<(String, String)> = (0..APPS)
         .map(|i| (format!("wxbench{i:09}"), format!("bench-secret-{i:09}")))
@@ -37,15 +62,14 @@ async fn scrape_of_a_thousand_apps() {
         "[[clients]]\nname = \"bench\"\nkey = \"{KEY}\"\napps = [\"*\"]"
     )
     .unwrap();
-    let app = spawn_custom(spec, fake, &config).await;
-    let last = format!("wxtoken_token_generation{{app=\"bench{}\"}}", APPS - 1);
+    let app = spawn_custom_with(spec, fake, &config, |(s, _)| s.metrics.per_app = per_app).await;
+    // Every app has its first token: no credential without one (the standard test apps are
+    // not configured here), in every mode.
     assert!(
-        eventually(Duration::from_secs(120), || async {
+        eventually(Duration::from_secs(300), || async {
             let text = scrape(&app).await;
-            text.lines()
-                .filter(|l| l.starts_with("wxtoken_token_generation{"))
-                .all(|l| !l.ends_with(" 0"))
-                && sample(&text, &last) == Some(1.0)
+            sample(&text, r#"wxtoken_credentials{state="no_token"}"#) == Some(0.0)
+                && sample(&text, r#"wxtoken_credentials{state="valid"}"#) == Some(APPS as f64)
         })
         .await,
         "every app has its first token"
@@ -63,7 +87,7 @@ async fn scrape_of_a_thousand_apps() {
     }
     times.sort();
     println!(
-        "{APPS} apps: /metrics body {size} bytes ({} KiB), {lines} samples; scrape over HTTP \
+        "{APPS} apps, per_app = {per_app:?}: /metrics body {size} bytes ({} KiB), {lines} samples; scrape over HTTP \
          min {:?}, median {:?}, max {:?} ({SCRAPES} scrapes)",
         size / 1024,
         times[0],

@@ -41,6 +41,11 @@ async fn metrics_pass_promtool_check_metrics() {
     assert!(text.contains("wxtoken_build_info{version="));
     assert!(text.contains("process_resident_memory_bytes"));
 
+    assert_promtool_clean(&text);
+}
+
+/// Fails unless `promtool check metrics` accepts `text` without a single remark.
+pub fn assert_promtool_clean(text: &str) {
     let mut child = promtool()
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

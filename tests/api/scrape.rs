@@ -22,9 +22,10 @@ fn apps(with_shop: bool) -> String {
     )
 }
 
-fn file_config(dir: &std::path::Path, fake_base: &str, body: &str) -> String {
+/// A configuration file for the apps in `body`, with `[metrics] per_app = per_app`.
+fn file_config_with(dir: &std::path::Path, fake_base: &str, body: &str, per_app: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nbase_url = \"{fake_base}\"\nmin_token_lifetime_secs = 2\n[store]\npath = {}\n[refresh]\nmin_interval_secs = 0\n{body}",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nbase_url = \"{fake_base}\"\nmin_token_lifetime_secs = 2\n[store]\npath = {}\n[refresh]\nmin_interval_secs = 0\n[metrics]\nper_app = \"{per_app}\"\n{body}",
         toml::Value::String(dir.join("s.redb").display().to_string())
     )
 }
@@ -55,13 +56,23 @@ fn families(lines: &[String]) -> std::collections::BTreeSet<String> {
 
 #[actix_web::test]
 async fn a_reload_that_removes_an_app_leaves_none_of_its_series() {
+    removed_app_leaves_no_series("full").await;
+}
+
+#[actix_web::test]
+async fn a_reload_that_removes_an_app_leaves_none_of_its_series_with_gauges_only() {
+    removed_app_leaves_no_series("gauges").await;
+}
+
+async fn removed_app_leaves_no_series(per_app: &'static str) {
+    let gauges = per_app == "gauges";
     let spec = Spec::default();
     let fake = start_fake(&spec).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wxtoken.toml");
     std::fs::write(
         &path,
-        file_config(dir.path(), &fake.base_url(), &apps(true)),
+        file_config_with(dir.path(), &fake.base_url(), &apps(true), per_app),
     )
     .unwrap();
     let settings = wxtoken::config::Settings::load(&path).unwrap();
@@ -88,19 +99,31 @@ async fn a_reload_that_removes_an_app_leaves_none_of_its_series() {
     assert_eq!(inv.status, 200, "{}", inv.body);
     let before = app.metrics_text().await;
     let shop_before = series_of(&before, "shop");
+    let per_app_only: &[&str] = if gauges {
+        &[
+            r#"wxtoken_token_refresh_failures_total{app="shop"}"#,
+            r#"wxtoken_upstream_errors_total{reason="40125"}"#,
+        ]
+    } else {
+        &[
+            r#"wxtoken_upstream_errors_total{app="shop",reason="40125"}"#,
+            r#"wxtoken_upstream_request_duration_seconds_count{app="shop:jsapi_ticket",endpoint="ticket"}"#,
+        ]
+    };
     for must in [
         r#"wxtoken_token_refresh_due_timestamp_seconds{app="shop"}"#,
         r#"wxtoken_token_seconds_left{app="shop:jsapi_ticket"}"#,
-        r#"wxtoken_upstream_errors_total{app="shop",reason="40125"}"#,
-        r#"wxtoken_upstream_request_duration_seconds_count{app="shop:jsapi_ticket",endpoint="ticket"}"#,
-    ] {
+    ]
+    .iter()
+    .chain(per_app_only)
+    {
         assert!(sample(&before, must).is_some(), "{must} before the reload");
     }
     let shop_families = families(&shop_before);
 
     std::fs::write(
         &path,
-        file_config(dir.path(), &app.fake.base_url(), &apps(false)),
+        file_config_with(dir.path(), &app.fake.base_url(), &apps(false), per_app),
     )
     .unwrap();
     let r = app.post("/v1/admin/reload", Some(ADMIN), "").await;
