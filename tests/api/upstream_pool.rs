@@ -173,8 +173,8 @@ async fn invalidate(app: &TestApp, token: &str) -> String {
 #[actix_web::test]
 async fn an_invalidated_token_is_fetched_ahead_of_queued_proactive_refreshes() {
     let creds = creds(20);
-    // Six-second tokens are due for their proactive refresh after three seconds: all twenty
-    // at once, since they were fetched together.
+    // Six-second tokens are due for their proactive refresh after three seconds, their first
+    // refreshes spread over about two seconds (they were fetched together).
     let spec = Spec {
         expires_in: 6,
         ..Spec::default()
@@ -192,9 +192,10 @@ async fn an_invalidated_token_is_fetched_ahead_of_queued_proactive_refreshes() {
     let first = token.body["access_token"].as_str().unwrap().to_string();
     let token = invalidate(&app, &first).await;
 
-    // From now on every call takes 100 ms, one at a time: the refreshes queue for two seconds,
-    // and the tokens stay valid meanwhile, so the refreshes are background ones.
-    app.fake.set_answer_delay(Duration::from_millis(100));
+    // From now on every call takes 300 ms, one at a time: the refreshes (about nine a second)
+    // queue up, and the tokens stay valid meanwhile, so the refreshes are background ones.
+    let call = Duration::from_millis(300);
+    app.fake.set_answer_delay(call);
     assert!(
         eventually(Duration::from_secs(10), || async {
             app.metric("wxtoken_upstream_queue_depth")
@@ -211,9 +212,9 @@ async fn an_invalidated_token_is_fetched_ahead_of_queued_proactive_refreshes() {
     let sent = Instant::now();
     invalidate(&app, &token).await;
     let took = sent.elapsed();
-    // Behind the `ahead` queued refreshes it would take `ahead` x 100 ms; going first, it
-    // waits for the call in flight and its own, 200 ms. Half the queue's time tells them apart.
-    let behind_them = Duration::from_millis(100).mul_f64(ahead);
+    // Behind the `ahead` queued refreshes it would take `ahead` x 300 ms; going first, it
+    // waits for the call in flight and its own, 600 ms. Half the queue's time tells them apart.
+    let behind_them = call.mul_f64(ahead);
     assert!(
         took < behind_them / 2,
         "answered in {took:?}: it waited behind {ahead} queued refreshes"
