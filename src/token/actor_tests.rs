@@ -356,6 +356,17 @@ fn rig(kind: AppKind) -> Rig {
     )
 }
 
+/// Reports `token` as rejected and waits for the answer.
+async fn report(r: &Rig, token: &str) -> super::messages::Invalidated {
+    r.addr
+        .send(Invalidate {
+            token: token.to_string(),
+        })
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// Lets the actor run until nothing is left to do now, without moving the clock.
 async fn settle() {
     for _ in 0..20 {
@@ -416,14 +427,7 @@ async fn concurrent_invalidations_of_the_current_token_cost_one_fetch() {
         assert!(a.refreshed);
     }
     // A late report of the old token gets the new one without a fetch.
-    let late = r
-        .addr
-        .send(Invalidate {
-            token: first.token.expose().to_string(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let late = report(&r, first.token.expose()).await;
     assert_eq!(late.outcome, InvalidationOutcome::Stale);
     assert_eq!(r.script.calls().len(), 2);
 }
@@ -433,14 +437,7 @@ async fn an_invalidation_right_after_a_fetch_is_too_soon() {
     let r = rig(AppKind::Official(Grant::ClientCredential));
     let first = r.addr.send(Get).await.unwrap().unwrap();
     advance(S(4)).await;
-    let a = r
-        .addr
-        .send(Invalidate {
-            token: first.token.expose().to_string(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let a = report(&r, first.token.expose()).await;
     assert_eq!(a.outcome, InvalidationOutcome::TooSoon);
     assert_eq!(r.script.calls().len(), 1);
 }
@@ -607,26 +604,12 @@ async fn a_forced_refresh_is_spent_only_when_the_call_is_made() {
     let now = r.now();
     r.store
         .put("wxshop", stored("forced-elsewhere", now, LIFETIME, 5));
-    let a = r
-        .addr
-        .send(Invalidate {
-            token: first.token.expose().to_string(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let a = report(&r, first.token.expose()).await;
     assert_eq!(a.record.token.expose(), "forced-elsewhere");
     assert_eq!(r.script.calls().len(), 1);
     // The budget is untouched: a forced refresh is allowed at once (no 30 s gap to wait).
     advance(S(10)).await;
-    let a = r
-        .addr
-        .send(Invalidate {
-            token: "forced-elsewhere".into(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let a = report(&r, "forced-elsewhere").await;
     assert_eq!(a.outcome, InvalidationOutcome::Refreshed);
     let calls = r.script.calls();
     assert_eq!(calls.len(), 2);
@@ -649,14 +632,7 @@ async fn a_token_change_during_a_ticket_fetch_brings_a_refetch_with_the_new_toke
         token: "ticket-1".into(),
     });
     settle().await;
-    token
-        .addr
-        .send(Invalidate {
-            token: first.token.expose().to_string(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    report(&token, first.token.expose()).await;
     advance(S(3)).await;
     let calls = ticket.script.calls();
     assert_eq!(calls.len(), 3, "{calls:?}");
@@ -695,14 +671,7 @@ async fn a_panicking_fetch_restarts_the_actor_which_then_serves() {
     assert_eq!(t.token.expose(), "tok-2");
     assert_eq!(r.restarts(), 1);
     assert_eq!(r.script.calls().len(), 2);
-    let a = r
-        .addr
-        .send(Invalidate {
-            token: "unknown".into(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let a = report(&r, "unknown").await;
     assert_eq!(a.outcome, InvalidationOutcome::Stale);
 }
 
