@@ -6,11 +6,14 @@
 //! come first served within a class. Only the head of the queue ever looks at the capacity or
 //! the start-rate pacer, and it sleeps on a timer when only the pacer holds it back: nobody
 //! polls in a loop. A waiter that is dropped (its caller gave up) leaves the queue at once.
+//! A background waiter can be [promoted](Promotion) while it queues: a proactive refresh that a
+//! caller has started waiting for (its token expired or was rejected meanwhile) moves to the
+//! back of the urgent queue.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -36,6 +39,51 @@ impl Priority {
             Priority::Urgent => 0,
             Priority::Background => 1,
         }
+    }
+}
+
+/// Lets the owner of a call move it ahead while it queues. Cloned into the call; the actor keeps
+/// a clone and promotes it when a caller starts waiting for the refresh it is part of.
+#[derive(Clone, Default)]
+pub struct Promotion(Arc<Mutex<PromotionState>>);
+
+#[derive(Default)]
+struct PromotionState {
+    urgent: bool,
+    /// The waiter's place while it queues: its pool and id.
+    queued: Option<(Weak<UpstreamPool>, u64)>,
+}
+
+impl Promotion {
+    fn lock(&self) -> MutexGuard<'_, PromotionState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes the call urgent: queued in the background, it moves to the end of the urgent
+    /// queue; not queued yet, it will queue as urgent; already sent, nothing changes.
+    pub fn promote(&self) {
+        let mut p = self.lock();
+        if p.urgent {
+            return;
+        }
+        p.urgent = true;
+        if let Some((pool, id)) = p.queued.take() {
+            if let Some(pool) = pool.upgrade() {
+                pool.promote(id);
+            }
+        }
+    }
+
+    pub fn is_urgent(&self) -> bool {
+        self.lock().urgent
+    }
+}
+
+impl std::fmt::Debug for Promotion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Promotion")
+            .field("urgent", &self.is_urgent())
+            .finish()
     }
 }
 
@@ -87,6 +135,12 @@ impl State {
         }
     }
 
+    fn entry_mut(&mut self, id: u64) -> Option<&mut Entry> {
+        self.queues
+            .iter_mut()
+            .find_map(|q| q.iter_mut().find(|e| e.id == id))
+    }
+
     fn remove(&mut self, id: u64) -> bool {
         for q in &mut self.queues {
             if let Some(i) = q.iter().position(|e| e.id == id) {
@@ -117,11 +171,39 @@ impl UpstreamPool {
 
     /// Waits for a slot. Dropping the future gives up the place in the queue.
     pub fn acquire(self: &Arc<Self>, priority: Priority) -> Acquire {
+        self.acquire_promotable(priority, Promotion::default())
+    }
+
+    /// Like [`acquire`](Self::acquire), queued as urgent once `promotion` is promoted, even
+    /// while it already waits.
+    pub fn acquire_promotable(
+        self: &Arc<Self>,
+        priority: Priority,
+        promotion: Promotion,
+    ) -> Acquire {
         Acquire {
             pool: self.clone(),
             priority,
+            promotion,
             id: None,
             sleep: None,
+        }
+    }
+
+    /// Moves waiter `id` from the background queue to the end of the urgent one.
+    fn promote(&self, id: u64) {
+        let mut st = self.lock();
+        let background = &mut st.queues[Priority::Background.queue()];
+        let Some(i) = background.iter().position(|e| e.id == id) else {
+            return;
+        };
+        let was_head = i == 0 && st.queues[Priority::Urgent.queue()].is_empty();
+        if let Some(entry) = st.queues[Priority::Background.queue()].remove(i) {
+            st.queues[Priority::Urgent.queue()].push_back(entry);
+        }
+        if !was_head {
+            // It may head the queue now.
+            st.wake_head(self.max_concurrent);
         }
     }
 
@@ -174,7 +256,9 @@ impl Drop for Permit {
 /// The future of [`UpstreamPool::acquire`].
 pub struct Acquire {
     pool: Arc<UpstreamPool>,
+    /// The queue it joins, unless `promotion` is urgent by then.
     priority: Priority,
+    promotion: Promotion,
     /// Set while queued.
     id: Option<u64>,
     /// The pacer's timer, armed while this waiter heads the queue and only the pacer holds it.
@@ -187,29 +271,39 @@ impl Future for Acquire {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit> {
         let this = self.get_mut();
         let pool = this.pool.clone();
-        let mut st = pool.lock();
         let id = match this.id {
             Some(id) => id,
             None => {
+                // The promotion's lock first, then the pool's (the order `promote` takes them
+                // in): a promotion either sees this waiter queued or comes before it joins.
+                let promotion = this.promotion.clone();
+                let mut p = promotion.lock();
+                let priority = if p.urgent {
+                    Priority::Urgent
+                } else {
+                    this.priority
+                };
+                let mut st = pool.lock();
                 let id = st.next_id;
                 st.next_id = st.next_id.wrapping_add(1);
-                st.queues[this.priority.queue()].push_back(Entry {
+                st.queues[priority.queue()].push_back(Entry {
                     id,
                     waker: cx.waker().clone(),
                 });
+                if priority == Priority::Background {
+                    p.queued = Some((Arc::downgrade(&pool), id));
+                }
                 this.id = Some(id);
                 id
             }
         };
+        let mut st = pool.lock();
         loop {
             let is_head = st.head().is_some_and(|h| h.id == id);
             if !is_head || st.in_flight >= pool.max_concurrent {
                 // Someone else goes first, or every slot is taken: a release or the removal of
                 // the waiter ahead wakes us.
-                if let Some(e) = st.queues[this.priority.queue()]
-                    .iter_mut()
-                    .find(|e| e.id == id)
-                {
+                if let Some(e) = st.entry_mut(id) {
                     if !e.waker.will_wake(cx.waker()) {
                         e.waker = cx.waker().clone();
                     }
@@ -219,7 +313,7 @@ impl Future for Acquire {
             let now = Instant::now();
             match pool.pacer_wait(&st, now) {
                 None => {
-                    st.queues[this.priority.queue()].pop_front();
+                    st.remove(id);
                     this.id = None;
                     pool.grant(&mut st, now);
                     // The next in line may fit too (or must arm the pacer's timer).
@@ -352,6 +446,79 @@ mod tests {
                 }
                 let order: Vec<&str> = log.borrow().iter().map(|(n, _)| *n).collect();
                 assert_eq!(order, ["running", "urgent1", "urgent2", "bg1", "bg2"]);
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_promoted_background_call_overtakes_the_other_background_ones() {
+        local()
+            .run_until(async {
+                let pool = UpstreamPool::new(1, 0);
+                let log = Rc::new(RefCell::new(Vec::new()));
+                let t0 = Instant::now();
+                let hold = Duration::from_millis(10);
+                let mut tasks = vec![call(&pool, Priority::Background, "running", hold, &log, t0)];
+                settle().await;
+                for name in ["bg1", "bg2"] {
+                    tasks.push(call(&pool, Priority::Background, name, hold, &log, t0));
+                    settle().await;
+                }
+                // Queued as a background refresh, then a caller starts waiting for it.
+                let promotion = Promotion::default();
+                let acquire = pool.acquire_promotable(Priority::Background, promotion.clone());
+                let promoted_log = log.clone();
+                tasks.push(tokio::task::spawn_local(async move {
+                    let _permit = acquire.await;
+                    promoted_log.borrow_mut().push(("promoted", t0.elapsed()));
+                    tokio::time::sleep(hold).await;
+                }));
+                settle().await;
+                tasks.push(call(&pool, Priority::Urgent, "urgent1", hold, &log, t0));
+                settle().await;
+                promotion.promote();
+                tasks.push(call(&pool, Priority::Urgent, "urgent2", hold, &log, t0));
+                settle().await;
+                assert_eq!(pool.queue_depth(), 5);
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                let order: Vec<&str> = log.borrow().iter().map(|(n, _)| *n).collect();
+                // Behind the urgent call already queued, ahead of everything in the background.
+                assert_eq!(
+                    order,
+                    ["running", "urgent1", "promoted", "urgent2", "bg1", "bg2"]
+                );
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_promoted_before_it_queues_queues_as_urgent() {
+        local()
+            .run_until(async {
+                let pool = UpstreamPool::new(1, 0);
+                let log = Rc::new(RefCell::new(Vec::new()));
+                let t0 = Instant::now();
+                let hold = Duration::from_millis(10);
+                let mut tasks = vec![call(&pool, Priority::Urgent, "running", hold, &log, t0)];
+                settle().await;
+                tasks.push(call(&pool, Priority::Background, "bg1", hold, &log, t0));
+                settle().await;
+                let promotion = Promotion::default();
+                promotion.promote();
+                let acquire = pool.acquire_promotable(Priority::Background, promotion.clone());
+                let promoted_log = log.clone();
+                tasks.push(tokio::task::spawn_local(async move {
+                    let _permit = acquire.await;
+                    promoted_log.borrow_mut().push(("promoted", t0.elapsed()));
+                }));
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                let order: Vec<&str> = log.borrow().iter().map(|(n, _)| *n).collect();
+                assert_eq!(order, ["running", "promoted", "bg1"]);
+                assert!(promotion.is_urgent());
             })
             .await;
     }
