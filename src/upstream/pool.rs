@@ -8,9 +8,9 @@
 //! polls in a loop. A waiter that is dropped (its caller gave up) leaves the queue at once.
 //! A background waiter can be [promoted](Promotion) while it queues: a proactive refresh that a
 //! caller has started waiting for (its token expired or was rejected meanwhile) moves to the
-//! back of the urgent queue.
+//! urgent queue, by its time of arrival.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -59,8 +59,8 @@ impl Promotion {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Makes the call urgent: queued in the background, it moves to the end of the urgent
-    /// queue; not queued yet, it will queue as urgent; already sent, nothing changes.
+    /// Makes the call urgent: queued in the background, it moves to the urgent queue (by its
+    /// arrival); not queued yet, it will queue as urgent; already sent, nothing changes.
     pub fn promote(&self) {
         let mut p = self.lock();
         if p.urgent {
@@ -109,46 +109,40 @@ impl std::fmt::Debug for UpstreamPool {
 struct State {
     in_flight: usize,
     next_id: u64,
-    /// Indexed by [`Priority::queue`]: urgent first.
-    queues: [VecDeque<Entry>; 2],
+    /// Indexed by [`Priority::queue`]: urgent first. Within a class, by id, which is the
+    /// order of arrival; a map, not a list, because a waiter polled again (an actor's context
+    /// polls all of its futures when it wakes) must find its place without a scan of a queue
+    /// that may hold 100,000 waiters at a cold start.
+    queues: [BTreeMap<u64, Waker>; 2],
     /// The earliest time the pacer lets the next call start (the theoretical start time of a
     /// steady stream: late starts do not push it out beyond [`PACER_SLACK`]).
     next_start: Option<Instant>,
 }
 
-struct Entry {
-    id: u64,
-    waker: Waker,
-}
-
 impl State {
-    fn head(&self) -> Option<&Entry> {
-        self.queues.iter().find_map(|q| q.front())
+    /// The id and waker of the waiter that goes next.
+    fn head(&self) -> Option<(u64, &Waker)> {
+        self.queues
+            .iter()
+            .find_map(|q| q.first_key_value().map(|(&id, w)| (id, w)))
     }
 
     /// Tells the head of the queue to look again, if there is room for it.
     fn wake_head(&self, max_concurrent: usize) {
         if self.in_flight < max_concurrent {
-            if let Some(head) = self.head() {
-                head.waker.wake_by_ref();
+            if let Some((_, waker)) = self.head() {
+                waker.wake_by_ref();
             }
         }
     }
 
-    fn entry_mut(&mut self, id: u64) -> Option<&mut Entry> {
-        self.queues
-            .iter_mut()
-            .find_map(|q| q.iter_mut().find(|e| e.id == id))
+    fn waker_mut(&mut self, id: u64) -> Option<&mut Waker> {
+        let [urgent, background] = &mut self.queues;
+        urgent.get_mut(&id).or_else(|| background.get_mut(&id))
     }
 
     fn remove(&mut self, id: u64) -> bool {
-        for q in &mut self.queues {
-            if let Some(i) = q.iter().position(|e| e.id == id) {
-                q.remove(i);
-                return true;
-            }
-        }
-        false
+        self.queues.iter_mut().any(|q| q.remove(&id).is_some())
     }
 }
 
@@ -163,7 +157,7 @@ impl UpstreamPool {
             state: Mutex::new(State {
                 in_flight: 0,
                 next_id: 0,
-                queues: [VecDeque::new(), VecDeque::new()],
+                queues: [BTreeMap::new(), BTreeMap::new()],
                 next_start: None,
             }),
         })
@@ -190,27 +184,22 @@ impl UpstreamPool {
         }
     }
 
-    /// Moves waiter `id` from the background queue to the end of the urgent one.
+    /// Moves waiter `id` from the background queue to the urgent one, where it takes its place
+    /// by arrival: ahead of urgent waiters that came after it.
     fn promote(&self, id: u64) {
         let mut st = self.lock();
-        let background = &mut st.queues[Priority::Background.queue()];
-        let Some(i) = background.iter().position(|e| e.id == id) else {
+        let Some(waker) = st.queues[Priority::Background.queue()].remove(&id) else {
             return;
         };
-        let was_head = i == 0 && st.queues[Priority::Urgent.queue()].is_empty();
-        if let Some(entry) = st.queues[Priority::Background.queue()].remove(i) {
-            st.queues[Priority::Urgent.queue()].push_back(entry);
-        }
-        if !was_head {
-            // It may head the queue now.
-            st.wake_head(self.max_concurrent);
-        }
+        st.queues[Priority::Urgent.queue()].insert(id, waker);
+        // It may head the queue now.
+        st.wake_head(self.max_concurrent);
     }
 
     /// Calls waiting for a slot (`wxtoken_upstream_queue_depth`).
     pub fn queue_depth(&self) -> usize {
         let st = self.lock();
-        st.queues.iter().map(VecDeque::len).sum()
+        st.queues.iter().map(BTreeMap::len).sum()
     }
 
     /// Calls holding a slot (`wxtoken_upstream_in_flight`).
@@ -286,10 +275,7 @@ impl Future for Acquire {
                 let mut st = pool.lock();
                 let id = st.next_id;
                 st.next_id = st.next_id.wrapping_add(1);
-                st.queues[priority.queue()].push_back(Entry {
-                    id,
-                    waker: cx.waker().clone(),
-                });
+                st.queues[priority.queue()].insert(id, cx.waker().clone());
                 if priority == Priority::Background {
                     p.queued = Some((Arc::downgrade(&pool), id));
                 }
@@ -299,13 +285,13 @@ impl Future for Acquire {
         };
         let mut st = pool.lock();
         loop {
-            let is_head = st.head().is_some_and(|h| h.id == id);
+            let is_head = st.head().is_some_and(|(head, _)| head == id);
             if !is_head || st.in_flight >= pool.max_concurrent {
                 // Someone else goes first, or every slot is taken: a release or the removal of
                 // the waiter ahead wakes us.
-                if let Some(e) = st.entry_mut(id) {
-                    if !e.waker.will_wake(cx.waker()) {
-                        e.waker = cx.waker().clone();
+                if let Some(w) = st.waker_mut(id) {
+                    if !w.will_wake(cx.waker()) {
+                        *w = cx.waker().clone();
                     }
                 }
                 return Poll::Pending;
@@ -341,7 +327,7 @@ impl Drop for Acquire {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
             let mut st = self.pool.lock();
-            let was_head = st.head().is_some_and(|h| h.id == id);
+            let was_head = st.head().is_some_and(|(head, _)| head == id);
             if st.remove(id) && was_head {
                 // The next waiter may be able to go now, or must take over the pacer's timer.
                 st.wake_head(self.pool.max_concurrent);
@@ -484,10 +470,11 @@ mod tests {
                     t.await.unwrap();
                 }
                 let order: Vec<&str> = log.borrow().iter().map(|(n, _)| *n).collect();
-                // Behind the urgent call already queued, ahead of everything in the background.
+                // Ahead of every call in the background, and of the urgent ones that came after
+                // it: it has waited longest.
                 assert_eq!(
                     order,
-                    ["running", "urgent1", "promoted", "urgent2", "bg1", "bg2"]
+                    ["running", "promoted", "urgent1", "urgent2", "bg1", "bg2"]
                 );
             })
             .await;
