@@ -73,20 +73,24 @@ impl Fetcher for WechatClient {
         Box::pin(async move {
             // Held until the answer is in; the call's own timeout starts after the wait.
             let _slot = client.slot(req.priority(), req.promotion().clone()).await;
-            match req {
+            // The call's own future (awc's request and response state, a few kilobytes) is
+            // boxed once the slot is ours: a queued fetch, of which a cold start has thousands,
+            // then holds only the little it needs to wait.
+            let call: LocalBoxFuture<'_, _> = match &req {
                 FetchRequest::AccessToken { app, force, .. } => match app.kind {
                     AppKind::Official(Grant::ClientCredential) => {
-                        client.fetch_token(&app.appid, &app.secret).await
+                        Box::pin(client.fetch_token(&app.appid, &app.secret))
                     }
                     AppKind::Official(Grant::Stable) => {
-                        client
-                            .fetch_stable_token(&app.appid, &app.secret, force)
-                            .await
+                        Box::pin(client.fetch_stable_token(&app.appid, &app.secret, *force))
                     }
-                    AppKind::Wecom => client.fetch_wecom_token(&app.appid, &app.secret).await,
+                    AppKind::Wecom => Box::pin(client.fetch_wecom_token(&app.appid, &app.secret)),
                 },
-                FetchRequest::Ticket { kind, token, .. } => client.fetch_ticket(&token, kind).await,
-            }
+                FetchRequest::Ticket { kind, token, .. } => {
+                    Box::pin(client.fetch_ticket(token, *kind))
+                }
+            };
+            call.await
         })
     }
 }
