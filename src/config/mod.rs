@@ -32,8 +32,10 @@ pub use settings::{
 /// Prefix of environment variables that override configuration values.
 pub const ENV_PREFIX: &str = "WXTOKEN_";
 
-/// Largest configuration file read; a real one is a few kilobytes.
-const MAX_CONFIG_FILE: u64 = 1024 * 1024;
+/// Largest configuration file read. An app takes about 100 bytes, so 100,000 apps (the scale
+/// one instance is built for) need about 10 MiB; the bound keeps a wrong path (a device, a
+/// huge log) from being read into memory whole.
+const MAX_CONFIG_FILE: u64 = 64 * 1024 * 1024;
 
 /// A configuration problem, always naming the key (or file) it is about.
 #[derive(Debug, thiserror::Error)]
