@@ -22,6 +22,7 @@ mod persistence;
 mod process;
 mod prometheus;
 mod promtool;
+mod readyz_scale;
 mod redis_freeze;
 mod refresh;
 mod scrape;
