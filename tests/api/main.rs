@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod config_hostile;
+mod config_platforms;
 mod corrupt_records;
 mod disk_full;
 mod facade;
