@@ -150,7 +150,8 @@ impl TokenActor {
                 let endpoint = req.endpoint();
                 let started = Instant::now();
                 let mut fetched = fetcher.fetch(req).await;
-                metrics.upstream_call(&label, endpoint, started.elapsed());
+                let sent = promotion.granted_at().unwrap_or(started);
+                metrics.upstream_call(&label, endpoint, sent.elapsed());
                 if let (Credential::Ticket { token_actor, .. }, Some(current)) =
                     (&credential, fetched_with)
                 {

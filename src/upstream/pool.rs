@@ -50,6 +50,8 @@ pub struct Promotion(Arc<Mutex<PromotionState>>);
 #[derive(Default)]
 struct PromotionState {
     urgent: bool,
+    /// When the call got its slot: its latency is measured from here, not from the queue.
+    granted_at: Option<std::time::Instant>,
     /// The waiter's place while it queues: its pool and id.
     queued: Option<(Weak<UpstreamPool>, u64)>,
 }
@@ -76,6 +78,12 @@ impl Promotion {
 
     pub fn is_urgent(&self) -> bool {
         self.lock().urgent
+    }
+
+    /// When the call got its slot, if it has: the upstream latency histogram starts here, so
+    /// time spent queued behind other calls is not reported as WeChat's.
+    pub fn granted_at(&self) -> Option<std::time::Instant> {
+        self.lock().granted_at
     }
 }
 
@@ -304,6 +312,9 @@ impl Future for Acquire {
                     pool.grant(&mut st, now);
                     // The next in line may fit too (or must arm the pacer's timer).
                     st.wake_head(pool.max_concurrent);
+                    // Not under the pool's lock: `promote` takes the two the other way round.
+                    drop(st);
+                    this.promotion.lock().granted_at = Some(std::time::Instant::now());
                     return Poll::Ready(Permit { pool: pool.clone() });
                 }
                 Some(at) => {
