@@ -4,6 +4,7 @@
 //! Every client of a server shares one [`UpstreamPool`] (`pool`), which caps the calls in flight
 //! and their start rate.
 
+mod component;
 mod pool;
 
 use std::cell::RefCell;
@@ -22,6 +23,10 @@ const MAX_BODY: usize = 64 * 1024;
 
 use crate::secret::plausible_credential;
 pub use crate::secret::MAX_CREDENTIAL_LEN;
+pub use component::{
+    parse_authorizer_page, Authorization, AuthorizerPage, AuthorizerToken, ListedAuthorizer,
+    PreAuthCode, AUTHORIZER_PAGE_MAX,
+};
 pub use pool::{Acquire, Permit, Priority, Promotion, UpstreamPool};
 
 /// How a failure should be treated.
@@ -339,6 +344,13 @@ pub fn parse_answer(
     requested_at: SystemTime,
     min_lifetime: Duration,
 ) -> Result<Fetched, UpstreamError> {
+    let answer = answer_object(body)?;
+    credential_in(&answer, field, requested_at, min_lifetime)
+}
+
+/// A WeChat answer as a JSON object, or the error it reports: errcode first, since failures
+/// come with HTTP 200.
+fn answer_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, UpstreamError> {
     let answer: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(body).map_err(|e| {
             UpstreamError::Decode(format!(
@@ -361,16 +373,18 @@ pub fn parse_answer(
             .to_string();
         return Err(UpstreamError::Api { errcode, errmsg });
     }
-    let value = match answer.get(field) {
-        Some(serde_json::Value::String(v)) => v,
-        Some(_) => return Err(UpstreamError::Decode(format!("{field} is not a string"))),
-        None => return Err(UpstreamError::Decode(format!("no {field} in the answer"))),
-    };
-    if !plausible_credential(value) {
-        return Err(UpstreamError::Decode(format!(
-            "{field} is empty or has characters no credential has"
-        )));
-    }
+    Ok(answer)
+}
+
+/// The credential in `field` of `answer` and its lifetime (`expires_in`), checked as
+/// [`parse_answer`] says.
+fn credential_in(
+    answer: &serde_json::Map<String, serde_json::Value>,
+    field: &str,
+    requested_at: SystemTime,
+    min_lifetime: Duration,
+) -> Result<Fetched, UpstreamError> {
+    let token = secret_in(answer, field)?;
     let expires_in = match answer.get("expires_in").and_then(|v| v.as_u64()) {
         Some(s) => Duration::from_secs(s),
         None => {
@@ -388,11 +402,30 @@ pub fn parse_answer(
         )));
     }
     Ok(Fetched {
-        token: AccessToken::new(value.as_str()),
+        token,
         expires_in,
         requested_at,
         depends_on: None,
     })
+}
+
+/// A credential-like string (token, ticket, refresh token, code) in `field`: present, a string,
+/// and plausible. Held as a fingerprinted secret from here on.
+fn secret_in(
+    answer: &serde_json::Map<String, serde_json::Value>,
+    field: &str,
+) -> Result<AccessToken, UpstreamError> {
+    let value = match answer.get(field) {
+        Some(serde_json::Value::String(v)) => v,
+        Some(_) => return Err(UpstreamError::Decode(format!("{field} is not a string"))),
+        None => return Err(UpstreamError::Decode(format!("no {field} in the answer"))),
+    };
+    if !plausible_credential(value) {
+        return Err(UpstreamError::Decode(format!(
+            "{field} is empty or has characters no credential has"
+        )));
+    }
+    Ok(AccessToken::new(value.as_str()))
 }
 
 trait ClassifyStr {
