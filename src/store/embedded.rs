@@ -591,16 +591,26 @@ mod tests {
     async fn within_a_batch_the_newest_save_of_a_key_wins() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = open(&dir);
-        let disk = store.inner.disk();
-        let older = store.save(&key(1), &stored(1, 5));
-        let newer = store.save(&key(1), &stored(1, 6));
-        let other = store.save(&key(2), &stored(2, 1));
-        drop(disk);
-        let (older, newer, other) = tokio::join!(older, newer, other);
-        assert!(newer.expect("saved"), "the newer save is written");
-        assert!(other.expect("saved"), "another key's save is written");
-        assert!(!older.expect("no error"), "the older save is superseded");
+        let record = |i: usize, generation: u64, seq: u64| Record {
+            app: key(i).name,
+            appid: key(i).appid,
+            bytes: encode(&stored(i, generation)),
+            seq,
+        };
+        // One batch as the writer thread would take it off the queue, older save first.
+        let written = store
+            .inner
+            .write_batch(&[record(1, 5, 10), record(1, 6, 11), record(2, 1, 12)])
+            .expect("written");
+        assert_eq!(written, [false, true, true], "the older save is superseded");
+        // A save that comes late (a lower sequence number) does not replace a newer one.
+        let late = store
+            .inner
+            .write_batch(&[record(1, 4, 9)])
+            .expect("no error");
+        assert_eq!(late, [false]);
         let loaded = store.load(&key(1)).await.expect("loads").expect("record");
         assert_eq!(loaded.record.generation, 6);
+        assert_eq!(store.inner.commits.load(Ordering::Relaxed), 1);
     }
 }

@@ -2,6 +2,7 @@
 //! fetching again, and (with Redis) a fleet of instances shares one token and one refresher.
 
 pub mod embedded;
+pub mod platform;
 pub mod redis;
 
 use std::sync::Arc;
@@ -269,14 +270,14 @@ pub enum Corrupt {
 }
 
 /// Milliseconds since the epoch; 0 before it, `u64::MAX` beyond what fits.
-fn to_ms(t: SystemTime) -> u64 {
+pub(crate) fn to_ms(t: SystemTime) -> u64 {
     let ms = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 /// The time `ms` after the epoch, or the latest time the platform can represent near it.
 /// `decode` checks the bounds first, so a stored value never gets here out of range.
-fn from_ms(ms: u64) -> SystemTime {
+pub(crate) fn from_ms(ms: u64) -> SystemTime {
     let d = Duration::from_millis(ms);
     UNIX_EPOCH
         .checked_add(d)
