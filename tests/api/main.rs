@@ -23,6 +23,7 @@ mod process;
 mod prometheus;
 mod promtool;
 mod redis_freeze;
+mod redis_scale;
 mod refresh;
 mod scrape;
 mod stable;
