@@ -124,9 +124,9 @@ fn spawn_actor(
     let weak = addr.downgrade();
     deps.store.subscribe(
         &store_key,
-        Box::new(move || {
+        Box::new(move |generation| {
             if let Some(a) = weak.upgrade() {
-                a.do_send(StoreChanged);
+                a.do_send(StoreChanged { generation });
             }
         }),
     );

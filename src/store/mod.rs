@@ -4,6 +4,7 @@
 pub mod embedded;
 pub mod platform;
 pub mod redis;
+mod redis_batch;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -81,6 +82,10 @@ impl Basis {
                 .is_some_and(|t| *t != stored.record.token)
     }
 }
+
+/// Told of a change to a record by another instance: with the generation it announced, or
+/// `None` when any record may have changed (a reconnect, or a writer that did not say).
+pub type Notify = dyn Fn(Option<u64>) + Send + Sync;
 
 /// The upstream call a refresh may make; the store decides whether to make it.
 pub type FetchFn = Box<dyn FnOnce() -> LocalBoxFuture<'static, Result<Fetched, UpstreamError>>>;
@@ -205,8 +210,15 @@ pub trait TokenStore: Send + Sync + 'static {
         false
     }
 
-    /// Calls `notify` whenever another instance changes `key`'s record.
-    fn subscribe(&self, _key: &AppKey, _notify: Box<dyn Fn() + Send + Sync>) {}
+    /// A periodic re-read of a shared store, covering missed notifications: no caller waits on
+    /// it, so it may wait a little to share a round trip with other reads. By default, `load`.
+    fn load_lazy(&self, key: &AppKey) -> BoxFuture<'static, anyhow::Result<Option<Stored>>> {
+        self.load(key)
+    }
+
+    /// Calls `notify` whenever another instance changes `key`'s record, with the generation
+    /// written when the change said.
+    fn subscribe(&self, _key: &AppKey, _notify: Box<Notify>) {}
 
     /// `None` for a local store that has no health to speak of.
     fn health(&self) -> Option<StoreHealth> {

@@ -4,8 +4,13 @@
 //! - `{prefix}:token:{appid}`: a hash with `generation` and `record` (JSON: token, expiry,
 //!   fetch time, quota, the instance that fetched it);
 //! - `{prefix}:lock:{appid}`: the refresh lock, `SET NX PX` with a random owner value;
-//! - channel `{prefix}:changes`: the appid of every record written, so other instances adopt
-//!   a new token within milliseconds (each actor also re-reads periodically).
+//! - channel `{prefix}:changes`: `appid:generation` of every record written, so other
+//!   instances adopt a new token within milliseconds (each actor also re-reads periodically).
+//!   An actor that already holds that generation (the writer's, in particular) does not re-read;
+//!   a bare `appid`, as earlier versions announce, makes every watcher re-read.
+//!
+//! Reads are coalesced (see `redis_batch`): the re-reads of many actors at once, such as
+//! every actor's after a reconnect, share pipelined round trips.
 //!
 //! A refresh takes the lock, re-reads the record (another instance may have refreshed while
 //! this one waited), and only then fetches. The write is a compare-and-set on the generation
@@ -31,16 +36,18 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret;
 
+pub use super::redis_batch::ReadStats;
+use super::redis_batch::{self, ReadFn, Reads};
 use super::{
-    decode_or_discard, encode, stored_from_fetch, AppKey, Basis, FetchFn, RefreshError, Refreshed,
-    StoreHealth, Stored, TokenStore,
+    decode_or_discard, encode, stored_from_fetch, AppKey, Basis, FetchFn, Notify, RefreshError,
+    Refreshed, StoreHealth, Stored, TokenStore,
 };
 use crate::config::{redact_url, RedisSettings};
 use crate::metrics::Metrics;
 
-/// Every Redis command gets this long; a hung Redis must not hang a refresh.
 /// Records read per pipeline at start-up.
-const LOAD_BATCH: usize = 500;
+const LOAD_BATCH: usize = redis_batch::MAX_BATCH;
+/// Every Redis command gets this long; a hung Redis must not hang a refresh.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the health loop pings Redis.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
@@ -58,7 +65,7 @@ if current > tonumber(ARGV[5]) or current < 0 then current = 0 end
 if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'record') == ARGV[6] then current = 0 end
 if tonumber(ARGV[1]) <= current then return 0 end
 redis.call('HSET', KEYS[1], 'generation', ARGV[1], 'record', ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. ':' .. ARGV[1])
 return 1
 "#;
 
@@ -68,7 +75,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 "#;
 
-type Notify = Arc<dyn Fn() + Send + Sync>;
+/// Who to tell of changes to one appid's record.
+#[derive(Default)]
+struct Watch {
+    notify: Vec<Arc<Notify>>,
+    /// The highest generation this instance wrote (or tried to): its own announcement of it
+    /// is not passed on. The actor installed that record itself, and the announcement can
+    /// arrive before the write's own answer, while the actor still holds the previous one.
+    written: u64,
+}
 
 /// At most this many leftover lock values are remembered (one per stalled attempt; attempts
 /// are at most one per app and backoff step, and each is forgotten after the lock TTL).
@@ -96,7 +111,9 @@ struct Inner {
     metrics: Metrics,
     up: AtomicBool,
     detail: Mutex<String>,
-    watchers: Mutex<HashMap<String, Vec<Notify>>>,
+    watchers: Mutex<HashMap<String, Watch>>,
+    /// Coalesces record reads into pipelines.
+    reads: Reads,
     leftovers: Mutex<Vec<Leftover>>,
     /// Per token key, the last record read that was corrupt, exactly as read: a write may
     /// replace it whatever generation it claims (see `CAS_SCRIPT`).
@@ -131,7 +148,9 @@ impl RedisStore {
                 e.kind()
             )
         })?;
+        let (reads, loader) = redis_batch::channel(COMMAND_TIMEOUT);
         let inner = Arc::new(Inner {
+            reads,
             client,
             conn: Mutex::new(None),
             prefix: settings.key_prefix.clone(),
@@ -161,6 +180,8 @@ impl RedisStore {
                 inner.set_health(false, format!("unreachable: {e}"));
             }
         }
+        // Ends when the store is dropped (its `reads` with it).
+        tokio::spawn(loader.run(read_fn(Arc::downgrade(&inner))));
         actix_web::rt::spawn(health_loop(Arc::downgrade(&inner)));
         actix_web::rt::spawn(change_loop(Arc::downgrade(&inner)));
         Ok(RedisStore { inner })
@@ -218,17 +239,28 @@ impl Inner {
         }
     }
 
-    fn notify(&self, appid: &str) {
+    /// Passes an announcement from the changes channel on to the watchers of its appid.
+    fn announced(&self, payload: &str) {
+        let parsed = parse_announcement(payload);
         let watchers = self.watchers.lock().expect("lock not poisoned");
-        for n in watchers.get(appid).into_iter().flatten() {
-            n();
+        if let Some((appid, generation)) = parsed {
+            match watchers.get(appid) {
+                Some(w) if generation <= w.written => {}
+                Some(w) => w.notify.iter().for_each(|n| n(Some(generation))),
+                None => {}
+            }
+        }
+        // A bare appid, from an instance of an earlier version. An appid may itself contain
+        // ':', so a payload that is a watched appid as a whole is one even if it also parsed.
+        if let Some(w) = watchers.get(payload) {
+            w.notify.iter().for_each(|n| n(None));
         }
     }
 
     fn notify_all(&self) {
         let watchers = self.watchers.lock().expect("lock not poisoned");
-        for n in watchers.values().flatten() {
-            n();
+        for n in watchers.values().flat_map(|w| &w.notify) {
+            n(None);
         }
     }
 
@@ -245,18 +277,10 @@ impl Inner {
         }
     }
 
-    async fn load(&self, key: &AppKey) -> anyhow::Result<Option<Stored>> {
+    /// `lazy`: a periodic poll, which may wait a little longer to share a round trip.
+    async fn load(&self, key: &AppKey, lazy: bool) -> anyhow::Result<Option<Stored>> {
         let k = self.token_key(key);
-        let read_key = k.clone();
-        let raw: Option<Vec<u8>> = self
-            .run("read", |mut c| async move {
-                redis::cmd("HGET")
-                    .arg(&read_key)
-                    .arg("record")
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
+        let raw = self.reads.read(k.clone(), lazy).await?;
         // Every read of a record (start-up, change notifications and polls, the re-read under
         // the lock, the one after a fenced write) comes through here.
         let decoded = raw
@@ -315,6 +339,15 @@ impl Inner {
         let body = encode(stored);
         let channel = self.channel();
         let appid = key.appid.clone();
+        if let Some(w) = self
+            .watchers
+            .lock()
+            .expect("lock not poisoned")
+            .get_mut(&key.appid)
+        {
+            // Before the write: its announcement may come back before its answer.
+            w.written = w.written.max(generation);
+        }
         let corrupt = self
             .corrupt_seen
             .lock()
@@ -443,7 +476,7 @@ impl Inner {
             match self.try_lock(&key, &owner).await {
                 Ok(true) => break,
                 Ok(false) => {
-                    if let Ok(Some(r)) = self.load(&key).await {
+                    if let Ok(Some(r)) = self.load(&key, false).await {
                         if basis.superseded_by(&r) && r.record.is_valid_at(SystemTime::now()) {
                             return Ok(Refreshed::Adopted(r));
                         }
@@ -475,7 +508,7 @@ impl Inner {
     ) -> Result<Refreshed, RefreshError> {
         // Re-check under the lock: the token may have been refreshed while we waited for it.
         let current = self
-            .load(key)
+            .load(key, false)
             .await
             .map_err(|e| RefreshError::Store(format!("{e:#}")))?;
         if let Some(r) = &current {
@@ -506,7 +539,7 @@ impl Inner {
                 // newer generation. Theirs stays; ours is dropped.
                 tracing::warn!(app = %key.name, generation = stored.record.generation,
                     "a newer token was stored while this fetch was slow; adopting it and dropping ours");
-                match self.load(key).await {
+                match self.load(key, false).await {
                     Ok(Some(r)) if r.record.is_valid_at(SystemTime::now()) => {
                         Ok(Refreshed::Adopted(r))
                     }
@@ -552,6 +585,17 @@ impl Inner {
     }
 }
 
+/// `appid:generation` as the CAS script announces it; `None` for anything else (a bare appid
+/// from an earlier version, or a generation out of range).
+fn parse_announcement(payload: &str) -> Option<(&str, u64)> {
+    let (appid, generation) = payload.rsplit_once(':')?;
+    let generation = generation
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| generation.parse::<u64>().ok())??;
+    (generation <= super::MAX_GENERATION).then_some((appid, generation))
+}
+
 /// Pings Redis every second, reconnecting when needed, and reports its health.
 async fn health_loop(inner: Weak<Inner>) {
     loop {
@@ -584,8 +628,9 @@ async fn health_loop(inner: Weak<Inner>) {
     }
 }
 
-/// Listens on the changes channel and tells the actor of each written appid. Reconnects on
-/// failure; after a reconnect every actor re-reads, since messages may have been missed.
+/// Listens on the changes channel and tells the actor of each written appid (with the
+/// generation written). Reconnects on failure; after a reconnect every actor re-reads, since
+/// messages may have been missed.
 async fn change_loop(inner: Weak<Inner>) {
     let mut first = true;
     loop {
@@ -614,10 +659,40 @@ async fn change_loop(inner: Weak<Inner>) {
             let Some(i) = inner.upgrade() else {
                 return;
             };
-            if let Ok(appid) = msg.get_payload::<String>() {
-                i.notify(&appid);
+            if let Ok(payload) = msg.get_payload::<String>() {
+                i.announced(&payload);
             }
         }
+    }
+}
+
+/// The loader's read: one pipeline of `HGET key record`, under the command timeout.
+fn read_fn(inner: Weak<Inner>) -> ReadFn {
+    Arc::new(move |keys: Vec<String>| {
+        let inner = inner.clone();
+        async move {
+            let Some(inner) = inner.upgrade() else {
+                return Err("Redis read failed: the store is closed".to_string());
+            };
+            inner
+                .run("read", |mut c| async move {
+                    let mut pipe = redis::pipe();
+                    for k in &keys {
+                        pipe.cmd("HGET").arg(k).arg("record");
+                    }
+                    pipe.query_async(&mut c).await
+                })
+                .await
+                .map_err(|e| format!("{e:#}"))
+        }
+        .boxed()
+    })
+}
+
+impl RedisStore {
+    /// The reads made so far (pipelines and keys), for tests and benchmarks.
+    pub fn read_stats(&self) -> ReadStats {
+        self.inner.reads.stats()
     }
 }
 
@@ -625,7 +700,13 @@ impl TokenStore for RedisStore {
     fn load(&self, key: &AppKey) -> BoxFuture<'static, anyhow::Result<Option<Stored>>> {
         let inner = self.inner.clone();
         let key = key.clone();
-        async move { inner.load(&key).await }.boxed()
+        async move { inner.load(&key, false).await }.boxed()
+    }
+
+    fn load_lazy(&self, key: &AppKey) -> BoxFuture<'static, anyhow::Result<Option<Stored>>> {
+        let inner = self.inner.clone();
+        let key = key.clone();
+        async move { inner.load(&key, true).await }.boxed()
     }
 
     fn load_many(
@@ -656,13 +737,14 @@ impl TokenStore for RedisStore {
         true
     }
 
-    fn subscribe(&self, key: &AppKey, notify: Box<dyn Fn() + Send + Sync>) {
+    fn subscribe(&self, key: &AppKey, notify: Box<Notify>) {
         self.inner
             .watchers
             .lock()
             .expect("lock not poisoned")
             .entry(key.appid.clone())
             .or_default()
+            .notify
             .push(Arc::from(notify));
     }
 
@@ -672,5 +754,32 @@ impl TokenStore for RedisStore {
             up: self.inner.up.load(Ordering::SeqCst),
             detail: self.inner.detail.lock().expect("lock not poisoned").clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_announcement;
+
+    #[test]
+    fn announcements_carry_the_generation_and_bare_appids_still_parse() {
+        assert_eq!(parse_announcement("wx1:7"), Some(("wx1", 7)));
+        // Tickets and WeCom ids have other separators; an appid may even contain ':'.
+        assert_eq!(
+            parse_announcement("wx1/ticket/jsapi:12"),
+            Some(("wx1/ticket/jsapi", 12))
+        );
+        assert_eq!(parse_announcement("odd:id:3"), Some(("odd:id", 3)));
+        // From earlier versions, or not a generation: the whole payload is an appid.
+        for bare in [
+            "wx1",
+            "wx1:",
+            "wx1:+3",
+            "wx1:x",
+            "wx1:-1",
+            "wx1:281474976710657",
+        ] {
+            assert_eq!(parse_announcement(bare), None, "{bare}");
+        }
     }
 }

@@ -105,6 +105,10 @@ pub struct TokenActor {
     pub(super) loading: bool,
     /// A re-read of the shared store is in flight.
     pub(super) syncing: bool,
+    /// A change announced while a re-read was in flight, which may have read the record just
+    /// before it: the generation announced (`u64::MAX`: unknown). Once the re-read is done,
+    /// the actor reads again unless it holds that generation by then.
+    pub(super) missed_change: Option<u64>,
     /// The current token is not in the store yet (it was down when the token was fetched).
     pub(super) unsaved: bool,
     pub(super) get_waiters: Vec<Waiter>,
@@ -147,6 +151,7 @@ impl TokenActor {
             timer: None,
             loading: false,
             syncing: false,
+            missed_change: None,
             unsaved: false,
             get_waiters: Vec::new(),
             invalidate_waiters: Vec::new(),
@@ -582,5 +587,6 @@ impl actix::Supervised for TokenActor {
         self.rotation_timer = None;
         self.loading = false;
         self.syncing = false;
+        self.missed_change = None;
     }
 }

@@ -38,18 +38,61 @@ fn close(a: Duration, b: Duration) -> bool {
 #[derive(Default)]
 struct MemoryStore {
     records: Mutex<HashMap<String, Stored>>,
+    /// Plays a shared store: the actor then re-reads it periodically and on notifications.
+    shared: bool,
+    /// How long a read takes to answer (it reads the record when asked).
+    load_delay: Duration,
+    /// When each read was asked for, and whether it was a periodic (lazy) one.
+    loads: Mutex<Vec<(tokio::time::Instant, bool)>>,
 }
 
 impl MemoryStore {
     fn put(&self, appid: &str, stored: Stored) {
         self.records.lock().unwrap().insert(appid.into(), stored);
     }
+
+    fn shared() -> Arc<MemoryStore> {
+        Arc::new(MemoryStore {
+            shared: true,
+            ..MemoryStore::default()
+        })
+    }
+
+    fn read(&self, key: &AppKey, lazy: bool) -> BoxFuture<'static, anyhow::Result<Option<Stored>>> {
+        self.loads
+            .lock()
+            .unwrap()
+            .push((tokio::time::Instant::now(), lazy));
+        let r = self.records.lock().unwrap().get(&key.appid).cloned();
+        let delay = self.load_delay;
+        if delay.is_zero() {
+            return Box::pin(std::future::ready(Ok(r)));
+        }
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            Ok(r)
+        })
+    }
+
+    /// The reads asked for so far: (urgent, lazy).
+    fn reads(&self) -> (usize, usize) {
+        let loads = self.loads.lock().unwrap();
+        let lazy = loads.iter().filter(|(_, lazy)| *lazy).count();
+        (loads.len() - lazy, lazy)
+    }
 }
 
 impl TokenStore for MemoryStore {
     fn load(&self, key: &AppKey) -> BoxFuture<'static, anyhow::Result<Option<Stored>>> {
-        let r = self.records.lock().unwrap().get(&key.appid).cloned();
-        Box::pin(std::future::ready(Ok(r)))
+        self.read(key, false)
+    }
+
+    fn load_lazy(&self, key: &AppKey) -> BoxFuture<'static, anyhow::Result<Option<Stored>>> {
+        self.read(key, true)
+    }
+
+    fn shared(&self) -> bool {
+        self.shared
     }
 
     fn save(&self, key: &AppKey, stored: &Stored) -> BoxFuture<'static, anyhow::Result<bool>> {
@@ -249,6 +292,7 @@ struct RigSpec {
     prefix: &'static str,
     cohort: usize,
     lifetime: Duration,
+    poll_interval: Duration,
 }
 
 impl Default for RigSpec {
@@ -261,6 +305,7 @@ impl Default for RigSpec {
             prefix: "tok-",
             cohort: 1,
             lifetime: LIFETIME,
+            poll_interval: S(3600),
         }
     }
 }
@@ -283,6 +328,7 @@ fn rig_with(spec: RigSpec, clock: &SharedClock, metrics: &Metrics) -> Rig {
     };
     let label = spec.label;
     let cohort = spec.cohort;
+    let poll_interval = spec.poll_interval;
     script.lifetime.set(spec.lifetime);
     let addr = Supervisor::start(move |_| {
         TokenActor::new(ActorConfig {
@@ -295,7 +341,7 @@ fn rig_with(spec: RigSpec, clock: &SharedClock, metrics: &Metrics) -> Rig {
             label: label.into(),
             refresh: refresh_settings(),
             wait_limit: S(5),
-            poll_interval: S(3600),
+            poll_interval,
             fetcher: cfg_script,
             preloaded: None,
             cohort,
@@ -580,7 +626,10 @@ async fn a_retry_after_an_adopted_record_leaves_one_timer_not_two() {
     let now = r.now();
     r.store
         .put("wxshop", stored("from-elsewhere", now, LIFETIME, 9));
-    r.addr.send(StoreChanged).await.unwrap();
+    r.addr
+        .send(StoreChanged { generation: None })
+        .await
+        .unwrap();
     settle().await;
     assert_eq!(r.token().unwrap().token.expose(), "from-elsewhere");
     let answer = report.await.unwrap().unwrap().unwrap();
@@ -821,4 +870,141 @@ async fn tokens_fetched_together_spread_their_refreshes_over_the_cycle() {
             assert!(age <= S(300) + MS(10), "refreshed at age {age:?}");
         }
     }
+}
+
+#[actix_web::test]
+async fn periodic_rereads_of_actors_started_together_are_spread_over_the_interval() {
+    let clock = clock();
+    let metrics = Metrics::new(&[], crate::metrics::MetricsMode::Full);
+    let n = 100;
+    let every = S(10);
+    let start = tokio::time::Instant::now();
+    let rigs: Vec<Rig> = (0..n)
+        .map(|_| {
+            rig_with(
+                RigSpec {
+                    store: MemoryStore::shared(),
+                    poll_interval: every,
+                    ..RigSpec::default()
+                },
+                &clock,
+                &metrics,
+            )
+        })
+        .collect();
+    advance(S(25)).await;
+    let mut per_second = [0usize; 10];
+    for r in &rigs {
+        let polls: Vec<Duration> = r
+            .store
+            .loads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, lazy)| *lazy)
+            .map(|(at, _)| at.duration_since(start))
+            .collect();
+        // The first within the first interval, then one every interval exactly.
+        assert!(polls.len() >= 2, "{polls:?}");
+        assert!(polls[0] < every, "{polls:?}");
+        assert!(close(polls[1] - polls[0], every), "{polls:?}");
+        per_second[polls[0].as_secs() as usize] += 1;
+    }
+    // Together they would all come at 10 s; spread, each second of the interval has about a
+    // tenth of them (more than 40 in one second: odds below 1e-13).
+    assert!(
+        per_second.iter().all(|&c| c <= 40),
+        "first polls by second: {per_second:?}"
+    );
+}
+
+#[actix_web::test]
+async fn a_change_announced_with_a_generation_already_held_is_not_read() {
+    let clock = clock();
+    let metrics = Metrics::new(&[], crate::metrics::MetricsMode::Full);
+    let r = rig_with(
+        RigSpec {
+            store: MemoryStore::shared(),
+            ..RigSpec::default()
+        },
+        &clock,
+        &metrics,
+    );
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    assert_eq!(first.generation, 1);
+    settle().await;
+    let (urgent, _) = r.store.reads();
+    // Its own write (or an older record) announced: nothing to read.
+    for generation in [Some(1), Some(0)] {
+        r.addr.send(StoreChanged { generation }).await.unwrap();
+        settle().await;
+        assert_eq!(r.store.reads().0, urgent, "{generation:?}");
+    }
+    // A newer one is read and adopted; an announcement without a generation is read too.
+    let now = r.now();
+    r.store
+        .put("wxshop", stored("from-elsewhere", now, LIFETIME, 2));
+    r.addr
+        .send(StoreChanged {
+            generation: Some(2),
+        })
+        .await
+        .unwrap();
+    settle().await;
+    assert_eq!(r.store.reads().0, urgent + 1);
+    assert_eq!(r.token().unwrap().token.expose(), "from-elsewhere");
+    r.addr
+        .send(StoreChanged { generation: None })
+        .await
+        .unwrap();
+    settle().await;
+    assert_eq!(r.store.reads().0, urgent + 2);
+}
+
+#[actix_web::test]
+async fn a_change_announced_during_a_reread_is_read_after_it() {
+    let clock = clock();
+    let metrics = Metrics::new(&[], crate::metrics::MetricsMode::Full);
+    let store = Arc::new(MemoryStore {
+        shared: true,
+        load_delay: S(1),
+        ..MemoryStore::default()
+    });
+    let r = rig_with(
+        RigSpec {
+            store,
+            ..RigSpec::default()
+        },
+        &clock,
+        &metrics,
+    );
+    r.addr.send(Get).await.unwrap().unwrap();
+    advance(S(2)).await;
+    // A re-read starts and reads the record as it is now...
+    r.addr
+        .send(StoreChanged { generation: None })
+        .await
+        .unwrap();
+    advance(MS(500)).await;
+    // ...and the newer record lands, and is announced, before that read answers.
+    let now = r.now();
+    r.store
+        .put("wxshop", stored("from-elsewhere", now, LIFETIME, 5));
+    r.addr
+        .send(StoreChanged {
+            generation: Some(5),
+        })
+        .await
+        .unwrap();
+    advance(S(1)).await;
+    assert_ne!(r.token().unwrap().token.expose(), "from-elsewhere");
+    advance(S(1)).await;
+    assert_eq!(r.token().unwrap().token.expose(), "from-elsewhere");
+    // Read once more, no more.
+    advance(S(5)).await;
+    assert_eq!(
+        r.store.reads().0,
+        3,
+        "start-up, the first re-read, the catch-up"
+    );
 }

@@ -314,8 +314,19 @@ impl Handler<UpdateApp> for TokenActor {
 impl Handler<StoreChanged> for TokenActor {
     type Result = ();
 
-    fn handle(&mut self, _: StoreChanged, ctx: &mut Self::Context) {
-        self.guard(ctx, "store changed", |act, ctx| act.sync(ctx));
+    fn handle(&mut self, msg: StoreChanged, ctx: &mut Self::Context) {
+        // Already held (this instance wrote it, or adopted it another way): nothing to read.
+        // A record older than the one held is no reason either; a store that lost the newer
+        // one is refilled by the periodic re-read and after every reconnect.
+        if msg.generation.is_some_and(|g| g <= self.generation) {
+            return;
+        }
+        if self.syncing {
+            let announced = msg.generation.unwrap_or(u64::MAX);
+            self.missed_change = Some(self.missed_change.map_or(announced, |m| m.max(announced)));
+            return;
+        }
+        self.guard(ctx, "store changed", |act, ctx| act.sync(ctx, false));
     }
 }
 

@@ -41,10 +41,15 @@ pub struct Invalidated {
     pub outcome: InvalidationOutcome,
 }
 
-/// The shared store says the app's record changed (another instance refreshed): re-read it.
+/// The shared store says the app's record changed (another instance refreshed): re-read it,
+/// unless the actor already holds the generation announced.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct StoreChanged;
+pub struct StoreChanged {
+    /// The generation written; `None` when unknown (after a reconnect, any record may have
+    /// changed).
+    pub generation: Option<u64>,
+}
 
 /// Stops the actor's context so its supervisor restarts it. For operators' drills and tests:
 /// a restart must never interrupt service.

@@ -1,6 +1,11 @@
 //! The actor's side of the store: the read at (re)start, and for a shared store the periodic
 //! and notified re-reads that adopt another instance's newer token or write back what the
 //! store lost.
+//!
+//! The periodic re-reads of all actors must not come together: they start together, and
+//! 10,000 reads at the same instant every interval would be a burst for Redis and for this
+//! process. Each actor's first one comes at a random point of the interval, then one every
+//! interval, so the reads arrive evenly (and the store pipelines them a few times a second).
 
 use std::sync::Arc;
 
@@ -59,8 +64,12 @@ impl TokenActor {
         }
         if self.cfg.store.shared() {
             let every = self.cfg.poll_interval;
-            ctx.run_interval(every, |act, ctx| {
-                act.guard(ctx, "sync", |act, ctx| act.sync(ctx));
+            let first = every.mul_f64(rand::random::<f64>());
+            self.later(ctx, first, "sync", move |act, ctx| {
+                act.sync(ctx, true);
+                ctx.run_interval(every, |act, ctx| {
+                    act.guard(ctx, "sync", |act, ctx| act.sync(ctx, true));
+                });
             });
         }
         if let Some(at) = self.second_rotation {
@@ -93,35 +102,49 @@ impl TokenActor {
 
     /// Re-reads a shared store: adopts a newer token another instance wrote, and writes back
     /// the current one when the store lost it (restarted empty) or never got it (was down).
-    pub(super) fn sync(&mut self, ctx: &mut Context<Self>) {
+    /// `periodic`: the interval's re-read, which is in no hurry.
+    pub(super) fn sync(&mut self, ctx: &mut Context<Self>, periodic: bool) {
         if self.syncing || self.loading {
             return;
         }
         self.syncing = true;
-        let load = self.cfg.store.load(&self.cfg.key);
+        let load = if periodic {
+            self.cfg.store.load_lazy(&self.cfg.key)
+        } else {
+            self.cfg.store.load(&self.cfg.key)
+        };
         self.spawn_guarded(ctx, "sync", load, |act, result, ctx| {
             act.syncing = false;
-            let stored = match result {
-                Ok(s) => s,
-                // Unreachable: keep serving; the health loop reports it.
-                Err(_) => return,
-            };
-            if let Some(s) = &stored {
-                if act.is_newer(s) {
-                    tracing::info!(app = act.name(), generation = s.record.generation,
-                        token = %s.record.token, "adopting a newer token from the shared store");
-                    act.unsaved = false;
-                    act.install(s.clone(), None, ctx);
-                    return;
+            act.synced(result, ctx);
+            if let Some(announced) = act.missed_change.take() {
+                if announced > act.generation {
+                    act.sync(ctx, false);
                 }
             }
-            let behind = stored
-                .as_ref()
-                .is_none_or(|s| s.record.generation < act.generation);
-            if let (Some(cur), true) = (act.valid_token(act.now()), behind || act.unsaved) {
-                act.write_back(cur, ctx);
-            }
         });
+    }
+
+    fn synced(&mut self, result: anyhow::Result<Option<Stored>>, ctx: &mut Context<Self>) {
+        let stored = match result {
+            Ok(s) => s,
+            // Unreachable: keep serving; the health loop reports it.
+            Err(_) => return,
+        };
+        if let Some(s) = &stored {
+            if self.is_newer(s) {
+                tracing::info!(app = self.name(), generation = s.record.generation,
+                    token = %s.record.token, "adopting a newer token from the shared store");
+                self.unsaved = false;
+                self.install(s.clone(), None, ctx);
+                return;
+            }
+        }
+        let behind = stored
+            .as_ref()
+            .is_none_or(|s| s.record.generation < self.generation);
+        if let (Some(cur), true) = (self.valid_token(self.now()), behind || self.unsaved) {
+            self.write_back(cur, ctx);
+        }
     }
 
     fn write_back(&mut self, record: Arc<TokenRecord>, ctx: &mut Context<Self>) {

@@ -25,6 +25,7 @@ mod prometheus;
 mod promtool;
 mod readyz_scale;
 mod redis_freeze;
+mod redis_scale;
 mod refresh;
 mod scrape;
 mod stable;
