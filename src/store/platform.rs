@@ -106,8 +106,8 @@ pub trait PlatformStore: Send + Sync + 'static {
 
 /// The stored form of a ticket (JSON, versioned).
 #[derive(Serialize, Deserialize)]
-pub(crate) struct TicketJson {
-    pub v: u32,
+struct TicketJson {
+    v: u32,
     pub component_appid: String,
     pub ticket: String,
     pub received_at_ms: u64,
@@ -115,8 +115,8 @@ pub(crate) struct TicketJson {
 
 /// The stored form of an authorizer record (JSON, versioned).
 #[derive(Serialize, Deserialize)]
-pub(crate) struct AuthorizerJson {
-    pub v: u32,
+struct AuthorizerJson {
+    v: u32,
     pub appid: String,
     #[serde(default)]
     pub refresh_token: Option<String>,
@@ -132,7 +132,7 @@ pub(crate) struct AuthorizerJson {
 
 const VERSION: u32 = 1;
 
-pub(crate) fn encode_ticket(t: &TicketRecord) -> Vec<u8> {
+pub fn encode_ticket(t: &TicketRecord) -> Vec<u8> {
     let json = TicketJson {
         v: VERSION,
         component_appid: t.component_appid.clone(),
@@ -143,7 +143,7 @@ pub(crate) fn encode_ticket(t: &TicketRecord) -> Vec<u8> {
 }
 
 /// A stored ticket, or why not (never quoting the ticket).
-pub(crate) fn decode_ticket(bytes: &[u8]) -> Result<TicketRecord, String> {
+pub fn decode_ticket(bytes: &[u8]) -> Result<TicketRecord, String> {
     let json: TicketJson = serde_json::from_slice(bytes)
         .map_err(|e| format!("not a ticket record ({:?})", e.classify()))?;
     if json.v != VERSION {
@@ -159,7 +159,7 @@ pub(crate) fn decode_ticket(bytes: &[u8]) -> Result<TicketRecord, String> {
     })
 }
 
-pub(crate) fn encode_authorizer(r: &AuthorizerRecord) -> Vec<u8> {
+pub fn encode_authorizer(r: &AuthorizerRecord) -> Vec<u8> {
     let json = AuthorizerJson {
         v: VERSION,
         appid: r.appid.clone(),
@@ -174,7 +174,7 @@ pub(crate) fn encode_authorizer(r: &AuthorizerRecord) -> Vec<u8> {
 }
 
 /// A stored authorizer record, or why not (never quoting the refresh token).
-pub(crate) fn decode_authorizer(bytes: &[u8]) -> Result<AuthorizerRecord, String> {
+pub fn decode_authorizer(bytes: &[u8]) -> Result<AuthorizerRecord, String> {
     let json: AuthorizerJson = serde_json::from_slice(bytes)
         .map_err(|e| format!("not an authorizer record ({:?})", e.classify()))?;
     if json.v != VERSION {
