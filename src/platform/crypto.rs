@@ -506,7 +506,7 @@ mod tests {
             );
             assert_eq!(c.open(&s.envelope(), s.body.as_bytes()).unwrap(), xml);
             let raw = STANDARD.decode(&encrypt).unwrap();
-            assert_eq!(raw.len() % PAD_BLOCK, 0, "padded to 32-byte blocks");
+            assert_eq!(raw.len() % 32, 0, "padded to 32-byte blocks");
         }
         let s = c.seal("<xml/>", "1", "2");
         assert_eq!(
