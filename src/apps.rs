@@ -52,6 +52,8 @@ impl AppHandle {
 #[derive(Default, Clone)]
 pub struct Apps {
     by_name: HashMap<String, Arc<AppHandle>>,
+    /// Official apps by AppID, for the facade (the first of an appid configured twice).
+    by_appid: HashMap<String, Arc<AppHandle>>,
     order: Vec<Arc<AppHandle>>,
 }
 
@@ -222,6 +224,11 @@ impl Apps {
 
     fn insert(&mut self, handle: Arc<AppHandle>) {
         self.by_name.insert(handle.name.clone(), handle.clone());
+        if matches!(handle.settings.kind, crate::config::AppKind::Official(_)) {
+            self.by_appid
+                .entry(handle.settings.appid.clone())
+                .or_insert_with(|| handle.clone());
+        }
         self.order.push(handle);
     }
 
@@ -235,10 +242,15 @@ impl Apps {
 
     /// The app whose AppID is `appid` (official apps only: the WeChat-compatible facade).
     pub fn by_appid(&self, appid: &str) -> Option<&Arc<AppHandle>> {
-        self.order.iter().find(|a| {
-            matches!(a.settings.kind, crate::config::AppKind::Official(_))
-                && a.settings.appid == appid
-        })
+        self.by_appid.get(appid)
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
     }
 
     /// The apps of `new`: unchanged apps keep their actors untouched; apps with a new secret,

@@ -7,10 +7,15 @@
 //!    validated into [`Settings`] ([`validate`]), where secrets are resolved ([`secrets`]) and
 //!    held as [`SecretString`](secrecy::SecretString).
 //!
+//! `[[platforms]]` (Open Platform third-party platforms) are validated in [`platforms`].
+//!
 //! [`redact`] renders the result for `check-config` with every secret left out. No error, log
 //! line or `Debug` output of this module carries a secret's value.
 
 mod env;
+#[cfg(test)]
+mod platform_tests;
+mod platforms;
 mod raw;
 mod redact;
 mod secrets;
@@ -21,19 +26,26 @@ mod validate;
 
 use std::path::Path;
 
+pub use platforms::{
+    decode_encoding_aes_key, DEFAULT_ACTIVE_WINDOW_SECS, ENCODING_AES_KEY_LEN,
+    MAX_ACTIVE_WINDOW_SECS, MIN_ACTIVE_WINDOW_SECS,
+};
 pub use redact::redact_url;
 pub use secrets::SecretSource;
 pub use settings::{
-    key_digest, AppKind, AppScope, AppSettings, ClientSettings, Grant, MetricsMode,
-    MetricsSettings, PerAppMetrics, RedisSettings, RefreshSettings, ServerSettings, Settings,
-    StoreSettings, TicketKind, UpstreamSettings, AUTO_FULL_MAX_CREDENTIALS, MAX_TOKEN_LIFETIME,
+    key_digest, platform_label, AppKind, AppScope, AppSettings, AuthorizerRefresh, ClientSettings,
+    Grant, MetricsMode, MetricsSettings, PerAppMetrics, PlatformSettings, RedisSettings,
+    RefreshSettings, ServerSettings, Settings, StoreSettings, TicketKind, UpstreamSettings,
+    AUTO_FULL_MAX_CREDENTIALS, MAX_TOKEN_LIFETIME,
 };
 
 /// Prefix of environment variables that override configuration values.
 pub const ENV_PREFIX: &str = "WXTOKEN_";
 
-/// Largest configuration file read; a real one is a few kilobytes.
-const MAX_CONFIG_FILE: u64 = 1024 * 1024;
+/// Largest configuration file read. An app takes about 100 bytes, so 100,000 apps (the scale
+/// one instance is built for) need about 10 MiB; the bound keeps a wrong path (a device, a
+/// huge log) from being read into memory whole.
+const MAX_CONFIG_FILE: u64 = 64 * 1024 * 1024;
 
 /// A configuration problem, always naming the key (or file) it is about.
 #[derive(Debug, thiserror::Error)]

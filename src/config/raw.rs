@@ -13,9 +13,13 @@ pub(super) fn is_secret_key(path: &str) -> bool {
 }
 
 /// The last segment of a secret-bearing key: `apps[N].secret`, `clients[N].key`,
-/// `clients[N].key_sha256`, `store.url`.
+/// `clients[N].key_sha256`, `store.url`, and a platform's `component_secret`, message-check
+/// `token` and `encoding_aes_key`.
 pub(super) fn is_secret_leaf(leaf: &str) -> bool {
-    matches!(leaf, "secret" | "key" | "key_sha256" | "url")
+    matches!(
+        leaf,
+        "secret" | "key" | "key_sha256" | "url" | "component_secret" | "token" | "encoding_aes_key"
+    )
 }
 
 /// A TOML syntax error, located by line and key but never quoting a value: the parser's
@@ -52,7 +56,9 @@ pub(super) fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
 pub(super) fn deserialize(tree: toml::Table) -> Result<RawSettings, ConfigError> {
     serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
         let path = e.path().to_string();
-        if is_secret_key(&path) {
+        // serde's unknown-field message names the key and the expected ones, never a value.
+        let unknown_field = e.inner().message().starts_with("unknown field");
+        if is_secret_key(&path) && !unknown_field {
             // serde's message quotes the value (`invalid type: integer `1234...``): reduced
             // to what is wrong, so a secret typed without quotes is not printed back.
             return ConfigError::at(
@@ -82,6 +88,8 @@ pub(super) struct RawSettings {
     pub(super) metrics: RawMetrics,
     #[serde(default)]
     pub(super) apps: Vec<RawApp>,
+    #[serde(default)]
+    pub(super) platforms: Vec<RawPlatform>,
     #[serde(default)]
     pub(super) clients: Vec<RawClient>,
 }
@@ -228,7 +236,34 @@ pub(super) struct RawClient {
     /// A file holding the key, read like `secret_file`.
     pub(super) key_file: Option<PathBuf>,
     pub(super) key_sha256: Option<String>,
-    pub(super) apps: Vec<String>,
+    /// Absent and empty differ: an empty list is refused, an absent one grants no app (the
+    /// client then needs `platforms`).
+    #[serde(default)]
+    pub(super) apps: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) platforms: Option<Vec<String>>,
     #[serde(default)]
     pub(super) admin: bool,
+}
+
+/// One `[[platforms]]` entry: a WeChat Open Platform third-party platform. Each secret has
+/// three exclusive sources, as an app's `secret` does.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlatform {
+    pub(super) name: String,
+    pub(super) component_appid: Option<String>,
+    pub(super) component_secret: Option<String>,
+    pub(super) component_secret_env: Option<String>,
+    pub(super) component_secret_file: Option<PathBuf>,
+    pub(super) token: Option<String>,
+    pub(super) token_env: Option<String>,
+    pub(super) token_file: Option<PathBuf>,
+    pub(super) encoding_aes_key: Option<String>,
+    pub(super) encoding_aes_key_env: Option<String>,
+    pub(super) encoding_aes_key_file: Option<PathBuf>,
+    /// `active` or `all`; checked in validation so the error can list them.
+    pub(super) authorizer_refresh: Option<String>,
+    /// Optional so that setting it next to `authorizer_refresh = "all"` can be refused.
+    pub(super) active_window_secs: Option<u64>,
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use secrecy::ExposeSecret;
 
-use super::{AppKind, AppScope, Grant, Settings, StoreSettings};
+use super::{AppKind, AppScope, AuthorizerRefresh, Grant, Settings, StoreSettings};
 
 /// `redis://user:pass@host:6379/0` -> `redis://host:6379/0`: what may be printed.
 pub fn redact_url(url: &str) -> String {
@@ -116,21 +116,49 @@ impl Settings {
                 tickets.join(", ")
             );
         }
-        for c in &self.clients {
-            let apps = match &c.apps {
-                AppScope::All => "[\"*\"]".to_string(),
-                AppScope::Only(set) => {
-                    let mut v: Vec<_> = set.iter().map(|s| q(s)).collect();
-                    v.sort();
-                    format!("[{}]", v.join(", "))
+        for p in &self.platforms {
+            let window = match p.authorizer_refresh {
+                AuthorizerRefresh::Active { window } => {
+                    format!("\nactive_window_secs = {}", window.as_secs())
                 }
+                AuthorizerRefresh::All => String::new(),
             };
             let _ = writeln!(
                 out,
-                "\n[[clients]]\nname = {}\nkey = {}\napps = {}\nadmin = {}",
+                "\n[[platforms]]\nname = {}\ncomponent_appid = {}\ncomponent_secret = {}\n\
+                 token = {}\nencoding_aes_key = {}\nauthorizer_refresh = {}{window}",
+                q(&p.name),
+                q(&p.component_appid),
+                q(&p.component_secret_source.to_string()),
+                q(&p.token_source.to_string()),
+                q(&p.encoding_aes_key_source.to_string()),
+                q(p.authorizer_refresh.as_str()),
+            );
+        }
+        // A scope of nothing is a list the client left out (an empty one is refused), so it
+        // is left out here too.
+        let scope = |s: &AppScope| match s {
+            AppScope::All => Some("[\"*\"]".to_string()),
+            AppScope::Only(set) if set.is_empty() => None,
+            AppScope::Only(set) => {
+                let mut v: Vec<_> = set.iter().map(|s| q(s)).collect();
+                v.sort();
+                Some(format!("[{}]", v.join(", ")))
+            }
+        };
+        for c in &self.clients {
+            let mut lists = String::new();
+            if let Some(apps) = scope(&c.apps) {
+                let _ = write!(lists, "\napps = {apps}");
+            }
+            if let Some(platforms) = scope(&c.platforms) {
+                let _ = write!(lists, "\nplatforms = {platforms}");
+            }
+            let _ = writeln!(
+                out,
+                "\n[[clients]]\nname = {}\nkey = {}{lists}\nadmin = {}",
                 q(&c.name),
                 q(&c.key_source.to_string()),
-                apps,
                 c.admin
             );
         }

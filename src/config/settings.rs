@@ -20,16 +20,20 @@ pub struct Settings {
     pub store: StoreSettings,
     pub metrics: MetricsSettings,
     pub apps: Vec<AppSettings>,
+    /// Open Platform third-party platforms; a configuration may hold these and no apps.
+    pub platforms: Vec<PlatformSettings>,
     pub clients: Vec<ClientSettings>,
 }
 
 impl Settings {
-    /// Credentials the apps run: one access token each, plus their tickets.
+    /// Credentials with their own metrics label: one access token per app plus its tickets,
+    /// and one component token per platform (`platform:{name}`). Authorizer tokens have no
+    /// label of their own, so however many a platform holds they do not count here.
     pub fn credential_count(&self) -> usize {
         self.apps
             .iter()
             .map(|a| a.tickets.len().saturating_add(1))
-            .fold(0, usize::saturating_add)
+            .fold(self.platforms.len(), usize::saturating_add)
     }
 }
 
@@ -264,7 +268,7 @@ impl AppSettings {
     }
 }
 
-/// Which apps a client may read.
+/// Which apps (or, in [`ClientSettings::platforms`], which platforms) a client may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppScope {
     All,
@@ -286,9 +290,26 @@ pub struct ClientSettings {
     pub name: String,
     pub key_sha256: [u8; 32],
     pub key_source: SecretSource,
+    /// The apps it may read; `Only` of nothing when the client names only platforms.
     pub apps: AppScope,
+    /// The platforms whose component and authorizer credentials it may read; `Only` of
+    /// nothing when the client names only apps.
+    pub platforms: AppScope,
     /// May revoke tokens and reload the configuration.
     pub admin: bool,
+}
+
+impl ClientSettings {
+    /// Whether this client may read the app named `app`.
+    pub fn may_use_app(&self, app: &str) -> bool {
+        self.apps.allows(app)
+    }
+
+    /// Whether this client may use the platform named `platform`: its component token and
+    /// every authorizer of it.
+    pub fn may_use_platform(&self, platform: &str) -> bool {
+        self.platforms.allows(platform)
+    }
 }
 
 impl fmt::Debug for ClientSettings {
@@ -297,8 +318,79 @@ impl fmt::Debug for ClientSettings {
             .field("name", &self.name)
             .field("key", &"[REDACTED]")
             .field("apps", &self.apps)
+            .field("platforms", &self.platforms)
             .field("admin", &self.admin)
             .finish()
+    }
+}
+
+/// A WeChat Open Platform third-party platform (第三方平台): the component credentials that
+/// mint its component token, and the message-check Token and EncodingAESKey of its
+/// authorization event URL. Every secret is a `SecretString`, so `Debug` never prints one.
+#[derive(Debug, Clone)]
+pub struct PlatformSettings {
+    /// The name clients use in URLs (`/v1/platforms/saas/...`).
+    pub name: String,
+    /// The platform's own appid (`component_appid` in every component call).
+    pub component_appid: String,
+    /// The platform's AppSecret (`component_appsecret` of `api_component_token`).
+    pub component_secret: SecretString,
+    pub component_secret_source: SecretSource,
+    /// The message-check Token: the key of `msg_signature` on pushed events. 3-32 letters and
+    /// digits, as WeChat allows.
+    pub token: SecretString,
+    pub token_source: SecretSource,
+    /// The 43-character EncodingAESKey; checked to decode (with a trailing `=`) to the
+    /// 32-byte AES-256 key of the event encryption.
+    pub encoding_aes_key: SecretString,
+    pub encoding_aes_key_source: SecretSource,
+    pub authorizer_refresh: AuthorizerRefresh,
+}
+
+impl PlatformSettings {
+    /// The `app` label of the component token in the token series.
+    pub fn metrics_label(&self) -> String {
+        platform_label(&self.name)
+    }
+
+    /// Whether `other` is the same platform with the same settings, secrets included (compared
+    /// here, never printed): a reload can leave such a platform alone.
+    pub fn same_as(&self, other: &PlatformSettings) -> bool {
+        self.name == other.name
+            && self.component_appid == other.component_appid
+            && self.authorizer_refresh == other.authorizer_refresh
+            && self.component_secret_source == other.component_secret_source
+            && self.token_source == other.token_source
+            && self.encoding_aes_key_source == other.encoding_aes_key_source
+            && self.component_secret.expose_secret() == other.component_secret.expose_secret()
+            && self.token.expose_secret() == other.token.expose_secret()
+            && self.encoding_aes_key.expose_secret() == other.encoding_aes_key.expose_secret()
+    }
+}
+
+/// The `app` label of platform `name`'s component token: `platform:saas`. App names cannot
+/// hold `:`, so it never equals an app's label; validation checks it against ticket labels
+/// (`{app}:{kind}_ticket`), which can.
+pub fn platform_label(name: &str) -> String {
+    format!("platform:{name}")
+}
+
+/// `authorizer_refresh`: which authorized accounts' tokens a platform keeps warm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizerRefresh {
+    /// Refresh ahead of expiry only the authorizers asked for within `window`; the others
+    /// are fetched on their next request.
+    Active { window: Duration },
+    /// Refresh every authorizer ahead of expiry, asked for or not.
+    All,
+}
+
+impl AuthorizerRefresh {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthorizerRefresh::Active { .. } => "active",
+            AuthorizerRefresh::All => "all",
+        }
     }
 }
 

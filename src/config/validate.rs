@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::platforms::validate_platforms;
 use super::raw::{RawSettings, RawStore};
 use super::secrets::{resolve_secret, SecretInput};
 use super::{
@@ -47,7 +48,7 @@ const MAX_UPSTREAM_PER_SECOND: u64 = 100_000;
 const MAX_LABEL: usize = 128;
 
 /// A duration key in whole seconds, within `min..=max`.
-fn secs(key: &str, v: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+pub(super) fn secs(key: &str, v: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
     if v < min || v > max {
         return Err(ConfigError::at(
             key,
@@ -108,7 +109,7 @@ fn default_instance_name() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
@@ -361,8 +362,12 @@ pub(super) fn validate(
         })?,
     };
 
-    if raw.apps.is_empty() {
-        return Err(ConfigError::at("apps", "no [[apps]] configured"));
+    // Platforms alone are a whole configuration: their authorizers' tokens are served too.
+    if raw.apps.is_empty() && raw.platforms.is_empty() {
+        return Err(ConfigError::at(
+            "apps",
+            "no [[apps]] configured, and no [[platforms]]: nothing to serve",
+        ));
     }
     let mut apps = Vec::with_capacity(raw.apps.len());
     let mut names = HashSet::new();
@@ -493,6 +498,9 @@ pub(super) fn validate(
         });
     }
 
+    let platforms = validate_platforms(raw.platforms, &apps, lookup_env)?;
+    let platform_names: HashSet<&str> = platforms.iter().map(|p| p.name.as_str()).collect();
+
     if raw.clients.is_empty() {
         return Err(ConfigError::at(
             "clients",
@@ -561,32 +569,22 @@ pub(super) fn validate(
                 "the same key is already used by another client",
             ));
         }
-        if c.apps.is_empty() {
+        if c.apps.is_none() && c.platforms.is_none() {
             return Err(ConfigError::at(
                 format!("{key}.apps"),
-                "empty: list app names or [\"*\"]",
+                "missing: list app names or [\"*\"] in apps, platform names or [\"*\"] in platforms, or both",
             ));
         }
-        let scope = if c.apps.iter().any(|a| a == "*") {
-            AppScope::All
-        } else {
-            let mut set = HashSet::new();
-            for (j, a) in c.apps.iter().enumerate() {
-                if !names.contains(a) {
-                    return Err(ConfigError::at(
-                        format!("{key}.apps[{j}]"),
-                        format!("unknown app `{a}`"),
-                    ));
-                }
-                set.insert(a.clone());
-            }
-            AppScope::Only(set)
-        };
+        let apps_scope = scope(&key, "apps", "app", c.apps, &|a| names.contains(a))?;
+        let platforms_scope = scope(&key, "platforms", "platform", c.platforms, &|p| {
+            platform_names.contains(p)
+        })?;
         clients.push(ClientSettings {
             name: c.name,
             key_sha256: digest,
             key_source: source,
-            apps: scope,
+            apps: apps_scope,
+            platforms: platforms_scope,
             admin: c.admin,
         });
     }
@@ -598,6 +596,42 @@ pub(super) fn validate(
         store,
         metrics,
         apps,
+        platforms,
         clients,
     })
+}
+
+/// A client's `apps` or `platforms` list (`field`), each entry a configured `what` or `"*"`.
+/// Absent grants none; an empty list is refused, since it grants nothing either and is more
+/// likely a mistake.
+fn scope(
+    key: &str,
+    field: &str,
+    what: &str,
+    list: Option<Vec<String>>,
+    known: &dyn Fn(&str) -> bool,
+) -> Result<AppScope, ConfigError> {
+    let Some(list) = list else {
+        return Ok(AppScope::Only(HashSet::new()));
+    };
+    if list.is_empty() {
+        return Err(ConfigError::at(
+            format!("{key}.{field}"),
+            format!("empty: list {what} names or [\"*\"]"),
+        ));
+    }
+    if list.iter().any(|a| a == "*") {
+        return Ok(AppScope::All);
+    }
+    let mut set = HashSet::new();
+    for (j, a) in list.into_iter().enumerate() {
+        if !known(&a) {
+            return Err(ConfigError::at(
+                format!("{key}.{field}[{j}]"),
+                format!("unknown {what} `{a}`"),
+            ));
+        }
+        set.insert(a);
+    }
+    Ok(AppScope::Only(set))
 }

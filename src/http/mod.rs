@@ -11,6 +11,7 @@ pub mod facade;
 pub mod fast;
 pub mod tickets;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -284,11 +285,31 @@ async fn healthz() -> HttpResponse {
 }
 
 #[derive(Serialize)]
-struct Readiness {
+struct Readiness<'a> {
     ready: bool,
-    apps: BTreeMap<String, String>,
+    /// Every app's state; above [`READYZ_LIST_ALL_MAX`] apps, only (some of) those that are not
+    /// `ok`.
+    apps: BTreeMap<&'a str, Cow<'static, str>>,
+    /// Above [`READYZ_LIST_ALL_MAX`] apps: how many are `ok` (and left out of `apps`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    apps_ok: Option<usize>,
+    /// Above [`READYZ_LIST_ALL_MAX`] apps: how many are not, of which `apps` lists the first
+    /// [`READYZ_LIST_ALL_MAX`] in configuration order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    apps_not_ready: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     store: Option<StoreReadiness>,
+}
+
+/// Up to this many apps `/readyz` lists each one; above, it lists those that are not ready and
+/// counts the rest (`?verbose=true` lists all). A load balancer probing an instance of 100,000
+/// apps every few seconds would otherwise fetch megabytes of `"ok"` each time.
+const READYZ_LIST_ALL_MAX: usize = 1000;
+
+#[derive(Deserialize)]
+struct ReadyzQuery {
+    #[serde(default)]
+    verbose: bool,
 }
 
 #[derive(Serialize)]
@@ -303,13 +324,20 @@ struct StoreReadiness {
 /// serving through a Redis outage, and taking every instance out of a load balancer because
 /// Redis is down would turn that outage into a full one. A token the local store could not
 /// save does make it unready (while still serving it): a restart would bring back an old token.
-async fn readyz(state: web::Data<ServerState>) -> HttpResponse {
+async fn readyz(state: web::Data<ServerState>, req: HttpRequest) -> HttpResponse {
+    // A malformed query is not worth a failed probe: it gets the default answer.
+    let verbose = web::Query::<ReadyzQuery>::from_query(req.query_string())
+        .map(|q| q.verbose)
+        .unwrap_or(false);
     let now = SystemTime::now();
+    let running = state.apps.load();
+    let list_all = verbose || running.len() <= READYZ_LIST_ALL_MAX;
     let mut apps = BTreeMap::new();
+    let (mut ok, mut not_ready) = (0, 0);
     let mut ready = true;
     // Key names of records a save failed for: the app's own, or `app/ticket/kind`.
     let not_durable = state.store.not_durable();
-    for app in state.apps.load().iter() {
+    for app in running.iter() {
         let status = app.status.load();
         let unsaved: Vec<&str> = not_durable
             .iter()
@@ -320,16 +348,21 @@ async fn readyz(state: web::Data<ServerState>) -> HttpResponse {
             })
             .map(String::as_str)
             .collect();
-        let why = if status.valid_token(now).is_some() && unsaved.is_empty() {
-            "ok".to_string()
-        } else if status.valid_token(now).is_some() {
+        if status.valid_token(now).is_some() && unsaved.is_empty() {
+            ok += 1;
+            if list_all {
+                apps.insert(app.name.as_str(), Cow::Borrowed("ok"));
+            }
+            continue;
+        }
+        let why: Cow<'static, str> = if status.valid_token(now).is_some() {
             // Still served, but a restart now would bring back a token WeChat has replaced:
             // take the instance out of rotation until the store has caught up.
             ready = false;
-            format!(
+            Cow::Owned(format!(
                 "serving a token that is not saved yet (the store keeps retrying): {}",
                 unsaved.join(", ")
-            )
+            ))
         } else {
             ready = false;
             match &status.last_failure {
@@ -346,8 +379,12 @@ async fn readyz(state: web::Data<ServerState>) -> HttpResponse {
                 },
                 None => "no valid token yet: first fetch in progress".to_string(),
             }
+            .into()
         };
-        apps.insert(app.name.clone(), why);
+        not_ready += 1;
+        if list_all || apps.len() < READYZ_LIST_ALL_MAX {
+            apps.insert(app.name.as_str(), why);
+        }
     }
     let mut resp = if ready {
         HttpResponse::Ok()
@@ -358,6 +395,8 @@ async fn readyz(state: web::Data<ServerState>) -> HttpResponse {
         .json(Readiness {
             ready,
             apps,
+            apps_ok: (!list_all).then_some(ok),
+            apps_not_ready: (!list_all).then_some(not_ready),
             store: state.store.health().map(|h| StoreReadiness {
                 kind: h.kind,
                 up: h.up,

@@ -37,7 +37,7 @@ use super::{AccessToken, AppStatus, FailureInfo, SharedStatus, TokenRecord};
 use crate::config::{AppSettings, RefreshSettings};
 use crate::metrics::{Metrics, Trigger};
 use crate::store::{AppKey, Basis, RefreshError, Refreshed, Stored, TokenStore};
-use crate::upstream::ErrorClass;
+use crate::upstream::{ErrorClass, Promotion};
 
 pub use super::credential::Credential;
 
@@ -98,6 +98,8 @@ pub struct TokenActor {
     failures: u32,
     /// The trigger of the refresh in flight, if any.
     pub(super) in_flight: Option<Trigger>,
+    /// Moves the refresh in flight ahead in the upstream pool's queue when a caller waits.
+    promotion: Option<Promotion>,
     pub(super) timer: Option<Timer>,
     /// The store is being read after a (re)start; no refresh decisions until it answers.
     pub(super) loading: bool,
@@ -141,6 +143,7 @@ impl TokenActor {
             generation: 0,
             failures: 0,
             in_flight: None,
+            promotion: None,
             timer: None,
             loading: false,
             syncing: false,
@@ -232,7 +235,9 @@ impl TokenActor {
         let force = self.is_stable()
             && matches!(trigger, Trigger::Invalidated | Trigger::Revoked)
             && self.force_budget.get().allows(now);
-        let fetch = self.fetch_fn(force);
+        let promotion = Promotion::default();
+        self.promotion = Some(promotion.clone());
+        let fetch = self.fetch_fn(force, promotion);
         let refresh = self
             .cfg
             .store
@@ -250,6 +255,7 @@ impl TokenActor {
         ctx: &mut Context<Self>,
     ) {
         self.in_flight = None;
+        self.promotion = None;
         match result {
             Ok(Refreshed::Fetched {
                 stored,
@@ -521,6 +527,7 @@ impl TokenActor {
         self.get_waiters.retain(|w| !w.is_closed());
         let (tx, rx) = oneshot::channel();
         self.get_waiters.push(tx);
+        self.hurry();
         rx
     }
 
@@ -531,7 +538,16 @@ impl TokenActor {
         self.invalidate_waiters.retain(|(w, _)| !w.is_closed());
         let (tx, rx) = oneshot::channel();
         self.invalidate_waiters.push((tx, rejected));
+        self.hurry();
         rx
+    }
+
+    /// Someone waits for the refresh in flight: if it is still queued for the upstream pool as
+    /// a background refresh, it goes ahead of the others now.
+    fn hurry(&self) {
+        if let Some(p) = &self.promotion {
+            p.promote();
+        }
     }
 }
 
@@ -561,6 +577,7 @@ impl actix::Supervised for TokenActor {
         self.cfg.metrics.actor_restarted(self.name());
         tracing::warn!(app = self.name(), "token actor restarting");
         self.in_flight = None;
+        self.promotion = None;
         self.timer = None;
         self.rotation_timer = None;
         self.loading = false;

@@ -110,6 +110,8 @@ struct Call {
     forced: bool,
     /// For a ticket, the token it was fetched with.
     with: Option<String>,
+    /// The call's place in the upstream pool, as the actor can still change it.
+    promotion: crate::upstream::Promotion,
 }
 
 /// Answers from a script, then mints `LIFETIME` tokens at once; records every call.
@@ -154,6 +156,7 @@ impl Fetcher for Script {
             at: requested_at,
             forced,
             with,
+            promotion: req.promotion().clone(),
         });
         let step = self
             .steps
@@ -430,6 +433,36 @@ async fn concurrent_invalidations_of_the_current_token_cost_one_fetch() {
     let late = report(&r, first.token.expose()).await;
     assert_eq!(late.outcome, InvalidationOutcome::Stale);
     assert_eq!(r.script.calls().len(), 2);
+}
+
+#[actix_web::test]
+async fn a_caller_waiting_for_a_proactive_refresh_makes_it_urgent() {
+    let r = rig(AppKind::Official(Grant::ClientCredential));
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    // The proactive refresh takes a while (as if queued behind others in the upstream pool).
+    r.script.then(Step::Mint(LIFETIME, S(3)));
+    let due = r.status.load().refresh_due.unwrap();
+    advance(due.duration_since(r.now()).unwrap() + S(1)).await;
+    let calls = r.script.calls();
+    assert_eq!(calls.len(), 2, "the proactive refresh is under way");
+    assert!(!calls[1].promotion.is_urgent(), "a valid token: background");
+    // A Get is answered with the valid token and changes nothing.
+    assert_eq!(r.addr.send(Get).await.unwrap().unwrap().token, first.token);
+    assert!(!calls[1].promotion.is_urgent());
+    // A business server saw the token rejected: now someone waits for this refresh.
+    let waiting = r.addr.send(Invalidate {
+        token: first.token.expose().to_string(),
+    });
+    let waiting = actix::spawn(waiting);
+    settle().await;
+    assert!(
+        calls[1].promotion.is_urgent(),
+        "promoted once a caller waits"
+    );
+    advance(S(3)).await;
+    let answer = waiting.await.unwrap().unwrap().unwrap();
+    assert_eq!(answer.record.token.expose(), "tok-2");
+    assert_eq!(r.script.calls().len(), 2, "the same call, not a second one");
 }
 
 #[actix_web::test]

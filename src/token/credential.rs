@@ -14,7 +14,7 @@ use super::{SharedStatus, TokenRecord};
 use crate::config::{AppKind, Grant, TicketKind};
 use crate::metrics::Trigger;
 use crate::store::FetchFn;
-use crate::upstream::{Priority, UpstreamError};
+use crate::upstream::{Priority, Promotion, UpstreamError};
 
 /// What an actor keeps fresh.
 #[derive(Clone)]
@@ -95,7 +95,7 @@ impl TokenActor {
     /// must fetch. For the stable grant, `force` invalidates the current token at once; WeChat's
     /// budget for that is spent when the call is really made, not when it is planned (a shared
     /// store may adopt another instance's token instead).
-    pub(super) fn fetch_fn(&self, force: bool) -> FetchFn {
+    pub(super) fn fetch_fn(&self, force: bool, promotion: Promotion) -> FetchFn {
         let fetcher = self.cfg.fetcher.clone();
         let app = self.cfg.app.clone();
         let metrics = self.cfg.metrics.clone();
@@ -129,6 +129,7 @@ impl TokenActor {
                             app,
                             force,
                             priority,
+                            promotion: promotion.clone(),
                         };
                         (req, None)
                     }
@@ -141,6 +142,7 @@ impl TokenActor {
                             kind: *kind,
                             token: current.token.clone(),
                             priority,
+                            promotion: promotion.clone(),
                         };
                         (req, Some(current))
                     }
@@ -148,7 +150,8 @@ impl TokenActor {
                 let endpoint = req.endpoint();
                 let started = Instant::now();
                 let mut fetched = fetcher.fetch(req).await;
-                metrics.upstream_call(&label, endpoint, started.elapsed());
+                let sent = promotion.granted_at().unwrap_or(started);
+                metrics.upstream_call(&label, endpoint, sent.elapsed());
                 if let (Credential::Ticket { token_actor, .. }, Some(current)) =
                     (&credential, fetched_with)
                 {

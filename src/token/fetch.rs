@@ -7,9 +7,10 @@ use futures_util::future::LocalBoxFuture;
 
 use super::AccessToken;
 use crate::config::{AppKind, AppSettings, Grant, TicketKind};
-use crate::upstream::{Fetched, Priority, UpstreamError, WechatClient};
+use crate::upstream::{Fetched, Priority, Promotion, UpstreamError, WechatClient};
 
-/// One upstream call for one credential. `priority`: its place in the upstream pool's queue.
+/// One upstream call for one credential. `priority`: its place in the upstream pool's queue;
+/// `promotion`: how the actor moves it ahead if a caller starts waiting while it queues.
 #[derive(Clone, Debug)]
 pub enum FetchRequest {
     /// The app's access token. `force`: for the stable grant, invalidate the current token at
@@ -18,6 +19,7 @@ pub enum FetchRequest {
         app: Arc<AppSettings>,
         force: bool,
         priority: Priority,
+        promotion: Promotion,
     },
     /// A ticket, fetched with the app's current access token.
     Ticket {
@@ -25,6 +27,7 @@ pub enum FetchRequest {
         kind: TicketKind,
         token: AccessToken,
         priority: Priority,
+        promotion: Promotion,
     },
 }
 
@@ -48,6 +51,13 @@ impl FetchRequest {
             }
         }
     }
+
+    pub fn promotion(&self) -> &Promotion {
+        match self {
+            FetchRequest::AccessToken { promotion, .. }
+            | FetchRequest::Ticket { promotion, .. } => promotion,
+        }
+    }
 }
 
 /// Makes upstream calls. Not `Send`: production calls run on the actor's thread with an awc
@@ -62,21 +72,25 @@ impl Fetcher for WechatClient {
         let client = self.clone();
         Box::pin(async move {
             // Held until the answer is in; the call's own timeout starts after the wait.
-            let _slot = client.slot(req.priority()).await;
-            match req {
+            let _slot = client.slot(req.priority(), req.promotion().clone()).await;
+            // The call's own future (awc's request and response state, a few kilobytes) is
+            // boxed once the slot is ours: a queued fetch, of which a cold start has thousands,
+            // then holds only the little it needs to wait.
+            let call: LocalBoxFuture<'_, _> = match &req {
                 FetchRequest::AccessToken { app, force, .. } => match app.kind {
                     AppKind::Official(Grant::ClientCredential) => {
-                        client.fetch_token(&app.appid, &app.secret).await
+                        Box::pin(client.fetch_token(&app.appid, &app.secret))
                     }
                     AppKind::Official(Grant::Stable) => {
-                        client
-                            .fetch_stable_token(&app.appid, &app.secret, force)
-                            .await
+                        Box::pin(client.fetch_stable_token(&app.appid, &app.secret, *force))
                     }
-                    AppKind::Wecom => client.fetch_wecom_token(&app.appid, &app.secret).await,
+                    AppKind::Wecom => Box::pin(client.fetch_wecom_token(&app.appid, &app.secret)),
                 },
-                FetchRequest::Ticket { kind, token, .. } => client.fetch_ticket(&token, kind).await,
-            }
+                FetchRequest::Ticket { kind, token, .. } => {
+                    Box::pin(client.fetch_ticket(token, *kind))
+                }
+            };
+            call.await
         })
     }
 }

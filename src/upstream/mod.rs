@@ -22,7 +22,7 @@ const MAX_BODY: usize = 64 * 1024;
 
 use crate::secret::plausible_credential;
 pub use crate::secret::MAX_CREDENTIAL_LEN;
-pub use pool::{Acquire, Permit, Priority, UpstreamPool};
+pub use pool::{Acquire, Permit, Priority, Promotion, UpstreamPool};
 
 /// How a failure should be treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,8 +205,9 @@ impl WechatClient {
 
     /// Waits for a slot in the pool. The call's timeout starts once this returns: time spent
     /// queued behind other calls is no fault of WeChat's.
-    pub fn slot(&self, priority: Priority) -> Acquire {
-        self.pool.acquire(priority)
+    /// `promotion` moves it to the urgent queue if it is promoted while it waits.
+    pub fn slot(&self, priority: Priority, promotion: Promotion) -> Acquire {
+        self.pool.acquire_promotable(priority, promotion)
     }
 
     /// Sends `req` (with `body` as JSON when given) and reads the answer, all within one

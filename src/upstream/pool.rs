@@ -6,11 +6,14 @@
 //! come first served within a class. Only the head of the queue ever looks at the capacity or
 //! the start-rate pacer, and it sleeps on a timer when only the pacer holds it back: nobody
 //! polls in a loop. A waiter that is dropped (its caller gave up) leaves the queue at once.
+//! A background waiter can be [promoted](Promotion) while it queues: a proactive refresh that a
+//! caller has started waiting for (its token expired or was rejected meanwhile) moves to the
+//! urgent queue, by its time of arrival.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -39,6 +42,59 @@ impl Priority {
     }
 }
 
+/// Lets the owner of a call move it ahead while it queues. Cloned into the call; the actor keeps
+/// a clone and promotes it when a caller starts waiting for the refresh it is part of.
+#[derive(Clone, Default)]
+pub struct Promotion(Arc<Mutex<PromotionState>>);
+
+#[derive(Default)]
+struct PromotionState {
+    urgent: bool,
+    /// When the call got its slot: its latency is measured from here, not from the queue.
+    granted_at: Option<std::time::Instant>,
+    /// The waiter's place while it queues: its pool and id.
+    queued: Option<(Weak<UpstreamPool>, u64)>,
+}
+
+impl Promotion {
+    fn lock(&self) -> MutexGuard<'_, PromotionState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes the call urgent: queued in the background, it moves to the urgent queue (by its
+    /// arrival); not queued yet, it will queue as urgent; already sent, nothing changes.
+    pub fn promote(&self) {
+        let mut p = self.lock();
+        if p.urgent {
+            return;
+        }
+        p.urgent = true;
+        if let Some((pool, id)) = p.queued.take() {
+            if let Some(pool) = pool.upgrade() {
+                pool.promote(id);
+            }
+        }
+    }
+
+    pub fn is_urgent(&self) -> bool {
+        self.lock().urgent
+    }
+
+    /// When the call got its slot, if it has: the upstream latency histogram starts here, so
+    /// time spent queued behind other calls is not reported as WeChat's.
+    pub fn granted_at(&self) -> Option<std::time::Instant> {
+        self.lock().granted_at
+    }
+}
+
+impl std::fmt::Debug for Promotion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Promotion")
+            .field("urgent", &self.is_urgent())
+            .finish()
+    }
+}
+
 /// Caps the calls in flight and their start rate. Shared by every client of the process.
 pub struct UpstreamPool {
     max_concurrent: usize,
@@ -61,40 +117,40 @@ impl std::fmt::Debug for UpstreamPool {
 struct State {
     in_flight: usize,
     next_id: u64,
-    /// Indexed by [`Priority::queue`]: urgent first.
-    queues: [VecDeque<Entry>; 2],
+    /// Indexed by [`Priority::queue`]: urgent first. Within a class, by id, which is the
+    /// order of arrival; a map, not a list, because a waiter polled again (an actor's context
+    /// polls all of its futures when it wakes) must find its place without a scan of a queue
+    /// that may hold 100,000 waiters at a cold start.
+    queues: [BTreeMap<u64, Waker>; 2],
     /// The earliest time the pacer lets the next call start (the theoretical start time of a
     /// steady stream: late starts do not push it out beyond [`PACER_SLACK`]).
     next_start: Option<Instant>,
 }
 
-struct Entry {
-    id: u64,
-    waker: Waker,
-}
-
 impl State {
-    fn head(&self) -> Option<&Entry> {
-        self.queues.iter().find_map(|q| q.front())
+    /// The id and waker of the waiter that goes next.
+    fn head(&self) -> Option<(u64, &Waker)> {
+        self.queues
+            .iter()
+            .find_map(|q| q.first_key_value().map(|(&id, w)| (id, w)))
     }
 
     /// Tells the head of the queue to look again, if there is room for it.
     fn wake_head(&self, max_concurrent: usize) {
         if self.in_flight < max_concurrent {
-            if let Some(head) = self.head() {
-                head.waker.wake_by_ref();
+            if let Some((_, waker)) = self.head() {
+                waker.wake_by_ref();
             }
         }
     }
 
+    fn waker_mut(&mut self, id: u64) -> Option<&mut Waker> {
+        let [urgent, background] = &mut self.queues;
+        urgent.get_mut(&id).or_else(|| background.get_mut(&id))
+    }
+
     fn remove(&mut self, id: u64) -> bool {
-        for q in &mut self.queues {
-            if let Some(i) = q.iter().position(|e| e.id == id) {
-                q.remove(i);
-                return true;
-            }
-        }
-        false
+        self.queues.iter_mut().any(|q| q.remove(&id).is_some())
     }
 }
 
@@ -109,7 +165,7 @@ impl UpstreamPool {
             state: Mutex::new(State {
                 in_flight: 0,
                 next_id: 0,
-                queues: [VecDeque::new(), VecDeque::new()],
+                queues: [BTreeMap::new(), BTreeMap::new()],
                 next_start: None,
             }),
         })
@@ -117,18 +173,41 @@ impl UpstreamPool {
 
     /// Waits for a slot. Dropping the future gives up the place in the queue.
     pub fn acquire(self: &Arc<Self>, priority: Priority) -> Acquire {
+        self.acquire_promotable(priority, Promotion::default())
+    }
+
+    /// Like [`acquire`](Self::acquire), queued as urgent once `promotion` is promoted, even
+    /// while it already waits.
+    pub fn acquire_promotable(
+        self: &Arc<Self>,
+        priority: Priority,
+        promotion: Promotion,
+    ) -> Acquire {
         Acquire {
             pool: self.clone(),
             priority,
+            promotion,
             id: None,
             sleep: None,
         }
     }
 
+    /// Moves waiter `id` from the background queue to the urgent one, where it takes its place
+    /// by arrival: ahead of urgent waiters that came after it.
+    fn promote(&self, id: u64) {
+        let mut st = self.lock();
+        let Some(waker) = st.queues[Priority::Background.queue()].remove(&id) else {
+            return;
+        };
+        st.queues[Priority::Urgent.queue()].insert(id, waker);
+        // It may head the queue now.
+        st.wake_head(self.max_concurrent);
+    }
+
     /// Calls waiting for a slot (`wxtoken_upstream_queue_depth`).
     pub fn queue_depth(&self) -> usize {
         let st = self.lock();
-        st.queues.iter().map(VecDeque::len).sum()
+        st.queues.iter().map(BTreeMap::len).sum()
     }
 
     /// Calls holding a slot (`wxtoken_upstream_in_flight`).
@@ -174,7 +253,9 @@ impl Drop for Permit {
 /// The future of [`UpstreamPool::acquire`].
 pub struct Acquire {
     pool: Arc<UpstreamPool>,
+    /// The queue it joins, unless `promotion` is urgent by then.
     priority: Priority,
+    promotion: Promotion,
     /// Set while queued.
     id: Option<u64>,
     /// The pacer's timer, armed while this waiter heads the queue and only the pacer holds it.
@@ -187,31 +268,38 @@ impl Future for Acquire {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit> {
         let this = self.get_mut();
         let pool = this.pool.clone();
-        let mut st = pool.lock();
         let id = match this.id {
             Some(id) => id,
             None => {
+                // The promotion's lock first, then the pool's (the order `promote` takes them
+                // in): a promotion either sees this waiter queued or comes before it joins.
+                let promotion = this.promotion.clone();
+                let mut p = promotion.lock();
+                let priority = if p.urgent {
+                    Priority::Urgent
+                } else {
+                    this.priority
+                };
+                let mut st = pool.lock();
                 let id = st.next_id;
                 st.next_id = st.next_id.wrapping_add(1);
-                st.queues[this.priority.queue()].push_back(Entry {
-                    id,
-                    waker: cx.waker().clone(),
-                });
+                st.queues[priority.queue()].insert(id, cx.waker().clone());
+                if priority == Priority::Background {
+                    p.queued = Some((Arc::downgrade(&pool), id));
+                }
                 this.id = Some(id);
                 id
             }
         };
+        let mut st = pool.lock();
         loop {
-            let is_head = st.head().is_some_and(|h| h.id == id);
+            let is_head = st.head().is_some_and(|(head, _)| head == id);
             if !is_head || st.in_flight >= pool.max_concurrent {
                 // Someone else goes first, or every slot is taken: a release or the removal of
                 // the waiter ahead wakes us.
-                if let Some(e) = st.queues[this.priority.queue()]
-                    .iter_mut()
-                    .find(|e| e.id == id)
-                {
-                    if !e.waker.will_wake(cx.waker()) {
-                        e.waker = cx.waker().clone();
+                if let Some(w) = st.waker_mut(id) {
+                    if !w.will_wake(cx.waker()) {
+                        *w = cx.waker().clone();
                     }
                 }
                 return Poll::Pending;
@@ -219,11 +307,14 @@ impl Future for Acquire {
             let now = Instant::now();
             match pool.pacer_wait(&st, now) {
                 None => {
-                    st.queues[this.priority.queue()].pop_front();
+                    st.remove(id);
                     this.id = None;
                     pool.grant(&mut st, now);
                     // The next in line may fit too (or must arm the pacer's timer).
                     st.wake_head(pool.max_concurrent);
+                    // Not under the pool's lock: `promote` takes the two the other way round.
+                    drop(st);
+                    this.promotion.lock().granted_at = Some(std::time::Instant::now());
                     return Poll::Ready(Permit { pool: pool.clone() });
                 }
                 Some(at) => {
@@ -247,7 +338,7 @@ impl Drop for Acquire {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
             let mut st = self.pool.lock();
-            let was_head = st.head().is_some_and(|h| h.id == id);
+            let was_head = st.head().is_some_and(|(head, _)| head == id);
             if st.remove(id) && was_head {
                 // The next waiter may be able to go now, or must take over the pacer's timer.
                 st.wake_head(self.pool.max_concurrent);
@@ -352,6 +443,80 @@ mod tests {
                 }
                 let order: Vec<&str> = log.borrow().iter().map(|(n, _)| *n).collect();
                 assert_eq!(order, ["running", "urgent1", "urgent2", "bg1", "bg2"]);
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_promoted_background_call_overtakes_the_other_background_ones() {
+        local()
+            .run_until(async {
+                let pool = UpstreamPool::new(1, 0);
+                let log = Rc::new(RefCell::new(Vec::new()));
+                let t0 = Instant::now();
+                let hold = Duration::from_millis(10);
+                let mut tasks = vec![call(&pool, Priority::Background, "running", hold, &log, t0)];
+                settle().await;
+                for name in ["bg1", "bg2"] {
+                    tasks.push(call(&pool, Priority::Background, name, hold, &log, t0));
+                    settle().await;
+                }
+                // Queued as a background refresh, then a caller starts waiting for it.
+                let promotion = Promotion::default();
+                let acquire = pool.acquire_promotable(Priority::Background, promotion.clone());
+                let promoted_log = log.clone();
+                tasks.push(tokio::task::spawn_local(async move {
+                    let _permit = acquire.await;
+                    promoted_log.borrow_mut().push(("promoted", t0.elapsed()));
+                    tokio::time::sleep(hold).await;
+                }));
+                settle().await;
+                tasks.push(call(&pool, Priority::Urgent, "urgent1", hold, &log, t0));
+                settle().await;
+                promotion.promote();
+                tasks.push(call(&pool, Priority::Urgent, "urgent2", hold, &log, t0));
+                settle().await;
+                assert_eq!(pool.queue_depth(), 5);
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                let order: Vec<&str> = log.borrow().iter().map(|(n, _)| *n).collect();
+                // Ahead of every call in the background, and of the urgent ones that came after
+                // it: it has waited longest.
+                assert_eq!(
+                    order,
+                    ["running", "promoted", "urgent1", "urgent2", "bg1", "bg2"]
+                );
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_promoted_before_it_queues_queues_as_urgent() {
+        local()
+            .run_until(async {
+                let pool = UpstreamPool::new(1, 0);
+                let log = Rc::new(RefCell::new(Vec::new()));
+                let t0 = Instant::now();
+                let hold = Duration::from_millis(10);
+                let mut tasks = vec![call(&pool, Priority::Urgent, "running", hold, &log, t0)];
+                settle().await;
+                tasks.push(call(&pool, Priority::Background, "bg1", hold, &log, t0));
+                settle().await;
+                let promotion = Promotion::default();
+                promotion.promote();
+                let acquire = pool.acquire_promotable(Priority::Background, promotion.clone());
+                let promoted_log = log.clone();
+                tasks.push(tokio::task::spawn_local(async move {
+                    let _permit = acquire.await;
+                    promoted_log.borrow_mut().push(("promoted", t0.elapsed()));
+                }));
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                let order: Vec<&str> = log.borrow().iter().map(|(n, _)| *n).collect();
+                assert_eq!(order, ["running", "promoted", "bg1"]);
+                assert!(promotion.is_urgent());
             })
             .await;
     }

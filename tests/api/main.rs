@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod config_hostile;
+mod config_platforms;
 mod corrupt_records;
 mod disk_full;
 mod facade;
@@ -23,6 +24,7 @@ mod platform_crypto;
 mod process;
 mod prometheus;
 mod promtool;
+mod readyz_scale;
 mod redis_freeze;
 mod refresh;
 mod scrape;

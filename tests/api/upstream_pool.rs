@@ -137,6 +137,18 @@ async fn a_queue_longer_than_the_timeout_still_fetches_each_token_once() {
     assert!(all_fetched(&app, &creds, Duration::from_secs(30)).await);
     assert!(app.fake.peak_in_flight() <= 2);
     exactly_one_call_each(&app, &creds).await;
+    // The latency histogram times the calls, not their wait in the queue: 100 ms each on
+    // average (plus loopback), where the queue alone averages 700 ms.
+    let text = app.metrics_text().await;
+    let family = "wxtoken_upstream_request_duration_seconds";
+    let total = sum(&text, &format!("{family}_sum"), "endpoint=\"token\"");
+    let count = sum(&text, &format!("{family}_count"), "endpoint=\"token\"");
+    assert_eq!(count, creds.len() as f64);
+    let mean = total / count;
+    assert!(
+        (0.1..0.3).contains(&mean),
+        "mean upstream latency {mean:.3} s"
+    );
 }
 
 #[actix_web::test]
