@@ -24,6 +24,7 @@
 //! - `secret`: tokens that print as fingerprints.
 //! - `reload`: hot reload of the configuration (SIGHUP, `POST /v1/admin/reload`).
 //! - `metrics`: Prometheus series and scrape-time gauges.
+//! - `platform`: the Open Platform: push encryption, replay refusal and event parsing.
 //! - `fake`: a fake WeChat for tests, the demo and manual runs.
 //! - `telemetry`: logging.
 
@@ -36,6 +37,7 @@ pub mod files;
 pub mod http;
 pub mod jssdk;
 pub mod metrics;
+pub mod platform;
 pub mod reload;
 pub mod secret;
 pub mod startup;

@@ -20,6 +20,7 @@ mod metrics_mode;
 mod metrics_scale;
 mod ops;
 mod persistence;
+mod platform_crypto;
 mod process;
 mod prometheus;
 mod promtool;
