@@ -1,7 +1,6 @@
 //! Unit tests of `[[platforms]]` and of clients' `platforms`: every accepted form, every
 //! refusal with its message, the overrides, redaction and the reload comparison.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
@@ -80,13 +79,21 @@ fn mixed() -> String {
     format!("{PLATFORM_ONLY}{APP}")
 }
 
-/// A log sink for one closure's events.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+thread_local! {
+    /// The log lines of the current test's `with_logs` closure, if one runs on this thread.
+    static CAPTURED: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+}
 
-impl std::io::Write for Captured {
+/// Writes into this thread's capture, if any; elsewhere the line is dropped.
+struct ThreadSink;
+
+impl std::io::Write for ThreadSink {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
+        CAPTURED.with(|c| {
+            if let Some(buf) = c.borrow_mut().as_mut() {
+                buf.extend_from_slice(b);
+            }
+        });
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -94,16 +101,24 @@ impl std::io::Write for Captured {
     }
 }
 
+/// Runs `f` and returns its log lines. One global subscriber for the whole test binary, not a
+/// scoped one per test: tracing caches each call site's interest process-wide, and a scoped
+/// subscriber misses events whose site another thread first reached while none was set.
 fn with_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
-    let sink = Captured::default();
-    let w = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || w.clone())
-        .with_ansi(false)
-        .finish();
-    let out = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned();
-    (out, text)
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(|| ThreadSink)
+            .with_ansi(false)
+            .finish();
+        // Fails only if another test set one first; then that one's output is what we get,
+        // and the assertions say so.
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
+    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let out = f();
+    let bytes = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    (out, String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[test]
