@@ -6,6 +6,7 @@ mod config_hostile;
 mod corrupt_records;
 mod disk_full;
 mod facade;
+mod fake_component;
 mod fake_wechat;
 mod faults;
 mod ha;
