@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
-use crate::fake::{bench_credentials, FakeConfig, FakeTls, FakeWechat};
+use crate::fake::{bench_credentials, FakeConfig, FakePlatform, FakeTls, FakeWechat};
 use crate::startup::{Application, Options};
 
 #[derive(Debug, Parser)]
@@ -43,9 +43,26 @@ pub enum Command {
         #[arg(
             long = "app",
             value_name = "APPID:SECRET",
-            required_unless_present = "bench_apps"
+            required_unless_present_any = ["bench_apps", "platforms"]
         )]
         apps: Vec<String>,
+        /// A third-party platform, `COMPONENT_APPID:SECRET:TOKEN:ENCODING_AES_KEY[:EVENT_URL]`
+        /// (the event URL can also be set later with `POST /_fake/component/event_url`); repeat
+        /// for more platforms.
+        #[arg(
+            long = "platform",
+            value_name = "APPID:SECRET:TOKEN:AES_KEY[:EVENT_URL]"
+        )]
+        platforms: Vec<String>,
+        /// Push a verify ticket to every platform's event URL this often, seconds (0: only on
+        /// demand).
+        #[arg(long, value_name = "SECS", default_value_t = 600)]
+        ticket_interval_secs: u64,
+        /// Also N generated authorizers on every --platform, for benchmarks: appid `wxauth` and
+        /// the index in 12 digits, listed by api_get_authorizer_list with their refresh tokens.
+        #[arg(long, value_name = "N", requires = "platforms",
+              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        bench_authorizers: Option<u64>,
         /// Also N generated apps, for benchmarks: app I (0..N) has appid `wxbench` and I in 11
         /// digits, secret `benchsecret` and I in 21 digits.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -88,6 +105,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::FakeWechat {
             listen,
             apps,
+            platforms,
+            ticket_interval_secs,
+            bench_authorizers,
             bench_apps,
             delay_ms,
             expires_in,
@@ -97,6 +117,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let fake = FakeArgs {
                 listen,
                 apps,
+                platforms,
+                ticket_push_interval: Duration::from_secs(ticket_interval_secs),
+                bench_authorizers: bench_authorizers.unwrap_or(0),
                 bench_apps: bench_apps.unwrap_or(0),
                 answer_delay: Duration::from_millis(delay_ms),
                 expires_in,
@@ -125,6 +148,9 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
 struct FakeArgs {
     listen: SocketAddr,
     apps: Vec<String>,
+    platforms: Vec<String>,
+    ticket_push_interval: Duration,
+    bench_authorizers: u64,
     bench_apps: u32,
     answer_delay: Duration,
     expires_in: u64,
@@ -136,6 +162,9 @@ async fn fake_wechat(args: FakeArgs) -> anyhow::Result<()> {
     let FakeArgs {
         listen,
         apps,
+        platforms,
+        ticket_push_interval,
+        bench_authorizers,
         bench_apps,
         answer_delay,
         expires_in,
@@ -150,6 +179,10 @@ async fn fake_wechat(args: FakeArgs) -> anyhow::Result<()> {
             .with_context(|| "--app takes APPID:SECRET".to_string())?;
         pairs.push((id.to_string(), secret.to_string()));
     }
+    let platforms = platforms
+        .iter()
+        .map(|p| parse_platform(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let tls = match (tls_cert, tls_key) {
         (Some(c), Some(k)) => Some(FakeTls {
             cert_pem: std::fs::read_to_string(&c)
@@ -165,13 +198,46 @@ async fn fake_wechat(args: FakeArgs) -> anyhow::Result<()> {
         listen,
         tls,
         answer_delay,
+        platforms: platforms.clone(),
+        ticket_push_interval,
         ..FakeConfig::default()
     })
     .await?;
+    for p in &platforms {
+        if let Some(url) = p.event_url.as_deref() {
+            // Checked here rather than at the first push, so that a bad URL fails at once.
+            fake.set_event_url(&p.component_appid, Some(url))
+                .map_err(anyhow::Error::msg)?;
+        }
+        fake.bulk_authorize(&p.component_appid, bench_authorizers)?;
+    }
     // Printed on stdout so scripts can read the address.
     println!("fake WeChat listening on {}", fake.base_url());
     fake.run_until_signal().await?;
     Ok(())
+}
+
+/// `--platform APPID:SECRET:TOKEN:AES_KEY[:EVENT_URL]` (the URL may hold colons of its own).
+fn parse_platform(arg: &str) -> anyhow::Result<FakePlatform> {
+    const USAGE: &str = "--platform takes APPID:SECRET:TOKEN:AES_KEY[:EVENT_URL]";
+    let mut parts = arg.splitn(5, ':');
+    let mut next = || parts.next().filter(|s| !s.is_empty());
+    let (Some(appid), Some(secret), Some(token), Some(key)) = (next(), next(), next(), next())
+    else {
+        anyhow::bail!(USAGE);
+    };
+    let event_url = next().map(str::to_owned);
+    anyhow::ensure!(
+        key.len() == 43,
+        "--platform {appid}: the EncodingAESKey must be 43 characters"
+    );
+    Ok(FakePlatform {
+        component_appid: appid.to_owned(),
+        component_secret: secret.to_owned(),
+        token: token.to_owned(),
+        encoding_aes_key: key.to_owned(),
+        event_url,
+    })
 }
 
 fn random_hex(bytes: usize) -> String {

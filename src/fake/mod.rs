@@ -8,14 +8,27 @@
 //! rotate like `/cgi-bin/token` tokens. WeCom's `/cgi-bin/gettoken` is served on the same address
 //! (point both base URLs at the fake): one token per (corpid, corpsecret), the same one until it
 //! dies, and WeCom's early invalidation on demand. Tests break it on purpose with [`Fault`]s and
-//! move its clock with [`FakeWechat::advance_clock`] instead of sleeping.
+//! move its clock with [`FakeWechat::advance_clock`] instead of sleeping. Third-party platforms
+//! (the component API under `/cgi-bin/component/`) are served too, with encrypted event pushes
+//! to the server's event URL.
 //!
 //! Modules: `state` (all rules and bookkeeping, no HTTP), `routes` (the endpoints and fault
-//! injection on the wire), `tls` (PEM to rustls).
+//! injection on the wire), `tls` (PEM to rustls), `component_state` and `component` (the same
+//! two for the component API), `component_control` (its `/_fake/component/*` controls),
+//! `component_handle` (its [`FakeWechat`] methods), `push` (event pushes).
 
+mod component;
+mod component_control;
+mod component_handle;
+mod component_state;
+mod push;
 mod routes;
 mod state;
 mod tls;
+
+pub use component::{FakePlatform, DEFAULT_TICKET_PUSH_INTERVAL};
+pub use component_state::{bulk_authorizer_appid, Authorized, AuthorizerState, ControlError};
+pub use push::PushRecord;
 
 use std::fmt;
 use std::io;
@@ -54,9 +67,14 @@ pub struct FakeConfig {
     pub listen: SocketAddr,
     /// Serve HTTPS with this certificate instead of HTTP.
     pub tls: Option<FakeTls>,
-    /// Every token and ticket call waits this long before it is answered (default none): a
+    /// Every token, ticket and component call waits this long before it is answered (default none): a
     /// WeChat with real latency, for load tests. Unlike [`Fault::Slow`], it applies to all.
     pub answer_delay: Duration,
+    /// Third-party platforms the component API knows (default none).
+    pub platforms: Vec<FakePlatform>,
+    /// How often a verify ticket is pushed to every platform with an event URL (default 600 s,
+    /// as WeChat; zero: never on its own, only on demand).
+    pub ticket_push_interval: Duration,
 }
 
 impl Default for FakeConfig {
@@ -71,6 +89,8 @@ impl Default for FakeConfig {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             tls: None,
             answer_delay: Duration::ZERO,
+            platforms: Vec::new(),
+            ticket_push_interval: DEFAULT_TICKET_PUSH_INTERVAL,
         }
     }
 }
@@ -94,6 +114,8 @@ impl fmt::Debug for FakeConfig {
             .field("listen", &self.listen)
             .field("tls", &self.tls.is_some())
             .field("answer_delay", &self.answer_delay)
+            .field("platforms", &self.platforms)
+            .field("ticket_push_interval", &self.ticket_push_interval)
             .finish()
     }
 }
@@ -137,6 +159,73 @@ pub enum Endpoint {
     Ticket,
     /// WeCom `GET /cgi-bin/gettoken`
     WecomToken,
+    /// `POST /cgi-bin/component/api_component_token`
+    ComponentToken,
+    /// `POST /cgi-bin/component/api_start_push_ticket`
+    StartPushTicket,
+    /// `POST /cgi-bin/component/api_create_preauthcode`
+    CreatePreauthcode,
+    /// `POST /cgi-bin/component/api_query_auth`
+    QueryAuth,
+    /// `POST /cgi-bin/component/api_authorizer_token`
+    AuthorizerToken,
+    /// `POST /cgi-bin/component/api_get_authorizer_info`
+    GetAuthorizerInfo,
+    /// `POST /cgi-bin/component/api_get_authorizer_list`
+    GetAuthorizerList,
+}
+
+impl Endpoint {
+    /// The component API's endpoints.
+    pub const COMPONENT: [Endpoint; 7] = [
+        Endpoint::ComponentToken,
+        Endpoint::StartPushTicket,
+        Endpoint::CreatePreauthcode,
+        Endpoint::QueryAuth,
+        Endpoint::AuthorizerToken,
+        Endpoint::GetAuthorizerInfo,
+        Endpoint::GetAuthorizerList,
+    ];
+
+    const ALL: [Endpoint; 12] = [
+        Endpoint::Token,
+        Endpoint::StableToken,
+        Endpoint::Probe,
+        Endpoint::Ticket,
+        Endpoint::WecomToken,
+        Endpoint::ComponentToken,
+        Endpoint::StartPushTicket,
+        Endpoint::CreatePreauthcode,
+        Endpoint::QueryAuth,
+        Endpoint::AuthorizerToken,
+        Endpoint::GetAuthorizerInfo,
+        Endpoint::GetAuthorizerList,
+    ];
+
+    /// Its name in the `endpoint` of `POST /_fake/fault` and, for the component endpoints, in
+    /// the `component_calls` of `/_fake/counters`: the last part of its path (`token`,
+    /// `stable_token`, `get_api_domain_ip`, `getticket`, `gettoken`, `api_component_token`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Token => "token",
+            Endpoint::StableToken => "stable_token",
+            Endpoint::Probe => "get_api_domain_ip",
+            Endpoint::Ticket => "getticket",
+            Endpoint::WecomToken => "gettoken",
+            Endpoint::ComponentToken => "api_component_token",
+            Endpoint::StartPushTicket => "api_start_push_ticket",
+            Endpoint::CreatePreauthcode => "api_create_preauthcode",
+            Endpoint::QueryAuth => "api_query_auth",
+            Endpoint::AuthorizerToken => "api_authorizer_token",
+            Endpoint::GetAuthorizerInfo => "api_get_authorizer_info",
+            Endpoint::GetAuthorizerList => "api_get_authorizer_list",
+        }
+    }
+
+    /// The endpoint of that [`Endpoint::name`].
+    pub fn parse(name: &str) -> Option<Endpoint> {
+        Endpoint::ALL.into_iter().find(|ep| ep.name() == name)
+    }
 }
 
 /// A failure to answer the next token calls with, instead of the normal answer.
@@ -204,7 +293,8 @@ impl fmt::Debug for FakeWechat {
 
 impl FakeWechat {
     /// Binds `cfg.listen`, spawns the server on the current runtime (an actix System, or any
-    /// tokio runtime), and returns once the socket is listening.
+    /// tokio runtime), and returns once the socket is listening. A fake with platforms needs the
+    /// actix System: its event pushes use awc.
     pub async fn start(cfg: FakeConfig) -> io::Result<FakeWechat> {
         let tls_config = cfg.tls.as_ref().map(tls::server_config).transpose()?;
         let listener = std::net::TcpListener::bind(cfg.listen)?;
@@ -239,6 +329,7 @@ impl FakeWechat {
             // Nobody listening just means every handle is gone.
             let _ = stopped_tx.send(true);
         });
+        component::spawn_ticket_pushes(&state, stopped.clone());
         tracing::debug!(%addr, https, "fake wechat listening");
 
         Ok(FakeWechat {
@@ -280,21 +371,22 @@ impl FakeWechat {
             Endpoint::Probe => calls.probe,
             Endpoint::Ticket => calls.ticket,
             Endpoint::WecomToken => calls.wecom_token,
+            component => self.lock().component_ref().0.calls(component),
         }
     }
 
-    /// The most token and ticket calls (Token, StableToken, Ticket, WecomToken) that were being
-    /// answered at the same time since the start: a client's concurrency, seen from the wire.
+    /// The most calls to any endpoint but the probe that were being answered at the same time
+    /// since the start: a client's concurrency, seen from the wire.
     pub fn peak_in_flight(&self) -> u64 {
         self.lock().peak_in_flight()
     }
 
-    /// Token and ticket calls being answered now.
+    /// Calls to any endpoint but the probe being answered now.
     pub fn in_flight(&self) -> u64 {
         self.lock().in_flight()
     }
 
-    /// From now on, every token and ticket call waits `delay` before it is answered.
+    /// From now on, every token, ticket and component call waits `delay` before it is answered.
     pub fn set_answer_delay(&self, delay: Duration) {
         self.lock().answer_delay = delay;
     }
@@ -315,6 +407,13 @@ impl FakeWechat {
     /// are used up. The probe never gets faults.
     pub fn inject(&self, fault: Fault, times: u32) {
         self.lock().inject(fault, times);
+    }
+
+    /// The next `times` calls to `ep` get `fault`, before any faults of [`FakeWechat::inject`]:
+    /// the one way to break a component endpoint, or one app endpoint among the others. Faults
+    /// aimed at the probe are never used.
+    pub fn inject_at(&self, ep: Endpoint, fault: Fault, times: u32) {
+        self.lock().inject_at(ep, fault, times);
     }
 
     /// Forgets every fault not yet used.

@@ -42,6 +42,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/_fake/clear", web::post().to(clear_faults))
         .route("/_fake/expires_in", web::post().to(set_expires_in))
         .route("/_fake/advance", web::post().to(advance_clock))
+        .configure(super::component::configure)
         .default_service(web::to(not_found));
 }
 
@@ -185,7 +186,7 @@ async fn probe(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
 
 /// Counts a token or ticket call as being answered until it is dropped, whether the handler
 /// returns or the client goes away mid-answer.
-struct Answering<'a>(&'a Shared);
+pub(super) struct Answering<'a>(&'a Shared);
 
 impl Drop for Answering<'_> {
     fn drop(&mut self) {
@@ -196,7 +197,10 @@ impl Drop for Answering<'_> {
 /// Counts the call, waits out the answer delay, then applies the next injected fault, if any.
 /// `Some` is the whole answer; `None` means "answer normally" (no fault, or a `Slow` one whose
 /// delay has passed). The guard counts the call as in flight while the handler holds it.
-async fn begin_call(state: &Shared, ep: Endpoint) -> (Answering<'_>, Option<HttpResponse>) {
+pub(super) async fn begin_call(
+    state: &Shared,
+    ep: Endpoint,
+) -> (Answering<'_>, Option<HttpResponse>) {
     let delay = {
         let mut s = lock(state);
         s.count(ep);
@@ -207,7 +211,7 @@ async fn begin_call(state: &Shared, ep: Endpoint) -> (Answering<'_>, Option<Http
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let fault = lock(state).next_fault();
+    let fault = lock(state).next_fault_for(ep);
     let answer = match fault {
         Some(fault) => apply_fault(fault, ep).await,
         None => None,
@@ -289,7 +293,7 @@ async fn counters(state: web::Data<Shared>) -> HttpResponse {
 /// `/_fake/stats`.
 fn counters_json(s: &FakeState) -> serde_json::Value {
     let calls = s.calls();
-    json!({
+    let mut body = json!({
         "calls": {
             "token": calls.token,
             "stable_token": calls.stable_token,
@@ -299,11 +303,17 @@ fn counters_json(s: &FakeState) -> serde_json::Value {
         },
         "in_flight": s.in_flight(),
         "peak_in_flight": s.peak_in_flight(),
-    })
+    });
+    // Only a fake that knows platforms reports their calls: the app-only shape stays as it was.
+    if let Some(component_calls) = super::component::calls_json(s) {
+        body["component_calls"] = component_calls;
+    }
+    body
 }
 
 /// `POST /_fake/fault` body: `{"kind": "...", <kind's parameter>, "times": N}` (times defaults
-/// to 1).
+/// to 1), and optionally `"endpoint": "<name>"` (see [`Endpoint::name`]) to aim the fault at
+/// that endpoint only.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FaultSpec {
@@ -312,9 +322,22 @@ struct FaultSpec {
     status: Option<u16>,
     millis: Option<u64>,
     times: Option<u32>,
+    endpoint: Option<String>,
 }
 
 impl FaultSpec {
+    /// The endpoint the fault is aimed at, if any (the probe never takes faults).
+    fn target(&self) -> Result<Option<Endpoint>, String> {
+        let Some(name) = self.endpoint.as_deref() else {
+            return Ok(None);
+        };
+        match Endpoint::parse(name) {
+            Some(Endpoint::Probe) => Err("the probe never takes faults".into()),
+            Some(ep) => Ok(Some(ep)),
+            None => Err(format!("unknown endpoint {name:?}")),
+        }
+    }
+
     fn into_fault(self) -> Result<(Fault, u32), String> {
         let fault = match self.kind.as_str() {
             "errcode" => Fault::Errcode(self.errcode.ok_or("kind errcode needs \"errcode\"")?),
@@ -345,9 +368,17 @@ async fn inject_fault(body: Bytes, state: web::Data<Shared>) -> HttpResponse {
         Ok(spec) => spec,
         Err(err) => return bad_request(err.to_string()),
     };
+    let target = match spec.target() {
+        Ok(target) => target,
+        Err(msg) => return bad_request(msg),
+    };
     match spec.into_fault() {
         Ok((fault, times)) => {
-            lock(&state).inject(fault, times);
+            let mut s = lock(&state);
+            match target {
+                Some(ep) => s.inject_at(ep, fault, times),
+                None => s.inject(fault, times),
+            }
             HttpResponse::NoContent().finish()
         }
         Err(msg) => bad_request(msg),
@@ -395,7 +426,7 @@ async fn not_found() -> HttpResponse {
 
 /// Query parameters; a malformed query string counts as an empty one, so the request gets the
 /// errcode for its missing fields, as from WeChat, rather than a framework error page.
-fn query_params(req: &HttpRequest) -> HashMap<String, String> {
+pub(super) fn query_params(req: &HttpRequest) -> HashMap<String, String> {
     web::Query::<HashMap<String, String>>::from_query(req.query_string())
         .map(web::Query::into_inner)
         .unwrap_or_default()
@@ -412,7 +443,7 @@ fn issued(result: Result<Issued, WxError>) -> HttpResponse {
 }
 
 /// WeChat answers errors with HTTP 200 and the errcode in the body.
-fn wx_error(err: WxError) -> HttpResponse {
+pub(super) fn wx_error(err: WxError) -> HttpResponse {
     platform_error(Platform::Wechat, err)
 }
 
@@ -425,13 +456,13 @@ fn platform_error(platform: Platform, err: WxError) -> HttpResponse {
     wechat_json(json!({ "errcode": err.0, "errmsg": errmsg }))
 }
 
-fn wechat_json(body: serde_json::Value) -> HttpResponse {
+pub(super) fn wechat_json(body: serde_json::Value) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(WECHAT_JSON)
         .body(body.to_string())
 }
 
-fn bad_request(msg: impl Into<String>) -> HttpResponse {
+pub(super) fn bad_request(msg: impl Into<String>) -> HttpResponse {
     HttpResponse::BadRequest()
         .content_type("text/plain; charset=utf-8")
         .body(msg.into() + "\n")

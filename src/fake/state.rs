@@ -3,11 +3,12 @@
 //! rule is unit-tested directly.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
+use super::component_state::ComponentState;
 use super::{Endpoint, FakeConfig, Fault, Validity};
 
 /// The only grant type WeChat accepts on both token endpoints.
@@ -87,7 +88,15 @@ impl WxError {
             45009 => "reach max api daily quota limit",
             45011 => "api minute-quota reach limit",
             47001 => "data format error",
+            40170 => "args count exceed count limit",
             48001 => "api unauthorized",
+            61003 => "component is not authorized by this account",
+            61005 => "component ticket is expired",
+            61006 => "component ticket is invalid",
+            61009 => "code is invalid",
+            61010 => "code is expired",
+            61011 => "invalid component",
+            61023 => "refresh_token is invalid",
             _ => "fault injected",
         }
     }
@@ -116,7 +125,7 @@ pub(crate) enum Platform {
 
 /// The credentials the fake mints, one family per issuing endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Family {
+pub(super) enum Family {
     /// `/cgi-bin/token`
     Token,
     /// `/cgi-bin/stable_token`
@@ -125,6 +134,10 @@ enum Family {
     Wecom,
     /// `/cgi-bin/ticket/getticket` (either type)
     Ticket,
+    /// `/cgi-bin/component/api_component_token` (owner: the component appid)
+    Component,
+    /// `api_query_auth` and `api_authorizer_token` (owner: see `component_state::owner_key`)
+    Authorizer,
 }
 
 /// The JS-SDK ticket types `getticket` accepts.
@@ -166,6 +179,19 @@ pub(crate) struct Credentials<'a> {
     pub(crate) secret: Option<&'a str>,
 }
 
+/// `len` random characters of [`TOKEN_ALPHABET`]. The alphabet has 64 characters, so six bits
+/// of a random byte pick one without bias; one fill of random bytes is much cheaper than a
+/// random draw per character when a bulk operation makes 100,000 refresh tokens.
+pub(super) fn random_token(len: usize) -> String {
+    const _: () = assert!(TOKEN_ALPHABET.len() == 64);
+    let mut bytes = vec![0u8; len];
+    rand::rng().fill(&mut bytes[..]);
+    bytes
+        .iter()
+        .map(|b| char::from(TOKEN_ALPHABET[usize::from(b & 63)]))
+        .collect()
+}
+
 /// A short, stable fingerprint of a token for logs: never log the token itself.
 pub(crate) fn fingerprint(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
@@ -177,12 +203,21 @@ pub(crate) fn fingerprint(token: &str) -> String {
 #[derive(Debug)]
 struct Clock {
     origin: Instant,
+    /// The wall-clock time at `origin`, for the Unix times the component API reports.
+    wall_origin: SystemTime,
     offset: Duration,
 }
 
 impl Clock {
     fn now(&self) -> Instant {
         Instant::now() + self.offset
+    }
+
+    /// `now` in Unix seconds.
+    fn unix(&self, now: Instant) -> u64 {
+        (self.wall_origin + now.saturating_duration_since(self.origin))
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
 
     fn day(&self, now: Instant) -> u64 {
@@ -192,11 +227,11 @@ impl Clock {
 
 /// One minted token (or ticket). It is alive until the earlier of its expiry and its kill time.
 #[derive(Debug)]
-struct TokenRecord {
-    family: Family,
+pub(super) struct TokenRecord {
+    pub(super) family: Family,
     /// The appid it was minted for (the corpid for WeCom tokens): getticket needs to know whose
     /// token it was given.
-    owner: String,
+    pub(super) owner: String,
     lifetime: Duration,
     expires_at: Instant,
     /// Set when a newer token replaced this one: the moment the replacement takes effect
@@ -211,7 +246,7 @@ impl TokenRecord {
             .map_or(self.expires_at, |killed| killed.min(self.expires_at))
     }
 
-    fn validity(&self, now: Instant) -> Validity {
+    pub(super) fn validity(&self, now: Instant) -> Validity {
         if now < self.dies_at() {
             Validity::Valid
         } else if self.killed_at.is_some_and(|k| k < self.expires_at) {
@@ -225,16 +260,25 @@ impl TokenRecord {
 /// Every token the fake remembers, of all token families (they share one namespace, as the probe
 /// accepts any of them). Tickets live in a book of their own: a ticket is no access_token.
 #[derive(Debug)]
-struct TokenBook {
+pub(super) struct TokenBook {
     records: HashMap<String, TokenRecord>,
     /// Mint order, oldest first, for forgetting old dead tokens.
     order: VecDeque<String>,
     /// How many tokens to remember ([`REMEMBERED_TOKENS`]; smaller in unit tests).
-    limit: usize,
+    pub(super) limit: usize,
 }
 
 impl TokenBook {
-    fn mint(
+    /// An empty book that remembers up to `limit` tokens.
+    pub(super) fn new(limit: usize) -> TokenBook {
+        TokenBook {
+            records: HashMap::new(),
+            order: VecDeque::new(),
+            limit,
+        }
+    }
+
+    pub(super) fn mint(
         &mut self,
         family: Family,
         owner: &str,
@@ -242,11 +286,8 @@ impl TokenBook {
         lifetime: Duration,
         len: usize,
     ) -> String {
-        let mut rng = rand::rng();
         let token = loop {
-            let candidate: String = (0..len)
-                .map(|_| char::from(TOKEN_ALPHABET[rng.random_range(0..TOKEN_ALPHABET.len())]))
-                .collect();
+            let candidate = random_token(len);
             // Collisions are astronomically unlikely (>= 96 random bits), but a repeated token
             // would corrupt the bookkeeping, so rule it out rather than argue about it.
             if !self.records.contains_key(&candidate) {
@@ -296,26 +337,26 @@ impl TokenBook {
     }
 
     /// The token stops working at `at` (or earlier, if it was already due to die earlier).
-    fn kill(&mut self, token: &str, at: Instant) {
+    pub(super) fn kill(&mut self, token: &str, at: Instant) {
         if let Some(record) = self.records.get_mut(token) {
             record.killed_at = Some(record.killed_at.map_or(at, |k| k.min(at)));
         }
     }
 
-    fn validity(&self, token: &str, now: Instant) -> Validity {
+    pub(super) fn validity(&self, token: &str, now: Instant) -> Validity {
         self.records
             .get(token)
             .map_or(Validity::Unknown, |r| r.validity(now))
     }
 
-    fn get(&self, token: &str) -> Option<&TokenRecord> {
+    pub(super) fn get(&self, token: &str) -> Option<&TokenRecord> {
         self.records.get(token)
     }
 
     /// Makes `new` the current credential of its slot: the one it replaces stays valid for
     /// `overlap` (capped by its own expiry), and the one before that dies at once. This is
     /// WeChat's rule for `/cgi-bin/token` tokens and for tickets alike.
-    fn rotate(&mut self, slot: &mut Slot, new: String, now: Instant, overlap: Duration) {
+    pub(super) fn rotate(&mut self, slot: &mut Slot, new: String, now: Instant, overlap: Duration) {
         if let Some(older) = slot.prev.take() {
             self.kill(&older, now);
         }
@@ -327,7 +368,7 @@ impl TokenBook {
     }
 
     /// Time left and total lifetime of a token that is still alive.
-    fn remaining(&self, token: &str, now: Instant) -> Option<(Duration, Duration)> {
+    pub(super) fn remaining(&self, token: &str, now: Instant) -> Option<(Duration, Duration)> {
         let record = self.records.get(token)?;
         let left = record.dies_at().checked_duration_since(now)?;
         (!left.is_zero()).then_some((left, record.lifetime))
@@ -336,9 +377,9 @@ impl TokenBook {
 
 /// A credential that rotates with an overlap: the current one and the one it replaced.
 #[derive(Debug, Default)]
-struct Slot {
-    current: Option<String>,
-    prev: Option<String>,
+pub(super) struct Slot {
+    pub(super) current: Option<String>,
+    pub(super) prev: Option<String>,
 }
 
 /// One configured app and what it has used today.
@@ -387,6 +428,18 @@ struct WecomApp {
     minted: u64,
 }
 
+/// The clock reading and the minting settings that a component call needs from the rest of the
+/// state.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Minting {
+    pub(crate) now: Instant,
+    /// The same moment in Unix seconds, on the fake clock.
+    pub(crate) unix_now: u64,
+    pub(crate) lifetime: Duration,
+    pub(crate) overlap: Duration,
+    pub(crate) token_len: usize,
+}
+
 /// Counters of requests received per endpoint.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Calls {
@@ -414,12 +467,16 @@ pub(crate) struct FakeState {
     token_len: usize,
     daily_quota: u32,
     faults: VecDeque<(Fault, u32)>,
+    /// Faults for one endpoint only, used before the shared queue.
+    targeted_faults: HashMap<Endpoint, VecDeque<(Fault, u32)>>,
     calls: Calls,
-    /// Token and ticket calls being answered now, and the most there ever were at once.
+    /// Calls (all but the probe's) being answered now, and the most there ever were at once.
     in_flight: u64,
     peak_in_flight: u64,
-    /// How long every token and ticket call waits before it is answered.
+    /// How long every call but the probe's waits before it is answered.
     pub(crate) answer_delay: Duration,
+    /// Third-party platforms (the component API).
+    component: ComponentState,
 }
 
 impl FakeState {
@@ -442,14 +499,11 @@ impl FakeState {
         // that many living tokens in a book at its bound, every mint would scan the whole book
         // for a dead one to forget: 100,000 apps made each mint cost milliseconds under the lock.
         let limit = REMEMBERED_TOKENS.max(cfg.apps.len().saturating_mul(8));
-        let book = || TokenBook {
-            records: HashMap::new(),
-            order: VecDeque::new(),
-            limit,
-        };
+        let book = || TokenBook::new(limit);
         FakeState {
             clock: Clock {
                 origin,
+                wall_origin: SystemTime::now(),
                 offset: Duration::ZERO,
             },
             day: 0,
@@ -464,11 +518,31 @@ impl FakeState {
                 .clamp(*TOKEN_LEN_RANGE.start(), *TOKEN_LEN_RANGE.end()),
             daily_quota: cfg.daily_quota,
             faults: VecDeque::new(),
+            targeted_faults: HashMap::new(),
             calls: Calls::default(),
             in_flight: 0,
             peak_in_flight: 0,
             answer_delay: cfg.answer_delay,
+            component: ComponentState::new(&cfg.platforms, limit, cfg.ticket_push_interval),
         }
+    }
+
+    /// The component side and the clock reading and settings its calls need.
+    pub(crate) fn component(&mut self) -> (&mut ComponentState, Minting) {
+        let now = self.clock.now();
+        let minting = Minting {
+            now,
+            unix_now: self.clock.unix(now),
+            lifetime: Duration::from_secs(self.expires_in),
+            overlap: self.overlap,
+            token_len: self.token_len,
+        };
+        (&mut self.component, minting)
+    }
+
+    /// The component side, to read, and the fake clock's time.
+    pub(crate) fn component_ref(&self) -> (&ComponentState, Instant) {
+        (&self.component, self.clock.now())
     }
 
     // ---- counters, faults, settings -------------------------------------------------------
@@ -480,6 +554,7 @@ impl FakeState {
             Endpoint::Probe => &mut self.calls.probe,
             Endpoint::Ticket => &mut self.calls.ticket,
             Endpoint::WecomToken => &mut self.calls.wecom_token,
+            component => return self.component.count(component),
         };
         *counter += 1;
     }
@@ -513,19 +588,41 @@ impl FakeState {
         }
     }
 
+    /// Faults for that endpoint only: used before any in the shared queue.
+    pub(crate) fn inject_at(&mut self, ep: Endpoint, fault: Fault, times: u32) {
+        if times > 0 {
+            self.targeted_faults
+                .entry(ep)
+                .or_default()
+                .push_back((fault, times));
+        }
+    }
+
     pub(crate) fn clear_faults(&mut self) {
         self.faults.clear();
+        self.targeted_faults.clear();
+    }
+
+    /// The fault for a call to `ep`: the oldest aimed at it, else (for the app credential
+    /// endpoints, which share it) the oldest in the shared queue.
+    pub(crate) fn next_fault_for(&mut self, ep: Endpoint) -> Option<Fault> {
+        if let Some(fault) = self.targeted_faults.get_mut(&ep).and_then(take_fault) {
+            return Some(fault);
+        }
+        let shared = matches!(
+            ep,
+            Endpoint::Token | Endpoint::StableToken | Endpoint::Ticket | Endpoint::WecomToken
+        );
+        if shared {
+            self.next_fault()
+        } else {
+            None
+        }
     }
 
     /// The fault for this call, if any: the oldest injection that still has uses left.
     pub(crate) fn next_fault(&mut self) -> Option<Fault> {
-        let (fault, left) = self.faults.front_mut()?;
-        let fault = fault.clone();
-        *left -= 1;
-        if *left == 0 {
-            self.faults.pop_front();
-        }
-        Some(fault)
+        take_fault(&mut self.faults)
     }
 
     pub(crate) fn set_expires_in(&mut self, secs: u64) {
@@ -596,8 +693,13 @@ impl FakeState {
 
     /// What the probe would say, as a [`Validity`]. A WeCom token ended early reads as
     /// `Expired`: nothing replaced it, WeCom just ended its life (the probe answers 40014).
+    /// Component and authorizer tokens are known too.
     pub(crate) fn validity(&self, token: &str) -> Validity {
-        let validity = self.book.validity(token, self.clock.now());
+        let now = self.clock.now();
+        let validity = match self.book.validity(token, now) {
+            Validity::Unknown => self.component.validity(token, now),
+            known => known,
+        };
         match self.book.get(token) {
             Some(r) if r.family == Family::Wecom && validity == Validity::Replaced => {
                 Validity::Expired
@@ -612,10 +714,16 @@ impl FakeState {
 
     /// `/cgi-bin/get_api_domain_ip`, which WeChat and WeCom both serve: `Ok` for a living
     /// token, else the errcode, with the platform whose wording to use. WeCom's dead tokens get
-    /// WeCom's codes: 42001 when expired, 40014 when ended early.
+    /// WeCom's codes: 42001 when expired, 40014 when ended early. Authorizer tokens are an
+    /// account's access tokens and are answered like app tokens; so are component tokens, which
+    /// makes the probe the fake's validity check for every token it minted.
     pub(crate) fn probe(&self, token: &str) -> (Platform, Result<(), WxError>) {
         let now = self.clock.now();
-        let Some(record) = self.book.get(token) else {
+        let record = self
+            .book
+            .get(token)
+            .or_else(|| self.component.book().get(token));
+        let Some(record) = record else {
             return (Platform::Wechat, Err(WxError::INVALID_CREDENTIAL));
         };
         let platform = if record.family == Family::Wecom {
@@ -720,7 +828,8 @@ impl FakeState {
     /// rules (a WeCom token means nothing to WeChat: 40001), then the type (40097). Every success
     /// mints a new ticket for (appid, type): the previous one overlaps like a replaced
     /// /cgi-bin/token token and the one before it dies at once. A ticket does not depend on the
-    /// token it was fetched with: it lives on when that token is replaced.
+    /// token it was fetched with: it lives on when that token is replaced. An authorizer token
+    /// gets the account's tickets (per platform); a component token is no account's token.
     pub(crate) fn ticket(
         &mut self,
         access_token: Option<&str>,
@@ -731,7 +840,8 @@ impl FakeState {
         let record = self
             .book
             .get(token)
-            .filter(|r| r.family != Family::Wecom)
+            .or_else(|| self.component.book().get(token))
+            .filter(|r| !matches!(r.family, Family::Wecom | Family::Component))
             .ok_or(WxError::INVALID_CREDENTIAL)?;
         match record.validity(now) {
             Validity::Valid => {}
@@ -742,19 +852,26 @@ impl FakeState {
             .and_then(TicketKind::parse)
             .ok_or(WxError::INVALID_ARGS)?;
         let appid = record.owner.clone();
-        // Apps are never removed, so the owner of a living token is always configured.
-        let app = self
-            .apps
-            .get_mut(&appid)
-            .ok_or(WxError::INVALID_CREDENTIAL)?;
+        let family = record.family;
+        // Apps and authorizers are never removed, so the owner of a living token is always known.
+        let (slot, minted) = if family == Family::Authorizer {
+            self.component.ticket_slot(&appid, kind)
+        } else {
+            self.apps.get_mut(&appid).map(|app| {
+                (
+                    app.tickets.entry(kind).or_default(),
+                    &mut app.tickets_minted,
+                )
+            })
+        }
+        .ok_or(WxError::INVALID_CREDENTIAL)?;
 
         let lifetime = Duration::from_secs(self.expires_in);
         let ticket = self
             .tickets
             .mint(Family::Ticket, &appid, now, lifetime, TICKET_LEN);
-        let slot = app.tickets.entry(kind).or_default();
         self.tickets.rotate(slot, ticket.clone(), now, self.overlap);
-        app.tickets_minted += 1;
+        *minted += 1;
         tracing::debug!(appid, ?kind, ticket = %fingerprint(&ticket), expires_in = self.expires_in, "fake minted ticket");
         Ok(IssuedTicket {
             ticket,
@@ -836,6 +953,17 @@ impl FakeState {
     }
 }
 
+/// Uses up one use of the oldest fault in a queue.
+fn take_fault(queue: &mut VecDeque<(Fault, u32)>) -> Option<Fault> {
+    let (fault, left) = queue.front_mut()?;
+    let fault = fault.clone();
+    *left -= 1;
+    if *left == 0 {
+        queue.pop_front();
+    }
+    Some(fault)
+}
+
 /// The stable token's "last minutes" window: 300 s, or half the lifetime when tests configure
 /// lifetimes of 300 s or less (otherwise every call would rotate).
 fn rotation_window(lifetime: Duration) -> Duration {
@@ -847,7 +975,7 @@ fn rotation_window(lifetime: Duration) -> Duration {
 }
 
 /// A request parameter that is there and not empty: WeChat treats empty as missing.
-fn present(v: Option<&str>) -> Option<&str> {
+pub(super) fn present(v: Option<&str>) -> Option<&str> {
     v.filter(|s| !s.is_empty())
 }
 
