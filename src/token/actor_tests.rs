@@ -15,7 +15,9 @@ use secrecy::SecretString;
 use super::actor::{ActorConfig, Credential};
 use super::clock::{SharedClock, TokioClock};
 use super::fetch::{FetchRequest, Fetcher};
-use super::messages::{ForceRestart, Get, Invalidate, Revoke, StoreChanged, Subscribe};
+use super::messages::{
+    ForceRestart, Get, Invalidate, Revoke, StoreChanged, Subscribe, TokenChanged,
+};
 use super::{AccessToken, AppStatus, SharedStatus, TokenActor, TokenRecord};
 use crate::config::{AppKind, AppSettings, Grant, RefreshSettings, SecretSource, TicketKind};
 use crate::metrics::{InvalidationOutcome, Metrics};
@@ -325,6 +327,7 @@ fn rig_with(spec: RigSpec, clock: &SharedClock, metrics: &Metrics) -> Rig {
     let appid = match &credential {
         Credential::AccessToken => "wxshop".to_string(),
         Credential::Ticket { .. } => "wxshop/ticket/jsapi".to_string(),
+        Credential::External(_) => "component/wxshop".to_string(),
     };
     let label = spec.label;
     let cohort = spec.cohort;
@@ -1007,4 +1010,78 @@ async fn a_change_announced_during_a_reread_is_read_after_it() {
         3,
         "start-up, the first re-read, the catch-up"
     );
+}
+
+/// An external source that can fetch only once `ready` is set, minting `ext-N` tokens.
+struct Gated {
+    clock: SharedClock,
+    ready: std::sync::atomic::AtomicBool,
+    calls: std::sync::atomic::AtomicU32,
+}
+
+impl crate::token::external::ExternalSource for Gated {
+    fn endpoint(&self) -> &'static str {
+        "component_token"
+    }
+
+    fn ready(&self, _now: SystemTime) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn fetch(
+        &self,
+        _priority: crate::upstream::Priority,
+        _promotion: crate::upstream::Promotion,
+    ) -> LocalBoxFuture<'static, Result<Fetched, UpstreamError>> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let requested_at = self.clock.now();
+        Box::pin(async move {
+            Ok(Fetched {
+                token: AccessToken::new(format!("ext-{n}")),
+                expires_in: LIFETIME,
+                requested_at,
+                depends_on: None,
+            })
+        })
+    }
+}
+
+#[actix_web::test]
+async fn an_external_credential_waits_for_its_inputs_then_fetches_once_told() {
+    let clock = clock();
+    let source = Arc::new(Gated {
+        clock: clock.clone(),
+        ready: false.into(),
+        calls: 0.into(),
+    });
+    let r = rig_with(
+        RigSpec {
+            credential: Some(Credential::External(source.clone())),
+            ..RigSpec::default()
+        },
+        &clock,
+        &Metrics::new(&[], crate::metrics::MetricsMode::Full),
+    );
+    advance(S(30)).await;
+    assert_eq!(
+        source.calls.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no ticket: no call"
+    );
+    assert!(r.token().is_none());
+    // The missing input (a verify ticket) arrives, and the actor is told.
+    source
+        .ready
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    r.addr.do_send(TokenChanged { generation: 0 });
+    settle().await;
+    assert_eq!(source.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(r.token().unwrap().token.expose(), "ext-1");
+    // Told again while it holds a valid token: nothing to do.
+    r.addr.do_send(TokenChanged { generation: 0 });
+    settle().await;
+    assert_eq!(source.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Refreshed ahead of expiry like any token.
+    advance(S(6700)).await;
+    assert_eq!(source.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use actix::Addr;
 
 use super::actor::TokenActor;
+use super::external::ExternalSource;
 use super::fetch::FetchRequest;
 use super::messages::Invalidate;
 use super::schedule::{effective_margin, stable_margin};
@@ -29,6 +30,8 @@ pub enum Credential {
         /// Told when getticket rejects the token (40001, 42001, 40014).
         token_actor: Addr<TokenActor>,
     },
+    /// A credential fetched by its own source (the Open Platform's).
+    External(Arc<dyn ExternalSource>),
 }
 
 /// Errcodes with which WeChat rejects the access token a call was made with.
@@ -88,6 +91,7 @@ impl TokenActor {
         match &self.cfg.credential {
             Credential::AccessToken => true,
             Credential::Ticket { token, .. } => token.load().valid_token(now).is_some(),
+            Credential::External(source) => source.ready(now),
         }
     }
 
@@ -119,6 +123,13 @@ impl TokenActor {
                     Priority::Background
                 };
                 let (req, fetched_with) = match &credential {
+                    Credential::External(source) => {
+                        let started = Instant::now();
+                        let fetched = source.fetch(priority, promotion.clone()).await;
+                        let sent = promotion.granted_at().unwrap_or(started);
+                        metrics.upstream_call(&label, source.endpoint(), sent.elapsed());
+                        return fetched;
+                    }
                     Credential::AccessToken => {
                         if force {
                             let mut b = budget.get();

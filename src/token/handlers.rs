@@ -253,7 +253,21 @@ impl Handler<TokenChanged> for TokenActor {
     /// A ticket depends on the access token: refetch it with the new one. While a fetch is in
     /// flight the change is remembered, and caught up once that fetch is done.
     fn handle(&mut self, changed: TokenChanged, ctx: &mut Self::Context) {
-        if self.retired || !self.is_ticket() {
+        if self.retired {
+            return;
+        }
+        if let Credential::External(_) = self.cfg.credential {
+            // What its fetch needs has arrived (a ticket, a component token): try now if it
+            // was waiting for it.
+            self.guard(ctx, "inputs changed", |act, ctx| {
+                let now = act.now();
+                if act.valid_token(now).is_none() || act.rejected.is_some() {
+                    act.refresh_if_idle(ctx, Trigger::Scheduled);
+                }
+            });
+            return;
+        }
+        if !self.is_ticket() {
             return;
         }
         self.token_generation = Some(

@@ -5,6 +5,7 @@ pub mod actor;
 mod actor_tests;
 pub mod clock;
 mod credential;
+pub mod external;
 pub mod fetch;
 mod guard;
 mod handlers;
@@ -18,6 +19,7 @@ use std::time::{Duration, SystemTime};
 pub use crate::secret::{AccessToken, Fingerprint};
 pub use actor::TokenActor;
 pub use clock::SharedClock;
+pub use credential::rejects_token;
 
 /// One fetched token with everything needed to serve, schedule and persist it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,28 @@
+//! Credentials whose fetch lives outside the token module: the Open Platform's component token
+//! (minted with the pushed verify ticket) and its authorizers' tokens (minted with their
+//! refresh tokens and the component token). The actor schedules, coalesces, persists and
+//! publishes them like any token; the source says when a fetch is possible and makes it.
+
+use std::time::SystemTime;
+
+use futures_util::future::LocalBoxFuture;
+
+use crate::upstream::{Fetched, Priority, Promotion, UpstreamError};
+
+/// Where an external credential comes from.
+pub trait ExternalSource: Send + Sync + 'static {
+    /// The `endpoint` label of the upstream latency histogram.
+    fn endpoint(&self) -> &'static str;
+
+    /// Whether a fetch has what it needs now (a ticket, a valid component token, a refresh
+    /// token that may be used). While it has not, the actor does not try; whoever supplies the
+    /// missing piece sends the actor `TokenChanged` to try again.
+    fn ready(&self, now: SystemTime) -> bool;
+
+    /// Makes the call, on the actor's thread, waiting in the upstream pool with `priority`.
+    fn fetch(
+        &self,
+        priority: Priority,
+        promotion: Promotion,
+    ) -> LocalBoxFuture<'static, Result<Fetched, UpstreamError>>;
+}
