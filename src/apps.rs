@@ -82,7 +82,7 @@ pub fn ticket_label(app: &str, kind: TicketKind) -> String {
     format!("{app}:{}_ticket", kind.as_str())
 }
 
-fn spawn_actor(
+pub(crate) fn spawn_actor(
     deps: &ActorDeps,
     app: &Arc<AppSettings>,
     credential: Credential,

@@ -101,6 +101,7 @@ impl Application {
             store,
             wait_limit: options.wait_limit,
             reloader: OnceLock::new(),
+            platforms: Default::default(),
         });
         // On this (the main) arbiter, where reloads start new token actors.
         let reloader = Reloader::new(

@@ -38,6 +38,23 @@ pub enum ApiError {
     InvalidConfig(String),
     #[error("no such route")]
     NotFound,
+    #[error("no platform named `{0}`")]
+    UnknownPlatform(String),
+    #[error("client `{client}` may not use platform `{platform}`")]
+    ForbiddenPlatform { client: String, platform: String },
+    #[error("platform `{platform}` has no authorizer `{appid}`")]
+    UnknownAuthorizer { platform: String, appid: String },
+    #[error("authorizer `{appid}` of platform `{platform}` has revoked the authorization")]
+    AuthorizerRevoked { platform: String, appid: String },
+    #[error("authorizer `{appid}` of platform `{platform}` must authorize again: {why}")]
+    AuthorizerNeedsReauth {
+        platform: String,
+        appid: String,
+        why: String,
+    },
+    /// A push that is not WeChat's, or not for this platform (401 or 400 by `status`).
+    #[error("{message}")]
+    EventRefused { status: u16, message: String },
     /// `allow` lists the methods the route does take, for the `Allow` header (RFC 9110).
     #[error("method not allowed on this route (allowed: {allow})")]
     MethodNotAllowed { allow: &'static str },
@@ -59,6 +76,13 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::InvalidConfig(_) => "invalid_config",
             ApiError::NotFound => "not_found",
+            ApiError::UnknownPlatform(_) => "unknown_platform",
+            ApiError::ForbiddenPlatform { .. } => "forbidden",
+            ApiError::UnknownAuthorizer { .. } => "unknown_authorizer",
+            ApiError::AuthorizerRevoked { .. } => "authorizer_revoked",
+            ApiError::AuthorizerNeedsReauth { .. } => "authorizer_needs_reauth",
+            ApiError::EventRefused { status: 401, .. } => "unauthorized",
+            ApiError::EventRefused { .. } => "bad_request",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
         }
     }
@@ -88,6 +112,14 @@ impl ResponseError for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnknownPlatform(_) | ApiError::UnknownAuthorizer { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::ForbiddenPlatform { .. } => StatusCode::FORBIDDEN,
+            ApiError::AuthorizerRevoked { .. } => StatusCode::GONE,
+            ApiError::AuthorizerNeedsReauth { .. } => StatusCode::CONFLICT,
+            ApiError::EventRefused { status: 401, .. } => StatusCode::UNAUTHORIZED,
+            ApiError::EventRefused { .. } => StatusCode::BAD_REQUEST,
         }
     }
 

@@ -9,7 +9,8 @@ pub mod body;
 pub mod error;
 pub mod facade;
 pub mod fast;
-pub mod tickets;
+pub mod platforms;
+mod tickets;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -53,6 +54,8 @@ pub struct ServerState {
     pub wait_limit: Duration,
     /// Applies configuration reloads; set once the server is built.
     pub reloader: std::sync::OnceLock<actix::Addr<Reloader>>,
+    /// The Open Platform's third-party platforms, by name (fixed until a restart).
+    pub platforms: std::collections::HashMap<String, Arc<crate::platform::runtime::PlatformShared>>,
 }
 
 /// Counts and times every request by route template and status (`wxtoken_http_*`).
@@ -116,6 +119,45 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         .post(admin::revoke)
                         .default_service(not_allowed("POST")),
                 ),
+        )
+        .service(
+            web::scope("/v1/platforms/{name}")
+                .service(
+                    web::resource("/events")
+                        .post(platforms::events)
+                        .default_service(not_allowed("POST")),
+                )
+                .service(
+                    web::resource("/component_token")
+                        .get(platforms::component_token)
+                        .default_service(not_allowed("GET")),
+                )
+                .service(
+                    web::resource("/authorizers")
+                        .get(platforms::list_authorizers)
+                        .post(platforms::add_authorizer)
+                        .default_service(not_allowed("GET, POST")),
+                )
+                .service(
+                    web::resource("/authorizers/{appid}")
+                        .get(platforms::get_authorizer)
+                        .default_service(not_allowed("GET")),
+                )
+                .service(
+                    web::resource("/authorizers/{appid}/token")
+                        .get(platforms::authorizer_token)
+                        .default_service(not_allowed("GET")),
+                )
+                .service(
+                    web::resource("/authorizers/{appid}/token/invalidate")
+                        .post(platforms::invalidate_authorizer_token)
+                        .default_service(not_allowed("POST")),
+                ),
+        )
+        .service(
+            web::resource("/v1/admin/platforms/{name}/reconcile")
+                .post(platforms::reconcile)
+                .default_service(not_allowed("POST")),
         )
         .service(
             web::resource("/v1/admin/reload")

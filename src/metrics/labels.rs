@@ -118,13 +118,20 @@ pub fn reason_label(err: &UpstreamError) -> &'static str {
 pub const STORE_OPS: [&str; 3] = ["load", "save", "lock"];
 
 /// Routes of the HTTP API as matched templates (label `route`); anything else is `unmatched`.
-pub const ROUTES: [&str; 11] = [
+pub const ROUTES: [&str; 18] = [
     "/v1/apps/{name}/token",
     "/v1/apps/{name}/token/invalidate",
     "/v1/apps/{name}/ticket/{type}",
     "/v1/apps/{name}/jssdk/signature",
     "/v1/apps/{name}/revoke",
     "/v1/admin/reload",
+    "/v1/platforms/{name}/events",
+    "/v1/platforms/{name}/component_token",
+    "/v1/platforms/{name}/authorizers",
+    "/v1/platforms/{name}/authorizers/{appid}",
+    "/v1/platforms/{name}/authorizers/{appid}/token",
+    "/v1/platforms/{name}/authorizers/{appid}/token/invalidate",
+    "/v1/admin/platforms/{name}/reconcile",
     "/cgi-bin/token",
     "/cgi-bin/stable_token",
     "/healthz",

@@ -58,6 +58,7 @@ struct Inner {
     refresh_failures: IntCounterVec,
     upstream_errors: Counters,
     invalidations: Counters,
+    platform_events: IntCounterVec,
     actor_restarts: Counters,
     store_errors: Counters,
     http_requests: IntCounterVec,
@@ -174,6 +175,12 @@ impl Metrics {
         )
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
+        let platform_events = counter(
+            &mut registry,
+            "wxtoken_platform_events_total",
+            "Open Platform pushes received, by platform, info type and result (ok, refused, failed).",
+            &["platform", "info_type", "result"],
+        );
         let http_requests = counter(
             &mut registry,
             "wxtoken_http_requests_total",
@@ -205,6 +212,7 @@ impl Metrics {
                 refresh_failures,
                 upstream_errors,
                 invalidations,
+                platform_events,
                 actor_restarts,
                 store_errors,
                 http_requests,
@@ -324,6 +332,16 @@ impl Metrics {
         self.inner
             .invalidations
             .with(app, &[outcome.as_str()])
+            .inc();
+    }
+
+    /// A push to a platform's event URL: `info_type` from the fixed set of
+    /// `Event::kind_label` (or `unknown` when it could not be read), `result` ok, refused or
+    /// failed.
+    pub fn platform_event(&self, platform: &str, info_type: &str, result: &str) {
+        self.inner
+            .platform_events
+            .with_label_values(&[platform, info_type, result])
             .inc();
     }
 

@@ -42,7 +42,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod authorizer;
+pub mod component;
 pub mod crypto;
 pub mod event;
 pub mod replay;
+pub mod runtime;
 pub mod xml;

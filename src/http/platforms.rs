@@ -1,0 +1,537 @@
+//! The Open Platform's routes: the event receive URL WeChat pushes to, the component and
+//! authorizer tokens for business servers, the authorizer listing, the redirect flow's code,
+//! and the admin reconciliation. Client routes check 401, then 404, then 403, as for apps.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::body::{json_object, read_body};
+use super::{actor_unavailable, cache_control, no_valid_token, ApiError, ServerState, ACTOR_GRACE};
+use crate::platform::crypto::Envelope;
+use crate::platform::event::{Event, EventKind};
+use crate::platform::runtime::{AuthorizerRefusal, PlatformShared};
+use crate::secret::AccessToken;
+use crate::store::platform::{AuthorizerRecord, AuthorizerState};
+use crate::token::messages::{Get, Invalidate};
+use crate::token::TokenRecord;
+
+/// The platform a client may use: 401 (no or bad key), 404 (no such platform), 403.
+fn authorize_platform(
+    state: &ServerState,
+    req: &HttpRequest,
+) -> Result<(Arc<crate::config::ClientSettings>, Arc<PlatformShared>), ApiError> {
+    let client = state.clients.load().authenticate(req)?;
+    let name = req.match_info().get("name").unwrap_or_default();
+    let platform = state
+        .platforms
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ApiError::UnknownPlatform(name.to_string()))?;
+    if !client.may_use_platform(name) {
+        return Err(ApiError::ForbiddenPlatform {
+            client: client.name.clone(),
+            platform: name.to_string(),
+        });
+    }
+    Ok((client, platform))
+}
+
+fn expires_at(rec: &TokenRecord) -> String {
+    rec.expires_at_rfc3339()
+}
+
+#[derive(Serialize)]
+struct ComponentTokenBody<'a> {
+    platform: &'a str,
+    component_access_token: &'a str,
+    expires_in: u64,
+    expires_at: String,
+}
+
+#[derive(Serialize)]
+struct AuthorizerTokenBody<'a> {
+    platform: &'a str,
+    appid: &'a str,
+    access_token: &'a str,
+    expires_in: u64,
+    expires_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refreshed: Option<bool>,
+}
+
+/// `GET /v1/platforms/{name}/component_token`
+pub async fn component_token(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (_, platform) = authorize_platform(&state, &req)?;
+    let label = platform.settings.metrics_label();
+    let rec = match platform.component_token(SystemTime::now()) {
+        Some(rec) => rec,
+        None => {
+            if platform.ticket.load().is_none() {
+                return Err(ApiError::NoValidToken {
+                    app: label,
+                    why: "no component_verify_ticket has been pushed yet (WeChat pushes one \
+                          about every 10 minutes to the event URL)"
+                        .into(),
+                    errcode: None,
+                });
+            }
+            let answer = platform
+                .component_actor()
+                .send(Get)
+                .timeout(state.wait_limit + ACTOR_GRACE)
+                .await
+                .map_err(|_| actor_unavailable(&label))?;
+            answer.map_err(|e| no_valid_token(&label, e))?
+        }
+    };
+    let expires_in = rec.remaining(SystemTime::now()).as_secs();
+    Ok(HttpResponse::Ok()
+        .insert_header(cache_control(expires_in))
+        .json(ComponentTokenBody {
+            platform: platform.name(),
+            component_access_token: rec.token.expose(),
+            expires_in,
+            expires_at: expires_at(&rec),
+        }))
+}
+
+fn refusal(platform: &PlatformShared, appid: &str, r: AuthorizerRefusal) -> ApiError {
+    let (p, a) = (platform.name().to_string(), appid.to_string());
+    match r {
+        AuthorizerRefusal::Unknown => ApiError::UnknownAuthorizer {
+            platform: p,
+            appid: a,
+        },
+        AuthorizerRefusal::Revoked => ApiError::AuthorizerRevoked {
+            platform: p,
+            appid: a,
+        },
+        AuthorizerRefusal::NeedsReauth => {
+            let why = platform
+                .authorizer(appid)
+                .and_then(|r| r.last_error)
+                .unwrap_or_else(|| "its refresh token was refused".into());
+            ApiError::AuthorizerNeedsReauth {
+                platform: p,
+                appid: a,
+                why,
+            }
+        }
+        AuthorizerRefusal::NoRefreshToken => ApiError::AuthorizerNeedsReauth {
+            platform: p,
+            appid: a,
+            why: "WeChat never gave a refresh token for it".into(),
+        },
+    }
+}
+
+fn authorizer_answer(
+    platform: &PlatformShared,
+    appid: &str,
+    rec: &TokenRecord,
+    refreshed: Option<bool>,
+) -> HttpResponse {
+    let expires_in = rec.remaining(SystemTime::now()).as_secs();
+    HttpResponse::Ok()
+        .insert_header(cache_control(expires_in))
+        .json(AuthorizerTokenBody {
+            platform: platform.name(),
+            appid,
+            access_token: rec.token.expose(),
+            expires_in,
+            expires_at: expires_at(rec),
+            refreshed,
+        })
+}
+
+fn appid_param(req: &HttpRequest) -> String {
+    req.match_info()
+        .get("appid")
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `GET /v1/platforms/{name}/authorizers/{appid}/token`
+pub async fn authorizer_token(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (_, platform) = authorize_platform(&state, &req)?;
+    let appid = appid_param(&req);
+    let handle = platform
+        .authorizer_actor(&appid)
+        .map_err(|r| refusal(&platform, &appid, r))?;
+    let label = format!("{}/{appid}", platform.settings.metrics_label());
+    if let Some(rec) = handle.status.load().valid_token(SystemTime::now()) {
+        return Ok(authorizer_answer(&platform, &appid, rec, None));
+    }
+    let answer = handle
+        .addr
+        .send(Get)
+        .timeout(state.wait_limit + ACTOR_GRACE)
+        .await
+        .map_err(|_| actor_unavailable(&label))?;
+    match answer {
+        Ok(rec) => Ok(authorizer_answer(&platform, &appid, &rec, None)),
+        // The fetch may have found the account gone or in need of a new authorization.
+        Err(e) => match platform.authorizer_actor(&appid) {
+            Err(r) => Err(refusal(&platform, &appid, r)),
+            Ok(_) => Err(no_valid_token(&label, e)),
+        },
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidateBody {
+    access_token: String,
+}
+
+/// `POST /v1/platforms/{name}/authorizers/{appid}/token/invalidate`
+pub async fn invalidate_authorizer_token(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (_, platform) = authorize_platform(&state, &req)?;
+    let appid = appid_param(&req);
+    let body = read_body(&req, payload).await?;
+    let parsed: InvalidateBody = json_object(&body).ok_or_else(|| {
+        ApiError::BadRequest(
+            "body must be JSON {\"access_token\": \"<the token WeChat rejected>\"}".into(),
+        )
+    })?;
+    if parsed.access_token.is_empty() {
+        return Err(ApiError::BadRequest("access_token is empty".into()));
+    }
+    let handle = platform
+        .authorizer_actor(&appid)
+        .map_err(|r| refusal(&platform, &appid, r))?;
+    let label = format!("{}/{appid}", platform.settings.metrics_label());
+    let answer = handle
+        .addr
+        .send(Invalidate {
+            token: parsed.access_token,
+        })
+        .timeout(state.wait_limit + ACTOR_GRACE)
+        .await
+        .map_err(|_| actor_unavailable(&label))?;
+    let inv = answer.map_err(|e| no_valid_token(&label, e))?;
+    Ok(authorizer_answer(
+        &platform,
+        &appid,
+        &inv.record,
+        Some(inv.refreshed),
+    ))
+}
+
+/// An authorizer as listed to clients: never its refresh token.
+#[derive(Serialize)]
+struct AuthorizerView {
+    appid: String,
+    state: &'static str,
+    func_ids: Vec<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorized_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    has_refresh_token: bool,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn view(r: AuthorizerRecord) -> AuthorizerView {
+    AuthorizerView {
+        state: r.state.as_str(),
+        has_refresh_token: r.refresh_token.is_some(),
+        appid: r.appid,
+        func_ids: r.func_ids,
+        authorized_at: r.authorized_at.map(rfc3339),
+        last_error: r.last_error,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// The most authorizers one listing answers.
+const LIST_MAX: usize = 1000;
+
+/// `GET /v1/platforms/{name}/authorizers?state=&offset=&limit=`
+pub async fn list_authorizers(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (_, platform) = authorize_platform(&state, &req)?;
+    let q = web::Query::<ListQuery>::from_query(req.query_string()).map_err(|_| {
+        ApiError::BadRequest(
+            "query parameters are state (authorized, needs_reauth, revoked), offset and limit"
+                .into(),
+        )
+    })?;
+    let wanted = match q.state.as_deref() {
+        None => None,
+        Some("authorized") => Some(AuthorizerState::Authorized),
+        Some("needs_reauth") => Some(AuthorizerState::NeedsReauth),
+        Some("revoked") => Some(AuthorizerState::Revoked),
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "state is one of authorized, needs_reauth, revoked".into(),
+            ))
+        }
+    };
+    let limit = q.limit.unwrap_or(100).min(LIST_MAX);
+    let offset = q.offset.unwrap_or(0);
+    let all: Vec<AuthorizerRecord> = platform
+        .authorizer_records()
+        .into_iter()
+        .filter(|r| wanted.is_none_or(|w| r.state == w))
+        .collect();
+    let total = all.len();
+    let page: Vec<AuthorizerView> = all.into_iter().skip(offset).take(limit).map(view).collect();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "platform": platform.name(),
+            "total": total,
+            "offset": offset,
+            "authorizers": page,
+        })))
+}
+
+/// `GET /v1/platforms/{name}/authorizers/{appid}`
+pub async fn get_authorizer(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (_, platform) = authorize_platform(&state, &req)?;
+    let appid = appid_param(&req);
+    let record = platform
+        .authorizer(&appid)
+        .ok_or_else(|| refusal(&platform, &appid, AuthorizerRefusal::Unknown))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(view(record)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeBody {
+    authorization_code: String,
+}
+
+/// `POST /v1/platforms/{name}/authorizers {"authorization_code"}`: the code of the redirect
+/// flow, exchanged at once.
+pub async fn add_authorizer(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (_, platform) = authorize_platform(&state, &req)?;
+    let body = read_body(&req, payload).await?;
+    let parsed: CodeBody = json_object(&body).ok_or_else(|| {
+        ApiError::BadRequest("body must be JSON {\"authorization_code\": \"...\"}".into())
+    })?;
+    if !crate::secret::plausible_credential(&parsed.authorization_code) {
+        return Err(ApiError::BadRequest(
+            "authorization_code is empty or malformed".into(),
+        ));
+    }
+    let code = AccessToken::new(parsed.authorization_code);
+    match platform.authorize_code(&code).await {
+        Ok(appid) => {
+            let record = platform
+                .authorizer(&appid)
+                .ok_or_else(|| ApiError::Unavailable("the authorizer was not kept".into()))?;
+            Ok(HttpResponse::Ok().json(view(record)))
+        }
+        Err(e) => match e.errcode() {
+            Some(code @ (61009 | 61010)) => Err(ApiError::BadRequest(format!(
+                "WeChat refused the authorization code (errcode {code}: {})",
+                if code == 61009 { "invalid" } else { "expired" }
+            ))),
+            _ => Err(ApiError::Unavailable(format!(
+                "could not exchange the authorization code: {e}"
+            ))),
+        },
+    }
+}
+
+/// `POST /v1/admin/platforms/{name}/reconcile` (admins)
+pub async fn reconcile(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let client = state.clients.load().authenticate(&req)?;
+    let name = req.match_info().get("name").unwrap_or_default();
+    let platform = state
+        .platforms
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ApiError::UnknownPlatform(name.to_string()))?;
+    if !client.admin {
+        return Err(ApiError::AdminOnly(client.name.clone()));
+    }
+    let done = platform
+        .reconcile()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("reconciliation failed: {e}")))?;
+    Ok(HttpResponse::Ok().json(done))
+}
+
+/// `POST /v1/platforms/{name}/events?timestamp=&nonce=&encrypt_type=aes&msg_signature=`:
+/// WeChat's pushes. Checked (signature, decryption, freshness, replay, AppId), persisted, then
+/// answered `success`; anything refused is stored nowhere.
+pub async fn events(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let name = req.match_info().get("name").unwrap_or_default();
+    let platform = state
+        .platforms
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ApiError::UnknownPlatform(name.to_string()))?;
+    let metrics = &state.metrics;
+    let refused = |status: u16, message: String, label: &str| {
+        metrics.platform_event(platform.name(), label, "refused");
+        tracing::warn!(platform = %platform.name(), status, reason = %message, "push refused");
+        ApiError::EventRefused { status, message }
+    };
+    let q = web::Query::<Envelope>::from_query(req.query_string()).map_err(|_| {
+        refused(
+            400,
+            "the query must carry timestamp, nonce and msg_signature".into(),
+            "unknown",
+        )
+    })?;
+    let body = read_body(&req, payload).await?;
+    let xml = platform
+        .crypto
+        .open(&q, &body)
+        .map_err(|e| refused(e.http_status(), e.to_string(), "unknown"))?;
+    let admitted = platform
+        .replay
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .admit(&q, SystemTime::now())
+        .map_err(|e| refused(e.http_status(), e.to_string(), "unknown"))?;
+    let event = match Event::parse(&xml) {
+        Ok(e) => e,
+        Err(e) => {
+            return Err(refused(
+                400,
+                format!("the event is malformed: {e}"),
+                "unknown",
+            ));
+        }
+    };
+    let label = event.kind_label();
+    if event.app_id != platform.settings.component_appid {
+        return Err(refused(
+            400,
+            "the event is for another component appid".into(),
+            label,
+        ));
+    }
+    let stored = handle_event(&platform, event).await;
+    match stored {
+        Ok(()) => {
+            metrics.platform_event(platform.name(), label, "ok");
+            Ok(HttpResponse::Ok()
+                .content_type("text/plain; charset=utf-8")
+                .body("success"))
+        }
+        Err(e) => {
+            // Not stored: let WeChat's retry in.
+            platform
+                .replay
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .release(admitted);
+            metrics.platform_event(platform.name(), label, "failed");
+            tracing::error!(platform = %platform.name(), info_type = label,
+                error = %format!("{e:#}"), "push could not be stored; WeChat will retry it");
+            Err(ApiError::Unavailable(
+                "the push could not be stored; try again".into(),
+            ))
+        }
+    }
+}
+
+/// Applies one checked event; `Err` when it could not be persisted.
+async fn handle_event(platform: &Arc<PlatformShared>, event: Event) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret as _;
+    match event.kind {
+        EventKind::VerifyTicket { ticket } => {
+            let ticket = AccessToken::new(ticket.expose_secret());
+            platform.store_ticket(ticket).await?;
+            tracing::debug!(platform = %platform.name(), "verify ticket stored");
+        }
+        EventKind::Authorized(auth) | EventKind::UpdateAuthorized(auth) => {
+            // Exchanged in the background (with retries, well inside the code's ten minutes):
+            // WeChat wants its answer within seconds, and a lost exchange is repaired by the
+            // next reconciliation from the authorizer list.
+            let code = AccessToken::new(auth.authorization_code.expose_secret());
+            let p = platform.clone();
+            let appid = auth.authorizer_appid.clone();
+            actix::spawn(async move {
+                if let Err(e) = p.authorize_code(&code).await {
+                    tracing::error!(platform = %p.name(), authorizer = %appid, error = %e,
+                        "could not exchange the authorization code");
+                }
+            });
+        }
+        EventKind::Unauthorized { authorizer_appid } => {
+            platform.revoke(&authorizer_appid).await?;
+        }
+        EventKind::Other { info_type } => {
+            tracing::info!(platform = %platform.name(), info_type = %info_type.escape_debug(),
+                "push of another kind received");
+        }
+    }
+    Ok(())
+}
+
+/// Runs the platform's background work: the `"active"` sweep every minute, the daily
+/// reconciliation, and the first one as soon as a component token is held while no
+/// authorizer is known.
+pub async fn background(platform: Arc<PlatformShared>) {
+    let mut since_reconcile = Duration::ZERO;
+    let mut first_done = !platform.authorizer_records().is_empty();
+    loop {
+        let tick = if first_done {
+            crate::platform::runtime::SWEEP_INTERVAL
+        } else {
+            Duration::from_secs(1)
+        };
+        tokio::time::sleep(tick).await;
+        since_reconcile += tick;
+        if !first_done && platform.component_token(SystemTime::now()).is_some() {
+            first_done = platform.reconcile().await.is_ok();
+            since_reconcile = Duration::ZERO;
+        }
+        if since_reconcile >= crate::platform::runtime::RECONCILE_INTERVAL {
+            since_reconcile = Duration::ZERO;
+            if let Err(e) = platform.reconcile().await {
+                tracing::warn!(platform = %platform.name(), error = %e, "daily reconciliation failed");
+            }
+        }
+        platform.sweep(SystemTime::now());
+    }
+}
