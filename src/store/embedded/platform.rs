@@ -92,6 +92,13 @@ pub(super) fn write_jobs(inner: &Weak<Inner>, writes: Vec<Write>) {
     }
 }
 
+/// The decoded platform records of the whole file, for the Redis store's write-back.
+#[derive(Default)]
+pub(crate) struct PlatformRecords {
+    pub ticket: Option<TicketRecord>,
+    pub authorizers: Vec<AuthorizerRecord>,
+}
+
 impl Inner {
     fn platform_pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
         self.platform_pending
@@ -238,6 +245,29 @@ impl Inner {
             .collect())
     }
 
+    fn snapshot_blocking(&self) -> anyhow::Result<BTreeMap<String, PlatformRecords>> {
+        let raw = self.read_platform((Bound::Unbounded, Bound::Unbounded))?;
+        let mut out: BTreeMap<String, PlatformRecords> = BTreeMap::new();
+        for (key, bytes) in &raw {
+            let Some((platform, rest)) = key.split_once('/') else {
+                continue;
+            };
+            if rest == "ticket" {
+                if let Some(t) = self.ticket_or_skip(platform, bytes) {
+                    out.entry(platform.to_string()).or_default().ticket = Some(t);
+                }
+            } else if let Some(appid) = rest.strip_prefix("authorizer/") {
+                if let Some(r) = self.authorizer_or_skip(platform, appid, bytes) {
+                    out.entry(platform.to_string())
+                        .or_default()
+                        .authorizers
+                        .push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn ticket_or_skip(&self, platform: &str, bytes: &[u8]) -> Option<TicketRecord> {
         match decode_ticket(bytes) {
             Ok(t) => Some(t),
@@ -344,6 +374,14 @@ impl EmbeddedStore {
             }
         }
         .boxed()
+    }
+
+    /// Every platform record of the file, by platform (corrupt ones skipped and logged).
+    pub(crate) fn platform_snapshot(
+        &self,
+    ) -> BoxFuture<'static, anyhow::Result<BTreeMap<String, PlatformRecords>>> {
+        let inner = self.inner.clone();
+        blocking(move || inner.snapshot_blocking())
     }
 
     /// Transactions committed so far (token and platform ones), for tests.
