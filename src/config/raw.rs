@@ -165,6 +165,7 @@ impl Default for RawRefresh {
 pub(super) struct RawStore {
     pub(super) kind: String,
     pub(super) path: Option<PathBuf>,
+    pub(super) local_path: Option<PathBuf>,
     pub(super) url: Option<String>,
     pub(super) url_env: Option<String>,
     pub(super) key_prefix: Option<String>,
@@ -178,6 +179,7 @@ impl Default for RawStore {
         RawStore {
             kind: "embedded".into(),
             path: None,
+            local_path: None,
             url: None,
             url_env: None,
             key_prefix: None,

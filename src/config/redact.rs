@@ -76,7 +76,7 @@ impl Settings {
             StoreSettings::Redis(r) => {
                 let _ = writeln!(
                     out,
-                    "[store]\nkind = \"redis\"\nurl = {}\nkey_prefix = {}\nlock_ttl_secs = {}\npoll_secs = {}\ninstance = {}",
+                    "[store]\nkind = \"redis\"\nurl = {}\nkey_prefix = {}\nlock_ttl_secs = {}\npoll_secs = {}\ninstance = {}{}",
                     q(&format!(
                         "{} ({})",
                         redact_url(r.url.expose_secret()),
@@ -85,7 +85,11 @@ impl Settings {
                     q(&r.key_prefix),
                     r.lock_ttl.as_secs(),
                     r.poll_interval.as_secs(),
-                    q(&r.instance)
+                    q(&r.instance),
+                    r.local_path.as_ref().map_or(String::new(), |p| format!(
+                        "\nlocal_path = {}",
+                        q(&p.display().to_string())
+                    ))
                 );
             }
         }

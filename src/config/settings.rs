@@ -166,6 +166,10 @@ pub struct RedisSettings {
     pub poll_interval: Duration,
     /// Written into records as `fetched_by`.
     pub instance: String,
+    /// This instance's own embedded file with a copy of the Open Platform records, written back
+    /// to Redis when Redis lost them. Always set from a configuration file; `None` (settings
+    /// built in code) keeps those records in Redis only.
+    pub local_path: Option<PathBuf>,
 }
 
 /// By what the running store uses: the URL (so a changed password counts, compared exposed
@@ -178,6 +182,7 @@ impl PartialEq for RedisSettings {
             && self.lock_ttl == other.lock_ttl
             && self.poll_interval == other.poll_interval
             && self.instance == other.instance
+            && self.local_path == other.local_path
     }
 }
 

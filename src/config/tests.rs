@@ -146,6 +146,40 @@ fn redis_store_settings_are_validated_and_redacted() {
 }
 
 #[test]
+fn the_redis_store_has_a_local_file_for_platform_records() {
+    let redis = GOOD.replace(
+        "[[apps]]",
+        "[store]\nkind = \"redis\"\nurl = \"redis://10.0.0.5:6379/0\"\n[[apps]]",
+    );
+    let local = |s: &Settings| match &s.store {
+        StoreSettings::Redis(r) => r.local_path.clone(),
+        other => panic!("{other:?}"),
+    };
+    let s = load(&redis, &[]).unwrap();
+    assert_eq!(local(&s), Some("wxtoken-local.redb".into()));
+    assert!(s
+        .redacted_toml()
+        .contains("local_path = \"wxtoken-local.redb\""));
+    let s = load(
+        &redis,
+        &[("WXTOKEN_STORE__LOCAL_PATH", "/var/lib/wx/local.redb")],
+    )
+    .unwrap();
+    assert_eq!(local(&s), Some("/var/lib/wx/local.redb".into()));
+    let e = load(&redis, &[("WXTOKEN_STORE__LOCAL_PATH", "")]).unwrap_err();
+    assert!(e.to_string().contains("store.local_path"), "{e}");
+    let e = load(
+        &GOOD.replace("[[apps]]", "[store]\nlocal_path = \"l.redb\"\n[[apps]]"),
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("store.local_path") && e.to_string().contains("only used with"),
+        "{e}"
+    );
+}
+
+#[test]
 fn app_kinds_grants_and_tickets() {
     let extra = r#"
 [[apps]]

@@ -18,6 +18,8 @@ use super::{
 };
 
 const DEFAULT_STORE_PATH: &str = "data/wxtoken.redb";
+/// The Redis store's local copy of the platform records, in the working directory.
+const DEFAULT_LOCAL_PATH: &str = "wxtoken-local.redb";
 
 /// Longest wait for one upstream call or one request body: five minutes is already far past
 /// any real WeChat answer or client upload.
@@ -129,6 +131,7 @@ fn validate_store(
         ("store.lock_ttl_secs", st.lock_ttl_secs.is_some()),
         ("store.poll_secs", st.poll_secs.is_some()),
         ("store.instance", st.instance.is_some()),
+        ("store.local_path", st.local_path.is_some()),
     ];
     match st.kind.as_str() {
         "embedded" => {
@@ -220,6 +223,12 @@ fn validate_store(
                 1,
                 MAX_STORE_SECS,
             )?;
+            let local_path = st
+                .local_path
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_LOCAL_PATH));
+            if local_path.as_os_str().is_empty() {
+                return Err(ConfigError::at("store.local_path", "must not be empty"));
+            }
             let instance = st.instance.unwrap_or_else(default_instance_name);
             if instance.is_empty() || instance.len() > MAX_LABEL {
                 return Err(ConfigError::at(
@@ -234,6 +243,7 @@ fn validate_store(
                 lock_ttl,
                 poll_interval,
                 instance,
+                local_path: Some(local_path),
             }))
         }
         other => Err(ConfigError::at(

@@ -5,6 +5,9 @@
 //! Saves go to one writer thread that commits whatever has queued up in one transaction (group
 //! commit): a cold start of 10,000 apps costs a few hundred fsyncs instead of 10,000, and no
 //! thread pool grows to hundreds of threads blocked on redb's single write lock.
+//!
+//! The same file and writer also hold the Open Platform's durable records, in a table of their
+//! own (see `platform`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +23,8 @@ use tokio::sync::{oneshot, watch, Notify};
 
 use super::{decode_or_discard, encode, AppKey, Stored, TokenStore};
 use crate::metrics::Metrics;
+
+mod platform;
 
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 
@@ -56,10 +61,13 @@ struct Inner {
     /// Transactions committed, for the log at shutdown and the tests of group commit.
     commits: AtomicU64,
     metrics: Metrics,
+    /// Platform records whose write failed, by table key: the newest per key, retried with
+    /// the token records and folded into every later platform transaction.
+    platform_pending: Mutex<HashMap<String, platform::Pending>>,
     /// Wakes the retry task when a save fails.
     wake: Arc<Notify>,
     /// To the writer thread. Dropped with the store, which ends the thread.
-    saves: mpsc::Sender<Save>,
+    saves: mpsc::Sender<Job>,
     /// Dropped with the store, which stops the retry task.
     _stop: watch::Sender<()>,
 }
@@ -91,6 +99,13 @@ struct Record {
 struct Save {
     record: Record,
     done: oneshot::Sender<Result<bool, String>>,
+}
+
+/// What the writer thread is asked to do: one token record, or one batch of platform records
+/// (which it commits in a transaction of its own: their failure is answered differently).
+enum Job {
+    Token(Save),
+    Platform(platform::Write),
 }
 
 impl EmbeddedStore {
@@ -136,6 +151,7 @@ impl EmbeddedStore {
                 written: HashMap::new(),
             }),
             pending: Mutex::new(HashMap::new()),
+            platform_pending: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             metrics,
@@ -144,9 +160,13 @@ impl EmbeddedStore {
             _stop: stop,
         });
         let writer = Arc::downgrade(&inner);
+        // The writer logs where whoever opened the store does (a test's own subscriber too).
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
         std::thread::Builder::new()
             .name("wxtoken-store".into())
-            .spawn(move || write_loop(&writer, &queue))
+            .spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || write_loop(&writer, &queue))
+            })
             .context("cannot start the store's writer thread")?;
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
@@ -288,8 +308,10 @@ impl Inner {
         }
     }
 
-    /// One pass over the pending records, in one transaction; true when none is left.
+    /// One pass over the pending records (tokens in one transaction, platform records in
+    /// another); true when none is left.
     fn retry_pending(&self) -> bool {
+        let platform_done = self.retry_platform_pending();
         let todo: Vec<Record> = self
             .pending()
             .iter()
@@ -301,7 +323,7 @@ impl Inner {
             })
             .collect();
         if todo.is_empty() {
-            return true;
+            return platform_done;
         }
         match self.write_batch(&todo) {
             Ok(_) => {
@@ -322,32 +344,63 @@ impl Inner {
                 return false;
             }
         }
-        self.pending().is_empty()
+        self.pending().is_empty() && platform_done
     }
 }
 
 /// The writer thread: waits for a save, takes whatever else has queued up meanwhile (up to
 /// [`MAX_BATCH`]), commits them together and answers each. Ends when the store is dropped.
-fn write_loop(inner: &Weak<Inner>, queue: &mpsc::Receiver<Save>) {
+fn write_loop(inner: &Weak<Inner>, queue: &mpsc::Receiver<Job>) {
     while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(save) => batch.push(save),
+                Ok(job) => jobs.push(job),
                 Err(_) => break,
             }
         }
-        let (records, replies): (Vec<Record>, Vec<_>) =
-            batch.into_iter().map(|s| (s.record, s.done)).unzip();
-        let outcome = match inner.upgrade() {
-            Some(inner) => inner.write_batch(&records).map_err(|e| format!("{e:#}")),
-            None => Err("the token store is closed".to_string()),
-        };
-        for (i, reply) in replies.into_iter().enumerate() {
-            // A caller that stopped waiting (its actor stopped) needs no answer.
-            let _ = reply.send(outcome.as_ref().map(|w| w[i]).map_err(Clone::clone));
+        let mut batch = Vec::new();
+        let mut platform_writes = Vec::new();
+        for job in jobs {
+            match job {
+                Job::Token(save) => batch.push(save),
+                Job::Platform(write) => platform_writes.push(write),
+            }
+        }
+        if !batch.is_empty() {
+            write_tokens(inner, batch);
+        }
+        if !platform_writes.is_empty() {
+            platform::write_jobs(inner, platform_writes);
         }
     }
+}
+
+/// Commits a batch of token saves and answers each.
+fn write_tokens(inner: &Weak<Inner>, batch: Vec<Save>) {
+    let (records, replies): (Vec<Record>, Vec<_>) =
+        batch.into_iter().map(|s| (s.record, s.done)).unzip();
+    let outcome = match inner.upgrade() {
+        Some(inner) => inner.write_batch(&records).map_err(|e| format!("{e:#}")),
+        None => Err("the token store is closed".to_string()),
+    };
+    for (i, reply) in replies.into_iter().enumerate() {
+        // A caller that stopped waiting (its actor stopped) needs no answer.
+        let _ = reply.send(outcome.as_ref().map(|w| w[i]).map_err(Clone::clone));
+    }
+}
+
+/// Runs `f` on tokio's blocking pool (redb blocks on disk I/O: keep it off the threads that
+/// run actors and requests), logging where the caller logs.
+fn blocking<T, F>(f: F) -> BoxFuture<'static, anyhow::Result<T>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> anyhow::Result<T> + Send + 'static,
+{
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    tokio::task::spawn_blocking(move || tracing::dispatcher::with_default(&dispatch, f))
+        .map(|r| r.context("store task failed")?)
+        .boxed()
 }
 
 /// Retries pending records with a doubling backoff capped at [`RETRY_MAX`] until none is left,
@@ -367,7 +420,7 @@ async fn retry_loop(inner: Weak<Inner>, wake: Arc<Notify>, mut stopped: watch::R
             let Some(i) = inner.upgrade() else {
                 return;
             };
-            let done = tokio::task::spawn_blocking(move || i.retry_pending())
+            let done = blocking(move || Ok(i.retry_pending()))
                 .await
                 .unwrap_or(false);
             if done {
@@ -428,7 +481,7 @@ impl TokenStore for EmbeddedStore {
             seq: self.inner.seq.fetch_add(1, Ordering::SeqCst),
         };
         let (done, outcome) = oneshot::channel();
-        let sent = self.inner.saves.send(Save { record, done });
+        let sent = self.inner.saves.send(Job::Token(Save { record, done }));
         async move {
             sent.map_err(|_| anyhow::anyhow!("the token store's writer has stopped"))?;
             match outcome.await {

@@ -74,7 +74,9 @@ pub trait PlatformStore: Send + Sync + 'static {
         platform: &str,
     ) -> BoxFuture<'static, anyhow::Result<Option<TicketRecord>>>;
 
-    /// Saves the ticket durably before the push is answered `success`.
+    /// Saves the ticket durably before the push is answered `success`, unless the stored one
+    /// was received later (then this one is dropped, and that is no error). An error is as
+    /// for [`PlatformStore::save_authorizers`].
     fn save_ticket(
         &self,
         platform: &str,
@@ -96,12 +98,58 @@ pub trait PlatformStore: Send + Sync + 'static {
     ) -> BoxFuture<'static, anyhow::Result<Option<AuthorizerRecord>>>;
 
     /// Saves records durably (one transaction or pipeline for the batch), each unless the
-    /// stored one is newer (`updated_at`). Answers, per record, whether it was written.
+    /// stored one is newer (`updated_at`). Answers, per record, whether it was written: `false`
+    /// means a newer record is stored (re-read it). A record equal to the stored one counts as
+    /// written.
+    ///
+    /// An error means the batch is not durable: the event it came from must not be answered
+    /// `success`. The store still keeps the records and retries them (see
+    /// [`PlatformStore::not_durable_records`]), so the caller need not retry itself.
     fn save_authorizers(
         &self,
         platform: &str,
         records: &[AuthorizerRecord],
     ) -> BoxFuture<'static, anyhow::Result<Vec<bool>>>;
+
+    /// The records (as `{platform}/ticket` or `{platform}/authorizer/{appid}`) whose latest
+    /// save failed and is still being retried: a crash now would lose them. For readiness.
+    fn not_durable_records(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The label of a platform's series in the store metrics, as for its component token.
+pub fn metric_label(platform: &str) -> String {
+    format!("platform:{platform}")
+}
+
+/// Whether `name` can be part of a store key: what the configuration allows for a platform
+/// name (letters, digits, '-', '_', '.'; at most 64), so keys never run into each other.
+pub fn check_platform(name: &str) -> anyhow::Result<()> {
+    if key_safe(name) {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "platform name {name:?} cannot be stored: use 1-64 letters, digits, '-', '_' or '.'"
+        )
+    }
+}
+
+/// Whether `appid` can be part of a store key (as [`check_platform`]; WeChat's appids are
+/// `wx` and hexadecimal digits).
+pub fn check_appid(appid: &str) -> anyhow::Result<()> {
+    if key_safe(appid) {
+        Ok(())
+    } else {
+        anyhow::bail!("authorizer appid {appid:?} cannot be stored: use 1-64 letters, digits, '-', '_' or '.'")
+    }
+}
+
+fn key_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 /// The stored form of a ticket (JSON, versioned).

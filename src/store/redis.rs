@@ -25,6 +25,10 @@
 //! While Redis is unreachable nobody may fetch a token that is still valid (that would
 //! invalidate the token the rest of the fleet serves); once the token has expired an instance
 //! may fetch alone, and its actor writes the token back when Redis returns.
+//!
+//! The Open Platform's records (`{prefix}:platform:{name}:ticket` and
+//! `{prefix}:platform:{name}:authorizers`) are data, not cache: each instance also keeps them
+//! in a local embedded file and writes them back whenever Redis comes back (see `platform`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +48,9 @@ use super::{
 };
 use crate::config::{redact_url, RedisSettings};
 use crate::metrics::Metrics;
+use crate::store::EmbeddedStore;
+
+mod platform;
 
 /// Records read per pipeline at start-up.
 const LOAD_BATCH: usize = redis_batch::MAX_BATCH;
@@ -120,6 +127,13 @@ struct Inner {
     corrupt_seen: Mutex<HashMap<String, Vec<u8>>>,
     cas: redis::Script,
     unlock: redis::Script,
+    /// This instance's copy of the platform records (`store.local_path`).
+    local: Option<EmbeddedStore>,
+    /// Counts the transitions to "up" (the first connection included): each one starts a
+    /// write-back of the local platform records.
+    ups: tokio::sync::watch::Sender<u64>,
+    /// Asks for a write-back: a save or load found Redis behind the local copy.
+    writeback: Arc<tokio::sync::Notify>,
 }
 
 /// Cheap to clone; all clones share one connection.
@@ -148,6 +162,15 @@ impl RedisStore {
                 e.kind()
             )
         })?;
+        let local = match &settings.local_path {
+            Some(path) => Some(EmbeddedStore::open(path, metrics.clone()).map_err(|e| {
+                e.context(format!(
+                    "store.local_path {}: each instance needs a local file of its own",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
         let (reads, loader) = redis_batch::channel(COMMAND_TIMEOUT);
         let inner = Arc::new(Inner {
             reads,
@@ -165,6 +188,9 @@ impl RedisStore {
             corrupt_seen: Mutex::new(HashMap::new()),
             cas: redis::Script::new(CAS_SCRIPT),
             unlock: redis::Script::new(UNLOCK_SCRIPT),
+            local,
+            ups: tokio::sync::watch::channel(0).0,
+            writeback: Arc::new(tokio::sync::Notify::new()),
         });
         match inner.connect().await {
             Ok(_) => inner.set_health(true, "ok".into()),
@@ -184,6 +210,7 @@ impl RedisStore {
         tokio::spawn(loader.run(read_fn(Arc::downgrade(&inner))));
         actix_web::rt::spawn(health_loop(Arc::downgrade(&inner)));
         actix_web::rt::spawn(change_loop(Arc::downgrade(&inner)));
+        actix_web::rt::spawn(platform::writeback_loop(Arc::downgrade(&inner)));
         Ok(RedisStore { inner })
     }
 }
@@ -233,6 +260,7 @@ impl Inner {
                 // Whatever changed while it was away (or if it restarted empty): every actor
                 // re-reads its record and writes back what is missing.
                 self.notify_all();
+                self.ups.send_modify(|n| *n = n.wrapping_add(1));
             } else {
                 tracing::error!(redis = %self.location, "Redis is unreachable; serving cached tokens");
             }

@@ -268,7 +268,13 @@ async fn a_changed_redis_password_needs_a_restart() {
     let path = dir.path().join("wxtoken.toml");
     let base = fake.base_url();
     let inline = format!("secret = \"{SHOP_SECRET}\"");
-    let store = |url: &str| format!("kind = \"redis\"\nurl = \"{url}\"\ninstance = \"cfg-test\"");
+    let local = dir.path().join("local.redb");
+    let store = |url: &str| {
+        format!(
+            "kind = \"redis\"\nurl = \"{url}\"\ninstance = \"cfg-test\"\nlocal_path = \"{}\"",
+            local.display()
+        )
+    };
     std::fs::write(
         &path,
         file_text(dir.path(), &base, &inline, "", &store(&redis.url())),

@@ -11,13 +11,13 @@ use crate::helpers::*;
 
 /// A small tmpfs mounted on a temporary directory, unmounted on drop (also when the test
 /// fails; lazily if a server thread left behind by a failure still holds the file).
-struct Tmpfs {
+pub struct Tmpfs {
     dir: tempfile::TempDir,
 }
 
 impl Tmpfs {
     /// `None` when this machine does not let the test mount (not root, or no CAP_SYS_ADMIN).
-    fn mount(size: &str) -> Option<Tmpfs> {
+    pub fn mount(size: &str) -> Option<Tmpfs> {
         let dir = tempfile::tempdir().expect("temp dir");
         let status = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -34,12 +34,12 @@ impl Tmpfs {
         }
     }
 
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Writes zeros until the file system refuses (ENOSPC).
-    fn fill(&self) -> PathBuf {
+    pub fn fill(&self) -> PathBuf {
         let filler = self.path().join("filler");
         let mut f = std::fs::File::create(&filler).expect("filler file");
         let chunk = vec![0u8; 64 * 1024];

@@ -129,6 +129,8 @@ pub fn redis_settings(
         lock_ttl,
         poll_interval: Duration::from_millis(300),
         instance: instance.into(),
+        // These tests are about tokens: no local copy of platform records.
+        local_path: None,
     });
     s
 }

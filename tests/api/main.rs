@@ -22,6 +22,7 @@ mod metrics_scale;
 mod ops;
 mod persistence;
 mod platform_crypto;
+mod platform_store;
 mod process;
 mod prometheus;
 mod promtool;

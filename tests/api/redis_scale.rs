@@ -127,6 +127,8 @@ fn redis_store(redis: &RedisServer, instance: &str, poll_interval: Duration) -> 
         lock_ttl: Duration::from_secs(5),
         poll_interval,
         instance: instance.into(),
+        // These tests are about tokens: no local copy of platform records.
+        local_path: None,
     })
 }
 

@@ -1,0 +1,492 @@
+//! The embedded store's Open Platform records: a `platform` table in the token file, keyed
+//! `{platform}/ticket` and `{platform}/authorizer/{appid}`, written by the store's one writer.
+//!
+//! A save is answered once its transaction is committed (fsync'd). The records of one call are
+//! one transaction, and calls queued meanwhile share it (group commit, as for tokens).
+//! Each record is written unless the stored one is newer (`updated_at` for an authorizer,
+//! `received_at` for a ticket, to the millisecond); an undecodable stored record is no reason
+//! to refuse a good one.
+//!
+//! A failed write (disk full, I/O error) is an error to the caller, who must not acknowledge
+//! the event it came from, and the records are also kept pending: loads return them, every
+//! later platform transaction writes them first, and the retry task writes them once the disk
+//! takes writes again. So nothing acknowledged is lost, and nothing unacknowledged either as
+//! long as the process lives.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::atomic::Ordering;
+use std::sync::Weak;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt as _;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
+
+use super::{blocking, EmbeddedStore, Inner, Job};
+use crate::store::platform::{
+    check_appid, check_platform, decode_authorizer, decode_ticket, encode_authorizer,
+    encode_ticket, metric_label, AuthorizerRecord, PlatformStore, TicketRecord,
+};
+use crate::store::to_ms;
+
+const PLATFORM: TableDefinition<&str, &[u8]> = TableDefinition::new("platform");
+
+/// One platform record on its way to the disk, or waiting for it.
+#[derive(Clone)]
+pub(super) struct Pending {
+    key: String,
+    platform: String,
+    /// The write order: `updated_at` or `received_at`, in milliseconds.
+    order: u64,
+    bytes: Vec<u8>,
+}
+
+/// One call's records, with the caller waiting for the per-record answers.
+pub(super) struct Write {
+    records: Vec<Pending>,
+    done: oneshot::Sender<Result<Vec<bool>, String>>,
+}
+
+fn ticket_key(platform: &str) -> String {
+    format!("{platform}/ticket")
+}
+
+fn authorizers_prefix(platform: &str) -> String {
+    format!("{platform}/authorizer/")
+}
+
+/// Every key that starts with `prefix`: '/' + 1 is '0', so `{p}/authorizer0` ends the range.
+fn prefix_range(prefix: &str) -> (Bound<String>, Bound<String>) {
+    let mut end = prefix.to_string();
+    if end.pop() == Some('/') {
+        end.push('0');
+        (Bound::Included(prefix.to_string()), Bound::Excluded(end))
+    } else {
+        (Bound::Included(prefix.to_string()), Bound::Unbounded)
+    }
+}
+
+/// The write order of a stored record, `None` when it cannot be decoded (it fences nothing).
+fn stored_order(key: &str, bytes: &[u8]) -> Option<u64> {
+    if key.ends_with("/ticket") {
+        decode_ticket(bytes).ok().map(|t| to_ms(t.received_at))
+    } else {
+        decode_authorizer(bytes).ok().map(|r| to_ms(r.updated_at))
+    }
+}
+
+/// Answers a batch of platform writes from the writer thread.
+pub(super) fn write_jobs(inner: &Weak<Inner>, writes: Vec<Write>) {
+    let (jobs, replies): (Vec<Vec<Pending>>, Vec<_>) =
+        writes.into_iter().map(|w| (w.records, w.done)).unzip();
+    let outcome = match inner.upgrade() {
+        Some(inner) => inner.write_platform(&jobs).map_err(|e| format!("{e:#}")),
+        None => Err("the store is closed".to_string()),
+    };
+    for (i, reply) in replies.into_iter().enumerate() {
+        let _ = reply.send(match &outcome {
+            Ok(answers) => Ok(answers[i].clone()),
+            Err(e) => Err(e.clone()),
+        });
+    }
+}
+
+/// The decoded platform records of the whole file, for the Redis store's write-back.
+#[derive(Default)]
+pub(crate) struct PlatformRecords {
+    pub ticket: Option<TicketRecord>,
+    pub authorizers: Vec<AuthorizerRecord>,
+}
+
+impl Inner {
+    fn platform_pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        self.platform_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the pending records and then each job's, in one transaction. Answers, per job
+    /// and record, whether it was written (or already stored as it is). On failure every
+    /// record of the jobs becomes pending (unless a newer one of its key already is).
+    fn write_platform(&self, jobs: &[Vec<Pending>]) -> anyhow::Result<Vec<Vec<bool>>> {
+        // Pending records change only under the disk lock, so this snapshot stays true.
+        let mut disk = self.disk();
+        let pending: Vec<Pending> = self.platform_pending().values().cloned().collect();
+        let result = self
+            .db(&mut disk)
+            .and_then(|db| commit_platform(db, &pending, jobs));
+        match result {
+            Ok((answers, committed)) => {
+                if committed {
+                    self.commits.fetch_add(1, Ordering::Relaxed);
+                }
+                let mut left = self.platform_pending();
+                for p in &pending {
+                    if left.get(&p.key).is_some_and(|q| q.order <= p.order) {
+                        left.remove(&p.key);
+                    }
+                }
+                Ok(answers)
+            }
+            Err(e) => {
+                // As for token records: redb refuses every write after an I/O error until the
+                // file is opened again.
+                disk.db = None;
+                let mut left = self.platform_pending();
+                let mut platforms: Vec<&str> = Vec::new();
+                for r in jobs.iter().flatten() {
+                    if left.get(&r.key).is_none_or(|q| q.order <= r.order) {
+                        left.insert(r.key.clone(), r.clone());
+                    }
+                    if !platforms.contains(&r.platform.as_str()) {
+                        platforms.push(&r.platform);
+                    }
+                }
+                drop(left);
+                drop(disk);
+                for p in platforms {
+                    self.metrics.store_failed(&metric_label(p), "save");
+                }
+                self.wake.notify_one();
+                Err(e)
+            }
+        }
+    }
+
+    /// One retry of the pending platform records; true when none is left.
+    pub(super) fn retry_platform_pending(&self) -> bool {
+        let count = self.platform_pending().len();
+        if count == 0 {
+            return true;
+        }
+        match self.write_platform(&[]) {
+            Ok(_) => {
+                tracing::info!(
+                    records = count,
+                    "saved the platform records that could not be saved before"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(records = count, error = %format!("{e:#}"),
+                    "platform records still cannot be saved; retrying");
+                return false;
+            }
+        }
+        self.platform_pending().is_empty()
+    }
+
+    /// The raw records in `range` (pending ones over those on disk), by key, from one read
+    /// transaction. The disk lock is held only to start the transaction: a long scan does not
+    /// hold up the writer.
+    fn read_platform(
+        &self,
+        range: (Bound<String>, Bound<String>),
+    ) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+        let pending: Vec<Pending> = self
+            .platform_pending()
+            .values()
+            .filter(|p| std::ops::RangeBounds::contains(&range, &p.key))
+            .cloned()
+            .collect();
+        let tx = {
+            let mut disk = self.disk();
+            self.db(&mut disk)?.begin_read()?
+        };
+        let mut out = BTreeMap::new();
+        match tx.open_table(PLATFORM) {
+            Ok(table) => {
+                let bounds = (
+                    range.0.as_ref().map(String::as_str),
+                    range.1.as_ref().map(String::as_str),
+                );
+                for entry in table.range::<&str>(bounds)? {
+                    let (k, v) = entry?;
+                    out.insert(k.value().to_string(), v.value().to_vec());
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        for p in pending {
+            out.insert(p.key, p.bytes);
+        }
+        Ok(out)
+    }
+
+    fn load_ticket_blocking(&self, platform: &str) -> anyhow::Result<Option<TicketRecord>> {
+        let key = ticket_key(platform);
+        let end = format!("{key}\0");
+        let raw = self.read_platform((Bound::Included(key.clone()), Bound::Excluded(end)))?;
+        Ok(raw.get(&key).and_then(|b| self.ticket_or_skip(platform, b)))
+    }
+
+    fn load_authorizers_blocking(
+        &self,
+        platform: &str,
+        only: Option<&str>,
+    ) -> anyhow::Result<Vec<AuthorizerRecord>> {
+        let prefix = authorizers_prefix(platform);
+        let range = match only {
+            Some(appid) => {
+                let key = format!("{prefix}{appid}");
+                let end = format!("{key}\0");
+                (Bound::Included(key), Bound::Excluded(end))
+            }
+            None => prefix_range(&prefix),
+        };
+        let raw = self.read_platform(range)?;
+        Ok(raw
+            .iter()
+            .filter_map(|(key, bytes)| {
+                let appid = key.strip_prefix(&prefix)?;
+                self.authorizer_or_skip(platform, appid, bytes)
+            })
+            .collect())
+    }
+
+    fn snapshot_blocking(&self) -> anyhow::Result<BTreeMap<String, PlatformRecords>> {
+        let raw = self.read_platform((Bound::Unbounded, Bound::Unbounded))?;
+        let mut out: BTreeMap<String, PlatformRecords> = BTreeMap::new();
+        for (key, bytes) in &raw {
+            let Some((platform, rest)) = key.split_once('/') else {
+                continue;
+            };
+            if rest == "ticket" {
+                if let Some(t) = self.ticket_or_skip(platform, bytes) {
+                    out.entry(platform.to_string()).or_default().ticket = Some(t);
+                }
+            } else if let Some(appid) = rest.strip_prefix("authorizer/") {
+                if let Some(r) = self.authorizer_or_skip(platform, appid, bytes) {
+                    out.entry(platform.to_string())
+                        .or_default()
+                        .authorizers
+                        .push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn ticket_or_skip(&self, platform: &str, bytes: &[u8]) -> Option<TicketRecord> {
+        match decode_ticket(bytes) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                self.metrics.store_failed(&metric_label(platform), "decode");
+                tracing::warn!(platform, store = "embedded", error = %why,
+                    "stored verify ticket is corrupt; ignoring it");
+                None
+            }
+        }
+    }
+
+    fn authorizer_or_skip(
+        &self,
+        platform: &str,
+        appid: &str,
+        bytes: &[u8],
+    ) -> Option<AuthorizerRecord> {
+        let decoded = decode_authorizer(bytes).and_then(|r| {
+            if r.appid == appid {
+                Ok(r)
+            } else {
+                Err("the record names another appid".to_string())
+            }
+        });
+        match decoded {
+            Ok(r) => Some(r),
+            Err(why) => {
+                self.metrics.store_failed(&metric_label(platform), "decode");
+                tracing::warn!(platform, appid = ?appid, store = "embedded", error = %why,
+                    "stored authorizer record is corrupt; skipping it");
+                None
+            }
+        }
+    }
+}
+
+/// The transaction of [`Inner::write_platform`]: answers, and whether anything was written
+/// (a transaction that changed nothing is aborted, costing no fsync).
+fn commit_platform(
+    db: &redb::Database,
+    pending: &[Pending],
+    jobs: &[Vec<Pending>],
+) -> anyhow::Result<(Vec<Vec<bool>>, bool)> {
+    let tx = db.begin_write()?;
+    let mut changed = false;
+    let mut answers = Vec::with_capacity(jobs.len());
+    {
+        let mut table = tx.open_table(PLATFORM)?;
+        for p in pending {
+            put(&mut table, p, &mut changed)?;
+        }
+        for job in jobs {
+            let mut written = Vec::with_capacity(job.len());
+            for r in job {
+                written.push(put(&mut table, r, &mut changed)?);
+            }
+            answers.push(written);
+        }
+    }
+    if changed {
+        tx.commit()?;
+    } else {
+        tx.abort()?;
+    }
+    Ok((answers, changed))
+}
+
+/// Last-writer-wins: writes `r` unless the stored record is newer; true unless it was.
+fn put(
+    table: &mut redb::Table<&str, &[u8]>,
+    r: &Pending,
+    changed: &mut bool,
+) -> anyhow::Result<bool> {
+    let current = table.get(r.key.as_str())?.map(|v| v.value().to_vec());
+    match current {
+        Some(stored) if stored == r.bytes => Ok(true),
+        Some(stored) if stored_order(&r.key, &stored).is_some_and(|o| o > r.order) => Ok(false),
+        _ => {
+            table.insert(r.key.as_str(), r.bytes.as_slice())?;
+            *changed = true;
+            Ok(true)
+        }
+    }
+}
+
+impl EmbeddedStore {
+    /// Queues `records` for the writer and waits for its answer.
+    fn write_platform(
+        &self,
+        records: Vec<Pending>,
+    ) -> BoxFuture<'static, anyhow::Result<Vec<bool>>> {
+        let (done, outcome) = oneshot::channel();
+        let sent = self
+            .inner
+            .saves
+            .send(Job::Platform(Write { records, done }));
+        async move {
+            sent.map_err(|_| anyhow::anyhow!("the store's writer has stopped"))?;
+            match outcome.await {
+                Ok(Ok(written)) => Ok(written),
+                Ok(Err(e)) => Err(anyhow::anyhow!(e)),
+                Err(_) => Err(anyhow::anyhow!("the store's writer has stopped")),
+            }
+        }
+        .boxed()
+    }
+
+    /// Every platform record of the file, by platform (corrupt ones skipped and logged).
+    pub(crate) fn platform_snapshot(
+        &self,
+    ) -> BoxFuture<'static, anyhow::Result<BTreeMap<String, PlatformRecords>>> {
+        let inner = self.inner.clone();
+        blocking(move || inner.snapshot_blocking())
+    }
+
+    /// Transactions committed so far (token and platform ones), for tests.
+    #[cfg(test)]
+    pub(crate) fn commits(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
+    }
+}
+
+impl PlatformStore for EmbeddedStore {
+    fn load_ticket(
+        &self,
+        platform: &str,
+    ) -> BoxFuture<'static, anyhow::Result<Option<TicketRecord>>> {
+        if let Err(e) = check_platform(platform) {
+            return futures_util::future::ready(Err(e)).boxed();
+        }
+        let inner = self.inner.clone();
+        let platform = platform.to_string();
+        blocking(move || inner.load_ticket_blocking(&platform))
+    }
+
+    fn save_ticket(
+        &self,
+        platform: &str,
+        ticket: &TicketRecord,
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        if let Err(e) = check_platform(platform) {
+            return futures_util::future::ready(Err(e)).boxed();
+        }
+        let record = Pending {
+            key: ticket_key(platform),
+            platform: platform.to_string(),
+            order: to_ms(ticket.received_at),
+            bytes: encode_ticket(ticket),
+        };
+        self.write_platform(vec![record])
+            .map(|r| r.map(drop))
+            .boxed()
+    }
+
+    fn load_authorizers(
+        &self,
+        platform: &str,
+    ) -> BoxFuture<'static, anyhow::Result<Vec<AuthorizerRecord>>> {
+        if let Err(e) = check_platform(platform) {
+            return futures_util::future::ready(Err(e)).boxed();
+        }
+        let inner = self.inner.clone();
+        let platform = platform.to_string();
+        blocking(move || inner.load_authorizers_blocking(&platform, None))
+    }
+
+    fn load_authorizer(
+        &self,
+        platform: &str,
+        appid: &str,
+    ) -> BoxFuture<'static, anyhow::Result<Option<AuthorizerRecord>>> {
+        if let Err(e) = check_platform(platform).and_then(|()| check_appid(appid)) {
+            return futures_util::future::ready(Err(e)).boxed();
+        }
+        let inner = self.inner.clone();
+        let platform = platform.to_string();
+        let appid = appid.to_string();
+        blocking(move || {
+            Ok(inner
+                .load_authorizers_blocking(&platform, Some(&appid))?
+                .into_iter()
+                .next())
+        })
+    }
+
+    fn save_authorizers(
+        &self,
+        platform: &str,
+        records: &[AuthorizerRecord],
+    ) -> BoxFuture<'static, anyhow::Result<Vec<bool>>> {
+        let checked = check_platform(platform)
+            .and_then(|()| records.iter().try_for_each(|r| check_appid(&r.appid)));
+        if let Err(e) = checked {
+            return futures_util::future::ready(Err(e)).boxed();
+        }
+        if records.is_empty() {
+            return futures_util::future::ready(Ok(Vec::new())).boxed();
+        }
+        let prefix = authorizers_prefix(platform);
+        let records = records
+            .iter()
+            .map(|r| Pending {
+                key: format!("{prefix}{}", r.appid),
+                platform: platform.to_string(),
+                order: to_ms(r.updated_at),
+                bytes: encode_authorizer(r),
+            })
+            .collect();
+        self.write_platform(records)
+    }
+
+    fn not_durable_records(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.inner.platform_pending().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+}
+
+#[cfg(test)]
+#[path = "platform_tests.rs"]
+mod tests;

@@ -1,0 +1,265 @@
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::*;
+use crate::metrics::{Metrics, MetricsMode};
+use crate::secret::AccessToken;
+use crate::store::platform::AuthorizerState;
+
+fn at(ms: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn authorizer(i: usize, updated_ms: u64) -> AuthorizerRecord {
+    AuthorizerRecord {
+        appid: format!("wxauth{i:08}"),
+        refresh_token: Some(AccessToken::new(format!("refreshtoken@@@{i}-{updated_ms}"))),
+        func_ids: vec![1, 17],
+        state: AuthorizerState::Authorized,
+        authorized_at: Some(at(1_700_000_000_000)),
+        last_error: None,
+        updated_at: at(updated_ms),
+    }
+}
+
+fn ticket(received_ms: u64) -> TicketRecord {
+    TicketRecord {
+        component_appid: "wxcomponent0001".into(),
+        ticket: AccessToken::new(format!("ticket@@@{received_ms}")),
+        received_at: at(received_ms),
+    }
+}
+
+fn open_with(dir: &tempfile::TempDir, metrics: Metrics) -> EmbeddedStore {
+    EmbeddedStore::open(&dir.path().join("p.redb"), metrics).expect("store opens")
+}
+
+fn open(dir: &tempfile::TempDir) -> EmbeddedStore {
+    open_with(dir, Metrics::new(&[], MetricsMode::Full))
+}
+
+/// Writes raw bytes under a table key, as a damaged file or an older version would hold.
+fn put_raw(store: &EmbeddedStore, key: &str, bytes: &[u8]) {
+    let mut disk = store.inner.disk();
+    let db = store.inner.db(&mut disk).expect("open");
+    let tx = db.begin_write().unwrap();
+    tx.open_table(PLATFORM).unwrap().insert(key, bytes).unwrap();
+    tx.commit().unwrap();
+}
+
+#[tokio::test]
+async fn records_round_trip_through_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    assert_eq!(store.load_ticket("saas").await.unwrap(), None);
+    assert!(store.load_authorizers("saas").await.unwrap().is_empty());
+    store.save_ticket("saas", &ticket(5)).await.unwrap();
+    let records = vec![authorizer(1, 10), authorizer(2, 10)];
+    assert_eq!(
+        store.save_authorizers("saas", &records).await.unwrap(),
+        [true, true]
+    );
+    // Another platform's records are apart, even one whose name extends this one's.
+    store
+        .save_authorizers("saas2", &[authorizer(3, 10)])
+        .await
+        .unwrap();
+    drop(store);
+
+    let store = open(&dir);
+    assert_eq!(store.load_ticket("saas").await.unwrap(), Some(ticket(5)));
+    assert_eq!(store.load_ticket("saas2").await.unwrap(), None);
+    assert_eq!(store.load_authorizers("saas").await.unwrap(), records);
+    assert_eq!(
+        store
+            .load_authorizer("saas", "wxauth00000002")
+            .await
+            .unwrap(),
+        Some(authorizer(2, 10))
+    );
+    assert_eq!(
+        store
+            .load_authorizer("saas", "wxauth00000003")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.load_authorizers("saas2").await.unwrap().len(), 1);
+    assert!(store.not_durable_records().is_empty());
+}
+
+#[tokio::test]
+async fn an_older_record_does_not_replace_a_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let newer = authorizer(1, 2_000);
+    let older = authorizer(1, 1_000);
+    assert_eq!(
+        store
+            .save_authorizers("saas", std::slice::from_ref(&newer))
+            .await
+            .unwrap(),
+        [true]
+    );
+    assert_eq!(
+        store
+            .save_authorizers("saas", std::slice::from_ref(&older))
+            .await
+            .unwrap(),
+        [false]
+    );
+    // The same record again is no conflict, and costs no commit.
+    let commits = store.commits();
+    assert_eq!(
+        store
+            .save_authorizers("saas", std::slice::from_ref(&newer))
+            .await
+            .unwrap(),
+        [true]
+    );
+    assert_eq!(store.commits(), commits);
+    // Within one batch, too, order is by `updated_at`, not by position.
+    let newest = authorizer(1, 3_000);
+    assert_eq!(
+        store
+            .save_authorizers("saas", &[newest.clone(), older])
+            .await
+            .unwrap(),
+        [true, false]
+    );
+    assert_eq!(
+        store.load_authorizer("saas", &newest.appid).await.unwrap(),
+        Some(newest)
+    );
+
+    store.save_ticket("saas", &ticket(20)).await.unwrap();
+    store.save_ticket("saas", &ticket(10)).await.unwrap();
+    assert_eq!(store.load_ticket("saas").await.unwrap(), Some(ticket(20)));
+}
+
+#[tokio::test]
+async fn a_batch_of_ten_thousand_is_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let records: Vec<_> = (0..10_000).map(|i| authorizer(i, 1_000)).collect();
+    let before = store.commits();
+    let started = Instant::now();
+    let written = store.save_authorizers("saas", &records).await.unwrap();
+    eprintln!("10,000 authorizer records saved in {:?}", started.elapsed());
+    assert_eq!(written.len(), 10_000);
+    assert!(written.iter().all(|w| *w));
+    assert_eq!(store.commits(), before + 1);
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(store.load_authorizers("saas").await.unwrap().len(), 10_000);
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_records_load_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for chunk in (0..100_000).collect::<Vec<_>>().chunks(25_000) {
+        let records: Vec<_> = chunk.iter().map(|&i| authorizer(i, 1_000)).collect();
+        store.save_authorizers("saas", &records).await.unwrap();
+    }
+    store
+        .save_authorizers("other", &[authorizer(0, 1)])
+        .await
+        .unwrap();
+    drop(store);
+    let store = open(&dir);
+    let started = Instant::now();
+    let loaded = store.load_authorizers("saas").await.unwrap();
+    eprintln!(
+        "100,000 authorizer records loaded in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(loaded.len(), 100_000);
+    assert_eq!(loaded[99_999], authorizer(99_999, 1_000));
+}
+
+/// A log sink shared with the store's threads.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn corrupt_records_are_skipped_counted_and_never_quoted() {
+    let sink = Captured::default();
+    let w = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || w.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Metrics::new(&[], MetricsMode::Full);
+    let store = open_with(&dir, metrics.clone());
+    let good = authorizer(1, 1_000);
+    store
+        .save_authorizers("saas", std::slice::from_ref(&good))
+        .await
+        .unwrap();
+    put_raw(
+        &store,
+        "saas/authorizer/wxbroken",
+        b"{\"v\":1,\"refresh_token\":\"LEAKED-REFRESH",
+    );
+    // A well-formed record filed under another appid's key is not that appid's.
+    put_raw(
+        &store,
+        "saas/authorizer/wxelsewhere",
+        &encode_authorizer(&authorizer(2, 1_000)),
+    );
+    put_raw(&store, "saas/ticket", b"LEAKED-TICKET");
+
+    assert_eq!(store.load_authorizers("saas").await.unwrap(), [good]);
+    assert_eq!(store.load_ticket("saas").await.unwrap(), None);
+    let text = metrics.render();
+    let series = "wxtoken_store_errors_total{app=\"platform:saas\",op=\"decode\"}";
+    let count = text
+        .lines()
+        .find_map(|l| l.strip_prefix(series))
+        .map(|v| v.trim().to_string());
+    assert_eq!(count.as_deref(), Some("3"), "{text}");
+
+    // A corrupt record does not fence a good one.
+    let repaired = authorizer(9, 1);
+    let mut as_broken = repaired.clone();
+    as_broken.appid = "wxbroken".into();
+    assert_eq!(
+        store.save_authorizers("saas", &[as_broken]).await.unwrap(),
+        [true]
+    );
+    store.save_ticket("saas", &ticket(1)).await.unwrap();
+    assert_eq!(store.load_ticket("saas").await.unwrap(), Some(ticket(1)));
+
+    let logs = String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned();
+    assert!(logs.contains("corrupt"), "the skips are logged: {logs}");
+    for secret in ["LEAKED", "refreshtoken@@@", "ticket@@@"] {
+        assert!(!logs.contains(secret), "{secret} in the logs: {logs}");
+    }
+}
+
+#[tokio::test]
+async fn names_that_would_break_the_key_scheme_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut bad = authorizer(1, 1);
+    bad.appid = "wx/../other".into();
+    let e = store.save_authorizers("saas", &[bad]).await.unwrap_err();
+    assert!(e.to_string().contains("appid"), "{e}");
+    assert!(store.load_authorizers("a/b").await.is_err());
+    assert!(store.save_ticket("", &ticket(1)).await.is_err());
+    assert!(store.load_authorizer("saas", "").await.is_err());
+}

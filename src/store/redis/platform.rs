@@ -1,0 +1,691 @@
+//! The Redis store's Open Platform records: shared by the fleet in Redis, and copied in each
+//! instance's local embedded file (`store.local_path`) so that a flushed or replaced Redis
+//! loses no refresh token, even after every instance restarted.
+//!
+//! Keys: `{prefix}:platform:{name}:ticket` (the ticket's JSON) and
+//! `{prefix}:platform:{name}:authorizers` (a hash, appid -> the record's JSON). Every write is
+//! last-writer-wins in a Lua script comparing `updated_at_ms` (`received_at_ms` for a ticket),
+//! so an instance replaying an old view never undoes a newer change, and running the same
+//! write-back from every instance at once is safe.
+//!
+//! - **Saves** go to Redis and to the local file at once. A save succeeds when the local copy
+//!   is durable (fsync'd): that is the copy that survives a Redis flush. A Redis failure is then
+//!   logged, counted, and repaired by the write-back; a local failure is an error to the caller
+//!   (the local store keeps retrying it, and Redis may already hold the record).
+//! - **Loads** read both: each record is the newer of the two. Records Redis lacks or has older
+//!   start a write-back; records only Redis has (saved by other instances) are copied into the
+//!   local file. With Redis down, loads answer from the local file alone.
+//! - **Write-back**: at start, whenever Redis comes back (the health loop's transition to up),
+//!   and when a save or load found Redis behind, every local record that Redis lacks or holds
+//!   older is written to it. A script first asks which are (sending appids and times only), so
+//!   a write-back over 100,000 records Redis already has moves no record.
+//!
+//! Batches are split into script calls of [`CHUNK`] records, [`CHUNKS_PER_PIPELINE`] of them
+//! per round trip, and loads scan the hash with `HSCAN`: 100,000 authorizers never make one
+//! command that blocks Redis for long.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{LazyLock, Weak};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt as _;
+
+use super::{Inner, RedisStore};
+use crate::store::platform::{
+    check_appid, check_platform, decode_authorizer, decode_ticket, encode_authorizer,
+    encode_ticket, metric_label, AuthorizerRecord, PlatformStore, TicketRecord,
+};
+use crate::store::to_ms;
+
+/// Records per script call: a call of 500 HGET/HSET and JSON decodes keeps Redis busy about a
+/// millisecond.
+const CHUNK: usize = 500;
+/// Script calls per pipeline: 2,500 records (under 1 MiB) per round trip, well inside the
+/// command timeout.
+const CHUNKS_PER_PIPELINE: usize = 5;
+/// Hash entries asked per `HSCAN`: 100,000 authorizers load in about 100 round trips.
+const SCAN_COUNT: usize = 1000;
+/// First wait before retrying a failed write-back; it doubles up to [`WRITEBACK_MAX`].
+const WRITEBACK_MIN: Duration = Duration::from_secs(1);
+const WRITEBACK_MAX: Duration = Duration::from_secs(30);
+
+/// KEYS[1]: the ticket key; ARGV: received_at_ms, JSON. Writes unless the stored ticket was
+/// received later (an undecodable one fences nothing). 1 when written.
+static TICKET_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, rec = pcall(cjson.decode, cur)
+  if ok and type(rec) == 'table' and tonumber(rec.received_at_ms)
+      and tonumber(rec.received_at_ms) > tonumber(ARGV[1]) then
+    return 0
+  end
+end
+if cur ~= ARGV[2] then redis.call('SET', KEYS[1], ARGV[2]) end
+return 1
+"#,
+    )
+});
+
+/// KEYS[1]: the authorizers hash; ARGV: (appid, updated_at_ms, JSON) triples. Writes each
+/// unless the stored record is newer; answers 1 (written or already equal) or 0 per record.
+static SAVE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local out = {}
+for i = 1, #ARGV, 3 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  local newer = false
+  if cur then
+    local ok, rec = pcall(cjson.decode, cur)
+    newer = ok and type(rec) == 'table' and tonumber(rec.updated_at_ms) ~= nil
+      and tonumber(rec.updated_at_ms) > tonumber(ARGV[i + 1])
+  end
+  if newer then
+    out[#out + 1] = 0
+  else
+    if cur ~= ARGV[i + 2] then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2]) end
+    out[#out + 1] = 1
+  end
+end
+return out
+"#,
+    )
+});
+
+/// KEYS[1]: the authorizers hash; ARGV: (appid, updated_at_ms) pairs. Answers the 1-based
+/// positions of the pairs Redis lacks, cannot decode or holds older.
+static STALE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local out = {}
+for i = 1, #ARGV, 2 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  local current = false
+  if cur then
+    local ok, rec = pcall(cjson.decode, cur)
+    current = ok and type(rec) == 'table' and tonumber(rec.updated_at_ms) ~= nil
+      and tonumber(rec.updated_at_ms) >= tonumber(ARGV[i + 1])
+  end
+  if not current then out[#out + 1] = (i + 1) / 2 end
+end
+return out
+"#,
+    )
+});
+
+/// What one write-back wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct WroteBack {
+    tickets: usize,
+    authorizers: usize,
+}
+
+impl Inner {
+    fn ticket_key(&self, platform: &str) -> String {
+        format!("{}:platform:{platform}:ticket", self.prefix)
+    }
+
+    fn authorizers_key(&self, platform: &str) -> String {
+        format!("{}:platform:{platform}:authorizers", self.prefix)
+    }
+
+    fn ask_writeback(&self) {
+        if self.local.is_some() {
+            self.writeback.notify_one();
+        }
+    }
+
+    async fn redis_load_ticket(&self, platform: &str) -> anyhow::Result<Option<TicketRecord>> {
+        let key = self.ticket_key(platform);
+        let raw: Option<Vec<u8>> = self
+            .run("ticket read", |mut c| async move {
+                redis::cmd("GET").arg(&key).query_async(&mut c).await
+            })
+            .await?;
+        Ok(raw.and_then(|bytes| match decode_ticket(&bytes) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                self.metrics.store_failed(&metric_label(platform), "decode");
+                tracing::warn!(platform, store = "redis", error = %why,
+                    "stored verify ticket is corrupt; ignoring it");
+                None
+            }
+        }))
+    }
+
+    async fn redis_save_ticket(
+        &self,
+        platform: &str,
+        ticket: &TicketRecord,
+    ) -> anyhow::Result<bool> {
+        let key = self.ticket_key(platform);
+        let order = to_ms(ticket.received_at);
+        let body = encode_ticket(ticket);
+        let written: i64 = self
+            .run("ticket write", |mut c| async move {
+                TICKET_SCRIPT
+                    .key(&key)
+                    .arg(order)
+                    .arg(body)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(written == 1)
+    }
+
+    fn authorizer_or_skip(
+        &self,
+        platform: &str,
+        appid: &[u8],
+        bytes: &[u8],
+    ) -> Option<AuthorizerRecord> {
+        let decoded = decode_authorizer(bytes).and_then(|r| {
+            if r.appid.as_bytes() == appid {
+                Ok(r)
+            } else {
+                Err("the record names another appid".to_string())
+            }
+        });
+        match decoded {
+            Ok(r) => Some(r),
+            Err(why) => {
+                self.metrics.store_failed(&metric_label(platform), "decode");
+                let appid = String::from_utf8_lossy(appid);
+                tracing::warn!(platform, appid = ?appid, store = "redis", error = %why,
+                    "stored authorizer record is corrupt; skipping it");
+                None
+            }
+        }
+    }
+
+    async fn redis_load_authorizer(
+        &self,
+        platform: &str,
+        appid: &str,
+    ) -> anyhow::Result<Option<AuthorizerRecord>> {
+        let key = self.authorizers_key(platform);
+        let field = appid.to_string();
+        let raw: Option<Vec<u8>> = self
+            .run("authorizer read", |mut c| async move {
+                redis::cmd("HGET")
+                    .arg(&key)
+                    .arg(&field)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(raw.and_then(|b| self.authorizer_or_skip(platform, appid.as_bytes(), &b)))
+    }
+
+    /// The whole hash by `HSCAN`, by appid.
+    async fn redis_load_authorizers(
+        &self,
+        platform: &str,
+    ) -> anyhow::Result<BTreeMap<String, AuthorizerRecord>> {
+        let key = self.authorizers_key(platform);
+        let mut cursor = "0".to_string();
+        let mut out = BTreeMap::new();
+        loop {
+            let (k, c) = (key.clone(), cursor.clone());
+            let (next, flat): (String, Vec<Vec<u8>>) = self
+                .run("authorizer scan", |mut conn| async move {
+                    redis::cmd("HSCAN")
+                        .arg(&k)
+                        .arg(&c)
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            for pair in flat.chunks_exact(2) {
+                if let Some(r) = self.authorizer_or_skip(platform, &pair[0], &pair[1]) {
+                    // HSCAN may return an entry twice; the record is the same.
+                    out.insert(r.appid.clone(), r);
+                }
+            }
+            if next == "0" {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Last-writer-wins saves in pipelines of script calls; the answers in `records`' order.
+    async fn redis_save_authorizers(
+        &self,
+        platform: &str,
+        records: &[AuthorizerRecord],
+    ) -> anyhow::Result<Vec<bool>> {
+        let key = self.authorizers_key(platform);
+        let mut written = Vec::with_capacity(records.len());
+        for batch in records.chunks(CHUNK * CHUNKS_PER_PIPELINE) {
+            let mut pipe = redis::pipe();
+            pipe.load_script(&SAVE_SCRIPT).ignore();
+            for chunk in batch.chunks(CHUNK) {
+                let mut call = SAVE_SCRIPT.key(&key);
+                for r in chunk {
+                    call.arg(&r.appid)
+                        .arg(to_ms(r.updated_at))
+                        .arg(encode_authorizer(r));
+                }
+                pipe.invoke_script(&call);
+            }
+            let answers: Vec<Vec<i64>> = self
+                .run("authorizer write", |mut c| async move {
+                    pipe.query_async(&mut c).await
+                })
+                .await?;
+            let flat: Vec<bool> = answers.into_iter().flatten().map(|w| w == 1).collect();
+            anyhow::ensure!(
+                flat.len() == batch.len(),
+                "Redis authorizer write answered {} of {} records",
+                flat.len(),
+                batch.len()
+            );
+            written.extend(flat);
+        }
+        Ok(written)
+    }
+
+    /// Those of `records` that Redis lacks or holds older.
+    async fn redis_stale<'a>(
+        &self,
+        platform: &str,
+        records: &'a [AuthorizerRecord],
+    ) -> anyhow::Result<Vec<&'a AuthorizerRecord>> {
+        let key = self.authorizers_key(platform);
+        let mut stale = Vec::new();
+        for batch in records.chunks(CHUNK * CHUNKS_PER_PIPELINE) {
+            let mut pipe = redis::pipe();
+            pipe.load_script(&STALE_SCRIPT).ignore();
+            for chunk in batch.chunks(CHUNK) {
+                let mut call = STALE_SCRIPT.key(&key);
+                for r in chunk {
+                    call.arg(&r.appid).arg(to_ms(r.updated_at));
+                }
+                pipe.invoke_script(&call);
+            }
+            let answers: Vec<Vec<usize>> = self
+                .run("authorizer compare", |mut c| async move {
+                    pipe.query_async(&mut c).await
+                })
+                .await?;
+            for (chunk, positions) in batch.chunks(CHUNK).zip(answers) {
+                stale.extend(
+                    positions
+                        .into_iter()
+                        .filter_map(|p| chunk.get(p.checked_sub(1)?)),
+                );
+            }
+        }
+        Ok(stale)
+    }
+
+    /// Writes every local record that Redis lacks or holds older.
+    async fn write_back(&self) -> anyhow::Result<WroteBack> {
+        let Some(local) = &self.local else {
+            return Ok(WroteBack::default());
+        };
+        let mut wrote = WroteBack::default();
+        for (platform, records) in local.platform_snapshot().await? {
+            if check_platform(&platform).is_err() {
+                continue;
+            }
+            if let Some(t) = &records.ticket {
+                let remote = self.redis_load_ticket(&platform).await?;
+                if remote.is_none_or(|r| r.received_at < t.received_at)
+                    && self.redis_save_ticket(&platform, t).await?
+                {
+                    wrote.tickets += 1;
+                }
+            }
+            let stale: Vec<AuthorizerRecord> = self
+                .redis_stale(&platform, &records.authorizers)
+                .await?
+                .into_iter()
+                .cloned()
+                .collect();
+            if !stale.is_empty() {
+                let written = self.redis_save_authorizers(&platform, &stale).await?;
+                wrote.authorizers += written.into_iter().filter(|w| *w).count();
+            }
+        }
+        Ok(wrote)
+    }
+}
+
+/// Writes the local records back at start, on every transition of Redis to up, and when asked,
+/// retrying a failed write-back with backoff while Redis is up. Ends with the store.
+pub(super) async fn writeback_loop(inner: Weak<Inner>) {
+    let (mut ups, asked) = match inner.upgrade() {
+        Some(i) if i.local.is_some() => (i.ups.subscribe(), i.writeback.clone()),
+        _ => return,
+    };
+    let mut due = true;
+    let mut delay = WRITEBACK_MIN;
+    loop {
+        if !due {
+            tokio::select! {
+                r = ups.changed() => if r.is_err() { return },
+                () = asked.notified() => {}
+            }
+        }
+        due = false;
+        let Some(i) = inner.upgrade() else {
+            return;
+        };
+        if !i.up.load(Ordering::SeqCst) {
+            // The transition to up brings us back.
+            continue;
+        }
+        match i.write_back().await {
+            Ok(wrote) => {
+                delay = WRITEBACK_MIN;
+                if wrote != WroteBack::default() {
+                    tracing::info!(
+                        tickets = wrote.tickets,
+                        authorizers = wrote.authorizers,
+                        redis = %i.location,
+                        "wrote platform records Redis lacked back from the local copy"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay,
+                    "cannot write the local platform records back to Redis yet");
+                drop(i);
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2).min(WRITEBACK_MAX);
+                due = true;
+            }
+        }
+    }
+}
+
+/// Copies records only Redis has (or has newer) into the local file, without making the load
+/// wait for the fsync. A failure is retried by the local store itself.
+fn mirror(inner: &Inner, platform: &str, records: &[AuthorizerRecord]) {
+    if let (Some(local), false) = (&inner.local, records.is_empty()) {
+        let save = local.save_authorizers(platform, records);
+        tokio::spawn(async move {
+            if let Err(e) = save.await {
+                tracing::debug!(error = %format!("{e:#}"), "local copy of platform records not updated");
+            }
+        });
+    }
+}
+
+/// Logs a Redis failure of a save that the local copy holds, and asks for a write-back.
+fn redis_save_failed(inner: &Inner, platform: &str, e: &anyhow::Error) {
+    inner.metrics.store_failed(&metric_label(platform), "save");
+    tracing::warn!(platform, error = %format!("{e:#}"),
+        "platform records saved in the local copy only; they are written back when Redis answers");
+    inner.ask_writeback();
+}
+
+/// The answer of a save to both copies: durable when the local copy is (see the module
+/// documentation); without a local copy, Redis's answer.
+fn combine<T>(
+    inner: &Inner,
+    platform: &str,
+    remote: anyhow::Result<T>,
+    local: Option<anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    match (remote, local) {
+        (remote, None) => remote,
+        (remote, Some(Err(e))) => {
+            if remote.is_err() {
+                inner.metrics.store_failed(&metric_label(platform), "save");
+            }
+            inner.ask_writeback();
+            Err(e.context("the local copy of the platform records could not be saved"))
+        }
+        (Ok(answer), Some(Ok(_))) => Ok(answer),
+        (Err(e), Some(Ok(answer))) => {
+            redis_save_failed(inner, platform, &e);
+            Ok(answer)
+        }
+    }
+}
+
+fn refuse<T: Send + 'static>(e: anyhow::Error) -> BoxFuture<'static, anyhow::Result<T>> {
+    futures_util::future::ready(Err(e)).boxed()
+}
+
+impl PlatformStore for RedisStore {
+    fn load_ticket(
+        &self,
+        platform: &str,
+    ) -> BoxFuture<'static, anyhow::Result<Option<TicketRecord>>> {
+        if let Err(e) = check_platform(platform) {
+            return refuse(e);
+        }
+        let inner = self.inner.clone();
+        let platform = platform.to_string();
+        let local = inner.local.as_ref().map(|l| l.load_ticket(&platform));
+        async move {
+            let remote = inner.redis_load_ticket(&platform).await;
+            if remote.is_err() {
+                inner.metrics.store_failed(&metric_label(&platform), "load");
+            }
+            let local = match local {
+                Some(l) => Some(l.await),
+                None => None,
+            };
+            let (remote, local) = match (remote, local) {
+                (Err(e), Some(Ok(local))) => {
+                    tracing::warn!(platform, error = %format!("{e:#}"),
+                        "Redis unreachable: the verify ticket comes from the local copy");
+                    return Ok(local);
+                }
+                (Err(e), _) => return Err(e),
+                (Ok(remote), local) => (remote, local.and_then(Result::ok).flatten()),
+            };
+            match (remote, local) {
+                (Some(r), Some(l)) if l.received_at > r.received_at => {
+                    inner.ask_writeback();
+                    Ok(Some(l))
+                }
+                (None, Some(l)) => {
+                    inner.ask_writeback();
+                    Ok(Some(l))
+                }
+                (Some(r), l) => {
+                    if let (Some(local), true) = (
+                        &inner.local,
+                        l.is_none_or(|l| l.received_at < r.received_at),
+                    ) {
+                        // Not waited for; the local store retries a failure by itself.
+                        drop(local.save_ticket(&platform, &r));
+                    }
+                    Ok(Some(r))
+                }
+                (None, None) => Ok(None),
+            }
+        }
+        .boxed()
+    }
+
+    fn save_ticket(
+        &self,
+        platform: &str,
+        ticket: &TicketRecord,
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        if let Err(e) = check_platform(platform) {
+            return refuse(e);
+        }
+        let inner = self.inner.clone();
+        let platform = platform.to_string();
+        let ticket = ticket.clone();
+        // Queued now: the local fsync runs while Redis answers.
+        let local = inner
+            .local
+            .as_ref()
+            .map(|l| l.save_ticket(&platform, &ticket));
+        async move {
+            let remote = inner.redis_save_ticket(&platform, &ticket).await.map(drop);
+            let local = match local {
+                Some(l) => Some(l.await),
+                None => None,
+            };
+            combine(&inner, &platform, remote, local)
+        }
+        .boxed()
+    }
+
+    fn load_authorizers(
+        &self,
+        platform: &str,
+    ) -> BoxFuture<'static, anyhow::Result<Vec<AuthorizerRecord>>> {
+        if let Err(e) = check_platform(platform) {
+            return refuse(e);
+        }
+        let inner = self.inner.clone();
+        let platform = platform.to_string();
+        let local = inner.local.as_ref().map(|l| l.load_authorizers(&platform));
+        async move {
+            let remote = inner.redis_load_authorizers(&platform).await;
+            if remote.is_err() {
+                inner.metrics.store_failed(&metric_label(&platform), "load");
+            }
+            let local = match local {
+                Some(l) => Some(l.await),
+                None => None,
+            };
+            let (mut merged, local) = match (remote, local) {
+                (Err(e), Some(Ok(local))) => {
+                    tracing::warn!(platform, error = %format!("{e:#}"),
+                        "Redis unreachable: authorizer records come from the local copy");
+                    return Ok(local);
+                }
+                (Err(e), _) => return Err(e),
+                (Ok(remote), Some(Ok(local))) => (remote, local),
+                (Ok(remote), Some(Err(e))) => {
+                    tracing::warn!(platform, error = %format!("{e:#}"),
+                        "the local copy of the authorizer records cannot be read");
+                    (remote, Vec::new())
+                }
+                (Ok(remote), None) => (remote, Vec::new()),
+            };
+            let mut redis_behind = false;
+            let mut local_has: BTreeMap<String, std::time::SystemTime> = BTreeMap::new();
+            for l in local {
+                local_has.insert(l.appid.clone(), l.updated_at);
+                match merged.get(&l.appid) {
+                    Some(r) if r.updated_at >= l.updated_at => {}
+                    _ => {
+                        redis_behind = true;
+                        merged.insert(l.appid.clone(), l);
+                    }
+                }
+            }
+            if redis_behind {
+                inner.ask_writeback();
+            }
+            let local_behind: Vec<AuthorizerRecord> = merged
+                .values()
+                .filter(|r| local_has.get(&r.appid).is_none_or(|t| *t < r.updated_at))
+                .cloned()
+                .collect();
+            mirror(&inner, &platform, &local_behind);
+            Ok(merged.into_values().collect())
+        }
+        .boxed()
+    }
+
+    fn load_authorizer(
+        &self,
+        platform: &str,
+        appid: &str,
+    ) -> BoxFuture<'static, anyhow::Result<Option<AuthorizerRecord>>> {
+        if let Err(e) = check_platform(platform).and_then(|()| check_appid(appid)) {
+            return refuse(e);
+        }
+        let inner = self.inner.clone();
+        let platform = platform.to_string();
+        let appid = appid.to_string();
+        let local = inner
+            .local
+            .as_ref()
+            .map(|l| l.load_authorizer(&platform, &appid));
+        async move {
+            let remote = inner.redis_load_authorizer(&platform, &appid).await;
+            if remote.is_err() {
+                inner.metrics.store_failed(&metric_label(&platform), "load");
+            }
+            let local = match local {
+                Some(l) => Some(l.await),
+                None => None,
+            };
+            let (remote, local) = match (remote, local) {
+                (Err(e), Some(Ok(local))) => {
+                    tracing::debug!(platform, error = %format!("{e:#}"),
+                        "Redis unreachable: an authorizer record comes from the local copy");
+                    return Ok(local);
+                }
+                (Err(e), _) => return Err(e),
+                (Ok(remote), local) => (remote, local.and_then(Result::ok).flatten()),
+            };
+            match (remote, local) {
+                (Some(r), Some(l)) if l.updated_at > r.updated_at => {
+                    inner.ask_writeback();
+                    Ok(Some(l))
+                }
+                (None, Some(l)) => {
+                    inner.ask_writeback();
+                    Ok(Some(l))
+                }
+                (Some(r), l) => {
+                    if l.is_none_or(|l| l.updated_at < r.updated_at) {
+                        mirror(&inner, &platform, std::slice::from_ref(&r));
+                    }
+                    Ok(Some(r))
+                }
+                (None, None) => Ok(None),
+            }
+        }
+        .boxed()
+    }
+
+    fn save_authorizers(
+        &self,
+        platform: &str,
+        records: &[AuthorizerRecord],
+    ) -> BoxFuture<'static, anyhow::Result<Vec<bool>>> {
+        let checked = check_platform(platform)
+            .and_then(|()| records.iter().try_for_each(|r| check_appid(&r.appid)));
+        if let Err(e) = checked {
+            return refuse(e);
+        }
+        let inner = self.inner.clone();
+        let platform = platform.to_string();
+        let local = inner
+            .local
+            .as_ref()
+            .map(|l| l.save_authorizers(&platform, records));
+        let records = records.to_vec();
+        async move {
+            let remote = inner.redis_save_authorizers(&platform, &records).await;
+            let local = match local {
+                Some(l) => Some(l.await),
+                None => None,
+            };
+            combine(&inner, &platform, remote, local)
+        }
+        .boxed()
+    }
+
+    fn not_durable_records(&self) -> Vec<String> {
+        self.inner
+            .local
+            .as_ref()
+            .map(PlatformStore::not_durable_records)
+            .unwrap_or_default()
+    }
+}
