@@ -57,6 +57,10 @@ pub struct PreAuthCode {
     pub expires_in: Duration,
 }
 
+/// The largest page of the authorizer list accepted: 500 entries of about 150 bytes each,
+/// with room to spare.
+const MAX_LIST_BODY: usize = 1024 * 1024;
+
 /// The longest appid accepted from an answer; real ones are 18 characters.
 const MAX_APPID_LEN: usize = 64;
 
@@ -261,7 +265,7 @@ impl WechatClient {
             "offset": offset,
             "count": count.min(AUTHORIZER_PAGE_MAX),
         });
-        let body = self.call(req, Some(body)).await?;
+        let body = self.call_limited(req, Some(body), MAX_LIST_BODY).await?;
         parse_authorizer_page(&body)
     }
 }

@@ -222,6 +222,16 @@ impl WechatClient {
         req: awc::ClientRequest,
         body: Option<serde_json::Value>,
     ) -> Result<actix_web::web::Bytes, UpstreamError> {
+        self.call_limited(req, body, MAX_BODY).await
+    }
+
+    /// As [`call`](Self::call), accepting an answer of up to `limit` bytes.
+    async fn call_limited(
+        &self,
+        req: awc::ClientRequest,
+        body: Option<serde_json::Value>,
+        limit: usize,
+    ) -> Result<actix_web::web::Bytes, UpstreamError> {
         let exchange = async {
             let sent = match body {
                 Some(json) => req.send_json(&json).await,
@@ -231,9 +241,9 @@ impl WechatClient {
             let status = resp.status();
             let body = resp
                 .body()
-                .limit(MAX_BODY)
+                .limit(limit)
                 .await
-                .map_err(map_payload_error)?;
+                .map_err(|e| map_payload_error(e, limit))?;
             if !status.is_success() {
                 return Err(UpstreamError::Http(status.as_u16()));
             }
@@ -458,10 +468,10 @@ fn map_send_error(e: awc::error::SendRequestError, timeout: Duration) -> Upstrea
     }
 }
 
-fn map_payload_error(e: awc::error::PayloadError) -> UpstreamError {
+fn map_payload_error(e: awc::error::PayloadError, limit: usize) -> UpstreamError {
     use awc::error::PayloadError as P;
     match e {
-        P::Overflow => UpstreamError::Decode(format!("answer larger than {MAX_BODY} bytes")),
+        P::Overflow => UpstreamError::Decode(format!("answer larger than {limit} bytes")),
         P::Incomplete(_) | P::Io(_) => {
             UpstreamError::Connect("connection closed before a complete answer".into())
         }
