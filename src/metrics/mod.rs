@@ -14,6 +14,7 @@
 mod credentials;
 mod family;
 mod labels;
+mod platforms;
 mod pool;
 mod register;
 mod state;
@@ -31,6 +32,7 @@ pub use labels::{
     reason_label, InvalidationOutcome, Trigger, FIXED_REASONS, KNOWN_ERRCODES, OTHER_REASON,
     ROUTES, STORE_OPS,
 };
+pub use platforms::ScrapedPlatform;
 use register::{counter, histogram, int_gauge, Families as _};
 pub use state::CredentialState;
 
@@ -252,6 +254,17 @@ impl Metrics {
     ) {
         if self.inner.source.set(Box::new(source)).is_err() {
             tracing::warn!("a second metrics source was ignored");
+        }
+    }
+
+    /// Where scrapes read the running platforms from (once, at start-up, when there are any).
+    pub fn read_platforms_from(
+        &self,
+        source: impl Fn() -> Vec<ScrapedPlatform> + Send + Sync + 'static,
+    ) {
+        let collector = platforms::PlatformCollector::new(Box::new(source));
+        if self.inner.registry.register(Box::new(collector)).is_err() {
+            tracing::warn!("a second platform metrics source was ignored");
         }
     }
 
