@@ -16,7 +16,9 @@ use actix::prelude::*;
 use actix_web::web;
 
 use crate::apps::{ActorDeps, ReloadSummary};
-use crate::config::{MetricsSettings, ServerSettings, Settings, StoreSettings, UpstreamSettings};
+use crate::config::{
+    MetricsSettings, PlatformSettings, ServerSettings, Settings, StoreSettings, UpstreamSettings,
+};
 use crate::http::auth::ClientKeys;
 use crate::http::ServerState;
 
@@ -44,6 +46,7 @@ struct Running {
     store: StoreSettings,
     /// The series set is chosen at start-up (`per_app = "auto"` from the credentials then).
     metrics: MetricsSettings,
+    platforms: Vec<PlatformSettings>,
 }
 
 impl Reloader {
@@ -60,6 +63,7 @@ impl Reloader {
                 upstream: current.upstream,
                 store: current.store,
                 metrics: current.metrics,
+                platforms: current.platforms,
             },
             deps,
             state,
@@ -81,6 +85,16 @@ impl Reloader {
         }
         if new.metrics != self.running.metrics {
             needs_restart.push("metrics".to_string());
+        }
+        // Platforms run from the settings they started with: any change waits for a restart.
+        let platforms_same = new.platforms.len() == self.running.platforms.len()
+            && new
+                .platforms
+                .iter()
+                .zip(&self.running.platforms)
+                .all(|(a, b)| a.same_as(b));
+        if !platforms_same {
+            needs_restart.push("platforms".to_string());
         }
         let refresh_changed = new.refresh != self.deps.refresh;
         self.deps.refresh = new.refresh.clone();

@@ -22,7 +22,9 @@ use crate::http::auth::ClientKeys;
 use crate::http::body::read_chunked_bodies;
 use crate::http::{routes, track_requests, BodyDeadline, ServerState};
 use crate::metrics::{Metrics, ScrapedCredential};
+use crate::platform::runtime::PlatformShared;
 use crate::reload::{Reload, Reloader};
+use crate::store::platform::PlatformStore;
 use crate::store::{EmbeddedStore, RedisStore, TokenStore};
 use crate::token::actor::DEFAULT_WAIT_LIMIT;
 
@@ -65,15 +67,20 @@ impl Application {
         let nofile = raise_open_file_limit();
         let names: Vec<String> = settings.apps.iter().map(|a| a.name.clone()).collect();
         let metrics = Metrics::new(&names, settings.metrics.mode(settings.credential_count()));
-        let (store, poll_interval): (Arc<dyn TokenStore>, Duration) = match &settings.store {
-            StoreSettings::Embedded { path } => (
-                Arc::new(EmbeddedStore::open(path, metrics.clone())?),
-                Duration::from_secs(3600),
-            ),
-            StoreSettings::Redis(redis) => (
-                Arc::new(RedisStore::open(redis, metrics.clone()).await?),
-                redis.poll_interval,
-            ),
+        // One store for both: token records, and the Open Platform's durable records.
+        let (store, platform_store, poll_interval): (
+            Arc<dyn TokenStore>,
+            Arc<dyn PlatformStore>,
+            Duration,
+        ) = match &settings.store {
+            StoreSettings::Embedded { path } => {
+                let s = Arc::new(EmbeddedStore::open(path, metrics.clone())?);
+                (s.clone(), s, Duration::from_secs(3600))
+            }
+            StoreSettings::Redis(redis) => {
+                let s = Arc::new(RedisStore::open(redis, metrics.clone()).await?);
+                (s.clone(), s, redis.poll_interval)
+            }
         };
         let tls = crate::tls::tls_config(settings.upstream.ca_file.as_deref())
             .context("upstream TLS configuration")?;
@@ -93,6 +100,12 @@ impl Application {
             cohort: 1,
         };
         let apps = Apps::start(&settings.apps, &deps).await;
+        let mut platforms = std::collections::HashMap::new();
+        for p in &settings.platforms {
+            let shared = PlatformShared::start(p, &deps, platform_store.clone()).await?;
+            actix::spawn(crate::http::platforms::background(Arc::downgrade(&shared)));
+            platforms.insert(p.name.clone(), shared);
+        }
         // Built once, outside the per-worker factory: every worker shares the same state.
         let state = web::Data::new(ServerState {
             apps: ArcSwap::from_pointee(apps),
@@ -101,7 +114,7 @@ impl Application {
             store,
             wait_limit: options.wait_limit,
             reloader: OnceLock::new(),
-            platforms: Default::default(),
+            platforms,
         });
         // On this (the main) arbiter, where reloads start new token actors.
         let reloader = Reloader::new(
@@ -121,6 +134,15 @@ impl Application {
                 .map(|s| scraped_credentials(&s.apps.load()))
                 .unwrap_or_default()
         });
+        if !state.platforms.is_empty() {
+            let scraped = Arc::downgrade(&state.clone().into_inner());
+            state.metrics.read_platforms_from(move || {
+                scraped
+                    .upgrade()
+                    .map(|s| scraped_platforms(&s))
+                    .unwrap_or_default()
+            });
+        }
         if options.handle_signals {
             reload_on_sighup(reloader)?;
         }
@@ -269,4 +291,26 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
+}
+
+/// What a scrape shows of each platform.
+fn scraped_platforms(state: &ServerState) -> Vec<crate::metrics::ScrapedPlatform> {
+    let now = std::time::SystemTime::now();
+    state
+        .platforms
+        .values()
+        .map(|p| {
+            let c = p.authorizer_counts();
+            crate::metrics::ScrapedPlatform {
+                name: p.name().to_string(),
+                ticket_age: p.ticket_age(now).map(|d| d.as_secs_f64()),
+                authorizers: [
+                    ("active", c.active),
+                    ("idle", c.idle),
+                    ("revoked", c.revoked),
+                    ("needs_reauth", c.needs_reauth),
+                ],
+            }
+        })
+        .collect()
 }

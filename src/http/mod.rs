@@ -341,6 +341,10 @@ struct Readiness<'a> {
     apps_not_ready: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     store: Option<StoreReadiness>,
+    /// Each platform's component token: reported, never a reason to be unready (the first
+    /// ticket push has to reach this instance through the load balancer).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    platforms: BTreeMap<&'a str, String>,
 }
 
 /// Up to this many apps `/readyz` lists each one; above, it lists those that are not ready and
@@ -439,6 +443,11 @@ async fn readyz(state: web::Data<ServerState>, req: HttpRequest) -> HttpResponse
             apps,
             apps_ok: (!list_all).then_some(ok),
             apps_not_ready: (!list_all).then_some(not_ready),
+            platforms: state
+                .platforms
+                .iter()
+                .map(|(name, p)| (name.as_str(), platforms::readiness(p, now)))
+                .collect(),
             store: state.store.health().map(|h| StoreReadiness {
                 kind: h.kind,
                 up: h.up,

@@ -510,10 +510,13 @@ async fn handle_event(platform: &Arc<PlatformShared>, event: Event) -> anyhow::R
 
 /// Runs the platform's background work: the `"active"` sweep every minute, the daily
 /// reconciliation, and the first one as soon as a component token is held while no
-/// authorizer is known.
-pub async fn background(platform: Arc<PlatformShared>) {
+/// authorizer is known. Ends when the platform is dropped (the server stopped).
+pub async fn background(platform: std::sync::Weak<PlatformShared>) {
     let mut since_reconcile = Duration::ZERO;
-    let mut first_done = !platform.authorizer_records().is_empty();
+    let mut first_done = match platform.upgrade() {
+        Some(p) => !p.authorizer_records().is_empty(),
+        None => return,
+    };
     loop {
         let tick = if first_done {
             crate::platform::runtime::SWEEP_INTERVAL
@@ -521,9 +524,19 @@ pub async fn background(platform: Arc<PlatformShared>) {
             Duration::from_secs(1)
         };
         tokio::time::sleep(tick).await;
+        let Some(platform) = platform.upgrade() else {
+            return;
+        };
         since_reconcile += tick;
         if !first_done && platform.component_token(SystemTime::now()).is_some() {
-            first_done = platform.reconcile().await.is_ok();
+            first_done = match platform.reconcile().await {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(platform = %platform.name(), error = %e,
+                        "first reconciliation failed; trying again");
+                    false
+                }
+            };
             since_reconcile = Duration::ZERO;
         }
         if since_reconcile >= crate::platform::runtime::RECONCILE_INTERVAL {
@@ -533,5 +546,24 @@ pub async fn background(platform: Arc<PlatformShared>) {
             }
         }
         platform.sweep(SystemTime::now());
+    }
+}
+
+/// A platform's line in `/readyz`: `ok`, or why its component token cannot be served.
+pub fn readiness(platform: &PlatformShared, now: SystemTime) -> String {
+    if platform.component_token(now).is_some() {
+        return "ok".into();
+    }
+    if platform.ticket.load().is_none() {
+        return "no component_verify_ticket pushed yet; WeChat pushes one about every 10 minutes \
+                to /v1/platforms/{name}/events"
+            .replace("{name}", platform.name());
+    }
+    match &platform.component_status().load().last_failure {
+        Some(f) => format!(
+            "no valid component token: last fetch failed ({})",
+            f.message
+        ),
+        None => "no valid component token yet: first fetch in progress".into(),
     }
 }

@@ -247,7 +247,8 @@ async fn a_reload_with_a_bad_platform_is_rejected_and_tokens_keep_serving() {
     let token = app.get("/v1/apps/shop/token", Some(ADMIN)).await;
     assert_eq!(token.status, 200, "{}", token.body);
 
-    // A platform is accepted by a reload (it starts nothing yet) and leaves the app alone.
+    // An added platform is accepted by a reload, waits for a restart (it says so), and leaves
+    // the app alone.
     std::fs::write(
         &path,
         reload_file(dir.path(), &base, &inline_platform("saas")),
@@ -256,6 +257,12 @@ async fn a_reload_with_a_bad_platform_is_rejected_and_tokens_keep_serving() {
     let r = app.post("/v1/admin/reload", Some(ADMIN), "").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["updated"], serde_json::json!([]), "{}", r.body);
+    assert_eq!(
+        r.body["needs_restart"],
+        serde_json::json!(["platforms"]),
+        "{}",
+        r.body
+    );
 
     let short_key = &AES_KEY[..42];
     let bad = inline_platform("saas").replace(AES_KEY, short_key);

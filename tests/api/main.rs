@@ -21,6 +21,7 @@ mod metrics_mode;
 mod metrics_scale;
 mod ops;
 mod persistence;
+mod platform;
 mod platform_crypto;
 mod platform_store;
 mod process;

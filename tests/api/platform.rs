@@ -1,0 +1,393 @@
+//! The Open Platform end to end, over real HTTP between the server and the fake WeChat: the
+//! fake pushes encrypted tickets and authorization events to the server's event URL, the server
+//! mints the component token with the ticket, exchanges codes, serves authorizer tokens, looks
+//! up a refused refresh token once, and reconciles the authorizer list.
+
+use std::time::Duration;
+
+use wxtoken::fake::{Endpoint, FakeConfig, FakePlatform, FakeWechat};
+use wxtoken::platform::crypto::MsgCrypto;
+use wxtoken::platform::event::{Event, EventKind};
+
+use crate::helpers::*;
+
+const COMPONENT: &str = "wx3c1f0a9d8e7b6a51";
+const SECRET: &str = "platform-component-secret";
+const MSG_TOKEN: &str = "msgtoken123";
+const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+const KEY: &str = "platform-client-key-00000001";
+const ADMIN: &str = "platform-admin-key-000000001";
+const SHOP: &str = "wx5b3a1c9d7e8f6a42";
+
+async fn fake() -> FakeWechat {
+    FakeWechat::start(FakeConfig {
+        platforms: vec![FakePlatform {
+            component_appid: COMPONENT.into(),
+            component_secret: SECRET.into(),
+            token: MSG_TOKEN.into(),
+            encoding_aes_key: AES_KEY.into(),
+            event_url: None,
+        }],
+        ticket_push_interval: Duration::ZERO,
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake starts")
+}
+
+fn config(refresh: &str) -> String {
+    format!(
+        r#"
+[[platforms]]
+name = "saas"
+component_appid = "{COMPONENT}"
+component_secret = "{SECRET}"
+token = "{MSG_TOKEN}"
+encoding_aes_key = "{AES_KEY}"
+authorizer_refresh = "{refresh}"
+[[clients]]
+name = "crm"
+key = "{KEY}"
+platforms = ["saas"]
+[[clients]]
+name = "ops"
+key = "{ADMIN}"
+platforms = ["*"]
+admin = true
+"#
+    )
+}
+
+/// A server for the platform, with the fake pushing to its event URL.
+async fn spawn(refresh: &str) -> TestApp {
+    let fake = fake().await;
+    let app = spawn_custom(Spec::default(), fake, &config(refresh)).await;
+    let url = format!("{}/v1/platforms/saas/events", app.base);
+    app.fake
+        .set_event_url(COMPONENT, Some(&url))
+        .expect("event URL set");
+    app
+}
+
+/// Pushes a fresh ticket and checks the server answered `success`.
+async fn push_ticket(app: &TestApp) {
+    let push = app
+        .fake
+        .push_verify_ticket(COMPONENT)
+        .await
+        .expect("pushed");
+    assert_eq!(push.status, Some(200), "{push:?}");
+    assert_eq!(push.body, "success");
+}
+
+async fn component_token(app: &TestApp) -> Answer {
+    app.get("/v1/platforms/saas/component_token", Some(KEY))
+        .await
+}
+
+async fn authorizer_token(app: &TestApp, appid: &str) -> Answer {
+    app.get(
+        &format!("/v1/platforms/saas/authorizers/{appid}/token"),
+        Some(KEY),
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn a_pushed_ticket_mints_the_component_token_and_nothing_before_it() {
+    let app = spawn("active").await;
+    let before = component_token(&app).await;
+    assert_eq!(before.status, 503, "{}", before.body);
+    assert!(
+        before.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("component_verify_ticket"),
+        "{}",
+        before.body
+    );
+    assert_eq!(app.fake.component_tokens_minted(COMPONENT), 0);
+
+    push_ticket(&app).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            component_token(&app).await.status == 200
+        })
+        .await
+    );
+    let answer = component_token(&app).await;
+    assert_eq!(answer.body["platform"], "saas");
+    assert_eq!(
+        answer.body["component_access_token"].as_str(),
+        app.fake.current_component_token(COMPONENT).as_deref()
+    );
+    assert!(answer.body["expires_in"].as_u64().unwrap() > 0);
+    assert_eq!(app.fake.component_tokens_minted(COMPONENT), 1);
+    let text = app.metrics_text().await;
+    let age = sample(
+        &text,
+        r#"wxtoken_platform_ticket_age_seconds{platform="saas"}"#,
+    );
+    assert!(age.is_some_and(|a| (0.0..60.0).contains(&a)), "{age:?}");
+    assert_eq!(
+        sample(
+            &text,
+            r#"wxtoken_platform_events_total{info_type="component_verify_ticket",platform="saas",result="ok"}"#
+        ),
+        Some(1.0)
+    );
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.body["platforms"]["saas"], "ok", "{}", ready.body);
+
+    // Auth: 401 without a key, 404 for another platform, 403 for a client without it.
+    assert_eq!(
+        app.get("/v1/platforms/saas/component_token", None)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        app.get("/v1/platforms/nope/component_token", Some(KEY))
+            .await
+            .status,
+        404
+    );
+}
+
+#[actix_web::test]
+async fn pushes_that_are_not_wechats_are_refused_and_change_nothing() {
+    let app = spawn("active").await;
+    let crypto = MsgCrypto::new(MSG_TOKEN, AES_KEY, COMPONENT).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let event = Event {
+        app_id: COMPONENT.into(),
+        create_time: now,
+        kind: EventKind::VerifyTicket {
+            ticket: "ticket@@@forged".into(),
+        },
+    };
+    let sealed = crypto.seal(&event.to_xml(), &now.to_string(), "4242");
+    let post = |query: String, body: String| {
+        let app = &app;
+        async move {
+            app.post(&format!("/v1/platforms/saas/events?{query}"), None, body)
+                .await
+        }
+    };
+    // A wrong signature.
+    let bad = sealed
+        .query()
+        .replace(&sealed.msg_signature, &"0".repeat(40));
+    let answer = post(bad, sealed.body.clone()).await;
+    assert_eq!(answer.status, 401, "{}", answer.body);
+    // A stale timestamp (ten minutes ago), correctly signed.
+    let old = (now - 600).to_string();
+    let stale = crypto.seal(&event.to_xml(), &old, "4243");
+    let answer = post(stale.query(), stale.body.clone()).await;
+    assert_eq!(answer.status, 401, "{}", answer.body);
+    // Another platform's push, signed with the same keys.
+    let other = MsgCrypto::new(MSG_TOKEN, AES_KEY, "wx0000000000000b0b").unwrap();
+    let misrouted = other.seal(&event.to_xml(), &now.to_string(), "4244");
+    let answer = post(misrouted.query(), misrouted.body.clone()).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    // Nothing of it was stored: still no ticket.
+    assert_eq!(component_token(&app).await.status, 503);
+
+    // The good one is accepted once, and its replay refused.
+    let answer = post(sealed.query(), sealed.body.clone()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answer = post(sealed.query(), sealed.body.clone()).await;
+    assert_eq!(answer.status, 401, "a replay: {}", answer.body);
+}
+
+#[actix_web::test]
+async fn an_authorization_event_brings_a_token_and_unauthorized_revokes_it() {
+    let app = spawn("active").await;
+    push_ticket(&app).await;
+    let (authorized, push) = app
+        .fake
+        .authorize_and_push(COMPONENT, SHOP, &[1, 17])
+        .await
+        .expect("authorized");
+    assert_eq!(push.status, Some(200));
+    assert_eq!(authorized.authorizer_appid, SHOP);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            authorizer_token(&app, SHOP).await.status == 200
+        })
+        .await,
+        "{}",
+        authorizer_token(&app, SHOP).await.body
+    );
+    let answer = authorizer_token(&app, SHOP).await;
+    assert_eq!(answer.body["appid"], SHOP);
+    // The token api_query_auth handed out is served: no api_authorizer_token call.
+    assert_eq!(
+        answer.body["access_token"].as_str(),
+        app.fake
+            .current_authorizer_token(COMPONENT, SHOP)
+            .as_deref()
+    );
+    let listed = app
+        .get(&format!("/v1/platforms/saas/authorizers/{SHOP}"), Some(KEY))
+        .await;
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.body["state"], "authorized");
+    assert_eq!(listed.body["func_ids"], serde_json::json!([1, 17]));
+    let refresh = app
+        .fake
+        .authorizer_refresh_token(COMPONENT, SHOP)
+        .expect("a refresh token");
+    assert!(
+        !listed.body.to_string().contains(&refresh),
+        "never a refresh token"
+    );
+
+    let push = app
+        .fake
+        .unauthorize_and_push(COMPONENT, SHOP)
+        .await
+        .expect("pushed");
+    assert_eq!(push.status, Some(200));
+    let answer = authorizer_token(&app, SHOP).await;
+    assert_eq!(answer.status, 410, "{}", answer.body);
+    assert_eq!(answer.body["error"], "authorizer_revoked");
+    let unknown = authorizer_token(&app, "wx00000000000000ff").await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.body["error"], "unknown_authorizer");
+}
+
+#[actix_web::test]
+async fn reconciliation_imports_ten_thousand_and_an_idle_one_costs_one_call_for_200_requests() {
+    let app = spawn("active").await;
+    let appids = app
+        .fake
+        .bulk_authorize(COMPONENT, 10_000)
+        .expect("authorized in bulk");
+    push_ticket(&app).await;
+    // With no authorizer known, the first component token starts a reconciliation by itself.
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            let list = app
+                .get("/v1/platforms/saas/authorizers?limit=1", Some(KEY))
+                .await;
+            list.body["total"] == 10_000
+        })
+        .await,
+        "all imported"
+    );
+    // The admin route runs it again: nothing new.
+    let again = app
+        .post("/v1/admin/platforms/saas/reconcile", Some(ADMIN), "")
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["listed"], 10_000);
+    assert_eq!(again.body["imported"], 0);
+    let forbidden = app
+        .post("/v1/admin/platforms/saas/reconcile", Some(KEY), "")
+        .await;
+    assert_eq!(forbidden.status, 403);
+
+    let idle = &appids[1234];
+    let requests: Vec<_> = (0..200).map(|_| authorizer_token(&app, idle)).collect();
+    let answers = futures_util::future::join_all(requests).await;
+    let token = app.fake.current_authorizer_token(COMPONENT, idle).unwrap();
+    for a in &answers {
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.body["access_token"].as_str(), Some(token.as_str()));
+    }
+    assert_eq!(app.fake.authorizer_tokens_minted(COMPONENT, idle), 1);
+    let text = app.metrics_text().await;
+    let state = |s: &str| {
+        sample(
+            &text,
+            &format!(r#"wxtoken_authorizers{{platform="saas",state="{s}"}}"#),
+        )
+    };
+    assert_eq!(
+        state("active"),
+        Some(1.0),
+        "one account is being kept fresh"
+    );
+    assert_eq!(state("idle"), Some(9_999.0));
+    // One series for all authorizer actors of the platform, none per account.
+    assert!(!text.contains(idle.as_str()), "no per-authorizer series");
+    // Nobody else was fetched: "active" refreshes only what is asked for.
+    assert_eq!(app.fake.authorizer_tokens_minted(COMPONENT, &appids[0]), 0);
+}
+
+#[actix_web::test]
+async fn a_refused_refresh_token_is_looked_up_once_and_then_needs_reauth() {
+    let app = spawn("active").await;
+    let appids = app.fake.bulk_authorize(COMPONENT, 3).expect("authorized");
+    push_ticket(&app).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            authorizer_token(&app, &appids[0]).await.status == 200
+        })
+        .await
+    );
+    let first = authorizer_token(&app, &appids[0]).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let invalidate = |token: String| {
+        let app = &app;
+        let appid = appids[0].clone();
+        async move {
+            app.post(
+                &format!("/v1/platforms/saas/authorizers/{appid}/token/invalidate"),
+                Some(KEY),
+                serde_json::json!({ "access_token": token }).to_string(),
+            )
+            .await
+        }
+    };
+    // WeChat changed the refresh token behind our back: 61023, then the list has the new one.
+    app.fake
+        .rotate_refresh_token(COMPONENT, &appids[0])
+        .expect("rotated");
+    // Old enough for an invalidation to refetch (min_interval).
+    tokio::time::sleep(Spec::default().min_interval + Duration::from_millis(100)).await;
+    let answer = invalidate(first.clone()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_ne!(answer.body["access_token"].as_str(), Some(first.as_str()));
+    let listed = app
+        .get(
+            &format!("/v1/platforms/saas/authorizers/{}", appids[0]),
+            Some(KEY),
+        )
+        .await;
+    assert_eq!(listed.body["state"], "authorized");
+
+    // Now the account must authorize again: listed with the very token that is refused.
+    app.fake
+        .require_reauth(COMPONENT, &appids[0])
+        .expect("needs reauth");
+    let current = app
+        .fake
+        .current_authorizer_token(COMPONENT, &appids[0])
+        .unwrap();
+    tokio::time::sleep(Spec::default().min_interval + Duration::from_millis(100)).await;
+    let _ = invalidate(current).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            authorizer_token(&app, &appids[0]).await.status == 409
+        })
+        .await,
+        "{}",
+        authorizer_token(&app, &appids[0]).await.body
+    );
+    let answer = authorizer_token(&app, &appids[0]).await;
+    assert_eq!(answer.body["error"], "authorizer_needs_reauth");
+    let calls = app.fake.calls(Endpoint::AuthorizerToken);
+    // No retry loop: more requests cost nothing upstream.
+    for _ in 0..5 {
+        assert_eq!(authorizer_token(&app, &appids[0]).await.status, 409);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.fake.calls(Endpoint::AuthorizerToken), calls);
+}
