@@ -346,6 +346,9 @@ fn every_alert_is_complete() {
         );
         let subject = if INSTANCE_ALERTS.contains(&name.as_str()) {
             "$labels.instance"
+        } else if name.starts_with("WxtokenPlatform") && !description.contains("$labels.app") {
+            // A platform's alerts are about the platform (its ticket, its authorizers).
+            "$labels.platform"
         } else {
             "$labels.app"
         };
