@@ -341,8 +341,9 @@ struct Readiness<'a> {
     apps_not_ready: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     store: Option<StoreReadiness>,
-    /// Each platform's component token: reported, never a reason to be unready (the first
-    /// ticket push has to reach this instance through the load balancer).
+    /// Each platform's state: its component token (reported, never a reason to be unready:
+    /// the first ticket push has to reach this instance through the load balancer), or its
+    /// records the store could not save yet (unready, as for tokens).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     platforms: BTreeMap<&'a str, String>,
 }
@@ -432,6 +433,12 @@ async fn readyz(state: web::Data<ServerState>, req: HttpRequest) -> HttpResponse
             apps.insert(app.name.as_str(), why);
         }
     }
+    let mut platforms = BTreeMap::new();
+    for (name, p) in &state.platforms {
+        let (why, unready) = platforms::readiness(p, now);
+        ready &= !unready;
+        platforms.insert(name.as_str(), why);
+    }
     let mut resp = if ready {
         HttpResponse::Ok()
     } else {
@@ -443,11 +450,7 @@ async fn readyz(state: web::Data<ServerState>, req: HttpRequest) -> HttpResponse
             apps,
             apps_ok: (!list_all).then_some(ok),
             apps_not_ready: (!list_all).then_some(not_ready),
-            platforms: state
-                .platforms
-                .iter()
-                .map(|(name, p)| (name.as_str(), platforms::readiness(p, now)))
-                .collect(),
+            platforms,
             store: state.store.health().map(|h| StoreReadiness {
                 kind: h.kind,
                 up: h.up,

@@ -549,8 +549,28 @@ pub async fn background(platform: std::sync::Weak<PlatformShared>) {
     }
 }
 
-/// A platform's line in `/readyz`: `ok`, or why its component token cannot be served.
-pub fn readiness(platform: &PlatformShared, now: SystemTime) -> String {
+/// A platform's line in `/readyz`: `ok`, or why its component token cannot be served; and
+/// whether that makes the instance unready: only records the store could not save yet (a
+/// restart now would lose a refresh token or the ticket), never a missing ticket (the first
+/// push has to reach this instance through the load balancer).
+pub fn readiness(platform: &PlatformShared, now: SystemTime) -> (String, bool) {
+    let prefix = format!("{}/", platform.name());
+    let unsaved = platform
+        .store
+        .not_durable_records()
+        .into_iter()
+        .filter(|k| k.starts_with(&prefix))
+        .count();
+    if unsaved > 0 {
+        return (
+            format!("{unsaved} records not saved yet (the store keeps retrying)"),
+            true,
+        );
+    }
+    (component_readiness(platform, now), false)
+}
+
+fn component_readiness(platform: &PlatformShared, now: SystemTime) -> String {
     if platform.component_token(now).is_some() {
         return "ok".into();
     }

@@ -391,3 +391,49 @@ async fn a_refused_refresh_token_is_looked_up_once_and_then_needs_reauth() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.fake.calls(Endpoint::AuthorizerToken), calls);
 }
+
+#[actix_web::test]
+async fn a_ticket_the_disk_cannot_take_is_not_acknowledged_and_makes_the_instance_unready() {
+    let Some(disk) = crate::disk_full::Tmpfs::mount("4m") else {
+        return;
+    };
+    let fake = fake().await;
+    let path = disk.path().join("wxtoken.redb");
+    let app = spawn_custom_with(Spec::default(), fake, &config("active"), |(s, _)| {
+        s.store = wxtoken::config::StoreSettings::Embedded { path };
+    })
+    .await;
+    let url = format!("{}/v1/platforms/saas/events", app.base);
+    app.fake.set_event_url(COMPONENT, Some(&url)).unwrap();
+    push_ticket(&app).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            app.get("/readyz", None).await.status == 200
+        })
+        .await
+    );
+
+    let filler = disk.fill();
+    let push = app
+        .fake
+        .push_verify_ticket(COMPONENT)
+        .await
+        .expect("pushed");
+    assert_eq!(push.status, Some(503), "not acknowledged: {push:?}");
+    assert_ne!(push.body, "success");
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    let why = ready.body["platforms"]["saas"].as_str().unwrap_or_default();
+    assert!(why.contains("not saved"), "{}", ready.body);
+
+    // Space is back: the store saves what it kept, and the instance is ready again.
+    std::fs::remove_file(filler).unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            app.get("/readyz", None).await.status == 200
+        })
+        .await,
+        "{}",
+        app.get("/readyz", None).await.body
+    );
+}
