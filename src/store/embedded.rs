@@ -50,9 +50,10 @@ pub struct EmbeddedStore {
 
 struct Inner {
     path: PathBuf,
-    /// Held for every disk operation: writes are serialized (redb allows one writer anyway)
-    /// and a reopen never races a read.
+    /// Held for every write (redb allows one writer anyway) and for a reopen.
     disk: Mutex<Disk>,
+    /// The open database for reads, which take no lock; `None` while closed.
+    reader: arc_swap::ArcSwapOption<Database>,
     /// Records whose save failed, by key name: the newest per key. Its own lock, so readiness
     /// checks never wait for the disk.
     pending: Mutex<HashMap<String, Pending>>,
@@ -74,7 +75,7 @@ struct Inner {
 
 struct Disk {
     /// `None` after a failed write: closed, to be reopened by the next write.
-    db: Option<Database>,
+    db: Option<Arc<Database>>,
     /// The sequence number of the last record written per key.
     written: HashMap<String, u64>,
 }
@@ -141,11 +142,13 @@ impl EmbeddedStore {
             }
         };
         restrict_permissions(path);
+        let db = Arc::new(db);
         let (stop, stopped) = watch::channel(());
         let wake = Arc::new(Notify::new());
         let (saves, queue) = mpsc::channel();
         let inner = Arc::new(Inner {
             path: path.to_path_buf(),
+            reader: arc_swap::ArcSwapOption::new(Some(db.clone())),
             disk: Mutex::new(Disk {
                 db: Some(db),
                 written: HashMap::new(),
@@ -194,13 +197,32 @@ impl Inner {
     /// The open database, reopening it if a failed write closed it.
     fn db<'a>(&self, disk: &'a mut Disk) -> anyhow::Result<&'a Database> {
         if disk.db.is_none() {
-            let db = reopen_db(&self.path)?;
+            let db = Arc::new(reopen_db(&self.path)?);
             tracing::info!(path = %self.path.display(), "token store reopened");
+            self.reader.store(Some(db.clone()));
             disk.db = Some(db);
         }
         disk.db
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| anyhow::anyhow!("token store {} is closed", self.path.display()))
+    }
+
+    /// Closes the database after a failed write (redb refuses every later write until it is
+    /// opened again); readers stop using it too.
+    fn close(&self, disk: &mut Disk) {
+        disk.db = None;
+        self.reader.store(None);
+    }
+
+    /// A read transaction. Not under the disk lock, which a commit holds through its fsync:
+    /// redb lets reads run beside a write, and an actor starting up (an authorizer asked for
+    /// the first time) should not wait for other records' commits.
+    pub(super) fn begin_read(&self) -> anyhow::Result<redb::ReadTransaction> {
+        if let Some(db) = self.reader.load_full() {
+            return Ok(db.begin_read()?);
+        }
+        let mut disk = self.disk();
+        Ok(self.db(&mut disk)?.begin_read()?)
     }
 
     fn load_blocking(&self, key: &AppKey) -> anyhow::Result<Option<Stored>> {
@@ -209,10 +231,7 @@ impl Inner {
         let pending = self.pending().get(&key.name).map(|p| p.bytes.clone());
         let bytes = match pending {
             Some(bytes) => Some(bytes),
-            None => {
-                let mut disk = self.disk();
-                read_raw(self.db(&mut disk)?, &key.name)?
-            }
+            None => read_in(&self.begin_read()?, &key.name)?,
         };
         Ok(bytes.and_then(|b| decode_or_discard(key, &b, &self.metrics, "embedded")))
     }
@@ -225,8 +244,7 @@ impl Inner {
                 .filter_map(|k| p.get(&k.name).map(|r| (k.name.clone(), r.bytes.clone())))
                 .collect()
         };
-        let mut disk = self.disk();
-        let tx = self.db(&mut disk)?.begin_read()?;
+        let tx = self.begin_read()?;
         let table = match tx.open_table(TOKENS) {
             Ok(t) => Some(t),
             Err(redb::TableError::TableDoesNotExist(_)) => None,
@@ -286,7 +304,7 @@ impl Inner {
             Err(e) => {
                 // redb fails every later write after an I/O error: close it, reopen later.
                 // Dropping it releases the file lock, so the reopen can take it.
-                disk.db = None;
+                self.close(&mut disk);
                 drop(disk);
                 let mut pending = self.pending();
                 for r in todo {
@@ -432,7 +450,10 @@ async fn retry_loop(inner: Weak<Inner>, wake: Arc<Notify>, mut stopped: watch::R
 }
 
 fn read_raw(db: &Database, app: &str) -> anyhow::Result<Option<Vec<u8>>> {
-    let tx = db.begin_read()?;
+    read_in(&db.begin_read()?, app)
+}
+
+fn read_in(tx: &redb::ReadTransaction, app: &str) -> anyhow::Result<Option<Vec<u8>>> {
     let table = match tx.open_table(TOKENS) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),

@@ -20,7 +20,7 @@ use std::sync::Weak;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::{blocking, EmbeddedStore, Inner, Job};
@@ -132,7 +132,7 @@ impl Inner {
             Err(e) => {
                 // As for token records: redb refuses every write after an I/O error until the
                 // file is opened again.
-                disk.db = None;
+                self.close(&mut disk);
                 let mut left = self.platform_pending();
                 let mut platforms: Vec<&str> = Vec::new();
                 for r in jobs.iter().flatten() {
@@ -189,10 +189,7 @@ impl Inner {
             .filter(|p| std::ops::RangeBounds::contains(&range, &p.key))
             .cloned()
             .collect();
-        let tx = {
-            let mut disk = self.disk();
-            self.db(&mut disk)?.begin_read()?
-        };
+        let tx = self.begin_read()?;
         let mut out = BTreeMap::new();
         match tx.open_table(PLATFORM) {
             Ok(table) => {
