@@ -19,7 +19,15 @@ const KEY: &str = "facade-client-key-0000000001";
 const SHOP: &str = "wx5b3a1c9d7e8f6a42";
 
 async fn spawn() -> TestApp {
+    spawn_with(FakeConfig::default().expires_in).await
+}
+
+/// A server for the platform whose tokens (at the fake) live `expires_in` seconds, holding a
+/// component token.
+async fn spawn_with(expires_in: u64) -> TestApp {
     let fake = FakeWechat::start(FakeConfig {
+        expires_in,
+        overlap_secs: 1,
         platforms: vec![FakePlatform {
             component_appid: COMPONENT.into(),
             component_secret: SECRET.into(),
@@ -301,4 +309,71 @@ async fn the_facade_serves_authorizer_tokens_for_the_component_token_it_issued()
         .expect("pushed");
     let revoked = facade_authorizer_token(&app, &format!("access_token={issued}"), SHOP).await;
     assert_eq!(revoked.body["errcode"], 61003, "{}", revoked.body);
+}
+
+/// 4 s tokens, refreshed at half-life: the token a client got just before a refresh keeps
+/// working until it expires, and one two refreshes old is refused.
+#[actix_web::test]
+async fn the_component_token_before_the_current_one_is_accepted_until_it_expires() {
+    let app = spawn_with(4).await;
+    app.fake
+        .authorize_and_push(COMPONENT, SHOP, &[1])
+        .await
+        .expect("authorized");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.get(
+                &format!("/v1/platforms/saas/authorizers/{SHOP}/token"),
+                Some(KEY),
+            )
+            .await
+            .status
+                == 200
+        })
+        .await
+    );
+    let issued_at = std::time::Instant::now();
+    let token = |answer: Answer| {
+        answer.body["component_access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = token(facade_component_token(&app, KEY, "").await);
+    assert!(!first.is_empty());
+    // The server moves on to the next token.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let now = token(facade_component_token(&app, KEY, "").await);
+            !now.is_empty() && now != first
+        })
+        .await,
+        "the component token was refreshed"
+    );
+    let answer =
+        facade_authorizer_token(&app, &format!("component_access_token={first}"), SHOP).await;
+    assert!(
+        answer.body["authorizer_access_token"].is_string(),
+        "the previous token still works: {}",
+        answer.body
+    );
+    // Past its expiry and two refreshes on, it is refused.
+    let wait = Duration::from_millis(4500).saturating_sub(issued_at.elapsed());
+    tokio::time::sleep(wait).await;
+    let second_seen = token(facade_component_token(&app, KEY, "").await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let now = token(facade_component_token(&app, KEY, "").await);
+            !now.is_empty() && now != second_seen && now != first
+        })
+        .await
+    );
+    let answer =
+        facade_authorizer_token(&app, &format!("component_access_token={first}"), SHOP).await;
+    let code = answer.body["errcode"].as_i64();
+    assert!(
+        matches!(code, Some(40001 | 42001)),
+        "an old token is refused: {}",
+        answer.body
+    );
 }
