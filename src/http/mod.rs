@@ -6,10 +6,12 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod component_facade;
 pub mod error;
 pub mod facade;
 pub mod fast;
 pub mod platforms;
+pub mod preauth;
 mod tickets;
 
 use std::borrow::Cow;
@@ -152,6 +154,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     web::resource("/authorizers/{appid}/token/invalidate")
                         .post(platforms::invalidate_authorizer_token)
                         .default_service(not_allowed("POST")),
+                )
+                .service(
+                    web::resource("/preauth")
+                        .post(platforms::preauth)
+                        .default_service(not_allowed("POST")),
                 ),
         )
         .service(
@@ -172,6 +179,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/cgi-bin/stable_token")
                 .post(facade::stable_token)
+                .default_service(not_allowed("POST")),
+        )
+        .service(
+            web::resource("/cgi-bin/component/api_component_token")
+                .post(component_facade::component_token)
+                .default_service(not_allowed("POST")),
+        )
+        .service(
+            web::resource("/cgi-bin/component/api_authorizer_token")
+                .post(component_facade::authorizer_token)
                 .default_service(not_allowed("POST")),
         )
         .default_service(web::to(not_found));

@@ -10,6 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::body::{json_object, read_body};
+use super::preauth::{mobile_url, pc_url, PreauthBody};
 use super::{actor_unavailable, cache_control, no_valid_token, ApiError, ServerState, ACTOR_GRACE};
 use crate::platform::crypto::Envelope;
 use crate::platform::event::{Event, EventKind};
@@ -88,7 +89,9 @@ pub async fn component_token(
                 .timeout(state.wait_limit + ACTOR_GRACE)
                 .await
                 .map_err(|_| actor_unavailable(&label))?;
-            answer.map_err(|e| no_valid_token(&label, e))?
+            let rec = answer.map_err(|e| no_valid_token(&label, e))?;
+            platform.note_component_token(&rec);
+            rec
         }
     };
     let expires_in = rec.remaining(SystemTime::now()).as_secs();
@@ -369,6 +372,55 @@ pub async fn add_authorizer(
             ))),
         },
     }
+}
+
+/// `POST /v1/platforms/{name}/preauth {"redirect_uri","auth_type"?,"biz_appid"?}`: a fresh
+/// pre-auth code (single use, WeChat's `expires_in`) and the PC and mobile authorization links
+/// built around it; the merchant's authorization then arrives as an `authorized` push.
+pub async fn preauth(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (_, platform) = authorize_platform(&state, &req)?;
+    let body = read_body(&req, payload).await?;
+    let parsed: PreauthBody = json_object(&body).ok_or_else(|| {
+        ApiError::BadRequest(
+            "body must be JSON {\"redirect_uri\": \"https://...\", \"auth_type\": 1|2|3, \
+             \"biz_appid\": \"...\"} (auth_type and biz_appid optional)"
+                .into(),
+        )
+    })?;
+    let links = parsed.validate().map_err(ApiError::BadRequest)?;
+    let label = platform.settings.metrics_label();
+    let Some(component) = platform.wait_component_token().await else {
+        return Err(ApiError::NoValidToken {
+            app: label,
+            why: "no component token to create a pre-auth code with".into(),
+            errcode: None,
+        });
+    };
+    let client = platform.upstream.client();
+    let code = {
+        let _slot = client
+            .slot(crate::upstream::Priority::Urgent, Default::default())
+            .await;
+        client
+            .create_preauth_code(&component.token, &platform.settings.component_appid)
+            .await
+    }
+    .map_err(|e| ApiError::Unavailable(format!("could not create a pre-auth code: {e}")))?;
+    let appid = &platform.settings.component_appid;
+    let pre_auth_code = code.code.expose();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "platform": platform.name(),
+            "pre_auth_code": pre_auth_code,
+            "expires_in": code.expires_in.as_secs(),
+            "pc_url": pc_url(appid, pre_auth_code, &links),
+            "mobile_url": mobile_url(appid, pre_auth_code, &links),
+        })))
 }
 
 /// `POST /v1/admin/platforms/{name}/reconcile` (admins)

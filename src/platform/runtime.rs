@@ -68,7 +68,27 @@ pub struct PlatformShared {
     pub push_restarted: Arc<Mutex<Option<Instant>>>,
     /// Serializes reconciliations (the daily one, the admin route, the first one).
     pub reconciling: tokio::sync::Mutex<()>,
+    /// The component tokens this instance has seen current: the facade accepts the one before
+    /// the current one too, since a client may still hold it just after a refresh.
+    seen_component: Mutex<SeenComponentTokens>,
     me: std::sync::Weak<PlatformShared>,
+}
+
+/// The current component token as last seen, and the one it replaced.
+#[derive(Default)]
+struct SeenComponentTokens {
+    current: Option<Arc<TokenRecord>>,
+    previous: Option<Arc<TokenRecord>>,
+}
+
+/// Whether a presented component token is one wxtoken handed out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ComponentTokenCheck {
+    /// The current token, or the one before it while it has not expired.
+    Known,
+    /// The one before the current token, past its expiry.
+    Expired,
+    Unknown,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -179,6 +199,7 @@ impl PlatformShared {
             upstream,
             push_restarted,
             reconciling: tokio::sync::Mutex::new(()),
+            seen_component: Mutex::new(SeenComponentTokens::default()),
             me: me.clone(),
         });
         if shared.settings.authorizer_refresh == AuthorizerRefresh::All {
@@ -198,9 +219,55 @@ impl PlatformShared {
         &self.settings.name
     }
 
-    /// The component token, if one is valid at `now`.
+    /// The component token, if one is valid at `now`. Every read notes it as seen, so the one
+    /// it replaces is remembered as the previous one.
     pub fn component_token(&self, now: SystemTime) -> Option<Arc<TokenRecord>> {
-        self.component.status.load().valid_token(now).cloned()
+        let rec = self.component.status.load().valid_token(now).cloned();
+        if let Some(r) = &rec {
+            self.note_component_token(r);
+        }
+        rec
+    }
+
+    /// Notes `rec` as the current component token (handed out, or about to be).
+    pub fn note_component_token(&self, rec: &Arc<TokenRecord>) {
+        let mut seen = lock(&self.seen_component);
+        match &seen.current {
+            Some(cur) if cur.token == rec.token => {}
+            // An older record (a late answer of the actor) never pushes a newer one out.
+            Some(cur) if cur.generation > rec.generation => {}
+            _ => {
+                seen.previous = seen.current.take();
+                seen.current = Some(rec.clone());
+            }
+        }
+    }
+
+    /// Whether `presented` is a component token this instance handed out and still knows: the
+    /// current one, or the one before it. Compared in constant time: it is a credential.
+    pub fn check_component_token(&self, presented: &str, now: SystemTime) -> ComponentTokenCheck {
+        use subtle::ConstantTimeEq as _;
+        // Reading the current token first moves a replaced one into `previous`.
+        let _ = self.component_token(now);
+        let seen = lock(&self.seen_component);
+        let same = |r: &Option<Arc<TokenRecord>>| {
+            r.as_ref().is_some_and(|r| {
+                bool::from(r.token.expose().as_bytes().ct_eq(presented.as_bytes()))
+            })
+        };
+        if same(&seen.current) {
+            match &seen.current {
+                Some(r) if r.is_valid_at(now) => ComponentTokenCheck::Known,
+                _ => ComponentTokenCheck::Expired,
+            }
+        } else if same(&seen.previous) {
+            match &seen.previous {
+                Some(r) if r.is_valid_at(now) => ComponentTokenCheck::Known,
+                _ => ComponentTokenCheck::Expired,
+            }
+        } else {
+            ComponentTokenCheck::Unknown
+        }
     }
 
     pub fn component_actor(&self) -> &Addr<TokenActor> {
@@ -511,7 +578,10 @@ impl PlatformShared {
             .timeout(wait)
             .await
         {
-            Ok(Ok(t)) => Some(t),
+            Ok(Ok(t)) => {
+                self.note_component_token(&t);
+                Some(t)
+            }
             _ => None,
         }
     }

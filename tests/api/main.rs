@@ -23,6 +23,7 @@ mod ops;
 mod persistence;
 mod platform;
 mod platform_crypto;
+mod platform_facade;
 mod platform_store;
 mod process;
 mod prometheus;

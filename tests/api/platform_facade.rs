@@ -1,0 +1,379 @@
+//! The Open Platform's pre-auth links and its WeChat-compatible facade, over real HTTP with the
+//! fake WeChat: links built around a pre-auth code the fake accepts, the component token handed
+//! to a client key without any call upstream, and authorizer tokens for the component token
+//! wxtoken issued, with a placeholder in place of the refresh token.
+
+use std::time::Duration;
+
+use serde_json::json;
+use wxtoken::fake::{Endpoint, FakeConfig, FakePlatform, FakeWechat};
+use wxtoken::http::component_facade::PLACEHOLDER_REFRESH_TOKEN;
+
+use crate::helpers::*;
+
+const COMPONENT: &str = "wx3c1f0a9d8e7b6a51";
+const SECRET: &str = "platform-component-secret";
+const MSG_TOKEN: &str = "msgtoken123";
+const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+const KEY: &str = "facade-client-key-0000000001";
+const SHOP: &str = "wx5b3a1c9d7e8f6a42";
+
+async fn spawn() -> TestApp {
+    spawn_with(FakeConfig::default().expires_in).await
+}
+
+/// A server for the platform whose tokens (at the fake) live `expires_in` seconds, holding a
+/// component token.
+async fn spawn_with(expires_in: u64) -> TestApp {
+    let fake = FakeWechat::start(FakeConfig {
+        expires_in,
+        overlap_secs: 1,
+        platforms: vec![FakePlatform {
+            component_appid: COMPONENT.into(),
+            component_secret: SECRET.into(),
+            token: MSG_TOKEN.into(),
+            encoding_aes_key: AES_KEY.into(),
+            event_url: None,
+        }],
+        ticket_push_interval: Duration::ZERO,
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake starts");
+    let config = format!(
+        r#"
+[[platforms]]
+name = "saas"
+component_appid = "{COMPONENT}"
+component_secret = "{SECRET}"
+token = "{MSG_TOKEN}"
+encoding_aes_key = "{AES_KEY}"
+[[clients]]
+name = "crm"
+key = "{KEY}"
+platforms = ["saas"]
+"#
+    );
+    let app = spawn_custom(Spec::default(), fake, &config).await;
+    let url = format!("{}/v1/platforms/saas/events", app.base);
+    app.fake
+        .set_event_url(COMPONENT, Some(&url))
+        .expect("event URL set");
+    let push = app
+        .fake
+        .push_verify_ticket(COMPONENT)
+        .await
+        .expect("pushed");
+    assert_eq!(push.body, "success");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            app.get("/v1/platforms/saas/component_token", Some(KEY))
+                .await
+                .status
+                == 200
+        })
+        .await,
+        "a component token"
+    );
+    app
+}
+
+async fn preauth(app: &TestApp, body: serde_json::Value) -> Answer {
+    app.post("/v1/platforms/saas/preauth", Some(KEY), body.to_string())
+        .await
+}
+
+async fn facade_component_token(app: &TestApp, key: &str, ticket: &str) -> Answer {
+    app.post(
+        "/cgi-bin/component/api_component_token",
+        None,
+        json!({
+            "component_appid": COMPONENT,
+            "component_appsecret": key,
+            "component_verify_ticket": ticket,
+        })
+        .to_string(),
+    )
+    .await
+}
+
+async fn facade_authorizer_token(app: &TestApp, query: &str, appid: &str) -> Answer {
+    app.post(
+        &format!("/cgi-bin/component/api_authorizer_token?{query}"),
+        None,
+        json!({
+            "component_appid": COMPONENT,
+            "authorizer_appid": appid,
+            "authorizer_refresh_token": PLACEHOLDER_REFRESH_TOKEN,
+        })
+        .to_string(),
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn preauth_links_carry_a_code_the_fake_accepts_once() {
+    let app = spawn().await;
+    let answer = preauth(
+        &app,
+        json!({"redirect_uri": "https://shop.example.com/done?x=1", "auth_type": 2, "biz_appid": SHOP}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["platform"], "saas");
+    assert!(answer.body["expires_in"].as_u64().unwrap() > 0);
+    let code = answer.body["pre_auth_code"].as_str().unwrap().to_string();
+    let encoded_code: String = code
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let params = format!(
+        "component_appid={COMPONENT}&pre_auth_code={encoded_code}\
+         &redirect_uri=https%3A%2F%2Fshop.example.com%2Fdone%3Fx%3D1&auth_type=2&biz_appid={SHOP}"
+    );
+    assert_eq!(
+        answer.body["pc_url"].as_str().unwrap(),
+        format!("https://mp.weixin.qq.com/cgi-bin/componentloginpage?{params}")
+    );
+    assert_eq!(
+        answer.body["mobile_url"].as_str().unwrap(),
+        format!(
+            "https://open.weixin.qq.com/wxaopen/safe/bindcomponent?action=bindcomponent\
+             &no_scan=1&{params}#wechat_redirect"
+        )
+    );
+    assert_eq!(answer.headers.get("cache-control").unwrap(), "no-store");
+    // The merchant authorizes with it: the fake accepts the code once.
+    app.fake
+        .authorize(COMPONENT, SHOP, &[1], Some(&code))
+        .expect("the pre-auth code is one WeChat issued");
+    assert!(app
+        .fake
+        .authorize(COMPONENT, SHOP, &[1], Some(&code))
+        .is_err());
+    assert_eq!(app.fake.calls(Endpoint::CreatePreauthcode), 1);
+}
+
+#[actix_web::test]
+async fn preauth_refuses_bad_input_before_any_call_upstream() {
+    let app = spawn().await;
+    for body in [
+        json!({"redirect_uri": "/relative"}),
+        json!({"redirect_uri": "ftp://example.com/"}),
+        json!({"redirect_uri": "https://"}),
+        json!({"redirect_uri": "https://example.com/", "auth_type": 4}),
+        json!({"redirect_uri": "https://example.com/", "auth_type": "3"}),
+        json!({"redirect_uri": "https://example.com/", "biz_appid": "not an appid"}),
+        json!({"redirect_uri": "https://example.com/", "state": "x"}),
+        json!({}),
+    ] {
+        let answer = preauth(&app, body.clone()).await;
+        assert_eq!(answer.status, 400, "{body}: {}", answer.body);
+        assert_eq!(answer.body["error"], "bad_request", "{body}");
+    }
+    assert_eq!(app.fake.calls(Endpoint::CreatePreauthcode), 0);
+    // Auth as for every platform route: 401, then 404.
+    let body = json!({"redirect_uri": "https://example.com/"}).to_string();
+    let unauth = app
+        .post("/v1/platforms/saas/preauth", None, body.clone())
+        .await;
+    assert_eq!(unauth.status, 401);
+    let unknown = app
+        .post("/v1/platforms/nope/preauth", Some(KEY), body)
+        .await;
+    assert_eq!(unknown.status, 404);
+    // Without optional fields: both kinds of account, no biz_appid.
+    let plain = preauth(&app, json!({"redirect_uri": "http://127.0.0.1:9/cb"})).await;
+    assert_eq!(plain.status, 200, "{}", plain.body);
+    let pc = plain.body["pc_url"].as_str().unwrap();
+    assert!(pc.ends_with("&auth_type=3"), "{pc}");
+}
+
+#[actix_web::test]
+async fn the_facade_hands_the_shared_component_token_to_a_client_key_and_never_calls_wechat() {
+    let app = spawn().await;
+    let minted = app.fake.component_tokens_minted(COMPONENT);
+    let calls = app.fake.calls(Endpoint::ComponentToken);
+    let answer = facade_component_token(&app, KEY, "a-ticket-the-sdk-made-up").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.body["component_access_token"].as_str(),
+        app.fake.current_component_token(COMPONENT).as_deref(),
+        "{}",
+        answer.body
+    );
+    assert!(answer.body["expires_in"].as_u64().unwrap() > 0);
+    assert!(answer.body.get("errcode").is_none());
+
+    // A wrong key, an unknown component, a missing key: WeChat's errcodes.
+    let wrong = facade_component_token(&app, "not-a-client-key", "t").await;
+    assert_eq!(wrong.status, 200);
+    assert_eq!(wrong.body["errcode"], 40125, "{}", wrong.body);
+    assert!(!wrong.body.to_string().contains("not-a-client-key"));
+    let other = app
+        .post(
+            "/cgi-bin/component/api_component_token",
+            None,
+            json!({"component_appid": "wx00000000000000aa", "component_appsecret": KEY})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(other.body["errcode"], 61011, "{}", other.body);
+    let missing = app
+        .post(
+            "/cgi-bin/component/api_component_token",
+            None,
+            json!({"component_appid": COMPONENT}).to_string(),
+        )
+        .await;
+    assert_eq!(missing.body["errcode"], 41004, "{}", missing.body);
+    let garbage = app
+        .post("/cgi-bin/component/api_component_token", None, "[1,2]")
+        .await;
+    assert_eq!(garbage.body["errcode"], 47001, "{}", garbage.body);
+
+    // None of it reached WeChat, and the ticket in the body was never used.
+    assert_eq!(app.fake.component_tokens_minted(COMPONENT), minted);
+    assert_eq!(app.fake.calls(Endpoint::ComponentToken), calls);
+}
+
+#[actix_web::test]
+async fn the_facade_serves_authorizer_tokens_for_the_component_token_it_issued() {
+    let app = spawn().await;
+    app.fake
+        .authorize_and_push(COMPONENT, SHOP, &[1])
+        .await
+        .expect("authorized");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.get(
+                &format!("/v1/platforms/saas/authorizers/{SHOP}/token"),
+                Some(KEY),
+            )
+            .await
+            .status
+                == 200
+        })
+        .await
+    );
+    let issued = facade_component_token(&app, KEY, "").await.body["component_access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let real_refresh = app
+        .fake
+        .authorizer_refresh_token(COMPONENT, SHOP)
+        .expect("a refresh token");
+    let current = app.fake.current_authorizer_token(COMPONENT, SHOP);
+    let minted = app.fake.authorizer_tokens_minted(COMPONENT, SHOP);
+    for name in ["component_access_token", "access_token"] {
+        let answer = facade_authorizer_token(&app, &format!("{name}={issued}"), SHOP).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            answer.body["authorizer_access_token"].as_str(),
+            current.as_deref(),
+            "{name}: {}",
+            answer.body
+        );
+        assert!(answer.body["expires_in"].as_u64().unwrap() > 0);
+        assert_eq!(
+            answer.body["authorizer_refresh_token"],
+            PLACEHOLDER_REFRESH_TOKEN
+        );
+        assert!(!answer.body.to_string().contains(&real_refresh));
+    }
+    // The shared token: no new one minted for any of it.
+    assert_eq!(app.fake.authorizer_tokens_minted(COMPONENT, SHOP), minted);
+
+    let unknown = facade_authorizer_token(&app, "component_access_token=made-up", SHOP).await;
+    assert_eq!(unknown.body["errcode"], 40001, "{}", unknown.body);
+    let none = facade_authorizer_token(&app, "", SHOP).await;
+    assert_eq!(none.body["errcode"], 41001, "{}", none.body);
+    let stranger = facade_authorizer_token(
+        &app,
+        &format!("component_access_token={issued}"),
+        "wx00000000000000ff",
+    )
+    .await;
+    assert_eq!(stranger.body["errcode"], 61003, "{}", stranger.body);
+
+    // A revoked account: WeChat's "not authorized".
+    app.fake
+        .unauthorize_and_push(COMPONENT, SHOP)
+        .await
+        .expect("pushed");
+    let revoked = facade_authorizer_token(&app, &format!("access_token={issued}"), SHOP).await;
+    assert_eq!(revoked.body["errcode"], 61003, "{}", revoked.body);
+}
+
+/// 4 s tokens, refreshed at half-life: the token a client got just before a refresh keeps
+/// working until it expires, and one two refreshes old is refused.
+#[actix_web::test]
+async fn the_component_token_before_the_current_one_is_accepted_until_it_expires() {
+    let app = spawn_with(4).await;
+    app.fake
+        .authorize_and_push(COMPONENT, SHOP, &[1])
+        .await
+        .expect("authorized");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.get(
+                &format!("/v1/platforms/saas/authorizers/{SHOP}/token"),
+                Some(KEY),
+            )
+            .await
+            .status
+                == 200
+        })
+        .await
+    );
+    let issued_at = std::time::Instant::now();
+    let token = |answer: Answer| {
+        answer.body["component_access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = token(facade_component_token(&app, KEY, "").await);
+    assert!(!first.is_empty());
+    // The server moves on to the next token.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let now = token(facade_component_token(&app, KEY, "").await);
+            !now.is_empty() && now != first
+        })
+        .await,
+        "the component token was refreshed"
+    );
+    let answer =
+        facade_authorizer_token(&app, &format!("component_access_token={first}"), SHOP).await;
+    assert!(
+        answer.body["authorizer_access_token"].is_string(),
+        "the previous token still works: {}",
+        answer.body
+    );
+    // Past its expiry and two refreshes on, it is refused.
+    let wait = Duration::from_millis(4500).saturating_sub(issued_at.elapsed());
+    tokio::time::sleep(wait).await;
+    let second_seen = token(facade_component_token(&app, KEY, "").await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let now = token(facade_component_token(&app, KEY, "").await);
+            !now.is_empty() && now != second_seen && now != first
+        })
+        .await
+    );
+    let answer =
+        facade_authorizer_token(&app, &format!("component_access_token={first}"), SHOP).await;
+    let code = answer.body["errcode"].as_i64();
+    assert!(
+        matches!(code, Some(40001 | 42001)),
+        "an old token is refused: {}",
+        answer.body
+    );
+}
