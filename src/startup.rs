@@ -131,7 +131,7 @@ impl Application {
         state.metrics.read_credentials_from(move || {
             scraped
                 .upgrade()
-                .map(|s| scraped_credentials(&s.apps.load()))
+                .map(|s| scraped_credentials(&s.apps.load(), &s.platforms))
                 .unwrap_or_default()
         });
         if !state.platforms.is_empty() {
@@ -215,20 +215,39 @@ impl Application {
 }
 
 /// Every running credential (each app's token and tickets) with its status and quota limit.
-fn scraped_credentials(apps: &Apps) -> Vec<ScrapedCredential> {
+fn scraped_credentials(
+    apps: &Apps,
+    platforms: &std::collections::HashMap<String, Arc<PlatformShared>>,
+) -> Vec<ScrapedCredential> {
     let mut out = Vec::new();
+    for p in platforms.values() {
+        out.push(ScrapedCredential {
+            label: p.settings.metrics_label(),
+            status: p.component_status().load_full(),
+            daily_quota: crate::platform::runtime::COMPONENT_DAILY_QUOTA,
+            gauges: true,
+        });
+        out.push(ScrapedCredential {
+            label: crate::platform::runtime::authorizer_label(p.name()),
+            status: Arc::default(),
+            daily_quota: 0,
+            gauges: false,
+        });
+    }
     for app in apps.iter() {
         let daily_quota = app.settings.daily_quota;
         out.push(ScrapedCredential {
             label: app.name.clone(),
             status: app.status.load_full(),
             daily_quota,
+            gauges: true,
         });
         for (kind, t) in &app.tickets {
             out.push(ScrapedCredential {
                 label: ticket_label(&app.name, *kind),
                 status: t.status.load_full(),
                 daily_quota,
+                gauges: true,
             });
         }
     }

@@ -29,6 +29,10 @@ pub struct ScrapedCredential {
     pub status: Arc<AppStatus>,
     /// The app's configured daily quota of token calls (`wxtoken_quota_daily_limit`).
     pub daily_quota: u64,
+    /// Whether the label stands for one credential, with gauges of its own. `false` for a
+    /// label many actors share (a platform's authorizers): its counters are kept, and no
+    /// token gauge or state is made up for it.
+    pub gauges: bool,
 }
 
 /// Lists the running credentials; called once per scrape.
@@ -176,7 +180,7 @@ pub fn gauge_families(
         .collect();
     let mut states = [0u64; CredentialState::ALL.len()];
     let mut quota_max: f64 = 0.0;
-    for c in credentials {
+    for c in credentials.iter().filter(|c| c.gauges) {
         for (def, out) in defs.iter().zip(series.iter_mut()) {
             out.push(gauge(
                 vec![label("app", c.label.clone())],
@@ -324,6 +328,7 @@ mod tests {
             label: label.into(),
             status: Arc::new(status),
             daily_quota: 500,
+            gauges: true,
         }
     }
 

@@ -499,6 +499,7 @@ mod tests {
                 label: "blog".into(),
                 status: Arc::new(AppStatus::default()),
                 daily_quota: 2000,
+                gauges: true,
             }]
         });
         // A retiring actor counting one more event after its app was removed.
@@ -546,6 +547,7 @@ mod tests {
                     label: (*a).into(),
                     status: Arc::new(AppStatus::default()),
                     daily_quota: 2000,
+                    gauges: true,
                 })
                 .collect()
         });

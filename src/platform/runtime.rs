@@ -29,6 +29,10 @@ use crate::token::messages::Retire;
 use crate::token::{SharedStatus, TokenActor, TokenRecord};
 use crate::upstream::{Authorization, UpstreamError, AUTHORIZER_PAGE_MAX};
 
+/// The daily limit assumed for a platform's `api_component_token` calls (quota metrics): WeChat
+/// publishes none; one platform's getApiQuota showed 2,000, another's 10,000.
+pub const COMPONENT_DAILY_QUOTA: u64 = 2000;
+
 /// How often idle authorizer actors are looked for (`"active"` mode).
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the authorizer list is reconciled with the records.
@@ -106,7 +110,7 @@ fn actor_app(label: &str, appid: &str, secret: &secrecy::SecretString) -> Arc<Ap
         tickets: Vec::new(),
         secret: secret.clone(),
         secret_source: SecretSource::Inline,
-        daily_quota: 2000,
+        daily_quota: COMPONENT_DAILY_QUOTA,
     })
 }
 

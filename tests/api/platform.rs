@@ -138,6 +138,9 @@ async fn a_pushed_ticket_mints_the_component_token_and_nothing_before_it() {
     );
     let ready = app.get("/readyz", None).await;
     assert_eq!(ready.body["platforms"]["saas"], "ok", "{}", ready.body);
+    // The component token in the token series, as `platform:saas`.
+    let left = sample(&text, r#"wxtoken_token_seconds_left{app="platform:saas"}"#);
+    assert!(left.is_some_and(|s| s > 0.0), "{left:?}");
 
     // Auth: 401 without a key, 404 for another platform, 403 for a client without it.
     assert_eq!(
@@ -313,8 +316,22 @@ async fn reconciliation_imports_ten_thousand_and_an_idle_one_costs_one_call_for_
         "one account is being kept fresh"
     );
     assert_eq!(state("idle"), Some(9_999.0));
-    // One series for all authorizer actors of the platform, none per account.
+    // One series for all authorizer actors of the platform, none per account, and no token
+    // gauge made up for the shared label.
     assert!(!text.contains(idle.as_str()), "no per-authorizer series");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("wxtoken_token_refreshes_total")
+                && l.contains(r#"app="platform:saas:authorizers""#)),
+        "the authorizers' refreshes are counted under the shared label"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"wxtoken_token_seconds_left{app="platform:saas:authorizers"}"#
+        ),
+        None
+    );
     // Nobody else was fetched: "active" refreshes only what is asked for.
     assert_eq!(app.fake.authorizer_tokens_minted(COMPONENT, &appids[0]), 0);
 }
