@@ -36,6 +36,13 @@ const REQUIRED_ALERTS: [&str; 8] = [
 
 /// Alerts about a whole instance rather than an app: their description names the instance.
 const INSTANCE_ALERTS: [&str; 2] = ["WxtokenDown", "WxtokenRedisDown"];
+/// Alerts about an Open Platform platform as a whole (its ticket, its accounts): they name the
+/// platform. The component token's alert reads the token families and names the app label.
+const PLATFORM_ALERTS: [&str; 3] = [
+    "WxtokenPlatformTicketStale",
+    "WxtokenPlatformTicketExpiring",
+    "WxtokenPlatformAuthorizersNeedReauth",
+];
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -346,8 +353,7 @@ fn every_alert_is_complete() {
         );
         let subject = if INSTANCE_ALERTS.contains(&name.as_str()) {
             "$labels.instance"
-        } else if name.starts_with("WxtokenPlatform") && !description.contains("$labels.app") {
-            // A platform's alerts are about the platform (its ticket, its authorizers).
+        } else if PLATFORM_ALERTS.contains(&name.as_str()) {
             "$labels.platform"
         } else {
             "$labels.app"
@@ -383,8 +389,30 @@ pub fn dashboard() -> Value {
     serde_json::from_str(&read(DASHBOARD)).expect("the dashboard is JSON")
 }
 
+/// Every panel of the dashboard, rows included, in order. A collapsed row holds its panels
+/// itself (`row.panels`) rather than after it at the top level, so both places are read.
+pub fn all_panels(dash: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    for p in dash["panels"].as_array().expect("panels") {
+        out.push(p.clone());
+        out.extend(p["panels"].as_array().cloned().unwrap_or_default());
+    }
+    out
+}
+
+/// Every `expr` of a panel's queries.
+fn exprs(panel: &Value) -> Vec<&str> {
+    panel["targets"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|t| t["expr"].as_str())
+        .collect()
+}
+
 #[test]
-fn dashboard_uses_the_provisioned_datasource_and_an_app_variable() {
+fn dashboard_uses_the_provisioned_datasource_and_app_and_platform_variables() {
     let provisioned = read(DATASOURCE);
     let uid = provisioned
         .lines()
@@ -404,7 +432,13 @@ fn dashboard_uses_the_provisioned_datasource_and_an_app_variable() {
         );
     }
 
-    let panels = dash["panels"].as_array().expect("panels");
+    let panels = all_panels(&dash);
+    // Grafana keys panels by id: a duplicate, even inside a collapsed row, loses one of them.
+    let mut ids = BTreeSet::new();
+    for p in &panels {
+        let id = p["id"].as_u64().expect("every panel has an id");
+        assert!(ids.insert(id), "panel id {id} is used twice");
+    }
     for p in panels.iter().filter(|p| p["type"] != "row") {
         let title = p["title"].as_str().unwrap_or("(untitled)");
         assert_eq!(p["datasource"]["uid"], uid.as_str(), "panel {title}");
@@ -423,7 +457,13 @@ fn dashboard_uses_the_provisioned_datasource_and_an_app_variable() {
         .filter(|p| p["type"] == "row")
         .filter_map(|p| p["title"].as_str())
         .collect();
-    for want in ["Token health", "Serving", "Upstream", "Process"] {
+    for want in [
+        "Token health",
+        "Serving",
+        "Upstream",
+        "Process",
+        "Open Platform",
+    ] {
         assert!(
             rows.iter().any(|r| r.starts_with(want)),
             "no row {want}: {rows:?}"
@@ -441,11 +481,92 @@ fn dashboard_uses_the_provisioned_datasource_and_an_app_variable() {
     );
     assert_eq!(app["multi"], true, "app variable must allow several apps");
     assert_eq!(app["includeAll"], true, "app variable must offer All");
+    // From a series every platform has from start-up, so one still waiting for its first
+    // ticket is listed too.
+    let platform = vars
+        .iter()
+        .find(|v| v["name"] == "platform")
+        .expect("a `platform` variable");
+    assert_eq!(
+        platform["query"], "label_values(wxtoken_authorizers, platform)",
+        "platform variable query"
+    );
+    assert_eq!(
+        platform["multi"], true,
+        "platform variable must allow several"
+    );
+    assert_eq!(
+        platform["includeAll"], true,
+        "platform variable must offer All"
+    );
 
     // Grafana loads the dashboard through a file provider.
     let provider = read(PROVIDER);
     assert!(
         provider.contains("type: file") && provider.contains("path:"),
         "{PROVIDER} is not a file provider with a path:\n{provider}"
+    );
+}
+
+#[test]
+fn dashboard_has_a_collapsed_open_platform_row_reading_every_platform_series() {
+    let dash = dashboard();
+    let top = dash["panels"].as_array().expect("panels");
+    let row = top
+        .iter()
+        .find(|p| p["type"] == "row" && p["title"] == "Open Platform")
+        .expect("an Open Platform row");
+    // Collapsed: most installations have no platform, and its panels would show nothing.
+    assert_eq!(row["collapsed"], true, "the Open Platform row is collapsed");
+    let inside = row["panels"].as_array().expect("row panels");
+    // Every panel of the row is inside it; none of them sits at the top level.
+    for p in top {
+        for e in exprs(p) {
+            assert!(
+                !e.contains("$platform"),
+                "{e} is outside the Open Platform row"
+            );
+        }
+    }
+    let queries: Vec<(&str, &str)> = inside
+        .iter()
+        .flat_map(|p| {
+            let title = p["title"].as_str().unwrap_or("(untitled)");
+            exprs(p).into_iter().map(move |e| (title, e))
+        })
+        .collect();
+    for (title, e) in &queries {
+        assert!(e.contains("$platform"), "{title}: {e} ignores $platform");
+    }
+    // One panel each: ticket age, authorizers by state, pushes, the component token, and the
+    // authorizer actors' shared label.
+    let reading = |needle: &str| {
+        let found: Vec<&(&str, &str)> =
+            queries.iter().filter(|(_, e)| e.contains(needle)).collect();
+        assert!(
+            !found.is_empty(),
+            "no Open Platform query reads {needle}: {queries:?}"
+        );
+        found[0].0
+    };
+    let ticket = reading("wxtoken_platform_ticket_age_seconds{");
+    reading("wxtoken_authorizers{");
+    reading("wxtoken_platform_events_total{");
+    reading(r#"wxtoken_token_seconds_left{app=~"platform:$platform"}"#);
+    reading(r#"wxtoken_token_refresh_failures_total{app=~"platform:$platform:authorizers"}"#);
+
+    // The ticket-age panel marks the two alert thresholds: stale at 30 minutes, expiring at
+    // 11 hours.
+    let panel = inside.iter().find(|p| p["title"] == ticket).unwrap();
+    let steps: Vec<f64> = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        .as_array()
+        .expect("threshold steps")
+        .iter()
+        .filter_map(|s| s["value"].as_f64())
+        .collect();
+    assert_eq!(steps, [1800.0, 11.0 * 3600.0], "{ticket}: thresholds");
+    assert_eq!(
+        panel["fieldConfig"]["defaults"]["unit"], "s",
+        "{ticket}: unit"
     );
 }

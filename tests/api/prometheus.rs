@@ -1,6 +1,7 @@
-//! The alert rules and the dashboard against a real Prometheus scraping a live wxtoken: every
-//! query returns data, and the configuration-error and refresh-failure alerts follow a fault,
-//! with each `[metrics] per_app` series set ("full" and "gauges").
+//! The alert rules and the dashboard against a real Prometheus scraping a live wxtoken with two
+//! apps and an Open Platform platform (a pushed ticket, authorized accounts): every query
+//! returns data, and the configuration-error and refresh-failure alerts follow a fault, with
+//! each `[metrics] per_app` series set ("full" and "gauges").
 //!
 //! Prometheus (Debian's `prometheus` package, installed by `scripts/test`) runs on a free
 //! loopback port with a temporary configuration and storage, scraping the in-process test
@@ -15,10 +16,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wxtoken::fake::Fault;
+use wxtoken::fake::{FakeConfig, FakePlatform, FakeWechat, Fault};
 
 use crate::helpers::*;
-use crate::ops::{alert_rules, dashboard, read, ALERTS, DASHBOARD};
+use crate::ops::{alert_rules, all_panels, dashboard, read, ALERTS, DASHBOARD};
 
 /// `for:` in the test copy of the rules: long enough to pass through `pending`.
 const TEST_FOR: &str = "1s";
@@ -29,15 +30,12 @@ const DASHBOARD_INTERVAL: &str = "1m";
 /// What Grafana sends for `$app` when All is selected: a regex of every app. Not `.*`, which
 /// would also match series whose `app` label is misspelled or missing.
 const ALL_APPS: &str = "(shop|blog)";
+/// The same for `$platform`: the test server's one platform.
+const ALL_PLATFORMS: &str = "(saas)";
 /// Series exported only with the Redis store, which the test server does not use: rule and
 /// dashboard queries that read them must still be valid PromQL, but may return nothing. The
 /// WxtokenRedisDown rule is covered by synthetic series in alerts_test.yml.
 const ONLY_WITH_REDIS: [&str; 1] = ["wxtoken_redis_up"];
-/// Series exported only for `[[platforms]]` (after a first ticket), which the test server does
-/// not run: the same rule as for Redis. The platform alerts are covered by synthetic series in
-/// alerts_test.yml, the series themselves by tests/api/platform.rs.
-const ONLY_WITH_PLATFORMS: [&str; 2] =
-    ["wxtoken_platform_ticket_age_seconds", "wxtoken_authorizers"];
 
 /// Families that `[metrics] per_app = "gauges"` does not export: a rule may read them only in
 /// an `or` whose other side works without them.
@@ -59,22 +57,6 @@ fn only_with_redis(selector: &str) -> bool {
             .strip_prefix(m)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
     })
-}
-
-/// Whether a selector reads a series only a server with platforms exports: a platform family,
-/// or the token families narrowed to the component tokens' `app="platform:..."`.
-fn only_with_platforms(selector: &str) -> bool {
-    ONLY_WITH_PLATFORMS.iter().any(|m| {
-        selector
-            .strip_prefix(m)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
-    }) || selector.contains("app=~\"platform:")
-        || selector.contains("app=\"platform:")
-}
-
-/// Series this test's server cannot have: Redis-only or platform-only ones.
-fn only_elsewhere(selector: &str) -> bool {
-    only_with_redis(selector) || only_with_platforms(selector)
 }
 
 /// Debian's Prometheus server, on PATH.
@@ -520,7 +502,7 @@ fn has_alert(alerts: &[Alert], name: &str, labels: &[(&str, &str)]) -> bool {
 fn dashboard_queries() -> Vec<(String, String)> {
     let dash = dashboard();
     let mut out = Vec::new();
-    for p in dash["panels"].as_array().expect("panels") {
+    for p in &all_panels(&dash) {
         let title = p["title"].as_str().unwrap_or("(untitled)");
         for t in p["targets"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
             if let Some(expr) = t["expr"].as_str() {
@@ -551,7 +533,9 @@ fn fill_variables(expr: &str) -> String {
         .replace("$__interval", DASHBOARD_INTERVAL)
         .replace("$__range", DASHBOARD_INTERVAL)
         .replace("${app}", ALL_APPS)
-        .replace("$app", ALL_APPS);
+        .replace("$app", ALL_APPS)
+        .replace("${platform}", ALL_PLATFORMS)
+        .replace("$platform", ALL_PLATFORMS);
     assert!(
         !filled.contains('$'),
         "{DASHBOARD}: unknown variable in {expr}"
@@ -584,14 +568,6 @@ fn redis_only_series_are_recognised_by_exact_name() {
     assert!(only_with_redis(r#"wxtoken_redis_up{instance="a"}"#));
     assert!(!only_with_redis("wxtoken_redis_upstream"));
     assert!(!only_with_redis("wxtoken_token_seconds_left"));
-    assert!(only_with_platforms(
-        r#"wxtoken_authorizers{state="needs_reauth"}"#
-    ));
-    assert!(only_with_platforms(
-        r#"wxtoken_token_refresh_failures_total{app=~"platform:[^:]+"}"#
-    ));
-    assert!(!only_with_platforms("wxtoken_token_refresh_failures_total"));
-    assert!(!only_with_platforms("wxtoken_authorizers_x"));
 }
 
 #[test]
@@ -615,6 +591,107 @@ fn test_copy_of_the_rules_has_short_windows() {
     }
 }
 
+/// The test server's platform, as the fake and the configuration know it.
+const PLATFORM: &str = "saas";
+const COMPONENT: &str = "wx3c1f0a9d8e7b6a51";
+const COMPONENT_SECRET: &str = "platform-component-secret";
+const MSG_TOKEN: &str = "msgtoken123";
+const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+/// The usual test server (`shop`, `blog`, the billing and ops clients) plus the platform
+/// `saas`, exporting `per_app`. The fake pushes only on demand.
+async fn spawn_with_platform(per_app: PerAppMetrics) -> TestApp {
+    let spec = Spec::default();
+    let fake = FakeWechat::start(FakeConfig {
+        apps: vec![
+            (SHOP_APPID.into(), SHOP_SECRET.into()),
+            (BLOG_APPID.into(), BLOG_SECRET.into()),
+        ],
+        platforms: vec![FakePlatform {
+            component_appid: COMPONENT.into(),
+            component_secret: COMPONENT_SECRET.into(),
+            token: MSG_TOKEN.into(),
+            encoding_aes_key: AES_KEY.into(),
+            event_url: None,
+        }],
+        ticket_push_interval: Duration::ZERO,
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake WeChat starts");
+    let config = format!(
+        r#"
+[[apps]]
+name = "shop"
+appid = "{SHOP_APPID}"
+secret = "{SHOP_SECRET}"
+[[apps]]
+name = "blog"
+appid = "{BLOG_APPID}"
+secret = "{BLOG_SECRET}"
+[[platforms]]
+name = "{PLATFORM}"
+component_appid = "{COMPONENT}"
+component_secret = "{COMPONENT_SECRET}"
+token = "{MSG_TOKEN}"
+encoding_aes_key = "{AES_KEY}"
+[[clients]]
+name = "billing"
+key = "{BILLING_KEY}"
+apps = ["shop"]
+[[clients]]
+name = "ops"
+key = "{OPS_KEY}"
+apps = ["*"]
+platforms = ["*"]
+admin = true
+"#
+    );
+    let app = spawn_custom_with(spec, fake, &config, |(settings, _)| {
+        settings.metrics.per_app = per_app;
+    })
+    .await;
+    let url = format!("{}/v1/platforms/{PLATFORM}/events", app.base);
+    app.fake
+        .set_event_url(COMPONENT, Some(&url))
+        .expect("event URL set");
+    app
+}
+
+/// What the Open Platform panels show: a pushed ticket, the component token it mints, two
+/// accounts imported by the first reconciliation, and one of them asked for (active).
+async fn platform_traffic(app: &TestApp) {
+    let accounts = app
+        .fake
+        .bulk_authorize(COMPONENT, 2)
+        .expect("accounts authorized");
+    let push = app
+        .fake
+        .push_verify_ticket(COMPONENT)
+        .await
+        .expect("ticket pushed");
+    assert_eq!(
+        (push.status, push.body.as_str()),
+        (Some(200), "success"),
+        "{push:?}"
+    );
+    let authorizers = format!("/v1/platforms/{PLATFORM}/authorizers?limit=1");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.get(&authorizers, Some(OPS_KEY)).await.body["total"] == 2
+        })
+        .await,
+        "the first component token did not bring the authorized accounts"
+    );
+    let token = app
+        .get(
+            &format!("/v1/platforms/{PLATFORM}/authorizers/{}/token", accounts[0]),
+            Some(OPS_KEY),
+        )
+        .await;
+    assert_eq!(token.status, 200, "{}", token.body);
+}
+
 #[actix_web::test]
 async fn alerts_and_dashboard_work_in_a_real_prometheus() {
     alerts_and_dashboard_work_with(PerAppMetrics::Full).await;
@@ -628,7 +705,7 @@ async fn alerts_and_dashboard_work_in_a_real_prometheus_with_gauges_only() {
 async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
     let started = Instant::now();
     let gauges = per_app == PerAppMetrics::Gauges;
-    let app = spawn_app_with_metrics(Spec::default(), per_app).await;
+    let app = spawn_with_platform(per_app).await;
     let target = app.base.strip_prefix("http://").expect("http base");
     let rules_text = shorten_rules(&read(ALERTS));
     let alert_count = alert_rules(&rules_text).len();
@@ -669,12 +746,17 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
     assert_eq!(app.invalidate_shop("an-old-token").await.status, 200);
     let refreshed = app.invalidate_shop(&first).await;
     assert_eq!(refreshed.body["refreshed"], true, "{}", refreshed.body);
+    platform_traffic(&app).await;
 
     assert!(
         wait_for(Duration::from_secs(10), || async {
             !api.query(r#"wxtoken_invalidations_total{outcome="refreshed"} > 0"#)
                 .await
                 .is_empty()
+                && !api
+                    .query(r#"wxtoken_authorizers{state="active"} > 0"#)
+                    .await
+                    .is_empty()
         })
         .await,
         "Prometheus never scraped the traffic"
@@ -751,7 +833,7 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
         let result = api.query(&expr).await;
         let (redis_only, others): (Vec<String>, Vec<String>) = selectors(&expr)
             .into_iter()
-            .partition(|s| only_elsewhere(s));
+            .partition(|s| only_with_redis(s));
         if redis_only.is_empty() {
             if result.is_empty() {
                 empty.push(format!("{panel}: {expr}"));
@@ -786,7 +868,7 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
         let found = selectors(query);
         assert!(!found.is_empty(), "{name}: no selector found in {query}");
         for selector in found {
-            if only_elsewhere(&selector) || (gauges && only_in_full_mode(&selector)) {
+            if only_with_redis(&selector) || (gauges && only_in_full_mode(&selector)) {
                 continue;
             }
             if api.query(&selector).await.is_empty() {
