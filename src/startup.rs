@@ -233,6 +233,17 @@ fn scraped_credentials(
             daily_quota: 0,
             gauges: false,
         });
+        for kind in [
+            crate::config::TicketKind::Jsapi,
+            crate::config::TicketKind::WxCard,
+        ] {
+            out.push(ScrapedCredential {
+                label: crate::platform::runtime::authorizer_ticket_label(p.name(), kind),
+                status: Arc::default(),
+                daily_quota: 0,
+                gauges: false,
+            });
+        }
     }
     for app in apps.iter() {
         let daily_quota = app.settings.daily_quota;

@@ -156,6 +156,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         .default_service(not_allowed("POST")),
                 )
                 .service(
+                    web::resource("/authorizers/{appid}/ticket/{type}")
+                        .get(platforms::authorizer_ticket)
+                        .default_service(not_allowed("GET")),
+                )
+                .service(
+                    web::resource("/authorizers/{appid}/jssdk/signature")
+                        .post(platforms::authorizer_jssdk_signature)
+                        .default_service(not_allowed("POST")),
+                )
+                .service(
                     web::resource("/preauth")
                         .post(platforms::preauth)
                         .default_service(not_allowed("POST")),

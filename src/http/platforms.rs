@@ -639,3 +639,118 @@ fn component_readiness(platform: &PlatformShared, now: SystemTime) -> String {
         None => "no valid component token yet: first fetch in progress".into(),
     }
 }
+
+/// An authorizer's ticket of `kind`, from the published status or the actor's fetch.
+async fn authorizer_ticket_record(
+    state: &ServerState,
+    platform: &PlatformShared,
+    appid: &str,
+    kind: crate::config::TicketKind,
+) -> Result<Arc<TokenRecord>, ApiError> {
+    let handle = platform
+        .authorizer_ticket(appid, kind)
+        .map_err(|r| refusal(platform, appid, r))?;
+    if let Some(t) = handle.status.load().valid_token(SystemTime::now()) {
+        return Ok(t.clone());
+    }
+    let label = format!(
+        "{}/{appid}:{}_ticket",
+        platform.settings.metrics_label(),
+        kind.as_str()
+    );
+    handle
+        .addr
+        .send(Get)
+        .timeout(state.wait_limit + ACTOR_GRACE)
+        .await
+        .map_err(|_| actor_unavailable(&label))?
+        .map_err(|e| no_valid_token(&label, e))
+}
+
+#[derive(Serialize)]
+struct AuthorizerTicketBody<'a> {
+    platform: &'a str,
+    appid: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    ticket: &'a str,
+    expires_in: u64,
+    expires_at: String,
+}
+
+/// `GET /v1/platforms/{name}/authorizers/{appid}/ticket/{type}` (`jsapi` or `wx_card`),
+/// fetched with the authorizer's token on first use, then kept fresh.
+pub async fn authorizer_ticket(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (_, platform) = authorize_platform(&state, &req)?;
+    let appid = appid_param(&req);
+    let raw = req.match_info().get("type").unwrap_or_default();
+    let kind = crate::config::TicketKind::parse(raw).ok_or_else(|| ApiError::UnknownTicket {
+        app: format!("{}/{appid}", platform.name()),
+        kind: raw.to_string(),
+    })?;
+    let ticket = authorizer_ticket_record(&state, &platform, &appid, kind).await?;
+    let expires_in = ticket.remaining(SystemTime::now()).as_secs();
+    Ok(HttpResponse::Ok()
+        .insert_header(cache_control(expires_in))
+        .json(AuthorizerTicketBody {
+            platform: platform.name(),
+            appid: &appid,
+            kind: kind.as_str(),
+            ticket: ticket.token.expose(),
+            expires_in,
+            expires_at: ticket.expires_at_rfc3339(),
+        }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureRequest {
+    url: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SignatureBody {
+    app_id: String,
+    timestamp: u64,
+    nonce_str: String,
+    signature: String,
+}
+
+/// `POST /v1/platforms/{name}/authorizers/{appid}/jssdk/signature` `{"url"}`: the `wx.config`
+/// values for a page of the authorizer's, signed with its jsapi ticket; `appId` is the
+/// authorizer's, as WeChat requires for a platform's pages.
+pub async fn authorizer_jssdk_signature(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (_, platform) = authorize_platform(&state, &req)?;
+    let appid = appid_param(&req);
+    let body = read_body(&req, payload).await?;
+    let parsed: SignatureRequest = json_object(&body).ok_or_else(|| {
+        ApiError::BadRequest("body must be JSON {\"url\": \"https://...\"}".into())
+    })?;
+    let url = crate::jssdk::signed_url(&parsed.url)
+        .map_err(|why| ApiError::BadRequest(why.to_string()))?;
+    let ticket =
+        authorizer_ticket_record(&state, &platform, &appid, crate::config::TicketKind::Jsapi)
+            .await?;
+    let timestamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let nonce = crate::jssdk::nonce();
+    let signature = crate::jssdk::signature(ticket.token.expose(), &nonce, timestamp, url);
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(SignatureBody {
+            app_id: appid,
+            timestamp,
+            nonce_str: nonce,
+            signature,
+        }))
+}

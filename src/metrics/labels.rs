@@ -118,7 +118,7 @@ pub fn reason_label(err: &UpstreamError) -> &'static str {
 pub const STORE_OPS: [&str; 3] = ["load", "save", "lock"];
 
 /// Routes of the HTTP API as matched templates (label `route`); anything else is `unmatched`.
-pub const ROUTES: [&str; 21] = [
+pub const ROUTES: [&str; 23] = [
     "/v1/apps/{name}/token",
     "/v1/apps/{name}/token/invalidate",
     "/v1/apps/{name}/ticket/{type}",
@@ -131,6 +131,8 @@ pub const ROUTES: [&str; 21] = [
     "/v1/platforms/{name}/authorizers/{appid}",
     "/v1/platforms/{name}/authorizers/{appid}/token",
     "/v1/platforms/{name}/authorizers/{appid}/token/invalidate",
+    "/v1/platforms/{name}/authorizers/{appid}/ticket/{type}",
+    "/v1/platforms/{name}/authorizers/{appid}/jssdk/signature",
     "/v1/platforms/{name}/preauth",
     "/v1/admin/platforms/{name}/reconcile",
     "/cgi-bin/token",

@@ -19,7 +19,7 @@ use super::crypto::MsgCrypto;
 use super::replay::ReplayGuard;
 use crate::apps::{spawn_actor, ActorDeps, CredentialHandle};
 use crate::config::{
-    AppKind, AppSettings, AuthorizerRefresh, Grant, PlatformSettings, SecretSource,
+    AppKind, AppSettings, AuthorizerRefresh, Grant, PlatformSettings, SecretSource, TicketKind,
 };
 use crate::secret::AccessToken;
 use crate::store::platform::{AuthorizerRecord, AuthorizerState, PlatformStore, TicketRecord};
@@ -43,6 +43,8 @@ pub struct AuthorizerEntry {
     pub record: AuthorizerRecord,
     /// Its token actor while it is being kept fresh.
     pub actor: Option<CredentialHandle>,
+    /// Its ticket actors (jsapi, wx_card), started on first use, stopped with `actor`.
+    pub tickets: HashMap<TicketKind, CredentialHandle>,
     /// The last client request for its token.
     pub last_request: Option<SystemTime>,
 }
@@ -120,6 +122,11 @@ pub fn authorizer_label(platform: &str) -> String {
     format!("platform:{platform}:authorizers")
 }
 
+/// The metrics label every authorizer ticket actor of a kind shares.
+pub fn authorizer_ticket_label(platform: &str, kind: TicketKind) -> String {
+    format!("platform:{platform}:authorizers:{}_ticket", kind.as_str())
+}
+
 impl PlatformShared {
     /// Starts the platform: reads its ticket and authorizers, starts the component token actor
     /// (and, for `"all"`, every authorizer's). Must run inside an actix System.
@@ -186,6 +193,7 @@ impl PlatformShared {
                     AuthorizerEntry {
                         record: r,
                         actor: None,
+                        tickets: HashMap::new(),
                         last_request: None,
                     },
                 )
@@ -380,14 +388,58 @@ impl PlatformShared {
         self.me.upgrade()
     }
 
-    /// Stops the actor of an authorizer (revoked, idle, or to start afresh).
+    /// Stops the actors of an authorizer, its tickets' too (revoked, idle, or to start afresh).
     fn retire_actor(&self, appid: &str) {
-        let actor = lock(&self.authorizers)
-            .get_mut(appid)
-            .and_then(|e| e.actor.take());
+        let (actor, tickets) = match lock(&self.authorizers).get_mut(appid) {
+            Some(e) => (e.actor.take(), std::mem::take(&mut e.tickets)),
+            None => (None, HashMap::new()),
+        };
+        for t in tickets.into_values() {
+            t.addr.do_send(Retire);
+        }
         if let Some(h) = actor {
             h.addr.do_send(Retire);
         }
+    }
+
+    /// The ticket actor of `kind` of an authorizer whose token may be served, started on first
+    /// use: fetched with the authorizer's token, refetched when that token changes.
+    pub fn authorizer_ticket(
+        &self,
+        appid: &str,
+        kind: TicketKind,
+    ) -> Result<CredentialHandle, AuthorizerRefusal> {
+        let token = self.authorizer_actor(appid)?;
+        let mut map = lock(&self.authorizers);
+        let e = map.get_mut(appid).ok_or(AuthorizerRefusal::Unknown)?;
+        if let Some(t) = e.tickets.get(&kind) {
+            return Ok(t.clone());
+        }
+        let key = self.authorizer_key(appid);
+        let ticket = spawn_actor(
+            &self.deps,
+            &actor_app(
+                &authorizer_ticket_label(&self.settings.name, kind),
+                appid,
+                &secrecy::SecretString::from(String::new()),
+            ),
+            Credential::Ticket {
+                kind,
+                token: token.status.clone(),
+                token_actor: token.addr.clone(),
+            },
+            AppKey {
+                name: format!("{}/ticket/{}", key.name, kind.as_str()),
+                appid: format!("{}/ticket/{}", key.appid, kind.as_str()),
+            },
+            authorizer_ticket_label(&self.settings.name, kind),
+            None,
+        );
+        token.addr.do_send(crate::token::messages::Subscribe(
+            ticket.addr.clone().recipient(),
+        ));
+        e.tickets.insert(kind, ticket.clone());
+        Ok(ticket)
     }
 
     /// Saves a record (newer `updated_at`) and keeps it in memory.
@@ -405,6 +457,7 @@ impl PlatformShared {
                     AuthorizerEntry {
                         record,
                         actor: None,
+                        tickets: HashMap::new(),
                         last_request: None,
                     },
                 );
@@ -690,6 +743,7 @@ impl PlatformShared {
                     let e = map.entry(appid.clone()).or_insert(AuthorizerEntry {
                         record: r.clone(),
                         actor: None,
+                        tickets: HashMap::new(),
                         last_request: None,
                     });
                     e.record = r;

@@ -454,3 +454,67 @@ async fn a_ticket_the_disk_cannot_take_is_not_acknowledged_and_makes_the_instanc
         app.get("/readyz", None).await.body
     );
 }
+
+#[actix_web::test]
+async fn an_authorizers_jsapi_ticket_and_signature_use_its_own_token_and_appid() {
+    let app = spawn("active").await;
+    let appids = app.fake.bulk_authorize(COMPONENT, 2).expect("authorized");
+    push_ticket(&app).await;
+    let ticket_path = format!("/v1/platforms/saas/authorizers/{}/ticket/jsapi", appids[0]);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.get(&ticket_path, Some(KEY)).await.status == 200
+        })
+        .await,
+        "{}",
+        app.get(&ticket_path, Some(KEY)).await.body
+    );
+    let answer = app.get(&ticket_path, Some(KEY)).await;
+    assert_eq!(answer.body["appid"], appids[0].as_str());
+    assert_eq!(answer.body["type"], "jsapi");
+    let ticket = answer.body["ticket"].as_str().unwrap().to_string();
+    // Fetched once, with the authorizer's token, and served from then on.
+    assert_eq!(app.fake.authorizer_tickets_minted(COMPONENT, &appids[0]), 1);
+    assert_eq!(
+        app.get(&ticket_path, Some(KEY)).await.body["ticket"],
+        ticket.as_str()
+    );
+    assert_eq!(app.fake.authorizer_tickets_minted(COMPONENT, &appids[0]), 1);
+
+    let url = "https://shop.example.com/page?x=1";
+    let signed = app
+        .post(
+            &format!(
+                "/v1/platforms/saas/authorizers/{}/jssdk/signature",
+                appids[0]
+            ),
+            Some(KEY),
+            serde_json::json!({ "url": url }).to_string(),
+        )
+        .await;
+    assert_eq!(signed.status, 200, "{}", signed.body);
+    assert_eq!(
+        signed.body["appId"],
+        appids[0].as_str(),
+        "the authorizer's appid"
+    );
+    let nonce = signed.body["nonceStr"].as_str().unwrap();
+    let timestamp = signed.body["timestamp"].as_u64().unwrap();
+    let expected = wxtoken::jssdk::signature(&ticket, nonce, timestamp, url);
+    assert_eq!(signed.body["signature"].as_str(), Some(expected.as_str()));
+
+    let unknown = app
+        .get(
+            "/v1/platforms/saas/authorizers/wx00000000000000ff/ticket/jsapi",
+            Some(KEY),
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+    let bad_kind = app
+        .get(
+            &format!("/v1/platforms/saas/authorizers/{}/ticket/nope", appids[0]),
+            Some(KEY),
+        )
+        .await;
+    assert_eq!(bad_kind.status, 404);
+}
