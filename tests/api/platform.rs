@@ -518,3 +518,83 @@ async fn an_authorizers_jsapi_ticket_and_signature_use_its_own_token_and_appid()
         .await;
     assert_eq!(bad_kind.status, 404);
 }
+
+/// The real binary at the most verbose level, through every platform path: no component
+/// secret, message Token, AES key, ticket, code, refresh token or token in its log.
+#[actix_web::test]
+async fn the_binary_logs_no_platform_secret_even_at_trace() {
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = dir.path().join("wxtoken.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nbase_url = \"{}\"\nmin_token_lifetime_secs = 2\n[store]\npath = {}\n{}",
+            fake.base_url(),
+            toml::Value::String(dir.path().join("s.redb").display().to_string()),
+            config("active"),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("log.txt");
+    let mut child = crate::process::wxtoken(&["serve", "--config", file.to_str().unwrap()])
+        .env("WXTOKEN_LOG", "trace")
+        .stdout(std::fs::File::create(dir.path().join("stdout.txt")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!(
+        "http://{}",
+        crate::process::wait_for_listen_addr(&log, &mut child)
+    );
+    fake.set_event_url(COMPONENT, Some(&format!("{base}/v1/platforms/saas/events")))
+        .unwrap();
+    let http = client();
+    let mut secrets: Vec<String> =
+        vec![SECRET.into(), MSG_TOKEN.into(), AES_KEY.into(), KEY.into()];
+    let push = fake.push_verify_ticket(COMPONENT).await.unwrap();
+    assert_eq!(push.status, Some(200), "{push:?}");
+    secrets.extend(push.ticket.clone());
+    let (authorized, _) = fake
+        .authorize_and_push(COMPONENT, SHOP, &[1])
+        .await
+        .unwrap();
+    secrets.push(authorized.authorization_code.clone());
+    let url = format!("{base}/v1/platforms/saas/authorizers/{SHOP}/token");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get_json(&http, &url, KEY).await.0 == 200
+        })
+        .await
+    );
+    let (_, body) = get_json(&http, &url, KEY).await;
+    secrets.push(body["access_token"].as_str().unwrap().to_string());
+    let (_, body) = get_json(
+        &http,
+        &format!("{base}/v1/platforms/saas/component_token"),
+        KEY,
+    )
+    .await;
+    secrets.push(body["component_access_token"].as_str().unwrap().to_string());
+    secrets.extend(fake.authorizer_refresh_token(COMPONENT, SHOP));
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("authorizer authorized"),
+        "the log says what happened"
+    );
+    for secret in &secrets {
+        assert!(
+            !text.contains(secret.as_str()),
+            "the log holds a secret of {} bytes ({} bytes of log)",
+            secret.len(),
+            text.len()
+        );
+    }
+}
