@@ -154,6 +154,20 @@ fn authorizer_answer(
         })
 }
 
+/// An authorizer's token actor; an account this instance does not know is looked up in the
+/// store first (another instance of the fleet may have handled its authorization).
+async fn authorizer_handle(
+    platform: &PlatformShared,
+    appid: &str,
+) -> Result<crate::apps::CredentialHandle, ApiError> {
+    match platform.authorizer_actor(appid) {
+        Err(AuthorizerRefusal::Unknown) if platform.reload_authorizer(appid).await => platform
+            .authorizer_actor(appid)
+            .map_err(|r| refusal(platform, appid, r)),
+        other => other.map_err(|r| refusal(platform, appid, r)),
+    }
+}
+
 fn appid_param(req: &HttpRequest) -> String {
     req.match_info()
         .get("appid")
@@ -168,9 +182,7 @@ pub async fn authorizer_token(
 ) -> Result<HttpResponse, ApiError> {
     let (_, platform) = authorize_platform(&state, &req)?;
     let appid = appid_param(&req);
-    let handle = platform
-        .authorizer_actor(&appid)
-        .map_err(|r| refusal(&platform, &appid, r))?;
+    let handle = authorizer_handle(&platform, &appid).await?;
     let label = format!("{}/{appid}", platform.settings.metrics_label());
     if let Some(rec) = handle.status.load().valid_token(SystemTime::now()) {
         return Ok(authorizer_answer(&platform, &appid, rec, None));
@@ -214,9 +226,7 @@ pub async fn invalidate_authorizer_token(
     if parsed.access_token.is_empty() {
         return Err(ApiError::BadRequest("access_token is empty".into()));
     }
-    let handle = platform
-        .authorizer_actor(&appid)
-        .map_err(|r| refusal(&platform, &appid, r))?;
+    let handle = authorizer_handle(&platform, &appid).await?;
     let label = format!("{}/{appid}", platform.settings.metrics_label());
     let answer = handle
         .addr
@@ -323,6 +333,9 @@ pub async fn get_authorizer(
 ) -> Result<HttpResponse, ApiError> {
     let (_, platform) = authorize_platform(&state, &req)?;
     let appid = appid_param(&req);
+    if platform.authorizer(&appid).is_none() {
+        platform.reload_authorizer(&appid).await;
+    }
     let record = platform
         .authorizer(&appid)
         .ok_or_else(|| refusal(&platform, &appid, AuthorizerRefusal::Unknown))?;
@@ -647,6 +660,8 @@ async fn authorizer_ticket_record(
     appid: &str,
     kind: crate::config::TicketKind,
 ) -> Result<Arc<TokenRecord>, ApiError> {
+    // Known to this instance first (see `authorizer_handle`).
+    authorizer_handle(platform, appid).await?;
     let handle = platform
         .authorizer_ticket(appid, kind)
         .map_err(|r| refusal(platform, appid, r))?;

@@ -351,6 +351,39 @@ impl PlatformShared {
         self.ensure_actor(appid).ok_or(AuthorizerRefusal::Unknown)
     }
 
+    /// Reads an authorizer's record from the store and keeps it if it is newer than the one
+    /// held (or none is): another instance of a fleet may have handled its authorization.
+    /// Whether a record is held afterwards.
+    pub async fn reload_authorizer(&self, appid: &str) -> bool {
+        let stored = match self.store.load_authorizer(&self.settings.name, appid).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(platform = %self.settings.name, authorizer = %appid,
+                    error = %format!("{e:#}"), "could not read the authorizer's record");
+                None
+            }
+        };
+        let mut map = lock(&self.authorizers);
+        if let Some(r) = stored {
+            match map.get_mut(appid) {
+                Some(e) if e.record.updated_at >= r.updated_at => {}
+                Some(e) => e.record = r,
+                None => {
+                    map.insert(
+                        appid.to_string(),
+                        AuthorizerEntry {
+                            record: r,
+                            actor: None,
+                            tickets: HashMap::new(),
+                            last_request: None,
+                        },
+                    );
+                }
+            }
+        }
+        map.contains_key(appid)
+    }
+
     fn authorizer_key(&self, appid: &str) -> AppKey {
         AppKey {
             name: format!("platform:{}/{appid}", self.settings.name),

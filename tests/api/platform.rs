@@ -598,3 +598,91 @@ async fn the_binary_logs_no_platform_secret_even_at_trace() {
         );
     }
 }
+
+/// Settings of one fleet instance on `redis`, with its own local copy of the records.
+fn fleet_settings(
+    fake: &FakeWechat,
+    redis: &crate::ha::RedisServer,
+    local: &std::path::Path,
+) -> wxtoken::config::Settings {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nbase_url = \"{}\"\nmin_token_lifetime_secs = 2\n[store]\nkind = \"redis\"\nurl = \"{}\"\nlocal_path = {}\n{}",
+        fake.base_url(),
+        redis.url(),
+        toml::Value::String(local.display().to_string()),
+        config("active"),
+    );
+    wxtoken::config::Settings::from_toml(&text, &[], &|_| None).expect("fleet config is valid")
+}
+
+#[actix_web::test]
+async fn a_fleet_shares_authorizers_and_a_flushed_redis_loses_no_refresh_token() {
+    let redis = crate::ha::RedisServer::start(None);
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let locals: Vec<_> = (0..2)
+        .map(|i| dir.path().join(format!("local-{i}.redb")))
+        .collect();
+    let start = |locals: &[std::path::PathBuf]| -> Vec<ThreadServer> {
+        locals
+            .iter()
+            .map(|l| ThreadServer::start(fleet_settings(&fake, &redis, l)))
+            .collect()
+    };
+    let fleet = start(&locals);
+    fake.set_event_url(
+        COMPONENT,
+        Some(&format!("{}/v1/platforms/saas/events", fleet[0].base)),
+    )
+    .unwrap();
+    let http = client();
+    let push = fake.push_verify_ticket(COMPONENT).await.unwrap();
+    assert_eq!(push.status, Some(200), "{push:?}");
+    fake.authorize_and_push(COMPONENT, SHOP, &[1])
+        .await
+        .unwrap();
+    let token_at = |base: &str| format!("{base}/v1/platforms/saas/authorizers/{SHOP}/token");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get_json(&http, &token_at(&fleet[0].base), KEY).await.0 == 200
+        })
+        .await
+    );
+    // The other instance learns of the account from the shared records and serves the same
+    // token: the authorization and the token are the fleet's, not the receiving instance's.
+    let (s0, a) = get_json(&http, &token_at(&fleet[0].base), KEY).await;
+    let (s1, b) = get_json(&http, &token_at(&fleet[1].base), KEY).await;
+    assert_eq!((s0, s1), (200, 200), "{a} {b}");
+    assert_eq!(a["access_token"], b["access_token"]);
+
+    // Redis loses everything, and every instance restarts.
+    for s in fleet {
+        s.stop();
+    }
+    let mut c = redis.connection().expect("Redis answers");
+    let _: () = redis::cmd("FLUSHALL").query(&mut c).expect("FLUSHALL");
+    let fleet = start(&locals);
+    for server in &fleet {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                get_json(&http, &token_at(&server.base), KEY).await.0 == 200
+            })
+            .await,
+            "{}",
+            get_json(&http, &token_at(&server.base), KEY).await.1
+        );
+    }
+    // The refresh token came back from the local copies: WeChat still knows it, and the
+    // account is authorized, not in need of a new authorization.
+    let (_, listed) = get_json(
+        &http,
+        &format!("{}/v1/platforms/saas/authorizers/{SHOP}", fleet[1].base),
+        KEY,
+    )
+    .await;
+    assert_eq!(listed["state"], "authorized", "{listed}");
+    assert_eq!(listed["has_refresh_token"], true);
+    for s in fleet {
+        s.stop();
+    }
+}
