@@ -686,3 +686,143 @@ async fn a_fleet_shares_authorizers_and_a_flushed_redis_loses_no_refresh_token()
         s.stop();
     }
 }
+
+#[actix_web::test]
+async fn a_push_sealed_by_wechatpy_is_accepted_by_the_event_url() {
+    crate::platform_crypto::require_wechatpy();
+    let app = spawn("active").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let event = Event {
+        app_id: COMPONENT.into(),
+        create_time: now,
+        kind: EventKind::VerifyTicket {
+            ticket: "ticket@@@from-wechatpy".into(),
+        },
+    };
+    let sealed = crate::platform_crypto::wechatpy(serde_json::json!({
+        "token": MSG_TOKEN, "key": AES_KEY, "appid": COMPONENT, "op": "seal",
+        "messages": [{"xml": event.to_xml(), "timestamp": now.to_string(), "nonce": "777"}],
+    }));
+    let query = format!(
+        "timestamp={now}&nonce=777&encrypt_type=aes&msg_signature={}",
+        sealed[0]["msg_signature"].as_str().unwrap()
+    );
+    let answer = app
+        .post(
+            &format!("/v1/platforms/saas/events?{query}"),
+            None,
+            sealed[0]["body"].as_str().unwrap().to_string(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // The ticket was stored and a component token is asked for with it (the fake refuses a
+    // ticket it did not issue, so that call fails; that it is made shows the push took).
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            app.fake.calls(Endpoint::ComponentToken) >= 1
+        })
+        .await
+    );
+}
+
+#[actix_web::test]
+async fn a_ticket_outage_keeps_the_token_served_and_asks_for_a_push_once() {
+    let app = spawn("active").await;
+    // Short component tokens: refreshed every couple of seconds.
+    app.fake.set_expires_in(6);
+    push_ticket(&app).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            component_token(&app).await.status == 200
+        })
+        .await
+    );
+    // WeChat stops accepting tickets (expired): every refresh fails with 61005.
+    app.fake.inject_at(
+        Endpoint::ComponentToken,
+        wxtoken::fake::Fault::Errcode(61005),
+        1000,
+    );
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        let answer = component_token(&app).await;
+        assert_eq!(answer.status, 200, "served while valid: {}", answer.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        app.fake.calls(Endpoint::ComponentToken) >= 2,
+        "refreshes were tried"
+    );
+    // Asked for a new push once, however many refreshes failed (at most one per 10 minutes).
+    assert_eq!(app.fake.calls(Endpoint::StartPushTicket), 1);
+}
+
+#[actix_web::test]
+async fn all_mode_keeps_every_account_warm_without_a_request() {
+    let app = spawn("all").await;
+    let appids = app.fake.bulk_authorize(COMPONENT, 3).expect("authorized");
+    push_ticket(&app).await;
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            appids
+                .iter()
+                .all(|a| app.fake.authorizer_tokens_minted(COMPONENT, a) == 1)
+        })
+        .await,
+        "every account fetched without being asked for"
+    );
+}
+
+#[actix_web::test]
+async fn an_account_that_left_is_revoked_by_its_refused_refresh_or_by_reconciliation() {
+    let app = spawn("active").await;
+    let appids = app.fake.bulk_authorize(COMPONENT, 3).expect("authorized");
+    push_ticket(&app).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            authorizer_token(&app, &appids[0]).await.status == 200
+        })
+        .await
+    );
+    let first = authorizer_token(&app, &appids[0]).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Both leave without a word: not listed any more, their refresh tokens refused (61023).
+    app.fake.unauthorize(COMPONENT, &appids[0]).unwrap();
+    app.fake.unauthorize(COMPONENT, &appids[1]).unwrap();
+    tokio::time::sleep(Spec::default().min_interval + Duration::from_millis(100)).await;
+    let _ = app
+        .post(
+            &format!(
+                "/v1/platforms/saas/authorizers/{}/token/invalidate",
+                appids[0]
+            ),
+            Some(KEY),
+            serde_json::json!({ "access_token": first }).to_string(),
+        )
+        .await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            authorizer_token(&app, &appids[0]).await.status == 410
+        })
+        .await,
+        "{}",
+        authorizer_token(&app, &appids[0]).await.body
+    );
+    // The other one, never asked for, is found out by the reconciliation.
+    let done = app
+        .post("/v1/admin/platforms/saas/reconcile", Some(ADMIN), "")
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.body["revoked"], 1, "{}", done.body);
+    assert_eq!(authorizer_token(&app, &appids[1]).await.status, 410);
+    assert_eq!(authorizer_token(&app, &appids[2]).await.status, 200);
+    let revoked = app
+        .get("/v1/platforms/saas/authorizers?state=revoked", Some(KEY))
+        .await;
+    assert_eq!(revoked.body["total"], 2, "{}", revoked.body);
+}

@@ -38,7 +38,7 @@ for m in req["messages"]:
 json.dump(out, sys.stdout)
 "#;
 
-fn require_wechatpy() {
+pub(crate) fn require_wechatpy() {
     let found = Command::new("python3")
         .args(["-c", "import wechatpy, xmltodict"])
         .status()
@@ -51,7 +51,7 @@ fn require_wechatpy() {
 }
 
 /// Runs the wechatpy script with `request` on stdin.
-fn wechatpy(request: Value) -> Vec<Value> {
+pub(crate) fn wechatpy(request: Value) -> Vec<Value> {
     let mut child = Command::new("python3")
         .args(["-c", WECHATPY])
         .stdin(Stdio::piped())
