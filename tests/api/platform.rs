@@ -826,3 +826,91 @@ async fn an_account_that_left_is_revoked_by_its_refused_refresh_or_by_reconcilia
         .await;
     assert_eq!(revoked.body["total"], 2, "{}", revoked.body);
 }
+
+#[actix_web::test]
+async fn a_reauthorization_replaces_the_token_it_killed() {
+    let app = spawn("active").await;
+    push_ticket(&app).await;
+    fake_authorize(&app).await;
+    let first = authorizer_token(&app, SHOP).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The merchant authorizes again (updateauthorized): WeChat kills the old token at once.
+    let (again, push) = app
+        .fake
+        .authorize_and_push(COMPONENT, SHOP, &[1, 2])
+        .await
+        .unwrap();
+    assert_eq!(again.info_type, "updateauthorized");
+    assert_eq!(push.status, Some(200));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let a = authorizer_token(&app, SHOP).await;
+            a.status == 200 && a.body["access_token"].as_str() != Some(first.as_str())
+        })
+        .await,
+        "the killed token is not served"
+    );
+    let served = authorizer_token(&app, SHOP).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        Some(served),
+        app.fake.current_authorizer_token(COMPONENT, SHOP),
+        "the new token, the one WeChat accepts"
+    );
+    let listed = app
+        .get(&format!("/v1/platforms/saas/authorizers/{SHOP}"), Some(KEY))
+        .await;
+    assert_eq!(listed.body["func_ids"], serde_json::json!([1, 2]));
+}
+
+/// Authorizes SHOP through a pushed event and waits until its token is served.
+async fn fake_authorize(app: &TestApp) {
+    app.fake
+        .authorize_and_push(COMPONENT, SHOP, &[1])
+        .await
+        .expect("authorized");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            authorizer_token(app, SHOP).await.status == 200
+        })
+        .await
+    );
+}
+
+#[actix_web::test]
+async fn a_push_of_another_kind_is_answered_success_and_counted() {
+    let app = spawn("active").await;
+    let crypto = MsgCrypto::new(MSG_TOKEN, AES_KEY, COMPONENT).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let event = Event {
+        app_id: COMPONENT.into(),
+        create_time: now,
+        kind: EventKind::Other {
+            info_type: "notify_third_fasteregister".into(),
+        },
+    };
+    let sealed = crypto.seal(&event.to_xml(), &now.to_string(), "9001");
+    let answer = app
+        .post(
+            &format!("/v1/platforms/saas/events?{}", sealed.query()),
+            None,
+            sealed.body.clone(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "never an error: WeChat would retry it");
+    let text = app.metrics_text().await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"wxtoken_platform_events_total{info_type="other",platform="saas",result="ok"}"#
+        ),
+        Some(1.0)
+    );
+}
