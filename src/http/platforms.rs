@@ -514,7 +514,7 @@ pub async fn events(
             label,
         ));
     }
-    let stored = handle_event(&platform, event).await;
+    let stored = handle_event(&platform, event, &xml).await;
     match stored {
         Ok(()) => {
             metrics.platform_event(platform.name(), label, "ok");
@@ -540,8 +540,13 @@ pub async fn events(
 }
 
 /// Applies one checked event; `Err` when it could not be persisted.
-async fn handle_event(platform: &Arc<PlatformShared>, event: Event) -> anyhow::Result<()> {
+async fn handle_event(
+    platform: &Arc<PlatformShared>,
+    event: Event,
+    xml: &str,
+) -> anyhow::Result<()> {
     use secrecy::ExposeSecret as _;
+    let auth_kind = event.kind_label();
     match event.kind {
         EventKind::VerifyTicket { ticket } => {
             let ticket = AccessToken::new(ticket.expose_secret());
@@ -549,6 +554,13 @@ async fn handle_event(platform: &Arc<PlatformShared>, event: Event) -> anyhow::R
             tracing::debug!(platform = %platform.name(), "verify ticket stored");
         }
         EventKind::Authorized(auth) | EventKind::UpdateAuthorized(auth) => {
+            // Persisted first, as WeChat sent it: acknowledged, it is not sent again.
+            let record = crate::store::platform::EventRecord {
+                info_type: auth_kind.to_string(),
+                received_at: SystemTime::now(),
+                xml: xml.to_string(),
+            };
+            platform.store.save_event(platform.name(), &record).await?;
             // Exchanged in the background (with retries, well inside the code's ten minutes):
             // WeChat wants its answer within seconds, and a lost exchange is repaired by the
             // next reconciliation from the authorizer list.
@@ -566,8 +578,16 @@ async fn handle_event(platform: &Arc<PlatformShared>, event: Event) -> anyhow::R
             platform.revoke(&authorizer_appid).await?;
         }
         EventKind::Other { info_type } => {
+            // Kept as sent: wxtoken does not act on it, but it is data someone may need (a
+            // fast-registration result, say), and WeChat will not send it again.
+            let record = crate::store::platform::EventRecord {
+                info_type: info_type.clone(),
+                received_at: SystemTime::now(),
+                xml: xml.to_string(),
+            };
+            platform.store.save_event(platform.name(), &record).await?;
             tracing::info!(platform = %platform.name(), info_type = %info_type.escape_debug(),
-                "push of another kind received");
+                "push of another kind stored");
         }
     }
     Ok(())

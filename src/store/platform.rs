@@ -66,8 +66,29 @@ pub struct AuthorizerRecord {
     pub updated_at: SystemTime,
 }
 
+/// A pushed event of a kind wxtoken does not act on (`InfoType` other than the ticket and the
+/// authorization events), kept as WeChat sent it, decrypted, for whoever needs it later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    pub info_type: String,
+    pub received_at: SystemTime,
+    /// The decrypted XML (it may carry codes: the store is as private as its tokens).
+    pub xml: String,
+}
+
+/// At most this many events of other kinds are kept per platform in Redis (the newest); the
+/// embedded store keeps each one, as WeChat sends them rarely and only signed.
+pub const MAX_REDIS_EVENTS: isize = 1000;
+
 /// Where the durable platform records live.
 pub trait PlatformStore: Send + Sync + 'static {
+    /// Saves a pushed event of another kind durably before the push is answered `success`.
+    fn save_event(
+        &self,
+        platform: &str,
+        event: &EventRecord,
+    ) -> BoxFuture<'static, anyhow::Result<()>>;
+
     /// The platform's last saved ticket.
     fn load_ticket(
         &self,
@@ -248,6 +269,17 @@ pub fn decode_authorizer(bytes: &[u8]) -> Result<AuthorizerRecord, String> {
         last_error: json.last_error,
         updated_at: super::from_ms(json.updated_at_ms),
     })
+}
+
+/// The stored form of an event of another kind (JSON, versioned).
+pub fn encode_event(e: &EventRecord) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "v": VERSION,
+        "info_type": e.info_type,
+        "received_at_ms": super::to_ms(e.received_at),
+        "xml": e.xml,
+    }))
+    .unwrap_or_default()
 }
 
 #[cfg(test)]

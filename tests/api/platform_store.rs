@@ -426,3 +426,35 @@ async fn a_full_disk_is_an_error_and_the_records_are_saved_once_space_is_back() 
     drop(store);
     drop(disk);
 }
+
+#[actix_web::test]
+async fn events_of_other_kinds_go_to_a_capped_redis_list_and_the_local_file() {
+    let redis = RedisServer::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&redis, &dir.path().join("local.redb"), "a").await;
+    let event = |i: u64| wxtoken::store::platform::EventRecord {
+        info_type: "notify_third_fasteregister".into(),
+        received_at: at(1_700_000_000_000 + i),
+        xml: format!("<xml><N>{i}</N></xml>"),
+    };
+    for i in 0..3 {
+        store.save_event("saas", &event(i)).await.expect("saved");
+    }
+    let mut c = redis.connection().expect("Redis answers");
+    let listed: Vec<String> = redis::cmd("LRANGE")
+        .arg("wxp:platform:saas:events")
+        .arg(0)
+        .arg(-1)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(listed[0].contains("<N>2</N>"), "newest first: {listed:?}");
+    // Redis down: the local file still takes it, so the push can be acknowledged.
+    drop(c);
+    let mut redis = redis;
+    redis.stop();
+    store
+        .save_event("saas", &event(3))
+        .await
+        .expect("kept locally while Redis is down");
+}

@@ -25,8 +25,8 @@ use tokio::sync::oneshot;
 
 use super::{blocking, EmbeddedStore, Inner, Job};
 use crate::store::platform::{
-    check_appid, check_platform, decode_authorizer, decode_ticket, encode_authorizer,
-    encode_ticket, metric_label, AuthorizerRecord, PlatformStore, TicketRecord,
+    check_appid, check_platform, decode_authorizer, decode_ticket, encode_authorizer, encode_event,
+    encode_ticket, metric_label, AuthorizerRecord, EventRecord, PlatformStore, TicketRecord,
 };
 use crate::store::to_ms;
 
@@ -399,6 +399,31 @@ impl PlatformStore for EmbeddedStore {
         let inner = self.inner.clone();
         let platform = platform.to_string();
         blocking(move || inner.load_ticket_blocking(&platform))
+    }
+
+    fn save_event(
+        &self,
+        platform: &str,
+        event: &EventRecord,
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        if let Err(e) = check_platform(platform) {
+            return futures_util::future::ready(Err(e)).boxed();
+        }
+        let order = to_ms(event.received_at);
+        // Unique and in arrival order; neither the ticket nor the authorizer range holds it.
+        let seq = self
+            .inner
+            .seq
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let record = Pending {
+            key: format!("{platform}/event/{order:020}-{seq:020}"),
+            platform: platform.to_string(),
+            order,
+            bytes: encode_event(event),
+        };
+        self.write_platform(vec![record])
+            .map(|r| r.map(drop))
+            .boxed()
     }
 
     fn save_ticket(

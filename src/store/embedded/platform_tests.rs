@@ -4,7 +4,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::*;
 use crate::metrics::{Metrics, MetricsMode};
 use crate::secret::AccessToken;
-use crate::store::platform::AuthorizerState;
+use crate::store::platform::{AuthorizerState, EventRecord};
 
 fn at(ms: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
@@ -262,4 +262,38 @@ async fn names_that_would_break_the_key_scheme_are_refused() {
     assert!(store.load_authorizers("a/b").await.is_err());
     assert!(store.save_ticket("", &ticket(1)).await.is_err());
     assert!(store.load_authorizer("saas", "").await.is_err());
+}
+
+#[tokio::test]
+async fn events_of_other_kinds_are_kept_apart_from_tickets_and_authorizers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for (i, kind) in ["notify_third_fasteregister", "notify_third_fasteregister"]
+        .iter()
+        .enumerate()
+    {
+        let event = EventRecord {
+            info_type: (*kind).into(),
+            received_at: at(1_700_000_000_000 + i as u64),
+            xml: format!("<xml><InfoType>{kind}</InfoType><N>{i}</N></xml>"),
+        };
+        store.save_event("saas", &event).await.expect("saved");
+    }
+    drop(store);
+    // In the file, both of them (the same second, two records), in arrival order.
+    let store = open(&dir);
+    let raw = store
+        .inner
+        .read_platform(prefix_range("saas/event/"))
+        .expect("read");
+    let events: Vec<serde_json::Value> = raw
+        .values()
+        .map(|b| serde_json::from_slice(b).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["info_type"], "notify_third_fasteregister");
+    assert!(events[1]["xml"].as_str().unwrap().contains("<N>1</N>"));
+    // Nothing else sees them.
+    assert!(store.load_authorizers("saas").await.unwrap().is_empty());
+    assert!(store.load_ticket("saas").await.unwrap().is_none());
 }

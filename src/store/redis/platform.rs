@@ -34,8 +34,9 @@ use futures_util::FutureExt as _;
 
 use super::{Inner, RedisStore};
 use crate::store::platform::{
-    check_appid, check_platform, decode_authorizer, decode_ticket, encode_authorizer,
-    encode_ticket, metric_label, AuthorizerRecord, PlatformStore, TicketRecord,
+    check_appid, check_platform, decode_authorizer, decode_ticket, encode_authorizer, encode_event,
+    encode_ticket, metric_label, AuthorizerRecord, EventRecord, PlatformStore, TicketRecord,
+    MAX_REDIS_EVENTS,
 };
 use crate::store::to_ms;
 
@@ -459,6 +460,47 @@ fn refuse<T: Send + 'static>(e: anyhow::Error) -> BoxFuture<'static, anyhow::Res
 }
 
 impl PlatformStore for RedisStore {
+    /// Kept in the local file when there is one (durable there), and in a capped Redis list
+    /// (`{prefix}:platform:{name}:events`, the newest [`MAX_REDIS_EVENTS`]) for the fleet.
+    fn save_event(
+        &self,
+        platform: &str,
+        event: &EventRecord,
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        if let Err(e) = check_platform(platform) {
+            return refuse(e);
+        }
+        let inner = self.inner.clone();
+        let platform = platform.to_string();
+        let local = inner.local.as_ref().map(|l| l.save_event(&platform, event));
+        let key = format!("{}:platform:{platform}:events", inner.prefix);
+        let body = encode_event(event);
+        async move {
+            let remote: anyhow::Result<()> = inner
+                .run("event write", |mut c| async move {
+                    redis::pipe()
+                        .lpush(&key, body)
+                        .ignore()
+                        .ltrim(&key, 0, MAX_REDIS_EVENTS - 1)
+                        .ignore()
+                        .query_async(&mut c)
+                        .await
+                })
+                .await;
+            match local {
+                Some(l) => {
+                    if let Err(e) = &remote {
+                        tracing::warn!(platform = %platform, error = %format!("{e:#}"),
+                            "event kept in the local file only");
+                    }
+                    l.await
+                }
+                None => remote,
+            }
+        }
+        .boxed()
+    }
+
     fn load_ticket(
         &self,
         platform: &str,
