@@ -907,11 +907,12 @@ async fn periodic_rereads_of_actors_started_together_are_spread_over_the_interva
             .filter(|(_, lazy)| *lazy)
             .map(|(at, _)| at.duration_since(start))
             .collect();
-        // The first within the first interval, then one every interval exactly.
+        // The first within the first interval (its random offset, plus the moment the actor
+        // took to start), then one every interval exactly.
         assert!(polls.len() >= 2, "{polls:?}");
-        assert!(polls[0] < every, "{polls:?}");
+        assert!(polls[0] < every + MS(50), "{polls:?}");
         assert!(close(polls[1] - polls[0], every), "{polls:?}");
-        per_second[polls[0].as_secs() as usize] += 1;
+        per_second[(polls[0].as_secs() as usize).min(9)] += 1;
     }
     // Together they would all come at 10 s; spread, each second of the interval has about a
     // tenth of them (more than 40 in one second: odds below 1e-13).
