@@ -126,12 +126,14 @@ async fn a_rejected_token_at_getticket_is_replaced_then_the_ticket_fetched() {
     // process fetched a token for this appid.
     app.fake.inject(Fault::Errcode(40001), 1);
     let apps = app.state.apps.load();
-    let jsapi = &apps.get("shop").unwrap().tickets[&wxtoken::config::TicketKind::Jsapi];
+    let shop = apps.get("shop").unwrap();
+    let jsapi = &shop.tickets[&wxtoken::config::TicketKind::Jsapi];
+    // As the token actor announces its next token. (Not an arbitrary huge generation: the
+    // ticket would stay behind it, and be refetched, whatever token it got.)
+    let next = shop.status.load().token.as_ref().unwrap().generation + 1;
     jsapi
         .addr
-        .send(TokenChanged {
-            generation: u64::MAX,
-        })
+        .send(TokenChanged { generation: next })
         .await
         .unwrap();
 
