@@ -723,9 +723,10 @@ impl PlatformShared {
                             refresh_token: refresh.clone(),
                             func_ids: Vec::new(),
                             state: AuthorizerState::Authorized,
-                            authorized_at: Some(
-                                SystemTime::UNIX_EPOCH + Duration::from_secs(*auth_time),
-                            ),
+                            // WeChat's number: saturating, never a panic on an absurd one.
+                            authorized_at: Some(crate::store::from_ms(
+                                auth_time.saturating_mul(1000),
+                            )),
                             last_error: None,
                             updated_at: now,
                         });
