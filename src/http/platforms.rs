@@ -685,21 +685,12 @@ async fn authorizer_ticket_record(
     let handle = platform
         .authorizer_ticket(appid, kind)
         .map_err(|r| refusal(platform, appid, r))?;
-    if let Some(t) = handle.status.load().valid_token(SystemTime::now()) {
-        return Ok(t.clone());
-    }
     let label = format!(
         "{}/{appid}:{}_ticket",
         platform.settings.metrics_label(),
         kind.as_str()
     );
-    handle
-        .addr
-        .send(Get)
-        .timeout(state.wait_limit + ACTOR_GRACE)
-        .await
-        .map_err(|_| actor_unavailable(&label))?
-        .map_err(|e| no_valid_token(&label, e))
+    super::tickets::current_of(state, &handle, &label).await
 }
 
 #[derive(Serialize)]
@@ -740,21 +731,6 @@ pub async fn authorizer_ticket(
         }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignatureRequest {
-    url: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SignatureBody {
-    app_id: String,
-    timestamp: u64,
-    nonce_str: String,
-    signature: String,
-}
-
 /// `POST /v1/platforms/{name}/authorizers/{appid}/jssdk/signature` `{"url"}`: the `wx.config`
 /// values for a page of the authorizer's, signed with its jsapi ticket; `appId` is the
 /// authorizer's, as WeChat requires for a platform's pages.
@@ -766,26 +742,12 @@ pub async fn authorizer_jssdk_signature(
     let (_, platform) = authorize_platform(&state, &req)?;
     let appid = appid_param(&req);
     let body = read_body(&req, payload).await?;
-    let parsed: SignatureRequest = json_object(&body).ok_or_else(|| {
+    let parsed: super::tickets::SignatureRequest = json_object(&body).ok_or_else(|| {
         ApiError::BadRequest("body must be JSON {\"url\": \"https://...\"}".into())
     })?;
-    let url = crate::jssdk::signed_url(&parsed.url)
-        .map_err(|why| ApiError::BadRequest(why.to_string()))?;
+    let url = super::tickets::signed_url(&parsed)?;
     let ticket =
         authorizer_ticket_record(&state, &platform, &appid, crate::config::TicketKind::Jsapi)
             .await?;
-    let timestamp = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let nonce = crate::jssdk::nonce();
-    let signature = crate::jssdk::signature(ticket.token.expose(), &nonce, timestamp, url);
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(SignatureBody {
-            app_id: appid,
-            timestamp,
-            nonce_str: nonce,
-            signature,
-        }))
+    Ok(super::tickets::signature_answer(&ticket, appid, url))
 }

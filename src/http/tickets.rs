@@ -34,17 +34,26 @@ async fn current_ticket(
     kind: TicketKind,
     handle: &CredentialHandle,
 ) -> Result<std::sync::Arc<TokenRecord>, ApiError> {
+    current_of(state, handle, &ticket_label(&app.name, kind)).await
+}
+
+/// A credential's current value: from the published status, or waiting for the actor's fetch
+/// (its wait limit, then a 503 naming `label`).
+pub(crate) async fn current_of(
+    state: &ServerState,
+    handle: &CredentialHandle,
+    label: &str,
+) -> Result<std::sync::Arc<TokenRecord>, ApiError> {
     if let Some(t) = handle.status.load().valid_token(SystemTime::now()) {
         return Ok(t.clone());
     }
-    let label = ticket_label(&app.name, kind);
     handle
         .addr
         .send(Get)
         .timeout(state.wait_limit + ACTOR_GRACE)
         .await
-        .map_err(|_| actor_unavailable(&label))?
-        .map_err(|e| no_valid_token(&label, e))
+        .map_err(|_| actor_unavailable(label))?
+        .map_err(|e| no_valid_token(label, e))
 }
 
 #[derive(Serialize)]
@@ -80,8 +89,8 @@ pub async fn get_ticket(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SignatureRequest {
-    url: String,
+pub(crate) struct SignatureRequest {
+    pub(crate) url: String,
 }
 
 #[derive(Serialize)]
@@ -109,22 +118,31 @@ pub async fn jssdk_signature(
         "body must be JSON {\"url\": \"https://...\"}",
     )
     .await?;
-    let url = crate::jssdk::signed_url(&parsed.url)
-        .map_err(|why| ApiError::BadRequest(why.to_string()))?;
+    let url = signed_url(&parsed)?;
     let (kind, handle) = ticket_of(&app, TicketKind::Jsapi.as_str())?;
     let ticket = current_ticket(&state, &app, kind, handle).await?;
+    Ok(signature_answer(&ticket, app.settings.appid.clone(), url))
+}
+
+/// The page URL of a signature request, checked (no fragment, absolute http(s)).
+pub(crate) fn signed_url(parsed: &SignatureRequest) -> Result<&str, ApiError> {
+    crate::jssdk::signed_url(&parsed.url).map_err(|why| ApiError::BadRequest(why.to_string()))
+}
+
+/// The `wx.config` values for `url`, signed with the jsapi `ticket` of `app_id`.
+pub(crate) fn signature_answer(ticket: &TokenRecord, app_id: String, url: &str) -> HttpResponse {
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
     let nonce = crate::jssdk::nonce();
     let signature = crate::jssdk::signature(ticket.token.expose(), &nonce, timestamp, url);
-    Ok(HttpResponse::Ok()
+    HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(SignatureBody {
-            app_id: app.settings.appid.clone(),
+            app_id,
             timestamp,
             nonce_str: nonce,
             signature,
-        }))
+        })
 }
