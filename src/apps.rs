@@ -11,6 +11,7 @@ use crate::config::{AppSettings, RefreshSettings, TicketKind, UpstreamSettings};
 use crate::metrics::Metrics;
 use crate::store::{AppKey, Stored, TokenStore};
 use crate::token::actor::{ActorConfig, Credential};
+use crate::token::index::TokenOwner;
 use crate::token::messages::{Retire, StoreChanged, Subscribe, UpdateApp};
 use crate::token::{AppStatus, SharedClock, SharedStatus, TokenActor};
 use crate::upstream::WechatClient;
@@ -70,6 +71,8 @@ pub struct ActorDeps {
     pub clock: SharedClock,
     /// How many credentials are being started together (see `ActorConfig::cohort`).
     pub cohort: usize,
+    /// Every access token by owner, for the gateway.
+    pub tokens: Arc<crate::token::index::TokenIndex>,
 }
 
 /// Credentials (a token plus its tickets) of `apps`.
@@ -89,6 +92,7 @@ pub(crate) fn spawn_actor(
     key: AppKey,
     label: String,
     preloaded: Option<Option<Stored>>,
+    owner: Option<TokenOwner>,
 ) -> CredentialHandle {
     // Counters start at 0; the gauges follow from the published status at every scrape.
     deps.metrics.init_app(&label);
@@ -97,6 +101,7 @@ pub(crate) fn spawn_actor(
     let deps_owned = deps.clone();
     let app_owned = app.clone();
     let store_key = key.clone();
+    let index = owner.map(|o| deps.tokens.slot(o));
     // The factory runs on the actor's own thread: awc clients are not `Send`.
     let addr = Supervisor::start(move |_| {
         TokenActor::new(ActorConfig {
@@ -118,6 +123,7 @@ pub(crate) fn spawn_actor(
             store: deps_owned.store.clone(),
             metrics: deps_owned.metrics.clone(),
             status: cfg_status,
+            index,
         })
     });
     // A weak address: the store's notifier must not keep a removed app's actor alive.
@@ -165,6 +171,7 @@ pub fn start_app(
         key,
         app.name.clone(),
         pre,
+        Some(TokenOwner::App(app.name.clone())),
     );
     let mut tickets = HashMap::new();
     for (&kind, key) in app.tickets.iter().zip(keys) {
@@ -180,6 +187,7 @@ pub fn start_app(
             key,
             ticket_label(&app.name, kind),
             pre,
+            None,
         );
         token
             .addr

@@ -20,6 +20,8 @@
 //! - `store`: persistence and sharing (embedded redb file, or Redis for a fleet).
 //! - `http`: routes, authentication, JSON errors; tickets and JS-SDK signatures, admin routes,
 //!   and the WeChat-compatible facade.
+//! - `proxy`: the API gateway: WeChat calls forwarded with the token added, one retry on a
+//!   rejected token.
 //! - `jssdk`: JS-SDK page signatures.
 //! - `secret`: tokens that print as fingerprints.
 //! - `reload`: hot reload of the configuration (SIGHUP, `POST /v1/admin/reload`).
@@ -38,6 +40,7 @@ pub mod http;
 pub mod jssdk;
 pub mod metrics;
 pub mod platform;
+pub mod proxy;
 pub mod reload;
 pub mod secret;
 pub mod startup;

@@ -44,6 +44,7 @@ struct Running {
     server: ServerSettings,
     upstream: UpstreamSettings,
     store: StoreSettings,
+    proxy: crate::config::ProxySettings,
     /// The series set is chosen at start-up (`per_app = "auto"` from the credentials then).
     metrics: MetricsSettings,
     platforms: Vec<PlatformSettings>,
@@ -62,6 +63,7 @@ impl Reloader {
                 server: current.server,
                 upstream: current.upstream,
                 store: current.store,
+                proxy: current.proxy,
                 metrics: current.metrics,
                 platforms: current.platforms,
             },
@@ -82,6 +84,9 @@ impl Reloader {
         }
         if new.store != self.running.store {
             needs_restart.push("store".to_string());
+        }
+        if new.proxy != self.running.proxy {
+            needs_restart.push("proxy".to_string());
         }
         if new.metrics != self.running.metrics {
             needs_restart.push("metrics".to_string());

@@ -98,6 +98,7 @@ impl Application {
             poll_interval,
             clock: crate::token::SharedClock::system(),
             cohort: 1,
+            tokens: crate::token::index::TokenIndex::new(),
         };
         let apps = Apps::start(&settings.apps, &deps).await;
         let mut platforms = std::collections::HashMap::new();
@@ -110,11 +111,19 @@ impl Application {
         let state = web::Data::new(ServerState {
             apps: ArcSwap::from_pointee(apps),
             clients: ArcSwap::from_pointee(ClientKeys::new(settings.clients.clone())),
-            metrics,
+            metrics: metrics.clone(),
             store,
             wait_limit: options.wait_limit,
             reloader: OnceLock::new(),
             platforms,
+            tokens: deps.tokens.clone(),
+            gateway: crate::proxy::Gateway::new(
+                settings.proxy.clone(),
+                settings.upstream.clone(),
+                deps.tls.clone(),
+                metrics.clone(),
+                options.wait_limit,
+            ),
         });
         // On this (the main) arbiter, where reloads start new token actors.
         let reloader = Reloader::new(

@@ -16,6 +16,7 @@ mod env;
 #[cfg(test)]
 mod platform_tests;
 mod platforms;
+mod proxy;
 mod raw;
 mod redact;
 mod secrets;
@@ -30,6 +31,7 @@ pub use platforms::{
     decode_encoding_aes_key, DEFAULT_ACTIVE_WINDOW_SECS, ENCODING_AES_KEY_LEN,
     MAX_ACTIVE_WINDOW_SECS, MIN_ACTIVE_WINDOW_SECS,
 };
+pub use proxy::{ProxySettings, WECHAT_API_PREFIXES};
 pub use redact::redact_url;
 pub use secrets::SecretSource;
 pub use settings::{

@@ -779,7 +779,7 @@ fn an_apps_only_config_renders_as_before() {
     let rendered = s.redacted_toml();
     assert!(!rendered.contains("platform"), "{rendered}");
     assert!(rendered.ends_with(
-        "[[clients]]\nname = \"billing\"\nkey = \"env BILLING_KEY (redacted)\"\napps = [\"shop\"]\nadmin = false\n"
+        "[[clients]]\nname = \"billing\"\nkey = \"env BILLING_KEY (redacted)\"\napps = [\"shop\"]\nadmin = false\nproxy = false\n"
     ));
 }
 

@@ -87,6 +87,8 @@ pub(super) struct RawSettings {
     #[serde(default)]
     pub(super) metrics: RawMetrics,
     #[serde(default)]
+    pub(super) proxy: super::proxy::RawProxy,
+    #[serde(default)]
     pub(super) apps: Vec<RawApp>,
     #[serde(default)]
     pub(super) platforms: Vec<RawPlatform>,
@@ -246,6 +248,9 @@ pub(super) struct RawClient {
     pub(super) platforms: Option<Vec<String>>,
     #[serde(default)]
     pub(super) admin: bool,
+    /// May call WeChat through `/v1/.../proxy/...` without holding a token.
+    #[serde(default)]
+    pub(super) proxy: bool,
 }
 
 /// One `[[platforms]]` entry: a WeChat Open Platform third-party platform. Each secret has

@@ -98,6 +98,21 @@ impl Settings {
             "\n[metrics]\nper_app = {}",
             q(self.metrics.per_app.as_str())
         );
+        let extra: Vec<String> = self
+            .proxy
+            .prefixes
+            .iter()
+            .filter(|p| !super::WECHAT_API_PREFIXES.contains(&p.as_str()))
+            .map(|p| q(p))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\n[proxy]\nextra_prefixes = [{}]\nmax_body_bytes = {}\ntimeout_secs = {}\nmax_concurrent = {}",
+            extra.join(", "),
+            self.proxy.max_body_bytes,
+            self.proxy.timeout.as_secs(),
+            self.proxy.max_concurrent
+        );
         for app in &self.apps {
             let id = match app.kind {
                 AppKind::Official(grant) => format!(
@@ -160,10 +175,11 @@ impl Settings {
             }
             let _ = writeln!(
                 out,
-                "\n[[clients]]\nname = {}\nkey = {}{lists}\nadmin = {}",
+                "\n[[clients]]\nname = {}\nkey = {}{lists}\nadmin = {}\nproxy = {}",
                 q(&c.name),
                 q(&c.key_source.to_string()),
-                c.admin
+                c.admin,
+                c.proxy
             );
         }
         out

@@ -18,6 +18,7 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     pub refresh: RefreshSettings,
     pub store: StoreSettings,
+    pub proxy: super::ProxySettings,
     pub metrics: MetricsSettings,
     pub apps: Vec<AppSettings>,
     /// Open Platform third-party platforms; a configuration may hold these and no apps.
@@ -302,6 +303,9 @@ pub struct ClientSettings {
     pub platforms: AppScope,
     /// May revoke tokens and reload the configuration.
     pub admin: bool,
+    /// May call WeChat through `/v1/apps/{name}/proxy/...` (and an authorizer's), with
+    /// wxtoken adding the token: the client never holds one.
+    pub proxy: bool,
 }
 
 impl ClientSettings {
@@ -325,6 +329,7 @@ impl fmt::Debug for ClientSettings {
             .field("apps", &self.apps)
             .field("platforms", &self.platforms)
             .field("admin", &self.admin)
+            .field("proxy", &self.proxy)
             .finish()
     }
 }

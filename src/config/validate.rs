@@ -61,7 +61,7 @@ pub(super) fn secs(key: &str, v: u64, min: u64, max: u64) -> Result<Duration, Co
 }
 
 /// A count key within `min..=max`.
-fn count(key: &str, v: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+pub(super) fn count(key: &str, v: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
     if v < min || v > max {
         return Err(ConfigError::at(
             key,
@@ -360,6 +360,7 @@ pub(super) fn validate(
     }
 
     let store = validate_store(raw.store, &upstream, lookup_env)?;
+    let proxy = super::proxy::validate_proxy(raw.proxy)?;
     let metrics = MetricsSettings {
         per_app: PerAppMetrics::parse(&raw.metrics.per_app).ok_or_else(|| {
             ConfigError::at(
@@ -596,6 +597,7 @@ pub(super) fn validate(
             apps: apps_scope,
             platforms: platforms_scope,
             admin: c.admin,
+            proxy: c.proxy,
         });
     }
 
@@ -604,6 +606,7 @@ pub(super) fn validate(
         upstream,
         refresh,
         store,
+        proxy,
         metrics,
         apps,
         platforms,

@@ -91,6 +91,101 @@ where
     }
 }
 
+/// Why the body of a forwarded call could not be read. A body that did not arrive in time
+/// keeps its payload: the answer must hold it until sent (see [`HoldingPayload`]).
+pub(crate) struct BodyError {
+    kind: ApiError,
+    payload: Option<Payload>,
+}
+
+impl BodyError {
+    pub(crate) fn status(&self) -> actix_web::http::StatusCode {
+        actix_web::ResponseError::status_code(&self.kind)
+    }
+
+    /// As the JSON error of the `/v1/` routes.
+    pub(crate) fn as_api_error(&self) -> &ApiError {
+        &self.kind
+    }
+
+    /// The answer `render` makes of it, closing the connection after a timeout (the rest of
+    /// the body may still arrive and could not be told from a next request).
+    pub(crate) fn into_response(
+        self,
+        render: impl FnOnce(&Self) -> actix_web::HttpResponse,
+    ) -> actix_web::HttpResponse {
+        let mut resp = render(&self);
+        let Some(payload) = self.payload else {
+            return resp;
+        };
+        resp.head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+        resp.map_body(|_, body| {
+            BoxBody::new(HoldingPayload {
+                body: BoxBody::new(body),
+                _payload: payload,
+            })
+        })
+    }
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.kind.fmt(f)
+    }
+}
+
+/// Reads a body of up to `limit` bytes (413 above, checked against Content-Length first)
+/// within `deadline`: the body of a call the gateway forwards, and replays if it must repeat it.
+pub(crate) async fn read_body_within(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, BodyError> {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > limit as u64) {
+        return Err(BodyError {
+            kind: ApiError::PayloadTooLarge(limit),
+            payload: None,
+        });
+    }
+    let mut payload = payload.into_inner();
+    let read = async {
+        // Sized by what was announced (never above the limit), so a large upload is not
+        // copied again and again as the buffer grows.
+        let capacity = announced.map_or(0, |l| usize::try_from(l).unwrap_or(limit));
+        let mut body = actix_web::web::BytesMut::with_capacity(capacity);
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|_| ApiError::BadRequest("could not read the body".into()))?;
+            if body.len().saturating_add(chunk.len()) > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    match actix_web::rt::time::timeout(deadline, read).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(kind)) => Err(BodyError {
+            kind,
+            payload: None,
+        }),
+        Err(_) => {
+            tracing::debug!(?deadline, "request body not received in time");
+            Err(BodyError {
+                kind: ApiError::RequestTimeout(deadline),
+                payload: Some(payload),
+            })
+        }
+    }
+}
+
 /// Reads a chunked request body before routing, on every route, and hands the handler an
 /// in-memory copy.
 ///
@@ -100,11 +195,17 @@ where
 /// hold its connection for good. Real clients send a Content-Length for bodies this small; the
 /// cost of this for them is nil, and the 401-before-413 order of the `/v1/` routes holds for
 /// them. A chunked body is read here first, so its 408 or 413 comes before any 401.
+///
+/// Calls for the gateway are left alone: their handlers read bodies of their own size limit.
 pub async fn read_chunked_bodies(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if !req.headers().contains_key(header::TRANSFER_ENCODING) {
+    let for_gateway = || {
+        req.app_data::<web::Data<super::ServerState>>()
+            .is_some_and(|s| super::gateway::is_gateway_path(&s.gateway.settings, req.path()))
+    };
+    if !req.headers().contains_key(header::TRANSFER_ENCODING) || for_gateway() {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let deadline = deadline_of(req.app_data::<BodyDeadline>());

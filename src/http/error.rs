@@ -55,6 +55,14 @@ pub enum ApiError {
     /// A push that is not WeChat's, or not for this platform (401 or 400 by `status`).
     #[error("{message}")]
     EventRefused { status: u16, message: String },
+    #[error("client `{0}` may not call WeChat through wxtoken (set proxy = true for it)")]
+    ProxyNotAllowed(String),
+    /// A forwarded call WeChat did not answer properly.
+    #[error("{0}")]
+    BadGateway(String),
+    /// A forwarded call WeChat did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// `allow` lists the methods the route does take, for the `Allow` header (RFC 9110).
     #[error("method not allowed on this route (allowed: {allow})")]
     MethodNotAllowed { allow: &'static str },
@@ -84,6 +92,9 @@ impl ApiError {
             ApiError::EventRefused { status: 401, .. } => "unauthorized",
             ApiError::EventRefused { .. } => "bad_request",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::ProxyNotAllowed(_) => "forbidden",
+            ApiError::BadGateway(_) => "upstream_error",
+            ApiError::GatewayTimeout(_) => "upstream_timeout",
         }
     }
 }
@@ -120,6 +131,9 @@ impl ResponseError for ApiError {
             ApiError::AuthorizerNeedsReauth { .. } => StatusCode::CONFLICT,
             ApiError::EventRefused { status: 401, .. } => StatusCode::UNAUTHORIZED,
             ApiError::EventRefused { .. } => StatusCode::BAD_REQUEST,
+            ApiError::ProxyNotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 

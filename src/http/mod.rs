@@ -10,6 +10,7 @@ pub mod component_facade;
 pub mod error;
 pub mod facade;
 pub mod fast;
+pub mod gateway;
 pub mod platforms;
 pub mod preauth;
 mod tickets;
@@ -58,6 +59,10 @@ pub struct ServerState {
     pub reloader: std::sync::OnceLock<actix::Addr<Reloader>>,
     /// The Open Platform's third-party platforms, by name (fixed until a restart).
     pub platforms: std::collections::HashMap<String, Arc<crate::platform::runtime::PlatformShared>>,
+    /// Every running credential's current and previous access token, for the gateway.
+    pub tokens: Arc<crate::token::index::TokenIndex>,
+    /// Forwards WeChat API calls (fixed until a restart).
+    pub gateway: crate::proxy::Gateway,
 }
 
 /// Counts and times every request by route template and status (`wxtoken_http_*`).
@@ -120,7 +125,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     web::resource("/revoke")
                         .post(admin::revoke)
                         .default_service(not_allowed("POST")),
-                ),
+                )
+                .service(web::resource("/proxy/{path:.*}").to(gateway::app_proxy)),
         )
         .service(
             web::scope("/v1/platforms/{name}")
@@ -166,6 +172,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         .default_service(not_allowed("POST")),
                 )
                 .service(
+                    web::resource("/authorizers/{appid}/proxy/{path:.*}")
+                        .to(gateway::authorizer_proxy),
+                )
+                .service(
                     web::resource("/preauth")
                         .post(platforms::preauth)
                         .default_service(not_allowed("POST")),
@@ -200,6 +210,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::resource("/cgi-bin/component/api_authorizer_token")
                 .post(component_facade::authorizer_token)
                 .default_service(not_allowed("POST")),
+        )
+        // Last: every other call under a WeChat API prefix goes to the gateway. One template
+        // for all of them, so the route label of the metrics stays one value.
+        .service(
+            web::resource("/{prefix}/{path:.*}")
+                .guard(actix_web::guard::fn_guard(|ctx| {
+                    ctx.app_data::<web::Data<ServerState>>()
+                        .is_some_and(|s| s.gateway.settings.is_api_path(ctx.head().uri.path()))
+                }))
+                .to(gateway::passthrough),
         )
         .default_service(web::to(not_found));
 }

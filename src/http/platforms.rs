@@ -168,6 +168,25 @@ async fn authorizer_handle(
     }
 }
 
+/// For the gateway's authorizer proxy route: the client (401, 404, 403 as for every platform
+/// route), the platform and the authorizer's token actor (404, 410, 409 as for its token).
+pub(crate) async fn authorizer_for_proxy(
+    state: &ServerState,
+    req: &HttpRequest,
+) -> Result<
+    (
+        Arc<crate::config::ClientSettings>,
+        Arc<PlatformShared>,
+        crate::apps::CredentialHandle,
+    ),
+    ApiError,
+> {
+    let (client, platform) = authorize_platform(state, req)?;
+    let appid = appid_param(req);
+    let handle = authorizer_handle(&platform, &appid).await?;
+    Ok((client, platform, handle))
+}
+
 fn appid_param(req: &HttpRequest) -> String {
     req.match_info()
         .get("appid")

@@ -118,12 +118,13 @@ pub fn reason_label(err: &UpstreamError) -> &'static str {
 pub const STORE_OPS: [&str; 3] = ["load", "save", "lock"];
 
 /// Routes of the HTTP API as matched templates (label `route`); anything else is `unmatched`.
-pub const ROUTES: [&str; 23] = [
+pub const ROUTES: [&str; 26] = [
     "/v1/apps/{name}/token",
     "/v1/apps/{name}/token/invalidate",
     "/v1/apps/{name}/ticket/{type}",
     "/v1/apps/{name}/jssdk/signature",
     "/v1/apps/{name}/revoke",
+    "/v1/apps/{name}/proxy/{path:.*}",
     "/v1/admin/reload",
     "/v1/platforms/{name}/events",
     "/v1/platforms/{name}/component_token",
@@ -133,12 +134,14 @@ pub const ROUTES: [&str; 23] = [
     "/v1/platforms/{name}/authorizers/{appid}/token/invalidate",
     "/v1/platforms/{name}/authorizers/{appid}/ticket/{type}",
     "/v1/platforms/{name}/authorizers/{appid}/jssdk/signature",
+    "/v1/platforms/{name}/authorizers/{appid}/proxy/{path:.*}",
     "/v1/platforms/{name}/preauth",
     "/v1/admin/platforms/{name}/reconcile",
     "/cgi-bin/token",
     "/cgi-bin/stable_token",
     "/cgi-bin/component/api_component_token",
     "/cgi-bin/component/api_authorizer_token",
+    "/{prefix}/{path:.*}",
     "/healthz",
     "/readyz",
     "/metrics",

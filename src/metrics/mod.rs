@@ -16,6 +16,7 @@ mod family;
 mod labels;
 mod platforms;
 mod pool;
+mod proxy;
 mod register;
 mod state;
 
@@ -33,6 +34,7 @@ pub use labels::{
     ROUTES, STORE_OPS,
 };
 pub use platforms::ScrapedPlatform;
+pub use proxy::{errcode_label, ProxyResult};
 use register::{counter, histogram, int_gauge, Families as _};
 pub use state::CredentialState;
 
@@ -68,6 +70,7 @@ struct Inner {
     upstream_duration: Family<HistogramVec>,
     revocations: Counters,
     forced_refusals: Counters,
+    proxy: proxy::ProxyMetrics,
     /// Where the credential collector reads the running credentials from.
     source: Arc<OnceLock<StatusSource>>,
     /// Registered only when the Redis store is used, so a single instance shows no Redis.
@@ -183,6 +186,7 @@ impl Metrics {
             "Open Platform pushes received, by platform, info type and result (ok, refused, failed).",
             &["platform", "info_type", "result"],
         );
+        let proxy = proxy::ProxyMetrics::new(&mut registry);
         let http_requests = counter(
             &mut registry,
             "wxtoken_http_requests_total",
@@ -222,6 +226,7 @@ impl Metrics {
                 upstream_duration,
                 revocations,
                 forced_refusals,
+                proxy,
                 source,
                 redis_up: OnceLock::new(),
                 upstream_pool: OnceLock::new(),
@@ -317,6 +322,28 @@ impl Metrics {
         }
         m.upstream_duration.remove_app(app);
         register::remove_matching(&m.refresh_failures, "app", app);
+        m.proxy.remove_app(app);
+    }
+
+    /// One call through the gateway ended with `result`; `app` is its credential's label, or
+    /// empty when the call named none wxtoken knows.
+    pub fn proxy_request(&self, app: &str, result: ProxyResult) {
+        self.inner.proxy.request(app, result);
+    }
+
+    /// A forwarded call was repeated after WeChat rejected its token.
+    pub fn proxy_retried(&self, app: &str) {
+        self.inner.proxy.retry(app);
+    }
+
+    /// One attempt of a forwarded call waited `elapsed` for WeChat's answer.
+    pub fn proxy_upstream(&self, elapsed: Duration) {
+        self.inner.proxy.upstream(elapsed);
+    }
+
+    /// WeChat answered a forwarded call with the non-zero `errcode`.
+    pub fn proxy_errcode(&self, errcode: i64) {
+        self.inner.proxy.errcode(errcode);
     }
 
     pub fn revoked(&self, app: &str) {

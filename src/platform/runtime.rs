@@ -25,6 +25,7 @@ use crate::secret::AccessToken;
 use crate::store::platform::{AuthorizerRecord, AuthorizerState, PlatformStore, TicketRecord};
 use crate::store::{stored_from_fetch, AppKey};
 use crate::token::actor::Credential;
+use crate::token::index::TokenOwner;
 use crate::token::messages::Retire;
 use crate::token::{SharedStatus, TokenActor, TokenRecord};
 use crate::upstream::{Authorization, UpstreamError, AUTHORIZER_PAGE_MAX};
@@ -183,6 +184,7 @@ impl PlatformShared {
                 appid: format!("component/{}", settings.component_appid),
             },
             label,
+            None,
             None,
         );
         let authorizers = records
@@ -410,6 +412,10 @@ impl PlatformShared {
             self.authorizer_key(appid),
             authorizer_label(&self.settings.name),
             None,
+            Some(TokenOwner::Authorizer {
+                platform: self.settings.name.clone(),
+                appid: appid.to_string(),
+            }),
         );
         e.actor = Some(handle.clone());
         Some(handle)
@@ -466,6 +472,7 @@ impl PlatformShared {
                 appid: format!("{}/ticket/{}", key.appid, kind.as_str()),
             },
             authorizer_ticket_label(&self.settings.name, kind),
+            None,
             None,
         );
         token.addr.do_send(crate::token::messages::Subscribe(

@@ -85,6 +85,9 @@ pub struct ActorConfig {
     pub metrics: Metrics,
     /// Where the actor publishes its status for readers.
     pub status: SharedStatus,
+    /// Its entries in the server's token index (access tokens only: the gateway finds the
+    /// credential of a call by the token it carries).
+    pub index: Option<super::index::IndexSlot>,
 }
 
 pub struct TokenActor {
@@ -185,6 +188,9 @@ impl TokenActor {
 
     pub(super) fn publish(&self) {
         self.cfg.status.store(Arc::new(self.status.clone()));
+        if let Some(slot) = &self.cfg.index {
+            slot.update(self.status.token.as_ref());
+        }
     }
 
     pub(super) fn cancel_timer(&mut self, ctx: &mut Context<Self>) {

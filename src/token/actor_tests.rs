@@ -260,6 +260,8 @@ struct Rig {
     clock: SharedClock,
     metrics: Metrics,
     start: SystemTime,
+    /// The gateway's token index, which an access-token actor keeps up to date.
+    tokens: Arc<crate::token::index::TokenIndex>,
 }
 
 impl Rig {
@@ -329,6 +331,9 @@ fn rig_with(spec: RigSpec, clock: &SharedClock, metrics: &Metrics) -> Rig {
         Credential::Ticket { .. } => "wxshop/ticket/jsapi".to_string(),
         Credential::External(_) => "component/wxshop".to_string(),
     };
+    let tokens = crate::token::index::TokenIndex::new();
+    let index = matches!(credential, Credential::AccessToken)
+        .then(|| tokens.slot(crate::token::index::TokenOwner::App(spec.label.to_string())));
     let label = spec.label;
     let cohort = spec.cohort;
     let poll_interval = spec.poll_interval;
@@ -352,6 +357,7 @@ fn rig_with(spec: RigSpec, clock: &SharedClock, metrics: &Metrics) -> Rig {
             store: cfg_store,
             metrics: cfg_metrics,
             status: cfg_status,
+            index,
         })
     });
     Rig {
@@ -362,6 +368,7 @@ fn rig_with(spec: RigSpec, clock: &SharedClock, metrics: &Metrics) -> Rig {
         start: clock.now(),
         clock: clock.clone(),
         metrics: metrics.clone(),
+        tokens,
     }
 }
 
@@ -482,6 +489,32 @@ async fn concurrent_invalidations_of_the_current_token_cost_one_fetch() {
     let late = report(&r, first.token.expose()).await;
     assert_eq!(late.outcome, InvalidationOutcome::Stale);
     assert_eq!(r.script.calls().len(), 2);
+}
+
+#[actix_web::test]
+async fn the_gateway_index_follows_rotations_and_forgets_a_revoked_token() {
+    let r = rig(AppKind::Official(Grant::ClientCredential));
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    assert!(r.tokens.lookup(first.token.expose()).is_some());
+    advance(S(10)).await;
+    let second = report(&r, first.token.expose()).await.record;
+    assert_eq!(second.token.expose(), "tok-2");
+    // Both the new token and the one it replaced name the app; nothing else is indexed.
+    for t in [&first, &second] {
+        let found = r.tokens.lookup(t.token.expose()).expect("indexed");
+        assert_eq!(
+            *found.owner,
+            crate::token::index::TokenOwner::App("shop".into())
+        );
+    }
+    assert_eq!(r.tokens.len(), 2);
+    // A revoked token stops naming the app at once, and so does the one before it once the
+    // new token arrives (at most two per credential).
+    advance(S(10)).await;
+    let revoked = r.addr.send(Revoke).await.unwrap().unwrap();
+    assert!(r.tokens.lookup(second.token.expose()).is_none());
+    assert!(r.tokens.lookup(revoked.record.token.expose()).is_some());
+    assert!(r.tokens.lookup(first.token.expose()).is_none());
 }
 
 #[actix_web::test]

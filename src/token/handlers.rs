@@ -193,6 +193,10 @@ impl TokenActor {
             AppKind::Official(_) => {}
         }
         let old = self.current().map(|c| c.token.clone());
+        if let (Some(slot), Some(t)) = (&self.cfg.index, &old) {
+            // A leaked token must stop working through the gateway now, not once replaced.
+            slot.revoke(t.expose());
+        }
         // The waiter is answered only by a token other than the revoked one.
         let rx = self.park_invalidate(old.clone().unwrap_or_else(|| AccessToken::new("")));
         if let Some(t) = &old {
@@ -306,6 +310,9 @@ impl Handler<Retire> for TokenActor {
         }
         self.get_waiters.clear();
         self.invalidate_waiters.clear();
+        if let Some(slot) = &self.cfg.index {
+            slot.clear();
+        }
         ctx.stop();
     }
 }

@@ -9,6 +9,7 @@ pub mod external;
 pub mod fetch;
 mod guard;
 mod handlers;
+pub mod index;
 pub mod messages;
 pub mod schedule;
 mod sync;

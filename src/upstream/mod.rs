@@ -1,10 +1,12 @@
 //! The WeChat client: fetches access tokens over HTTPS and classifies every way that can fail.
 //!
-//! It knows nothing of actors or HTTP handlers: one call in, a token or an [`UpstreamError`] out.
+//! It knows nothing of actors or HTTP handlers: one call in, a token or an [`UpstreamError`] out
+//! (or, for the gateway, WeChat's answer to a forwarded call: [`forward`]).
 //! Every client of a server shares one [`UpstreamPool`] (`pool`), which caps the calls in flight
 //! and their start rate.
 
 mod component;
+mod forward;
 mod pool;
 
 use std::cell::RefCell;
@@ -27,6 +29,7 @@ pub use component::{
     parse_authorizer_page, Authorization, AuthorizerPage, AuthorizerToken, ListedAuthorizer,
     PreAuthCode, AUTHORIZER_PAGE_MAX,
 };
+pub use forward::Forward;
 pub use pool::{Acquire, Permit, Priority, Promotion, UpstreamPool};
 
 /// How a failure should be treated.
@@ -187,9 +190,10 @@ impl WechatClient {
         let connector = awc::Connector::new()
             .rustls_0_23(tls)
             .timeout(settings.timeout)
-            // The pool never lets more calls run at once, so awc never queues one itself
-            // (where its wait would count against the call's timeout).
-            .limit(settings.max_concurrent)
+            // No cap of awc's own: the token pool and the gateway's limit each bound their
+            // calls, and a shared cap would let API traffic queue token refreshes behind it
+            // (where the wait would count against the refresh's timeout).
+            .limit(0)
             // A fresh connection now and then picks up DNS changes of api.weixin.qq.com.
             .conn_lifetime(Duration::from_secs(300));
         let http = awc::Client::builder()

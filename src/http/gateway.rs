@@ -1,0 +1,310 @@
+//! The gateway's two fronts.
+//!
+//! - Pass-through (facade mode): an SDK pointed at wxtoken by base URL sends every call here.
+//!   A call under a WeChat API prefix carries a token wxtoken issued (which names the app) and
+//!   is forwarded with that credential's current token; the two logins that take the AppSecret
+//!   carry the client's wxtoken key as `secret`, replaced by the real one. Everything else gets
+//!   WeChat's own answer format without reaching WeChat.
+//! - Proxy: `ANY /v1/apps/{name}/proxy/{path}` (and an authorizer's) for business servers that
+//!   never hold a token: Bearer auth, a client with `proxy = true`, and wxtoken adds the token.
+
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use secrecy::ExposeSecret as _;
+use serde_json::json;
+
+use super::body::{read_body_within, BodyError};
+use super::{authorize, ApiError, ServerState};
+use crate::config::AppKind;
+use crate::proxy::{query, Call, GatewayError, Target};
+use crate::token::index::TokenOwner;
+
+/// Token endpoints: forwarding one would rotate (or hand out) the shared token. The facade
+/// answers its own; the others are refused.
+const NEVER_FORWARDED: [&str; 4] = [
+    "/cgi-bin/token",
+    "/cgi-bin/stable_token",
+    "/cgi-bin/gettoken",
+    "/cgi-bin/component/api_component_token",
+];
+
+/// Calls that take `appid` and `secret` instead of a token: the client sends its wxtoken key
+/// as `secret`, and only wxtoken holds the AppSecret.
+const SECRET_CALLS: [&str; 2] = ["/sns/jscode2session", "/sns/oauth2/access_token"];
+
+/// Web OAuth calls made with the *user's* OAuth token (or refresh token), which only WeChat can
+/// check and which wxtoken never issued: forwarded as they are, with nothing added.
+const USER_TOKEN_CALLS: [&str; 3] = ["/sns/userinfo", "/sns/auth", "/sns/oauth2/refresh_token"];
+
+/// Whether `path` is one the gateway's handlers read the body of: a pass-through call or a
+/// proxy route.
+pub fn is_gateway_path(settings: &crate::config::ProxySettings, path: &str) -> bool {
+    settings.is_api_path(path) || (path.starts_with("/v1/") && path.contains("/proxy/"))
+}
+
+/// WeChat's error answer: HTTP 200 (or `status`) and `{"errcode","errmsg"}`.
+fn wx_error(status: StatusCode, errcode: i64, errmsg: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "errcode": errcode, "errmsg": errmsg }))
+}
+
+fn wx_refusal(errcode: i64, errmsg: &str) -> HttpResponse {
+    wx_error(StatusCode::OK, errcode, errmsg)
+}
+
+/// A gateway failure in WeChat's format. A call WeChat never answered is a 502 or 504, so an
+/// SDK does not take the body for WeChat's own answer to a call that may have happened.
+fn wx_gateway_error(e: &GatewayError) -> HttpResponse {
+    match e {
+        GatewayError::Busy(_) => wx_error(StatusCode::SERVICE_UNAVAILABLE, -1, &e.to_string()),
+        GatewayError::NoValidToken(_) => {
+            wx_error(StatusCode::OK, -1, &format!("system error: {e}"))
+        }
+        GatewayError::Upstream(crate::upstream::UpstreamError::Timeout(_)) => {
+            wx_error(StatusCode::GATEWAY_TIMEOUT, -1, &e.to_string())
+        }
+        GatewayError::Upstream(_) => wx_error(StatusCode::BAD_GATEWAY, -1, &e.to_string()),
+    }
+}
+
+fn api_gateway_error(label: &str, e: GatewayError) -> ApiError {
+    match e {
+        GatewayError::Busy(_) => ApiError::Unavailable(e.to_string()),
+        GatewayError::NoValidToken(why) => ApiError::NoValidToken {
+            app: label.to_string(),
+            why,
+            errcode: None,
+        },
+        GatewayError::Upstream(crate::upstream::UpstreamError::Timeout(_)) => {
+            ApiError::GatewayTimeout(e.to_string())
+        }
+        GatewayError::Upstream(_) => ApiError::BadGateway(e.to_string()),
+    }
+}
+
+/// Reads the body of a forwarded call, up to `[proxy] max_body_bytes` within the call timeout.
+async fn read_call_body(
+    state: &ServerState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<web::Bytes, BodyError> {
+    let settings = &state.gateway.settings;
+    read_body_within(req, payload, settings.max_body_bytes, settings.timeout).await
+}
+
+fn call_of(req: &HttpRequest, path: String, query: String, body: web::Bytes) -> Call {
+    Call {
+        method: req.method().clone(),
+        path,
+        query,
+        headers: crate::proxy::headers::to_upstream(req.headers()),
+        body,
+    }
+}
+
+/// The credential a token in the index belongs to, if it is still running.
+fn target_of(state: &ServerState, owner: &TokenOwner) -> Option<Target> {
+    match owner {
+        TokenOwner::App(name) => {
+            let app = state.apps.load().get(name).cloned()?;
+            Some(app_target(&app))
+        }
+        TokenOwner::Authorizer { platform, appid } => {
+            let p = state.platforms.get(platform)?;
+            let handle = p.authorizer_actor(appid).ok()?;
+            Some(Target {
+                label: crate::platform::runtime::authorizer_label(platform),
+                wecom: false,
+                addr: handle.addr,
+                status: handle.status,
+            })
+        }
+    }
+}
+
+fn app_target(app: &crate::apps::AppHandle) -> Target {
+    Target {
+        label: app.name.clone(),
+        wecom: app.settings.kind == AppKind::Wecom,
+        addr: app.addr.clone(),
+        status: app.status.clone(),
+    }
+}
+
+/// `ANY /{prefix}/{path}` under a WeChat API prefix: the SDK pass-through.
+pub async fn passthrough(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let path = req.path().to_string();
+    if NEVER_FORWARDED.contains(&path.as_str()) {
+        // Only a method the facade route does not take gets here (a GET of stable_token...),
+        // or WeCom's gettoken, which the facade does not offer.
+        state.gateway.refused("");
+        return actix_web::ResponseError::error_response(&ApiError::NotFound);
+    }
+    let raw_query = req.query_string().to_string();
+    let (target, label, query) = if SECRET_CALLS.contains(&path.as_str()) {
+        match with_real_secret(&state, &raw_query) {
+            Ok((app, query)) => (None, app, query),
+            Err((errcode, errmsg)) => {
+                state.gateway.refused("");
+                return wx_refusal(errcode, errmsg);
+            }
+        }
+    } else if USER_TOKEN_CALLS.contains(&path.as_str()) {
+        (None, String::new(), raw_query)
+    } else {
+        let Some(token) = query::param(&raw_query, "access_token").filter(|t| !t.is_empty()) else {
+            state.gateway.refused("");
+            return wx_refusal(41001, "access_token missing");
+        };
+        let found = state
+            .tokens
+            .lookup(&token)
+            .and_then(|i| target_of(&state, &i.owner));
+        let Some(target) = found else {
+            state.gateway.refused("");
+            return wx_refusal(
+                40001,
+                "invalid credential, access_token is invalid or not latest (not a token wxtoken issued)",
+            );
+        };
+        let label = target.label.clone();
+        (Some(target), label, raw_query)
+    };
+    let body = match read_call_body(&state, &req, payload).await {
+        Ok(b) => b,
+        Err(e) => {
+            state.gateway.refused(&label);
+            return e.into_response(|e| wx_error(e.status(), -1, &e.to_string()));
+        }
+    };
+    let call = call_of(&req, path, query, body);
+    match state.gateway.forward(call, target.as_ref(), &label).await {
+        Ok(resp) => resp,
+        Err(e) => wx_gateway_error(&e),
+    }
+}
+
+/// The query of a login call with the client key in `secret` replaced by the app's AppSecret,
+/// and the app's name; or WeChat's refusal (40125 unknown key, 40013 unknown appid, 40164 not
+/// this client's app).
+fn with_real_secret(
+    state: &ServerState,
+    raw_query: &str,
+) -> Result<(String, String), (i64, &'static str)> {
+    let Some(appid) = query::param(raw_query, "appid").filter(|a| !a.is_empty()) else {
+        return Err((41002, "appid missing"));
+    };
+    let Some(key) = query::param(raw_query, "secret").filter(|s| !s.is_empty()) else {
+        return Err((41004, "appsecret missing"));
+    };
+    let Some(client) = state.clients.load().by_key(&key) else {
+        return Err((40125, "invalid appsecret (use a wxtoken client key)"));
+    };
+    let apps = state.apps.load();
+    let Some(app) = apps.by_appid(&appid) else {
+        return Err((40013, "invalid appid"));
+    };
+    if !client.may_use_app(&app.name) {
+        return Err((40164, "this client may not use this app"));
+    }
+    let query = query::with_param(raw_query, "secret", app.settings.secret.expose_secret());
+    Ok((app.name.clone(), query))
+}
+
+/// The WeChat path of a proxy route: what follows `/proxy` in the raw request path (still
+/// percent-encoded as the client sent it).
+fn proxied_path(req: &HttpRequest) -> Option<String> {
+    let raw = req.path();
+    let at = raw.find("/proxy/")?;
+    Some(raw[at + "/proxy".len()..].to_string())
+}
+
+/// Checks a proxy call's path: a WeChat API path (404 otherwise) that is no token endpoint.
+fn checked_path(state: &ServerState, req: &HttpRequest) -> Result<String, ApiError> {
+    let path = proxied_path(req).ok_or(ApiError::NotFound)?;
+    if NEVER_FORWARDED.contains(&path.as_str()) {
+        return Err(ApiError::BadRequest(format!(
+            "`{path}` would rotate the shared token and is never forwarded; read the token from wxtoken instead"
+        )));
+    }
+    if !state.gateway.settings.is_api_path(&path) {
+        return Err(ApiError::BadRequest(format!(
+            "`{}` is not under a WeChat API prefix (see [proxy] extra_prefixes)",
+            path.chars().take(128).collect::<String>()
+        )));
+    }
+    Ok(path)
+}
+
+fn require_proxy_flag(client: &crate::config::ClientSettings) -> Result<(), ApiError> {
+    if client.proxy {
+        Ok(())
+    } else {
+        Err(ApiError::ProxyNotAllowed(client.name.clone()))
+    }
+}
+
+/// `ANY /v1/apps/{name}/proxy/{path}`
+pub async fn app_proxy(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let name = req.match_info().get("name").unwrap_or_default().to_string();
+    let checked = authorize(&state, &req, &name).and_then(|(client, app)| {
+        require_proxy_flag(&client)?;
+        Ok((app, checked_path(&state, &req)?))
+    });
+    let (app, path) = checked.inspect_err(|_| state.gateway.refused(""))?;
+    let target = app_target(&app);
+    proxy_call(&state, &req, payload, target, path).await
+}
+
+/// `ANY /v1/platforms/{name}/authorizers/{appid}/proxy/{path}`
+pub async fn authorizer_proxy(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let found = super::platforms::authorizer_for_proxy(&state, &req).await;
+    let (client, platform, handle) = found.inspect_err(|_| state.gateway.refused(""))?;
+    require_proxy_flag(&client).inspect_err(|_| state.gateway.refused(""))?;
+    let path = checked_path(&state, &req).inspect_err(|_| state.gateway.refused(""))?;
+    let target = Target {
+        label: crate::platform::runtime::authorizer_label(platform.name()),
+        wecom: false,
+        addr: handle.addr,
+        status: handle.status,
+    };
+    proxy_call(&state, &req, payload, target, path).await
+}
+
+async fn proxy_call(
+    state: &ServerState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    target: Target,
+    path: String,
+) -> Result<HttpResponse, ApiError> {
+    let body = match read_call_body(state, req, payload).await {
+        Ok(b) => b,
+        Err(e) => {
+            state.gateway.refused(&target.label);
+            return Ok(
+                e.into_response(|e| actix_web::ResponseError::error_response(e.as_api_error()))
+            );
+        }
+    };
+    let call = call_of(req, path, req.query_string().to_string(), body);
+    state
+        .gateway
+        .forward(call, Some(&target), &target.label)
+        .await
+        .map_err(|e| api_gateway_error(&target.label, e))
+}

@@ -1,0 +1,281 @@
+//! The API gateway: WeChat business calls forwarded with the token of the credential they are
+//! for, and repeated once, with a new token, when WeChat rejected the one sent.
+//!
+//! WeChat checks the token before doing anything else, so a call answered 40001, 42001 or
+//! 40014 did nothing and is safe to repeat. The rejected token is reported to its actor as
+//! `POST .../invalidate` would report it, so a thousand calls that meet the same rotated token
+//! cost one fetch between them (the actor coalesces), and each is repeated once.
+//!
+//! [`query`] rewrites query strings, [`headers`] decides which headers cross, [`answer`] reads
+//! WeChat's answer far enough to see a rejection and streams the rest back.
+
+pub mod answer;
+pub mod headers;
+pub mod query;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::Addr;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::Method;
+use actix_web::web::Bytes;
+use actix_web::HttpResponse;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::{ProxySettings, UpstreamSettings};
+use crate::metrics::{Metrics, ProxyResult};
+use crate::secret::Fingerprint;
+use crate::token::messages::{Get, Invalidate, NoValidToken};
+use crate::token::{SharedStatus, TokenActor, TokenRecord};
+use crate::upstream::{Forward, UpstreamError, WechatClient};
+
+/// The errcodes of a rejected token: replaced (or never valid), expired, and WeCom's "invalid"
+/// (which it also answers for an expired or early-ended token).
+pub const REJECTED_TOKEN: [i64; 3] = [40001, 42001, 40014];
+
+/// Longer than an actor's own wait limit, so the actor answers (with a token or a reason)
+/// before the gateway gives up on it.
+const ACTOR_GRACE: Duration = Duration::from_secs(2);
+
+/// The credential a forwarded call uses: its token actor and published status.
+#[derive(Clone)]
+pub struct Target {
+    /// The `app` label of the call's metrics (an app name, or an authorizer's platform label).
+    pub label: String,
+    pub wecom: bool,
+    pub addr: Addr<TokenActor>,
+    pub status: SharedStatus,
+}
+
+/// A call as the caller made it, ready to forward: `query` is the raw query string (with
+/// the client key already replaced by the AppSecret where the call takes one).
+pub struct Call {
+    pub method: Method,
+    /// The WeChat API path, `/cgi-bin/user/info`.
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+/// Why a call was not answered by WeChat. Each front (the WeChat-compatible pass-through and
+/// the `/v1/.../proxy/` routes) renders these in its own format.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("every gateway slot stayed busy for {}", humantime::format_duration(*.0))]
+    Busy(Duration),
+    #[error("no valid token: {0}")]
+    NoValidToken(String),
+    #[error("WeChat did not answer: {0}")]
+    Upstream(UpstreamError),
+}
+
+/// The gateway of one server: its settings, its own concurrency limit and metrics.
+pub struct Gateway {
+    pub settings: ProxySettings,
+    upstream: UpstreamSettings,
+    tls: Arc<rustls::ClientConfig>,
+    metrics: Metrics,
+    /// Independent of the token pool: API traffic waits here, never in front of a refresh.
+    slots: Arc<Semaphore>,
+    wait_limit: Duration,
+}
+
+impl Gateway {
+    pub fn new(
+        settings: ProxySettings,
+        upstream: UpstreamSettings,
+        tls: Arc<rustls::ClientConfig>,
+        metrics: Metrics,
+        wait_limit: Duration,
+    ) -> Gateway {
+        let slots = Arc::new(Semaphore::new(settings.max_concurrent));
+        Gateway {
+            settings,
+            upstream,
+            tls,
+            metrics,
+            slots,
+            wait_limit,
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Counts a call refused before it was forwarded.
+    pub fn refused(&self, label: &str) {
+        self.metrics.proxy_request(label, ProxyResult::Refused);
+    }
+
+    /// Forwards `call`, with `target`'s token (none for calls that carry their own
+    /// credentials), and repeats it once when WeChat rejects the token. `label` names the
+    /// call in metrics when there is no target.
+    pub async fn forward(
+        &self,
+        call: Call,
+        target: Option<&Target>,
+        label: &str,
+    ) -> Result<HttpResponse, GatewayError> {
+        let label = target.map_or(label, |t| t.label.as_str());
+        let result = self.forward_counted(call, target, label).await;
+        match &result {
+            Ok((_, outcome)) => self.metrics.proxy_request(label, *outcome),
+            Err(GatewayError::Upstream(_)) => self
+                .metrics
+                .proxy_request(label, ProxyResult::UpstreamError),
+            Err(_) => self.metrics.proxy_request(label, ProxyResult::Refused),
+        }
+        result.map(|(resp, _)| resp)
+    }
+
+    async fn forward_counted(
+        &self,
+        call: Call,
+        target: Option<&Target>,
+        label: &str,
+    ) -> Result<(HttpResponse, ProxyResult), GatewayError> {
+        let permit = self.slot().await?;
+        let mut token = match target {
+            Some(t) => Some(self.current_token(t).await?),
+            None => None,
+        };
+        let mut retried = false;
+        loop {
+            let query = match &token {
+                Some(t) => query::with_param(&call.query, "access_token", t.token.expose()),
+                None => call.query.clone(),
+            };
+            let path_and_query = if query.is_empty() {
+                call.path.clone()
+            } else {
+                format!("{}?{query}", call.path)
+            };
+            let peeked = self
+                .attempt(&call, target.is_some_and(|t| t.wecom), &path_and_query)
+                .await
+                .inspect_err(|e| {
+                    tracing::debug!(app = label, path = %call.path,
+                        token = ?token.as_ref().map(|t| t.token.fingerprint()),
+                        error = %e, "forwarded call failed");
+                })?;
+            let errcode = peeked.errcode();
+            if let (Some(t), Some(sent), Some(code), false) = (target, &token, errcode, retried) {
+                if REJECTED_TOKEN.contains(&code) {
+                    if let Some(fresh) = self.replace_rejected(t, sent).await {
+                        retried = true;
+                        self.metrics.proxy_retried(label);
+                        tracing::debug!(app = label, path = %call.path, errcode = code,
+                            rejected = %sent.token.fingerprint(),
+                            token = %fresh.token.fingerprint(),
+                            "token rejected; repeating the call with a new one");
+                        token = Some(fresh);
+                        continue;
+                    }
+                }
+            }
+            let outcome = match errcode {
+                Some(code) if code != 0 => {
+                    self.metrics.proxy_errcode(code);
+                    ProxyResult::WechatError
+                }
+                _ if peeked.status().is_server_error() => ProxyResult::UpstreamError,
+                _ if retried => ProxyResult::Retried,
+                _ => ProxyResult::Ok,
+            };
+            tracing::debug!(app = label, path = %call.path,
+                token = ?token.as_ref().map(|t| t.token.fingerprint()),
+                status = peeked.status().as_u16(), errcode, result = outcome.as_str(),
+                "forwarded call answered");
+            return Ok((peeked.into_response(permit), outcome));
+        }
+    }
+
+    /// A gateway slot, waiting at most the call timeout for one.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, GatewayError> {
+        let wait = self.settings.timeout;
+        match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; treated as busy all the same.
+            _ => Err(GatewayError::Busy(wait)),
+        }
+    }
+
+    /// One attempt: send, and read the answer far enough to see a rejection.
+    async fn attempt(
+        &self,
+        call: &Call,
+        wecom: bool,
+        path_and_query: &str,
+    ) -> Result<answer::Peeked, GatewayError> {
+        let client = WechatClient::shared(&self.upstream, &self.tls, &self.metrics);
+        let started = Instant::now();
+        let sent = client
+            .forward(Forward {
+                wecom,
+                method: call.method.clone(),
+                path_and_query,
+                headers: &call.headers,
+                body: call.body.clone(),
+                timeout: self.settings.timeout,
+            })
+            .await;
+        self.metrics.proxy_upstream(started.elapsed());
+        let resp = sent.map_err(GatewayError::Upstream)?;
+        answer::peek(resp).await.map_err(GatewayError::Upstream)
+    }
+
+    /// The credential's token: the published one while valid, else the actor's (which may
+    /// wait for a fetch).
+    async fn current_token(&self, target: &Target) -> Result<Arc<TokenRecord>, GatewayError> {
+        if let Some(rec) = target.status.load().valid_token(SystemTime::now()) {
+            return Ok(rec.clone());
+        }
+        match target
+            .addr
+            .send(Get)
+            .timeout(self.wait_limit + ACTOR_GRACE)
+            .await
+        {
+            Ok(Ok(rec)) => Ok(rec),
+            Ok(Err(e)) => Err(GatewayError::NoValidToken(why(&e))),
+            Err(_) => Err(GatewayError::NoValidToken(
+                "the token service did not answer in time".into(),
+            )),
+        }
+    }
+
+    /// Reports `rejected` to the credential's actor; the new token, if there is one (none when
+    /// it is too soon to refetch, or the fetch failed: the caller then gets WeChat's answer).
+    async fn replace_rejected(
+        &self,
+        target: &Target,
+        rejected: &TokenRecord,
+    ) -> Option<Arc<TokenRecord>> {
+        let answer = target
+            .addr
+            .send(Invalidate {
+                token: rejected.token.expose().to_string(),
+            })
+            .timeout(self.wait_limit + ACTOR_GRACE)
+            .await;
+        match answer {
+            Ok(Ok(inv)) if inv.refreshed && inv.record.token != rejected.token => Some(inv.record),
+            _ => None,
+        }
+    }
+}
+
+fn why(e: &NoValidToken) -> String {
+    match &e.last_failure {
+        Some(f) => format!("last fetch failed: {}", f.message),
+        None => "no token fetched yet".into(),
+    }
+}
+
+/// For logs: a token's fingerprint, never the token.
+pub fn fingerprint(token: &str) -> Fingerprint {
+    Fingerprint::of(token)
+}
