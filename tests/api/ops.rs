@@ -570,3 +570,34 @@ fn dashboard_has_a_collapsed_open_platform_row_reading_every_platform_series() {
         "{ticket}: unit"
     );
 }
+
+#[test]
+fn dashboard_has_a_gateway_row_reading_every_proxy_series() {
+    let dash = dashboard();
+    let top = dash["panels"].as_array().expect("panels");
+    let at = top
+        .iter()
+        .position(|p| p["type"] == "row" && p["title"] == "Gateway")
+        .expect("a Gateway row");
+    // An open row: its panels follow it at the top level, up to the next row.
+    let inside: Vec<&Value> = top[at + 1..]
+        .iter()
+        .take_while(|p| p["type"] != "row")
+        .collect();
+    let queries: Vec<&str> = inside.iter().flat_map(|p| exprs(p)).collect();
+    for family in [
+        "wxtoken_proxy_requests_total{",
+        "wxtoken_proxy_retries_total{",
+        "wxtoken_proxy_upstream_duration_seconds_bucket",
+        "wxtoken_proxy_errcodes_total",
+    ] {
+        assert!(
+            queries.iter().any(|e| e.contains(family)),
+            "no Gateway query reads {family}: {queries:?}"
+        );
+    }
+    // Per-app panels follow the $app variable (the calls that named no app included).
+    for e in queries.iter().filter(|e| e.contains("app=")) {
+        assert!(e.contains("$app"), "{e} ignores $app");
+    }
+}
