@@ -43,6 +43,19 @@ pub fn is_gateway_path(settings: &crate::config::ProxySettings, path: &str) -> b
     settings.is_api_path(path) || (path.starts_with("/v1/") && path.contains("/proxy/"))
 }
 
+/// A forwarded path as WeChat will read it: percent-decoded, with any trailing `/` dropped.
+/// `None` when it holds a `.` or `..` segment (which a server in between could resolve to a
+/// path the checks never saw) or does not decode to UTF-8.
+fn canonical(raw: &str) -> Option<String> {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()?;
+    if decoded.split('/').any(|seg| seg == "." || seg == "..") {
+        return None;
+    }
+    Some(decoded.trim_end_matches('/').to_string())
+}
+
 /// WeChat's error answer: HTTP 200 (or `status`) and `{"errcode","errmsg"}`.
 fn wx_error(status: StatusCode, errcode: i64, errmsg: &str) -> HttpResponse {
     HttpResponse::build(status)
@@ -140,14 +153,14 @@ pub async fn passthrough(
     payload: web::Payload,
 ) -> HttpResponse {
     let path = req.path().to_string();
-    if NEVER_FORWARDED.contains(&path.as_str()) {
-        // Only a method the facade route does not take gets here (a GET of stable_token...),
-        // or WeCom's gettoken, which the facade does not offer.
+    let Some(seen) = canonical(&path).filter(|p| !NEVER_FORWARDED.contains(&p.as_str())) else {
+        // A token route in another spelling (the facade's own routes never get here), or
+        // WeCom's gettoken, which the facade does not offer.
         state.gateway.refused("");
         return actix_web::ResponseError::error_response(&ApiError::NotFound);
-    }
+    };
     let raw_query = req.query_string().to_string();
-    let (target, label, query) = if SECRET_CALLS.contains(&path.as_str()) {
+    let (target, label, query) = if SECRET_CALLS.contains(&seen.as_str()) {
         match with_real_secret(&state, &raw_query) {
             Ok((app, query)) => (None, app, query),
             Err((errcode, errmsg)) => {
@@ -155,7 +168,7 @@ pub async fn passthrough(
                 return wx_refusal(errcode, errmsg);
             }
         }
-    } else if USER_TOKEN_CALLS.contains(&path.as_str()) {
+    } else if USER_TOKEN_CALLS.contains(&seen.as_str()) {
         (None, String::new(), raw_query)
     } else {
         let Some(token) = query::param(&raw_query, "access_token").filter(|t| !t.is_empty()) else {
@@ -228,12 +241,15 @@ fn proxied_path(req: &HttpRequest) -> Option<String> {
 /// Checks a proxy call's path: a WeChat API path (404 otherwise) that is no token endpoint.
 fn checked_path(state: &ServerState, req: &HttpRequest) -> Result<String, ApiError> {
     let path = proxied_path(req).ok_or(ApiError::NotFound)?;
-    if NEVER_FORWARDED.contains(&path.as_str()) {
+    let seen = canonical(&path).ok_or_else(|| {
+        ApiError::BadRequest("the path has `.` or `..` segments, or is not UTF-8".into())
+    })?;
+    if NEVER_FORWARDED.contains(&seen.as_str()) {
         return Err(ApiError::BadRequest(format!(
             "`{path}` would rotate the shared token and is never forwarded; read the token from wxtoken instead"
         )));
     }
-    if !state.gateway.settings.is_api_path(&path) {
+    if !state.gateway.settings.is_api_path(&seen) {
         return Err(ApiError::BadRequest(format!(
             "`{}` is not under a WeChat API prefix (see [proxy] extra_prefixes)",
             path.chars().take(128).collect::<String>()
@@ -307,4 +323,33 @@ async fn proxy_call(
         .forward(call, Some(&target), &target.label)
         .await
         .map_err(|e| api_gateway_error(&target.label, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_checked_as_wechat_reads_them() {
+        assert_eq!(
+            canonical("/cgi-bin/%74oken").as_deref(),
+            Some("/cgi-bin/token")
+        );
+        assert_eq!(
+            canonical("/cgi-bin/token/").as_deref(),
+            Some("/cgi-bin/token")
+        );
+        assert_eq!(
+            canonical("/cgi-bin/user/info").as_deref(),
+            Some("/cgi-bin/user/info")
+        );
+        for sneaky in [
+            "/wxa/../cgi-bin/token",
+            "/wxa/%2e%2e/cgi-bin/token",
+            "/cgi-bin/./token",
+            "/cgi-bin/%ff",
+        ] {
+            assert_eq!(canonical(sneaky), None, "{sneaky}");
+        }
+    }
 }

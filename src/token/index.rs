@@ -92,6 +92,15 @@ impl TokenIndex {
     }
 }
 
+/// Removes `key` if `owner`'s slot put it there. An app replaced by a reload has a new actor
+/// (and slot) that may index the same token before the old one is retired: the old slot must
+/// not take the new one's entry with it.
+fn remove_own(map: &mut HashMap<Key, Indexed>, key: &Key, owner: &Arc<TokenOwner>) {
+    if map.get(key).is_some_and(|e| Arc::ptr_eq(&e.owner, owner)) {
+        map.remove(key);
+    }
+}
+
 #[derive(Default)]
 struct Held {
     /// The record last indexed as current, to skip unchanged publications cheaply.
@@ -147,7 +156,7 @@ impl IndexSlot {
             return;
         }
         if let Some(old) = held.keys[1].take() {
-            map.remove(&old);
+            remove_own(&mut map, &old, &self.owner);
         }
         held.keys[1] = held.keys[0].take();
         held.keys[0] = Some(key);
@@ -162,7 +171,7 @@ impl IndexSlot {
         let mut map = self.index.write();
         for k in &mut held.keys {
             if *k == Some(key) {
-                map.remove(&key);
+                remove_own(&mut map, &key, &self.owner);
                 *k = None;
             }
         }
@@ -174,7 +183,7 @@ impl IndexSlot {
         held.current = None;
         let mut map = self.index.write();
         for k in held.keys.iter_mut().filter_map(Option::take) {
-            map.remove(&k);
+            remove_own(&mut map, &k, &self.owner);
         }
     }
 }
@@ -286,5 +295,21 @@ mod tests {
         drop(a);
         assert!(index.lookup("ta").is_none());
         assert!(index.lookup("tb").is_some());
+    }
+
+    #[test]
+    fn a_replaced_slot_leaves_its_successors_entry_alone() {
+        // A reload replaces the app's actor: the new one indexes the same token first, then
+        // the old one is retired.
+        let index = TokenIndex::new();
+        let old = index.slot(TokenOwner::App("shop".into()));
+        old.update(Some(&rec("t1", 1)));
+        let new = index.slot(TokenOwner::App("shop".into()));
+        new.update(Some(&rec("t1", 1)));
+        old.clear();
+        drop(old);
+        assert!(index.lookup("t1").is_some(), "still the new actor's token");
+        new.update(Some(&rec("t2", 2)));
+        assert!(index.lookup("t1").is_some() && index.lookup("t2").is_some());
     }
 }
