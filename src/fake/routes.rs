@@ -211,12 +211,14 @@ pub(super) async fn begin_call(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let fault = lock(state).next_fault_for(ep);
-    let answer = match fault {
-        Some(fault) => apply_fault(fault, ep).await,
-        None => None,
-    };
-    (answering, answer)
+    (answering, injected_fault(state, ep).await)
+}
+
+/// Applies the next fault injected for a call to `ep`, if any: `Some` is the whole answer,
+/// `None` means "answer normally" (no fault, or a `Slow` one whose delay has passed).
+pub(super) async fn injected_fault(state: &Shared, ep: Endpoint) -> Option<HttpResponse> {
+    let fault = lock(state).next_fault_for(ep)?;
+    apply_fault(fault, ep).await
 }
 
 async fn apply_fault(fault: Fault, ep: Endpoint) -> Option<HttpResponse> {
