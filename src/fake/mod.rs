@@ -10,13 +10,17 @@
 //! dies, and WeCom's early invalidation on demand. Tests break it on purpose with [`Fault`]s and
 //! move its clock with [`FakeWechat::advance_clock`] instead of sleeping. Third-party platforms
 //! (the component API under `/cgi-bin/component/`) are served too, with encrypted event pushes
-//! to the server's event URL.
+//! to the server's event URL. A few business endpoints (user info, followers, menu, customer
+//! service messages, temporary media, the Mini Program and OAuth logins) check the
+//! `access_token` they are given as WeChat does, so that a gateway in front of them can be tested.
 //!
 //! Modules: `state` (all rules and bookkeeping, no HTTP), `routes` (the endpoints and fault
 //! injection on the wire), `tls` (PEM to rustls), `component_state` and `component` (the same
 //! two for the component API), `component_control` (its `/_fake/component/*` controls),
-//! `component_handle` (its [`FakeWechat`] methods), `push` (event pushes).
+//! `component_handle` (its [`FakeWechat`] methods), `push` (event pushes), `business` (the
+//! business endpoints, their records and their [`FakeWechat`] methods).
 
+mod business;
 mod component;
 mod component_control;
 mod component_handle;
@@ -26,6 +30,7 @@ mod routes;
 mod state;
 mod tls;
 
+pub use business::FakeApiRequest;
 pub use component::{FakePlatform, DEFAULT_TICKET_PUSH_INTERVAL};
 pub use component_state::{bulk_authorizer_appid, Authorized, AuthorizerState, ControlError};
 pub use push::PushRecord;
@@ -173,6 +178,12 @@ pub enum Endpoint {
     GetAuthorizerInfo,
     /// `POST /cgi-bin/component/api_get_authorizer_list`
     GetAuthorizerList,
+    /// The business API, every path together (`/cgi-bin/user/info`, `/cgi-bin/media/upload`,
+    /// `/sns/jscode2session`, ...; [`FakeWechat::api_calls`] counts per path). Faults aimed at it
+    /// with [`FakeWechat::inject_at`] break every business call; the shared queue of
+    /// [`FakeWechat::inject`] never does, nor does the answer delay, and business calls are not
+    /// counted in flight: those are about fetching credentials.
+    Api,
 }
 
 impl Endpoint {
@@ -187,7 +198,7 @@ impl Endpoint {
         Endpoint::GetAuthorizerList,
     ];
 
-    const ALL: [Endpoint; 12] = [
+    const ALL: [Endpoint; 13] = [
         Endpoint::Token,
         Endpoint::StableToken,
         Endpoint::Probe,
@@ -200,11 +211,13 @@ impl Endpoint {
         Endpoint::AuthorizerToken,
         Endpoint::GetAuthorizerInfo,
         Endpoint::GetAuthorizerList,
+        Endpoint::Api,
     ];
 
     /// Its name in the `endpoint` of `POST /_fake/fault` and, for the component endpoints, in
     /// the `component_calls` of `/_fake/counters`: the last part of its path (`token`,
-    /// `stable_token`, `get_api_domain_ip`, `getticket`, `gettoken`, `api_component_token`, ...).
+    /// `stable_token`, `get_api_domain_ip`, `getticket`, `gettoken`, `api_component_token`, ...),
+    /// and `api` for the business API.
     pub fn name(self) -> &'static str {
         match self {
             Endpoint::Token => "token",
@@ -219,6 +232,7 @@ impl Endpoint {
             Endpoint::AuthorizerToken => "api_authorizer_token",
             Endpoint::GetAuthorizerInfo => "api_get_authorizer_info",
             Endpoint::GetAuthorizerList => "api_get_authorizer_list",
+            Endpoint::Api => "api",
         }
     }
 
@@ -371,6 +385,7 @@ impl FakeWechat {
             Endpoint::Probe => calls.probe,
             Endpoint::Ticket => calls.ticket,
             Endpoint::WecomToken => calls.wecom_token,
+            Endpoint::Api => calls.api,
             component => self.lock().component_ref().0.calls(component),
         }
     }

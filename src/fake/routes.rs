@@ -1,6 +1,7 @@
 //! The fake's HTTP face: WeChat's credential endpoints (tokens, the probe, JS-SDK tickets),
 //! WeCom's gettoken, fault injection on the wire, and the `/_fake/*` control endpoints for
-//! out-of-process users.
+//! out-of-process users. The business endpoints are in `business`, the component API's in
+//! `component`; both are wired in here.
 //!
 //! Deliberately no request-logging middleware: `/cgi-bin/token` and WeCom's `/cgi-bin/gettoken`
 //! carry the secret in their query strings, and the project never logs secrets.
@@ -43,6 +44,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/_fake/expires_in", web::post().to(set_expires_in))
         .route("/_fake/advance", web::post().to(advance_clock))
         .configure(super::component::configure)
+        .configure(super::business::configure)
         .default_service(web::to(not_found));
 }
 
@@ -211,12 +213,14 @@ pub(super) async fn begin_call(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let fault = lock(state).next_fault_for(ep);
-    let answer = match fault {
-        Some(fault) => apply_fault(fault, ep).await,
-        None => None,
-    };
-    (answering, answer)
+    (answering, injected_fault(state, ep).await)
+}
+
+/// Applies the next fault injected for a call to `ep`, if any: `Some` is the whole answer,
+/// `None` means "answer normally" (no fault, or a `Slow` one whose delay has passed).
+pub(super) async fn injected_fault(state: &Shared, ep: Endpoint) -> Option<HttpResponse> {
+    let fault = lock(state).next_fault_for(ep)?;
+    apply_fault(fault, ep).await
 }
 
 async fn apply_fault(fault: Fault, ep: Endpoint) -> Option<HttpResponse> {
@@ -448,7 +452,7 @@ pub(super) fn wx_error(err: WxError) -> HttpResponse {
 }
 
 /// An error answer in that platform's words (WeCom and WeChat share the shape and most codes).
-fn platform_error(platform: Platform, err: WxError) -> HttpResponse {
+pub(super) fn platform_error(platform: Platform, err: WxError) -> HttpResponse {
     let errmsg = match platform {
         Platform::Wechat => err.errmsg(),
         Platform::Wecom => err.wecom_errmsg(),

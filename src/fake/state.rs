@@ -1,6 +1,7 @@
 //! The fake's bookkeeping: apps, the two token families, JS-SDK tickets, WeCom apps, quotas, the
 //! fault queue, call counters and a clock that tests can move forward. No HTTP here, so every
-//! rule is unit-tested directly.
+//! rule is unit-tested directly. It also owns the component API's state and the business API's
+//! records (`component_state`, `business`), so that one lock covers a token check and its call.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
@@ -8,11 +9,16 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
+use super::business::BusinessState;
 use super::component_state::ComponentState;
 use super::{Endpoint, FakeConfig, Fault, Validity};
 
 /// The only grant type WeChat accepts on both token endpoints.
 const GRANT_TYPE: &str = "client_credential";
+
+/// The grant type of the user logins that check an app's secret (`/sns/jscode2session`,
+/// `/sns/oauth2/access_token`).
+const LOGIN_GRANT_TYPE: &str = "authorization_code";
 
 /// Quotas and force-refresh limits reset when the fake's clock enters a new day (counted from
 /// start, not from midnight: a fake has no reason to care about the time zone).
@@ -52,13 +58,20 @@ pub(crate) struct WxError(pub(crate) i64);
 impl WxError {
     pub(crate) const INVALID_CREDENTIAL: WxError = WxError(40001);
     pub(crate) const INVALID_GRANT_TYPE: WxError = WxError(40002);
+    pub(crate) const INVALID_OPENID: WxError = WxError(40003);
+    pub(crate) const INVALID_MEDIA_TYPE: WxError = WxError(40004);
+    pub(crate) const INVALID_MEDIA_SIZE: WxError = WxError(40006);
+    pub(crate) const INVALID_MEDIA_ID: WxError = WxError(40007);
+    pub(crate) const INVALID_MESSAGE_TYPE: WxError = WxError(40008);
     pub(crate) const INVALID_APPID: WxError = WxError(40013);
     pub(crate) const INVALID_ACCESS_TOKEN: WxError = WxError(40014);
+    pub(crate) const INVALID_CODE: WxError = WxError(40029);
     pub(crate) const INVALID_ARGS: WxError = WxError(40097);
     pub(crate) const INVALID_SECRET: WxError = WxError(40125);
     pub(crate) const TOKEN_MISSING: WxError = WxError(41001);
     pub(crate) const APPID_MISSING: WxError = WxError(41002);
     pub(crate) const SECRET_MISSING: WxError = WxError(41004);
+    pub(crate) const MEDIA_MISSING: WxError = WxError(41005);
     pub(crate) const TOKEN_EXPIRED: WxError = WxError(42001);
     pub(crate) const REQUIRE_GET: WxError = WxError(43001);
     pub(crate) const REQUIRE_POST: WxError = WxError(43002);
@@ -73,8 +86,14 @@ impl WxError {
             -1 => "system error",
             40001 => "invalid credential, access_token is invalid or not latest",
             40002 => "invalid grant_type",
+            40003 => "invalid openid",
+            40004 => "invalid media type",
+            40006 => "invalid media size",
+            40007 => "invalid media_id",
+            40008 => "invalid message type",
             40013 => "invalid appid",
             40014 => "invalid access_token",
+            40029 => "invalid code",
             40097 => "invalid args",
             40125 => "invalid appsecret",
             40164 => "invalid ip 127.0.0.1 ipv6 ::ffff:127.0.0.1, not in whitelist",
@@ -82,6 +101,7 @@ impl WxError {
             41001 => "access_token missing",
             41002 => "appid missing",
             41004 => "appsecret missing",
+            41005 => "media data missing",
             42001 => "access_token expired",
             43001 => "require GET method",
             43002 => "require POST method",
@@ -448,6 +468,8 @@ pub(crate) struct Calls {
     pub(crate) probe: u64,
     pub(crate) ticket: u64,
     pub(crate) wecom_token: u64,
+    /// The business API, every path together (see `business` for the calls per path).
+    pub(crate) api: u64,
 }
 
 /// All mutable state of one fake server. Lives behind a std `Mutex`: every method is short and
@@ -477,6 +499,8 @@ pub(crate) struct FakeState {
     pub(crate) answer_delay: Duration,
     /// Third-party platforms (the component API).
     component: ComponentState,
+    /// The business API's requests, media, messages and used login codes.
+    business: BusinessState,
 }
 
 impl FakeState {
@@ -524,7 +548,32 @@ impl FakeState {
             peak_in_flight: 0,
             answer_delay: cfg.answer_delay,
             component: ComponentState::new(&cfg.platforms, limit, cfg.ticket_push_interval),
+            business: BusinessState::default(),
         }
+    }
+
+    /// The business API's bookkeeping.
+    pub(crate) fn business(&mut self) -> &mut BusinessState {
+        &mut self.business
+    }
+
+    /// The business API's bookkeeping, to read.
+    pub(crate) fn business_ref(&self) -> &BusinessState {
+        &self.business
+    }
+
+    /// The fake clock's time in Unix seconds (the `created_at` of uploaded media, say).
+    pub(crate) fn unix_now(&self) -> u64 {
+        self.clock.unix(self.clock.now())
+    }
+
+    /// Whose token it is: the appid (the corpid for a WeCom token, the authorizer's key for an
+    /// authorizer token, the component appid for a component token), dead or alive.
+    pub(crate) fn token_owner(&self, token: &str) -> Option<&str> {
+        self.book
+            .get(token)
+            .or_else(|| self.component.book().get(token))
+            .map(|record| record.owner.as_str())
     }
 
     /// The component side and the clock reading and settings its calls need.
@@ -554,6 +603,7 @@ impl FakeState {
             Endpoint::Probe => &mut self.calls.probe,
             Endpoint::Ticket => &mut self.calls.ticket,
             Endpoint::WecomToken => &mut self.calls.wecom_token,
+            Endpoint::Api => &mut self.calls.api,
             component => return self.component.count(component),
         };
         *counter += 1;
@@ -747,7 +797,7 @@ impl FakeState {
     pub(crate) fn token(&mut self, creds: Credentials<'_>) -> Result<Issued, WxError> {
         let now = self.clock.now();
         self.roll_day(now);
-        let (appid, app) = authenticate(&mut self.apps, creds)?;
+        let (appid, app) = authenticate(&mut self.apps, creds, GRANT_TYPE)?;
         if app.quota_used >= self.daily_quota {
             return Err(WxError::DAILY_QUOTA);
         }
@@ -778,7 +828,7 @@ impl FakeState {
     ) -> Result<Issued, WxError> {
         let now = self.clock.now();
         self.roll_day(now);
-        let (appid, app) = authenticate(&mut self.apps, creds)?;
+        let (appid, app) = authenticate(&mut self.apps, creds, GRANT_TYPE)?;
 
         if force_refresh {
             let too_soon = app
@@ -820,6 +870,13 @@ impl FakeState {
             access_token: token,
             expires_in: self.expires_in,
         })
+    }
+
+    /// The credential check of the user logins (`/sns/jscode2session`,
+    /// `/sns/oauth2/access_token`): the token endpoint's rules and order, with their grant
+    /// type, `authorization_code`. Nothing is minted or counted against the quota here.
+    pub(crate) fn check_login<'c>(&mut self, creds: Credentials<'c>) -> Result<&'c str, WxError> {
+        authenticate(&mut self.apps, creds, LOGIN_GRANT_TYPE).map(|(appid, _)| appid)
     }
 
     // ---- JS-SDK tickets ---------------------------------------------------------------------
@@ -983,8 +1040,9 @@ pub(super) fn present(v: Option<&str>) -> Option<&str> {
 fn authenticate<'s, 'c>(
     apps: &'s mut HashMap<String, AppState>,
     creds: Credentials<'c>,
+    grant_type: &str,
 ) -> Result<(&'c str, &'s mut AppState), WxError> {
-    if creds.grant_type != Some(GRANT_TYPE) {
+    if creds.grant_type != Some(grant_type) {
         return Err(WxError::INVALID_GRANT_TYPE);
     }
     let appid = present(creds.appid).ok_or(WxError::APPID_MISSING)?;

@@ -7,6 +7,7 @@ mod config_platforms;
 mod corrupt_records;
 mod disk_full;
 mod facade;
+mod fake_business;
 mod fake_component;
 mod fake_wechat;
 mod faults;
