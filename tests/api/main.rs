@@ -11,6 +11,7 @@ mod fake_business;
 mod fake_component;
 mod fake_wechat;
 mod faults;
+mod gateway;
 mod ha;
 mod helpers;
 mod hostile_clients;

@@ -16,6 +16,8 @@ const SECRET: &str = "platform-component-secret";
 const MSG_TOKEN: &str = "msgtoken123";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const KEY: &str = "facade-client-key-0000000001";
+/// May use the platform and call WeChat through the gateway's proxy routes.
+const PROXY_KEY: &str = "gateway-client-key-000000001";
 const SHOP: &str = "wx5b3a1c9d7e8f6a42";
 
 async fn spawn() -> TestApp {
@@ -52,6 +54,11 @@ encoding_aes_key = "{AES_KEY}"
 name = "crm"
 key = "{KEY}"
 platforms = ["saas"]
+[[clients]]
+name = "gateway"
+key = "{PROXY_KEY}"
+platforms = ["saas"]
+proxy = true
 "#
     );
     let app = spawn_custom(Spec::default(), fake, &config).await;
@@ -375,5 +382,55 @@ async fn the_component_token_before_the_current_one_is_accepted_until_it_expires
         matches!(code, Some(40001 | 42001)),
         "an old token is refused: {}",
         answer.body
+    );
+}
+
+#[actix_web::test]
+async fn an_authorized_account_is_called_through_both_gateway_fronts() {
+    let app = spawn().await;
+    app.fake
+        .authorize_and_push(COMPONENT, SHOP, &[1])
+        .await
+        .expect("authorized");
+    let token_path = format!("/v1/platforms/saas/authorizers/{SHOP}/token");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.get(&token_path, Some(KEY)).await.status == 200
+        })
+        .await
+    );
+    let token = app.get(&token_path, Some(KEY)).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The proxy route adds the account's token; a client without `proxy = true` may not.
+    let proxied =
+        format!("/v1/platforms/saas/authorizers/{SHOP}/proxy/cgi-bin/user/info?openid=o1");
+    let answer = app.get(&proxied, Some(PROXY_KEY)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["openid"], "o1");
+    assert_eq!(app.get(&proxied, Some(KEY)).await.status, 403);
+    let unknown = "/v1/platforms/saas/authorizers/wx0000000000000000/proxy/cgi-bin/user/info";
+    assert_eq!(app.get(unknown, Some(PROXY_KEY)).await.status, 404);
+    // An SDK holding the account's token (from the component facade) goes through the
+    // pass-through, which knows the token as this account's.
+    let answer = app
+        .get(
+            &format!("/cgi-bin/user/info?access_token={token}&openid=o2"),
+            None,
+        )
+        .await;
+    assert_eq!(answer.body["openid"], "o2", "{}", answer.body);
+    let sent: Vec<String> = app
+        .fake
+        .api_requests("/cgi-bin/user/info")
+        .iter()
+        .filter_map(|r| r.query_param("access_token").map(str::to_string))
+        .collect();
+    assert_eq!(sent, [token.clone(), token]);
+    assert_eq!(
+        app.metric(r#"wxtoken_proxy_requests_total{app="platform:saas:authorizers",result="ok"}"#)
+            .await,
+        Some(2.0)
     );
 }
