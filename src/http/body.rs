@@ -135,6 +135,21 @@ impl std::fmt::Display for BodyError {
     }
 }
 
+/// `resp`, for a request whose body the handler decided not to read (a refusal): the payload
+/// is held until the answer is sent, then the connection closes. Dropped, an unread chunked
+/// body would be drained for as long as its sender takes; the gateway's paths skip
+/// [`read_chunked_bodies`], so this is what protects them.
+pub(crate) fn answer_unread(
+    resp: actix_web::HttpResponse,
+    payload: web::Payload,
+) -> actix_web::HttpResponse {
+    BodyError {
+        kind: ApiError::NotFound,
+        payload: Some(payload.into_inner()),
+    }
+    .into_response(|_| resp)
+}
+
 /// Reads a body of up to `limit` bytes (413 above, checked against Content-Length first)
 /// within `deadline`: the body of a call the gateway forwards, and replays if it must repeat it.
 pub(crate) async fn read_body_within(

@@ -14,7 +14,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use secrecy::ExposeSecret as _;
 use serde_json::json;
 
-use super::body::{read_body_within, BodyError};
+use super::body::{answer_unread, read_body_within, BodyError};
 use super::{authorize, ApiError, ServerState};
 use crate::config::AppKind;
 use crate::proxy::{query, Call, GatewayError, Target};
@@ -152,42 +152,12 @@ pub async fn passthrough(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let path = req.path().to_string();
-    let Some(seen) = canonical(&path).filter(|p| !NEVER_FORWARDED.contains(&p.as_str())) else {
-        // A token route in another spelling (the facade's own routes never get here), or
-        // WeCom's gettoken, which the facade does not offer.
-        state.gateway.refused("");
-        return actix_web::ResponseError::error_response(&ApiError::NotFound);
-    };
-    let raw_query = req.query_string().to_string();
-    let (target, label, query) = if SECRET_CALLS.contains(&seen.as_str()) {
-        match with_real_secret(&state, &raw_query) {
-            Ok((app, query)) => (None, app, query),
-            Err((errcode, errmsg)) => {
-                state.gateway.refused("");
-                return wx_refusal(errcode, errmsg);
-            }
+    let (target, label, query) = match route_passthrough(&state, &req) {
+        Ok(routed) => routed,
+        Err(refusal) => {
+            state.gateway.refused("");
+            return answer_unread(refusal, payload);
         }
-    } else if USER_TOKEN_CALLS.contains(&seen.as_str()) {
-        (None, String::new(), raw_query)
-    } else {
-        let Some(token) = query::param(&raw_query, "access_token").filter(|t| !t.is_empty()) else {
-            state.gateway.refused("");
-            return wx_refusal(41001, "access_token missing");
-        };
-        let found = state
-            .tokens
-            .lookup(&token)
-            .and_then(|i| target_of(&state, &i.owner));
-        let Some(target) = found else {
-            state.gateway.refused("");
-            return wx_refusal(
-                40001,
-                "invalid credential, access_token is invalid or not latest (not a token wxtoken issued)",
-            );
-        };
-        let label = target.label.clone();
-        (Some(target), label, raw_query)
     };
     let body = match read_call_body(&state, &req, payload).await {
         Ok(b) => b,
@@ -196,11 +166,51 @@ pub async fn passthrough(
             return e.into_response(|e| wx_error(e.status(), -1, &e.to_string()));
         }
     };
-    let call = call_of(&req, path, query, body);
+    let call = call_of(&req, req.path().to_string(), query, body);
     match state.gateway.forward(call, target.as_ref(), &label).await {
         Ok(resp) => resp,
         Err(e) => wx_gateway_error(&e),
     }
+}
+
+/// Where a pass-through call goes: its credential (none for calls carrying their own), its
+/// metrics label and the query to send; or the refusal, in WeChat's format.
+fn route_passthrough(
+    state: &ServerState,
+    req: &HttpRequest,
+) -> Result<(Option<Target>, String, String), HttpResponse> {
+    let Some(seen) = canonical(req.path()).filter(|p| !NEVER_FORWARDED.contains(&p.as_str()))
+    else {
+        // A token route in another spelling (the facade's own routes never get here), or
+        // WeCom's gettoken, which the facade does not offer.
+        return Err(actix_web::ResponseError::error_response(
+            &ApiError::NotFound,
+        ));
+    };
+    let raw_query = req.query_string().to_string();
+    if SECRET_CALLS.contains(&seen.as_str()) {
+        let (app, query) = with_real_secret(state, &raw_query)
+            .map_err(|(errcode, errmsg)| wx_refusal(errcode, errmsg))?;
+        return Ok((None, app, query));
+    }
+    if USER_TOKEN_CALLS.contains(&seen.as_str()) {
+        return Ok((None, String::new(), raw_query));
+    }
+    let Some(token) = query::param(&raw_query, "access_token").filter(|t| !t.is_empty()) else {
+        return Err(wx_refusal(41001, "access_token missing"));
+    };
+    let target = state
+        .tokens
+        .lookup(&token)
+        .and_then(|i| target_of(state, &i.owner))
+        .ok_or_else(|| {
+            wx_refusal(
+                40001,
+                "invalid credential, access_token is invalid or not latest (not a token wxtoken issued)",
+            )
+        })?;
+    let label = target.label.clone();
+    Ok((Some(target), label, raw_query))
 }
 
 /// The query of a login call with the client key in `secret` replaced by the app's AppSecret,
@@ -271,15 +281,16 @@ pub async fn app_proxy(
     state: web::Data<ServerState>,
     req: HttpRequest,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let name = req.match_info().get("name").unwrap_or_default().to_string();
-    let checked = authorize(&state, &req, &name).and_then(|(client, app)| {
+) -> HttpResponse {
+    let name = req.match_info().get("name").unwrap_or_default();
+    let checked = authorize(&state, &req, name).and_then(|(client, app)| {
         require_proxy_flag(&client)?;
-        Ok((app, checked_path(&state, &req)?))
+        Ok((app_target(&app), checked_path(&state, &req)?))
     });
-    let (app, path) = checked.inspect_err(|_| state.gateway.refused(""))?;
-    let target = app_target(&app);
-    proxy_call(&state, &req, payload, target, path).await
+    match checked {
+        Ok((target, path)) => proxy_call(&state, &req, payload, target, path).await,
+        Err(e) => refuse_proxy(&state, e, payload),
+    }
 }
 
 /// `ANY /v1/platforms/{name}/authorizers/{appid}/proxy/{path}`
@@ -287,18 +298,29 @@ pub async fn authorizer_proxy(
     state: web::Data<ServerState>,
     req: HttpRequest,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let found = super::platforms::authorizer_for_proxy(&state, &req).await;
-    let (client, platform, handle) = found.inspect_err(|_| state.gateway.refused(""))?;
-    require_proxy_flag(&client).inspect_err(|_| state.gateway.refused(""))?;
-    let path = checked_path(&state, &req).inspect_err(|_| state.gateway.refused(""))?;
-    let target = Target {
-        label: crate::platform::runtime::authorizer_label(platform.name()),
-        wecom: false,
-        addr: handle.addr,
-        status: handle.status,
+) -> HttpResponse {
+    let checked = async {
+        let (client, platform, handle) =
+            super::platforms::authorizer_for_proxy(&state, &req).await?;
+        require_proxy_flag(&client)?;
+        let target = Target {
+            label: crate::platform::runtime::authorizer_label(platform.name()),
+            wecom: false,
+            addr: handle.addr,
+            status: handle.status,
+        };
+        Ok::<_, ApiError>((target, checked_path(&state, &req)?))
     };
-    proxy_call(&state, &req, payload, target, path).await
+    match checked.await {
+        Ok((target, path)) => proxy_call(&state, &req, payload, target, path).await,
+        Err(e) => refuse_proxy(&state, e, payload),
+    }
+}
+
+/// A proxy call refused before its body was read.
+fn refuse_proxy(state: &ServerState, e: ApiError, payload: web::Payload) -> HttpResponse {
+    state.gateway.refused("");
+    answer_unread(actix_web::ResponseError::error_response(&e), payload)
 }
 
 async fn proxy_call(
@@ -307,22 +329,23 @@ async fn proxy_call(
     payload: web::Payload,
     target: Target,
     path: String,
-) -> Result<HttpResponse, ApiError> {
+) -> HttpResponse {
     let body = match read_call_body(state, req, payload).await {
         Ok(b) => b,
         Err(e) => {
             state.gateway.refused(&target.label);
-            return Ok(
-                e.into_response(|e| actix_web::ResponseError::error_response(e.as_api_error()))
-            );
+            return e.into_response(|e| actix_web::ResponseError::error_response(e.as_api_error()));
         }
     };
     let call = call_of(req, path, req.query_string().to_string(), body);
-    state
+    match state
         .gateway
         .forward(call, Some(&target), &target.label)
         .await
-        .map_err(|e| api_gateway_error(&target.label, e))
+    {
+        Ok(resp) => resp,
+        Err(e) => actix_web::ResponseError::error_response(&api_gateway_error(&target.label, e)),
+    }
 }
 
 #[cfg(test)]

@@ -783,3 +783,47 @@ async fn the_binary_logs_no_token_key_or_secret_of_a_forwarded_call() {
         );
     }
 }
+
+/// A stalled chunked body on a gateway path: a refusal is answered at once and the connection
+/// closed (never drained for as long as the sender likes), and a call that would be forwarded
+/// gets its 408 after `[proxy] timeout_secs`.
+#[actix_web::test]
+async fn a_stalled_body_never_holds_a_gateway_connection() {
+    use crate::hostile_clients::{blocking, read_answer, send};
+    let app = gateway("timeout_secs = 1").await;
+    let token = app.shop_token().await;
+    let addr = app.base.trim_start_matches("http://").parse().unwrap();
+    let stalled = |path: String| {
+        blocking(move || {
+            let start = std::time::Instant::now();
+            let mut s = send(
+                addr,
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+                     Transfer-Encoding: chunked\r\n\r\n10\r\n{{\"touser"
+                )
+                .as_bytes(),
+            );
+            let mut a = read_answer(&mut s, Duration::from_secs(6));
+            a.elapsed = start.elapsed();
+            a
+        })
+    };
+    let refused = stalled("/cgi-bin/message/custom/send".into()).await;
+    assert_eq!(refused.body["errcode"], 41001, "{}", refused.head);
+    assert!(refused.closed, "the connection stays open");
+    assert!(
+        refused.elapsed < Duration::from_secs(1),
+        "{:?}",
+        refused.elapsed
+    );
+    let late = stalled(format!("/cgi-bin/message/custom/send?access_token={token}")).await;
+    assert_eq!(late.status, 408, "{}", late.head);
+    assert!(late.closed, "the connection stays open");
+    assert!(
+        late.elapsed >= Duration::from_millis(900) && late.elapsed < Duration::from_secs(5),
+        "{:?}",
+        late.elapsed
+    );
+    assert_eq!(app.fake.api_calls("/cgi-bin/message/custom/send"), 0);
+}

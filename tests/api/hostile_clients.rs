@@ -62,7 +62,7 @@ fn head(method: &str, path: &str, key: Option<&str>, len: usize) -> String {
 }
 
 /// Connects and sends `bytes`, then leaves the connection as it is.
-fn send(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+pub(crate) fn send(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.write_all(bytes).expect("send");
     s
@@ -78,14 +78,14 @@ fn stall(addr: SocketAddr, method: &str, path: &str, key: Option<&str>) -> TcpSt
 }
 
 /// What came back on a raw connection.
-struct Raw {
-    status: u16,
-    head: String,
-    body: Value,
+pub(crate) struct Raw {
+    pub(crate) status: u16,
+    pub(crate) head: String,
+    pub(crate) body: Value,
     /// The server closed the connection after its answer.
-    closed: bool,
+    pub(crate) closed: bool,
     /// From the call to the end of the answer (or to `limit`).
-    elapsed: Duration,
+    pub(crate) elapsed: Duration,
 }
 
 impl Raw {
@@ -98,7 +98,7 @@ impl Raw {
 }
 
 /// Reads one answer: until the server closes, or `limit` passes.
-fn read_answer(s: &mut TcpStream, limit: Duration) -> Raw {
+pub(crate) fn read_answer(s: &mut TcpStream, limit: Duration) -> Raw {
     let start = Instant::now();
     let mut buf = Vec::new();
     let mut closed = false;
@@ -161,7 +161,7 @@ fn probe(addr: SocketAddr, path: &str, key: Option<&str>, limit: Duration) -> Ra
     a
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     actix_web::rt::task::spawn_blocking(f)
         .await
         .expect("blocking task")
