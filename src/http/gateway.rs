@@ -156,7 +156,11 @@ pub async fn passthrough(
         Ok(routed) => routed,
         Err(refusal) => {
             state.gateway.refused("");
-            return answer_unread(refusal, payload);
+            let resp = match refusal {
+                Refusal::NotFound => actix_web::ResponseError::error_response(&ApiError::NotFound),
+                Refusal::Wechat(errcode, errmsg) => wx_refusal(errcode, errmsg),
+            };
+            return answer_unread(resp, payload);
         }
     };
     let body = match read_call_body(&state, &req, payload).await {
@@ -173,12 +177,20 @@ pub async fn passthrough(
     }
 }
 
+/// Why a pass-through call is not forwarded.
+enum Refusal {
+    /// Not a call the gateway forwards at all (a token route).
+    NotFound,
+    /// WeChat's answer to it, made by wxtoken: errcode and errmsg.
+    Wechat(i64, &'static str),
+}
+
 /// Where a pass-through call goes: its credential (none for calls carrying their own), its
-/// metrics label and the query to send; or the refusal, in WeChat's format.
+/// metrics label and the query to send; or why not.
 fn route_passthrough(
     state: &ServerState,
     req: &HttpRequest,
-) -> Result<(Option<Target>, String, String), HttpResponse> {
+) -> Result<(Option<Target>, String, String), Refusal> {
     let Some(seen) = canonical(req.path()).filter(|p| !NEVER_FORWARDED.contains(&p.as_str()))
     else {
         // A token route in another spelling (the facade's own routes never get here), or
@@ -190,25 +202,23 @@ fn route_passthrough(
     let raw_query = req.query_string().to_string();
     if SECRET_CALLS.contains(&seen.as_str()) {
         let (app, query) = with_real_secret(state, &raw_query)
-            .map_err(|(errcode, errmsg)| wx_refusal(errcode, errmsg))?;
+            .map_err(|(errcode, errmsg)| Refusal::Wechat(errcode, errmsg))?;
         return Ok((None, app, query));
     }
     if USER_TOKEN_CALLS.contains(&seen.as_str()) {
         return Ok((None, String::new(), raw_query));
     }
     let Some(token) = query::param(&raw_query, "access_token").filter(|t| !t.is_empty()) else {
-        return Err(wx_refusal(41001, "access_token missing"));
+        return Err(Refusal::Wechat(41001, "access_token missing"));
     };
     let target = state
         .tokens
         .lookup(&token)
         .and_then(|i| target_of(state, &i.owner))
-        .ok_or_else(|| {
-            wx_refusal(
-                40001,
-                "invalid credential, access_token is invalid or not latest (not a token wxtoken issued)",
-            )
-        })?;
+        .ok_or(Refusal::Wechat(
+            40001,
+            "invalid credential, access_token is invalid or not latest (not a token wxtoken issued)",
+        ))?;
     let label = target.label.clone();
     Ok((Some(target), label, raw_query))
 }
