@@ -195,9 +195,7 @@ fn route_passthrough(
     else {
         // A token route in another spelling (the facade's own routes never get here), or
         // WeCom's gettoken, which the facade does not offer.
-        return Err(actix_web::ResponseError::error_response(
-            &ApiError::NotFound,
-        ));
+        return Err(Refusal::NotFound);
     };
     let raw_query = req.query_string().to_string();
     if SECRET_CALLS.contains(&seen.as_str()) {
