@@ -279,6 +279,7 @@ secret_env = "DEMO_SECRET"
 name = "demo-client"
 key_env = "DEMO_KEY"
 apps = ["demo"]
+proxy = true
 "#,
         base = fake.base_url(),
         store = toml::Value::String(store.display().to_string()),
@@ -304,6 +305,8 @@ Try:
   curl -s -X POST -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \
        -d '{{"access_token":"PASTE_THE_TOKEN"}}' {base}/v1/apps/demo/token/invalidate
   curl -s '{fake}/cgi-bin/get_api_domain_ip?access_token=PASTE_THE_TOKEN'   # is it valid at "WeChat"?
+  curl -s -H 'Authorization: Bearer {key}' '{base}/v1/apps/demo/proxy/cgi-bin/user/info?openid=o1'
+  curl -s '{base}/cgi-bin/menu/get?access_token=PASTE_THE_TOKEN'              # as an SDK would
   curl -s {base}/readyz
   curl -s {base}/metrics | grep '^wxtoken_'
 Stop with Ctrl-C.
