@@ -37,6 +37,9 @@ const SECRET_CALLS: [&str; 2] = ["/sns/jscode2session", "/sns/oauth2/access_toke
 /// check and which wxtoken never issued: forwarded as they are, with nothing added.
 const USER_TOKEN_CALLS: [&str; 3] = ["/sns/userinfo", "/sns/auth", "/sns/oauth2/refresh_token"];
 
+/// The route template of the pass-through, for every WeChat API prefix at once.
+pub const PASSTHROUGH_ROUTE: &str = "/{prefix}/{path:.*}";
+
 /// Whether `path` is one the gateway's handlers read the body of: a pass-through call or a
 /// proxy route.
 pub fn is_gateway_path(settings: &crate::config::ProxySettings, path: &str) -> bool {

@@ -78,9 +78,19 @@ pub async fn track_requests(
     if let Some(metrics) = metrics {
         // The template, not the raw path: label values stay a fixed set.
         let route = res.request().match_pattern();
+        let path = res.request().path();
         let route = route
             .as_deref()
             .filter(|r| ROUTES.contains(r))
+            // The gateway's template matches any two-segment path; only calls its guard let
+            // through were routed by it.
+            .filter(|r| {
+                *r != gateway::PASSTHROUGH_ROUTE
+                    || res
+                        .request()
+                        .app_data::<web::Data<ServerState>>()
+                        .is_some_and(|s| s.gateway.settings.is_api_path(path))
+            })
             .unwrap_or("unmatched");
         metrics.http_request(route, res.status().as_str(), started.elapsed());
     }
@@ -214,7 +224,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         // Last: every other call under a WeChat API prefix goes to the gateway. One template
         // for all of them, so the route label of the metrics stays one value.
         .service(
-            web::resource("/{prefix}/{path:.*}")
+            web::resource(gateway::PASSTHROUGH_ROUTE)
                 .guard(actix_web::guard::fn_guard(|ctx| {
                     ctx.app_data::<web::Data<ServerState>>()
                         .is_some_and(|s| s.gateway.settings.is_api_path(ctx.head().uri.path()))

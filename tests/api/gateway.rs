@@ -54,7 +54,7 @@ async fn gateway(proxy: &str) -> TestApp {
 
 /// Two fetches made behind wxtoken's back: its current token is now dead at WeChat (the
 /// one before the newest keeps working for a while; older ones die at once).
-async fn rotate_behind_wxtoken(fake: &FakeWechat) {
+pub(crate) async fn rotate_behind_wxtoken(fake: &FakeWechat) {
     let http = client();
     for _ in 0..2 {
         let url = format!(

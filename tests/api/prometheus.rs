@@ -747,6 +747,21 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
     let refreshed = app.invalidate_shop(&first).await;
     assert_eq!(refreshed.body["refreshed"], true, "{}", refreshed.body);
     platform_traffic(&app).await;
+    // Through the gateway: a call whose token was rotated behind wxtoken's back (retried), and
+    // one WeChat answers with an errcode (no openid).
+    crate::gateway::rotate_behind_wxtoken(&app.fake).await;
+    let current = app.shop_token().await;
+    let retried = app
+        .get(
+            &format!("/cgi-bin/user/info?access_token={current}&openid=o1"),
+            None,
+        )
+        .await;
+    assert_eq!(retried.body["openid"], "o1", "{}", retried.body);
+    let refused = app
+        .get(&format!("/cgi-bin/user/info?access_token={current}"), None)
+        .await;
+    assert_eq!(refused.body["errcode"], 40003, "{}", refused.body);
 
     assert!(
         wait_for(Duration::from_secs(10), || async {
