@@ -166,6 +166,13 @@ pub async fn passthrough(
             return answer_unread(resp, payload);
         }
     };
+    let slot = match state.gateway.slot().await {
+        Ok(slot) => slot,
+        Err(e) => {
+            state.gateway.refused(&label);
+            return answer_unread(wx_gateway_error(&e), payload);
+        }
+    };
     let body = match read_call_body(&state, &req, payload).await {
         Ok(b) => b,
         Err(e) => {
@@ -174,7 +181,11 @@ pub async fn passthrough(
         }
     };
     let call = call_of(&req, req.path().to_string(), query, body);
-    match state.gateway.forward(call, target.as_ref(), &label).await {
+    match state
+        .gateway
+        .forward(slot, call, target.as_ref(), &label)
+        .await
+    {
         Ok(resp) => resp,
         Err(e) => wx_gateway_error(&e),
     }
@@ -341,6 +352,14 @@ async fn proxy_call(
     target: Target,
     path: String,
 ) -> HttpResponse {
+    let slot = match state.gateway.slot().await {
+        Ok(slot) => slot,
+        Err(e) => {
+            state.gateway.refused(&target.label);
+            let e = api_gateway_error(&target.label, e);
+            return answer_unread(actix_web::ResponseError::error_response(&e), payload);
+        }
+    };
     let body = match read_call_body(state, req, payload).await {
         Ok(b) => b,
         Err(e) => {
@@ -351,7 +370,7 @@ async fn proxy_call(
     let call = call_of(req, path, req.query_string().to_string(), body);
     match state
         .gateway
-        .forward(call, Some(&target), &target.label)
+        .forward(slot, call, Some(&target), &target.label)
         .await
     {
         Ok(resp) => resp,

@@ -38,6 +38,10 @@ pub const REJECTED_TOKEN: [i64; 3] = [40001, 42001, 40014];
 /// before the gateway gives up on it.
 const ACTOR_GRACE: Duration = Duration::from_secs(2);
 
+/// One of the gateway's `max_concurrent` slots, held by a call from its body's arrival to its
+/// answer's last byte.
+pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
+
 /// The credential a forwarded call uses: its token actor and published status.
 #[derive(Clone)]
 pub struct Target {
@@ -112,15 +116,17 @@ impl Gateway {
 
     /// Forwards `call`, with `target`'s token (none for calls that carry their own
     /// credentials), and repeats it once when WeChat rejects the token. `label` names the
-    /// call in metrics when there is no target.
+    /// call in metrics when there is no target. `slot` (from [`Gateway::slot`], taken before
+    /// the body was read) is held until the answer's last byte is sent.
     pub async fn forward(
         &self,
+        slot: Slot,
         call: Call,
         target: Option<&Target>,
         label: &str,
     ) -> Result<HttpResponse, GatewayError> {
         let label = target.map_or(label, |t| t.label.as_str());
-        let result = self.forward_counted(call, target, label).await;
+        let result = self.forward_counted(slot, call, target, label).await;
         match &result {
             Ok((_, outcome)) => self.metrics.proxy_request(label, *outcome),
             Err(GatewayError::Upstream(_)) => self
@@ -133,11 +139,11 @@ impl Gateway {
 
     async fn forward_counted(
         &self,
+        slot: Slot,
         call: Call,
         target: Option<&Target>,
         label: &str,
     ) -> Result<(HttpResponse, ProxyResult), GatewayError> {
-        let permit = self.slot().await?;
         let mut token = match target {
             Some(t) => Some(self.current_token(t).await?),
             None => None,
@@ -189,15 +195,16 @@ impl Gateway {
                 token = ?token.as_ref().map(|t| t.token.fingerprint()),
                 status = peeked.status().as_u16(), errcode, result = outcome.as_str(),
                 "forwarded call answered");
-            return Ok((peeked.into_response(permit), outcome));
+            return Ok((peeked.into_response(slot), outcome));
         }
     }
 
-    /// A gateway slot, waiting at most the call timeout for one.
-    async fn slot(&self) -> Result<OwnedSemaphorePermit, GatewayError> {
+    /// A gateway slot, waiting at most the call timeout for one. Taken before the call's body
+    /// is read, so `max_concurrent` bounds the memory bodies take too (`max_body_bytes` each).
+    pub async fn slot(&self) -> Result<Slot, GatewayError> {
         let wait = self.settings.timeout;
         match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(permit)) => Ok(Slot(permit)),
             // The semaphore is never closed; treated as busy all the same.
             _ => Err(GatewayError::Busy(wait)),
         }
