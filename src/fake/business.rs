@@ -89,6 +89,8 @@ pub struct FakeApiRequest {
     pub headers: Vec<(String, String)>,
     /// The body as received (empty when it could not be read, e.g. over the size limit).
     pub body: Bytes,
+    /// The caller's address: tells calls on one kept-alive connection from a new one each.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl FakeApiRequest {
@@ -466,6 +468,7 @@ async fn serve(
                 Body::Read(bytes) => bytes.clone(),
                 Body::TooLarge | Body::Unreadable => Bytes::new(),
             },
+            peer: req.peer_addr(),
         };
         let mut s = lock(&state);
         s.count(Endpoint::Api);
@@ -965,6 +968,7 @@ mod tests {
                     query: vec![("i".into(), i.to_string())],
                     headers: Vec::new(),
                     body: Bytes::new(),
+                    peer: None,
                 },
             );
         }
@@ -1042,6 +1046,7 @@ mod tests {
             ],
             headers: vec![("authorization".into(), "Bearer KEY-VALUE-9".into())],
             body: Bytes::from_static(b"BODY-VALUE-0"),
+            peer: None,
         };
         let shown = format!("{request:?}");
         for hidden in ["TOKEN-VALUE", "SECRET-VALUE", "KEY-VALUE", "BODY-VALUE"] {

@@ -13,7 +13,9 @@ pub mod answer;
 pub mod headers;
 pub mod query;
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::Addr;
@@ -84,6 +86,15 @@ pub struct Gateway {
     /// Independent of the token pool: API traffic waits here, never in front of a refresh.
     slots: Arc<Semaphore>,
     wait_limit: Duration,
+    /// Identifies this gateway in each thread's [`CLIENTS`]; the clients go with it.
+    alive: Arc<()>,
+}
+
+thread_local! {
+    /// The HTTP client each worker thread forwards with, per gateway (tests run several servers
+    /// in one process). Held strongly: [`WechatClient::shared`] keeps only weak references, and
+    /// a client dropped after each call would close its connection to WeChat every time.
+    static CLIENTS: RefCell<Vec<(Weak<()>, Rc<WechatClient>)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Gateway {
@@ -102,7 +113,25 @@ impl Gateway {
             metrics,
             slots,
             wait_limit,
+            alive: Arc::new(()),
         }
+    }
+
+    /// This thread's client, kept for as long as the gateway lives.
+    fn client(&self) -> Rc<WechatClient> {
+        CLIENTS.with(|clients| {
+            let mut clients = clients.borrow_mut();
+            clients.retain(|(gateway, _)| gateway.strong_count() > 0);
+            if let Some((_, client)) = clients
+                .iter()
+                .find(|(gateway, _)| std::ptr::eq(gateway.as_ptr(), Arc::as_ptr(&self.alive)))
+            {
+                return client.clone();
+            }
+            let client = WechatClient::shared(&self.upstream, &self.tls, &self.metrics);
+            clients.push((Arc::downgrade(&self.alive), client.clone()));
+            client
+        })
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -217,7 +246,7 @@ impl Gateway {
         wecom: bool,
         path_and_query: &str,
     ) -> Result<answer::Peeked, GatewayError> {
-        let client = WechatClient::shared(&self.upstream, &self.tls, &self.metrics);
+        let client = self.client();
         let started = Instant::now();
         let sent = client
             .forward(Forward {

@@ -169,6 +169,33 @@ async fn wechatpy_pointed_at_wxtoken_completes_its_business_calls() {
 }
 
 #[actix_web::test]
+async fn forwarded_calls_reuse_their_connection_to_wechat() {
+    let app = gateway("").await;
+    app.shop_token().await;
+    for i in 0..20 {
+        let (status, _, _) = app
+            .raw(
+                "GET",
+                &format!("/v1/apps/shop/proxy/cgi-bin/user/info?openid=o{i}"),
+                Some(BACKEND_KEY),
+                &[],
+                vec![],
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    // One call at a time: one connection per HTTP worker that served them, at most (a new
+    // connection per call would cost a handshake each, and a socket in TIME-WAIT).
+    let peers: std::collections::HashSet<_> = app
+        .fake
+        .api_requests("/cgi-bin/user/info")
+        .iter()
+        .map(|r| r.peer.expect("peer known"))
+        .collect();
+    assert!(peers.len() <= 2, "{} connections for the last 16 calls", peers.len());
+}
+
+#[actix_web::test]
 async fn a_token_wxtoken_did_not_issue_never_reaches_wechat() {
     let app = gateway("").await;
     app.shop_token().await;
