@@ -17,12 +17,12 @@ use crate::upstream::UpstreamError;
 /// one is seen whole, and little enough that a media download starts streaming at once.
 pub const PEEK_LIMIT: usize = 16 * 1024;
 
-/// An answer whose head has arrived, and its first bytes (all of it when `rest` is `None`).
+/// An answer whose head has arrived, and its first bytes (all of it when `complete`).
 pub struct Peeked {
-    status: StatusCode,
-    head: header::HeaderMap,
+    /// Its head (status, headers) and, unless `complete`, the rest of its body.
+    resp: awc::ClientResponse,
     first: Bytes,
-    rest: Option<awc::ClientResponse>,
+    complete: bool,
     /// The `Content-Length` WeChat announced, for an answer streamed on.
     length: Option<u64>,
 }
@@ -40,31 +40,42 @@ pub async fn peek(mut resp: awc::ClientResponse) -> Result<Peeked, UpstreamError
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut peeked = Peeked {
-        status: resp.status(),
-        head: resp.headers().clone(),
-        first: Bytes::new(),
-        rest: None,
-        length,
-    };
     if length.is_some_and(|l| l > PEEK_LIMIT as u64) {
-        peeked.rest = Some(resp);
-        return Ok(peeked);
+        return Ok(Peeked {
+            resp,
+            first: Bytes::new(),
+            complete: false,
+            length,
+        });
     }
+    // Most answers arrive in one chunk: kept as it is, not copied.
+    let mut first = Bytes::new();
     let mut buf = BytesMut::new();
-    while buf.len() <= PEEK_LIMIT {
+    let complete = loop {
         match resp.next().await {
-            Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-            Some(Err(e)) => return Err(payload_error(e)),
-            None => {
-                peeked.first = buf.freeze();
-                return Ok(peeked);
+            Some(Ok(chunk)) if first.is_empty() && buf.is_empty() => first = chunk,
+            Some(Ok(chunk)) => {
+                if buf.is_empty() {
+                    buf.extend_from_slice(&first);
+                }
+                buf.extend_from_slice(&chunk);
             }
+            Some(Err(e)) => return Err(payload_error(e)),
+            None => break true,
         }
+        if first.len().max(buf.len()) > PEEK_LIMIT {
+            break false;
+        }
+    };
+    if !buf.is_empty() {
+        first = buf.freeze();
     }
-    peeked.first = buf.freeze();
-    peeked.rest = Some(resp);
-    Ok(peeked)
+    Ok(Peeked {
+        resp,
+        first,
+        complete,
+        length,
+    })
 }
 
 fn payload_error(e: awc::error::PayloadError) -> UpstreamError {
@@ -79,13 +90,15 @@ fn payload_error(e: awc::error::PayloadError) -> UpstreamError {
 
 impl Peeked {
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.resp.status()
     }
 
     /// The errcode of a whole answer that is a JSON object carrying one; `None` for anything
     /// else (a streamed answer, media, a list without an errcode).
     pub fn errcode(&self) -> Option<i64> {
-        if self.rest.is_some() {
+        const FIELD: &[u8] = b"\"errcode\"";
+        // Most successful answers carry no errcode at all: a scan is cheaper than a parse.
+        if !self.complete || !self.first.windows(FIELD.len()).any(|w| w == FIELD) {
             return None;
         }
         crate::http::body::json_object::<Errcode>(&self.first).and_then(|e| e.errcode)
@@ -94,14 +107,15 @@ impl Peeked {
     /// The answer for the caller: WeChat's status, headers and body, unchanged. `guard` lives
     /// until the last byte is sent (the gateway slot of a streamed answer).
     pub fn into_response<G: 'static>(self, guard: G) -> HttpResponse {
-        let mut resp = HttpResponse::build(self.status);
-        for (name, value) in headers::to_caller(&self.head) {
+        let mut resp = HttpResponse::build(self.resp.status());
+        for (name, value) in headers::to_caller(self.resp.headers()) {
             resp.append_header((name.clone(), value.clone()));
         }
-        let Some(rest) = self.rest else {
+        if self.complete {
             drop(guard);
             return resp.body(self.first);
-        };
+        }
+        let rest = self.resp;
         let first = stream::iter((!self.first.is_empty()).then_some(Ok(self.first)));
         let body = first.chain(rest).map(move |chunk| {
             let _held = &guard;

@@ -192,7 +192,11 @@ async fn forwarded_calls_reuse_their_connection_to_wechat() {
         .iter()
         .map(|r| r.peer.expect("peer known"))
         .collect();
-    assert!(peers.len() <= 2, "{} connections for the last 16 calls", peers.len());
+    assert!(
+        peers.len() <= 2,
+        "{} connections for the last 16 calls",
+        peers.len()
+    );
 }
 
 #[actix_web::test]
