@@ -18,6 +18,7 @@ mod platform_tests;
 mod platforms;
 mod raw;
 mod redact;
+mod redis;
 mod secrets;
 mod settings;
 #[cfg(test)]
@@ -31,6 +32,7 @@ pub use platforms::{
     MAX_ACTIVE_WINDOW_SECS, MIN_ACTIVE_WINDOW_SECS,
 };
 pub use redact::redact_url;
+pub use redis::{NodeAddr, RedisAuth, RedisEndpoint, RedisTls};
 pub use secrets::SecretSource;
 pub use settings::{
     key_digest, platform_label, AppKind, AppScope, AppSettings, AuthorizerRefresh, ClientSettings,

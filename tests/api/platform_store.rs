@@ -7,8 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use secrecy::SecretString;
-use wxtoken::config::{RedisSettings, SecretSource};
+use wxtoken::config::RedisSettings;
 use wxtoken::metrics::{Metrics, MetricsMode};
 use wxtoken::store::platform::{AuthorizerRecord, AuthorizerState, PlatformStore, TicketRecord};
 use wxtoken::store::{EmbeddedStore, RedisStore, TokenStore as _};
@@ -56,13 +55,11 @@ fn ticket(received_ms: u64) -> TicketRecord {
 
 fn settings(redis: &RedisServer, local: &Path, instance: &str) -> RedisSettings {
     RedisSettings {
-        url: SecretString::from(redis.url()),
-        url_source: SecretSource::Inline,
         key_prefix: "wxp".into(),
         lock_ttl: Duration::from_secs(5),
         poll_interval: Duration::from_secs(3600),
-        instance: instance.into(),
         local_path: Some(local.to_path_buf()),
+        ..RedisSettings::for_url(&redis.url(), instance)
     }
 }
 

@@ -1,0 +1,115 @@
+//! The fleet on a Redis Cluster (three masters, one replica each): the single-server HA suite
+//! against it, and a master killed under load while its replica is promoted.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use wxtoken::fake::Validity;
+
+use crate::ha::{self, token_at, Fleet};
+use crate::helpers::*;
+use crate::redis_topology::{Deployment, RedisCluster};
+
+#[actix_web::test]
+async fn cluster_fleet_fetches_once_per_cycle_and_survives_losing_the_refresher() {
+    ha::once_per_cycle_and_losing_the_refresher(&RedisCluster::start()).await;
+}
+
+#[actix_web::test]
+async fn cluster_fleet_invalidations_cost_one_fetch_and_slow_refreshers_are_fenced() {
+    let cluster = RedisCluster::start();
+    // One cluster for three tests (each with a fake WeChat of its own): emptied in between.
+    ha::invalidations_cost_one_fetch(&cluster).await;
+    cluster.flush();
+    ha::slow_refresher_is_fenced(&cluster).await;
+    cluster.flush();
+    ha::tickets_are_shared(&cluster).await;
+}
+
+#[actix_web::test]
+async fn cluster_outage_costs_no_fetch_and_an_empty_cluster_is_refilled() {
+    ha::outage_costs_no_fetch_and_is_refilled(&mut RedisCluster::start()).await;
+}
+
+#[actix_web::test]
+async fn killing_the_master_of_the_tokens_slot_keeps_the_fleet_serving() {
+    // 10 s tokens, refreshed with 5 s left: a promotion (about 2 s with a 1 s node timeout)
+    // fits well inside the token's remaining life.
+    let spec = Spec {
+        expires_in: 10,
+        overlap_secs: 1,
+        ..Spec::default()
+    };
+    let fake = start_fake(&spec).await;
+    let mut cluster = RedisCluster::start();
+    let fleet = Fleet::start(&spec, &fake, &cluster, 3);
+    let http = client();
+    let bases = fleet.bases();
+    let first = token_at(&http, &bases[0]).await;
+    // Every instance holds the fleet's token before the master goes (one still starting would,
+    // rightly, fetch alone while the slot has no master: it has no valid token).
+    let converged = eventually(Duration::from_secs(5), || async {
+        for b in &bases {
+            if token_at(&http, b).await != first {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(converged, "the fleet shares one token");
+    let key = cluster.key("wxt", "token", SHOP_APPID);
+    assert!(
+        cluster
+            .hget(&key, "record")
+            .is_some_and(|r| r.contains(&first)),
+        "the record is stored under its hash-tagged key"
+    );
+
+    let victim = cluster.master_of(&key);
+    cluster.kill_port(victim);
+    let killed = Instant::now();
+    let mut seen = HashSet::new();
+    let mut served = 0u32;
+    // Serve for 15 s from the kill: the promotion, then two refresh cycles after it.
+    while killed.elapsed() < Duration::from_secs(15) {
+        for b in &bases {
+            let t = token_at(&http, b).await;
+            assert_eq!(
+                fake.validity(&t),
+                Validity::Valid,
+                "{b} served a dead token {:?} after the master was killed",
+                killed.elapsed()
+            );
+            served += 1;
+            seen.insert(t);
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served > 100, "{served} tokens served");
+    cluster.wait_ok();
+    assert_ne!(
+        cluster.master_of(&key),
+        victim,
+        "the replica took over the slot"
+    );
+    // Refreshes went on through the promoted replica: the record there is the fleet's token.
+    let current = fake.current_token(SHOP_APPID).unwrap();
+    let stored = cluster.hget(&key, "record").unwrap_or_default();
+    assert!(
+        stored.contains(&current),
+        "the promoted replica holds the current token"
+    );
+    // 15 s of 10 s tokens refreshed at half-life: two or three refreshes, one fetch each.
+    let minted = fake.minted(SHOP_APPID);
+    assert!(
+        (2..=6).contains(&minted),
+        "{minted} fetches in total, {} tokens served",
+        seen.len()
+    );
+    assert!(
+        minted as usize <= seen.len() + 1,
+        "{minted} fetches, {} tokens",
+        seen.len()
+    );
+}

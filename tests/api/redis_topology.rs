@@ -1,0 +1,638 @@
+//! Test deployments of Redis beyond one plain server, all real processes on 127.0.0.1 and
+//! random ports, killed on drop: a TLS server with certificates made here (rcgen), a Sentinel
+//! group (one master, one replica, three Sentinels) and a Cluster of three masters with a
+//! replica each (`redis-cli --cluster create`). [`Deployment`] is what the fleet tests need of
+//! any of them, the plain server of `ha.rs` included.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use wxtoken::config::{NodeAddr, RedisAuth, RedisEndpoint, RedisSettings, RedisTls};
+
+use crate::ha::RedisServer;
+
+/// What a fleet test needs of a Redis deployment.
+pub trait Deployment {
+    /// The store settings of one instance.
+    fn store(&self, instance: &str) -> RedisSettings;
+    /// A key as the store names it here: `{prefix}:{kind}:{id}`, the id hash-tagged on a
+    /// Cluster.
+    fn key(&self, prefix: &str, kind: &str, id: &str) -> String {
+        format!("{prefix}:{kind}:{id}")
+    }
+    fn hget(&self, key: &str, field: &str) -> Option<String>;
+    fn hset(&self, key: &str, field: &str, value: &str);
+    /// Empties it (between tests that share one deployment).
+    fn flush(&self);
+    /// Takes all of Redis away (every instance then sees it unreachable).
+    fn stop_all(&mut self);
+    /// Brings it back, empty, with the same addresses.
+    fn restart_all(&mut self);
+}
+
+impl Deployment for RedisServer {
+    fn store(&self, instance: &str) -> RedisSettings {
+        RedisSettings::for_url(&self.url(), instance)
+    }
+    fn hget(&self, key: &str, field: &str) -> Option<String> {
+        RedisServer::hget(self, key, field)
+    }
+    fn hset(&self, key: &str, field: &str, value: &str) {
+        let mut c = self.connection().expect("redis reachable");
+        let () = redis::cmd("HSET")
+            .arg(key)
+            .arg(field)
+            .arg(value)
+            .query(&mut c)
+            .expect("HSET");
+    }
+    fn flush(&self) {
+        let mut c = self.connection().expect("redis reachable");
+        let () = redis::cmd("FLUSHALL").query(&mut c).expect("FLUSHALL");
+    }
+    fn stop_all(&mut self) {
+        self.stop();
+    }
+    fn restart_all(&mut self) {
+        self.restart();
+    }
+}
+
+/// A loopback port that is free now (and, with `bus`, whose Cluster bus port, 10000 above, is
+/// free too).
+pub fn free_port(bus: bool) -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if !bus {
+            return port;
+        }
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A binary from Debian's redis packages, with the message scripts/test's users need when it
+/// is missing (the test fails, it never passes silently).
+fn binary(name: &str) -> Command {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{name} is missing: run scripts/test, which installs Debian's redis-server, redis-sentinel and redis-tools"
+    );
+    Command::new(name)
+}
+
+/// One redis-server or redis-sentinel process, killed on drop.
+pub struct Process {
+    pub port: u16,
+    args: Vec<String>,
+    program: &'static str,
+    child: Option<Child>,
+}
+
+impl Process {
+    fn spawn(program: &'static str, port: u16, args: Vec<String>) -> Process {
+        let mut p = Process {
+            port,
+            args,
+            program,
+            child: None,
+        };
+        p.start();
+        p
+    }
+
+    pub fn start(&mut self) {
+        let child = binary(self.program)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {} ({e})", self.program));
+        self.child = Some(child);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn plain(port: u16) -> redis::Client {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap()
+}
+
+/// Waits until `port` answers `PING` (at most 10 s).
+fn wait_ping(port: u16) {
+    let start = Instant::now();
+    loop {
+        let ok = plain(port)
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_ok();
+        if ok {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "redis on {port} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+    let mut c = plain(port).get_connection_with_timeout(Duration::from_millis(500))?;
+    cmd.query(&mut c)
+}
+
+/// Polls `cond` every 50 ms for at most `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn base_args(port: u16, dir: &Path) -> Vec<String> {
+    [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        &dir.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+
+/// PEM files of a test PKI: a CA, a server certificate for 127.0.0.1, a client certificate.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// Another CA, which signed nothing here.
+    pub other_ca: PathBuf,
+}
+
+impl Pki {
+    /// `server_names`: the names in the server certificate.
+    pub fn new(server_names: &[&str]) -> Pki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        let ca = |name: &str| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.distinguished_name.push(DnType::CommonName, name);
+            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+        };
+        let root = ca("wxtoken redis test CA");
+        let other = ca("some other CA");
+        let names: Vec<String> = server_names.iter().map(|s| s.to_string()).collect();
+        let server_key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&server_key, &root)
+            .unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut client_params = CertificateParams::new(vec!["wxtoken-client".to_string()]).unwrap();
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "wxtoken-client");
+        let client = client_params.signed_by(&client_key, &root).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        Pki {
+            ca: write("ca.pem", root.pem()),
+            other_ca: write("other-ca.pem", other.pem()),
+            server_cert: write("server.pem", server.pem()),
+            server_key: write("server-key.pem", server_key.serialize_pem()),
+            client_cert: write("client.pem", client.pem()),
+            client_key: write("client-key.pem", client_key.serialize_pem()),
+            dir,
+        }
+    }
+}
+
+/// A redis-server listening with TLS only (`--port 0 --tls-port P`).
+pub struct TlsRedis {
+    pub port: u16,
+    _process: Process,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    /// `client_certs`: whether clients must present a certificate signed by the CA.
+    pub fn start(pki: &Pki, client_certs: bool) -> TlsRedis {
+        let port = free_port(false);
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = base_args(0, dir.path());
+        for (k, v) in [
+            ("--tls-port", port.to_string()),
+            ("--tls-cert-file", pki.server_cert.display().to_string()),
+            ("--tls-key-file", pki.server_key.display().to_string()),
+            ("--tls-ca-cert-file", pki.ca.display().to_string()),
+            (
+                "--tls-auth-clients",
+                if client_certs { "yes" } else { "no" }.to_string(),
+            ),
+        ] {
+            args.push(k.into());
+            args.push(v);
+        }
+        let process = Process::spawn("redis-server", port, args);
+        // Up once it accepts TCP (a TLS PING would need the client certificate).
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "TLS redis did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TlsRedis {
+            port,
+            _process: process,
+            _dir: dir,
+        }
+    }
+
+    /// Store settings for `host` (the name connected to, checked against the certificate).
+    pub fn store(&self, host: &str, tls: RedisTls, instance: &str) -> RedisSettings {
+        RedisSettings {
+            tls: Some(tls),
+            ..RedisSettings::for_url(&format!("rediss://{host}:{}/", self.port), instance)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sentinel
+
+pub const SENTINEL_MASTER: &str = "mymaster";
+
+/// One master, one replica and three Sentinels (quorum 2) that declare the master down after
+/// 1 s without an answer.
+pub struct SentinelGroup {
+    pub master: Process,
+    pub replica: Process,
+    pub sentinels: Vec<Process>,
+    dir: tempfile::TempDir,
+}
+
+impl SentinelGroup {
+    pub fn start() -> SentinelGroup {
+        let dir = tempfile::tempdir().unwrap();
+        let m = free_port(false);
+        let r = free_port(false);
+        let master = Process::spawn("redis-server", m, base_args(m, dir.path()));
+        let mut replica_args = base_args(r, dir.path());
+        replica_args.extend(["--replicaof".into(), "127.0.0.1".into(), m.to_string()]);
+        let replica = Process::spawn("redis-server", r, replica_args);
+        wait_ping(m);
+        wait_ping(r);
+        let sentinels: Vec<Process> = (0..3)
+            .map(|i| {
+                let port = free_port(false);
+                let conf = dir.path().join(format!("sentinel-{i}.conf"));
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                         sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {m} 2\n\
+                         sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                         sentinel failover-timeout {SENTINEL_MASTER} 4000\n\
+                         sentinel parallel-syncs {SENTINEL_MASTER} 1\n",
+                        dir = dir.path().display()
+                    ),
+                )
+                .unwrap();
+                Process::spawn("redis-sentinel", port, vec![conf.display().to_string()])
+            })
+            .collect();
+        let group = SentinelGroup {
+            master,
+            replica,
+            sentinels,
+            dir,
+        };
+        // Ready once every Sentinel knows the replica and the two other Sentinels.
+        for s in &group.sentinels {
+            wait_until(
+                Duration::from_secs(20),
+                "the Sentinels found each other",
+                || {
+                    let info: redis::RedisResult<std::collections::HashMap<String, String>> = query(
+                        s.port,
+                        redis::cmd("SENTINEL").arg("MASTER").arg(SENTINEL_MASTER),
+                    );
+                    info.is_ok_and(|i| {
+                        i.get("num-slaves").map(String::as_str) == Some("1")
+                            && i.get("num-other-sentinels").map(String::as_str) == Some("2")
+                    })
+                },
+            );
+        }
+        group
+    }
+
+    /// The master's port as the Sentinels name it now.
+    pub fn master_port(&self) -> Option<u16> {
+        self.sentinels.iter().find_map(|s| {
+            let (_, port): (String, String) = query(
+                s.port,
+                redis::cmd("SENTINEL")
+                    .arg("GET-MASTER-ADDR-BY-NAME")
+                    .arg(SENTINEL_MASTER),
+            )
+            .ok()?;
+            port.parse().ok()
+        })
+    }
+
+    fn data_port(&self) -> u16 {
+        self.master_port().expect("a Sentinel names the master")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Deployment for SentinelGroup {
+    fn store(&self, instance: &str) -> RedisSettings {
+        RedisSettings {
+            endpoint: RedisEndpoint::Sentinel {
+                sentinels: self
+                    .sentinels
+                    .iter()
+                    .map(|s| NodeAddr {
+                        host: "127.0.0.1".into(),
+                        port: s.port,
+                    })
+                    .collect(),
+                master: SENTINEL_MASTER.into(),
+                auth: RedisAuth::default(),
+                sentinel_password: None,
+            },
+            ..RedisSettings::for_url("redis://unused/", instance)
+        }
+    }
+    fn hget(&self, key: &str, field: &str) -> Option<String> {
+        query(self.data_port(), redis::cmd("HGET").arg(key).arg(field)).ok()?
+    }
+    fn hset(&self, key: &str, field: &str, value: &str) {
+        let () = query(
+            self.data_port(),
+            redis::cmd("HSET").arg(key).arg(field).arg(value),
+        )
+        .expect("HSET on the master");
+    }
+    fn flush(&self) {
+        let () = query(self.data_port(), &redis::cmd("FLUSHALL")).expect("FLUSHALL");
+    }
+    fn stop_all(&mut self) {
+        self.master.kill();
+        self.replica.kill();
+    }
+    fn restart_all(&mut self) {
+        self.master.start();
+        self.replica.start();
+        wait_ping(self.master.port);
+        wait_ping(self.replica.port);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster
+
+/// Three masters with one replica each, nodes declared failed after 1 s.
+pub struct RedisCluster {
+    pub nodes: Vec<Process>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 6 {
+            let p = free_port(true);
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        let nodes: Vec<Process> = ports
+            .iter()
+            .map(|&p| {
+                let mut args = base_args(p, dir.path());
+                args.extend(
+                    [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        &format!("nodes-{p}.conf"),
+                        "--cluster-node-timeout",
+                        "1000",
+                    ]
+                    .iter()
+                    .map(|s| s.to_string()),
+                );
+                Process::spawn("redis-server", p, args)
+            })
+            .collect();
+        for p in &ports {
+            wait_ping(*p);
+        }
+        let mut create = binary("redis-cli");
+        create.arg("--cluster").arg("create");
+        for p in &ports {
+            create.arg(format!("127.0.0.1:{p}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = RedisCluster { nodes, _dir: dir };
+        cluster.wait_ok();
+        // A replica that never synced with its master is not allowed to replace it: wait
+        // until each one has.
+        for n in &cluster.nodes {
+            wait_until(Duration::from_secs(20), "the replicas synced", || {
+                query::<String>(n.port, redis::cmd("INFO").arg("replication"))
+                    .is_ok_and(|i| i.contains("role:master") || i.contains("master_link_status:up"))
+            });
+        }
+        cluster
+    }
+
+    /// Until every running node reports `cluster_state:ok`.
+    pub fn wait_ok(&self) {
+        for n in self.nodes.iter().filter(|n| n.running()) {
+            wait_until(Duration::from_secs(20), "the cluster is ok", || {
+                query::<String>(n.port, redis::cmd("CLUSTER").arg("INFO"))
+                    .is_ok_and(|i| i.contains("cluster_state:ok"))
+            });
+        }
+    }
+
+    fn client(&self) -> redis::cluster::ClusterClient {
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.running())
+            .map(|n| format!("redis://127.0.0.1:{}/", n.port))
+            .collect();
+        redis::cluster::ClusterClient::new(urls).unwrap()
+    }
+
+    fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        let mut c = self.client().get_connection()?;
+        cmd.query(&mut c)
+    }
+
+    /// The port of the master that serves `key`'s slot.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let slot: i64 = query(
+            self.nodes.iter().find(|n| n.running()).unwrap().port,
+            redis::cmd("CLUSTER").arg("KEYSLOT").arg(key),
+        )
+        .unwrap();
+        let nodes: String = self.run(redis::cmd("CLUSTER").arg("NODES")).unwrap();
+        for line in nodes.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            if !f[2].contains("master") || f[2].contains("fail") {
+                continue;
+            }
+            let port: u16 = f[1]
+                .split('@')
+                .next()
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+                .unwrap();
+            for range in &f[8..] {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                let (a, b): (i64, i64) = (a.parse().unwrap_or(-1), b.parse().unwrap_or(-1));
+                if (a..=b).contains(&slot) {
+                    return port;
+                }
+            }
+        }
+        panic!("no master serves slot {slot}");
+    }
+
+    pub fn kill_port(&mut self, port: u16) {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("a node on that port")
+            .kill();
+    }
+}
+
+impl Deployment for RedisCluster {
+    fn store(&self, instance: &str) -> RedisSettings {
+        RedisSettings {
+            endpoint: RedisEndpoint::Cluster {
+                // Two seeds are plenty: the client learns the rest from either.
+                nodes: self
+                    .nodes
+                    .iter()
+                    .take(2)
+                    .map(|n| NodeAddr {
+                        host: "127.0.0.1".into(),
+                        port: n.port,
+                    })
+                    .collect(),
+                auth: RedisAuth::default(),
+            },
+            ..RedisSettings::for_url("redis://unused/", instance)
+        }
+    }
+    fn key(&self, prefix: &str, kind: &str, id: &str) -> String {
+        format!("{prefix}:{kind}:{{{id}}}")
+    }
+    fn hget(&self, key: &str, field: &str) -> Option<String> {
+        self.run(redis::cmd("HGET").arg(key).arg(field)).ok()?
+    }
+    fn hset(&self, key: &str, field: &str, value: &str) {
+        let () = self
+            .run(redis::cmd("HSET").arg(key).arg(field).arg(value))
+            .expect("HSET");
+    }
+    fn flush(&self) {
+        // Routed to every master by the cluster client.
+        let () = self.run(&redis::cmd("FLUSHALL")).expect("FLUSHALL");
+    }
+    fn stop_all(&mut self) {
+        for n in &mut self.nodes {
+            n.kill();
+        }
+    }
+    fn restart_all(&mut self) {
+        // Each node comes back with its nodes.conf (slots, epochs) and no data.
+        for n in &mut self.nodes {
+            n.start();
+        }
+        for n in &self.nodes {
+            wait_ping(n.port);
+        }
+        self.wait_ok();
+    }
+}
+
+/// Settings of `url` with `secret` as the endpoint's (for config-shaped tests).
+pub fn url_endpoint(url: &str) -> RedisEndpoint {
+    RedisEndpoint::Url {
+        url: SecretString::from(url.to_string()),
+        source: wxtoken::config::SecretSource::Inline,
+    }
+}
