@@ -147,26 +147,27 @@ pub struct RedisStore {
 /// A TLS handshake that failed on a certificate (an unknown issuer, a name that does not
 /// match, a client certificate refused): the crate reports them as I/O errors carrying
 /// rustls's message.
-fn is_tls_error(e: &redis::RedisError) -> bool {
-    let text = e.to_string();
-    text.contains("certificate") || text.contains("TLS") || text.contains("tls handshake")
+fn is_tls_error(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    text.contains("certificate") || text.contains("tls") || text.contains("alert")
 }
 
 /// The part of a TLS error worth showing: rustls's own words (no secret is in them).
-fn tls_reason(e: &redis::RedisError) -> String {
-    let text = e.to_string();
+fn tls_reason(text: &str) -> &str {
     match text.find("invalid peer certificate") {
-        Some(i) => text[i..].to_string(),
+        Some(i) => &text[i..],
         None => text,
     }
 }
 
-fn is_auth_error(e: &redis::RedisError) -> bool {
-    let text = e.to_string();
-    e.kind() == redis::ErrorKind::AuthenticationFailed
-        || text.contains("WRONGPASS")
+/// Wrong or missing credentials, as the server words them (the crate's error kind is only in
+/// its message by the time it gets here).
+fn is_auth_error(text: &str) -> bool {
+    text.contains("WRONGPASS")
         || text.contains("NOAUTH")
         || text.contains("invalid password")
+        || text.contains("AuthenticationFailed")
+        || text.contains("Authentication")
 }
 
 impl RedisStore {
@@ -206,12 +207,21 @@ impl RedisStore {
             ups: tokio::sync::watch::channel(0).0,
             writeback: Arc::new(tokio::sync::Notify::new()),
         });
-        match inner.connect().await {
-            Ok(_) => inner.set_health(true, "ok".into()),
+        // A connection may be "made" before the server said anything (TLS 1.3 refuses a
+        // missing client certificate only after the handshake): the health check's first
+        // command is part of the first contact.
+        let first = async {
+            let mut c = inner.connect().await.map_err(|e| e.to_string())?;
+            inner.topology.check(&mut c).await.map_err(|(e, _)| e)
+        };
+        match tokio::time::timeout(COMMAND_TIMEOUT * 3, first)
+            .await
+            .unwrap_or_else(|_| Err("no answer in time".into()))
+        {
+            Ok(()) => inner.set_health(true, "ok".into()),
             Err(e) if is_auth_error(&e) => {
                 anyhow::bail!(
-                    "store: Redis at {location} rejected the credentials ({:?}); check the password ({})",
-                    e.kind(),
+                    "store: Redis at {location} rejected the credentials; check the password ({})",
                     match settings.endpoint {
                         crate::config::RedisEndpoint::Url { .. } => "in store.url",
                         _ => "store.password_env, store.sentinel_password_env",
@@ -219,10 +229,11 @@ impl RedisStore {
                 )
             }
             Err(e) if is_tls_error(&e) => {
-                // A certificate that does not check out will not start to: fail now, not
-                // serve for hours without the fleet's coordination.
+                // A certificate that does not check out will not start to: fail now rather
+                // than serve for hours without the fleet's coordination.
                 anyhow::bail!(
-                    "store: TLS to Redis at {location} failed: {}; check store.tls_ca_file, the server's certificate and the host name connected to",
+                    "store: TLS to Redis at {location} failed: {}; check store.tls_ca_file, \
+                     store.tls_cert_file, the server's certificate and the host name connected to",
                     tls_reason(&e)
                 )
             }
