@@ -218,7 +218,7 @@ impl RedisStore {
             .await
             .unwrap_or_else(|_| Err("no answer in time".into()))
         {
-            Ok(()) => inner.set_health(true, "ok".into()),
+            Ok(()) => inner.set_health(true, inner.topology.healthy_detail()),
             Err(e) if is_auth_error(&e) => {
                 anyhow::bail!(
                     "store: Redis at {location} rejected the credentials; check the password ({})",
@@ -748,7 +748,7 @@ async fn health_loop(inner: Weak<Inner>) {
         };
         match result {
             Ok(_) => {
-                inner.set_health(true, "ok".into());
+                inner.set_health(true, inner.topology.healthy_detail());
                 inner.release_leftovers().await;
             }
             Err(e) => inner.set_health(false, format!("unreachable: {e}")),

@@ -32,6 +32,7 @@ mod readyz_scale;
 mod redis_cluster;
 mod redis_freeze;
 mod redis_scale;
+mod redis_sentinel;
 mod redis_tls;
 mod redis_topology;
 mod refresh;

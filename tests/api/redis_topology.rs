@@ -187,6 +187,9 @@ fn base_args(port: u16, dir: &Path) -> Vec<String> {
         "",
         "--appendonly",
         "no",
+        // Replicas sync at once instead of after the default 5 s.
+        "--repl-diskless-sync-delay",
+        "0",
         "--dir",
         &dir.display().to_string(),
     ]
@@ -334,6 +337,11 @@ impl SentinelGroup {
         let replica = Process::spawn("redis-server", r, replica_args);
         wait_ping(m);
         wait_ping(r);
+        // A replica that never synced would be promoted empty: wait until it has.
+        wait_until(Duration::from_secs(20), "the replica synced", || {
+            query::<String>(r, redis::cmd("INFO").arg("replication"))
+                .is_ok_and(|i| i.contains("master_link_status:up"))
+        });
         let sentinels: Vec<Process> = (0..3)
             .map(|i| {
                 let port = free_port(false);

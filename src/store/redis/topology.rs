@@ -82,6 +82,9 @@ pub(super) enum Topology {
         sentinel: tokio::sync::Mutex<SentinelClient>,
         /// The master found by the last lookup: the subscriber connects there too.
         master: Mutex<Option<redis::Client>>,
+        /// The address of the last master connected to, kept across lookups (for the log line
+        /// when it changes).
+        last_master: Mutex<Option<String>>,
     },
     Cluster {
         client: redis::cluster::ClusterClient,
@@ -207,6 +210,7 @@ impl Topology {
                 Ok(Topology::Sentinel {
                     sentinel: tokio::sync::Mutex::new(sentinel),
                     master: Mutex::new(None),
+                    last_master: Mutex::new(None),
                 })
             }
             RedisEndpoint::Cluster { nodes, auth } => {
@@ -271,11 +275,23 @@ impl Topology {
                     .get_connection_manager_with_config(Self::manager_config())
                     .await?,
             )),
-            Topology::Sentinel { sentinel, master } => {
+            Topology::Sentinel {
+                sentinel,
+                master,
+                last_master,
+            } => {
                 let client = sentinel.lock().await.async_get_client().await?;
                 let conn = client
                     .get_connection_manager_with_config(Self::manager_config())
                     .await?;
+                let now = client.get_connection_info().addr().to_string();
+                let mut known = last_master.lock().expect("lock not poisoned");
+                if known.as_ref().is_some_and(|before| *before != now) {
+                    tracing::warn!(from = %known.as_deref().unwrap_or(""), to = %now,
+                        "the Sentinels name a new Redis master; following it");
+                }
+                *known = Some(now);
+                drop(known);
                 *master.lock().expect("lock not poisoned") = Some(client);
                 Ok(Conn::Server(conn))
             }
@@ -330,7 +346,9 @@ impl Topology {
     pub(super) async fn pubsub(&self) -> RedisResult<redis::aio::PubSub> {
         match self {
             Topology::Server { client } => client.get_async_pubsub().await,
-            Topology::Sentinel { sentinel, master } => {
+            Topology::Sentinel {
+                sentinel, master, ..
+            } => {
                 let known = master.lock().expect("lock not poisoned").clone();
                 let client = match known {
                     Some(c) => c,
@@ -344,6 +362,19 @@ impl Topology {
                 let i = next_seed.fetch_add(1, Ordering::Relaxed) % seeds.len().max(1);
                 seeds[i].get_async_pubsub().await
             }
+        }
+    }
+
+    /// What a healthy store reports in `/readyz`: on Sentinel, which node is the master now.
+    pub(super) fn healthy_detail(&self) -> String {
+        match self {
+            Topology::Sentinel { master, .. } => {
+                match &*master.lock().expect("lock not poisoned") {
+                    Some(c) => format!("ok: master {}", c.get_connection_info().addr()),
+                    None => "ok".into(),
+                }
+            }
+            _ => "ok".into(),
         }
     }
 
