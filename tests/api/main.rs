@@ -29,6 +29,7 @@ mod process;
 mod prometheus;
 mod promtool;
 mod readyz_scale;
+mod redis_budget;
 mod redis_cluster;
 mod redis_freeze;
 mod redis_scale;
