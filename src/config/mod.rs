@@ -19,6 +19,8 @@ mod platforms;
 mod raw;
 mod redact;
 mod redis;
+#[cfg(test)]
+mod redis_tests;
 mod secrets;
 mod settings;
 #[cfg(test)]

@@ -147,6 +147,8 @@ pub struct RefreshSettings {
 
 /// Compared by value on a reload: a change needs a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// One value per process, read at start and on a reload: its size costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum StoreSettings {
     /// A redb file database on local disk.
     Embedded { path: PathBuf },

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
 use wxtoken::config::{NodeAddr, RedisAuth, RedisEndpoint, RedisSettings, RedisTls};
 
 use crate::ha::RedisServer;
@@ -203,7 +202,8 @@ fn base_args(port: u16, dir: &Path) -> Vec<String> {
 
 /// PEM files of a test PKI: a CA, a server certificate for 127.0.0.1, a client certificate.
 pub struct Pki {
-    pub dir: tempfile::TempDir,
+    /// Holds the files for the test's duration.
+    _dir: tempfile::TempDir,
     pub ca: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
@@ -255,7 +255,7 @@ impl Pki {
             server_key: write("server-key.pem", server_key.serialize_pem()),
             client_cert: write("client.pem", client.pem()),
             client_key: write("client-key.pem", client_key.serialize_pem()),
-            dir,
+            _dir: dir,
         }
     }
 }
@@ -323,7 +323,7 @@ pub struct SentinelGroup {
     pub master: Process,
     pub replica: Process,
     pub sentinels: Vec<Process>,
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl SentinelGroup {
@@ -365,7 +365,7 @@ impl SentinelGroup {
             master,
             replica,
             sentinels,
-            dir,
+            _dir: dir,
         };
         // Ready once every Sentinel knows the replica and the two other Sentinels.
         for s in &group.sentinels {
@@ -403,10 +403,6 @@ impl SentinelGroup {
 
     fn data_port(&self) -> u16 {
         self.master_port().expect("a Sentinel names the master")
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 
@@ -634,13 +630,5 @@ impl Deployment for RedisCluster {
             wait_ping(n.port);
         }
         self.wait_ok();
-    }
-}
-
-/// Settings of `url` with `secret` as the endpoint's (for config-shaped tests).
-pub fn url_endpoint(url: &str) -> RedisEndpoint {
-    RedisEndpoint::Url {
-        url: SecretString::from(url.to_string()),
-        source: wxtoken::config::SecretSource::Inline,
     }
 }
