@@ -543,8 +543,9 @@ impl RedisCluster {
         cmd.query(&mut c)
     }
 
-    /// The port of the master that serves `key`'s slot.
-    pub fn master_of(&self, key: &str) -> u16 {
+    /// The port of the master that serves `key`'s slot (`None` while none does: its master
+    /// failed and no replica was promoted yet).
+    pub fn master_of(&self, key: &str) -> Option<u16> {
         let slot: i64 = query(
             self.nodes.iter().find(|n| n.running()).unwrap().port,
             redis::cmd("CLUSTER").arg("KEYSLOT").arg(key),
@@ -566,11 +567,11 @@ impl RedisCluster {
                 let (a, b) = range.split_once('-').unwrap_or((range, range));
                 let (a, b): (i64, i64) = (a.parse().unwrap_or(-1), b.parse().unwrap_or(-1));
                 if (a..=b).contains(&slot) {
-                    return port;
+                    return Some(port);
                 }
             }
         }
-        panic!("no master serves slot {slot}");
+        None
     }
 
     pub fn kill_port(&mut self, port: u16) {
