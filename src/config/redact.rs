@@ -121,7 +121,10 @@ impl Settings {
                     }
                 }
                 if let Some(tls) = &r.tls {
-                    let _ = writeln!(out, "tls = true");
+                    // With a URL its scheme says TLS; `tls` is the key of the other topologies.
+                    if !matches!(r.endpoint, RedisEndpoint::Url { .. }) {
+                        let _ = writeln!(out, "tls = true");
+                    }
                     if let Some(ca) = &tls.ca_file {
                         let _ = writeln!(out, "tls_ca_file = {}", q(&ca.display().to_string()));
                     }

@@ -1,9 +1,15 @@
 //! The Redis store: several wxtoken instances share one record per app and one refresher.
 //!
-//! Keys (all under `key_prefix`, and all including the appid so apps never share a record):
+//! Redis is one server (plain or TLS), the master of a Sentinel quorum, or a Cluster; how each
+//! is reached is in `topology`, and the rest of this module does not depend on which.
+//!
+//! Keys (all under `key_prefix`, and all including the appid so apps never share a record; on
+//! a Cluster the appid is written `{appid}`, a hash tag, so that one app's keys share a slot):
 //! - `{prefix}:token:{appid}`: a hash with `generation` and `record` (JSON: token, expiry,
 //!   fetch time, quota, the instance that fetched it);
 //! - `{prefix}:lock:{appid}`: the refresh lock, `SET NX PX` with a random owner value;
+//! - `{prefix}:budget:{appid}`: the fleet's count of calls today and its forced refreshes
+//!   (see `budget`), checked under the lock before a fetch;
 //! - channel `{prefix}:changes`: `appid:generation` of every record written, so other
 //!   instances adopt a new token within milliseconds (each actor also re-reads periodically).
 //!   An actor that already holds that generation (the writer's, in particular) does not re-read;
@@ -29,6 +35,11 @@
 //! The Open Platform's records (`{prefix}:platform:{name}:ticket` and
 //! `{prefix}:platform:{name}:authorizers`) are data, not cache: each instance also keeps them
 //! in a local embedded file and writes them back whenever Redis comes back (see `platform`).
+//! Every script and pipeline on them touches one key, so they need no hash tag on a Cluster.
+//!
+//! Commands that span keys are avoided on a Cluster: the compare-and-set script has one key
+//! (its `PUBLISH` goes to every node of a Cluster), and batched reads, a pipeline of `HGET`s on
+//! one server, become concurrent single reads there.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
