@@ -5,9 +5,11 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use secrecy::SecretString;
+use wxtoken::config::{RedisEndpoint, SecretSource, StoreSettings};
 use wxtoken::fake::{FakeWechat, Validity};
 
-use crate::ha::{token_at, Fleet};
+use crate::ha::{fleet_settings, token_at, Fleet};
 use crate::helpers::*;
 use crate::redis_topology::{Deployment, SentinelGroup};
 
@@ -169,4 +171,56 @@ async fn the_fleet_follows_a_sentinel_failover_under_load_and_repairs_a_lost_wri
 async fn sentinel_outage_costs_no_fetch_and_an_empty_master_is_refilled() {
     // Master and replica both down: nothing to fail over to, the fleet rides it out.
     crate::ha::outage_costs_no_fetch_and_is_refilled(&mut SentinelGroup::start()).await;
+}
+
+#[actix_web::test]
+async fn sentinels_and_data_nodes_with_passwords_of_their_own() {
+    let group = SentinelGroup::start_with(Some("data-pass-0001"), Some("sentinel-pass-0002"));
+    let spec = Spec::default();
+    let fake = start_fake(&spec).await;
+    let ttl = Duration::from_secs(2);
+    let server = ThreadServer::start(fleet_settings(&spec, &fake, &group, "a", ttl));
+    let http = client();
+    let token = token_at(&http, &server.base).await;
+    let record = group.hget(&group.key("wxt", "token", SHOP_APPID), "record");
+    assert!(
+        record.is_some_and(|r| r.contains(&token)),
+        "stored on the master"
+    );
+    server.stop();
+
+    // Either password wrong: a start-up error that shows neither password.
+    let wrong = |sentinel: bool| {
+        let mut s = fleet_settings(&spec, &fake, &group, "b", ttl);
+        if let StoreSettings::Redis(r) = &mut s.store {
+            if let RedisEndpoint::Sentinel {
+                auth,
+                sentinel_password,
+                ..
+            } = &mut r.endpoint
+            {
+                let bad = Some((SecretString::from("wrong-pass-9999"), SecretSource::Inline));
+                if sentinel {
+                    *sentinel_password = bad;
+                } else {
+                    auth.password = bad;
+                }
+            }
+        }
+        s
+    };
+    for sentinel in [true, false] {
+        let e =
+            match wxtoken::startup::Application::build(wrong(sentinel), Default::default()).await {
+                Ok(_) => panic!("started with a wrong password (sentinel: {sentinel})"),
+                Err(e) => format!("{e:#}"),
+            };
+        assert!(
+            e.contains("rejected the credentials"),
+            "sentinel {sentinel}: {e}"
+        );
+        for p in ["wrong-pass", "data-pass", "sentinel-pass"] {
+            assert!(!e.contains(p), "a password in the error: {e}");
+        }
+    }
 }

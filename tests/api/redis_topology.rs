@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use wxtoken::config::{NodeAddr, RedisAuth, RedisEndpoint, RedisSettings, RedisTls};
+use secrecy::SecretString;
+use wxtoken::config::{NodeAddr, RedisAuth, RedisEndpoint, RedisSettings, RedisTls, SecretSource};
 
 use crate::ha::RedisServer;
 
@@ -139,15 +140,22 @@ impl Drop for Process {
     }
 }
 
-fn plain(port: u16) -> redis::Client {
-    redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap()
+fn plain(port: u16, password: Option<&str>) -> redis::Client {
+    match password {
+        Some(p) => redis::Client::open(format!("redis://:{p}@127.0.0.1:{port}/")).unwrap(),
+        None => redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap(),
+    }
 }
 
 /// Waits until `port` answers `PING` (at most 10 s).
 fn wait_ping(port: u16) {
+    wait_ping_as(port, None)
+}
+
+fn wait_ping_as(port: u16, password: Option<&str>) {
     let start = Instant::now();
     loop {
-        let ok = plain(port)
+        let ok = plain(port, password)
             .get_connection_with_timeout(Duration::from_millis(500))
             .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
             .is_ok();
@@ -163,7 +171,15 @@ fn wait_ping(port: u16) {
 }
 
 fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-    let mut c = plain(port).get_connection_with_timeout(Duration::from_millis(500))?;
+    query_as(port, None, cmd)
+}
+
+fn query_as<T: redis::FromRedisValue>(
+    port: u16,
+    password: Option<&str>,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    let mut c = plain(port, password).get_connection_with_timeout(Duration::from_millis(500))?;
     cmd.query(&mut c)
 }
 
@@ -323,25 +339,55 @@ pub struct SentinelGroup {
     pub master: Process,
     pub replica: Process,
     pub sentinels: Vec<Process>,
+    /// The data nodes' password and the Sentinels' own, if set.
+    data_password: Option<String>,
+    sentinel_password: Option<String>,
     _dir: tempfile::TempDir,
 }
 
 impl SentinelGroup {
     pub fn start() -> SentinelGroup {
+        SentinelGroup::start_with(None, None)
+    }
+
+    /// With `requirepass` on the data nodes and, separately, on the Sentinels.
+    pub fn start_with(
+        data_password: Option<&str>,
+        sentinel_password: Option<&str>,
+    ) -> SentinelGroup {
         let dir = tempfile::tempdir().unwrap();
         let m = free_port(false);
         let r = free_port(false);
-        let master = Process::spawn("redis-server", m, base_args(m, dir.path()));
+        let mut master_args = base_args(m, dir.path());
         let mut replica_args = base_args(r, dir.path());
+        if let Some(p) = data_password {
+            for args in [&mut master_args, &mut replica_args] {
+                args.extend([
+                    "--requirepass".into(),
+                    p.into(),
+                    "--masterauth".into(),
+                    p.into(),
+                ]);
+            }
+        }
+        let master = Process::spawn("redis-server", m, master_args);
         replica_args.extend(["--replicaof".into(), "127.0.0.1".into(), m.to_string()]);
         let replica = Process::spawn("redis-server", r, replica_args);
-        wait_ping(m);
-        wait_ping(r);
+        wait_ping_as(m, data_password);
+        wait_ping_as(r, data_password);
         // A replica that never synced would be promoted empty: wait until it has.
         wait_until(Duration::from_secs(20), "the replica synced", || {
-            query::<String>(r, redis::cmd("INFO").arg("replication"))
+            query_as::<String>(r, data_password, redis::cmd("INFO").arg("replication"))
                 .is_ok_and(|i| i.contains("master_link_status:up"))
         });
+        let mut auth = String::new();
+        if let Some(p) = data_password {
+            auth.push_str(&format!("sentinel auth-pass {SENTINEL_MASTER} {p}\n"));
+        }
+        if let Some(p) = sentinel_password {
+            // Sentinels talk to each other with it too.
+            auth.push_str(&format!("requirepass {p}\nsentinel sentinel-pass {p}\n"));
+        }
         let sentinels: Vec<Process> = (0..3)
             .map(|i| {
                 let port = free_port(false);
@@ -353,7 +399,7 @@ impl SentinelGroup {
                          sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {m} 2\n\
                          sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
                          sentinel failover-timeout {SENTINEL_MASTER} 4000\n\
-                         sentinel parallel-syncs {SENTINEL_MASTER} 1\n",
+                         sentinel parallel-syncs {SENTINEL_MASTER} 1\n{auth}",
                         dir = dir.path().display()
                     ),
                 )
@@ -365,6 +411,8 @@ impl SentinelGroup {
             master,
             replica,
             sentinels,
+            data_password: data_password.map(String::from),
+            sentinel_password: sentinel_password.map(String::from),
             _dir: dir,
         };
         // Ready once every Sentinel knows the replica and the two other Sentinels.
@@ -373,10 +421,12 @@ impl SentinelGroup {
                 Duration::from_secs(20),
                 "the Sentinels found each other",
                 || {
-                    let info: redis::RedisResult<std::collections::HashMap<String, String>> = query(
-                        s.port,
-                        redis::cmd("SENTINEL").arg("MASTER").arg(SENTINEL_MASTER),
-                    );
+                    let info: redis::RedisResult<std::collections::HashMap<String, String>> =
+                        query_as(
+                            s.port,
+                            group.sentinel_password.as_deref(),
+                            redis::cmd("SENTINEL").arg("MASTER").arg(SENTINEL_MASTER),
+                        );
                     info.is_ok_and(|i| {
                         i.get("num-slaves").map(String::as_str) == Some("1")
                             && i.get("num-other-sentinels").map(String::as_str) == Some("2")
@@ -390,8 +440,9 @@ impl SentinelGroup {
     /// The master's port as the Sentinels name it now.
     pub fn master_port(&self) -> Option<u16> {
         self.sentinels.iter().find_map(|s| {
-            let (_, port): (String, String) = query(
+            let (_, port): (String, String) = query_as(
                 s.port,
+                self.sentinel_password.as_deref(),
                 redis::cmd("SENTINEL")
                     .arg("GET-MASTER-ADDR-BY-NAME")
                     .arg(SENTINEL_MASTER),
@@ -419,24 +470,48 @@ impl Deployment for SentinelGroup {
                     })
                     .collect(),
                 master: SENTINEL_MASTER.into(),
-                auth: RedisAuth::default(),
-                sentinel_password: None,
+                auth: RedisAuth {
+                    username: None,
+                    password: self.data_password.as_ref().map(|p| {
+                        (
+                            SecretString::from(p.clone()),
+                            SecretSource::Env("TEST".into()),
+                        )
+                    }),
+                },
+                sentinel_password: self.sentinel_password.as_ref().map(|p| {
+                    (
+                        SecretString::from(p.clone()),
+                        SecretSource::Env("TEST".into()),
+                    )
+                }),
             },
             ..RedisSettings::for_url("redis://unused/", instance)
         }
     }
     fn hget(&self, key: &str, field: &str) -> Option<String> {
-        query(self.data_port(), redis::cmd("HGET").arg(key).arg(field)).ok()?
+        query_as(
+            self.data_port(),
+            self.data_password.as_deref(),
+            redis::cmd("HGET").arg(key).arg(field),
+        )
+        .ok()?
     }
     fn hset(&self, key: &str, field: &str, value: &str) {
-        let () = query(
+        let () = query_as(
             self.data_port(),
+            self.data_password.as_deref(),
             redis::cmd("HSET").arg(key).arg(field).arg(value),
         )
         .expect("HSET on the master");
     }
     fn flush(&self) {
-        let () = query(self.data_port(), &redis::cmd("FLUSHALL")).expect("FLUSHALL");
+        let () = query_as(
+            self.data_port(),
+            self.data_password.as_deref(),
+            &redis::cmd("FLUSHALL"),
+        )
+        .expect("FLUSHALL");
     }
     fn stop_all(&mut self) {
         self.master.kill();
@@ -445,8 +520,8 @@ impl Deployment for SentinelGroup {
     fn restart_all(&mut self) {
         self.master.start();
         self.replica.start();
-        wait_ping(self.master.port);
-        wait_ping(self.replica.port);
+        wait_ping_as(self.master.port, self.data_password.as_deref());
+        wait_ping_as(self.replica.port, self.data_password.as_deref());
     }
 }
 
