@@ -24,7 +24,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
     Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _, Pipeline, RedisConnectionInfo,
@@ -323,16 +323,23 @@ impl Topology {
                 }
             }
             (Topology::Cluster { .. }, Conn::Cluster(c)) => {
-                // Every master, not every node: a dead replica does not stop the store, and a
-                // master that is down (until its replica is promoted) does, for its slots.
-                let all_masters = RoutingInfo::MultiNode((
-                    MultipleNodeRoutingInfo::AllMasters,
-                    Some(ResponsePolicy::AllSucceeded),
-                ));
-                c.route_command(redis::cmd("PING"), all_masters)
+                // The cluster's own verdict: `cluster_state:ok` while every slot has a master
+                // that answers. A master that died makes it `fail` until its replica is
+                // promoted, and part of the store is unavailable meanwhile: reported as down.
+                let info = c
+                    .route_command(
+                        redis::cmd("CLUSTER").arg("INFO").clone(),
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
+                    )
                     .await
-                    .map(drop)
-                    .map_err(|e| (e.to_string(), false))
+                    .map_err(|e| (e.to_string(), false))?;
+                let text: String = redis::FromRedisValue::from_redis_value(info)
+                    .map_err(|e| (e.to_string(), false))?;
+                if text.contains("cluster_state:ok") {
+                    Ok(())
+                } else {
+                    Err(("the cluster reports cluster_state:fail".into(), false))
+                }
             }
             (_, c) => redis::cmd("PING")
                 .query_async::<String>(c)
