@@ -1150,3 +1150,19 @@ async fn a_forced_refresh_the_fleet_refuses_answers_at_once_and_is_retried_after
     assert!(calls[1].forced);
     assert_ne!(r.token().unwrap().token, first.token);
 }
+
+#[actix_web::test]
+async fn a_revocation_the_fleet_refuses_is_too_soon_not_a_success() {
+    let r = rig(AppKind::Official(Grant::Stable));
+    r.addr.send(Get).await.unwrap().unwrap();
+    advance(S(100)).await;
+    r.store
+        .fleet_refuses_force
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let answer = r.addr.send(Revoke).await.unwrap();
+    assert!(
+        matches!(answer, Err(super::messages::RevokeError::TooSoon)),
+        "{answer:?}"
+    );
+    assert_eq!(r.script.calls().len(), 1, "no forced call");
+}
