@@ -189,6 +189,18 @@ impl Drop for Fleet {
     }
 }
 
+/// Reports `token` as rejected at `base` (as the billing client); the answer's JSON.
+pub async fn invalidate_at(http: &awc::Client, base: &str, token: &str) -> serde_json::Value {
+    let mut r = http
+        .post(format!("{base}/v1/apps/shop/token/invalidate"))
+        .insert_header(("Authorization", format!("Bearer {BILLING_KEY}")))
+        .send_json(&serde_json::json!({ "access_token": token }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{base}");
+    r.json().await.unwrap()
+}
+
 pub async fn token_at(http: &awc::Client, base: &str) -> String {
     let (status, body) = get_json(http, &format!("{base}/v1/apps/shop/token"), BILLING_KEY).await;
     assert_eq!(status, 200, "{base}: {body}");

@@ -9,7 +9,7 @@ use wxtoken::fake::Endpoint;
 use wxtoken::metrics::Metrics;
 use wxtoken::store::{AppKey, RedisStore};
 
-use crate::ha::{fleet_settings, token_at, RedisServer};
+use crate::ha::{fleet_settings, invalidate_at, token_at, RedisServer};
 use crate::helpers::*;
 use crate::redis_topology::Deployment;
 
@@ -123,17 +123,6 @@ fn fleet(
         .collect()
 }
 
-async fn invalidate(http: &awc::Client, base: &str, token: &str) -> serde_json::Value {
-    let mut r = http
-        .post(format!("{base}/v1/apps/shop/token/invalidate"))
-        .insert_header(("Authorization", format!("Bearer {BILLING_KEY}")))
-        .send_json(&serde_json::json!({ "access_token": token }))
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    r.json().await.unwrap()
-}
-
 /// Until every instance serves `token`.
 async fn all_serve(http: &awc::Client, servers: &[ThreadServer], token: &str) -> bool {
     eventually(Duration::from_secs(3), || async {
@@ -159,7 +148,7 @@ async fn a_fleet_forces_a_stable_refresh_once_per_30_seconds_between_all_instanc
     let first = token_at(&http, &servers[0].base).await;
     assert!(all_serve(&http, &servers, &first).await);
 
-    let forced = invalidate(&http, &servers[0].base, &first).await;
+    let forced = invalidate_at(&http, &servers[0].base, &first).await;
     assert_eq!(forced["refreshed"], true, "{forced}");
     let second = forced["access_token"].as_str().unwrap().to_string();
     assert!(all_serve(&http, &servers, &second).await);
@@ -169,7 +158,7 @@ async fn a_fleet_forces_a_stable_refresh_once_per_30_seconds_between_all_instanc
     // themselves) are refused by the fleet's budget, promptly, and keep the token.
     for s in &servers[1..] {
         let started = std::time::Instant::now();
-        let a = invalidate(&http, &s.base, &second).await;
+        let a = invalidate_at(&http, &s.base, &second).await;
         assert_eq!(a["refreshed"], false, "{a}");
         assert_eq!(a["access_token"], second.as_str());
         assert!(
@@ -211,14 +200,14 @@ async fn a_fleet_makes_no_token_call_past_its_daily_quota_while_the_token_is_val
     let mut token = token_at(&http, &servers[0].base).await;
     assert!(all_serve(&http, &servers, &token).await);
     for s in &servers[..2] {
-        let a = invalidate(&http, &s.base, &token).await;
+        let a = invalidate_at(&http, &s.base, &token).await;
         assert_eq!(a["refreshed"], true, "{a}");
         token = a["access_token"].as_str().unwrap().to_string();
         assert!(all_serve(&http, &servers, &token).await);
     }
     assert_eq!(fake.minted(SHOP_APPID), 3);
     // The third instance made no call itself, but the fleet used its 3.
-    let a = invalidate(&http, &servers[2].base, &token).await;
+    let a = invalidate_at(&http, &servers[2].base, &token).await;
     assert_eq!(a["refreshed"], false, "{a}");
     assert_eq!(a["access_token"], token.as_str());
     assert_eq!(fake.minted(SHOP_APPID), 3, "no call past the fleet's quota");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use wxtoken::fake::Validity;
 
-use crate::ha::{self, token_at, Fleet};
+use crate::ha::{self, invalidate_at, token_at, Fleet};
 use crate::helpers::*;
 use crate::redis_topology::{Deployment, RedisCluster};
 
@@ -104,13 +104,7 @@ async fn killing_the_master_of_the_tokens_slot_keeps_the_fleet_serving() {
     // Until a refresh through the fleet is written to the promoted replica.
     let followed = loop {
         let current = token_at(&http, &bases[1]).await;
-        let mut r = http
-            .post(format!("{}/v1/apps/shop/token/invalidate", bases[1]))
-            .insert_header(("Authorization", format!("Bearer {BILLING_KEY}")))
-            .send_json(&serde_json::json!({ "access_token": current }))
-            .await
-            .unwrap();
-        let body: serde_json::Value = r.json().await.unwrap();
+        let body = invalidate_at(&http, &bases[1], &current).await;
         if body["refreshed"] == true {
             break killed.elapsed();
         }

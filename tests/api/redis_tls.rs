@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wxtoken::config::{RedisTls, Settings, StoreSettings};
 
-use crate::ha::token_at;
+use crate::ha::{invalidate_at, token_at};
 use crate::helpers::*;
 use crate::redis_topology::{Pki, TlsRedis};
 
@@ -61,13 +61,8 @@ async fn a_fleet_shares_one_token_over_mutual_tls() {
     }
     // Invalidating at the second instance is seen by the first: the change notification
     // travels over TLS too.
-    let mut r = http
-        .post(format!("{}/v1/apps/shop/token/invalidate", servers[1].base))
-        .insert_header(("Authorization", format!("Bearer {BILLING_KEY}")))
-        .send_json(&serde_json::json!({ "access_token": token }))
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{:?}", r.body().await);
+    let answer = invalidate_at(&http, &servers[1].base, &token).await;
+    assert_eq!(answer["refreshed"], true, "{answer}");
     let new = fake.current_token(SHOP_APPID).unwrap();
     assert_ne!(new, token);
     let adopted = eventually(Duration::from_secs(2), || async {
