@@ -219,3 +219,31 @@ async fn sentinels_and_data_nodes_with_passwords_of_their_own() {
         }
     }
 }
+
+#[actix_web::test]
+async fn a_fleet_reaches_sentinels_and_master_over_tls() {
+    let pki = crate::redis_topology::Pki::new(&["127.0.0.1"]);
+    let group = SentinelGroup::start_tls(&pki);
+    let spec = Spec::default();
+    let fake = start_fake(&spec).await;
+    let fleet = Fleet::start(&spec, &fake, &group, 2);
+    let http = client();
+    let bases = fleet.bases();
+    let token = token_at(&http, &bases[0]).await;
+    let shared = eventually(Duration::from_secs(3), || async {
+        token_at(&http, &bases[1]).await == token
+    })
+    .await;
+    assert!(shared, "one token for the fleet");
+    assert_eq!(fake.minted(SHOP_APPID), 1);
+    let master = format!("127.0.0.1:{}", group.master.port);
+    assert_eq!(
+        masters_in_use(&http, &bases).await,
+        [Some(master.clone()), Some(master)]
+    );
+    let record = group.hget(&group.key("wxt", "token", SHOP_APPID), "record");
+    assert!(
+        record.is_some_and(|r| r.contains(&token)),
+        "stored over TLS"
+    );
+}

@@ -140,22 +140,37 @@ impl Drop for Process {
     }
 }
 
-fn plain(port: u16, password: Option<&str>) -> redis::Client {
-    match password {
-        Some(p) => redis::Client::open(format!("redis://:{p}@127.0.0.1:{port}/")).unwrap(),
-        None => redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap(),
+/// How the test reaches a node: its password, and TLS with the test CA.
+#[derive(Clone, Default)]
+pub struct Access {
+    password: Option<String>,
+    tls: Option<redis::TlsCertificates>,
+}
+
+fn client(port: u16, a: &Access) -> redis::Client {
+    let scheme = if a.tls.is_some() { "rediss" } else { "redis" };
+    let auth = a
+        .password
+        .as_ref()
+        .map(|p| format!(":{p}@"))
+        .unwrap_or_default();
+    let url = format!("{scheme}://{auth}127.0.0.1:{port}/");
+    match &a.tls {
+        Some(certs) => redis::Client::build_with_tls(url, certs.clone()),
+        None => redis::Client::open(url),
     }
+    .unwrap()
 }
 
 /// Waits until `port` answers `PING` (at most 10 s).
 fn wait_ping(port: u16) {
-    wait_ping_as(port, None)
+    wait_ping_as(port, &Access::default())
 }
 
-fn wait_ping_as(port: u16, password: Option<&str>) {
+fn wait_ping_as(port: u16, a: &Access) {
     let start = Instant::now();
     loop {
-        let ok = plain(port, password)
+        let ok = client(port, a)
             .get_connection_with_timeout(Duration::from_millis(500))
             .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
             .is_ok();
@@ -171,15 +186,15 @@ fn wait_ping_as(port: u16, password: Option<&str>) {
 }
 
 fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-    query_as(port, None, cmd)
+    query_as(port, &Access::default(), cmd)
 }
 
 fn query_as<T: redis::FromRedisValue>(
     port: u16,
-    password: Option<&str>,
+    a: &Access,
     cmd: &redis::Cmd,
 ) -> redis::RedisResult<T> {
-    let mut c = plain(port, password).get_connection_with_timeout(Duration::from_millis(500))?;
+    let mut c = client(port, a).get_connection_with_timeout(Duration::from_millis(500))?;
     cmd.query(&mut c)
 }
 
@@ -339,9 +354,11 @@ pub struct SentinelGroup {
     pub master: Process,
     pub replica: Process,
     pub sentinels: Vec<Process>,
-    /// The data nodes' password and the Sentinels' own, if set.
-    data_password: Option<String>,
-    sentinel_password: Option<String>,
+    /// How to reach the data nodes and the Sentinels (their passwords may differ).
+    data: Access,
+    sentinel: Access,
+    /// The store's TLS settings when the whole group speaks TLS.
+    tls: Option<RedisTls>,
     _dir: tempfile::TempDir,
 }
 
@@ -355,11 +372,59 @@ impl SentinelGroup {
         data_password: Option<&str>,
         sentinel_password: Option<&str>,
     ) -> SentinelGroup {
+        SentinelGroup::start_full(data_password, sentinel_password, None)
+    }
+
+    /// Every node, the Sentinels included, listening with TLS only on `pki`'s certificate.
+    pub fn start_tls(pki: &Pki) -> SentinelGroup {
+        SentinelGroup::start_full(None, None, Some(pki))
+    }
+
+    fn start_full(
+        data_password: Option<&str>,
+        sentinel_password: Option<&str>,
+        pki: Option<&Pki>,
+    ) -> SentinelGroup {
         let dir = tempfile::tempdir().unwrap();
         let m = free_port(false);
         let r = free_port(false);
-        let mut master_args = base_args(m, dir.path());
-        let mut replica_args = base_args(r, dir.path());
+        let certs = pki.map(|p| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(std::fs::read(&p.ca).unwrap()),
+        });
+        let data = Access {
+            password: data_password.map(String::from),
+            tls: certs.clone(),
+        };
+        let sentinel = Access {
+            password: sentinel_password.map(String::from),
+            tls: certs,
+        };
+        // With TLS the plain port is off and every link (replication, Sentinels) uses TLS.
+        let tls_lines: Vec<(String, String)> = pki
+            .map(|p| {
+                vec![
+                    ("tls-cert-file".into(), p.server_cert.display().to_string()),
+                    ("tls-key-file".into(), p.server_key.display().to_string()),
+                    ("tls-ca-cert-file".into(), p.ca.display().to_string()),
+                    ("tls-replication".into(), "yes".into()),
+                    ("tls-auth-clients".into(), "no".into()),
+                ]
+            })
+            .unwrap_or_default();
+        let node_args = |port: u16| {
+            if pki.is_none() {
+                return base_args(port, dir.path());
+            }
+            let mut args = base_args(0, dir.path());
+            args.extend(["--tls-port".into(), port.to_string()]);
+            for (k, v) in &tls_lines {
+                args.extend([format!("--{k}"), v.clone()]);
+            }
+            args
+        };
+        let mut master_args = node_args(m);
+        let mut replica_args = node_args(r);
         if let Some(p) = data_password {
             for args in [&mut master_args, &mut replica_args] {
                 args.extend([
@@ -373,11 +438,11 @@ impl SentinelGroup {
         let master = Process::spawn("redis-server", m, master_args);
         replica_args.extend(["--replicaof".into(), "127.0.0.1".into(), m.to_string()]);
         let replica = Process::spawn("redis-server", r, replica_args);
-        wait_ping_as(m, data_password);
-        wait_ping_as(r, data_password);
+        wait_ping_as(m, &data);
+        wait_ping_as(r, &data);
         // A replica that never synced would be promoted empty: wait until it has.
         wait_until(Duration::from_secs(20), "the replica synced", || {
-            query_as::<String>(r, data_password, redis::cmd("INFO").arg("replication"))
+            query_as::<String>(r, &data, redis::cmd("INFO").arg("replication"))
                 .is_ok_and(|i| i.contains("master_link_status:up"))
         });
         let mut auth = String::new();
@@ -388,14 +453,21 @@ impl SentinelGroup {
             // Sentinels talk to each other with it too.
             auth.push_str(&format!("requirepass {p}\nsentinel sentinel-pass {p}\n"));
         }
+        for (k, v) in &tls_lines {
+            auth.push_str(&format!("{k} {v}\n"));
+        }
         let sentinels: Vec<Process> = (0..3)
             .map(|i| {
                 let port = free_port(false);
                 let conf = dir.path().join(format!("sentinel-{i}.conf"));
+                let listen = match pki {
+                    Some(_) => format!("port 0\ntls-port {port}"),
+                    None => format!("port {port}"),
+                };
                 std::fs::write(
                     &conf,
                     format!(
-                        "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                        "{listen}\nbind 127.0.0.1\ndir {dir}\n\
                          sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {m} 2\n\
                          sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
                          sentinel failover-timeout {SENTINEL_MASTER} 4000\n\
@@ -411,8 +483,12 @@ impl SentinelGroup {
             master,
             replica,
             sentinels,
-            data_password: data_password.map(String::from),
-            sentinel_password: sentinel_password.map(String::from),
+            data,
+            sentinel,
+            tls: pki.map(|p| RedisTls {
+                ca_file: Some(p.ca.clone()),
+                client: None,
+            }),
             _dir: dir,
         };
         // Ready once every Sentinel knows the replica and the two other Sentinels.
@@ -424,7 +500,7 @@ impl SentinelGroup {
                     let info: redis::RedisResult<std::collections::HashMap<String, String>> =
                         query_as(
                             s.port,
-                            group.sentinel_password.as_deref(),
+                            &group.sentinel,
                             redis::cmd("SENTINEL").arg("MASTER").arg(SENTINEL_MASTER),
                         );
                     info.is_ok_and(|i| {
@@ -442,7 +518,7 @@ impl SentinelGroup {
         self.sentinels.iter().find_map(|s| {
             let (_, port): (String, String) = query_as(
                 s.port,
-                self.sentinel_password.as_deref(),
+                &self.sentinel,
                 redis::cmd("SENTINEL")
                     .arg("GET-MASTER-ADDR-BY-NAME")
                     .arg(SENTINEL_MASTER),
@@ -472,27 +548,28 @@ impl Deployment for SentinelGroup {
                 master: SENTINEL_MASTER.into(),
                 auth: RedisAuth {
                     username: None,
-                    password: self.data_password.as_ref().map(|p| {
+                    password: self.data.password.as_ref().map(|p| {
                         (
                             SecretString::from(p.clone()),
                             SecretSource::Env("TEST".into()),
                         )
                     }),
                 },
-                sentinel_password: self.sentinel_password.as_ref().map(|p| {
+                sentinel_password: self.sentinel.password.as_ref().map(|p| {
                     (
                         SecretString::from(p.clone()),
                         SecretSource::Env("TEST".into()),
                     )
                 }),
             },
+            tls: self.tls.clone(),
             ..RedisSettings::for_url("redis://unused/", instance)
         }
     }
     fn hget(&self, key: &str, field: &str) -> Option<String> {
         query_as(
             self.data_port(),
-            self.data_password.as_deref(),
+            &self.data,
             redis::cmd("HGET").arg(key).arg(field),
         )
         .ok()?
@@ -500,18 +577,13 @@ impl Deployment for SentinelGroup {
     fn hset(&self, key: &str, field: &str, value: &str) {
         let () = query_as(
             self.data_port(),
-            self.data_password.as_deref(),
+            &self.data,
             redis::cmd("HSET").arg(key).arg(field).arg(value),
         )
         .expect("HSET on the master");
     }
     fn flush(&self) {
-        let () = query_as(
-            self.data_port(),
-            self.data_password.as_deref(),
-            &redis::cmd("FLUSHALL"),
-        )
-        .expect("FLUSHALL");
+        let () = query_as(self.data_port(), &self.data, &redis::cmd("FLUSHALL")).expect("FLUSHALL");
     }
     fn stop_all(&mut self) {
         self.master.kill();
@@ -520,8 +592,8 @@ impl Deployment for SentinelGroup {
     fn restart_all(&mut self) {
         self.master.start();
         self.replica.start();
-        wait_ping_as(self.master.port, self.data_password.as_deref());
-        wait_ping_as(self.replica.port, self.data_password.as_deref());
+        wait_ping_as(self.master.port, &self.data);
+        wait_ping_as(self.replica.port, &self.data);
     }
 }
 
