@@ -157,3 +157,12 @@ async fn killing_the_master_of_the_tokens_slot_keeps_the_fleet_serving() {
         seen.len()
     );
 }
+
+#[actix_web::test]
+async fn a_fleet_shares_tokens_through_a_tls_cluster() {
+    let pki = crate::redis_topology::Pki::new(&["127.0.0.1"]);
+    let cluster = RedisCluster::start_tls(&pki);
+    ha::invalidations_cost_one_fetch(&cluster).await;
+    let record = cluster.hget(&cluster.key("wxt", "token", SHOP_APPID), "record");
+    assert!(record.is_some(), "the record is on the cluster, over TLS");
+}

@@ -163,10 +163,6 @@ fn client(port: u16, a: &Access) -> redis::Client {
 }
 
 /// Waits until `port` answers `PING` (at most 10 s).
-fn wait_ping(port: u16) {
-    wait_ping_as(port, &Access::default())
-}
-
 fn wait_ping_as(port: u16, a: &Access) {
     let start = Instant::now();
     loop {
@@ -183,10 +179,6 @@ fn wait_ping_as(port: u16, a: &Access) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-    query_as(port, &Access::default(), cmd)
 }
 
 fn query_as<T: redis::FromRedisValue>(
@@ -603,23 +595,60 @@ impl Deployment for SentinelGroup {
 /// Three masters with one replica each, nodes declared failed after 1 s.
 pub struct RedisCluster {
     pub nodes: Vec<Process>,
+    /// How the test reaches the nodes, and the store's TLS settings (TLS clusters).
+    access: Access,
+    tls: Option<RedisTls>,
     _dir: tempfile::TempDir,
 }
 
 impl RedisCluster {
     pub fn start() -> RedisCluster {
+        RedisCluster::start_full(1, None)
+    }
+
+    /// Three masters without replicas, every link (clients, the cluster bus, replication)
+    /// over TLS with `pki`'s certificate.
+    pub fn start_tls(pki: &Pki) -> RedisCluster {
+        RedisCluster::start_full(0, Some(pki))
+    }
+
+    fn start_full(replicas: usize, pki: Option<&Pki>) -> RedisCluster {
         let dir = tempfile::tempdir().unwrap();
         let mut ports: Vec<u16> = Vec::new();
-        while ports.len() < 6 {
+        while ports.len() < 3 * (1 + replicas) {
             let p = free_port(true);
             if !ports.contains(&p) {
                 ports.push(p);
             }
         }
+        let access = Access {
+            password: None,
+            tls: pki.map(|p| redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(&p.ca).unwrap()),
+            }),
+        };
         let nodes: Vec<Process> = ports
             .iter()
             .map(|&p| {
-                let mut args = base_args(p, dir.path());
+                let mut args = match pki {
+                    None => base_args(p, dir.path()),
+                    Some(pki) => {
+                        let mut args = base_args(0, dir.path());
+                        for (k, v) in [
+                            ("--tls-port", p.to_string()),
+                            ("--tls-cluster", "yes".into()),
+                            ("--tls-replication", "yes".into()),
+                            ("--tls-auth-clients", "no".into()),
+                            ("--tls-cert-file", pki.server_cert.display().to_string()),
+                            ("--tls-key-file", pki.server_key.display().to_string()),
+                            ("--tls-ca-cert-file", pki.ca.display().to_string()),
+                        ] {
+                            args.extend([k.to_string(), v]);
+                        }
+                        args
+                    }
+                };
                 args.extend(
                     [
                         "--cluster-enabled",
@@ -636,15 +665,18 @@ impl RedisCluster {
             })
             .collect();
         for p in &ports {
-            wait_ping(*p);
+            wait_ping_as(*p, &access);
         }
         let mut create = binary("redis-cli");
+        if let Some(pki) = pki {
+            create.arg("--tls").arg("--cacert").arg(&pki.ca);
+        }
         create.arg("--cluster").arg("create");
         for p in &ports {
             create.arg(format!("127.0.0.1:{p}"));
         }
         let out = create
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli runs");
         assert!(
@@ -652,14 +684,26 @@ impl RedisCluster {
             "redis-cli --cluster create failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let cluster = RedisCluster { nodes, _dir: dir };
+        let cluster = RedisCluster {
+            nodes,
+            access,
+            tls: pki.map(|p| RedisTls {
+                ca_file: Some(p.ca.clone()),
+                client: None,
+            }),
+            _dir: dir,
+        };
         cluster.wait_ok();
         // A replica that never synced with its master is not allowed to replace it: wait
         // until each one has.
         for n in &cluster.nodes {
             wait_until(Duration::from_secs(20), "the replicas synced", || {
-                query::<String>(n.port, redis::cmd("INFO").arg("replication"))
-                    .is_ok_and(|i| i.contains("role:master") || i.contains("master_link_status:up"))
+                query_as::<String>(
+                    n.port,
+                    &cluster.access,
+                    redis::cmd("INFO").arg("replication"),
+                )
+                .is_ok_and(|i| i.contains("role:master") || i.contains("master_link_status:up"))
             });
         }
         cluster
@@ -669,20 +713,29 @@ impl RedisCluster {
     pub fn wait_ok(&self) {
         for n in self.nodes.iter().filter(|n| n.running()) {
             wait_until(Duration::from_secs(20), "the cluster is ok", || {
-                query::<String>(n.port, redis::cmd("CLUSTER").arg("INFO"))
+                query_as::<String>(n.port, &self.access, redis::cmd("CLUSTER").arg("INFO"))
                     .is_ok_and(|i| i.contains("cluster_state:ok"))
             });
         }
     }
 
     fn client(&self) -> redis::cluster::ClusterClient {
+        let scheme = if self.access.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         let urls: Vec<String> = self
             .nodes
             .iter()
             .filter(|n| n.running())
-            .map(|n| format!("redis://127.0.0.1:{}/", n.port))
+            .map(|n| format!("{scheme}://127.0.0.1:{}/", n.port))
             .collect();
-        redis::cluster::ClusterClient::new(urls).unwrap()
+        let mut b = redis::cluster::ClusterClientBuilder::new(urls);
+        if let Some(certs) = &self.access.tls {
+            b = b.certs(certs.clone());
+        }
+        b.build().unwrap()
     }
 
     fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
@@ -693,8 +746,9 @@ impl RedisCluster {
     /// The port of the master that serves `key`'s slot (`None` while none does: its master
     /// failed and no replica was promoted yet).
     pub fn master_of(&self, key: &str) -> Option<u16> {
-        let slot: i64 = query(
+        let slot: i64 = query_as(
             self.nodes.iter().find(|n| n.running()).unwrap().port,
+            &self.access,
             redis::cmd("CLUSTER").arg("KEYSLOT").arg(key),
         )
         .unwrap();
@@ -746,6 +800,7 @@ impl Deployment for RedisCluster {
                     .collect(),
                 auth: RedisAuth::default(),
             },
+            tls: self.tls.clone(),
             ..RedisSettings::for_url("redis://unused/", instance)
         }
     }
@@ -775,7 +830,7 @@ impl Deployment for RedisCluster {
             n.start();
         }
         for n in &self.nodes {
-            wait_ping(n.port);
+            wait_ping_as(n.port, &self.access);
         }
         self.wait_ok();
     }
