@@ -19,6 +19,9 @@ mod platforms;
 mod proxy;
 mod raw;
 mod redact;
+mod redis;
+#[cfg(test)]
+mod redis_tests;
 mod secrets;
 mod settings;
 #[cfg(test)]
@@ -33,6 +36,7 @@ pub use platforms::{
 };
 pub use proxy::{ProxySettings, WECHAT_API_PREFIXES};
 pub use redact::redact_url;
+pub use redis::{NodeAddr, RedisAuth, RedisEndpoint, RedisTls};
 pub use secrets::SecretSource;
 pub use settings::{
     key_digest, platform_label, AppKind, AppScope, AppSettings, AuthorizerRefresh, ClientSettings,

@@ -174,6 +174,18 @@ pub(super) struct RawStore {
     pub(super) lock_ttl_secs: Option<u64>,
     pub(super) poll_secs: Option<u64>,
     pub(super) instance: Option<String>,
+    pub(super) sentinels: Option<Vec<String>>,
+    pub(super) sentinel_master: Option<String>,
+    pub(super) sentinel_password_env: Option<String>,
+    pub(super) cluster_nodes: Option<Vec<String>>,
+    /// The data nodes' password (Sentinel and Cluster; a URL carries its own).
+    pub(super) password_env: Option<String>,
+    pub(super) username: Option<String>,
+    /// TLS for Sentinel and Cluster; a URL chooses it by its scheme.
+    pub(super) tls: Option<bool>,
+    pub(super) tls_ca_file: Option<PathBuf>,
+    pub(super) tls_cert_file: Option<PathBuf>,
+    pub(super) tls_key_file: Option<PathBuf>,
 }
 
 impl Default for RawStore {
@@ -188,6 +200,16 @@ impl Default for RawStore {
             lock_ttl_secs: None,
             poll_secs: None,
             instance: None,
+            sentinels: None,
+            sentinel_master: None,
+            sentinel_password_env: None,
+            cluster_nodes: None,
+            password_env: None,
+            username: None,
+            tls: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }

@@ -5,7 +5,10 @@ use std::fmt;
 
 use secrecy::ExposeSecret;
 
-use super::{AppKind, AppScope, AuthorizerRefresh, Grant, Settings, StoreSettings};
+use super::{
+    AppKind, AppScope, AuthorizerRefresh, Grant, NodeAddr, RedisAuth, RedisEndpoint, Settings,
+    StoreSettings,
+};
 
 /// `redis://user:pass@host:6379/0` -> `redis://host:6379/0`: what may be printed.
 pub fn redact_url(url: &str) -> String {
@@ -74,14 +77,69 @@ impl Settings {
                 );
             }
             StoreSettings::Redis(r) => {
+                let _ = writeln!(out, "[store]\nkind = \"redis\"");
+                let list = |nodes: &[NodeAddr]| {
+                    let items: Vec<String> = nodes.iter().map(|n| q(&n.to_string())).collect();
+                    format!("[{}]", items.join(", "))
+                };
+                let auth = |out: &mut String, a: &RedisAuth| {
+                    if let Some(u) = &a.username {
+                        let _ = writeln!(out, "username = {}", q(u));
+                    }
+                    if let Some((_, source)) = &a.password {
+                        let _ = writeln!(out, "password = {}", q(&source.to_string()));
+                    }
+                };
+                match &r.endpoint {
+                    RedisEndpoint::Url { url, source } => {
+                        let _ = writeln!(
+                            out,
+                            "url = {}",
+                            q(&format!("{} ({source})", redact_url(url.expose_secret())))
+                        );
+                    }
+                    RedisEndpoint::Sentinel {
+                        sentinels,
+                        master,
+                        auth: a,
+                        sentinel_password,
+                    } => {
+                        let _ = writeln!(
+                            out,
+                            "sentinels = {}\nsentinel_master = {}",
+                            list(sentinels),
+                            q(master)
+                        );
+                        if let Some((_, source)) = sentinel_password {
+                            let _ = writeln!(out, "sentinel_password = {}", q(&source.to_string()));
+                        }
+                        auth(&mut out, a);
+                    }
+                    RedisEndpoint::Cluster { nodes, auth: a } => {
+                        let _ = writeln!(out, "cluster_nodes = {}", list(nodes));
+                        auth(&mut out, a);
+                    }
+                }
+                if let Some(tls) = &r.tls {
+                    // With a URL its scheme says TLS; `tls` is the key of the other topologies.
+                    if !matches!(r.endpoint, RedisEndpoint::Url { .. }) {
+                        let _ = writeln!(out, "tls = true");
+                    }
+                    if let Some(ca) = &tls.ca_file {
+                        let _ = writeln!(out, "tls_ca_file = {}", q(&ca.display().to_string()));
+                    }
+                    if let Some((cert, key)) = &tls.client {
+                        let _ = writeln!(
+                            out,
+                            "tls_cert_file = {}\ntls_key_file = {}",
+                            q(&cert.display().to_string()),
+                            q(&key.display().to_string())
+                        );
+                    }
+                }
                 let _ = writeln!(
                     out,
-                    "[store]\nkind = \"redis\"\nurl = {}\nkey_prefix = {}\nlock_ttl_secs = {}\npoll_secs = {}\ninstance = {}{}",
-                    q(&format!(
-                        "{} ({})",
-                        redact_url(r.url.expose_secret()),
-                        r.url_source
-                    )),
+                    "key_prefix = {}\nlock_ttl_secs = {}\npoll_secs = {}\ninstance = {}{}",
                     q(&r.key_prefix),
                     r.lock_ttl.as_secs(),
                     r.poll_interval.as_secs(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use super::redis::{RedisEndpoint, RedisTls};
 use super::SecretSource;
 
 /// The validated configuration the server runs with.
@@ -147,6 +148,8 @@ pub struct RefreshSettings {
 
 /// Compared by value on a reload: a change needs a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// One value per process, read at start and on a reload: its size costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum StoreSettings {
     /// A redb file database on local disk.
     Embedded { path: PathBuf },
@@ -156,9 +159,10 @@ pub enum StoreSettings {
 
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// `redis://[:password@]host:port[/db]`; secret because it may carry the password.
-    pub url: SecretString,
-    pub url_source: SecretSource,
+    /// One server, a Sentinel-monitored master, or a Cluster.
+    pub endpoint: RedisEndpoint,
+    /// `Some` when the connections use TLS (`rediss://`, or `tls = true`).
+    pub tls: Option<RedisTls>,
     /// Prefix of every key and channel, so several deployments can share one Redis.
     pub key_prefix: String,
     /// How long the refresh lock lives if its holder dies.
@@ -173,12 +177,32 @@ pub struct RedisSettings {
     pub local_path: Option<PathBuf>,
 }
 
-/// By what the running store uses: the URL (so a changed password counts, compared exposed
-/// here and never through `Debug`), prefix, timings and instance name. Where the URL came from
-/// does not matter.
+impl RedisSettings {
+    /// Settings for one server at `url` with the defaults of a configuration file (tests and
+    /// benchmarks build them in code).
+    pub fn for_url(url: &str, instance: &str) -> RedisSettings {
+        RedisSettings {
+            endpoint: RedisEndpoint::Url {
+                url: SecretString::from(url.to_string()),
+                source: SecretSource::Inline,
+            },
+            tls: None,
+            key_prefix: "wxtoken".into(),
+            lock_ttl: Duration::from_secs(15),
+            poll_interval: Duration::from_secs(5),
+            instance: instance.into(),
+            local_path: None,
+        }
+    }
+}
+
+/// By what the running store uses: the endpoint (so a changed password counts, compared
+/// exposed there and never through `Debug`), TLS files, prefix, timings and instance name.
+/// Where a secret came from does not matter.
 impl PartialEq for RedisSettings {
     fn eq(&self, other: &Self) -> bool {
-        self.url.expose_secret() == other.url.expose_secret()
+        self.endpoint.same_as(&other.endpoint)
+            && self.tls == other.tls
             && self.key_prefix == other.key_prefix
             && self.lock_ttl == other.lock_ttl
             && self.poll_interval == other.poll_interval

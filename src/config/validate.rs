@@ -120,7 +120,7 @@ pub(super) fn valid_name(name: &str) -> bool {
 }
 
 fn validate_store(
-    st: RawStore,
+    mut st: RawStore,
     upstream: &UpstreamSettings,
     lookup_env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<StoreSettings, ConfigError> {
@@ -132,6 +132,19 @@ fn validate_store(
         ("store.poll_secs", st.poll_secs.is_some()),
         ("store.instance", st.instance.is_some()),
         ("store.local_path", st.local_path.is_some()),
+        ("store.sentinels", st.sentinels.is_some()),
+        ("store.sentinel_master", st.sentinel_master.is_some()),
+        (
+            "store.sentinel_password_env",
+            st.sentinel_password_env.is_some(),
+        ),
+        ("store.cluster_nodes", st.cluster_nodes.is_some()),
+        ("store.password_env", st.password_env.is_some()),
+        ("store.username", st.username.is_some()),
+        ("store.tls", st.tls.is_some()),
+        ("store.tls_ca_file", st.tls_ca_file.is_some()),
+        ("store.tls_cert_file", st.tls_cert_file.is_some()),
+        ("store.tls_key_file", st.tls_key_file.is_some()),
     ];
     match st.kind.as_str() {
         "embedded" => {
@@ -154,55 +167,17 @@ fn validate_store(
                     "only used with store.kind = \"embedded\"",
                 ));
             }
-            let (url, url_source) = match (st.url, st.url_env) {
-                (Some(u), None) => (u, SecretSource::Inline),
-                (None, Some(var)) => match lookup_env(&var) {
-                    Some(u) if !u.trim().is_empty() => {
-                        (u.trim().to_string(), SecretSource::Env(var))
-                    }
-                    _ => {
-                        return Err(ConfigError::at(
-                            "store.url_env",
-                            format!("environment variable {var} is not set"),
-                        ))
-                    }
-                },
-                (None, None) => {
-                    return Err(ConfigError::at(
-                        "store.url",
-                        "missing: set store.url or store.url_env for the redis store",
-                    ))
-                }
-                _ => {
-                    return Err(ConfigError::at(
-                        "store.url",
-                        "set only one of store.url, store.url_env",
-                    ))
-                }
-            };
-            if url.starts_with("rediss://") {
-                return Err(ConfigError::at(
-                    "store.url",
-                    "rediss:// (TLS) is not supported by this build; use redis:// over a private network or a TLS tunnel",
-                ));
-            }
-            if !url.starts_with("redis://") || url.len() <= "redis://".len() {
-                return Err(ConfigError::at(
-                    "store.url",
-                    format!("`{}` is not a redis:// URL", redact_url(&url)),
-                ));
-            }
-            if url_source == SecretSource::Inline && url.contains('@') {
-                tracing::warn!("store.url carries a password inline; prefer store.url_env");
-            }
+            let (endpoint, tls) = super::redis::validate_endpoint(&mut st, lookup_env)?;
             let key_prefix = st.key_prefix.unwrap_or_else(|| "wxtoken".into());
             if key_prefix.is_empty()
                 || key_prefix.len() > MAX_LABEL
                 || key_prefix.contains(char::is_whitespace)
+                || key_prefix.contains(['{', '}'])
             {
+                // Braces would move the Cluster hash tag of every key (see the Redis store).
                 return Err(ConfigError::at(
                     "store.key_prefix",
-                    format!("must be 1-{MAX_LABEL} characters without spaces"),
+                    format!("must be 1-{MAX_LABEL} characters without spaces or braces"),
                 ));
             }
             let lock_ttl = secs(
@@ -237,8 +212,8 @@ fn validate_store(
                 ));
             }
             Ok(StoreSettings::Redis(RedisSettings {
-                url: SecretString::from(url),
-                url_source,
+                endpoint,
+                tls,
                 key_prefix,
                 lock_ttl,
                 poll_interval,

@@ -63,6 +63,12 @@ pub struct Basis {
     /// The token held was fetched while the shared store was down and never stored: the fleet
     /// is already split, so holding it does not forbid fetching alone.
     pub unshared: bool,
+    /// The fetch would be a forced refresh (stable grant): a shared store spends it from the
+    /// fleet's budget first, and refuses the refresh when that is used up.
+    pub force: bool,
+    /// The daily limit of calls to check the fleet's count against, if any: a shared store
+    /// refuses a refresh past it while the token is still valid.
+    pub daily_quota: Option<u64>,
 }
 
 impl Basis {
@@ -110,6 +116,16 @@ pub enum RefreshError {
     /// fetching alone would invalidate the token every other instance serves.
     #[error("shared store unavailable: {0}")]
     Store(String),
+    /// The fleet's budget for this call is used up (the day's calls, or WeChat's limits on
+    /// forced refreshes); the token in service stays.
+    #[error("{message}")]
+    Budget {
+        /// `forced_refresh` or `daily_quota`: which budget.
+        budget: &'static str,
+        message: String,
+        /// The fleet's count of calls today, when the store read it.
+        quota: Option<QuotaUsage>,
+    },
 }
 
 /// Health of a shared store, for readiness and metrics.

@@ -1,9 +1,15 @@
 //! The Redis store: several wxtoken instances share one record per app and one refresher.
 //!
-//! Keys (all under `key_prefix`, and all including the appid so apps never share a record):
+//! Redis is one server (plain or TLS), the master of a Sentinel quorum, or a Cluster; how each
+//! is reached is in `topology`, and the rest of this module does not depend on which.
+//!
+//! Keys (all under `key_prefix`, and all including the appid so apps never share a record; on
+//! a Cluster the appid is written `{appid}`, a hash tag, so that one app's keys share a slot):
 //! - `{prefix}:token:{appid}`: a hash with `generation` and `record` (JSON: token, expiry,
 //!   fetch time, quota, the instance that fetched it);
 //! - `{prefix}:lock:{appid}`: the refresh lock, `SET NX PX` with a random owner value;
+//! - `{prefix}:budget:{appid}`: the fleet's count of calls today and its forced refreshes
+//!   (see `budget`), checked under the lock before a fetch;
 //! - channel `{prefix}:changes`: `appid:generation` of every record written, so other
 //!   instances adopt a new token within milliseconds (each actor also re-reads periodically).
 //!   An actor that already holds that generation (the writer's, in particular) does not re-read;
@@ -29,6 +35,11 @@
 //! The Open Platform's records (`{prefix}:platform:{name}:ticket` and
 //! `{prefix}:platform:{name}:authorizers`) are data, not cache: each instance also keeps them
 //! in a local embedded file and writes them back whenever Redis comes back (see `platform`).
+//! Every script and pipeline on them touches one key, so they need no hash tag on a Cluster.
+//!
+//! Commands that span keys are avoided on a Cluster: the compare-and-set script has one key
+//! (its `PUBLISH` goes to every node of a Cluster), and batched reads, a pipeline of `HGET`s on
+//! one server, become concurrent single reads there.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,8 +48,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::future::{BoxFuture, LocalBoxFuture};
 use futures_util::{FutureExt as _, StreamExt as _};
-use redis::aio::ConnectionManager;
-use secrecy::ExposeSecret;
+use topology::{Conn, Topology};
 
 pub use super::redis_batch::ReadStats;
 use super::redis_batch::{self, ReadFn, Reads};
@@ -46,16 +56,18 @@ use super::{
     decode_or_discard, encode, stored_from_fetch, AppKey, Basis, FetchFn, Notify, RefreshError,
     Refreshed, StoreHealth, Stored, TokenStore,
 };
-use crate::config::{redact_url, RedisSettings};
+use crate::config::RedisSettings;
 use crate::metrics::Metrics;
 use crate::store::EmbeddedStore;
 
+mod budget;
 mod platform;
+mod topology;
 
 /// Records read per pipeline at start-up.
 const LOAD_BATCH: usize = redis_batch::MAX_BATCH;
 /// Every Redis command gets this long; a hung Redis must not hang a refresh.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the health loop pings Redis.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a refresher that found the lock taken looks at the record again.
@@ -106,14 +118,15 @@ struct Leftover {
 }
 
 struct Inner {
-    client: redis::Client,
-    /// Established lazily and re-established by the health loop; `ConnectionManager` then
-    /// reconnects by itself after failures.
-    conn: Mutex<Option<ConnectionManager>>,
+    topology: Topology,
+    /// Established lazily and re-established by the health loop; the connection then
+    /// reconnects by itself after failures (on Sentinel the health loop drops it when the node
+    /// is no longer the master, so that the next one goes to the promoted replica).
+    conn: Mutex<Option<Conn>>,
     prefix: String,
     lock_ttl: Duration,
     instance: String,
-    /// Where Redis is, for messages: the URL without credentials.
+    /// Where Redis is, for messages: the URL without credentials, or the topology's nodes.
     location: String,
     metrics: Metrics,
     up: AtomicBool,
@@ -142,12 +155,30 @@ pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
-fn is_auth_error(e: &redis::RedisError) -> bool {
-    let text = e.to_string();
-    e.kind() == redis::ErrorKind::AuthenticationFailed
-        || text.contains("WRONGPASS")
+/// A TLS handshake that failed on a certificate (an unknown issuer, a name that does not
+/// match, a client certificate refused): the crate reports them as I/O errors carrying
+/// rustls's message.
+fn is_tls_error(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    text.contains("certificate") || text.contains("tls") || text.contains("alert")
+}
+
+/// The part of a TLS error worth showing: rustls's own words (no secret is in them).
+fn tls_reason(text: &str) -> &str {
+    match text.find("invalid peer certificate") {
+        Some(i) => &text[i..],
+        None => text,
+    }
+}
+
+/// Wrong or missing credentials, as the server words them (the crate's error kind is only in
+/// its message by the time it gets here).
+fn is_auth_error(text: &str) -> bool {
+    text.contains("WRONGPASS")
         || text.contains("NOAUTH")
         || text.contains("invalid password")
+        || text.contains("AuthenticationFailed")
+        || text.contains("Authentication")
 }
 
 impl RedisStore {
@@ -155,13 +186,8 @@ impl RedisStore {
     /// runtime. Wrong credentials are a startup error; an unreachable Redis is not (the
     /// instance starts degraded and connects when Redis appears).
     pub async fn open(settings: &RedisSettings, metrics: Metrics) -> anyhow::Result<RedisStore> {
-        let location = redact_url(settings.url.expose_secret());
-        let client = redis::Client::open(settings.url.expose_secret()).map_err(|e| {
-            anyhow::anyhow!(
-                "store.url: not a usable Redis URL ({location}): {:?}",
-                e.kind()
-            )
-        })?;
+        let location = settings.endpoint.location();
+        let topology = Topology::open(settings)?;
         let local = match &settings.local_path {
             Some(path) => Some(EmbeddedStore::open(path, metrics.clone()).map_err(|e| {
                 e.context(format!(
@@ -174,7 +200,7 @@ impl RedisStore {
         let (reads, loader) = redis_batch::channel(COMMAND_TIMEOUT);
         let inner = Arc::new(Inner {
             reads,
-            client,
+            topology,
             conn: Mutex::new(None),
             prefix: settings.key_prefix.clone(),
             lock_ttl: settings.lock_ttl,
@@ -192,12 +218,34 @@ impl RedisStore {
             ups: tokio::sync::watch::channel(0).0,
             writeback: Arc::new(tokio::sync::Notify::new()),
         });
-        match inner.connect().await {
-            Ok(_) => inner.set_health(true, "ok".into()),
+        // A connection may be "made" before the server said anything (TLS 1.3 refuses a
+        // missing client certificate only after the handshake): the health check's first
+        // command is part of the first contact.
+        let first = async {
+            let mut c = inner.connect().await.map_err(|e| e.to_string())?;
+            inner.topology.check(&mut c).await.map_err(|(e, _)| e)
+        };
+        match tokio::time::timeout(COMMAND_TIMEOUT * 3, first)
+            .await
+            .unwrap_or_else(|_| Err("no answer in time".into()))
+        {
+            Ok(()) => inner.set_health(true, inner.topology.healthy_detail()),
             Err(e) if is_auth_error(&e) => {
                 anyhow::bail!(
-                    "store.url: Redis at {location} rejected the credentials ({:?}); check the password in the URL",
-                    e.kind()
+                    "store: Redis at {location} rejected the credentials; check the password ({})",
+                    match settings.endpoint {
+                        crate::config::RedisEndpoint::Url { .. } => "in store.url",
+                        _ => "store.password_env, store.sentinel_password_env",
+                    }
+                )
+            }
+            Err(e) if is_tls_error(&e) => {
+                // A certificate that does not check out will not start to: fail now rather
+                // than serve for hours without the fleet's coordination.
+                anyhow::bail!(
+                    "store: TLS to Redis at {location} failed: {}; check store.tls_ca_file, \
+                     store.tls_cert_file, the server's certificate and the host name connected to",
+                    tls_reason(&e)
                 )
             }
             Err(e) => {
@@ -216,33 +264,37 @@ impl RedisStore {
 }
 
 impl Inner {
+    /// `id` as it appears in key names. On a Cluster it is wrapped in braces, a hash tag, so
+    /// that a credential's record, lock and budget hash to one slot (the key prefix cannot
+    /// hold braces, so the tag is always the id). Other topologies keep the plain names that
+    /// earlier versions use.
+    fn key_id<'a>(&self, id: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.topology.is_cluster() {
+            format!("{{{id}}}").into()
+        } else {
+            id.into()
+        }
+    }
+
     fn token_key(&self, key: &AppKey) -> String {
-        format!("{}:token:{}", self.prefix, key.appid)
+        format!("{}:token:{}", self.prefix, self.key_id(&key.appid))
     }
 
     fn lock_key(&self, key: &AppKey) -> String {
-        format!("{}:lock:{}", self.prefix, key.appid)
+        format!("{}:lock:{}", self.prefix, self.key_id(&key.appid))
     }
 
     fn channel(&self) -> String {
         format!("{}:changes", self.prefix)
     }
 
-    async fn connect(&self) -> redis::RedisResult<ConnectionManager> {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(COMMAND_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = self
-            .client
-            .get_connection_manager_with_config(config)
-            .await?;
+    async fn connect(&self) -> redis::RedisResult<Conn> {
+        let conn = self.topology.connect().await?;
         *self.conn.lock().expect("lock not poisoned") = Some(conn.clone());
         Ok(conn)
     }
 
-    fn conn(&self) -> anyhow::Result<ConnectionManager> {
+    fn conn(&self) -> anyhow::Result<Conn> {
         self.conn
             .lock()
             .expect("lock not poisoned")
@@ -294,7 +346,7 @@ impl Inner {
 
     async fn run<T, F, Fut>(&self, what: &str, op: F) -> anyhow::Result<T>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let conn = self.conn()?;
@@ -333,14 +385,9 @@ impl Inner {
         for batch in keys.chunks(LOAD_BATCH) {
             let names: Vec<String> = batch.iter().map(|k| self.token_key(k)).collect();
             let read = names.clone();
+            let cluster = self.topology.is_cluster();
             let raws: Vec<Option<Vec<u8>>> = self
-                .run("batch read", |mut c| async move {
-                    let mut pipe = redis::pipe();
-                    for k in &read {
-                        pipe.cmd("HGET").arg(k).arg("record");
-                    }
-                    pipe.query_async(&mut c).await
-                })
+                .run("batch read", |c| read_records(c, read, cluster))
                 .await?;
             let mut seen = self.corrupt_seen.lock().expect("lock not poisoned");
             for ((key, name), raw) in batch.iter().zip(names).zip(raws) {
@@ -549,14 +596,35 @@ impl Inner {
             .map_or(0, |r| r.record.generation)
             .max(basis.generation);
         let quota = current.as_ref().map_or(basis.quota, |r| r.quota);
-        let fetched = fetch().await?;
-        let stored = stored_from_fetch(
+        self.within_budgets(key, basis).await?;
+        let fetched = fetch().await;
+        // WeChat counts every call it answered, a token or an errcode: so does the fleet.
+        let answered = match &fetched {
+            Ok(_) => true,
+            Err(e) => e.errcode().is_some(),
+        };
+        let fleet_calls = if answered {
+            match self.count_call(key, SystemTime::now()).await {
+                Ok(q) => Some(q),
+                Err(e) => {
+                    tracing::debug!(app = %key.name, error = %format!("{e:#}"),
+                        "the call was not counted in the fleet's budget");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut stored = stored_from_fetch(
             key,
-            fetched,
+            fetched?,
             base_generation.saturating_add(1),
             quota,
             Some(self.instance.clone()),
         );
+        if let Some(q) = fleet_calls {
+            stored.quota = q;
+        }
         match self.save(key, &stored).await {
             Ok(true) => Ok(Refreshed::Fetched {
                 stored,
@@ -582,6 +650,36 @@ impl Inner {
                 store_error: Some(format!("{e:#}")),
             }),
         }
+    }
+
+    /// The fleet's budgets, checked under the lock before a fetch: a forced refresh is spent
+    /// from the fleet's 20 a day (30 s apart), and no call is made past the day's quota while
+    /// the token in service is still valid. Once it has expired the call is made anyway: only
+    /// WeChat knows whether its count was reset (`clear_quota`), and it refuses if not.
+    async fn within_budgets(&self, key: &AppKey, basis: &Basis) -> Result<(), RefreshError> {
+        let now = SystemTime::now();
+        let store_error = |e: anyhow::Error| RefreshError::Store(format!("{e:#}"));
+        if let Some(limit) = basis.daily_quota {
+            let calls = self.calls_on(key, now).await.map_err(store_error)?;
+            if calls.used >= limit && basis.holds_valid_token() {
+                return Err(RefreshError::Budget {
+                    budget: "daily_quota",
+                    message: format!(
+                        "the fleet made {} of its {limit} token calls today; the token in service stays until it expires",
+                        calls.used
+                    ),
+                    quota: Some(calls),
+                });
+            }
+        }
+        if basis.force && !self.spend_force(key, now).await.map_err(store_error)? {
+            return Err(RefreshError::Budget {
+                budget: "forced_refresh",
+                message: "WeChat's limits on forced refreshes (20 a day, 30 s apart) are used up for the fleet".into(),
+                quota: None,
+            });
+        }
+        Ok(())
     }
 
     /// Redis is unreachable. Fetching now would invalidate the token the rest of the fleet
@@ -633,22 +731,35 @@ async fn health_loop(inner: Weak<Inner>) {
         };
         let conn = inner.conn.lock().expect("lock not poisoned").clone();
         let result = match conn {
-            Some(mut c) => tokio::time::timeout(
-                COMMAND_TIMEOUT,
-                redis::cmd("PING").query_async::<String>(&mut c),
-            )
-            .await
-            .map_err(|_| "ping timed out".to_string())
-            .and_then(|r| r.map_err(|e| e.to_string())),
+            Some(mut c) => {
+                match tokio::time::timeout(COMMAND_TIMEOUT, inner.topology.check(&mut c)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err((e, follow))) => {
+                        if follow {
+                            // Sentinel: the next round asks the Sentinels where the master is.
+                            *inner.conn.lock().expect("lock not poisoned") = None;
+                            inner.topology.forget_master();
+                        }
+                        Err(e)
+                    }
+                    Err(_) => {
+                        if inner.topology.follows_master() {
+                            *inner.conn.lock().expect("lock not poisoned") = None;
+                            inner.topology.forget_master();
+                        }
+                        Err("health check timed out".to_string())
+                    }
+                }
+            }
             None => match tokio::time::timeout(COMMAND_TIMEOUT * 2, inner.connect()).await {
-                Ok(Ok(_)) => Ok("PONG".into()),
+                Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err("connect timed out".into()),
             },
         };
         match result {
             Ok(_) => {
-                inner.set_health(true, "ok".into());
+                inner.set_health(true, inner.topology.healthy_detail());
                 inner.release_leftovers().await;
             }
             Err(e) => inner.set_health(false, format!("unreachable: {e}")),
@@ -662,23 +773,25 @@ async fn health_loop(inner: Weak<Inner>) {
 async fn change_loop(inner: Weak<Inner>) {
     let mut first = true;
     loop {
-        let (client, channel) = match inner.upgrade() {
-            Some(i) => (i.client.clone(), i.channel()),
-            None => return,
-        };
         if !first {
             tokio::time::sleep(HEALTH_INTERVAL).await;
         }
         first = false;
+        let Some(i) = inner.upgrade() else {
+            return;
+        };
+        let channel = i.channel();
         let pubsub = tokio::time::timeout(COMMAND_TIMEOUT * 2, async {
-            let mut ps = client.get_async_pubsub().await?;
+            let mut ps = i.topology.pubsub().await?;
             ps.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(ps)
         })
         .await;
         let Ok(Ok(pubsub)) = pubsub else {
+            i.topology.forget_master();
             continue;
         };
+        drop(i);
         if let Some(i) = inner.upgrade() {
             i.notify_all();
         }
@@ -694,7 +807,38 @@ async fn change_loop(inner: Weak<Inner>) {
     }
 }
 
-/// The loader's read: one pipeline of `HGET key record`, under the command timeout.
+/// The `record` field of each key, in order: one pipeline of `HGET`s, or on a Cluster (where
+/// a pipeline must stay within one slot) as many concurrent `HGET`s, which the multiplexed
+/// connection still sends together to each node.
+async fn read_records(
+    mut c: Conn,
+    keys: Vec<String>,
+    cluster: bool,
+) -> redis::RedisResult<Vec<Option<Vec<u8>>>> {
+    if cluster {
+        let reads = keys.iter().map(|k| {
+            let mut c = c.clone();
+            async move {
+                redis::cmd("HGET")
+                    .arg(k)
+                    .arg("record")
+                    .query_async::<Option<Vec<u8>>>(&mut c)
+                    .await
+            }
+        });
+        return futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .collect();
+    }
+    let mut pipe = redis::pipe();
+    for k in &keys {
+        pipe.cmd("HGET").arg(k).arg("record");
+    }
+    pipe.query_async(&mut c).await
+}
+
+/// The loader's read: `HGET key record` for each key, under the command timeout.
 fn read_fn(inner: Weak<Inner>) -> ReadFn {
     Arc::new(move |keys: Vec<String>| {
         let inner = inner.clone();
@@ -702,14 +846,9 @@ fn read_fn(inner: Weak<Inner>) -> ReadFn {
             let Some(inner) = inner.upgrade() else {
                 return Err("Redis read failed: the store is closed".to_string());
             };
+            let cluster = inner.topology.is_cluster();
             inner
-                .run("read", |mut c| async move {
-                    let mut pipe = redis::pipe();
-                    for k in &keys {
-                        pipe.cmd("HGET").arg(k).arg("record");
-                    }
-                    pipe.query_async(&mut c).await
-                })
+                .run("read", |c| read_records(c, keys, cluster))
                 .await
                 .map_err(|e| format!("{e:#}"))
         }

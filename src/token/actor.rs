@@ -235,17 +235,21 @@ impl TokenActor {
         self.cancel_timer(ctx);
         self.in_flight = Some(trigger);
 
+        // A stable token is only replaced early by a forced refresh, which WeChat limits.
+        let force = self.is_stable()
+            && matches!(trigger, Trigger::Invalidated | Trigger::Revoked)
+            && self.force_budget.get().allows(now);
         let basis = Basis {
             generation: self.generation,
             token: self.current().map(|c| c.token.clone()),
             quota: self.status.quota,
             live: self.cfg.status.clone(),
             unshared: self.unsaved,
+            force,
+            // The configured limit is the access token's (`/cgi-bin/token`'s quota).
+            daily_quota: matches!(self.cfg.credential, Credential::AccessToken)
+                .then_some(self.cfg.app.daily_quota),
         };
-        // A stable token is only replaced early by a forced refresh, which WeChat limits.
-        let force = self.is_stable()
-            && matches!(trigger, Trigger::Invalidated | Trigger::Revoked)
-            && self.force_budget.get().allows(now);
         let promotion = Promotion::default();
         self.promotion = Some(promotion.clone());
         let fetch = self.fetch_fn(force, promotion);
@@ -403,6 +407,44 @@ impl TokenActor {
                     reason: err.reason(),
                     class,
                     message: err.to_string(),
+                };
+                (failure, delay)
+            }
+            RefreshError::Budget {
+                budget,
+                message,
+                quota,
+            } => {
+                if let Some(q) = quota {
+                    let mine = &mut self.status.quota;
+                    if q.day > mine.day || (q.day == mine.day && q.used > mine.used) {
+                        *mine = *q;
+                    }
+                }
+                if *budget == "forced_refresh" {
+                    self.cfg.metrics.forced_refresh_refused(self.name());
+                    // Another instance spent it: this one counts it as spent too, so that its
+                    // next reports are answered at once instead of asking the fleet again.
+                    let mut b = self.force_budget.get();
+                    b.spend(now);
+                    self.force_budget.set(b);
+                }
+                // Not before the budget may allow it again: the 30 s gap, or the next day.
+                let delay = self.cfg.refresh.retry_max;
+                tracing::warn!(app = self.name(), trigger = trigger.as_str(), budget, error = %message,
+                    still_valid, retry_in = ?delay, "refresh refused by the fleet's budget");
+                // Those who reported the token get the one in service now, not after their
+                // wait: no new one comes before the retry.
+                if let Some(cur) = self.valid_token(now) {
+                    for (w, _) in self.invalidate_waiters.drain(..) {
+                        let _ = w.send(cur.clone());
+                    }
+                }
+                let failure = FailureInfo {
+                    errcode: None,
+                    reason: (*budget).into(),
+                    class: ErrorClass::Quota,
+                    message: message.clone(),
                 };
                 (failure, delay)
             }

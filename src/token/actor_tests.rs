@@ -46,6 +46,11 @@ struct MemoryStore {
     load_delay: Duration,
     /// When each read was asked for, and whether it was a periodic (lazy) one.
     loads: Mutex<Vec<(tokio::time::Instant, bool)>>,
+    /// Plays the fleet's forced-refresh budget being used up by other instances: refreshes
+    /// that would force are refused while it is set.
+    fleet_refuses_force: std::sync::atomic::AtomicBool,
+    /// The `force` of every refresh asked for.
+    forces: Mutex<Vec<bool>>,
 }
 
 impl MemoryStore {
@@ -112,6 +117,17 @@ impl TokenStore for MemoryStore {
             let held = self.records.lock().unwrap().get(&key.appid).cloned();
             if let Some(s) = held.filter(|s| basis.superseded_by(s)) {
                 return Ok(Refreshed::Adopted(s));
+            }
+            self.forces.lock().unwrap().push(basis.force);
+            let refused = self
+                .fleet_refuses_force
+                .load(std::sync::atomic::Ordering::SeqCst);
+            if basis.force && refused {
+                return Err(RefreshError::Budget {
+                    budget: "forced_refresh",
+                    message: "the fleet's forced refreshes are used up".into(),
+                    quota: None,
+                });
             }
             let f = fetch().await?;
             let stored = stored_from_fetch(&key, f, basis.generation + 1, basis.quota, None);
@@ -1118,4 +1134,68 @@ async fn an_external_credential_waits_for_its_inputs_then_fetches_once_told() {
     // Refreshed ahead of expiry like any token.
     advance(S(6700)).await;
     assert_eq!(source.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[actix_web::test]
+async fn a_forced_refresh_the_fleet_refuses_answers_at_once_and_is_retried_after_retry_max() {
+    let r = rig(AppKind::Official(Grant::Stable));
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    advance(S(100)).await;
+    r.store
+        .fleet_refuses_force
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    // This instance's own budget allows it; the fleet's does not (another instance spent it).
+    let asked = tokio::time::Instant::now();
+    let a = report(&r, first.token.expose()).await;
+    assert_eq!(a.record.token, first.token, "the token in service stays");
+    assert!(!a.refreshed);
+    assert!(
+        asked.elapsed() < S(1),
+        "answered at once, not after the wait limit"
+    );
+    assert_eq!(r.script.calls().len(), 1, "no forced call");
+    // The first fetch, then the refused forced one.
+    assert_eq!(*r.store.forces.lock().unwrap(), [false, true]);
+    assert_eq!(
+        counter(&r.metrics, "wxtoken_forced_refresh_refusals_total"),
+        1
+    );
+    let status = r.status.load();
+    let failure = status
+        .last_failure
+        .as_ref()
+        .expect("the refusal is reported");
+    assert_eq!(failure.reason, "forced_refresh");
+    // The next report within 30 s is answered from this instance's own count, without asking.
+    let a = report(&r, first.token.expose()).await;
+    assert_eq!(a.outcome, InvalidationOutcome::Refused);
+    assert_eq!(r.store.forces.lock().unwrap().len(), 2);
+    // The rejected token is still to be replaced: retried after retry_max (60 s), when the
+    // fleet's budget allows it again.
+    r.store
+        .fleet_refuses_force
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    advance(S(59)).await;
+    assert_eq!(r.script.calls().len(), 1, "not before retry_max");
+    advance(S(2)).await;
+    let calls = r.script.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(calls[1].forced);
+    assert_ne!(r.token().unwrap().token, first.token);
+}
+
+#[actix_web::test]
+async fn a_revocation_the_fleet_refuses_is_too_soon_not_a_success() {
+    let r = rig(AppKind::Official(Grant::Stable));
+    r.addr.send(Get).await.unwrap().unwrap();
+    advance(S(100)).await;
+    r.store
+        .fleet_refuses_force
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let answer = r.addr.send(Revoke).await.unwrap();
+    assert!(
+        matches!(answer, Err(super::messages::RevokeError::TooSoon)),
+        "{answer:?}"
+    );
+    assert_eq!(r.script.calls().len(), 1, "no forced call");
 }

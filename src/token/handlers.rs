@@ -240,6 +240,9 @@ impl Handler<Revoke> for TokenActor {
         let Revoking { rx, old, second } = step;
         Box::pin(async move {
             match tokio::time::timeout(wait, rx).await {
+                // Answered with the very token revoked: the fleet's forced-refresh budget
+                // refused the rotation (see `RefreshError::Budget`).
+                Ok(Ok(record)) if old.as_ref() == Some(&record.token) => Err(RevokeError::TooSoon),
                 Ok(Ok(record)) => Ok(Revoked {
                     record,
                     old: old.map(|t| t.fingerprint()),

@@ -7,10 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
-use wxtoken::config::{RedisSettings, SecretSource, Settings, StoreSettings};
+use wxtoken::config::{RedisEndpoint, SecretSource, Settings, StoreSettings};
 use wxtoken::fake::{FakeWechat, Fault, Validity};
 
 use crate::helpers::*;
+use crate::redis_topology::Deployment;
 
 /// A `redis-server` on a random loopback port, killed on drop. Nothing is persisted, so a
 /// restart comes back empty.
@@ -120,36 +121,44 @@ pub fn redis_settings(
     instance: &str,
     lock_ttl: Duration,
 ) -> Settings {
+    fleet_settings(spec, fake, redis, instance, lock_ttl)
+}
+
+/// A test server's settings on deployment `d`: prefix `wxt`, re-reads every 300 ms.
+pub fn fleet_settings(
+    spec: &Spec,
+    fake: &FakeWechat,
+    d: &dyn Deployment,
+    instance: &str,
+    lock_ttl: Duration,
+) -> Settings {
     let dir = std::env::temp_dir();
     let mut s = settings_for(spec, &fake.base_url(), &dir.join("unused.redb"));
-    s.store = StoreSettings::Redis(RedisSettings {
-        url: SecretString::from(redis.url()),
-        url_source: SecretSource::Inline,
-        key_prefix: "wxt".into(),
-        lock_ttl,
-        poll_interval: Duration::from_millis(300),
-        instance: instance.into(),
-        // These tests are about tokens: no local copy of platform records.
-        local_path: None,
-    });
+    let mut store = d.store(instance);
+    store.key_prefix = "wxt".into();
+    store.lock_ttl = lock_ttl;
+    store.poll_interval = Duration::from_millis(300);
+    // These tests are about tokens: no local copy of platform records.
+    store.local_path = None;
+    s.store = StoreSettings::Redis(store);
     s
 }
 
-struct Fleet {
+pub struct Fleet {
     servers: Vec<Option<ThreadServer>>,
     names: Vec<String>,
 }
 
 impl Fleet {
-    fn start(spec: &Spec, fake: &FakeWechat, redis: &RedisServer, n: usize) -> Fleet {
+    pub fn start(spec: &Spec, fake: &FakeWechat, d: &dyn Deployment, n: usize) -> Fleet {
         let names: Vec<String> = (0..n).map(|i| format!("instance-{i}")).collect();
         let servers = names
             .iter()
             .map(|name| {
-                Some(ThreadServer::start(redis_settings(
+                Some(ThreadServer::start(fleet_settings(
                     spec,
                     fake,
-                    redis,
+                    d,
                     name,
                     Duration::from_secs(2),
                 )))
@@ -158,7 +167,7 @@ impl Fleet {
         Fleet { servers, names }
     }
 
-    fn bases(&self) -> Vec<String> {
+    pub fn bases(&self) -> Vec<String> {
         self.servers
             .iter()
             .flatten()
@@ -166,7 +175,7 @@ impl Fleet {
             .collect()
     }
 
-    fn kill(&mut self, name: &str) {
+    pub fn kill(&mut self, name: &str) {
         let i = self.names.iter().position(|n| n == name).unwrap();
         self.servers[i].take().unwrap().stop();
     }
@@ -180,7 +189,19 @@ impl Drop for Fleet {
     }
 }
 
-async fn token_at(http: &awc::Client, base: &str) -> String {
+/// Reports `token` as rejected at `base` (as the billing client); the answer's JSON.
+pub async fn invalidate_at(http: &awc::Client, base: &str, token: &str) -> serde_json::Value {
+    let mut r = http
+        .post(format!("{base}/v1/apps/shop/token/invalidate"))
+        .insert_header(("Authorization", format!("Bearer {BILLING_KEY}")))
+        .send_json(&serde_json::json!({ "access_token": token }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{base}");
+    r.json().await.unwrap()
+}
+
+pub async fn token_at(http: &awc::Client, base: &str) -> String {
     let (status, body) = get_json(http, &format!("{base}/v1/apps/shop/token"), BILLING_KEY).await;
     assert_eq!(status, 200, "{base}: {body}");
     body["access_token"].as_str().unwrap().to_string()
@@ -188,7 +209,7 @@ async fn token_at(http: &awc::Client, base: &str) -> String {
 
 /// Polls every instance for `secs`, checking every served token at the fake; returns the
 /// distinct tokens seen.
-async fn watch_fleet(
+pub async fn watch_fleet(
     http: &awc::Client,
     fake: &FakeWechat,
     bases: &[String],
@@ -212,7 +233,7 @@ async fn watch_fleet(
     seen
 }
 
-fn short_tokens() -> Spec {
+pub fn short_tokens() -> Spec {
     // 4 s tokens refreshed at half-life (about every 2 s); a replaced token lives 1 s more.
     Spec {
         expires_in: 4,
@@ -223,10 +244,15 @@ fn short_tokens() -> Spec {
 
 #[actix_web::test]
 async fn three_instances_fetch_once_per_cycle_and_survive_losing_the_refresher() {
+    once_per_cycle_and_losing_the_refresher(&RedisServer::start(None)).await;
+}
+
+/// Three instances over 11 s of 4 s tokens fetch about once per cycle; killing the one that
+/// refreshed last changes nothing.
+pub async fn once_per_cycle_and_losing_the_refresher(redis: &dyn Deployment) {
     let spec = short_tokens();
     let fake = start_fake(&spec).await;
-    let redis = RedisServer::start(None);
-    let mut fleet = Fleet::start(&spec, &fake, &redis, 3);
+    let mut fleet = Fleet::start(&spec, &fake, redis, 3);
     let http = client();
 
     let seen = watch_fleet(&http, &fake, &fleet.bases(), 11).await;
@@ -246,7 +272,7 @@ async fn three_instances_fetch_once_per_cycle_and_survive_losing_the_refresher()
 
     // Kill the instance that refreshed last: the others carry on, still one fetch per cycle.
     let last = redis
-        .hget("wxt:token:wxshop00000000001", "record")
+        .hget(&redis.key("wxt", "token", SHOP_APPID), "record")
         .expect("record in Redis");
     let record: serde_json::Value = serde_json::from_str(&last).unwrap();
     let refresher = record["fetched_by"].as_str().unwrap().to_string();
@@ -264,10 +290,14 @@ async fn three_instances_fetch_once_per_cycle_and_survive_losing_the_refresher()
 
 #[actix_web::test]
 async fn invalidations_at_every_instance_cost_one_fetch() {
+    invalidations_cost_one_fetch(&RedisServer::start(None)).await;
+}
+
+/// 30 reports of the same token at each of three instances: one upstream fetch.
+pub async fn invalidations_cost_one_fetch(redis: &dyn Deployment) {
     let spec = Spec::default();
     let fake = start_fake(&spec).await;
-    let redis = RedisServer::start(None);
-    let fleet = Fleet::start(&spec, &fake, &redis, 3);
+    let fleet = Fleet::start(&spec, &fake, redis, 3);
     let http = client();
     let bases = fleet.bases();
     let old = token_at(&http, &bases[0]).await;
@@ -315,14 +345,22 @@ async fn invalidations_at_every_instance_cost_one_fetch() {
 
 #[actix_web::test]
 async fn redis_outage_costs_no_fetch_and_an_empty_restart_is_refilled() {
+    outage_costs_no_fetch_and_is_refilled(&mut RedisServer::start(None)).await;
+}
+
+/// Redis goes away: tokens keep being served, `wxtoken_redis_up` is 0, a report of the valid
+/// token fetches nothing; Redis comes back empty: the tokens are written back, the reported
+/// one replaced with one fetch for the fleet, with no restart.
+pub async fn outage_costs_no_fetch_and_is_refilled(redis: &mut dyn Deployment) {
     // 60 s tokens: no refresh is due during the test.
     let spec = Spec {
         expires_in: 60,
         ..Spec::default()
     };
     let fake = start_fake(&spec).await;
-    let mut redis = RedisServer::start(None);
-    let fleet = Fleet::start(&spec, &fake, &redis, 3);
+    let fleet = Fleet::start(&spec, &fake, redis, 3);
+    let shop_key = redis.key("wxt", "token", SHOP_APPID);
+    let blog_key = redis.key("wxt", "token", BLOG_APPID);
     let http = client();
     let bases = fleet.bases();
     let token = token_at(&http, &bases[0]).await;
@@ -337,7 +375,7 @@ async fn redis_outage_costs_no_fetch_and_an_empty_restart_is_refilled() {
     }
     let minted = fake.minted(SHOP_APPID);
 
-    redis.stop();
+    redis.stop_all();
     actix_web::rt::time::sleep(Duration::from_millis(2500)).await;
     for b in &bases {
         assert_eq!(token_at(&http, b).await, token, "{b} keeps serving");
@@ -365,18 +403,13 @@ async fn redis_outage_costs_no_fetch_and_an_empty_restart_is_refilled() {
         "no upstream call while Redis is down"
     );
 
-    redis.restart();
+    redis.restart_all();
     let restored = eventually(Duration::from_secs(8), || async {
-        redis
-            .hget("wxt:token:wxshop00000000001", "record")
-            .is_some()
-            && redis
-                .hget("wxt:token:wxblog00000000002", "record")
-                .is_some()
+        redis.hget(&shop_key, "record").is_some() && redis.hget(&blog_key, "record").is_some()
     })
     .await;
     assert!(restored, "instances wrote their tokens back");
-    let record = redis.hget("wxt:token:wxblog00000000002", "record").unwrap();
+    let record = redis.hget(&blog_key, "record").unwrap();
     assert!(record.contains(&blog), "the same token was written back");
     assert_eq!(fake.minted(BLOG_APPID), 1, "no refetch to refill Redis");
     // The shop token reported as rejected during the outage is replaced once the lock can be
@@ -401,27 +434,28 @@ async fn redis_outage_costs_no_fetch_and_an_empty_restart_is_refilled() {
 
 #[actix_web::test]
 async fn a_slow_refresher_never_overwrites_a_newer_token() {
+    slow_refresher_is_fenced(&RedisServer::start(None)).await;
+}
+
+/// A refresher whose lock expired mid-fetch cannot overwrite the newer token written meanwhile.
+pub async fn slow_refresher_is_fenced(redis: &dyn Deployment) {
     let spec = Spec {
         upstream_timeout: Duration::from_secs(5),
         wait_limit: Duration::from_secs(5),
         ..Spec::default()
     };
     let fake = start_fake(&spec).await;
-    let redis = RedisServer::start(None);
     // A 1 s lock, and a fetch that takes 2.5 s: the slow refresher's lock expires mid-fetch.
     let ttl = Duration::from_secs(1);
-    let a = ThreadServer::start(redis_settings(&spec, &fake, &redis, "slow", ttl));
-    let b = ThreadServer::start(redis_settings(&spec, &fake, &redis, "fast", ttl));
+    let a = ThreadServer::start(fleet_settings(&spec, &fake, redis, "slow", ttl));
+    let b = ThreadServer::start(fleet_settings(&spec, &fake, redis, "fast", ttl));
     let http = client();
     let old = token_at(&http, &a.base).await;
     assert_eq!(token_at(&http, &b.base).await, old);
-    let generation = |r: &RedisServer| -> u64 {
-        r.hget("wxt:token:wxshop00000000001", "generation")
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    let g0 = generation(&redis);
+    let shop_key = redis.key("wxt", "token", SHOP_APPID);
+    let generation =
+        |r: &dyn Deployment| -> u64 { r.hget(&shop_key, "generation").unwrap().parse().unwrap() };
+    let g0 = generation(redis);
 
     fake.inject(Fault::Slow(Duration::from_millis(2500)), 1);
     let invalidate = |base: String| {
@@ -443,7 +477,7 @@ async fn a_slow_refresher_never_overwrites_a_newer_token() {
     let fast = invalidate(b.base.clone()).await;
     let newer = fast["access_token"].as_str().unwrap().to_string();
     assert_ne!(newer, old);
-    assert_eq!(generation(&redis), g0 + 1);
+    assert_eq!(generation(redis), g0 + 1);
 
     // The slow instance's caller is answered as soon as it adopts the newer token (through the
     // change notification), before its own fetch completes.
@@ -460,8 +494,8 @@ async fn a_slow_refresher_never_overwrites_a_newer_token() {
     .await;
     assert!(both, "the slow fetch completed");
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(generation(&redis), g0 + 1, "the older write was fenced off");
-    let record = redis.hget("wxt:token:wxshop00000000001", "record").unwrap();
+    assert_eq!(generation(redis), g0 + 1, "the older write was fenced off");
+    let record = redis.hget(&shop_key, "record").unwrap();
     assert!(record.contains(&newer));
     assert_eq!(token_at(&http, &a.base).await, newer);
     assert_eq!(token_at(&http, &b.base).await, newer);
@@ -489,7 +523,10 @@ async fn password_and_key_prefix_are_used_and_a_wrong_password_fails_startup() {
 
     let mut wrong = redis_settings(&spec, &fake, &redis, "two", Duration::from_secs(5));
     if let StoreSettings::Redis(r) = &mut wrong.store {
-        r.url = SecretString::from(format!("redis://:wrong-pass@127.0.0.1:{}/", redis.port));
+        r.endpoint = RedisEndpoint::Url {
+            url: SecretString::from(format!("redis://:wrong-pass@127.0.0.1:{}/", redis.port)),
+            source: SecretSource::Inline,
+        };
     }
     let err = match wxtoken::startup::Application::build(wrong, Default::default()).await {
         Ok(_) => panic!("started with a wrong Redis password"),
@@ -504,14 +541,18 @@ async fn password_and_key_prefix_are_used_and_a_wrong_password_fails_startup() {
 
 #[actix_web::test]
 async fn tickets_are_shared_by_the_fleet_too() {
+    tickets_are_shared(&RedisServer::start(None)).await;
+}
+
+/// One ticket fetch for the fleet, and one new ticket for the fleet after a new token.
+pub async fn tickets_are_shared(redis: &dyn Deployment) {
     let spec = Spec::default();
     let fake = start_fake(&spec).await;
-    let redis = RedisServer::start(None);
     let names = ["t-0", "t-1", "t-2"];
     let servers: Vec<ThreadServer> = names
         .iter()
         .map(|n| {
-            let mut s = redis_settings(&spec, &fake, &redis, n, Duration::from_secs(2));
+            let mut s = fleet_settings(&spec, &fake, redis, n, Duration::from_secs(2));
             s.apps[0].tickets = vec![wxtoken::config::TicketKind::Jsapi];
             ThreadServer::start(s)
         })

@@ -7,8 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use secrecy::SecretString;
-use wxtoken::config::{RedisSettings, SecretSource};
+use wxtoken::config::RedisSettings;
 use wxtoken::metrics::{Metrics, MetricsMode};
 use wxtoken::store::platform::{AuthorizerRecord, AuthorizerState, PlatformStore, TicketRecord};
 use wxtoken::store::{EmbeddedStore, RedisStore, TokenStore as _};
@@ -56,13 +55,11 @@ fn ticket(received_ms: u64) -> TicketRecord {
 
 fn settings(redis: &RedisServer, local: &Path, instance: &str) -> RedisSettings {
     RedisSettings {
-        url: SecretString::from(redis.url()),
-        url_source: SecretSource::Inline,
         key_prefix: "wxp".into(),
         lock_ttl: Duration::from_secs(5),
         poll_interval: Duration::from_secs(3600),
-        instance: instance.into(),
         local_path: Some(local.to_path_buf()),
+        ..RedisSettings::for_url(&redis.url(), instance)
     }
 }
 
@@ -457,4 +454,71 @@ async fn events_of_other_kinds_go_to_a_capped_redis_list_and_the_local_file() {
         .save_event("saas", &event(3))
         .await
         .expect("kept locally while Redis is down");
+}
+
+#[actix_web::test]
+async fn platform_records_work_on_a_redis_cluster_too() {
+    use crate::redis_topology::{Deployment, RedisCluster};
+    let (logs, _guard) = Logs::capture();
+    let cluster = RedisCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let open = |local: std::path::PathBuf, instance: &str| {
+        let settings = RedisSettings {
+            key_prefix: "wxp".into(),
+            poll_interval: Duration::from_secs(3600),
+            local_path: Some(local),
+            ..cluster.store(instance)
+        };
+        async move {
+            RedisStore::open(&settings, Metrics::new(&[], MetricsMode::Full))
+                .await
+                .expect("store opens")
+        }
+    };
+    let (path_a, path_b) = (dir.path().join("a.redb"), dir.path().join("b.redb"));
+    let a = open(path_a.clone(), "a").await;
+    let b = open(path_b, "b").await;
+    // 1,200 records: three script calls in one pipeline, all on the hash's slot.
+    let records: Vec<_> = (0..1_200).map(|i| authorizer(i, 5_000)).collect();
+    assert!(a
+        .save_authorizers(PLATFORM, &records)
+        .await
+        .unwrap()
+        .iter()
+        .all(|w| *w));
+    assert_eq!(
+        b.save_authorizers(PLATFORM, &[authorizer(1, 1_000)])
+            .await
+            .unwrap(),
+        [false],
+        "the newer record wins on a cluster too"
+    );
+    b.save_ticket(PLATFORM, &ticket(20)).await.unwrap();
+    assert_eq!(a.load_ticket(PLATFORM).await.unwrap(), Some(ticket(20)));
+    assert_eq!(b.load_authorizers(PLATFORM).await.unwrap().len(), 1_200);
+    b.save_event(
+        PLATFORM,
+        &wxtoken::store::platform::EventRecord {
+            info_type: "notify_third_fasteregister".into(),
+            received_at: at(1_700_000_000_000),
+            xml: "<xml><N>1</N></xml>".into(),
+        },
+    )
+    .await
+    .expect("event saved");
+    drop((a, b));
+
+    // Flushed, then an instance restarts over its local file: Redis is refilled.
+    cluster.flush();
+    let authorizers_key = format!("wxp:platform:{PLATFORM}:authorizers");
+    assert!(cluster.hget(&authorizers_key, &appid(7)).is_none());
+    let _a = open(path_a, "a2").await;
+    let refilled = eventually(Duration::from_secs(10), || async {
+        cluster.hget(&authorizers_key, &appid(1_199)).is_some()
+    })
+    .await;
+    assert!(refilled, "the write-back reached the cluster");
+    let raw = cluster.hget(&authorizers_key, &appid(7)).unwrap();
+    assert!(raw.contains(&refresh_token(7, 5_000)));
+    logs.assert_clean();
 }

@@ -11,8 +11,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
-use wxtoken::config::{RedisSettings, SecretSource, Settings, StoreSettings};
+use wxtoken::config::{RedisSettings, Settings, StoreSettings};
 use wxtoken::metrics::{Metrics, MetricsMode};
 use wxtoken::store::{AppKey, RedisStore, Stored, TokenStore};
 use wxtoken::token::{AccessToken, QuotaUsage, TokenRecord};
@@ -121,14 +120,12 @@ fn many_apps() -> (Vec<(String, String)>, String) {
 
 fn redis_store(redis: &RedisServer, instance: &str, poll_interval: Duration) -> StoreSettings {
     StoreSettings::Redis(RedisSettings {
-        url: SecretString::from(redis.url()),
-        url_source: SecretSource::Inline,
         key_prefix: "wxt".into(),
         lock_ttl: Duration::from_secs(5),
         poll_interval,
-        instance: instance.into(),
         // These tests are about tokens: no local copy of platform records.
         local_path: None,
+        ..RedisSettings::for_url(&redis.url(), instance)
     })
 }
 

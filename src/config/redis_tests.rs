@@ -1,0 +1,284 @@
+//! Unit tests of the Redis store's topology keys: one of url, sentinels, cluster_nodes; the
+//! TLS files; the passwords kept out of every message and rendering.
+
+use std::path::Path;
+
+use super::*;
+
+const BASE: &str = r#"
+[server]
+listen = "127.0.0.1:9000"
+[upstream]
+base_url = "http://127.0.0.1:1/"
+[[apps]]
+name = "shop"
+appid = "wx0123456789abcdef"
+secret = "s3cr3t-value"
+[[clients]]
+name = "billing"
+key = "billing-key-0123456789"
+apps = ["shop"]
+"#;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "REDIS_PASS" => Some("data-node-pass-1".into()),
+        "SENTINEL_PASS" => Some("sentinel-pass-2".into()),
+        "OTHER_PASS" => Some("other-pass-3".into()),
+        _ => None,
+    }
+}
+
+fn load(store: &str) -> Result<Settings, ConfigError> {
+    let text = format!("{BASE}[store]\nkind = \"redis\"\n{store}\n");
+    Settings::from_toml(&text, &[], &env)
+}
+
+fn error(store: &str) -> String {
+    match load(store) {
+        Ok(s) => panic!("accepted: {store}\n{s:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn redis(s: &Settings) -> &RedisSettings {
+    match &s.store {
+        StoreSettings::Redis(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A CA certificate and a client certificate with its key, as PEM files in `dir`.
+fn pem_files(dir: &Path) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key).unwrap();
+    let write = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    (
+        write("ca.pem", ca.pem()),
+        write("client.pem", ca.pem()),
+        write("client-key.pem", ca_key.serialize_pem()),
+    )
+}
+
+#[test]
+fn exactly_one_topology_is_configured() {
+    let e = error("url = \"redis://h:1\"\nsentinels = [\"h:26379\"]\nsentinel_master = \"m\"");
+    assert!(
+        e.contains("store.sentinels") && e.contains("exactly one"),
+        "{e}"
+    );
+    let e = error("url_env = \"X\"\ncluster_nodes = [\"h:7000\"]");
+    assert!(
+        e.contains("store.cluster_nodes") && e.contains("exactly one"),
+        "{e}"
+    );
+    let e =
+        error("sentinels = [\"h:26379\"]\nsentinel_master = \"m\"\ncluster_nodes = [\"h:7000\"]");
+    assert!(e.contains("exactly one"), "{e}");
+    let e = error("");
+    assert!(
+        e.contains("missing") && e.contains("store.cluster_nodes"),
+        "{e}"
+    );
+}
+
+#[test]
+fn sentinel_keys_belong_together() {
+    let e = error("sentinels = [\"10.0.0.1:26379\"]");
+    assert!(
+        e.contains("store.sentinel_master") && e.contains("missing"),
+        "{e}"
+    );
+    let e = error("url = \"redis://h:1\"\nsentinel_master = \"m\"");
+    assert!(
+        e.contains("store.sentinel_master: only used with store.sentinels"),
+        "{e}"
+    );
+    let e = error("cluster_nodes = [\"h:1\"]\nsentinel_password_env = \"SENTINEL_PASS\"");
+    assert!(e.contains("store.sentinel_password_env"), "{e}");
+    let s = load(
+        "sentinels = [\"10.0.0.1:26379\", \"[::1]:26380\"]\nsentinel_master = \"mymaster\"\n\
+         password_env = \"REDIS_PASS\"\nsentinel_password_env = \"SENTINEL_PASS\"\nusername = \"wx\"",
+    )
+    .unwrap();
+    match &redis(&s).endpoint {
+        RedisEndpoint::Sentinel {
+            sentinels,
+            master,
+            auth,
+            sentinel_password,
+        } => {
+            assert_eq!(sentinels[1].host, "::1");
+            assert_eq!(sentinels[1].to_string(), "[::1]:26380");
+            assert_eq!(master, "mymaster");
+            assert_eq!(auth.username.as_deref(), Some("wx"));
+            assert!(auth.password.is_some() && sentinel_password.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    // Neither password is in any rendering.
+    let text = s.redacted_toml();
+    let debug = format!("{s:?}");
+    for secret in ["data-node-pass-1", "sentinel-pass-2"] {
+        assert!(!text.contains(secret) && !debug.contains(secret), "{text}");
+    }
+    assert!(
+        text.contains("env SENTINEL_PASS") && text.contains("env REDIS_PASS"),
+        "{text}"
+    );
+    assert!(text.contains("sentinel_master = \"mymaster\""), "{text}");
+}
+
+#[test]
+fn node_addresses_are_host_and_port_only() {
+    for bad in [
+        "\"10.0.0.1\"",
+        "\"redis://10.0.0.1:7000\"",
+        "\"user:pw@10.0.0.1:7000\"",
+        "\"10.0.0.1:0\"",
+        "\"10.0.0.1:99999\"",
+        "\"::1:7000\"",
+        "\":7000\"",
+    ] {
+        let e = error(&format!("cluster_nodes = [{bad}]"));
+        assert!(e.contains("store.cluster_nodes[0]"), "{bad}: {e}");
+        assert!(!e.contains("pw@"), "credentials are not echoed: {e}");
+    }
+    let e = error("cluster_nodes = []");
+    assert!(e.contains("1 to 64"), "{e}");
+    let e = error("cluster_nodes = [\"h:7000\", \"h:7000\"]");
+    assert!(e.contains("listed twice"), "{e}");
+    let s = load("cluster_nodes = [\"10.0.0.1:7000\", \"10.0.0.2:7001\"]").unwrap();
+    assert_eq!(redis(&s).endpoint.kind(), "cluster");
+    assert!(s
+        .redacted_toml()
+        .contains("cluster_nodes = [\"10.0.0.1:7000\", \"10.0.0.2:7001\"]"));
+}
+
+#[test]
+fn passwords_come_from_the_environment_and_credentials_stay_out_of_urls_elsewhere() {
+    let e = error("cluster_nodes = [\"h:1\"]\npassword_env = \"UNSET_VAR\"");
+    assert!(
+        e.contains("store.password_env") && e.contains("UNSET_VAR is not set"),
+        "{e}"
+    );
+    let e = error("url = \"redis://h:1\"\npassword_env = \"REDIS_PASS\"");
+    assert!(e.contains("part of the URL"), "{e}");
+    let e = error("url = \"redis://h:1\"\nusername = \"wx\"");
+    assert!(e.contains("store.username"), "{e}");
+}
+
+#[test]
+fn tls_files_need_tls_and_are_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pem_files(dir.path());
+    let e = error(&format!("url = \"redis://h:1\"\ntls_ca_file = \"{ca}\""));
+    assert!(
+        e.contains("store.tls_ca_file: only used with TLS") && e.contains("rediss://"),
+        "{e}"
+    );
+    let e = error(&format!(
+        "cluster_nodes = [\"h:1\"]\ntls_ca_file = \"{ca}\""
+    ));
+    assert!(e.contains("set store.tls = true"), "{e}");
+    let e = error("url = \"rediss://h:1\"\ntls = true");
+    assert!(e.contains("store.tls") && e.contains("scheme"), "{e}");
+    let missing = dir.path().join("nope.pem").display().to_string();
+    let e = error(&format!(
+        "url = \"rediss://h:1\"\ntls_ca_file = \"{missing}\""
+    ));
+    assert!(
+        e.contains("store.tls_ca_file") && e.contains("nope.pem"),
+        "{e}"
+    );
+    let e = error(&format!(
+        "url = \"rediss://h:1\"\ntls_cert_file = \"{cert}\""
+    ));
+    assert!(
+        e.contains("store.tls_cert_file") && e.contains("tls_key_file"),
+        "{e}"
+    );
+    let e = error(&format!("url = \"rediss://h:1\"\ntls_key_file = \"{key}\""));
+    assert!(
+        e.contains("store.tls_key_file") && e.contains("tls_cert_file"),
+        "{e}"
+    );
+    // A key file that holds a certificate is refused, without quoting it.
+    let e = error(&format!(
+        "url = \"rediss://h:1\"\ntls_cert_file = \"{cert}\"\ntls_key_file = \"{cert}\""
+    ));
+    assert!(
+        e.contains("store.tls_key_file") && e.contains("no PEM private key"),
+        "{e}"
+    );
+    assert!(!e.contains("BEGIN"), "{e}");
+    // Certificate checks cannot be turned off: there is no key for it, and no URL fragment.
+    let e = error("url = \"rediss://h:1/#insecure\"");
+    assert!(e.contains("cannot be turned off"), "{e}");
+    let e = error("url = \"rediss://h:1\"\ntls_insecure = true");
+    assert!(e.contains("tls_insecure"), "{e}");
+
+    let s = load(&format!(
+        "url = \"rediss://:pw-in-url@h:6380/0\"\ntls_ca_file = \"{ca}\"\ntls_cert_file = \"{cert}\"\ntls_key_file = \"{key}\""
+    ))
+    .unwrap();
+    let r = redis(&s);
+    let tls = r.tls.as_ref().expect("TLS on");
+    assert_eq!(tls.ca_file.as_deref(), Some(Path::new(&ca)));
+    assert!(tls.client.is_some());
+    let text = s.redacted_toml();
+    assert!(
+        text.contains("rediss://h:6380/0") && !text.contains("pw-in-url"),
+        "{text}"
+    );
+    assert!(text.contains("tls_ca_file"), "{text}");
+    // rediss:// alone: TLS with the web PKI roots.
+    let s = load("url = \"rediss://h:6380\"").unwrap();
+    assert_eq!(redis(&s).tls, Some(RedisTls::default()));
+    let s = load(&format!(
+        "cluster_nodes = [\"h:1\"]\ntls = true\ntls_ca_file = \"{ca}\""
+    ))
+    .unwrap();
+    assert!(redis(&s).tls.is_some());
+}
+
+#[test]
+fn key_prefixes_cannot_move_the_cluster_hash_tag() {
+    let e = error("url = \"redis://h:1\"\nkey_prefix = \"{wx}\"");
+    assert!(
+        e.contains("store.key_prefix") && e.contains("braces"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_changed_sentinel_or_cluster_password_is_a_change() {
+    let sentinel = |var: &str| {
+        load(&format!(
+            "sentinels = [\"h:26379\"]\nsentinel_master = \"m\"\ninstance = \"a\"\nsentinel_password_env = \"{var}\""
+        ))
+        .unwrap()
+    };
+    assert_eq!(
+        sentinel("SENTINEL_PASS").store,
+        sentinel("SENTINEL_PASS").store
+    );
+    assert_ne!(
+        sentinel("SENTINEL_PASS").store,
+        sentinel("OTHER_PASS").store
+    );
+    let cluster = |var: &str| {
+        load(&format!(
+            "cluster_nodes = [\"h:1\"]\ninstance = \"a\"\npassword_env = \"{var}\""
+        ))
+        .unwrap()
+    };
+    assert_ne!(cluster("REDIS_PASS").store, cluster("OTHER_PASS").store);
+    assert_ne!(sentinel("SENTINEL_PASS").store, cluster("REDIS_PASS").store);
+}
