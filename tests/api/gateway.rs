@@ -817,11 +817,11 @@ async fn the_binary_logs_no_token_key_or_secret_of_a_forwarded_call() {
 
 /// A stalled chunked body on a gateway path: a refusal is answered at once and the connection
 /// closed (never drained for as long as the sender likes), and a call that would be forwarded
-/// gets its 408 after `[proxy] timeout_secs`.
+/// gets its 408 after `[proxy] timeout_secs` (3 s here).
 #[actix_web::test]
 async fn a_stalled_body_never_holds_a_gateway_connection() {
     use crate::hostile_clients::{blocking, read_answer, send};
-    let app = gateway("timeout_secs = 1").await;
+    let app = gateway("timeout_secs = 3").await;
     let token = app.shop_token().await;
     let addr = app.base.trim_start_matches("http://").parse().unwrap();
     let stalled = |path: String| {
@@ -835,7 +835,7 @@ async fn a_stalled_body_never_holds_a_gateway_connection() {
                 )
                 .as_bytes(),
             );
-            let mut a = read_answer(&mut s, Duration::from_secs(6));
+            let mut a = read_answer(&mut s, Duration::from_secs(10));
             a.elapsed = start.elapsed();
             a
         })
@@ -843,8 +843,10 @@ async fn a_stalled_body_never_holds_a_gateway_connection() {
     let refused = stalled("/cgi-bin/message/custom/send".into()).await;
     assert_eq!(refused.body["errcode"], 41001, "{}", refused.head);
     assert!(refused.closed, "the connection stays open");
+    // Answered and closed well before the body deadline (actix-web's own shutdown of the
+    // connection takes up to a second).
     assert!(
-        refused.elapsed < Duration::from_secs(1),
+        refused.elapsed < Duration::from_millis(2500),
         "{:?}",
         refused.elapsed
     );
@@ -852,7 +854,7 @@ async fn a_stalled_body_never_holds_a_gateway_connection() {
     assert_eq!(late.status, 408, "{}", late.head);
     assert!(late.closed, "the connection stays open");
     assert!(
-        late.elapsed >= Duration::from_millis(900) && late.elapsed < Duration::from_secs(5),
+        late.elapsed >= Duration::from_millis(2900) && late.elapsed < Duration::from_secs(9),
         "{:?}",
         late.elapsed
     );
