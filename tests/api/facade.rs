@@ -1,8 +1,6 @@
 //! The WeChat-compatible facade: SDKs pointed at wxtoken get the shared token with a client
 //! key as their "secret", and can never rotate it.
 
-use std::process::Command;
-
 use crate::helpers::*;
 
 fn facade_url(appid: &str, secret: &str) -> String {
@@ -85,34 +83,16 @@ except WeChatClientException as e:
 
 #[actix_web::test]
 async fn wechatpy_sdk_gets_the_shared_token() {
-    let found = Command::new("python3")
-        .args(["-c", "import wechatpy"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "python3 with wechatpy not found: run scripts/test, which installs it from PyPI"
-    );
+    crate::platform_crypto::require_wechatpy();
     let app = spawn_app(Spec::default()).await;
     let shared = app.shop_token().await;
     let run = |secret: &'static str| {
-        let base = app.base.clone();
+        let args = vec![app.base.clone(), SHOP_APPID.into(), secret.into()];
         async move {
-            let out = actix_web::rt::task::spawn_blocking(move || {
-                Command::new("python3")
-                    .args(["-c", WECHATPY, &base, SHOP_APPID, secret])
-                    .output()
-                    .unwrap()
-            })
-            .await
-            .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8(out.stdout).unwrap().trim().to_string()
+            crate::platform_crypto::python(WECHATPY, args)
+                .await
+                .trim()
+                .to_string()
         }
     };
     assert_eq!(run(BILLING_KEY).await, format!("token {shared}"));

@@ -1,7 +1,6 @@
 //! The API gateway over real HTTP: SDK calls through the pass-through, the proxy routes, the
 //! one retry on a rotated token, the AppSecret logins, limits, streaming and metrics.
 
-use std::process::Command;
 use std::time::Duration;
 
 use actix_web::web::Bytes;
@@ -118,31 +117,15 @@ print(json.dumps({"user": user, "menu": menu, "sent": sent}))
 
 #[actix_web::test]
 async fn wechatpy_pointed_at_wxtoken_completes_its_business_calls() {
-    let found = Command::new("python3")
-        .args(["-c", "import wechatpy"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "python3 with wechatpy not found: run scripts/test, which installs it from PyPI"
-    );
+    crate::platform_crypto::require_wechatpy();
     let app = gateway("").await;
     let token = app.shop_token().await;
-    let base = app.base.clone();
-    let out = actix_web::rt::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args(["-c", WECHATPY_CALLS, &base, SHOP_APPID, BILLING_KEY])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answers: Value = serde_json::from_slice(&out.stdout).expect("the SDK printed JSON");
+    let out = crate::platform_crypto::python(
+        WECHATPY_CALLS,
+        vec![app.base.clone(), SHOP_APPID.into(), BILLING_KEY.into()],
+    )
+    .await;
+    let answers: Value = serde_json::from_str(&out).expect("the SDK printed JSON");
     assert_eq!(answers["user"]["openid"], "openid-1", "{answers}");
     assert!(answers["menu"].is_object(), "{answers}");
     assert_eq!(answers["sent"]["errcode"], 0, "{answers}");
@@ -724,34 +707,15 @@ async fn the_binary_logs_no_token_key_or_secret_of_a_forwarded_call() {
     let spec = Spec::default();
     let fake = start_fake_with(&spec, &[], &[(CORPID, CORP_SECRET)]).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let file = dir.path().join("wxtoken.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nbase_url = \"{}\"\nwecom_base_url = \"{}\"\nmin_token_lifetime_secs = 2\n[refresh]\nmin_interval_secs = 0\n[store]\npath = {}\n{}",
+    let (child, base, log) = crate::process::serve_at_trace(
+        dir.path(),
+        &format!(
+            "[upstream]\nbase_url = \"{}\"\nwecom_base_url = \"{}\"\nmin_token_lifetime_secs = 2\n[refresh]\nmin_interval_secs = 0\n[store]\npath = {}\n{}",
             fake.base_url(),
             fake.base_url(),
             toml::Value::String(dir.path().join("s.redb").display().to_string()),
             apps_and_clients(""),
         ),
-    )
-    .unwrap();
-    let log = dir.path().join("log.txt");
-    let child = crate::process::wxtoken(&["serve", "--config", file.to_str().unwrap()])
-        .env("WXTOKEN_LOG", "trace")
-        .stdout(std::fs::File::create(dir.path().join("stdout.txt")).unwrap())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut child = crate::process::KillOnDrop(child);
-    let base = format!(
-        "http://{}",
-        crate::process::wait_for_listen_addr(&log, &mut child.0)
     );
     let http = client();
     let get = |url: String, key: Option<&'static str>| {

@@ -525,32 +525,14 @@ async fn an_authorizers_jsapi_ticket_and_signature_use_its_own_token_and_appid()
 async fn the_binary_logs_no_platform_secret_even_at_trace() {
     let fake = fake().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let file = dir.path().join("wxtoken.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nbase_url = \"{}\"\nmin_token_lifetime_secs = 2\n[store]\npath = {}\n{}",
+    let (child, base, log) = crate::process::serve_at_trace(
+        dir.path(),
+        &format!(
+            "[upstream]\nbase_url = \"{}\"\nmin_token_lifetime_secs = 2\n[store]\npath = {}\n{}",
             fake.base_url(),
             toml::Value::String(dir.path().join("s.redb").display().to_string()),
             config("active"),
         ),
-    )
-    .unwrap();
-    let log = dir.path().join("log.txt");
-    let mut child = crate::process::wxtoken(&["serve", "--config", file.to_str().unwrap()])
-        .env("WXTOKEN_LOG", "trace")
-        .stdout(std::fs::File::create(dir.path().join("stdout.txt")).unwrap())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let base = format!(
-        "http://{}",
-        crate::process::wait_for_listen_addr(&log, &mut child)
     );
     fake.set_event_url(COMPONENT, Some(&format!("{base}/v1/platforms/saas/events")))
         .unwrap();
@@ -582,8 +564,7 @@ async fn the_binary_logs_no_platform_secret_even_at_trace() {
     .await;
     secrets.push(body["component_access_token"].as_str().unwrap().to_string());
     secrets.extend(fake.authorizer_refresh_token(COMPONENT, SHOP));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("authorizer authorized"),

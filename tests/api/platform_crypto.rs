@@ -50,6 +50,27 @@ pub(crate) fn require_wechatpy() {
     );
 }
 
+/// Runs a Python `script` (one using wechatpy) with `args`, off the test's thread, and returns
+/// what it printed; panics with its stderr when it fails.
+pub(crate) async fn python(script: &'static str, args: Vec<String>) -> String {
+    let out = actix_web::rt::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .expect("blocking task");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
 /// Runs the wechatpy script with `request` on stdin.
 pub(crate) fn wechatpy(request: Value) -> Vec<Value> {
     let mut child = Command::new("python3")

@@ -44,6 +44,33 @@ pub(crate) fn wait_for_listen_addr(log: &Path, child: &mut Child) -> String {
     }
 }
 
+/// The binary serving `config` (a configuration's text after its `[server]` table, which this
+/// adds with a free port) with every log level on, its log in `dir`: the running server, its
+/// base URL and the log file. For the tests that scan a whole log for secrets.
+pub(crate) fn serve_at_trace(dir: &Path, config: &str) -> (KillOnDrop, String, std::path::PathBuf) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = dir.join("wxtoken.toml");
+    std::fs::write(
+        &file,
+        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{config}"),
+    )
+    .unwrap();
+    let log = dir.join("log.txt");
+    let child = wxtoken(&["serve", "--config", file.to_str().unwrap()])
+        .env("WXTOKEN_LOG", "trace")
+        .stdout(std::fs::File::create(dir.join("stdout.txt")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let base = format!("http://{}", wait_for_listen_addr(&log, &mut child.0));
+    (child, base, log)
+}
+
 /// Kills the server if the test fails before it stops it, so no process outlives the test.
 pub(crate) struct KillOnDrop(pub(crate) Child);
 
