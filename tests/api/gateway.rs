@@ -824,3 +824,121 @@ async fn a_stalled_body_never_holds_a_gateway_connection() {
     );
     assert_eq!(app.fake.api_calls("/cgi-bin/message/custom/send"), 0);
 }
+
+/// `[proxy] max_concurrent` calls at WeChat and more waiting: a call that finds no free slot
+/// within the call timeout is a 503, while token refreshes (which have a pool of their own) go
+/// on. One slot here, two slow calls holding it in turn, and a third queued behind them.
+#[actix_web::test]
+async fn a_full_gateway_answers_503_and_never_holds_up_a_refresh() {
+    let app = gateway("max_concurrent = 1\ntimeout_secs = 1").await;
+    let token = app.shop_token().await;
+    app.fake
+        .inject_at(Endpoint::Api, Fault::Slow(Duration::from_secs(3)), 2);
+    async fn call(app: &TestApp) -> (u16, actix_web::http::header::HeaderMap, Bytes) {
+        app.raw(
+            "GET",
+            "/v1/apps/shop/proxy/cgi-bin/user/info?openid=o1",
+            Some(BACKEND_KEY),
+            &[],
+            vec![],
+        )
+        .await
+    }
+    // The first call has its slot and is at WeChat.
+    let first_at_wechat = |app: &TestApp| {
+        let fake = app.fake.clone();
+        async move {
+            let reached = eventually(Duration::from_secs(5), || {
+                let n = fake.calls(Endpoint::Api);
+                async move { n == 1 }
+            })
+            .await;
+            assert!(reached, "the first call never reached WeChat");
+        }
+    };
+    let (first, second, third, refreshed) = tokio::join!(
+        call(&app),
+        async {
+            first_at_wechat(&app).await;
+            call(&app).await
+        },
+        async {
+            first_at_wechat(&app).await;
+            // Behind the second in the slot queue, which is first come, first served.
+            actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+            call(&app).await
+        },
+        async {
+            first_at_wechat(&app).await;
+            app.invalidate_shop(&token).await
+        },
+    );
+    // The first two reached WeChat in turn and timed out there; the third never got a slot.
+    assert_eq!(first.0, 504, "{}", json(&first.2));
+    assert_eq!(second.0, 504, "{}", json(&second.2));
+    assert_eq!(third.0, 503, "{}", json(&third.2));
+    assert_eq!(json(&third.2)["error"], "unavailable");
+    assert_eq!(app.fake.calls(Endpoint::Api), 2);
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    assert_ne!(refreshed.body["access_token"], token.as_str());
+    assert_eq!(
+        app.metric(r#"wxtoken_proxy_requests_total{app="shop",result="refused"}"#)
+            .await,
+        Some(1.0)
+    );
+}
+
+/// A prefix from `[proxy] extra_prefixes` is forwarded like WeChat's own, on both fronts;
+/// without it the same paths are wxtoken's 404 and 400. (The fake has no such API and answers
+/// its own 404 page, which is how a call that reached it is told apart.)
+#[actix_web::test]
+async fn extra_prefixes_are_forwarded_like_wechats_own() {
+    for extra in [true, false] {
+        let app = gateway(if extra {
+            r#"extra_prefixes = ["/express/"]"#
+        } else {
+            ""
+        })
+        .await;
+        let token = app.shop_token().await;
+        let before = app.fake.calls(Endpoint::Api);
+        let (status, headers, body) = app
+            .raw(
+                "POST",
+                &format!("/express/business/order/add?access_token={token}"),
+                None,
+                &[("content-type", "application/json")],
+                b"{}".to_vec(),
+            )
+            .await;
+        let (proxy_status, _, proxy_body) = app
+            .raw(
+                "GET",
+                "/v1/apps/shop/proxy/express/business/path/get",
+                Some(BACKEND_KEY),
+                &[],
+                vec![],
+            )
+            .await;
+        let fake_page = |b: &Bytes| String::from_utf8_lossy(b).contains("<h1>404 Not Found</h1>");
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+        if extra {
+            assert_eq!(status, 404);
+            assert!(fake_page(&body), "{body:?}");
+            assert_eq!(content_type, Some("text/html; charset=utf-8"));
+            assert_eq!(proxy_status, 404);
+            assert!(fake_page(&proxy_body), "{proxy_body:?}");
+        } else {
+            assert_eq!(status, 404);
+            assert!(!fake_page(&body), "{body:?}");
+            assert_eq!(json(&body)["error"], "not_found");
+            assert_eq!(proxy_status, 400, "{}", json(&proxy_body));
+            assert!(!fake_page(&proxy_body));
+        }
+        assert_eq!(
+            app.fake.calls(Endpoint::Api),
+            before,
+            "no business API was called"
+        );
+    }
+}
