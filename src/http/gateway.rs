@@ -1,10 +1,11 @@
 //! The gateway's two fronts.
 //!
 //! - Pass-through (facade mode): an SDK pointed at wxtoken by base URL sends every call here.
-//!   A call under a WeChat API prefix carries a token wxtoken issued (which names the app) and
-//!   is forwarded with that credential's current token; the two logins that take the AppSecret
-//!   carry the client's wxtoken key as `secret`, replaced by the real one. Everything else gets
-//!   WeChat's own answer format without reaching WeChat.
+//!   A call under a WeChat API prefix carries a token wxtoken issued (which names the app, the
+//!   authorized account or, for component calls, the platform) and is forwarded with that
+//!   credential's current token; the two logins that take the AppSecret carry the client's
+//!   wxtoken key as `secret`, replaced by the real one. Everything else gets WeChat's own
+//!   answer format without reaching WeChat.
 //! - Proxy: `ANY /v1/apps/{name}/proxy/{path}` (and an authorizer's) for business servers that
 //!   never hold a token: Bearer auth, a client with `proxy = true`, and wxtoken adds the token.
 
@@ -22,12 +23,32 @@ use crate::token::index::TokenOwner;
 
 /// Token endpoints: forwarding one would rotate (or hand out) the shared token. The facade
 /// answers its own; the others are refused.
-const NEVER_FORWARDED: [&str; 4] = [
+const NEVER_FORWARDED: [&str; 5] = [
     "/cgi-bin/token",
     "/cgi-bin/stable_token",
     "/cgi-bin/gettoken",
     "/cgi-bin/component/api_component_token",
+    "/cgi-bin/component/api_authorizer_token",
 ];
+
+/// Component calls whose answers carry authorized accounts' refresh tokens, which never leave
+/// wxtoken: a client holding one could rotate an account's token behind wxtoken's back, and
+/// `api_query_auth` would spend an authorization code that wxtoken exchanges itself.
+const REFRESH_TOKEN_CALLS: [&str; 3] = [
+    "/cgi-bin/component/api_query_auth",
+    "/cgi-bin/component/api_get_authorizer_info",
+    "/cgi-bin/component/api_get_authorizer_list",
+];
+
+/// The answer to a [`REFRESH_TOKEN_CALLS`] call.
+const REFRESH_TOKEN_REFUSAL: &str = "api unauthorized: wxtoken does not forward this call, \
+    whose answer carries authorizer refresh tokens (they stay in wxtoken, which exchanges \
+    authorization codes itself; see GET /v1/platforms/{name}/authorizers)";
+
+/// The query parameters a pass-through call may carry its token in: an access token, or the
+/// Open Platform's component token, which its component calls (and its accounts' web OAuth)
+/// send as `component_access_token`.
+const TOKEN_PARAMS: [&str; 2] = ["access_token", "component_access_token"];
 
 /// Calls that take `appid` and `secret` instead of a token: the client sends its wxtoken key
 /// as `secret`, and only wxtoken holds the AppSecret.
@@ -133,6 +154,7 @@ fn target_of(state: &ServerState, owner: &TokenOwner) -> Option<Target> {
             Some(Target {
                 label: crate::platform::runtime::authorizer_label(platform),
                 wecom: false,
+                param: "access_token",
                 addr: handle.addr,
                 status: handle.status,
             })
@@ -144,6 +166,7 @@ fn app_target(app: &crate::apps::AppHandle) -> Target {
     Target {
         label: app.name.clone(),
         wecom: app.settings.kind == AppKind::Wecom,
+        param: "access_token",
         addr: app.addr.clone(),
         status: app.status.clone(),
     }
@@ -220,19 +243,59 @@ fn route_passthrough(
     if USER_TOKEN_CALLS.contains(&seen.as_str()) {
         return Ok((None, String::new(), raw_query));
     }
-    let Some(token) = query::param(&raw_query, "access_token").filter(|t| !t.is_empty()) else {
+    if REFRESH_TOKEN_CALLS.contains(&seen.as_str()) {
+        return Err(Refusal::Wechat(48001, REFRESH_TOKEN_REFUSAL));
+    }
+    let Some((param, token)) = TOKEN_PARAMS.into_iter().find_map(|name| {
+        query::param(&raw_query, name)
+            .filter(|t| !t.is_empty())
+            .map(|t| (name, t))
+    }) else {
         return Err(Refusal::Wechat(41001, "access_token missing"));
     };
-    let target = state
+    let mut target = match state
         .tokens
         .lookup(&token)
         .and_then(|i| target_of(state, &i.owner))
-        .ok_or(Refusal::Wechat(
-            40001,
-            "invalid credential, access_token is invalid or not latest (not a token wxtoken issued)",
-        ))?;
+    {
+        Some(target) => target,
+        None => component_target(state, &token)?,
+    };
+    // The token goes back where the caller put it.
+    target.param = param;
     let label = target.label.clone();
     Ok((Some(target), label, raw_query))
+}
+
+/// The platform whose component token `presented` is (its current one, or the one before it
+/// while that is valid); WeChat's 42001 for the one before past its expiry, else 40001.
+fn component_target(state: &ServerState, presented: &str) -> Result<Target, Refusal> {
+    use crate::platform::runtime::ComponentTokenCheck;
+    let now = std::time::SystemTime::now();
+    let mut expired = false;
+    for platform in state.platforms.values() {
+        match platform.check_component_token(presented, now) {
+            ComponentTokenCheck::Known => {
+                return Ok(Target {
+                    label: platform.settings.metrics_label(),
+                    wecom: false,
+                    param: "component_access_token",
+                    addr: platform.component_actor().clone(),
+                    status: platform.component_status().clone(),
+                })
+            }
+            ComponentTokenCheck::Expired => expired = true,
+            ComponentTokenCheck::Unknown => {}
+        }
+    }
+    Err(if expired {
+        Refusal::Wechat(42001, "access_token expired")
+    } else {
+        Refusal::Wechat(
+            40001,
+            "invalid credential, access_token is invalid or not latest (not a token wxtoken issued)",
+        )
+    })
 }
 
 /// The query of a login call with the client key in `secret` replaced by the app's AppSecret,
@@ -279,6 +342,11 @@ fn checked_path(state: &ServerState, req: &HttpRequest) -> Result<String, ApiErr
     if NEVER_FORWARDED.contains(&seen.as_str()) {
         return Err(ApiError::BadRequest(format!(
             "`{path}` would rotate the shared token and is never forwarded; read the token from wxtoken instead"
+        )));
+    }
+    if REFRESH_TOKEN_CALLS.contains(&seen.as_str()) {
+        return Err(ApiError::BadRequest(format!(
+            "`{path}` is never forwarded: its answer carries authorizer refresh tokens, which stay in wxtoken"
         )));
     }
     if !state.gateway.settings.is_api_path(&seen) {
@@ -328,6 +396,7 @@ pub async fn authorizer_proxy(
         let target = Target {
             label: crate::platform::runtime::authorizer_label(platform.name()),
             wecom: false,
+            param: "access_token",
             addr: handle.addr,
             status: handle.status,
         };

@@ -50,6 +50,9 @@ pub struct Target {
     /// The `app` label of the call's metrics (an app name, or an authorizer's platform label).
     pub label: String,
     pub wecom: bool,
+    /// The query parameter the token goes in: `access_token`, or `component_access_token` for
+    /// the Open Platform's component calls that name it so.
+    pub param: &'static str,
     pub addr: Addr<TokenActor>,
     pub status: SharedStatus,
 }
@@ -180,7 +183,11 @@ impl Gateway {
         let mut retried = false;
         loop {
             let query = match &token {
-                Some(t) => query::with_param(&call.query, "access_token", t.token.expose()),
+                Some(t) => query::with_param(
+                    &call.query,
+                    target.map_or("access_token", |t| t.param),
+                    t.token.expose(),
+                ),
                 None => call.query.clone(),
             };
             let path_and_query = if query.is_empty() {

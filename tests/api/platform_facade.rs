@@ -434,3 +434,103 @@ async fn an_authorized_account_is_called_through_both_gateway_fronts() {
         Some(2.0)
     );
 }
+
+/// `api_create_preauthcode` through the pass-through, as an SDK's component client makes it.
+async fn preauthcode_through(app: &TestApp, query: &str) -> Answer {
+    app.post(
+        &format!("/cgi-bin/component/api_create_preauthcode?{query}"),
+        None,
+        json!({ "component_appid": COMPONENT }).to_string(),
+    )
+    .await
+}
+
+/// An SDK's component client with its base URL at wxtoken: the component token from the facade
+/// carries its component calls through the pass-through (in either parameter name), a
+/// component token rotated behind wxtoken's back is replaced and the call repeated once, and
+/// the calls whose answers carry refresh tokens never reach WeChat.
+#[actix_web::test]
+async fn component_calls_go_through_the_pass_through_with_the_component_token() {
+    let app = spawn().await;
+    let token = facade_component_token(&app, KEY, "").await.body["component_access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for param in ["component_access_token", "access_token"] {
+        let answer = preauthcode_through(&app, &format!("{param}={token}")).await;
+        assert!(answer.body["pre_auth_code"].is_string(), "{}", answer.body);
+    }
+    assert_eq!(app.fake.calls(Endpoint::CreatePreauthcode), 2);
+
+    // Two mints behind wxtoken's back: the token it holds is dead at WeChat.
+    let ticket = app.fake.current_verify_ticket(COMPONENT).expect("a ticket");
+    for _ in 0..2 {
+        let mut resp = app
+            .http
+            .post(format!(
+                "{}/cgi-bin/component/api_component_token",
+                app.fake.base_url()
+            ))
+            .send_json(&json!({
+                "component_appid": COMPONENT,
+                "component_appsecret": SECRET,
+                "component_verify_ticket": ticket,
+            }))
+            .await
+            .expect("fake answers");
+        let minted: serde_json::Value = resp.json().await.expect("json");
+        assert!(minted["component_access_token"].is_string(), "{minted}");
+    }
+    let answer = preauthcode_through(&app, &format!("component_access_token={token}")).await;
+    assert!(answer.body["pre_auth_code"].is_string(), "{}", answer.body);
+    assert_eq!(
+        app.fake.calls(Endpoint::CreatePreauthcode),
+        4,
+        "the rejected call and its repeat"
+    );
+    let fresh = app
+        .fake
+        .current_component_token(COMPONENT)
+        .expect("current");
+    assert_eq!(
+        facade_component_token(&app, KEY, "").await.body["component_access_token"],
+        fresh.as_str(),
+        "wxtoken fetched the token the repeat was made with"
+    );
+    assert_eq!(
+        app.metric(r#"wxtoken_proxy_retries_total{app="platform:saas"}"#)
+            .await,
+        Some(1.0)
+    );
+
+    // Never reaching WeChat: a component token wxtoken did not issue, and the calls that answer
+    // with refresh tokens.
+    let answer = preauthcode_through(&app, "component_access_token=not-one-of-ours").await;
+    assert_eq!(answer.body["errcode"], 40001, "{}", answer.body);
+    let refresh_token_calls = [
+        Endpoint::QueryAuth,
+        Endpoint::GetAuthorizerInfo,
+        Endpoint::GetAuthorizerList,
+    ];
+    let before = refresh_token_calls.map(|ep| app.fake.calls(ep));
+    for call in [
+        "api_query_auth",
+        "api_get_authorizer_info",
+        "api_get_authorizer_list",
+    ] {
+        let answer = app
+            .post(
+                &format!("/cgi-bin/component/{call}?component_access_token={fresh}"),
+                None,
+                json!({ "component_appid": COMPONENT, "authorizer_appid": SHOP }).to_string(),
+            )
+            .await;
+        assert_eq!(answer.body["errcode"], 48001, "{call}: {}", answer.body);
+    }
+    assert_eq!(app.fake.calls(Endpoint::CreatePreauthcode), 4);
+    assert_eq!(
+        refresh_token_calls.map(|ep| app.fake.calls(ep)),
+        before,
+        "a call answering with refresh tokens reached WeChat"
+    );
+}
