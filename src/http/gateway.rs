@@ -9,6 +9,8 @@
 //! - Proxy: `ANY /v1/apps/{name}/proxy/{path}` (and an authorizer's) for business servers that
 //!   never hold a token: Bearer auth, a client with `proxy = true`, and wxtoken adds the token.
 
+use std::borrow::Cow;
+
 use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -70,14 +72,18 @@ pub fn is_gateway_path(settings: &crate::config::ProxySettings, path: &str) -> b
 /// A forwarded path as WeChat will read it: percent-decoded, with any trailing `/` dropped.
 /// `None` when it holds a `.` or `..` segment (which a server in between could resolve to a
 /// path the checks never saw) or does not decode to UTF-8.
-fn canonical(raw: &str) -> Option<String> {
+fn canonical(raw: &str) -> Option<Cow<'_, str>> {
     let decoded = percent_encoding::percent_decode_str(raw)
         .decode_utf8()
         .ok()?;
     if decoded.split('/').any(|seg| seg == "." || seg == "..") {
         return None;
     }
-    Some(decoded.trim_end_matches('/').to_string())
+    // Borrowed, with nothing copied, for the usual path: nothing encoded, no trailing `/`.
+    Some(match decoded {
+        Cow::Borrowed(path) => Cow::Borrowed(path.trim_end_matches('/')),
+        Cow::Owned(path) => Cow::Owned(path.trim_end_matches('/').to_string()),
+    })
 }
 
 /// WeChat's error answer: HTTP 200 (or `status`) and `{"errcode","errmsg"}`.
@@ -228,22 +234,22 @@ fn route_passthrough(
     state: &ServerState,
     req: &HttpRequest,
 ) -> Result<(Option<Target>, String, String), Refusal> {
-    let Some(seen) = canonical(req.path()).filter(|p| !NEVER_FORWARDED.contains(&p.as_str()))
+    let Some(seen) = canonical(req.path()).filter(|p| !NEVER_FORWARDED.contains(&p.as_ref()))
     else {
         // A token route in another spelling (the facade's own routes never get here), or
         // WeCom's gettoken, which the facade does not offer.
         return Err(Refusal::NotFound);
     };
     let raw_query = req.query_string().to_string();
-    if SECRET_CALLS.contains(&seen.as_str()) {
+    if SECRET_CALLS.contains(&seen.as_ref()) {
         let (app, query) = with_real_secret(state, &raw_query)
             .map_err(|(errcode, errmsg)| Refusal::Wechat(errcode, errmsg))?;
         return Ok((None, app, query));
     }
-    if USER_TOKEN_CALLS.contains(&seen.as_str()) {
+    if USER_TOKEN_CALLS.contains(&seen.as_ref()) {
         return Ok((None, String::new(), raw_query));
     }
-    if REFRESH_TOKEN_CALLS.contains(&seen.as_str()) {
+    if REFRESH_TOKEN_CALLS.contains(&seen.as_ref()) {
         return Err(Refusal::Wechat(48001, REFRESH_TOKEN_REFUSAL));
     }
     let Some((param, token)) = TOKEN_PARAMS.into_iter().find_map(|name| {
@@ -339,12 +345,12 @@ fn checked_path(state: &ServerState, req: &HttpRequest) -> Result<String, ApiErr
     let seen = canonical(&path).ok_or_else(|| {
         ApiError::BadRequest("the path has `.` or `..` segments, or is not UTF-8".into())
     })?;
-    if NEVER_FORWARDED.contains(&seen.as_str()) {
+    if NEVER_FORWARDED.contains(&seen.as_ref()) {
         return Err(ApiError::BadRequest(format!(
             "`{path}` would rotate the shared token and is never forwarded; read the token from wxtoken instead"
         )));
     }
-    if REFRESH_TOKEN_CALLS.contains(&seen.as_str()) {
+    if REFRESH_TOKEN_CALLS.contains(&seen.as_ref()) {
         return Err(ApiError::BadRequest(format!(
             "`{path}` is never forwarded: its answer carries authorizer refresh tokens, which stay in wxtoken"
         )));

@@ -96,9 +96,8 @@ impl Peeked {
     /// The errcode of a whole answer that is a JSON object carrying one; `None` for anything
     /// else (a streamed answer, media, a list without an errcode).
     pub fn errcode(&self) -> Option<i64> {
-        const FIELD: &[u8] = b"\"errcode\"";
         // Most successful answers carry no errcode at all: a scan is cheaper than a parse.
-        if !self.complete || !self.first.windows(FIELD.len()).any(|w| w == FIELD) {
+        if !self.complete || memchr::memmem::find(&self.first, b"\"errcode\"").is_none() {
             return None;
         }
         crate::http::body::json_object::<Errcode>(&self.first).and_then(|e| e.errcode)

@@ -190,11 +190,12 @@ impl Gateway {
                 ),
                 None => call.query.clone(),
             };
-            let path_and_query = if query.is_empty() {
-                call.path.clone()
-            } else {
-                format!("{}?{query}", call.path)
-            };
+            let mut path_and_query = String::with_capacity(call.path.len() + 1 + query.len());
+            path_and_query.push_str(&call.path);
+            if !query.is_empty() {
+                path_and_query.push('?');
+                path_and_query.push_str(&query);
+            }
             let peeked = self
                 .attempt(&call, target.is_some_and(|t| t.wecom), &path_and_query)
                 .await

@@ -14,31 +14,45 @@ pub fn param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
 /// (at the end when there was none). `value` is percent-encoded; the other parameters are left
 /// byte for byte as the client sent them, so their signatures and encodings stay valid.
 pub fn with_param(query: &str, name: &str, value: &str) -> String {
-    let encoded: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
-    let mut out = String::with_capacity(query.len() + name.len() + encoded.len() + 2);
+    let mut out = String::with_capacity(query.len() + name.len() + value.len() + 2);
     let mut placed = false;
-    let push = |out: &mut String, part: &str| {
+    let put = |out: &mut String, part: Option<&str>| {
         if !out.is_empty() {
             out.push('&');
         }
-        out.push_str(part);
+        match part {
+            Some(part) => out.push_str(part),
+            None => {
+                out.push_str(name);
+                out.push('=');
+                out.extend(form_urlencoded::byte_serialize(value.as_bytes()));
+            }
+        }
     };
     for part in query.split('&').filter(|p| !p.is_empty()) {
         let key = part.split_once('=').map_or(part, |(k, _)| k);
-        let is_name = form_urlencoded::parse(key.as_bytes())
-            .next()
-            .is_some_and(|(k, _)| k == name);
-        if !is_name {
-            push(&mut out, part);
+        if !is_key(key, name) {
+            put(&mut out, Some(part));
         } else if !placed {
             placed = true;
-            push(&mut out, &format!("{name}={encoded}"));
+            put(&mut out, None);
         }
     }
     if !placed {
-        push(&mut out, &format!("{name}={encoded}"));
+        put(&mut out, None);
     }
     out
+}
+
+/// Whether the raw (still encoded) `key` of a query parameter decodes to `name`.
+fn is_key(key: &str, name: &str) -> bool {
+    // Nearly every key is sent unencoded: compared as it is, without decoding.
+    if !key.contains(['%', '+']) {
+        return key == name;
+    }
+    form_urlencoded::parse(key.as_bytes())
+        .next()
+        .is_some_and(|(k, _)| k == name)
 }
 
 #[cfg(test)]

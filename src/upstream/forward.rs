@@ -33,10 +33,10 @@ impl WechatClient {
         } else {
             &self.base_url
         };
-        let mut req = self
-            .http
-            .request(call.method, format!("{base}{}", call.path_and_query))
-            .timeout(call.timeout);
+        let mut url = String::with_capacity(base.len() + call.path_and_query.len());
+        url.push_str(base);
+        url.push_str(call.path_and_query);
+        let mut req = self.http.request(call.method, url).timeout(call.timeout);
         for (name, value) in call.headers {
             req = req.insert_header((name.clone(), value.clone()));
         }
