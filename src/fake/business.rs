@@ -6,7 +6,8 @@
 //! Every endpoint that takes an `access_token` checks it with the probe's rules
 //! ([`FakeState::probe`]): missing 41001, replaced or unknown 40001, expired 42001, and a WeCom
 //! token in WeCom's words. The two logins take the app's secret instead, checked as
-//! `/cgi-bin/token` checks it. Answers are shaped as wechatpy 1.8 parses them.
+//! `/cgi-bin/token` checks it, and web OAuth on behalf of an account authorized to a platform
+//! takes the platform's component token. Answers are shaped as wechatpy 1.8 parses them.
 //!
 //! A request is counted and recorded the moment it reaches a business path, before a fault or a
 //! check can answer it: a test sees what the gateway sent whatever came back. Faults come only
@@ -337,10 +338,11 @@ enum Route {
     MediaGet,
     JsCodeToSession,
     OauthToken,
+    ComponentOauthToken,
 }
 
 impl Route {
-    const ALL: [Route; 8] = [
+    const ALL: [Route; 9] = [
         Route::UserInfo,
         Route::Followers,
         Route::Menu,
@@ -349,6 +351,7 @@ impl Route {
         Route::MediaGet,
         Route::JsCodeToSession,
         Route::OauthToken,
+        Route::ComponentOauthToken,
     ];
 
     fn path(self) -> &'static str {
@@ -361,6 +364,7 @@ impl Route {
             Route::MediaGet => "/cgi-bin/media/get",
             Route::JsCodeToSession => "/sns/jscode2session",
             Route::OauthToken => "/sns/oauth2/access_token",
+            Route::ComponentOauthToken => "/sns/oauth2/component/access_token",
         }
     }
 
@@ -378,9 +382,13 @@ impl Route {
         }
     }
 
-    /// The logins check an app's secret; everything else an access_token.
+    /// The logins check an app's secret (or, on behalf of an account, the platform's component
+    /// token); everything else an access_token.
     fn takes_token(self) -> bool {
-        !matches!(self, Route::JsCodeToSession | Route::OauthToken)
+        !matches!(
+            self,
+            Route::JsCodeToSession | Route::OauthToken | Route::ComponentOauthToken
+        )
     }
 }
 
@@ -516,6 +524,7 @@ async fn serve(
         Route::MediaGet => media_get(&call),
         Route::JsCodeToSession => js_code_to_session(&call),
         Route::OauthToken => oauth_token(&call),
+        Route::ComponentOauthToken => component_oauth_token(&call),
     };
     match answer {
         Ok(Answer::Json(body)) => wechat_json(success_body(platform, body)),
@@ -792,6 +801,36 @@ fn js_code_to_session(call: &Call) -> Result<Answer, WxError> {
 fn oauth_token(call: &Call) -> Result<Answer, WxError> {
     let mut s = lock(call.state);
     let appid = s.check_login(login_credentials(call))?;
+    let code = call.param("code").ok_or(WxError::INVALID_CODE)?;
+    if !s.business().oauth_codes.first_use(appid, code) {
+        return Err(WxError::INVALID_CODE);
+    }
+    Ok(Answer::Json(json!({
+        "access_token": random_token(USER_TOKEN_LEN),
+        "expires_in": USER_TOKEN_EXPIRES_IN,
+        "refresh_token": random_token(USER_TOKEN_LEN),
+        "openid": login_openid(appid, code),
+        "scope": "snsapi_base",
+    })))
+}
+
+/// `GET /sns/oauth2/component/access_token?appid&code&grant_type=authorization_code
+/// &component_appid&component_access_token`: web OAuth on behalf of an account authorized to a
+/// platform, checked with the platform's component token instead of an AppSecret.
+fn component_oauth_token(call: &Call) -> Result<Answer, WxError> {
+    if param(call.query, "grant_type") != Some("authorization_code") {
+        return Err(WxError::INVALID_GRANT_TYPE);
+    }
+    let mut s = lock(call.state);
+    {
+        let (component, m) = s.component();
+        component.check_token(
+            param(call.query, "component_access_token"),
+            param(call.query, "component_appid"),
+            m.now,
+        )?;
+    }
+    let appid = present(param(call.query, "appid")).ok_or(WxError::APPID_MISSING)?;
     let code = call.param("code").ok_or(WxError::INVALID_CODE)?;
     if !s.business().oauth_codes.first_use(appid, code) {
         return Err(WxError::INVALID_CODE);

@@ -371,8 +371,9 @@ impl ComponentState {
         Some((a.tickets.entry(kind).or_default(), &mut a.tickets_minted))
     }
 
-    /// Checks a component token in a query and the `component_appid` in the body.
-    fn check_token<'a>(
+    /// Checks a component token in a query and the `component_appid` in the body (or, for
+    /// web OAuth on behalf of an account, the query).
+    pub(crate) fn check_token<'a>(
         &self,
         token: Option<&str>,
         appid: Option<&'a str>,

@@ -1389,3 +1389,49 @@ async fn refused_and_unanswered_pushes_are_recorded() {
     );
     assert!(wx.fake.set_event_url(COMPONENT, Some("not a url")).is_err());
 }
+
+/// Web OAuth on behalf of an authorized account: the component token in place of an AppSecret,
+/// the code used once, and WeChat's errcodes for what is wrong.
+#[actix_web::test]
+async fn component_web_oauth_takes_the_component_token_and_a_code_once() {
+    let wx = Wx::start(|_| {}).await;
+    let token = wx.component_token().await;
+    let get = |query: String| {
+        let url = wx.url(&format!("/sns/oauth2/component/access_token?{query}"));
+        let client = wx.client.clone();
+        async move {
+            let mut res = client.get(url).send().await.expect("answered");
+            assert_eq!(res.status().as_u16(), 200);
+            serde_json::from_slice::<Value>(&res.body().await.expect("body")).expect("JSON")
+        }
+    };
+    let query = |code: &str, component: &str, token: &str| {
+        format!(
+            "appid={SHOP}&code={code}&grant_type=authorization_code\
+             &component_appid={component}&component_access_token={token}"
+        )
+    };
+    let login = get(query("code-1", COMPONENT, &token)).await;
+    assert_eq!(login["scope"], "snsapi_base", "{login}");
+    assert!(str_field(&login, "openid").len() > 10);
+    assert!(str_field(&login, "access_token").len() > 10);
+    assert_eq!(
+        errcode(&get(query("code-1", COMPONENT, &token)).await),
+        40029
+    );
+    assert_eq!(
+        errcode(&get(query("code-2", COMPONENT, "forged")).await),
+        40001
+    );
+    assert_eq!(
+        errcode(&get(query("code-2", OTHER_COMPONENT, &token)).await),
+        61011,
+        "another platform's appid"
+    );
+    let no_grant = get(query("code-2", COMPONENT, &token).replace("grant_type", "x")).await;
+    assert_eq!(errcode(&no_grant), 40002);
+    assert_eq!(
+        errcode(&get(query("code-2", COMPONENT, &token).replace(SHOP, "")).await),
+        41002
+    );
+}

@@ -461,6 +461,24 @@ async fn component_calls_go_through_the_pass_through_with_the_component_token() 
         assert!(answer.body["pre_auth_code"].is_string(), "{}", answer.body);
     }
     assert_eq!(app.fake.calls(Endpoint::CreatePreauthcode), 2);
+    // Web OAuth on behalf of the account: the business server holds only what the facade gave.
+    let oauth = app
+        .get(
+            &format!(
+                "/sns/oauth2/component/access_token?appid={SHOP}&code=web-code-1\
+                 &grant_type=authorization_code&component_appid={COMPONENT}\
+                 &component_access_token={token}"
+            ),
+            None,
+        )
+        .await;
+    assert!(oauth.body["openid"].is_string(), "{}", oauth.body);
+    let sent = app.fake.api_requests("/sns/oauth2/component/access_token");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].query_param("component_access_token"),
+        Some(token.as_str())
+    );
 
     // Two mints behind wxtoken's back: the token it holds is dead at WeChat.
     let ticket = app.fake.current_verify_ticket(COMPONENT).expect("a ticket");
