@@ -34,18 +34,23 @@ const NEVER_FORWARDED: [&str; 5] = [
 ];
 
 /// Component calls whose answers carry authorized accounts' refresh tokens, which never leave
-/// wxtoken: a client holding one could rotate an account's token behind wxtoken's back, and
-/// `api_query_auth` would spend an authorization code that wxtoken exchanges itself.
-const REFRESH_TOKEN_CALLS: [&str; 3] = [
-    "/cgi-bin/component/api_query_auth",
+/// wxtoken (a client holding one could rotate an account's token behind wxtoken's back). Both
+/// are forwarded, and the answer sent on with each refresh token replaced by the facade's
+/// placeholder.
+const MASKED_CALLS: [&str; 2] = [
     "/cgi-bin/component/api_get_authorizer_info",
     "/cgi-bin/component/api_get_authorizer_list",
 ];
 
-/// The answer to a [`REFRESH_TOKEN_CALLS`] call.
-const REFRESH_TOKEN_REFUSAL: &str = "api unauthorized: wxtoken does not forward this call, \
-    whose answer carries authorizer refresh tokens (they stay in wxtoken, which exchanges \
-    authorization codes itself; see GET /v1/platforms/{name}/authorizers)";
+/// The code exchange: it would spend an authorization code that wxtoken exchanges itself (from
+/// the `authorized` push, or `POST /v1/platforms/{name}/authorizers`), and answers with the
+/// account's refresh token. Refused.
+const QUERY_AUTH: &str = "/cgi-bin/component/api_query_auth";
+
+/// The answer to a [`QUERY_AUTH`] call.
+const QUERY_AUTH_REFUSAL: &str = "api unauthorized: wxtoken exchanges authorization codes \
+    itself (from the authorized push, or POST /v1/platforms/{name}/authorizers) and keeps the \
+    refresh tokens; read the account's token from wxtoken instead";
 
 /// The query parameters a pass-through call may carry its token in: an access token, or the
 /// Open Platform's component token, which its component calls (and its accounts' web OAuth)
@@ -138,12 +143,14 @@ async fn read_call_body(
 }
 
 fn call_of(req: &HttpRequest, path: String, query: String, body: web::Bytes) -> Call {
+    let masked = canonical(&path).is_some_and(|p| MASKED_CALLS.contains(&p.as_ref()));
     Call {
         method: req.method().clone(),
         path,
         query,
         headers: crate::proxy::headers::to_upstream(req.headers()),
         body,
+        masked,
     }
 }
 
@@ -249,8 +256,8 @@ fn route_passthrough(
     if USER_TOKEN_CALLS.contains(&seen.as_ref()) {
         return Ok((None, String::new(), raw_query));
     }
-    if REFRESH_TOKEN_CALLS.contains(&seen.as_ref()) {
-        return Err(Refusal::Wechat(48001, REFRESH_TOKEN_REFUSAL));
+    if seen == QUERY_AUTH {
+        return Err(Refusal::Wechat(48001, QUERY_AUTH_REFUSAL));
     }
     let Some((param, token)) = TOKEN_PARAMS.into_iter().find_map(|name| {
         query::param(&raw_query, name)
@@ -350,9 +357,9 @@ fn checked_path(state: &ServerState, req: &HttpRequest) -> Result<String, ApiErr
             "`{path}` would rotate the shared token and is never forwarded; read the token from wxtoken instead"
         )));
     }
-    if REFRESH_TOKEN_CALLS.contains(&seen.as_ref()) {
+    if seen == QUERY_AUTH {
         return Err(ApiError::BadRequest(format!(
-            "`{path}` is never forwarded: its answer carries authorizer refresh tokens, which stay in wxtoken"
+            "`{path}` is never forwarded: wxtoken exchanges authorization codes itself and keeps the refresh tokens"
         )));
     }
     if !state.gateway.settings.is_api_path(&seen) {

@@ -93,6 +93,32 @@ impl Peeked {
         self.resp.status()
     }
 
+    /// Reads the rest of the answer, `limit` bytes at most in all, for an answer that is
+    /// rewritten before it is sent on.
+    pub async fn read_whole(&mut self, limit: usize) -> Result<&Bytes, UpstreamError> {
+        if !self.complete {
+            let mut buf = BytesMut::from(&self.first[..]);
+            while let Some(chunk) = self.resp.next().await {
+                let chunk = chunk.map_err(payload_error)?;
+                if buf.len() + chunk.len() > limit {
+                    return Err(UpstreamError::Decode(format!(
+                        "the answer is larger than {limit} bytes"
+                    )));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            self.first = buf.freeze();
+            self.complete = true;
+        }
+        Ok(&self.first)
+    }
+
+    /// Replaces the body of an answer read whole (see [`Peeked::read_whole`]).
+    pub fn replace_body(&mut self, body: Bytes) {
+        debug_assert!(self.complete, "only a whole answer is rewritten");
+        self.first = body;
+    }
+
     /// The errcode of a whole answer that is a JSON object carrying one; `None` for anything
     /// else (a streamed answer, media, a list without an errcode).
     pub fn errcode(&self) -> Option<i64> {

@@ -11,6 +11,7 @@
 
 pub mod answer;
 pub mod headers;
+pub mod mask;
 pub mod query;
 
 use std::cell::RefCell;
@@ -66,6 +67,9 @@ pub struct Call {
     pub query: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Bytes,
+    /// Its answer carries authorizers' refresh tokens: read whole and sent on with each one
+    /// replaced by `PLACEHOLDER_REFRESH_TOKEN`.
+    pub masked: bool,
 }
 
 /// Why a call was not answered by WeChat. Each front (the WeChat-compatible pass-through and
@@ -196,7 +200,7 @@ impl Gateway {
                 path_and_query.push('?');
                 path_and_query.push_str(&query);
             }
-            let peeked = self
+            let mut peeked = self
                 .attempt(&call, target.is_some_and(|t| t.wecom), &path_and_query)
                 .await
                 .inspect_err(|e| {
@@ -228,12 +232,32 @@ impl Gateway {
                 _ if retried => ProxyResult::Retried,
                 _ => ProxyResult::Ok,
             };
+            if call.masked {
+                self.mask_refresh_tokens(&mut peeked).await?;
+            }
             tracing::debug!(app = label, path = %call.path,
                 token = ?token.as_ref().map(|t| t.token.fingerprint()),
                 status = peeked.status().as_u16(), errcode, result = outcome.as_str(),
                 "forwarded call answered");
             return Ok((peeked.into_response(slot), outcome));
         }
+    }
+
+    /// Replaces the refresh tokens in an answer; an answer that is not a JSON object is not
+    /// sent on (it could not be checked).
+    async fn mask_refresh_tokens(&self, peeked: &mut answer::Peeked) -> Result<(), GatewayError> {
+        let whole = peeked
+            .read_whole(self.settings.max_body_bytes)
+            .await
+            .map_err(GatewayError::Upstream)?;
+        let placeholder = crate::http::component_facade::PLACEHOLDER_REFRESH_TOKEN;
+        let masked = mask::without_refresh_tokens(whole, placeholder).ok_or_else(|| {
+            GatewayError::Upstream(UpstreamError::Decode(
+                "an answer that may carry refresh tokens is not a JSON object".into(),
+            ))
+        })?;
+        peeked.replace_body(Bytes::from(masked));
+        Ok(())
     }
 
     /// A gateway slot, waiting at most the call timeout for one. Taken before the call's body

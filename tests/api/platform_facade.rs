@@ -521,34 +521,81 @@ async fn component_calls_go_through_the_pass_through_with_the_component_token() 
         Some(1.0)
     );
 
-    // Never reaching WeChat: a component token wxtoken did not issue, and the calls that answer
-    // with refresh tokens.
+    // Never reaching WeChat: a component token wxtoken did not issue, and the code exchange
+    // (wxtoken exchanges codes itself).
     let answer = preauthcode_through(&app, "component_access_token=not-one-of-ours").await;
     assert_eq!(answer.body["errcode"], 40001, "{}", answer.body);
-    let refresh_token_calls = [
-        Endpoint::QueryAuth,
-        Endpoint::GetAuthorizerInfo,
-        Endpoint::GetAuthorizerList,
-    ];
-    let before = refresh_token_calls.map(|ep| app.fake.calls(ep));
-    for call in [
-        "api_query_auth",
-        "api_get_authorizer_info",
-        "api_get_authorizer_list",
-    ] {
-        let answer = app
-            .post(
-                &format!("/cgi-bin/component/{call}?component_access_token={fresh}"),
-                None,
-                json!({ "component_appid": COMPONENT, "authorizer_appid": SHOP }).to_string(),
-            )
-            .await;
-        assert_eq!(answer.body["errcode"], 48001, "{call}: {}", answer.body);
-    }
+    let exchanges = app.fake.calls(Endpoint::QueryAuth);
+    let answer = app
+        .post(
+            &format!("/cgi-bin/component/api_query_auth?component_access_token={fresh}"),
+            None,
+            json!({ "component_appid": COMPONENT, "authorization_code": "code" }).to_string(),
+        )
+        .await;
+    assert_eq!(answer.body["errcode"], 48001, "{}", answer.body);
+    assert_eq!(app.fake.calls(Endpoint::QueryAuth), exchanges);
     assert_eq!(app.fake.calls(Endpoint::CreatePreauthcode), 4);
+}
+
+/// The component calls that answer with refresh tokens are forwarded, and their answers come
+/// back with the facade's placeholder in place of each one: the real refresh token never
+/// leaves wxtoken, everything else in the answer does.
+#[actix_web::test]
+async fn authorizer_info_and_listing_come_back_without_refresh_tokens() {
+    let app = spawn().await;
+    app.fake
+        .authorize_and_push(COMPONENT, SHOP, &[1, 2])
+        .await
+        .expect("authorized");
+    let token_path = format!("/v1/platforms/saas/authorizers/{SHOP}/token");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.get(&token_path, Some(KEY)).await.status == 200
+        })
+        .await
+    );
+    let real = app
+        .fake
+        .authorizer_refresh_token(COMPONENT, SHOP)
+        .expect("a refresh token at WeChat");
+    let token = facade_component_token(&app, KEY, "").await.body["component_access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let info = app
+        .post(
+            &format!("/cgi-bin/component/api_get_authorizer_info?component_access_token={token}"),
+            None,
+            json!({ "component_appid": COMPONENT, "authorizer_appid": SHOP }).to_string(),
+        )
+        .await;
+    assert_eq!(info.status, 200);
+    let auth = &info.body["authorization_info"];
+    assert_eq!(auth["authorizer_appid"], SHOP, "{}", info.body);
+    assert_eq!(auth["authorizer_refresh_token"], PLACEHOLDER_REFRESH_TOKEN);
+    assert_eq!(auth["func_info"].as_array().map(Vec::len), Some(2));
+    assert!(info.body["authorizer_info"]["nick_name"].is_string());
+    assert!(!info.body.to_string().contains(&real));
+
+    let listing = app
+        .post(
+            &format!("/cgi-bin/component/api_get_authorizer_list?access_token={token}"),
+            None,
+            json!({ "component_appid": COMPONENT, "offset": 0, "count": 500 }).to_string(),
+        )
+        .await;
+    assert_eq!(listing.body["total_count"], 1, "{}", listing.body);
+    let entry = &listing.body["list"][0];
+    assert_eq!(entry["authorizer_appid"], SHOP);
+    assert_eq!(entry["refresh_token"], PLACEHOLDER_REFRESH_TOKEN);
+    assert!(!listing.body.to_string().contains(&real));
+    assert_eq!(app.fake.calls(Endpoint::GetAuthorizerInfo), 1);
+    // What wxtoken keeps is the real one: the account's token still refreshes.
     assert_eq!(
-        refresh_token_calls.map(|ep| app.fake.calls(ep)),
-        before,
-        "a call answering with refresh tokens reached WeChat"
+        app.fake
+            .authorizer_refresh_token(COMPONENT, SHOP)
+            .as_deref(),
+        Some(real.as_str())
     );
 }
