@@ -1,6 +1,6 @@
-//! The Open Platform's WeChat-compatible facade: `POST /cgi-bin/component/api_component_token`
-//! and `POST /cgi-bin/component/api_authorizer_token` in WeChat's own format, so an SDK's
-//! component client only changes its API base URL.
+//! The Open Platform's WeChat-compatible facade: `POST /cgi-bin/component/api_component_token`,
+//! `api_authorizer_token` and `api_query_auth` in WeChat's own format, so an SDK's component
+//! client only changes its API base URL.
 //!
 //! - `api_component_token`: the `component_appsecret` a client sends is a wxtoken client key
 //!   allowed to use the platform (found by `component_appid`), never the real secret. The
@@ -11,6 +11,9 @@
 //!   before it while it is valid. The answer is wxtoken's shared token for the authorizer, and
 //!   [`PLACEHOLDER_REFRESH_TOKEN`] in place of the real refresh token, which never leaves wxtoken.
 //!   The `authorizer_refresh_token` in the body is ignored (an SDK sends back the placeholder).
+//! - `api_query_auth`: authorized the same way; wxtoken exchanges the code itself (once per
+//!   code, whichever way it arrives) and answers with the account's shared token and the
+//!   placeholder.
 //!
 //! Errors are WeChat's `{"errcode","errmsg"}` with HTTP 200:
 //! 41002/41004 a field missing, 40125 unknown client key, 61011 unknown component appid,
@@ -28,6 +31,7 @@ use serde_json::json;
 
 use super::{body, read_body, ApiError, ServerState, ACTOR_GRACE};
 use crate::platform::runtime::{AuthorizerRefusal, ComponentTokenCheck, PlatformShared};
+use crate::secret::AccessToken;
 use crate::token::messages::Get;
 use crate::token::TokenRecord;
 
@@ -187,51 +191,54 @@ fn authorizer_answer(rec: &TokenRecord) -> HttpResponse {
         }))
 }
 
-/// `POST /cgi-bin/component/api_authorizer_token?component_access_token=..` (or `access_token=`)
-pub async fn authorizer_token(
-    state: web::Data<ServerState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
+/// The component token a component call presents, under either name; else 41001.
+// The error is the answer itself, made at most once per call: boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
+fn presented_token(req: &HttpRequest) -> Result<String, HttpResponse> {
     let q = web::Query::<TokenQuery>::from_query(req.query_string())
         .map(|q| q.into_inner())
         .unwrap_or_default();
-    let Some(presented) = non_empty(q.component_access_token).or(non_empty(q.access_token)) else {
-        return wx_error(41001, "access_token missing");
+    non_empty(q.component_access_token)
+        .or(non_empty(q.access_token))
+        .ok_or_else(|| wx_error(41001, "access_token missing"))
+}
+
+/// The platform a component call is for: `component_appid` names one and `presented` is a
+/// component token wxtoken handed out for it; else WeChat's answer.
+#[allow(clippy::result_large_err)]
+fn platform_for(
+    state: &ServerState,
+    presented: &str,
+    component_appid: Option<String>,
+) -> Result<Arc<PlatformShared>, HttpResponse> {
+    let Some(component_appid) = non_empty(component_appid) else {
+        return Err(wx_error(41002, "component_appid missing"));
     };
-    let b: AuthorizerTokenBody = match read_object(&req, payload).await {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
-    let Some(component_appid) = non_empty(b.component_appid) else {
-        return wx_error(41002, "component_appid missing");
-    };
-    let Some(appid) = non_empty(b.authorizer_appid) else {
-        return wx_error(41002, "authorizer_appid missing");
-    };
-    // Unknown component and unknown token answer alike: the token is the credential here.
-    let Some(platform) = platform_by_appid(&state, &component_appid) else {
-        return wx_error(
+    let not_ours = || {
+        wx_error(
             40001,
             "invalid credential, access_token is invalid or not latest",
-        );
+        )
     };
-    match platform.check_component_token(&presented, SystemTime::now()) {
-        ComponentTokenCheck::Known => {}
-        ComponentTokenCheck::Expired => return wx_error(42001, "access_token expired"),
-        ComponentTokenCheck::Unknown => {
-            return wx_error(
-                40001,
-                "invalid credential, access_token is invalid or not latest",
-            )
-        }
+    // Unknown component and unknown token answer alike: the token is the credential here.
+    let platform = platform_by_appid(state, &component_appid).ok_or_else(not_ours)?;
+    match platform.check_component_token(presented, SystemTime::now()) {
+        ComponentTokenCheck::Known => Ok(platform),
+        ComponentTokenCheck::Expired => Err(wx_error(42001, "access_token expired")),
+        ComponentTokenCheck::Unknown => Err(not_ours()),
     }
-    let handle = match platform.authorizer_actor(&appid) {
-        Ok(h) => h,
-        Err(r) => return refusal_answer(r),
-    };
+}
+
+/// The shared token of an account authorized to `platform`, fetched if need be; else WeChat's
+/// answer (61003, 61023, or -1 when none could be had in time).
+async fn authorizer_record(
+    state: &ServerState,
+    platform: &PlatformShared,
+    appid: &str,
+) -> Result<Arc<TokenRecord>, HttpResponse> {
+    let handle = platform.authorizer_actor(appid).map_err(refusal_answer)?;
     if let Some(rec) = handle.status.load().valid_token(SystemTime::now()) {
-        return authorizer_answer(rec);
+        return Ok(rec.clone());
     }
     match handle
         .addr
@@ -239,12 +246,106 @@ pub async fn authorizer_token(
         .timeout(state.wait_limit + ACTOR_GRACE)
         .await
     {
-        Ok(Ok(rec)) => authorizer_answer(&rec),
+        Ok(Ok(rec)) => Ok(rec),
         // The fetch may have found the account gone or in need of a new authorization.
-        Ok(Err(e)) => match platform.authorizer_actor(&appid) {
+        Ok(Err(e)) => Err(match platform.authorizer_actor(appid) {
             Err(r) => refusal_answer(r),
             Ok(_) => busy(e.last_failure.and_then(|f| f.errcode)),
-        },
-        Err(_) => busy(None),
+        }),
+        Err(_) => Err(busy(None)),
     }
+}
+
+/// `POST /cgi-bin/component/api_authorizer_token?component_access_token=..` (or `access_token=`)
+pub async fn authorizer_token(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let presented = match presented_token(&req) {
+        Ok(t) => t,
+        Err(answer) => return answer,
+    };
+    let b: AuthorizerTokenBody = match read_object(&req, payload).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
+    let platform = match platform_for(&state, &presented, b.component_appid) {
+        Ok(p) => p,
+        Err(answer) => return answer,
+    };
+    let Some(appid) = non_empty(b.authorizer_appid) else {
+        return wx_error(41002, "authorizer_appid missing");
+    };
+    match authorizer_record(&state, &platform, &appid).await {
+        Ok(rec) => authorizer_answer(&rec),
+        Err(answer) => answer,
+    }
+}
+
+#[derive(Deserialize)]
+struct QueryAuthBody {
+    component_appid: Option<String>,
+    authorization_code: Option<String>,
+}
+
+/// `POST /cgi-bin/component/api_query_auth?component_access_token=..` (or `access_token=`):
+/// wxtoken exchanges the code itself (once: the same code arriving from the `authorized` push
+/// finds this exchange, and the other way round) and answers with the account's shared token,
+/// its permission sets, and the placeholder for the refresh token it keeps.
+pub async fn query_auth(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let presented = match presented_token(&req) {
+        Ok(t) => t,
+        Err(answer) => return answer,
+    };
+    let b: QueryAuthBody = match read_object(&req, payload).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
+    let platform = match platform_for(&state, &presented, b.component_appid) {
+        Ok(p) => p,
+        Err(answer) => return answer,
+    };
+    let Some(code) = non_empty(b.authorization_code) else {
+        return wx_error(41002, "authorization_code missing");
+    };
+    if !crate::secret::plausible_credential(&code) {
+        return wx_error(61009, "code is invalid");
+    }
+    let appid = match platform.authorize_code(&AccessToken::new(code)).await {
+        Ok(appid) => appid,
+        Err(e) => {
+            return match e.errcode() {
+                Some(61009) => wx_error(61009, "code is invalid"),
+                Some(61010) => wx_error(61010, "code is expired"),
+                errcode => busy(errcode),
+            }
+        }
+    };
+    let rec = match authorizer_record(&state, &platform, &appid).await {
+        Ok(rec) => rec,
+        Err(answer) => return answer,
+    };
+    let func_info: Vec<serde_json::Value> = platform
+        .authorizer(&appid)
+        .map(|a| a.func_ids)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|id| json!({ "funcscope_category": { "id": id } }))
+        .collect();
+    HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(json!({
+            "authorization_info": {
+                "authorizer_appid": appid,
+                "authorizer_access_token": rec.token.expose(),
+                "expires_in": rec.remaining(SystemTime::now()).as_secs(),
+                "authorizer_refresh_token": PLACEHOLDER_REFRESH_TOKEN,
+                "func_info": func_info,
+            }
+        }))
 }

@@ -23,14 +23,16 @@ use crate::config::AppKind;
 use crate::proxy::{query, Call, GatewayError, Target};
 use crate::token::index::TokenOwner;
 
-/// Token endpoints: forwarding one would rotate (or hand out) the shared token. The facade
-/// answers its own; the others are refused.
-const NEVER_FORWARDED: [&str; 5] = [
+/// Token endpoints: forwarding one would rotate (or hand out) the shared token, or, for the
+/// code exchange, spend a code wxtoken exchanges itself. The facade answers its own; the others
+/// are refused.
+const NEVER_FORWARDED: [&str; 6] = [
     "/cgi-bin/token",
     "/cgi-bin/stable_token",
     "/cgi-bin/gettoken",
     "/cgi-bin/component/api_component_token",
     "/cgi-bin/component/api_authorizer_token",
+    "/cgi-bin/component/api_query_auth",
 ];
 
 /// Component calls whose answers carry authorized accounts' refresh tokens, which never leave
@@ -41,16 +43,6 @@ const MASKED_CALLS: [&str; 2] = [
     "/cgi-bin/component/api_get_authorizer_info",
     "/cgi-bin/component/api_get_authorizer_list",
 ];
-
-/// The code exchange: it would spend an authorization code that wxtoken exchanges itself (from
-/// the `authorized` push, or `POST /v1/platforms/{name}/authorizers`), and answers with the
-/// account's refresh token. Refused.
-const QUERY_AUTH: &str = "/cgi-bin/component/api_query_auth";
-
-/// The answer to a [`QUERY_AUTH`] call.
-const QUERY_AUTH_REFUSAL: &str = "api unauthorized: wxtoken exchanges authorization codes \
-    itself (from the authorized push, or POST /v1/platforms/{name}/authorizers) and keeps the \
-    refresh tokens; read the account's token from wxtoken instead";
 
 /// The query parameters a pass-through call may carry its token in: an access token, or the
 /// Open Platform's component token, which its component calls (and its accounts' web OAuth)
@@ -256,9 +248,6 @@ fn route_passthrough(
     if USER_TOKEN_CALLS.contains(&seen.as_ref()) {
         return Ok((None, String::new(), raw_query));
     }
-    if seen == QUERY_AUTH {
-        return Err(Refusal::Wechat(48001, QUERY_AUTH_REFUSAL));
-    }
     let Some((param, token)) = TOKEN_PARAMS.into_iter().find_map(|name| {
         query::param(&raw_query, name)
             .filter(|t| !t.is_empty())
@@ -355,11 +344,6 @@ fn checked_path(state: &ServerState, req: &HttpRequest) -> Result<String, ApiErr
     if NEVER_FORWARDED.contains(&seen.as_ref()) {
         return Err(ApiError::BadRequest(format!(
             "`{path}` would rotate the shared token and is never forwarded; read the token from wxtoken instead"
-        )));
-    }
-    if seen == QUERY_AUTH {
-        return Err(ApiError::BadRequest(format!(
-            "`{path}` is never forwarded: wxtoken exchanges authorization codes itself and keeps the refresh tokens"
         )));
     }
     if !state.gateway.settings.is_api_path(&seen) {

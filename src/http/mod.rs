@@ -221,6 +221,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .post(component_facade::authorizer_token)
                 .default_service(not_allowed("POST")),
         )
+        .service(
+            web::resource("/cgi-bin/component/api_query_auth")
+                .post(component_facade::query_auth)
+                .default_service(not_allowed("POST")),
+        )
         // Last: every other call under a WeChat API prefix goes to the gateway. One template
         // for all of them, so the route label of the metrics stays one value.
         .service(

@@ -118,7 +118,7 @@ pub fn reason_label(err: &UpstreamError) -> &'static str {
 pub const STORE_OPS: [&str; 3] = ["load", "save", "lock"];
 
 /// Routes of the HTTP API as matched templates (label `route`); anything else is `unmatched`.
-pub const ROUTES: [&str; 26] = [
+pub const ROUTES: [&str; 27] = [
     "/v1/apps/{name}/token",
     "/v1/apps/{name}/token/invalidate",
     "/v1/apps/{name}/ticket/{type}",
@@ -141,6 +141,7 @@ pub const ROUTES: [&str; 26] = [
     "/cgi-bin/stable_token",
     "/cgi-bin/component/api_component_token",
     "/cgi-bin/component/api_authorizer_token",
+    "/cgi-bin/component/api_query_auth",
     "/{prefix}/{path:.*}",
     "/healthz",
     "/readyz",

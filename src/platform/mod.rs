@@ -43,6 +43,7 @@
 //! ```
 
 pub mod authorizer;
+pub mod codes;
 pub mod component;
 pub mod crypto;
 pub mod event;

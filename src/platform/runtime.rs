@@ -75,6 +75,9 @@ pub struct PlatformShared {
     pub push_restarted: Arc<Mutex<Option<Instant>>>,
     /// Serializes reconciliations (the daily one, the admin route, the first one).
     pub reconciling: tokio::sync::Mutex<()>,
+    /// Serializes code exchanges, and remembers the codes exchanged: a code arrives twice (the
+    /// push and the redirect), and the second must find the first's account.
+    exchanges: tokio::sync::Mutex<super::codes::ExchangedCodes>,
     /// The component tokens this instance has seen current: the facade accepts the one before
     /// the current one too, since a client may still hold it just after a refresh.
     seen_component: Mutex<SeenComponentTokens>,
@@ -213,6 +216,7 @@ impl PlatformShared {
             upstream,
             push_restarted,
             reconciling: tokio::sync::Mutex::new(()),
+            exchanges: tokio::sync::Mutex::new(Default::default()),
             seen_component: Mutex::new(SeenComponentTokens::default()),
             me: me.clone(),
         });
@@ -623,8 +627,15 @@ impl PlatformShared {
     }
 
     /// Exchanges an authorization code, retrying transient failures a few times within the
-    /// code's life (ten minutes; the retries take well under one).
+    /// code's life (ten minutes; the retries take well under one). A code this platform already
+    /// exchanged is not sent again (WeChat would refuse it, 61009): its account is the answer.
     pub async fn authorize_code(&self, code: &AccessToken) -> Result<String, UpstreamError> {
+        let mut exchanged = self.exchanges.lock().await;
+        if let Some(appid) = exchanged.appid(code.expose(), Instant::now()) {
+            tracing::debug!(platform = %self.name(), authorizer = %appid,
+                "authorization code already exchanged");
+            return Ok(appid);
+        }
         let mut delay = Duration::from_millis(500);
         let mut attempt = 0;
         loop {
@@ -647,6 +658,7 @@ impl PlatformShared {
                     self.install(auth)
                         .await
                         .map_err(|e| UpstreamError::Decode(format!("{e:#}")))?;
+                    exchanged.remember(code.expose(), appid.clone(), Instant::now());
                     return Ok(appid);
                 }
                 Err(e)

@@ -446,9 +446,9 @@ async fn preauthcode_through(app: &TestApp, query: &str) -> Answer {
 }
 
 /// An SDK's component client with its base URL at wxtoken: the component token from the facade
-/// carries its component calls through the pass-through (in either parameter name), a
-/// component token rotated behind wxtoken's back is replaced and the call repeated once, and
-/// the calls whose answers carry refresh tokens never reach WeChat.
+/// carries its component calls (and web OAuth on behalf of an account) through the
+/// pass-through, in either parameter name, and a component token rotated behind wxtoken's
+/// back is replaced and the call repeated once.
 #[actix_web::test]
 async fn component_calls_go_through_the_pass_through_with_the_component_token() {
     let app = spawn().await;
@@ -521,20 +521,9 @@ async fn component_calls_go_through_the_pass_through_with_the_component_token() 
         Some(1.0)
     );
 
-    // Never reaching WeChat: a component token wxtoken did not issue, and the code exchange
-    // (wxtoken exchanges codes itself).
+    // Never reaching WeChat: a component token wxtoken did not issue.
     let answer = preauthcode_through(&app, "component_access_token=not-one-of-ours").await;
     assert_eq!(answer.body["errcode"], 40001, "{}", answer.body);
-    let exchanges = app.fake.calls(Endpoint::QueryAuth);
-    let answer = app
-        .post(
-            &format!("/cgi-bin/component/api_query_auth?component_access_token={fresh}"),
-            None,
-            json!({ "component_appid": COMPONENT, "authorization_code": "code" }).to_string(),
-        )
-        .await;
-    assert_eq!(answer.body["errcode"], 48001, "{}", answer.body);
-    assert_eq!(app.fake.calls(Endpoint::QueryAuth), exchanges);
     assert_eq!(app.fake.calls(Endpoint::CreatePreauthcode), 4);
 }
 
@@ -597,5 +586,91 @@ async fn authorizer_info_and_listing_come_back_without_refresh_tokens() {
             .authorizer_refresh_token(COMPONENT, SHOP)
             .as_deref(),
         Some(real.as_str())
+    );
+}
+
+/// `api_query_auth` as an SDK makes it on the redirect: wxtoken exchanges the code itself,
+/// answers with the account's shared token and the placeholder, and exchanges a code once
+/// whichever way it arrives (the push, the facade, `POST /authorizers`).
+#[actix_web::test]
+async fn the_code_exchange_is_wxtokens_own_and_made_once_per_code() {
+    const CAFE: &str = "wx6c4b2d0e8f9a7b53";
+    let app = spawn().await;
+    let token = facade_component_token(&app, KEY, "").await.body["component_access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let query_auth = |code: String| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            app.post(
+                &format!("/cgi-bin/component/api_query_auth?component_access_token={token}"),
+                None,
+                json!({ "component_appid": COMPONENT, "authorization_code": code }).to_string(),
+            )
+            .await
+        }
+    };
+
+    // The redirect's code, with no push: exchanged by the facade.
+    let authorized = app
+        .fake
+        .authorize(COMPONENT, CAFE, &[1, 7], None)
+        .expect("authorized");
+    let answer = query_auth(authorized.authorization_code.clone()).await;
+    let info = &answer.body["authorization_info"];
+    assert_eq!(info["authorizer_appid"], CAFE, "{}", answer.body);
+    assert_eq!(info["authorizer_refresh_token"], PLACEHOLDER_REFRESH_TOKEN);
+    assert_eq!(
+        info["func_info"],
+        json!([{ "funcscope_category": { "id": 1 } }, { "funcscope_category": { "id": 7 } }])
+    );
+    let served = app
+        .get(
+            &format!("/v1/platforms/saas/authorizers/{CAFE}/token"),
+            Some(KEY),
+        )
+        .await;
+    assert_eq!(served.body["access_token"], info["authorizer_access_token"]);
+    assert_eq!(app.fake.calls(Endpoint::QueryAuth), 1);
+
+    // Pushed, then sent by the SDK and posted to wxtoken's route: one exchange between them.
+    let (authorized, _) = app
+        .fake
+        .authorize_and_push(COMPONENT, SHOP, &[1])
+        .await
+        .expect("authorized");
+    let answer = query_auth(authorized.authorization_code.clone()).await;
+    assert_eq!(
+        answer.body["authorization_info"]["authorizer_appid"], SHOP,
+        "{}",
+        answer.body
+    );
+    let posted = app
+        .post(
+            "/v1/platforms/saas/authorizers",
+            Some(KEY),
+            json!({ "authorization_code": authorized.authorization_code }).to_string(),
+        )
+        .await;
+    assert_eq!(posted.status, 200, "{}", posted.body);
+    assert_eq!(app.fake.calls(Endpoint::QueryAuth), 2);
+
+    // A code WeChat never issued, and a component token wxtoken did not hand out.
+    let answer = query_auth("queryauthcode@@@forged".into()).await;
+    assert_eq!(answer.body["errcode"], 61009, "{}", answer.body);
+    let answer = app
+        .post(
+            "/cgi-bin/component/api_query_auth?component_access_token=forged",
+            None,
+            json!({ "component_appid": COMPONENT, "authorization_code": "x" }).to_string(),
+        )
+        .await;
+    assert_eq!(answer.body["errcode"], 40001, "{}", answer.body);
+    assert_eq!(
+        app.fake.calls(Endpoint::QueryAuth),
+        3,
+        "only the forged code reached WeChat"
     );
 }
