@@ -6,8 +6,9 @@
 //!   credential's current token; the two logins that take the AppSecret carry the client's
 //!   wxtoken key as `secret`, replaced by the real one. Everything else gets WeChat's own
 //!   answer format without reaching WeChat.
-//! - Proxy: `ANY /v1/apps/{name}/proxy/{path}` (and an authorizer's) for business servers that
-//!   never hold a token: Bearer auth, a client with `proxy = true`, and wxtoken adds the token.
+//! - Proxy: `ANY /v1/apps/{name}/proxy/{path}` (and an authorizer's, and a platform's for its
+//!   component calls) for business servers that never hold a token: Bearer auth, a client with
+//!   `proxy = true`, and wxtoken adds the token.
 
 use std::borrow::Cow;
 
@@ -277,15 +278,7 @@ fn component_target(state: &ServerState, presented: &str) -> Result<Target, Refu
     let mut expired = false;
     for platform in state.platforms.values() {
         match platform.check_component_token(presented, now) {
-            ComponentTokenCheck::Known => {
-                return Ok(Target {
-                    label: platform.settings.metrics_label(),
-                    wecom: false,
-                    param: "component_access_token",
-                    addr: platform.component_actor().clone(),
-                    status: platform.component_status().clone(),
-                })
-            }
+            ComponentTokenCheck::Known => return Ok(component_target_of(platform)),
             ComponentTokenCheck::Expired => expired = true,
             ComponentTokenCheck::Unknown => {}
         }
@@ -298,6 +291,17 @@ fn component_target(state: &ServerState, presented: &str) -> Result<Target, Refu
             "invalid credential, access_token is invalid or not latest (not a token wxtoken issued)",
         )
     })
+}
+
+/// A platform's component token as the credential of a forwarded call.
+fn component_target_of(platform: &crate::platform::runtime::PlatformShared) -> Target {
+    Target {
+        label: platform.settings.metrics_label(),
+        wecom: false,
+        param: "component_access_token",
+        addr: platform.component_actor().clone(),
+        status: platform.component_status().clone(),
+    }
 }
 
 /// The query of a login call with the client key in `secret` replaced by the app's AppSecret,
@@ -400,6 +404,24 @@ pub async fn authorizer_proxy(
         Ok::<_, ApiError>((target, checked_path(&state, &req)?))
     };
     match checked.await {
+        Ok((target, path)) => proxy_call(&state, &req, payload, target, path).await,
+        Err(e) => refuse_proxy(&state, e, payload),
+    }
+}
+
+/// `ANY /v1/platforms/{name}/proxy/{path}`: a component call (`/cgi-bin/component/...`, web
+/// OAuth on behalf of an account) with the platform's component token added.
+pub async fn platform_proxy(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let checked =
+        super::platforms::authorize_platform(&state, &req).and_then(|(client, platform)| {
+            require_proxy_flag(&client)?;
+            Ok((component_target_of(&platform), checked_path(&state, &req)?))
+        });
+    match checked {
         Ok((target, path)) => proxy_call(&state, &req, payload, target, path).await,
         Err(e) => refuse_proxy(&state, e, payload),
     }

@@ -185,6 +185,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     web::resource("/authorizers/{appid}/proxy/{path:.*}")
                         .to(gateway::authorizer_proxy),
                 )
+                .service(web::resource("/proxy/{path:.*}").to(gateway::platform_proxy))
                 .service(
                     web::resource("/preauth")
                         .post(platforms::preauth)

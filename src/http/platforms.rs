@@ -21,7 +21,7 @@ use crate::token::messages::{Get, Invalidate};
 use crate::token::TokenRecord;
 
 /// The platform a client may use: 401 (no or bad key), 404 (no such platform), 403.
-fn authorize_platform(
+pub(crate) fn authorize_platform(
     state: &ServerState,
     req: &HttpRequest,
 ) -> Result<(Arc<crate::config::ClientSettings>, Arc<PlatformShared>), ApiError> {

@@ -118,7 +118,7 @@ pub fn reason_label(err: &UpstreamError) -> &'static str {
 pub const STORE_OPS: [&str; 3] = ["load", "save", "lock"];
 
 /// Routes of the HTTP API as matched templates (label `route`); anything else is `unmatched`.
-pub const ROUTES: [&str; 27] = [
+pub const ROUTES: [&str; 28] = [
     "/v1/apps/{name}/token",
     "/v1/apps/{name}/token/invalidate",
     "/v1/apps/{name}/ticket/{type}",
@@ -135,6 +135,7 @@ pub const ROUTES: [&str; 27] = [
     "/v1/platforms/{name}/authorizers/{appid}/ticket/{type}",
     "/v1/platforms/{name}/authorizers/{appid}/jssdk/signature",
     "/v1/platforms/{name}/authorizers/{appid}/proxy/{path:.*}",
+    "/v1/platforms/{name}/proxy/{path:.*}",
     "/v1/platforms/{name}/preauth",
     "/v1/admin/platforms/{name}/reconcile",
     "/cgi-bin/token",

@@ -674,3 +674,48 @@ async fn the_code_exchange_is_wxtokens_own_and_made_once_per_code() {
         "only the forged code reached WeChat"
     );
 }
+
+/// A business server that never holds the component token: the platform's proxy route adds
+/// it, for component calls and for web OAuth on behalf of an account; the client needs
+/// `proxy = true`, and the token endpoints are refused.
+#[actix_web::test]
+async fn component_calls_through_the_platform_proxy_route_carry_the_component_token() {
+    let app = spawn().await;
+    let proxied = "/v1/platforms/saas/proxy/cgi-bin/component/api_create_preauthcode";
+    let body = json!({ "component_appid": COMPONENT }).to_string();
+    let answer = app.post(proxied, Some(PROXY_KEY), body.clone()).await;
+    assert!(answer.body["pre_auth_code"].is_string(), "{}", answer.body);
+    let current = app
+        .fake
+        .current_component_token(COMPONENT)
+        .expect("a token");
+    let sent = app.fake.api_requests("/sns/oauth2/component/access_token");
+    assert!(sent.is_empty());
+    let oauth = app
+        .get(
+            &format!(
+                "/v1/platforms/saas/proxy/sns/oauth2/component/access_token?appid={SHOP}\
+                 &code=web-code-2&grant_type=authorization_code&component_appid={COMPONENT}"
+            ),
+            Some(PROXY_KEY),
+        )
+        .await;
+    assert!(oauth.body["openid"].is_string(), "{}", oauth.body);
+    let sent = app.fake.api_requests("/sns/oauth2/component/access_token");
+    assert_eq!(
+        sent[0].query_param("component_access_token"),
+        Some(current.as_str())
+    );
+    assert_eq!(app.post(proxied, Some(KEY), body.clone()).await.status, 403);
+    let token_route = "/v1/platforms/saas/proxy/cgi-bin/component/api_component_token";
+    assert_eq!(
+        app.post(token_route, Some(PROXY_KEY), body).await.status,
+        400
+    );
+    assert_eq!(app.fake.calls(Endpoint::CreatePreauthcode), 1);
+    assert_eq!(
+        app.metric(r#"wxtoken_proxy_requests_total{app="platform:saas",result="ok"}"#)
+            .await,
+        Some(2.0)
+    );
+}
