@@ -256,24 +256,35 @@ async fn authorizer_record(
     }
 }
 
+/// A component call's body, and the platform it is for (see [`platform_for`], given the
+/// `component_appid` that `appid_of` takes from the body); else the answer to give instead.
+async fn component_call<B: serde::de::DeserializeOwned>(
+    state: &ServerState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    appid_of: fn(&mut B) -> Option<String>,
+) -> Result<(Arc<PlatformShared>, B), HttpResponse> {
+    let presented = presented_token(req)?;
+    let mut b: B = read_object(req, payload).await?;
+    let platform = platform_for(state, &presented, appid_of(&mut b))?;
+    Ok((platform, b))
+}
+
 /// `POST /cgi-bin/component/api_authorizer_token?component_access_token=..` (or `access_token=`)
 pub async fn authorizer_token(
     state: web::Data<ServerState>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let presented = match presented_token(&req) {
-        Ok(t) => t,
-        Err(answer) => return answer,
-    };
-    let b: AuthorizerTokenBody = match read_object(&req, payload).await {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
-    let platform = match platform_for(&state, &presented, b.component_appid) {
-        Ok(p) => p,
-        Err(answer) => return answer,
-    };
+    let (platform, b) =
+        match component_call(&state, &req, payload, |b: &mut AuthorizerTokenBody| {
+            b.component_appid.take()
+        })
+        .await
+        {
+            Ok(call) => call,
+            Err(answer) => return answer,
+        };
     let Some(appid) = non_empty(b.authorizer_appid) else {
         return wx_error(41002, "authorizer_appid missing");
     };
@@ -298,16 +309,12 @@ pub async fn query_auth(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let presented = match presented_token(&req) {
-        Ok(t) => t,
-        Err(answer) => return answer,
-    };
-    let b: QueryAuthBody = match read_object(&req, payload).await {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
-    let platform = match platform_for(&state, &presented, b.component_appid) {
-        Ok(p) => p,
+    let (platform, b) = match component_call(&state, &req, payload, |b: &mut QueryAuthBody| {
+        b.component_appid.take()
+    })
+    .await
+    {
+        Ok(call) => call,
         Err(answer) => return answer,
     };
     let Some(code) = non_empty(b.authorization_code) else {
