@@ -236,7 +236,10 @@ async fn authorizer_record(
     platform: &PlatformShared,
     appid: &str,
 ) -> Result<Arc<TokenRecord>, HttpResponse> {
-    let handle = platform.authorizer_actor(appid).map_err(refusal_answer)?;
+    let handle = platform
+        .authorizer_actor_or_reload(appid)
+        .await
+        .map_err(refusal_answer)?;
     if let Some(rec) = handle.status.load().valid_token(SystemTime::now()) {
         return Ok(rec.clone());
     }

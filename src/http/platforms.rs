@@ -160,12 +160,10 @@ async fn authorizer_handle(
     platform: &PlatformShared,
     appid: &str,
 ) -> Result<crate::apps::CredentialHandle, ApiError> {
-    match platform.authorizer_actor(appid) {
-        Err(AuthorizerRefusal::Unknown) if platform.reload_authorizer(appid).await => platform
-            .authorizer_actor(appid)
-            .map_err(|r| refusal(platform, appid, r)),
-        other => other.map_err(|r| refusal(platform, appid, r)),
-    }
+    platform
+        .authorizer_actor_or_reload(appid)
+        .await
+        .map_err(|r| refusal(platform, appid, r))
 }
 
 /// For the gateway's authorizer proxy route: the client (401, 404, 403 as for every platform

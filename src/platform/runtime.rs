@@ -357,6 +357,20 @@ impl PlatformShared {
         self.ensure_actor(appid).ok_or(AuthorizerRefusal::Unknown)
     }
 
+    /// [`PlatformShared::authorizer_actor`], reading the store first when the account is unknown
+    /// here: another instance of a fleet may have handled its authorization.
+    pub async fn authorizer_actor_or_reload(
+        &self,
+        appid: &str,
+    ) -> Result<CredentialHandle, AuthorizerRefusal> {
+        match self.authorizer_actor(appid) {
+            Err(AuthorizerRefusal::Unknown) if self.reload_authorizer(appid).await => {
+                self.authorizer_actor(appid)
+            }
+            other => other,
+        }
+    }
+
     /// Reads an authorizer's record from the store and keeps it if it is newer than the one
     /// held (or none is): another instance of a fleet may have handled its authorization.
     /// Whether a record is held afterwards.

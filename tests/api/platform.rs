@@ -631,7 +631,35 @@ async fn a_fleet_shares_authorizers_and_a_flushed_redis_loses_no_refresh_token()
     );
     // The other instance learns of the account from the shared records and serves the same
     // token: the authorization and the token are the fleet's, not the receiving instance's.
+    // Its SDK facade, the first there to hear of the account, finds it too.
     let (s0, a) = get_json(&http, &token_at(&fleet[0].base), KEY).await;
+    let post = |path: String, body: serde_json::Value| {
+        let http = http.clone();
+        async move {
+            let mut resp = http.post(path).send_json(&body).await.expect("answered");
+            resp.json::<serde_json::Value>().await.expect("JSON")
+        }
+    };
+    let base = &fleet[1].base;
+    let component = post(
+        format!("{base}/cgi-bin/component/api_component_token"),
+        serde_json::json!({ "component_appid": COMPONENT, "component_appsecret": KEY }),
+    )
+    .await;
+    let via_facade = post(
+        format!(
+            "{base}/cgi-bin/component/api_authorizer_token?component_access_token={}",
+            component["component_access_token"]
+                .as_str()
+                .unwrap_or_default()
+        ),
+        serde_json::json!({ "component_appid": COMPONENT, "authorizer_appid": SHOP }),
+    )
+    .await;
+    assert_eq!(
+        via_facade["authorizer_access_token"], a["access_token"],
+        "{via_facade}"
+    );
     let (s1, b) = get_json(&http, &token_at(&fleet[1].base), KEY).await;
     assert_eq!((s0, s1), (200, 200), "{a} {b}");
     assert_eq!(a["access_token"], b["access_token"]);
