@@ -4,6 +4,10 @@
 
 use serde_json::Value;
 
+/// The largest answer read for masking: a full page of `api_get_authorizer_list` (500
+/// accounts) is about 100 KiB, and parsing takes several times an answer's size in memory.
+pub const ANSWER_LIMIT: usize = 1 << 20;
+
 /// The field names WeChat puts an authorizer's refresh token under.
 const REFRESH_TOKEN_FIELDS: [&str; 2] = ["authorizer_refresh_token", "refresh_token"];
 

@@ -247,7 +247,7 @@ impl Gateway {
     /// sent on (it could not be checked).
     async fn mask_refresh_tokens(&self, peeked: &mut answer::Peeked) -> Result<(), GatewayError> {
         let whole = peeked
-            .read_whole(self.settings.max_body_bytes)
+            .read_whole(mask::ANSWER_LIMIT)
             .await
             .map_err(GatewayError::Upstream)?;
         let placeholder = crate::http::component_facade::PLACEHOLDER_REFRESH_TOKEN;

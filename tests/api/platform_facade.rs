@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use wxtoken::fake::{Endpoint, FakeConfig, FakePlatform, FakeWechat};
+use wxtoken::fake::{Endpoint, FakeConfig, FakePlatform, FakeWechat, Fault};
 use wxtoken::http::component_facade::PLACEHOLDER_REFRESH_TOKEN;
 
 use crate::helpers::*;
@@ -587,6 +587,18 @@ async fn authorizer_info_and_listing_come_back_without_refresh_tokens() {
             .as_deref(),
         Some(real.as_str())
     );
+    // An answer that cannot be checked is not sent on.
+    app.fake
+        .inject_at(Endpoint::GetAuthorizerInfo, Fault::NotJson, 1);
+    let unchecked = app
+        .post(
+            &format!("/cgi-bin/component/api_get_authorizer_info?component_access_token={token}"),
+            None,
+            json!({ "component_appid": COMPONENT, "authorizer_appid": SHOP }).to_string(),
+        )
+        .await;
+    assert_eq!(unchecked.status, 502, "{}", unchecked.body);
+    assert_eq!(unchecked.body["errcode"], -1);
 }
 
 /// `api_query_auth` as an SDK makes it on the redirect: wxtoken exchanges the code itself,
