@@ -660,6 +660,17 @@ async fn a_fleet_shares_authorizers_and_a_flushed_redis_loses_no_refresh_token()
         via_facade["authorizer_access_token"], a["access_token"],
         "{via_facade}"
     );
+    // Running the account now, the instance knows its token at the pass-through too.
+    let (_, user) = get_json(
+        &http,
+        &format!(
+            "{base}/cgi-bin/user/info?openid=o1&access_token={}",
+            a["access_token"].as_str().unwrap_or_default()
+        ),
+        KEY,
+    )
+    .await;
+    assert_eq!(user["openid"], "o1", "{user}");
     let (s1, b) = get_json(&http, &token_at(&fleet[1].base), KEY).await;
     assert_eq!((s0, s1), (200, 200), "{a} {b}");
     assert_eq!(a["access_token"], b["access_token"]);
