@@ -411,6 +411,76 @@ pub(super) async fn writeback_loop(inner: Weak<Inner>) {
 
 /// Copies records only Redis has (or has newer) into the local file, without making the load
 /// wait for the fsync. A failure is retried by the local store itself.
+/// What [`newest_copy`] loads: its name for the log, whether a Redis failure is logged at debug
+/// rather than warn level, and when a record was written.
+struct Copy<T> {
+    what: &'static str,
+    quiet: bool,
+    written: fn(&T) -> std::time::SystemTime,
+}
+
+/// A load's answer from Redis's copy and the local one (if the store keeps one), the newer
+/// winning: with Redis unreachable the local copy answers; a local copy newer than Redis's (or
+/// one Redis lacks) asks for a write-back; a Redis copy newer than the local one (or one it
+/// lacks) goes to `refresh_local`.
+async fn newest_copy<T>(
+    inner: &Inner,
+    platform: &str,
+    remote: anyhow::Result<Option<T>>,
+    local: Option<BoxFuture<'static, anyhow::Result<Option<T>>>>,
+    copy: Copy<T>,
+    refresh_local: impl FnOnce(&T),
+) -> anyhow::Result<Option<T>> {
+    if remote.is_err() {
+        inner.metrics.store_failed(&metric_label(platform), "load");
+    }
+    let local = match local {
+        Some(l) => Some(l.await),
+        None => None,
+    };
+    let (remote, local) = match (remote, local) {
+        (Err(e), Some(Ok(local))) => {
+            let error = format!("{e:#}");
+            if copy.quiet {
+                tracing::debug!(
+                    platform,
+                    error,
+                    "Redis unreachable: {} comes from the local copy",
+                    copy.what
+                );
+            } else {
+                tracing::warn!(
+                    platform,
+                    error,
+                    "Redis unreachable: {} comes from the local copy",
+                    copy.what
+                );
+            }
+            return Ok(local);
+        }
+        (Err(e), _) => return Err(e),
+        (Ok(remote), local) => (remote, local.and_then(Result::ok).flatten()),
+    };
+    let written = copy.written;
+    match (remote, local) {
+        (Some(r), Some(l)) if written(&l) > written(&r) => {
+            inner.ask_writeback();
+            Ok(Some(l))
+        }
+        (None, Some(l)) => {
+            inner.ask_writeback();
+            Ok(Some(l))
+        }
+        (Some(r), l) => {
+            if l.is_none_or(|l| written(&l) < written(&r)) {
+                refresh_local(&r);
+            }
+            Ok(Some(r))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 fn mirror(inner: &Inner, platform: &str, records: &[AuthorizerRecord]) {
     if let (Some(local), false) = (&inner.local, records.is_empty()) {
         let save = local.save_authorizers(platform, records);
@@ -513,43 +583,18 @@ impl PlatformStore for RedisStore {
         let local = inner.local.as_ref().map(|l| l.load_ticket(&platform));
         async move {
             let remote = inner.redis_load_ticket(&platform).await;
-            if remote.is_err() {
-                inner.metrics.store_failed(&metric_label(&platform), "load");
-            }
-            let local = match local {
-                Some(l) => Some(l.await),
-                None => None,
+            let copy = Copy {
+                what: "the verify ticket",
+                quiet: false,
+                written: |t: &TicketRecord| t.received_at,
             };
-            let (remote, local) = match (remote, local) {
-                (Err(e), Some(Ok(local))) => {
-                    tracing::warn!(platform, error = %format!("{e:#}"),
-                        "Redis unreachable: the verify ticket comes from the local copy");
-                    return Ok(local);
+            newest_copy(&inner, &platform, remote, local, copy, |r| {
+                if let Some(local) = &inner.local {
+                    // Not waited for; the local store retries a failure by itself.
+                    drop(local.save_ticket(&platform, r));
                 }
-                (Err(e), _) => return Err(e),
-                (Ok(remote), local) => (remote, local.and_then(Result::ok).flatten()),
-            };
-            match (remote, local) {
-                (Some(r), Some(l)) if l.received_at > r.received_at => {
-                    inner.ask_writeback();
-                    Ok(Some(l))
-                }
-                (None, Some(l)) => {
-                    inner.ask_writeback();
-                    Ok(Some(l))
-                }
-                (Some(r), l) => {
-                    if let (Some(local), true) = (
-                        &inner.local,
-                        l.is_none_or(|l| l.received_at < r.received_at),
-                    ) {
-                        // Not waited for; the local store retries a failure by itself.
-                        drop(local.save_ticket(&platform, &r));
-                    }
-                    Ok(Some(r))
-                }
-                (None, None) => Ok(None),
-            }
+            })
+            .await
         }
         .boxed()
     }
@@ -658,39 +703,16 @@ impl PlatformStore for RedisStore {
             .map(|l| l.load_authorizer(&platform, &appid));
         async move {
             let remote = inner.redis_load_authorizer(&platform, &appid).await;
-            if remote.is_err() {
-                inner.metrics.store_failed(&metric_label(&platform), "load");
-            }
-            let local = match local {
-                Some(l) => Some(l.await),
-                None => None,
+            let copy = Copy {
+                what: "an authorizer record",
+                // One line per account would flood the log of a large platform.
+                quiet: true,
+                written: |a: &AuthorizerRecord| a.updated_at,
             };
-            let (remote, local) = match (remote, local) {
-                (Err(e), Some(Ok(local))) => {
-                    tracing::debug!(platform, error = %format!("{e:#}"),
-                        "Redis unreachable: an authorizer record comes from the local copy");
-                    return Ok(local);
-                }
-                (Err(e), _) => return Err(e),
-                (Ok(remote), local) => (remote, local.and_then(Result::ok).flatten()),
-            };
-            match (remote, local) {
-                (Some(r), Some(l)) if l.updated_at > r.updated_at => {
-                    inner.ask_writeback();
-                    Ok(Some(l))
-                }
-                (None, Some(l)) => {
-                    inner.ask_writeback();
-                    Ok(Some(l))
-                }
-                (Some(r), l) => {
-                    if l.is_none_or(|l| l.updated_at < r.updated_at) {
-                        mirror(&inner, &platform, std::slice::from_ref(&r));
-                    }
-                    Ok(Some(r))
-                }
-                (None, None) => Ok(None),
-            }
+            newest_copy(&inner, &platform, remote, local, copy, |r| {
+                mirror(&inner, &platform, std::slice::from_ref(r));
+            })
+            .await
         }
         .boxed()
     }
