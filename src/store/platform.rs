@@ -243,6 +243,18 @@ pub fn encode_authorizer(r: &AuthorizerRecord) -> Vec<u8> {
 }
 
 /// A stored authorizer record, or why not (never quoting the refresh token).
+/// [`decode_authorizer`] for a record stored under `appid`: one naming another account is as
+/// corrupt as one that does not decode.
+pub fn decode_authorizer_of(bytes: &[u8], appid: &[u8]) -> Result<AuthorizerRecord, String> {
+    decode_authorizer(bytes).and_then(|r| {
+        if r.appid.as_bytes() == appid {
+            Ok(r)
+        } else {
+            Err("the record names another appid".to_string())
+        }
+    })
+}
+
 pub fn decode_authorizer(bytes: &[u8]) -> Result<AuthorizerRecord, String> {
     let json: AuthorizerJson = serde_json::from_slice(bytes)
         .map_err(|e| format!("not an authorizer record ({:?})", e.classify()))?;
@@ -309,6 +321,15 @@ mod tests {
             received_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_456),
         };
         assert_eq!(decode_ticket(&encode_ticket(&t)).unwrap(), t);
+    }
+
+    #[test]
+    fn a_record_is_the_accounts_it_is_stored_under_or_corrupt() {
+        let r = record();
+        let bytes = encode_authorizer(&r);
+        assert_eq!(decode_authorizer_of(&bytes, r.appid.as_bytes()).unwrap(), r);
+        let err = decode_authorizer_of(&bytes, b"wx0000000000000000").unwrap_err();
+        assert!(err.contains("another appid"), "{err}");
     }
 
     #[test]

@@ -25,8 +25,9 @@ use tokio::sync::oneshot;
 
 use super::{blocking, EmbeddedStore, Inner, Job};
 use crate::store::platform::{
-    check_appid, check_platform, decode_authorizer, decode_ticket, encode_authorizer, encode_event,
-    encode_ticket, metric_label, AuthorizerRecord, EventRecord, PlatformStore, TicketRecord,
+    check_appid, check_platform, decode_authorizer, decode_authorizer_of, decode_ticket,
+    encode_authorizer, encode_event, encode_ticket, metric_label, AuthorizerRecord, EventRecord,
+    PlatformStore, TicketRecord,
 };
 use crate::store::to_ms;
 
@@ -283,14 +284,7 @@ impl Inner {
         appid: &str,
         bytes: &[u8],
     ) -> Option<AuthorizerRecord> {
-        let decoded = decode_authorizer(bytes).and_then(|r| {
-            if r.appid == appid {
-                Ok(r)
-            } else {
-                Err("the record names another appid".to_string())
-            }
-        });
-        match decoded {
+        match decode_authorizer_of(bytes, appid.as_bytes()) {
             Ok(r) => Some(r),
             Err(why) => {
                 self.metrics.store_failed(&metric_label(platform), "decode");

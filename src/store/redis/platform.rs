@@ -34,9 +34,9 @@ use futures_util::FutureExt as _;
 
 use super::{Inner, RedisStore};
 use crate::store::platform::{
-    check_appid, check_platform, decode_authorizer, decode_ticket, encode_authorizer, encode_event,
-    encode_ticket, metric_label, AuthorizerRecord, EventRecord, PlatformStore, TicketRecord,
-    MAX_REDIS_EVENTS,
+    check_appid, check_platform, decode_authorizer_of, decode_ticket, encode_authorizer,
+    encode_event, encode_ticket, metric_label, AuthorizerRecord, EventRecord, PlatformStore,
+    TicketRecord, MAX_REDIS_EVENTS,
 };
 use crate::store::to_ms;
 
@@ -185,14 +185,7 @@ impl Inner {
         appid: &[u8],
         bytes: &[u8],
     ) -> Option<AuthorizerRecord> {
-        let decoded = decode_authorizer(bytes).and_then(|r| {
-            if r.appid.as_bytes() == appid {
-                Ok(r)
-            } else {
-                Err("the record names another appid".to_string())
-            }
-        });
-        match decoded {
+        match decode_authorizer_of(bytes, appid) {
             Ok(r) => Some(r),
             Err(why) => {
                 self.metrics.store_failed(&metric_label(platform), "decode");
