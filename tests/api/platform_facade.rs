@@ -85,6 +85,27 @@ proxy = true
     app
 }
 
+/// SHOP authorizes the platform with these permission sets (pushed), and wxtoken serves its
+/// token: the token it serves.
+async fn authorized_shop(app: &TestApp, func_info: &[u32]) -> String {
+    app.fake
+        .authorize_and_push(COMPONENT, SHOP, func_info)
+        .await
+        .expect("authorized");
+    let token_path = format!("/v1/platforms/saas/authorizers/{SHOP}/token");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.get(&token_path, Some(KEY)).await.status == 200
+        })
+        .await,
+        "wxtoken serves the account's token"
+    );
+    app.get(&token_path, Some(KEY)).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 async fn preauth(app: &TestApp, body: serde_json::Value) -> Answer {
     app.post("/v1/platforms/saas/preauth", Some(KEY), body.to_string())
         .await
@@ -252,22 +273,7 @@ async fn the_facade_hands_the_shared_component_token_to_a_client_key_and_never_c
 #[actix_web::test]
 async fn the_facade_serves_authorizer_tokens_for_the_component_token_it_issued() {
     let app = spawn().await;
-    app.fake
-        .authorize_and_push(COMPONENT, SHOP, &[1])
-        .await
-        .expect("authorized");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            app.get(
-                &format!("/v1/platforms/saas/authorizers/{SHOP}/token"),
-                Some(KEY),
-            )
-            .await
-            .status
-                == 200
-        })
-        .await
-    );
+    authorized_shop(&app, &[1]).await;
     let issued = facade_component_token(&app, KEY, "").await.body["component_access_token"]
         .as_str()
         .unwrap()
@@ -323,22 +329,7 @@ async fn the_facade_serves_authorizer_tokens_for_the_component_token_it_issued()
 #[actix_web::test]
 async fn the_component_token_before_the_current_one_is_accepted_until_it_expires() {
     let app = spawn_with(4).await;
-    app.fake
-        .authorize_and_push(COMPONENT, SHOP, &[1])
-        .await
-        .expect("authorized");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            app.get(
-                &format!("/v1/platforms/saas/authorizers/{SHOP}/token"),
-                Some(KEY),
-            )
-            .await
-            .status
-                == 200
-        })
-        .await
-    );
+    authorized_shop(&app, &[1]).await;
     let issued_at = std::time::Instant::now();
     let token = |answer: Answer| {
         answer.body["component_access_token"]
@@ -388,21 +379,7 @@ async fn the_component_token_before_the_current_one_is_accepted_until_it_expires
 #[actix_web::test]
 async fn an_authorized_account_is_called_through_both_gateway_fronts() {
     let app = spawn().await;
-    app.fake
-        .authorize_and_push(COMPONENT, SHOP, &[1])
-        .await
-        .expect("authorized");
-    let token_path = format!("/v1/platforms/saas/authorizers/{SHOP}/token");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            app.get(&token_path, Some(KEY)).await.status == 200
-        })
-        .await
-    );
-    let token = app.get(&token_path, Some(KEY)).await.body["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = authorized_shop(&app, &[1]).await;
     // The proxy route adds the account's token; a client without `proxy = true` may not.
     let proxied =
         format!("/v1/platforms/saas/authorizers/{SHOP}/proxy/cgi-bin/user/info?openid=o1");
@@ -533,17 +510,7 @@ async fn component_calls_go_through_the_pass_through_with_the_component_token() 
 #[actix_web::test]
 async fn authorizer_info_and_listing_come_back_without_refresh_tokens() {
     let app = spawn().await;
-    app.fake
-        .authorize_and_push(COMPONENT, SHOP, &[1, 2])
-        .await
-        .expect("authorized");
-    let token_path = format!("/v1/platforms/saas/authorizers/{SHOP}/token");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            app.get(&token_path, Some(KEY)).await.status == 200
-        })
-        .await
-    );
+    authorized_shop(&app, &[1, 2]).await;
     let real = app
         .fake
         .authorizer_refresh_token(COMPONENT, SHOP)
