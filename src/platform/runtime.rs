@@ -590,7 +590,6 @@ impl PlatformShared {
     pub async fn install(&self, auth: Authorization) -> anyhow::Result<()> {
         let appid = auth.authorizer_appid.clone();
         let previous = self.authorizer(&appid);
-        self.retire_actor(&appid);
         let key = self.authorizer_key(&appid);
         let old = self.deps.store.load(&key).await.ok().flatten();
         let generation = old.as_ref().map_or(0, |s| s.record.generation) + 1;
@@ -600,6 +599,10 @@ impl PlatformShared {
             tracing::warn!(platform = %self.settings.name, authorizer = %appid,
                 error = %format!("{e:#}"), "could not save the new authorizer token; it is fetched again");
         }
+        // Only now, with the new token stored: a request in the meantime would start the next
+        // actor from the store, and one started before the save would serve the token the
+        // re-authorization killed.
+        self.retire_actor(&appid);
         let record = AuthorizerRecord {
             appid: appid.clone(),
             refresh_token: Some(auth.refresh_token),

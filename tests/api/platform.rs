@@ -870,7 +870,9 @@ async fn a_reauthorization_replaces_the_token_it_killed() {
             a.status == 200 && a.body["access_token"].as_str() != Some(first.as_str())
         })
         .await,
-        "the killed token is not served"
+        "the killed token is not served: {} {}",
+        authorizer_token(&app, SHOP).await.status,
+        authorizer_token(&app, SHOP).await.body
     );
     let served = authorizer_token(&app, SHOP).await.body["access_token"]
         .as_str()
