@@ -562,8 +562,51 @@ async fn the_binary_logs_no_platform_secret_even_at_trace() {
         KEY,
     )
     .await;
-    secrets.push(body["component_access_token"].as_str().unwrap().to_string());
+    let component = body["component_access_token"].as_str().unwrap().to_string();
+    secrets.push(component.clone());
     secrets.extend(fake.authorizer_refresh_token(COMPONENT, SHOP));
+    // Through the gateway and the component facade too: a component call, an answer carrying
+    // a refresh token (masked), and a code exchanged for an SDK.
+    let post = |path: String, body: serde_json::Value| {
+        let http = http.clone();
+        async move {
+            let mut resp = http.post(path).send_json(&body).await.expect("answered");
+            resp.json::<serde_json::Value>().await.expect("JSON")
+        }
+    };
+    let preauth = post(
+        format!(
+            "{base}/cgi-bin/component/api_create_preauthcode?component_access_token={component}"
+        ),
+        serde_json::json!({ "component_appid": COMPONENT }),
+    )
+    .await;
+    assert!(preauth["pre_auth_code"].is_string(), "{preauth}");
+    let info = post(
+        format!(
+            "{base}/cgi-bin/component/api_get_authorizer_info?component_access_token={component}"
+        ),
+        serde_json::json!({ "component_appid": COMPONENT, "authorizer_appid": SHOP }),
+    )
+    .await;
+    assert_eq!(
+        info["authorization_info"]["authorizer_refresh_token"],
+        wxtoken::http::component_facade::PLACEHOLDER_REFRESH_TOKEN
+    );
+    const CAFE: &str = "wx6c4b2d0e8f9a7b53";
+    let cafe = fake.authorize(COMPONENT, CAFE, &[1], None).unwrap();
+    secrets.push(cafe.authorization_code.clone());
+    let exchanged = post(
+        format!("{base}/cgi-bin/component/api_query_auth?component_access_token={component}"),
+        serde_json::json!({ "component_appid": COMPONENT, "authorization_code": cafe.authorization_code }),
+    )
+    .await;
+    let cafe_token = exchanged["authorization_info"]["authorizer_access_token"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!cafe_token.is_empty(), "{exchanged}");
+    secrets.push(cafe_token.to_string());
+    secrets.extend(fake.authorizer_refresh_token(COMPONENT, CAFE));
     drop(child);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
