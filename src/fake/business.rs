@@ -801,6 +801,15 @@ fn js_code_to_session(call: &Call) -> Result<Answer, WxError> {
 fn oauth_token(call: &Call) -> Result<Answer, WxError> {
     let mut s = lock(call.state);
     let appid = s.check_login(login_credentials(call))?;
+    user_token(&mut s, call, appid)
+}
+
+/// The user's OAuth token for `appid`, for the call's `code` (each works once).
+fn user_token(
+    s: &mut super::state::FakeState,
+    call: &Call,
+    appid: &str,
+) -> Result<Answer, WxError> {
     let code = call.param("code").ok_or(WxError::INVALID_CODE)?;
     if !s.business().oauth_codes.first_use(appid, code) {
         return Err(WxError::INVALID_CODE);
@@ -831,17 +840,7 @@ fn component_oauth_token(call: &Call) -> Result<Answer, WxError> {
         )?;
     }
     let appid = present(param(call.query, "appid")).ok_or(WxError::APPID_MISSING)?;
-    let code = call.param("code").ok_or(WxError::INVALID_CODE)?;
-    if !s.business().oauth_codes.first_use(appid, code) {
-        return Err(WxError::INVALID_CODE);
-    }
-    Ok(Answer::Json(json!({
-        "access_token": random_token(USER_TOKEN_LEN),
-        "expires_in": USER_TOKEN_EXPIRES_IN,
-        "refresh_token": random_token(USER_TOKEN_LEN),
-        "openid": login_openid(appid, code),
-        "scope": "snsapi_base",
-    })))
+    user_token(&mut s, call, appid)
 }
 
 /// `GET /_fake/api_calls?path=/cgi-bin/user/info`: `{"path":..,"calls":N}`.
