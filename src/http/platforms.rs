@@ -326,13 +326,8 @@ pub async fn list_authorizers(
     };
     let limit = q.limit.unwrap_or(100).min(LIST_MAX);
     let offset = q.offset.unwrap_or(0);
-    let all: Vec<AuthorizerRecord> = platform
-        .authorizer_records()
-        .into_iter()
-        .filter(|r| wanted.is_none_or(|w| r.state == w))
-        .collect();
-    let total = all.len();
-    let page: Vec<AuthorizerView> = all.into_iter().skip(offset).take(limit).map(view).collect();
+    let (total, records) = platform.authorizer_page(wanted, offset, limit);
+    let page: Vec<AuthorizerView> = records.into_iter().map(view).collect();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(serde_json::json!({
@@ -616,7 +611,7 @@ async fn handle_event(
 pub async fn background(platform: std::sync::Weak<PlatformShared>) {
     let mut since_reconcile = Duration::ZERO;
     let mut first_done = match platform.upgrade() {
-        Some(p) => !p.authorizer_records().is_empty(),
+        Some(p) => p.has_authorizers(),
         None => return,
     };
     loop {

@@ -311,13 +311,35 @@ impl PlatformShared {
     }
 
     /// Every record, sorted by appid.
-    pub fn authorizer_records(&self) -> Vec<AuthorizerRecord> {
-        let mut out: Vec<AuthorizerRecord> = lock(&self.authorizers)
+    /// One page of the authorizers in `state` (all when `None`), by appid: how many there are
+    /// and the records from `offset`, `limit` at most. Only the page's records are copied.
+    pub fn authorizer_page(
+        &self,
+        state: Option<AuthorizerState>,
+        offset: usize,
+        limit: usize,
+    ) -> (usize, Vec<AuthorizerRecord>) {
+        let map = lock(&self.authorizers);
+        let mut matching: Vec<&AuthorizerRecord> = map
             .values()
-            .map(|e| e.record.clone())
+            .map(|e| &e.record)
+            .filter(|r| state.is_none_or(|s| r.state == s))
             .collect();
-        out.sort_by(|a, b| a.appid.cmp(&b.appid));
-        out
+        let total = matching.len();
+        let end = offset.saturating_add(limit).min(total);
+        if offset >= end {
+            return (total, Vec::new());
+        }
+        // Only the first `end` need to be in order.
+        matching.select_nth_unstable_by(end - 1, |a, b| a.appid.cmp(&b.appid));
+        let head = &mut matching[..end];
+        head.sort_unstable_by(|a, b| a.appid.cmp(&b.appid));
+        (total, head[offset..].iter().map(|r| (*r).clone()).collect())
+    }
+
+    /// Whether any authorizer is known.
+    pub fn has_authorizers(&self) -> bool {
+        !lock(&self.authorizers).is_empty()
     }
 
     /// Authorizers per state, and how many have a running actor (for metrics).

@@ -282,6 +282,31 @@ async fn reconciliation_imports_ten_thousand_and_an_idle_one_costs_one_call_for_
         .await,
         "all imported"
     );
+    // Paged by appid, 1,000 at most a page, every account once.
+    let mut listed = Vec::new();
+    for offset in (0..10_000).step_by(1000) {
+        let page = app
+            .get(
+                &format!("/v1/platforms/saas/authorizers?offset={offset}&limit=5000"),
+                Some(KEY),
+            )
+            .await;
+        let appids = page.body["authorizers"].as_array().expect("a page").clone();
+        assert_eq!(appids.len(), 1000, "offset {offset}");
+        listed.extend(
+            appids
+                .iter()
+                .map(|a| a["appid"].as_str().unwrap().to_string()),
+        );
+    }
+    let mut expected = appids.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+    let past = app
+        .get("/v1/platforms/saas/authorizers?offset=10000", Some(KEY))
+        .await;
+    assert_eq!(past.body["total"], 10_000);
+    assert_eq!(past.body["authorizers"], serde_json::json!([]));
     // The admin route runs it again: nothing new.
     let again = app
         .post("/v1/admin/platforms/saas/reconcile", Some(ADMIN), "")
