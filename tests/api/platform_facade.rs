@@ -698,3 +698,73 @@ async fn component_calls_through_the_platform_proxy_route_carry_the_component_to
         Some(2.0)
     );
 }
+
+/// wechatpy's component client (and the account client it makes) with their API base at
+/// wxtoken: the SDK's own flow, from the component token to a business call of the account.
+const WECHATPY_COMPONENT: &str = r#"
+import sys, json
+from wechatpy.component import WeChatComponent, WeChatComponentClient
+base, component_appid, key, msg_token, aes_key, code, appid = sys.argv[1:8]
+WeChatComponentClient.API_BASE_URL = base + "/cgi-bin/"
+class ThroughWxtoken(WeChatComponent):
+    API_BASE_URL = base + "/cgi-bin"
+c = ThroughWxtoken(component_appid, key, msg_token, aes_key)
+# wxtoken keeps its own ticket; the SDK wants one in its session all the same.
+c.session.set("component_verify_ticket", "ticket-the-sdk-never-needs")
+pre = c.create_preauthcode()
+auth = c.query_auth(code)
+info = c.get_authorizer_info(appid)
+account = c.get_client_by_appid(appid)
+user = account.user.get("openid-7")
+print(json.dumps({"pre": pre, "auth": auth, "info": info, "user": user,
+                  "stored_refresh_token": c.session.get(appid + "_refresh_token")}))
+"#;
+
+#[actix_web::test]
+async fn wechatpys_component_client_works_with_its_base_url_at_wxtoken() {
+    crate::platform_crypto::require_wechatpy();
+    const CAFE: &str = "wx6c4b2d0e8f9a7b53";
+    let app = spawn().await;
+    let authorized = app
+        .fake
+        .authorize(COMPONENT, CAFE, &[1], None)
+        .expect("authorized");
+    let out = crate::platform_crypto::python(
+        WECHATPY_COMPONENT,
+        vec![
+            app.base.clone(),
+            COMPONENT.into(),
+            KEY.into(),
+            MSG_TOKEN.into(),
+            AES_KEY.into(),
+            authorized.authorization_code,
+            CAFE.into(),
+        ],
+    )
+    .await;
+    let sdk: serde_json::Value = serde_json::from_str(&out).expect("the SDK printed JSON");
+    assert!(sdk["pre"]["pre_auth_code"].is_string(), "{sdk}");
+    assert_eq!(sdk["auth"]["authorization_info"]["authorizer_appid"], CAFE);
+    assert_eq!(sdk["stored_refresh_token"], PLACEHOLDER_REFRESH_TOKEN);
+    assert_eq!(
+        sdk["info"]["authorization_info"]["authorizer_refresh_token"],
+        PLACEHOLDER_REFRESH_TOKEN
+    );
+    assert_eq!(sdk["user"]["openid"], "openid-7", "{sdk}");
+    // The account's business call went out with the token wxtoken serves for it.
+    let served = app
+        .get(
+            &format!("/v1/platforms/saas/authorizers/{CAFE}/token"),
+            Some(KEY),
+        )
+        .await;
+    let sent = app.fake.api_requests("/cgi-bin/user/info");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].query_param("access_token"),
+        served.body["access_token"].as_str()
+    );
+    // The SDK never called WeChat for a token: wxtoken fetched none beyond its own.
+    assert_eq!(app.fake.calls(Endpoint::QueryAuth), 1);
+    assert_eq!(app.fake.calls(Endpoint::AuthorizerToken), 0);
+}
