@@ -135,8 +135,8 @@ async fn read_call_body(
     read_body_within(req, payload, settings.max_body_bytes, settings.timeout).await
 }
 
-fn call_of(req: &HttpRequest, path: String, query: String, body: web::Bytes) -> Call {
-    let masked = canonical(&path).is_some_and(|p| MASKED_CALLS.contains(&p.as_ref()));
+/// The call to forward; `masked` from the path as checked (see [`MASKED_CALLS`]).
+fn call_of(req: &HttpRequest, path: String, query: String, body: web::Bytes, masked: bool) -> Call {
     Call {
         method: req.method().clone(),
         path,
@@ -184,7 +184,12 @@ pub async fn passthrough(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let (target, label, query) = match route_passthrough(&state, &req) {
+    let Routed {
+        target,
+        label,
+        query,
+        masked,
+    } = match route_passthrough(&state, &req) {
         Ok(routed) => routed,
         Err(refusal) => {
             state.gateway.refused("");
@@ -209,7 +214,7 @@ pub async fn passthrough(
             return e.into_response(|e| wx_error(e.status(), -1, &e.to_string()));
         }
     };
-    let call = call_of(&req, req.path().to_string(), query, body);
+    let call = call_of(&req, req.path().to_string(), query, body, masked);
     match state
         .gateway
         .forward(slot, call, target.as_ref(), &label)
@@ -228,12 +233,20 @@ enum Refusal {
     Wechat(i64, &'static str),
 }
 
-/// Where a pass-through call goes: its credential (none for calls carrying their own), its
-/// metrics label and the query to send; or why not.
-fn route_passthrough(
-    state: &ServerState,
-    req: &HttpRequest,
-) -> Result<(Option<Target>, String, String), Refusal> {
+/// Where a pass-through call goes.
+struct Routed {
+    /// Its credential; none for calls that carry their own.
+    target: Option<Target>,
+    /// Its metrics label.
+    label: String,
+    /// The query to send.
+    query: String,
+    /// Whether its answer is sent on with the refresh tokens replaced.
+    masked: bool,
+}
+
+/// Where a pass-through call goes, or why not.
+fn route_passthrough(state: &ServerState, req: &HttpRequest) -> Result<Routed, Refusal> {
     let Some(seen) = canonical(req.path()).filter(|p| !NEVER_FORWARDED.contains(&p.as_ref()))
     else {
         // A token route in another spelling (the facade's own routes never get here), or
@@ -244,10 +257,20 @@ fn route_passthrough(
     if SECRET_CALLS.contains(&seen.as_ref()) {
         let (app, query) = with_real_secret(state, &raw_query)
             .map_err(|(errcode, errmsg)| Refusal::Wechat(errcode, errmsg))?;
-        return Ok((None, app, query));
+        return Ok(Routed {
+            target: None,
+            label: app,
+            query,
+            masked: false,
+        });
     }
     if USER_TOKEN_CALLS.contains(&seen.as_ref()) {
-        return Ok((None, String::new(), raw_query));
+        return Ok(Routed {
+            target: None,
+            label: String::new(),
+            query: raw_query,
+            masked: false,
+        });
     }
     let Some((param, token)) = TOKEN_PARAMS.into_iter().find_map(|name| {
         query::param(&raw_query, name)
@@ -266,8 +289,12 @@ fn route_passthrough(
     };
     // The token goes back where the caller put it.
     target.param = param;
-    let label = target.label.clone();
-    Ok((Some(target), label, raw_query))
+    Ok(Routed {
+        label: target.label.clone(),
+        target: Some(target),
+        query: raw_query,
+        masked: MASKED_CALLS.contains(&seen.as_ref()),
+    })
 }
 
 /// The platform whose component token `presented` is (its current one, or the one before it
@@ -339,8 +366,16 @@ fn proxied_path(req: &HttpRequest) -> Option<String> {
     Some(raw[at + "/proxy".len()..].to_string())
 }
 
+/// A proxy call's WeChat path, as checked.
+struct ProxyPath {
+    /// Still percent-encoded as the client sent it.
+    path: String,
+    /// Whether the call's answer is masked (see [`MASKED_CALLS`]).
+    masked: bool,
+}
+
 /// Checks a proxy call's path: a WeChat API path (404 otherwise) that is no token endpoint.
-fn checked_path(state: &ServerState, req: &HttpRequest) -> Result<String, ApiError> {
+fn checked_path(state: &ServerState, req: &HttpRequest) -> Result<ProxyPath, ApiError> {
     let path = proxied_path(req).ok_or(ApiError::NotFound)?;
     let seen = canonical(&path).ok_or_else(|| {
         ApiError::BadRequest("the path has `.` or `..` segments, or is not UTF-8".into())
@@ -356,7 +391,8 @@ fn checked_path(state: &ServerState, req: &HttpRequest) -> Result<String, ApiErr
             path.chars().take(128).collect::<String>()
         )));
     }
-    Ok(path)
+    let masked = MASKED_CALLS.contains(&seen.as_ref());
+    Ok(ProxyPath { path, masked })
 }
 
 fn require_proxy_flag(client: &crate::config::ClientSettings) -> Result<(), ApiError> {
@@ -438,7 +474,7 @@ async fn proxy_call(
     req: &HttpRequest,
     payload: web::Payload,
     target: Target,
-    path: String,
+    ProxyPath { path, masked }: ProxyPath,
 ) -> HttpResponse {
     let slot = match state.gateway.slot().await {
         Ok(slot) => slot,
@@ -455,7 +491,7 @@ async fn proxy_call(
             return e.into_response(|e| actix_web::ResponseError::error_response(e.as_api_error()));
         }
     };
-    let call = call_of(req, path, req.query_string().to_string(), body);
+    let call = call_of(req, path, req.query_string().to_string(), body, masked);
     match state
         .gateway
         .forward(slot, call, Some(&target), &target.label)
