@@ -310,7 +310,6 @@ impl PlatformShared {
         lock(&self.authorizers).get(appid).map(|e| e.record.clone())
     }
 
-    /// Every record, sorted by appid.
     /// One page of the authorizers in `state` (all when `None`), by appid: how many there are
     /// and the records from `offset`, `limit` at most. Only the page's records are copied.
     pub fn authorizer_page(

@@ -242,7 +242,6 @@ pub fn encode_authorizer(r: &AuthorizerRecord) -> Vec<u8> {
     serde_json::to_vec(&json).unwrap_or_default()
 }
 
-/// A stored authorizer record, or why not (never quoting the refresh token).
 /// [`decode_authorizer`] for a record stored under `appid`: one naming another account is as
 /// corrupt as one that does not decode.
 pub fn decode_authorizer_of(bytes: &[u8], appid: &[u8]) -> Result<AuthorizerRecord, String> {
@@ -255,6 +254,7 @@ pub fn decode_authorizer_of(bytes: &[u8], appid: &[u8]) -> Result<AuthorizerReco
     })
 }
 
+/// A stored authorizer record, or why not (never quoting the refresh token).
 pub fn decode_authorizer(bytes: &[u8]) -> Result<AuthorizerRecord, String> {
     let json: AuthorizerJson = serde_json::from_slice(bytes)
         .map_err(|e| format!("not an authorizer record ({:?})", e.classify()))?;

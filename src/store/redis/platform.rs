@@ -402,11 +402,9 @@ pub(super) async fn writeback_loop(inner: Weak<Inner>) {
     }
 }
 
-/// Copies records only Redis has (or has newer) into the local file, without making the load
-/// wait for the fsync. A failure is retried by the local store itself.
 /// What [`newest_copy`] loads: its name for the log, whether a Redis failure is logged at debug
 /// rather than warn level, and when a record was written.
-struct Copy<T> {
+struct Loaded<T> {
     what: &'static str,
     quiet: bool,
     written: fn(&T) -> std::time::SystemTime,
@@ -421,7 +419,7 @@ async fn newest_copy<T>(
     platform: &str,
     remote: anyhow::Result<Option<T>>,
     local: Option<BoxFuture<'static, anyhow::Result<Option<T>>>>,
-    copy: Copy<T>,
+    loaded: Loaded<T>,
     refresh_local: impl FnOnce(&T),
 ) -> anyhow::Result<Option<T>> {
     if remote.is_err() {
@@ -434,19 +432,19 @@ async fn newest_copy<T>(
     let (remote, local) = match (remote, local) {
         (Err(e), Some(Ok(local))) => {
             let error = format!("{e:#}");
-            if copy.quiet {
+            if loaded.quiet {
                 tracing::debug!(
                     platform,
                     error,
                     "Redis unreachable: {} comes from the local copy",
-                    copy.what
+                    loaded.what
                 );
             } else {
                 tracing::warn!(
                     platform,
                     error,
                     "Redis unreachable: {} comes from the local copy",
-                    copy.what
+                    loaded.what
                 );
             }
             return Ok(local);
@@ -454,7 +452,7 @@ async fn newest_copy<T>(
         (Err(e), _) => return Err(e),
         (Ok(remote), local) => (remote, local.and_then(Result::ok).flatten()),
     };
-    let written = copy.written;
+    let written = loaded.written;
     match (remote, local) {
         (Some(r), Some(l)) if written(&l) > written(&r) => {
             inner.ask_writeback();
@@ -474,6 +472,8 @@ async fn newest_copy<T>(
     }
 }
 
+/// Copies records only Redis has (or has newer) into the local file, without making the load
+/// wait for the fsync. A failure is retried by the local store itself.
 fn mirror(inner: &Inner, platform: &str, records: &[AuthorizerRecord]) {
     if let (Some(local), false) = (&inner.local, records.is_empty()) {
         let save = local.save_authorizers(platform, records);
@@ -576,12 +576,12 @@ impl PlatformStore for RedisStore {
         let local = inner.local.as_ref().map(|l| l.load_ticket(&platform));
         async move {
             let remote = inner.redis_load_ticket(&platform).await;
-            let copy = Copy {
+            let loaded = Loaded {
                 what: "the verify ticket",
                 quiet: false,
                 written: |t: &TicketRecord| t.received_at,
             };
-            newest_copy(&inner, &platform, remote, local, copy, |r| {
+            newest_copy(&inner, &platform, remote, local, loaded, |r| {
                 if let Some(local) = &inner.local {
                     // Not waited for; the local store retries a failure by itself.
                     drop(local.save_ticket(&platform, r));
@@ -696,13 +696,13 @@ impl PlatformStore for RedisStore {
             .map(|l| l.load_authorizer(&platform, &appid));
         async move {
             let remote = inner.redis_load_authorizer(&platform, &appid).await;
-            let copy = Copy {
+            let loaded = Loaded {
                 what: "an authorizer record",
                 // One line per account would flood the log of a large platform.
                 quiet: true,
                 written: |a: &AuthorizerRecord| a.updated_at,
             };
-            newest_copy(&inner, &platform, remote, local, copy, |r| {
+            newest_copy(&inner, &platform, remote, local, loaded, |r| {
                 mirror(&inner, &platform, std::slice::from_ref(r));
             })
             .await
