@@ -2,7 +2,6 @@
 //! upstream fetch per refresh for the whole fleet.
 
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,11 +22,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start(password: Option<&str>) -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::redis_topology::free_port(false);
         let mut server = RedisServer {
             port,
             password: password.map(String::from),

@@ -62,15 +62,36 @@ impl Deployment for RedisServer {
 }
 
 /// A loopback port that is free now (and, with `bus`, whose Cluster bus port, 10000 above, is
-/// free too).
+/// free too), taken below the kernel's ephemeral range: servers are restarted on their ports
+/// mid-test, and one the kernel had meanwhile given to some client's outgoing connection (the
+/// fleet's, reconnecting) would not start. No port is handed out twice in this process, as
+/// tests pick theirs concurrently.
 pub fn free_port(bus: bool) -> u16 {
+    static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let top = if bus { low.saturating_sub(10_000) } else { low };
+    let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
     loop {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        if !bus {
-            return port;
-        }
-        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+        let port = if top > 12_000 {
+            rand::random_range(10_000..top)
+        } else {
+            // An unusual ephemeral range leaves no room below it: any free port, as the
+            // kernel picks them.
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let mut taken = TAKEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let bus_ok = !bus || (port < 55_000 && free(port + 10_000));
+        if !taken.contains(&port) && free(port) && bus_ok {
+            taken.push(port);
             return port;
         }
     }
