@@ -18,13 +18,15 @@
 //! injection on the wire), `tls` (PEM to rustls), `component_state` and `component` (the same
 //! two for the component API), `component_control` (its `/_fake/component/*` controls),
 //! `component_handle` (its [`FakeWechat`] methods), `push` (event pushes), `business` (the
-//! business endpoints, their records and their [`FakeWechat`] methods).
+//! business endpoints, their records and their [`FakeWechat`] methods), `hostile` (a lenient
+//! front end's path reading and echoing logins, for the gateway's tests).
 
 mod business;
 mod component;
 mod component_control;
 mod component_handle;
 mod component_state;
+mod hostile;
 mod push;
 mod routes;
 mod state;
@@ -282,6 +284,7 @@ pub struct FakeWechat {
 
 struct Inner {
     state: web::Data<Shared>,
+    modes: web::Data<hostile::Modes>,
     addr: SocketAddr,
     https: bool,
     server: ServerHandle,
@@ -315,12 +318,16 @@ impl FakeWechat {
         let addr = listener.local_addr()?;
         let state = web::Data::new(Shared::new(FakeState::new(&cfg)));
 
+        let modes = web::Data::new(hostile::Modes::default());
         let app_state = state.clone();
+        let app_modes = modes.clone();
         // One worker: the fake's work is a few microseconds under a mutex, and tests start
         // many fakes, each of which would otherwise spawn a thread per core.
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(app_modes.clone())
+                .wrap(actix_web::middleware::from_fn(hostile::apply))
                 .configure(routes::configure)
         })
         .workers(1)
@@ -349,12 +356,43 @@ impl FakeWechat {
         Ok(FakeWechat {
             inner: Arc::new(Inner {
                 state,
+                modes,
                 addr,
                 https,
                 server: handle,
                 stopped,
             }),
         })
+    }
+
+    /// Reads paths as a lenient front end does: `//` as `/`, `;params` dropped (see
+    /// `hostile.rs`).
+    pub fn set_lenient_paths(&self, on: bool) {
+        self.inner
+            .modes
+            .lenient_paths
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Makes the two logins that take the AppSecret answer with the whole request repeated
+    /// (in `errmsg` and a `Location` header), as a hostile or careless upstream may.
+    pub fn set_echoing_logins(&self, on: bool) {
+        self.inner
+            .modes
+            .echoing_logins
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Makes every JSON answer under `/cgi-bin/component/` carry `leaked` (refresh tokens) in
+    /// hostile shapes: odd key spellings, JSON inside a string, free text (see `hostile.rs`).
+    /// Empty: off.
+    pub fn leak_in_component_answers(&self, leaked: Vec<String>) {
+        *self
+            .inner
+            .modes
+            .leaked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = leaked;
     }
 
     /// The address the server listens on (with the real port when asked for port 0).
