@@ -107,6 +107,9 @@ impl Application {
             actix::spawn(crate::http::platforms::background(Arc::downgrade(&shared)));
             platforms.insert(p.name.clone(), shared);
         }
+        let known_refresh_tokens = Arc::new(crate::proxy::PlatformRefreshTokens(
+            platforms.values().cloned().collect(),
+        ));
         // Built once, outside the per-worker factory: every worker shares the same state.
         let state = web::Data::new(ServerState {
             apps: ArcSwap::from_pointee(apps),
@@ -123,6 +126,7 @@ impl Application {
                 deps.tls.clone(),
                 metrics.clone(),
                 options.wait_limit,
+                known_refresh_tokens,
             ),
         });
         // On this (the main) arbiter, where reloads start new token actors.
@@ -179,6 +183,12 @@ impl Application {
                 // Inside `track_requests`, so its 408s and 413s are counted too.
                 .wrap(actix_web::middleware::from_fn(read_chunked_bodies))
                 .wrap(actix_web::middleware::from_fn(track_requests))
+                // `//cgi-bin/token` is `/cgi-bin/token`, as WeChat's own front end reads it (an
+                // SDK with a base URL ending in `/` sends it): routed as one path, so the facade
+                // answers it and nothing forwards it.
+                .wrap(actix_web::middleware::NormalizePath::new(
+                    actix_web::middleware::TrailingSlash::MergeOnly,
+                ))
                 .configure(routes)
         })
         .workers(workers)

@@ -34,7 +34,7 @@ pub use platforms::{
     decode_encoding_aes_key, DEFAULT_ACTIVE_WINDOW_SECS, ENCODING_AES_KEY_LEN,
     MAX_ACTIVE_WINDOW_SECS, MIN_ACTIVE_WINDOW_SECS,
 };
-pub use proxy::{ProxySettings, WECHAT_API_PREFIXES};
+pub use proxy::{ProxySettings, ANONYMOUS_MAX_BODY, WECHAT_API_PREFIXES};
 pub use redact::redact_url;
 pub use redis::{NodeAddr, RedisAuth, RedisEndpoint, RedisTls};
 pub use secrets::SecretSource;

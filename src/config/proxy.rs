@@ -39,6 +39,7 @@ pub(super) struct RawProxy {
     pub(super) max_body_bytes: u64,
     pub(super) timeout_secs: u64,
     pub(super) max_concurrent: u64,
+    pub(super) anonymous_max_concurrent: u64,
 }
 
 impl Default for RawProxy {
@@ -48,6 +49,7 @@ impl Default for RawProxy {
             max_body_bytes: 20 * 1024 * 1024,
             timeout_secs: 30,
             max_concurrent: 64,
+            anonymous_max_concurrent: 8,
         }
     }
 }
@@ -67,7 +69,16 @@ pub struct ProxySettings {
     /// `timeout`). Separate from `[upstream] max_concurrent`, so API traffic never holds a
     /// slot a token refresh needs.
     pub max_concurrent: usize,
+    /// Most calls in flight that carry no wxtoken credential (web OAuth made with a user's
+    /// token): a pool of their own, so anonymous callers never hold an authenticated call's
+    /// slot. Their bodies are at most [`ANONYMOUS_MAX_BODY`] bytes.
+    pub anonymous_max_concurrent: usize,
 }
+
+/// Largest body of a call without a wxtoken credential. Those calls are WeChat's GET APIs
+/// (`/sns/userinfo`, `/sns/auth`, `/sns/oauth2/refresh_token`); a few KiB leaves room for a
+/// client that sends its parameters as a form, and nothing for a stranger's upload.
+pub const ANONYMOUS_MAX_BODY: usize = 4096;
 
 impl Default for ProxySettings {
     fn default() -> Self {
@@ -130,6 +141,13 @@ pub(super) fn validate_proxy(raw: RawProxy) -> Result<ProxySettings, ConfigError
         max_concurrent: usize::try_from(count(
             "proxy.max_concurrent",
             raw.max_concurrent,
+            1,
+            MAX_PROXY_CONCURRENT,
+        )?)
+        .unwrap_or(usize::MAX),
+        anonymous_max_concurrent: usize::try_from(count(
+            "proxy.anonymous_max_concurrent",
+            raw.anonymous_max_concurrent,
             1,
             MAX_PROXY_CONCURRENT,
         )?)

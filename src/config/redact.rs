@@ -165,11 +165,12 @@ impl Settings {
             .collect();
         let _ = writeln!(
             out,
-            "\n[proxy]\nextra_prefixes = [{}]\nmax_body_bytes = {}\ntimeout_secs = {}\nmax_concurrent = {}",
+            "\n[proxy]\nextra_prefixes = [{}]\nmax_body_bytes = {}\ntimeout_secs = {}\nmax_concurrent = {}\nanonymous_max_concurrent = {}",
             extra.join(", "),
             self.proxy.max_body_bytes,
             self.proxy.timeout.as_secs(),
-            self.proxy.max_concurrent
+            self.proxy.max_concurrent,
+            self.proxy.anonymous_max_concurrent
         );
         for app in &self.apps {
             let id = match app.kind {

@@ -59,7 +59,7 @@ pub(crate) async fn read_body(
     read_within(&mut payload, deadline_of(req.app_data::<BodyDeadline>())).await
 }
 
-fn deadline_of(d: Option<&BodyDeadline>) -> Duration {
+pub(crate) fn deadline_of(d: Option<&BodyDeadline>) -> Duration {
     d.map_or(DEFAULT_BODY_TIMEOUT, |d| d.0)
 }
 

@@ -1,16 +1,13 @@
-//! The gateway's two fronts.
+//! The gateway's pass-through front (facade mode), and what both fronts share.
 //!
-//! - Pass-through (facade mode): an SDK pointed at wxtoken by base URL sends every call here.
-//!   A call under a WeChat API prefix carries a token wxtoken issued (which names the app, the
-//!   authorized account or, for component calls, the platform) and is forwarded with that
-//!   credential's current token; the two logins that take the AppSecret carry the client's
-//!   wxtoken key as `secret`, replaced by the real one. Everything else gets WeChat's own
-//!   answer format without reaching WeChat.
-//! - Proxy: `ANY /v1/apps/{name}/proxy/{path}` (and an authorizer's, and a platform's for its
-//!   component calls) for business servers that never hold a token: Bearer auth, a client with
-//!   `proxy = true`, and wxtoken adds the token.
-
-use std::borrow::Cow;
+//! An SDK pointed at wxtoken by base URL sends every call here. A call under a WeChat API
+//! prefix carries a token wxtoken issued (which names the app, the authorized account or, for
+//! component calls, the platform) and is forwarded with that credential's current token; the
+//! two logins that take the AppSecret carry the client's wxtoken key as `secret`, replaced by
+//! the real one; web OAuth made with a user's token carries no wxtoken credential and runs in a
+//! small pool of its own. Everything wxtoken answers itself is in WeChat's format.
+//!
+//! The proxy front (`/v1/.../proxy/{path}`, Bearer auth) is in `proxy_routes.rs`.
 
 use actix_web::http::header;
 use actix_web::http::StatusCode;
@@ -19,44 +16,17 @@ use secrecy::ExposeSecret as _;
 use serde_json::json;
 
 use super::body::{answer_unread, read_body_within, BodyError};
-use super::{authorize, ApiError, ServerState};
-use crate::config::AppKind;
-use crate::proxy::{query, Call, GatewayError, Target};
+use super::{ApiError, ServerState};
+use crate::config::{AppKind, TicketKind, ANONYMOUS_MAX_BODY};
+use crate::proxy::path::{self, ApiPath, Class};
+use crate::proxy::{query, AnswerRule, Call, GatewayError, Slot, Target};
 use crate::token::index::TokenOwner;
-
-/// Token endpoints: forwarding one would rotate (or hand out) the shared token, or, for the
-/// code exchange, spend a code wxtoken exchanges itself. The facade answers its own; the others
-/// are refused.
-const NEVER_FORWARDED: [&str; 6] = [
-    "/cgi-bin/token",
-    "/cgi-bin/stable_token",
-    "/cgi-bin/gettoken",
-    "/cgi-bin/component/api_component_token",
-    "/cgi-bin/component/api_authorizer_token",
-    "/cgi-bin/component/api_query_auth",
-];
-
-/// Component calls whose answers carry authorized accounts' refresh tokens, which never leave
-/// wxtoken (a client holding one could rotate an account's token behind wxtoken's back). Both
-/// are forwarded, and the answer sent on with each refresh token replaced by the facade's
-/// placeholder.
-const MASKED_CALLS: [&str; 2] = [
-    "/cgi-bin/component/api_get_authorizer_info",
-    "/cgi-bin/component/api_get_authorizer_list",
-];
 
 /// The query parameters a pass-through call may carry its token in: an access token, or the
 /// Open Platform's component token, which its component calls (and its accounts' web OAuth)
 /// send as `component_access_token`.
-const TOKEN_PARAMS: [&str; 2] = ["access_token", "component_access_token"];
-
-/// Calls that take `appid` and `secret` instead of a token: the client sends its wxtoken key
-/// as `secret`, and only wxtoken holds the AppSecret.
-const SECRET_CALLS: [&str; 2] = ["/sns/jscode2session", "/sns/oauth2/access_token"];
-
-/// Web OAuth calls made with the *user's* OAuth token (or refresh token), which only WeChat can
-/// check and which wxtoken never issued: forwarded as they are, with nothing added.
-const USER_TOKEN_CALLS: [&str; 3] = ["/sns/userinfo", "/sns/auth", "/sns/oauth2/refresh_token"];
+const ACCESS_TOKEN: &str = "access_token";
+const COMPONENT_TOKEN: &str = "component_access_token";
 
 /// The route template of the pass-through, for every WeChat API prefix at once.
 pub const PASSTHROUGH_ROUTE: &str = "/{prefix}/{path:.*}";
@@ -67,39 +37,20 @@ pub fn is_gateway_path(settings: &crate::config::ProxySettings, path: &str) -> b
     settings.is_api_path(path) || (path.starts_with("/v1/") && path.contains("/proxy/"))
 }
 
-/// A forwarded path as WeChat will read it: percent-decoded, with any trailing `/` dropped.
-/// `None` when it holds a `.` or `..` segment (which a server in between could resolve to a
-/// path the checks never saw) or does not decode to UTF-8.
-fn canonical(raw: &str) -> Option<Cow<'_, str>> {
-    let decoded = percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .ok()?;
-    if decoded.split('/').any(|seg| seg == "." || seg == "..") {
-        return None;
-    }
-    // Borrowed, with nothing copied, for the usual path: nothing encoded, no trailing `/`.
-    Some(match decoded {
-        Cow::Borrowed(path) => Cow::Borrowed(path.trim_end_matches('/')),
-        Cow::Owned(path) => Cow::Owned(path.trim_end_matches('/').to_string()),
-    })
-}
-
-/// WeChat's error answer: HTTP 200 (or `status`) and `{"errcode","errmsg"}`.
-fn wx_error(status: StatusCode, errcode: i64, errmsg: &str) -> HttpResponse {
+/// WeChat's error answer: `status` and `{"errcode","errmsg"}`.
+pub(crate) fn wx_error(status: StatusCode, errcode: i64, errmsg: &str) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({ "errcode": errcode, "errmsg": errmsg }))
-}
-
-fn wx_refusal(errcode: i64, errmsg: &str) -> HttpResponse {
-    wx_error(StatusCode::OK, errcode, errmsg)
 }
 
 /// A gateway failure in WeChat's format. A call WeChat never answered is a 502 or 504, so an
 /// SDK does not take the body for WeChat's own answer to a call that may have happened.
 fn wx_gateway_error(e: &GatewayError) -> HttpResponse {
     match e {
-        GatewayError::Busy(_) => wx_error(StatusCode::SERVICE_UNAVAILABLE, -1, &e.to_string()),
+        GatewayError::Busy(_) | GatewayError::AnonymousBusy => {
+            wx_error(StatusCode::SERVICE_UNAVAILABLE, -1, &e.to_string())
+        }
         GatewayError::NoValidToken(_) => {
             wx_error(StatusCode::OK, -1, &format!("system error: {e}"))
         }
@@ -110,23 +61,16 @@ fn wx_gateway_error(e: &GatewayError) -> HttpResponse {
     }
 }
 
-fn api_gateway_error(label: &str, e: GatewayError) -> ApiError {
-    match e {
-        GatewayError::Busy(_) => ApiError::Unavailable(e.to_string()),
-        GatewayError::NoValidToken(why) => ApiError::NoValidToken {
-            app: label.to_string(),
-            why,
-            errcode: None,
-        },
-        GatewayError::Upstream(crate::upstream::UpstreamError::Timeout(_)) => {
-            ApiError::GatewayTimeout(e.to_string())
-        }
-        GatewayError::Upstream(_) => ApiError::BadGateway(e.to_string()),
-    }
+/// Whether the request asks to switch protocols. Its "body" would be the rest of the
+/// connection, which never ends: it is answered at once, unread, and the connection closed.
+pub(crate) fn is_upgrade(req: &HttpRequest) -> bool {
+    req.head().upgrade()
+        || req.headers().contains_key(header::UPGRADE)
+        || req.method() == actix_web::http::Method::CONNECT
 }
 
 /// Reads the body of a forwarded call, up to `[proxy] max_body_bytes` within the call timeout.
-async fn read_call_body(
+pub(crate) async fn read_call_body(
     state: &ServerState,
     req: &HttpRequest,
     payload: web::Payload,
@@ -135,15 +79,33 @@ async fn read_call_body(
     read_body_within(req, payload, settings.max_body_bytes, settings.timeout).await
 }
 
-/// The call to forward; `masked` from the path as checked (see [`MASKED_CALLS`]).
-fn call_of(req: &HttpRequest, path: String, query: String, body: web::Bytes, masked: bool) -> Call {
+/// The call to forward, to `path` as checked (its canonical form).
+pub(crate) fn call_of(
+    req: &HttpRequest,
+    path: String,
+    query: String,
+    body: web::Bytes,
+    answer: AnswerRule,
+) -> Call {
     Call {
         method: req.method().clone(),
         path,
         query,
         headers: crate::proxy::headers::to_upstream(req.headers()),
         body,
-        masked,
+        answer,
+    }
+}
+
+/// The rule for a call's answer: a component call's (by path, or by the token it is made
+/// with) is checked for refresh tokens; `api_get_authorizer_info` and `_list`, which carry
+/// them by design, must be JSON.
+pub(crate) fn refresh_token_rule(class: Class, component: bool) -> AnswerRule {
+    match class {
+        Class::RefreshTokens => AnswerRule::NoRefreshTokens { json_only: true },
+        Class::Component => AnswerRule::NoRefreshTokens { json_only: false },
+        _ if component => AnswerRule::NoRefreshTokens { json_only: false },
+        _ => AnswerRule::AsIs,
     }
 }
 
@@ -157,24 +119,99 @@ fn target_of(state: &ServerState, owner: &TokenOwner) -> Option<Target> {
         TokenOwner::Authorizer { platform, appid } => {
             let p = state.platforms.get(platform)?;
             let handle = p.authorizer_actor(appid).ok()?;
-            Some(Target {
-                label: crate::platform::runtime::authorizer_label(platform),
-                wecom: false,
-                param: "access_token",
-                addr: handle.addr,
-                status: handle.status,
-            })
+            Some(authorizer_target(platform, handle))
         }
     }
 }
 
-fn app_target(app: &crate::apps::AppHandle) -> Target {
+pub(crate) fn app_target(app: &crate::apps::AppHandle) -> Target {
     Target {
         label: app.name.clone(),
         wecom: app.settings.kind == AppKind::Wecom,
-        param: "access_token",
+        param: ACCESS_TOKEN,
         addr: app.addr.clone(),
         status: app.status.clone(),
+    }
+}
+
+pub(crate) fn authorizer_target(platform: &str, handle: crate::apps::CredentialHandle) -> Target {
+    Target {
+        label: crate::platform::runtime::authorizer_label(platform),
+        wecom: false,
+        param: ACCESS_TOKEN,
+        addr: handle.addr,
+        status: handle.status,
+    }
+}
+
+/// A platform's component token as the credential of a forwarded call.
+pub(crate) fn component_target_of(platform: &crate::platform::runtime::PlatformShared) -> Target {
+    Target {
+        label: platform.settings.metrics_label(),
+        wecom: false,
+        param: COMPONENT_TOKEN,
+        addr: platform.component_actor().clone(),
+        status: platform.component_status().clone(),
+    }
+}
+
+/// Forwards a checked call: the slot (from its pool), then the body, then WeChat.
+/// `render` makes the answer of each failure in the front's own format.
+pub(crate) async fn forward_checked(
+    state: &ServerState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    routed: Routed,
+    render: impl Fn(&GatewayError) -> HttpResponse,
+    render_body: impl Fn(&BodyError) -> HttpResponse,
+) -> HttpResponse {
+    let Routed {
+        target,
+        label,
+        path,
+        query,
+        answer,
+        anonymous,
+    } = routed;
+    let gateway = &state.gateway;
+    let (slot, body): (Slot, web::Bytes) = if anonymous {
+        // The (small) body first, within the server's short body deadline: a stranger who
+        // sends headers and then nothing never holds a slot.
+        let deadline = super::body::deadline_of(req.app_data::<super::BodyDeadline>());
+        let body = match read_body_within(req, payload, ANONYMOUS_MAX_BODY, deadline).await {
+            Ok(b) => b,
+            Err(e) => {
+                gateway.refused(&label);
+                return e.into_response(|e| render_body(e));
+            }
+        };
+        match gateway.anonymous_slot().await {
+            Ok(slot) => (slot, body),
+            Err(e) => {
+                gateway.refused(&label);
+                return render(&e);
+            }
+        }
+    } else {
+        let slot = match gateway.slot().await {
+            Ok(slot) => slot,
+            Err(e) => {
+                gateway.refused(&label);
+                return answer_unread(render(&e), payload);
+            }
+        };
+        match read_call_body(state, req, payload).await {
+            Ok(b) => (slot, b),
+            Err(e) => {
+                gateway.refused(&label);
+                return e.into_response(|e| render_body(e));
+            }
+        }
+    };
+    let call = call_of(req, path, query, body, answer);
+    match gateway.forward(slot, call, target.as_ref(), &label).await {
+        Ok(resp) => resp,
+        Err(e) => render(&e),
     }
 }
 
@@ -184,117 +221,210 @@ pub async fn passthrough(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let Routed {
-        target,
-        label,
-        query,
-        masked,
-    } = match route_passthrough(&state, &req) {
-        Ok(routed) => routed,
-        Err(refusal) => {
+    if is_upgrade(&req) {
+        state.gateway.refused("");
+        return answer_unread(upgrade_refused(), payload);
+    }
+    let routed = match route_passthrough(&state, &req) {
+        Ok(Step::Forward(routed)) => routed,
+        Ok(Step::Ticket(target, kind)) => {
+            return answer_unread(ticket_answer(&state, &target, kind).await, payload)
+        }
+        Err((errcode, errmsg)) => {
             state.gateway.refused("");
-            let resp = match refusal {
-                Refusal::NotFound => actix_web::ResponseError::error_response(&ApiError::NotFound),
-                Refusal::Wechat(errcode, errmsg) => wx_refusal(errcode, errmsg),
-            };
-            return answer_unread(resp, payload);
+            return answer_unread(wx_error(StatusCode::OK, errcode, &errmsg), payload);
         }
     };
-    let slot = match state.gateway.slot().await {
-        Ok(slot) => slot,
-        Err(e) => {
-            state.gateway.refused(&label);
-            return answer_unread(wx_gateway_error(&e), payload);
-        }
-    };
-    let body = match read_call_body(&state, &req, payload).await {
-        Ok(b) => b,
-        Err(e) => {
-            state.gateway.refused(&label);
-            return e.into_response(|e| wx_error(e.status(), -1, &e.to_string()));
-        }
-    };
-    let call = call_of(&req, req.path().to_string(), query, body, masked);
-    match state
-        .gateway
-        .forward(slot, call, target.as_ref(), &label)
-        .await
-    {
-        Ok(resp) => resp,
-        Err(e) => wx_gateway_error(&e),
-    }
-}
-
-/// Why a pass-through call is not forwarded.
-enum Refusal {
-    /// Not a call the gateway forwards at all (a token route).
-    NotFound,
-    /// WeChat's answer to it, made by wxtoken: errcode and errmsg.
-    Wechat(i64, &'static str),
-}
-
-/// Where a pass-through call goes.
-struct Routed {
-    /// Its credential; none for calls that carry their own.
-    target: Option<Target>,
-    /// Its metrics label.
-    label: String,
-    /// The query to send.
-    query: String,
-    /// Whether its answer is sent on with the refresh tokens replaced.
-    masked: bool,
-}
-
-/// Where a pass-through call goes, or why not.
-fn route_passthrough(state: &ServerState, req: &HttpRequest) -> Result<Routed, Refusal> {
-    let Some(seen) = canonical(req.path()).filter(|p| !NEVER_FORWARDED.contains(&p.as_ref()))
-    else {
-        // A token route in another spelling (the facade's own routes never get here), or
-        // WeCom's gettoken, which the facade does not offer.
-        return Err(Refusal::NotFound);
-    };
-    let raw_query = req.query_string().to_string();
-    if SECRET_CALLS.contains(&seen.as_ref()) {
-        let (app, query) = with_real_secret(state, &raw_query)
-            .map_err(|(errcode, errmsg)| Refusal::Wechat(errcode, errmsg))?;
-        return Ok(Routed {
-            target: None,
-            label: app,
-            query,
-            masked: false,
-        });
-    }
-    if USER_TOKEN_CALLS.contains(&seen.as_ref()) {
-        return Ok(Routed {
-            target: None,
-            label: String::new(),
-            query: raw_query,
-            masked: false,
-        });
-    }
-    let Some((param, token)) = TOKEN_PARAMS.into_iter().find_map(|name| {
-        query::param(&raw_query, name)
-            .filter(|t| !t.is_empty())
-            .map(|t| (name, t))
-    }) else {
-        return Err(Refusal::Wechat(41001, "access_token missing"));
-    };
-    let mut target = match state
-        .tokens
-        .lookup(&token)
-        .and_then(|i| target_of(state, &i.owner))
-    {
-        Some(target) => target,
-        None => component_target(state, &token)?,
-    };
-    // The token goes back where the caller put it.
-    target.param = param;
-    Ok(Routed {
-        label: target.label.clone(),
-        target: Some(target),
-        query: raw_query,
-        masked: MASKED_CALLS.contains(&seen.as_ref()),
+    forward_checked(&state, &req, payload, routed, wx_gateway_error, |e| {
+        wx_error(e.status(), -1, &e.to_string())
     })
+    .await
+}
+
+/// The answer to a protocol upgrade on a gateway route, in WeChat's format.
+pub(crate) fn upgrade_refused() -> HttpResponse {
+    let mut resp = wx_error(
+        StatusCode::BAD_REQUEST,
+        40097,
+        "invalid args: wxtoken does not forward protocol upgrades",
+    );
+    resp.head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    resp
+}
+
+/// What the pass-through does with a call.
+enum Step {
+    Forward(Routed),
+    /// `getticket`: answered from the managed ticket of the token's account.
+    Ticket(TicketOwner, TicketKind),
+}
+
+/// The account a ticket is asked for.
+pub(crate) enum TicketOwner {
+    App(std::sync::Arc<crate::apps::AppHandle>),
+    Authorizer { platform: String, appid: String },
+}
+
+/// A checked call, ready to forward.
+pub(crate) struct Routed {
+    /// Its credential; none for calls that carry their own.
+    pub target: Option<Target>,
+    /// Its metrics label.
+    pub label: String,
+    /// The path sent to WeChat: the canonical form that was checked.
+    pub path: String,
+    /// The query to send.
+    pub query: String,
+    pub answer: AnswerRule,
+    /// Carries no wxtoken credential: the anonymous pool and body limit.
+    pub anonymous: bool,
+}
+
+/// WeChat's refusal: errcode and errmsg.
+type Refusal = (i64, String);
+
+fn refusal(errcode: i64, errmsg: impl Into<String>) -> Refusal {
+    (errcode, errmsg.into())
+}
+
+/// The refusal of a path that cannot be forwarded, or of a token route in any spelling.
+pub(crate) fn path_refusal(raw: &str) -> Result<ApiPath<'_>, Refusal> {
+    let checked = path::parse(raw).map_err(|e| refusal(40066, format!("invalid url: {e}")))?;
+    if checked.class == Class::TokenRoute {
+        return Err(refusal(
+            48001,
+            format!(
+                "api unauthorized: wxtoken never forwards `{}`, a token call (the facade answers \
+                 /cgi-bin/token, /cgi-bin/stable_token and the component token calls as spelled)",
+                checked.canonical
+            ),
+        ));
+    }
+    Ok(checked)
+}
+
+/// Where a pass-through call goes, or WeChat's refusal.
+fn route_passthrough(state: &ServerState, req: &HttpRequest) -> Result<Step, Refusal> {
+    let checked = path_refusal(req.path())?;
+    let raw_query = req.query_string();
+    let forward = |target: Option<Target>, label: String, query: String, answer, anonymous| {
+        Step::Forward(Routed {
+            target,
+            label,
+            path: checked.canonical.to_string(),
+            query,
+            answer,
+            anonymous,
+        })
+    };
+    match checked.class {
+        Class::Secret => {
+            let (app, query, stand_in) = with_real_secret(state, raw_query)?;
+            let secret = app.settings.secret.clone();
+            return Ok(forward(
+                None,
+                app.name.clone(),
+                query,
+                AnswerRule::NoSecret { secret, stand_in },
+                false,
+            ));
+        }
+        Class::UserToken => {
+            return Ok(forward(
+                None,
+                String::new(),
+                raw_query.to_string(),
+                AnswerRule::AsIs,
+                true,
+            ))
+        }
+        _ => {}
+    }
+    let (target, component) = token_target(state, raw_query, &checked)?;
+    if checked.class == Class::Ticket {
+        return ticket_step(state, raw_query, &target, component);
+    }
+    let answer = refresh_token_rule(checked.class, component);
+    Ok(forward(
+        Some(target.clone()),
+        target.label.clone(),
+        raw_query.to_string(),
+        answer,
+        false,
+    ))
+}
+
+/// The credential of a call made with a token, from its one token parameter: an
+/// `access_token` wxtoken issued (an app's, an account's, or a platform's component token on
+/// a call that takes it under that name), or a `component_access_token` that is a component
+/// token. A token in a parameter its kind does not belong in would draw WeChat's 40001 for a
+/// valid token (and a refetch a reporter asked for in vain), and is refused here instead.
+/// `true` with a component target.
+fn token_target(
+    state: &ServerState,
+    raw_query: &str,
+    checked: &ApiPath<'_>,
+) -> Result<(Target, bool), Refusal> {
+    let access = single_param(raw_query, ACCESS_TOKEN)?;
+    let component = single_param(raw_query, COMPONENT_TOKEN)?;
+    match (access, component) {
+        (Some(_), Some(_)) => Err(refusal(
+            40097,
+            "invalid args: a call carries one token, as access_token or component_access_token",
+        )),
+        (None, None) => Err(refusal(41001, "access_token missing")),
+        (Some(token), None) => {
+            if let Some(target) = state
+                .tokens
+                .lookup(&token)
+                .and_then(|i| target_of(state, &i.owner))
+            {
+                return Ok((target, false));
+            }
+            let mut target = component_target(state, &token)?;
+            if !checked.takes_component_token() {
+                return Err(refusal(
+                    40001,
+                    format!(
+                        "invalid credential: `{}` takes an account's access_token, and this is                          a platform's component token",
+                        checked.canonical
+                    ),
+                ));
+            }
+            // The token goes back where the caller put it.
+            target.param = ACCESS_TOKEN;
+            Ok((target, true))
+        }
+        (None, Some(token)) => {
+            if state.tokens.lookup(&token).is_some() {
+                return Err(refusal(
+                    40001,
+                    "invalid credential: component_access_token carries an account's access \
+                     token; send it as access_token",
+                ));
+            }
+            Ok((component_target(state, &token)?, true))
+        }
+    }
+}
+
+/// The decoded value of the parameter `name` when it is there once and not empty; WeChat's
+/// refusal when it is there twice (a server reading the other copy would act on a value
+/// wxtoken never checked).
+fn single_param<'q>(
+    raw_query: &'q str,
+    name: &str,
+) -> Result<Option<std::borrow::Cow<'q, str>>, Refusal> {
+    let mut values = form_urlencoded::parse(raw_query.as_bytes()).filter(|(k, _)| k == name);
+    let first = values.next().map(|(_, v)| v);
+    if values.next().is_some() {
+        return Err(refusal(
+            40097,
+            format!("invalid args: the parameter `{name}` is given more than once"),
+        ));
+    }
+    Ok(first.filter(|v| !v.is_empty()))
 }
 
 /// The platform whose component token `presented` is (its current one, or the one before it
@@ -311,222 +441,146 @@ fn component_target(state: &ServerState, presented: &str) -> Result<Target, Refu
         }
     }
     Err(if expired {
-        Refusal::Wechat(42001, "access_token expired")
+        refusal(42001, "access_token expired")
     } else {
-        Refusal::Wechat(
+        refusal(
             40001,
             "invalid credential, access_token is invalid or not latest (not a token wxtoken issued)",
         )
     })
 }
 
-/// A platform's component token as the credential of a forwarded call.
-fn component_target_of(platform: &crate::platform::runtime::PlatformShared) -> Target {
-    Target {
-        label: platform.settings.metrics_label(),
-        wecom: false,
-        param: "component_access_token",
-        addr: platform.component_actor().clone(),
-        status: platform.component_status().clone(),
-    }
-}
-
 /// The query of a login call with the client key in `secret` replaced by the app's AppSecret,
-/// and the app's name; or WeChat's refusal (40125 unknown key, 40013 unknown appid, 40164 not
-/// this client's app).
+/// the app, and the client key (which stands in for the AppSecret should an answer repeat
+/// it); or WeChat's refusal (40125 unknown key, 40013 unknown appid, 40164 not this client's
+/// app, 40097 a parameter given twice).
 fn with_real_secret(
     state: &ServerState,
     raw_query: &str,
-) -> Result<(String, String), (i64, &'static str)> {
-    let Some(appid) = query::param(raw_query, "appid").filter(|a| !a.is_empty()) else {
-        return Err((41002, "appid missing"));
+) -> Result<(std::sync::Arc<crate::apps::AppHandle>, String, String), Refusal> {
+    let appid = single_param(raw_query, "appid")?;
+    let key = single_param(raw_query, "secret")?;
+    let Some(appid) = appid else {
+        return Err(refusal(41002, "appid missing"));
     };
-    let Some(key) = query::param(raw_query, "secret").filter(|s| !s.is_empty()) else {
-        return Err((41004, "appsecret missing"));
+    let Some(key) = key else {
+        return Err(refusal(41004, "appsecret missing"));
     };
     let Some(client) = state.clients.load().by_key(&key) else {
-        return Err((40125, "invalid appsecret (use a wxtoken client key)"));
+        return Err(refusal(
+            40125,
+            "invalid appsecret (use a wxtoken client key)",
+        ));
     };
     let apps = state.apps.load();
-    let Some(app) = apps.by_appid(&appid) else {
-        return Err((40013, "invalid appid"));
+    let Some(app) = apps.by_appid(&appid).cloned() else {
+        return Err(refusal(40013, "invalid appid"));
     };
     if !client.may_use_app(&app.name) {
-        return Err((40164, "this client may not use this app"));
+        return Err(refusal(40164, "this client may not use this app"));
     }
     let query = query::with_param(raw_query, "secret", app.settings.secret.expose_secret());
-    Ok((app.name.clone(), query))
+    Ok((app, query, key.into_owned()))
 }
 
-/// The WeChat path of a proxy route: what follows `/proxy` in the raw request path (still
-/// percent-encoded as the client sent it).
-fn proxied_path(req: &HttpRequest) -> Option<String> {
-    let raw = req.path();
-    let at = raw.find("/proxy/")?;
-    Some(raw[at + "/proxy".len()..].to_string())
-}
-
-/// A proxy call's WeChat path, as checked.
-struct ProxyPath {
-    /// Still percent-encoded as the client sent it.
-    path: String,
-    /// Whether the call's answer is masked (see [`MASKED_CALLS`]).
-    masked: bool,
-}
-
-/// Checks a proxy call's path: a WeChat API path (404 otherwise) that is no token endpoint.
-fn checked_path(state: &ServerState, req: &HttpRequest) -> Result<ProxyPath, ApiError> {
-    let path = proxied_path(req).ok_or(ApiError::NotFound)?;
-    let seen = canonical(&path).ok_or_else(|| {
-        ApiError::BadRequest("the path has `.` or `..` segments, or is not UTF-8".into())
-    })?;
-    if NEVER_FORWARDED.contains(&seen.as_ref()) {
-        return Err(ApiError::BadRequest(format!(
-            "`{path}` would rotate the shared token and is never forwarded; read the token from wxtoken instead"
-        )));
-    }
-    if !state.gateway.settings.is_api_path(&seen) {
-        return Err(ApiError::BadRequest(format!(
-            "`{}` is not under a WeChat API prefix (see [proxy] extra_prefixes)",
-            path.chars().take(128).collect::<String>()
-        )));
-    }
-    let masked = MASKED_CALLS.contains(&seen.as_ref());
-    Ok(ProxyPath { path, masked })
-}
-
-fn require_proxy_flag(client: &crate::config::ClientSettings) -> Result<(), ApiError> {
-    if client.proxy {
-        Ok(())
-    } else {
-        Err(ApiError::ProxyNotAllowed(client.name.clone()))
-    }
-}
-
-/// `ANY /v1/apps/{name}/proxy/{path}`
-pub async fn app_proxy(
-    state: web::Data<ServerState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    let name = req.match_info().get("name").unwrap_or_default();
-    let checked = authorize(&state, &req, name).and_then(|(client, app)| {
-        require_proxy_flag(&client)?;
-        Ok((app_target(&app), checked_path(&state, &req)?))
-    });
-    match checked {
-        Ok((target, path)) => proxy_call(&state, &req, payload, target, path).await,
-        Err(e) => refuse_proxy(&state, e, payload),
-    }
-}
-
-/// `ANY /v1/platforms/{name}/authorizers/{appid}/proxy/{path}`
-pub async fn authorizer_proxy(
-    state: web::Data<ServerState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    let checked = async {
-        let (client, platform, handle) =
-            super::platforms::authorizer_for_proxy(&state, &req).await?;
-        require_proxy_flag(&client)?;
-        let target = Target {
-            label: crate::platform::runtime::authorizer_label(platform.name()),
-            wecom: false,
-            param: "access_token",
-            addr: handle.addr,
-            status: handle.status,
-        };
-        Ok::<_, ApiError>((target, checked_path(&state, &req)?))
-    };
-    match checked.await {
-        Ok((target, path)) => proxy_call(&state, &req, payload, target, path).await,
-        Err(e) => refuse_proxy(&state, e, payload),
-    }
-}
-
-/// `ANY /v1/platforms/{name}/proxy/{path}`: a component call (`/cgi-bin/component/...`, web
-/// OAuth on behalf of an account) with the platform's component token added.
-pub async fn platform_proxy(
-    state: web::Data<ServerState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    let checked =
-        super::platforms::authorize_platform(&state, &req).and_then(|(client, platform)| {
-            require_proxy_flag(&client)?;
-            Ok((component_target_of(&platform), checked_path(&state, &req)?))
-        });
-    match checked {
-        Ok((target, path)) => proxy_call(&state, &req, payload, target, path).await,
-        Err(e) => refuse_proxy(&state, e, payload),
-    }
-}
-
-/// A proxy call refused before its body was read.
-fn refuse_proxy(state: &ServerState, e: ApiError, payload: web::Payload) -> HttpResponse {
-    state.gateway.refused("");
-    answer_unread(actix_web::ResponseError::error_response(&e), payload)
-}
-
-async fn proxy_call(
+/// `getticket` made with `target`'s token: the ticket wxtoken manages for that account.
+fn ticket_step(
     state: &ServerState,
-    req: &HttpRequest,
-    payload: web::Payload,
-    target: Target,
-    ProxyPath { path, masked }: ProxyPath,
+    raw_query: &str,
+    target: &Target,
+    component: bool,
+) -> Result<Step, Refusal> {
+    let kind = single_param(raw_query, "type")?.unwrap_or(std::borrow::Cow::Borrowed("jsapi"));
+    let Some(kind) = TicketKind::parse(&kind) else {
+        return Err(refusal(
+            40097,
+            "invalid args: type must be jsapi or wx_card",
+        ));
+    };
+    if component {
+        return Err(refusal(
+            40001,
+            "invalid credential: a ticket is fetched with an account's access token",
+        ));
+    }
+    let token = query::param(raw_query, ACCESS_TOKEN).unwrap_or_default();
+    let owner = match state.tokens.lookup(&token).map(|i| (*i.owner).clone()) {
+        Some(TokenOwner::App(name)) => {
+            let app = state
+                .apps
+                .load()
+                .get(&name)
+                .cloned()
+                .ok_or_else(|| refusal(40001, "invalid credential"))?;
+            TicketOwner::App(app)
+        }
+        Some(TokenOwner::Authorizer { platform, appid }) => {
+            TicketOwner::Authorizer { platform, appid }
+        }
+        None => {
+            return Err(refusal(
+                40001,
+                format!("invalid credential (token of {})", target.label),
+            ))
+        }
+    };
+    Ok(Step::Ticket(owner, kind))
+}
+
+/// WeChat's `getticket` answer from the managed ticket: an app's configured one (`tickets`),
+/// or an account's, started on first use.
+pub(crate) async fn ticket_answer(
+    state: &ServerState,
+    owner: &TicketOwner,
+    kind: TicketKind,
 ) -> HttpResponse {
-    let slot = match state.gateway.slot().await {
-        Ok(slot) => slot,
-        Err(e) => {
-            state.gateway.refused(&target.label);
-            let e = api_gateway_error(&target.label, e);
-            return answer_unread(actix_web::ResponseError::error_response(&e), payload);
+    let record = match owner {
+        TicketOwner::App(app) => {
+            let Some(handle) = app.tickets.get(&kind) else {
+                state.gateway.refused(&app.name);
+                return wx_error(
+                    StatusCode::OK,
+                    48001,
+                    &format!(
+                        "api unauthorized: wxtoken keeps no {} ticket for app `{}` (add \"{}\" to \
+                         its tickets), and never forwards getticket",
+                        kind.as_str(),
+                        app.name,
+                        kind.as_str()
+                    ),
+                );
+            };
+            let label = crate::apps::ticket_label(&app.name, kind);
+            super::tickets::current_of(state, handle, &label).await
         }
+        TicketOwner::Authorizer { platform, appid } => match state.platforms.get(platform) {
+            Some(p) => super::platforms::authorizer_ticket_record(state, p, appid, kind).await,
+            None => Err(ApiError::UnknownPlatform(platform.clone())),
+        },
     };
-    let body = match read_call_body(state, req, payload).await {
-        Ok(b) => b,
-        Err(e) => {
-            state.gateway.refused(&target.label);
-            return e.into_response(|e| actix_web::ResponseError::error_response(e.as_api_error()));
+    match record {
+        Ok(t) => {
+            let expires_in = t.remaining(std::time::SystemTime::now()).as_secs();
+            HttpResponse::Ok()
+                .insert_header(super::cache_control(expires_in))
+                .json(json!({
+                    "errcode": 0,
+                    "errmsg": "ok",
+                    "ticket": t.token.expose(),
+                    "expires_in": expires_in,
+                }))
         }
-    };
-    let call = call_of(req, path, req.query_string().to_string(), body, masked);
-    match state
-        .gateway
-        .forward(slot, call, Some(&target), &target.label)
-        .await
-    {
-        Ok(resp) => resp,
-        Err(e) => actix_web::ResponseError::error_response(&api_gateway_error(&target.label, e)),
+        Err(e) => wx_api_error(&e),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_are_checked_as_wechat_reads_them() {
-        assert_eq!(
-            canonical("/cgi-bin/%74oken").as_deref(),
-            Some("/cgi-bin/token")
-        );
-        assert_eq!(
-            canonical("/cgi-bin/token/").as_deref(),
-            Some("/cgi-bin/token")
-        );
-        assert_eq!(
-            canonical("/cgi-bin/user/info").as_deref(),
-            Some("/cgi-bin/user/info")
-        );
-        for sneaky in [
-            "/wxa/../cgi-bin/token",
-            "/wxa/%2e%2e/cgi-bin/token",
-            "/cgi-bin/./token",
-            "/cgi-bin/%ff",
-        ] {
-            assert_eq!(canonical(sneaky), None, "{sneaky}");
-        }
-    }
+/// One of wxtoken's own `/v1/` errors in WeChat's format, for a WeChat path: an account that
+/// is gone (unknown, revoked, to authorize again) is WeChat's 40001 for its token; anything
+/// else (no ticket could be had in time) its "system busy", which SDKs retry.
+fn wx_api_error(e: &ApiError) -> HttpResponse {
+    let errcode = match actix_web::ResponseError::status_code(e) {
+        StatusCode::NOT_FOUND | StatusCode::GONE | StatusCode::CONFLICT => 40001,
+        _ => -1,
+    };
+    wx_error(StatusCode::OK, errcode, &format!("system error: {e}"))
 }

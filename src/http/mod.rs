@@ -13,6 +13,7 @@ pub mod fast;
 pub mod gateway;
 pub mod platforms;
 pub mod preauth;
+pub mod proxy_routes;
 mod tickets;
 
 use std::borrow::Cow;
@@ -136,7 +137,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         .post(admin::revoke)
                         .default_service(not_allowed("POST")),
                 )
-                .service(web::resource("/proxy/{path:.*}").to(gateway::app_proxy)),
+                .service(web::resource("/proxy/{path:.*}").to(proxy_routes::app_proxy)),
         )
         .service(
             web::scope("/v1/platforms/{name}")
@@ -183,9 +184,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 )
                 .service(
                     web::resource("/authorizers/{appid}/proxy/{path:.*}")
-                        .to(gateway::authorizer_proxy),
+                        .to(proxy_routes::authorizer_proxy),
                 )
-                .service(web::resource("/proxy/{path:.*}").to(gateway::platform_proxy))
+                .service(web::resource("/proxy/{path:.*}").to(proxy_routes::platform_proxy))
                 .service(
                     web::resource("/preauth")
                         .post(platforms::preauth)
@@ -202,30 +203,32 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .post(admin::reload)
                 .default_service(not_allowed("POST")),
         )
+        // The facade's token routes (also reached as `//cgi-bin/...`: slashes are merged
+        // before routing). On WeChat's paths every answer is in WeChat's format.
         .service(
             web::resource("/cgi-bin/token")
                 .get(facade::token)
-                .default_service(not_allowed("GET")),
+                .default_service(wx_not_allowed("GET")),
         )
         .service(
             web::resource("/cgi-bin/stable_token")
                 .post(facade::stable_token)
-                .default_service(not_allowed("POST")),
+                .default_service(wx_not_allowed("POST")),
         )
         .service(
             web::resource("/cgi-bin/component/api_component_token")
                 .post(component_facade::component_token)
-                .default_service(not_allowed("POST")),
+                .default_service(wx_not_allowed("POST")),
         )
         .service(
             web::resource("/cgi-bin/component/api_authorizer_token")
                 .post(component_facade::authorizer_token)
-                .default_service(not_allowed("POST")),
+                .default_service(wx_not_allowed("POST")),
         )
         .service(
             web::resource("/cgi-bin/component/api_query_auth")
                 .post(component_facade::query_auth)
-                .default_service(not_allowed("POST")),
+                .default_service(wx_not_allowed("POST")),
         )
         // Last: every other call under a WeChat API prefix goes to the gateway. One template
         // for all of them, so the route label of the metrics stays one value.
@@ -532,6 +535,23 @@ async fn metrics(state: web::Data<ServerState>) -> HttpResponse {
 
 async fn not_found() -> HttpResponse {
     actix_web::ResponseError::error_response(&ApiError::NotFound)
+}
+
+/// The default service of a facade route that only takes `allow`: WeChat's format (an SDK
+/// reads `errcode`), with the 405 status and `Allow` header.
+fn wx_not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(move || async move {
+        // WeChat's own codes: 43001 "require GET method", 43002 "require POST method".
+        let errcode = if allow == "GET" { 43001 } else { 43002 };
+        let mut resp = gateway::wx_error(
+            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+            errcode,
+            &format!("require {allow} method"),
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        resp
+    })
 }
 
 /// The default service of a resource that only takes `allow`: a JSON 405 with an `Allow`

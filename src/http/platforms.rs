@@ -686,7 +686,7 @@ fn component_readiness(platform: &PlatformShared, now: SystemTime) -> String {
 }
 
 /// An authorizer's ticket of `kind`, from the published status or the actor's fetch.
-async fn authorizer_ticket_record(
+pub(crate) async fn authorizer_ticket_record(
     state: &ServerState,
     platform: &PlatformShared,
     appid: &str,

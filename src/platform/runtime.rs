@@ -356,6 +356,17 @@ impl PlatformShared {
         c
     }
 
+    /// Of `words`, the refresh tokens of this platform's accounts: the gateway finds them by
+    /// value in the answers of component calls, under whatever key they stand.
+    pub fn refresh_tokens_among(&self, words: &std::collections::HashSet<&str>) -> Vec<String> {
+        lock(&self.authorizers)
+            .values()
+            .filter_map(|e| e.record.refresh_token.as_ref())
+            .filter(|t| words.contains(t.expose()))
+            .map(|t| t.expose().to_string())
+            .collect()
+    }
+
     /// The token actor of an authorizer whose token may be served, started if it has none;
     /// records the request for the `"active"` window.
     pub fn authorizer_actor(&self, appid: &str) -> Result<CredentialHandle, AuthorizerRefusal> {

@@ -25,6 +25,9 @@ pub struct Peeked {
     complete: bool,
     /// The `Content-Length` WeChat announced, for an answer streamed on.
     length: Option<u64>,
+    /// The answer's headers for the caller, when some were rewritten (see
+    /// [`Peeked::rewrite_headers`]); WeChat's own otherwise.
+    rewritten: Option<Vec<(header::HeaderName, header::HeaderValue)>>,
 }
 
 #[derive(Deserialize)]
@@ -46,6 +49,7 @@ pub async fn peek(mut resp: awc::ClientResponse) -> Result<Peeked, UpstreamError
             first: Bytes::new(),
             complete: false,
             length,
+            rewritten: None,
         });
     }
     // Most answers arrive in one chunk: kept as it is, not copied.
@@ -75,6 +79,7 @@ pub async fn peek(mut resp: awc::ClientResponse) -> Result<Peeked, UpstreamError
         first,
         complete,
         length,
+        rewritten: None,
     })
 }
 
@@ -119,6 +124,26 @@ impl Peeked {
         self.first = body;
     }
 
+    /// Rewrites every header value for which `rewrite` returns a new one (a value that no
+    /// longer makes a valid header is dropped).
+    pub fn rewrite_headers(&mut self, rewrite: impl Fn(&[u8]) -> Option<Vec<u8>>) {
+        let mut changed = false;
+        let headers = headers::to_caller(self.resp.headers())
+            .filter_map(|(name, value)| match rewrite(value.as_bytes()) {
+                None => Some((name.clone(), value.clone())),
+                Some(new) => {
+                    changed = true;
+                    header::HeaderValue::from_bytes(&new)
+                        .ok()
+                        .map(|v| (name.clone(), v))
+                }
+            })
+            .collect();
+        if changed {
+            self.rewritten = Some(headers);
+        }
+    }
+
     /// The errcode of a whole answer that is a JSON object carrying one; `None` for anything
     /// else (a streamed answer, media, a list without an errcode).
     pub fn errcode(&self) -> Option<i64> {
@@ -133,8 +158,17 @@ impl Peeked {
     /// until the last byte is sent (the gateway slot of a streamed answer).
     pub fn into_response<G: 'static>(self, guard: G) -> HttpResponse {
         let mut resp = HttpResponse::build(self.resp.status());
-        for (name, value) in headers::to_caller(self.resp.headers()) {
-            resp.append_header((name.clone(), value.clone()));
+        match &self.rewritten {
+            Some(headers) => {
+                for (name, value) in headers {
+                    resp.append_header((name.clone(), value.clone()));
+                }
+            }
+            None => {
+                for (name, value) in headers::to_caller(self.resp.headers()) {
+                    resp.append_header((name.clone(), value.clone()));
+                }
+            }
         }
         if self.complete {
             drop(guard);

@@ -12,6 +12,7 @@
 pub mod answer;
 pub mod headers;
 pub mod mask;
+pub mod path;
 pub mod query;
 
 use std::cell::RefCell;
@@ -41,6 +42,9 @@ pub const REJECTED_TOKEN: [i64; 3] = [40001, 42001, 40014];
 /// before the gateway gives up on it.
 const ACTOR_GRACE: Duration = Duration::from_secs(2);
 
+/// Longest a call without a wxtoken credential waits for one of its slots.
+const ANONYMOUS_WAIT: Duration = Duration::from_secs(1);
+
 /// One of the gateway's `max_concurrent` slots, held by a call from its body's arrival to its
 /// answer's last byte.
 pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
@@ -67,9 +71,25 @@ pub struct Call {
     pub query: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Bytes,
-    /// Its answer carries authorizers' refresh tokens: read whole and sent on with each one
-    /// replaced by `PLACEHOLDER_REFRESH_TOKEN`.
-    pub masked: bool,
+    /// What must be taken out of its answer before it is sent on.
+    pub answer: AnswerRule,
+}
+
+/// What a forwarded answer may not carry back to the caller.
+pub enum AnswerRule {
+    /// Nothing: streamed back as it came.
+    AsIs,
+    /// Authorized accounts' refresh tokens (a component call's answer): read whole, up to
+    /// [`mask::ANSWER_LIMIT`], and each one replaced by `PLACEHOLDER_REFRESH_TOKEN`. With
+    /// `json_only`, an answer that is not a JSON object is not sent on (502).
+    NoRefreshTokens { json_only: bool },
+    /// The AppSecret wxtoken put in a login call (an upstream may echo the request): read
+    /// whole, up to [`mask::LOGIN_ANSWER_LIMIT`], with it replaced by `stand_in` (the client
+    /// key the caller sent) in the body and the headers.
+    NoSecret {
+        secret: secrecy::SecretString,
+        stand_in: String,
+    },
 }
 
 /// Why a call was not answered by WeChat. Each front (the WeChat-compatible pass-through and
@@ -78,6 +98,8 @@ pub struct Call {
 pub enum GatewayError {
     #[error("every gateway slot stayed busy for {}", humantime::format_duration(*.0))]
     Busy(Duration),
+    #[error("every slot for calls without a wxtoken credential is busy")]
+    AnonymousBusy,
     #[error("no valid token: {0}")]
     NoValidToken(String),
     #[error("WeChat did not answer: {0}")]
@@ -92,6 +114,11 @@ pub struct Gateway {
     metrics: Metrics,
     /// Independent of the token pool: API traffic waits here, never in front of a refresh.
     slots: Arc<Semaphore>,
+    /// For calls that carry no wxtoken credential (web OAuth with a user's token): a small
+    /// pool of their own, so strangers can never take the slots of authenticated calls.
+    anonymous_slots: Arc<Semaphore>,
+    /// Refresh tokens wxtoken holds, to find them by value in component answers.
+    known: Arc<dyn mask::KnownRefreshTokens>,
     wait_limit: Duration,
     /// Identifies this gateway in each thread's [`CLIENTS`]; the clients go with it.
     alive: Arc<()>,
@@ -111,14 +138,18 @@ impl Gateway {
         tls: Arc<rustls::ClientConfig>,
         metrics: Metrics,
         wait_limit: Duration,
+        known: Arc<dyn mask::KnownRefreshTokens>,
     ) -> Gateway {
         let slots = Arc::new(Semaphore::new(settings.max_concurrent));
+        let anonymous_slots = Arc::new(Semaphore::new(settings.anonymous_max_concurrent));
         Gateway {
             settings,
             upstream,
             tls,
             metrics,
             slots,
+            anonymous_slots,
+            known,
             wait_limit,
             alive: Arc::new(()),
         }
@@ -232,9 +263,7 @@ impl Gateway {
                 _ if retried => ProxyResult::Retried,
                 _ => ProxyResult::Ok,
             };
-            if call.masked {
-                self.mask_refresh_tokens(&mut peeked).await?;
-            }
+            self.apply_rule(&call.answer, &mut peeked).await?;
             tracing::debug!(app = label, path = %call.path,
                 token = ?token.as_ref().map(|t| t.token.fingerprint()),
                 status = peeked.status().as_u16(), errcode, result = outcome.as_str(),
@@ -243,21 +272,45 @@ impl Gateway {
         }
     }
 
-    /// Replaces the refresh tokens in an answer; an answer that is not a JSON object is not
-    /// sent on (it could not be checked).
-    async fn mask_refresh_tokens(&self, peeked: &mut answer::Peeked) -> Result<(), GatewayError> {
-        let whole = peeked
-            .read_whole(mask::ANSWER_LIMIT)
-            .await
-            .map_err(GatewayError::Upstream)?;
-        let placeholder = crate::http::component_facade::PLACEHOLDER_REFRESH_TOKEN;
-        let masked = mask::without_refresh_tokens(whole, placeholder).ok_or_else(|| {
-            GatewayError::Upstream(UpstreamError::Decode(
-                "an answer that may carry refresh tokens is not a JSON object".into(),
-            ))
-        })?;
-        peeked.replace_body(Bytes::from(masked));
-        Ok(())
+    /// Takes out of an answer what its call's rule says may not go back.
+    async fn apply_rule(
+        &self,
+        rule: &AnswerRule,
+        peeked: &mut answer::Peeked,
+    ) -> Result<(), GatewayError> {
+        match rule {
+            AnswerRule::AsIs => Ok(()),
+            AnswerRule::NoRefreshTokens { json_only } => {
+                let whole = peeked
+                    .read_whole(mask::ANSWER_LIMIT)
+                    .await
+                    .map_err(GatewayError::Upstream)?;
+                let placeholder = crate::http::component_facade::PLACEHOLDER_REFRESH_TOKEN;
+                match mask::without_refresh_tokens(whole, placeholder, &*self.known, *json_only) {
+                    Ok(Some(masked)) => peeked.replace_body(Bytes::from(masked)),
+                    Ok(None) => {}
+                    Err(mask::Unchecked::NotJson) => {
+                        return Err(GatewayError::Upstream(UpstreamError::Decode(
+                            "an answer that may carry refresh tokens is not a JSON object".into(),
+                        )))
+                    }
+                }
+                Ok(())
+            }
+            AnswerRule::NoSecret { secret, stand_in } => {
+                use secrecy::ExposeSecret as _;
+                let secret = secret.expose_secret();
+                let whole = peeked
+                    .read_whole(mask::LOGIN_ANSWER_LIMIT)
+                    .await
+                    .map_err(GatewayError::Upstream)?;
+                if let Some(clean) = mask::without_secret(whole, secret, stand_in) {
+                    peeked.replace_body(Bytes::from(clean));
+                }
+                peeked.rewrite_headers(|value| mask::without_secret(value, secret, stand_in));
+                Ok(())
+            }
+        }
     }
 
     /// A gateway slot, waiting at most the call timeout for one. Taken before the call's body
@@ -272,6 +325,21 @@ impl Gateway {
             Ok(Ok(permit)) => Ok(Slot(permit)),
             // The semaphore is never closed; treated as busy all the same.
             _ => Err(GatewayError::Busy(wait)),
+        }
+    }
+
+    /// A slot for a call that carries no wxtoken credential, from their own small pool
+    /// (`[proxy] anonymous_max_concurrent`), waiting at most a second: such a call has read
+    /// its (small) body already, and a stranger's burst must not queue for long.
+    pub async fn anonymous_slot(&self) -> Result<Slot, GatewayError> {
+        if let Ok(permit) = self.anonymous_slots.clone().try_acquire_owned() {
+            return Ok(Slot(permit));
+        }
+        match tokio::time::timeout(ANONYMOUS_WAIT, self.anonymous_slots.clone().acquire_owned())
+            .await
+        {
+            Ok(Ok(permit)) => Ok(Slot(permit)),
+            _ => Err(GatewayError::AnonymousBusy),
         }
     }
 
@@ -344,6 +412,18 @@ fn why(e: &NoValidToken) -> String {
     match &e.last_failure {
         Some(f) => format!("last fetch failed: {}", f.message),
         None => "no token fetched yet".into(),
+    }
+}
+
+/// The refresh tokens of every platform's accounts, for [`mask`].
+pub struct PlatformRefreshTokens(pub Vec<Arc<crate::platform::runtime::PlatformShared>>);
+
+impl mask::KnownRefreshTokens for PlatformRefreshTokens {
+    fn known_among(&self, words: &std::collections::HashSet<&str>) -> Vec<String> {
+        self.0
+            .iter()
+            .flat_map(|p| p.refresh_tokens_among(words))
+            .collect()
     }
 }
 

@@ -10,11 +10,11 @@ use wxtoken::fake::{Endpoint, FakeWechat, Fault};
 use crate::helpers::*;
 
 /// May read `shop` and call WeChat through the proxy routes.
-const BACKEND_KEY: &str = "backend-client-key-000000000003";
-const CORPID: &str = "wwcorp0000000001";
-const CORP_SECRET: &str = "corp-app-secret-value-0001";
+pub(crate) const BACKEND_KEY: &str = "backend-client-key-000000000003";
+pub(crate) const CORPID: &str = "wwcorp0000000001";
+pub(crate) const CORP_SECRET: &str = "corp-app-secret-value-0001";
 
-fn apps_and_clients(proxy: &str) -> String {
+pub(crate) fn apps_and_clients(proxy: &str) -> String {
     format!(
         r#"
 [proxy]
@@ -45,7 +45,7 @@ proxy = true
     )
 }
 
-async fn gateway(proxy: &str) -> TestApp {
+pub(crate) async fn gateway(proxy: &str) -> TestApp {
     let spec = Spec::default();
     let fake = start_fake_with(&spec, &[], &[(CORPID, CORP_SECRET)]).await;
     spawn_custom(spec, fake, &apps_and_clients(proxy)).await
@@ -66,7 +66,7 @@ pub(crate) async fn rotate_behind_wxtoken(fake: &FakeWechat) {
 }
 
 impl TestApp {
-    async fn raw(
+    pub(crate) async fn raw(
         &self,
         method: &str,
         path: &str,
@@ -93,7 +93,7 @@ impl TestApp {
     }
 }
 
-fn json(bytes: &Bytes) -> Value {
+pub(crate) fn json(bytes: &Bytes) -> Value {
     serde_json::from_slice(bytes).unwrap_or(Value::Null)
 }
 
@@ -361,7 +361,7 @@ async fn token_endpoints_are_never_forwarded() {
         let (status, _, _) = app.raw(method, path, None, &[], vec![]).await;
         assert_eq!(status, 405, "{method} {path}");
     }
-    let (status, _, _) = app
+    let (status, _, body) = app
         .raw(
             "GET",
             &format!("/cgi-bin/gettoken?corpid={CORPID}&corpsecret={CORP_SECRET}"),
@@ -370,7 +370,9 @@ async fn token_endpoints_are_never_forwarded() {
             vec![],
         )
         .await;
-    assert_eq!(status, 404);
+    // In WeChat's format, so an SDK reads it as the refusal it is.
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["errcode"], 48001, "{}", json(&body));
     for path in ["cgi-bin/token", "cgi-bin/stable_token", "cgi-bin/gettoken"] {
         let (status, _, body) = app
             .raw(

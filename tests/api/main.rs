@@ -12,6 +12,7 @@ mod fake_component;
 mod fake_wechat;
 mod faults;
 mod gateway;
+mod gateway_hardening;
 mod ha;
 mod helpers;
 mod hostile_clients;

@@ -11,16 +11,16 @@ use wxtoken::http::component_facade::PLACEHOLDER_REFRESH_TOKEN;
 
 use crate::helpers::*;
 
-const COMPONENT: &str = "wx3c1f0a9d8e7b6a51";
-const SECRET: &str = "platform-component-secret";
-const MSG_TOKEN: &str = "msgtoken123";
-const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
-const KEY: &str = "facade-client-key-0000000001";
+pub(crate) const COMPONENT: &str = "wx3c1f0a9d8e7b6a51";
+pub(crate) const SECRET: &str = "platform-component-secret";
+pub(crate) const MSG_TOKEN: &str = "msgtoken123";
+pub(crate) const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+pub(crate) const KEY: &str = "facade-client-key-0000000001";
 /// May use the platform and call WeChat through the gateway's proxy routes.
-const PROXY_KEY: &str = "gateway-client-key-000000001";
-const SHOP: &str = "wx5b3a1c9d7e8f6a42";
+pub(crate) const PROXY_KEY: &str = "gateway-client-key-000000001";
+pub(crate) const SHOP: &str = "wx5b3a1c9d7e8f6a42";
 
-async fn spawn() -> TestApp {
+pub(crate) async fn spawn() -> TestApp {
     spawn_with(FakeConfig::default().expires_in).await
 }
 
@@ -87,7 +87,7 @@ proxy = true
 
 /// SHOP authorizes the platform with these permission sets (pushed), and wxtoken serves its
 /// token: the token it serves.
-async fn authorized_shop(app: &TestApp, func_info: &[u32]) -> String {
+pub(crate) async fn authorized_shop(app: &TestApp, func_info: &[u32]) -> String {
     app.fake
         .authorize_and_push(COMPONENT, SHOP, func_info)
         .await
@@ -111,7 +111,7 @@ async fn preauth(app: &TestApp, body: serde_json::Value) -> Answer {
         .await
 }
 
-async fn facade_component_token(app: &TestApp, key: &str, ticket: &str) -> Answer {
+pub(crate) async fn facade_component_token(app: &TestApp, key: &str, ticket: &str) -> Answer {
     app.post(
         "/cgi-bin/component/api_component_token",
         None,
