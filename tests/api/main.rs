@@ -22,6 +22,7 @@ mod invalidate;
 mod metrics;
 mod metrics_mode;
 mod metrics_scale;
+mod node_sdk;
 mod openapi;
 mod ops;
 mod persistence;
