@@ -18,7 +18,9 @@
 //! injection on the wire), `tls` (PEM to rustls), `component_state` and `component` (the same
 //! two for the component API), `component_control` (its `/_fake/component/*` controls),
 //! `component_handle` (its [`FakeWechat`] methods), `push` (event pushes), `business` (the
-//! business endpoints, their records and their [`FakeWechat`] methods).
+//! business endpoints, their records and their [`FakeWechat`] methods), `reported` (what tests of
+//! reported tokens need: the component token's probe, a path that rejects valid tokens, and a
+//! control that kills a token).
 
 mod business;
 mod component;
@@ -26,6 +28,7 @@ mod component_control;
 mod component_handle;
 mod component_state;
 mod push;
+mod reported;
 mod routes;
 mod state;
 mod tls;
