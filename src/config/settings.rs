@@ -144,6 +144,10 @@ pub struct RefreshSettings {
     pub min_interval: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// Refetches per credential per hour that reports (invalidations, the gateway's retries)
+    /// may cause before the token's normal refresh time, each one confirmed by WeChat first.
+    /// Beyond it the current token is served and the report counted as refused.
+    pub reported_refetches_per_hour: u32,
 }
 
 /// Compared by value on a reload: a change needs a restart.
