@@ -55,8 +55,8 @@ pub enum PerAppMetrics {
     Gauges,
 }
 
-/// Largest credential count for which `per_app = "auto"` exports the full per-app set. At 45
-/// series per credential, 1,000 credentials are about 45,000 series (3 MB a scrape); above it
+/// Largest credential count for which `per_app = "auto"` exports the full per-app set. At 50
+/// series per credential, 1,000 credentials are about 50,000 series (3 MB a scrape); above it
 /// the full set grows past what one scrape should cost.
 pub const AUTO_FULL_MAX_CREDENTIALS: usize = 1_000;
 

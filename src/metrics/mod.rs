@@ -7,7 +7,7 @@
 //! by the verbs below.
 //!
 //! How many series each app costs is the [`MetricsMode`], chosen at start-up: `Full` labels
-//! every event family with `app` (about 45 series per app); `Gauges` keeps four per-app gauges
+//! every event family with `app` (about 50 series per app); `Gauges` keeps four per-app gauges
 //! and the per-app failure counter (5 per app) and counts every other event into aggregate
 //! series without `app`. The verbs are the same in both.
 
