@@ -3,8 +3,9 @@
 //! WeChat invalidates an app's previous access token each time a new one is fetched, so every
 //! server that fetches its own token breaks the others (errcode 40001). wxtoken is the single
 //! fetcher: it refreshes each app's token before expiry, serves it to authenticated clients over
-//! HTTP, refreshes on demand when a client reports a rejected token (one upstream call however
-//! many report it), and persists tokens so a restart does not burn quota.
+//! HTTP, refreshes on demand when a client reports a rejected token and WeChat confirms it dead
+//! (one upstream call however many report it), and persists tokens so a restart does not burn
+//! quota.
 //!
 //! Map of the modules:
 //! - `cli`: the command line (`serve`, `check-config`, `fake-wechat`, `demo`).

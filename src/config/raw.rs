@@ -149,6 +149,7 @@ pub(super) struct RawRefresh {
     pub(super) min_interval_secs: u64,
     pub(super) retry_min_secs: u64,
     pub(super) retry_max_secs: u64,
+    pub(super) reported_refetches_per_hour: u64,
 }
 
 impl Default for RawRefresh {
@@ -158,6 +159,8 @@ impl Default for RawRefresh {
             min_interval_secs: 5,
             retry_min_secs: 1,
             retry_max_secs: 60,
+            // A few an hour: about 100 a day at most, a small share of WeChat's 2,000.
+            reported_refetches_per_hour: 4,
         }
     }
 }

@@ -62,11 +62,12 @@ impl Settings {
         let r = &self.refresh;
         let _ = writeln!(
             out,
-            "\n[refresh]\nmargin_secs = {}\nmin_interval_secs = {}\nretry_min_secs = {}\nretry_max_secs = {}\n",
+            "\n[refresh]\nmargin_secs = {}\nmin_interval_secs = {}\nretry_min_secs = {}\nretry_max_secs = {}\nreported_refetches_per_hour = {}\n",
             r.margin.as_secs(),
             r.min_interval.as_secs(),
             r.retry_min.as_secs(),
-            r.retry_max.as_secs()
+            r.retry_max.as_secs(),
+            r.reported_refetches_per_hour
         );
         match &self.store {
             StoreSettings::Embedded { path } => {

@@ -55,8 +55,8 @@ pub enum PerAppMetrics {
     Gauges,
 }
 
-/// Largest credential count for which `per_app = "auto"` exports the full per-app set. At 45
-/// series per credential, 1,000 credentials are about 45,000 series (3 MB a scrape); above it
+/// Largest credential count for which `per_app = "auto"` exports the full per-app set. At 50
+/// series per credential, 1,000 credentials are about 50,000 series (3 MB a scrape); above it
 /// the full set grows past what one scrape should cost.
 pub const AUTO_FULL_MAX_CREDENTIALS: usize = 1_000;
 
@@ -144,6 +144,10 @@ pub struct RefreshSettings {
     pub min_interval: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// Refetches per credential per hour that reports (invalidations, the gateway's retries)
+    /// may cause before the token's normal refresh time, each one confirmed by WeChat first.
+    /// Beyond it the current token is served and the report counted as refused.
+    pub reported_refetches_per_hour: u32,
 }
 
 /// Compared by value on a reload: a change needs a restart.

@@ -532,3 +532,36 @@ fn metrics_per_app_mode_is_validated_rendered_and_resolved() {
     );
     assert_eq!(load(&with_tickets, &[]).unwrap().credential_count(), 3);
 }
+
+#[test]
+fn reported_refetches_per_hour_defaults_to_a_few_is_range_checked_and_shown() {
+    let s = load(GOOD, &[]).unwrap();
+    assert_eq!(s.refresh.reported_refetches_per_hour, 4);
+    assert!(s
+        .redacted_toml()
+        .contains("\nreported_refetches_per_hour = 4\n"));
+    // Zero is allowed: reports then never refetch a token before its normal refresh time.
+    let s = load(
+        GOOD,
+        &[("WXTOKEN_REFRESH__REPORTED_REFETCHES_PER_HOUR", "0")],
+    )
+    .unwrap();
+    assert_eq!(s.refresh.reported_refetches_per_hour, 0);
+    let s = load(
+        &format!("{GOOD}\n[refresh]\nreported_refetches_per_hour = 60\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(s.refresh.reported_refetches_per_hour, 60);
+    toml::from_str::<toml::Table>(&s.redacted_toml()).unwrap();
+    for bad in ["61", "100000000000"] {
+        let e = load(
+            GOOD,
+            &[("WXTOKEN_REFRESH__REPORTED_REFETCHES_PER_HOUR", bad)],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("refresh.reported_refetches_per_hour"), "{e}");
+        assert!(e.contains("must be between 0 and 60"), "{e}");
+    }
+}

@@ -31,6 +31,9 @@ const MAX_MARGIN_SECS: u64 = 86_400;
 /// Longest retry backoff and invalidation interval: an hour without a retry is already an
 /// outage.
 const MAX_RETRY_SECS: u64 = 3600;
+/// Most early refetches reports may cause per credential and hour: 60 an hour is 1,440 a day,
+/// already most of WeChat's daily 2,000 for an access token.
+const MAX_REPORTED_REFETCHES_PER_HOUR: u64 = 60;
 /// Longest Redis lock lifetime and poll interval.
 const MAX_STORE_SECS: u64 = 3600;
 /// Largest `min_token_lifetime_secs`: WeChat's tokens live 7200 s, so more than an hour would
@@ -326,6 +329,13 @@ pub(super) fn validate(
             1,
             MAX_RETRY_SECS,
         )?,
+        reported_refetches_per_hour: u32::try_from(count(
+            "refresh.reported_refetches_per_hour",
+            r.reported_refetches_per_hour,
+            0,
+            MAX_REPORTED_REFETCHES_PER_HOUR,
+        )?)
+        .unwrap_or(u32::MAX),
     };
     if refresh.retry_max < refresh.retry_min {
         return Err(ConfigError::at(

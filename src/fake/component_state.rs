@@ -356,6 +356,11 @@ impl ComponentState {
         &self.book
     }
 
+    /// The book, to kill a token in it (`reported`'s control).
+    pub(crate) fn book_mut(&mut self) -> &mut TokenBook {
+        &mut self.book
+    }
+
     /// The JS-SDK ticket slot and mint counter of the authorizer that owns a token with this
     /// owner key, if it is one.
     pub(crate) fn ticket_slot(

@@ -19,7 +19,9 @@
 //! two for the component API), `component_control` (its `/_fake/component/*` controls),
 //! `component_handle` (its [`FakeWechat`] methods), `push` (event pushes), `business` (the
 //! business endpoints, their records and their [`FakeWechat`] methods), `hostile` (a lenient
-//! front end's path reading and echoing logins, for the gateway's tests).
+//! front end's path reading, echoing logins and leaky component answers, for the gateway's
+//! tests), `reported` (what tests of reported tokens need: the component token's probe, a path
+//! that rejects valid tokens, and a control that kills a token).
 
 mod business;
 mod component;
@@ -28,6 +30,7 @@ mod component_handle;
 mod component_state;
 mod hostile;
 mod push;
+mod reported;
 mod routes;
 mod state;
 mod tls;

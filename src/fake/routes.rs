@@ -45,6 +45,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/_fake/advance", web::post().to(advance_clock))
         .configure(super::component::configure)
         .configure(super::business::configure)
+        .configure(super::reported::configure)
         .default_service(web::to(not_found));
 }
 

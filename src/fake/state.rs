@@ -501,6 +501,8 @@ pub(crate) struct FakeState {
     component: ComponentState,
     /// The business API's requests, media, messages and used login codes.
     business: BusinessState,
+    /// The calls of `reported`'s endpoints.
+    pub(crate) reported: super::reported::ReportedCalls,
 }
 
 impl FakeState {
@@ -549,6 +551,7 @@ impl FakeState {
             answer_delay: cfg.answer_delay,
             component: ComponentState::new(&cfg.platforms, limit, cfg.ticket_push_interval),
             business: BusinessState::default(),
+            reported: Default::default(),
         }
     }
 
@@ -756,6 +759,23 @@ impl FakeState {
             }
             _ => validity,
         }
+    }
+
+    /// Kills a token now, of whatever family, as a fetch behind wxtoken's back would
+    /// (`reported`'s control): the probe answers it as replaced (40001; WeCom's as ended
+    /// early, 40014) and the next call of its token endpoint mints a new one. False when the
+    /// fake never minted it (or forgot it).
+    pub(crate) fn kill_token(&mut self, token: &str) -> bool {
+        let now = self.clock.now();
+        let book = if self.book.get(token).is_some() {
+            &mut self.book
+        } else if self.component.book().get(token).is_some() {
+            self.component.book_mut()
+        } else {
+            return false;
+        };
+        book.kill(token, now);
+        true
     }
 
     pub(crate) fn ticket_validity(&self, ticket: &str) -> Validity {

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use arc_swap::ArcSwap;
 
 use crate::apps::{AppHandle, Apps};
-use crate::metrics::{Metrics, ROUTES};
+use crate::metrics::{InvalidationOutcome, Metrics, ROUTES};
 use crate::reload::Reloader;
 use crate::store::TokenStore;
 use crate::token::messages::{Get, Invalidate, NoValidToken};
@@ -361,7 +361,7 @@ async fn invalidate_token(
     name: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, app, parsed): (_, _, InvalidateBody) = authorized_json(
+    let (client, app, parsed): (_, _, InvalidateBody) = authorized_json(
         &state,
         &req,
         &name,
@@ -383,6 +383,14 @@ async fn invalidate_token(
         .await
         .map_err(|_| actor_unavailable(&app.name))?;
     let inv = answer.map_err(|e| no_valid_token(&app.name, e))?;
+    if matches!(
+        inv.outcome,
+        InvalidationOutcome::Alive | InvalidationOutcome::Capped
+    ) {
+        // The actor does not know who reported; the operator chasing a refused report does.
+        tracing::info!(client = %client.name, app = %app.name, outcome = inv.outcome.as_str(),
+            "invalidation answered with the token in service, no refetch");
+    }
     Ok(token_response(&app.name, &inv.record, Some(inv.refreshed)))
 }
 

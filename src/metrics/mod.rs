@@ -7,7 +7,7 @@
 //! by the verbs below.
 //!
 //! How many series each app costs is the [`MetricsMode`], chosen at start-up: `Full` labels
-//! every event family with `app` (about 45 series per app); `Gauges` keeps four per-app gauges
+//! every event family with `app` (about 50 series per app); `Gauges` keeps four per-app gauges
 //! and the per-app failure counter (5 per app) and counts every other event into aggregate
 //! series without `app`. The verbs are the same in both.
 
@@ -30,8 +30,8 @@ use crate::upstream::{UpstreamError, UpstreamPool};
 pub use credentials::{gauge_families, CredentialCollector, ScrapedCredential, StatusSource};
 use family::Family;
 pub use labels::{
-    reason_label, InvalidationOutcome, Trigger, FIXED_REASONS, KNOWN_ERRCODES, OTHER_REASON,
-    ROUTES, STORE_OPS,
+    reason_label, InvalidationOutcome, RefetchRefusal, Trigger, FIXED_REASONS, KNOWN_ERRCODES,
+    OTHER_REASON, ROUTES, STORE_OPS,
 };
 pub use platforms::ScrapedPlatform;
 pub use proxy::{errcode_label, ProxyResult};
@@ -70,6 +70,7 @@ struct Inner {
     upstream_duration: Family<HistogramVec>,
     revocations: Counters,
     forced_refusals: Counters,
+    refetch_refusals: Counters,
     proxy: proxy::ProxyMetrics,
     /// Where the credential collector reads the running credentials from.
     source: Arc<OnceLock<StatusSource>>,
@@ -137,6 +138,11 @@ impl Metrics {
             "wxtoken_forced_refresh_refusals_total",
             "Stable grant: invalidations answered without a forced refresh because WeChat's limits (20 a day, 30 s apart) were used up.",
             &[],
+        );
+        let refetch_refusals = event_counter(
+            "wxtoken_refetches_refused_total",
+            "Reports of the current token (invalidations, the gateway's retries) answered without the refetch they asked for: token_alive (WeChat still accepts it), hourly_cap (refresh.reported_refetches_per_hour reached) or probe_failed (WeChat could not be asked).",
+            &["reason"],
         );
         let upstream_labels = Counters::labels(mode, &["endpoint"]);
         let upstream_duration = Family::new(
@@ -226,6 +232,7 @@ impl Metrics {
                 upstream_duration,
                 revocations,
                 forced_refusals,
+                refetch_refusals,
                 proxy,
                 source,
                 redis_up: OnceLock::new(),
@@ -301,6 +308,9 @@ impl Metrics {
         }
         m.revocations.with(app, &[]);
         m.forced_refusals.with(app, &[]);
+        for r in RefetchRefusal::ALL {
+            m.refetch_refusals.with(app, &[r.as_str()]);
+        }
     }
 
     /// Drops every per-app series of a removed credential (`shop`, `shop:jsapi_ticket`), also
@@ -317,6 +327,7 @@ impl Metrics {
             &m.store_errors,
             &m.revocations,
             &m.forced_refusals,
+            &m.refetch_refusals,
         ] {
             family.remove_app(app);
         }
@@ -352,6 +363,14 @@ impl Metrics {
 
     pub fn forced_refresh_refused(&self, app: &str) {
         self.inner.forced_refusals.with(app, &[]).inc();
+    }
+
+    /// `n` reports of the current token got no refetch, for `why`.
+    pub fn refetches_refused(&self, app: &str, why: RefetchRefusal, n: u64) {
+        self.inner
+            .refetch_refusals
+            .with(app, &[why.as_str()])
+            .inc_by(n);
     }
 
     pub fn refresh_succeeded(&self, app: &str, trigger: Trigger) {
@@ -494,6 +513,7 @@ mod tests {
         m.upstream_call(app, "ticket", Duration::from_millis(20));
         m.revoked(app);
         m.forced_refresh_refused(app);
+        m.refetches_refused(app, RefetchRefusal::TokenAlive, 2);
     }
 
     #[test]
@@ -631,6 +651,14 @@ mod tests {
         );
         assert_eq!(get(r#"wxtoken_revocations_total "#), Some("2"));
         assert_eq!(
+            get(r#"wxtoken_refetches_refused_total{reason="token_alive"} "#),
+            Some("4")
+        );
+        assert_eq!(
+            get(r#"wxtoken_refetches_refused_total{reason="hourly_cap"} "#),
+            Some("0")
+        );
+        assert_eq!(
             get(r#"wxtoken_token_refresh_failures_total{app="shop"} "#),
             Some("1")
         );
@@ -655,7 +683,7 @@ mod tests {
         busy(&m, "shop");
         let text = m.render();
         let per_app = per_app_families(&text);
-        assert_eq!(per_app.len(), 17, "{per_app:?}");
+        assert_eq!(per_app.len(), 18, "{per_app:?}");
         for gauge in [
             "wxtoken_token_age_seconds",
             "wxtoken_token_generation",

@@ -15,7 +15,8 @@
 //!
 //! Where the rest lives: the per-credential rules (margins, what a fetch is) in
 //! `credential.rs`, the shared-store sync in `sync.rs`, the message handlers in `handlers.rs`,
-//! panic containment in `guard.rs`. Time comes from the configured [`SharedClock`] and timers
+//! the check with WeChat before a young token is refetched on a report in `confirm.rs`, panic
+//! containment in `guard.rs`. Time comes from the configured [`SharedClock`] and timers
 //! from tokio, so tests run all of it on paused time.
 //!
 //! Timers and futures belong to the actor's context, so a supervisor restart drops them all;
@@ -30,6 +31,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::clock::SharedClock;
+use super::confirm::Confirmation;
 use super::fetch::Fetcher;
 use super::messages::TokenChanged;
 use super::schedule::{backoff, refresh_delay, startup_spread, ForceBudget};
@@ -120,6 +122,9 @@ pub struct TokenActor {
     /// The current token was reported as rejected by WeChat: keep retrying until it is
     /// replaced, even after the callers who reported it gave up waiting.
     pub(super) rejected: Option<AccessToken>,
+    /// Reports of a young token waiting for WeChat's word on it, and the hour's early
+    /// refetches (see `confirm.rs`).
+    pub(super) confirmation: Confirmation,
     /// Stable grant: WeChat's limits on forced refreshes. Shared with the fetch, which spends
     /// from it when the call is really made.
     pub(super) force_budget: Rc<Cell<ForceBudget>>,
@@ -159,6 +164,7 @@ impl TokenActor {
             get_waiters: Vec::new(),
             invalidate_waiters: Vec::new(),
             rejected: None,
+            confirmation: Confirmation::default(),
             force_budget: Rc::new(Cell::new(ForceBudget::default())),
             depends_on: None,
             token_generation: None,
@@ -636,5 +642,6 @@ impl actix::Supervised for TokenActor {
         self.loading = false;
         self.syncing = false;
         self.missed_change = None;
+        self.confirmation.drop_probe();
     }
 }

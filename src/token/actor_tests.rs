@@ -14,7 +14,7 @@ use secrecy::SecretString;
 
 use super::actor::{ActorConfig, Credential};
 use super::clock::{SharedClock, TokioClock};
-use super::fetch::{FetchRequest, Fetcher};
+use super::fetch::{FetchRequest, Fetcher, ProbeRequest};
 use super::messages::{
     ForceRestart, Get, Invalidate, Revoke, StoreChanged, Subscribe, TokenChanged,
 };
@@ -24,7 +24,7 @@ use crate::metrics::{InvalidationOutcome, Metrics};
 use crate::store::{
     stored_from_fetch, AppKey, Basis, FetchFn, RefreshError, Refreshed, Stored, TokenStore,
 };
-use crate::upstream::{Fetched, UpstreamError};
+use crate::upstream::{Fetched, ProbeKind, UpstreamError};
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -175,11 +175,30 @@ struct Call {
     promotion: crate::upstream::Promotion,
 }
 
-/// Answers from a script, then mints `LIFETIME` tokens at once; records every call.
+/// One validity probe as the fetcher saw it.
+#[derive(Clone, Debug)]
+struct Probe {
+    kind: ProbeKind,
+    token: String,
+}
+
+/// WeChat's 40001: what the probe of a dead token answers.
+fn invalid_credential() -> UpstreamError {
+    UpstreamError::Api {
+        errcode: 40001,
+        errmsg: "invalid credential".into(),
+    }
+}
+
+/// Answers from a script, then mints `LIFETIME` tokens at once; records every call. Probes
+/// answer from their own script, then say "dead" (40001): a reported token is taken to be
+/// really rejected unless a test says otherwise.
 struct Script {
     clock: SharedClock,
     steps: RefCell<VecDeque<Step>>,
     calls: RefCell<Vec<Call>>,
+    probe_steps: RefCell<VecDeque<(Result<(), UpstreamError>, Duration)>>,
+    probes: RefCell<Vec<Probe>>,
     prefix: &'static str,
     /// The lifetime of tokens minted when the script has run out.
     lifetime: std::cell::Cell<Duration>,
@@ -191,6 +210,8 @@ impl Script {
             clock: clock.clone(),
             steps: RefCell::default(),
             calls: RefCell::default(),
+            probe_steps: RefCell::default(),
+            probes: RefCell::default(),
             prefix,
             lifetime: std::cell::Cell::new(LIFETIME),
         })
@@ -202,6 +223,15 @@ impl Script {
 
     fn calls(&self) -> Vec<Call> {
         self.calls.borrow().clone()
+    }
+
+    /// The next probe answers `answer` after `delay`.
+    fn then_probe(&self, answer: Result<(), UpstreamError>, delay: Duration) {
+        self.probe_steps.borrow_mut().push_back((answer, delay));
+    }
+
+    fn probes(&self) -> Vec<Probe> {
+        self.probes.borrow().clone()
     }
 }
 
@@ -244,6 +274,22 @@ impl Fetcher for Script {
             }
         })
     }
+
+    fn probe(&self, req: ProbeRequest) -> LocalBoxFuture<'static, Result<(), UpstreamError>> {
+        self.probes.borrow_mut().push(Probe {
+            kind: req.kind,
+            token: req.token.expose().to_string(),
+        });
+        let (answer, delay) = self
+            .probe_steps
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or_else(|| (Err(invalid_credential()), Duration::ZERO));
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            answer
+        })
+    }
 }
 
 fn app(kind: AppKind) -> Arc<AppSettings> {
@@ -264,6 +310,7 @@ fn refresh_settings() -> RefreshSettings {
         min_interval: S(5),
         retry_min: S(1),
         retry_max: S(60),
+        reported_refetches_per_hour: 4,
     }
 }
 
@@ -1198,4 +1245,259 @@ async fn a_revocation_the_fleet_refuses_is_too_soon_not_a_success() {
         "{answer:?}"
     );
     assert_eq!(r.script.calls().len(), 1, "no forced call");
+}
+
+/// `wxtoken_refetches_refused_total` of that reason, all credentials together.
+fn refused(metrics: &Metrics, reason: &str) -> u64 {
+    metrics
+        .registry()
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "wxtoken_refetches_refused_total")
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|m| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == "reason" && l.value() == reason)
+        })
+        .map(|m| m.get_counter().get_value())
+        .sum::<f64>() as u64
+}
+
+/// `n` concurrent reports of `token`, answered.
+async fn reports(r: &Rig, token: &str, n: usize) -> Vec<super::messages::Invalidated> {
+    let sent: Vec<_> = (0..n)
+        .map(|_| {
+            r.addr.send(Invalidate {
+                token: token.to_string(),
+            })
+        })
+        .collect();
+    futures_util::future::join_all(sent)
+        .await
+        .into_iter()
+        .map(|a| a.unwrap().unwrap())
+        .collect()
+}
+
+#[actix_web::test]
+async fn reports_of_a_young_token_wechat_still_accepts_cost_one_probe_and_no_fetch() {
+    let r = rig(AppKind::Official(Grant::ClientCredential));
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    advance(S(10)).await;
+    r.script.then_probe(Ok(()), MS(100));
+    let answers = reports(&r, first.token.expose(), 500).await;
+    let probes = r.script.probes();
+    assert_eq!(probes.len(), 1, "one probe for 500 reports");
+    assert_eq!(probes[0].kind, ProbeKind::Account);
+    assert_eq!(probes[0].token, first.token.expose());
+    assert_eq!(r.script.calls().len(), 1, "no fetch");
+    for a in answers {
+        assert_eq!(a.record.token, first.token);
+        assert!(!a.refreshed);
+        assert_eq!(a.outcome, InvalidationOutcome::Alive);
+    }
+    assert_eq!(refused(&r.metrics, "token_alive"), 500);
+    // WeChat's word holds for min_interval (5 s): a report meanwhile is refused unasked.
+    advance(S(4)).await;
+    let a = report(&r, first.token.expose()).await;
+    assert_eq!(a.outcome, InvalidationOutcome::Alive);
+    assert_eq!(r.script.probes().len(), 1);
+    // Later WeChat is asked again; this time the token is dead: one fetch.
+    advance(S(2)).await;
+    let a = report(&r, first.token.expose()).await;
+    assert_eq!(r.script.probes().len(), 2);
+    assert_eq!(a.outcome, InvalidationOutcome::Refreshed);
+    assert_eq!(a.record.token.expose(), "tok-2");
+    assert_eq!(r.script.calls().len(), 2);
+    assert_eq!(refused(&r.metrics, "token_alive"), 501);
+}
+
+#[actix_web::test]
+async fn reports_of_a_young_token_wechat_confirms_dead_cost_one_probe_and_one_fetch() {
+    let r = rig(AppKind::Official(Grant::ClientCredential));
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    advance(S(10)).await;
+    r.script.then_probe(Err(invalid_credential()), MS(100));
+    r.script.then(Step::Mint(LIFETIME, MS(100)));
+    let answers = reports(&r, first.token.expose(), 500).await;
+    assert_eq!(r.script.probes().len(), 1, "one probe for 500 reports");
+    assert_eq!(r.script.calls().len(), 2, "one fetch for 500 reports");
+    for a in answers {
+        assert_eq!(a.record.token.expose(), "tok-2");
+        assert!(a.refreshed);
+        assert_eq!(a.outcome, InvalidationOutcome::Refreshed);
+    }
+    assert_eq!(refused(&r.metrics, "token_alive"), 0);
+    // Reports of the dead token after that are stale: neither probe nor fetch.
+    let late = report(&r, first.token.expose()).await;
+    assert_eq!(late.outcome, InvalidationOutcome::Stale);
+    assert_eq!(r.script.probes().len(), 1);
+    assert_eq!(r.script.calls().len(), 2);
+}
+
+#[actix_web::test]
+async fn a_report_wechat_cannot_be_asked_about_refetches_nothing() {
+    let r = rig(AppKind::Official(Grant::ClientCredential));
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    advance(S(10)).await;
+    r.script
+        .then_probe(Err(UpstreamError::Timeout(S(2))), MS(100));
+    r.script.then_probe(
+        Err(UpstreamError::Api {
+            errcode: -1,
+            errmsg: "system busy".into(),
+        }),
+        Duration::ZERO,
+    );
+    let answers = reports(&r, first.token.expose(), 10).await;
+    let a = report(&r, first.token.expose()).await;
+    assert_eq!(r.script.probes().len(), 2);
+    assert_eq!(
+        r.script.calls().len(),
+        1,
+        "no fetch on an unconfirmed report"
+    );
+    for a in answers.into_iter().chain([a]) {
+        assert_eq!(a.record.token, first.token, "the token in service stays");
+        assert!(!a.refreshed);
+        assert_eq!(a.outcome, InvalidationOutcome::Failed);
+    }
+    assert_eq!(refused(&r.metrics, "probe_failed"), 11);
+    assert!(
+        r.status.load().last_failure.is_none(),
+        "not a refresh failure"
+    );
+    // Nothing is left owed: no fetch follows later either.
+    advance(S(120)).await;
+    assert_eq!(r.script.calls().len(), 1);
+}
+
+#[actix_web::test]
+async fn early_refetches_for_reports_are_capped_per_hour_then_allowed_again() {
+    let r = rig(AppKind::Official(Grant::ClientCredential));
+    let mut current = r.addr.send(Get).await.unwrap().unwrap();
+    let started = r.now();
+    // The cap is 4 an hour: four confirmed-dead reports refetch, 10 minutes apart.
+    for n in 2..=5 {
+        advance(S(600)).await;
+        let a = report(&r, current.token.expose()).await;
+        assert_eq!(a.outcome, InvalidationOutcome::Refreshed, "refetch {n}");
+        assert_eq!(a.record.token.expose(), format!("tok-{n}"));
+        current = a.record;
+    }
+    assert_eq!(r.script.probes().len(), 4);
+    // The fifth within the hour: the current token is served, WeChat is not even asked.
+    advance(S(600)).await;
+    let a = report(&r, current.token.expose()).await;
+    assert_eq!(a.outcome, InvalidationOutcome::Capped);
+    assert_eq!(a.record.token, current.token);
+    assert!(!a.refreshed);
+    assert_eq!(r.script.probes().len(), 4);
+    assert_eq!(r.script.calls().len(), 5);
+    assert_eq!(refused(&r.metrics, "hourly_cap"), 1);
+    // An hour after the first early refetch, one more fits.
+    let first_refetch = started + S(600);
+    advance((first_refetch + S(3599)).duration_since(r.now()).unwrap()).await;
+    assert_eq!(
+        report(&r, current.token.expose()).await.outcome,
+        InvalidationOutcome::Capped
+    );
+    advance(S(2)).await;
+    let a = report(&r, current.token.expose()).await;
+    assert_eq!(a.outcome, InvalidationOutcome::Refreshed);
+    assert_eq!(a.record.token.expose(), "tok-6");
+    assert_eq!(refused(&r.metrics, "hourly_cap"), 2);
+}
+
+#[actix_web::test]
+async fn a_token_past_its_refresh_age_is_refetched_on_a_report_without_a_probe() {
+    let r = rig(AppKind::Official(Grant::ClientCredential));
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    // The proactive refresh fails once, so the token stays in service past its refresh age.
+    r.script
+        .then(Step::Fail(UpstreamError::Timeout(S(2)), Duration::ZERO));
+    let due = r.status.load().refresh_due.unwrap();
+    advance(due.duration_since(r.now()).unwrap() + MS(10)).await;
+    assert_eq!(r.script.calls().len(), 2, "the proactive refresh failed");
+    let a = report(&r, first.token.expose()).await;
+    assert_eq!(a.outcome, InvalidationOutcome::Refreshed);
+    assert_eq!(a.record.token.expose(), "tok-3");
+    assert_eq!(
+        r.script.probes().len(),
+        0,
+        "no probe for a token due anyway"
+    );
+}
+
+#[actix_web::test]
+async fn a_stable_token_wechat_still_accepts_is_not_force_refreshed() {
+    let r = rig(AppKind::Official(Grant::Stable));
+    let first = r.addr.send(Get).await.unwrap().unwrap();
+    advance(S(100)).await;
+    r.script.then_probe(Ok(()), Duration::ZERO);
+    let a = report(&r, first.token.expose()).await;
+    assert_eq!(a.outcome, InvalidationOutcome::Alive);
+    assert_eq!(r.script.calls().len(), 1, "no call, forced or not");
+    assert_eq!(
+        counter(&r.metrics, "wxtoken_forced_refresh_refusals_total"),
+        0
+    );
+    // WeChat's forced-refresh budget is untouched: a report WeChat confirms (6 s later, past
+    // the 5 s WeChat's word holds) forces at once, with no 30 s gap to wait out.
+    advance(S(6)).await;
+    let a = report(&r, first.token.expose()).await;
+    assert_eq!(a.outcome, InvalidationOutcome::Refreshed);
+    let calls = r.script.calls();
+    assert_eq!(calls.len(), 2);
+    assert!(
+        calls[1].forced,
+        "a dead stable token is replaced by a forced refresh"
+    );
+    assert_eq!(r.script.probes().len(), 2);
+}
+
+#[actix_web::test]
+async fn each_kind_of_token_is_asked_about_with_its_own_call() {
+    let clock = clock();
+    let metrics = Metrics::new(&[], crate::metrics::MetricsMode::Full);
+    let wecom = rig_with(
+        RigSpec {
+            kind: AppKind::Wecom,
+            ..RigSpec::default()
+        },
+        &clock,
+        &metrics,
+    );
+    let component = Arc::new(Gated {
+        clock: clock.clone(),
+        ready: true.into(),
+        calls: 0.into(),
+    });
+    let component = rig_with(
+        RigSpec {
+            credential: Some(Credential::External(component)),
+            label: "platform:saas",
+            ..RigSpec::default()
+        },
+        &clock,
+        &metrics,
+    );
+    let w = wecom.addr.send(Get).await.unwrap().unwrap();
+    let c = component.addr.send(Get).await.unwrap().unwrap();
+    advance(S(10)).await;
+    for (rig, token) in [(&wecom, &w), (&component, &c)] {
+        rig.script.then_probe(Ok(()), Duration::ZERO);
+        let a = report(rig, token.token.expose()).await;
+        assert_eq!(a.outcome, InvalidationOutcome::Alive);
+    }
+    assert_eq!(wecom.script.probes()[0].kind, ProbeKind::Wecom);
+    assert_eq!(component.script.probes()[0].kind, ProbeKind::Component);
+    // A WeCom token is refreshed only at expiry: every report of it before then is checked.
+    advance(S(7000)).await;
+    wecom.script.then_probe(Ok(()), Duration::ZERO);
+    let a = report(&wecom, w.token.expose()).await;
+    assert_eq!(a.outcome, InvalidationOutcome::Alive);
+    assert_eq!(wecom.script.probes().len(), 2);
+    assert_eq!(wecom.script.calls().len(), 1);
 }

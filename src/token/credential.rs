@@ -15,7 +15,7 @@ use super::{SharedStatus, TokenRecord};
 use crate::config::{AppKind, Grant, TicketKind};
 use crate::metrics::Trigger;
 use crate::store::FetchFn;
-use crate::upstream::{Priority, Promotion, UpstreamError};
+use crate::upstream::{Priority, ProbeKind, Promotion, UpstreamError};
 
 /// What an actor keeps fresh.
 #[derive(Clone)]
@@ -68,6 +68,20 @@ impl TokenActor {
     /// which WeChat hands back unchanged until their last moments.
     pub(super) fn spreads_first_refresh(&self) -> bool {
         !self.is_wecom_token() && !self.is_stable()
+    }
+
+    /// Which call asks WeChat whether this credential's token still works; `None` for a
+    /// ticket, which is no token WeChat can be asked about (and which only wxtoken's own
+    /// getticket calls report).
+    pub(super) fn probe_kind(&self) -> Option<ProbeKind> {
+        match &self.cfg.credential {
+            Credential::AccessToken if self.cfg.app.kind == AppKind::Wecom => {
+                Some(ProbeKind::Wecom)
+            }
+            Credential::AccessToken => Some(ProbeKind::Account),
+            Credential::External(source) => Some(source.probe_kind()),
+            Credential::Ticket { .. } => None,
+        }
     }
 
     pub(super) fn is_stable(&self) -> bool {

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use futures_util::future::LocalBoxFuture;
 
-use crate::upstream::{Fetched, Priority, Promotion, UpstreamError};
+use crate::upstream::{Fetched, Priority, ProbeKind, Promotion, UpstreamError};
 
 /// Where an external credential comes from.
 pub trait ExternalSource: Send + Sync + 'static {
@@ -25,4 +25,16 @@ pub trait ExternalSource: Send + Sync + 'static {
         priority: Priority,
         promotion: Promotion,
     ) -> LocalBoxFuture<'static, Result<Fetched, UpstreamError>>;
+
+    /// Which call asks WeChat whether its token still works. Told apart by
+    /// [`Self::endpoint`], so that the sources need not say: the component token takes the
+    /// component probe; every other external credential (an authorizer's) is an account's
+    /// access token.
+    fn probe_kind(&self) -> ProbeKind {
+        if self.endpoint() == "component_token" {
+            ProbeKind::Component
+        } else {
+            ProbeKind::Account
+        }
+    }
 }

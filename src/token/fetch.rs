@@ -7,7 +7,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::AccessToken;
 use crate::config::{AppKind, AppSettings, Grant, TicketKind};
-use crate::upstream::{Fetched, Priority, Promotion, UpstreamError, WechatClient};
+use crate::upstream::{Fetched, Priority, ProbeKind, Promotion, UpstreamError, WechatClient};
 
 /// One upstream call for one credential. `priority`: its place in the upstream pool's queue;
 /// `promotion`: how the actor moves it ahead if a caller starts waiting while it queues.
@@ -60,10 +60,22 @@ impl FetchRequest {
     }
 }
 
+/// Asks WeChat whether a token it handed out still works, before a young token is thrown
+/// away on a caller's report (see `confirm.rs`).
+#[derive(Clone, Debug)]
+pub struct ProbeRequest {
+    pub kind: ProbeKind,
+    pub token: AccessToken,
+}
+
 /// Makes upstream calls. Not `Send`: production calls run on the actor's thread with an awc
 /// client, which is not `Send` either.
 pub trait Fetcher {
     fn fetch(&self, req: FetchRequest) -> LocalBoxFuture<'static, Result<Fetched, UpstreamError>>;
+
+    /// `Ok` when WeChat accepts the token; its errcode (40001, 42001, 40014: dead) or why it
+    /// could not be asked otherwise.
+    fn probe(&self, req: ProbeRequest) -> LocalBoxFuture<'static, Result<(), UpstreamError>>;
 }
 
 impl Fetcher for WechatClient {
@@ -91,6 +103,15 @@ impl Fetcher for WechatClient {
                 }
             };
             call.await
+        })
+    }
+
+    fn probe(&self, req: ProbeRequest) -> LocalBoxFuture<'static, Result<(), UpstreamError>> {
+        let client = self.clone();
+        Box::pin(async move {
+            // Reporters wait for the verdict: ahead of background refreshes in the pool.
+            let _slot = client.slot(Priority::Urgent, Promotion::default()).await;
+            client.probe_token(req.kind, &req.token).await
         })
     }
 }

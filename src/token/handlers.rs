@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::actor::TokenActor;
+use super::confirm::{Confirming, Verdict};
 use super::credential::Credential;
 use super::messages::{
     ForceRestart, Get, Invalidate, Invalidated, NoValidToken, Retire, Revoke, RevokeError, Revoked,
@@ -74,6 +75,8 @@ impl Handler<Get> for TokenActor {
 enum Immediate {
     Answer(Invalidated),
     Wait(tokio::sync::oneshot::Receiver<Arc<TokenRecord>>),
+    /// A young token: WeChat is asked first (see `confirm.rs`).
+    Confirming(tokio::sync::oneshot::Receiver<Verdict>),
 }
 
 impl TokenActor {
@@ -111,6 +114,16 @@ impl TokenActor {
                     outcome,
                 });
             }
+            if self.needs_confirmation(&cur, now) {
+                return match self.confirm(cur, ctx) {
+                    Confirming::Refused(record, why) => Immediate::Answer(Invalidated {
+                        record,
+                        refreshed: false,
+                        outcome: why.outcome(),
+                    }),
+                    Confirming::Wait(rx) => Immediate::Confirming(rx),
+                };
+            }
             tracing::info!(app = self.name(), token = %cur.token, generation = cur.generation,
                 "current token reported as rejected; refreshing");
             self.rejected = Some(cur.token.clone());
@@ -133,32 +146,62 @@ impl Handler<Invalidate> for TokenActor {
         let reported = msg.token;
         let step = self.guard(ctx, "invalidate", |act, ctx| act.invalidate(&reported, ctx));
         Box::pin(async move {
-            let answer = match step {
-                Some(Immediate::Answer(a)) => Ok(a),
-                Some(Immediate::Wait(rx)) => match tokio::time::timeout(wait, rx).await {
-                    Ok(Ok(record)) => {
-                        let refreshed = record.token.expose() != reported;
-                        Ok(Invalidated {
-                            record,
-                            refreshed,
-                            outcome: if refreshed {
-                                InvalidationOutcome::Refreshed
-                            } else {
-                                InvalidationOutcome::Failed
-                            },
-                        })
-                    }
-                    _ => from_status(&status, &clock).map(|record| Invalidated {
-                        refreshed: record.token.expose() != reported,
-                        record,
-                        outcome: InvalidationOutcome::Failed,
-                    }),
-                },
-                None => from_status(&status, &clock).map(|record| Invalidated {
+            // One wait limit for the whole answer, WeChat's verdict and the refetch together.
+            let deadline = tokio::time::Instant::now() + wait;
+            let failed = || {
+                from_status(&status, &clock).map(|record| Invalidated {
                     refreshed: record.token.expose() != reported,
                     record,
                     outcome: InvalidationOutcome::Failed,
-                }),
+                })
+            };
+            let refetched = |record: Arc<TokenRecord>| {
+                let refreshed = record.token.expose() != reported;
+                Ok(Invalidated {
+                    record,
+                    refreshed,
+                    outcome: if refreshed {
+                        InvalidationOutcome::Refreshed
+                    } else {
+                        InvalidationOutcome::Failed
+                    },
+                })
+            };
+            let answer = match step {
+                Some(Immediate::Answer(a)) => Ok(a),
+                Some(Immediate::Wait(rx)) => match tokio::time::timeout_at(deadline, rx).await {
+                    Ok(Ok(record)) => refetched(record),
+                    _ => failed(),
+                },
+                Some(Immediate::Confirming(rx)) => {
+                    match tokio::time::timeout_at(deadline, rx).await {
+                        Ok(Ok(Verdict::Refetching(rx))) => {
+                            match tokio::time::timeout_at(deadline, rx).await {
+                                Ok(Ok(record)) => refetched(record),
+                                _ => failed(),
+                            }
+                        }
+                        Ok(Ok(Verdict::Kept(record, why))) => Ok(Invalidated {
+                            refreshed: record.token.expose() != reported,
+                            record,
+                            outcome: why.outcome(),
+                        }),
+                        Ok(Ok(Verdict::Replaced(record))) => {
+                            let refreshed = record.token.expose() != reported;
+                            Ok(Invalidated {
+                                record,
+                                refreshed,
+                                outcome: if refreshed {
+                                    InvalidationOutcome::Stale
+                                } else {
+                                    InvalidationOutcome::Failed
+                                },
+                            })
+                        }
+                        _ => failed(),
+                    }
+                }
+                None => failed(),
             };
             let outcome = match &answer {
                 Ok(a) => a.outcome,
@@ -313,6 +356,7 @@ impl Handler<Retire> for TokenActor {
         }
         self.get_waiters.clear();
         self.invalidate_waiters.clear();
+        self.confirmation.drop_probe();
         if let Some(slot) = &self.cfg.index {
             slot.clear();
         }

@@ -4,6 +4,7 @@ pub mod actor;
 #[cfg(test)]
 mod actor_tests;
 pub mod clock;
+mod confirm;
 mod credential;
 pub mod external;
 pub mod fetch;

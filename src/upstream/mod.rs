@@ -8,6 +8,7 @@
 mod component;
 mod forward;
 mod pool;
+mod probe;
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -31,6 +32,7 @@ pub use component::{
 };
 pub use forward::Forward;
 pub use pool::{Acquire, Permit, Priority, Promotion, UpstreamPool};
+pub use probe::ProbeKind;
 
 /// How a failure should be treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -151,6 +151,8 @@ async fn reload_adds_and_removes_apps_and_swaps_keys_and_secrets() {
         app.get("/v1/apps/shop/token", Some(SVC2)).await.body["access_token"],
         shop_token.as_str()
     );
+    // WeChat rejects the token for real, so the report asks for a fetch.
+    app.fake.kill_token(&shop_token);
     let inv = app
         .post(
             "/v1/apps/shop/token/invalidate",

@@ -116,6 +116,7 @@ async fn a_full_disk_is_reported_and_the_current_token_is_saved_once_space_is_ba
 
     let filler = disk.fill();
     // An invalidation makes the server fetch a new token, which it cannot save.
+    fake.kill_token(&first);
     let (status, inv) = post(
         &http,
         &format!("{base}/v1/apps/shop/token/invalidate"),

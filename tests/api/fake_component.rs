@@ -1435,3 +1435,130 @@ async fn component_web_oauth_takes_the_component_token_and_a_code_once() {
         41002
     );
 }
+
+/// The fake's checks of reported tokens (`reported.rs`): each kind of token is alive to its
+/// own probe, getApiQuota takes a token only for its own kind of API, and `kill_token` kills
+/// any kind without minting.
+#[actix_web::test]
+async fn the_probes_tell_each_kind_of_token_alive_or_dead_and_any_can_be_killed() {
+    const APP: &str = "wx00000000000a0001";
+    const CORP: &str = "ww00000000000c0001";
+    let wx = Wx::start(|cfg| {
+        cfg.apps = vec![(APP.into(), "app-secret".into())];
+        cfg.wecom_apps = vec![(CORP.into(), "corp-secret".into())];
+    })
+    .await;
+    let get = |path: String| {
+        let wx = &wx;
+        async move {
+            let mut res = wx.client.get(wx.url(&path)).send().await.expect("answered");
+            serde_json::from_slice::<Value>(&res.body().await.unwrap()).expect("JSON")
+        }
+    };
+    let errcode = |v: &Value| v["errcode"].as_i64().unwrap_or(0);
+    let probe = |token: String| get(format!("/cgi-bin/get_api_domain_ip?access_token={token}"));
+    let quota = |token: &str, cgi_path: &str| {
+        wx.client
+            .post(wx.url(&format!("/cgi-bin/openapi/quota/get?access_token={token}")))
+            .send_json(&json!({ "cgi_path": cgi_path }))
+    };
+    let quota = |token: String, cgi_path: &'static str| {
+        let sent = quota(&token, cgi_path);
+        async move {
+            let mut res = sent.await.expect("answered");
+            serde_json::from_slice::<Value>(&res.body().await.unwrap()).expect("JSON")
+        }
+    };
+    const COMPONENT_API: &str = "/cgi-bin/component/api_component_token";
+    const ACCOUNT_API: &str = "/cgi-bin/message/custom/send";
+
+    let app = str_field(
+        &get(format!(
+            "/cgi-bin/token?grant_type=client_credential&appid={APP}&secret=app-secret"
+        ))
+        .await,
+        "access_token",
+    );
+    let corp = str_field(
+        &get(format!(
+            "/cgi-bin/gettoken?corpid={CORP}&corpsecret=corp-secret"
+        ))
+        .await,
+        "access_token",
+    );
+    let component = wx.component_token().await;
+    let code = wx
+        .fake
+        .authorize(COMPONENT, SHOP, &[1], None)
+        .expect("authorized")
+        .authorization_code;
+    let auth = wx.query_auth(&component, &code).await;
+    let authorizer = str_field(&auth["authorization_info"], "authorizer_access_token");
+
+    let probes = wx.fake.calls(Endpoint::Probe);
+    for t in [&app, &corp, &authorizer] {
+        assert_eq!(errcode(&probe(t.clone()).await), 0, "alive");
+    }
+    let ok = quota(component.clone(), COMPONENT_API).await;
+    assert_eq!(errcode(&ok), 0, "{ok}");
+    assert!(ok["quota"]["daily_limit"].as_u64().is_some(), "{ok}");
+    assert_eq!(errcode(&quota(app.clone(), ACCOUNT_API).await), 0);
+    // A token of the other kind for the API: WeChat's 76022.
+    assert_eq!(errcode(&quota(app.clone(), COMPONENT_API).await), 76022);
+    assert_eq!(errcode(&quota(component.clone(), ACCOUNT_API).await), 76022);
+    assert_eq!(wx.fake.quota_get_calls(), 4);
+    assert_eq!(
+        wx.fake.calls(Endpoint::Probe),
+        probes + 7,
+        "both probes counted"
+    );
+
+    // Killed behind wxtoken's back: dead to the probes, nothing minted.
+    let minted = wx.fake.minted(APP);
+    for t in [&app, &corp, &component, &authorizer] {
+        assert!(wx.fake.kill_token(t));
+        assert_ne!(wx.fake.validity(t), Validity::Valid);
+    }
+    assert!(!wx.fake.kill_token("never-minted"));
+    assert_eq!(wx.fake.minted(APP), minted);
+    assert_eq!(errcode(&probe(app.clone()).await), 40001);
+    assert_eq!(errcode(&probe(corp.clone()).await), 40014, "WeCom's word");
+    assert_eq!(errcode(&probe(authorizer.clone()).await), 40001);
+    assert_eq!(
+        errcode(&quota(component.clone(), COMPONENT_API).await),
+        40001
+    );
+    // The next gettoken mints a new WeCom token: the old one is dead.
+    let again = str_field(
+        &get(format!(
+            "/cgi-bin/gettoken?corpid={CORP}&corpsecret=corp-secret"
+        ))
+        .await,
+        "access_token",
+    );
+    assert_ne!(again, corp);
+    assert_eq!(wx.fake.wecom_minted(CORP, "corp-secret"), 2);
+
+    // The path that rejects even a valid token, as WeChat does a token in the wrong parameter.
+    let fresh = wx.component_token().await;
+    for param in ["access_token", "component_access_token"] {
+        let v = get(format!("/cgi-bin/fake/reject_token?{param}={fresh}")).await;
+        assert_eq!(errcode(&v), 40001, "{v}");
+    }
+    assert_eq!(
+        errcode(&get("/cgi-bin/fake/reject_token".into()).await),
+        41001
+    );
+    assert_eq!(wx.fake.reject_token_calls(), 3);
+    assert_eq!(wx.fake.validity(&fresh), Validity::Valid);
+
+    // The control over HTTP.
+    let kill = |token: &str| {
+        wx.client
+            .post(wx.url("/_fake/kill_token"))
+            .send_json(&json!({ "token": token }))
+    };
+    assert_eq!(kill(&fresh).await.unwrap().status().as_u16(), 204);
+    assert_ne!(wx.fake.validity(&fresh), Validity::Valid);
+    assert_eq!(kill("never-minted").await.unwrap().status().as_u16(), 404);
+}

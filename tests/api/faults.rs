@@ -21,8 +21,9 @@ async fn keeps_serving_and_recovers(fault: Fault, reason: &str) {
     let old = app.shop_token().await;
     app.fake.inject(fault.clone(), 10_000);
 
-    // WeChat rejected the token, but every fetch fails: the caller gets the still-valid token
+    // WeChat rejected the token, but every fetch fails: the caller gets the token in service
     // after the wait limit, marked as not refreshed.
+    app.fake.kill_token(&old);
     let a = app.invalidate_shop(&old).await;
     assert_eq!(a.status, 200, "{fault:?}: {}", a.body);
     assert_eq!(a.body["access_token"], old.as_str());

@@ -872,6 +872,8 @@ async fn a_full_gateway_answers_503_and_never_holds_up_a_refresh() {
         },
         async {
             first_at_wechat(&app).await;
+            // Rejected for real: WeChat is asked, and the refetch goes ahead.
+            app.fake.kill_token(&token);
             app.invalidate_shop(&token).await
         },
     );

@@ -196,6 +196,20 @@ pub async fn invalidate_at(http: &awc::Client, base: &str, token: &str) -> serde
     r.json().await.unwrap()
 }
 
+/// Rotates shop's token at `base` (as the ops admin): one refresh, with the old token still
+/// working at WeChat for the overlap, unlike a report, which refetches only a token WeChat
+/// already rejects. The status and the answer's JSON.
+pub async fn revoke_at(http: &awc::Client, base: &str) -> (u16, serde_json::Value) {
+    let mut r = http
+        .post(format!("{base}/v1/apps/shop/revoke"))
+        .insert_header(("Authorization", format!("Bearer {OPS_KEY}")))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
 pub async fn token_at(http: &awc::Client, base: &str) -> String {
     let (status, body) = get_json(http, &format!("{base}/v1/apps/shop/token"), BILLING_KEY).await;
     assert_eq!(status, 200, "{base}: {body}");
@@ -300,6 +314,8 @@ pub async fn invalidations_cost_one_fetch(redis: &dyn Deployment) {
         assert_eq!(token_at(&http, b).await, old, "one token for the fleet");
     }
     assert_eq!(fake.minted(SHOP_APPID), 1);
+    // Rejected by WeChat for real: each instance asks WeChat once, and the fleet fetches once.
+    assert!(fake.kill_token(&old));
 
     let reports = bases.iter().flat_map(|b| {
         let http = http.clone();
@@ -382,7 +398,8 @@ pub async fn outage_costs_no_fetch_and_is_refilled(redis: &mut dyn Deployment) {
         let text = String::from_utf8(m.body().await.unwrap().to_vec()).unwrap();
         assert_eq!(sample(&text, "wxtoken_redis_up"), Some(0.0));
     }
-    // Invalidating a still-valid token while Redis is down must not fetch alone.
+    // Invalidating a token WeChat rejects while Redis is down must not fetch alone.
+    assert!(fake.kill_token(&token));
     let mut r = http
         .post(format!("{}/v1/apps/shop/token/invalidate", bases[1]))
         .insert_header(("Authorization", format!("Bearer {BILLING_KEY}")))
@@ -453,6 +470,7 @@ pub async fn slow_refresher_is_fenced(redis: &dyn Deployment) {
     let g0 = generation(redis);
 
     fake.inject(Fault::Slow(Duration::from_millis(2500)), 1);
+    assert!(fake.kill_token(&old));
     let invalidate = |base: String| {
         let http = http.clone();
         let old = old.clone();
@@ -578,6 +596,7 @@ pub async fn tickets_are_shared(redis: &dyn Deployment) {
 
     // A new token (one fetch for the fleet) brings one new ticket for the fleet.
     let token = token_at(&http, &servers[1].base).await;
+    assert!(fake.kill_token(&token));
     let mut r = http
         .post(format!("{}/v1/apps/shop/token/invalidate", servers[1].base))
         .insert_header(("Authorization", format!("Bearer {BILLING_KEY}")))

@@ -39,6 +39,8 @@ pub struct Spec {
     pub min_interval: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// `refresh.reported_refetches_per_hour`.
+    pub reported_refetches_per_hour: u32,
     pub upstream_timeout: Duration,
     pub wait_limit: Duration,
     pub ca_file: Option<PathBuf>,
@@ -54,6 +56,7 @@ impl Default for Spec {
             min_interval: Duration::ZERO,
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_millis(400),
+            reported_refetches_per_hour: 4,
             upstream_timeout: Duration::from_secs(2),
             wait_limit: Duration::from_secs(2),
             ca_file: None,
@@ -131,6 +134,7 @@ pub fn settings_for(spec: &Spec, base_url: &str, store: &Path) -> Settings {
     s.refresh.min_interval = spec.min_interval;
     s.refresh.retry_min = spec.retry_min;
     s.refresh.retry_max = spec.retry_max;
+    s.refresh.reported_refetches_per_hour = spec.reported_refetches_per_hour;
     s.upstream.timeout = spec.upstream_timeout;
     s.upstream.ca_file = spec.ca_file.clone();
     s

@@ -346,6 +346,8 @@ async fn the_longest_token_upstream_may_send_can_be_invalidated() {
     let old = app.shop_token().await;
     assert_eq!(old.len(), MAX_CREDENTIAL_LEN);
     let minted = app.minted(SHOP_APPID);
+    // Rejected for real: WeChat is asked about it (with the whole long token) and says so.
+    assert!(app.fake.kill_token(&old));
     let a = app.invalidate_shop(&old).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["refreshed"], true);

@@ -13,6 +13,7 @@ async fn requests_tokens_and_quota_are_measured() {
     app.shop_token().await;
     app.get("/v1/apps/blog/token", Some(BILLING_KEY)).await; // 403
     app.get("/nope/at/all", None).await; // 404, unmatched
+    app.fake.kill_token(&t);
     app.invalidate_shop(&t).await;
 
     let text = app.metrics_text().await;
@@ -63,6 +64,7 @@ async fn config_error_flag_follows_the_last_failure() {
     let t = app.shop_token().await;
     let flag = r#"wxtoken_upstream_config_error{app="shop"}"#;
     app.fake.inject(Fault::Errcode(40125), 10_000);
+    app.fake.kill_token(&t);
     app.invalidate_shop(&t).await;
     assert_eq!(app.metric(flag).await, Some(1.0));
     // Failed calls that WeChat answered count against the quota too.

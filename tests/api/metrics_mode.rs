@@ -28,6 +28,7 @@ fn per_app_families(text: &str) -> BTreeSet<String> {
 async fn fail_with_an_unknown_errcode(app: &TestApp) -> String {
     let token = app.shop_token().await;
     app.fake.inject(Fault::Errcode(77_777), 1_000_000);
+    app.fake.kill_token(&token);
     let answer = app.invalidate_shop(&token).await;
     assert_eq!(answer.status, 200, "the still-valid token is served");
     let failures = r#"wxtoken_token_refresh_failures_total{app="shop"}"#;

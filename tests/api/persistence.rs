@@ -113,6 +113,7 @@ async fn forced_actor_restart_keeps_serving() {
     assert_eq!(app.shop_token().await, t, "same token after the restart");
     assert_eq!(app.minted(SHOP_APPID), 1, "the restart did not fetch");
     // The restarted actor still works: an invalidation refreshes through it.
+    app.fake.kill_token(&t);
     let a = app.invalidate_shop(&t).await;
     assert_eq!(a.body["refreshed"], true, "{}", a.body);
     assert_eq!(app.minted(SHOP_APPID), 2);

@@ -394,6 +394,7 @@ async fn a_refused_refresh_token_is_looked_up_once_and_then_needs_reauth() {
         .expect("rotated");
     // Old enough for an invalidation to refetch (min_interval).
     tokio::time::sleep(Spec::default().min_interval + Duration::from_millis(100)).await;
+    assert!(app.fake.kill_token(&first));
     let answer = invalidate(first.clone()).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_ne!(answer.body["access_token"].as_str(), Some(first.as_str()));
@@ -414,6 +415,7 @@ async fn a_refused_refresh_token_is_looked_up_once_and_then_needs_reauth() {
         .current_authorizer_token(COMPONENT, &appids[0])
         .unwrap();
     tokio::time::sleep(Spec::default().min_interval + Duration::from_millis(100)).await;
+    assert!(app.fake.kill_token(&current));
     let _ = invalidate(current).await;
     assert!(
         eventually(Duration::from_secs(5), || async {

@@ -129,6 +129,8 @@ async fn serve_stops_gracefully_on_sigterm_and_logs_no_secret() {
     let (s, body) = get_json(&http, &format!("{base}/v1/apps/blog/token"), OPS_KEY).await;
     assert_eq!(s, 200);
     served.push(body["access_token"].as_str().unwrap().to_string());
+    // Rejected for real, so the report is confirmed with WeChat and refetched.
+    assert!(fake.kill_token(&served[0]));
     let mut resp = http
         .post(format!("{base}/v1/apps/shop/token/invalidate"))
         .insert_header(("Authorization", format!("Bearer {BILLING_KEY}")))

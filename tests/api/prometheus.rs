@@ -744,6 +744,7 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
     assert_eq!(app.get("/healthz", None).await.status, 200);
     assert_eq!(app.get("/readyz", None).await.status, 200);
     assert_eq!(app.invalidate_shop("an-old-token").await.status, 200);
+    app.fake.kill_token(&first);
     let refreshed = app.invalidate_shop(&first).await;
     assert_eq!(refreshed.body["refreshed"], true, "{}", refreshed.body);
     platform_traffic(&app).await;
@@ -782,6 +783,7 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
     // gauges only, the reason is on an alert for all apps and the app on another.
     app.fake.inject(Fault::Errcode(40125), 100_000);
     let current = app.shop_token().await;
+    app.fake.kill_token(&current);
     let during = app.invalidate_shop(&current).await;
     assert_eq!(during.status, 200, "the still-valid token is served");
     let raised = api

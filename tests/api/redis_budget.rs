@@ -148,6 +148,8 @@ async fn a_fleet_forces_a_stable_refresh_once_per_30_seconds_between_all_instanc
     let first = token_at(&http, &servers[0].base).await;
     assert!(all_serve(&http, &servers, &first).await);
 
+    // Killed behind the fleet's back, as another holder of the secret forcing a refresh would.
+    assert!(fake.kill_token(&first));
     let forced = invalidate_at(&http, &servers[0].base, &first).await;
     assert_eq!(forced["refreshed"], true, "{forced}");
     let second = forced["access_token"].as_str().unwrap().to_string();
@@ -156,6 +158,7 @@ async fn a_fleet_forces_a_stable_refresh_once_per_30_seconds_between_all_instanc
 
     // Within 30 s of the fleet's forced refresh, the other instances (which forced nothing
     // themselves) are refused by the fleet's budget, promptly, and keep the token.
+    assert!(fake.kill_token(&second));
     for s in &servers[1..] {
         let started = std::time::Instant::now();
         let a = invalidate_at(&http, &s.base, &second).await;
@@ -200,6 +203,7 @@ async fn a_fleet_makes_no_token_call_past_its_daily_quota_while_the_token_is_val
     let mut token = token_at(&http, &servers[0].base).await;
     assert!(all_serve(&http, &servers, &token).await);
     for s in &servers[..2] {
+        assert!(fake.kill_token(&token));
         let a = invalidate_at(&http, &s.base, &token).await;
         assert_eq!(a["refreshed"], true, "{a}");
         token = a["access_token"].as_str().unwrap().to_string();
@@ -207,6 +211,7 @@ async fn a_fleet_makes_no_token_call_past_its_daily_quota_while_the_token_is_val
     }
     assert_eq!(fake.minted(SHOP_APPID), 3);
     // The third instance made no call itself, but the fleet used its 3.
+    assert!(fake.kill_token(&token));
     let a = invalidate_at(&http, &servers[2].base, &token).await;
     assert_eq!(a["refreshed"], false, "{a}");
     assert_eq!(a["access_token"], token.as_str());

@@ -43,6 +43,7 @@ async fn a_lock_left_over_by_a_redis_freeze_does_not_keep_a_rejected_token_for_i
     assert_eq!(body["access_token"], old.as_str(), "one token for both");
     let minted = fake.minted(SHOP_APPID);
 
+    assert!(fake.kill_token(&old));
     redis.signal("STOP");
     // Reported while Redis is frozen: a cannot take the lock (its SETs time out but stay
     // queued in Redis) and, holding a valid token, must not fetch alone.

@@ -308,6 +308,7 @@ async fn the_instance_that_wrote_a_token_does_not_reread_it_on_its_announcement(
     probe.command(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
     probe.command(&["CONFIG", "SET", "slowlog-max-len", "10000"]);
     probe.command(&["SLOWLOG", "RESET"]);
+    assert!(fake.kill_token(&old));
     let mut r = http
         .post(format!("{}/v1/apps/shop/token/invalidate", writer.base))
         .insert_header(("Authorization", format!("Bearer {BILLING_KEY}")))

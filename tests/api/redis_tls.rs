@@ -61,6 +61,7 @@ async fn a_fleet_shares_one_token_over_mutual_tls() {
     }
     // Invalidating at the second instance is seen by the first: the change notification
     // travels over TLS too.
+    assert!(fake.kill_token(&token));
     let answer = invalidate_at(&http, &servers[1].base, &token).await;
     assert_eq!(answer["refreshed"], true, "{answer}");
     let new = fake.current_token(SHOP_APPID).unwrap();

@@ -89,6 +89,8 @@ async fn removed_app_leaves_no_series(per_app: &'static str) {
     let ticket = app.get("/v1/apps/shop/ticket/jsapi", Some(ADMIN)).await;
     assert_eq!(ticket.status, 200, "{}", ticket.body);
     app.fake.inject(Fault::Errcode(40125), 1);
+    app.fake
+        .kill_token(token.body["access_token"].as_str().unwrap_or_default());
     let inv = app
         .post(
             "/v1/apps/shop/token/invalidate",

@@ -70,9 +70,37 @@ async fn stable_tokens_are_refreshed_inside_their_last_minutes() {
 }
 
 #[actix_web::test]
+async fn a_stable_token_wechat_still_accepts_is_kept_without_a_call() {
+    let app = stable_app(7200).await;
+    let t = token(&app).await;
+    let calls = app.fake.calls(Endpoint::StableToken);
+    for _ in 0..5 {
+        let a = app
+            .post(
+                "/v1/apps/stable/token/invalidate",
+                Some(KEY),
+                serde_json::json!({ "access_token": t }).to_string(),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.body["access_token"], t.as_str());
+        assert_eq!(a.body["refreshed"], false);
+    }
+    assert_eq!(
+        app.fake.calls(Endpoint::StableToken),
+        calls,
+        "no stable_token call, forced or not: WeChat's 20 forced refreshes a day are kept"
+    );
+    assert_eq!(app.fake.validity(&t), Validity::Valid);
+    assert!(app.fake.calls(Endpoint::Probe) >= 1);
+}
+
+#[actix_web::test]
 async fn invalidation_forces_a_refresh_once_per_30_seconds() {
     let app = stable_app(7200).await;
     let old = token(&app).await;
+    // Killed behind wxtoken's back (another holder of the secret forced a refresh).
+    assert!(app.fake.kill_token(&old));
     let a = app
         .post(
             "/v1/apps/stable/token/invalidate",
@@ -92,6 +120,7 @@ async fn invalidation_forces_a_refresh_once_per_30_seconds() {
     let calls = app.fake.calls(Endpoint::StableToken);
 
     // Within 30 s WeChat would answer 45011: wxtoken refuses itself and keeps the token.
+    assert!(app.fake.kill_token(&new));
     let a = app
         .post(
             "/v1/apps/stable/token/invalidate",

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha1::{Digest, Sha1};
-use wxtoken::fake::{Endpoint, Fault, Validity};
+use wxtoken::fake::{Endpoint, Validity};
 use wxtoken::token::messages::TokenChanged;
 
 use crate::helpers::*;
@@ -89,6 +89,7 @@ async fn a_new_token_brings_a_new_ticket() {
         .unwrap()
         .to_string();
     let before = app.fake.tickets_minted(SHOP_APPID);
+    app.fake.kill_token(&token);
     app.post(
         "/v1/apps/shop/token/invalidate",
         Some(KEY),
@@ -122,11 +123,12 @@ async fn a_rejected_token_at_getticket_is_replaced_then_the_ticket_fetched() {
     let tickets_before = app.fake.tickets_minted(SHOP_APPID);
     let calls_before = app.fake.calls(Endpoint::Ticket);
 
-    // The next getticket answers 40001 (the token is not the latest), as when another
-    // process fetched a token for this appid.
-    app.fake.inject(Fault::Errcode(40001), 1);
+    // Another process fetched tokens for this appid: getticket answers 40001 (the token is
+    // not the latest), and so does WeChat when wxtoken asks about the token.
     let apps = app.state.apps.load();
     let shop = apps.get("shop").unwrap();
+    let current = shop.status.load().token.clone().unwrap();
+    assert!(app.fake.kill_token(current.token.expose()));
     let jsapi = &shop.tickets[&wxtoken::config::TicketKind::Jsapi];
     // As the token actor announces its next token. (Not an arbitrary huge generation: the
     // ticket would stay behind it, and be refetched, whatever token it got.)

@@ -167,8 +167,9 @@ async fn the_pool_gauges_show_in_metrics_from_the_start() {
     }
 }
 
-/// Reports `pool0`'s `token` as rejected; returns the new token.
+/// Kills `pool0`'s `token` at the fake and reports it as rejected; returns the new token.
 async fn invalidate(app: &TestApp, token: &str) -> String {
+    assert!(app.fake.kill_token(token));
     let answer = app
         .post(
             "/v1/apps/pool0/token/invalidate",
