@@ -206,6 +206,103 @@ async fn pushes_that_are_not_wechats_are_refused_and_change_nothing() {
     assert_eq!(answer.status, 401, "a replay: {}", answer.body);
 }
 
+/// The signature covers the sorted concatenation of token, timestamp, nonce and ciphertext, so
+/// a captured push keeps its signature with the timestamp and nonce swapped, or with digits
+/// moved from the nonce to the timestamp: such a push is refused as a replay (401), and a
+/// timestamp that is not canonical decimal is refused outright (401); nothing of them is stored.
+#[actix_web::test]
+async fn a_signed_push_resplit_between_timestamp_and_nonce_is_refused_as_a_replay() {
+    let app = spawn("active").await;
+    let crypto = MsgCrypto::new(MSG_TOKEN, AES_KEY, COMPONENT).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Of a kind wxtoken only stores, so that each one stored is counted and nothing follows.
+    let event = |info_type: &str| Event {
+        app_id: COMPONENT.into(),
+        create_time: now,
+        kind: EventKind::Other {
+            info_type: info_type.into(),
+        },
+    };
+    let post = |query: String, body: String| {
+        let app = &app;
+        async move {
+            app.post(&format!("/v1/platforms/saas/events?{query}"), None, body)
+                .await
+        }
+    };
+    let query = |ts: &str, nonce: &str, sig: &str| {
+        format!("timestamp={ts}&nonce={nonce}&encrypt_type=aes&msg_signature={sig}")
+    };
+    let (t, t1) = (now.to_string(), (now + 1).to_string());
+
+    // Timestamp T with nonce T+1, then the same push as timestamp T+1 with nonce T.
+    let sealed = crypto.seal(&event("notify_one").to_xml(), &t, &t1);
+    let answer = post(sealed.query(), sealed.body.clone()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let swapped = post(query(&t1, &t, &sealed.msg_signature), sealed.body.clone()).await;
+    assert_eq!(swapped.status, 401, "{}", swapped.body);
+
+    // Nonce `010` with T, then as nonce `01` with `0T`: the same signature as long as the
+    // ciphertext sorts after both (it starts with a letter).
+    let sealed = (0..1000)
+        .map(|_| crypto.seal(&event("notify_two").to_xml(), &t, "010"))
+        .find(|s| {
+            let encrypt = s.body.split("<Encrypt><![CDATA[").nth(1).unwrap_or("");
+            encrypt.starts_with(|c: char| c.is_ascii_alphabetic())
+        })
+        .expect("a ciphertext starting with a letter");
+    let shifted_ts = format!("0{t}");
+    let encrypt = sealed.body.split("<Encrypt><![CDATA[").nth(1).unwrap();
+    let encrypt = &encrypt[..encrypt.find("]]>").unwrap()];
+    assert_eq!(
+        crypto.signature(&shifted_ts, "01", encrypt),
+        sealed.msg_signature,
+        "the shifted split is signed alike"
+    );
+    let answer = post(sealed.query(), sealed.body.clone()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let shifted = post(
+        query(&shifted_ts, "01", &sealed.msg_signature),
+        sealed.body.clone(),
+    )
+    .await;
+    assert_eq!(shifted.status, 401, "{}", shifted.body);
+
+    // A fresh push, correctly signed, with a timestamp that is not canonical.
+    for ts in [format!("0{t}"), format!("%2B{t}"), format!("{t}%20")] {
+        let raw = ts.replace("%2B", "+").replace("%20", " ");
+        let sealed = crypto.seal(&event("notify_three").to_xml(), &raw, "4711");
+        let answer = post(
+            query(&ts, "4711", &sealed.msg_signature),
+            sealed.body.clone(),
+        )
+        .await;
+        assert_eq!(answer.status, 401, "{ts:?}: {}", answer.body);
+    }
+
+    let text = app.metrics_text().await;
+    let events = |result: &str| {
+        sample(
+            &text,
+            &format!(
+                r#"wxtoken_platform_events_total{{info_type="unknown",platform="saas",result="{result}"}}"#
+            ),
+        )
+    };
+    assert_eq!(events("refused"), Some(5.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            r#"wxtoken_platform_events_total{info_type="other",platform="saas",result="ok"}"#
+        ),
+        Some(2.0),
+        "only the two original pushes were stored"
+    );
+}
+
 #[actix_web::test]
 async fn an_authorization_event_brings_a_token_and_unauthorized_revokes_it() {
     let app = spawn("active").await;
