@@ -75,9 +75,9 @@ pub struct PlatformShared {
     pub push_restarted: Arc<Mutex<Option<Instant>>>,
     /// Serializes reconciliations (the daily one, the admin route, the first one).
     pub reconciling: tokio::sync::Mutex<()>,
-    /// Serializes code exchanges, and remembers the codes exchanged: a code arrives twice (the
-    /// push and the redirect), and the second must find the first's account.
-    exchanges: tokio::sync::Mutex<super::codes::ExchangedCodes>,
+    /// Serializes the exchanges of each code, and remembers the codes exchanged: a code arrives
+    /// twice (the push and the redirect), and the second must find the first's account.
+    exchanges: super::codes::Exchanges,
     /// The component tokens this instance has seen current: the facade accepts the one before
     /// the current one too, since a client may still hold it just after a refresh.
     seen_component: Mutex<SeenComponentTokens>,
@@ -216,7 +216,7 @@ impl PlatformShared {
             upstream,
             push_restarted,
             reconciling: tokio::sync::Mutex::new(()),
-            exchanges: tokio::sync::Mutex::new(Default::default()),
+            exchanges: Default::default(),
             seen_component: Mutex::new(SeenComponentTokens::default()),
             me: me.clone(),
         });
@@ -667,11 +667,14 @@ impl PlatformShared {
     /// Exchanges an authorization code, retrying transient failures a few times within the
     /// code's life (ten minutes; the retries take well under one). A code this platform already
     /// exchanged is not sent again (WeChat would refuse it, 61009): its account is the answer.
+    /// Exchanges of one code wait for each other; those of different codes run side by side.
     pub async fn authorize_code(&self, code: &AccessToken) -> Result<String, UpstreamError> {
-        let mut exchanged = self.exchanges.lock().await;
-        if let Some(appid) = exchanged.appid(code.expose(), Instant::now()) {
-            tracing::debug!(platform = %self.name(), authorizer = %appid,
-                "authorization code already exchanged");
+        if let Some(appid) = self.already_exchanged(code) {
+            return Ok(appid);
+        }
+        let _slot = self.exchanges.slot(code.expose()).await;
+        // The exchange waited for may have been this code's.
+        if let Some(appid) = self.already_exchanged(code) {
             return Ok(appid);
         }
         let mut delay = Duration::from_millis(500);
@@ -696,7 +699,8 @@ impl PlatformShared {
                     self.install(auth)
                         .await
                         .map_err(|e| UpstreamError::Decode(format!("{e:#}")))?;
-                    exchanged.remember(code.expose(), appid.clone(), Instant::now());
+                    self.exchanges
+                        .remember(code.expose(), appid.clone(), Instant::now());
                     return Ok(appid);
                 }
                 Err(e)
@@ -710,6 +714,13 @@ impl PlatformShared {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    fn already_exchanged(&self, code: &AccessToken) -> Option<String> {
+        let appid = self.exchanges.exchanged(code.expose(), Instant::now())?;
+        tracing::debug!(platform = %self.name(), authorizer = %appid,
+            "authorization code already exchanged");
+        Some(appid)
     }
 
     /// The component token, waiting up to the actor's wait limit for one.

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use wxtoken::fake::{Endpoint, FakeConfig, FakePlatform, FakeWechat};
+use wxtoken::fake::{Endpoint, FakeConfig, FakePlatform, FakeWechat, Fault};
 use wxtoken::platform::crypto::MsgCrypto;
 use wxtoken::platform::event::{Event, EventKind};
 
@@ -300,6 +300,74 @@ async fn a_signed_push_resplit_between_timestamp_and_nonce_is_refused_as_a_repla
         ),
         Some(2.0),
         "only the two original pushes were stored"
+    );
+}
+
+/// Code exchanges are serialised per code, not per platform: with WeChat slow to answer,
+/// authorizations of several accounts are exchanged side by side, while one code arriving by
+/// several routes at once is still exchanged once.
+#[actix_web::test]
+async fn different_codes_are_exchanged_side_by_side_and_one_code_once() {
+    const N: usize = 6;
+    let app = spawn("active").await;
+    push_ticket(&app).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            component_token(&app).await.status == 200
+        })
+        .await
+    );
+    // Every exchange takes a second: one at a time, the fake never sees two at once.
+    app.fake.inject_at(
+        Endpoint::QueryAuth,
+        Fault::Slow(Duration::from_secs(1)),
+        100,
+    );
+    let appids: Vec<String> = (0..N).map(|i| format!("wx5b3a1c9d7e8f6{i:03x}")).collect();
+    let pushes = futures_util::future::join_all(
+        appids
+            .iter()
+            .map(|a| app.fake.authorize_and_push(COMPONENT, a, &[1])),
+    )
+    .await;
+    for p in pushes {
+        let (_, push) = p.expect("authorized");
+        assert_eq!(push.status, Some(200), "{push:?}");
+    }
+    for appid in &appids {
+        assert!(
+            eventually(Duration::from_secs(30), || async {
+                authorizer_token(&app, appid).await.status == 200
+            })
+            .await,
+            "{appid}"
+        );
+    }
+    assert_eq!(app.fake.calls(Endpoint::QueryAuth), N as u64);
+    let peak = app.fake.peak_in_flight_at(Endpoint::QueryAuth);
+    assert!(peak > 1, "exchanges ran one at a time (peak {peak})");
+
+    // One code posted three times at once: one exchange, one account for all.
+    let authorized = app
+        .fake
+        .authorize(COMPONENT, SHOP, &[1], None)
+        .expect("authorized");
+    let post = || {
+        app.post(
+            "/v1/platforms/saas/authorizers",
+            Some(KEY),
+            serde_json::json!({ "authorization_code": authorized.authorization_code }).to_string(),
+        )
+    };
+    let (a, b, c) = futures_util::future::join3(post(), post(), post()).await;
+    for answer in [a, b, c] {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body["appid"], SHOP, "{}", answer.body);
+    }
+    assert_eq!(
+        app.fake.calls(Endpoint::QueryAuth),
+        N as u64 + 1,
+        "the code was exchanged once"
     );
 }
 
