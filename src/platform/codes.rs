@@ -120,6 +120,14 @@ impl Exchanges {
         })
     }
 
+    /// Whether an exchange of `code` runs in this process now.
+    pub fn is_busy(&self, code: &str) -> bool {
+        self.state()
+            .slots
+            .get(&digest(code))
+            .is_some_and(|l| l.try_lock().is_err())
+    }
+
     /// The lock of the code's slot, made if there is none. Drops the slots nobody holds or
     /// waits for (a waiter that gave up leaves one behind).
     fn slot_lock(&self, digest: CodeDigest) -> Arc<tokio::sync::Mutex<()>> {

@@ -26,6 +26,7 @@ mod persistence;
 mod platform;
 mod platform_crypto;
 mod platform_facade;
+mod platform_resume;
 mod platform_store;
 mod process;
 mod prometheus;
