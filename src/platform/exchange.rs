@@ -191,8 +191,7 @@ impl PlatformShared {
         let mut record = pushed.cloned();
         match self.stored_code(&digest).await {
             Some(r) if r.state == CodeState::Exchanged => {
-                self.remember(code, &r.authorizer_appid);
-                return Ok(Exchanged::Account(r.authorizer_appid));
+                return Ok(self.exchanged_elsewhere(code, r.authorizer_appid).await);
             }
             Some(r) if r.state == CodeState::Dead => return Err(dead(r.errcode)),
             Some(r) => record = record.or(Some(r)),
@@ -212,12 +211,10 @@ impl PlatformShared {
             Claim::Held => true,
             Claim::Unavailable => false,
             Claim::Busy => return Ok(Exchanged::Busy),
-            Claim::Done(result) => {
-                if let Ok(Exchanged::Account(appid)) = &result {
-                    self.remember(code, appid);
-                }
-                return result;
+            Claim::Done(Ok(Exchanged::Account(appid))) => {
+                return Ok(self.exchanged_elsewhere(code, appid).await);
             }
+            Claim::Done(result) => return result,
         };
         let result = self.call_query_auth(code, &digest, ttl, claimed).await;
         let outcome = self.settle(code, &digest, record.as_ref(), result).await;
@@ -416,6 +413,14 @@ impl PlatformShared {
             };
             self.finish(&done, CodeState::Exchanged, None).await;
         }
+        Exchanged::Account(appid)
+    }
+
+    /// A code another instance exchanged: its account, read from the store so this instance
+    /// knows it too.
+    async fn exchanged_elsewhere(&self, code: &AccessToken, appid: String) -> Exchanged {
+        self.reload_authorizer(&appid).await;
+        self.remember(code, &appid);
         Exchanged::Account(appid)
     }
 

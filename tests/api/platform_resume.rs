@@ -488,3 +488,76 @@ async fn a_stored_code_already_spent_is_done_when_its_account_was_stored_since()
     );
     assert_eq!(p.resume_codes().await, 0);
 }
+
+/// The redirect's code posted to `app`.
+async fn post(app: &TestApp, code: &str) -> Answer {
+    let body = serde_json::json!({ "authorization_code": code }).to_string();
+    app.post("/v1/platforms/saas/authorizers", Some(KEY), body)
+        .await
+}
+
+/// Two instances on one Redis: a code pushed to one while its exchange is slow, and posted to
+/// the other meanwhile, is exchanged once (the second waits for the first's claim and record);
+/// a redirect's code exchanged by one is known to the other.
+#[actix_web::test]
+async fn in_a_fleet_one_code_is_exchanged_once_whichever_instance_it_reaches() {
+    use wxtoken::config::{RedisSettings, StoreSettings};
+    let redis = RedisServer::start(None);
+    let fake = fake().await;
+    let on_redis = |name: &'static str| {
+        let url = redis.url();
+        move |both: &mut (wxtoken::config::Settings, wxtoken::startup::Options)| {
+            both.0.store = StoreSettings::Redis(RedisSettings {
+                key_prefix: "wxf".into(),
+                poll_interval: Duration::from_millis(300),
+                ..RedisSettings::for_url(&url, name)
+            });
+        }
+    };
+    let config = platform_config();
+    let a = spawn_custom_with(Spec::default(), fake.clone(), &config, on_redis("a")).await;
+    let b = spawn_custom_with(Spec::default(), fake.clone(), &config, on_redis("b")).await;
+    let url = format!("{}/v1/platforms/saas/events", a.base);
+    fake.set_event_url(COMPONENT, Some(&url)).unwrap();
+    let push = fake.push_verify_ticket(COMPONENT).await.unwrap();
+    assert_eq!(push.status, Some(200), "{push:?}");
+    for app in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                app.get("/v1/platforms/saas/component_token", Some(KEY))
+                    .await
+                    .status
+                    == 200
+            })
+            .await
+        );
+    }
+
+    fake.inject_at(Endpoint::QueryAuth, Fault::Slow(Duration::from_secs(1)), 10);
+    let (issued, push) = fake.authorize_and_push(COMPONENT, CUT, &[1]).await.unwrap();
+    assert_eq!(push.status, Some(200), "{push:?}");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            fake.calls(Endpoint::QueryAuth) == 1
+        })
+        .await,
+        "A's exchange reached WeChat"
+    );
+    let answer = post(&b, &issued.authorization_code).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["appid"], CUT);
+    assert_eq!(
+        fake.calls(Endpoint::QueryAuth),
+        1,
+        "B waited for A's exchange"
+    );
+
+    fake.clear_faults();
+    let issued = fake.authorize(COMPONENT, FIRST, &[1], None).unwrap();
+    let answer = post(&b, &issued.authorization_code).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answer = post(&a, &issued.authorization_code).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["appid"], FIRST);
+    assert_eq!(fake.calls(Endpoint::QueryAuth), 2, "A knew B's exchange");
+}
