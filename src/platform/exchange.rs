@@ -197,10 +197,11 @@ impl PlatformShared {
             Some(r) => record = record.or(Some(r)),
             None => {}
         }
-        if let Some(r) = record
-            .as_ref()
-            .filter(|r| r.expires_at + EXPIRY_GRACE < SystemTime::now())
-        {
+        if let Some(r) = record.as_ref().filter(|r| {
+            r.expires_at
+                .checked_add(EXPIRY_GRACE)
+                .is_some_and(|t| t < SystemTime::now())
+        }) {
             tracing::warn!(platform = %self.name(), authorizer = %r.authorizer_appid,
                 "authorization code expired before it was exchanged");
             self.finish(r, CodeState::Dead, Some(61010)).await;

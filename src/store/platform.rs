@@ -144,7 +144,10 @@ impl CodeRecord {
     /// Whether it may be forgotten at `now`: its code expired long ago, so neither WeChat nor
     /// a late copy of the push can bring it up again.
     pub fn forgettable(&self, now: SystemTime) -> bool {
-        self.expires_at + CODE_RECORD_KEPT < now
+        // Saturating: a record's times come from outside (a store), never a panic.
+        self.expires_at
+            .checked_add(CODE_RECORD_KEPT)
+            .is_some_and(|t| t < now)
     }
 }
 
