@@ -437,6 +437,12 @@ impl FakeWechat {
         self.lock().peak_in_flight()
     }
 
+    /// The most calls to `ep` that were being answered at the same time since the start: for
+    /// example how many code exchanges (`Endpoint::QueryAuth`) a server runs at once.
+    pub fn peak_in_flight_at(&self, ep: Endpoint) -> u64 {
+        self.lock().peak_in_flight_at(ep)
+    }
+
     /// Calls to any endpoint but the probe being answered now.
     pub fn in_flight(&self) -> u64 {
         self.lock().in_flight()

@@ -189,11 +189,11 @@ async fn probe(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
 
 /// Counts a token or ticket call as being answered until it is dropped, whether the handler
 /// returns or the client goes away mid-answer.
-pub(super) struct Answering<'a>(&'a Shared);
+pub(super) struct Answering<'a>(&'a Shared, Endpoint);
 
 impl Drop for Answering<'_> {
     fn drop(&mut self) {
-        lock(self.0).call_ended();
+        lock(self.0).call_ended(self.1);
     }
 }
 
@@ -207,10 +207,10 @@ pub(super) async fn begin_call(
     let delay = {
         let mut s = lock(state);
         s.count(ep);
-        s.call_began();
+        s.call_began(ep);
         s.answer_delay
     };
-    let answering = Answering(state);
+    let answering = Answering(state, ep);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }

@@ -495,6 +495,9 @@ pub(crate) struct FakeState {
     /// Calls (all but the probe's) being answered now, and the most there ever were at once.
     in_flight: u64,
     peak_in_flight: u64,
+    /// The same per endpoint (now, most at once): a client's concurrency on one endpoint,
+    /// such as code exchanges, without the calls it makes alongside.
+    in_flight_by_endpoint: HashMap<Endpoint, (u64, u64)>,
     /// How long every call but the probe's waits before it is answered.
     pub(crate) answer_delay: Duration,
     /// Third-party platforms (the component API).
@@ -548,6 +551,7 @@ impl FakeState {
             calls: Calls::default(),
             in_flight: 0,
             peak_in_flight: 0,
+            in_flight_by_endpoint: HashMap::new(),
             answer_delay: cfg.answer_delay,
             component: ComponentState::new(&cfg.platforms, limit, cfg.ticket_push_interval),
             business: BusinessState::default(),
@@ -616,15 +620,28 @@ impl FakeState {
         self.calls
     }
 
-    /// A token or ticket call started being answered.
-    pub(crate) fn call_began(&mut self) {
+    /// A call to `ep` started being answered.
+    pub(crate) fn call_began(&mut self, ep: Endpoint) {
         self.in_flight = self.in_flight.saturating_add(1);
         self.peak_in_flight = self.peak_in_flight.max(self.in_flight);
+        let (now, peak) = self.in_flight_by_endpoint.entry(ep).or_default();
+        *now = now.saturating_add(1);
+        *peak = (*peak).max(*now);
     }
 
     /// ...and ended (answered, or dropped by the client).
-    pub(crate) fn call_ended(&mut self) {
+    pub(crate) fn call_ended(&mut self, ep: Endpoint) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some((now, _)) = self.in_flight_by_endpoint.get_mut(&ep) {
+            *now = now.saturating_sub(1);
+        }
+    }
+
+    /// The most calls to `ep` that were being answered at once since the start.
+    pub(crate) fn peak_in_flight_at(&self, ep: Endpoint) -> u64 {
+        self.in_flight_by_endpoint
+            .get(&ep)
+            .map_or(0, |(_, peak)| *peak)
     }
 
     pub(crate) fn in_flight(&self) -> u64 {
@@ -1252,17 +1269,22 @@ mod tests {
     #[test]
     fn peak_in_flight_keeps_the_most_calls_at_once() {
         let mut s = state(|_| {});
-        s.call_began();
-        s.call_began();
-        s.call_ended();
-        s.call_began();
-        s.call_began();
+        let ep = Endpoint::Token;
+        s.call_began(ep);
+        s.call_began(ep);
+        s.call_ended(ep);
+        s.call_began(ep);
+        s.call_began(Endpoint::QueryAuth);
         assert_eq!((s.in_flight(), s.peak_in_flight()), (3, 3));
+        assert_eq!(s.peak_in_flight_at(ep), 2);
+        assert_eq!(s.peak_in_flight_at(Endpoint::QueryAuth), 1);
+        assert_eq!(s.peak_in_flight_at(Endpoint::Ticket), 0);
         for _ in 0..4 {
-            s.call_ended();
+            s.call_ended(ep);
         }
-        s.call_began();
+        s.call_began(ep);
         assert_eq!((s.in_flight(), s.peak_in_flight()), (1, 3));
+        assert_eq!(s.peak_in_flight_at(ep), 2);
     }
 
     #[test]

@@ -573,18 +573,11 @@ async fn handle_event(
                 xml: xml.to_string(),
             };
             platform.store.save_event(platform.name(), &record).await?;
-            // Exchanged in the background (with retries, well inside the code's ten minutes):
-            // WeChat wants its answer within seconds, and a lost exchange is repaired by the
-            // next reconciliation from the authorizer list.
-            let code = AccessToken::new(auth.authorization_code.expose_secret());
-            let p = platform.clone();
-            let appid = auth.authorizer_appid.clone();
-            actix::spawn(async move {
-                if let Err(e) = p.authorize_code(&code).await {
-                    tracing::error!(platform = %p.name(), authorizer = %appid, error = %e,
-                        "could not exchange the authorization code");
-                }
-            });
+            // The code stored as pending, then exchanged in the background: WeChat wants its
+            // answer within seconds, and an exchange cut short (a crash, WeChat unreachable)
+            // is resumed from the stored code by this or any instance.
+            let pending = platform.accept_pushed_code(&auth).await?;
+            platform.exchange_pushed_code(pending);
         }
         EventKind::Unauthorized { authorizer_appid } => {
             platform.revoke(&authorizer_appid).await?;
@@ -605,10 +598,37 @@ async fn handle_event(
     Ok(())
 }
 
-/// Runs the platform's background work: the `"active"` sweep every minute, the daily
-/// reconciliation, and the first one as soon as a component token is held while no
-/// authorizer is known. Ends when the platform is dropped (the server stopped).
+/// Resumes the exchanges of stored authorization codes at start, then looks for more every
+/// minute (every ten seconds while some are pending). Ends when the platform is dropped.
+async fn resume_codes(platform: std::sync::Weak<PlatformShared>) {
+    use crate::platform::exchange::{RESUME_INTERVAL, RESUME_RETRY};
+    let mut first = true;
+    loop {
+        let Some(p) = platform.upgrade() else {
+            return;
+        };
+        let pending = p.resume_codes().await;
+        if first {
+            // Once: the later looks find nothing most of the time.
+            tracing::info!(platform = %p.name(), pending, "stored authorization codes looked at");
+            first = false;
+        }
+        drop(p);
+        tokio::time::sleep(if pending > 0 {
+            RESUME_RETRY
+        } else {
+            RESUME_INTERVAL
+        })
+        .await;
+    }
+}
+
+/// Runs the platform's background work: the resumption of stored authorization codes, the
+/// `"active"` sweep every minute, the daily reconciliation, and the first one as soon as a
+/// component token is held while no authorizer is known. Ends when the platform is dropped
+/// (the server stopped).
 pub async fn background(platform: std::sync::Weak<PlatformShared>) {
+    actix::spawn(resume_codes(platform.clone()));
     let mut since_reconcile = Duration::ZERO;
     let mut first_done = match platform.upgrade() {
         Some(p) => p.has_authorizers(),

@@ -7,6 +7,9 @@
 //! - `replay`: freshness (five minutes either way) and replay refusal, with bounded memory.
 //! - `event`: the decrypted push as a typed event (`component_verify_ticket`, `authorized`,
 //!   `updateauthorized`, `unauthorized`, others kept), and the XML of each kind.
+//! - `codes` and `exchange`: authorization codes from the push (or the redirect) to the
+//!   account: stored with the push, exchanged in the background one exchange per code,
+//!   resumed after a crash by any instance.
 //! - `xml`: the hardened reader for WeChat's flat XML that both the push body and the event
 //!   go through.
 //!
@@ -47,6 +50,7 @@ pub mod codes;
 pub mod component;
 pub mod crypto;
 pub mod event;
+pub mod exchange;
 pub mod replay;
 pub mod runtime;
 pub mod xml;

@@ -6,7 +6,15 @@
 //! replayed `authorized` event or an old ticket would overwrite newer state. WeChat's
 //! signature covers the timestamp and the nonce, so an old push cannot be given a new
 //! timestamp; refusing stale timestamps bounds how long a push must be remembered, and
-//! remembering each accepted (timestamp, nonce, msg_signature) for that long refuses the rest.
+//! remembering each accepted push for that long refuses the rest.
+//!
+//! What is remembered is what the signature covers, not the query parameters: the signature
+//! is SHA-1 over the token, timestamp, nonce and ciphertext **sorted and concatenated**, so the
+//! same signature holds for timestamp T with nonce T+1 and for timestamp T+1 with nonce T, or
+//! for nonce `010` with T and nonce `01` with `0T`. So the key is the signature itself (two
+//! pushes with one signature are the same signed bytes, however they are split), and a
+//! timestamp must be canonical decimal (digits only, no leading zero, no sign, no space): any
+//! other spelling is refused before it is read as a number, as WeChat never sends one.
 //!
 //! Call [`ReplayGuard::admit`] only after [`super::crypto::MsgCrypto::open`] has verified the
 //! signature, so that only pushes signed with the platform's token take up memory; and call
@@ -46,7 +54,7 @@ const MAX_TIMESTAMP_DIGITS: usize = 12;
 /// Why a push was refused as not fresh.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
-    #[error("the timestamp is not a number of seconds")]
+    #[error("the timestamp is not a canonical decimal number of seconds")]
     BadTimestamp,
     #[error("the timestamp is {age_ms} ms old, beyond the {window_secs}-second window")]
     Stale { age_ms: u64, window_secs: u64 },
@@ -59,16 +67,14 @@ pub enum Refused {
 }
 
 impl Refused {
-    /// The HTTP status for this refusal: 400 for a timestamp that is not a number (a broken
-    /// request), 401 for a stale, future or replayed push. Those carry a valid signature, but
+    /// The HTTP status for this refusal: always 401. These pushes carry a valid signature, but
     /// a signature proves only who made the message, not that this is its first delivery;
     /// freshness is part of authenticating a bearer message, and a replay is exactly a
-    /// message whose sender has not shown it is WeChat now.
+    /// message whose sender has not shown it is WeChat now. A timestamp that is not canonical
+    /// is the same case: WeChat writes its timestamps canonically, so a signed push with
+    /// another spelling is a captured one with its digits moved about.
     pub fn http_status(&self) -> u16 {
-        match self {
-            Refused::BadTimestamp => 400,
-            _ => 401,
-        }
+        401
     }
 }
 
@@ -81,9 +87,8 @@ pub struct Admitted {
     seq: u64,
 }
 
-/// A remembered push: a digest of its (timestamp, nonce, msg_signature), so every entry takes
-/// the same few bytes however long the sender made them. 128 bits: a collision by chance
-/// needs about 2^64 pushes.
+/// A remembered push: a digest of its msg_signature, so every entry takes the same few bytes
+/// however long the sender made it. 128 bits: a collision by chance needs about 2^64 pushes.
 type Key = [u8; 16];
 
 struct Entry {
@@ -225,23 +230,26 @@ impl std::fmt::Debug for ReplayGuard {
     }
 }
 
+/// A timestamp in canonical decimal: digits only, no leading zero (but `0` itself), at most
+/// [`MAX_TIMESTAMP_DIGITS`]. Anything else could be a captured push's timestamp with digits
+/// taken from or given to the nonce (see the module documentation).
 fn parse_timestamp(s: &str) -> Result<u64, Refused> {
-    if s.is_empty() || s.len() > MAX_TIMESTAMP_DIGITS || !s.bytes().all(|b| b.is_ascii_digit()) {
+    let canonical = !s.is_empty()
+        && s.len() <= MAX_TIMESTAMP_DIGITS
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && (s == "0" || !s.starts_with('0'));
+    if !canonical {
         return Err(Refused::BadTimestamp);
     }
     s.parse().map_err(|_| Refused::BadTimestamp)
 }
 
-/// The digest of a push's identity. The signature is lowercased because it is accepted in
-/// either case: `ABC..` must not pass as a new push after `abc..`. Each part is
-/// length-prefixed so that no two different triples hash the same input.
+/// The digest of a push's identity: its signature, which is what covers the timestamp, the
+/// nonce and the ciphertext. Lowercased because it is accepted in either case: `ABC..` must
+/// not pass as a new push after `abc..`.
 fn key(q: &Envelope) -> Key {
     let mut h = Sha256::new();
-    let sig = q.msg_signature.to_ascii_lowercase();
-    for part in [q.timestamp.as_str(), q.nonce.as_str(), sig.as_str()] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
-    }
+    h.update(q.msg_signature.to_ascii_lowercase().as_bytes());
     let digest = h.finalize();
     let mut key = [0u8; 16];
     key.copy_from_slice(&digest[..16]);
@@ -258,11 +266,13 @@ mod tests {
         UNIX_EPOCH + Duration::from_millis(ms)
     }
 
+    /// A push whose signature differs with its timestamp and nonce, as a real one's does.
     fn push(ts: u64, nonce: &str) -> Envelope {
+        let sig = Sha256::digest(format!("{ts}/{nonce}").as_bytes());
         Envelope {
             timestamp: ts.to_string(),
             nonce: nonce.into(),
-            msg_signature: format!("abcdef{:034x}", u128::from(ts) * 31 + nonce.len() as u128),
+            msg_signature: hex::encode(&sig[..20]),
         }
     }
 
@@ -325,7 +335,7 @@ mod tests {
             q.timestamp = ts.into();
             let e = g.admit(&q, at_ms(T0 * 1000)).unwrap_err();
             assert_eq!(e, Refused::BadTimestamp, "{ts:?}");
-            assert_eq!(e.http_status(), 400);
+            assert_eq!(e.http_status(), 401);
         }
     }
 
@@ -340,7 +350,7 @@ mod tests {
         let mut same_upper = q.clone();
         same_upper.msg_signature = q.msg_signature.to_uppercase();
         assert_eq!(g.admit(&same_upper, at_ms(now + 2)), Err(Refused::Replay));
-        // Another nonce, timestamp or signature is another push.
+        // Another nonce or timestamp signs differently: another push.
         let _ = g.admit(&push(T0, "b"), at_ms(now + 3)).unwrap();
         let _ = g.admit(&push(T0 + 1, "a"), at_ms(now + 4)).unwrap();
         let mut other_sig = q.clone();
@@ -349,22 +359,69 @@ mod tests {
         assert_eq!(g.len(), 4);
     }
 
+    /// WeChat's signature is over the sorted concatenation of the token, timestamp, nonce and
+    /// ciphertext: swapping the timestamp and the nonce, or moving digits from one to the
+    /// other, keeps the signature. Either way it is the same signed push.
     #[test]
-    fn parts_do_not_run_into_each_other() {
+    fn a_push_with_its_timestamp_and_nonce_split_differently_is_a_replay() {
         let mut g = ReplayGuard::default();
         let now = at_ms(T0 * 1000);
-        let a = Envelope {
+        let sig = "0123456789abcdef0123456789abcdef01234567";
+        let first = Envelope {
             timestamp: T0.to_string(),
-            nonce: "12".into(),
-            msg_signature: "3ab".into(),
+            nonce: (T0 + 1).to_string(),
+            msg_signature: sig.into(),
         };
-        let b = Envelope {
+        let _ = g.admit(&first, now).unwrap();
+        // Both timestamps canonical and fresh: only the key can tell it is the same push.
+        let swapped = Envelope {
+            timestamp: (T0 + 1).to_string(),
+            nonce: T0.to_string(),
+            msg_signature: sig.to_uppercase(),
+        };
+        assert_eq!(g.admit(&swapped, now), Err(Refused::Replay));
+        // The example: nonce `010` with T, replayed as nonce `01` with `0T`.
+        let mut g = ReplayGuard::default();
+        let original = Envelope {
             timestamp: T0.to_string(),
-            nonce: "123".into(),
-            msg_signature: "ab".into(),
+            nonce: "010".into(),
+            msg_signature: sig.into(),
         };
-        let _ = g.admit(&a, now).unwrap();
-        assert!(g.admit(&b, now).is_ok());
+        let _ = g.admit(&original, now).unwrap();
+        let shifted = Envelope {
+            timestamp: format!("0{T0}"),
+            nonce: "01".into(),
+            msg_signature: sig.into(),
+        };
+        assert!(g.admit(&shifted, now).is_err());
+        assert_eq!(
+            g.len(),
+            1,
+            "the split push is not remembered as another one"
+        );
+    }
+
+    #[test]
+    fn timestamps_must_be_canonical_decimal() {
+        let mut g = ReplayGuard::default();
+        let now = at_ms(T0 * 1000);
+        for ts in [
+            format!("0{T0}"),
+            format!("00{T0}"),
+            format!("+{T0}"),
+            format!("{T0} "),
+            format!("\t{T0}"),
+            format!("{T0}\n"),
+            "00".to_string(),
+        ] {
+            let mut q = push(T0, "canonical");
+            q.timestamp = ts.clone();
+            let e = g.admit(&q, now).unwrap_err();
+            assert_eq!(e, Refused::BadTimestamp, "{ts:?}");
+            assert_eq!(e.http_status(), 401, "{ts:?}");
+        }
+        assert!(g.is_empty());
+        assert!(g.admit(&push(T0, "canonical"), now).is_ok());
     }
 
     #[test]
@@ -441,8 +498,8 @@ mod tests {
         for i in 0..=CAPACITY {
             let q = Envelope {
                 timestamp: T0.to_string(),
-                nonce: i.to_string(),
-                msg_signature: "00".into(),
+                nonce: "n".into(),
+                msg_signature: format!("{i:040x}"),
             };
             let _ = g.admit(&q, now).unwrap();
         }

@@ -75,9 +75,9 @@ pub struct PlatformShared {
     pub push_restarted: Arc<Mutex<Option<Instant>>>,
     /// Serializes reconciliations (the daily one, the admin route, the first one).
     pub reconciling: tokio::sync::Mutex<()>,
-    /// Serializes code exchanges, and remembers the codes exchanged: a code arrives twice (the
-    /// push and the redirect), and the second must find the first's account.
-    exchanges: tokio::sync::Mutex<super::codes::ExchangedCodes>,
+    /// Serializes the exchanges of each code, and remembers the codes exchanged: a code arrives
+    /// twice (the push and the redirect), and the second must find the first's account.
+    pub(super) exchanges: super::codes::Exchanges,
     /// The component tokens this instance has seen current: the facade accepts the one before
     /// the current one too, since a client may still hold it just after a refresh.
     seen_component: Mutex<SeenComponentTokens>,
@@ -216,7 +216,7 @@ impl PlatformShared {
             upstream,
             push_restarted,
             reconciling: tokio::sync::Mutex::new(()),
-            exchanges: tokio::sync::Mutex::new(Default::default()),
+            exchanges: Default::default(),
             seen_component: Mutex::new(SeenComponentTokens::default()),
             me: me.clone(),
         });
@@ -473,7 +473,7 @@ impl PlatformShared {
 
     /// This platform's `Arc`, for the sources of the actors it starts (which hold it weakly:
     /// the platform holds their actors).
-    fn me(&self) -> Option<Arc<PlatformShared>> {
+    pub(super) fn me(&self) -> Option<Arc<PlatformShared>> {
         self.me.upgrade()
     }
 
@@ -673,54 +673,6 @@ impl PlatformShared {
         self.retire_actor(appid);
         tracing::info!(platform = %self.settings.name, authorizer = %appid, "authorizer revoked");
         Ok(())
-    }
-
-    /// Exchanges an authorization code, retrying transient failures a few times within the
-    /// code's life (ten minutes; the retries take well under one). A code this platform already
-    /// exchanged is not sent again (WeChat would refuse it, 61009): its account is the answer.
-    pub async fn authorize_code(&self, code: &AccessToken) -> Result<String, UpstreamError> {
-        let mut exchanged = self.exchanges.lock().await;
-        if let Some(appid) = exchanged.appid(code.expose(), Instant::now()) {
-            tracing::debug!(platform = %self.name(), authorizer = %appid,
-                "authorization code already exchanged");
-            return Ok(appid);
-        }
-        let mut delay = Duration::from_millis(500);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let Some(component) = self.wait_component_token().await else {
-                return Err(UpstreamError::NoToken);
-            };
-            let client = self.upstream.client();
-            let answer = {
-                let _slot = client
-                    .slot(crate::upstream::Priority::Urgent, Default::default())
-                    .await;
-                client
-                    .query_auth(&component.token, &self.settings.component_appid, code)
-                    .await
-            };
-            match answer {
-                Ok(auth) => {
-                    let appid = auth.authorizer_appid.clone();
-                    self.install(auth)
-                        .await
-                        .map_err(|e| UpstreamError::Decode(format!("{e:#}")))?;
-                    exchanged.remember(code.expose(), appid.clone(), Instant::now());
-                    return Ok(appid);
-                }
-                Err(e)
-                    if attempt < 4
-                        && e.class() == crate::upstream::ErrorClass::Transient
-                        && !matches!(e.errcode(), Some(61009 | 61010)) =>
-                {
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                Err(e) => return Err(e),
-            }
-        }
     }
 
     /// The component token, waiting up to the actor's wait limit for one.

@@ -7,8 +7,14 @@
 //! Writes are last-writer-wins by `updated_at` (milliseconds): a record older than the stored
 //! one is not written, so an instance replaying a stale view (after a partition, a restart from
 //! its local file) never undoes a newer change.
+//!
+//! Also here: the authorization codes of `authorized` / `updateauthorized` pushes
+//! ([`CodeRecord`]). A push is answered once its code is stored, and the code is exchanged in
+//! the background; a code stored and not yet exchanged is resumed after a crash, by whichever
+//! instance starts or looks first. Code records are keyed by the code's SHA-256, keep the code
+//! only while it is pending, and once done (exchanged or dead) are never made pending again.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -76,6 +82,98 @@ pub struct EventRecord {
     pub xml: String,
 }
 
+/// Where a pushed authorization code stands. Ordered: a record moves only forward, so a done
+/// code is never resumed again because an old copy of its pending record came back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeState {
+    /// Stored with the push, not exchanged yet: resumed after a crash.
+    Pending,
+    /// WeChat refused it (61009 invalid, 61010 expired), or it expired before an exchange.
+    Dead,
+    /// Exchanged: its account is stored.
+    Exchanged,
+}
+
+impl CodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeState::Pending => "pending",
+            CodeState::Dead => "dead",
+            CodeState::Exchanged => "exchanged",
+        }
+    }
+}
+
+/// An authorization code as wxtoken keeps it: from an `authorized` or `updateauthorized` push
+/// (pending until exchanged), or a code exchanged from the redirect (so a fleet knows it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeRecord {
+    /// The SHA-256 of the code, 64 lowercase hex digits: the record's key. Logs and keys name
+    /// a code by this, never by the code.
+    pub digest: String,
+    /// The account the code is for (the push's `AuthorizerAppid`, or the exchange's answer).
+    pub authorizer_appid: String,
+    /// The code, while it is pending (a resumed exchange needs it); `None` once done.
+    pub code: Option<AccessToken>,
+    pub state: CodeState,
+    /// Why a dead code is dead: WeChat's errcode (61009, 61010).
+    pub errcode: Option<i64>,
+    /// When WeChat stops honouring it (`AuthorizationCodeExpiredTime`, at most ten minutes).
+    pub expires_at: SystemTime,
+    pub received_at: SystemTime,
+    pub updated_at: SystemTime,
+}
+
+/// The write order's resolution: milliseconds below the state, which weighs more.
+const ORDER_STATE_SHIFT: u32 = 48;
+
+impl CodeRecord {
+    /// The write order: the state first (a done record is never replaced by a pending one),
+    /// then `updated_at` in milliseconds.
+    pub fn order(&self) -> u64 {
+        let rank = match self.state {
+            CodeState::Pending => 0,
+            CodeState::Dead => 1,
+            CodeState::Exchanged => 2,
+        };
+        let ms = super::to_ms(self.updated_at).min((1 << ORDER_STATE_SHIFT) - 1);
+        (rank << ORDER_STATE_SHIFT) | ms
+    }
+
+    /// Whether it may be forgotten at `now`: its code expired long ago, so neither WeChat nor
+    /// a late copy of the push can bring it up again.
+    pub fn forgettable(&self, now: SystemTime) -> bool {
+        // Saturating: a record's times come from outside (a store), never a panic.
+        self.expires_at
+            .checked_add(CODE_RECORD_KEPT)
+            .is_some_and(|t| t < now)
+    }
+}
+
+/// How long a code record is kept past its code's expiry: the records of done codes answer a
+/// late arrival of the same code (the push after the redirect) for that long.
+pub const CODE_RECORD_KEPT: Duration = Duration::from_secs(3600);
+
+/// The SHA-256 of an authorization code, as [`CodeRecord::digest`] holds it.
+pub fn code_digest(code: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(code.as_bytes()))
+}
+
+/// Whether `digest` can be a [`CodeRecord::digest`] (and so part of a store key).
+pub fn check_code_digest(digest: &str) -> anyhow::Result<()> {
+    if digest.len() == 64
+        && digest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        anyhow::bail!("a code digest is 64 lowercase hex digits")
+    }
+}
+
 /// At most this many events of other kinds are kept per platform in Redis (the newest); the
 /// embedded store keeps each one, as WeChat sends them rarely and only signed.
 pub const MAX_REDIS_EVENTS: isize = 1000;
@@ -136,6 +234,53 @@ pub trait PlatformStore: Send + Sync + 'static {
     /// save failed and is still being retried: a crash now would lose them. For readiness.
     fn not_durable_records(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// Saves a code record durably (before the push it came with is answered), unless the
+    /// stored one is further on ([`CodeRecord::order`]). Whether it was written; an error is as
+    /// for [`PlatformStore::save_authorizers`].
+    fn save_code(
+        &self,
+        platform: &str,
+        record: &CodeRecord,
+    ) -> BoxFuture<'static, anyhow::Result<bool>>;
+
+    /// Every code record of the platform (corrupt ones skipped and logged).
+    fn load_codes(&self, platform: &str) -> BoxFuture<'static, anyhow::Result<Vec<CodeRecord>>>;
+
+    /// One code's record, by [`CodeRecord::digest`].
+    fn load_code(
+        &self,
+        platform: &str,
+        digest: &str,
+    ) -> BoxFuture<'static, anyhow::Result<Option<CodeRecord>>>;
+
+    /// Removes code records (those [`CodeRecord::forgettable`]).
+    fn forget_codes(
+        &self,
+        platform: &str,
+        digests: &[String],
+    ) -> BoxFuture<'static, anyhow::Result<()>>;
+
+    /// Claims the exchange of a code for `ttl` for this instance: false while another instance
+    /// holds the claim. Claiming again before the claim lapses renews it. A store with one
+    /// instance grants every claim (the process serialises its own exchanges).
+    fn claim_code(
+        &self,
+        _platform: &str,
+        _digest: &str,
+        _ttl: Duration,
+    ) -> BoxFuture<'static, anyhow::Result<bool>> {
+        Box::pin(futures_util::future::ready(Ok(true)))
+    }
+
+    /// Gives up this instance's claim of a code, if it still holds it.
+    fn release_code(
+        &self,
+        _platform: &str,
+        _digest: &str,
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(futures_util::future::ready(Ok(())))
     }
 }
 
@@ -283,6 +428,71 @@ pub fn decode_authorizer(bytes: &[u8]) -> Result<AuthorizerRecord, String> {
     })
 }
 
+/// The stored form of a code record (JSON, versioned). `order` is [`CodeRecord::order`],
+/// written out so that Redis's script compares it without decoding times.
+#[derive(Serialize, Deserialize)]
+struct CodeJson {
+    v: u32,
+    digest: String,
+    appid: String,
+    #[serde(default)]
+    code: Option<String>,
+    state: CodeState,
+    #[serde(default)]
+    errcode: Option<i64>,
+    expires_at_ms: u64,
+    received_at_ms: u64,
+    updated_at_ms: u64,
+    order: u64,
+}
+
+pub fn encode_code(r: &CodeRecord) -> Vec<u8> {
+    let json = CodeJson {
+        v: VERSION,
+        digest: r.digest.clone(),
+        appid: r.authorizer_appid.clone(),
+        code: r.code.as_ref().map(|c| c.expose().to_string()),
+        state: r.state,
+        errcode: r.errcode,
+        expires_at_ms: super::to_ms(r.expires_at),
+        received_at_ms: super::to_ms(r.received_at),
+        updated_at_ms: super::to_ms(r.updated_at),
+        order: r.order(),
+    };
+    serde_json::to_vec(&json).unwrap_or_default()
+}
+
+/// A stored code record under `digest`, or why not (never quoting the code).
+pub fn decode_code_of(bytes: &[u8], digest: &[u8]) -> Result<CodeRecord, String> {
+    let json: CodeJson = serde_json::from_slice(bytes)
+        .map_err(|e| format!("not a code record ({:?})", e.classify()))?;
+    if json.v != VERSION {
+        return Err(format!("code record version {} is not supported", json.v));
+    }
+    if json.digest.as_bytes() != digest || check_code_digest(&json.digest).is_err() {
+        return Err("the record names another code".into());
+    }
+    check_appid(&json.appid).map_err(|_| "the authorizer appid is malformed".to_string())?;
+    let code = match json.code {
+        None => None,
+        Some(c) if crate::secret::plausible_credential(&c) => Some(AccessToken::new(c)),
+        Some(_) => return Err("the stored code is malformed".into()),
+    };
+    if json.state == CodeState::Pending && code.is_none() {
+        return Err("a pending code record without its code".into());
+    }
+    Ok(CodeRecord {
+        digest: json.digest,
+        authorizer_appid: json.appid,
+        code,
+        state: json.state,
+        errcode: json.errcode,
+        expires_at: super::from_ms(json.expires_at_ms),
+        received_at: super::from_ms(json.received_at_ms),
+        updated_at: super::from_ms(json.updated_at_ms),
+    })
+}
+
 /// The stored form of an event of another kind (JSON, versioned).
 pub fn encode_event(e: &EventRecord) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
@@ -330,6 +540,63 @@ mod tests {
         assert_eq!(decode_authorizer_of(&bytes, r.appid.as_bytes()).unwrap(), r);
         let err = decode_authorizer_of(&bytes, b"wx0000000000000000").unwrap_err();
         assert!(err.contains("another appid"), "{err}");
+    }
+
+    fn code(state: CodeState, updated_ms: u64) -> CodeRecord {
+        CodeRecord {
+            digest: code_digest("queryauthcode@@@CODE-SECRET"),
+            authorizer_appid: "wxauth0001".into(),
+            code: (state == CodeState::Pending)
+                .then(|| AccessToken::new("queryauthcode@@@CODE-SECRET")),
+            state,
+            errcode: (state == CodeState::Dead).then_some(61010),
+            expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_600),
+            received_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            updated_at: SystemTime::UNIX_EPOCH + Duration::from_millis(updated_ms),
+        }
+    }
+
+    #[test]
+    fn code_records_round_trip_and_done_ones_order_after_pending_ones() {
+        for state in [CodeState::Pending, CodeState::Dead, CodeState::Exchanged] {
+            let r = code(state, 1_700_000_000_123);
+            let bytes = encode_code(&r);
+            assert_eq!(decode_code_of(&bytes, r.digest.as_bytes()).unwrap(), r);
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains("SECRET") || state == CodeState::Pending,
+                "only a pending record keeps its code"
+            );
+        }
+        // However much later, a pending record orders before a done one.
+        let late_pending = code(CodeState::Pending, 1_800_000_000_000);
+        let dead = code(CodeState::Dead, 1_700_000_000_000);
+        let exchanged = code(CodeState::Exchanged, 1_700_000_000_000);
+        assert!(late_pending.order() < dead.order());
+        assert!(dead.order() < exchanged.order());
+        assert!(code(CodeState::Dead, 2).order() > code(CodeState::Dead, 1).order());
+        // Forgotten an hour after the code's expiry, not before.
+        let r = code(CodeState::Exchanged, 0);
+        assert!(!r.forgettable(r.expires_at + CODE_RECORD_KEPT));
+        assert!(r.forgettable(r.expires_at + CODE_RECORD_KEPT + Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn bad_code_records_are_refused_without_quoting_the_code() {
+        let r = code(CodeState::Pending, 1);
+        let bytes = encode_code(&r);
+        let err = decode_code_of(&bytes, code_digest("another").as_bytes()).unwrap_err();
+        assert!(err.contains("another code"), "{err}");
+        let mut json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        json["code"] = "CODE SECRET\n".into();
+        let e = decode_code_of(json.to_string().as_bytes(), r.digest.as_bytes()).unwrap_err();
+        assert!(!e.contains("SECRET"), "{e}");
+        json["code"] = serde_json::Value::Null;
+        let e = decode_code_of(json.to_string().as_bytes(), r.digest.as_bytes()).unwrap_err();
+        assert!(e.contains("without its code"), "{e}");
+        assert!(check_code_digest(&r.digest).is_ok());
+        assert!(check_code_digest("../x").is_err());
+        assert!(check_code_digest(&r.digest.to_uppercase()).is_err());
+        assert!(!format!("{r:?}").contains("CODE-SECRET"));
     }
 
     #[test]

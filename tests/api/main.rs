@@ -29,6 +29,7 @@ mod persistence;
 mod platform;
 mod platform_crypto;
 mod platform_facade;
+mod platform_resume;
 mod platform_store;
 mod process;
 mod prometheus;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use wxtoken::fake::{Endpoint, FakeConfig, FakePlatform, FakeWechat};
+use wxtoken::fake::{Endpoint, FakeConfig, FakePlatform, FakeWechat, Fault};
 use wxtoken::platform::crypto::MsgCrypto;
 use wxtoken::platform::event::{Event, EventKind};
 
@@ -204,6 +204,171 @@ async fn pushes_that_are_not_wechats_are_refused_and_change_nothing() {
     assert_eq!(answer.status, 200, "{}", answer.body);
     let answer = post(sealed.query(), sealed.body.clone()).await;
     assert_eq!(answer.status, 401, "a replay: {}", answer.body);
+}
+
+/// The signature covers the sorted concatenation of token, timestamp, nonce and ciphertext, so
+/// a captured push keeps its signature with the timestamp and nonce swapped, or with digits
+/// moved from the nonce to the timestamp: such a push is refused as a replay (401), and a
+/// timestamp that is not canonical decimal is refused outright (401); nothing of them is stored.
+#[actix_web::test]
+async fn a_signed_push_resplit_between_timestamp_and_nonce_is_refused_as_a_replay() {
+    let app = spawn("active").await;
+    let crypto = MsgCrypto::new(MSG_TOKEN, AES_KEY, COMPONENT).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Of a kind wxtoken only stores, so that each one stored is counted and nothing follows.
+    let event = |info_type: &str| Event {
+        app_id: COMPONENT.into(),
+        create_time: now,
+        kind: EventKind::Other {
+            info_type: info_type.into(),
+        },
+    };
+    let post = |query: String, body: String| {
+        let app = &app;
+        async move {
+            app.post(&format!("/v1/platforms/saas/events?{query}"), None, body)
+                .await
+        }
+    };
+    let query = |ts: &str, nonce: &str, sig: &str| {
+        format!("timestamp={ts}&nonce={nonce}&encrypt_type=aes&msg_signature={sig}")
+    };
+    let (t, t1) = (now.to_string(), (now + 1).to_string());
+
+    // Timestamp T with nonce T+1, then the same push as timestamp T+1 with nonce T.
+    let sealed = crypto.seal(&event("notify_one").to_xml(), &t, &t1);
+    let answer = post(sealed.query(), sealed.body.clone()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let swapped = post(query(&t1, &t, &sealed.msg_signature), sealed.body.clone()).await;
+    assert_eq!(swapped.status, 401, "{}", swapped.body);
+
+    // Nonce `010` with T, then as nonce `01` with `0T`: the same signature as long as the
+    // ciphertext sorts after both (it starts with a letter).
+    let sealed = (0..1000)
+        .map(|_| crypto.seal(&event("notify_two").to_xml(), &t, "010"))
+        .find(|s| {
+            let encrypt = s.body.split("<Encrypt><![CDATA[").nth(1).unwrap_or("");
+            encrypt.starts_with(|c: char| c.is_ascii_alphabetic())
+        })
+        .expect("a ciphertext starting with a letter");
+    let shifted_ts = format!("0{t}");
+    let encrypt = sealed.body.split("<Encrypt><![CDATA[").nth(1).unwrap();
+    let encrypt = &encrypt[..encrypt.find("]]>").unwrap()];
+    assert_eq!(
+        crypto.signature(&shifted_ts, "01", encrypt),
+        sealed.msg_signature,
+        "the shifted split is signed alike"
+    );
+    let answer = post(sealed.query(), sealed.body.clone()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let shifted = post(
+        query(&shifted_ts, "01", &sealed.msg_signature),
+        sealed.body.clone(),
+    )
+    .await;
+    assert_eq!(shifted.status, 401, "{}", shifted.body);
+
+    // A fresh push, correctly signed, with a timestamp that is not canonical.
+    for ts in [format!("0{t}"), format!("%2B{t}"), format!("{t}%20")] {
+        let raw = ts.replace("%2B", "+").replace("%20", " ");
+        let sealed = crypto.seal(&event("notify_three").to_xml(), &raw, "4711");
+        let answer = post(
+            query(&ts, "4711", &sealed.msg_signature),
+            sealed.body.clone(),
+        )
+        .await;
+        assert_eq!(answer.status, 401, "{ts:?}: {}", answer.body);
+    }
+
+    let text = app.metrics_text().await;
+    let events = |result: &str| {
+        sample(
+            &text,
+            &format!(
+                r#"wxtoken_platform_events_total{{info_type="unknown",platform="saas",result="{result}"}}"#
+            ),
+        )
+    };
+    assert_eq!(events("refused"), Some(5.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            r#"wxtoken_platform_events_total{info_type="other",platform="saas",result="ok"}"#
+        ),
+        Some(2.0),
+        "only the two original pushes were stored"
+    );
+}
+
+/// Code exchanges are serialised per code, not per platform: with WeChat slow to answer,
+/// authorizations of several accounts are exchanged side by side, while one code arriving by
+/// several routes at once is still exchanged once.
+#[actix_web::test]
+async fn different_codes_are_exchanged_side_by_side_and_one_code_once() {
+    const N: usize = 6;
+    let app = spawn("active").await;
+    push_ticket(&app).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            component_token(&app).await.status == 200
+        })
+        .await
+    );
+    // Every exchange takes a second: one at a time, the fake never sees two at once.
+    app.fake.inject_at(
+        Endpoint::QueryAuth,
+        Fault::Slow(Duration::from_secs(1)),
+        100,
+    );
+    let appids: Vec<String> = (0..N).map(|i| format!("wx5b3a1c9d7e8f6{i:03x}")).collect();
+    let pushes = futures_util::future::join_all(
+        appids
+            .iter()
+            .map(|a| app.fake.authorize_and_push(COMPONENT, a, &[1])),
+    )
+    .await;
+    for p in pushes {
+        let (_, push) = p.expect("authorized");
+        assert_eq!(push.status, Some(200), "{push:?}");
+    }
+    for appid in &appids {
+        assert!(
+            eventually(Duration::from_secs(30), || async {
+                authorizer_token(&app, appid).await.status == 200
+            })
+            .await,
+            "{appid}"
+        );
+    }
+    assert_eq!(app.fake.calls(Endpoint::QueryAuth), N as u64);
+    let peak = app.fake.peak_in_flight_at(Endpoint::QueryAuth);
+    assert!(peak > 1, "exchanges ran one at a time (peak {peak})");
+
+    // One code posted three times at once: one exchange, one account for all.
+    let authorized = app
+        .fake
+        .authorize(COMPONENT, SHOP, &[1], None)
+        .expect("authorized");
+    let post = || {
+        app.post(
+            "/v1/platforms/saas/authorizers",
+            Some(KEY),
+            serde_json::json!({ "authorization_code": authorized.authorization_code }).to_string(),
+        )
+    };
+    let (a, b, c) = futures_util::future::join3(post(), post(), post()).await;
+    for answer in [a, b, c] {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body["appid"], SHOP, "{}", answer.body);
+    }
+    assert_eq!(
+        app.fake.calls(Endpoint::QueryAuth),
+        N as u64 + 1,
+        "the code was exchanged once"
+    );
 }
 
 #[actix_web::test]

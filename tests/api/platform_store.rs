@@ -9,7 +9,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use wxtoken::config::RedisSettings;
 use wxtoken::metrics::{Metrics, MetricsMode};
-use wxtoken::store::platform::{AuthorizerRecord, AuthorizerState, PlatformStore, TicketRecord};
+use wxtoken::store::platform::{
+    code_digest, AuthorizerRecord, AuthorizerState, CodeRecord, CodeState, PlatformStore,
+    TicketRecord,
+};
 use wxtoken::store::{EmbeddedStore, RedisStore, TokenStore as _};
 use wxtoken::token::AccessToken;
 
@@ -520,5 +523,99 @@ async fn platform_records_work_on_a_redis_cluster_too() {
     assert!(refilled, "the write-back reached the cluster");
     let raw = cluster.hget(&authorizers_key, &appid(7)).unwrap();
     assert!(raw.contains(&refresh_token(7, 5_000)));
+    logs.assert_clean();
+}
+
+fn code(n: usize, state: CodeState, updated_ms: u64) -> CodeRecord {
+    let code = format!("queryauthcode@@@{MARK}-{n}");
+    CodeRecord {
+        digest: code_digest(&code),
+        authorizer_appid: appid(n),
+        code: (state == CodeState::Pending).then(|| AccessToken::new(code)),
+        state,
+        errcode: (state == CodeState::Dead).then_some(61009),
+        expires_at: at(1_700_000_600_000),
+        received_at: at(1_700_000_000_000),
+        updated_at: at(updated_ms),
+    }
+}
+
+/// Code records are shared by the fleet and move forward only; a code's exchange is claimed by
+/// one instance at a time, renewable by it and free again once released or lapsed; a record
+/// saved while Redis was down comes back from the local copy and is written back.
+#[actix_web::test]
+async fn code_records_and_claims_are_shared_by_the_fleet() {
+    let (logs, _guard) = Logs::capture();
+    let mut redis = RedisServer::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(&redis, &dir.path().join("a.redb"), "a").await;
+    let b = open(&redis, &dir.path().join("b.redb"), "b").await;
+
+    let pending = code(1, CodeState::Pending, 1_000);
+    assert!(a.save_code(PLATFORM, &pending).await.unwrap());
+    assert_eq!(b.load_codes(PLATFORM).await.unwrap(), vec![pending.clone()]);
+    let exchanged = code(1, CodeState::Exchanged, 2_000);
+    assert!(b.save_code(PLATFORM, &exchanged).await.unwrap());
+    // A's late pending copy does not make the code pending again, in Redis or when loaded.
+    assert!(!a
+        .save_code(PLATFORM, &code(1, CodeState::Pending, 9_000))
+        .await
+        .unwrap());
+    assert_eq!(
+        a.load_code(PLATFORM, &pending.digest).await.unwrap(),
+        Some(exchanged.clone())
+    );
+
+    let ttl = Duration::from_millis(800);
+    let digest = &pending.digest;
+    assert!(a.claim_code(PLATFORM, digest, ttl).await.unwrap());
+    assert!(
+        !b.claim_code(PLATFORM, digest, ttl).await.unwrap(),
+        "A holds it"
+    );
+    assert!(
+        a.claim_code(PLATFORM, digest, ttl).await.unwrap(),
+        "renewed"
+    );
+    // Another code is free meanwhile.
+    let other = code(2, CodeState::Pending, 1_000);
+    assert!(b.claim_code(PLATFORM, &other.digest, ttl).await.unwrap());
+    // B's release does not free A's claim; A's does.
+    b.release_code(PLATFORM, digest).await.unwrap();
+    assert!(!b.claim_code(PLATFORM, digest, ttl).await.unwrap());
+    a.release_code(PLATFORM, digest).await.unwrap();
+    assert!(b.claim_code(PLATFORM, digest, ttl).await.unwrap());
+    // A claim whose holder died lapses.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            a.claim_code(PLATFORM, &other.digest, ttl).await.unwrap()
+        })
+        .await
+    );
+
+    // Saved while Redis is down: in the local copy only, loaded from it, written back after.
+    redis.stop();
+    let dead = code(3, CodeState::Dead, 3_000);
+    assert!(a.save_code(PLATFORM, &dead).await.unwrap());
+    assert!(a.load_codes(PLATFORM).await.unwrap().contains(&dead));
+    assert!(
+        a.claim_code(PLATFORM, digest, ttl).await.is_err(),
+        "no claim without Redis"
+    );
+    redis.restart();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            a.load_codes(PLATFORM).await.is_ok()
+                && b.load_code(PLATFORM, &dead.digest)
+                    .await
+                    .is_ok_and(|r| r.as_ref() == Some(&dead))
+        })
+        .await,
+        "the local record is written back to Redis"
+    );
+    a.forget_codes(PLATFORM, std::slice::from_ref(&dead.digest))
+        .await
+        .unwrap();
+    assert_eq!(a.load_code(PLATFORM, &dead.digest).await.unwrap(), None);
     logs.assert_clean();
 }

@@ -1,11 +1,13 @@
 //! The embedded store's Open Platform records: a `platform` table in the token file, keyed
-//! `{platform}/ticket` and `{platform}/authorizer/{appid}`, written by the store's one writer.
+//! `{platform}/ticket`, `{platform}/authorizer/{appid}`, `{platform}/code/{sha-256}` and
+//! `{platform}/event/...`, written by the store's one writer.
 //!
 //! A save is answered once its transaction is committed (fsync'd). The records of one call are
 //! one transaction, and calls queued meanwhile share it (group commit, as for tokens).
 //! Each record is written unless the stored one is newer (`updated_at` for an authorizer,
-//! `received_at` for a ticket, to the millisecond); an undecodable stored record is no reason
-//! to refuse a good one.
+//! `received_at` for a ticket, to the millisecond; [`CodeRecord::order`] for a code); an
+//! undecodable stored record is no reason to refuse a good one. Forgetting a code record is a
+//! write without bytes, which removes the key.
 //!
 //! A failed write (disk full, I/O error) is an error to the caller, who must not acknowledge
 //! the event it came from, and the records are also kept pending: loads return them, every
@@ -25,9 +27,9 @@ use tokio::sync::oneshot;
 
 use super::{blocking, EmbeddedStore, Inner, Job};
 use crate::store::platform::{
-    check_appid, check_platform, decode_authorizer, decode_authorizer_of, decode_ticket,
-    encode_authorizer, encode_event, encode_ticket, metric_label, AuthorizerRecord, EventRecord,
-    PlatformStore, TicketRecord,
+    check_appid, check_code_digest, check_platform, decode_authorizer, decode_authorizer_of,
+    decode_code_of, decode_ticket, encode_authorizer, encode_code, encode_event, encode_ticket,
+    metric_label, AuthorizerRecord, CodeRecord, EventRecord, PlatformStore, TicketRecord,
 };
 use crate::store::to_ms;
 
@@ -38,9 +40,10 @@ const PLATFORM: TableDefinition<&str, &[u8]> = TableDefinition::new("platform");
 pub(super) struct Pending {
     key: String,
     platform: String,
-    /// The write order: `updated_at` or `received_at`, in milliseconds.
+    /// The write order: `updated_at` or `received_at` in milliseconds, or a code's order.
     order: u64,
-    bytes: Vec<u8>,
+    /// `None` removes the key.
+    bytes: Option<Vec<u8>>,
 }
 
 /// One call's records, with the caller waiting for the per-record answers.
@@ -55,6 +58,10 @@ fn ticket_key(platform: &str) -> String {
 
 fn authorizers_prefix(platform: &str) -> String {
     format!("{platform}/authorizer/")
+}
+
+fn codes_prefix(platform: &str) -> String {
+    format!("{platform}/code/")
 }
 
 /// Every key that starts with `prefix`: '/' + 1 is '0', so `{p}/authorizer0` ends the range.
@@ -72,6 +79,10 @@ fn prefix_range(prefix: &str) -> (Bound<String>, Bound<String>) {
 fn stored_order(key: &str, bytes: &[u8]) -> Option<u64> {
     if key.ends_with("/ticket") {
         decode_ticket(bytes).ok().map(|t| to_ms(t.received_at))
+    } else if let Some((_, digest)) = key.split_once("/code/") {
+        decode_code_of(bytes, digest.as_bytes())
+            .ok()
+            .map(|c| c.order())
     } else {
         decode_authorizer(bytes).ok().map(|r| to_ms(r.updated_at))
     }
@@ -207,7 +218,10 @@ impl Inner {
             Err(e) => return Err(e.into()),
         }
         for p in pending {
-            out.insert(p.key, p.bytes);
+            match p.bytes {
+                Some(bytes) => out.insert(p.key, bytes),
+                None => out.remove(&p.key),
+            };
         }
         Ok(out)
     }
@@ -239,6 +253,38 @@ impl Inner {
             .filter_map(|(key, bytes)| {
                 let appid = key.strip_prefix(&prefix)?;
                 self.authorizer_or_skip(platform, appid, bytes)
+            })
+            .collect())
+    }
+
+    fn load_codes_blocking(
+        &self,
+        platform: &str,
+        only: Option<&str>,
+    ) -> anyhow::Result<Vec<CodeRecord>> {
+        let prefix = codes_prefix(platform);
+        let range = match only {
+            Some(digest) => {
+                let key = format!("{prefix}{digest}");
+                let end = format!("{key}\0");
+                (Bound::Included(key), Bound::Excluded(end))
+            }
+            None => prefix_range(&prefix),
+        };
+        let raw = self.read_platform(range)?;
+        Ok(raw
+            .iter()
+            .filter_map(|(key, bytes)| {
+                let digest = key.strip_prefix(&prefix)?;
+                match decode_code_of(bytes, digest.as_bytes()) {
+                    Ok(r) => Some(r),
+                    Err(why) => {
+                        self.metrics.store_failed(&metric_label(platform), "decode");
+                        tracing::warn!(platform, code = %digest, store = "embedded", error = %why,
+                            "stored authorization code record is corrupt; skipping it");
+                        None
+                    }
+                }
             })
             .collect())
     }
@@ -327,18 +373,25 @@ fn commit_platform(
     Ok((answers, changed))
 }
 
-/// Last-writer-wins: writes `r` unless the stored record is newer; true unless it was.
+/// Last-writer-wins: writes `r` unless the stored record is newer; true unless it was. A
+/// removal always removes.
 fn put(
     table: &mut redb::Table<&str, &[u8]>,
     r: &Pending,
     changed: &mut bool,
 ) -> anyhow::Result<bool> {
+    let Some(bytes) = &r.bytes else {
+        if table.remove(r.key.as_str())?.is_some() {
+            *changed = true;
+        }
+        return Ok(true);
+    };
     let current = table.get(r.key.as_str())?.map(|v| v.value().to_vec());
     match current {
-        Some(stored) if stored == r.bytes => Ok(true),
+        Some(stored) if stored == *bytes => Ok(true),
         Some(stored) if stored_order(&r.key, &stored).is_some_and(|o| o > r.order) => Ok(false),
         _ => {
-            table.insert(r.key.as_str(), r.bytes.as_slice())?;
+            table.insert(r.key.as_str(), bytes.as_slice())?;
             *changed = true;
             Ok(true)
         }
@@ -413,7 +466,7 @@ impl PlatformStore for EmbeddedStore {
             key: format!("{platform}/event/{order:020}-{seq:020}"),
             platform: platform.to_string(),
             order,
-            bytes: encode_event(event),
+            bytes: Some(encode_event(event)),
         };
         self.write_platform(vec![record])
             .map(|r| r.map(drop))
@@ -432,7 +485,7 @@ impl PlatformStore for EmbeddedStore {
             key: ticket_key(platform),
             platform: platform.to_string(),
             order: to_ms(ticket.received_at),
-            bytes: encode_ticket(ticket),
+            bytes: Some(encode_ticket(ticket)),
         };
         self.write_platform(vec![record])
             .map(|r| r.map(drop))
@@ -490,7 +543,7 @@ impl PlatformStore for EmbeddedStore {
                 key: format!("{prefix}{}", r.appid),
                 platform: platform.to_string(),
                 order: to_ms(r.updated_at),
-                bytes: encode_authorizer(r),
+                bytes: Some(encode_authorizer(r)),
             })
             .collect();
         self.write_platform(records)
@@ -500,6 +553,83 @@ impl PlatformStore for EmbeddedStore {
         let mut keys: Vec<String> = self.inner.platform_pending().keys().cloned().collect();
         keys.sort();
         keys
+    }
+
+    fn save_code(
+        &self,
+        platform: &str,
+        record: &CodeRecord,
+    ) -> BoxFuture<'static, anyhow::Result<bool>> {
+        let checked = check_platform(platform)
+            .and_then(|()| check_code_digest(&record.digest))
+            .and_then(|()| check_appid(&record.authorizer_appid));
+        if let Err(e) = checked {
+            return futures_util::future::ready(Err(e)).boxed();
+        }
+        let pending = Pending {
+            key: format!("{}{}", codes_prefix(platform), record.digest),
+            platform: platform.to_string(),
+            order: record.order(),
+            bytes: Some(encode_code(record)),
+        };
+        self.write_platform(vec![pending])
+            .map(|r| r.map(|written| written.first().copied().unwrap_or(false)))
+            .boxed()
+    }
+
+    fn load_codes(&self, platform: &str) -> BoxFuture<'static, anyhow::Result<Vec<CodeRecord>>> {
+        if let Err(e) = check_platform(platform) {
+            return futures_util::future::ready(Err(e)).boxed();
+        }
+        let inner = self.inner.clone();
+        let platform = platform.to_string();
+        blocking(move || inner.load_codes_blocking(&platform, None))
+    }
+
+    fn load_code(
+        &self,
+        platform: &str,
+        digest: &str,
+    ) -> BoxFuture<'static, anyhow::Result<Option<CodeRecord>>> {
+        if let Err(e) = check_platform(platform).and_then(|()| check_code_digest(digest)) {
+            return futures_util::future::ready(Err(e)).boxed();
+        }
+        let inner = self.inner.clone();
+        let platform = platform.to_string();
+        let digest = digest.to_string();
+        blocking(move || {
+            Ok(inner
+                .load_codes_blocking(&platform, Some(&digest))?
+                .into_iter()
+                .next())
+        })
+    }
+
+    fn forget_codes(
+        &self,
+        platform: &str,
+        digests: &[String],
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        let checked = check_platform(platform)
+            .and_then(|()| digests.iter().try_for_each(|d| check_code_digest(d)));
+        if let Err(e) = checked {
+            return futures_util::future::ready(Err(e)).boxed();
+        }
+        if digests.is_empty() {
+            return futures_util::future::ready(Ok(())).boxed();
+        }
+        let prefix = codes_prefix(platform);
+        let removals = digests
+            .iter()
+            .map(|d| Pending {
+                key: format!("{prefix}{d}"),
+                platform: platform.to_string(),
+                // Any later write of the key replaces a removal still waiting for the disk.
+                order: 0,
+                bytes: None,
+            })
+            .collect();
+        self.write_platform(removals).map(|r| r.map(drop)).boxed()
     }
 }
 

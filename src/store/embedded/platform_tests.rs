@@ -4,7 +4,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::*;
 use crate::metrics::{Metrics, MetricsMode};
 use crate::secret::AccessToken;
-use crate::store::platform::{AuthorizerState, EventRecord};
+use crate::store::platform::{AuthorizerState, CodeState, EventRecord};
 
 fn at(ms: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
@@ -296,4 +296,64 @@ async fn events_of_other_kinds_are_kept_apart_from_tickets_and_authorizers() {
     // Nothing else sees them.
     assert!(store.load_authorizers("saas").await.unwrap().is_empty());
     assert!(store.load_ticket("saas").await.unwrap().is_none());
+}
+
+fn code_record(code: &str, state: CodeState, updated_ms: u64) -> CodeRecord {
+    CodeRecord {
+        digest: crate::store::platform::code_digest(code),
+        authorizer_appid: "wxauth00000001".into(),
+        code: (state == CodeState::Pending).then(|| AccessToken::new(code)),
+        state,
+        errcode: None,
+        expires_at: at(1_700_000_600_000),
+        received_at: at(1_700_000_000_000),
+        updated_at: at(updated_ms),
+    }
+}
+
+#[tokio::test]
+async fn code_records_move_forward_only_survive_a_reopen_and_can_be_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let pending = code_record("queryauthcode@@@one", CodeState::Pending, 10);
+    let other = code_record("queryauthcode@@@two", CodeState::Pending, 10);
+    assert!(store.save_code("saas", &pending).await.unwrap());
+    assert!(store.save_code("saas", &other).await.unwrap());
+    assert_eq!(
+        store.load_code("saas", &pending.digest).await.unwrap(),
+        Some(pending.clone())
+    );
+    let exchanged = code_record("queryauthcode@@@one", CodeState::Exchanged, 20);
+    assert!(store.save_code("saas", &exchanged).await.unwrap());
+    // A pending copy, however new, never makes a done code pending again.
+    let late = code_record("queryauthcode@@@one", CodeState::Pending, 99);
+    assert!(!store.save_code("saas", &late).await.unwrap());
+    // Neither the ticket nor the authorizers see code records, nor the other way round.
+    store.save_ticket("saas", &ticket(5)).await.unwrap();
+    store
+        .save_authorizers("saas", &[authorizer(1, 10)])
+        .await
+        .unwrap();
+    drop(store);
+    let store = open(&dir);
+    let mut codes = store.load_codes("saas").await.unwrap();
+    codes.sort_by_key(|c| c.state);
+    assert_eq!(codes, vec![other.clone(), exchanged.clone()]);
+    assert_eq!(store.load_authorizers("saas").await.unwrap().len(), 1);
+    assert!(store.load_codes("other").await.unwrap().is_empty());
+    store
+        .forget_codes("saas", std::slice::from_ref(&exchanged.digest))
+        .await
+        .unwrap();
+    assert_eq!(store.load_codes("saas").await.unwrap(), vec![other]);
+    assert_eq!(
+        store.load_code("saas", &exchanged.digest).await.unwrap(),
+        None
+    );
+    assert!(store.load_code("saas", "../ticket").await.is_err());
+    // One instance: every claim is granted.
+    assert!(store
+        .claim_code("saas", &exchanged.digest, Duration::from_secs(5))
+        .await
+        .unwrap());
 }

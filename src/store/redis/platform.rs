@@ -20,13 +20,21 @@
 //!   older is written to it. A script first asks which are (sending appids and times only), so
 //!   a write-back over 100,000 records Redis already has moves no record.
 //!
+//! Authorization codes of pushes (see [`CodeRecord`]) are in `{prefix}:platform:{name}:codes`
+//! (a hash, SHA-256 of the code -> the record's JSON), saved to both copies like authorizers
+//! and ordered by [`CodeRecord::order`], so a done code is never made pending again. A load
+//! merges both copies and writes the newer local ones to Redis. The exchange of a code is
+//! claimed fleet-wide by `{prefix}:platform:{name}:code_claim:{sha-256}` (this instance's name,
+//! with a lifetime; renewable by its holder), so one instance exchanges a code while the others
+//! wait for its record to say it is done.
+//!
 //! Batches are split into script calls of [`CHUNK`] records, [`CHUNKS_PER_PIPELINE`] of them
 //! per round trip, and loads scan the hash with `HSCAN`: 100,000 authorizers never make one
 //! command that blocks Redis for long.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::{LazyLock, Weak};
+use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -34,9 +42,9 @@ use futures_util::FutureExt as _;
 
 use super::{Inner, RedisStore};
 use crate::store::platform::{
-    check_appid, check_platform, decode_authorizer_of, decode_ticket, encode_authorizer,
-    encode_event, encode_ticket, metric_label, AuthorizerRecord, EventRecord, PlatformStore,
-    TicketRecord, MAX_REDIS_EVENTS,
+    check_appid, check_code_digest, check_platform, decode_authorizer_of, decode_code_of,
+    decode_ticket, encode_authorizer, encode_code, encode_event, encode_ticket, metric_label,
+    AuthorizerRecord, CodeRecord, EventRecord, PlatformStore, TicketRecord, MAX_REDIS_EVENTS,
 };
 use crate::store::to_ms;
 
@@ -118,6 +126,48 @@ return out
     )
 });
 
+/// KEYS[1]: the codes hash; ARGV: digest, order, JSON. Writes unless the stored record's
+/// order is higher (an undecodable one fences nothing). 1 when written or already equal.
+static CODE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local ok, rec = pcall(cjson.decode, cur)
+  if ok and type(rec) == 'table' and tonumber(rec.order)
+      and tonumber(rec.order) > tonumber(ARGV[2]) then
+    return 0
+  end
+end
+if cur ~= ARGV[3] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+return 1
+"#,
+    )
+});
+
+/// KEYS[1]: a code's claim; ARGV: this instance, lifetime in ms. Takes the claim if it is free
+/// or already this instance's (then renews it). 1 when held now.
+static CLAIM_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#,
+    )
+});
+
+/// KEYS[1]: a code's claim; ARGV: this instance. Deletes the claim if it is this instance's.
+static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"#,
+    )
+});
+
 /// What one write-back wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct WroteBack {
@@ -132,6 +182,100 @@ impl Inner {
 
     fn authorizers_key(&self, platform: &str) -> String {
         format!("{}:platform:{platform}:authorizers", self.prefix)
+    }
+
+    fn codes_key(&self, platform: &str) -> String {
+        format!("{}:platform:{platform}:codes", self.prefix)
+    }
+
+    fn claim_key(&self, platform: &str, digest: &str) -> String {
+        format!("{}:platform:{platform}:code_claim:{digest}", self.prefix)
+    }
+
+    fn code_or_skip(&self, platform: &str, digest: &[u8], bytes: &[u8]) -> Option<CodeRecord> {
+        match decode_code_of(bytes, digest) {
+            Ok(r) => Some(r),
+            Err(why) => {
+                self.metrics.store_failed(&metric_label(platform), "decode");
+                let digest = String::from_utf8_lossy(digest);
+                tracing::warn!(platform, code = ?digest, store = "redis", error = %why,
+                    "stored authorization code record is corrupt; skipping it");
+                None
+            }
+        }
+    }
+
+    async fn redis_save_code(&self, platform: &str, r: &CodeRecord) -> anyhow::Result<bool> {
+        let key = self.codes_key(platform);
+        let (digest, order, body) = (r.digest.clone(), r.order(), encode_code(r));
+        let written: i64 = self
+            .run("code write", |mut c| async move {
+                CODE_SCRIPT
+                    .key(&key)
+                    .arg(digest)
+                    .arg(order)
+                    .arg(body)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(written == 1)
+    }
+
+    /// The whole hash: codes are few (those of the last hour or so).
+    async fn redis_load_codes(
+        &self,
+        platform: &str,
+    ) -> anyhow::Result<BTreeMap<String, CodeRecord>> {
+        let key = self.codes_key(platform);
+        let flat: Vec<Vec<u8>> = self
+            .run("code scan", |mut c| async move {
+                redis::cmd("HGETALL").arg(&key).query_async(&mut c).await
+            })
+            .await?;
+        Ok(flat
+            .chunks_exact(2)
+            .filter_map(|pair| self.code_or_skip(platform, &pair[0], &pair[1]))
+            .map(|r| (r.digest.clone(), r))
+            .collect())
+    }
+
+    async fn redis_load_code(
+        &self,
+        platform: &str,
+        digest: &str,
+    ) -> anyhow::Result<Option<CodeRecord>> {
+        let key = self.codes_key(platform);
+        let field = digest.to_string();
+        let raw: Option<Vec<u8>> = self
+            .run("code read", |mut c| async move {
+                redis::cmd("HGET")
+                    .arg(&key)
+                    .arg(&field)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(raw.and_then(|b| self.code_or_skip(platform, digest.as_bytes(), &b)))
+    }
+
+    /// Writes local code records that Redis lacks or holds behind, without making the load
+    /// wait: they are few, and a failure is repaired by the next load.
+    fn code_writeback(self: &Arc<Self>, platform: &str, records: Vec<CodeRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        let inner = self.clone();
+        let platform = platform.to_string();
+        tokio::spawn(async move {
+            for r in records {
+                if let Err(e) = inner.redis_save_code(&platform, &r).await {
+                    tracing::debug!(platform = %platform, error = %format!("{e:#}"),
+                        "code record not written back to Redis yet");
+                    return;
+                }
+            }
+        });
     }
 
     fn ask_writeback(&self) {
@@ -744,5 +888,199 @@ impl PlatformStore for RedisStore {
             .as_ref()
             .map(PlatformStore::not_durable_records)
             .unwrap_or_default()
+    }
+
+    fn save_code(
+        &self,
+        platform: &str,
+        record: &CodeRecord,
+    ) -> BoxFuture<'static, anyhow::Result<bool>> {
+        let checked = check_platform(platform)
+            .and_then(|()| check_code_digest(&record.digest))
+            .and_then(|()| check_appid(&record.authorizer_appid));
+        if let Err(e) = checked {
+            return refuse(e);
+        }
+        let inner = self.inner.clone();
+        let platform = platform.to_string();
+        let local = inner.local.as_ref().map(|l| l.save_code(&platform, record));
+        let record = record.clone();
+        async move {
+            let remote = inner.redis_save_code(&platform, &record).await;
+            let local = match local {
+                Some(l) => Some(l.await),
+                None => None,
+            };
+            combine(&inner, &platform, remote, local)
+        }
+        .boxed()
+    }
+
+    /// Both copies merged, the further record of each code winning; local records Redis lacks
+    /// or holds behind are written back to it.
+    fn load_codes(&self, platform: &str) -> BoxFuture<'static, anyhow::Result<Vec<CodeRecord>>> {
+        if let Err(e) = check_platform(platform) {
+            return refuse(e);
+        }
+        let inner = self.inner.clone();
+        let platform = platform.to_string();
+        let local = inner.local.as_ref().map(|l| l.load_codes(&platform));
+        async move {
+            let remote = inner.redis_load_codes(&platform).await;
+            if remote.is_err() {
+                inner.metrics.store_failed(&metric_label(&platform), "load");
+            }
+            let local = match local {
+                Some(l) => l.await.unwrap_or_else(|e| {
+                    tracing::warn!(platform, error = %format!("{e:#}"),
+                        "the local copy of the code records cannot be read");
+                    Vec::new()
+                }),
+                None => Vec::new(),
+            };
+            let mut merged = match remote {
+                Ok(remote) => remote,
+                Err(e) if inner.local.is_some() => {
+                    tracing::warn!(platform, error = %format!("{e:#}"),
+                        "Redis unreachable: code records come from the local copy");
+                    return Ok(local);
+                }
+                Err(e) => return Err(e),
+            };
+            let mut behind = Vec::new();
+            for l in local {
+                if merged.get(&l.digest).is_none_or(|r| r.order() < l.order()) {
+                    behind.push(l.clone());
+                    merged.insert(l.digest.clone(), l);
+                }
+            }
+            inner.code_writeback(&platform, behind);
+            Ok(merged.into_values().collect())
+        }
+        .boxed()
+    }
+
+    fn load_code(
+        &self,
+        platform: &str,
+        digest: &str,
+    ) -> BoxFuture<'static, anyhow::Result<Option<CodeRecord>>> {
+        if let Err(e) = check_platform(platform).and_then(|()| check_code_digest(digest)) {
+            return refuse(e);
+        }
+        let inner = self.inner.clone();
+        let platform = platform.to_string();
+        let digest = digest.to_string();
+        let local = inner
+            .local
+            .as_ref()
+            .map(|l| l.load_code(&platform, &digest));
+        async move {
+            let remote = inner.redis_load_code(&platform, &digest).await;
+            let loaded = Loaded {
+                what: "an authorization code record",
+                quiet: true,
+                // The order read as a time: monotonic, which is all the comparison needs.
+                written: |c: &CodeRecord| crate::store::from_ms(c.order()),
+            };
+            newest_copy(&inner, &platform, remote, local, loaded, |r| {
+                if let Some(local) = &inner.local {
+                    // Not waited for; the local store retries a failure by itself.
+                    drop(local.save_code(&platform, r));
+                }
+            })
+            .await
+        }
+        .boxed()
+    }
+
+    fn forget_codes(
+        &self,
+        platform: &str,
+        digests: &[String],
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        let checked = check_platform(platform)
+            .and_then(|()| digests.iter().try_for_each(|d| check_code_digest(d)));
+        if let Err(e) = checked {
+            return refuse(e);
+        }
+        let inner = self.inner.clone();
+        let platform = platform.to_string();
+        let local = inner
+            .local
+            .as_ref()
+            .map(|l| l.forget_codes(&platform, digests));
+        let digests = digests.to_vec();
+        async move {
+            if !digests.is_empty() {
+                let key = inner.codes_key(&platform);
+                let remote: anyhow::Result<()> = inner
+                    .run("code forget", |mut c| async move {
+                        redis::cmd("HDEL")
+                            .arg(&key)
+                            .arg(&digests)
+                            .query_async(&mut c)
+                            .await
+                    })
+                    .await;
+                if let Err(e) = remote {
+                    // Forgotten at the next load instead.
+                    tracing::debug!(platform = %platform, error = %format!("{e:#}"),
+                        "old code records not removed from Redis yet");
+                }
+            }
+            match local {
+                Some(l) => l.await,
+                None => Ok(()),
+            }
+        }
+        .boxed()
+    }
+
+    fn claim_code(
+        &self,
+        platform: &str,
+        digest: &str,
+        ttl: Duration,
+    ) -> BoxFuture<'static, anyhow::Result<bool>> {
+        if let Err(e) = check_platform(platform).and_then(|()| check_code_digest(digest)) {
+            return refuse(e);
+        }
+        let inner = self.inner.clone();
+        let key = inner.claim_key(platform, digest);
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        async move {
+            let me = inner.instance.clone();
+            let held: i64 = inner
+                .run("code claim", |mut c| async move {
+                    CLAIM_SCRIPT
+                        .key(&key)
+                        .arg(me)
+                        .arg(ms)
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(held == 1)
+        }
+        .boxed()
+    }
+
+    fn release_code(&self, platform: &str, digest: &str) -> BoxFuture<'static, anyhow::Result<()>> {
+        if let Err(e) = check_platform(platform).and_then(|()| check_code_digest(digest)) {
+            return refuse(e);
+        }
+        let inner = self.inner.clone();
+        let key = inner.claim_key(platform, digest);
+        async move {
+            let me = inner.instance.clone();
+            let _: i64 = inner
+                .run("code release", |mut c| async move {
+                    RELEASE_SCRIPT.key(&key).arg(me).invoke_async(&mut c).await
+                })
+                .await?;
+            Ok(())
+        }
+        .boxed()
     }
 }
