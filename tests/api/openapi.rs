@@ -154,8 +154,10 @@ parameters = {{ "path.name" = "saas", "path.appid" = "{ACCOUNT}" }}
                 "examples,coverage,fuzzing",
                 "--max-examples",
                 "15",
+                // One worker: Hypothesis's lambda-description cache is not thread-safe and
+                // fails a run now and then with "AST constructor recursion depth mismatch".
                 "--workers",
-                "2",
+                "1",
                 "--request-timeout",
                 "15",
                 "--seed",
