@@ -5,6 +5,7 @@ mod auth;
 mod config_hostile;
 mod config_platforms;
 mod corrupt_records;
+mod docs_links;
 mod disk_full;
 mod facade;
 mod fake_business;
