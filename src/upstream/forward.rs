@@ -30,6 +30,7 @@ pub struct Forward<'a> {
     pub method: Method,
     /// Path and query as sent upstream (the query carries the token: never log it).
     pub path_and_query: &'a str,
+    /// In the caller's order, a repeated header once per value.
     pub headers: &'a [(HeaderName, HeaderValue)],
     /// Replayed as is by a retry: `Bytes` clones and slices share the buffer.
     pub body: Bytes,
@@ -52,7 +53,8 @@ impl WechatClient {
         url.push_str(call.path_and_query);
         let mut req = self.http.request(call.method, url).timeout(call.timeout);
         for (name, value) in call.headers {
-            req = req.insert_header((name.clone(), value.clone()));
+            // Appended: inserting would keep only the last value of a repeated header.
+            req = req.append_header((name.clone(), value.clone()));
         }
         let sent = if call.body.is_empty() {
             req.send().await
