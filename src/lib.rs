@@ -11,6 +11,7 @@
 //! - `cli`: the command line (`serve`, `check-config`, `fake-wechat`, `demo`).
 //! - `config`: settings from TOML plus `WXTOKEN_` overrides, validated, secrets redacted.
 //! - `startup`: builds metrics, store, actors and the HTTP server.
+//! - `alloc`: the C allocator's setting that returns freed request bodies to the kernel.
 //! - `fd_limit`: raises the open-file limit at start and sizes the per-worker connection cap.
 //! - `apps`: one supervised [`token::TokenActor`] per app and its published status.
 //! - `token`: the token record, the actor state machine (tokens and tickets), its credential
@@ -31,6 +32,7 @@
 //! - `fake`: a fake WeChat for tests, the demo and manual runs.
 //! - `telemetry`: logging.
 
+pub mod alloc;
 pub mod apps;
 pub mod cli;
 pub mod config;

@@ -4,10 +4,13 @@ use clap::Parser;
 
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
+    // First, so every buffer the server allocates is served under the same rule.
+    let fixed = wxtoken::alloc::return_large_buffers_to_the_kernel();
     let cli = wxtoken::cli::Cli::parse();
     use std::io::IsTerminal as _;
     let ansi = std::io::stderr().is_terminal();
     wxtoken::telemetry::init("info", std::io::stderr, ansi);
+    tracing::debug!(fixed, "allocator: fixed mmap threshold");
     match wxtoken::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

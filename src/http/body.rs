@@ -171,19 +171,24 @@ pub(crate) async fn read_body_within(
     }
     let mut payload = payload.into_inner();
     let read = async {
-        // Sized by what was announced (never above the limit), so a large upload is not
-        // copied again and again as the buffer grows.
+        // One buffer, sized by what was announced (never above the limit), so a large upload
+        // is not copied again and again as the buffer grows. Pages are only resident once
+        // written, so a body announced and never sent costs its address space, not memory.
         let capacity = announced.map_or(0, |l| usize::try_from(l).unwrap_or(limit));
-        let mut body = actix_web::web::BytesMut::with_capacity(capacity);
+        let mut body = Vec::with_capacity(capacity);
+        // Each chunk is a slice of the connection's read buffer (actix-http pauses reading
+        // at 32 KiB queued): copied here and dropped at once, so the body is held once.
         while let Some(chunk) = payload.next().await {
             let chunk =
                 chunk.map_err(|_| ApiError::BadRequest("could not read the body".into()))?;
             if body.len().saturating_add(chunk.len()) > limit {
                 return Err(ApiError::PayloadTooLarge(limit));
             }
+            grow_within(&mut body, chunk.len(), limit);
             body.extend_from_slice(&chunk);
         }
-        Ok(body.freeze())
+        // Without a copy: the `Bytes` takes the buffer's allocation over.
+        Ok(Bytes::from(body))
     };
     match actix_web::rt::time::timeout(deadline, read).await {
         Ok(Ok(body)) => Ok(body),
@@ -199,6 +204,21 @@ pub(crate) async fn read_body_within(
             })
         }
     }
+}
+
+/// Makes room for `more` bytes in `body`, doubling as a `Vec` would but never past `limit`
+/// (which the caller has checked `body.len() + more` against), so a body that came without a
+/// Content-Length never holds a buffer larger than the limit either.
+fn grow_within(body: &mut Vec<u8>, more: usize, limit: usize) {
+    if body.capacity() - body.len() >= more {
+        return;
+    }
+    let needed = body.len().saturating_add(more);
+    let target = body
+        .capacity()
+        .saturating_mul(2)
+        .clamp(needed, limit.max(needed));
+    body.reserve_exact(target - body.len());
 }
 
 /// Reads a chunked request body before routing, on every route, and hands the handler an
@@ -322,6 +342,30 @@ mod tests {
         ] {
             assert_eq!(json_object::<Body>(body), None, "{body:?}");
         }
+    }
+
+    #[test]
+    fn a_body_buffer_doubles_but_never_past_the_limit() {
+        let limit = 100;
+        let mut body = Vec::new();
+        let mut capacities = Vec::new();
+        for _ in 0..10 {
+            grow_within(&mut body, 10, limit);
+            body.extend_from_slice(&[0; 10]);
+            capacities.push(body.capacity());
+        }
+        assert!(capacities.iter().all(|&c| c <= limit), "{capacities:?}");
+        assert_eq!(body.capacity(), limit);
+        // Grown a few times, not once per chunk.
+        capacities.dedup();
+        assert!(capacities.len() <= 5, "{capacities:?}");
+    }
+
+    #[test]
+    fn a_buffer_with_room_is_left_alone() {
+        let mut body = Vec::with_capacity(64);
+        grow_within(&mut body, 64, 1000);
+        assert_eq!(body.capacity(), 64);
     }
 
     #[test]

@@ -343,6 +343,14 @@ impl Gateway {
         }
     }
 
+    /// Calls holding a slot now: each from its body's first byte to its answer's last, and
+    /// with it whatever of its body it holds (the body lives no longer than its slot).
+    pub fn in_flight(&self) -> usize {
+        self.settings
+            .max_concurrent
+            .saturating_sub(self.slots.available_permits())
+    }
+
     /// One attempt: send, and read the answer far enough to see a rejection.
     async fn attempt(
         &self,

@@ -134,7 +134,11 @@ fn every_relative_link_and_anchor_of_the_documentation_resolves() {
             } else {
                 file.parent().expect("in a folder").join(path)
             };
-            let rel = file.strip_prefix(root()).unwrap_or(file).display().to_string();
+            let rel = file
+                .strip_prefix(root())
+                .unwrap_or(file)
+                .display()
+                .to_string();
             if !dest.exists() {
                 broken.push(format!("{rel}: `{target}`: no such file"));
                 continue;
@@ -149,7 +153,10 @@ fn every_relative_link_and_anchor_of_the_documentation_resolves() {
             }
         }
     }
-    assert!(checked > 20, "only {checked} links found: is the parser broken?");
+    assert!(
+        checked > 20,
+        "only {checked} links found: is the parser broken?"
+    );
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
 
