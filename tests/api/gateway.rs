@@ -51,6 +51,18 @@ pub(crate) async fn gateway(proxy: &str) -> TestApp {
     spawn_custom(spec, fake, &apps_and_clients(proxy)).await
 }
 
+/// The gateway of [`gateway`], with a jsapi ticket kept for `shop`.
+pub(crate) async fn gateway_with_jsapi_ticket() -> TestApp {
+    let spec = Spec::default();
+    let fake = start_fake_with(&spec, &[], &[(CORPID, CORP_SECRET)]).await;
+    let config = apps_and_clients("").replacen(
+        &format!("secret = \"{SHOP_SECRET}\"\n"),
+        &format!("secret = \"{SHOP_SECRET}\"\ntickets = [\"jsapi\"]\n"),
+        1,
+    );
+    spawn_custom(spec, fake, &config).await
+}
+
 /// Two fetches made behind wxtoken's back: its current token is now dead at WeChat (the
 /// one before the newest keeps working for a while; older ones die at once).
 pub(crate) async fn rotate_behind_wxtoken(fake: &FakeWechat) {

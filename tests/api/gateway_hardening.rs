@@ -11,7 +11,9 @@ use tokio::net::TcpStream;
 use wxtoken::fake::Endpoint;
 use wxtoken::http::component_facade::PLACEHOLDER_REFRESH_TOKEN;
 
-use crate::gateway::{apps_and_clients, gateway, json, BACKEND_KEY, CORPID, CORP_SECRET};
+use crate::gateway::{
+    apps_and_clients, gateway, gateway_with_jsapi_ticket, json, BACKEND_KEY, CORPID, CORP_SECRET,
+};
 use crate::helpers::*;
 use crate::platform_facade as pf;
 
@@ -652,14 +654,7 @@ async fn logins_get_the_real_secret_and_duplicated_parameters_are_refused() {
 /// fetches its own ticket gets the shared one and spends no quota.
 #[actix_web::test]
 async fn getticket_is_answered_from_the_managed_ticket() {
-    let spec = Spec::default();
-    let fake = start_fake_with(&spec, &[], &[(CORPID, CORP_SECRET)]).await;
-    let config = apps_and_clients("").replacen(
-        &format!("secret = \"{SHOP_SECRET}\"\n"),
-        &format!("secret = \"{SHOP_SECRET}\"\ntickets = [\"jsapi\"]\n"),
-        1,
-    );
-    let app = spawn_custom(spec, fake, &config).await;
+    let app = gateway_with_jsapi_ticket().await;
     let token = app.shop_token().await;
     let managed = app
         .get("/v1/apps/shop/ticket/jsapi", Some(BILLING_KEY))

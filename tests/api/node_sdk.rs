@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::gateway::{apps_and_clients, CORPID, CORP_SECRET};
+use crate::gateway::gateway_with_jsapi_ticket;
 use crate::helpers::*;
 
 /// Where scripts/test installs the SDK.
@@ -37,14 +37,7 @@ async fn node_wechat_api_with_a_trailing_slash_base_url_works_through_wxtoken() 
         "wechat-api not found under {}: run scripts/test, which installs it from npm",
         node_modules().display()
     );
-    let spec = Spec::default();
-    let fake = start_fake_with(&spec, &[], &[(CORPID, CORP_SECRET)]).await;
-    let config = apps_and_clients("").replacen(
-        &format!("secret = \"{SHOP_SECRET}\"\n"),
-        &format!("secret = \"{SHOP_SECRET}\"\ntickets = [\"jsapi\"]\n"),
-        1,
-    );
-    let app = spawn_custom(spec, fake, &config).await;
+    let app = gateway_with_jsapi_ticket().await;
     let token = app.shop_token().await;
     let managed = app
         .get("/v1/apps/shop/ticket/jsapi", Some(BILLING_KEY))
