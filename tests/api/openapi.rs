@@ -142,6 +142,8 @@ parameters = {{ "path.name" = "saas", "path.appid" = "{ACCOUNT}" }}
     let base = app.base.clone();
     let run = actix_web::rt::task::spawn_blocking(move || {
         Command::new("schemathesis")
+            // Its cache of crashes is written where it runs: not into the checkout.
+            .current_dir(config.parent().expect("in the temp dir"))
             .arg("--config-file")
             .arg(&config)
             .args(["run", "--url", &base])
