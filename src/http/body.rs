@@ -253,12 +253,24 @@ pub async fn read_chunked_bodies(
         // The answer holds the unread payload until it is sent: actix-web closes the
         // connection after answering a request whose payload is still unread, but drains one
         // that was dropped, which for a stalled body never ends.
-        Err(e) => Ok(req.error_response(e).map_body(|_, body| {
-            BoxBody::new(HoldingPayload {
-                body,
-                _payload: payload,
-            })
-        })),
+        Err(e) => {
+            // The facade's routes are WeChat's paths: their answers are in WeChat's format.
+            let resp = if req.path().starts_with("/cgi-bin/") {
+                let status = actix_web::ResponseError::status_code(&e);
+                let mut resp = super::gateway::wx_error(status, -1, &e.to_string());
+                resp.head_mut()
+                    .set_connection_type(actix_web::http::ConnectionType::Close);
+                req.into_response(resp)
+            } else {
+                req.error_response(e)
+            };
+            Ok(resp.map_body(|_, body| {
+                BoxBody::new(HoldingPayload {
+                    body,
+                    _payload: payload,
+                })
+            }))
+        }
     }
 }
 

@@ -72,9 +72,7 @@ async fn read_object<T: serde::de::DeserializeOwned>(
 ) -> Result<T, HttpResponse> {
     let body = match read_body(req, payload).await {
         Ok(b) => b,
-        Err(e @ ApiError::RequestTimeout(_)) => {
-            return Err(actix_web::ResponseError::error_response(&e))
-        }
+        Err(e @ ApiError::RequestTimeout(_)) => return Err(super::gateway::wx_request_timeout(&e)),
         Err(_) => return Err(wx_error(47001, "data format error")),
     };
     body::json_object::<T>(&body).ok_or_else(|| wx_error(47001, "data format error"))

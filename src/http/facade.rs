@@ -110,9 +110,7 @@ pub async fn stable_token(
 ) -> HttpResponse {
     let body = match read_body(&req, payload).await {
         Ok(b) => b,
-        Err(e @ ApiError::RequestTimeout(_)) => {
-            return actix_web::ResponseError::error_response(&e)
-        }
+        Err(e @ ApiError::RequestTimeout(_)) => return super::gateway::wx_request_timeout(&e),
         Err(_) => return wx_error(47001, "data format error"),
     };
     let Some(b) = body::json_object::<StableBody>(&body) else {

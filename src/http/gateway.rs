@@ -44,6 +44,16 @@ pub(crate) fn wx_error(status: StatusCode, errcode: i64, errmsg: &str) -> HttpRe
         .json(json!({ "errcode": errcode, "errmsg": errmsg }))
 }
 
+/// A body that did not arrive in time on one of WeChat's paths: WeChat's format (errcode -1),
+/// the 408 status, and the connection closed (the rest of the body may still be on its way and
+/// could not be told from a next request).
+pub(crate) fn wx_request_timeout(e: &ApiError) -> HttpResponse {
+    let mut resp = wx_error(StatusCode::REQUEST_TIMEOUT, -1, &e.to_string());
+    resp.head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    resp
+}
+
 /// A gateway failure in WeChat's format. A call WeChat never answered is a 502 or 504, so an
 /// SDK does not take the body for WeChat's own answer to a call that may have happened.
 fn wx_gateway_error(e: &GatewayError) -> HttpResponse {
