@@ -46,7 +46,6 @@ use crate::store::platform::{
     decode_ticket, encode_authorizer, encode_code, encode_event, encode_ticket, metric_label,
     AuthorizerRecord, CodeRecord, EventRecord, PlatformStore, TicketRecord, MAX_REDIS_EVENTS,
 };
-use crate::store::to_ms;
 
 /// Records per script call: a call of 500 HGET/HSET and JSON decodes keeps Redis busy about a
 /// millisecond.
@@ -308,7 +307,7 @@ impl Inner {
         ticket: &TicketRecord,
     ) -> anyhow::Result<bool> {
         let key = self.ticket_key(platform);
-        let order = to_ms(ticket.received_at);
+        let order = ticket.order();
         let body = encode_ticket(ticket);
         let written: i64 = self
             .run("ticket write", |mut c| async move {
@@ -408,9 +407,7 @@ impl Inner {
             for chunk in batch.chunks(CHUNK) {
                 let mut call = SAVE_SCRIPT.key(&key);
                 for r in chunk {
-                    call.arg(&r.appid)
-                        .arg(to_ms(r.updated_at))
-                        .arg(encode_authorizer(r));
+                    call.arg(&r.appid).arg(r.order()).arg(encode_authorizer(r));
                 }
                 pipe.invoke_script(&call);
             }
@@ -445,7 +442,7 @@ impl Inner {
             for chunk in batch.chunks(CHUNK) {
                 let mut call = STALE_SCRIPT.key(&key);
                 for r in chunk {
-                    call.arg(&r.appid).arg(to_ms(r.updated_at));
+                    call.arg(&r.appid).arg(r.order());
                 }
                 pipe.invoke_script(&call);
             }
@@ -547,11 +544,11 @@ pub(super) async fn writeback_loop(inner: Weak<Inner>) {
 }
 
 /// What [`newest_copy`] loads: its name for the log, whether a Redis failure is logged at debug
-/// rather than warn level, and when a record was written.
+/// rather than warn level, and its write order (the newer copy wins).
 struct Loaded<T> {
     what: &'static str,
     quiet: bool,
-    written: fn(&T) -> std::time::SystemTime,
+    order: fn(&T) -> u64,
 }
 
 /// A load's answer from Redis's copy and the local one (if the store keeps one), the newer
@@ -596,9 +593,9 @@ async fn newest_copy<T>(
         (Err(e), _) => return Err(e),
         (Ok(remote), local) => (remote, local.and_then(Result::ok).flatten()),
     };
-    let written = loaded.written;
+    let order = loaded.order;
     match (remote, local) {
-        (Some(r), Some(l)) if written(&l) > written(&r) => {
+        (Some(r), Some(l)) if order(&l) > order(&r) => {
             inner.ask_writeback();
             Ok(Some(l))
         }
@@ -607,7 +604,7 @@ async fn newest_copy<T>(
             Ok(Some(l))
         }
         (Some(r), l) => {
-            if l.is_none_or(|l| written(&l) < written(&r)) {
+            if l.is_none_or(|l| order(&l) < order(&r)) {
                 refresh_local(&r);
             }
             Ok(Some(r))
@@ -723,7 +720,7 @@ impl PlatformStore for RedisStore {
             let loaded = Loaded {
                 what: "the verify ticket",
                 quiet: false,
-                written: |t: &TicketRecord| t.received_at,
+                order: TicketRecord::order,
             };
             newest_copy(&inner, &platform, remote, local, loaded, |r| {
                 if let Some(local) = &inner.local {
@@ -844,7 +841,7 @@ impl PlatformStore for RedisStore {
                 what: "an authorizer record",
                 // One line per account would flood the log of a large platform.
                 quiet: true,
-                written: |a: &AuthorizerRecord| a.updated_at,
+                order: AuthorizerRecord::order,
             };
             newest_copy(&inner, &platform, remote, local, loaded, |r| {
                 mirror(&inner, &platform, std::slice::from_ref(r));
@@ -980,8 +977,7 @@ impl PlatformStore for RedisStore {
             let loaded = Loaded {
                 what: "an authorization code record",
                 quiet: true,
-                // The order read as a time: monotonic, which is all the comparison needs.
-                written: |c: &CodeRecord| crate::store::from_ms(c.order()),
+                order: CodeRecord::order,
             };
             newest_copy(&inner, &platform, remote, local, loaded, |r| {
                 if let Some(local) = &inner.local {
