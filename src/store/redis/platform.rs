@@ -6,7 +6,8 @@
 //! `{prefix}:platform:{name}:authorizers` (a hash, appid -> the record's JSON). Every write is
 //! last-writer-wins in a Lua script comparing `updated_at_ms` (`received_at_ms` for a ticket),
 //! so an instance replaying an old view never undoes a newer change, and running the same
-//! write-back from every instance at once is safe.
+//! write-back from every instance at once is safe. A stored time the record format refuses
+//! (past the year 9999) fences nothing, as an undecodable record fences nothing.
 //!
 //! - **Saves** go to Redis and to the local file at once. A save succeeds when the local copy
 //!   is durable (fsync'd): that is the copy that survives a Redis flush. A Redis failure is then
@@ -46,6 +47,7 @@ use crate::store::platform::{
     decode_ticket, encode_authorizer, encode_code, encode_event, encode_ticket, metric_label,
     AuthorizerRecord, CodeRecord, EventRecord, PlatformStore, TicketRecord, MAX_REDIS_EVENTS,
 };
+use crate::time::UnixMillis;
 
 /// Records per script call: a call of 500 HGET/HSET and JSON decodes keeps Redis busy about a
 /// millisecond.
@@ -59,16 +61,24 @@ const SCAN_COUNT: usize = 1000;
 const WRITEBACK_MIN: Duration = Duration::from_secs(1);
 const WRITEBACK_MAX: Duration = Duration::from_secs(30);
 
+/// A script with `MAX_MS` replaced by [`UnixMillis::MAX`]. The scripts compare stored times
+/// without decoding the records; one past `MAX_MS` is corrupt (the decoders refuse it), so it
+/// fences nothing, as an undecodable record fences nothing. Otherwise one hostile time would
+/// hold off every later write of its record.
+fn script(lua: &str) -> redis::Script {
+    redis::Script::new(&lua.replace("MAX_MS", &UnixMillis::MAX.as_millis().to_string()))
+}
+
 /// KEYS[1]: the ticket key; ARGV: received_at_ms, JSON. Writes unless the stored ticket was
 /// received later (an undecodable one fences nothing). 1 when written.
 static TICKET_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    script(
         r#"
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local ok, rec = pcall(cjson.decode, cur)
-  if ok and type(rec) == 'table' and tonumber(rec.received_at_ms)
-      and tonumber(rec.received_at_ms) > tonumber(ARGV[1]) then
+  local t = ok and type(rec) == 'table' and tonumber(rec.received_at_ms)
+  if t and t <= MAX_MS and t > tonumber(ARGV[1]) then
     return 0
   end
 end
@@ -81,7 +91,7 @@ return 1
 /// KEYS[1]: the authorizers hash; ARGV: (appid, updated_at_ms, JSON) triples. Writes each
 /// unless the stored record is newer; answers 1 (written or already equal) or 0 per record.
 static SAVE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    script(
         r#"
 local out = {}
 for i = 1, #ARGV, 3 do
@@ -89,8 +99,8 @@ for i = 1, #ARGV, 3 do
   local newer = false
   if cur then
     local ok, rec = pcall(cjson.decode, cur)
-    newer = ok and type(rec) == 'table' and tonumber(rec.updated_at_ms) ~= nil
-      and tonumber(rec.updated_at_ms) > tonumber(ARGV[i + 1])
+    local t = ok and type(rec) == 'table' and tonumber(rec.updated_at_ms)
+    newer = t and t <= MAX_MS and t > tonumber(ARGV[i + 1])
   end
   if newer then
     out[#out + 1] = 0
@@ -107,7 +117,7 @@ return out
 /// KEYS[1]: the authorizers hash; ARGV: (appid, updated_at_ms) pairs. Answers the 1-based
 /// positions of the pairs Redis lacks, cannot decode or holds older.
 static STALE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    script(
         r#"
 local out = {}
 for i = 1, #ARGV, 2 do
@@ -115,8 +125,8 @@ for i = 1, #ARGV, 2 do
   local current = false
   if cur then
     local ok, rec = pcall(cjson.decode, cur)
-    current = ok and type(rec) == 'table' and tonumber(rec.updated_at_ms) ~= nil
-      and tonumber(rec.updated_at_ms) >= tonumber(ARGV[i + 1])
+    local t = ok and type(rec) == 'table' and tonumber(rec.updated_at_ms)
+    current = t and t <= MAX_MS and t >= tonumber(ARGV[i + 1])
   end
   if not current then out[#out + 1] = (i + 1) / 2 end
 end
