@@ -26,6 +26,8 @@
 //!   rejected token.
 //! - `jssdk`: JS-SDK page signatures.
 //! - `secret`: tokens that print as fingerprints.
+//! - `time`: `UnixMillis`, the range-checked timestamp of every stored record, and the one
+//!   RFC 3339 formatter of answers (clamped: no time can make an answer panic).
 //! - `reload`: hot reload of the configuration (SIGHUP, `POST /v1/admin/reload`).
 //! - `metrics`: Prometheus series and scrape-time gauges.
 //! - `platform`: the Open Platform: push encryption, replay refusal and event parsing.
@@ -49,6 +51,7 @@ pub mod secret;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod time;
 pub mod tls;
 pub mod token;
 pub mod upstream;

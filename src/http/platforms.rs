@@ -275,17 +275,13 @@ struct AuthorizerView {
     has_refresh_token: bool,
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
 fn view(r: AuthorizerRecord) -> AuthorizerView {
     AuthorizerView {
         state: r.state.as_str(),
         has_refresh_token: r.refresh_token.is_some(),
         appid: r.appid,
         func_ids: r.func_ids,
-        authorized_at: r.authorized_at.map(rfc3339),
+        authorized_at: r.authorized_at.map(crate::time::rfc3339),
         last_error: r.last_error,
     }
 }
@@ -338,7 +334,11 @@ pub async fn list_authorizers(
         })))
 }
 
-/// `GET /v1/platforms/{name}/authorizers/{appid}`
+/// `GET /v1/platforms/{name}/authorizers/{appid}`. An account whose stored record is corrupt
+/// (a time out of range, say) is unknown here, 404, as it is to its token route: the stores
+/// skip such a record (logged and counted in `wxtoken_store_errors_total{op="decode"}`, as a
+/// corrupt token record), retrying cannot help, and a reconciliation can bring the account
+/// back if WeChat still lists it.
 pub async fn get_authorizer(
     state: web::Data<ServerState>,
     req: HttpRequest,

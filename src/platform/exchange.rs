@@ -81,7 +81,8 @@ impl PlatformShared {
         let code = auth.authorization_code.expose_secret();
         let now = SystemTime::now();
         // WeChat's time, taken at its word but never beyond a code's documented life.
-        let pushed = crate::store::from_ms(auth.code_expires_at.saturating_mul(1000));
+        let pushed =
+            crate::time::UnixMillis::saturating_from_secs(auth.code_expires_at).to_system_time();
         let record = CodeRecord {
             digest: code_digest(code),
             authorizer_appid: auth.authorizer_appid.clone(),

@@ -743,10 +743,10 @@ impl PlatformShared {
                             refresh_token: refresh.clone(),
                             func_ids: Vec::new(),
                             state: AuthorizerState::Authorized,
-                            // WeChat's number: saturating, never a panic on an absurd one.
-                            authorized_at: Some(crate::store::from_ms(
-                                auth_time.saturating_mul(1000),
-                            )),
+                            // WeChat's number, parsed here: one past the year 9999 is no
+                            // time, so the account is kept without one.
+                            authorized_at: crate::time::UnixMillis::from_secs(*auth_time)
+                                .map(crate::time::UnixMillis::to_system_time),
                             last_error: None,
                             updated_at: now,
                         });

@@ -7,12 +7,13 @@ pub mod redis;
 mod redis_batch;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::{BoxFuture, LocalBoxFuture};
 use serde::{Deserialize, Serialize};
 
 use crate::config::MAX_TOKEN_LIFETIME;
+use crate::time::UnixMillis;
 use crate::token::{AccessToken, QuotaUsage, SharedStatus, TokenRecord};
 use crate::upstream::{Fetched, UpstreamError};
 
@@ -248,14 +249,15 @@ pub trait TokenStore: Send + Sync + 'static {
     }
 }
 
-/// The on-disk form of a record (JSON), versioned so the format can evolve.
+/// The on-disk form of a record (JSON), versioned so the format can evolve. Its times are
+/// [`UnixMillis`]: one out of range does not parse, so the record is corrupt.
 #[derive(Serialize, Deserialize)]
 struct StoredRecord {
     v: u32,
     appid: String,
     token: String,
-    fetched_at_ms: u64,
-    expires_at_ms: u64,
+    fetched_at_ms: UnixMillis,
+    expires_at_ms: UnixMillis,
     generation: u64,
     #[serde(default)]
     quota_day: u64,
@@ -297,20 +299,21 @@ pub enum Corrupt {
     OutOfRange(&'static str),
 }
 
-/// Milliseconds since the epoch; 0 before it, `u64::MAX` beyond what fits.
-pub(crate) fn to_ms(t: SystemTime) -> u64 {
-    let ms = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
-    u64::try_from(ms).unwrap_or(u64::MAX)
-}
-
-/// The time `ms` after the epoch, or the latest time the platform can represent near it.
-/// `decode` checks the bounds first, so a stored value never gets here out of range.
-pub(crate) fn from_ms(ms: u64) -> SystemTime {
-    let d = Duration::from_millis(ms);
-    UNIX_EPOCH
-        .checked_add(d)
-        .or_else(|| UNIX_EPOCH.checked_add(Duration::from_secs(u64::from(u32::MAX))))
-        .unwrap_or(UNIX_EPOCH)
+/// What may be said of a serde error on a stored record (token, ticket, authorizer, code):
+/// that one of its times is out of range, or else the error's category. Never serde's message,
+/// which may quote a value (a token). A time's refusal is told by [`crate::time::OUT_OF_RANGE`],
+/// the message of our own error: serde's messages that quote input start with serde's words.
+pub(crate) fn json_refusal(e: &serde_json::Error) -> &'static str {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data if e.to_string().starts_with(crate::time::OUT_OF_RANGE) => {
+            "a time out of range"
+        }
+        Category::Io => "io",
+        Category::Syntax => "syntax",
+        Category::Data => "data",
+        Category::Eof => "eof",
+    }
 }
 
 pub(crate) fn encode(stored: &Stored) -> Vec<u8> {
@@ -319,8 +322,8 @@ pub(crate) fn encode(stored: &Stored) -> Vec<u8> {
         v: 1,
         appid: record.appid.clone(),
         token: record.token.expose().to_string(),
-        fetched_at_ms: to_ms(record.fetched_at),
-        expires_at_ms: to_ms(record.expires_at),
+        fetched_at_ms: UnixMillis::saturating_from(record.fetched_at),
+        expires_at_ms: UnixMillis::saturating_from(record.expires_at),
         generation: record.generation,
         quota_day: stored.quota.day,
         quota_used: stored.quota.used,
@@ -356,15 +359,9 @@ pub fn decode(key: &AppKey, bytes: &[u8], now: SystemTime) -> Result<Stored, Cor
     if bytes.len() > MAX_RECORD_BYTES {
         return Err(Corrupt::TooLarge);
     }
-    // Only the category of a serde error: its message may quote the token.
-    let s: StoredRecord = serde_json::from_slice(bytes).map_err(|e| {
-        Corrupt::Unparsable(match e.classify() {
-            serde_json::error::Category::Io => "io",
-            serde_json::error::Category::Syntax => "syntax",
-            serde_json::error::Category::Data => "data",
-            serde_json::error::Category::Eof => "eof",
-        })
-    })?;
+    // Times out of range are refused here, by their type.
+    let s: StoredRecord =
+        serde_json::from_slice(bytes).map_err(|e| Corrupt::Unparsable(json_refusal(&e)))?;
     if s.v != 1 {
         return Err(Corrupt::Version(s.v));
     }
@@ -374,15 +371,13 @@ pub fn decode(key: &AppKey, bytes: &[u8], now: SystemTime) -> Result<Stored, Cor
     if !crate::secret::plausible_credential(&s.token) {
         return Err(Corrupt::Token);
     }
-    let now_ms = to_ms(now);
-    let skew_ms = to_ms(UNIX_EPOCH + MAX_CLOCK_SKEW);
-    if s.fetched_at_ms > now_ms.saturating_add(skew_ms) {
+    if s.fetched_at_ms > UnixMillis::saturating_from(now).saturating_add(MAX_CLOCK_SKEW) {
         return Err(Corrupt::OutOfRange("fetched_at_ms"));
     }
     if s.expires_at_ms < s.fetched_at_ms {
         return Err(Corrupt::OutOfRange("expires_at_ms (before fetched_at_ms)"));
     }
-    if s.expires_at_ms - s.fetched_at_ms > to_ms(UNIX_EPOCH + MAX_TOKEN_LIFETIME) {
+    if s.expires_at_ms > s.fetched_at_ms.saturating_add(MAX_TOKEN_LIFETIME) {
         return Err(Corrupt::OutOfRange("expires_at_ms (lifetime over 7 days)"));
     }
     if s.generation > MAX_GENERATION {
@@ -405,8 +400,8 @@ pub fn decode(key: &AppKey, bytes: &[u8], now: SystemTime) -> Result<Stored, Cor
         record: TokenRecord {
             appid: s.appid,
             token: AccessToken::new(s.token),
-            fetched_at: from_ms(s.fetched_at_ms),
-            expires_at: from_ms(s.expires_at_ms),
+            fetched_at: s.fetched_at_ms.to_system_time(),
+            expires_at: s.expires_at_ms.to_system_time(),
             generation: s.generation,
         },
         quota: QuotaUsage {
@@ -427,6 +422,10 @@ mod tests {
             name: "shop".into(),
             appid: "wx1".into(),
         }
+    }
+
+    fn from_ms(ms: u64) -> SystemTime {
+        UnixMillis::new(ms).expect("in range").to_system_time()
     }
 
     fn now() -> SystemTime {
@@ -503,11 +502,33 @@ mod tests {
     }
 
     #[test]
-    fn time_conversions_saturate() {
-        assert_eq!(to_ms(UNIX_EPOCH - Duration::from_secs(5)), 0);
-        let far = from_ms(u64::MAX);
-        assert!(far > now());
-        assert_eq!(to_ms(from_ms(1_234)), 1_234);
+    fn a_time_out_of_range_is_a_corrupt_record_and_said_so() {
+        use serde_json::json;
+        // Past 9999-12-31 (and so past RFC 3339) with a lifetime that alone would pass.
+        let year_10000 = 253_402_300_800_000u64;
+        let mut v: serde_json::Value = serde_json::from_slice(&encode(&record())).unwrap();
+        v["fetched_at_ms"] = json!(year_10000);
+        v["expires_at_ms"] = json!(year_10000 + 1);
+        let far_now = UnixMillis::MAX.to_system_time();
+        let err = decode(&key(), &serde_json::to_vec(&v).unwrap(), far_now).unwrap_err();
+        assert_eq!(err, Corrupt::Unparsable("a time out of range"));
+        assert!(!err.to_string().contains("S3CRET"), "{err}");
+        // Another kind of bad value is only named by its category.
+        let err = decode(&key(), &with("expires_at_ms", json!("S3CRET")), now()).unwrap_err();
+        assert_eq!(err, Corrupt::Unparsable("data"));
+    }
+
+    #[test]
+    fn what_is_written_can_be_read_back_however_far_its_times() {
+        // A record whose times are past what a store can hold is written clamped, never as a
+        // value its own decode would refuse.
+        let mut rec = record();
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX) * 1_000_000);
+        rec.record.fetched_at = far;
+        rec.record.expires_at = far;
+        let bytes = encode(&rec);
+        let decoded = decode(&key(), &bytes, far).expect("decodes");
+        assert_eq!(decoded.record.expires_at, UnixMillis::MAX.to_system_time());
     }
 
     #[test]

@@ -19,7 +19,9 @@ use std::time::{Duration, SystemTime};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use super::json_refusal;
 use crate::secret::AccessToken;
+use crate::time::UnixMillis;
 
 /// A platform's component_verify_ticket as last pushed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +31,13 @@ pub struct TicketRecord {
     pub ticket: AccessToken,
     /// When it arrived (the push's `CreateTime` is WeChat's clock; this is ours).
     pub received_at: SystemTime,
+}
+
+impl TicketRecord {
+    /// The write order: `received_at` in milliseconds, as stored.
+    pub fn order(&self) -> u64 {
+        UnixMillis::saturating_from(self.received_at).as_millis()
+    }
 }
 
 /// Where an authorizer stands.
@@ -70,6 +79,13 @@ pub struct AuthorizerRecord {
     pub last_error: Option<String>,
     /// The write order: a save older than the stored record is dropped.
     pub updated_at: SystemTime,
+}
+
+impl AuthorizerRecord {
+    /// The write order: `updated_at` in milliseconds, as stored.
+    pub fn order(&self) -> u64 {
+        UnixMillis::saturating_from(self.updated_at).as_millis()
+    }
 }
 
 /// A pushed event of a kind wxtoken does not act on (`InfoType` other than the ticket and the
@@ -127,6 +143,8 @@ pub struct CodeRecord {
 
 /// The write order's resolution: milliseconds below the state, which weighs more.
 const ORDER_STATE_SHIFT: u32 = 48;
+// Every time a record can hold fits below the state (9999-12-31 is about 2^47.85 ms).
+const _: () = assert!(UnixMillis::MAX.as_millis() < 1 << ORDER_STATE_SHIFT);
 
 impl CodeRecord {
     /// The write order: the state first (a done record is never replaced by a pending one),
@@ -137,8 +155,7 @@ impl CodeRecord {
             CodeState::Dead => 1,
             CodeState::Exchanged => 2,
         };
-        let ms = super::to_ms(self.updated_at).min((1 << ORDER_STATE_SHIFT) - 1);
-        (rank << ORDER_STATE_SHIFT) | ms
+        (rank << ORDER_STATE_SHIFT) | UnixMillis::saturating_from(self.updated_at).as_millis()
     }
 
     /// Whether it may be forgotten at `now`: its code expired long ago, so neither WeChat nor
@@ -318,13 +335,15 @@ fn key_safe(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
-/// The stored form of a ticket (JSON, versioned).
+/// The stored form of a ticket (JSON, versioned). The times of the stored forms here are
+/// [`UnixMillis`], as those of token records: one out of range does not parse, so its record
+/// is corrupt (skipped, logged and counted by the stores as a token record is).
 #[derive(Serialize, Deserialize)]
 struct TicketJson {
     v: u32,
     pub component_appid: String,
     pub ticket: String,
-    pub received_at_ms: u64,
+    pub received_at_ms: UnixMillis,
 }
 
 /// The stored form of an authorizer record (JSON, versioned).
@@ -338,10 +357,10 @@ struct AuthorizerJson {
     pub func_ids: Vec<u32>,
     pub state: AuthorizerState,
     #[serde(default)]
-    pub authorized_at_ms: Option<u64>,
+    pub authorized_at_ms: Option<UnixMillis>,
     #[serde(default)]
     pub last_error: Option<String>,
-    pub updated_at_ms: u64,
+    pub updated_at_ms: UnixMillis,
 }
 
 const VERSION: u32 = 1;
@@ -351,7 +370,7 @@ pub fn encode_ticket(t: &TicketRecord) -> Vec<u8> {
         v: VERSION,
         component_appid: t.component_appid.clone(),
         ticket: t.ticket.expose().to_string(),
-        received_at_ms: super::to_ms(t.received_at),
+        received_at_ms: UnixMillis::saturating_from(t.received_at),
     };
     serde_json::to_vec(&json).unwrap_or_default()
 }
@@ -359,7 +378,7 @@ pub fn encode_ticket(t: &TicketRecord) -> Vec<u8> {
 /// A stored ticket, or why not (never quoting the ticket).
 pub fn decode_ticket(bytes: &[u8]) -> Result<TicketRecord, String> {
     let json: TicketJson = serde_json::from_slice(bytes)
-        .map_err(|e| format!("not a ticket record ({:?})", e.classify()))?;
+        .map_err(|e| format!("not a ticket record ({})", json_refusal(&e)))?;
     if json.v != VERSION {
         return Err(format!("ticket record version {} is not supported", json.v));
     }
@@ -369,7 +388,7 @@ pub fn decode_ticket(bytes: &[u8]) -> Result<TicketRecord, String> {
     Ok(TicketRecord {
         component_appid: json.component_appid,
         ticket: AccessToken::new(json.ticket),
-        received_at: super::from_ms(json.received_at_ms),
+        received_at: json.received_at_ms.to_system_time(),
     })
 }
 
@@ -380,9 +399,9 @@ pub fn encode_authorizer(r: &AuthorizerRecord) -> Vec<u8> {
         refresh_token: r.refresh_token.as_ref().map(|t| t.expose().to_string()),
         func_ids: r.func_ids.clone(),
         state: r.state,
-        authorized_at_ms: r.authorized_at.map(super::to_ms),
+        authorized_at_ms: r.authorized_at.map(UnixMillis::saturating_from),
         last_error: r.last_error.clone(),
-        updated_at_ms: super::to_ms(r.updated_at),
+        updated_at_ms: UnixMillis::saturating_from(r.updated_at),
     };
     serde_json::to_vec(&json).unwrap_or_default()
 }
@@ -402,7 +421,7 @@ pub fn decode_authorizer_of(bytes: &[u8], appid: &[u8]) -> Result<AuthorizerReco
 /// A stored authorizer record, or why not (never quoting the refresh token).
 pub fn decode_authorizer(bytes: &[u8]) -> Result<AuthorizerRecord, String> {
     let json: AuthorizerJson = serde_json::from_slice(bytes)
-        .map_err(|e| format!("not an authorizer record ({:?})", e.classify()))?;
+        .map_err(|e| format!("not an authorizer record ({})", json_refusal(&e)))?;
     if json.v != VERSION {
         return Err(format!(
             "authorizer record version {} is not supported",
@@ -422,9 +441,9 @@ pub fn decode_authorizer(bytes: &[u8]) -> Result<AuthorizerRecord, String> {
         refresh_token,
         func_ids: json.func_ids,
         state: json.state,
-        authorized_at: json.authorized_at_ms.map(super::from_ms),
+        authorized_at: json.authorized_at_ms.map(UnixMillis::to_system_time),
         last_error: json.last_error,
-        updated_at: super::from_ms(json.updated_at_ms),
+        updated_at: json.updated_at_ms.to_system_time(),
     })
 }
 
@@ -440,9 +459,9 @@ struct CodeJson {
     state: CodeState,
     #[serde(default)]
     errcode: Option<i64>,
-    expires_at_ms: u64,
-    received_at_ms: u64,
-    updated_at_ms: u64,
+    expires_at_ms: UnixMillis,
+    received_at_ms: UnixMillis,
+    updated_at_ms: UnixMillis,
     order: u64,
 }
 
@@ -454,9 +473,9 @@ pub fn encode_code(r: &CodeRecord) -> Vec<u8> {
         code: r.code.as_ref().map(|c| c.expose().to_string()),
         state: r.state,
         errcode: r.errcode,
-        expires_at_ms: super::to_ms(r.expires_at),
-        received_at_ms: super::to_ms(r.received_at),
-        updated_at_ms: super::to_ms(r.updated_at),
+        expires_at_ms: UnixMillis::saturating_from(r.expires_at),
+        received_at_ms: UnixMillis::saturating_from(r.received_at),
+        updated_at_ms: UnixMillis::saturating_from(r.updated_at),
         order: r.order(),
     };
     serde_json::to_vec(&json).unwrap_or_default()
@@ -465,7 +484,7 @@ pub fn encode_code(r: &CodeRecord) -> Vec<u8> {
 /// A stored code record under `digest`, or why not (never quoting the code).
 pub fn decode_code_of(bytes: &[u8], digest: &[u8]) -> Result<CodeRecord, String> {
     let json: CodeJson = serde_json::from_slice(bytes)
-        .map_err(|e| format!("not a code record ({:?})", e.classify()))?;
+        .map_err(|e| format!("not a code record ({})", json_refusal(&e)))?;
     if json.v != VERSION {
         return Err(format!("code record version {} is not supported", json.v));
     }
@@ -487,20 +506,29 @@ pub fn decode_code_of(bytes: &[u8], digest: &[u8]) -> Result<CodeRecord, String>
         code,
         state: json.state,
         errcode: json.errcode,
-        expires_at: super::from_ms(json.expires_at_ms),
-        received_at: super::from_ms(json.received_at_ms),
-        updated_at: super::from_ms(json.updated_at_ms),
+        expires_at: json.expires_at_ms.to_system_time(),
+        received_at: json.received_at_ms.to_system_time(),
+        updated_at: json.updated_at_ms.to_system_time(),
     })
 }
 
-/// The stored form of an event of another kind (JSON, versioned).
+/// The stored form of an event of another kind (JSON, versioned). Written for whoever reads
+/// them later; wxtoken itself never reads one back.
+#[derive(Serialize)]
+struct EventJson<'a> {
+    v: u32,
+    info_type: &'a str,
+    received_at_ms: UnixMillis,
+    xml: &'a str,
+}
+
 pub fn encode_event(e: &EventRecord) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "v": VERSION,
-        "info_type": e.info_type,
-        "received_at_ms": super::to_ms(e.received_at),
-        "xml": e.xml,
-    }))
+    serde_json::to_vec(&EventJson {
+        v: VERSION,
+        info_type: &e.info_type,
+        received_at_ms: UnixMillis::saturating_from(e.received_at),
+        xml: &e.xml,
+    })
     .unwrap_or_default()
 }
 
@@ -597,6 +625,80 @@ mod tests {
         assert!(check_code_digest("../x").is_err());
         assert!(check_code_digest(&r.digest.to_uppercase()).is_err());
         assert!(!format!("{r:?}").contains("CODE-SECRET"));
+    }
+
+    #[test]
+    fn a_time_out_of_range_makes_any_platform_record_corrupt() {
+        use serde_json::json;
+        // 10000-01-01T00:00:00Z, and the largest number a record can hold.
+        let out = [json!(253_402_300_800_000u64), json!(u64::MAX)];
+        let with = |bytes: Vec<u8>, field: &str, value: &serde_json::Value| {
+            let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            v[field] = value.clone();
+            v.to_string().into_bytes()
+        };
+        let ticket = encode_ticket(&TicketRecord {
+            component_appid: "wxcomp".into(),
+            ticket: AccessToken::new("ticket@@@SECRET"),
+            received_at: SystemTime::UNIX_EPOCH,
+        });
+        let authorizer = encode_authorizer(&record());
+        let c = code(CodeState::Pending, 1);
+        let pending = encode_code(&c);
+        for value in &out {
+            let mut errors = vec![
+                decode_ticket(&with(ticket.clone(), "received_at_ms", value)).expect_err("ticket"),
+            ];
+            for field in ["authorized_at_ms", "updated_at_ms"] {
+                errors.push(
+                    decode_authorizer(&with(authorizer.clone(), field, value)).expect_err(field),
+                );
+            }
+            for field in ["expires_at_ms", "received_at_ms", "updated_at_ms"] {
+                let bytes = with(pending.clone(), field, value);
+                errors.push(decode_code_of(&bytes, c.digest.as_bytes()).expect_err(field));
+            }
+            for e in errors {
+                assert!(e.ends_with("(a time out of range)"), "{e}");
+                assert!(!e.contains("SECRET"), "{e}");
+            }
+        }
+        // The bounds themselves decode: the epoch (WeChat's missing auth_time) and 9999.
+        for ms in [0, UnixMillis::MAX.as_millis()] {
+            let r = decode_authorizer(&with(authorizer.clone(), "authorized_at_ms", &json!(ms)))
+                .expect("in range");
+            assert_eq!(
+                r.authorized_at,
+                UnixMillis::new(ms).map(UnixMillis::to_system_time)
+            );
+        }
+    }
+
+    #[test]
+    fn times_beyond_what_a_store_holds_are_written_clamped_and_read_back() {
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX) * 1_000_000);
+        let last = UnixMillis::MAX.to_system_time();
+        let r = AuthorizerRecord {
+            authorized_at: Some(far),
+            updated_at: far,
+            ..record()
+        };
+        let back = decode_authorizer(&encode_authorizer(&r)).expect("decodes");
+        assert_eq!((back.authorized_at, back.updated_at), (Some(last), last));
+        assert_eq!(back.order(), r.order());
+        let c = CodeRecord {
+            expires_at: far,
+            received_at: far,
+            updated_at: far,
+            ..code(CodeState::Exchanged, 0)
+        };
+        let back = decode_code_of(&encode_code(&c), c.digest.as_bytes()).expect("decodes");
+        assert_eq!(back.expires_at, last);
+        assert_eq!(back.order(), c.order(), "the order is the stored one");
+        assert!(
+            !back.forgettable(SystemTime::now()),
+            "kept until its (clamped) expiry"
+        );
     }
 
     #[test]

@@ -58,13 +58,10 @@ impl TokenRecord {
         now.duration_since(self.fetched_at).unwrap_or_default()
     }
 
-    /// The expiry as RFC 3339 (`2026-11-25T15:00:00Z`), for answers. Records are validated
-    /// where they enter (upstream answers, store records), but the formatter panics past the
-    /// year 9999, so it is clamped here too: no record can make an answer panic.
+    /// The expiry as RFC 3339 (`2026-11-25T15:00:00Z`), for answers, by the one clamping
+    /// formatter of every answer's times ([`crate::time::rfc3339`]).
     pub fn expires_at_rfc3339(&self) -> String {
-        // 9999-12-31T23:59:59Z.
-        let last = SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799);
-        humantime::format_rfc3339_seconds(self.expires_at.min(last)).to_string()
+        crate::time::rfc3339(self.expires_at)
     }
 }
 

@@ -211,3 +211,165 @@ async fn bad_records_in_the_embedded_file_are_ignored_and_replaced() {
         s.stop();
     }
 }
+
+/// The Open Platform's authorizer records, planted by hand, for the platform `saas`.
+mod platform {
+    use std::path::Path;
+
+    use serde_json::{json, Value};
+    use wxtoken::config::Settings;
+    use wxtoken::fake::FakeWechat;
+
+    use super::now_ms;
+    use crate::helpers::*;
+
+    const KEY: &str = "platform-client-key-00000001";
+    const DECODE_ERRORS: &str = r#"wxtoken_store_errors_total{app="platform:saas",op="decode"}"#;
+    /// A good account beside the hostile one: the listing still shows it.
+    pub const GOOD: &str = "wx00000000000000a1";
+    /// The account whose stored record carries a time past the year 9999.
+    pub const HOSTILE: &str = "wx00000000000000b2";
+    /// 10000-01-01T00:00:00Z: one second past what RFC 3339 (and its formatter) can write.
+    const YEAR_10000_MS: u64 = 253_402_300_800_000;
+
+    fn record(appid: &str, authorized_at_ms: u64) -> String {
+        json!({
+            "v": 1, "appid": appid, "refresh_token": "refresh@@@hostile-test",
+            "func_ids": [1], "state": "authorized",
+            "authorized_at_ms": authorized_at_ms, "updated_at_ms": now_ms(),
+        })
+        .to_string()
+    }
+
+    /// (appid, stored JSON): one good record and the hostile one.
+    pub fn planted() -> Vec<(&'static str, String)> {
+        vec![
+            (GOOD, record(GOOD, 1_700_000_000_000)),
+            (HOSTILE, record(HOSTILE, YEAR_10000_MS)),
+        ]
+    }
+
+    pub fn settings(fake: &FakeWechat, store: &str) -> Settings {
+        let text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[upstream]
+base_url = "{base}"
+min_token_lifetime_secs = 2
+[store]
+{store}
+[[platforms]]
+name = "saas"
+component_appid = "wx3c1f0a9d8e7b6a51"
+component_secret = "platform-component-secret"
+token = "msgtoken123"
+encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+[[clients]]
+name = "crm"
+key = "{KEY}"
+platforms = ["saas"]
+"#,
+            base = fake.base_url(),
+        );
+        Settings::from_toml(&text, &[], &|_| None).expect("test config is valid")
+    }
+
+    pub fn path_value(p: &Path) -> String {
+        toml::Value::String(p.display().to_string()).to_string()
+    }
+
+    async fn decode_errors(http: &awc::Client, base: &str) -> f64 {
+        let mut r = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("metrics");
+        let text = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
+        sample(&text, DECODE_ERRORS).unwrap_or(0.0)
+    }
+
+    /// The routes that show the hostile account answer (it is absent, as a corrupt token
+    /// record is), the good one is still listed, and each read of the record is counted.
+    pub async fn assert_answered_and_counted(base: &str) {
+        let http = client();
+        // Counted once already, when the platform loaded its records at start.
+        let before = decode_errors(&http, base).await;
+
+        let url = |appid: &str| format!("{base}/v1/platforms/saas/authorizers/{appid}");
+        let (status, body) = get_json(&http, &url(HOSTILE), KEY).await;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["error"], "unknown_authorizer", "{body}");
+        assert!(
+            decode_errors(&http, base).await > before,
+            "the read of the hostile record is counted"
+        );
+        let (status, body) = get_json(&http, &format!("{}/token", url(HOSTILE)), KEY).await;
+        assert_eq!(status, 404, "{body}");
+
+        let (status, good) = get_json(&http, &url(GOOD), KEY).await;
+        assert_eq!(status, 200, "{good}");
+        assert_eq!(good["authorized_at"], "2023-11-14T22:13:20Z", "{good}");
+        let (status, listed) =
+            get_json(&http, &format!("{base}/v1/platforms/saas/authorizers"), KEY).await;
+        assert_eq!(status, 200, "{listed}");
+        assert_eq!(listed["total"], 1, "{listed}");
+        assert_eq!(listed["authorizers"][0]["appid"], GOOD, "{listed}");
+        let body: Value = listed;
+        assert!(!body.to_string().contains("hostile-test"), "{body}");
+        assert!(
+            before >= 1.0,
+            "counted when the platform loaded its records"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_hostile_authorizer_record_in_the_embedded_file_is_corrupt_not_a_panic() {
+    const PLATFORM: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("platform");
+    let fake = start_fake(&Spec::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("wxtoken.redb");
+    {
+        let db = redb::Database::create(&store).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut table = tx.open_table(PLATFORM).unwrap();
+            for (appid, json) in platform::planted() {
+                let key = format!("saas/authorizer/{appid}");
+                table.insert(key.as_str(), json.as_bytes()).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let s = ThreadServer::start(platform::settings(
+        &fake,
+        &format!("path = {}", platform::path_value(&store)),
+    ));
+    platform::assert_answered_and_counted(&s.base).await;
+    s.stop();
+}
+
+#[actix_web::test]
+async fn a_hostile_authorizer_record_in_redis_is_corrupt_not_a_panic() {
+    let fake = start_fake(&Spec::default()).await;
+    let redis = RedisServer::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = redis.connection().unwrap();
+    for (appid, json) in platform::planted() {
+        let _: () = redis::cmd("HSET")
+            .arg("wxe:platform:saas:authorizers")
+            .arg(appid)
+            .arg(json)
+            .query(&mut c)
+            .unwrap();
+    }
+    let store = format!(
+        "kind = \"redis\"\nurl = \"{}\"\nkey_prefix = \"wxe\"\nlocal_path = {}",
+        redis.url(),
+        platform::path_value(&dir.path().join("local.redb")),
+    );
+    let s = ThreadServer::start(platform::settings(&fake, &store));
+    platform::assert_answered_and_counted(&s.base).await;
+    s.stop();
+}

@@ -619,3 +619,90 @@ async fn code_records_and_claims_are_shared_by_the_fleet() {
     assert_eq!(a.load_code(PLATFORM, &dead.digest).await.unwrap(), None);
     logs.assert_clean();
 }
+
+/// `record` (a stored JSON record) with `field` set to `value`.
+fn with_field(record: &[u8], field: &str, value: serde_json::Value) -> String {
+    let mut v: serde_json::Value = serde_json::from_slice(record).unwrap();
+    v[field] = value;
+    v.to_string()
+}
+
+/// A record in Redis whose time is out of range (past the year 9999) is corrupt: loads skip
+/// it and say why without quoting it, and it fences no write, not even as a write order far
+/// in the future: the scripts that compare orders in Redis ignore it, as the decoders do.
+#[actix_web::test]
+async fn a_time_out_of_range_in_redis_is_corrupt_and_fences_no_write() {
+    use wxtoken::store::platform::{encode_authorizer, encode_ticket};
+    let (logs, _guard) = Logs::capture();
+    let redis = RedisServer::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&redis, &dir.path().join("a.redb"), "a").await;
+    let year_10000 = serde_json::json!(253_402_300_800_000u64);
+    let mut c = redis.connection().unwrap();
+    let hash = format!("wxp:platform:{PLATFORM}:authorizers");
+    let planted = [
+        (
+            appid(1),
+            with_field(
+                &encode_authorizer(&authorizer(1, 1_000)),
+                "authorized_at_ms",
+                year_10000.clone(),
+            ),
+        ),
+        (
+            appid(2),
+            with_field(
+                &encode_authorizer(&authorizer(2, 1_000)),
+                "updated_at_ms",
+                year_10000.clone(),
+            ),
+        ),
+        (
+            appid(3),
+            with_field(
+                &encode_authorizer(&authorizer(3, 1_000)),
+                "updated_at_ms",
+                serde_json::json!(u64::MAX),
+            ),
+        ),
+    ];
+    for (appid, json) in &planted {
+        let _: () = redis::cmd("HSET")
+            .arg(&hash)
+            .arg(appid)
+            .arg(json)
+            .query(&mut c)
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg(format!("wxp:platform:{PLATFORM}:ticket"))
+        .arg(with_field(
+            &encode_ticket(&ticket(5)),
+            "received_at_ms",
+            year_10000,
+        ))
+        .query(&mut c)
+        .unwrap();
+
+    assert_eq!(store.load_authorizers(PLATFORM).await.unwrap(), []);
+    assert_eq!(
+        store.load_authorizer(PLATFORM, &appid(1)).await.unwrap(),
+        None
+    );
+    assert_eq!(store.load_ticket(PLATFORM).await.unwrap(), None);
+
+    let good: Vec<_> = (1..=3).map(|i| authorizer(i, 2_000)).collect();
+    assert_eq!(
+        store.save_authorizers(PLATFORM, &good).await.unwrap(),
+        [true, true, true],
+        "no stored time past 9999 holds a write off"
+    );
+    assert_eq!(store.load_authorizers(PLATFORM).await.unwrap(), good);
+    store.save_ticket(PLATFORM, &ticket(10)).await.unwrap();
+    assert!(redis_ticket(&redis).is_some_and(|t| t.contains("\"received_at_ms\":10")));
+    assert_eq!(store.load_ticket(PLATFORM).await.unwrap(), Some(ticket(10)));
+
+    let text = logs.text();
+    assert!(text.contains("a time out of range"), "said why: {text}");
+    logs.assert_clean();
+}

@@ -31,7 +31,7 @@ use crate::store::platform::{
     decode_code_of, decode_ticket, encode_authorizer, encode_code, encode_event, encode_ticket,
     metric_label, AuthorizerRecord, CodeRecord, EventRecord, PlatformStore, TicketRecord,
 };
-use crate::store::to_ms;
+use crate::time::UnixMillis;
 
 const PLATFORM: TableDefinition<&str, &[u8]> = TableDefinition::new("platform");
 
@@ -78,13 +78,13 @@ fn prefix_range(prefix: &str) -> (Bound<String>, Bound<String>) {
 /// The write order of a stored record, `None` when it cannot be decoded (it fences nothing).
 fn stored_order(key: &str, bytes: &[u8]) -> Option<u64> {
     if key.ends_with("/ticket") {
-        decode_ticket(bytes).ok().map(|t| to_ms(t.received_at))
+        decode_ticket(bytes).ok().map(|t| t.order())
     } else if let Some((_, digest)) = key.split_once("/code/") {
         decode_code_of(bytes, digest.as_bytes())
             .ok()
             .map(|c| c.order())
     } else {
-        decode_authorizer(bytes).ok().map(|r| to_ms(r.updated_at))
+        decode_authorizer(bytes).ok().map(|r| r.order())
     }
 }
 
@@ -456,7 +456,7 @@ impl PlatformStore for EmbeddedStore {
         if let Err(e) = check_platform(platform) {
             return futures_util::future::ready(Err(e)).boxed();
         }
-        let order = to_ms(event.received_at);
+        let order = UnixMillis::saturating_from(event.received_at).as_millis();
         // Unique and in arrival order; neither the ticket nor the authorizer range holds it.
         let seq = self
             .inner
@@ -484,7 +484,7 @@ impl PlatformStore for EmbeddedStore {
         let record = Pending {
             key: ticket_key(platform),
             platform: platform.to_string(),
-            order: to_ms(ticket.received_at),
+            order: ticket.order(),
             bytes: Some(encode_ticket(ticket)),
         };
         self.write_platform(vec![record])
@@ -542,7 +542,7 @@ impl PlatformStore for EmbeddedStore {
             .map(|r| Pending {
                 key: format!("{prefix}{}", r.appid),
                 platform: platform.to_string(),
-                order: to_ms(r.updated_at),
+                order: r.order(),
                 bytes: Some(encode_authorizer(r)),
             })
             .collect();

@@ -251,6 +251,84 @@ async fn corrupt_records_are_skipped_counted_and_never_quoted() {
     }
 }
 
+/// `bytes` (a stored JSON record) with `field` set to `value`.
+fn with_field(bytes: &[u8], field: &str, value: serde_json::Value) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+    v[field] = value;
+    v.to_string().into_bytes()
+}
+
+#[tokio::test]
+async fn a_time_out_of_range_is_a_corrupt_record_that_fences_nothing() {
+    let sink = Captured::default();
+    let w = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || w.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Metrics::new(&[], MetricsMode::Full);
+    let store = open_with(&dir, metrics.clone());
+    // Past the year 9999: when authorized (what the listing formats), and as the write order.
+    let year_10000 = serde_json::json!(253_402_300_800_000u64);
+    let hostile = authorizer(1, 1_000);
+    let bytes = with_field(&encode_authorizer(&hostile), "authorized_at_ms", year_10000);
+    put_raw(
+        &store,
+        &format!("saas/authorizer/{}", hostile.appid),
+        &bytes,
+    );
+    let fencing = authorizer(2, 1_000);
+    let bytes = with_field(
+        &encode_authorizer(&fencing),
+        "updated_at_ms",
+        serde_json::json!(u64::MAX),
+    );
+    put_raw(
+        &store,
+        &format!("saas/authorizer/{}", fencing.appid),
+        &bytes,
+    );
+    let bytes = with_field(
+        &encode_ticket(&ticket(5)),
+        "received_at_ms",
+        serde_json::json!(u64::MAX),
+    );
+    put_raw(&store, "saas/ticket", &bytes);
+
+    assert_eq!(store.load_authorizers("saas").await.unwrap(), []);
+    assert_eq!(
+        store.load_authorizer("saas", &hostile.appid).await.unwrap(),
+        None
+    );
+    assert_eq!(store.load_ticket("saas").await.unwrap(), None);
+    let text = metrics.render();
+    let series = "wxtoken_store_errors_total{app=\"platform:saas\",op=\"decode\"}";
+    let count = text
+        .lines()
+        .find_map(|l| l.strip_prefix(series))
+        .map(|v| v.trim().to_string());
+    assert_eq!(count.as_deref(), Some("4"), "counted at each read: {text}");
+
+    // Good records replace them, however far in the future the stored order claimed to be.
+    let good = [authorizer(1, 2_000), authorizer(2, 2_000)];
+    assert_eq!(
+        store.save_authorizers("saas", &good).await.unwrap(),
+        [true, true]
+    );
+    assert_eq!(store.load_authorizers("saas").await.unwrap(), good);
+    store.save_ticket("saas", &ticket(1)).await.unwrap();
+    assert_eq!(store.load_ticket("saas").await.unwrap(), Some(ticket(1)));
+
+    let logs = String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned();
+    assert!(logs.contains("a time out of range"), "said why: {logs}");
+    for secret in ["refreshtoken@@@", "ticket@@@"] {
+        assert!(!logs.contains(secret), "{secret} in the logs: {logs}");
+    }
+}
+
 #[tokio::test]
 async fn names_that_would_break_the_key_scheme_are_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -14,7 +14,8 @@ use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use super::{Inner, RedisStore};
-use crate::store::{to_ms, AppKey};
+use crate::store::AppKey;
+use crate::time::UnixMillis;
 use crate::token::schedule::ForceBudget;
 use crate::token::QuotaUsage;
 
@@ -81,7 +82,7 @@ impl Inner {
                 FORCE_SCRIPT
                     .key(&k)
                     .arg(QuotaUsage::day_of(now))
-                    .arg(to_ms(now))
+                    .arg(UnixMillis::saturating_from(now).as_millis())
                     .arg(ForceBudget::PER_DAY)
                     .arg(u64::try_from(ForceBudget::MIN_GAP.as_millis()).unwrap_or(u64::MAX))
                     .arg(ttl_ms())

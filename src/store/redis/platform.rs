@@ -6,7 +6,8 @@
 //! `{prefix}:platform:{name}:authorizers` (a hash, appid -> the record's JSON). Every write is
 //! last-writer-wins in a Lua script comparing `updated_at_ms` (`received_at_ms` for a ticket),
 //! so an instance replaying an old view never undoes a newer change, and running the same
-//! write-back from every instance at once is safe.
+//! write-back from every instance at once is safe. A stored time the record format refuses
+//! (past the year 9999) fences nothing, as an undecodable record fences nothing.
 //!
 //! - **Saves** go to Redis and to the local file at once. A save succeeds when the local copy
 //!   is durable (fsync'd): that is the copy that survives a Redis flush. A Redis failure is then
@@ -46,7 +47,7 @@ use crate::store::platform::{
     decode_ticket, encode_authorizer, encode_code, encode_event, encode_ticket, metric_label,
     AuthorizerRecord, CodeRecord, EventRecord, PlatformStore, TicketRecord, MAX_REDIS_EVENTS,
 };
-use crate::store::to_ms;
+use crate::time::UnixMillis;
 
 /// Records per script call: a call of 500 HGET/HSET and JSON decodes keeps Redis busy about a
 /// millisecond.
@@ -60,16 +61,24 @@ const SCAN_COUNT: usize = 1000;
 const WRITEBACK_MIN: Duration = Duration::from_secs(1);
 const WRITEBACK_MAX: Duration = Duration::from_secs(30);
 
+/// A script with `MAX_MS` replaced by [`UnixMillis::MAX`]. The scripts compare stored times
+/// without decoding the records; one past `MAX_MS` is corrupt (the decoders refuse it), so it
+/// fences nothing, as an undecodable record fences nothing. Otherwise one hostile time would
+/// hold off every later write of its record.
+fn script(lua: &str) -> redis::Script {
+    redis::Script::new(&lua.replace("MAX_MS", &UnixMillis::MAX.as_millis().to_string()))
+}
+
 /// KEYS[1]: the ticket key; ARGV: received_at_ms, JSON. Writes unless the stored ticket was
 /// received later (an undecodable one fences nothing). 1 when written.
 static TICKET_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    script(
         r#"
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local ok, rec = pcall(cjson.decode, cur)
-  if ok and type(rec) == 'table' and tonumber(rec.received_at_ms)
-      and tonumber(rec.received_at_ms) > tonumber(ARGV[1]) then
+  local t = ok and type(rec) == 'table' and tonumber(rec.received_at_ms)
+  if t and t <= MAX_MS and t > tonumber(ARGV[1]) then
     return 0
   end
 end
@@ -82,7 +91,7 @@ return 1
 /// KEYS[1]: the authorizers hash; ARGV: (appid, updated_at_ms, JSON) triples. Writes each
 /// unless the stored record is newer; answers 1 (written or already equal) or 0 per record.
 static SAVE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    script(
         r#"
 local out = {}
 for i = 1, #ARGV, 3 do
@@ -90,8 +99,8 @@ for i = 1, #ARGV, 3 do
   local newer = false
   if cur then
     local ok, rec = pcall(cjson.decode, cur)
-    newer = ok and type(rec) == 'table' and tonumber(rec.updated_at_ms) ~= nil
-      and tonumber(rec.updated_at_ms) > tonumber(ARGV[i + 1])
+    local t = ok and type(rec) == 'table' and tonumber(rec.updated_at_ms)
+    newer = t and t <= MAX_MS and t > tonumber(ARGV[i + 1])
   end
   if newer then
     out[#out + 1] = 0
@@ -108,7 +117,7 @@ return out
 /// KEYS[1]: the authorizers hash; ARGV: (appid, updated_at_ms) pairs. Answers the 1-based
 /// positions of the pairs Redis lacks, cannot decode or holds older.
 static STALE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    script(
         r#"
 local out = {}
 for i = 1, #ARGV, 2 do
@@ -116,8 +125,8 @@ for i = 1, #ARGV, 2 do
   local current = false
   if cur then
     local ok, rec = pcall(cjson.decode, cur)
-    current = ok and type(rec) == 'table' and tonumber(rec.updated_at_ms) ~= nil
-      and tonumber(rec.updated_at_ms) >= tonumber(ARGV[i + 1])
+    local t = ok and type(rec) == 'table' and tonumber(rec.updated_at_ms)
+    current = t and t <= MAX_MS and t >= tonumber(ARGV[i + 1])
   end
   if not current then out[#out + 1] = (i + 1) / 2 end
 end
@@ -308,7 +317,7 @@ impl Inner {
         ticket: &TicketRecord,
     ) -> anyhow::Result<bool> {
         let key = self.ticket_key(platform);
-        let order = to_ms(ticket.received_at);
+        let order = ticket.order();
         let body = encode_ticket(ticket);
         let written: i64 = self
             .run("ticket write", |mut c| async move {
@@ -408,9 +417,7 @@ impl Inner {
             for chunk in batch.chunks(CHUNK) {
                 let mut call = SAVE_SCRIPT.key(&key);
                 for r in chunk {
-                    call.arg(&r.appid)
-                        .arg(to_ms(r.updated_at))
-                        .arg(encode_authorizer(r));
+                    call.arg(&r.appid).arg(r.order()).arg(encode_authorizer(r));
                 }
                 pipe.invoke_script(&call);
             }
@@ -445,7 +452,7 @@ impl Inner {
             for chunk in batch.chunks(CHUNK) {
                 let mut call = STALE_SCRIPT.key(&key);
                 for r in chunk {
-                    call.arg(&r.appid).arg(to_ms(r.updated_at));
+                    call.arg(&r.appid).arg(r.order());
                 }
                 pipe.invoke_script(&call);
             }
@@ -547,11 +554,11 @@ pub(super) async fn writeback_loop(inner: Weak<Inner>) {
 }
 
 /// What [`newest_copy`] loads: its name for the log, whether a Redis failure is logged at debug
-/// rather than warn level, and when a record was written.
+/// rather than warn level, and its write order (the newer copy wins).
 struct Loaded<T> {
     what: &'static str,
     quiet: bool,
-    written: fn(&T) -> std::time::SystemTime,
+    order: fn(&T) -> u64,
 }
 
 /// A load's answer from Redis's copy and the local one (if the store keeps one), the newer
@@ -596,9 +603,9 @@ async fn newest_copy<T>(
         (Err(e), _) => return Err(e),
         (Ok(remote), local) => (remote, local.and_then(Result::ok).flatten()),
     };
-    let written = loaded.written;
+    let order = loaded.order;
     match (remote, local) {
-        (Some(r), Some(l)) if written(&l) > written(&r) => {
+        (Some(r), Some(l)) if order(&l) > order(&r) => {
             inner.ask_writeback();
             Ok(Some(l))
         }
@@ -607,7 +614,7 @@ async fn newest_copy<T>(
             Ok(Some(l))
         }
         (Some(r), l) => {
-            if l.is_none_or(|l| written(&l) < written(&r)) {
+            if l.is_none_or(|l| order(&l) < order(&r)) {
                 refresh_local(&r);
             }
             Ok(Some(r))
@@ -723,7 +730,7 @@ impl PlatformStore for RedisStore {
             let loaded = Loaded {
                 what: "the verify ticket",
                 quiet: false,
-                written: |t: &TicketRecord| t.received_at,
+                order: TicketRecord::order,
             };
             newest_copy(&inner, &platform, remote, local, loaded, |r| {
                 if let Some(local) = &inner.local {
@@ -844,7 +851,7 @@ impl PlatformStore for RedisStore {
                 what: "an authorizer record",
                 // One line per account would flood the log of a large platform.
                 quiet: true,
-                written: |a: &AuthorizerRecord| a.updated_at,
+                order: AuthorizerRecord::order,
             };
             newest_copy(&inner, &platform, remote, local, loaded, |r| {
                 mirror(&inner, &platform, std::slice::from_ref(r));
@@ -980,8 +987,7 @@ impl PlatformStore for RedisStore {
             let loaded = Loaded {
                 what: "an authorization code record",
                 quiet: true,
-                // The order read as a time: monotonic, which is all the comparison needs.
-                written: |c: &CodeRecord| crate::store::from_ms(c.order()),
+                order: CodeRecord::order,
             };
             newest_copy(&inner, &platform, remote, local, loaded, |r| {
                 if let Some(local) = &inner.local {
