@@ -103,6 +103,8 @@ pub(super) struct RawServer {
     pub(super) shutdown_timeout_secs: u64,
     pub(super) body_timeout_secs: u64,
     pub(super) max_connections_per_worker: u64,
+    /// What a bare `/readyz` answers for: `"apps"` or `"instance"`.
+    pub(super) readiness: String,
 }
 
 impl Default for RawServer {
@@ -112,6 +114,7 @@ impl Default for RawServer {
             shutdown_timeout_secs: 10,
             body_timeout_secs: 5,
             max_connections_per_worker: 0,
+            readiness: "apps".into(),
         }
     }
 }

@@ -13,7 +13,7 @@ use super::raw::{RawSettings, RawStore};
 use super::secrets::{resolve_secret, SecretInput};
 use super::{
     key_digest, redact_url, AppKind, AppScope, AppSettings, ClientSettings, ConfigError, Grant,
-    MetricsSettings, PerAppMetrics, RedisSettings, RefreshSettings, SecretSource,
+    MetricsSettings, PerAppMetrics, ReadinessScope, RedisSettings, RefreshSettings, SecretSource,
     ServerSettings, Settings, StoreSettings, TicketKind, UpstreamSettings,
 };
 
@@ -274,6 +274,15 @@ pub(super) fn validate(
             }
             n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
         },
+        readiness: ReadinessScope::parse(&raw.server.readiness).ok_or_else(|| {
+            ConfigError::at(
+                "server.readiness",
+                format!(
+                    "unknown scope `{}`; expected \"apps\" or \"instance\"",
+                    raw.server.readiness
+                ),
+            )
+        })?,
     };
 
     let base_url = http_url("upstream.base_url", &raw.upstream.base_url)?;

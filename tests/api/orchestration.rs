@@ -1,0 +1,92 @@
+//! What orchestrators rely on: `/readyz?scope=instance` (ready while the instance can serve,
+//! whatever one credential's state).
+
+use std::time::Duration;
+
+use wxtoken::config::ReadinessScope;
+
+use crate::helpers::*;
+
+const KEY: &str = "orchestration-client-key-0001";
+
+/// `shop` with a wrong AppSecret (WeChat answers 40125 for ever), `blog` with its right one.
+fn one_wrong_secret() -> String {
+    format!(
+        r#"
+[[apps]]
+name = "shop"
+appid = "{SHOP_APPID}"
+secret = "a-wrong-app-secret-000001"
+[[apps]]
+name = "blog"
+appid = "{BLOG_APPID}"
+secret = "{BLOG_SECRET}"
+[[clients]]
+name = "ops"
+key = "{KEY}"
+apps = ["*"]
+"#
+    )
+}
+
+async fn spawn_with(readiness: ReadinessScope) -> TestApp {
+    let spec = Spec::default();
+    let fake = start_fake(&spec).await;
+    let app = spawn_custom_with(spec, fake, &one_wrong_secret(), |(s, _)| {
+        s.server.readiness = readiness;
+    })
+    .await;
+    // blog holds its token and shop's fetch has failed at least once.
+    let settled = eventually(Duration::from_secs(10), || async {
+        let r = app.get("/readyz?scope=apps", None).await;
+        r.body["apps"]["blog"] == "ok"
+            && r.body["apps"]["shop"]
+                .as_str()
+                .is_some_and(|w| w.contains("40125"))
+    })
+    .await;
+    assert!(settled, "{}", app.get("/readyz", None).await.body);
+    app
+}
+
+#[actix_web::test]
+async fn one_credential_without_a_token_leaves_the_instance_ready_in_the_instance_scope() {
+    let app = spawn_with(ReadinessScope::Apps).await;
+
+    // The default scope: every credential must hold a token.
+    let all = app.get("/readyz", None).await;
+    assert_eq!(all.status, 503, "{}", all.body);
+    assert_eq!(all.body["scope"], "apps");
+
+    // The instance serves blog (and would serve 99,999 others): ready, shop still listed.
+    let instance = app.get("/readyz?scope=instance", None).await;
+    assert_eq!(instance.status, 200, "{}", instance.body);
+    assert_eq!(instance.body["ready"], true);
+    assert_eq!(instance.body["scope"], "instance");
+    assert_eq!(instance.body["apps"]["blog"], "ok");
+    let why = instance.body["apps"]["shop"].as_str().unwrap();
+    assert!(
+        why.contains("no valid token") && why.contains("40125"),
+        "{why}"
+    );
+    assert!(!why.contains("a-wrong-app-secret"), "{why}");
+    assert_eq!(app.get("/v1/apps/blog/token", Some(KEY)).await.status, 200);
+
+    // An unknown scope is not worth a failed probe: it gets the configured default.
+    let unknown = app.get("/readyz?scope=everything", None).await;
+    assert_eq!(
+        (unknown.status, &unknown.body["scope"]),
+        (503, &"apps".into())
+    );
+}
+
+#[actix_web::test]
+async fn readiness_instance_in_the_config_is_the_default_and_scope_apps_still_asks_for_all() {
+    let app = spawn_with(ReadinessScope::Instance).await;
+    let r = app.get("/readyz", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["scope"], "instance");
+    assert!(r.body["apps"]["shop"].as_str().unwrap().contains("40125"));
+    let all = app.get("/readyz?scope=apps", None).await;
+    assert_eq!(all.status, 503, "{}", all.body);
+}
