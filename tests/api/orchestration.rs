@@ -1,11 +1,13 @@
 //! What orchestrators rely on: `/readyz?scope=instance` (ready while the instance can serve,
-//! whatever one credential's state).
+//! whatever one credential's state) and `wxtoken healthcheck` (an exit code from one probe, with
+//! no shell).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wxtoken::config::ReadinessScope;
 
 use crate::helpers::*;
+use crate::process::wxtoken;
 
 const KEY: &str = "orchestration-client-key-0001";
 
@@ -89,4 +91,62 @@ async fn readiness_instance_in_the_config_is_the_default_and_scope_apps_still_as
     assert!(r.body["apps"]["shop"].as_str().unwrap().contains("40125"));
     let all = app.get("/readyz?scope=apps", None).await;
     assert_eq!(all.status, 503, "{}", all.body);
+}
+
+/// `wxtoken healthcheck ARGS` run off the test's thread (the server answers on this System);
+/// its exit code and how long it took.
+async fn healthcheck(args: &[&str]) -> (Option<i32>, Duration, String) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    actix_web::rt::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut cmd = wxtoken(&["healthcheck"]);
+        cmd.args(&args).env_remove("WXTOKEN_HEALTHCHECK_URL");
+        let out = cmd.output().expect("wxtoken runs");
+        (
+            out.status.code(),
+            started.elapsed(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[actix_web::test]
+async fn healthcheck_exits_0_for_a_200_and_1_for_any_other_answer_or_none() {
+    let app = spawn_with(ReadinessScope::Apps).await;
+    let url = |p: &str| format!("{}{p}", app.base);
+    let (code, _, err) = healthcheck(&["--url", &url("/healthz")]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = healthcheck(&["--url", &url("/readyz?scope=instance")]).await;
+    assert_eq!(code, Some(0), "{err}");
+
+    // A 503 (shop has no token).
+    let (code, _, err) = healthcheck(&["--url", &url("/readyz")]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("answered 503"), "{err}");
+
+    // Refused: nothing listens on a port just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, _, err) = healthcheck(&["--url", &format!("http://127.0.0.1:{port}/healthz")]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cannot connect"), "{err}");
+
+    // Accepted but never answered: timed out, on time.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/healthz", silent.local_addr().unwrap());
+    let (code, took, err) = healthcheck(&["--url", &silent_url, "--timeout-secs", "1"]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("timed out"), "{err}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    drop(silent);
+
+    // Not a URL it can probe.
+    let (code, _, err) = healthcheck(&["--url", "https://127.0.0.1:1/healthz"]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("http://"), "{err}");
 }
