@@ -154,6 +154,9 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
         ..Options::default()
     };
     let app = Application::build(settings, options).await?;
+    // The listener is bound and the workers started: connections are accepted from now on.
+    crate::notify::ready();
+    crate::notify::stopping_on_signal().context("cannot listen for SIGTERM")?;
     app.run_until_stopped().await?;
     tracing::info!("shut down cleanly");
     Ok(())

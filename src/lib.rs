@@ -32,6 +32,7 @@
 //! - `fake`: a fake WeChat for tests, the demo and manual runs.
 //! - `telemetry`: logging.
 //! - `healthcheck`: the probe command for images without a shell.
+//! - `notify`: `READY=1` and `STOPPING=1` for systemd's `Type=notify`.
 
 pub mod alloc;
 pub mod apps;
@@ -44,6 +45,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod jssdk;
 pub mod metrics;
+pub mod notify;
 pub mod platform;
 pub mod proxy;
 pub mod reload;

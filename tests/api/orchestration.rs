@@ -1,13 +1,15 @@
 //! What orchestrators rely on: `/readyz?scope=instance` (ready while the instance can serve,
-//! whatever one credential's state) and `wxtoken healthcheck` (an exit code from one probe, with
-//! no shell).
+//! whatever one credential's state), `wxtoken healthcheck` (an exit code from one probe, with no
+//! shell) and the systemd notifications of `serve` (`READY=1`, `STOPPING=1`).
 
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use wxtoken::config::ReadinessScope;
 
 use crate::helpers::*;
-use crate::process::wxtoken;
+use crate::process::{wait_exit, wait_for_listen_addr, wxtoken, KillOnDrop};
 
 const KEY: &str = "orchestration-client-key-0001";
 
@@ -149,4 +151,62 @@ async fn healthcheck_exits_0_for_a_200_and_1_for_any_other_answer_or_none() {
     let (code, _, err) = healthcheck(&["--url", "https://127.0.0.1:1/healthz"]).await;
     assert_eq!(code, Some(1));
     assert!(err.contains("http://"), "{err}");
+}
+
+/// Waits for one datagram on `socket`.
+fn receive(socket: &UnixDatagram) -> String {
+    let mut buf = [0u8; 1024];
+    let n = socket
+        .recv(&mut buf)
+        .expect("a notification within the timeout");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[actix_web::test]
+async fn serve_tells_systemd_ready_once_it_serves_and_stopping_on_sigterm() {
+    let fake = start_fake(&Spec::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // systemd's side of Type=notify: a datagram socket named by NOTIFY_SOCKET.
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let config = dir.path().join("wxtoken.toml");
+    std::fs::write(
+        &config,
+        config_text(&fake.base_url(), &dir.path().join("s.redb"), "127.0.0.1:0"),
+    )
+    .unwrap();
+    let log = dir.path().join("log.txt");
+    let mut child = KillOnDrop(
+        wxtoken(&["serve", "--config", config.to_str().unwrap()])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .stdout(std::fs::File::create(dir.path().join("stdout.txt")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let ready = actix_web::rt::task::spawn_blocking({
+        let socket = socket.try_clone().unwrap();
+        move || receive(&socket)
+    })
+    .await
+    .unwrap();
+    assert_eq!(ready, "READY=1\n");
+    // READY=1 comes after the listener is bound: the first request is answered.
+    let base = format!("http://{}", wait_for_listen_addr(&log, &mut child.0));
+    let (status, _) = get_json(&client(), &format!("{base}/healthz"), OPS_KEY).await;
+    assert_eq!(status, 200);
+
+    let term = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert_eq!(receive(&socket), "STOPPING=1\n");
+    let status = wait_exit(&mut child.0, Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("shut down cleanly"), "{text}");
 }
