@@ -5,5 +5,6 @@
 //!
 //! `scripts/test` installs every tool these need and says which.
 
+mod compose;
 mod container;
 mod tools;

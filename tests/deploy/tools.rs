@@ -64,3 +64,22 @@ pub fn run(cmd: &mut Command) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Every YAML document of `file`, as JSON values (PyYAML of the tools' environment reads it:
+/// the project has no YAML parser of its own, and these checks need structure, not text).
+pub fn yaml_documents(file: &Path) -> Vec<serde_json::Value> {
+    const SCRIPT: &str = "import sys, json, yaml\n\
+        docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None]\n\
+        json.dump(docs, sys.stdout)\n";
+    let text = run(tool("python3", "the tools' virtual environment (PyYAML)")
+        .args(["-c", SCRIPT])
+        .arg(file));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// The one YAML document of `file`.
+pub fn yaml(file: &Path) -> serde_json::Value {
+    let mut docs = yaml_documents(file);
+    assert_eq!(docs.len(), 1, "{} holds one document", file.display());
+    docs.remove(0)
+}
