@@ -7,4 +7,5 @@
 
 mod compose;
 mod container;
+mod kubernetes;
 mod tools;
