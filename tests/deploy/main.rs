@@ -6,6 +6,8 @@
 //! `scripts/test` installs every tool these need and says which.
 
 mod compose;
+mod configs;
 mod container;
 mod kubernetes;
+mod systemd;
 mod tools;
