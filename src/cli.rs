@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check-config`, `fake-wechat` and `demo`.
+//! The command line: `serve`, `check-config`, `healthcheck`, `fake-wechat` and `demo`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +34,17 @@ pub enum Command {
     CheckConfig {
         #[arg(long, env = "WXTOKEN_CONFIG", default_value = "config/wxtoken.toml")]
         config: PathBuf,
+    },
+    /// Probe a running server: exit 0 when URL answers 200, 1 otherwise (refused, timed out,
+    /// any other status). For container health checks: needs no shell and no curl.
+    Healthcheck {
+        /// The full URL to GET, such as http://127.0.0.1:8080/readyz?scope=instance.
+        #[arg(long, env = "WXTOKEN_HEALTHCHECK_URL", default_value = crate::healthcheck::DEFAULT_URL)]
+        url: String,
+        /// Give up after this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 5,
+              value_parser = clap::value_parser!(u64).range(1..=300))]
+        timeout_secs: u64,
     },
     /// Run the fake WeChat API (for manual tests and benchmarks; never point production at it).
     FakeWechat {
@@ -102,6 +113,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", settings.redacted_toml());
             Ok(())
         }
+        Command::Healthcheck { url, timeout_secs } => {
+            crate::healthcheck::check(&url, Duration::from_secs(timeout_secs))
+                .with_context(|| format!("healthcheck of {url} failed"))
+        }
         Command::FakeWechat {
             listen,
             apps,
@@ -139,6 +154,9 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
         ..Options::default()
     };
     let app = Application::build(settings, options).await?;
+    // The listener is bound and the workers started: connections are accepted from now on.
+    crate::notify::ready();
+    crate::notify::stopping_on_signal().context("cannot listen for SIGTERM")?;
     app.run_until_stopped().await?;
     tracing::info!("shut down cleanly");
     Ok(())

@@ -8,7 +8,7 @@
 //! quota.
 //!
 //! Map of the modules:
-//! - `cli`: the command line (`serve`, `check-config`, `fake-wechat`, `demo`).
+//! - `cli`: the command line (`serve`, `check-config`, `healthcheck`, `fake-wechat`, `demo`).
 //! - `config`: settings from TOML plus `WXTOKEN_` overrides, validated, secrets redacted.
 //! - `startup`: builds metrics, store, actors and the HTTP server.
 //! - `alloc`: the C allocator's setting that returns freed request bodies to the kernel.
@@ -33,6 +33,8 @@
 //! - `platform`: the Open Platform: push encryption, replay refusal and event parsing.
 //! - `fake`: a fake WeChat for tests, the demo and manual runs.
 //! - `telemetry`: logging.
+//! - `healthcheck`: the probe command for images without a shell.
+//! - `notify`: `READY=1` and `STOPPING=1` for systemd's `Type=notify`.
 
 pub mod alloc;
 pub mod apps;
@@ -41,9 +43,11 @@ pub mod config;
 pub mod fake;
 pub mod fd_limit;
 pub mod files;
+pub mod healthcheck;
 pub mod http;
 pub mod jssdk;
 pub mod metrics;
+pub mod notify;
 pub mod platform;
 pub mod proxy;
 pub mod reload;

@@ -128,6 +128,7 @@ impl Application {
                 options.wait_limit,
                 known_refresh_tokens,
             ),
+            readiness: settings.server.readiness,
         });
         // On this (the main) arbiter, where reloads start new token actors.
         let reloader = Reloader::new(

@@ -40,9 +40,9 @@ pub use redis::{NodeAddr, RedisAuth, RedisEndpoint, RedisTls};
 pub use secrets::SecretSource;
 pub use settings::{
     key_digest, platform_label, AppKind, AppScope, AppSettings, AuthorizerRefresh, ClientSettings,
-    Grant, MetricsMode, MetricsSettings, PerAppMetrics, PlatformSettings, RedisSettings,
-    RefreshSettings, ServerSettings, Settings, StoreSettings, TicketKind, UpstreamSettings,
-    AUTO_FULL_MAX_CREDENTIALS, MAX_TOKEN_LIFETIME,
+    Grant, MetricsMode, MetricsSettings, PerAppMetrics, PlatformSettings, ReadinessScope,
+    RedisSettings, RefreshSettings, ServerSettings, Settings, StoreSettings, TicketKind,
+    UpstreamSettings, AUTO_FULL_MAX_CREDENTIALS, MAX_TOKEN_LIFETIME,
 };
 
 /// Prefix of environment variables that override configuration values.

@@ -103,6 +103,8 @@ pub(super) struct RawServer {
     pub(super) shutdown_timeout_secs: u64,
     pub(super) body_timeout_secs: u64,
     pub(super) max_connections_per_worker: u64,
+    /// What a bare `/readyz` answers for: `"apps"` or `"instance"`.
+    pub(super) readiness: String,
 }
 
 impl Default for RawServer {
@@ -112,6 +114,7 @@ impl Default for RawServer {
             shutdown_timeout_secs: 10,
             body_timeout_secs: 5,
             max_connections_per_worker: 0,
+            readiness: "apps".into(),
         }
     }
 }
@@ -173,6 +176,9 @@ pub(super) struct RawStore {
     pub(super) local_path: Option<PathBuf>,
     pub(super) url: Option<String>,
     pub(super) url_env: Option<String>,
+    /// A file holding the URL (a mounted secret: a container's `/run/secrets/...`, a systemd
+    /// credential).
+    pub(super) url_file: Option<PathBuf>,
     pub(super) key_prefix: Option<String>,
     pub(super) lock_ttl_secs: Option<u64>,
     pub(super) poll_secs: Option<u64>,
@@ -180,9 +186,11 @@ pub(super) struct RawStore {
     pub(super) sentinels: Option<Vec<String>>,
     pub(super) sentinel_master: Option<String>,
     pub(super) sentinel_password_env: Option<String>,
+    pub(super) sentinel_password_file: Option<PathBuf>,
     pub(super) cluster_nodes: Option<Vec<String>>,
     /// The data nodes' password (Sentinel and Cluster; a URL carries its own).
     pub(super) password_env: Option<String>,
+    pub(super) password_file: Option<PathBuf>,
     pub(super) username: Option<String>,
     /// TLS for Sentinel and Cluster; a URL chooses it by its scheme.
     pub(super) tls: Option<bool>,
@@ -199,6 +207,7 @@ impl Default for RawStore {
             local_path: None,
             url: None,
             url_env: None,
+            url_file: None,
             key_prefix: None,
             lock_ttl_secs: None,
             poll_secs: None,
@@ -206,8 +215,10 @@ impl Default for RawStore {
             sentinels: None,
             sentinel_master: None,
             sentinel_password_env: None,
+            sentinel_password_file: None,
             cluster_nodes: None,
             password_env: None,
+            password_file: None,
             username: None,
             tls: None,
             tls_ca_file: None,

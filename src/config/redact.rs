@@ -39,9 +39,10 @@ impl Settings {
         );
         let _ = writeln!(
             out,
-            "body_timeout_secs = {}\nmax_connections_per_worker = {}\n",
+            "body_timeout_secs = {}\nmax_connections_per_worker = {}\nreadiness = {}\n",
             self.server.body_timeout.as_secs(),
-            self.server.max_connections_per_worker.unwrap_or(0)
+            self.server.max_connections_per_worker.unwrap_or(0),
+            q(self.server.readiness.as_str())
         );
         let _ = writeln!(out, "[upstream]\nbase_url = {}", q(&self.upstream.base_url));
         let _ = writeln!(out, "wecom_base_url = {}", q(&self.upstream.wecom_base_url));

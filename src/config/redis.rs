@@ -212,28 +212,39 @@ fn node_list(key: &str, list: Vec<String>) -> Result<Vec<NodeAddr>, ConfigError>
     Ok(out)
 }
 
-/// A password named by an environment variable.
-fn password_from_env(
+/// A password named by an environment variable (`{key}_env`) or read from a file
+/// (`{key}_file`), at most one of them: `key` is `store.password` or `store.sentinel_password`.
+fn password_from(
     key: &str,
     var: Option<String>,
+    file: Option<PathBuf>,
     lookup_env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<(SecretString, SecretSource)>, ConfigError> {
-    let Some(var) = var else {
-        return Ok(None);
-    };
-    match lookup_env(&var) {
-        Some(v) if !v.trim().is_empty() => Ok(Some((
-            SecretString::from(v.trim().to_string()),
-            SecretSource::Env(var),
-        ))),
-        Some(_) => Err(ConfigError::at(
+    let env_key = format!("{key}_env");
+    match (var, file) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(ConfigError::at(
             key,
-            format!("environment variable {var} is empty"),
+            format!("set only one of {key}_env, {key}_file"),
         )),
-        None => Err(ConfigError::at(
-            key,
-            format!("environment variable {var} is not set"),
-        )),
+        (None, Some(path)) => {
+            let (v, source) = super::secrets::read_secret_file(&format!("{key}_file"), path)?;
+            Ok(Some((SecretString::from(v), source)))
+        }
+        (Some(var), None) => match lookup_env(&var) {
+            Some(v) if !v.trim().is_empty() => Ok(Some((
+                SecretString::from(v.trim().to_string()),
+                SecretSource::Env(var),
+            ))),
+            Some(_) => Err(ConfigError::at(
+                env_key,
+                format!("environment variable {var} is empty"),
+            )),
+            None => Err(ConfigError::at(
+                env_key,
+                format!("environment variable {var} is not set"),
+            )),
+        },
     }
 }
 
@@ -321,7 +332,7 @@ pub(super) fn validate_endpoint(
     st: &mut RawStore,
     lookup_env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(RedisEndpoint, Option<RedisTls>), ConfigError> {
-    let url_given = st.url.is_some() || st.url_env.is_some();
+    let url_given = st.url.is_some() || st.url_env.is_some() || st.url_file.is_some();
     let chosen = [
         ("store.url", url_given),
         ("store.sentinels", st.sentinels.is_some()),
@@ -332,7 +343,7 @@ pub(super) fn validate_endpoint(
         return Err(ConfigError::at(
             set[1],
             format!(
-                "set exactly one of store.url (or url_env), store.sentinels, store.cluster_nodes; {} is set too",
+                "set exactly one of store.url (or url_env, url_file), store.sentinels, store.cluster_nodes; {} is set too",
                 set[0]
             ),
         ));
@@ -343,6 +354,10 @@ pub(super) fn validate_endpoint(
             "store.sentinel_password_env",
             st.sentinel_password_env.is_some(),
         ),
+        (
+            "store.sentinel_password_file",
+            st.sentinel_password_file.is_some(),
+        ),
     ];
     if st.sentinels.is_none() {
         if let Some((key, _)) = sentinel_only.iter().find(|(_, s)| *s) {
@@ -352,6 +367,7 @@ pub(super) fn validate_endpoint(
     if url_given {
         for (key, set) in [
             ("store.password_env", st.password_env.is_some()),
+            ("store.password_file", st.password_file.is_some()),
             ("store.username", st.username.is_some()),
         ] {
             if set {
@@ -382,7 +398,12 @@ pub(super) fn validate_endpoint(
             }
             u => u,
         },
-        password: password_from_env("store.password_env", st.password_env.take(), lookup_env)?,
+        password: password_from(
+            "store.password",
+            st.password_env.take(),
+            st.password_file.take(),
+            lookup_env,
+        )?,
     };
     let tls = validate_tls(st, st.tls == Some(true), "set store.tls = true")?;
     if let Some(list) = st.sentinels.take() {
@@ -401,9 +422,10 @@ pub(super) fn validate_endpoint(
                     "missing: the name the Sentinels monitor the master under (e.g. \"mymaster\")",
                 )),
             };
-        let sentinel_password = password_from_env(
-            "store.sentinel_password_env",
+        let sentinel_password = password_from(
+            "store.sentinel_password",
             st.sentinel_password_env.take(),
+            st.sentinel_password_file.take(),
             lookup_env,
         )?;
         return Ok((
@@ -422,7 +444,7 @@ pub(super) fn validate_endpoint(
     }
     Err(ConfigError::at(
         "store.url",
-        "missing: set store.url or store.url_env (one server), store.sentinels (Sentinel) or store.cluster_nodes (Cluster) for the redis store",
+        "missing: set store.url, store.url_env or store.url_file (one server), store.sentinels (Sentinel) or store.cluster_nodes (Cluster) for the redis store",
     ))
 }
 
@@ -430,9 +452,9 @@ fn validate_url(
     st: &mut RawStore,
     lookup_env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(SecretString, SecretSource), ConfigError> {
-    let (url, source) = match (st.url.take(), st.url_env.take()) {
-        (Some(u), None) => (u, SecretSource::Inline),
-        (None, Some(var)) => match lookup_env(&var) {
+    let (url, source) = match (st.url.take(), st.url_env.take(), st.url_file.take()) {
+        (Some(u), None, None) => (u, SecretSource::Inline),
+        (None, Some(var), None) => match lookup_env(&var) {
             Some(u) if !u.trim().is_empty() => (u.trim().to_string(), SecretSource::Env(var)),
             _ => {
                 return Err(ConfigError::at(
@@ -441,10 +463,11 @@ fn validate_url(
                 ))
             }
         },
+        (None, None, Some(path)) => super::secrets::read_secret_file("store.url_file", path)?,
         _ => {
             return Err(ConfigError::at(
                 "store.url",
-                "set only one of store.url, store.url_env",
+                "set only one of store.url, store.url_env, store.url_file",
             ))
         }
     };
@@ -469,7 +492,9 @@ fn validate_url(
         ));
     }
     if source == SecretSource::Inline && url.contains('@') {
-        tracing::warn!("store.url carries a password inline; prefer store.url_env");
+        tracing::warn!(
+            "store.url carries a password inline; prefer store.url_env or store.url_file"
+        );
     }
     Ok((SecretString::from(url), source))
 }

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use secrecy::ExposeSecret as _;
+
 use super::*;
 
 const BASE: &str = r#"
@@ -281,4 +283,119 @@ fn a_changed_sentinel_or_cluster_password_is_a_change() {
     };
     assert_ne!(cluster("REDIS_PASS").store, cluster("OTHER_PASS").store);
     assert_ne!(sentinel("SENTINEL_PASS").store, cluster("REDIS_PASS").store);
+}
+
+#[test]
+fn the_url_and_passwords_can_come_from_files_as_mounted_secrets_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    // A URL file as a container secret holds it: with its trailing newline.
+    let url = file("redis_url", "redis://:file-pass-4@redis:6379/0\n");
+    let s = load(&format!("url_file = \"{url}\"")).unwrap();
+    match &redis(&s).endpoint {
+        RedisEndpoint::Url { url: u, source } => {
+            assert_eq!(u.expose_secret(), "redis://:file-pass-4@redis:6379/0");
+            assert!(matches!(source, SecretSource::File(_)), "{source:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let shown = s.redacted_toml();
+    assert!(shown.contains("redis://redis:6379/0 (file "), "{shown}");
+    assert!(!shown.contains("file-pass-4") && !format!("{s:?}").contains("file-pass-4"));
+
+    let e = error(&format!("url = \"redis://h:1\"\nurl_file = \"{url}\""));
+    assert!(
+        e.contains("set only one of") && e.contains("store.url_file"),
+        "{e}"
+    );
+    let e = error(&format!("url_file = \"{url}\"\ncluster_nodes = [\"h:1\"]"));
+    assert!(e.contains("exactly one"), "{e}");
+    let empty = file("empty", " \n");
+    let e = error(&format!("url_file = \"{empty}\""));
+    assert!(
+        e.contains("store.url_file") && e.contains("is empty"),
+        "{e}"
+    );
+    let e = error("url_file = \"/dev/zero\"");
+    assert!(e.contains("store.url_file") && e.contains("device"), "{e}");
+    let e = error(&format!("url_file = \"{}\"", dir.path().display()));
+    assert!(
+        e.contains("store.url_file") && e.contains("directory"),
+        "{e}"
+    );
+    let not_redis = file("not_redis", "http://secret-host-pass@h:1\n");
+    let e = error(&format!("url_file = \"{not_redis}\""));
+    assert!(
+        e.contains("not a redis://") && !e.contains("secret-host-pass"),
+        "{e}"
+    );
+
+    // The data nodes' and the Sentinels' passwords from files, one source each.
+    let pass = file("pass", "data-file-pass-5\n");
+    let spass = file("spass", "sentinel-file-pass-6");
+    let s = load(&format!(
+        "sentinels = [\"h:26379\"]\nsentinel_master = \"m\"\npassword_file = \"{pass}\"\n\
+         sentinel_password_file = \"{spass}\""
+    ))
+    .unwrap();
+    match &redis(&s).endpoint {
+        RedisEndpoint::Sentinel {
+            auth,
+            sentinel_password,
+            ..
+        } => {
+            let (p, _) = auth.password.as_ref().unwrap();
+            assert_eq!(p.expose_secret(), "data-file-pass-5");
+            let (p, _) = sentinel_password.as_ref().unwrap();
+            assert_eq!(p.expose_secret(), "sentinel-file-pass-6");
+        }
+        other => panic!("{other:?}"),
+    }
+    let shown = s.redacted_toml();
+    assert!(!shown.contains("file-pass"), "{shown}");
+    let e = error(&format!(
+        "cluster_nodes = [\"h:1\"]\npassword_env = \"REDIS_PASS\"\npassword_file = \"{pass}\""
+    ));
+    assert!(
+        e.contains("set only one of store.password_env, store.password_file"),
+        "{e}"
+    );
+    let e = error(&format!(
+        "url = \"redis://h:1\"\npassword_file = \"{pass}\""
+    ));
+    assert!(
+        e.contains("store.password_file") && e.contains("part of the URL"),
+        "{e}"
+    );
+    let e = error(&format!(
+        "cluster_nodes = [\"h:1\"]\nsentinel_password_file = \"{spass}\""
+    ));
+    assert!(
+        e.contains("store.sentinel_password_file: only used with store.sentinels"),
+        "{e}"
+    );
+    let missing = dir.path().join("missing").display().to_string();
+    let e = error(&format!(
+        "cluster_nodes = [\"h:1\"]\npassword_file = \"{missing}\""
+    ));
+    assert!(
+        e.contains("store.password_file") && e.contains("cannot read"),
+        "{e}"
+    );
+}
+
+#[test]
+fn redis_file_keys_are_refused_with_the_embedded_store() {
+    let text = format!("{BASE}[store]\nkind = \"embedded\"\nurl_file = \"/x\"\n");
+    let e = Settings::from_toml(&text, &[], &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("store.url_file: only used with store.kind = \"redis\""),
+        "{e}"
+    );
 }

@@ -68,22 +68,30 @@ pub(super) fn resolve_secret(
                 format!("environment variable {var} is not set"),
             )),
         },
-        (None, None, Some(path)) => {
-            let v = crate::files::read_bounded_text(&path, MAX_SECRET_FILE)
-                .map_err(|e| ConfigError::at(format!("{key}_file"), e))?;
-            let v = v.trim();
-            if v.is_empty() {
-                return Err(ConfigError::at(
-                    format!("{key}_file"),
-                    format!("{} is empty", path.display()),
-                ));
-            }
-            Ok((v.to_string(), SecretSource::File(path)))
-        }
+        (None, None, Some(path)) => read_secret_file(&format!("{key}_file"), path),
         (None, None, None) => Err(ConfigError::at(
             key,
             format!("missing: set one of {choices}"),
         )),
         _ => Err(ConfigError::at(key, format!("set only one of {choices}"))),
     }
+}
+
+/// Reads a secret from the file `path`, named by the key `file_key` (`apps[0].secret_file`,
+/// `store.url_file`): a regular file of at most [`MAX_SECRET_FILE`] bytes, trimmed, not empty.
+/// Errors name the key and the path, never the content.
+pub(super) fn read_secret_file(
+    file_key: &str,
+    path: PathBuf,
+) -> Result<(String, SecretSource), ConfigError> {
+    let v = crate::files::read_bounded_text(&path, MAX_SECRET_FILE)
+        .map_err(|e| ConfigError::at(file_key, e))?;
+    let v = v.trim();
+    if v.is_empty() {
+        return Err(ConfigError::at(
+            file_key,
+            format!("{} is empty", path.display()),
+        ));
+    }
+    Ok((v.to_string(), SecretSource::File(path)))
 }

@@ -111,6 +111,38 @@ pub struct ServerSettings {
     pub body_timeout: Duration,
     /// Open connections one HTTP worker accepts; `None` derives it from the open-file limit.
     pub max_connections_per_worker: Option<usize>,
+    /// What `/readyz` answers for when the probe names no `scope`.
+    pub readiness: ReadinessScope,
+}
+
+/// What `/readyz` is ready for (`[server] readiness`, or `?scope=` on the probe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadinessScope {
+    /// Ready when every credential holds a valid token and this instance can serve: one
+    /// credential's problem takes the instance out of a load balancer.
+    #[default]
+    Apps,
+    /// Ready when this instance can serve (its store has saved every record and every token
+    /// actor runs); credentials without a token are listed but do not make it unready, since
+    /// the instance still serves all the others. For orchestrators fronting many credentials.
+    Instance,
+}
+
+impl ReadinessScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadinessScope::Apps => "apps",
+            ReadinessScope::Instance => "instance",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ReadinessScope> {
+        match s {
+            "apps" => Some(ReadinessScope::Apps),
+            "instance" => Some(ReadinessScope::Instance),
+            _ => None,
+        }
+    }
 }
 
 /// Compared by value on a reload: a change needs a restart.

@@ -565,3 +565,25 @@ fn reported_refetches_per_hour_defaults_to_a_few_is_range_checked_and_shown() {
         assert!(e.contains("must be between 0 and 60"), "{e}");
     }
 }
+
+#[test]
+fn readiness_scope_defaults_to_apps_and_is_validated_and_rendered() {
+    let s = load(GOOD, &[]).unwrap();
+    assert_eq!(s.server.readiness, ReadinessScope::Apps);
+    assert!(s.redacted_toml().contains("readiness = \"apps\""));
+    let text = GOOD.replace(
+        "listen = \"127.0.0.1:9000\"",
+        "listen = \"127.0.0.1:9000\"\nreadiness = \"instance\"",
+    );
+    let s = load(&text, &[]).unwrap();
+    assert_eq!(s.server.readiness, ReadinessScope::Instance);
+    assert!(s.redacted_toml().contains("readiness = \"instance\""));
+    toml::from_str::<toml::Table>(&s.redacted_toml()).unwrap();
+    let s = load(GOOD, &[("WXTOKEN_SERVER__READINESS", "instance")]).unwrap();
+    assert_eq!(s.server.readiness, ReadinessScope::Instance);
+    let err = load(&text.replace("\"instance\"", "\"pod\""), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("server.readiness"), "{err}");
+    assert!(err.contains("\"apps\" or \"instance\""), "{err}");
+}

@@ -13,8 +13,8 @@ use super::raw::{RawSettings, RawStore};
 use super::secrets::{resolve_secret, SecretInput};
 use super::{
     key_digest, redact_url, AppKind, AppScope, AppSettings, ClientSettings, ConfigError, Grant,
-    MetricsSettings, PerAppMetrics, RedisSettings, RefreshSettings, SecretSource, ServerSettings,
-    Settings, StoreSettings, TicketKind, UpstreamSettings,
+    MetricsSettings, PerAppMetrics, ReadinessScope, RedisSettings, RefreshSettings, SecretSource,
+    ServerSettings, Settings, StoreSettings, TicketKind, UpstreamSettings,
 };
 
 const DEFAULT_STORE_PATH: &str = "data/wxtoken.redb";
@@ -130,6 +130,7 @@ fn validate_store(
     let only_redis = [
         ("store.url", st.url.is_some()),
         ("store.url_env", st.url_env.is_some()),
+        ("store.url_file", st.url_file.is_some()),
         ("store.key_prefix", st.key_prefix.is_some()),
         ("store.lock_ttl_secs", st.lock_ttl_secs.is_some()),
         ("store.poll_secs", st.poll_secs.is_some()),
@@ -141,8 +142,13 @@ fn validate_store(
             "store.sentinel_password_env",
             st.sentinel_password_env.is_some(),
         ),
+        (
+            "store.sentinel_password_file",
+            st.sentinel_password_file.is_some(),
+        ),
         ("store.cluster_nodes", st.cluster_nodes.is_some()),
         ("store.password_env", st.password_env.is_some()),
+        ("store.password_file", st.password_file.is_some()),
         ("store.username", st.username.is_some()),
         ("store.tls", st.tls.is_some()),
         ("store.tls_ca_file", st.tls_ca_file.is_some()),
@@ -268,6 +274,15 @@ pub(super) fn validate(
             }
             n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
         },
+        readiness: ReadinessScope::parse(&raw.server.readiness).ok_or_else(|| {
+            ConfigError::at(
+                "server.readiness",
+                format!(
+                    "unknown scope `{}`; expected \"apps\" or \"instance\"",
+                    raw.server.readiness
+                ),
+            )
+        })?,
     };
 
     let base_url = http_url("upstream.base_url", &raw.upstream.base_url)?;

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use arc_swap::ArcSwap;
 
 use crate::apps::{AppHandle, Apps};
+use crate::config::ReadinessScope;
 use crate::metrics::{InvalidationOutcome, Metrics, ROUTES};
 use crate::reload::Reloader;
 use crate::store::TokenStore;
@@ -64,6 +65,8 @@ pub struct ServerState {
     pub tokens: Arc<crate::token::index::TokenIndex>,
     /// Forwards WeChat API calls (fixed until a restart).
     pub gateway: crate::proxy::Gateway,
+    /// What a `/readyz` that names no `scope` is ready for (`[server] readiness`).
+    pub readiness: ReadinessScope,
 }
 
 /// Counts and times every request by route template and status (`wxtoken_http_*`).
@@ -403,6 +406,9 @@ async fn healthz() -> HttpResponse {
 #[derive(Serialize)]
 struct Readiness<'a> {
     ready: bool,
+    /// What `ready` is about: `apps` (every credential holds a token) or `instance` (this
+    /// instance can serve).
+    scope: &'static str,
     /// Every app's state; above [`READYZ_LIST_ALL_MAX`] apps, only (some of) those that are not
     /// `ok`.
     apps: BTreeMap<&'a str, Cow<'static, str>>,
@@ -431,6 +437,9 @@ const READYZ_LIST_ALL_MAX: usize = 1000;
 struct ReadyzQuery {
     #[serde(default)]
     verbose: bool,
+    /// `apps` or `instance`; anything else is the configured default.
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -440,16 +449,86 @@ struct StoreReadiness {
     detail: String,
 }
 
-/// Ready when every app holds a valid token; otherwise says per app why not. A shared store's
-/// health is reported too, but does not make the instance unready: with a valid token it keeps
-/// serving through a Redis outage, and taking every instance out of a load balancer because
-/// Redis is down would turn that outage into a full one. A token the local store could not
-/// save does make it unready (while still serving it): a restart would bring back an old token.
+/// One app's readiness: `None` when it is `ok`, else why not and whether that makes the
+/// instance unready in `scope`.
+fn app_readiness(
+    app: &AppHandle,
+    not_durable: &[String],
+    scope: ReadinessScope,
+    now: SystemTime,
+) -> Option<(Cow<'static, str>, bool)> {
+    // A supervised actor keeps its address across restarts: a disconnected one has stopped
+    // for good, and this instance can no longer refresh that credential whatever it holds.
+    let stopped = !app.addr.connected() || app.tickets.values().any(|t| !t.addr.connected());
+    if stopped {
+        return Some((
+            "token actor is not running: this instance cannot refresh it".into(),
+            true,
+        ));
+    }
+    let status = app.status.load();
+    let unsaved: Vec<&str> = not_durable
+        .iter()
+        .filter(|k| {
+            k.as_str() == app.name
+                || k.strip_prefix(app.name.as_str())
+                    .is_some_and(|rest| rest.starts_with("/ticket/"))
+        })
+        .map(String::as_str)
+        .collect();
+    if !unsaved.is_empty() {
+        // Served while valid, but a restart now would bring back a token WeChat has replaced:
+        // the instance is out of rotation until the store has caught up, in either scope.
+        let why = if status.valid_token(now).is_some() {
+            "serving a token that is not saved yet (the store keeps retrying)"
+        } else {
+            "a record is not saved yet (the store keeps retrying)"
+        };
+        return Some((format!("{why}: {}", unsaved.join(", ")).into(), true));
+    }
+    if status.valid_token(now).is_some() {
+        return None;
+    }
+    let why = match &status.last_failure {
+        Some(f) => match f.errcode {
+            Some(code) => format!(
+                "no valid token: last fetch failed with errcode {code} ({}, {})",
+                f.message,
+                f.class.as_str()
+            ),
+            None => format!(
+                "no valid token: last fetch failed ({}: {})",
+                f.reason, f.message
+            ),
+        },
+        None => "no valid token yet: first fetch in progress".to_string(),
+    };
+    // One credential without a token (a wrong AppSecret, an IP whitelist) is that
+    // credential's problem: the instance still serves every other one.
+    Some((why.into(), scope == ReadinessScope::Apps))
+}
+
+/// Ready, in the `apps` scope, when every app holds a valid token; in the `instance` scope,
+/// when this instance can serve: every token actor runs and the store has saved every record.
+/// Either way each app that is not `ok` is listed with why. A shared store's health is
+/// reported too, but does not make the instance unready: with a valid token it keeps serving
+/// through a Redis outage, and taking every instance out of a load balancer because Redis is
+/// down would turn that outage into a full one. A record the local store could not save does
+/// make it unready (while still serving it): a restart would bring back an old token.
 async fn readyz(state: web::Data<ServerState>, req: HttpRequest) -> HttpResponse {
     // A malformed query is not worth a failed probe: it gets the default answer.
-    let verbose = web::Query::<ReadyzQuery>::from_query(req.query_string())
-        .map(|q| q.verbose)
-        .unwrap_or(false);
+    let query = web::Query::<ReadyzQuery>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or(ReadyzQuery {
+            verbose: false,
+            scope: None,
+        });
+    let verbose = query.verbose;
+    let scope = query
+        .scope
+        .as_deref()
+        .and_then(ReadinessScope::parse)
+        .unwrap_or(state.readiness);
     let now = SystemTime::now();
     let running = state.apps.load();
     let list_all = verbose || running.len() <= READYZ_LIST_ALL_MAX;
@@ -459,49 +538,14 @@ async fn readyz(state: web::Data<ServerState>, req: HttpRequest) -> HttpResponse
     // Key names of records a save failed for: the app's own, or `app/ticket/kind`.
     let not_durable = state.store.not_durable();
     for app in running.iter() {
-        let status = app.status.load();
-        let unsaved: Vec<&str> = not_durable
-            .iter()
-            .filter(|k| {
-                k.as_str() == app.name
-                    || k.strip_prefix(app.name.as_str())
-                        .is_some_and(|rest| rest.starts_with("/ticket/"))
-            })
-            .map(String::as_str)
-            .collect();
-        if status.valid_token(now).is_some() && unsaved.is_empty() {
+        let Some((why, unready)) = app_readiness(app, &not_durable, scope, now) else {
             ok += 1;
             if list_all {
                 apps.insert(app.name.as_str(), Cow::Borrowed("ok"));
             }
             continue;
-        }
-        let why: Cow<'static, str> = if status.valid_token(now).is_some() {
-            // Still served, but a restart now would bring back a token WeChat has replaced:
-            // take the instance out of rotation until the store has caught up.
-            ready = false;
-            Cow::Owned(format!(
-                "serving a token that is not saved yet (the store keeps retrying): {}",
-                unsaved.join(", ")
-            ))
-        } else {
-            ready = false;
-            match &status.last_failure {
-                Some(f) => match f.errcode {
-                    Some(code) => format!(
-                        "no valid token: last fetch failed with errcode {code} ({}, {})",
-                        f.message,
-                        f.class.as_str()
-                    ),
-                    None => format!(
-                        "no valid token: last fetch failed ({}: {})",
-                        f.reason, f.message
-                    ),
-                },
-                None => "no valid token yet: first fetch in progress".to_string(),
-            }
-            .into()
         };
+        ready &= !unready;
         not_ready += 1;
         if list_all || apps.len() < READYZ_LIST_ALL_MAX {
             apps.insert(app.name.as_str(), why);
@@ -521,6 +565,7 @@ async fn readyz(state: web::Data<ServerState>, req: HttpRequest) -> HttpResponse
     resp.insert_header((header::CACHE_CONTROL, "no-store"))
         .json(Readiness {
             ready,
+            scope: scope.as_str(),
             apps,
             apps_ok: (!list_all).then_some(ok),
             apps_not_ready: (!list_all).then_some(not_ready),

@@ -688,8 +688,18 @@ pub fn readiness(platform: &PlatformShared, now: SystemTime) -> (String, bool) {
 }
 
 fn component_readiness(platform: &PlatformShared, now: SystemTime) -> String {
-    if platform.component_token(now).is_some() {
-        return "ok".into();
+    if let Some(token) = platform.component_token(now) {
+        // A success clears the last failure, so one still published means the refreshes since
+        // this token was fetched have failed (61005/61006 during a ticket outage): the token
+        // is served until it expires, and then the platform's accounts go with it.
+        return match &platform.component_status().load().last_failure {
+            Some(f) => format!(
+                "serving a component token with {} s left, but its refreshes fail: {}",
+                token.remaining(now).as_secs(),
+                f.message
+            ),
+            None => "ok".into(),
+        };
     }
     if platform.ticket.load().is_none() {
         return "no component_verify_ticket pushed yet; WeChat pushes one about every 10 minutes \

@@ -137,6 +137,14 @@ async fn a_full_disk_is_reported_and_the_current_token_is_saved_once_space_is_ba
     let why = ready["apps"]["shop"].as_str().unwrap_or_default();
     assert!(why.contains("not saved") && why.contains("shop"), "{ready}");
     assert_eq!(ready["apps"]["blog"], "ok", "{ready}");
+    // An unsaved record is this instance's problem, not a credential's: unready in the
+    // instance scope too.
+    let mut r = http
+        .get(format!("{base}/readyz?scope=instance"))
+        .send()
+        .await
+        .expect("readyz answers");
+    assert_eq!(r.status(), 503, "{:?}", r.body().await);
     let (status, body) = get_json(&http, &format!("{base}/v1/apps/shop/token"), BILLING_KEY).await;
     assert_eq!(
         (status, body["access_token"].as_str()),

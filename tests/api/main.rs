@@ -27,6 +27,7 @@ mod metrics_scale;
 mod node_sdk;
 mod openapi;
 mod ops;
+mod orchestration;
 mod persistence;
 mod platform;
 mod platform_crypto;

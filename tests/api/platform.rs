@@ -1011,6 +1011,16 @@ async fn a_ticket_outage_keeps_the_token_served_and_asks_for_a_push_once() {
         app.fake.calls(Endpoint::ComponentToken) >= 2,
         "refreshes were tried"
     );
+    // `/readyz` says the held token's refreshes fail (it used to say `ok`), and stays ready:
+    // the token is still served.
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    let why = ready.body["platforms"]["saas"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("refreshes fail") && why.contains("61005"),
+        "{}",
+        ready.body
+    );
     // Asked for a new push once, however many refreshes failed (at most one per 10 minutes).
     assert_eq!(app.fake.calls(Endpoint::StartPushTicket), 1);
 }
