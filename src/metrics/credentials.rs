@@ -39,7 +39,7 @@ pub struct ScrapedCredential {
 pub type StatusSource = Box<dyn Fn() -> Vec<ScrapedCredential> + Send + Sync>;
 
 /// One gauge family: its name and help (unchanged from the hand-set gauges they replace, since
-/// alerts, the dashboard and the README use them) and how its value follows from a status.
+/// alerts, the dashboard and the documentation use them) and how its value follows from a status.
 struct GaugeDef {
     name: &'static str,
     help: &'static str,
