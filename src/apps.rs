@@ -12,8 +12,10 @@ use crate::metrics::Metrics;
 use crate::store::{AppKey, Stored, TokenStore};
 use crate::token::actor::{ActorConfig, Credential};
 use crate::token::index::TokenOwner;
-use crate::token::messages::{Retire, StoreChanged, Subscribe, UpdateApp};
-use crate::token::{AppStatus, SharedClock, SharedStatus, TokenActor};
+use crate::token::messages::{
+    Get, Invalidate, Invalidated, NoValidToken, Retire, StoreChanged, Subscribe, UpdateApp,
+};
+use crate::token::{AccessToken, AppStatus, SharedClock, SharedStatus, TokenActor, TokenRecord};
 use crate::upstream::WechatClient;
 
 /// One credential kept fresh by one actor.
@@ -23,6 +25,61 @@ pub struct CredentialHandle {
     pub addr: Addr<TokenActor>,
     /// What the actor last published.
     pub status: SharedStatus,
+}
+
+/// Longer than an actor's own wait limit, so the actor answers (with a token or the reason
+/// there is none) before its caller gives up on the actor itself.
+pub const ACTOR_GRACE: Duration = Duration::from_secs(2);
+
+/// Why a credential's value could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    /// The actor answered: no valid value within its wait limit, and why the last fetch failed.
+    #[error("no valid token")]
+    NoToken(NoValidToken),
+    /// The actor did not answer within its wait limit and [`ACTOR_GRACE`]: never expected.
+    #[error("the token service did not answer in time")]
+    NoAnswer,
+}
+
+impl Unavailable {
+    /// WeChat's errcode of the last failed fetch, when there was one.
+    pub fn errcode(&self) -> Option<i64> {
+        match self {
+            Unavailable::NoToken(e) => e.last_failure.as_ref().and_then(|f| f.errcode),
+            Unavailable::NoAnswer => None,
+        }
+    }
+}
+
+impl CredentialHandle {
+    /// The current value: the published one while valid (no message), else the actor's,
+    /// which may wait up to `wait` (the actors' wait limit) for a fetch.
+    pub async fn current(&self, wait: Duration) -> Result<Arc<TokenRecord>, Unavailable> {
+        if let Some(rec) = self.status.load().valid_token(std::time::SystemTime::now()) {
+            return Ok(rec.clone());
+        }
+        match self.addr.send(Get).timeout(wait + ACTOR_GRACE).await {
+            Ok(answer) => answer.map_err(Unavailable::NoToken),
+            Err(_) => Err(Unavailable::NoAnswer),
+        }
+    }
+
+    /// Reports `token` as rejected by WeChat; the answer says which token to use from now on
+    /// (coalesced with every other report, confirmed with WeChat before a refetch).
+    pub async fn report_rejected(
+        &self,
+        token: &AccessToken,
+        wait: Duration,
+    ) -> Result<Invalidated, Unavailable> {
+        let report = Invalidate {
+            token: token.clone(),
+        };
+        match self.addr.send(report).timeout(wait + ACTOR_GRACE).await {
+            Ok(answer) => answer.map_err(Unavailable::NoToken),
+            Err(_) => Err(Unavailable::NoAnswer),
+        }
+    }
 }
 
 /// One running app.
@@ -37,6 +94,14 @@ pub struct AppHandle {
 }
 
 impl AppHandle {
+    /// The app's token, as a credential.
+    pub fn credential(&self) -> CredentialHandle {
+        CredentialHandle {
+            addr: self.addr.clone(),
+            status: self.status.clone(),
+        }
+    }
+
     /// Stops the app's actors for good (it was removed from the configuration) and drops
     /// their counters; the gauges go with the app, so no frozen value keeps an alert firing.
     pub fn retire(&self, metrics: &Metrics) {

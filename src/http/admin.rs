@@ -5,9 +5,7 @@ use std::time::SystemTime;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use super::{
-    actor_unavailable, authorize, cache_control, no_valid_token, ApiError, ServerState, ACTOR_GRACE,
-};
+use super::{actor_unavailable, authorize, cache_control, no_valid_token, ApiError, ServerState};
 use crate::reload::Reload;
 use crate::token::messages::{Revoke, RevokeError};
 
@@ -39,7 +37,7 @@ pub async fn revoke(
     let answer = app
         .addr
         .send(Revoke)
-        .timeout(state.wait_limit * 2 + ACTOR_GRACE)
+        .timeout(state.wait_limit * 2 + crate::apps::ACTOR_GRACE)
         .await
         .map_err(|_| actor_unavailable(&app.name))?;
     let revoked = match answer {

@@ -257,7 +257,7 @@ pub async fn read_chunked_bodies(
             // The facade's routes are WeChat's paths: their answers are in WeChat's format.
             let resp = if req.path().starts_with("/cgi-bin/") {
                 let status = actix_web::ResponseError::status_code(&e);
-                let mut resp = super::gateway::wx_error(status, -1, &e.to_string());
+                let mut resp = super::wechat::wx_error(status, -1, &e.to_string());
                 resp.head_mut()
                     .set_connection_type(actix_web::http::ConnectionType::Close);
                 req.into_response(resp)

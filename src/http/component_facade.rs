@@ -29,21 +29,16 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{body, read_body, ApiError, ServerState, ACTOR_GRACE};
+use super::wechat::wx_refusal as wx_error;
+use super::{body, read_body, ApiError, ServerState};
+use crate::apps::Unavailable;
 use crate::platform::runtime::{AuthorizerRefusal, ComponentTokenCheck, PlatformShared};
 use crate::secret::AccessToken;
-use crate::token::messages::Get;
 use crate::token::TokenRecord;
 
 /// What the facade answers as `authorizer_refresh_token`: an SDK stores it and sends it back,
 /// and the facade ignores it. The real refresh token stays inside wxtoken.
 pub const PLACEHOLDER_REFRESH_TOKEN: &str = "wxtoken-facade-placeholder-refresh-token";
-
-fn wx_error(errcode: i64, errmsg: &str) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(json!({ "errcode": errcode, "errmsg": errmsg }))
-}
 
 /// "System busy": no valid token could be had in time; SDKs retry it.
 fn busy(errcode: Option<i64>) -> HttpResponse {
@@ -72,7 +67,7 @@ async fn read_object<T: serde::de::DeserializeOwned>(
 ) -> Result<T, HttpResponse> {
     let body = match read_body(req, payload).await {
         Ok(b) => b,
-        Err(e @ ApiError::RequestTimeout(_)) => return Err(super::gateway::wx_request_timeout(&e)),
+        Err(e @ ApiError::RequestTimeout(_)) => return Err(super::wechat::wx_request_timeout(&e)),
         Err(_) => return Err(wx_error(47001, "data format error")),
     };
     body::json_object::<T>(&body).ok_or_else(|| wx_error(47001, "data format error"))
@@ -122,18 +117,12 @@ pub async fn component_token(
     }
     let record = match platform.component_token(SystemTime::now()) {
         Some(r) => r,
-        None => match platform
-            .component_actor()
-            .send(Get)
-            .timeout(state.wait_limit + ACTOR_GRACE)
-            .await
-        {
-            Ok(Ok(r)) => {
+        None => match platform.component.current(state.wait_limit).await {
+            Ok(r) => {
                 platform.note_component_token(&r);
                 r
             }
-            Ok(Err(e)) => return busy(e.last_failure.and_then(|f| f.errcode)),
-            Err(_) => return busy(None),
+            Err(u) => return busy(u.errcode()),
         },
     };
     let expires_in = record.remaining(SystemTime::now()).as_secs();
@@ -238,22 +227,14 @@ async fn authorizer_record(
         .authorizer_actor_or_reload(appid)
         .await
         .map_err(refusal_answer)?;
-    if let Some(rec) = handle.status.load().valid_token(SystemTime::now()) {
-        return Ok(rec.clone());
-    }
-    match handle
-        .addr
-        .send(Get)
-        .timeout(state.wait_limit + ACTOR_GRACE)
-        .await
-    {
-        Ok(Ok(rec)) => Ok(rec),
+    match handle.current(state.wait_limit).await {
+        Ok(rec) => Ok(rec),
         // The fetch may have found the account gone or in need of a new authorization.
-        Ok(Err(e)) => Err(match platform.authorizer_actor(appid) {
+        Err(u @ Unavailable::NoToken(_)) => Err(match platform.authorizer_actor(appid) {
             Err(r) => refusal_answer(r),
-            Ok(_) => busy(e.last_failure.and_then(|f| f.errcode)),
+            Ok(_) => busy(u.errcode()),
         }),
-        Err(_) => Err(busy(None)),
+        Err(Unavailable::NoAnswer) => Err(busy(None)),
     }
 }
 

@@ -11,14 +11,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{body, read_body, ApiError, ServerState, ACTOR_GRACE};
-use crate::token::messages::Get;
-
-fn wx_error(errcode: i64, errmsg: &str) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(json!({ "errcode": errcode, "errmsg": errmsg }))
-}
+use super::wechat::wx_refusal as wx_error;
+use super::{body, read_body, ApiError, ServerState};
 
 #[derive(Deserialize, Default)]
 pub struct TokenQuery {
@@ -48,19 +42,11 @@ async fn token_for(state: &ServerState, q: TokenQuery) -> HttpResponse {
     if !client.apps.allows(&app.name) {
         return wx_error(40164, "this client may not read this app");
     }
-    let record = match app.status.load().valid_token(SystemTime::now()) {
-        Some(r) => Ok(r.clone()),
-        None => match app
-            .addr
-            .send(Get)
-            .timeout(state.wait_limit + ACTOR_GRACE)
-            .await
-        {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(e.last_failure.and_then(|f| f.errcode)),
-            Err(_) => Err(None),
-        },
-    };
+    let record = app
+        .credential()
+        .current(state.wait_limit)
+        .await
+        .map_err(|u| u.errcode());
     match record {
         Ok(r) => {
             let expires_in = r.remaining(SystemTime::now()).as_secs();
@@ -110,7 +96,7 @@ pub async fn stable_token(
 ) -> HttpResponse {
     let body = match read_body(&req, payload).await {
         Ok(b) => b,
-        Err(e @ ApiError::RequestTimeout(_)) => return super::gateway::wx_request_timeout(&e),
+        Err(e @ ApiError::RequestTimeout(_)) => return super::wechat::wx_request_timeout(&e),
         Err(_) => return wx_error(47001, "data format error"),
     };
     let Some(b) = body::json_object::<StableBody>(&body) else {

@@ -16,6 +16,7 @@ use secrecy::ExposeSecret as _;
 use serde_json::json;
 
 use super::body::{answer_unread, read_body_within, BodyError};
+pub(crate) use super::wechat::wx_error;
 use super::{ApiError, ServerState};
 use crate::config::{AppKind, TicketKind, ANONYMOUS_MAX_BODY};
 use crate::proxy::path::{self, ApiPath, Class};
@@ -35,23 +36,6 @@ pub const PASSTHROUGH_ROUTE: &str = "/{prefix}/{path:.*}";
 /// proxy route.
 pub fn is_gateway_path(settings: &crate::config::ProxySettings, path: &str) -> bool {
     settings.is_api_path(path) || (path.starts_with("/v1/") && path.contains("/proxy/"))
-}
-
-/// WeChat's error answer: `status` and `{"errcode","errmsg"}`.
-pub(crate) fn wx_error(status: StatusCode, errcode: i64, errmsg: &str) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({ "errcode": errcode, "errmsg": errmsg }))
-}
-
-/// A body that did not arrive in time on one of WeChat's paths: WeChat's format (errcode -1),
-/// the 408 status, and the connection closed (the rest of the body may still be on its way and
-/// could not be told from a next request).
-pub(crate) fn wx_request_timeout(e: &ApiError) -> HttpResponse {
-    let mut resp = wx_error(StatusCode::REQUEST_TIMEOUT, -1, &e.to_string());
-    resp.head_mut()
-        .set_connection_type(actix_web::http::ConnectionType::Close);
-    resp
 }
 
 /// A gateway failure in WeChat's format. A call WeChat never answered is a 502 or 504, so an
@@ -139,8 +123,7 @@ pub(crate) fn app_target(app: &crate::apps::AppHandle) -> Target {
         label: app.name.clone(),
         wecom: app.settings.kind == AppKind::Wecom,
         param: ACCESS_TOKEN,
-        addr: app.addr.clone(),
-        status: app.status.clone(),
+        credential: app.credential(),
     }
 }
 
@@ -149,8 +132,7 @@ pub(crate) fn authorizer_target(platform: &str, handle: crate::apps::CredentialH
         label: crate::platform::runtime::authorizer_label(platform),
         wecom: false,
         param: ACCESS_TOKEN,
-        addr: handle.addr,
-        status: handle.status,
+        credential: handle,
     }
 }
 
@@ -160,8 +142,7 @@ pub(crate) fn component_target_of(platform: &crate::platform::runtime::PlatformS
         label: platform.settings.metrics_label(),
         wecom: false,
         param: COMPONENT_TOKEN,
-        addr: platform.component_actor().clone(),
-        status: platform.component_status().clone(),
+        credential: platform.component.clone(),
     }
 }
 

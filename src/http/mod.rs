@@ -15,6 +15,7 @@ pub mod platforms;
 pub mod preauth;
 pub mod proxy_routes;
 mod tickets;
+pub(crate) mod wechat;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -30,13 +31,13 @@ use serde::{Deserialize, Serialize};
 
 use arc_swap::ArcSwap;
 
-use crate::apps::{AppHandle, Apps};
+use crate::apps::{AppHandle, Apps, Unavailable};
 use crate::config::ReadinessScope;
 use crate::metrics::{InvalidationOutcome, Metrics, ROUTES};
 use crate::reload::Reloader;
 use crate::store::TokenStore;
-use crate::token::messages::{Get, Invalidate, NoValidToken};
-use crate::token::TokenRecord;
+use crate::token::messages::NoValidToken;
+use crate::token::{AccessToken, TokenRecord};
 use auth::ClientKeys;
 pub(crate) use body::read_body;
 pub use body::{BodyDeadline, MAX_BODY};
@@ -44,9 +45,6 @@ pub use error::ApiError;
 
 /// Longest a business server may cache an answer: WeChat's guidance is about a minute.
 pub(crate) const MAX_CLIENT_CACHE_SECS: u64 = 60;
-
-/// Extra time over the actor's own wait limit before a handler gives up on the actor itself.
-pub(crate) const ACTOR_GRACE: Duration = Duration::from_secs(2);
 
 /// Shared state of the HTTP layer. Apps and clients are swapped whole by a reload.
 pub struct ServerState {
@@ -330,6 +328,38 @@ pub(crate) fn actor_unavailable(app: &str) -> ApiError {
     ))
 }
 
+/// Why `label`'s credential could not be had, as the `/v1/` routes answer it: 503
+/// `no_valid_token` (with the last errcode) or `unavailable`.
+pub(crate) fn unavailable(label: &str, u: Unavailable) -> ApiError {
+    match u {
+        Unavailable::NoToken(e) => no_valid_token(label, e),
+        Unavailable::NoAnswer => actor_unavailable(label),
+    }
+}
+
+/// The body of every invalidation route: `{"access_token": "<the token WeChat rejected>"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InvalidateBody {
+    access_token: String,
+}
+
+impl InvalidateBody {
+    /// How a malformed body is refused.
+    pub(crate) const HINT: &'static str =
+        "body must be JSON {\"access_token\": \"<the token WeChat rejected>\"}";
+
+    /// The reported token; 400 for an empty (or blank) one.
+    pub(crate) fn rejected(self) -> Result<AccessToken, ApiError> {
+        if self.access_token.trim().is_empty() {
+            return Err(ApiError::BadRequest(
+                "access_token must not be empty".into(),
+            ));
+        }
+        Ok(AccessToken::new(self.access_token))
+    }
+}
+
 async fn get_token(
     state: web::Data<ServerState>,
     req: HttpRequest,
@@ -342,20 +372,12 @@ async fn get_token(
     if let Some(rec) = app.status.load().valid_token(now) {
         return Ok(fast::token_answer(&app.name, rec, &app.rendered, now));
     }
-    let answer = app
-        .addr
-        .send(Get)
-        .timeout(state.wait_limit + ACTOR_GRACE)
+    let rec = app
+        .credential()
+        .current(state.wait_limit)
         .await
-        .map_err(|_| actor_unavailable(&app.name))?;
-    let rec = answer.map_err(|e| no_valid_token(&app.name, e))?;
+        .map_err(|u| unavailable(&app.name, u))?;
     Ok(token_response(&app.name, &rec, None))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InvalidateBody {
-    access_token: String,
 }
 
 async fn invalidate_token(
@@ -364,28 +386,14 @@ async fn invalidate_token(
     name: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (client, app, parsed): (_, _, InvalidateBody) = authorized_json(
-        &state,
-        &req,
-        &name,
-        payload,
-        "body must be JSON {\"access_token\": \"<the token WeChat rejected>\"}",
-    )
-    .await?;
-    if parsed.access_token.trim().is_empty() {
-        return Err(ApiError::BadRequest(
-            "access_token must not be empty".into(),
-        ));
-    }
-    let answer = app
-        .addr
-        .send(Invalidate {
-            token: parsed.access_token,
-        })
-        .timeout(state.wait_limit + ACTOR_GRACE)
+    let (client, app, parsed): (_, _, InvalidateBody) =
+        authorized_json(&state, &req, &name, payload, InvalidateBody::HINT).await?;
+    let rejected = parsed.rejected()?;
+    let inv = app
+        .credential()
+        .report_rejected(&rejected, state.wait_limit)
         .await
-        .map_err(|_| actor_unavailable(&app.name))?;
-    let inv = answer.map_err(|e| no_valid_token(&app.name, e))?;
+        .map_err(|u| unavailable(&app.name, u))?;
     if matches!(
         inv.outcome,
         InvalidationOutcome::Alive | InvalidationOutcome::Capped

@@ -11,13 +11,14 @@ use serde::{Deserialize, Serialize};
 
 use super::body::{json_object, read_body};
 use super::preauth::{mobile_url, pc_url, PreauthBody};
-use super::{actor_unavailable, cache_control, no_valid_token, ApiError, ServerState, ACTOR_GRACE};
+use super::{cache_control, unavailable, ApiError, InvalidateBody, ServerState};
+use crate::apps::Unavailable;
 use crate::platform::crypto::Envelope;
 use crate::platform::event::{Event, EventKind};
 use crate::platform::runtime::{AuthorizerRefusal, PlatformShared};
 use crate::secret::AccessToken;
 use crate::store::platform::{AuthorizerRecord, AuthorizerState};
-use crate::token::messages::{Get, Invalidate};
+
 use crate::token::TokenRecord;
 
 /// The platform a client may use: 401 (no or bad key), 404 (no such platform), 403.
@@ -83,13 +84,11 @@ pub async fn component_token(
                     errcode: None,
                 });
             }
-            let answer = platform
-                .component_actor()
-                .send(Get)
-                .timeout(state.wait_limit + ACTOR_GRACE)
+            let rec = platform
+                .component
+                .current(state.wait_limit)
                 .await
-                .map_err(|_| actor_unavailable(&label))?;
-            let rec = answer.map_err(|e| no_valid_token(&label, e))?;
+                .map_err(|u| unavailable(&label, u))?;
             platform.note_component_token(&rec);
             rec
         }
@@ -201,29 +200,15 @@ pub async fn authorizer_token(
     let appid = appid_param(&req);
     let handle = authorizer_handle(&platform, &appid).await?;
     let label = format!("{}/{appid}", platform.settings.metrics_label());
-    if let Some(rec) = handle.status.load().valid_token(SystemTime::now()) {
-        return Ok(authorizer_answer(&platform, &appid, rec, None));
-    }
-    let answer = handle
-        .addr
-        .send(Get)
-        .timeout(state.wait_limit + ACTOR_GRACE)
-        .await
-        .map_err(|_| actor_unavailable(&label))?;
-    match answer {
+    match handle.current(state.wait_limit).await {
         Ok(rec) => Ok(authorizer_answer(&platform, &appid, &rec, None)),
         // The fetch may have found the account gone or in need of a new authorization.
-        Err(e) => match platform.authorizer_actor(&appid) {
+        Err(u @ Unavailable::NoToken(_)) => match platform.authorizer_actor(&appid) {
             Err(r) => Err(refusal(&platform, &appid, r)),
-            Ok(_) => Err(no_valid_token(&label, e)),
+            Ok(_) => Err(unavailable(&label, u)),
         },
+        Err(u) => Err(unavailable(&label, u)),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InvalidateBody {
-    access_token: String,
 }
 
 /// `POST /v1/platforms/{name}/authorizers/{appid}/token/invalidate`
@@ -235,25 +220,15 @@ pub async fn invalidate_authorizer_token(
     let (_, platform) = authorize_platform(&state, &req)?;
     let appid = appid_param(&req);
     let body = read_body(&req, payload).await?;
-    let parsed: InvalidateBody = json_object(&body).ok_or_else(|| {
-        ApiError::BadRequest(
-            "body must be JSON {\"access_token\": \"<the token WeChat rejected>\"}".into(),
-        )
-    })?;
-    if parsed.access_token.is_empty() {
-        return Err(ApiError::BadRequest("access_token is empty".into()));
-    }
+    let parsed: InvalidateBody =
+        json_object(&body).ok_or_else(|| ApiError::BadRequest(InvalidateBody::HINT.into()))?;
+    let rejected = parsed.rejected()?;
     let handle = authorizer_handle(&platform, &appid).await?;
     let label = format!("{}/{appid}", platform.settings.metrics_label());
-    let answer = handle
-        .addr
-        .send(Invalidate {
-            token: parsed.access_token,
-        })
-        .timeout(state.wait_limit + ACTOR_GRACE)
+    let inv = handle
+        .report_rejected(&rejected, state.wait_limit)
         .await
-        .map_err(|_| actor_unavailable(&label))?;
-    let inv = answer.map_err(|e| no_valid_token(&label, e))?;
+        .map_err(|u| unavailable(&label, u))?;
     Ok(authorizer_answer(
         &platform,
         &appid,

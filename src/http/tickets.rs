@@ -5,13 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    actor_unavailable, authorize, authorized_json, cache_control, no_valid_token, ApiError,
-    ServerState, ACTOR_GRACE,
-};
+use super::{authorize, authorized_json, cache_control, ApiError, ServerState};
 use crate::apps::{ticket_label, AppHandle, CredentialHandle};
 use crate::config::TicketKind;
-use crate::token::messages::Get;
 use crate::token::TokenRecord;
 
 fn ticket_of<'a>(
@@ -44,16 +40,10 @@ pub(crate) async fn current_of(
     handle: &CredentialHandle,
     label: &str,
 ) -> Result<std::sync::Arc<TokenRecord>, ApiError> {
-    if let Some(t) = handle.status.load().valid_token(SystemTime::now()) {
-        return Ok(t.clone());
-    }
     handle
-        .addr
-        .send(Get)
-        .timeout(state.wait_limit + ACTOR_GRACE)
+        .current(state.wait_limit)
         .await
-        .map_err(|_| actor_unavailable(label))?
-        .map_err(|e| no_valid_token(label, e))
+        .map_err(|u| super::unavailable(label, u))
 }
 
 #[derive(Serialize)]

@@ -119,7 +119,7 @@ impl ExternalSource for AuthorizerSource {
                     }
                     Err(e) if crate::token::rejects_token(errcode) => {
                         platform.component_actor().do_send(Invalidate {
-                            token: component.token.expose().to_string(),
+                            token: component.token.clone(),
                         });
                         return Err(e);
                     }

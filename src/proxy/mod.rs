@@ -18,29 +18,24 @@ pub mod query;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use actix::Addr;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::Method;
 use actix_web::web::Bytes;
 use actix_web::HttpResponse;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::apps::{CredentialHandle, Unavailable};
 use crate::config::{ProxySettings, UpstreamSettings};
 use crate::metrics::{Metrics, ProxyResult};
 use crate::secret::Fingerprint;
-use crate::token::messages::{Get, Invalidate, NoValidToken};
-use crate::token::{SharedStatus, TokenActor, TokenRecord};
+use crate::token::TokenRecord;
 use crate::upstream::{Forward, UpstreamError, WechatClient};
 
 /// The errcodes of a rejected token: replaced (or never valid), expired, and WeCom's "invalid"
 /// (which it also answers for an expired or early-ended token).
 pub const REJECTED_TOKEN: [i64; 3] = [40001, 42001, 40014];
-
-/// Longer than an actor's own wait limit, so the actor answers (with a token or a reason)
-/// before the gateway gives up on it.
-const ACTOR_GRACE: Duration = Duration::from_secs(2);
 
 /// Longest a call without a wxtoken credential waits for one of its slots.
 const ANONYMOUS_WAIT: Duration = Duration::from_secs(1);
@@ -58,8 +53,7 @@ pub struct Target {
     /// The query parameter the token goes in: `access_token`, or `component_access_token` for
     /// the Open Platform's component calls that name it so.
     pub param: &'static str,
-    pub addr: Addr<TokenActor>,
-    pub status: SharedStatus,
+    pub credential: CredentialHandle,
 }
 
 /// A call as the caller made it, ready to forward: `query` is the raw query string (with
@@ -378,48 +372,39 @@ impl Gateway {
     /// The credential's token: the published one while valid, else the actor's (which may
     /// wait for a fetch).
     async fn current_token(&self, target: &Target) -> Result<Arc<TokenRecord>, GatewayError> {
-        if let Some(rec) = target.status.load().valid_token(SystemTime::now()) {
-            return Ok(rec.clone());
-        }
-        match target
-            .addr
-            .send(Get)
-            .timeout(self.wait_limit + ACTOR_GRACE)
+        target
+            .credential
+            .current(self.wait_limit)
             .await
-        {
-            Ok(Ok(rec)) => Ok(rec),
-            Ok(Err(e)) => Err(GatewayError::NoValidToken(why(&e))),
-            Err(_) => Err(GatewayError::NoValidToken(
-                "the token service did not answer in time".into(),
-            )),
-        }
+            .map_err(|u| GatewayError::NoValidToken(why(&u)))
     }
 
     /// Reports `rejected` to the credential's actor; the new token, if there is one (none when
-    /// it is too soon to refetch, or the fetch failed: the caller then gets WeChat's answer).
+    /// WeChat still accepts it, it is too soon to refetch, or the fetch failed: the caller then
+    /// gets WeChat's answer).
     async fn replace_rejected(
         &self,
         target: &Target,
         rejected: &TokenRecord,
     ) -> Option<Arc<TokenRecord>> {
-        let answer = target
-            .addr
-            .send(Invalidate {
-                token: rejected.token.expose().to_string(),
-            })
-            .timeout(self.wait_limit + ACTOR_GRACE)
-            .await;
-        match answer {
-            Ok(Ok(inv)) if inv.refreshed && inv.record.token != rejected.token => Some(inv.record),
+        match target
+            .credential
+            .report_rejected(&rejected.token, self.wait_limit)
+            .await
+        {
+            Ok(inv) if inv.refreshed && inv.record.token != rejected.token => Some(inv.record),
             _ => None,
         }
     }
 }
 
-fn why(e: &NoValidToken) -> String {
-    match &e.last_failure {
-        Some(f) => format!("last fetch failed: {}", f.message),
-        None => "no token fetched yet".into(),
+fn why(u: &Unavailable) -> String {
+    match u {
+        Unavailable::NoToken(e) => match &e.last_failure {
+            Some(f) => format!("last fetch failed: {}", f.message),
+            None => "no token fetched yet".into(),
+        },
+        Unavailable::NoAnswer => "the token service did not answer in time".into(),
     }
 }
 

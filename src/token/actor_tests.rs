@@ -482,7 +482,7 @@ fn rig(kind: AppKind) -> Rig {
 async fn report(r: &Rig, token: &str) -> super::messages::Invalidated {
     r.addr
         .send(Invalidate {
-            token: token.to_string(),
+            token: AccessToken::new(token),
         })
         .await
         .unwrap()
@@ -537,7 +537,7 @@ async fn concurrent_invalidations_of_the_current_token_cost_one_fetch() {
     let reports: Vec<_> = (0..500)
         .map(|_| {
             r.addr.send(Invalidate {
-                token: first.token.expose().to_string(),
+                token: first.token.clone(),
             })
         })
         .collect();
@@ -596,7 +596,7 @@ async fn a_caller_waiting_for_a_proactive_refresh_makes_it_urgent() {
     assert!(!calls[1].promotion.is_urgent());
     // A business server saw the token rejected: now someone waits for this refresh.
     let waiting = r.addr.send(Invalidate {
-        token: first.token.expose().to_string(),
+        token: first.token.clone(),
     });
     let waiting = actix::spawn(waiting);
     settle().await;
@@ -717,7 +717,7 @@ async fn a_retry_after_an_adopted_record_leaves_one_timer_not_two() {
     r.script
         .then(Step::Fail(UpstreamError::Connect("down".into()), S(2)));
     let report = r.addr.send(Invalidate {
-        token: first.token.expose().to_string(),
+        token: first.token.clone(),
     });
     let report = actix_web::rt::spawn(report);
     advance(S(1)).await;
@@ -810,7 +810,7 @@ async fn a_token_change_during_a_ticket_fetch_brings_a_refetch_with_the_new_toke
     // A slow ticket fetch with the first token; the token is replaced meanwhile.
     ticket.script.then(Step::Mint(LIFETIME, S(2)));
     ticket.addr.do_send(Invalidate {
-        token: "ticket-1".into(),
+        token: AccessToken::new("ticket-1"),
     });
     settle().await;
     report(&token, first.token.expose()).await;
@@ -1269,7 +1269,7 @@ async fn reports(r: &Rig, token: &str, n: usize) -> Vec<super::messages::Invalid
     let sent: Vec<_> = (0..n)
         .map(|_| {
             r.addr.send(Invalidate {
-                token: token.to_string(),
+                token: AccessToken::new(token),
             })
         })
         .collect();

@@ -198,7 +198,7 @@ fn ticket_fetched(
     match fetched {
         Ok(f) => f.depends_on = Some(with.generation),
         Err(e) if rejects_token(e.errcode()) => token_actor.do_send(Invalidate {
-            token: with.token.expose().to_string(),
+            token: with.token.clone(),
         }),
         Err(_) => {}
     }

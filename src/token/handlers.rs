@@ -144,19 +144,21 @@ impl Handler<Invalidate> for TokenActor {
         let clock = self.cfg.clock.clone();
         let wait = self.cfg.wait_limit;
         let reported = msg.token;
-        let step = self.guard(ctx, "invalidate", |act, ctx| act.invalidate(&reported, ctx));
+        let step = self.guard(ctx, "invalidate", |act, ctx| {
+            act.invalidate(reported.expose(), ctx)
+        });
         Box::pin(async move {
             // One wait limit for the whole answer, WeChat's verdict and the refetch together.
             let deadline = tokio::time::Instant::now() + wait;
             let failed = || {
                 from_status(&status, &clock).map(|record| Invalidated {
-                    refreshed: record.token.expose() != reported,
+                    refreshed: record.token != reported,
                     record,
                     outcome: InvalidationOutcome::Failed,
                 })
             };
             let refetched = |record: Arc<TokenRecord>| {
-                let refreshed = record.token.expose() != reported;
+                let refreshed = record.token != reported;
                 Ok(Invalidated {
                     record,
                     refreshed,
@@ -182,12 +184,12 @@ impl Handler<Invalidate> for TokenActor {
                             }
                         }
                         Ok(Ok(Verdict::Kept(record, why))) => Ok(Invalidated {
-                            refreshed: record.token.expose() != reported,
+                            refreshed: record.token != reported,
                             record,
                             outcome: why.outcome(),
                         }),
                         Ok(Ok(Verdict::Replaced(record))) => {
-                            let refreshed = record.token.expose() != reported;
+                            let refreshed = record.token != reported;
                             Ok(Invalidated {
                                 record,
                                 refreshed,

@@ -1,6 +1,5 @@
 //! The messages a `TokenActor` answers, one struct per operation.
 
-use std::fmt;
 use std::sync::Arc;
 
 use actix::Message;
@@ -17,16 +16,10 @@ pub struct Get;
 /// A business server reports that WeChat rejected `token` (40001, 42001, 40014...).
 #[derive(Message)]
 #[rtype(result = "Result<Invalidated, NoValidToken>")]
+#[derive(Debug)]
 pub struct Invalidate {
-    pub token: String,
-}
-
-impl fmt::Debug for Invalidate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Invalidate")
-            .field("token", &super::Fingerprint::of(&self.token))
-            .finish()
-    }
+    /// Its `Debug` is a fingerprint: a report is never logged with the token.
+    pub token: super::AccessToken,
 }
 
 /// The answer to [`Invalidate`].
