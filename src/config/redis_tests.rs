@@ -399,3 +399,34 @@ fn redis_file_keys_are_refused_with_the_embedded_store() {
         "{e}"
     );
 }
+
+#[test]
+fn check_config_renders_a_sentinel_store_key_for_key() {
+    let s = load(
+        "sentinels = [\"10.0.0.1:26379\", \"[::1]:26380\"]\nsentinel_master = \"mymaster\"\n\
+         sentinel_password_env = \"SENTINEL_PASS\"\npassword_env = \"REDIS_PASS\"\n\
+         username = \"wx\"\ntls = true\ninstance = \"i-1\"\nlock_ttl_secs = 30",
+    )
+    .unwrap();
+    let text = s.redacted_toml();
+    assert!(
+        text.contains(
+            "[store]\nkind = \"redis\"\nsentinels = [\"10.0.0.1:26379\", \"[::1]:26380\"]\n\
+             sentinel_master = \"mymaster\"\nsentinel_password = \"env SENTINEL_PASS (redacted)\"\n\
+             username = \"wx\"\npassword = \"env REDIS_PASS (redacted)\"\ntls = true\n\
+             key_prefix = \"wxtoken\"\nlock_ttl_secs = 30\npoll_secs = 5\ninstance = \"i-1\"\n\
+             local_path = \"wxtoken-local.redb\"\n\n[metrics]"
+        ),
+        "{text}"
+    );
+    // With a URL its scheme says TLS: no `tls` key, and the URL shows where it came from.
+    let s = load("url = \"rediss://:pw@h:6380/0\"\ninstance = \"i-1\"").unwrap();
+    let text = s.redacted_toml();
+    assert!(
+        text.contains(
+            "[store]\nkind = \"redis\"\nurl = \"rediss://h:6380/0 (inline (redacted))\"\n\
+             key_prefix = \"wxtoken\"\n"
+        ),
+        "{text}"
+    );
+}
