@@ -286,7 +286,7 @@ fn a_changed_sentinel_or_cluster_password_is_a_change() {
 }
 
 #[test]
-fn the_url_and_passwords_can_come_from_files_as_mounted_secrets_do() {
+fn the_url_can_come_from_a_file_as_mounted_secrets_do() {
     let dir = tempfile::tempdir().unwrap();
     let file = |name: &str, text: &str| {
         let p = dir.path().join(name);
@@ -333,8 +333,16 @@ fn the_url_and_passwords_can_come_from_files_as_mounted_secrets_do() {
         e.contains("not a redis://") && !e.contains("secret-host-pass"),
         "{e}"
     );
+}
 
-    // The data nodes' and the Sentinels' passwords from files, one source each.
+#[test]
+fn the_data_nodes_and_the_sentinels_passwords_can_come_from_files_one_source_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
     let pass = file("pass", "data-file-pass-5\n");
     let spass = file("spass", "sentinel-file-pass-6");
     let s = load(&format!(
