@@ -1,6 +1,7 @@
 //! Where the Redis store connects: one server (`url`, plain or `rediss://`), the master a
 //! Sentinel quorum names (`sentinels`), or a Cluster (`cluster_nodes`); its TLS files; and the
-//! validation of those `[store]` keys. Exactly one of the three topologies is configured.
+//! validation of a `kind = "redis"` store's keys. Exactly one of the three topologies is
+//! configured.
 
 use std::path::{Path, PathBuf};
 

@@ -128,9 +128,9 @@ pub(super) fn unique_name(
     Ok(())
 }
 
-/// Checks every section in the order of the file's reference, so that of several mistakes the
-/// first one named is always the same, then the rules between sections: something to serve,
-/// and clients naming only apps and platforms that exist.
+/// Checks the sections in a fixed order, so that of several mistakes the same one is always
+/// named first, and the rules between sections: something to serve, platforms apart from the
+/// apps, and clients naming only apps and platforms that exist.
 pub(super) fn validate(
     raw: RawSettings,
     lookup_env: &dyn Fn(&str) -> Option<String>,
