@@ -7,11 +7,16 @@
 //!    validated into [`Settings`] ([`validate`]), where secrets are resolved ([`secrets`]) and
 //!    held as [`SecretString`](secrecy::SecretString).
 //!
-//! `[[platforms]]` (Open Platform third-party platforms) are validated in [`platforms`].
+//! Validation goes section by section, each in the file of its section: `[store]` in [`store`]
+//! and [`redis`], `[proxy]` in [`proxy`], `[[apps]]` in [`apps`], `[[platforms]]` (Open
+//! Platform third-party platforms) in [`platforms`], `[[clients]]` in [`clients`]; [`validate`]
+//! holds the small sections and calls the others in order.
 //!
 //! [`redact`] renders the result for `check-config` with every secret left out. No error, log
 //! line or `Debug` output of this module carries a secret's value.
 
+mod apps;
+mod clients;
 mod env;
 #[cfg(test)]
 mod platform_tests;
@@ -24,6 +29,7 @@ mod redis;
 mod redis_tests;
 mod secrets;
 mod settings;
+mod store;
 #[cfg(test)]
 mod tests;
 mod validate;

@@ -15,7 +15,7 @@ use secrecy::SecretString;
 
 use super::raw::RawPlatform;
 use super::secrets::{resolve_secret, SecretInput};
-use super::validate::{secs, valid_name};
+use super::validate::{secs, unique_name};
 use super::{
     platform_label, AppKind, AppSettings, AuthorizerRefresh, ConfigError, PlatformSettings,
 };
@@ -122,7 +122,8 @@ fn app_labels(apps: &[AppSettings]) -> HashMap<String, String> {
     labels
 }
 
-/// Checks `[[platforms]]` against each other and against the (validated) apps.
+/// Checks `[[platforms]]` against each other and against the (validated) apps: a platform's
+/// metrics label and appid must not be an app's.
 pub(super) fn validate_platforms(
     raw: Vec<RawPlatform>,
     apps: &[AppSettings],
@@ -135,25 +136,12 @@ pub(super) fn validate_platforms(
         .map(|a| (a.appid.as_str(), a.name.as_str()))
         .collect();
     let mut names = HashSet::new();
+    // component appid -> the platform that has it.
     let mut appids: HashMap<String, String> = HashMap::new();
     let mut platforms = Vec::with_capacity(raw.len());
     for (i, p) in raw.into_iter().enumerate() {
         let key = format!("platforms[{i}]");
-        if !valid_name(&p.name) {
-            return Err(ConfigError::at(
-                format!("{key}.name"),
-                format!(
-                    "`{}` must be 1-64 characters of letters, digits, '-', '_' or '.'",
-                    p.name
-                ),
-            ));
-        }
-        if !names.insert(p.name.clone()) {
-            return Err(ConfigError::at(
-                format!("{key}.name"),
-                format!("duplicate platform name `{}`", p.name),
-            ));
-        }
+        unique_name(&key, &p.name, "platform", &mut names)?;
         let label = platform_label(&p.name);
         if let Some(owner) = labels.get(&label) {
             return Err(ConfigError::at(
@@ -164,109 +152,126 @@ pub(super) fn validate_platforms(
                 ),
             ));
         }
-        let appid = p
-            .component_appid
-            .as_deref()
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        if appid.is_empty() {
-            return Err(ConfigError::at(
-                format!("{key}.component_appid"),
-                "missing or empty",
-            ));
-        }
-        // Two entries for one component would each mint a component token and invalidate
-        // the other's, as two apps with one appid would.
-        if let Some(other) = appids.insert(appid.clone(), p.name.clone()) {
-            return Err(ConfigError::at(
-                format!("{key}.component_appid"),
-                format!("appid `{appid}` is already used by platform `{other}`"),
-            ));
-        }
-        // WeChat refuses `/cgi-bin/token` for a component appid (61024): such an app could
-        // never fetch, and is a platform configured twice.
-        if let Some(app) = app_appids.get(appid.as_str()) {
-            return Err(ConfigError::at(
-                format!("{key}.component_appid"),
-                format!(
-                    "appid `{appid}` is also app `{app}`'s appid; a component account gets its \
-                     token only as a platform (WeChat answers 61024 to /cgi-bin/token)"
-                ),
-            ));
-        }
-        let (component_secret, component_secret_source) = resolve_secret(
-            &format!("{key}.component_secret"),
-            SecretInput {
-                inline: p.component_secret,
-                env: p.component_secret_env,
-                file: p.component_secret_file,
-            },
-            &[],
-            lookup_env,
-        )?;
-        let (token, token_source) = resolve_secret(
-            &format!("{key}.token"),
-            SecretInput {
-                inline: p.token,
-                env: p.token_env,
-                file: p.token_file,
-            },
-            &[],
-            lookup_env,
-        )?;
-        check_message_token(&token).map_err(|m| ConfigError::at(format!("{key}.token"), m))?;
-        let (aes_key, aes_key_source) = resolve_secret(
-            &format!("{key}.encoding_aes_key"),
-            SecretInput {
-                inline: p.encoding_aes_key,
-                env: p.encoding_aes_key_env,
-                file: p.encoding_aes_key_file,
-            },
-            &[],
-            lookup_env,
-        )?;
-        check_encoding_aes_key(&aes_key)
-            .map_err(|m| ConfigError::at(format!("{key}.encoding_aes_key"), m))?;
-        let authorizer_refresh = match p.authorizer_refresh.as_deref().unwrap_or("active") {
-            "active" => AuthorizerRefresh::Active {
-                window: secs(
-                    &format!("{key}.active_window_secs"),
-                    p.active_window_secs.unwrap_or(DEFAULT_ACTIVE_WINDOW_SECS),
-                    MIN_ACTIVE_WINDOW_SECS,
-                    MAX_ACTIVE_WINDOW_SECS,
-                )?,
-            },
-            "all" => {
-                if p.active_window_secs.is_some() {
-                    return Err(ConfigError::at(
-                        format!("{key}.active_window_secs"),
-                        "only used with authorizer_refresh = \"active\"",
-                    ));
-                }
-                AuthorizerRefresh::All
-            }
-            other => {
-                return Err(ConfigError::at(
-                    format!("{key}.authorizer_refresh"),
-                    format!(
-                        "unknown policy `{}`; expected \"active\" or \"all\"",
-                        other.chars().take(32).collect::<String>()
-                    ),
-                ))
-            }
-        };
-        platforms.push(PlatformSettings {
-            name: p.name,
-            component_appid: appid,
-            component_secret: SecretString::from(component_secret),
-            component_secret_source,
-            token: SecretString::from(token),
-            token_source,
-            encoding_aes_key: SecretString::from(aes_key),
-            encoding_aes_key_source: aes_key_source,
-            authorizer_refresh,
-        });
+        let appid = component_appid(&key, &p, &mut appids, &app_appids)?;
+        platforms.push(platform(&key, p, appid, lookup_env)?);
     }
     Ok(platforms)
+}
+
+/// The platform's `component_appid`: given, and neither another platform's nor an app's.
+fn component_appid(
+    key: &str,
+    p: &RawPlatform,
+    platform_appids: &mut HashMap<String, String>,
+    app_appids: &HashMap<&str, &str>,
+) -> Result<String, ConfigError> {
+    let appid = p
+        .component_appid
+        .as_deref()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if appid.is_empty() {
+        return Err(ConfigError::at(
+            format!("{key}.component_appid"),
+            "missing or empty",
+        ));
+    }
+    // Two entries for one component would each mint a component token and invalidate
+    // the other's, as two apps with one appid would.
+    if let Some(other) = platform_appids.insert(appid.clone(), p.name.clone()) {
+        return Err(ConfigError::at(
+            format!("{key}.component_appid"),
+            format!("appid `{appid}` is already used by platform `{other}`"),
+        ));
+    }
+    // WeChat refuses `/cgi-bin/token` for a component appid (61024): such an app could
+    // never fetch, and is a platform configured twice.
+    if let Some(app) = app_appids.get(appid.as_str()) {
+        return Err(ConfigError::at(
+            format!("{key}.component_appid"),
+            format!(
+                "appid `{appid}` is also app `{app}`'s appid; a component account gets its \
+                 token only as a platform (WeChat answers 61024 to /cgi-bin/token)"
+            ),
+        ));
+    }
+    Ok(appid)
+}
+
+/// The rest of platform `key` once its name and appid are checked: its three secrets, each in
+/// the form WeChat gives it, and its refresh policy.
+fn platform(
+    key: &str,
+    p: RawPlatform,
+    component_appid: String,
+    lookup_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PlatformSettings, ConfigError> {
+    let secret = |name: &str, inline, env, file| {
+        resolve_secret(
+            &format!("{key}.{name}"),
+            SecretInput { inline, env, file },
+            &[],
+            lookup_env,
+        )
+    };
+    let (component_secret, component_secret_source) = secret(
+        "component_secret",
+        p.component_secret,
+        p.component_secret_env,
+        p.component_secret_file,
+    )?;
+    let (token, token_source) = secret("token", p.token, p.token_env, p.token_file)?;
+    check_message_token(&token).map_err(|m| ConfigError::at(format!("{key}.token"), m))?;
+    let (aes_key, aes_key_source) = secret(
+        "encoding_aes_key",
+        p.encoding_aes_key,
+        p.encoding_aes_key_env,
+        p.encoding_aes_key_file,
+    )?;
+    check_encoding_aes_key(&aes_key)
+        .map_err(|m| ConfigError::at(format!("{key}.encoding_aes_key"), m))?;
+    let authorizer_refresh =
+        authorizer_refresh(key, p.authorizer_refresh.as_deref(), p.active_window_secs)?;
+    Ok(PlatformSettings {
+        name: p.name,
+        component_appid,
+        component_secret: SecretString::from(component_secret),
+        component_secret_source,
+        token: SecretString::from(token),
+        token_source,
+        encoding_aes_key: SecretString::from(aes_key),
+        encoding_aes_key_source: aes_key_source,
+        authorizer_refresh,
+    })
+}
+
+/// `authorizer_refresh` (`active` by default) and the window that only `active` takes.
+fn authorizer_refresh(
+    key: &str,
+    policy: Option<&str>,
+    window: Option<u64>,
+) -> Result<AuthorizerRefresh, ConfigError> {
+    match policy.unwrap_or("active") {
+        "active" => Ok(AuthorizerRefresh::Active {
+            window: secs(
+                &format!("{key}.active_window_secs"),
+                window.unwrap_or(DEFAULT_ACTIVE_WINDOW_SECS),
+                MIN_ACTIVE_WINDOW_SECS,
+                MAX_ACTIVE_WINDOW_SECS,
+            )?,
+        }),
+        "all" if window.is_some() => Err(ConfigError::at(
+            format!("{key}.active_window_secs"),
+            "only used with authorizer_refresh = \"active\"",
+        )),
+        "all" => Ok(AuthorizerRefresh::All),
+        other => Err(ConfigError::at(
+            format!("{key}.authorizer_refresh"),
+            format!(
+                "unknown policy `{}`; expected \"active\" or \"all\"",
+                other.chars().take(32).collect::<String>()
+            ),
+        )),
+    }
 }

@@ -1,13 +1,18 @@
-//! The redacted rendering of the effective configuration (`check-config`): every setting, and
-//! for each secret where it came from instead of its value.
+//! The redacted view of the effective configuration (`check-config`): structs that mirror
+//! [`Settings`] key for key, with every secret replaced by where it came from, serialized by
+//! the `toml` crate. A secret can only enter the view as a [`Redacted`] source, and the view
+//! parses back as TOML because the TOML writer produced it.
 
-use std::fmt;
+use std::path::Path;
+use std::time::Duration;
 
 use secrecy::ExposeSecret;
+use serde::{Serialize, Serializer};
 
 use super::{
-    AppKind, AppScope, AuthorizerRefresh, Grant, NodeAddr, RedisAuth, RedisEndpoint, Settings,
-    StoreSettings,
+    AppKind, AppScope, AppSettings, AuthorizerRefresh, ClientSettings, Grant, NodeAddr,
+    PlatformSettings, ProxySettings, RedisAuth, RedisEndpoint, RedisSettings, RefreshSettings,
+    SecretSource, ServerSettings, Settings, StoreSettings, UpstreamSettings, WECHAT_API_PREFIXES,
 };
 
 /// `redis://user:pass@host:6379/0` -> `redis://host:6379/0`: what may be printed.
@@ -24,225 +29,363 @@ pub fn redact_url(url: &str) -> String {
 impl Settings {
     /// A TOML rendering of the effective configuration with every secret redacted.
     pub fn redacted_toml(&self) -> String {
-        use fmt::Write;
-        let mut out = String::new();
-        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
-        let _ = writeln!(
-            out,
-            "[server]\nlisten = {}",
-            q(&self.server.listen.to_string())
-        );
-        let _ = writeln!(
-            out,
-            "shutdown_timeout_secs = {}",
-            self.server.shutdown_timeout.as_secs()
-        );
-        let _ = writeln!(
-            out,
-            "body_timeout_secs = {}\nmax_connections_per_worker = {}\nreadiness = {}\n",
-            self.server.body_timeout.as_secs(),
-            self.server.max_connections_per_worker.unwrap_or(0),
-            q(self.server.readiness.as_str())
-        );
-        let _ = writeln!(out, "[upstream]\nbase_url = {}", q(&self.upstream.base_url));
-        let _ = writeln!(out, "wecom_base_url = {}", q(&self.upstream.wecom_base_url));
-        let _ = writeln!(out, "timeout_secs = {}", self.upstream.timeout.as_secs());
-        let _ = writeln!(
-            out,
-            "min_token_lifetime_secs = {}",
-            self.upstream.min_token_lifetime.as_secs()
-        );
-        let _ = writeln!(
-            out,
-            "max_concurrent = {}\nmax_per_second = {}",
-            self.upstream.max_concurrent, self.upstream.max_per_second
-        );
-        if let Some(ca) = &self.upstream.ca_file {
-            let _ = writeln!(out, "ca_file = {}", q(&ca.display().to_string()));
+        match toml::to_string(&View::from(self)) {
+            Ok(text) => text,
+            // The view holds only strings, integers within i64, booleans and lists of them,
+            // which TOML always takes; should the writer refuse anyway, say so instead of
+            // panicking in `check-config`.
+            Err(e) => format!("# the configuration could not be rendered: {e}\n"),
         }
-        let r = &self.refresh;
-        let _ = writeln!(
-            out,
-            "\n[refresh]\nmargin_secs = {}\nmin_interval_secs = {}\nretry_min_secs = {}\nretry_max_secs = {}\nreported_refetches_per_hour = {}\n",
-            r.margin.as_secs(),
-            r.min_interval.as_secs(),
-            r.retry_min.as_secs(),
-            r.retry_max.as_secs(),
-            r.reported_refetches_per_hour
-        );
-        match &self.store {
-            StoreSettings::Embedded { path } => {
-                let _ = writeln!(
-                    out,
-                    "[store]\nkind = \"embedded\"\npath = {}",
-                    q(&path.display().to_string())
-                );
+    }
+}
+
+/// A secret, shown as where it came from (`env SHOP_SECRET (redacted)`), never its value.
+struct Redacted<'a>(&'a SecretSource);
+
+impl Serialize for Redacted<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
+    }
+}
+
+/// Whole seconds, as the file gives them.
+fn secs(d: Duration) -> i64 {
+    int(d.as_secs())
+}
+
+/// TOML integers are i64: settings built in code could hold more, shown as the largest.
+fn int<T: TryInto<i64>>(n: T) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// The file's sections in the order of the configuration reference; the lists of tables come
+/// last, as TOML requires.
+#[derive(Serialize)]
+struct View<'a> {
+    server: ServerView<'a>,
+    upstream: UpstreamView<'a>,
+    refresh: RefreshView,
+    store: StoreView<'a>,
+    metrics: MetricsView,
+    proxy: ProxyView<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    apps: Vec<AppView<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    platforms: Vec<PlatformView<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    clients: Vec<ClientView<'a>>,
+}
+
+impl<'a> From<&'a Settings> for View<'a> {
+    fn from(s: &'a Settings) -> Self {
+        View {
+            server: ServerView::from(&s.server),
+            upstream: UpstreamView::from(&s.upstream),
+            refresh: RefreshView::from(&s.refresh),
+            store: StoreView::from(&s.store),
+            metrics: MetricsView {
+                per_app: s.metrics.per_app.as_str(),
+            },
+            proxy: ProxyView::from(&s.proxy),
+            apps: s.apps.iter().map(AppView::from).collect(),
+            platforms: s.platforms.iter().map(PlatformView::from).collect(),
+            clients: s.clients.iter().map(ClientView::from).collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ServerView<'a> {
+    listen: String,
+    shutdown_timeout_secs: i64,
+    body_timeout_secs: i64,
+    /// 0: derived from the open-file limit, as in the file.
+    max_connections_per_worker: i64,
+    readiness: &'a str,
+}
+
+impl<'a> From<&'a ServerSettings> for ServerView<'a> {
+    fn from(s: &'a ServerSettings) -> Self {
+        ServerView {
+            listen: s.listen.to_string(),
+            shutdown_timeout_secs: secs(s.shutdown_timeout),
+            body_timeout_secs: secs(s.body_timeout),
+            max_connections_per_worker: int(s.max_connections_per_worker.unwrap_or(0)),
+            readiness: s.readiness.as_str(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct UpstreamView<'a> {
+    base_url: &'a str,
+    wecom_base_url: &'a str,
+    timeout_secs: i64,
+    min_token_lifetime_secs: i64,
+    max_concurrent: i64,
+    max_per_second: i64,
+    ca_file: Option<String>,
+}
+
+impl<'a> From<&'a UpstreamSettings> for UpstreamView<'a> {
+    fn from(u: &'a UpstreamSettings) -> Self {
+        UpstreamView {
+            base_url: &u.base_url,
+            wecom_base_url: &u.wecom_base_url,
+            timeout_secs: secs(u.timeout),
+            min_token_lifetime_secs: secs(u.min_token_lifetime),
+            max_concurrent: int(u.max_concurrent),
+            max_per_second: int(u.max_per_second),
+            ca_file: u.ca_file.as_deref().map(path),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RefreshView {
+    margin_secs: i64,
+    min_interval_secs: i64,
+    retry_min_secs: i64,
+    retry_max_secs: i64,
+    reported_refetches_per_hour: i64,
+}
+
+impl From<&RefreshSettings> for RefreshView {
+    fn from(r: &RefreshSettings) -> Self {
+        RefreshView {
+            margin_secs: secs(r.margin),
+            min_interval_secs: secs(r.min_interval),
+            retry_min_secs: secs(r.retry_min),
+            retry_max_secs: secs(r.retry_max),
+            reported_refetches_per_hour: int(r.reported_refetches_per_hour),
+        }
+    }
+}
+
+/// `kind` first, then the keys of that kind.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum StoreView<'a> {
+    Embedded { path: String },
+    Redis(Box<RedisView<'a>>),
+}
+
+impl<'a> From<&'a StoreSettings> for StoreView<'a> {
+    fn from(s: &'a StoreSettings) -> Self {
+        match s {
+            StoreSettings::Embedded { path: p } => StoreView::Embedded { path: path(p) },
+            StoreSettings::Redis(r) => StoreView::Redis(Box::new(RedisView::from(r))),
+        }
+    }
+}
+
+/// The keys of one topology are set, the others left out (`None` is not written).
+#[derive(Serialize, Default)]
+struct RedisView<'a> {
+    /// The URL without its credentials, and where it came from: `redis://h:6379/0 (env X
+    /// (redacted))`.
+    url: Option<String>,
+    sentinels: Option<Vec<String>>,
+    sentinel_master: Option<&'a str>,
+    sentinel_password: Option<Redacted<'a>>,
+    cluster_nodes: Option<Vec<String>>,
+    username: Option<&'a str>,
+    password: Option<Redacted<'a>>,
+    tls: Option<bool>,
+    tls_ca_file: Option<String>,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
+    key_prefix: &'a str,
+    lock_ttl_secs: i64,
+    poll_secs: i64,
+    instance: &'a str,
+    local_path: Option<String>,
+}
+
+impl<'a> From<&'a RedisSettings> for RedisView<'a> {
+    fn from(r: &'a RedisSettings) -> Self {
+        let nodes = |n: &[NodeAddr]| Some(n.iter().map(ToString::to_string).collect());
+        let secret = |p: &'a Option<_>| p.as_ref().map(|(_, source)| Redacted(source));
+        let mut v = RedisView {
+            key_prefix: &r.key_prefix,
+            lock_ttl_secs: secs(r.lock_ttl),
+            poll_secs: secs(r.poll_interval),
+            instance: &r.instance,
+            local_path: r.local_path.as_deref().map(path),
+            ..RedisView::default()
+        };
+        let auth = match &r.endpoint {
+            RedisEndpoint::Url { url, source } => {
+                v.url = Some(format!("{} ({source})", redact_url(url.expose_secret())));
+                None
             }
-            StoreSettings::Redis(r) => {
-                let _ = writeln!(out, "[store]\nkind = \"redis\"");
-                let list = |nodes: &[NodeAddr]| {
-                    let items: Vec<String> = nodes.iter().map(|n| q(&n.to_string())).collect();
-                    format!("[{}]", items.join(", "))
-                };
-                let auth = |out: &mut String, a: &RedisAuth| {
-                    if let Some(u) = &a.username {
-                        let _ = writeln!(out, "username = {}", q(u));
-                    }
-                    if let Some((_, source)) = &a.password {
-                        let _ = writeln!(out, "password = {}", q(&source.to_string()));
-                    }
-                };
-                match &r.endpoint {
-                    RedisEndpoint::Url { url, source } => {
-                        let _ = writeln!(
-                            out,
-                            "url = {}",
-                            q(&format!("{} ({source})", redact_url(url.expose_secret())))
-                        );
-                    }
-                    RedisEndpoint::Sentinel {
-                        sentinels,
-                        master,
-                        auth: a,
-                        sentinel_password,
-                    } => {
-                        let _ = writeln!(
-                            out,
-                            "sentinels = {}\nsentinel_master = {}",
-                            list(sentinels),
-                            q(master)
-                        );
-                        if let Some((_, source)) = sentinel_password {
-                            let _ = writeln!(out, "sentinel_password = {}", q(&source.to_string()));
-                        }
-                        auth(&mut out, a);
-                    }
-                    RedisEndpoint::Cluster { nodes, auth: a } => {
-                        let _ = writeln!(out, "cluster_nodes = {}", list(nodes));
-                        auth(&mut out, a);
-                    }
-                }
-                if let Some(tls) = &r.tls {
-                    // With a URL its scheme says TLS; `tls` is the key of the other topologies.
-                    if !matches!(r.endpoint, RedisEndpoint::Url { .. }) {
-                        let _ = writeln!(out, "tls = true");
-                    }
-                    if let Some(ca) = &tls.ca_file {
-                        let _ = writeln!(out, "tls_ca_file = {}", q(&ca.display().to_string()));
-                    }
-                    if let Some((cert, key)) = &tls.client {
-                        let _ = writeln!(
-                            out,
-                            "tls_cert_file = {}\ntls_key_file = {}",
-                            q(&cert.display().to_string()),
-                            q(&key.display().to_string())
-                        );
-                    }
-                }
-                let _ = writeln!(
-                    out,
-                    "key_prefix = {}\nlock_ttl_secs = {}\npoll_secs = {}\ninstance = {}{}",
-                    q(&r.key_prefix),
-                    r.lock_ttl.as_secs(),
-                    r.poll_interval.as_secs(),
-                    q(&r.instance),
-                    r.local_path.as_ref().map_or(String::new(), |p| format!(
-                        "\nlocal_path = {}",
-                        q(&p.display().to_string())
-                    ))
-                );
+            RedisEndpoint::Sentinel {
+                sentinels,
+                master,
+                auth,
+                sentinel_password,
+            } => {
+                v.sentinels = nodes(sentinels);
+                v.sentinel_master = Some(master);
+                v.sentinel_password = secret(sentinel_password);
+                Some(auth)
             }
-        }
-        let _ = writeln!(
-            out,
-            "\n[metrics]\nper_app = {}",
-            q(self.metrics.per_app.as_str())
-        );
-        let extra: Vec<String> = self
-            .proxy
-            .prefixes
-            .iter()
-            .filter(|p| !super::WECHAT_API_PREFIXES.contains(&p.as_str()))
-            .map(|p| q(p))
-            .collect();
-        let _ = writeln!(
-            out,
-            "\n[proxy]\nextra_prefixes = [{}]\nmax_body_bytes = {}\ntimeout_secs = {}\nmax_concurrent = {}\nanonymous_max_concurrent = {}",
-            extra.join(", "),
-            self.proxy.max_body_bytes,
-            self.proxy.timeout.as_secs(),
-            self.proxy.max_concurrent,
-            self.proxy.anonymous_max_concurrent
-        );
-        for app in &self.apps {
-            let id = match app.kind {
-                AppKind::Official(grant) => format!(
-                    "kind = \"official\"\ngrant = {}\nappid = {}",
-                    q(match grant {
-                        Grant::ClientCredential => "client_credential",
-                        Grant::Stable => "stable",
-                    }),
-                    q(&app.appid)
-                ),
-                AppKind::Wecom => format!("kind = \"wecom\"\ncorpid = {}", q(&app.appid)),
-            };
-            let tickets: Vec<String> = app.tickets.iter().map(|t| q(t.as_str())).collect();
-            let _ = writeln!(
-                out,
-                "\n[[apps]]\nname = {}\n{id}\nsecret = {}\ndaily_quota = {}\ntickets = [{}]",
-                q(&app.name),
-                q(&app.secret_source.to_string()),
-                app.daily_quota,
-                tickets.join(", ")
-            );
-        }
-        for p in &self.platforms {
-            let window = match p.authorizer_refresh {
-                AuthorizerRefresh::Active { window } => {
-                    format!("\nactive_window_secs = {}", window.as_secs())
-                }
-                AuthorizerRefresh::All => String::new(),
-            };
-            let _ = writeln!(
-                out,
-                "\n[[platforms]]\nname = {}\ncomponent_appid = {}\ncomponent_secret = {}\n\
-                 token = {}\nencoding_aes_key = {}\nauthorizer_refresh = {}{window}",
-                q(&p.name),
-                q(&p.component_appid),
-                q(&p.component_secret_source.to_string()),
-                q(&p.token_source.to_string()),
-                q(&p.encoding_aes_key_source.to_string()),
-                q(p.authorizer_refresh.as_str()),
-            );
-        }
-        // A scope of nothing is a list the client left out (an empty one is refused), so it
-        // is left out here too.
-        let scope = |s: &AppScope| match s {
-            AppScope::All => Some("[\"*\"]".to_string()),
-            AppScope::Only(set) if set.is_empty() => None,
-            AppScope::Only(set) => {
-                let mut v: Vec<_> = set.iter().map(|s| q(s)).collect();
-                v.sort();
-                Some(format!("[{}]", v.join(", ")))
+            RedisEndpoint::Cluster { nodes: n, auth } => {
+                v.cluster_nodes = nodes(n);
+                Some(auth)
             }
         };
-        for c in &self.clients {
-            let mut lists = String::new();
-            if let Some(apps) = scope(&c.apps) {
-                let _ = write!(lists, "\napps = {apps}");
-            }
-            if let Some(platforms) = scope(&c.platforms) {
-                let _ = write!(lists, "\nplatforms = {platforms}");
-            }
-            let _ = writeln!(
-                out,
-                "\n[[clients]]\nname = {}\nkey = {}{lists}\nadmin = {}\nproxy = {}",
-                q(&c.name),
-                q(&c.key_source.to_string()),
-                c.admin,
-                c.proxy
-            );
+        if let Some(RedisAuth { username, password }) = auth {
+            v.username = username.as_deref();
+            v.password = secret(password);
         }
-        out
+        if let Some(tls) = &r.tls {
+            // With a URL its scheme says TLS; `tls` is the key of the other topologies.
+            v.tls = auth.is_some().then_some(true);
+            v.tls_ca_file = tls.ca_file.as_deref().map(path);
+            v.tls_cert_file = tls.client.as_ref().map(|(cert, _)| path(cert));
+            v.tls_key_file = tls.client.as_ref().map(|(_, key)| path(key));
+        }
+        v
+    }
+}
+
+#[derive(Serialize)]
+struct MetricsView {
+    per_app: &'static str,
+}
+
+#[derive(Serialize)]
+struct ProxyView<'a> {
+    /// The prefixes beyond WeChat's own, as the file lists them.
+    extra_prefixes: Vec<&'a str>,
+    max_body_bytes: i64,
+    timeout_secs: i64,
+    max_concurrent: i64,
+    anonymous_max_concurrent: i64,
+}
+
+impl<'a> From<&'a ProxySettings> for ProxyView<'a> {
+    fn from(p: &'a ProxySettings) -> Self {
+        ProxyView {
+            extra_prefixes: p
+                .prefixes
+                .iter()
+                .map(String::as_str)
+                .filter(|p| !WECHAT_API_PREFIXES.contains(p))
+                .collect(),
+            max_body_bytes: int(p.max_body_bytes),
+            timeout_secs: secs(p.timeout),
+            max_concurrent: int(p.max_concurrent),
+            anonymous_max_concurrent: int(p.anonymous_max_concurrent),
+        }
+    }
+}
+
+/// An official app has a grant and an appid, a WeCom app a corpid.
+#[derive(Serialize)]
+struct AppView<'a> {
+    name: &'a str,
+    kind: &'static str,
+    grant: Option<&'static str>,
+    appid: Option<&'a str>,
+    corpid: Option<&'a str>,
+    secret: Redacted<'a>,
+    daily_quota: i64,
+    tickets: Vec<&'static str>,
+}
+
+impl<'a> From<&'a AppSettings> for AppView<'a> {
+    fn from(a: &'a AppSettings) -> Self {
+        let (kind, grant, appid, corpid) = match a.kind {
+            AppKind::Official(grant) => {
+                let grant = match grant {
+                    Grant::ClientCredential => "client_credential",
+                    Grant::Stable => "stable",
+                };
+                ("official", Some(grant), Some(a.appid.as_str()), None)
+            }
+            AppKind::Wecom => ("wecom", None, None, Some(a.appid.as_str())),
+        };
+        AppView {
+            name: &a.name,
+            kind,
+            grant,
+            appid,
+            corpid,
+            secret: Redacted(&a.secret_source),
+            daily_quota: int(a.daily_quota),
+            tickets: a.tickets.iter().map(|t| t.as_str()).collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PlatformView<'a> {
+    name: &'a str,
+    component_appid: &'a str,
+    component_secret: Redacted<'a>,
+    token: Redacted<'a>,
+    encoding_aes_key: Redacted<'a>,
+    authorizer_refresh: &'static str,
+    /// Only with `authorizer_refresh = "active"`.
+    active_window_secs: Option<i64>,
+}
+
+impl<'a> From<&'a PlatformSettings> for PlatformView<'a> {
+    fn from(p: &'a PlatformSettings) -> Self {
+        PlatformView {
+            name: &p.name,
+            component_appid: &p.component_appid,
+            component_secret: Redacted(&p.component_secret_source),
+            token: Redacted(&p.token_source),
+            encoding_aes_key: Redacted(&p.encoding_aes_key_source),
+            authorizer_refresh: p.authorizer_refresh.as_str(),
+            active_window_secs: match p.authorizer_refresh {
+                AuthorizerRefresh::Active { window } => Some(secs(window)),
+                AuthorizerRefresh::All => None,
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ClientView<'a> {
+    name: &'a str,
+    key: Redacted<'a>,
+    apps: Option<Vec<&'a str>>,
+    platforms: Option<Vec<&'a str>>,
+    admin: bool,
+    proxy: bool,
+}
+
+impl<'a> From<&'a ClientSettings> for ClientView<'a> {
+    fn from(c: &'a ClientSettings) -> Self {
+        ClientView {
+            name: &c.name,
+            key: Redacted(&c.key_source),
+            apps: scope(&c.apps),
+            platforms: scope(&c.platforms),
+            admin: c.admin,
+            proxy: c.proxy,
+        }
+    }
+}
+
+/// A client's list, sorted so the output is stable. A scope of nothing is a list the client
+/// left out (an empty one is refused), so it is left out here too.
+fn scope(s: &AppScope) -> Option<Vec<&str>> {
+    match s {
+        AppScope::All => Some(vec!["*"]),
+        AppScope::Only(set) if set.is_empty() => None,
+        AppScope::Only(set) => {
+            let mut names: Vec<&str> = set.iter().map(String::as_str).collect();
+            names.sort_unstable();
+            Some(names)
+        }
     }
 }

@@ -1,19 +1,27 @@
 //! Where the Redis store connects: one server (`url`, plain or `rediss://`), the master a
 //! Sentinel quorum names (`sentinels`), or a Cluster (`cluster_nodes`); its TLS files; and the
-//! validation of those `[store]` keys. Exactly one of the three topologies is configured.
+//! validation of a `kind = "redis"` store's keys. Exactly one of the three topologies is
+//! configured.
 
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 
 use super::raw::RawStore;
-use super::{redact_url, ConfigError, SecretSource};
+use super::validate::secs;
+use super::{redact_url, ConfigError, RedisSettings, SecretSource, UpstreamSettings};
 
 /// Most addresses in `sentinels` or `cluster_nodes`: a few are enough to find the rest (a
 /// cluster client learns every node from any one of them).
 const MAX_NODES: usize = 64;
 /// Largest client certificate chain or key file read.
 const MAX_TLS_FILE: u64 = 1024 * 1024;
+/// Longest Redis lock lifetime and poll interval.
+const MAX_STORE_SECS: u64 = 3600;
+/// Longest key prefix and instance name: they go into every key and record.
+const MAX_LABEL: usize = 128;
+/// The Redis store's local copy of the platform records, in the working directory.
+const DEFAULT_LOCAL_PATH: &str = "wxtoken-local.redb";
 
 /// Which Redis deployment the store talks to.
 #[derive(Debug, Clone)]
@@ -327,66 +335,87 @@ fn validate_tls(
     Ok(Some(RedisTls { ca_file, client }))
 }
 
-/// Validates the topology keys of a `kind = "redis"` store.
-pub(super) fn validate_endpoint(
+/// The keys of a `kind = "redis"` store: where it is ([`validate_endpoint`]), then the names
+/// and timings every topology shares.
+pub(super) fn validate_redis(
+    mut st: RawStore,
+    upstream: &UpstreamSettings,
+    lookup_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RedisSettings, ConfigError> {
+    let (endpoint, tls) = validate_endpoint(&mut st, lookup_env)?;
+    let key_prefix = st.key_prefix.unwrap_or_else(|| "wxtoken".into());
+    if key_prefix.is_empty()
+        || key_prefix.len() > MAX_LABEL
+        || key_prefix.contains(char::is_whitespace)
+        || key_prefix.contains(['{', '}'])
+    {
+        // Braces would move the Cluster hash tag of every key (see the Redis store).
+        return Err(ConfigError::at(
+            "store.key_prefix",
+            format!("must be 1-{MAX_LABEL} characters without spaces or braces"),
+        ));
+    }
+    let lock_ttl = secs(
+        "store.lock_ttl_secs",
+        st.lock_ttl_secs.unwrap_or(15),
+        1,
+        MAX_STORE_SECS,
+    )?;
+    if lock_ttl <= upstream.timeout {
+        tracing::warn!(
+            "store.lock_ttl_secs is not longer than upstream.timeout_secs: a slow fetch \
+             may outlive its lock (fencing keeps the newer token, but the slow fetch is wasted)"
+        );
+    }
+    let poll_interval = secs(
+        "store.poll_secs",
+        st.poll_secs.unwrap_or(5),
+        1,
+        MAX_STORE_SECS,
+    )?;
+    let local_path = st
+        .local_path
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_LOCAL_PATH));
+    if local_path.as_os_str().is_empty() {
+        return Err(ConfigError::at("store.local_path", "must not be empty"));
+    }
+    let instance = st.instance.unwrap_or_else(default_instance_name);
+    if instance.is_empty() || instance.len() > MAX_LABEL {
+        return Err(ConfigError::at(
+            "store.instance",
+            format!("must be 1-{MAX_LABEL} characters"),
+        ));
+    }
+    Ok(RedisSettings {
+        endpoint,
+        tls,
+        key_prefix,
+        lock_ttl,
+        poll_interval,
+        instance,
+        local_path: Some(local_path),
+    })
+}
+
+/// This host's name and the process id: unique among the instances sharing one Redis.
+fn default_instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "wxtoken".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// The topology keys of a `kind = "redis"` store, and its TLS.
+fn validate_endpoint(
     st: &mut RawStore,
     lookup_env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(RedisEndpoint, Option<RedisTls>), ConfigError> {
     let url_given = st.url.is_some() || st.url_env.is_some() || st.url_file.is_some();
-    let chosen = [
-        ("store.url", url_given),
-        ("store.sentinels", st.sentinels.is_some()),
-        ("store.cluster_nodes", st.cluster_nodes.is_some()),
-    ];
-    let set: Vec<&str> = chosen.iter().filter(|(_, s)| *s).map(|(k, _)| *k).collect();
-    if set.len() > 1 {
-        return Err(ConfigError::at(
-            set[1],
-            format!(
-                "set exactly one of store.url (or url_env, url_file), store.sentinels, store.cluster_nodes; {} is set too",
-                set[0]
-            ),
-        ));
-    }
-    let sentinel_only = [
-        ("store.sentinel_master", st.sentinel_master.is_some()),
-        (
-            "store.sentinel_password_env",
-            st.sentinel_password_env.is_some(),
-        ),
-        (
-            "store.sentinel_password_file",
-            st.sentinel_password_file.is_some(),
-        ),
-    ];
-    if st.sentinels.is_none() {
-        if let Some((key, _)) = sentinel_only.iter().find(|(_, s)| *s) {
-            return Err(ConfigError::at(key, "only used with store.sentinels"));
-        }
-    }
+    one_topology(st, url_given)?;
     if url_given {
-        for (key, set) in [
-            ("store.password_env", st.password_env.is_some()),
-            ("store.password_file", st.password_file.is_some()),
-            ("store.username", st.username.is_some()),
-        ] {
-            if set {
-                return Err(ConfigError::at(
-                    key,
-                    "only used with store.sentinels or store.cluster_nodes; with store.url the credentials are part of the URL",
-                ));
-            }
-        }
-        if st.tls.is_some() {
-            return Err(ConfigError::at(
-                "store.tls",
-                "with store.url the scheme chooses TLS: use a rediss:// URL",
-            ));
-        }
-        let (url, source) = validate_url(st, lookup_env)?;
-        let tls = url.expose_secret().starts_with("rediss://");
-        let tls = validate_tls(st, tls, "use a rediss:// URL")?;
-        return Ok((RedisEndpoint::Url { url, source }, tls));
+        return url_endpoint(st, lookup_env);
     }
     let auth = RedisAuth {
         username: match st.username.take() {
@@ -407,36 +436,8 @@ pub(super) fn validate_endpoint(
     };
     let tls = validate_tls(st, st.tls == Some(true), "set store.tls = true")?;
     if let Some(list) = st.sentinels.take() {
-        let sentinels = node_list("store.sentinels", list)?;
-        let master =
-            match st.sentinel_master.take() {
-                Some(m) if !m.is_empty() && m.len() <= 128 && !m.contains(char::is_whitespace) => m,
-                Some(_) => {
-                    return Err(ConfigError::at(
-                        "store.sentinel_master",
-                        "must be 1-128 characters without spaces",
-                    ))
-                }
-                None => return Err(ConfigError::at(
-                    "store.sentinel_master",
-                    "missing: the name the Sentinels monitor the master under (e.g. \"mymaster\")",
-                )),
-            };
-        let sentinel_password = password_from(
-            "store.sentinel_password",
-            st.sentinel_password_env.take(),
-            st.sentinel_password_file.take(),
-            lookup_env,
-        )?;
-        return Ok((
-            RedisEndpoint::Sentinel {
-                sentinels,
-                master,
-                auth,
-                sentinel_password,
-            },
-            tls,
-        ));
+        let endpoint = sentinel_endpoint(st, list, auth, lookup_env)?;
+        return Ok((endpoint, tls));
     }
     if let Some(list) = st.cluster_nodes.take() {
         let nodes = node_list("store.cluster_nodes", list)?;
@@ -446,6 +447,108 @@ pub(super) fn validate_endpoint(
         "store.url",
         "missing: set store.url, store.url_env or store.url_file (one server), store.sentinels (Sentinel) or store.cluster_nodes (Cluster) for the redis store",
     ))
+}
+
+/// At most one topology is set, and the Sentinel keys only with `sentinels`.
+fn one_topology(st: &RawStore, url_given: bool) -> Result<(), ConfigError> {
+    let chosen = [
+        ("store.url", url_given),
+        ("store.sentinels", st.sentinels.is_some()),
+        ("store.cluster_nodes", st.cluster_nodes.is_some()),
+    ];
+    let set: Vec<&str> = chosen.iter().filter(|(_, s)| *s).map(|(k, _)| *k).collect();
+    if let [first, second, ..] = set[..] {
+        return Err(ConfigError::at(
+            second,
+            format!(
+                "set exactly one of store.url (or url_env, url_file), store.sentinels, store.cluster_nodes; {first} is set too"
+            ),
+        ));
+    }
+    let sentinel_only = [
+        ("store.sentinel_master", st.sentinel_master.is_some()),
+        (
+            "store.sentinel_password_env",
+            st.sentinel_password_env.is_some(),
+        ),
+        (
+            "store.sentinel_password_file",
+            st.sentinel_password_file.is_some(),
+        ),
+    ];
+    if st.sentinels.is_none() {
+        if let Some((key, _)) = sentinel_only.iter().find(|(_, s)| *s) {
+            return Err(ConfigError::at(key, "only used with store.sentinels"));
+        }
+    }
+    Ok(())
+}
+
+/// One server at a URL, which carries its own credentials and chooses TLS by its scheme: the
+/// keys that would say otherwise are refused.
+fn url_endpoint(
+    st: &mut RawStore,
+    lookup_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(RedisEndpoint, Option<RedisTls>), ConfigError> {
+    for (key, set) in [
+        ("store.password_env", st.password_env.is_some()),
+        ("store.password_file", st.password_file.is_some()),
+        ("store.username", st.username.is_some()),
+    ] {
+        if set {
+            return Err(ConfigError::at(
+                key,
+                "only used with store.sentinels or store.cluster_nodes; with store.url the credentials are part of the URL",
+            ));
+        }
+    }
+    if st.tls.is_some() {
+        return Err(ConfigError::at(
+            "store.tls",
+            "with store.url the scheme chooses TLS: use a rediss:// URL",
+        ));
+    }
+    let (url, source) = validate_url(st, lookup_env)?;
+    let tls = url.expose_secret().starts_with("rediss://");
+    let tls = validate_tls(st, tls, "use a rediss:// URL")?;
+    Ok((RedisEndpoint::Url { url, source }, tls))
+}
+
+/// The master that the Sentinels at `list` name, and the Sentinels' own password.
+fn sentinel_endpoint(
+    st: &mut RawStore,
+    list: Vec<String>,
+    auth: RedisAuth,
+    lookup_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RedisEndpoint, ConfigError> {
+    let sentinels = node_list("store.sentinels", list)?;
+    let master = match st.sentinel_master.take() {
+        Some(m) if !m.is_empty() && m.len() <= 128 && !m.contains(char::is_whitespace) => m,
+        Some(_) => {
+            return Err(ConfigError::at(
+                "store.sentinel_master",
+                "must be 1-128 characters without spaces",
+            ))
+        }
+        None => {
+            return Err(ConfigError::at(
+                "store.sentinel_master",
+                "missing: the name the Sentinels monitor the master under (e.g. \"mymaster\")",
+            ))
+        }
+    };
+    let sentinel_password = password_from(
+        "store.sentinel_password",
+        st.sentinel_password_env.take(),
+        st.sentinel_password_file.take(),
+        lookup_env,
+    )?;
+    Ok(RedisEndpoint::Sentinel {
+        sentinels,
+        master,
+        auth,
+        sentinel_password,
+    })
 }
 
 fn validate_url(

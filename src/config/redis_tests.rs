@@ -286,7 +286,7 @@ fn a_changed_sentinel_or_cluster_password_is_a_change() {
 }
 
 #[test]
-fn the_url_and_passwords_can_come_from_files_as_mounted_secrets_do() {
+fn the_url_can_come_from_a_file_as_mounted_secrets_do() {
     let dir = tempfile::tempdir().unwrap();
     let file = |name: &str, text: &str| {
         let p = dir.path().join(name);
@@ -333,8 +333,16 @@ fn the_url_and_passwords_can_come_from_files_as_mounted_secrets_do() {
         e.contains("not a redis://") && !e.contains("secret-host-pass"),
         "{e}"
     );
+}
 
-    // The data nodes' and the Sentinels' passwords from files, one source each.
+#[test]
+fn the_data_nodes_and_the_sentinels_passwords_can_come_from_files_one_source_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
     let pass = file("pass", "data-file-pass-5\n");
     let spass = file("spass", "sentinel-file-pass-6");
     let s = load(&format!(
@@ -397,5 +405,36 @@ fn redis_file_keys_are_refused_with_the_embedded_store() {
     assert!(
         e.contains("store.url_file: only used with store.kind = \"redis\""),
         "{e}"
+    );
+}
+
+#[test]
+fn check_config_renders_a_sentinel_store_key_for_key() {
+    let s = load(
+        "sentinels = [\"10.0.0.1:26379\", \"[::1]:26380\"]\nsentinel_master = \"mymaster\"\n\
+         sentinel_password_env = \"SENTINEL_PASS\"\npassword_env = \"REDIS_PASS\"\n\
+         username = \"wx\"\ntls = true\ninstance = \"i-1\"\nlock_ttl_secs = 30",
+    )
+    .unwrap();
+    let text = s.redacted_toml();
+    assert!(
+        text.contains(
+            "[store]\nkind = \"redis\"\nsentinels = [\"10.0.0.1:26379\", \"[::1]:26380\"]\n\
+             sentinel_master = \"mymaster\"\nsentinel_password = \"env SENTINEL_PASS (redacted)\"\n\
+             username = \"wx\"\npassword = \"env REDIS_PASS (redacted)\"\ntls = true\n\
+             key_prefix = \"wxtoken\"\nlock_ttl_secs = 30\npoll_secs = 5\ninstance = \"i-1\"\n\
+             local_path = \"wxtoken-local.redb\"\n\n[metrics]"
+        ),
+        "{text}"
+    );
+    // With a URL its scheme says TLS: no `tls` key, and the URL shows where it came from.
+    let s = load("url = \"rediss://:pw@h:6380/0\"\ninstance = \"i-1\"").unwrap();
+    let text = s.redacted_toml();
+    assert!(
+        text.contains(
+            "[store]\nkind = \"redis\"\nurl = \"rediss://h:6380/0 (inline (redacted))\"\n\
+             key_prefix = \"wxtoken\"\n"
+        ),
+        "{text}"
     );
 }

@@ -587,3 +587,209 @@ fn readiness_scope_defaults_to_apps_and_is_validated_and_rendered() {
     assert!(err.contains("server.readiness"), "{err}");
     assert!(err.contains("\"apps\" or \"instance\""), "{err}");
 }
+
+/// Every section with keys of several kinds: official and WeCom apps, tickets, both refresh
+/// policies of a platform, and clients with every kind of list.
+const RICH: &str = r#"
+[server]
+listen = "[::1]:9000"
+max_connections_per_worker = 100
+readiness = "instance"
+[upstream]
+base_url = "http://127.0.0.1:1/"
+max_per_second = 10
+[refresh]
+margin_secs = 300
+[store]
+path = 'C:\data\"wx".redb'
+[proxy]
+extra_prefixes = ["/express/"]
+[[apps]]
+name = "shop"
+appid = "wx0123456789abcdef"
+grant = "stable"
+tickets = ["jsapi", "wx_card"]
+secret_env = "SHOP_SECRET"
+daily_quota = 5000
+[[apps]]
+name = "hr"
+kind = "wecom"
+corpid = "ww123"
+secret = "hr-secret"
+[[platforms]]
+name = "saas"
+component_appid = "wxcomp"
+component_secret = "comp-secret"
+token = "abc123"
+encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+[[platforms]]
+name = "saas2"
+component_appid = "wxcomp2"
+component_secret = "comp-secret-2"
+token = "abc123"
+encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+authorizer_refresh = "all"
+[[clients]]
+name = "billing"
+key_env = "BILLING_KEY"
+apps = ["shop", "hr"]
+admin = true
+[[clients]]
+name = "ops"
+key_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+apps = ["*"]
+platforms = ["saas"]
+proxy = true
+[[clients]]
+name = "crm"
+key = "crm-key-0123456789abcdef"
+platforms = ["*"]
+"#;
+
+/// What `check-config` prints for [`RICH`]: every key, each secret as its source.
+const RICH_RENDERED: &str = r#"[server]
+listen = "[::1]:9000"
+shutdown_timeout_secs = 10
+body_timeout_secs = 5
+max_connections_per_worker = 100
+readiness = "instance"
+
+[upstream]
+base_url = "http://127.0.0.1:1"
+wecom_base_url = "https://qyapi.weixin.qq.com"
+timeout_secs = 10
+min_token_lifetime_secs = 60
+max_concurrent = 16
+max_per_second = 10
+
+[refresh]
+margin_secs = 300
+min_interval_secs = 5
+retry_min_secs = 1
+retry_max_secs = 60
+reported_refetches_per_hour = 4
+
+[store]
+kind = "embedded"
+path = 'C:\data\"wx".redb'
+
+[metrics]
+per_app = "auto"
+
+[proxy]
+extra_prefixes = ["/express/"]
+max_body_bytes = 20971520
+timeout_secs = 30
+max_concurrent = 64
+anonymous_max_concurrent = 8
+
+[[apps]]
+name = "shop"
+kind = "official"
+grant = "stable"
+appid = "wx0123456789abcdef"
+secret = "env SHOP_SECRET (redacted)"
+daily_quota = 5000
+tickets = ["jsapi", "wx_card"]
+
+[[apps]]
+name = "hr"
+kind = "wecom"
+corpid = "ww123"
+secret = "inline (redacted)"
+daily_quota = 2000
+tickets = []
+
+[[platforms]]
+name = "saas"
+component_appid = "wxcomp"
+component_secret = "inline (redacted)"
+token = "inline (redacted)"
+encoding_aes_key = "inline (redacted)"
+authorizer_refresh = "active"
+active_window_secs = 86400
+
+[[platforms]]
+name = "saas2"
+component_appid = "wxcomp2"
+component_secret = "inline (redacted)"
+token = "inline (redacted)"
+encoding_aes_key = "inline (redacted)"
+authorizer_refresh = "all"
+
+[[clients]]
+name = "billing"
+key = "env BILLING_KEY (redacted)"
+apps = ["hr", "shop"]
+admin = true
+proxy = false
+
+[[clients]]
+name = "ops"
+key = "sha-256 digest (redacted)"
+apps = ["*"]
+platforms = ["saas"]
+admin = false
+proxy = true
+
+[[clients]]
+name = "crm"
+key = "inline (redacted)"
+platforms = ["*"]
+admin = false
+proxy = false
+"#;
+
+#[test]
+fn check_config_renders_every_key_of_every_section() {
+    let s = load(RICH, &[]).unwrap();
+    assert_eq!(s.redacted_toml(), RICH_RENDERED);
+}
+
+#[test]
+fn the_rendering_reads_back_as_the_same_configuration_without_its_secrets() {
+    let s = load(RICH, &[]).unwrap();
+    let text = s.redacted_toml();
+    let parsed: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(
+        parsed["store"]["path"].as_str(),
+        Some(r#"C:\data\"wx".redb"#)
+    );
+    assert_eq!(parsed["apps"][1]["corpid"].as_str(), Some("ww123"));
+    assert_eq!(
+        parsed["proxy"]["max_body_bytes"].as_integer(),
+        Some(20 << 20)
+    );
+    for secret in [
+        "s3cr3t-value",
+        "hr-secret",
+        "comp-secret",
+        "abc123",
+        "crm-key",
+    ] {
+        assert!(!text.contains(secret), "{secret} shown: {text}");
+    }
+}
+
+#[test]
+fn values_beyond_what_a_file_allows_render_without_panicking() {
+    // Settings built in code are not range-checked: TOML's integers stop at i64::MAX.
+    let mut s = load(GOOD, &[]).unwrap();
+    s.refresh.margin = Duration::MAX;
+    s.proxy.max_body_bytes = usize::MAX;
+    s.apps[0].daily_quota = u64::MAX;
+    let text = s.redacted_toml();
+    let parsed: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(
+        parsed["refresh"]["margin_secs"].as_integer(),
+        Some(i64::MAX)
+    );
+    assert_eq!(
+        parsed["proxy"]["max_body_bytes"].as_integer(),
+        Some(i64::MAX)
+    );
+    assert_eq!(
+        parsed["apps"][0]["daily_quota"].as_integer(),
+        Some(i64::MAX)
+    );
+}

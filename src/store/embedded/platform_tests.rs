@@ -1,3 +1,8 @@
+//! Unit tests of the embedded store's Open Platform records: round trips through the file, a
+//! newer record never replaced by an older one, batches at scale, corrupt or out-of-range
+//! records skipped and never quoted, names the key scheme refuses, events kept apart from
+//! tickets and authorizers, and authorization codes that only move forward.
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 

@@ -1,0 +1,167 @@
+//! Validation of `[[clients]]`: each client's name, its key (kept only as a SHA-256 digest),
+//! and the apps and platforms it may use, which must exist.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::raw::RawClient;
+use super::secrets::{resolve_secret, SecretInput};
+use super::validate::unique_name;
+use super::{key_digest, AppScope, ClientSettings, ConfigError, SecretSource};
+
+/// Shortest client key accepted: guessable keys are refused, not warned about.
+const MIN_KEY_LEN: usize = 16;
+
+/// The names clients may list: the configured apps and platforms (from the other sections).
+pub(super) struct Known<'a> {
+    pub(super) app: &'a dyn Fn(&str) -> bool,
+    pub(super) platform: &'a dyn Fn(&str) -> bool,
+}
+
+/// Checks every `[[clients]]` entry (at least one), and that no name or key is used twice.
+pub(super) fn validate_clients(
+    raw: Vec<RawClient>,
+    known: &Known<'_>,
+    lookup_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<ClientSettings>, ConfigError> {
+    if raw.is_empty() {
+        return Err(ConfigError::at(
+            "clients",
+            "no [[clients]] configured: nobody could read a token",
+        ));
+    }
+    let mut clients = Vec::with_capacity(raw.len());
+    let mut names = HashSet::new();
+    let mut digests = HashSet::new();
+    for (i, c) in raw.into_iter().enumerate() {
+        let key = format!("clients[{i}]");
+        unique_name(&key, &c.name, "client", &mut names)?;
+        let input = KeyInput {
+            inline: c.key,
+            env: c.key_env,
+            file: c.key_file,
+            sha256: c.key_sha256,
+        };
+        let (digest, source) = client_key(&key, input, lookup_env)?;
+        if !digests.insert(digest) {
+            return Err(ConfigError::at(
+                format!("{key}.key"),
+                "the same key is already used by another client",
+            ));
+        }
+        if c.apps.is_none() && c.platforms.is_none() {
+            return Err(ConfigError::at(
+                format!("{key}.apps"),
+                "missing: list app names or [\"*\"] in apps, platform names or [\"*\"] in platforms, or both",
+            ));
+        }
+        let apps = scope(&key, "apps", "app", c.apps, known.app)?;
+        let platforms = scope(&key, "platforms", "platform", c.platforms, known.platform)?;
+        clients.push(ClientSettings {
+            name: c.name,
+            key_sha256: digest,
+            key_source: source,
+            apps,
+            platforms,
+            admin: c.admin,
+            proxy: c.proxy,
+        });
+    }
+    Ok(clients)
+}
+
+/// The four exclusive ways a client key may be given.
+struct KeyInput {
+    inline: Option<String>,
+    env: Option<String>,
+    file: Option<PathBuf>,
+    sha256: Option<String>,
+}
+
+/// The digest of client `key`'s key and where it came from: a `key_sha256` as given, any other
+/// source hashed once its length is checked.
+fn client_key(
+    key: &str,
+    input: KeyInput,
+    lookup_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<([u8; 32], SecretSource), ConfigError> {
+    match input {
+        KeyInput {
+            inline: None,
+            env: None,
+            file: None,
+            sha256: Some(hexd),
+        } => {
+            let mut d = [0u8; 32];
+            hex::decode_to_slice(hexd.trim(), &mut d).map_err(|_| {
+                ConfigError::at(
+                    format!("{key}.key_sha256"),
+                    "must be 64 hex digits (sha-256 of the key)",
+                )
+            })?;
+            Ok((d, SecretSource::Sha256))
+        }
+        KeyInput {
+            inline,
+            env,
+            file,
+            sha256: None,
+        } => {
+            let (k, src) = resolve_secret(
+                &format!("{key}.key"),
+                SecretInput { inline, env, file },
+                &[&format!("{key}.key_sha256")],
+                lookup_env,
+            )?;
+            if k.len() < MIN_KEY_LEN {
+                return Err(ConfigError::at(
+                    format!("{key}.key"),
+                    "too short: use at least 16 characters (32 random bytes recommended)",
+                ));
+            }
+            let k = SecretString::from(k);
+            Ok((key_digest(k.expose_secret()), src))
+        }
+        _ => Err(ConfigError::at(
+            format!("{key}.key"),
+            format!("set only one of {key}.key, {key}.key_env, {key}.key_file, {key}.key_sha256"),
+        )),
+    }
+}
+
+/// A client's `apps` or `platforms` list (`field`), each entry a configured `what` or `"*"`.
+/// Absent grants none; an empty list is refused, since it grants nothing either and is more
+/// likely a mistake.
+fn scope(
+    key: &str,
+    field: &str,
+    what: &str,
+    list: Option<Vec<String>>,
+    known: &dyn Fn(&str) -> bool,
+) -> Result<AppScope, ConfigError> {
+    let Some(list) = list else {
+        return Ok(AppScope::Only(HashSet::new()));
+    };
+    if list.is_empty() {
+        return Err(ConfigError::at(
+            format!("{key}.{field}"),
+            format!("empty: list {what} names or [\"*\"]"),
+        ));
+    }
+    if list.iter().any(|a| a == "*") {
+        return Ok(AppScope::All);
+    }
+    let mut set = HashSet::new();
+    for (j, a) in list.into_iter().enumerate() {
+        if !known(&a) {
+            return Err(ConfigError::at(
+                format!("{key}.{field}[{j}]"),
+                format!("unknown {what} `{a}`"),
+            ));
+        }
+        set.insert(a);
+    }
+    Ok(AppScope::Only(set))
+}
