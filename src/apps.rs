@@ -145,10 +145,7 @@ fn credentials(apps: &[&AppSettings]) -> usize {
     apps.iter().map(|a| 1 + a.tickets.len()).sum()
 }
 
-/// The metrics label of a ticket actor: `shop:jsapi_ticket`.
-pub fn ticket_label(app: &str, kind: TicketKind) -> String {
-    format!("{app}:{}_ticket", kind.as_str())
-}
+pub use crate::config::ticket_label;
 
 pub(crate) fn spawn_actor(
     deps: &ActorDeps,

@@ -45,6 +45,7 @@ pub mod fd_limit;
 pub mod files;
 pub mod healthcheck;
 pub mod http;
+pub mod json;
 pub mod jssdk;
 pub mod metrics;
 pub mod notify;

@@ -51,6 +51,11 @@ pub use settings::{
     UpstreamSettings, AUTO_FULL_MAX_CREDENTIALS, MAX_TOKEN_LIFETIME,
 };
 
+/// The label of a ticket's credential (its metrics, logs and readiness): `shop:jsapi_ticket`.
+pub fn ticket_label(app: &str, kind: TicketKind) -> String {
+    format!("{app}:{}_ticket", kind.as_str())
+}
+
 /// Prefix of environment variables that override configuration values.
 pub const ENV_PREFIX: &str = "WXTOKEN_";
 

@@ -114,7 +114,7 @@ fn app_labels(apps: &[AppSettings]) -> HashMap<String, String> {
         labels.insert(a.name.clone(), format!("app `{}`", a.name));
         for kind in &a.tickets {
             labels.insert(
-                crate::apps::ticket_label(&a.name, *kind),
+                super::ticket_label(&a.name, *kind),
                 format!("the {} ticket of app `{}`", kind.as_str(), a.name),
             );
         }

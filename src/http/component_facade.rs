@@ -38,7 +38,7 @@ use crate::token::TokenRecord;
 
 /// What the facade answers as `authorizer_refresh_token`: an SDK stores it and sends it back,
 /// and the facade ignores it. The real refresh token stays inside wxtoken.
-pub const PLACEHOLDER_REFRESH_TOKEN: &str = "wxtoken-facade-placeholder-refresh-token";
+pub use crate::platform::PLACEHOLDER_REFRESH_TOKEN;
 
 /// "System busy": no valid token could be had in time; SDKs retry it.
 fn busy(errcode: Option<i64>) -> HttpResponse {

@@ -45,6 +45,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+/// What the component facade (and the gateway's mask) hands out in place of an authorized
+/// account's refresh token, which never leaves wxtoken; the facade's `api_authorizer_token`
+/// accepts it back.
+pub const PLACEHOLDER_REFRESH_TOKEN: &str = "wxtoken-facade-placeholder-refresh-token";
+
 pub mod authorizer;
 pub mod codes;
 pub mod component;

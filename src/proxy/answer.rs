@@ -151,7 +151,7 @@ impl Peeked {
         if !self.complete || memchr::memmem::find(&self.first, b"\"errcode\"").is_none() {
             return None;
         }
-        crate::http::body::json_object::<Errcode>(&self.first).and_then(|e| e.errcode)
+        crate::json::json_object::<Errcode>(&self.first).and_then(|e| e.errcode)
     }
 
     /// The answer for the caller: WeChat's status, headers and body, unchanged. `guard` lives

@@ -279,7 +279,7 @@ impl Gateway {
                     .read_whole(mask::ANSWER_LIMIT)
                     .await
                     .map_err(GatewayError::Upstream)?;
-                let placeholder = crate::http::component_facade::PLACEHOLDER_REFRESH_TOKEN;
+                let placeholder = crate::platform::PLACEHOLDER_REFRESH_TOKEN;
                 match mask::without_refresh_tokens(whole, placeholder, &*self.known, *json_only) {
                     Ok(Some(masked)) => peeked.replace_body(Bytes::from(masked)),
                     Ok(None) => {}
