@@ -1,0 +1,120 @@
+//! Persistence and resilience: restarts reuse the stored token, a corrupt store is moved aside,
+//! a restarted actor keeps serving.
+
+use std::time::Duration;
+
+use crate::support::helpers::*;
+use wxtoken::token::messages::ForceRestart;
+
+#[actix_web::test]
+async fn restart_reuses_the_stored_token_without_a_fetch() {
+    let spec = Spec::default();
+    let fake = start_fake(&spec).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("wxtoken.redb");
+    let http = client();
+
+    let first = ThreadServer::start(settings_for(&spec, &fake.base_url(), &store));
+    let url = format!("{}/v1/apps/shop/token", first.base);
+    let (status, body) = get_json(&http, &url, BILLING_KEY).await;
+    assert_eq!(status, 200);
+    let token = body["access_token"].as_str().unwrap().to_string();
+    first.stop();
+    assert_eq!(fake.minted(SHOP_APPID), 1);
+
+    let second = ThreadServer::start(settings_for(&spec, &fake.base_url(), &store));
+    let url = format!("{}/v1/apps/shop/token", second.base);
+    let (status, body) = get_json(&http, &url, BILLING_KEY).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["access_token"], token.as_str(), "stored token reused");
+    // Give the second server time to do anything it wrongly might.
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.minted(SHOP_APPID), 1, "no upstream call after restart");
+    assert_eq!(fake.minted(BLOG_APPID), 1);
+    second.stop();
+}
+
+#[actix_web::test]
+async fn stored_token_of_another_appid_or_near_expiry_is_not_reused() {
+    // 30 s tokens: the margin is clamped to 15 s, so a restart 0 s later finds 30 s left and
+    // reuses it; but after the fake is asked to mint 10 s tokens and one is stored, a restart
+    // finds less than the margin left and fetches.
+    let spec = Spec {
+        expires_in: 30,
+        ..Spec::default()
+    };
+    let fake = start_fake(&spec).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("wxtoken.redb");
+    let http = client();
+
+    let s = ThreadServer::start(settings_for(&spec, &fake.base_url(), &store));
+    get_json(
+        &http,
+        &format!("{}/v1/apps/shop/token", s.base),
+        BILLING_KEY,
+    )
+    .await;
+    s.stop();
+    assert_eq!(fake.minted(SHOP_APPID), 1);
+
+    // Same app name, another appid: the stored record is not for it.
+    let mut other = settings_for(&spec, &fake.base_url(), &store);
+    other.apps[0].appid = "wxsomeoneelse0000".into();
+    let s = ThreadServer::start(other);
+    let (status, _) = get_json(
+        &http,
+        &format!("{}/v1/apps/shop/token", s.base),
+        BILLING_KEY,
+    )
+    .await;
+    assert_eq!(status, 503, "the fake does not know that appid");
+    s.stop();
+    assert_eq!(fake.minted(SHOP_APPID), 1);
+}
+
+#[actix_web::test]
+async fn corrupt_store_is_moved_aside_and_the_server_starts() {
+    let spec = Spec::default();
+    let fake = start_fake(&spec).await;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let store = dir.path().join("wxtoken.redb");
+    std::fs::write(
+        &store,
+        b"this is not a database, just garbage bytes".repeat(100),
+    )
+    .unwrap();
+
+    let app = spawn_server(spec, fake, dir.clone(), store.clone()).await;
+    let t = app.shop_token().await;
+    assert!(!t.is_empty());
+    let aside: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("wxtoken.redb.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "corrupt file kept for inspection");
+    assert!(store.exists());
+}
+
+#[actix_web::test]
+async fn forced_actor_restart_keeps_serving() {
+    let app = spawn_app(Spec::default()).await;
+    let t = app.shop_token().await;
+    let shop = app.state.apps.load().get("shop").unwrap().clone();
+    shop.addr.send(ForceRestart).await.unwrap();
+    let restarted = eventually(Duration::from_secs(3), || async {
+        app.metric(r#"wxtoken_actor_restarts_total{app="shop"}"#)
+            .await
+            == Some(1.0)
+    })
+    .await;
+    assert!(restarted);
+    assert_eq!(app.shop_token().await, t, "same token after the restart");
+    assert_eq!(app.minted(SHOP_APPID), 1, "the restart did not fetch");
+    // The restarted actor still works: an invalidation refreshes through it.
+    app.fake.kill_token(&t);
+    let a = app.invalidate_shop(&t).await;
+    assert_eq!(a.body["refreshed"], true, "{}", a.body);
+    assert_eq!(app.minted(SHOP_APPID), 2);
+}
