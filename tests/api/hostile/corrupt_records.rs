@@ -1,7 +1,7 @@
 //! Bad records in a store (written straight into Redis or the redb file) are never served,
 //! adopted or written back, never panic an instance, and are counted as decode errors.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -9,13 +9,6 @@ use crate::fleet::ha::{redis_settings, RedisServer};
 use crate::support::helpers::*;
 
 const DECODE_ERRORS: &str = r#"wxtoken_store_errors_total{app="shop",op="decode"}"#;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 /// Each kind of bad record: (what, record bytes, the generation field beside it in Redis).
 fn bad_records(generation: u64) -> Vec<(&'static str, String, String)> {
@@ -163,7 +156,6 @@ async fn bad_records_in_redis_are_never_served_adopted_or_kept() {
 
 #[actix_web::test]
 async fn bad_records_in_the_embedded_file_are_ignored_and_replaced() {
-    const TOKENS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("tokens");
     let spec = Spec::default();
     let fake = start_fake(&spec).await;
     let dir = tempfile::tempdir().unwrap();
@@ -174,25 +166,7 @@ async fn bad_records_in_the_embedded_file_are_ignored_and_replaced() {
     s.stop();
 
     for (what, record, _) in bad_records(1) {
-        // The stopped server's last reference to the file may take a moment to go.
-        let started = std::time::Instant::now();
-        let db = loop {
-            match redb::Database::create(&store) {
-                Err(redb::DatabaseError::DatabaseAlreadyOpen)
-                    if started.elapsed() < Duration::from_secs(5) =>
-                {
-                    actix_web::rt::time::sleep(Duration::from_millis(50)).await
-                }
-                other => break other.unwrap(),
-            }
-        };
-        let tx = db.begin_write().unwrap();
-        tx.open_table(TOKENS)
-            .unwrap()
-            .insert("shop", record.as_bytes())
-            .unwrap();
-        tx.commit().unwrap();
-        drop(db);
+        plant_token_record(&store, "shop", &record).await;
         let minted = fake.minted(SHOP_APPID);
 
         let s = ThreadServer::start(settings_for(&spec, &fake.base_url(), &store));
@@ -220,7 +194,6 @@ mod platform {
     use wxtoken::config::Settings;
     use wxtoken::fake::FakeWechat;
 
-    use super::now_ms;
     use crate::support::helpers::*;
 
     const KEY: &str = "platform-client-key-00000001";

@@ -515,3 +515,35 @@ pub async fn start_fake_with(
     .await
     .expect("fake WeChat starts")
 }
+
+/// Writes `record` as app `app`'s token record straight into the embedded store file `store`,
+/// as a stopped server would find it at its next start.
+pub async fn plant_token_record(store: &Path, app: &str, record: &str) {
+    const TOKENS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("tokens");
+    // The stopped server's last reference to the file may take a moment to go.
+    let started = Instant::now();
+    let db = loop {
+        match redb::Database::create(store) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                if started.elapsed() < Duration::from_secs(5) =>
+            {
+                actix_web::rt::time::sleep(Duration::from_millis(50)).await
+            }
+            other => break other.expect("store file opens"),
+        }
+    };
+    let tx = db.begin_write().unwrap();
+    tx.open_table(TOKENS)
+        .unwrap()
+        .insert(app, record.as_bytes())
+        .unwrap();
+    tx.commit().unwrap();
+}
+
+/// Milliseconds since the Unix epoch, the unit of the stored records' times.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}

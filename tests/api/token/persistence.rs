@@ -6,6 +6,21 @@ use std::time::Duration;
 use crate::support::helpers::*;
 use wxtoken::token::messages::ForceRestart;
 
+/// The token planted near its expiry (a valid token: the store would refuse a malformed one).
+const NEAR_EXPIRY: &str = "NEAR-EXPIRY-TOKEN-FROM-THE-STORE";
+
+/// Seconds from now until the served shop token's proactive refresh, from `/metrics`.
+async fn refresh_due_secs_from_now(http: &awc::Client, base: &str) -> f64 {
+    let mut r = http.get(format!("{base}/metrics")).send().await.unwrap();
+    let text = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
+    let due = sample(
+        &text,
+        r#"wxtoken_token_refresh_due_timestamp_seconds{app="shop"}"#,
+    )
+    .unwrap_or(0.0);
+    due - now_ms() as f64 / 1000.0
+}
+
 #[actix_web::test]
 async fn restart_reuses_the_stored_token_without_a_fetch() {
     let spec = Spec::default();
@@ -27,8 +42,17 @@ async fn restart_reuses_the_stored_token_without_a_fetch() {
     let (status, body) = get_json(&http, &url, BILLING_KEY).await;
     assert_eq!(status, 200);
     assert_eq!(body["access_token"], token.as_str(), "stored token reused");
-    // Give the second server time to do anything it wrongly might.
-    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    // A refresh wrongly started at load would set the due time to now; a published due time
+    // far ahead proves the loaded token was judged fresh and its refresh scheduled, the last
+    // point at which a start-up fetch could have begun.
+    let scheduled = eventually(Duration::from_secs(5), || async {
+        refresh_due_secs_from_now(&http, &second.base).await > 600.0
+    })
+    .await;
+    assert!(
+        scheduled,
+        "the stored token's refresh is scheduled, not started"
+    );
     assert_eq!(fake.minted(SHOP_APPID), 1, "no upstream call after restart");
     assert_eq!(fake.minted(BLOG_APPID), 1);
     second.stop();
@@ -36,13 +60,7 @@ async fn restart_reuses_the_stored_token_without_a_fetch() {
 
 #[actix_web::test]
 async fn stored_token_of_another_appid_or_near_expiry_is_not_reused() {
-    // 30 s tokens: the margin is clamped to 15 s, so a restart 0 s later finds 30 s left and
-    // reuses it; but after the fake is asked to mint 10 s tokens and one is stored, a restart
-    // finds less than the margin left and fetches.
-    let spec = Spec {
-        expires_in: 30,
-        ..Spec::default()
-    };
+    let spec = Spec::default();
     let fake = start_fake(&spec).await;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("wxtoken.redb");
@@ -71,6 +89,44 @@ async fn stored_token_of_another_appid_or_near_expiry_is_not_reused() {
     assert_eq!(status, 503, "the fake does not know that appid");
     s.stop();
     assert_eq!(fake.minted(SHOP_APPID), 1);
+
+    // A well-formed record of the right appid with 5 s left of a 30 s life: the margin (600 s,
+    // clamped to half the life, 15 s) has passed, so a restart must fetch, not reuse it.
+    let now = now_ms();
+    let near_expiry = serde_json::json!({
+        "v": 1, "appid": SHOP_APPID, "token": NEAR_EXPIRY,
+        "fetched_at_ms": now - 25_000, "expires_at_ms": now + 5_000,
+        "generation": 2, "quota_day": 0, "quota_used": 1,
+    });
+    plant_token_record(&store, "shop", &near_expiry.to_string()).await;
+    let s = ThreadServer::start(settings_for(&spec, &fake.base_url(), &store));
+    let replaced = eventually(Duration::from_secs(5), || async {
+        let (status, body) = get_json(
+            &http,
+            &format!("{}/v1/apps/shop/token", s.base),
+            BILLING_KEY,
+        )
+        .await;
+        status == 200 && body["access_token"].as_str() == fake.current_token(SHOP_APPID).as_deref()
+    })
+    .await;
+    assert!(replaced, "the near-expiry token is replaced by a fresh one");
+    assert_eq!(fake.minted(SHOP_APPID), 2, "one fetch at start-up");
+    let mut r = http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap();
+    let text = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
+    assert_eq!(
+        sample(
+            &text,
+            r#"wxtoken_token_refreshes_total{app="shop",result="success",trigger="startup"}"#
+        ),
+        Some(1.0),
+        "fetched because it was due at start-up"
+    );
+    s.stop();
 }
 
 #[actix_web::test]
