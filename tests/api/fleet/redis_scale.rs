@@ -323,6 +323,8 @@ async fn the_instance_that_wrote_a_token_does_not_reread_it_on_its_announcement(
     })
     .await;
     assert!(adopted, "the other instance adopted the new token");
+    // A bounded wait: the claim is that the writer does not read back its own record, and a
+    // read that is not made leaves no counter; 500 ms is far past the announcement's handling.
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
 
     let commands = probe.logged_commands();

@@ -86,6 +86,8 @@ async fn wrong_secret_shows_in_readyz_metrics_and_503() {
     .await;
     // A configuration error never fixes itself: retried at the slow pace (retry_max) at once,
     // where a transient error would have been retried after 50, 100, 200, 400 ms.
+    // A bounded wait is the observable here: the claim is about the retry pace, so the test
+    // looks at the error counter after a window in which a fast pace would have made 4 calls.
     actix_web::rt::time::sleep(Duration::from_millis(900)).await;
     let series = r#"wxtoken_upstream_errors_total{app="shop",reason="40125"}"#;
     assert_eq!(app.metric(series).await, Some(1.0));

@@ -110,6 +110,9 @@ async fn reload_adds_and_removes_apps_and_swaps_keys_and_secrets() {
         .to_string();
     assert_eq!(app.get("/v1/apps/extra/token", Some(SVC)).await.status, 404);
     let blog_minted = app.minted(BLOG_APPID);
+    // Weak, so the test does not keep the actor alive (a supervised actor with a live address
+    // would be restarted instead of stopping).
+    let blog_actor = app.state.apps.load().get("blog").unwrap().addr.downgrade();
 
     // New file: `extra` added, `blog` removed, the service key replaced, shop's secret wrong.
     let new = config("a-wrong-secret", true, SVC2).replace(
@@ -170,7 +173,13 @@ async fn reload_adds_and_removes_apps_and_swaps_keys_and_secrets() {
             .unwrap()
             >= 1.0
     );
-    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    // The removed app's actor is gone (its mailbox disconnected): nothing is left that could
+    // fetch for it, so the count below is final.
+    let stopped = eventually(Duration::from_secs(5), || async {
+        blog_actor.upgrade().is_none()
+    })
+    .await;
+    assert!(stopped, "the removed app's actor stopped");
     assert_eq!(app.minted(BLOG_APPID), blog_minted);
 
     // A broken file is rejected and the running configuration kept.

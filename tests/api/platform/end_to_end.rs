@@ -597,6 +597,8 @@ async fn a_refused_refresh_token_is_looked_up_once_and_then_needs_reauth() {
     for _ in 0..5 {
         assert_eq!(authorizer_token(&app, &appids[0]).await.status, 409);
     }
+    // A bounded wait: a retry loop would run on the retry timers (100 ms at the least), and
+    // a retry that never happens leaves no counter; 300 ms covers several of its periods.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.fake.calls(Endpoint::AuthorizerToken), calls);
 }

@@ -1258,14 +1258,17 @@ async fn start_push_ticket_pushes_a_ticket_at_once() {
         receiver.open(0).kind,
         EventKind::VerifyTicket { .. }
     ));
-    // A refused start pushes nothing.
-    wx.call(
-        "api_start_push_ticket",
-        "",
-        json!({ "component_appid": COMPONENT, "component_secret": "nope" }),
-    )
-    .await;
-    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    // A refused start pushes nothing: the fake spawns its push only after accepting the call,
+    // so an error answer means no push was begun, and the counts can be read at once.
+    let refused = wx
+        .call(
+            "api_start_push_ticket",
+            "",
+            json!({ "component_appid": COMPONENT, "component_secret": "nope" }),
+        )
+        .await;
+    assert_ne!(errcode(&refused), 0, "{refused}");
+    assert_eq!(wx.fake.pushes().len(), 1);
     assert_eq!(receiver.count(), 1);
 }
 
@@ -1344,6 +1347,8 @@ async fn tickets_are_pushed_at_the_configured_interval_until_it_is_set_to_zero()
     // One push may have been on its way when the interval changed.
     actix_web::rt::time::sleep(Duration::from_millis(150)).await;
     let after = receiver.count();
+    // A bounded wait: the claim is that no timed push comes, and a push that does not come
+    // leaves no counter; 400 ms is four periods of the 100 ms interval used before.
     actix_web::rt::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(receiver.count(), after, "no timed pushes at interval 0");
 
