@@ -139,10 +139,13 @@ async fn many_app_server(redis: &RedisServer, poll_interval: Duration) -> TestAp
         .collect();
     let fake = start_fake_with(&spec, &pairs, &[]).await;
     let store = redis_store(redis, "scale-0", poll_interval);
-    let app = spawn_custom_with(spec, fake, &config, |(s, _): &mut (Settings, _)| {
-        s.store = store
-    })
-    .await;
+    let app = TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(&config)
+        .adjust(|(s, _): &mut (Settings, _)| s.store = store)
+        .start()
+        .await;
     let ready = eventually(Duration::from_secs(30), || async {
         app.get("/readyz", None).await.status == 200
     })

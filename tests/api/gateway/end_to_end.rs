@@ -48,7 +48,12 @@ proxy = true
 pub(crate) async fn gateway(proxy: &str) -> TestApp {
     let spec = Spec::default();
     let fake = start_fake_with(&spec, &[], &[(CORPID, CORP_SECRET)]).await;
-    spawn_custom(spec, fake, &apps_and_clients(proxy)).await
+    TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(&apps_and_clients(proxy))
+        .start()
+        .await
 }
 
 /// The gateway of [`gateway`], with a jsapi ticket kept for `shop`.
@@ -60,7 +65,12 @@ pub(crate) async fn gateway_with_jsapi_ticket() -> TestApp {
         &format!("secret = \"{SHOP_SECRET}\"\ntickets = [\"jsapi\"]\n"),
         1,
     );
-    spawn_custom(spec, fake, &config).await
+    TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(&config)
+        .start()
+        .await
 }
 
 /// Two fetches made behind wxtoken's back: its current token is now dead at WeChat (the
@@ -542,10 +552,15 @@ async fn wecom_apps_are_forwarded_to_wecom() {
     let wechat = start_fake(&spec).await;
     let wecom = start_fake_with(&spec, &[], &[(CORPID, CORP_SECRET)]).await;
     let wecom_base = wecom.base_url();
-    let app = spawn_custom_with(spec, wechat, &apps_and_clients(""), |(s, _)| {
-        s.upstream.wecom_base_url = wecom_base;
-    })
-    .await;
+    let app = TestApp::builder()
+        .spec(spec)
+        .fake(wechat)
+        .config(&apps_and_clients(""))
+        .adjust(|(s, _)| {
+            s.upstream.wecom_base_url = wecom_base;
+        })
+        .start()
+        .await;
     let (status, _, body) = app
         .raw(
             "POST",

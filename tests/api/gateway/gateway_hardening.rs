@@ -77,13 +77,15 @@ async fn stalled(app: &TestApp, head: &str) -> TcpStream {
 async fn strangers_without_a_key_never_hold_an_authenticated_calls_slot() {
     let spec = Spec::default();
     let fake = start_fake_with(&spec, &[], &[(CORPID, CORP_SECRET)]).await;
-    let app = spawn_custom_with(
-        spec,
-        fake,
-        &apps_and_clients("max_concurrent = 4\nanonymous_max_concurrent = 2\ntimeout_secs = 3"),
-        |(settings, _)| settings.server.body_timeout = Duration::from_secs(30),
-    )
-    .await;
+    let app = TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(&apps_and_clients(
+            "max_concurrent = 4\nanonymous_max_concurrent = 2\ntimeout_secs = 3",
+        ))
+        .adjust(|(settings, _)| settings.server.body_timeout = Duration::from_secs(30))
+        .start()
+        .await;
     let token = app.shop_token().await;
     let mut held = Vec::new();
     for _ in 0..40 {

@@ -56,12 +56,17 @@ proxy = true
 "#
     );
     let wecom = wecom.map(RawUpstream::base_url);
-    spawn_custom_with(spec, fake, &config, |(s, _)| {
-        if let Some(url) = wecom {
-            s.upstream.wecom_base_url = url;
-        }
-    })
-    .await
+    TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(&config)
+        .adjust(|(s, _)| {
+            if let Some(url) = wecom {
+                s.upstream.wecom_base_url = url;
+            }
+        })
+        .start()
+        .await
 }
 
 /// A GET on a fresh raw connection with the backend's key and the header `lines`; read until

@@ -175,11 +175,15 @@ async fn spawn_from_file(fake: wxtoken::fake::FakeWechat, path: &Path) -> TestAp
         "[[apps]]\nname = \"shop\"\nappid = \"{SHOP_APPID}\"\nsecret = \"x\"\n\
          [[clients]]\nname = \"svc\"\nkey = \"{SVC}\"\napps = [\"*\"]\n"
     );
-    spawn_custom_with(Spec::default(), fake, &placeholder, move |(s, o)| {
-        *s = settings;
-        o.config_path = Some(p);
-    })
-    .await
+    TestApp::builder()
+        .fake(fake)
+        .config(&placeholder)
+        .adjust(move |(s, o)| {
+            *s = settings;
+            o.config_path = Some(p);
+        })
+        .start()
+        .await
 }
 
 #[actix_web::test]

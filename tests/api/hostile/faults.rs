@@ -17,7 +17,7 @@ fn fault_spec() -> Spec {
 }
 
 async fn keeps_serving_and_recovers(fault: Fault, reason: &str) {
-    let app = spawn_app(fault_spec()).await;
+    let app = TestApp::builder().spec(fault_spec()).start().await;
     let old = app.shop_token().await;
     app.fake.inject(fault.clone(), 10_000);
 
@@ -77,13 +77,15 @@ async fn dropped_connection() {
 
 #[actix_web::test]
 async fn wrong_secret_shows_in_readyz_metrics_and_503() {
-    let app = spawn_app(Spec {
-        shop_secret: "wrong-secret".into(),
-        retry_min: Duration::from_millis(50),
-        retry_max: Duration::from_millis(1500),
-        ..fault_spec()
-    })
-    .await;
+    let app = TestApp::builder()
+        .spec(Spec {
+            shop_secret: "wrong-secret".into(),
+            retry_min: Duration::from_millis(50),
+            retry_max: Duration::from_millis(1500),
+            ..fault_spec()
+        })
+        .start()
+        .await;
     // A configuration error never fixes itself: retried at the slow pace (retry_max) at once,
     // where a transient error would have been retried after 50, 100, 200, 400 ms.
     // A bounded wait is the observable here: the claim is about the retry pace, so the test

@@ -37,10 +37,12 @@ async fn spawn_with(
     fake: FakeWechat,
     server: impl FnOnce(&mut wxtoken::config::ServerSettings, &mut wxtoken::startup::Options),
 ) -> TestApp {
-    spawn_custom_with(Spec::default(), fake, APPS, |(s, o)| {
-        server(&mut s.server, o)
-    })
-    .await
+    TestApp::builder()
+        .fake(fake)
+        .config(APPS)
+        .adjust(|(s, o)| server(&mut s.server, o))
+        .start()
+        .await
 }
 
 fn addr_of(app: &TestApp) -> SocketAddr {

@@ -7,13 +7,15 @@ use crate::support::helpers::*;
 
 #[actix_web::test]
 async fn absurd_lifetimes_are_decode_failures_that_keep_the_valid_token() {
-    let app = spawn_app(Spec {
-        wait_limit: Duration::from_secs(1),
-        retry_min: Duration::from_millis(100),
-        retry_max: Duration::from_millis(300),
-        ..Spec::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .spec(Spec {
+            wait_limit: Duration::from_secs(1),
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_millis(300),
+            ..Spec::default()
+        })
+        .start()
+        .await;
     let old = app.shop_token().await;
     // WeChat rejects it: every report asks for a fetch.
     app.fake.kill_token(&old);

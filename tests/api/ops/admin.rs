@@ -57,7 +57,12 @@ async fn revoke_rotates_a_client_credential_token() {
         ..Spec::default()
     };
     let fake = start_fake(&spec).await;
-    let app = spawn_custom(spec, fake, &config(SHOP_SECRET, false, SVC)).await;
+    let app = TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(&config(SHOP_SECRET, false, SVC))
+        .start()
+        .await;
     let old = app.get("/v1/apps/shop/token", Some(SVC)).await.body["access_token"]
         .as_str()
         .unwrap()
@@ -94,16 +99,16 @@ async fn reload_adds_and_removes_apps_and_swaps_keys_and_secrets() {
     .unwrap();
     let settings = wxtoken::config::Settings::load(&path).unwrap();
     let p2 = path.clone();
-    let app = spawn_custom_with(
-        spec,
-        fake,
-        &config(SHOP_SECRET, false, SVC),
-        move |(s, o)| {
+    let app = TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(&config(SHOP_SECRET, false, SVC))
+        .adjust(move |(s, o)| {
             *s = settings;
             o.config_path = Some(p2);
-        },
-    )
-    .await;
+        })
+        .start()
+        .await;
     let shop_token = app.get("/v1/apps/shop/token", Some(SVC)).await.body["access_token"]
         .as_str()
         .unwrap()
@@ -228,11 +233,16 @@ async fn a_reload_of_many_apps_with_one_changed_touches_only_that_one() {
     write(&body("secret-00000007"), &fake.base_url());
     let settings = wxtoken::config::Settings::load(&path).unwrap();
     let p2 = path.clone();
-    let app = spawn_custom_with(spec, fake, &body("secret-00000007"), move |(s, o)| {
-        *s = settings;
-        o.config_path = Some(p2);
-    })
-    .await;
+    let app = TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(&body("secret-00000007"))
+        .adjust(move |(s, o)| {
+            *s = settings;
+            o.config_path = Some(p2);
+        })
+        .start()
+        .await;
     let ready = eventually(Duration::from_secs(20), || async {
         app.get("/readyz", None).await.status == 200
     })

@@ -8,7 +8,7 @@ use wxtoken::fake::Fault;
 
 #[actix_web::test]
 async fn requests_tokens_and_quota_are_measured() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let t = app.shop_token().await;
     app.shop_token().await;
     app.get("/v1/apps/blog/token", Some(BILLING_KEY)).await; // 403
@@ -54,13 +54,15 @@ async fn requests_tokens_and_quota_are_measured() {
 
 #[actix_web::test]
 async fn config_error_flag_follows_the_last_failure() {
-    let app = spawn_app(Spec {
-        retry_min: Duration::from_millis(100),
-        retry_max: Duration::from_millis(200),
-        wait_limit: Duration::from_millis(500),
-        ..Spec::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .spec(Spec {
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_millis(200),
+            wait_limit: Duration::from_millis(500),
+            ..Spec::default()
+        })
+        .start()
+        .await;
     let t = app.shop_token().await;
     let flag = r#"wxtoken_upstream_config_error{app="shop"}"#;
     app.fake.inject(Fault::Errcode(40125), 10_000);

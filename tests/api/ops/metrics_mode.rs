@@ -47,7 +47,10 @@ fn state(text: &str, state: &str) -> Option<f64> {
 
 #[actix_web::test]
 async fn gauges_mode_exports_five_families_per_app_and_aggregates() {
-    let app = spawn_app_with_metrics(Spec::default(), PerAppMetrics::Gauges).await;
+    let app = TestApp::builder()
+        .metrics(PerAppMetrics::Gauges)
+        .start()
+        .await;
     let text = fail_with_an_unknown_errcode(&app).await;
     assert_eq!(
         per_app_families(&text),
@@ -97,7 +100,10 @@ async fn gauges_mode_exports_five_families_per_app_and_aggregates() {
 
 #[actix_web::test]
 async fn full_mode_keeps_every_per_app_family_and_counts_other_per_app() {
-    let app = spawn_app_with_metrics(Spec::default(), PerAppMetrics::Full).await;
+    let app = TestApp::builder()
+        .metrics(PerAppMetrics::Full)
+        .start()
+        .await;
     let text = fail_with_an_unknown_errcode(&app).await;
     let families = per_app_families(&text);
     for family in [
@@ -144,7 +150,11 @@ async fn credentials_are_counted_by_state() {
         retry_max: Duration::from_millis(200),
         ..Spec::default()
     };
-    let app = spawn_app_with_metrics(spec, PerAppMetrics::Gauges).await;
+    let app = TestApp::builder()
+        .spec(spec)
+        .metrics(PerAppMetrics::Gauges)
+        .start()
+        .await;
     let served = |text: &str| {
         ["valid", "refreshing", "failing"]
             .iter()

@@ -62,7 +62,13 @@ async fn measure(APPS: usize, per_app: PerAppMetrics) {
         "[[clients]]\nname = \"bench\"\nkey = \"{KEY}\"\napps = [\"*\"]"
     )
     .unwrap();
-    let app = spawn_custom_with(spec, fake, &config, |(s, _)| s.metrics.per_app = per_app).await;
+    let app = TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(&config)
+        .adjust(|(s, _)| s.metrics.per_app = per_app)
+        .start()
+        .await;
     // Every app has its first token: no credential without one (the standard test apps are
     // not configured here), in every mode.
     assert!(

@@ -95,7 +95,7 @@ admin = true
 proxy = true
 "#
     );
-    let app = spawn_custom(Spec::default(), fake, &config).await;
+    let app = TestApp::builder().fake(fake).config(&config).start().await;
     let events = format!("{}/v1/platforms/saas/events", app.base);
     app.fake
         .set_event_url(COMPONENT, Some(&events))

@@ -36,10 +36,15 @@ apps = ["*"]
 async fn spawn_with(readiness: ReadinessScope) -> TestApp {
     let spec = Spec::default();
     let fake = start_fake(&spec).await;
-    let app = spawn_custom_with(spec, fake, &one_wrong_secret(), |(s, _)| {
-        s.server.readiness = readiness;
-    })
-    .await;
+    let app = TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(&one_wrong_secret())
+        .adjust(|(s, _)| {
+            s.server.readiness = readiness;
+        })
+        .start()
+        .await;
     // blog holds its token and shop's fetch has failed at least once.
     let settled = eventually(Duration::from_secs(10), || async {
         let r = app.get("/readyz?scope=apps", None).await;

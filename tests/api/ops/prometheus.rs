@@ -647,10 +647,15 @@ platforms = ["*"]
 admin = true
 "#
     );
-    let app = spawn_custom_with(spec, fake, &config, |(settings, _)| {
-        settings.metrics.per_app = per_app;
-    })
-    .await;
+    let app = TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(&config)
+        .adjust(|(settings, _)| {
+            settings.metrics.per_app = per_app;
+        })
+        .start()
+        .await;
     let url = format!("{}/v1/platforms/{PLATFORM}/events", app.base);
     app.fake
         .set_event_url(COMPONENT, Some(&url))

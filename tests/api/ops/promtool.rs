@@ -30,7 +30,7 @@ pub fn promtool() -> Command {
 
 #[actix_web::test]
 async fn metrics_pass_promtool_check_metrics() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let old = app.shop_token().await;
     // Produce samples with every kind of label: an errcode reason, invalidation outcomes.
     app.fake.inject(Fault::Errcode(-1), 1);
@@ -74,7 +74,7 @@ pub fn assert_promtool_clean(text: &str) {
 
 #[actix_web::test]
 async fn every_per_app_series_exists_from_startup() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let text = app.metrics_text().await;
     for app_name in ["shop", "blog"] {
         for series in [

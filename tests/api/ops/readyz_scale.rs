@@ -40,7 +40,12 @@ async fn above_a_thousand_apps_readyz_names_the_unready_and_counts_the_rest() {
         "[[clients]]\nname = \"c\"\nkey = \"{KEY}\"\napps = [\"*\"]"
     )
     .unwrap();
-    let app = spawn_custom_with(spec, fake, &config, |_| {}).await;
+    let app = TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(&config)
+        .start()
+        .await;
 
     let summary = |body: &serde_json::Value| {
         (

@@ -77,11 +77,16 @@ async fn removed_app_leaves_no_series(per_app: &'static str) {
     .unwrap();
     let settings = wxtoken::config::Settings::load(&path).unwrap();
     let p2 = path.clone();
-    let app = spawn_custom_with(spec, fake, &apps(true), move |(s, o)| {
-        *s = settings;
-        o.config_path = Some(p2);
-    })
-    .await;
+    let app = TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(&apps(true))
+        .adjust(move |(s, o)| {
+            *s = settings;
+            o.config_path = Some(p2);
+        })
+        .start()
+        .await;
 
     // Series with every kind of per-app label: a ticket, an errcode reason, an outcome.
     let token = app.get("/v1/apps/shop/token", Some(ADMIN)).await;
@@ -154,7 +159,7 @@ async fn removed_app_leaves_no_series(per_app: &'static str) {
 
 #[actix_web::test]
 async fn gauges_read_at_two_scrapes_follow_the_clock() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     app.shop_token().await;
     let left = r#"wxtoken_token_seconds_left{app="shop"}"#;
     let age = r#"wxtoken_token_age_seconds{app="shop"}"#;

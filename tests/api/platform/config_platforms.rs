@@ -171,7 +171,7 @@ async fn a_server_runs_with_platforms_and_no_apps() {
         "{}[[clients]]\nname = \"crm\"\nkey = \"{CRM}\"\nplatforms = [\"*\"]\n",
         inline_platform("saas")
     );
-    let app = spawn_custom(Spec::default(), fake, &text).await;
+    let app = TestApp::builder().fake(fake).config(&text).start().await;
     assert_eq!(app.get("/healthz", None).await.status, 200);
     // No app exists: 404 for the client, as for any unknown app.
     let r = app.get("/v1/apps/shop/token", Some(CRM)).await;
@@ -188,7 +188,7 @@ async fn a_client_of_platforms_only_reads_no_app() {
          [[clients]]\nname = \"billing\"\nkey = \"{BILLING_KEY}\"\napps = [\"shop\"]\n",
         inline_platform("saas")
     );
-    let app = spawn_custom(Spec::default(), fake, &text).await;
+    let app = TestApp::builder().fake(fake).config(&text).start().await;
     assert_eq!(
         app.get("/v1/apps/shop/token", Some(BILLING_KEY))
             .await
@@ -239,11 +239,15 @@ async fn a_reload_with_a_bad_platform_is_rejected_and_tokens_keep_serving() {
         "[[apps]]\nname = \"shop\"\nappid = \"{SHOP_APPID}\"\nsecret = \"x\"\n\
          [[clients]]\nname = \"admin\"\nkey = \"{ADMIN}\"\napps = [\"*\"]\n"
     );
-    let app = spawn_custom_with(Spec::default(), fake, &placeholder, move |(s, o)| {
-        *s = settings;
-        o.config_path = Some(p);
-    })
-    .await;
+    let app = TestApp::builder()
+        .fake(fake)
+        .config(&placeholder)
+        .adjust(move |(s, o)| {
+            *s = settings;
+            o.config_path = Some(p);
+        })
+        .start()
+        .await;
     let token = app.get("/v1/apps/shop/token", Some(ADMIN)).await;
     assert_eq!(token.status, 200, "{}", token.body);
 

@@ -61,7 +61,11 @@ admin = true
 /// A server for the platform, with the fake pushing to its event URL.
 async fn spawn(refresh: &str) -> TestApp {
     let fake = fake().await;
-    let app = spawn_custom(Spec::default(), fake, &config(refresh)).await;
+    let app = TestApp::builder()
+        .fake(fake)
+        .config(&config(refresh))
+        .start()
+        .await;
     let url = format!("{}/v1/platforms/saas/events", app.base);
     app.fake
         .set_event_url(COMPONENT, Some(&url))
@@ -610,10 +614,14 @@ async fn a_ticket_the_disk_cannot_take_is_not_acknowledged_and_makes_the_instanc
     };
     let fake = fake().await;
     let path = disk.path().join("wxtoken.redb");
-    let app = spawn_custom_with(Spec::default(), fake, &config("active"), |(s, _)| {
-        s.store = wxtoken::config::StoreSettings::Embedded { path };
-    })
-    .await;
+    let app = TestApp::builder()
+        .fake(fake)
+        .config(&config("active"))
+        .adjust(|(s, _)| {
+            s.store = wxtoken::config::StoreSettings::Embedded { path };
+        })
+        .start()
+        .await;
     let url = format!("{}/v1/platforms/saas/events", app.base);
     app.fake.set_event_url(COMPONENT, Some(&url)).unwrap();
     push_ticket(&app).await;

@@ -61,7 +61,7 @@ platforms = ["saas"]
 proxy = true
 "#
     );
-    let app = spawn_custom(Spec::default(), fake, &config).await;
+    let app = TestApp::builder().fake(fake).config(&config).start().await;
     let url = format!("{}/v1/platforms/saas/events", app.base);
     app.fake
         .set_event_url(COMPONENT, Some(&url))

@@ -311,7 +311,11 @@ platforms = ["saas"]
 
 /// A server for the platform with its component token, the fake pushing to its event URL.
 async fn spawn_with_token() -> TestApp {
-    let app = spawn_custom(Spec::default(), fake().await, &platform_config()).await;
+    let app = TestApp::builder()
+        .fake(fake().await)
+        .config(&platform_config())
+        .start()
+        .await;
     let url = format!("{}/v1/platforms/saas/events", app.base);
     app.fake.set_event_url(COMPONENT, Some(&url)).unwrap();
     let push = app.fake.push_verify_ticket(COMPONENT).await.unwrap();
@@ -515,8 +519,18 @@ async fn in_a_fleet_one_code_is_exchanged_once_whichever_instance_it_reaches() {
         }
     };
     let config = platform_config();
-    let a = spawn_custom_with(Spec::default(), fake.clone(), &config, on_redis("a")).await;
-    let b = spawn_custom_with(Spec::default(), fake.clone(), &config, on_redis("b")).await;
+    let a = TestApp::builder()
+        .fake(fake.clone())
+        .config(&config)
+        .adjust(on_redis("a"))
+        .start()
+        .await;
+    let b = TestApp::builder()
+        .fake(fake.clone())
+        .config(&config)
+        .adjust(on_redis("b"))
+        .start()
+        .await;
     let url = format!("{}/v1/platforms/saas/events", a.base);
     fake.set_event_url(COMPONENT, Some(&url)).unwrap();
     let push = fake.push_verify_ticket(COMPONENT).await.unwrap();

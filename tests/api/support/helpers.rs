@@ -149,35 +149,103 @@ pub struct TestApp {
     _dir: Arc<tempfile::TempDir>,
 }
 
-/// A fake WeChat plus a server using it, with a fresh store.
-pub async fn spawn_app(spec: Spec) -> TestApp {
-    init_logs();
-    let fake = start_fake(&spec).await;
-    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let store = dir.path().join("wxtoken.redb");
-    spawn_server(spec, fake, dir, store).await
-}
-
-/// As [`spawn_app`], exporting the per-app series set `per_app` (`[metrics] per_app`).
-pub async fn spawn_app_with_metrics(spec: Spec, per_app: PerAppMetrics) -> TestApp {
-    init_logs();
-    let fake = start_fake(&spec).await;
-    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let store = dir.path().join("wxtoken.redb");
-    let mut settings = settings_for(&spec, &fake.base_url(), &store);
-    settings.metrics.per_app = per_app;
-    launch(settings, test_options(&spec), fake, dir).await
-}
-
-/// A server against an existing fake and store (for restart tests).
-pub async fn spawn_server(
+/// How a [`TestApp`] is started: every choice has a default, so `TestApp::builder().start()`
+/// is the standard app (`shop` and `blog`, the `billing` and `ops` clients) against a fresh
+/// fake and store.
+pub struct TestAppBuilder<'a> {
     spec: Spec,
-    fake: FakeWechat,
-    dir: Arc<tempfile::TempDir>,
-    store_path: PathBuf,
-) -> TestApp {
-    let settings = settings_for(&spec, &fake.base_url(), &store_path);
-    launch(settings, test_options(&spec), fake, dir).await
+    fake: Option<FakeWechat>,
+    config: Option<String>,
+    store: Option<(Arc<tempfile::TempDir>, PathBuf)>,
+    per_app: Option<PerAppMetrics>,
+    adjust: Option<Adjust<'a>>,
+}
+
+/// A last look at the settings and options before the server is built.
+type Adjust<'a> = Box<dyn FnOnce(&mut (Settings, Options)) + 'a>;
+
+impl TestApp {
+    pub fn builder<'a>() -> TestAppBuilder<'a> {
+        TestAppBuilder {
+            spec: Spec::default(),
+            fake: None,
+            config: None,
+            store: None,
+            per_app: None,
+            adjust: None,
+        }
+    }
+}
+
+impl<'a> TestAppBuilder<'a> {
+    /// The test timings, token lifetime and `shop`'s configured secret.
+    pub fn spec(mut self, spec: Spec) -> Self {
+        self.spec = spec;
+        self
+    }
+
+    /// An already running fake (default: a new one with the standard apps, from the spec).
+    pub fn fake(mut self, fake: FakeWechat) -> Self {
+        self.fake = Some(fake);
+        self
+    }
+
+    /// The `[[apps]]` and `[[clients]]` tables (secrets inline) instead of the standard ones;
+    /// the server then takes only the spec's refresh and upstream timings.
+    pub fn config(mut self, apps_and_clients: &str) -> Self {
+        self.config = Some(apps_and_clients.to_owned());
+        self
+    }
+
+    /// An existing store file, kept alive by `dir` (restart tests; default: a fresh one).
+    pub fn store(mut self, dir: Arc<tempfile::TempDir>, path: PathBuf) -> Self {
+        self.store = Some((dir, path));
+        self
+    }
+
+    /// The per-app series set exported (`[metrics] per_app`).
+    pub fn metrics(mut self, per_app: PerAppMetrics) -> Self {
+        self.per_app = Some(per_app);
+        self
+    }
+
+    /// Changes the settings and options last, after everything above.
+    pub fn adjust(mut self, f: impl FnOnce(&mut (Settings, Options)) + 'a) -> Self {
+        self.adjust = Some(Box::new(f));
+        self
+    }
+
+    pub async fn start(self) -> TestApp {
+        init_logs();
+        let spec = self.spec;
+        let fake = match self.fake {
+            Some(f) => f,
+            None => start_fake(&spec).await,
+        };
+        let (dir, store) = match self.store {
+            Some(s) => s,
+            None => {
+                let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+                let store = dir.path().join("wxtoken.redb");
+                (dir, store)
+            }
+        };
+        let mut settings = match &self.config {
+            Some(apps_and_clients) => {
+                custom_settings(&spec, &fake.base_url(), &store, apps_and_clients)
+            }
+            None => settings_for(&spec, &fake.base_url(), &store),
+        };
+        if let Some(per_app) = self.per_app {
+            settings.metrics.per_app = per_app;
+        }
+        let mut both = (settings, test_options(&spec));
+        if let Some(adjust) = self.adjust {
+            adjust(&mut both);
+        }
+        let (settings, options) = both;
+        launch(settings, options, fake, dir).await
+    }
 }
 
 /// Options for an in-process test server: the spec's wait limit, no signal handling.
@@ -449,35 +517,22 @@ pub fn test_pki() -> (
     (tls, ca.der().clone(), ca.pem())
 }
 
-/// A server for `fake` built from `apps_and_clients` (the `[[apps]]` and `[[clients]]` tables,
-/// secrets inline), with the test timings of `spec` and a fresh store.
-pub async fn spawn_custom(spec: Spec, fake: FakeWechat, apps_and_clients: &str) -> TestApp {
-    spawn_custom_with(spec, fake, apps_and_clients, |_| {}).await
-}
-
-/// As [`spawn_custom`], with a last look at the settings and options.
-pub async fn spawn_custom_with(
-    spec: Spec,
-    fake: FakeWechat,
-    apps_and_clients: &str,
-    adjust: impl FnOnce(&mut (Settings, Options)),
-) -> TestApp {
-    init_logs();
-    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+/// Settings for `apps_and_clients` (the `[[apps]]` and `[[clients]]` tables, secrets inline)
+/// against the fake at `base_url`, with the spec's refresh and upstream timings.
+fn custom_settings(spec: &Spec, base_url: &str, store: &Path, apps_and_clients: &str) -> Settings {
     let text = format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
 [upstream]
-base_url = "{base}"
-wecom_base_url = "{base}"
+base_url = "{base_url}"
+wecom_base_url = "{base_url}"
 min_token_lifetime_secs = 2
 [store]
 path = {store}
 {apps_and_clients}
 "#,
-        base = fake.base_url(),
-        store = toml::Value::String(dir.path().join("s.redb").display().to_string()),
+        store = toml::Value::String(store.display().to_string()),
     );
     let mut settings = Settings::from_toml(&text, &[], &|_| None).expect("test config is valid");
     settings.refresh.margin = spec.margin;
@@ -485,10 +540,7 @@ path = {store}
     settings.refresh.retry_min = spec.retry_min;
     settings.refresh.retry_max = spec.retry_max;
     settings.upstream.timeout = spec.upstream_timeout;
-    let mut both = (settings, test_options(&spec));
-    adjust(&mut both);
-    let (settings, options) = both;
-    launch(settings, options, fake, dir).await
+    settings
 }
 
 /// The fake with the standard test apps plus `extra` (appid, secret) pairs and WeCom apps.

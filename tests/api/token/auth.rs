@@ -4,7 +4,7 @@ use crate::support::helpers::*;
 
 #[actix_web::test]
 async fn missing_or_unknown_keys_are_401() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     for key in [None, Some("not-a-configured-key-000000"), Some("")] {
         let a = app.get("/v1/apps/shop/token", key).await;
         assert_eq!(a.status, 401, "{key:?}");
@@ -36,7 +36,7 @@ async fn missing_or_unknown_keys_are_401() {
 
 #[actix_web::test]
 async fn clients_only_read_their_apps() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let a = app.get("/v1/apps/blog/token", Some(BILLING_KEY)).await;
     assert_eq!(a.status, 403);
     assert_eq!(a.body["error"], "forbidden");
@@ -60,7 +60,7 @@ async fn clients_only_read_their_apps() {
 
 #[actix_web::test]
 async fn unknown_apps_are_404() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let a = app.get("/v1/apps/nope/token", Some(OPS_KEY)).await;
     assert_eq!(a.status, 404);
     assert_eq!(a.body["error"], "unknown_app");
@@ -70,7 +70,7 @@ async fn unknown_apps_are_404() {
 
 #[actix_web::test]
 async fn bad_invalidate_bodies_are_400() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let path = "/v1/apps/shop/token/invalidate";
     for body in [
         "",
@@ -88,7 +88,7 @@ async fn bad_invalidate_bodies_are_400() {
 
 #[actix_web::test]
 async fn bodies_over_the_limit_are_413() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let big = format!(
         r#"{{"access_token":"{}"}}"#,
         "a".repeat(wxtoken::http::MAX_BODY)

@@ -9,7 +9,7 @@ fn facade_url(appid: &str, secret: &str) -> String {
 
 #[actix_web::test]
 async fn token_endpoint_in_wechat_format() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let shared = app.shop_token().await;
     let a = app.get(&facade_url(SHOP_APPID, BILLING_KEY), None).await;
     assert_eq!(a.status, 200);
@@ -40,7 +40,7 @@ async fn token_endpoint_in_wechat_format() {
 
 #[actix_web::test]
 async fn stable_token_endpoint_never_rotates() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let shared = app.shop_token().await;
     for force in [false, true] {
         let a = app
@@ -84,7 +84,7 @@ except WeChatClientException as e:
 #[actix_web::test]
 async fn wechatpy_sdk_gets_the_shared_token() {
     crate::platform::platform_crypto::require_wechatpy();
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let shared = app.shop_token().await;
     let run = |secret: &'static str| {
         let args = vec![app.base.clone(), SHOP_APPID.into(), secret.into()];

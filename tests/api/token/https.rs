@@ -33,7 +33,12 @@ async fn tokens_are_fetched_over_https_with_a_ca_file() {
         ..Spec::default()
     };
     let store = dir.path().join("s.redb");
-    let app = spawn_server(spec, fake, dir, store).await;
+    let app = TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .store(dir, store)
+        .start()
+        .await;
     let token = app.shop_token().await;
     assert_eq!(Some(token), app.fake.current_token(SHOP_APPID));
 }
@@ -47,7 +52,12 @@ async fn an_untrusted_certificate_is_refused() {
         wait_limit: Duration::from_millis(500),
         ..Spec::default()
     };
-    let app = spawn_server(spec, fake, dir, store).await;
+    let app = TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .store(dir, store)
+        .start()
+        .await;
     let a = app.get("/v1/apps/shop/token", Some(BILLING_KEY)).await;
     assert_eq!(a.status, 503, "{}", a.body);
     assert_eq!(

@@ -9,7 +9,7 @@ use wxtoken::fake::{Endpoint, Validity};
 #[actix_web::test]
 async fn concurrent_invalidations_of_a_killed_token_cost_one_probe_one_fetch_and_all_get_the_new_token(
 ) {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let old = app.shop_token().await;
     assert_eq!(app.minted(SHOP_APPID), 1);
     // Something else fetched behind wxtoken's back: WeChat rejects the token for real.
@@ -56,7 +56,7 @@ async fn concurrent_invalidations_of_a_killed_token_cost_one_probe_one_fetch_and
 
 #[actix_web::test]
 async fn stale_invalidation_costs_no_fetch() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let old = app.shop_token().await;
     app.fake.kill_token(&old);
     let a = app.invalidate_shop(&old).await;
@@ -86,11 +86,13 @@ async fn stale_invalidation_costs_no_fetch() {
 
 #[actix_web::test]
 async fn invalidation_of_a_fresh_token_is_too_soon() {
-    let app = spawn_app(Spec {
-        min_interval: Duration::from_secs(60),
-        ..Spec::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .spec(Spec {
+            min_interval: Duration::from_secs(60),
+            ..Spec::default()
+        })
+        .start()
+        .await;
     let t = app.shop_token().await;
     let a = app.invalidate_shop(&t).await;
     assert_eq!(a.status, 200);
@@ -106,11 +108,13 @@ async fn invalidation_of_a_fresh_token_is_too_soon() {
 
 #[actix_web::test]
 async fn invalidated_token_is_really_replaced_at_wechat() {
-    let app = spawn_app(Spec {
-        overlap_secs: 0,
-        ..Spec::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .spec(Spec {
+            overlap_secs: 0,
+            ..Spec::default()
+        })
+        .start()
+        .await;
     let old = app.shop_token().await;
     // A fetch behind wxtoken's back kills its token (no overlap here)...
     let rogue = fetch_behind_wxtoken(&app.fake).await;
@@ -136,7 +140,7 @@ async fn fetch_behind_wxtoken(fake: &wxtoken::fake::FakeWechat) -> String {
 
 #[actix_web::test]
 async fn a_client_hammering_invalidate_with_a_valid_token_causes_no_refetch() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let token = app.shop_token().await;
     assert_eq!(app.minted(SHOP_APPID), 1);
     // Sequential and concurrent: a confused client, or an SDK that reports every 40001.
@@ -181,7 +185,7 @@ async fn a_client_hammering_invalidate_with_a_valid_token_causes_no_refetch() {
 
 #[actix_web::test]
 async fn gateway_calls_wechat_rejects_for_another_reason_cause_no_refetch() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let token = app.shop_token().await;
     for i in 0..10 {
         let answer = app
@@ -211,11 +215,13 @@ async fn gateway_calls_wechat_rejects_for_another_reason_cause_no_refetch() {
 
 #[actix_web::test]
 async fn refetches_for_killed_tokens_stop_at_the_hourly_cap() {
-    let app = spawn_app(Spec {
-        reported_refetches_per_hour: 2,
-        ..Spec::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .spec(Spec {
+            reported_refetches_per_hour: 2,
+            ..Spec::default()
+        })
+        .start()
+        .await;
     let mut token = app.shop_token().await;
     for n in 2..=3 {
         app.fake.kill_token(&token);

@@ -141,7 +141,12 @@ async fn corrupt_store_is_moved_aside_and_the_server_starts() {
     )
     .unwrap();
 
-    let app = spawn_server(spec, fake, dir.clone(), store.clone()).await;
+    let app = TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .store(dir.clone(), store.clone())
+        .start()
+        .await;
     let t = app.shop_token().await;
     assert!(!t.is_empty());
     let aside: Vec<String> = std::fs::read_dir(dir.path())
@@ -155,7 +160,7 @@ async fn corrupt_store_is_moved_aside_and_the_server_starts() {
 
 #[actix_web::test]
 async fn forced_actor_restart_keeps_serving() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let t = app.shop_token().await;
     let shop = app.state.apps.load().get("shop").unwrap().clone();
     shop.addr.send(ForceRestart).await.unwrap();

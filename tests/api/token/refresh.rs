@@ -12,12 +12,14 @@ async fn served_tokens_stay_valid_over_several_refresh_cycles() {
     // 4 s tokens: the 600 s margin is clamped to half the lifetime, so a refresh about every 2 s.
     // A replaced token stays valid for 1 s at the fake: long enough for a request in flight
     // during a refresh, far too short to hide a server that keeps serving an old token.
-    let app = spawn_app(Spec {
-        expires_in: 4,
-        overlap_secs: 1,
-        ..Spec::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .spec(Spec {
+            expires_in: 4,
+            overlap_secs: 1,
+            ..Spec::default()
+        })
+        .start()
+        .await;
     let mut seen = HashSet::new();
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(7) {
@@ -59,7 +61,12 @@ async fn get_waits_for_the_first_fetch() {
     fake.inject(wxtoken::fake::Fault::Slow(Duration::from_millis(800)), 1);
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let store = dir.path().join("s.redb");
-    let app = spawn_server(spec, fake, dir, store).await;
+    let app = TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .store(dir, store)
+        .start()
+        .await;
     let a = app.get("/v1/apps/shop/token", Some(BILLING_KEY)).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(app.minted(SHOP_APPID), 1);

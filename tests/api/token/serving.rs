@@ -5,7 +5,7 @@ use wxtoken::fake::{Endpoint, Validity};
 
 #[actix_web::test]
 async fn token_is_served_and_valid_at_wechat() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let a = app.get("/v1/apps/shop/token", Some(BILLING_KEY)).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["app"], "shop");
@@ -45,7 +45,7 @@ async fn token_is_served_and_valid_at_wechat() {
 
 #[actix_web::test]
 async fn many_gets_cost_one_fetch_per_app() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let first = app.shop_token().await;
     let gets = (0..50).map(|_| app.shop_token());
     for t in futures_util::future::join_all(gets).await {
@@ -61,7 +61,7 @@ async fn many_gets_cost_one_fetch_per_app() {
 
 #[actix_web::test]
 async fn health_and_readiness() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     assert_eq!(app.get("/healthz", None).await.status, 200);
     assert!(
         eventually(std::time::Duration::from_secs(5), || async {
@@ -77,7 +77,7 @@ async fn health_and_readiness() {
 
 #[actix_web::test]
 async fn unknown_routes_and_methods_answer_json() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let a = app.get("/nope", None).await;
     assert_eq!(a.status, 404);
     assert_eq!(a.body["error"], "not_found");

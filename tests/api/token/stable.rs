@@ -33,7 +33,12 @@ async fn stable_app(expires_in: u64) -> TestApp {
         ..Spec::default()
     };
     let fake = start_fake_with(&spec, &[(STABLE_APPID, "stable-secret-0001")], &[]).await;
-    spawn_custom(spec, fake, APPS).await
+    TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(APPS)
+        .start()
+        .await
 }
 
 async fn token(app: &TestApp) -> String {

@@ -36,7 +36,12 @@ async fn ticket(app: &TestApp, kind: &str) -> String {
 #[actix_web::test]
 async fn tickets_are_served_and_valid() {
     let spec = Spec::default();
-    let app = spawn_custom(spec.clone(), start_fake(&spec).await, APPS).await;
+    let app = TestApp::builder()
+        .spec(spec.clone())
+        .fake(start_fake(&spec).await)
+        .config(APPS)
+        .start()
+        .await;
     let a = app.get("/v1/apps/shop/ticket/jsapi", Some(KEY)).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["app"], "shop");
@@ -82,7 +87,12 @@ async fn tickets_are_served_and_valid() {
 #[actix_web::test]
 async fn a_new_token_brings_a_new_ticket() {
     let spec = Spec::default();
-    let app = spawn_custom(spec.clone(), start_fake(&spec).await, APPS).await;
+    let app = TestApp::builder()
+        .spec(spec.clone())
+        .fake(start_fake(&spec).await)
+        .config(APPS)
+        .start()
+        .await;
     let old_ticket = ticket(&app, "jsapi").await;
     let token = app.get("/v1/apps/shop/token", Some(KEY)).await.body["access_token"]
         .as_str()
@@ -117,7 +127,12 @@ async fn a_new_token_brings_a_new_ticket() {
 #[actix_web::test]
 async fn a_rejected_token_at_getticket_is_replaced_then_the_ticket_fetched() {
     let spec = Spec::default();
-    let app = spawn_custom(spec.clone(), start_fake(&spec).await, APPS).await;
+    let app = TestApp::builder()
+        .spec(spec.clone())
+        .fake(start_fake(&spec).await)
+        .config(APPS)
+        .start()
+        .await;
     let old_ticket = ticket(&app, "jsapi").await;
     let tokens_before = app.minted(SHOP_APPID);
     let tickets_before = app.fake.tickets_minted(SHOP_APPID);
@@ -158,7 +173,12 @@ async fn a_rejected_token_at_getticket_is_replaced_then_the_ticket_fetched() {
 #[actix_web::test]
 async fn jssdk_signatures_are_computed_server_side() {
     let spec = Spec::default();
-    let app = spawn_custom(spec.clone(), start_fake(&spec).await, APPS).await;
+    let app = TestApp::builder()
+        .spec(spec.clone())
+        .fake(start_fake(&spec).await)
+        .config(APPS)
+        .start()
+        .await;
     let page = "https://shop.example.com/item?id=42&from=share";
     let a = app
         .post(

@@ -56,10 +56,15 @@ async fn spawn_pooled(
         upstream_timeout: timeout,
         ..Spec::default()
     };
-    spawn_custom_with(spec, fake, &apps_config(creds), |(s, _)| {
-        s.upstream.max_concurrent = max_concurrent;
-    })
-    .await
+    TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(&apps_config(creds))
+        .adjust(|(s, _)| {
+            s.upstream.max_concurrent = max_concurrent;
+        })
+        .start()
+        .await
 }
 
 /// Waits until every app of `creds` has had its token fetched, within `limit`.
@@ -153,7 +158,7 @@ async fn a_queue_longer_than_the_timeout_still_fetches_each_token_once() {
 
 #[actix_web::test]
 async fn the_pool_gauges_show_in_metrics_from_the_start() {
-    let app = spawn_app(Spec::default()).await;
+    let app = TestApp::builder().start().await;
     let text = app.metrics_text().await;
     for family in ["wxtoken_upstream_queue_depth", "wxtoken_upstream_in_flight"] {
         assert!(
@@ -193,10 +198,15 @@ async fn an_invalidated_token_is_fetched_ahead_of_queued_proactive_refreshes() {
         ..Spec::default()
     };
     let fake = slow_fake(&spec, &creds, Duration::ZERO).await;
-    let app = spawn_custom_with(spec, fake, &apps_config(&creds), |(s, _)| {
-        s.upstream.max_concurrent = 1;
-    })
-    .await;
+    let app = TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(&apps_config(&creds))
+        .adjust(|(s, _)| {
+            s.upstream.max_concurrent = 1;
+        })
+        .start()
+        .await;
     assert!(all_fetched(&app, &creds, Duration::from_secs(10)).await);
     // `pool0` gets a long-lived token now, so it has no refresh of its own in the queue later.
     app.fake.set_expires_in(60);

@@ -39,7 +39,12 @@ async fn wecom_app(spec: Spec) -> TestApp {
         ],
     )
     .await;
-    spawn_custom(spec, fake, APPS).await
+    TestApp::builder()
+        .spec(spec)
+        .fake(fake)
+        .config(APPS)
+        .start()
+        .await
 }
 
 #[actix_web::test]
