@@ -26,8 +26,8 @@ async fn keeps_serving_and_recovers(fault: Fault, reason: &str) {
     app.fake.kill_token(&old);
     let a = app.invalidate_shop(&old).await;
     assert_eq!(a.status, 200, "{fault:?}: {}", a.body);
-    assert_eq!(a.body["access_token"], old.as_str());
-    assert_eq!(a.body["refreshed"], false);
+    assert_eq!(a.token().access_token, old.as_str());
+    assert_eq!(a.token().refreshed, Some(false));
     assert_eq!(app.shop_token().await, old, "{fault:?}: valid token kept");
     assert_eq!(app.get("/readyz", None).await.status, 200);
     let series = format!(r#"wxtoken_upstream_errors_total{{app="shop",reason="{reason}"}}"#);
@@ -96,9 +96,10 @@ async fn wrong_secret_shows_in_readyz_metrics_and_503() {
 
     let a = app.get("/v1/apps/shop/token", Some(BILLING_KEY)).await;
     assert_eq!(a.status, 503, "{}", a.body);
-    assert_eq!(a.body["error"], "no_valid_token");
-    assert_eq!(a.body["errcode"], 40125);
-    assert!(!a.body["message"].as_str().unwrap().contains("wrong-secret"));
+    let error = a.error();
+    assert_eq!(error.error, "no_valid_token");
+    assert_eq!(error.errcode, Some(40125));
+    assert!(!error.message.contains("wrong-secret"));
 
     let r = app.get("/readyz", None).await;
     assert_eq!(r.status, 503);

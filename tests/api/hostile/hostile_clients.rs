@@ -91,6 +91,18 @@ pub(crate) struct Raw {
 }
 
 impl Raw {
+    /// The body as wxtoken's error answer; panics (showing it) when it is not one.
+    pub(crate) fn error(&self) -> ErrorAnswer {
+        crate::support::answers::parse("an error answer", self.status, &self.body)
+    }
+
+    /// The body as WeChat's errcode answer; panics (showing it) when it is not one.
+    pub(crate) fn wx(&self) -> WxAnswer {
+        crate::support::answers::parse("a WeChat answer", self.status, &self.body)
+    }
+}
+
+impl Raw {
     fn header(&self, name: &str) -> Option<String> {
         self.head.lines().find_map(|l| {
             let (n, v) = l.split_once(':')?;
@@ -195,12 +207,14 @@ async fn a_stalled_body_gets_a_json_408_and_a_closed_connection_on_every_body_ro
         assert_eq!(a.status, 408, "{path}: {}", a.head);
         if path.starts_with("/cgi-bin/") {
             // WeChat's path, WeChat's format.
-            assert_eq!(a.body["errcode"], -1, "{path}");
-            assert_eq!(a.body["errmsg"], "request body not received within 1s");
+            let wx = a.wx();
+            assert_eq!(wx.errcode, -1, "{path}");
+            assert_eq!(wx.errmsg, "request body not received within 1s");
         } else {
-            assert_eq!(a.body["error"], "request_timeout", "{path}");
+            let error = a.error();
+            assert_eq!(error.error, "request_timeout", "{path}");
             assert_eq!(
-                a.body["message"], "request body not received within 1s",
+                error.message, "request body not received within 1s",
                 "{path}"
             );
         }
@@ -240,7 +254,7 @@ async fn a_stalled_body_gets_a_json_408_and_a_closed_connection_on_every_body_ro
         })
         .await;
         assert_eq!(a.status, 408, "chunked {method} {path}: {}", a.head);
-        assert_eq!(a.body["error"], "request_timeout");
+        assert_eq!(a.error().error, "request_timeout");
         assert!(
             a.closed,
             "chunked {method} {path}: the connection stays open"
@@ -358,7 +372,7 @@ async fn the_longest_token_upstream_may_send_can_be_invalidated() {
     assert!(app.fake.kill_token(&old));
     let a = app.invalidate_shop(&old).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(a.body["refreshed"], true);
+    assert_eq!(a.token().refreshed, Some(true));
     let new = a.body["access_token"].as_str().unwrap();
     assert_ne!(new, old);
     assert_eq!(new.len(), MAX_CREDENTIAL_LEN);
@@ -380,7 +394,7 @@ async fn array_bodies_are_refused_on_every_json_route() {
         )
         .await;
     assert_eq!(a.status, 400, "{}", a.body);
-    assert_eq!(a.body["error"], "bad_request");
+    assert_eq!(a.error().error, "bad_request");
     assert_eq!(app.minted(SHOP_APPID), minted, "no refresh for an array");
 
     let a = app
@@ -391,7 +405,7 @@ async fn array_bodies_are_refused_on_every_json_route() {
         )
         .await;
     assert_eq!(a.status, 400, "{}", a.body);
-    assert_eq!(a.body["error"], "bad_request");
+    assert_eq!(a.error().error, "bad_request");
 
     // The facade's "bad JSON" is WeChat's 47001; an array must not read as its fields.
     let a = app
@@ -402,7 +416,7 @@ async fn array_bodies_are_refused_on_every_json_route() {
         )
         .await;
     assert_eq!(a.status, 200);
-    assert_eq!(a.body["errcode"], 47001, "{}", a.body);
+    assert_eq!(a.wx().errcode, 47001, "{}", a.body);
     assert!(a.body.get("access_token").is_none());
     // The same fields as an object are served: the refusal is about the shape alone.
     let a = app

@@ -169,7 +169,8 @@ async fn reload_adds_and_removes_apps_and_swaps_keys_and_secrets() {
         )
         .await;
     assert_eq!(
-        inv.body["refreshed"], false,
+        inv.token().refreshed,
+        Some(false),
         "the fetch with the new secret failed"
     );
     assert!(
@@ -191,11 +192,13 @@ async fn reload_adds_and_removes_apps_and_swaps_keys_and_secrets() {
     std::fs::write(&path, "[server\n").unwrap();
     let r = app.post("/v1/admin/reload", Some(ADMIN), "").await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.body["error"], "invalid_config");
-    assert!(r.body["message"]
-        .as_str()
-        .unwrap()
-        .contains("not valid TOML"));
+    let error = r.error();
+    assert_eq!(error.error, "invalid_config");
+    assert!(
+        error.message.contains("not valid TOML"),
+        "{}",
+        error.message
+    );
     assert_eq!(
         app.get("/v1/apps/extra/token", Some(SVC2)).await.status,
         200

@@ -751,7 +751,12 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
     assert_eq!(app.invalidate_shop("an-old-token").await.status, 200);
     app.fake.kill_token(&first);
     let refreshed = app.invalidate_shop(&first).await;
-    assert_eq!(refreshed.body["refreshed"], true, "{}", refreshed.body);
+    assert_eq!(
+        refreshed.token().refreshed,
+        Some(true),
+        "{}",
+        refreshed.body
+    );
     platform_traffic(&app).await;
     // Through the gateway: a call whose token was rotated behind wxtoken's back (retried), and
     // one WeChat answers with an errcode (no openid).
@@ -767,7 +772,7 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
     let refused = app
         .get(&format!("/cgi-bin/user/info?access_token={current}"), None)
         .await;
-    assert_eq!(refused.body["errcode"], 40003, "{}", refused.body);
+    assert_eq!(refused.wx().errcode, 40003, "{}", refused.body);
 
     assert!(
         wait_for(Duration::from_secs(10), || async {

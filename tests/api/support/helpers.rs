@@ -12,6 +12,8 @@ use wxtoken::fake::{FakeConfig, FakeWechat};
 use wxtoken::http::ServerState;
 use wxtoken::startup::{Application, Options};
 
+pub use super::answers::{ErrorAnswer, TokenAnswer, WxAnswer};
+
 pub const SHOP_APPID: &str = "wxshop00000000001";
 pub const SHOP_SECRET: &str = "shop-app-secret-value-0001";
 pub const BLOG_APPID: &str = "wxblog00000000002";
@@ -295,6 +297,23 @@ pub struct Answer {
     pub body: Value,
 }
 
+impl Answer {
+    /// The body as a token answer; panics (showing it) when it is not one.
+    pub fn token(&self) -> TokenAnswer {
+        super::answers::parse("a token answer", self.status, &self.body)
+    }
+
+    /// The body as wxtoken's error answer; panics (showing it) when it is not one.
+    pub fn error(&self) -> ErrorAnswer {
+        super::answers::parse("an error answer", self.status, &self.body)
+    }
+
+    /// The body as WeChat's errcode answer; panics (showing it) when it is not one.
+    pub fn wx(&self) -> WxAnswer {
+        super::answers::parse("a WeChat answer", self.status, &self.body)
+    }
+}
+
 impl TestApp {
     pub async fn get(&self, path: &str, key: Option<&str>) -> Answer {
         let mut req = self.http.get(format!("{}{}", self.base, path));
@@ -319,7 +338,7 @@ impl TestApp {
     pub async fn shop_token(&self) -> String {
         let a = self.get("/v1/apps/shop/token", Some(BILLING_KEY)).await;
         assert_eq!(a.status, 200, "token request failed: {}", a.body);
-        a.body["access_token"].as_str().unwrap().to_string()
+        a.token().access_token
     }
 
     pub async fn invalidate_shop(&self, token: &str) -> Answer {

@@ -8,8 +8,9 @@ async fn missing_or_unknown_keys_are_401() {
     for key in [None, Some("not-a-configured-key-000000"), Some("")] {
         let a = app.get("/v1/apps/shop/token", key).await;
         assert_eq!(a.status, 401, "{key:?}");
-        assert_eq!(a.body["error"], "unauthorized");
-        assert!(a.body["message"].is_string());
+        let error = a.error();
+        assert_eq!(error.error, "unauthorized");
+        assert!(!error.message.is_empty());
         assert!(a.body.get("access_token").is_none());
     }
     // A wrong scheme is refused too.
@@ -39,7 +40,7 @@ async fn clients_only_read_their_apps() {
     let app = TestApp::builder().start().await;
     let a = app.get("/v1/apps/blog/token", Some(BILLING_KEY)).await;
     assert_eq!(a.status, 403);
-    assert_eq!(a.body["error"], "forbidden");
+    assert_eq!(a.error().error, "forbidden");
     let a = app
         .post(
             "/v1/apps/blog/token/invalidate",
@@ -63,7 +64,7 @@ async fn unknown_apps_are_404() {
     let app = TestApp::builder().start().await;
     let a = app.get("/v1/apps/nope/token", Some(OPS_KEY)).await;
     assert_eq!(a.status, 404);
-    assert_eq!(a.body["error"], "unknown_app");
+    assert_eq!(a.error().error, "unknown_app");
     let a = app.get("/v1/apps/nope/token", None).await;
     assert_eq!(a.status, 401, "authentication comes before app lookup");
 }
@@ -82,7 +83,7 @@ async fn bad_invalidate_bodies_are_400() {
     ] {
         let a = app.post(path, Some(BILLING_KEY), body).await;
         assert_eq!(a.status, 400, "body {body:?} gave {}", a.body);
-        assert_eq!(a.body["error"], "bad_request");
+        assert_eq!(a.error().error, "bad_request");
     }
 }
 
@@ -97,7 +98,7 @@ async fn bodies_over_the_limit_are_413() {
         .post("/v1/apps/shop/token/invalidate", Some(BILLING_KEY), big)
         .await;
     assert_eq!(a.status, 413);
-    assert_eq!(a.body["error"], "payload_too_large");
+    assert_eq!(a.error().error, "payload_too_large");
     // Just under the limit is fine (and a stale token: answered without a fetch).
     let ok = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(4000));
     let a = app

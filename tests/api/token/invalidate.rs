@@ -28,9 +28,9 @@ async fn concurrent_invalidations_of_a_killed_token_cost_one_probe_one_fetch_and
     assert_ne!(new, old);
     for a in &answers {
         assert_eq!(a.status, 200, "{}", a.body);
-        assert_eq!(a.body["access_token"], new.as_str());
-        assert_eq!(a.body["refreshed"], true);
-        assert!(a.body["expires_in"].as_u64().unwrap() > 7000);
+        assert_eq!(a.token().access_token, new.as_str());
+        assert_eq!(a.token().refreshed, Some(true));
+        assert!(a.token().expires_in > 7000);
     }
     assert_eq!(app.shop_token().await, new);
     // Reports that reached the actor after the fetch completed are counted as stale.
@@ -60,18 +60,18 @@ async fn stale_invalidation_costs_no_fetch() {
     let old = app.shop_token().await;
     app.fake.kill_token(&old);
     let a = app.invalidate_shop(&old).await;
-    let new = a.body["access_token"].as_str().unwrap().to_string();
+    let new = a.token().access_token;
     assert_eq!(app.minted(SHOP_APPID), 2);
 
     // A late report of the replaced token: answered with the current one at once; for the
     // caller it is a refreshed token.
     let a = app.invalidate_shop(&old).await;
     assert_eq!(a.status, 200);
-    assert_eq!(a.body["access_token"], new.as_str());
-    assert_eq!(a.body["refreshed"], true);
+    assert_eq!(a.token().access_token, new.as_str());
+    assert_eq!(a.token().refreshed, Some(true));
     // A token that never existed is stale too.
     let a = app.invalidate_shop("made-up-token").await;
-    assert_eq!(a.body["access_token"], new.as_str());
+    assert_eq!(a.token().access_token, new.as_str());
     assert_eq!(
         app.minted(SHOP_APPID),
         2,
@@ -96,8 +96,8 @@ async fn invalidation_of_a_fresh_token_is_too_soon() {
     let t = app.shop_token().await;
     let a = app.invalidate_shop(&t).await;
     assert_eq!(a.status, 200);
-    assert_eq!(a.body["access_token"], t.as_str());
-    assert_eq!(a.body["refreshed"], false);
+    assert_eq!(a.token().access_token, t.as_str());
+    assert_eq!(a.token().refreshed, Some(false));
     assert_eq!(app.minted(SHOP_APPID), 1);
     assert_eq!(
         app.metric(r#"wxtoken_invalidations_total{app="shop",outcome="too_soon"}"#)
@@ -147,15 +147,15 @@ async fn a_client_hammering_invalidate_with_a_valid_token_causes_no_refetch() {
     for _ in 0..20 {
         let a = app.invalidate_shop(&token).await;
         assert_eq!(a.status, 200, "{}", a.body);
-        assert_eq!(a.body["access_token"], token.as_str());
-        assert_eq!(a.body["refreshed"], false);
+        assert_eq!(a.token().access_token, token.as_str());
+        assert_eq!(a.token().refreshed, Some(false));
     }
     // With min_interval_secs = 0 here, each sequential report asks WeChat again.
     assert_eq!(app.fake.calls(Endpoint::Probe), 20);
     let burst = (0..100).map(|_| app.invalidate_shop(&token));
     for a in futures_util::future::join_all(burst).await {
-        assert_eq!(a.body["access_token"], token.as_str());
-        assert_eq!(a.body["refreshed"], false);
+        assert_eq!(a.token().access_token, token.as_str());
+        assert_eq!(a.token().refreshed, Some(false));
     }
     assert_eq!(app.minted(SHOP_APPID), 1, "not one fetch");
     assert_eq!(app.fake.validity(&token), Validity::Valid);
@@ -195,7 +195,7 @@ async fn gateway_calls_wechat_rejects_for_another_reason_cause_no_refetch() {
             )
             .await;
         assert_eq!(answer.status, 200);
-        assert_eq!(answer.body["errcode"], 40001, "WeChat's answer, passed on");
+        assert_eq!(answer.wx().errcode, 40001, "WeChat's answer, passed on");
     }
     assert_eq!(app.minted(SHOP_APPID), 1, "no refetch");
     assert_eq!(
@@ -226,8 +226,8 @@ async fn refetches_for_killed_tokens_stop_at_the_hourly_cap() {
     for n in 2..=3 {
         app.fake.kill_token(&token);
         let a = app.invalidate_shop(&token).await;
-        assert_eq!(a.body["refreshed"], true, "{}", a.body);
-        token = a.body["access_token"].as_str().unwrap().to_string();
+        assert_eq!(a.token().refreshed, Some(true), "{}", a.body);
+        token = a.token().access_token;
         assert_eq!(app.minted(SHOP_APPID), n);
     }
     // The third in the hour: WeChat is not even asked, the token in service is kept.
@@ -235,8 +235,8 @@ async fn refetches_for_killed_tokens_stop_at_the_hourly_cap() {
     app.fake.kill_token(&token);
     let a = app.invalidate_shop(&token).await;
     assert_eq!(a.status, 200);
-    assert_eq!(a.body["access_token"], token.as_str());
-    assert_eq!(a.body["refreshed"], false);
+    assert_eq!(a.token().access_token, token.as_str());
+    assert_eq!(a.token().refreshed, Some(false));
     assert_eq!(app.minted(SHOP_APPID), 3);
     assert_eq!(app.fake.calls(Endpoint::Probe), probes);
     assert_eq!(

@@ -176,6 +176,6 @@ async fn forced_actor_restart_keeps_serving() {
     // The restarted actor still works: an invalidation refreshes through it.
     app.fake.kill_token(&t);
     let a = app.invalidate_shop(&t).await;
-    assert_eq!(a.body["refreshed"], true, "{}", a.body);
+    assert_eq!(a.token().refreshed, Some(true), "{}", a.body);
     assert_eq!(app.minted(SHOP_APPID), 2);
 }

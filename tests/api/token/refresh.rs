@@ -25,10 +25,10 @@ async fn served_tokens_stay_valid_over_several_refresh_cycles() {
     while start.elapsed() < Duration::from_secs(7) {
         let a = app.get("/v1/apps/shop/token", Some(BILLING_KEY)).await;
         assert_eq!(a.status, 200, "{}", a.body);
-        let token = a.body["access_token"].as_str().unwrap().to_string();
+        let token = a.token().access_token;
         let v = app.fake.validity(&token);
         assert_eq!(v, Validity::Valid, "served a token WeChat rejects ({v:?})");
-        assert!(a.body["expires_in"].as_u64().unwrap() >= 1);
+        assert!(a.token().expires_in >= 1);
         seen.insert(token);
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }

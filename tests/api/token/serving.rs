@@ -8,8 +8,9 @@ async fn token_is_served_and_valid_at_wechat() {
     let app = TestApp::builder().start().await;
     let a = app.get("/v1/apps/shop/token", Some(BILLING_KEY)).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(a.body["app"], "shop");
-    let token = a.body["access_token"].as_str().unwrap();
+    let answer = a.token();
+    assert_eq!(answer.app, "shop");
+    let token = answer.access_token.as_str();
     assert_eq!(app.fake.validity(token), Validity::Valid);
     // And at the probe over HTTP, as a business server's first WeChat call would see it.
     let probe: serde_json::Value = app
@@ -27,9 +28,9 @@ async fn token_is_served_and_valid_at_wechat() {
     assert!(probe.get("errcode").is_none(), "{probe}");
     assert!(probe["ip_list"].is_array());
     assert_eq!(Some(token.to_string()), app.fake.current_token(SHOP_APPID));
-    let expires_in = a.body["expires_in"].as_u64().unwrap();
+    let expires_in = answer.expires_in;
     assert!((7100..=7200).contains(&expires_in), "{expires_in}");
-    let expires_at = a.body["expires_at"].as_str().unwrap();
+    let expires_at = &answer.expires_at;
     let at = humantime::parse_rfc3339(expires_at).expect("RFC 3339 expires_at");
     let left = at
         .duration_since(std::time::SystemTime::now())
@@ -80,10 +81,10 @@ async fn unknown_routes_and_methods_answer_json() {
     let app = TestApp::builder().start().await;
     let a = app.get("/nope", None).await;
     assert_eq!(a.status, 404);
-    assert_eq!(a.body["error"], "not_found");
+    assert_eq!(a.error().error, "not_found");
     let a = app
         .post("/v1/apps/shop/token", Some(BILLING_KEY), "{}")
         .await;
     assert_eq!(a.status, 405);
-    assert_eq!(a.body["error"], "method_not_allowed");
+    assert_eq!(a.error().error, "method_not_allowed");
 }

@@ -44,7 +44,7 @@ async fn stable_app(expires_in: u64) -> TestApp {
 async fn token(app: &TestApp) -> String {
     let a = app.get("/v1/apps/stable/token", Some(KEY)).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    a.body["access_token"].as_str().unwrap().to_string()
+    a.token().access_token
 }
 
 #[actix_web::test]
@@ -88,8 +88,8 @@ async fn a_stable_token_wechat_still_accepts_is_kept_without_a_call() {
             )
             .await;
         assert_eq!(a.status, 200, "{}", a.body);
-        assert_eq!(a.body["access_token"], t.as_str());
-        assert_eq!(a.body["refreshed"], false);
+        assert_eq!(a.token().access_token, t.as_str());
+        assert_eq!(a.token().refreshed, Some(false));
     }
     assert_eq!(
         app.fake.calls(Endpoint::StableToken),
@@ -114,8 +114,8 @@ async fn invalidation_forces_a_refresh_once_per_30_seconds() {
         )
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(a.body["refreshed"], true);
-    let new = a.body["access_token"].as_str().unwrap().to_string();
+    assert_eq!(a.token().refreshed, Some(true));
+    let new = a.token().access_token;
     assert_ne!(new, old);
     assert_ne!(
         app.fake.validity(&old),
@@ -134,8 +134,8 @@ async fn invalidation_forces_a_refresh_once_per_30_seconds() {
         )
         .await;
     assert_eq!(a.status, 200);
-    assert_eq!(a.body["access_token"], new.as_str());
-    assert_eq!(a.body["refreshed"], false);
+    assert_eq!(a.token().access_token, new.as_str());
+    assert_eq!(a.token().refreshed, Some(false));
     assert_eq!(
         app.fake.calls(Endpoint::StableToken),
         calls,

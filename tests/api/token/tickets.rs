@@ -61,7 +61,7 @@ async fn tickets_are_served_and_valid() {
     for path in ["/v1/apps/shop/ticket/nope", "/v1/apps/blog/ticket/jsapi"] {
         let a = app.get(path, Some(KEY)).await;
         assert_eq!(a.status, 404, "{path}");
-        assert_eq!(a.body["error"], "unknown_ticket");
+        assert_eq!(a.error().error, "unknown_ticket");
     }
     assert_eq!(
         app.get("/v1/apps/shop/ticket/jsapi", None).await.status,

@@ -183,7 +183,7 @@ async fn invalidate(app: &TestApp, token: &str) -> String {
         )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    let new = answer.body["access_token"].as_str().unwrap().to_string();
+    let new = answer.token().access_token;
     assert_ne!(new, token);
     new
 }
@@ -212,7 +212,7 @@ async fn an_invalidated_token_is_fetched_ahead_of_queued_proactive_refreshes() {
     app.fake.set_expires_in(60);
     let token = app.get("/v1/apps/pool0/token", Some(KEY)).await;
     assert_eq!(token.status, 200, "{}", token.body);
-    let first = token.body["access_token"].as_str().unwrap().to_string();
+    let first = token.token().access_token;
     let token = invalidate(&app, &first).await;
 
     // From now on every call takes 300 ms, one at a time: the refreshes (about nine a second)

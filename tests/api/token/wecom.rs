@@ -26,7 +26,7 @@ const KEY: &str = "intranet-key-0000000001";
 async fn token(app: &TestApp, name: &str) -> String {
     let a = app.get(&format!("/v1/apps/{name}/token"), Some(KEY)).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    a.body["access_token"].as_str().unwrap().to_string()
+    a.token().access_token
 }
 
 async fn wecom_app(spec: Spec) -> TestApp {
@@ -97,7 +97,7 @@ async fn an_early_invalidated_token_is_replaced_when_reported() {
         )
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(a.body["refreshed"], true);
+    assert_eq!(a.token().refreshed, Some(true));
     let new = a.body["access_token"].as_str().unwrap();
     assert_ne!(new, hr);
     assert_eq!(
