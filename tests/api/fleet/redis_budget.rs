@@ -9,7 +9,7 @@ use wxtoken::fake::Endpoint;
 use wxtoken::metrics::Metrics;
 use wxtoken::store::{AppKey, RedisStore};
 
-use crate::fleet::ha::{fleet_settings, invalidate_at, token_at, RedisServer};
+use crate::support::fleet::{fleet_settings, invalidate_at, token_at, RedisServer};
 use crate::support::helpers::*;
 use crate::support::redis_topology::Deployment;
 

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use wxtoken::fake::Validity;
 
-use crate::fleet::ha::{self, token_at, Fleet};
+use crate::fleet::ha;
+use crate::support::fleet::{revoke_at, token_at, Fleet};
 use crate::support::helpers::*;
 use crate::support::redis_topology::{Deployment, RedisCluster};
 
@@ -103,7 +104,7 @@ async fn killing_the_master_of_the_tokens_slot_keeps_the_fleet_serving() {
     let served_until_promotion = served;
     // Until a refresh through the fleet is written to the promoted replica.
     let followed = loop {
-        let (status, _) = ha::revoke_at(&http, &bases[1]).await;
+        let (status, _) = revoke_at(&http, &bases[1]).await;
         if status == 200 {
             break killed.elapsed();
         }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::fleet::ha::{redis_settings, RedisServer};
+use crate::support::fleet::{redis_settings, RedisServer};
 use crate::support::helpers::*;
 
 async fn invalidate(http: &awc::Client, base: &str, token: &str) -> serde_json::Value {

@@ -16,7 +16,7 @@ use wxtoken::metrics::{Metrics, MetricsMode};
 use wxtoken::store::{AppKey, RedisStore, Stored, TokenStore};
 use wxtoken::token::{AccessToken, QuotaUsage, TokenRecord};
 
-use crate::fleet::ha::{redis_settings, RedisServer};
+use crate::support::fleet::{redis_settings, RedisServer};
 use crate::support::helpers::*;
 
 const APPS: usize = 200;

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use wxtoken::config::{RedisEndpoint, SecretSource, StoreSettings};
 use wxtoken::fake::{FakeWechat, Validity};
 
-use crate::fleet::ha::{fleet_settings, revoke_at, token_at, Fleet};
+use crate::support::fleet::{fleet_settings, revoke_at, token_at, Fleet};
 use crate::support::helpers::*;
 use crate::support::redis_topology::{Deployment, SentinelGroup};
 

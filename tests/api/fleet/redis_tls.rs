@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wxtoken::config::{RedisTls, Settings, StoreSettings};
 
-use crate::fleet::ha::{invalidate_at, token_at};
+use crate::support::fleet::{invalidate_at, token_at};
 use crate::support::helpers::*;
 use crate::support::redis_topology::{Pki, TlsRedis};
 

@@ -266,7 +266,7 @@ async fn needs_restart_is_reported_by_every_reload_until_a_restart() {
 
 #[actix_web::test]
 async fn a_changed_redis_password_needs_a_restart() {
-    let redis = crate::fleet::ha::RedisServer::start(Some("first-password-1"));
+    let redis = crate::support::fleet::RedisServer::start(Some("first-password-1"));
     let fake = start_fake(&Spec::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wxtoken.toml");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::fleet::ha::{redis_settings, RedisServer};
+use crate::support::fleet::{redis_settings, RedisServer};
 use crate::support::helpers::*;
 
 const DECODE_ERRORS: &str = r#"wxtoken_store_errors_total{app="shop",op="decode"}"#;

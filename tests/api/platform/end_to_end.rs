@@ -828,7 +828,7 @@ async fn the_binary_logs_no_platform_secret_even_at_trace() {
 /// Settings of one fleet instance on `redis`, with its own local copy of the records.
 fn fleet_settings(
     fake: &FakeWechat,
-    redis: &crate::fleet::ha::RedisServer,
+    redis: &crate::support::fleet::RedisServer,
     local: &std::path::Path,
 ) -> wxtoken::config::Settings {
     let text = format!(
@@ -843,7 +843,7 @@ fn fleet_settings(
 
 #[actix_web::test]
 async fn a_fleet_shares_authorizers_and_a_flushed_redis_loses_no_refresh_token() {
-    let redis = crate::fleet::ha::RedisServer::start(None);
+    let redis = crate::support::fleet::RedisServer::start(None);
     let fake = fake().await;
     let dir = tempfile::tempdir().unwrap();
     let locals: Vec<_> = (0..2)

@@ -11,8 +11,8 @@ use wxtoken::metrics::{Metrics, MetricsMode};
 use wxtoken::store::platform::{code_digest, CodeState, PlatformStore as _};
 use wxtoken::store::EmbeddedStore;
 
-use crate::fleet::ha::RedisServer;
 use crate::ops::process::{wait_for_listen_addr, wxtoken, KillOnDrop};
+use crate::support::fleet::RedisServer;
 use crate::support::helpers::*;
 
 const COMPONENT: &str = "wx3c1f0a9d8e7b6a51";

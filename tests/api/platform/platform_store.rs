@@ -16,8 +16,8 @@ use wxtoken::store::platform::{
 use wxtoken::store::{EmbeddedStore, RedisStore, TokenStore as _};
 use wxtoken::token::AccessToken;
 
-use crate::fleet::ha::RedisServer;
 use crate::hostile::disk_full::Tmpfs;
+use crate::support::fleet::RedisServer;
 use crate::support::helpers::eventually;
 
 const PLATFORM: &str = "saas";

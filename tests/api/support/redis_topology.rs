@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use secrecy::SecretString;
 use wxtoken::config::{NodeAddr, RedisAuth, RedisEndpoint, RedisSettings, RedisTls, SecretSource};
 
-use crate::fleet::ha::RedisServer;
+use crate::support::fleet::RedisServer;
 
 /// What a fleet test needs of a Redis deployment.
 pub trait Deployment {
