@@ -1,0 +1,603 @@
+//! The operations files are valid and agree with each other: alert rules (promtool), their unit
+//! tests, the Prometheus example, the Grafana dashboard (JSON schema) and the runbook.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::ops::promtool::promtool;
+
+pub const ALERTS: &str = "config/prometheus/alerts.yml";
+const ALERTS_TEST: &str = "config/prometheus/alerts_test.yml";
+const PROMETHEUS_EXAMPLE: &str = "config/prometheus/prometheus.yml";
+pub const DASHBOARD: &str = "grafana/dashboards/wxtoken.json";
+const DATASOURCE: &str = "grafana/provisioning/datasources/prometheus.yml";
+const PROVIDER: &str = "grafana/provisioning/dashboards/wxtoken.yml";
+const RUNBOOK: &str = "docs/runbook.md";
+/// The project has no public address: every `runbook_url` is the runbook's path relative to
+/// the repository root, then `#` and the anchor of one of its headings.
+const RUNBOOK_BASE: &str = "docs/runbook.md#";
+/// Kept outside the repository (shared by every project on the machine), next to its checkout.
+const SCHEMA: &str = "../shared/grafana/dashboard.jsonschema.json";
+
+/// The alerts the operations issue asks for; more are welcome.
+const REQUIRED_ALERTS: [&str; 8] = [
+    "WxtokenTokenExpiringSoon",
+    "WxtokenTokenExpired",
+    "WxtokenRefreshFailing",
+    "WxtokenConfigError",
+    "WxtokenQuotaHigh",
+    "WxtokenDown",
+    "WxtokenUnusualInvalidations",
+    "WxtokenRedisDown",
+];
+
+/// Alerts about a whole instance rather than an app: their description names the instance.
+const INSTANCE_ALERTS: [&str; 2] = ["WxtokenDown", "WxtokenRedisDown"];
+/// Alerts about an Open Platform platform as a whole (its ticket, its accounts): they name the
+/// platform. The component token's alert reads the token families and names the app label.
+const PLATFORM_ALERTS: [&str; 3] = [
+    "WxtokenPlatformTicketStale",
+    "WxtokenPlatformTicketExpiring",
+    "WxtokenPlatformAuthorizersNeedReauth",
+];
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn read(rel: &str) -> String {
+    let path = repo_root().join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// One alerting rule as written in alerts.yml: `key: value` entries with nested keys joined by
+/// dots (`labels.severity`), quotes removed, and block scalars (`|`, `>-`) joined into one line.
+///
+/// A line-based reader rather than a YAML parser (the project has none and does not need one):
+/// it understands the block style alerts.yml is written in, and `every_alert_is_complete`
+/// checks that it found as many rules as promtool, so a rule it cannot read fails the test.
+#[derive(Debug)]
+pub struct AlertRule {
+    pub name: String,
+    pub fields: BTreeMap<String, String>,
+}
+
+impl AlertRule {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields.get(key).map(String::as_str)
+    }
+}
+
+pub fn alert_rules(text: &str) -> Vec<AlertRule> {
+    let mut rules: Vec<AlertRule> = Vec::new();
+    // Indent of the keys of the rule being read (that of `alert` in `- alert: X`).
+    let mut base: Option<usize> = None;
+    // Enclosing keys of the current line: (indent, key).
+    let mut parents: Vec<(usize, String)> = Vec::new();
+    // The block scalar being collected: (indent of its key, dotted key).
+    let mut block: Option<(usize, String)> = None;
+
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if let Some((key_indent, key)) = &block {
+            if trimmed.is_empty() || indent > *key_indent {
+                if let Some(rule) = rules.last_mut() {
+                    let value = rule.fields.entry(key.clone()).or_default();
+                    if !value.is_empty() && !trimmed.is_empty() {
+                        value.push(' ');
+                    }
+                    value.push_str(trimmed.trim_end());
+                }
+                continue;
+            }
+            block = None;
+        }
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = trimmed.strip_prefix("- alert:") {
+            let key_indent = indent + 2;
+            base = Some(key_indent);
+            parents.clear();
+            rules.push(AlertRule {
+                name: unquote(name.trim()).to_string(),
+                fields: BTreeMap::new(),
+            });
+            continue;
+        }
+        let Some(base_indent) = base else { continue };
+        if indent < base_indent {
+            // Past the last key of this rule: a new rule, group or top-level key follows.
+            base = None;
+            continue;
+        }
+        let Some((key, value)) = trimmed.split_once(':') else {
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        while parents.last().is_some_and(|(i, _)| *i >= indent) {
+            parents.pop();
+        }
+        let dotted = parents
+            .iter()
+            .map(|(_, k)| k.as_str())
+            .chain([key])
+            .collect::<Vec<_>>()
+            .join(".");
+        let rule = rules.last_mut().expect("inside a rule");
+        match value {
+            "" => parents.push((indent, key.to_string())),
+            "|" | "|-" | ">" | ">-" => {
+                rule.fields.insert(dotted.clone(), String::new());
+                block = Some((indent, dotted));
+            }
+            v => {
+                rule.fields.insert(dotted, unquote(v).to_string());
+            }
+        }
+    }
+    rules
+}
+
+fn unquote(s: &str) -> &str {
+    s.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .or_else(|| s.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')))
+        .unwrap_or(s)
+}
+
+/// GitHub's anchor for a Markdown heading: lower case, spaces to `-`, other punctuation dropped.
+fn github_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The anchors of the runbook's headings; `#` lines inside code blocks are shell comments.
+fn runbook_anchors() -> BTreeSet<String> {
+    let mut in_code = false;
+    let mut anchors = BTreeSet::new();
+    for line in read(RUNBOOK).lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        let text = line.trim_start_matches('#');
+        if !in_code && text.len() < line.len() && text.starts_with(' ') {
+            anchors.insert(github_anchor(text));
+        }
+    }
+    anchors
+}
+
+/// Runs a command in the repository root; panics with its output unless it succeeds.
+fn run_ok(mut cmd: Command, what: &str) -> String {
+    let out: Output = cmd
+        .current_dir(repo_root())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{what} failed:\n{text}");
+    text
+}
+
+#[test]
+fn alert_rules_pass_promtool_check_rules() {
+    let mut cmd = promtool();
+    cmd.args(["check", "rules", ALERTS]);
+    let report = run_ok(cmd, "promtool check rules");
+    assert!(report.contains("SUCCESS"), "promtool: {report}");
+}
+
+#[test]
+fn alert_unit_tests_pass_promtool_test_rules() {
+    let mut cmd = promtool();
+    cmd.args(["test", "rules", ALERTS_TEST]);
+    let report = run_ok(cmd, "promtool test rules");
+    assert!(report.contains("SUCCESS"), "promtool: {report}");
+}
+
+#[test]
+fn prometheus_example_passes_promtool_check_config() {
+    let mut cmd = promtool();
+    cmd.args(["check", "config", PROMETHEUS_EXAMPLE]);
+    let report = run_ok(cmd, "promtool check config");
+    // The example must load the project's rules, not just parse.
+    assert!(report.contains("alerts.yml"), "rules not loaded: {report}");
+}
+
+#[test]
+fn dashboard_validates_against_the_grafana_schema() {
+    let schema = repo_root().join(SCHEMA);
+    assert!(
+        schema.is_file(),
+        "the Grafana dashboard schema is missing at {} (see ../shared/grafana/README.md)",
+        schema.display()
+    );
+    // Exit 3 tells a missing package apart from a validation failure.
+    let script = r#"
+import json, sys
+try:
+    import jsonschema
+except ImportError:
+    print("python3 lacks the jsonschema package: run scripts/test, or python3 -m pip install jsonschema")
+    sys.exit(3)
+schema = json.load(open(sys.argv[1]))
+doc = json.load(open(sys.argv[2]))
+errors = list(jsonschema.Draft7Validator(schema).iter_errors(doc))
+for e in errors:
+    print("/".join(map(str, e.absolute_path)) or "(top)", e.message[:300])
+    for c in e.context or []:
+        print("   ", "/".join(map(str, c.absolute_path)), c.message[:300])
+sys.exit(1 if errors else 0)
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&schema)
+        .arg(repo_root().join(DASHBOARD))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3 (needed for the schema check): {e}"));
+    let report =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() != Some(3),
+        "cannot validate the dashboard: {report}"
+    );
+    assert!(
+        out.status.success(),
+        "{DASHBOARD} does not match the Grafana schema:\n{report}"
+    );
+}
+
+#[test]
+fn every_runbook_url_points_at_a_runbook_heading() {
+    assert_eq!(RUNBOOK_BASE.strip_suffix('#'), Some(RUNBOOK));
+    assert!(
+        repo_root().join(RUNBOOK).is_file(),
+        "{RUNBOOK} is missing from the repository"
+    );
+    let anchors = runbook_anchors();
+    let rules = alert_rules(&read(ALERTS));
+    assert!(!rules.is_empty(), "no alerts read from {ALERTS}");
+    for rule in &rules {
+        let url = rule
+            .get("annotations.runbook_url")
+            .unwrap_or_else(|| panic!("{} has no runbook_url", rule.name));
+        let anchor = url.strip_prefix(RUNBOOK_BASE).unwrap_or_else(|| {
+            panic!(
+                "{}: runbook_url {url} does not start with {RUNBOOK_BASE}",
+                rule.name
+            )
+        });
+        assert!(
+            anchors.contains(anchor),
+            "{}: {RUNBOOK} has no heading for #{anchor} (headings: {anchors:?})",
+            rule.name
+        );
+    }
+    // Links inside the runbook must resolve too.
+    let runbook = read(RUNBOOK);
+    for part in runbook.split("](#").skip(1) {
+        let anchor = part.split(')').next().unwrap_or_default();
+        assert!(
+            anchors.contains(anchor),
+            "{RUNBOOK} links to #{anchor}, which is no heading"
+        );
+    }
+}
+
+#[test]
+fn every_alert_is_complete() {
+    let text = read(ALERTS);
+    let rules = alert_rules(&text);
+
+    // The reader must see every rule promtool sees.
+    let mut cmd = promtool();
+    cmd.args(["check", "rules", ALERTS]);
+    let report = run_ok(cmd, "promtool check rules");
+    let found = format!("SUCCESS: {} rules found", rules.len());
+    assert!(
+        report.contains(&found),
+        "read {} alerts from {ALERTS}, promtool says: {report}",
+        rules.len()
+    );
+
+    let names: BTreeSet<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names.len(), rules.len(), "duplicate alert names: {names:?}");
+    for required in REQUIRED_ALERTS {
+        assert!(names.contains(required), "alert {required} is missing");
+    }
+
+    let unit_tests = read(ALERTS_TEST);
+    for rule in &rules {
+        let name = &rule.name;
+        for key in [
+            "expr",
+            "for",
+            "labels.severity",
+            "annotations.summary",
+            "annotations.description",
+            "annotations.runbook_url",
+        ] {
+            assert!(
+                rule.get(key).is_some_and(|v| !v.trim().is_empty()),
+                "{name} lacks {key}: {:?}",
+                rule.fields
+            );
+        }
+        let severity = rule.get("labels.severity").unwrap();
+        assert!(
+            ["warning", "critical"].contains(&severity),
+            "{name}: severity {severity} is neither warning nor critical"
+        );
+        let description = rule.get("annotations.description").unwrap();
+        assert!(
+            description.contains("$value"),
+            "{name}: the description does not give the value: {description}"
+        );
+        let subject = if INSTANCE_ALERTS.contains(&name.as_str()) {
+            "$labels.instance"
+        } else if PLATFORM_ALERTS.contains(&name.as_str()) {
+            "$labels.platform"
+        } else {
+            "$labels.app"
+        };
+        assert!(
+            description.contains(subject),
+            "{name}: the description does not name {subject}: {description}"
+        );
+        assert!(
+            unit_tests.contains(&format!("alertname: {name}\n")),
+            "{name} has no case in {ALERTS_TEST}"
+        );
+    }
+}
+
+/// Every `datasource` object anywhere under `v`.
+fn datasources(v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                if k == "datasource" {
+                    out.push(child.clone());
+                }
+                datasources(child, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| datasources(i, out)),
+        _ => {}
+    }
+}
+
+pub fn dashboard() -> Value {
+    serde_json::from_str(&read(DASHBOARD)).expect("the dashboard is JSON")
+}
+
+/// Every panel of the dashboard, rows included, in order. A collapsed row holds its panels
+/// itself (`row.panels`) rather than after it at the top level, so both places are read.
+pub fn all_panels(dash: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    for p in dash["panels"].as_array().expect("panels") {
+        out.push(p.clone());
+        out.extend(p["panels"].as_array().cloned().unwrap_or_default());
+    }
+    out
+}
+
+/// Every `expr` of a panel's queries.
+fn exprs(panel: &Value) -> Vec<&str> {
+    panel["targets"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|t| t["expr"].as_str())
+        .collect()
+}
+
+#[test]
+fn dashboard_uses_the_provisioned_datasource_and_app_and_platform_variables() {
+    let provisioned = read(DATASOURCE);
+    let uid = provisioned
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("uid:"))
+        .map(|u| unquote(u.trim()).to_string())
+        .expect("the provisioned datasource has a uid");
+
+    let dash = dashboard();
+    let mut refs = Vec::new();
+    datasources(&dash, &mut refs);
+    assert!(!refs.is_empty(), "the dashboard names no datasource");
+    for r in &refs {
+        assert_eq!(
+            r["uid"].as_str(),
+            Some(uid.as_str()),
+            "a datasource is not the provisioned one ({uid}): {r}"
+        );
+    }
+
+    let panels = all_panels(&dash);
+    // Grafana keys panels by id: a duplicate, even inside a collapsed row, loses one of them.
+    let mut ids = BTreeSet::new();
+    for p in &panels {
+        let id = p["id"].as_u64().expect("every panel has an id");
+        assert!(ids.insert(id), "panel id {id} is used twice");
+    }
+    for p in panels.iter().filter(|p| p["type"] != "row") {
+        let title = p["title"].as_str().unwrap_or("(untitled)");
+        assert_eq!(p["datasource"]["uid"], uid.as_str(), "panel {title}");
+        let targets = p["targets"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        assert!(!targets.is_empty(), "panel {title} has no query");
+        for t in targets {
+            assert!(
+                t["expr"].as_str().is_some_and(|e| !e.is_empty()),
+                "panel {title}: a target without expr"
+            );
+            assert_eq!(t["datasource"]["uid"], uid.as_str(), "panel {title}");
+        }
+    }
+    let rows: Vec<&str> = panels
+        .iter()
+        .filter(|p| p["type"] == "row")
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    for want in [
+        "Token health",
+        "Serving",
+        "Upstream",
+        "Process",
+        "Open Platform",
+    ] {
+        assert!(
+            rows.iter().any(|r| r.starts_with(want)),
+            "no row {want}: {rows:?}"
+        );
+    }
+
+    let vars = dash["templating"]["list"].as_array().expect("templating");
+    let app = vars
+        .iter()
+        .find(|v| v["name"] == "app")
+        .expect("an `app` variable");
+    assert_eq!(
+        app["query"], "label_values(wxtoken_token_seconds_left, app)",
+        "app variable query"
+    );
+    assert_eq!(app["multi"], true, "app variable must allow several apps");
+    assert_eq!(app["includeAll"], true, "app variable must offer All");
+    // From a series every platform has from start-up, so one still waiting for its first
+    // ticket is listed too.
+    let platform = vars
+        .iter()
+        .find(|v| v["name"] == "platform")
+        .expect("a `platform` variable");
+    assert_eq!(
+        platform["query"], "label_values(wxtoken_authorizers, platform)",
+        "platform variable query"
+    );
+    assert_eq!(
+        platform["multi"], true,
+        "platform variable must allow several"
+    );
+    assert_eq!(
+        platform["includeAll"], true,
+        "platform variable must offer All"
+    );
+
+    // Grafana loads the dashboard through a file provider.
+    let provider = read(PROVIDER);
+    assert!(
+        provider.contains("type: file") && provider.contains("path:"),
+        "{PROVIDER} is not a file provider with a path:\n{provider}"
+    );
+}
+
+#[test]
+fn dashboard_has_a_collapsed_open_platform_row_reading_every_platform_series() {
+    let dash = dashboard();
+    let top = dash["panels"].as_array().expect("panels");
+    let row = top
+        .iter()
+        .find(|p| p["type"] == "row" && p["title"] == "Open Platform")
+        .expect("an Open Platform row");
+    // Collapsed: most installations have no platform, and its panels would show nothing.
+    assert_eq!(row["collapsed"], true, "the Open Platform row is collapsed");
+    let inside = row["panels"].as_array().expect("row panels");
+    // Every panel of the row is inside it; none of them sits at the top level.
+    for p in top {
+        for e in exprs(p) {
+            assert!(
+                !e.contains("$platform"),
+                "{e} is outside the Open Platform row"
+            );
+        }
+    }
+    let queries: Vec<(&str, &str)> = inside
+        .iter()
+        .flat_map(|p| {
+            let title = p["title"].as_str().unwrap_or("(untitled)");
+            exprs(p).into_iter().map(move |e| (title, e))
+        })
+        .collect();
+    for (title, e) in &queries {
+        assert!(e.contains("$platform"), "{title}: {e} ignores $platform");
+    }
+    // One panel each: ticket age, authorizers by state, pushes, the component token, and the
+    // authorizer actors' shared label.
+    let reading = |needle: &str| {
+        let found: Vec<&(&str, &str)> =
+            queries.iter().filter(|(_, e)| e.contains(needle)).collect();
+        assert!(
+            !found.is_empty(),
+            "no Open Platform query reads {needle}: {queries:?}"
+        );
+        found[0].0
+    };
+    let ticket = reading("wxtoken_platform_ticket_age_seconds{");
+    reading("wxtoken_authorizers{");
+    reading("wxtoken_platform_events_total{");
+    reading(r#"wxtoken_token_seconds_left{app=~"platform:$platform"}"#);
+    reading(r#"wxtoken_token_refresh_failures_total{app=~"platform:$platform:authorizers"}"#);
+
+    // The ticket-age panel marks the two alert thresholds: stale at 30 minutes, expiring at
+    // 11 hours.
+    let panel = inside.iter().find(|p| p["title"] == ticket).unwrap();
+    let steps: Vec<f64> = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        .as_array()
+        .expect("threshold steps")
+        .iter()
+        .filter_map(|s| s["value"].as_f64())
+        .collect();
+    assert_eq!(steps, [1800.0, 11.0 * 3600.0], "{ticket}: thresholds");
+    assert_eq!(
+        panel["fieldConfig"]["defaults"]["unit"], "s",
+        "{ticket}: unit"
+    );
+}
+
+#[test]
+fn dashboard_has_a_gateway_row_reading_every_proxy_series() {
+    let dash = dashboard();
+    let top = dash["panels"].as_array().expect("panels");
+    let at = top
+        .iter()
+        .position(|p| p["type"] == "row" && p["title"] == "Gateway")
+        .expect("a Gateway row");
+    // An open row: its panels follow it at the top level, up to the next row.
+    let inside: Vec<&Value> = top[at + 1..]
+        .iter()
+        .take_while(|p| p["type"] != "row")
+        .collect();
+    let queries: Vec<&str> = inside.iter().flat_map(|p| exprs(p)).collect();
+    for family in [
+        "wxtoken_proxy_requests_total{",
+        "wxtoken_proxy_retries_total{",
+        "wxtoken_proxy_upstream_duration_seconds_bucket",
+        "wxtoken_proxy_errcodes_total",
+    ] {
+        assert!(
+            queries.iter().any(|e| e.contains(family)),
+            "no Gateway query reads {family}: {queries:?}"
+        );
+    }
+    // Per-app panels follow the $app variable (the calls that named no app included).
+    for e in queries.iter().filter(|e| e.contains("app=")) {
+        assert!(e.contains("$app"), "{e} ignores $app");
+    }
+}

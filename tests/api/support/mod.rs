@@ -1,0 +1,6 @@
+//! Shared test machinery: the `TestApp` builder and its fake WeChat, typed answers, Redis fleets.
+
+pub mod answers;
+pub mod fleet;
+pub mod helpers;
+pub mod redis_topology;
