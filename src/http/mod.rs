@@ -101,6 +101,17 @@ pub async fn track_requests(
 
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    probe_routes(cfg);
+    app_routes(cfg);
+    platform_routes(cfg);
+    admin_routes(cfg);
+    facade_routes(cfg);
+    gateway_routes(cfg);
+    cfg.default_service(web::to(not_found));
+}
+
+/// `/healthz`, `/readyz`, `/metrics`.
+fn probe_routes(cfg: &mut web::ServiceConfig) {
     // Fixed paths first: the router tries resources in order, and these are the probes a load
     // balancer and Prometheus call most, so they should not be matched against every pattern.
     cfg.service(web::resource("/healthz").to(healthz))
@@ -109,139 +120,158 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::resource("/metrics")
                 .get(metrics)
                 .default_service(not_allowed("GET")),
-        )
-        // One scope for the per-app routes: `{name}` is matched once, then plain suffixes.
-        .service(
-            web::scope("/v1/apps/{name}")
-                .service(
-                    web::resource("/token")
-                        .get(get_token)
-                        .default_service(not_allowed("GET")),
-                )
-                .service(
-                    web::resource("/token/invalidate")
-                        .post(invalidate_token)
-                        .default_service(not_allowed("POST")),
-                )
-                .service(
-                    web::resource("/ticket/{type}")
-                        .get(tickets::get_ticket)
-                        .default_service(not_allowed("GET")),
-                )
-                .service(
-                    web::resource("/jssdk/signature")
-                        .post(tickets::jssdk_signature)
-                        .default_service(not_allowed("POST")),
-                )
-                .service(
-                    web::resource("/revoke")
-                        .post(admin::revoke)
-                        .default_service(not_allowed("POST")),
-                )
-                .service(web::resource("/proxy/{path:.*}").to(proxy_routes::app_proxy)),
-        )
-        .service(
-            web::scope("/v1/platforms/{name}")
-                .service(
-                    web::resource("/events")
-                        .post(platforms::events)
-                        .default_service(not_allowed("POST")),
-                )
-                .service(
-                    web::resource("/component_token")
-                        .get(platforms::component_token)
-                        .default_service(not_allowed("GET")),
-                )
-                .service(
-                    web::resource("/authorizers")
-                        .get(platforms::list_authorizers)
-                        .post(platforms::add_authorizer)
-                        .default_service(not_allowed("GET, POST")),
-                )
-                .service(
-                    web::resource("/authorizers/{appid}")
-                        .get(platforms::get_authorizer)
-                        .default_service(not_allowed("GET")),
-                )
-                .service(
-                    web::resource("/authorizers/{appid}/token")
-                        .get(platforms::authorizer_token)
-                        .default_service(not_allowed("GET")),
-                )
-                .service(
-                    web::resource("/authorizers/{appid}/token/invalidate")
-                        .post(platforms::invalidate_authorizer_token)
-                        .default_service(not_allowed("POST")),
-                )
-                .service(
-                    web::resource("/authorizers/{appid}/ticket/{type}")
-                        .get(platforms::authorizer_ticket)
-                        .default_service(not_allowed("GET")),
-                )
-                .service(
-                    web::resource("/authorizers/{appid}/jssdk/signature")
-                        .post(platforms::authorizer_jssdk_signature)
-                        .default_service(not_allowed("POST")),
-                )
-                .service(
-                    web::resource("/authorizers/{appid}/proxy/{path:.*}")
-                        .to(proxy_routes::authorizer_proxy),
-                )
-                .service(web::resource("/proxy/{path:.*}").to(proxy_routes::platform_proxy))
-                .service(
-                    web::resource("/preauth")
-                        .post(platforms::preauth)
-                        .default_service(not_allowed("POST")),
-                ),
-        )
-        .service(
-            web::resource("/v1/admin/platforms/{name}/reconcile")
-                .post(platforms::reconcile)
-                .default_service(not_allowed("POST")),
-        )
-        .service(
-            web::resource("/v1/admin/reload")
-                .post(admin::reload)
-                .default_service(not_allowed("POST")),
-        )
-        // The facade's token routes (also reached as `//cgi-bin/...`: slashes are merged
-        // before routing). On WeChat's paths every answer is in WeChat's format.
-        .service(
-            web::resource("/cgi-bin/token")
-                .get(facade::token)
-                .default_service(wx_not_allowed("GET")),
-        )
-        .service(
-            web::resource("/cgi-bin/stable_token")
-                .post(facade::stable_token)
-                .default_service(wx_not_allowed("POST")),
-        )
-        .service(
-            web::resource("/cgi-bin/component/api_component_token")
-                .post(component_facade::component_token)
-                .default_service(wx_not_allowed("POST")),
-        )
-        .service(
-            web::resource("/cgi-bin/component/api_authorizer_token")
-                .post(component_facade::authorizer_token)
-                .default_service(wx_not_allowed("POST")),
-        )
-        .service(
-            web::resource("/cgi-bin/component/api_query_auth")
-                .post(component_facade::query_auth)
-                .default_service(wx_not_allowed("POST")),
-        )
-        // Last: every other call under a WeChat API prefix goes to the gateway. One template
-        // for all of them, so the route label of the metrics stays one value.
-        .service(
-            web::resource(gateway::PASSTHROUGH_ROUTE)
-                .guard(actix_web::guard::fn_guard(|ctx| {
-                    ctx.app_data::<web::Data<ServerState>>()
-                        .is_some_and(|s| s.gateway.settings.is_api_path(ctx.head().uri.path()))
-                }))
-                .to(gateway::passthrough),
-        )
-        .default_service(web::to(not_found));
+        );
+}
+
+/// `/v1/apps/{name}/...`: tokens, tickets, signatures, revoke, the proxy route.
+fn app_routes(cfg: &mut web::ServiceConfig) {
+    // One scope for the per-app routes: `{name}` is matched once, then plain suffixes.
+    cfg.service(
+        web::scope("/v1/apps/{name}")
+            .service(
+                web::resource("/token")
+                    .get(get_token)
+                    .default_service(not_allowed("GET")),
+            )
+            .service(
+                web::resource("/token/invalidate")
+                    .post(invalidate_token)
+                    .default_service(not_allowed("POST")),
+            )
+            .service(
+                web::resource("/ticket/{type}")
+                    .get(tickets::get_ticket)
+                    .default_service(not_allowed("GET")),
+            )
+            .service(
+                web::resource("/jssdk/signature")
+                    .post(tickets::jssdk_signature)
+                    .default_service(not_allowed("POST")),
+            )
+            .service(
+                web::resource("/revoke")
+                    .post(admin::revoke)
+                    .default_service(not_allowed("POST")),
+            )
+            .service(web::resource("/proxy/{path:.*}").to(proxy_routes::app_proxy)),
+    );
+}
+
+/// `/v1/platforms/{name}/...`: events, component and authorizer tokens, tickets, the proxy routes, pre-auth links.
+fn platform_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1/platforms/{name}")
+            .service(
+                web::resource("/events")
+                    .post(platforms::events)
+                    .default_service(not_allowed("POST")),
+            )
+            .service(
+                web::resource("/component_token")
+                    .get(platforms::component_token)
+                    .default_service(not_allowed("GET")),
+            )
+            .service(
+                web::resource("/authorizers")
+                    .get(platforms::list_authorizers)
+                    .post(platforms::add_authorizer)
+                    .default_service(not_allowed("GET, POST")),
+            )
+            .service(
+                web::resource("/authorizers/{appid}")
+                    .get(platforms::get_authorizer)
+                    .default_service(not_allowed("GET")),
+            )
+            .service(
+                web::resource("/authorizers/{appid}/token")
+                    .get(platforms::authorizer_token)
+                    .default_service(not_allowed("GET")),
+            )
+            .service(
+                web::resource("/authorizers/{appid}/token/invalidate")
+                    .post(platforms::invalidate_authorizer_token)
+                    .default_service(not_allowed("POST")),
+            )
+            .service(
+                web::resource("/authorizers/{appid}/ticket/{type}")
+                    .get(platforms::authorizer_ticket)
+                    .default_service(not_allowed("GET")),
+            )
+            .service(
+                web::resource("/authorizers/{appid}/jssdk/signature")
+                    .post(platforms::authorizer_jssdk_signature)
+                    .default_service(not_allowed("POST")),
+            )
+            .service(
+                web::resource("/authorizers/{appid}/proxy/{path:.*}")
+                    .to(proxy_routes::authorizer_proxy),
+            )
+            .service(web::resource("/proxy/{path:.*}").to(proxy_routes::platform_proxy))
+            .service(
+                web::resource("/preauth")
+                    .post(platforms::preauth)
+                    .default_service(not_allowed("POST")),
+            ),
+    );
+}
+
+/// `/v1/admin/...`: reconciliation and reload.
+fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/admin/platforms/{name}/reconcile")
+            .post(platforms::reconcile)
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/v1/admin/reload")
+            .post(admin::reload)
+            .default_service(not_allowed("POST")),
+    );
+}
+
+/// The facade's token routes, in WeChat's format.
+fn facade_routes(cfg: &mut web::ServiceConfig) {
+    // The facade's token routes (also reached as `//cgi-bin/...`: slashes are merged
+    // before routing). On WeChat's paths every answer is in WeChat's format.
+    cfg.service(
+        web::resource("/cgi-bin/token")
+            .get(facade::token)
+            .default_service(wx_not_allowed("GET")),
+    )
+    .service(
+        web::resource("/cgi-bin/stable_token")
+            .post(facade::stable_token)
+            .default_service(wx_not_allowed("POST")),
+    )
+    .service(
+        web::resource("/cgi-bin/component/api_component_token")
+            .post(component_facade::component_token)
+            .default_service(wx_not_allowed("POST")),
+    )
+    .service(
+        web::resource("/cgi-bin/component/api_authorizer_token")
+            .post(component_facade::authorizer_token)
+            .default_service(wx_not_allowed("POST")),
+    )
+    .service(
+        web::resource("/cgi-bin/component/api_query_auth")
+            .post(component_facade::query_auth)
+            .default_service(wx_not_allowed("POST")),
+    );
+}
+
+/// The pass-through: every other call under a WeChat API prefix.
+fn gateway_routes(cfg: &mut web::ServiceConfig) {
+    // Last: every other call under a WeChat API prefix goes to the gateway. One template
+    // for all of them, so the route label of the metrics stays one value.
+    cfg.service(
+        web::resource(gateway::PASSTHROUGH_ROUTE)
+            .guard(actix_web::guard::fn_guard(|ctx| {
+                ctx.app_data::<web::Data<ServerState>>()
+                    .is_some_and(|s| s.gateway.settings.is_api_path(ctx.head().uri.path()))
+            }))
+            .to(gateway::passthrough),
+    );
 }
 
 #[derive(Serialize)]
