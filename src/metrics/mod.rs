@@ -86,21 +86,33 @@ pub struct Metrics {
     inner: Arc<Inner>,
 }
 
-impl Metrics {
-    /// Registers every series of `mode`, and creates each per-app counter at 0 for `apps`.
-    pub fn new(apps: &[String], mode: MetricsMode) -> Metrics {
-        let mut registry = Registry::new();
-        // Families labelled `app` are registered as part of the credential collector (below),
-        // which shows only the series of running credentials; aggregate ones go straight into
-        // the registry.
-        let mut per_app: Vec<Box<dyn prometheus::core::Collector>> = Vec::new();
+/// The event families: labelled `app` and part of the credential collector in full mode, one
+/// aggregate per label set straight in the registry otherwise (see `family.rs`).
+struct EventFamilies {
+    refreshes: Counters,
+    upstream_errors: Counters,
+    invalidations: Counters,
+    actor_restarts: Counters,
+    store_errors: Counters,
+    revocations: Counters,
+    forced_refusals: Counters,
+    refetch_refusals: Counters,
+    upstream_duration: Family<HistogramVec>,
+}
+
+impl EventFamilies {
+    fn register(
+        mode: MetricsMode,
+        registry: &mut Registry,
+        per_app: &mut Vec<Box<dyn prometheus::core::Collector>>,
+    ) -> EventFamilies {
         let full = mode == MetricsMode::Full;
         let mut event_counter = |name: &str, help: &str, rest: &[&str]| {
             let labels = Counters::labels(mode, rest);
             let family = if full {
-                counter(&mut per_app, name, help, &labels)
+                counter(per_app, name, help, &labels)
             } else {
-                counter(&mut registry, name, help, &labels)
+                counter(registry, name, help, &labels)
             };
             Family::new(family, full)
         };
@@ -110,10 +122,10 @@ impl Metrics {
             &["trigger", "result"],
         );
         let upstream_errors = event_counter(
-            "wxtoken_upstream_errors_total",
-            "Failed calls to WeChat: reason is a known errcode, other (any other errcode), or timeout/connect/http/decode/no_token.",
-            &["reason"],
-        );
+                "wxtoken_upstream_errors_total",
+                "Failed calls to WeChat: reason is a known errcode, other (any other errcode), or timeout/connect/http/decode/no_token.",
+                &["reason"],
+            );
         let invalidations = event_counter(
             "wxtoken_invalidations_total",
             "Invalidation requests from business servers, by outcome.",
@@ -135,20 +147,20 @@ impl Metrics {
             &[],
         );
         let forced_refusals = event_counter(
-            "wxtoken_forced_refresh_refusals_total",
-            "Stable grant: invalidations answered without a forced refresh because WeChat's limits (20 a day, 30 s apart) were used up.",
-            &[],
-        );
+                "wxtoken_forced_refresh_refusals_total",
+                "Stable grant: invalidations answered without a forced refresh because WeChat's limits (20 a day, 30 s apart) were used up.",
+                &[],
+            );
         let refetch_refusals = event_counter(
-            "wxtoken_refetches_refused_total",
-            "Reports of the current token (invalidations, the gateway's retries) answered without the refetch they asked for: token_alive (WeChat still accepts it), hourly_cap (refresh.reported_refetches_per_hour reached) or probe_failed (WeChat could not be asked).",
-            &["reason"],
-        );
+                "wxtoken_refetches_refused_total",
+                "Reports of the current token (invalidations, the gateway's retries) answered without the refetch they asked for: token_alive (WeChat still accepts it), hourly_cap (refresh.reported_refetches_per_hour reached) or probe_failed (WeChat could not be asked).",
+                &["reason"],
+            );
         let upstream_labels = Counters::labels(mode, &["endpoint"]);
         let upstream_duration = Family::new(
             if full {
                 histogram(
-                    &mut per_app,
+                    per_app,
                     "wxtoken_upstream_request_duration_seconds",
                     "Duration of calls to WeChat, failed ones included, by endpoint.",
                     &upstream_labels,
@@ -156,7 +168,7 @@ impl Metrics {
                 )
             } else {
                 histogram(
-                    &mut registry,
+                    registry,
                     "wxtoken_upstream_request_duration_seconds",
                     "Duration of calls to WeChat, failed ones included, by endpoint.",
                     &upstream_labels,
@@ -165,6 +177,80 @@ impl Metrics {
             },
             full,
         );
+        EventFamilies {
+            refreshes,
+            upstream_errors,
+            invalidations,
+            actor_restarts,
+            store_errors,
+            revocations,
+            forced_refusals,
+            refetch_refusals,
+            upstream_duration,
+        }
+    }
+}
+
+/// `wxtoken_http_requests_total` and `wxtoken_http_request_duration_seconds`, the histogram's
+/// series created at 0 for every route template.
+fn http_families(registry: &mut Registry) -> (IntCounterVec, HistogramVec) {
+    let http_requests = counter(
+        registry,
+        "wxtoken_http_requests_total",
+        "HTTP requests answered, by route template and status code.",
+        &["route", "status"],
+    );
+    let http_duration = histogram(
+        registry,
+        "wxtoken_http_request_duration_seconds",
+        "Time to answer an HTTP request, by route template.",
+        &["route"],
+        &HTTP_BUCKETS,
+    );
+    for route in ROUTES {
+        http_duration.with_label_values(&[route]);
+    }
+    (http_requests, http_duration)
+}
+
+/// `wxtoken_build_info`, and the process's own series (CPU, memory, descriptors) on Linux.
+fn register_process(registry: &mut Registry) {
+    int_gauge(
+        registry,
+        "wxtoken_build_info",
+        "Build information; always 1.",
+        &["version"],
+    )
+    .with_label_values(&[env!("CARGO_PKG_VERSION")])
+    .set(1);
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("process collector registers once");
+}
+
+impl Metrics {
+    /// Registers every series of `mode`, and creates each per-app counter at 0 for `apps`.
+    pub fn new(apps: &[String], mode: MetricsMode) -> Metrics {
+        let mut registry = Registry::new();
+        // Families labelled `app` are registered as part of the credential collector (below),
+        // which shows only the series of running credentials; aggregate ones go straight into
+        // the registry.
+        let mut per_app: Vec<Box<dyn prometheus::core::Collector>> = Vec::new();
+        let EventFamilies {
+            refreshes,
+            upstream_errors,
+            invalidations,
+            actor_restarts,
+            store_errors,
+            revocations,
+            forced_refusals,
+            refetch_refusals,
+            upstream_duration,
+        } = EventFamilies::register(mode, &mut registry, &mut per_app);
+        let full = mode == MetricsMode::Full;
         let refresh_failures = counter(
             &mut per_app,
             "wxtoken_token_refresh_failures_total",
@@ -178,14 +264,7 @@ impl Metrics {
             mode,
         )));
 
-        int_gauge(
-            &mut registry,
-            "wxtoken_build_info",
-            "Build information; always 1.",
-            &["version"],
-        )
-        .with_label_values(&[env!("CARGO_PKG_VERSION")])
-        .set(1);
+        register_process(&mut registry);
         let platform_events = counter(
             &mut registry,
             "wxtoken_platform_events_total",
@@ -193,28 +272,7 @@ impl Metrics {
             &["platform", "info_type", "result"],
         );
         let proxy = proxy::ProxyMetrics::new(&mut registry);
-        let http_requests = counter(
-            &mut registry,
-            "wxtoken_http_requests_total",
-            "HTTP requests answered, by route template and status code.",
-            &["route", "status"],
-        );
-        let http_duration = histogram(
-            &mut registry,
-            "wxtoken_http_request_duration_seconds",
-            "Time to answer an HTTP request, by route template.",
-            &["route"],
-            &HTTP_BUCKETS,
-        );
-        for route in ROUTES {
-            http_duration.with_label_values(&[route]);
-        }
-        #[cfg(target_os = "linux")]
-        registry
-            .register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))
-            .expect("process collector registers once");
+        let (http_requests, http_duration) = http_families(&mut registry);
 
         let metrics = Metrics {
             inner: Arc::new(Inner {
