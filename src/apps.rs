@@ -52,17 +52,26 @@ impl Unavailable {
     }
 }
 
+/// The one read of a credential's value (see [`CredentialHandle::current`]).
+async fn current_of(
+    addr: &Addr<TokenActor>,
+    status: &SharedStatus,
+    wait: Duration,
+) -> Result<Arc<TokenRecord>, Unavailable> {
+    if let Some(rec) = status.load().valid_token(std::time::SystemTime::now()) {
+        return Ok(rec.clone());
+    }
+    match addr.send(Get).timeout(wait + ACTOR_GRACE).await {
+        Ok(answer) => answer.map_err(Unavailable::NoToken),
+        Err(_) => Err(Unavailable::NoAnswer),
+    }
+}
+
 impl CredentialHandle {
     /// The current value: the published one while valid (no message), else the actor's,
     /// which may wait up to `wait` (the actors' wait limit) for a fetch.
     pub async fn current(&self, wait: Duration) -> Result<Arc<TokenRecord>, Unavailable> {
-        if let Some(rec) = self.status.load().valid_token(std::time::SystemTime::now()) {
-            return Ok(rec.clone());
-        }
-        match self.addr.send(Get).timeout(wait + ACTOR_GRACE).await {
-            Ok(answer) => answer.map_err(Unavailable::NoToken),
-            Err(_) => Err(Unavailable::NoAnswer),
-        }
+        current_of(&self.addr, &self.status, wait).await
     }
 
     /// Reports `token` as rejected by WeChat; the answer says which token to use from now on
@@ -94,6 +103,12 @@ pub struct AppHandle {
 }
 
 impl AppHandle {
+    /// The app's current token, as [`CredentialHandle::current`] reads it, without building a
+    /// handle (the facade's token route calls this for every request).
+    pub async fn current(&self, wait: Duration) -> Result<Arc<TokenRecord>, Unavailable> {
+        current_of(&self.addr, &self.status, wait).await
+    }
+
     /// The app's token, as a credential.
     pub fn credential(&self) -> CredentialHandle {
         CredentialHandle {

@@ -42,11 +42,7 @@ async fn token_for(state: &ServerState, q: TokenQuery) -> HttpResponse {
     if !client.apps.allows(&app.name) {
         return wx_error(40164, "this client may not read this app");
     }
-    let record = app
-        .credential()
-        .current(state.wait_limit)
-        .await
-        .map_err(|u| u.errcode());
+    let record = app.current(state.wait_limit).await.map_err(|u| u.errcode());
     match record {
         Ok(r) => {
             let expires_in = r.remaining(SystemTime::now()).as_secs();

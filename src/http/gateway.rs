@@ -332,10 +332,10 @@ fn route_passthrough(state: &ServerState, req: &HttpRequest) -> Result<Step, Ref
         }
         _ => {}
     }
-    let (target, component) = token_target(state, raw_query, &checked)?;
     if checked.class == Class::Ticket {
-        return ticket_step(state, raw_query, &target, component);
+        return ticket_step(state, raw_query);
     }
+    let (target, component) = token_target(state, raw_query, &checked)?;
     let answer = refresh_token_rule(checked.class, component);
     Ok(forward(
         Some(target.clone()),
@@ -474,13 +474,18 @@ fn with_real_secret(
     Ok((app, query, key.into_owned()))
 }
 
-/// `getticket` made with `target`'s token: the ticket wxtoken manages for that account.
-fn ticket_step(
-    state: &ServerState,
-    raw_query: &str,
-    target: &Target,
-    component: bool,
-) -> Result<Step, Refusal> {
+/// `getticket`: the ticket wxtoken manages for the account whose token the call carries (one
+/// look-up in the token index; a component token fetches no ticket).
+fn ticket_step(state: &ServerState, raw_query: &str) -> Result<Step, Refusal> {
+    if single_param(raw_query, COMPONENT_TOKEN)?.is_some() {
+        return Err(refusal(
+            40001,
+            "invalid credential: a ticket is fetched with an account's access token",
+        ));
+    }
+    let Some(token) = single_param(raw_query, ACCESS_TOKEN)? else {
+        return Err(refusal(41001, "access_token missing"));
+    };
     let kind = single_param(raw_query, "type")?.unwrap_or(std::borrow::Cow::Borrowed("jsapi"));
     let Some(kind) = TicketKind::parse(&kind) else {
         return Err(refusal(
@@ -488,13 +493,13 @@ fn ticket_step(
             "invalid args: type must be jsapi or wx_card",
         ));
     };
-    if component {
-        return Err(refusal(
+    let not_issued = || {
+        refusal(
             40001,
-            "invalid credential: a ticket is fetched with an account's access token",
-        ));
-    }
-    let token = query::param(raw_query, ACCESS_TOKEN).unwrap_or_default();
+            "invalid credential, access_token is invalid or not latest (not an account's token \
+             wxtoken issued)",
+        )
+    };
     let owner = match state.tokens.lookup(&token).map(|i| (*i.owner).clone()) {
         Some(TokenOwner::App(name)) => {
             let app = state
@@ -502,18 +507,13 @@ fn ticket_step(
                 .load()
                 .get(&name)
                 .cloned()
-                .ok_or_else(|| refusal(40001, "invalid credential"))?;
+                .ok_or_else(not_issued)?;
             TicketOwner::App(app)
         }
         Some(TokenOwner::Authorizer { platform, appid }) => {
             TicketOwner::Authorizer { platform, appid }
         }
-        None => {
-            return Err(refusal(
-                40001,
-                format!("invalid credential (token of {})", target.label),
-            ))
-        }
+        None => return Err(not_issued()),
     };
     Ok(Step::Ticket(owner, kind))
 }

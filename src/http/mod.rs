@@ -403,7 +403,6 @@ async fn get_token(
         return Ok(fast::token_answer(&app.name, rec, &app.rendered, now));
     }
     let rec = app
-        .credential()
         .current(state.wait_limit)
         .await
         .map_err(|u| unavailable(&app.name, u))?;
