@@ -25,6 +25,7 @@
 //! - `proxy`: the API gateway: WeChat calls forwarded with the token added, one retry on a
 //!   rejected token.
 //! - `jssdk`: JS-SDK page signatures.
+//! - `seal`: encryption at rest of the secret fields the stores write (key ring, key ids).
 //! - `secret`: tokens that print as fingerprints.
 //! - `time`: `UnixMillis`, the range-checked timestamp of every stored record, and the one
 //!   RFC 3339 formatter of answers (clamped: no time can make an answer panic).
@@ -52,6 +53,7 @@ pub mod notify;
 pub mod platform;
 pub mod proxy;
 pub mod reload;
+pub mod seal;
 pub mod secret;
 pub mod startup;
 pub mod store;
