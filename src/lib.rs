@@ -25,6 +25,7 @@
 //! - `proxy`: the API gateway: WeChat calls forwarded with the token added, one retry on a
 //!   rejected token.
 //! - `jssdk`: JS-SDK page signatures.
+//! - `audit`: the audit trail (admin actions, token reads rolled up per minute).
 //! - `seal`: encryption at rest of the secret fields the stores write (key ring, key ids).
 //! - `secret`: tokens that print as fingerprints.
 //! - `time`: `UnixMillis`, the range-checked timestamp of every stored record, and the one
@@ -39,6 +40,7 @@
 
 pub mod alloc;
 pub mod apps;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod fake;

@@ -48,6 +48,8 @@ struct Running {
     /// The series set is chosen at start-up (`per_app = "auto"` from the credentials then).
     metrics: MetricsSettings,
     platforms: Vec<PlatformSettings>,
+    /// The trail's file is opened at start-up (and reopened on SIGHUP), its settings kept.
+    audit: Option<crate::config::AuditSettings>,
 }
 
 impl Reloader {
@@ -66,6 +68,7 @@ impl Reloader {
                 proxy: current.proxy,
                 metrics: current.metrics,
                 platforms: current.platforms,
+                audit: current.audit,
             },
             deps,
             state,
@@ -90,6 +93,9 @@ impl Reloader {
         }
         if new.metrics != self.running.metrics {
             needs_restart.push("metrics".to_string());
+        }
+        if new.audit != self.running.audit {
+            needs_restart.push("audit".to_string());
         }
         // Platforms run from the settings they started with: any change waits for a restart.
         let platforms_same = new.platforms.len() == self.running.platforms.len()

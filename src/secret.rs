@@ -61,6 +61,11 @@ impl Fingerprint {
         let d = Sha256::digest(secret.as_bytes());
         Fingerprint([d[0], d[1], d[2], d[3]])
     }
+
+    /// The fingerprint's 4 bytes (its text is their hex).
+    pub fn bytes(self) -> [u8; 4] {
+        self.0
+    }
 }
 
 impl fmt::Display for Fingerprint {

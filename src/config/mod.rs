@@ -16,6 +16,7 @@
 //! line or `Debug` output of this module carries a secret's value.
 
 mod apps;
+mod audit;
 mod clients;
 mod env;
 #[cfg(test)]
@@ -36,6 +37,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use audit::{AuditSettings, SinkKind};
 pub use platforms::{
     decode_encoding_aes_key, DEFAULT_ACTIVE_WINDOW_SECS, ENCODING_AES_KEY_LEN,
     MAX_ACTIVE_WINDOW_SECS, MIN_ACTIVE_WINDOW_SECS,

@@ -88,6 +88,7 @@ pub(super) struct RawSettings {
     pub(super) metrics: RawMetrics,
     #[serde(default)]
     pub(super) proxy: super::proxy::RawProxy,
+    pub(super) audit: Option<super::audit::RawAudit>,
     #[serde(default)]
     pub(super) apps: Vec<RawApp>,
     #[serde(default)]

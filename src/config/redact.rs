@@ -72,6 +72,8 @@ struct View<'a> {
     store: StoreView<'a>,
     metrics: MetricsView,
     proxy: ProxyView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit: Option<super::audit::AuditView>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     apps: Vec<AppView<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -91,6 +93,7 @@ impl<'a> From<&'a Settings> for View<'a> {
                 per_app: s.metrics.per_app.as_str(),
             },
             proxy: ProxyView::from(&s.proxy),
+            audit: s.audit.as_ref().map(super::audit::AuditView::from),
             apps: s.apps.iter().map(AppView::from).collect(),
             platforms: s.platforms.iter().map(PlatformView::from).collect(),
             clients: s.clients.iter().map(ClientView::from).collect(),

@@ -21,6 +21,8 @@ pub struct Settings {
     pub store: StoreSettings,
     pub proxy: super::ProxySettings,
     pub metrics: MetricsSettings,
+    /// `[audit]`; `None`: no trail is written.
+    pub audit: Option<super::AuditSettings>,
     pub apps: Vec<AppSettings>,
     /// Open Platform third-party platforms; a configuration may hold these and no apps.
     pub platforms: Vec<PlatformSettings>,

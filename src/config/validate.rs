@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::apps::validate_apps;
+use super::audit::validate_audit;
 use super::clients::{validate_clients, Known};
 use super::platforms::validate_platforms;
 use super::proxy::validate_proxy;
@@ -141,6 +142,7 @@ pub(super) fn validate(
     let store = validate_store(raw.store, &upstream, lookup_env)?;
     let proxy = validate_proxy(raw.proxy)?;
     let metrics = validate_metrics(raw.metrics)?;
+    let audit = validate_audit(raw.audit)?;
     // Platforms alone are a whole configuration: their authorizers' tokens are served too.
     if raw.apps.is_empty() && raw.platforms.is_empty() {
         return Err(ConfigError::at(
@@ -165,6 +167,7 @@ pub(super) fn validate(
         store,
         proxy,
         metrics,
+        audit,
         apps,
         platforms,
         clients,
