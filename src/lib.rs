@@ -53,6 +53,7 @@ pub mod platform;
 pub mod proxy;
 pub mod reload;
 pub mod secret;
+pub mod status;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -33,11 +33,11 @@ use arc_swap::ArcSwap;
 
 use crate::apps::{AppHandle, Apps, Unavailable};
 use crate::config::ReadinessScope;
-use crate::metrics::{InvalidationOutcome, Metrics, ROUTES};
+use crate::metrics::{Metrics, ROUTES};
 use crate::reload::Reloader;
 use crate::store::TokenStore;
 use crate::token::messages::NoValidToken;
-use crate::token::{AccessToken, TokenRecord};
+use crate::token::{AccessToken, InvalidationOutcome, TokenRecord};
 use auth::ClientKeys;
 pub(crate) use body::read_body;
 pub use body::{BodyDeadline, MAX_BODY};

@@ -26,13 +26,11 @@ use std::time::Duration;
 use prometheus::{Encoder, Histogram, HistogramVec, IntCounterVec, Registry, TextEncoder};
 
 pub use crate::config::MetricsMode;
+use crate::status::{InvalidationOutcome, RefetchRefusal, Trigger};
 use crate::upstream::{UpstreamError, UpstreamPool};
 pub use credentials::{gauge_families, CredentialCollector, ScrapedCredential, StatusSource};
 use family::Family;
-pub use labels::{
-    reason_label, InvalidationOutcome, RefetchRefusal, Trigger, FIXED_REASONS, KNOWN_ERRCODES,
-    OTHER_REASON, ROUTES, STORE_OPS,
-};
+pub use labels::{reason_label, FIXED_REASONS, KNOWN_ERRCODES, OTHER_REASON, ROUTES, STORE_OPS};
 pub use platforms::ScrapedPlatform;
 pub use proxy::{errcode_label, ProxyResult};
 use register::{counter, histogram, int_gauge, Families as _};
@@ -544,7 +542,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::AppStatus;
+    use crate::status::AppStatus;
 
     /// Lines of the text format that carry a series labelled `app="<app>"`.
     fn series_of(text: &str, app: &str) -> Vec<String> {
