@@ -39,6 +39,7 @@
 pub mod alloc;
 pub mod apps;
 pub mod cli;
+pub mod clients;
 pub mod config;
 pub mod fake;
 pub mod fd_limit;
@@ -53,8 +54,8 @@ pub mod platform;
 pub mod proxy;
 pub mod reload;
 pub mod secret;
-pub mod status;
 pub mod startup;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod time;

@@ -74,8 +74,6 @@ struct Inner {
     source: Arc<OnceLock<StatusSource>>,
     /// Registered only when the Redis store is used, so a single instance shows no Redis.
     redis_up: OnceLock<prometheus::IntGauge>,
-    /// The process's one upstream pool, whose gauges are read at scrape.
-    upstream_pool: OnceLock<Arc<UpstreamPool>>,
 }
 
 /// Cheap to clone; every clone updates the same series.
@@ -292,7 +290,6 @@ impl Metrics {
                 proxy,
                 source,
                 redis_up: OnceLock::new(),
-                upstream_pool: OnceLock::new(),
             }),
         };
         if !full {
@@ -495,21 +492,13 @@ impl Metrics {
         gauge.set(i64::from(up));
     }
 
-    /// The upstream pool every client of this server shares: built by the first client that
-    /// asks (from the settings all of them share), its gauges registered with it. Metrics is
-    /// the one value per server that every actor already gets, so no new plumbing is needed.
-    pub fn upstream_pool(&self, build: impl FnOnce() -> Arc<UpstreamPool>) -> Arc<UpstreamPool> {
-        self.inner
-            .upstream_pool
-            .get_or_init(|| {
-                let pool = build();
-                self.inner
-                    .registry
-                    .register(Box::new(pool::PoolCollector::new(pool.clone())))
-                    .expect("registered once");
-                pool
-            })
-            .clone()
+    /// Shows `pool`'s queue depth and calls in flight at every scrape (once, at start-up: the
+    /// server has one upstream pool; a second is ignored).
+    pub fn watch_upstream_pool(&self, pool: Arc<UpstreamPool>) {
+        let collector = pool::PoolCollector::new(pool);
+        if self.inner.registry.register(Box::new(collector)).is_err() {
+            tracing::warn!("a second upstream pool was ignored by the metrics");
+        }
     }
 
     /// One answered HTTP request. `route` is a matched template or `unmatched`; `status` the
