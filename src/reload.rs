@@ -14,13 +14,13 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_web::web;
+use arc_swap::ArcSwap;
 
-use crate::apps::{ActorDeps, ReloadSummary};
+use crate::apps::{ActorDeps, Apps, ReloadSummary};
+use crate::clients::ClientKeys;
 use crate::config::{
     MetricsSettings, PlatformSettings, ServerSettings, Settings, StoreSettings, UpstreamSettings,
 };
-use crate::http::auth::ClientKeys;
-use crate::http::ServerState;
 
 /// Re-read the configuration and apply it.
 #[derive(Debug, Message)]
@@ -36,7 +36,10 @@ pub struct Reloader {
     /// a restart, not only by the first.
     running: Running,
     deps: ActorDeps,
-    state: web::Data<ServerState>,
+    /// The running apps and clients, the same cells the HTTP layer reads: a reload swaps them
+    /// whole.
+    apps: Arc<ArcSwap<Apps>>,
+    clients: Arc<ArcSwap<ClientKeys>>,
 }
 
 /// The sections only a restart applies, as started.
@@ -57,7 +60,8 @@ impl Reloader {
         path: Option<PathBuf>,
         current: Settings,
         deps: ActorDeps,
-        state: web::Data<ServerState>,
+        apps: Arc<ArcSwap<Apps>>,
+        clients: Arc<ArcSwap<ClientKeys>>,
     ) -> Self {
         Reloader {
             path,
@@ -71,7 +75,8 @@ impl Reloader {
                 audit: current.audit,
             },
             deps,
-            state,
+            apps,
+            clients,
         }
     }
 
@@ -109,11 +114,10 @@ impl Reloader {
         }
         let refresh_changed = new.refresh != self.deps.refresh;
         self.deps.refresh = new.refresh.clone();
-        let apps = self.state.apps.load_full();
+        let apps = self.apps.load_full();
         let (apps, mut summary) = apps.reconcile(&new.apps, &self.deps, refresh_changed);
-        self.state.apps.store(Arc::new(apps));
-        self.state
-            .clients
+        self.apps.store(Arc::new(apps));
+        self.clients
             .store(Arc::new(ClientKeys::new(new.clients.clone())));
         summary.needs_restart = needs_restart;
         summary

@@ -19,6 +19,7 @@ mod apps;
 mod audit;
 mod clients;
 mod env;
+pub mod labels;
 #[cfg(test)]
 mod platform_tests;
 mod platforms;
@@ -38,6 +39,7 @@ mod validate;
 use std::path::Path;
 
 pub use audit::{AuditSettings, SinkKind};
+pub use labels::{platform_label, ticket_label};
 pub use platforms::{
     decode_encoding_aes_key, DEFAULT_ACTIVE_WINDOW_SECS, ENCODING_AES_KEY_LEN,
     MAX_ACTIVE_WINDOW_SECS, MIN_ACTIVE_WINDOW_SECS,
@@ -47,16 +49,11 @@ pub use redact::redact_url;
 pub use redis::{NodeAddr, RedisAuth, RedisEndpoint, RedisTls};
 pub use secrets::SecretSource;
 pub use settings::{
-    key_digest, platform_label, AppKind, AppScope, AppSettings, AuthorizerRefresh, ClientSettings,
-    Grant, MetricsMode, MetricsSettings, PerAppMetrics, PlatformSettings, ReadinessScope,
-    RedisSettings, RefreshSettings, ServerSettings, Settings, StoreSettings, TicketKind,
-    UpstreamSettings, AUTO_FULL_MAX_CREDENTIALS, MAX_TOKEN_LIFETIME,
+    key_digest, AppKind, AppScope, AppSettings, AuthorizerRefresh, ClientSettings, Grant,
+    MetricsMode, MetricsSettings, PerAppMetrics, PlatformSettings, ReadinessScope, RedisSettings,
+    RefreshSettings, ServerSettings, Settings, StoreSettings, TicketKind, UpstreamSettings,
+    AUTO_FULL_MAX_CREDENTIALS, MAX_TOKEN_LIFETIME,
 };
-
-/// The label of a ticket's credential (its metrics, logs and readiness): `shop:jsapi_ticket`.
-pub fn ticket_label(app: &str, kind: TicketKind) -> String {
-    format!("{app}:{}_ticket", kind.as_str())
-}
 
 /// Prefix of environment variables that override configuration values.
 pub const ENV_PREFIX: &str = "WXTOKEN_";

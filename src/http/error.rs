@@ -107,6 +107,12 @@ struct ErrorBody<'a> {
     errcode: Option<i64>,
 }
 
+impl From<crate::clients::Unauthorized> for ApiError {
+    fn from(e: crate::clients::Unauthorized) -> Self {
+        ApiError::Unauthorized(e.0)
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {

@@ -302,9 +302,7 @@ pub trait PlatformStore: Send + Sync + 'static {
 }
 
 /// The label of a platform's series in the store metrics, as for its component token.
-pub fn metric_label(platform: &str) -> String {
-    format!("platform:{platform}")
-}
+pub use crate::config::labels::platform_label as metric_label;
 
 /// Whether `name` can be part of a store key: what the configuration allows for a platform
 /// name (letters, digits, '-', '_', '.'; at most 64), so keys never run into each other.

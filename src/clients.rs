@@ -1,4 +1,8 @@
-//! Client authentication (bearer keys compared in constant time) and per-app permission.
+//! The running set of clients: who a bearer key belongs to (digests compared in constant
+//! time), and with it what that client may read (`ClientSettings`).
+//!
+//! Below both the HTTP layer, which authenticates every request with it, and the reload, which
+//! swaps in a new set; so neither has to import the other.
 
 use std::sync::Arc;
 
@@ -6,8 +10,12 @@ use actix_web::http::header;
 use actix_web::HttpRequest;
 use subtle::ConstantTimeEq;
 
-use super::error::ApiError;
 use crate::config::{key_digest, ClientSettings};
+
+/// Why a request was not authenticated: a fixed sentence, never the presented key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unauthorized(pub &'static str);
 
 /// The configured clients, by key digest.
 pub struct ClientKeys {
@@ -25,25 +33,22 @@ impl ClientKeys {
     ///
     /// The presented key is hashed and the digest compared with every client's digest without
     /// early exit, so neither timing nor the number of clients tells how close a guess was.
-    pub fn authenticate(&self, req: &HttpRequest) -> Result<Arc<ClientSettings>, ApiError> {
+    pub fn authenticate(&self, req: &HttpRequest) -> Result<Arc<ClientSettings>, Unauthorized> {
         let value = req
             .headers()
             .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(
-                "missing Authorization: Bearer header",
-            ))?;
+            .ok_or(Unauthorized("missing Authorization: Bearer header"))?;
         let value = value
             .to_str()
-            .map_err(|_| ApiError::Unauthorized("malformed Authorization header"))?;
+            .map_err(|_| Unauthorized("malformed Authorization header"))?;
         let key = match value.split_once(' ') {
             Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
-            _ => return Err(ApiError::Unauthorized("Authorization must be `Bearer KEY`")),
+            _ => return Err(Unauthorized("Authorization must be `Bearer KEY`")),
         };
         if key.is_empty() {
-            return Err(ApiError::Unauthorized("empty bearer key"));
+            return Err(Unauthorized("empty bearer key"));
         }
-        self.by_key(key)
-            .ok_or(ApiError::Unauthorized("unknown client key"))
+        self.by_key(key).ok_or(Unauthorized("unknown client key"))
     }
 
     /// The client whose key is `key`. The key is hashed and the digest compared with every
