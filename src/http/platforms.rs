@@ -13,9 +13,9 @@ use super::body::{json_object, read_body};
 use super::preauth::{mobile_url, pc_url, PreauthBody};
 use super::{cache_control, unavailable, ApiError, InvalidateBody, ServerState};
 use crate::apps::Unavailable;
-use crate::platform::crypto::Envelope;
-use crate::platform::event::{Event, EventKind};
 use crate::platform::runtime::{AuthorizerRefusal, PlatformShared};
+use crate::push::crypto::Envelope;
+use crate::push::event::{Event, EventKind};
 use crate::secret::AccessToken;
 use crate::store::platform::{AuthorizerRecord, AuthorizerState};
 

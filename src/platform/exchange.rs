@@ -27,15 +27,15 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use super::codes::CODE_LIFE;
-use super::event::Authorization;
 use super::runtime::PlatformShared;
+use crate::push::event::Authorization;
 use crate::secret::AccessToken;
 use crate::store::platform::{code_digest, AuthorizerState, CodeRecord, CodeState};
 use crate::upstream::{ErrorClass, UpstreamError};
 
 /// How far past its expiry (by this clock) a stored code is still sent to WeChat: WeChat's
 /// clock and this one may disagree by as much as a push's timestamp may (five minutes).
-pub const EXPIRY_GRACE: Duration = super::replay::WINDOW;
+pub const EXPIRY_GRACE: Duration = crate::push::replay::WINDOW;
 
 /// How often an instance looks for stored codes not exchanged yet, when it saw none last time
 /// (another instance may store one and die).

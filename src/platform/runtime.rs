@@ -15,12 +15,12 @@ use actix::Addr;
 use arc_swap::ArcSwapOption;
 
 use super::component::{ComponentSource, Upstream};
-use super::crypto::MsgCrypto;
-use super::replay::ReplayGuard;
 use crate::apps::{spawn_actor, ActorDeps, CredentialHandle};
 use crate::config::{
     AppKind, AppSettings, AuthorizerRefresh, Grant, PlatformSettings, SecretSource, TicketKind,
 };
+use crate::push::crypto::MsgCrypto;
+use crate::push::replay::ReplayGuard;
 use crate::secret::AccessToken;
 use crate::store::platform::{AuthorizerRecord, AuthorizerState, PlatformStore, TicketRecord};
 use crate::store::{stored_from_fetch, AppKey};

@@ -354,8 +354,8 @@ async fn done_record(app: &TestApp, code: &str) -> wxtoken::store::platform::Cod
 /// acknowledged, never sent to WeChat, and its code marked dead: not resumed at every look.
 #[actix_web::test]
 async fn a_pushed_code_long_expired_is_marked_dead_without_calling_wechat() {
-    use wxtoken::platform::crypto::MsgCrypto;
-    use wxtoken::platform::event::{Authorization, Event, EventKind};
+    use wxtoken::push::crypto::MsgCrypto;
+    use wxtoken::push::event::{Authorization, Event, EventKind};
     let app = spawn_with_token().await;
     // A code WeChat would still take: only the push's expiry says no.
     let issued = app.fake.authorize(COMPONENT, CUT, &[1], None).unwrap();
