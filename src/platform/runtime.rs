@@ -15,10 +15,7 @@ use actix::Addr;
 use arc_swap::ArcSwapOption;
 
 use super::component::{ComponentSource, Upstream};
-use crate::apps::{spawn_actor, ActorDeps, CredentialHandle};
-use crate::config::{
-    AppKind, AppSettings, AuthorizerRefresh, Grant, PlatformSettings, SecretSource, TicketKind,
-};
+use crate::config::{AuthorizerRefresh, PlatformSettings, TicketKind};
 use crate::push::crypto::MsgCrypto;
 use crate::push::replay::ReplayGuard;
 use crate::secret::AccessToken;
@@ -27,7 +24,9 @@ use crate::store::{stored_from_fetch, AppKey};
 use crate::token::actor::Credential;
 use crate::token::index::TokenOwner;
 use crate::token::messages::Retire;
-use crate::token::{SharedStatus, TokenActor, TokenRecord};
+use crate::token::{
+    spawn_actor, ActorDeps, CredentialHandle, CredentialSpec, SharedStatus, TokenActor, TokenRecord,
+};
 use crate::upstream::{Authorization, UpstreamError, AUTHORIZER_PAGE_MAX};
 
 /// The daily limit assumed for a platform's `api_component_token` calls (quota metrics): WeChat
@@ -106,20 +105,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The settings an actor of the platform runs with: its label, the appid its records carry,
-/// the refresh rules of an official app's token (refreshed ahead of expiry, no stable grant).
-fn actor_app(label: &str, appid: &str, secret: &secrecy::SecretString) -> Arc<AppSettings> {
-    Arc::new(AppSettings {
-        name: label.to_string(),
-        kind: AppKind::Official(Grant::ClientCredential),
-        appid: appid.to_string(),
-        tickets: Vec::new(),
-        secret: secret.clone(),
-        secret_source: SecretSource::Inline,
-        daily_quota: COMPONENT_DAILY_QUOTA,
-    })
-}
-
 /// The metrics label every authorizer actor of a platform shares: one series per platform,
 /// not per account.
 pub fn authorizer_label(platform: &str) -> String {
@@ -171,11 +156,7 @@ impl PlatformShared {
         let label = settings.metrics_label();
         let component = spawn_actor(
             deps,
-            &actor_app(
-                &label,
-                &settings.component_appid,
-                &settings.component_secret,
-            ),
+            &Arc::new(CredentialSpec::sourced(&settings.component_appid)),
             Credential::External(Arc::new(ComponentSource::new(
                 settings.clone(),
                 ticket.clone(),
@@ -453,11 +434,7 @@ impl PlatformShared {
         }
         let handle = spawn_actor(
             &self.deps,
-            &actor_app(
-                &authorizer_label(&self.settings.name),
-                appid,
-                &secrecy::SecretString::from(String::new()),
-            ),
+            &Arc::new(CredentialSpec::sourced(appid)),
             Credential::External(Arc::new(super::authorizer::source(&me, appid))),
             self.authorizer_key(appid),
             authorizer_label(&self.settings.name),
@@ -507,11 +484,7 @@ impl PlatformShared {
         let key = self.authorizer_key(appid);
         let ticket = spawn_actor(
             &self.deps,
-            &actor_app(
-                &authorizer_ticket_label(&self.settings.name, kind),
-                appid,
-                &secrecy::SecretString::from(String::new()),
-            ),
+            &Arc::new(CredentialSpec::sourced(appid)),
             Credential::Ticket {
                 kind,
                 token: token.status.clone(),
@@ -603,7 +576,7 @@ impl PlatformShared {
         if first || self.component_token(SystemTime::now()).is_none() {
             self.component
                 .addr
-                .do_send(crate::token::messages::TokenChanged { generation: 0 });
+                .do_send(crate::token::messages::InputsChanged);
         }
         Ok(())
     }

@@ -9,10 +9,13 @@ mod credential;
 pub mod external;
 pub mod fetch;
 mod guard;
+pub mod handle;
 mod handlers;
 pub mod index;
 pub mod messages;
 pub mod schedule;
+pub mod spawn;
+pub mod spec;
 mod sync;
 
 use std::sync::Arc;
@@ -22,6 +25,9 @@ pub use crate::secret::{AccessToken, Fingerprint};
 pub use actor::TokenActor;
 pub use clock::SharedClock;
 pub use credential::rejects_token;
+pub use handle::{CredentialHandle, Unavailable, ACTOR_GRACE};
+pub use spawn::{spawn_actor, ActorDeps};
+pub use spec::CredentialSpec;
 
 /// One fetched token with everything needed to serve, schedule and persist it.
 #[derive(Clone, Debug, PartialEq, Eq)]
