@@ -31,7 +31,8 @@
 //! - `reload`: hot reload of the configuration (SIGHUP, `POST /v1/admin/reload`).
 //! - `metrics`: Prometheus series and scrape-time gauges.
 //! - `push`: WeChat's encrypted push protocol: signature, decryption, replay refusal, events.
-//! - `platform`: the Open Platform: a running third-party platform.
+//! - `platform`: the Open Platform: a running platform behind one API (pushes received, the
+//!   component token, its authorizers, reconciliation, background work).
 //! - `fake`: a fake WeChat for tests, the demo and manual runs.
 //! - `telemetry`: logging.
 //! - `healthcheck`: the probe command for images without a shell.

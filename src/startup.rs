@@ -22,7 +22,7 @@ use crate::http::auth::ClientKeys;
 use crate::http::body::read_chunked_bodies;
 use crate::http::{routes, track_requests, BodyDeadline, ServerState};
 use crate::metrics::{Metrics, ScrapedCredential};
-use crate::platform::runtime::PlatformShared;
+use crate::platform::Platform;
 use crate::reload::{Reload, Reloader};
 use crate::store::platform::PlatformStore;
 use crate::store::{EmbeddedStore, RedisStore, TokenStore};
@@ -103,8 +103,8 @@ impl Application {
         let apps = Apps::start(&settings.apps, &deps).await;
         let mut platforms = std::collections::HashMap::new();
         for p in &settings.platforms {
-            let shared = PlatformShared::start(p, &deps, platform_store.clone()).await?;
-            actix::spawn(crate::http::platforms::background(Arc::downgrade(&shared)));
+            let shared = Platform::start(p, &deps, platform_store.clone()).await?;
+            shared.spawn_background();
             platforms.insert(p.name.clone(), shared);
         }
         let known_refresh_tokens = Arc::new(crate::proxy::PlatformRefreshTokens(
@@ -237,18 +237,18 @@ impl Application {
 /// Every running credential (each app's token and tickets) with its status and quota limit.
 fn scraped_credentials(
     apps: &Apps,
-    platforms: &std::collections::HashMap<String, Arc<PlatformShared>>,
+    platforms: &std::collections::HashMap<String, Arc<Platform>>,
 ) -> Vec<ScrapedCredential> {
     let mut out = Vec::new();
     for p in platforms.values() {
         out.push(ScrapedCredential {
-            label: p.settings.metrics_label(),
+            label: p.label(),
             status: p.component_status().load_full(),
-            daily_quota: crate::platform::runtime::COMPONENT_DAILY_QUOTA,
+            daily_quota: crate::platform::COMPONENT_DAILY_QUOTA,
             gauges: true,
         });
         out.push(ScrapedCredential {
-            label: crate::platform::runtime::authorizer_label(p.name()),
+            label: crate::platform::authorizer_label(p.name()),
             status: Arc::default(),
             daily_quota: 0,
             gauges: false,
@@ -258,7 +258,7 @@ fn scraped_credentials(
             crate::config::TicketKind::WxCard,
         ] {
             out.push(ScrapedCredential {
-                label: crate::platform::runtime::authorizer_ticket_label(p.name(), kind),
+                label: crate::platform::authorizer_ticket_label(p.name(), kind),
                 status: Arc::default(),
                 daily_quota: 0,
                 gauges: false,

@@ -58,7 +58,7 @@ pub struct ServerState {
     /// Applies configuration reloads; set once the server is built.
     pub reloader: std::sync::OnceLock<actix::Addr<Reloader>>,
     /// The Open Platform's third-party platforms, by name (fixed until a restart).
-    pub platforms: std::collections::HashMap<String, Arc<crate::platform::runtime::PlatformShared>>,
+    pub platforms: std::collections::HashMap<String, Arc<crate::platform::Platform>>,
     /// Every running credential's current and previous access token, for the gateway.
     pub tokens: Arc<crate::token::index::TokenIndex>,
     /// Forwards WeChat API calls (fixed until a restart).
@@ -590,7 +590,7 @@ async fn readyz(state: web::Data<ServerState>, req: HttpRequest) -> HttpResponse
     }
     let mut platforms = BTreeMap::new();
     for (name, p) in &state.platforms {
-        let (why, unready) = platforms::readiness(p, now);
+        let (why, unready) = p.readiness(now);
         ready &= !unready;
         platforms.insert(name.as_str(), why);
     }

@@ -1,20 +1,45 @@
-//! The WeChat Open Platform (第三方平台): a running third-party platform. The push protocol it
-//! receives with is not here: it is [`crate::push`], which a WeCom suite can use as well.
+//! The WeChat Open Platform (第三方平台) as a running service: one [`Platform`] per configured
+//! platform, behind a small API with private fields. The push protocol it receives with is
+//! not here: it is [`crate::push`], which a WeCom suite can use as well.
 //!
 //! Map of the modules:
+//! - `runtime`: [`Platform`] itself, its start, and what its parts share.
+//! - `receive`: a push to the event URL, from the envelope to `success` ([`Platform::receive`]).
+//! - `component`: the component token: its source (the pushed verify ticket), the ticket, the
+//!   tokens handed out (the facade accepts the one before the current one), pre-auth codes.
+//! - `authorizers`: the authorized accounts: records, token and ticket actors (all, or only
+//!   those asked for), the changes of their state.
+//! - `authorizer_source`: an authorizer token's fetch with its refresh token, and what a
+//!   refused refresh token means.
+//! - `reconcile`: the records brought in line with WeChat's authorizer list.
 //! - `codes` and `exchange`: authorization codes from the push (or the redirect) to the
 //!   account: stored with the push, exchanged in the background one exchange per code,
 //!   resumed after a crash by any instance.
-//! - `component` and `authorizer`: the two token sources.
-//! - `runtime`: a running platform: ticket, component actor, authorizers, reconciliation, sweep.
+//! - `background`: the code resumption, the `"active"` sweep and the reconciliations.
+//! - `readiness`: the platform's line in `/readyz`.
 
 /// What the component facade (and the gateway's mask) hands out in place of an authorized
 /// account's refresh token, which never leaves wxtoken; the facade's `api_authorizer_token`
 /// accepts it back.
 pub const PLACEHOLDER_REFRESH_TOKEN: &str = "wxtoken-facade-placeholder-refresh-token";
 
-pub mod authorizer;
-pub mod codes;
-pub mod component;
-pub mod exchange;
-pub mod runtime;
+mod authorizer_source;
+mod authorizers;
+mod background;
+mod codes;
+mod component;
+mod exchange;
+mod readiness;
+mod receive;
+mod reconcile;
+mod runtime;
+
+pub use authorizers::{
+    authorizer_label, authorizer_ticket_label, AuthorizerCounts, AuthorizerRefusal,
+    AuthorizerUnavailable,
+};
+pub use background::{RECONCILE_INTERVAL, SWEEP_INTERVAL};
+pub use component::{ComponentTokenCheck, PreauthError, COMPONENT_DAILY_QUOTA};
+pub use receive::{PushError, Receipt};
+pub use reconcile::Reconciled;
+pub use runtime::Platform;
