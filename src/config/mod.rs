@@ -33,6 +33,8 @@ mod secrets;
 mod settings;
 mod store;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 mod validate;
 
