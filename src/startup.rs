@@ -17,6 +17,7 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 
 use crate::apps::{ActorDeps, Apps};
+use crate::audit::Audit;
 use crate::clients::ClientKeys;
 use crate::config::{ticket_label, Settings, StoreSettings};
 use crate::fd_limit;
@@ -106,7 +107,7 @@ impl Application {
         let state = start_services(&settings, &options, deps, stores).await?;
         show_running_credentials(&state);
         if options.handle_signals {
-            reload_on_sighup(state.reloader.clone())?;
+            reload_on_sighup(state.reloader.clone(), state.audit.clone())?;
         }
         let server = serve(&settings, &options, listener, nofile, state.clone())?;
         tracing::info!(%addr, apps = settings.apps.len(), clients = settings.clients.len(), "wxtoken listening");
@@ -137,7 +138,10 @@ impl Application {
 
     /// Serves until the server is stopped (signal or handle).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let stopped = self.server.await;
+        // The minute's reads so far: a restart must not leave a gap in the trail.
+        self.state.audit.flush_reads();
+        stopped
     }
 }
 
@@ -217,8 +221,17 @@ async fn start_services(
     )
     .start();
     // Built once, outside the per-worker factory: every worker shares the same state.
+    let audit = match &settings.audit {
+        Some(a) => Audit::open(a.clone(), metrics.audit_write_errors()),
+        None => Audit::off(),
+    };
+    audit.spawn_rollup();
+    for client in &settings.clients {
+        metrics.init_client(&client.name);
+    }
     Ok(web::Data::new(ServerState {
         rendered: RenderCache::new(settings.credential_count()),
+        audit,
         apps,
         clients,
         metrics,
@@ -389,13 +402,14 @@ fn raise_open_file_limit() -> u64 {
     }
 }
 
-/// SIGHUP re-reads the configuration, as daemons do.
-fn reload_on_sighup(reloader: Addr<Reloader>) -> anyhow::Result<()> {
+/// SIGHUP re-reads the configuration, as daemons do, and reopens the audit file (logrotate).
+fn reload_on_sighup(reloader: Addr<Reloader>, audit: Audit) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     actix_web::rt::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the configuration");
+            audit.reopen();
             // The reloader logs the outcome.
             let _ = reloader.send(Reload).await;
         }

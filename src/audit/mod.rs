@@ -14,7 +14,7 @@ use serde::Serialize;
 pub use rollup::Reads;
 pub use sink::SinkKind;
 
-use crate::secret::Fingerprint;
+use crate::secret::{AccessToken, Fingerprint};
 
 /// How often the read roll-up is written: "per minute", as the lines say.
 pub const ROLLUP_INTERVAL: Duration = Duration::from_secs(60);
@@ -174,11 +174,12 @@ impl Audit {
         }
     }
 
-    /// Counts a token read; written with the minute's roll-up.
-    pub fn read(&self, client: &str, credential: &str, token: Fingerprint) {
+    /// Counts a token read; written with the minute's roll-up. The fingerprint is computed
+    /// only when reads are recorded: this is on the token read path.
+    pub fn read(&self, client: &str, credential: &str, token: &AccessToken) {
         if let Some(inner) = &self.inner {
             if inner.settings.reads {
-                inner.rollup.count(client, credential, token);
+                inner.rollup.count(client, credential, token.fingerprint());
             }
         }
     }
@@ -344,9 +345,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         let audit = Audit::open(settings(&path, false), IntCounter::new("e", "e").unwrap());
-        let t = Fingerprint::of("T");
+        let token = AccessToken::new("T");
+        let t = token.fingerprint();
         for _ in 0..75_000 {
-            audit.read("crm", "shop", t);
+            audit.read("crm", "shop", &token);
         }
         audit.flush_reads();
         let got = lines(&path);
@@ -363,7 +365,7 @@ mod tests {
         let mut s = settings(&path, false);
         s.reads = false;
         let audit = Audit::open(s, IntCounter::new("e", "e").unwrap());
-        audit.read("crm", "shop", Fingerprint::of("T"));
+        audit.read("crm", "shop", &AccessToken::new("T"));
         audit.flush_reads();
         assert!(lines(&path).is_empty());
     }
@@ -380,7 +382,7 @@ mod tests {
         assert!(audit.admit(&caller(), Action::Revoke).is_err());
         assert_eq!(errors.get(), 2);
         // Reads go on: counting never fails.
-        audit.read("crm", "shop", Fingerprint::of("T"));
+        audit.read("crm", "shop", &AccessToken::new("T"));
         // Not failing closed: admitted, and still counted as lost.
         let open = Audit::open(settings("/dev/full".as_ref(), false), errors.clone());
         assert!(open.admit(&caller(), Action::Revoke).is_ok());

@@ -5,8 +5,11 @@ use std::time::SystemTime;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
+use super::trail;
 use super::{actor_unavailable, authorize, cache_control, no_valid_token, ApiError, ServerState};
+use crate::audit::{Action, Entry};
 use crate::reload::Reload;
+use crate::secret::Fingerprint;
 use crate::token::messages::{Revoke, RevokeError};
 
 #[derive(Serialize)]
@@ -34,17 +37,45 @@ pub async fn revoke(
     if !client.admin {
         return Err(ApiError::AdminOnly(client.name.clone()));
     }
+    let caller = trail::caller(&req, &client.name);
+    trail::admit(&state.audit, &caller, Action::Revoke)?;
+    let entry = |outcome: &'static str, fingerprints: Vec<Fingerprint>| {
+        state.audit.record(&Entry {
+            action: Action::Revoke,
+            caller: &caller,
+            credential: Some(&app.name),
+            outcome,
+            fingerprints,
+        })
+    };
     let answer = app
         .addr
         .send(Revoke)
         .timeout(state.wait_limit * 2 + crate::apps::ACTOR_GRACE)
         .await
-        .map_err(|_| actor_unavailable(&app.name))?;
+        .map_err(|_| {
+            entry("unavailable", vec![]);
+            actor_unavailable(&app.name)
+        })?;
     let revoked = match answer {
         Ok(r) => r,
-        Err(RevokeError::NoNewToken(e)) => return Err(no_valid_token(&app.name, e)),
-        Err(e) => return Err(ApiError::Conflict(e.to_string())),
+        Err(RevokeError::NoNewToken(e)) => {
+            entry("no_new_token", vec![]);
+            return Err(no_valid_token(&app.name, e));
+        }
+        Err(e) => {
+            entry("refused", vec![]);
+            return Err(ApiError::Conflict(e.to_string()));
+        }
     };
+    entry(
+        "ok",
+        revoked
+            .old
+            .into_iter()
+            .chain([revoked.record.token.fingerprint()])
+            .collect(),
+    );
     // The store answers once the new token's save has been tried: a failure is pending there.
     let persisted = !state
         .store
@@ -89,12 +120,22 @@ pub async fn reload(
     if !client.admin {
         return Err(ApiError::AdminOnly(client.name.clone()));
     }
-    let summary = state
+    let caller = trail::caller(&req, &client.name);
+    trail::admit(&state.audit, &caller, Action::Reload)?;
+    let outcome = state
         .reloader
         .send(Reload)
         .await
-        .map_err(|_| ApiError::Unavailable("the reloader did not answer".into()))?
-        .map_err(ApiError::InvalidConfig)?;
+        .map_err(|_| ApiError::Unavailable("the reloader did not answer".into()))
+        .and_then(|r| r.map_err(ApiError::InvalidConfig));
+    state.audit.record(&Entry {
+        action: Action::Reload,
+        caller: &caller,
+        credential: None,
+        outcome: if outcome.is_ok() { "ok" } else { "failed" },
+        fingerprints: vec![],
+    });
+    let summary = outcome?;
     tracing::warn!(target: "wxtoken::audit", event = "reload", client = %client.name, "configuration reloaded");
     Ok(HttpResponse::Ok().json(summary))
 }

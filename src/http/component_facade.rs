@@ -118,6 +118,9 @@ pub async fn component_token(
         Ok(r) => r,
         Err(u) => return busy(u.errcode()),
     };
+    state
+        .audit
+        .read(&client.name, &platform.label(), &record.token);
     let expires_in = record.remaining(SystemTime::now()).as_secs();
     HttpResponse::Ok()
         .insert_header(super::cache_control(expires_in))

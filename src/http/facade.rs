@@ -45,6 +45,7 @@ async fn token_for(state: &ServerState, q: TokenQuery) -> HttpResponse {
     let record = app.current(state.wait_limit).await.map_err(|u| u.errcode());
     match record {
         Ok(r) => {
+            state.audit.read(&client.name, &app.name, &r.token);
             let expires_in = r.remaining(SystemTime::now()).as_secs();
             HttpResponse::Ok()
                 .insert_header(super::cache_control(expires_in))

@@ -16,6 +16,7 @@ pub mod proxy_routes;
 pub mod rate_limit;
 mod state;
 mod tickets;
+mod trail;
 pub(crate) mod wechat;
 
 use std::borrow::Cow;
@@ -372,16 +373,18 @@ async fn get_token(
 ) -> Result<HttpResponse, ApiError> {
     // Borrowed from the match, not extracted into a `String`: this is the hot path.
     let name = req.match_info().get("name").unwrap_or_default();
-    let (_, app) = authorize(&state, &req, name)?;
+    let (client, app) = authorize(&state, &req, name)?;
     // Fast path: the actor's published snapshot, no message round trip.
     let now = SystemTime::now();
     if let Some(rec) = app.status.load().valid_token(now) {
+        state.audit.read(&client.name, &app.name, &rec.token);
         return Ok(fast::token_answer(&app.name, rec, &state.rendered, now));
     }
     let rec = app
         .current(state.wait_limit)
         .await
         .map_err(|u| unavailable(&app.name, u))?;
+    state.audit.read(&client.name, &app.name, &rec.token);
     Ok(token_response(&app.name, &rec, None))
 }
 
@@ -399,6 +402,13 @@ async fn invalidate_token(
         .report_rejected(&rejected, state.wait_limit)
         .await
         .map_err(|u| unavailable(&app.name, u))?;
+    trail::refetched(
+        &state.audit,
+        &trail::caller(&req, &client.name),
+        &app.name,
+        &rejected,
+        &inv,
+    );
     if matches!(
         inv.outcome,
         InvalidationOutcome::Alive | InvalidationOutcome::Capped

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::body::{json_object, read_body};
 use super::preauth::{mobile_url, pc_url, PreauthBody};
-use super::{cache_control, unavailable, ApiError, InvalidateBody, ServerState};
+use super::{cache_control, trail, unavailable, ApiError, InvalidateBody, ServerState};
+use crate::audit::{Action, Entry};
 use crate::config::{ClientSettings, TicketKind};
 use crate::platform::{
     AuthorizerRefusal, AuthorizerUnavailable, Platform, PreauthError, PushError,
@@ -62,11 +63,11 @@ async fn platform_and_json<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     payload: web::Payload,
     hint: &str,
-) -> Result<(Arc<Platform>, T), ApiError> {
-    let (_, platform) = authorize_platform(state, req)?;
+) -> Result<(Arc<ClientSettings>, Arc<Platform>, T), ApiError> {
+    let (client, platform) = authorize_platform(state, req)?;
     let body = read_body(req, payload).await?;
     let parsed = json_object(&body).ok_or_else(|| ApiError::BadRequest(hint.into()))?;
-    Ok((platform, parsed))
+    Ok((client, platform, parsed))
 }
 
 const CODE_HINT: &str = "body must be JSON {\"authorization_code\": \"...\"}";
@@ -98,7 +99,7 @@ pub async fn component_token(
     state: web::Data<ServerState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, platform) = authorize_platform(&state, &req)?;
+    let (client, platform) = authorize_platform(&state, &req)?;
     let label = platform.label();
     if platform.component_token(SystemTime::now()).is_none() && !platform.has_ticket() {
         return Err(ApiError::NoValidToken {
@@ -113,6 +114,7 @@ pub async fn component_token(
         .current_component_token(state.wait_limit)
         .await
         .map_err(|u| unavailable(&label, u))?;
+    state.audit.read(&client.name, &label, &rec.token);
     let expires_in = rec.remaining(SystemTime::now()).as_secs();
     Ok(HttpResponse::Ok()
         .insert_header(cache_control(expires_in))
@@ -204,10 +206,14 @@ pub async fn authorizer_token(
     state: web::Data<ServerState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, platform) = authorize_platform(&state, &req)?;
+    let (client, platform) = authorize_platform(&state, &req)?;
     let appid = appid_param(&req);
     match platform.authorizer_token(&appid, state.wait_limit).await {
-        Ok(rec) => Ok(authorizer_answer(&platform, &appid, &rec, None)),
+        Ok(rec) => {
+            let label = authorizer_label(&platform, &appid);
+            state.audit.read(&client.name, &label, &rec.token);
+            Ok(authorizer_answer(&platform, &appid, &rec, None))
+        }
         Err(AuthorizerUnavailable::Refused(r)) => Err(refusal(&platform, &appid, r)),
         Err(AuthorizerUnavailable::Unavailable(u)) => {
             Err(unavailable(&authorizer_label(&platform, &appid), u))
@@ -221,7 +227,7 @@ pub async fn invalidate_authorizer_token(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (platform, parsed): (_, InvalidateBody) =
+    let (client, platform, parsed): (_, _, InvalidateBody) =
         platform_and_json(&state, &req, payload, InvalidateBody::HINT).await?;
     let appid = appid_param(&req);
     let rejected = parsed.rejected()?;
@@ -230,6 +236,13 @@ pub async fn invalidate_authorizer_token(
         .report_rejected(&rejected, state.wait_limit)
         .await
         .map_err(|u| unavailable(&authorizer_label(&platform, &appid), u))?;
+    trail::refetched(
+        &state.audit,
+        &trail::caller(&req, &client.name),
+        &authorizer_label(&platform, &appid),
+        &rejected,
+        &inv,
+    );
     Ok(authorizer_answer(
         &platform,
         &appid,
@@ -345,15 +358,28 @@ pub async fn add_authorizer(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (platform, parsed): (_, CodeBody) =
+    let (client, platform, parsed): (_, _, CodeBody) =
         platform_and_json(&state, &req, payload, CODE_HINT).await?;
     if !crate::secret::plausible_credential(&parsed.authorization_code) {
         return Err(ApiError::BadRequest(
             "authorization_code is empty or malformed".into(),
         ));
     }
+    let caller = trail::caller(&req, &client.name);
+    trail::admit(&state.audit, &caller, Action::AuthorizerImport)?;
     let code = AccessToken::new(parsed.authorization_code);
-    match platform.authorize_code(&code).await {
+    let exchanged = platform.authorize_code(&code).await;
+    state.audit.record(&Entry {
+        action: Action::AuthorizerImport,
+        caller: &caller,
+        credential: Some(&match &exchanged {
+            Ok(appid) => authorizer_label(&platform, appid),
+            Err(_) => platform.label(),
+        }),
+        outcome: if exchanged.is_ok() { "ok" } else { "failed" },
+        fingerprints: vec![],
+    });
+    match exchanged {
         Ok(appid) => {
             let record = platform
                 .authorizer(&appid)
@@ -380,7 +406,7 @@ pub async fn preauth(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (platform, parsed): (_, PreauthBody) =
+    let (_, platform, parsed): (_, _, PreauthBody) =
         platform_and_json(&state, &req, payload, PREAUTH_HINT).await?;
     let links = parsed.validate().map_err(ApiError::BadRequest)?;
     let code = platform.create_preauth_code().await.map_err(|e| match e {
@@ -416,10 +442,17 @@ pub async fn reconcile(
     if !client.admin {
         return Err(ApiError::AdminOnly(client.name.clone()));
     }
-    let done = platform
-        .reconcile()
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("reconciliation failed: {e}")))?;
+    let caller = trail::caller(&req, &client.name);
+    trail::admit(&state.audit, &caller, Action::Reconcile)?;
+    let done = platform.reconcile().await;
+    state.audit.record(&Entry {
+        action: Action::Reconcile,
+        caller: &caller,
+        credential: Some(&platform.label()),
+        outcome: if done.is_ok() { "ok" } else { "failed" },
+        fingerprints: vec![],
+    });
+    let done = done.map_err(|e| ApiError::Unavailable(format!("reconciliation failed: {e}")))?;
     Ok(HttpResponse::Ok().json(done))
 }
 
@@ -511,7 +544,7 @@ pub async fn authorizer_jssdk_signature(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (platform, parsed): (_, super::tickets::SignatureRequest) =
+    let (_, platform, parsed): (_, _, super::tickets::SignatureRequest) =
         platform_and_json(&state, &req, payload, URL_HINT).await?;
     let appid = appid_param(&req);
     let url = super::tickets::signed_url(&parsed)?;

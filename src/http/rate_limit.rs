@@ -103,7 +103,11 @@ impl<C: Clock + Clone> Limits<C> {
     pub fn failed_authentication(&self, addr: IpAddr) -> Result<(), Duration> {
         let mut key = addr;
         if self.failures.len() >= MAX_TRACKED_ADDRESSES {
-            if self.full_hits.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0 {
+            if self
+                .full_hits
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(SWEEP_EVERY)
+            {
                 self.failures.retain_recent();
             }
             if self.failures.len() >= MAX_TRACKED_ADDRESSES {

@@ -40,4 +40,6 @@ pub struct ServerState {
     pub readiness: ReadinessScope,
     /// The token read path's answers, rendered once per token.
     pub rendered: RenderCache,
+    /// Who did which admin action, and who read which token (`[audit]`; off without it).
+    pub audit: crate::audit::Audit,
 }

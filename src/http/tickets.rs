@@ -63,9 +63,14 @@ pub async fn get_ticket(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (name, kind) = path.into_inner();
-    let (_, app) = authorize(&state, &req, &name)?;
+    let (client, app) = authorize(&state, &req, &name)?;
     let (kind, handle) = ticket_of(&app, &kind)?;
     let ticket = current_ticket(&state, &app, kind, handle).await?;
+    state.audit.read(
+        &client.name,
+        &crate::config::ticket_label(&app.name, kind),
+        &ticket.token,
+    );
     let expires_in = ticket.remaining(SystemTime::now()).as_secs();
     Ok(HttpResponse::Ok()
         .insert_header(cache_control(expires_in))

@@ -19,6 +19,7 @@ mod pool;
 mod proxy;
 mod register;
 mod state;
+mod trust;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub use platforms::ScrapedPlatform;
 pub use proxy::{errcode_label, ProxyResult};
 use register::{counter, histogram, int_gauge, Families as _};
 pub use state::CredentialState;
+pub use trust::{REJECTION_REASONS, UNKNOWN_CLIENT};
 
 /// Served from memory, most answers take well under a millisecond; the upper buckets catch
 /// requests that waited for a fetch (up to the 5 s wait limit).
@@ -62,6 +64,7 @@ struct Inner {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     proxy: proxy::ProxyMetrics,
+    trust: trust::TrustFamilies,
     /// Where the credential collector reads the running credentials from.
     source: Arc<OnceLock<StatusSource>>,
     /// Registered only when the Redis store is used, so a single instance shows no Redis.
@@ -251,6 +254,7 @@ impl Metrics {
         );
         let proxy = proxy::ProxyMetrics::new(&mut registry);
         let (http_requests, http_duration) = http_families(&mut registry);
+        let trust = trust::TrustFamilies::register(&mut registry);
 
         let metrics = Metrics {
             inner: Arc::new(Inner {
@@ -262,6 +266,7 @@ impl Metrics {
                 http_requests,
                 http_duration,
                 proxy,
+                trust,
                 source,
                 redis_up: OnceLock::new(),
             }),
@@ -278,6 +283,29 @@ impl Metrics {
             metrics.init_app(app);
         }
         metrics
+    }
+
+    /// The counter of audit lines that could not be written, for the trail to increment.
+    pub fn audit_write_errors(&self) -> prometheus::IntCounter {
+        self.inner.trust.audit_write_errors.clone()
+    }
+
+    /// Counts a request refused with 429; `client` is a configured client's name, or
+    /// [`UNKNOWN_CLIENT`] for an address braked for failed authentications.
+    pub fn client_rejected(&self, client: &str, reason: &'static str) {
+        self.inner
+            .trust
+            .client_rejections
+            .with_label_values(&[client, reason])
+            .inc();
+    }
+
+    /// Creates a configured client's rejection series at 0, so rate() has a baseline.
+    pub fn init_client(&self, client: &str) {
+        self.inner
+            .trust
+            .client_rejections
+            .with_label_values(&[client, "rate_limited"]);
     }
 
     /// The series set this process exports.
