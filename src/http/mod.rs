@@ -13,7 +13,6 @@ pub mod gateway;
 pub mod platforms;
 pub mod preauth;
 pub mod proxy_routes;
-pub mod rate_limit;
 mod state;
 mod tickets;
 mod trail;
