@@ -18,6 +18,7 @@
 //!   rules, shared-store sync, messages, clock and the refresh schedule.
 //! - `upstream`: the WeChat client and error classification.
 //! - `tls`: rustls client configuration and CA files.
+//! - `server_tls`: HTTPS on the listener: its certificate (reloaded in place) and client CAs.
 //! - `files`: bounded, non-blocking reads of the files the configuration names.
 //! - `store`: persistence and sharing (embedded redb file, or Redis for a fleet).
 //! - `http`: routes, authentication, JSON errors; tickets and JS-SDK signatures, admin routes,
@@ -53,6 +54,7 @@ pub mod platform;
 pub mod proxy;
 pub mod reload;
 pub mod secret;
+pub mod server_tls;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -19,7 +19,6 @@ use crate::apps::{ActorDeps, ReloadSummary};
 use crate::config::{
     MetricsSettings, PlatformSettings, ServerSettings, Settings, StoreSettings, UpstreamSettings,
 };
-use crate::http::auth::ClientKeys;
 use crate::http::ServerState;
 
 /// Re-read the configuration and apply it.
@@ -37,6 +36,8 @@ pub struct Reloader {
     running: Running,
     deps: ActorDeps,
     state: web::Data<ServerState>,
+    /// The listener's certificate, re-read by every reload (cert-manager renews it in place).
+    server_cert: Option<Arc<crate::server_tls::ServerCert>>,
 }
 
 /// The sections only a restart applies, as started.
@@ -69,7 +70,17 @@ impl Reloader {
             },
             deps,
             state,
+            server_cert: None,
         }
+    }
+
+    /// Also re-reads the listener's certificate on every reload (HTTPS only).
+    pub fn reloading_certificate(
+        mut self,
+        cert: Option<Arc<crate::server_tls::ServerCert>>,
+    ) -> Self {
+        self.server_cert = cert;
+        self
     }
 
     /// Applies a loaded and validated configuration.
@@ -106,9 +117,9 @@ impl Reloader {
         let apps = self.state.apps.load_full();
         let (apps, mut summary) = apps.reconcile(&new.apps, &self.deps, refresh_changed);
         self.state.apps.store(Arc::new(apps));
-        self.state
-            .clients
-            .store(Arc::new(ClientKeys::new(new.clients.clone())));
+        self.state.clients.store(Arc::new(
+            self.state.clients.load().with_clients(new.clients.clone()),
+        ));
         summary.needs_restart = needs_restart;
         summary
     }
@@ -124,7 +135,14 @@ impl Handler<Reload> for Reloader {
 
     fn handle(&mut self, _: Reload, _: &mut Self::Context) -> Self::Result {
         let path = self.path.clone();
+        let cert = self.server_cert.clone();
         let load = async move {
+            // First and apart from the file: a renewed certificate is served even when the
+            // configuration is rejected, and a bad certificate does not reject the
+            // configuration (it logs, counts and keeps the old one).
+            if let Some(cert) = cert {
+                let _ = web::block(move || cert.reload()).await;
+            }
             let Some(path) = path else {
                 return Err("the server was not started from a configuration file".to_string());
             };

@@ -87,6 +87,7 @@ impl Application {
         let listener = bind(settings.server.listen)
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let addr = listener.local_addr()?;
+        let https = crate::server_tls::for_listener(&settings.server, &metrics)?;
 
         let deps = ActorDeps {
             refresh: settings.refresh.clone(),
@@ -113,7 +114,10 @@ impl Application {
         // Built once, outside the per-worker factory: every worker shares the same state.
         let state = web::Data::new(ServerState {
             apps: ArcSwap::from_pointee(apps),
-            clients: ArcSwap::from_pointee(ClientKeys::new(settings.clients.clone())),
+            clients: ArcSwap::from_pointee(ClientKeys::new(
+                settings.clients.clone(),
+                settings.server.client_auth,
+            )),
             metrics: metrics.clone(),
             store,
             wait_limit: options.wait_limit,
@@ -137,6 +141,7 @@ impl Application {
             deps,
             state.clone(),
         )
+        .reloading_certificate(https.as_ref().map(|(cert, _)| cert.clone()))
         .start();
         let _ = state.reloader.set(reloader.clone());
         // Scrapes read the apps running at that moment. A weak reference: the state owns the
@@ -177,7 +182,7 @@ impl Application {
         );
         let body_deadline = BodyDeadline(settings.server.body_timeout);
         let app_state = state.clone();
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(body_deadline)
@@ -196,13 +201,19 @@ impl Application {
         // When every worker holds this many, the listener stops accepting and new clients wait
         // in the kernel's backlog instead of failing `accept` with EMFILE.
         .max_connections(max_connections)
-        .listen(listener)?
+        // The client certificate of a TLS connection, for `http::auth`.
+        .on_connect(crate::http::client_cert::on_connect);
+        let mut server = match https {
+            Some((_, config)) => server.listen_rustls_0_23(listener, config)?,
+            None => server.listen(listener)?,
+        }
         .shutdown_timeout(settings.server.shutdown_timeout.as_secs());
         if !options.handle_signals {
             server = server.disable_signals();
         }
         let server = server.run();
-        tracing::info!(%addr, apps = names.len(), clients = settings.clients.len(), "wxtoken listening");
+        tracing::info!(%addr, tls = settings.server.tls.is_some(), apps = names.len(),
+            clients = settings.clients.len(), "wxtoken listening");
         Ok(Application {
             addr,
             server,

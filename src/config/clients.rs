@@ -1,5 +1,6 @@
-//! Validation of `[[clients]]`: each client's name, its key (kept only as a SHA-256 digest),
-//! and the apps and platforms it may use, which must exist.
+//! Validation of `[[clients]]`: each client's name, its key (kept only as a SHA-256 digest)
+//! and its certificate match, as `[server] client_auth` requires them, and the apps and
+//! platforms it may use, which must exist.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -9,7 +10,9 @@ use secrecy::{ExposeSecret, SecretString};
 use super::raw::RawClient;
 use super::secrets::{resolve_secret, SecretInput};
 use super::validate::unique_name;
-use super::{key_digest, AppScope, ClientSettings, ConfigError, SecretSource};
+use super::{
+    key_digest, AppScope, CertMatch, ClientAuth, ClientSettings, ConfigError, SecretSource,
+};
 
 /// Shortest client key accepted: guessable keys are refused, not warned about.
 const MIN_KEY_LEN: usize = 16;
@@ -24,6 +27,7 @@ pub(super) struct Known<'a> {
 pub(super) fn validate_clients(
     raw: Vec<RawClient>,
     known: &Known<'_>,
+    auth: ClientAuth,
     lookup_env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<ClientSettings>, ConfigError> {
     if raw.is_empty() {
@@ -35,6 +39,7 @@ pub(super) fn validate_clients(
     let mut clients = Vec::with_capacity(raw.len());
     let mut names = HashSet::new();
     let mut digests = HashSet::new();
+    let mut certs = Vec::new();
     for (i, c) in raw.into_iter().enumerate() {
         let key = format!("clients[{i}]");
         unique_name(&key, &c.name, "client", &mut names)?;
@@ -44,12 +49,31 @@ pub(super) fn validate_clients(
             file: c.key_file,
             sha256: c.key_sha256,
         };
-        let (digest, source) = client_key(&key, input, lookup_env)?;
-        if !digests.insert(digest) {
-            return Err(ConfigError::at(
-                format!("{key}.key"),
-                "the same key is already used by another client",
-            ));
+        let cert = CertMatch::parse(&key, c.cert_subject, c.cert_san)?;
+        let credentials = check_credentials(&key, auth, &input, cert.as_ref())?;
+        let (digest, source) = match credentials {
+            true => {
+                let (digest, source) = client_key(&key, input, lookup_env)?;
+                (Some(digest), Some(source))
+            }
+            false => (None, None),
+        };
+        if let Some(digest) = digest {
+            if !digests.insert(digest) {
+                return Err(ConfigError::at(
+                    format!("{key}.key"),
+                    "the same key is already used by another client",
+                ));
+            }
+        }
+        if let Some(cert) = &cert {
+            if certs.contains(cert) {
+                return Err(ConfigError::at(
+                    format!("{key}.cert_subject"),
+                    "the same certificate match is already used by another client",
+                ));
+            }
+            certs.push(cert.clone());
         }
         if c.apps.is_none() && c.platforms.is_none() {
             return Err(ConfigError::at(
@@ -63,6 +87,7 @@ pub(super) fn validate_clients(
             name: c.name,
             key_sha256: digest,
             key_source: source,
+            cert,
             apps,
             platforms,
             admin: c.admin,
@@ -70,6 +95,51 @@ pub(super) fn validate_clients(
         });
     }
     Ok(clients)
+}
+
+/// Whether client `key` has what `auth` requires (a key, a certificate match, or one of them)
+/// and nothing it cannot use; `true` when it has a key to read.
+fn check_credentials(
+    key: &str,
+    auth: ClientAuth,
+    input: &KeyInput,
+    cert: Option<&CertMatch>,
+) -> Result<bool, ConfigError> {
+    let has_key = input.inline.is_some()
+        || input.env.is_some()
+        || input.file.is_some()
+        || input.sha256.is_some();
+    if cert.is_some() && auth == ClientAuth::Key {
+        return Err(ConfigError::at(
+            format!("{key}.cert_subject"),
+            "cert_subject and cert_san need [server] tls_client_ca_file (and client_auth other than \"key\")",
+        ));
+    }
+    if auth.needs_key() && !has_key {
+        return Err(ConfigError::at(
+            format!("{key}.key"),
+            format!(
+                "missing: [server] client_auth = \"{}\" needs a key (key, key_env, key_file or key_sha256)",
+                auth.as_str()
+            ),
+        ));
+    }
+    if auth.needs_cert() && cert.is_none() {
+        return Err(ConfigError::at(
+            format!("{key}.cert_subject"),
+            format!(
+                "missing: [server] client_auth = \"{}\" needs cert_subject or cert_san",
+                auth.as_str()
+            ),
+        ));
+    }
+    if !has_key && cert.is_none() {
+        return Err(ConfigError::at(
+            format!("{key}.key"),
+            "missing: a key (key, key_env, key_file or key_sha256), or cert_subject / cert_san",
+        ));
+    }
+    Ok(has_key)
 }
 
 /// The four exclusive ways a client key may be given.

@@ -28,6 +28,9 @@ mod redis;
 #[cfg(test)]
 mod redis_tests;
 mod secrets;
+mod server_tls;
+#[cfg(test)]
+mod server_tls_tests;
 mod settings;
 mod store;
 #[cfg(test)]
@@ -44,6 +47,7 @@ pub use proxy::{ProxySettings, ANONYMOUS_MAX_BODY, WECHAT_API_PREFIXES};
 pub use redact::redact_url;
 pub use redis::{NodeAddr, RedisAuth, RedisEndpoint, RedisTls};
 pub use secrets::SecretSource;
+pub use server_tls::{CertMatch, ClientAuth, ServerTls};
 pub use settings::{
     key_digest, platform_label, AppKind, AppScope, AppSettings, AuthorizerRefresh, ClientSettings,
     Grant, MetricsMode, MetricsSettings, PerAppMetrics, PlatformSettings, ReadinessScope,

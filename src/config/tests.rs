@@ -48,7 +48,7 @@ fn good_config_loads_with_defaults() {
     assert_eq!(s.apps[0].secret.expose_secret(), "s3cr3t-value");
     assert_eq!(
         s.clients[0].key_sha256,
-        key_digest("billing-key-0123456789")
+        Some(key_digest("billing-key-0123456789"))
     );
     assert!(s.clients[0].apps.allows("shop"));
     assert!(!s.clients[0].apps.allows("other"));
@@ -300,9 +300,12 @@ fn client_keys_can_come_from_a_file() {
     let s = load(&text, &[]).unwrap();
     assert_eq!(
         s.clients[0].key_sha256,
-        key_digest("file-client-key-000000001")
+        Some(key_digest("file-client-key-000000001"))
     );
-    assert_eq!(s.clients[0].key_source, SecretSource::File(key.clone()));
+    assert_eq!(
+        s.clients[0].key_source,
+        Some(SecretSource::File(key.clone()))
+    );
     // Exactly one source.
     let both = text.replace("key_file", "key_env = \"BILLING_KEY\"\nkey_file");
     let e = load(&both, &[]).unwrap_err().to_string();
@@ -653,6 +656,7 @@ shutdown_timeout_secs = 10
 body_timeout_secs = 5
 max_connections_per_worker = 100
 readiness = "instance"
+client_auth = "key"
 
 [upstream]
 base_url = "http://127.0.0.1:1"

@@ -1,4 +1,5 @@
-//! Client authentication (bearer keys compared in constant time) and per-app permission.
+//! Client authentication (bearer keys compared in constant time, client certificates matched
+//! by name) as `[server] client_auth` asks, and per-app permission.
 
 use std::sync::Arc;
 
@@ -6,56 +7,130 @@ use actix_web::http::header;
 use actix_web::HttpRequest;
 use subtle::ConstantTimeEq;
 
+use super::client_cert::PeerIdentity;
 use super::error::ApiError;
-use crate::config::{key_digest, ClientSettings};
+use crate::config::{key_digest, ClientAuth, ClientSettings};
 
-/// The configured clients, by key digest.
+/// The configured clients, by key digest and certificate match, and what authenticates them.
 pub struct ClientKeys {
     clients: Vec<Arc<ClientSettings>>,
+    mode: ClientAuth,
 }
 
 impl ClientKeys {
-    pub fn new(clients: Vec<ClientSettings>) -> Self {
+    pub fn new(clients: Vec<ClientSettings>, mode: ClientAuth) -> Self {
         ClientKeys {
             clients: clients.into_iter().map(Arc::new).collect(),
+            mode,
         }
     }
 
-    /// The client whose key is presented in `Authorization: Bearer KEY`.
-    ///
-    /// The presented key is hashed and the digest compared with every client's digest without
-    /// early exit, so neither timing nor the number of clients tells how close a guess was.
+    /// New clients under the same mode: `client_auth` is a `[server]` key, which only a
+    /// restart changes, so a reload keeps the running one.
+    pub fn with_clients(&self, clients: Vec<ClientSettings>) -> Self {
+        ClientKeys::new(clients, self.mode)
+    }
+
+    /// The client of a request to a route that needs one: by its `Authorization: Bearer KEY`,
+    /// the client certificate of its connection, or both, as `client_auth` says.
     pub fn authenticate(&self, req: &HttpRequest) -> Result<Arc<ClientSettings>, ApiError> {
-        let value = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(
-                "missing Authorization: Bearer header",
-            ))?;
-        let value = value
-            .to_str()
-            .map_err(|_| ApiError::Unauthorized("malformed Authorization header"))?;
-        let key = match value.split_once(' ') {
-            Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
-            _ => return Err(ApiError::Unauthorized("Authorization must be `Bearer KEY`")),
-        };
-        if key.is_empty() {
-            return Err(ApiError::Unauthorized("empty bearer key"));
-        }
-        self.by_key(key)
-            .ok_or(ApiError::Unauthorized("unknown client key"))
+        let key = bearer_key(req)?;
+        self.resolve(key, req.conn_data::<PeerIdentity>())
+            .map_err(ApiError::Unauthorized)
     }
 
-    /// The client whose key is `key`. The key is hashed and the digest compared with every
-    /// client's digest without early exit.
-    pub fn by_key(&self, key: &str) -> Option<Arc<ClientSettings>> {
+    /// The client whose key is `key` (given as `secret` on WeChat's paths), with the
+    /// connection's certificate `peer` where `client_auth` asks for one. The key is hashed and
+    /// the digest compared with every client's digest without early exit.
+    pub fn by_key(&self, key: &str, peer: Option<&PeerIdentity>) -> Option<Arc<ClientSettings>> {
+        self.resolve(Some(key), peer).ok()
+    }
+
+    /// The rules of `client_auth`; the error is the 401's message. Under `either`, a key that
+    /// is given must be right (a wrong key is refused, not passed over for the certificate),
+    /// and a key and a certificate that name different clients are refused.
+    fn resolve(
+        &self,
+        key: Option<&str>,
+        peer: Option<&PeerIdentity>,
+    ) -> Result<Arc<ClientSettings>, &'static str> {
+        let by_key = |k: &str| self.key_client(k).ok_or("unknown client key");
+        let same = |a: &Arc<ClientSettings>, b: &Arc<ClientSettings>| Arc::ptr_eq(a, b);
+        match self.mode {
+            ClientAuth::Key => by_key(key.ok_or("missing Authorization: Bearer header")?),
+            ClientAuth::Cert => self.cert_client(peer.ok_or(NO_CERT)?),
+            ClientAuth::Either => match (key, peer) {
+                (None, None) => Err("missing Authorization: Bearer header or client certificate"),
+                (None, Some(p)) => self.cert_client(p),
+                (Some(k), None) => by_key(k),
+                (Some(k), Some(p)) => {
+                    let c = by_key(k)?;
+                    match self.cert_client(p) {
+                        Ok(other) if !same(&c, &other) => Err(DIFFERENT_CLIENTS),
+                        _ => Ok(c),
+                    }
+                }
+            },
+            ClientAuth::Both => {
+                let c = by_key(key.ok_or("missing Authorization: Bearer header")?)?;
+                let other = self.cert_client(peer.ok_or(NO_CERT)?)?;
+                if same(&c, &other) {
+                    Ok(c)
+                } else {
+                    Err(DIFFERENT_CLIENTS)
+                }
+            }
+        }
+    }
+
+    /// The client whose key is `key`: every digest compared, without early exit, so neither
+    /// timing nor the number of clients tells how close a guess was.
+    fn key_client(&self, key: &str) -> Option<Arc<ClientSettings>> {
         let digest = key_digest(key);
         let mut found = None;
         for c in &self.clients {
-            if bool::from(c.key_sha256.ct_eq(&digest)) {
-                found = Some(c.clone());
+            if let Some(d) = &c.key_sha256 {
+                if bool::from(d.ct_eq(&digest)) {
+                    found = Some(c.clone());
+                }
             }
         }
         found
     }
+
+    /// The one client whose `cert_subject` / `cert_san` the certificate matches.
+    fn cert_client(&self, peer: &PeerIdentity) -> Result<Arc<ClientSettings>, &'static str> {
+        let mut matching = self
+            .clients
+            .iter()
+            .filter(|c| c.cert.as_ref().is_some_and(|m| peer.matches(m)));
+        match (matching.next(), matching.next()) {
+            (Some(c), None) => Ok(c.clone()),
+            (None, _) => Err("the client certificate matches no client"),
+            // Validation refuses equal matches, but a subject for one client and a SAN for
+            // another can both fit one certificate: refused rather than guessed.
+            (Some(_), Some(_)) => Err("the client certificate matches several clients"),
+        }
+    }
+}
+
+const NO_CERT: &str = "a client certificate is required";
+const DIFFERENT_CLIENTS: &str = "the key and the client certificate name different clients";
+
+/// The key of `Authorization: Bearer KEY`; `None` without the header.
+fn bearer_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed Authorization header"))?;
+    let key = match value.split_once(' ') {
+        Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
+        _ => return Err(ApiError::Unauthorized("Authorization must be `Bearer KEY`")),
+    };
+    if key.is_empty() {
+        return Err(ApiError::Unauthorized("empty bearer key"));
+    }
+    Ok(Some(key))
 }

@@ -103,7 +103,7 @@ pub async fn component_token(
     let Some(key) = non_empty(b.component_appsecret) else {
         return wx_error(41004, "component_appsecret missing");
     };
-    let Some(client) = state.clients.load().by_key(&key) else {
+    let Some(client) = state.clients.load().by_key(&key, req.conn_data()) else {
         return wx_error(
             40125,
             "invalid component_appsecret (use a wxtoken client key)",

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod client_cert;
 pub mod component_facade;
 pub mod error;
 pub mod facade;

@@ -1,0 +1,5 @@
+//! Trust on the wire: HTTPS with certificate reloads, and client certificates.
+
+pub mod https;
+pub mod mtls;
+pub mod pki;
