@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check-config`, `healthcheck`, `fake-wechat` and `demo`.
+//! The command line: `serve`, `check-config`, `healthcheck`, `keygen`, `fake-wechat` and `demo`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +50,12 @@ pub enum Command {
         /// server, usually by an address the certificate does not name).
         #[arg(long, env = "WXTOKEN_HEALTHCHECK_CA_FILE", value_name = "FILE")]
         ca_file: Option<PathBuf>,
+    },
+    /// Print a new random key: `--client` for a `[[clients]]` key (URL-safe, 32 bytes).
+    Keygen {
+        /// A client key (43 characters of A-Z a-z 0-9 - _).
+        #[arg(long)]
+        client: bool,
     },
     /// Run the fake WeChat API (for manual tests and benchmarks; never point production at it).
     FakeWechat {
@@ -124,6 +130,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ca_file,
         } => crate::healthcheck::check(&url, Duration::from_secs(timeout_secs), ca_file.as_deref())
             .with_context(|| format!("healthcheck of {url} failed")),
+        Command::Keygen { client } => {
+            let kind = if client {
+                crate::keygen::KeyKind::Client
+            } else {
+                crate::keygen::KeyKind::Store
+            };
+            println!("{}", crate::keygen::generate(kind)?);
+            Ok(())
+        }
         Command::FakeWechat {
             listen,
             apps,

@@ -19,6 +19,8 @@
 //! - `upstream`: the WeChat client and error classification.
 //! - `tls`: rustls client configuration and CA files.
 //! - `server_tls`: HTTPS on the listener: its certificate (reloaded in place) and client CAs.
+//! - `hardening`: process settings made at start for the secrets it holds (no core dumps).
+//! - `keygen`: `wxtoken keygen`: good random keys.
 //! - `files`: bounded, non-blocking reads of the files the configuration names.
 //! - `store`: persistence and sharing (embedded redb file, or Redis for a fleet).
 //! - `http`: routes, authentication, JSON errors; tickets and JS-SDK signatures, admin routes,
@@ -44,10 +46,12 @@ pub mod config;
 pub mod fake;
 pub mod fd_limit;
 pub mod files;
+pub mod hardening;
 pub mod healthcheck;
 pub mod http;
 pub mod json;
 pub mod jssdk;
+pub mod keygen;
 pub mod metrics;
 pub mod notify;
 pub mod platform;

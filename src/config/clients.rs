@@ -17,6 +17,13 @@ use super::{
 /// Shortest client key accepted: guessable keys are refused, not warned about.
 const MIN_KEY_LEN: usize = 16;
 
+/// Whether `b` may appear in a client key: RFC 3986's unreserved characters. SDKs put the key
+/// into a URL (`/cgi-bin/token?secret=KEY`) without encoding it, so a `+`, `/` or `=` (as
+/// `openssl rand -base64` prints) reaches wxtoken changed and the key no longer matches.
+fn url_safe(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
 /// The names clients may list: the configured apps and platforms (from the other sections).
 pub(super) struct Known<'a> {
     pub(super) app: &'a dyn Fn(&str) -> bool,
@@ -189,6 +196,15 @@ fn client_key(
                 return Err(ConfigError::at(
                     format!("{key}.key"),
                     "too short: use at least 16 characters (32 random bytes recommended)",
+                ));
+            }
+            if !k.bytes().all(url_safe) {
+                // Which character is not said: it is part of a secret.
+                return Err(ConfigError::at(
+                    format!("{key}.key"),
+                    "holds a character outside A-Z a-z 0-9 - . _ ~ : SDKs put the key into a URL \
+                     without encoding it, so WeChat's clients would send a different key \
+                     (`wxtoken keygen --client` prints a good one)",
                 ));
             }
             let k = SecretString::from(k);

@@ -1,4 +1,5 @@
-//! Unit tests of `[server]`'s HTTPS keys, `client_auth` and the clients' certificate matches.
+//! Unit tests of `[server]`'s HTTPS keys, `client_auth`, the clients' certificate matches and
+//! the URL-safe rule for client keys.
 
 use std::path::Path;
 
@@ -169,4 +170,30 @@ fn each_client_has_what_its_mode_requires() {
     );
     let empty = CERT_CLIENT.replace("cert_subject = \"billing\"", "cert_san = \"\"");
     assert!(err(&mode("either"), &empty).contains("clients[0].cert_san"));
+}
+
+#[test]
+fn client_keys_outside_the_url_safe_set_are_refused_without_being_shown() {
+    // As `openssl rand -base64 24` prints them: `+`, `/` and `=` change on the way through a URL.
+    for key in [
+        "abcDEF123+ghiJKL456/mnoPQR=",
+        "with space 0123456789",
+        "quote\"d-0123456789ab",
+    ] {
+        let clients = KEY_CLIENT.replace(
+            "\"billing-key-0123456789\"",
+            &toml::Value::String(key.into()).to_string(),
+        );
+        let e = load(&config("", &clients)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("clients[0].key: holds a character outside"),
+            "{e}"
+        );
+        assert!(e.contains("URL"), "{e}");
+        assert!(!e.contains(key), "{e}");
+    }
+    let ok = KEY_CLIENT.replace("billing-key-0123456789", "Az09-._~Az09-._~Az09");
+    load(&config("", &ok)).unwrap();
+    let generated = KEY_CLIENT.replace("billing-key-0123456789", &crate::keygen::client_key());
+    load(&config("", &generated)).unwrap();
 }

@@ -1,5 +1,7 @@
-//! Trust on the wire: HTTPS with certificate reloads, and client certificates.
+//! Trust on the wire and in the process: HTTPS with certificate reloads, client certificates,
+//! the client-key rule and `keygen`, and the process's own hardening.
 
+pub mod hardening;
 pub mod https;
 pub mod mtls;
 pub mod pki;
