@@ -117,6 +117,7 @@ impl Application {
             clients: ArcSwap::from_pointee(ClientKeys::new(
                 settings.clients.clone(),
                 settings.server.client_auth,
+                &metrics,
             )),
             metrics: metrics.clone(),
             store,

@@ -11,8 +11,14 @@ use super::raw::RawClient;
 use super::secrets::{resolve_secret, SecretInput};
 use super::validate::unique_name;
 use super::{
-    key_digest, AppScope, CertMatch, ClientAuth, ClientSettings, ConfigError, SecretSource,
+    key_digest, AppScope, CertMatch, ClientAuth, ClientRate, ClientSettings, ConfigError,
+    SecretSource,
 };
+
+/// Highest `rate_per_second`: far above what one instance serves a single client.
+const MAX_RATE_PER_SECOND: u64 = 100_000;
+/// Largest `burst`: ten seconds at the highest rate.
+const MAX_BURST: u64 = 1_000_000;
 
 /// Shortest client key accepted: guessable keys are refused, not warned about.
 const MIN_KEY_LEN: usize = 16;
@@ -88,6 +94,7 @@ pub(super) fn validate_clients(
                 "missing: list app names or [\"*\"] in apps, platform names or [\"*\"] in platforms, or both",
             ));
         }
+        let rate = client_rate(&key, c.rate_per_second, c.burst)?;
         let apps = scope(&key, "apps", "app", c.apps, known.app)?;
         let platforms = scope(&key, "platforms", "platform", c.platforms, known.platform)?;
         clients.push(ClientSettings {
@@ -95,6 +102,7 @@ pub(super) fn validate_clients(
             key_sha256: digest,
             key_source: source,
             cert,
+            rate,
             apps,
             platforms,
             admin: c.admin,
@@ -147,6 +155,46 @@ fn check_credentials(
         ));
     }
     Ok(has_key)
+}
+
+/// Client `key`'s token bucket: `rate_per_second` (1 to 100,000) and `burst` (1 to 1,000,000,
+/// at least the rate; the rate when absent). A `burst` alone is refused.
+fn client_rate(
+    key: &str,
+    per_second: Option<u64>,
+    burst: Option<u64>,
+) -> Result<Option<ClientRate>, ConfigError> {
+    use super::validate::count;
+    let Some(per_second) = per_second else {
+        if burst.is_some() {
+            return Err(ConfigError::at(
+                format!("{key}.burst"),
+                "needs rate_per_second: a burst is the size of the rate's bucket",
+            ));
+        }
+        return Ok(None);
+    };
+    let per_second = count(
+        &format!("{key}.rate_per_second"),
+        per_second,
+        1,
+        MAX_RATE_PER_SECOND,
+    )?;
+    let burst = count(
+        &format!("{key}.burst"),
+        burst.unwrap_or(per_second),
+        per_second,
+        MAX_BURST,
+    )?;
+    // Both within 1..=1,000,000: they fit, and are not zero.
+    let nz = |n: u64| {
+        std::num::NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX))
+            .unwrap_or(std::num::NonZeroU32::MIN)
+    };
+    Ok(Some(ClientRate {
+        per_second: nz(per_second),
+        burst: nz(burst),
+    }))
 }
 
 /// The four exclusive ways a client key may be given.

@@ -49,10 +49,10 @@ pub use redis::{NodeAddr, RedisAuth, RedisEndpoint, RedisTls};
 pub use secrets::SecretSource;
 pub use server_tls::{CertMatch, ClientAuth, ServerTls};
 pub use settings::{
-    key_digest, platform_label, AppKind, AppScope, AppSettings, AuthorizerRefresh, ClientSettings,
-    Grant, MetricsMode, MetricsSettings, PerAppMetrics, PlatformSettings, ReadinessScope,
-    RedisSettings, RefreshSettings, ServerSettings, Settings, StoreSettings, TicketKind,
-    UpstreamSettings, AUTO_FULL_MAX_CREDENTIALS, MAX_TOKEN_LIFETIME,
+    key_digest, platform_label, AppKind, AppScope, AppSettings, AuthorizerRefresh, ClientRate,
+    ClientSettings, Grant, MetricsMode, MetricsSettings, PerAppMetrics, PlatformSettings,
+    ReadinessScope, RedisSettings, RefreshSettings, ServerSettings, Settings, StoreSettings,
+    TicketKind, UpstreamSettings, AUTO_FULL_MAX_CREDENTIALS, MAX_TOKEN_LIFETIME,
 };
 
 /// The label of a ticket's credential (its metrics, logs and readiness): `shop:jsapi_ticket`.

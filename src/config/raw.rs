@@ -302,6 +302,10 @@ pub(super) struct RawClient {
     pub(super) cert_subject: Option<String>,
     /// A subject alternative name (DNS, URI or e-mail) of the certificate that identifies it.
     pub(super) cert_san: Option<String>,
+    /// Requests a second this client may make on average (a token bucket per instance)...
+    pub(super) rate_per_second: Option<u64>,
+    /// ...and in a burst; defaults to `rate_per_second`.
+    pub(super) burst: Option<u64>,
 }
 
 /// One `[[platforms]]` entry: a WeChat Open Platform third-party platform. Each secret has

@@ -797,3 +797,32 @@ fn values_beyond_what_a_file_allows_render_without_panicking() {
         Some(i64::MAX)
     );
 }
+
+#[test]
+fn client_rate_limits_are_validated_defaulted_and_shown() {
+    let with =
+        |keys: &str| GOOD.replace("apps = [\"shop\"]", &format!("apps = [\"shop\"]\n{keys}"));
+    let s = load(&with("rate_per_second = 5"), &[]).unwrap();
+    let rate = s.clients[0].rate.unwrap();
+    assert_eq!((rate.per_second.get(), rate.burst.get()), (5, 5));
+    let text = s.redacted_toml();
+    assert!(text.contains("rate_per_second = 5\nburst = 5"), "{text}");
+    let s = load(&with("rate_per_second = 5\nburst = 50"), &[]).unwrap();
+    assert_eq!(s.clients[0].rate.unwrap().burst.get(), 50);
+    assert!(load(GOOD, &[]).unwrap().clients[0].rate.is_none());
+    for (keys, named) in [
+        ("burst = 5", "clients[0].burst: needs rate_per_second"),
+        (
+            "rate_per_second = 0",
+            "clients[0].rate_per_second: 0 is out of range",
+        ),
+        (
+            "rate_per_second = 10\nburst = 2",
+            "clients[0].burst: 2 is out of range",
+        ),
+        ("rate_per_second = 1000000", "clients[0].rate_per_second"),
+    ] {
+        let e = load(&with(keys), &[]).unwrap_err().to_string();
+        assert!(e.starts_with(named), "{keys}: {e}");
+    }
+}

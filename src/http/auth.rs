@@ -1,5 +1,6 @@
 //! Client authentication (bearer keys compared in constant time, client certificates matched
-//! by name) as `[server] client_auth` asks, and per-app permission.
+//! by name) as `[server] client_auth` asks, then the client's rate limit; a failed
+//! authentication counts against its address's budget ([`super::rate_limit`]).
 
 use std::sync::Arc;
 
@@ -9,41 +10,87 @@ use subtle::ConstantTimeEq;
 
 use super::client_cert::PeerIdentity;
 use super::error::ApiError;
+use super::rate_limit::{Limited, Limits};
 use crate::config::{key_digest, ClientAuth, ClientSettings};
+use crate::metrics::Metrics;
 
-/// The configured clients, by key digest and certificate match, and what authenticates them.
+/// The configured clients, by key digest and certificate match, what authenticates them, and
+/// their rate limits.
 pub struct ClientKeys {
     clients: Vec<Arc<ClientSettings>>,
     mode: ClientAuth,
+    limits: Limits,
+}
+
+/// Why the key given on one of WeChat's paths was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefusal {
+    /// No client, or not this one as `client_auth` needs it (WeChat's 40125).
+    Unknown,
+    /// The client's rate, or the address's failed authentications (WeChat's 45009).
+    Limited(Limited),
 }
 
 impl ClientKeys {
-    pub fn new(clients: Vec<ClientSettings>, mode: ClientAuth) -> Self {
+    pub fn new(clients: Vec<ClientSettings>, mode: ClientAuth, metrics: &Metrics) -> Self {
         ClientKeys {
+            limits: Limits::new(&clients, metrics),
             clients: clients.into_iter().map(Arc::new).collect(),
             mode,
         }
     }
 
     /// New clients under the same mode: `client_auth` is a `[server]` key, which only a
-    /// restart changes, so a reload keeps the running one.
+    /// restart changes, so a reload keeps the running one (and unchanged rate buckets).
     pub fn with_clients(&self, clients: Vec<ClientSettings>) -> Self {
-        ClientKeys::new(clients, self.mode)
+        ClientKeys {
+            limits: self.limits.renewed(&clients),
+            clients: clients.into_iter().map(Arc::new).collect(),
+            mode: self.mode,
+        }
     }
 
     /// The client of a request to a route that needs one: by its `Authorization: Bearer KEY`,
-    /// the client certificate of its connection, or both, as `client_auth` says.
+    /// the client certificate of its connection, or both, as `client_auth` says; then its rate
+    /// limit (429).
     pub fn authenticate(&self, req: &HttpRequest) -> Result<Arc<ClientSettings>, ApiError> {
-        let key = bearer_key(req)?;
-        self.resolve(key, req.conn_data::<PeerIdentity>())
-            .map_err(ApiError::Unauthorized)
+        let too_many = |l: Limited| ApiError::TooManyRequests {
+            retry_after_secs: l.retry_after_secs,
+        };
+        let resolved = match bearer_key(req) {
+            Ok(key) => self
+                .resolve(key, req.conn_data::<PeerIdentity>())
+                .map_err(ApiError::Unauthorized),
+            Err(e) => Err(e),
+        };
+        match resolved {
+            Ok(client) => {
+                self.limits.admit(&client).map_err(too_many)?;
+                Ok(client)
+            }
+            Err(e) => {
+                self.limits.failed(peer_ip(req)).map_err(too_many)?;
+                Err(e)
+            }
+        }
     }
 
     /// The client whose key is `key` (given as `secret` on WeChat's paths), with the
-    /// connection's certificate `peer` where `client_auth` asks for one. The key is hashed and
-    /// the digest compared with every client's digest without early exit.
-    pub fn by_key(&self, key: &str, peer: Option<&PeerIdentity>) -> Option<Arc<ClientSettings>> {
-        self.resolve(Some(key), peer).ok()
+    /// connection's certificate where `client_auth` asks for one, within its rate limit. The
+    /// key is hashed and the digest compared with every client's digest without early exit.
+    pub fn by_key(&self, key: &str, req: &HttpRequest) -> Result<Arc<ClientSettings>, KeyRefusal> {
+        match self.resolve(Some(key), req.conn_data::<PeerIdentity>()) {
+            Ok(client) => {
+                self.limits.admit(&client).map_err(KeyRefusal::Limited)?;
+                Ok(client)
+            }
+            Err(_) => {
+                self.limits
+                    .failed(peer_ip(req))
+                    .map_err(KeyRefusal::Limited)?;
+                Err(KeyRefusal::Unknown)
+            }
+        }
     }
 
     /// The rules of `client_auth`; the error is the 401's message. Under `either`, a key that
@@ -116,6 +163,12 @@ impl ClientKeys {
 
 const NO_CERT: &str = "a client certificate is required";
 const DIFFERENT_CLIENTS: &str = "the key and the client certificate name different clients";
+
+/// The address the connection comes from (a proxy's, behind one: forwarded headers are not
+/// trusted for this, since any client can set them).
+fn peer_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    req.peer_addr().map(|a| a.ip())
+}
 
 /// The key of `Authorization: Bearer KEY`; `None` without the header.
 fn bearer_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {

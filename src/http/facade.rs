@@ -32,8 +32,14 @@ async fn token_for(state: &ServerState, req: &HttpRequest, q: TokenQuery) -> Htt
     let Some(key) = q.secret.filter(|s| !s.is_empty()) else {
         return wx_error(41004, "appsecret missing");
     };
-    let Some(client) = state.clients.load().by_key(&key, req.conn_data()) else {
-        return wx_error(40125, "invalid appsecret (use a wxtoken client key)");
+    let client = match state.clients.load().by_key(&key, req) {
+        Ok(client) => client,
+        Err(refused) => {
+            return super::wechat::wx_key_refusal(
+                refused,
+                "invalid appsecret (use a wxtoken client key)",
+            )
+        }
     };
     let apps = state.apps.load();
     let Some(app) = apps.by_appid(&appid).cloned() else {

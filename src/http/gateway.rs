@@ -458,11 +458,23 @@ fn with_real_secret(
     let Some(key) = key else {
         return Err(refusal(41004, "appsecret missing"));
     };
-    let Some(client) = state.clients.load().by_key(&key, req.conn_data()) else {
-        return Err(refusal(
-            40125,
-            "invalid appsecret (use a wxtoken client key)",
-        ));
+    let client = match state.clients.load().by_key(&key, req) {
+        Ok(client) => client,
+        Err(super::auth::KeyRefusal::Unknown) => {
+            return Err(refusal(
+                40125,
+                "invalid appsecret (use a wxtoken client key)",
+            ))
+        }
+        Err(super::auth::KeyRefusal::Limited(l)) => {
+            return Err(refusal(
+                super::wechat::RATE_LIMITED_ERRCODE,
+                format!(
+                    "too many requests for this client: retry in {} s",
+                    l.retry_after_secs
+                ),
+            ))
+        }
     };
     let apps = state.apps.load();
     let Some(app) = apps.by_appid(&appid).cloned() else {

@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod platforms;
 pub mod preauth;
 pub mod proxy_routes;
+pub mod rate_limit;
 mod tickets;
 pub(crate) mod wechat;
 

@@ -5,3 +5,4 @@ pub mod hardening;
 pub mod https;
 pub mod mtls;
 pub mod pki;
+pub mod rate_limit;
