@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::{Addr, Supervisor};
 
-use crate::config::{AppSettings, RefreshSettings, TicketKind, UpstreamSettings};
+use crate::config::{ticket_label, AppSettings, RefreshSettings, TicketKind, UpstreamSettings};
 use crate::metrics::Metrics;
 use crate::store::{AppKey, Stored, TokenStore};
 use crate::token::actor::{ActorConfig, Credential};
@@ -16,7 +16,7 @@ use crate::token::messages::{
     Get, Invalidate, Invalidated, NoValidToken, Retire, StoreChanged, Subscribe, UpdateApp,
 };
 use crate::token::{AccessToken, AppStatus, SharedClock, SharedStatus, TokenActor, TokenRecord};
-use crate::upstream::WechatClient;
+use crate::upstream::{UpstreamPool, WechatClient};
 
 /// One credential kept fresh by one actor.
 #[derive(Clone)]
@@ -98,8 +98,6 @@ pub struct AppHandle {
     pub addr: Addr<TokenActor>,
     pub status: SharedStatus,
     pub tickets: HashMap<TicketKind, CredentialHandle>,
-    /// The current token's answer, rendered by the HTTP fast path once per token.
-    pub rendered: arc_swap::ArcSwapOption<crate::http::fast::RenderedToken>,
 }
 
 impl AppHandle {
@@ -144,6 +142,8 @@ pub struct ActorDeps {
     pub refresh: RefreshSettings,
     pub upstream: UpstreamSettings,
     pub tls: Arc<rustls::ClientConfig>,
+    /// The server's one upstream pool: every call to WeChat's token endpoints waits in it.
+    pub pool: Arc<UpstreamPool>,
     pub store: Arc<dyn TokenStore>,
     pub metrics: Metrics,
     pub wait_limit: Duration,
@@ -159,8 +159,6 @@ pub struct ActorDeps {
 fn credentials(apps: &[&AppSettings]) -> usize {
     apps.iter().map(|a| 1 + a.tickets.len()).sum()
 }
-
-pub use crate::config::ticket_label;
 
 pub(crate) fn spawn_actor(
     deps: &ActorDeps,
@@ -182,11 +180,7 @@ pub(crate) fn spawn_actor(
     // The factory runs on the actor's own thread: awc clients are not `Send`.
     let addr = Supervisor::start(move |_| {
         TokenActor::new(ActorConfig {
-            fetcher: WechatClient::shared(
-                &deps_owned.upstream,
-                &deps_owned.tls,
-                &deps_owned.metrics,
-            ),
+            fetcher: WechatClient::shared(&deps_owned.upstream, &deps_owned.tls, &deps_owned.pool),
             clock: deps_owned.clock.clone(),
             app: app_owned,
             credential,
@@ -277,7 +271,6 @@ pub fn start_app(
         addr: token.addr,
         status: token.status,
         tickets,
-        rendered: Default::default(),
     })
 }
 
@@ -380,7 +373,6 @@ impl Apps {
                         addr: old.addr.clone(),
                         status: old.status.clone(),
                         tickets: old.tickets.clone(),
-                        rendered: Default::default(),
                     }));
                     summary.updated.push(app.name.clone());
                 }

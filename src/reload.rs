@@ -14,12 +14,13 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_web::web;
+use arc_swap::ArcSwap;
 
-use crate::apps::{ActorDeps, ReloadSummary};
+use crate::apps::{ActorDeps, Apps, ReloadSummary};
+use crate::clients::ClientKeys;
 use crate::config::{
     MetricsSettings, PlatformSettings, ServerSettings, Settings, StoreSettings, UpstreamSettings,
 };
-use crate::http::ServerState;
 
 /// Re-read the configuration and apply it.
 #[derive(Debug, Message)]
@@ -35,7 +36,10 @@ pub struct Reloader {
     /// a restart, not only by the first.
     running: Running,
     deps: ActorDeps,
-    state: web::Data<ServerState>,
+    /// The running apps and clients, the same cells the HTTP layer reads: a reload swaps them
+    /// whole.
+    apps: Arc<ArcSwap<Apps>>,
+    clients: Arc<ArcSwap<ClientKeys>>,
     /// The listener's certificate, re-read by every reload (cert-manager renews it in place).
     server_cert: Option<Arc<crate::server_tls::ServerCert>>,
 }
@@ -56,7 +60,8 @@ impl Reloader {
         path: Option<PathBuf>,
         current: Settings,
         deps: ActorDeps,
-        state: web::Data<ServerState>,
+        apps: Arc<ArcSwap<Apps>>,
+        clients: Arc<ArcSwap<ClientKeys>>,
     ) -> Self {
         Reloader {
             path,
@@ -69,7 +74,8 @@ impl Reloader {
                 platforms: current.platforms,
             },
             deps,
-            state,
+            apps,
+            clients,
             server_cert: None,
         }
     }
@@ -114,11 +120,12 @@ impl Reloader {
         }
         let refresh_changed = new.refresh != self.deps.refresh;
         self.deps.refresh = new.refresh.clone();
-        let apps = self.state.apps.load_full();
+        let apps = self.apps.load_full();
         let (apps, mut summary) = apps.reconcile(&new.apps, &self.deps, refresh_changed);
-        self.state.apps.store(Arc::new(apps));
-        self.state.clients.store(Arc::new(
-            self.state.clients.load().with_clients(new.clients.clone()),
+        self.apps.store(Arc::new(apps));
+        // The running `client_auth` and unchanged rate buckets carry over.
+        self.clients.store(Arc::new(
+            self.clients.load().with_clients(new.clients.clone()),
         ));
         summary.needs_restart = needs_restart;
         summary

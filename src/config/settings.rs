@@ -439,7 +439,7 @@ pub struct PlatformSettings {
 impl PlatformSettings {
     /// The `app` label of the component token in the token series.
     pub fn metrics_label(&self) -> String {
-        platform_label(&self.name)
+        super::labels::platform_label(&self.name)
     }
 
     /// Whether `other` is the same platform with the same settings, secrets included (compared
@@ -455,13 +455,6 @@ impl PlatformSettings {
             && self.token.expose_secret() == other.token.expose_secret()
             && self.encoding_aes_key.expose_secret() == other.encoding_aes_key.expose_secret()
     }
-}
-
-/// The `app` label of platform `name`'s component token: `platform:saas`. App names cannot
-/// hold `:`, so it never equals an app's label; validation checks it against ticket labels
-/// (`{app}:{kind}_ticket`), which can.
-pub fn platform_label(name: &str) -> String {
-    format!("platform:{name}")
 }
 
 /// `authorizer_refresh`: which authorized accounts' tokens a platform keeps warm.

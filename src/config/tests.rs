@@ -4,14 +4,12 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
+use super::test_support::{load_with, server_tables};
 use super::*;
 
-const GOOD: &str = r#"
-[server]
-listen = "127.0.0.1:9000"
-[upstream]
-base_url = "http://127.0.0.1:1/"
-[[apps]]
+const GOOD: &str = concat!(
+    server_tables!(),
+    r#"[[apps]]
 name = "shop"
 appid = "wx0123456789abcdef"
 secret_env = "SHOP_SECRET"
@@ -19,7 +17,8 @@ secret_env = "SHOP_SECRET"
 name = "billing"
 key_env = "BILLING_KEY"
 apps = ["shop"]
-"#;
+"#
+);
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -30,11 +29,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn load(text: &str, overrides: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-    let o: Vec<(String, String)> = overrides
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
-    Settings::from_toml(text, &o, &env)
+    load_with(text, overrides, &env)
 }
 
 #[test]
@@ -243,14 +238,6 @@ fn redacted_rendering_hides_secrets() {
     assert!(!debug.contains(&hex::encode(key_digest("billing-key-0123456789"))));
 }
 
-fn mkfifo(path: &std::path::Path) {
-    let made = std::process::Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(made.success());
-}
-
 fn with_secret_file(path: &std::path::Path) -> String {
     GOOD.replace(
         "secret_env = \"SHOP_SECRET\"",
@@ -270,7 +257,7 @@ fn secret_files_must_be_regular_and_small() {
     assert_eq!(s.apps[0].secret.expose_secret(), "file-secret-value");
 
     let fifo = dir.path().join("fifo");
-    mkfifo(&fifo);
+    crate::files::mkfifo(&fifo);
     let big = dir.path().join("big");
     std::fs::write(&big, "x".repeat(4097)).unwrap();
     let exact = dir.path().join("exact");
@@ -315,7 +302,7 @@ fn client_keys_can_come_from_a_file() {
     );
     // The same file rules as secret_file.
     let fifo = dir.path().join("fifo");
-    mkfifo(&fifo);
+    crate::files::mkfifo(&fifo);
     let e = load(
         &GOOD.replace(
             "key_env = \"BILLING_KEY\"",

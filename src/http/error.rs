@@ -111,6 +111,17 @@ struct ErrorBody<'a> {
     errcode: Option<i64>,
 }
 
+impl From<crate::clients::Refused> for ApiError {
+    fn from(e: crate::clients::Refused) -> Self {
+        match e {
+            crate::clients::Refused::Unauthorized(why) => ApiError::Unauthorized(why),
+            crate::clients::Refused::Limited(l) => ApiError::TooManyRequests {
+                retry_after_secs: l.retry_after_secs,
+            },
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {

@@ -129,7 +129,7 @@ pub(crate) fn app_target(app: &crate::apps::AppHandle) -> Target {
 
 pub(crate) fn authorizer_target(platform: &str, handle: crate::apps::CredentialHandle) -> Target {
     Target {
-        label: crate::platform::runtime::authorizer_label(platform),
+        label: crate::config::labels::authorizer_label(platform),
         wecom: false,
         param: ACCESS_TOKEN,
         credential: handle,
@@ -460,13 +460,13 @@ fn with_real_secret(
     };
     let client = match state.clients.load().by_key(&key, req) {
         Ok(client) => client,
-        Err(super::auth::KeyRefusal::Unknown) => {
+        Err(crate::clients::Refused::Unauthorized(_)) => {
             return Err(refusal(
                 40125,
                 "invalid appsecret (use a wxtoken client key)",
             ))
         }
-        Err(super::auth::KeyRefusal::Limited(l)) => {
+        Err(crate::clients::Refused::Limited(l)) => {
             return Err(refusal(
                 super::wechat::RATE_LIMITED_ERRCODE,
                 format!(
@@ -554,7 +554,7 @@ pub(crate) async fn ticket_answer(
                     ),
                 );
             };
-            let label = crate::apps::ticket_label(&app.name, kind);
+            let label = crate::config::ticket_label(&app.name, kind);
             super::tickets::current_of(state, handle, &label).await
         }
         TicketOwner::Authorizer { platform, appid } => match state.platforms.get(platform) {

@@ -27,10 +27,10 @@ pub(crate) const RATE_LIMITED_ERRCODE: i64 = 45009;
 /// The refusal of a client key given on one of WeChat's paths: 40125 with `unknown` for a key
 /// that names no client, 45009 with `Retry-After` for one over its rate (or an address over
 /// its failed authentications).
-pub(crate) fn wx_key_refusal(refusal: super::auth::KeyRefusal, unknown: &str) -> HttpResponse {
+pub(crate) fn wx_key_refusal(refusal: crate::clients::Refused, unknown: &str) -> HttpResponse {
     match refusal {
-        super::auth::KeyRefusal::Unknown => wx_refusal(40125, unknown),
-        super::auth::KeyRefusal::Limited(l) => {
+        crate::clients::Refused::Unauthorized(_) => wx_refusal(40125, unknown),
+        crate::clients::Refused::Limited(l) => {
             let mut resp = wx_refusal(
                 RATE_LIMITED_ERRCODE,
                 &format!(

@@ -10,10 +10,9 @@ use arc_swap::ArcSwapOption;
 use futures_util::future::LocalBoxFuture;
 
 use crate::config::{PlatformSettings, UpstreamSettings};
-use crate::metrics::Metrics;
 use crate::store::platform::TicketRecord;
 use crate::token::external::ExternalSource;
-use crate::upstream::{Fetched, Priority, Promotion, UpstreamError, WechatClient};
+use crate::upstream::{Fetched, Priority, Promotion, UpstreamError, UpstreamPool, WechatClient};
 
 /// Least time between two `api_start_push_ticket` calls of a platform.
 pub const PUSH_RESTART_INTERVAL: Duration = Duration::from_secs(600);
@@ -23,14 +22,14 @@ pub const PUSH_RESTART_INTERVAL: Duration = Duration::from_secs(600);
 pub struct Upstream {
     pub settings: UpstreamSettings,
     pub tls: Arc<rustls::ClientConfig>,
-    pub metrics: Metrics,
+    pub pool: Arc<UpstreamPool>,
 }
 
 impl Upstream {
     /// This thread's shared client (awc is not `Send`), whose calls go through the server's
     /// one upstream pool.
     pub fn client(&self) -> std::rc::Rc<WechatClient> {
-        WechatClient::shared(&self.settings, &self.tls, &self.metrics)
+        WechatClient::shared(&self.settings, &self.tls, &self.pool)
     }
 }
 

@@ -18,6 +18,7 @@ use super::component::{ComponentSource, Upstream};
 use super::crypto::MsgCrypto;
 use super::replay::ReplayGuard;
 use crate::apps::{spawn_actor, ActorDeps, CredentialHandle};
+use crate::config::labels::{authorizer_label, authorizer_ticket_label};
 use crate::config::{
     AppKind, AppSettings, AuthorizerRefresh, Grant, PlatformSettings, SecretSource, TicketKind,
 };
@@ -120,17 +121,6 @@ fn actor_app(label: &str, appid: &str, secret: &secrecy::SecretString) -> Arc<Ap
     })
 }
 
-/// The metrics label every authorizer actor of a platform shares: one series per platform,
-/// not per account.
-pub fn authorizer_label(platform: &str) -> String {
-    format!("platform:{platform}:authorizers")
-}
-
-/// The metrics label every authorizer ticket actor of a kind shares.
-pub fn authorizer_ticket_label(platform: &str, kind: TicketKind) -> String {
-    format!("platform:{platform}:authorizers:{}_ticket", kind.as_str())
-}
-
 impl PlatformShared {
     /// Starts the platform: reads its ticket and authorizers, starts the component token actor
     /// (and, for `"all"`, every authorizer's). Must run inside an actix System.
@@ -165,7 +155,7 @@ impl PlatformShared {
         let upstream = Upstream {
             settings: deps.upstream.clone(),
             tls: deps.tls.clone(),
-            metrics: deps.metrics.clone(),
+            pool: deps.pool.clone(),
         };
         let push_restarted = Arc::new(Mutex::new(None));
         let label = settings.metrics_label();

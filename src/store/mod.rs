@@ -13,8 +13,9 @@ use futures_util::future::{BoxFuture, LocalBoxFuture};
 use serde::{Deserialize, Serialize};
 
 use crate::config::MAX_TOKEN_LIFETIME;
+use crate::secret::AccessToken;
+use crate::status::{QuotaUsage, SharedStatus, TokenRecord};
 use crate::time::UnixMillis;
-use crate::token::{AccessToken, QuotaUsage, SharedStatus, TokenRecord};
 use crate::upstream::{Fetched, UpstreamError};
 
 pub use embedded::EmbeddedStore;
@@ -33,10 +34,7 @@ impl AppKey {
     /// The `app` label of this key's metrics, as the actors use it: the app name, or
     /// `name:kind_ticket` for a ticket (whose key name is `name/ticket/kind`).
     pub fn metric_label(&self) -> String {
-        match self.name.split_once("/ticket/") {
-            Some((app, kind)) => format!("{app}:{kind}_ticket"),
-            None => self.name.clone(),
-        }
+        crate::config::labels::store_key_label(&self.name)
     }
 }
 
@@ -121,12 +119,30 @@ pub enum RefreshError {
     /// forced refreshes); the token in service stays.
     #[error("{message}")]
     Budget {
-        /// `forced_refresh` or `daily_quota`: which budget.
-        budget: &'static str,
+        budget: Budget,
         message: String,
         /// The fleet's count of calls today, when the store read it.
         quota: Option<QuotaUsage>,
     },
+}
+
+/// Which of the fleet's budgets refused a refresh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// The fleet's token calls today reached the app's `daily_quota`.
+    DailyQuota,
+    /// WeChat's limits on forced refreshes of stable tokens (20 a day, 30 s apart).
+    ForcedRefresh,
+}
+
+impl Budget {
+    /// The `reason` a refused refresh publishes (readiness, the 503 body) and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Budget::DailyQuota => "daily_quota",
+            Budget::ForcedRefresh => "forced_refresh",
+        }
+    }
 }
 
 /// Health of a shared store, for readiness and metrics.

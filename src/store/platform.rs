@@ -20,6 +20,7 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::json_refusal;
+use crate::metrics::Metrics;
 use crate::secret::AccessToken;
 use crate::time::UnixMillis;
 
@@ -302,9 +303,7 @@ pub trait PlatformStore: Send + Sync + 'static {
 }
 
 /// The label of a platform's series in the store metrics, as for its component token.
-pub fn metric_label(platform: &str) -> String {
-    format!("platform:{platform}")
-}
+pub use crate::config::labels::platform_label as metric_label;
 
 /// Whether `name` can be part of a store key: what the configuration allows for a platform
 /// name (letters, digits, '-', '_', '.'; at most 64), so keys never run into each other.
@@ -328,11 +327,93 @@ pub fn check_appid(appid: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The checks of a call naming one authorizer of a platform.
+pub fn check_authorizer_key(platform: &str, appid: &str) -> anyhow::Result<()> {
+    check_platform(platform).and_then(|()| check_appid(appid))
+}
+
+/// The checks of a save of authorizer records.
+pub fn check_authorizers(platform: &str, records: &[AuthorizerRecord]) -> anyhow::Result<()> {
+    check_platform(platform).and_then(|()| records.iter().try_for_each(|r| check_appid(&r.appid)))
+}
+
+/// The checks of a call naming one code record of a platform.
+pub fn check_code_key(platform: &str, digest: &str) -> anyhow::Result<()> {
+    check_platform(platform).and_then(|()| check_code_digest(digest))
+}
+
+/// The checks of a call naming several code records of a platform.
+pub fn check_digests(platform: &str, digests: &[String]) -> anyhow::Result<()> {
+    check_platform(platform).and_then(|()| digests.iter().try_for_each(|d| check_code_digest(d)))
+}
+
+/// The checks of a save of a code record.
+pub fn check_code(platform: &str, record: &CodeRecord) -> anyhow::Result<()> {
+    check_code_key(platform, &record.digest).and_then(|()| check_appid(&record.authorizer_appid))
+}
+
+/// A store call whose arguments passed `check`, or the refusal: a name that could break the key
+/// scheme never reaches a store.
+pub fn checked<T: Send + 'static>(
+    check: anyhow::Result<()>,
+    call: impl FnOnce() -> BoxFuture<'static, anyhow::Result<T>>,
+) -> BoxFuture<'static, anyhow::Result<T>> {
+    match check {
+        Ok(()) => call(),
+        Err(e) => Box::pin(futures_util::future::ready(Err(e))),
+    }
+}
+
 fn key_safe(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Where a store counts and logs a stored record that does not decode.
+#[derive(Clone, Copy)]
+pub struct Corrupt<'a> {
+    pub metrics: &'a Metrics,
+    /// `embedded` or `redis`, for the log.
+    pub store: &'static str,
+    pub platform: &'a str,
+}
+
+/// Which stored record did not decode, named by its key (never by its content).
+pub enum Stored<'a> {
+    Ticket,
+    Authorizer(&'a str),
+    /// By its [`CodeRecord::digest`] as the key holds it.
+    Code(&'a str),
+}
+
+/// A decoded stored record, or `None` after counting it as corrupt and logging why (the
+/// decoders never quote a secret): a corrupt record is skipped, never an error for the rest.
+pub fn skip_corrupt<T>(
+    at: Corrupt<'_>,
+    stored: Stored<'_>,
+    decoded: Result<T, String>,
+) -> Option<T> {
+    let why = match decoded {
+        Ok(r) => return Some(r),
+        Err(why) => why,
+    };
+    let Corrupt {
+        metrics,
+        store,
+        platform,
+    } = at;
+    metrics.store_failed(&metric_label(platform), "decode");
+    match stored {
+        Stored::Ticket => tracing::warn!(platform, store, error = %why,
+            "stored verify ticket is corrupt; ignoring it"),
+        Stored::Authorizer(appid) => tracing::warn!(platform, appid = ?appid, store, error = %why,
+            "stored authorizer record is corrupt; skipping it"),
+        Stored::Code(digest) => tracing::warn!(platform, code = ?digest, store, error = %why,
+            "stored authorization code record is corrupt; skipping it"),
+    }
+    None
 }
 
 /// The stored form of a ticket (JSON, versioned). The times of the stored forms here are

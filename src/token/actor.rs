@@ -37,8 +37,9 @@ use super::messages::TokenChanged;
 use super::schedule::{backoff, refresh_delay, startup_spread, ForceBudget};
 use super::{AccessToken, AppStatus, FailureInfo, SharedStatus, TokenRecord};
 use crate::config::{AppSettings, RefreshSettings};
-use crate::metrics::{Metrics, Trigger};
-use crate::store::{AppKey, Basis, RefreshError, Refreshed, Stored, TokenStore};
+use crate::metrics::Metrics;
+use crate::status::Trigger;
+use crate::store::{AppKey, Basis, Budget, RefreshError, Refreshed, Stored, TokenStore};
 use crate::upstream::{ErrorClass, Promotion};
 
 pub use super::credential::Credential;
@@ -333,10 +334,7 @@ impl TokenActor {
         }
         let unchanged = self.current().is_some_and(|c| c.token == record.token);
         self.generation = self.generation.max(record.generation);
-        let q = &mut self.status.quota;
-        if quota.day > q.day || (quota.day == q.day && quota.used > q.used) {
-            *q = quota;
-        }
+        self.status.quota.merge(quota);
         if self.rejected.as_ref() != Some(&record.token) {
             self.rejected = None;
         }
@@ -422,12 +420,9 @@ impl TokenActor {
                 quota,
             } => {
                 if let Some(q) = quota {
-                    let mine = &mut self.status.quota;
-                    if q.day > mine.day || (q.day == mine.day && q.used > mine.used) {
-                        *mine = *q;
-                    }
+                    self.status.quota.merge(*q);
                 }
-                if *budget == "forced_refresh" {
+                if *budget == Budget::ForcedRefresh {
                     self.cfg.metrics.forced_refresh_refused(self.name());
                     // Another instance spent it: this one counts it as spent too, so that its
                     // next reports are answered at once instead of asking the fleet again.
@@ -437,7 +432,7 @@ impl TokenActor {
                 }
                 // Not before the budget may allow it again: the 30 s gap, or the next day.
                 let delay = self.cfg.refresh.retry_max;
-                tracing::warn!(app = self.name(), trigger = trigger.as_str(), budget, error = %message,
+                tracing::warn!(app = self.name(), trigger = trigger.as_str(), budget = budget.as_str(), error = %message,
                     still_valid, retry_in = ?delay, "refresh refused by the fleet's budget");
                 // Those who reported the token get the one in service now, not after their
                 // wait: no new one comes before the retry.
@@ -448,7 +443,7 @@ impl TokenActor {
                 }
                 let failure = FailureInfo {
                     errcode: None,
-                    reason: (*budget).into(),
+                    reason: budget.as_str().into(),
                     class: ErrorClass::Quota,
                     message: message.clone(),
                 };

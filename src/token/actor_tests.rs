@@ -20,9 +20,10 @@ use super::messages::{
 };
 use super::{AccessToken, AppStatus, SharedStatus, TokenActor, TokenRecord};
 use crate::config::{AppKind, AppSettings, Grant, RefreshSettings, SecretSource, TicketKind};
-use crate::metrics::{InvalidationOutcome, Metrics};
+use crate::metrics::Metrics;
+use crate::status::InvalidationOutcome;
 use crate::store::{
-    stored_from_fetch, AppKey, Basis, FetchFn, RefreshError, Refreshed, Stored, TokenStore,
+    stored_from_fetch, AppKey, Basis, Budget, FetchFn, RefreshError, Refreshed, Stored, TokenStore,
 };
 use crate::upstream::{Fetched, ProbeKind, UpstreamError};
 
@@ -124,7 +125,7 @@ impl TokenStore for MemoryStore {
                 .load(std::sync::atomic::Ordering::SeqCst);
             if basis.force && refused {
                 return Err(RefreshError::Budget {
-                    budget: "forced_refresh",
+                    budget: Budget::ForcedRefresh,
                     message: "the fleet's forced refreshes are used up".into(),
                     quota: None,
                 });

@@ -13,7 +13,7 @@ use super::messages::Invalidate;
 use super::schedule::{effective_margin, stable_margin};
 use super::{SharedStatus, TokenRecord};
 use crate::config::{AppKind, Grant, TicketKind};
-use crate::metrics::Trigger;
+use crate::status::Trigger;
 use crate::store::FetchFn;
 use crate::upstream::{Priority, ProbeKind, Promotion, UpstreamError};
 

@@ -17,7 +17,7 @@ use super::messages::{
 use super::schedule::ForceBudget;
 use super::{AccessToken, SharedClock, SharedStatus, TokenRecord};
 use crate::config::{AppKind, Grant};
-use crate::metrics::{InvalidationOutcome, Trigger};
+use crate::status::{InvalidationOutcome, Trigger};
 
 /// The answer to a request whose handler could not run: whatever the status holds.
 fn from_status(

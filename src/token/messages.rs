@@ -5,7 +5,7 @@ use std::sync::Arc;
 use actix::Message;
 
 use super::{FailureInfo, TokenRecord};
-use crate::metrics::InvalidationOutcome;
+use crate::status::InvalidationOutcome;
 
 /// Asks for a valid token. Answered at once when one is held; otherwise waits (up to the
 /// actor's wait limit) for a fetch to succeed.

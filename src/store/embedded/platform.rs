@@ -27,9 +27,11 @@ use tokio::sync::oneshot;
 
 use super::{blocking, EmbeddedStore, Inner, Job};
 use crate::store::platform::{
-    check_appid, check_code_digest, check_platform, decode_authorizer, decode_authorizer_of,
-    decode_code_of, decode_ticket, encode_authorizer, encode_code, encode_event, encode_ticket,
-    metric_label, AuthorizerRecord, CodeRecord, EventRecord, PlatformStore, TicketRecord,
+    check_authorizer_key, check_authorizers, check_code, check_code_key, check_digests,
+    check_platform, checked, decode_authorizer, decode_authorizer_of, decode_code_of,
+    decode_ticket, encode_authorizer, encode_code, encode_event, encode_ticket, metric_label,
+    skip_corrupt, AuthorizerRecord, CodeRecord, Corrupt, EventRecord, PlatformStore, Stored,
+    TicketRecord,
 };
 use crate::time::UnixMillis;
 
@@ -228,9 +230,27 @@ impl Inner {
 
     fn load_ticket_blocking(&self, platform: &str) -> anyhow::Result<Option<TicketRecord>> {
         let key = ticket_key(platform);
-        let end = format!("{key}\0");
-        let raw = self.read_platform((Bound::Included(key.clone()), Bound::Excluded(end)))?;
+        let raw = self.read_platform(one_key(&key))?;
         Ok(raw.get(&key).and_then(|b| self.ticket_or_skip(platform, b)))
+    }
+
+    /// The records under `prefix` (only the one keyed `{prefix}{only}` when given), each
+    /// decoded by `decode` from the rest of its key and its bytes (`None` skips it).
+    fn load_under<T>(
+        &self,
+        prefix: &str,
+        only: Option<&str>,
+        decode: impl Fn(&str, &[u8]) -> Option<T>,
+    ) -> anyhow::Result<Vec<T>> {
+        let range = match only {
+            Some(rest) => one_key(&format!("{prefix}{rest}")),
+            None => prefix_range(prefix),
+        };
+        let raw = self.read_platform(range)?;
+        Ok(raw
+            .iter()
+            .filter_map(|(key, bytes)| decode(key.strip_prefix(prefix)?, bytes))
+            .collect())
     }
 
     fn load_authorizers_blocking(
@@ -238,23 +258,9 @@ impl Inner {
         platform: &str,
         only: Option<&str>,
     ) -> anyhow::Result<Vec<AuthorizerRecord>> {
-        let prefix = authorizers_prefix(platform);
-        let range = match only {
-            Some(appid) => {
-                let key = format!("{prefix}{appid}");
-                let end = format!("{key}\0");
-                (Bound::Included(key), Bound::Excluded(end))
-            }
-            None => prefix_range(&prefix),
-        };
-        let raw = self.read_platform(range)?;
-        Ok(raw
-            .iter()
-            .filter_map(|(key, bytes)| {
-                let appid = key.strip_prefix(&prefix)?;
-                self.authorizer_or_skip(platform, appid, bytes)
-            })
-            .collect())
+        self.load_under(&authorizers_prefix(platform), only, |appid, bytes| {
+            self.authorizer_or_skip(platform, appid, bytes)
+        })
     }
 
     fn load_codes_blocking(
@@ -262,31 +268,10 @@ impl Inner {
         platform: &str,
         only: Option<&str>,
     ) -> anyhow::Result<Vec<CodeRecord>> {
-        let prefix = codes_prefix(platform);
-        let range = match only {
-            Some(digest) => {
-                let key = format!("{prefix}{digest}");
-                let end = format!("{key}\0");
-                (Bound::Included(key), Bound::Excluded(end))
-            }
-            None => prefix_range(&prefix),
-        };
-        let raw = self.read_platform(range)?;
-        Ok(raw
-            .iter()
-            .filter_map(|(key, bytes)| {
-                let digest = key.strip_prefix(&prefix)?;
-                match decode_code_of(bytes, digest.as_bytes()) {
-                    Ok(r) => Some(r),
-                    Err(why) => {
-                        self.metrics.store_failed(&metric_label(platform), "decode");
-                        tracing::warn!(platform, code = %digest, store = "embedded", error = %why,
-                            "stored authorization code record is corrupt; skipping it");
-                        None
-                    }
-                }
-            })
-            .collect())
+        self.load_under(&codes_prefix(platform), only, |digest, bytes| {
+            let decoded = decode_code_of(bytes, digest.as_bytes());
+            skip_corrupt(self.corrupt(platform), Stored::Code(digest), decoded)
+        })
     }
 
     fn snapshot_blocking(&self) -> anyhow::Result<BTreeMap<String, PlatformRecords>> {
@@ -312,16 +297,17 @@ impl Inner {
         Ok(out)
     }
 
-    fn ticket_or_skip(&self, platform: &str, bytes: &[u8]) -> Option<TicketRecord> {
-        match decode_ticket(bytes) {
-            Ok(t) => Some(t),
-            Err(why) => {
-                self.metrics.store_failed(&metric_label(platform), "decode");
-                tracing::warn!(platform, store = "embedded", error = %why,
-                    "stored verify ticket is corrupt; ignoring it");
-                None
-            }
+    /// Where a corrupt record of `platform` is counted and logged.
+    fn corrupt<'a>(&'a self, platform: &'a str) -> Corrupt<'a> {
+        Corrupt {
+            metrics: &self.metrics,
+            store: "embedded",
+            platform,
         }
+    }
+
+    fn ticket_or_skip(&self, platform: &str, bytes: &[u8]) -> Option<TicketRecord> {
+        skip_corrupt(self.corrupt(platform), Stored::Ticket, decode_ticket(bytes))
     }
 
     fn authorizer_or_skip(
@@ -330,16 +316,17 @@ impl Inner {
         appid: &str,
         bytes: &[u8],
     ) -> Option<AuthorizerRecord> {
-        match decode_authorizer_of(bytes, appid.as_bytes()) {
-            Ok(r) => Some(r),
-            Err(why) => {
-                self.metrics.store_failed(&metric_label(platform), "decode");
-                tracing::warn!(platform, appid = ?appid, store = "embedded", error = %why,
-                    "stored authorizer record is corrupt; skipping it");
-                None
-            }
-        }
+        let decoded = decode_authorizer_of(bytes, appid.as_bytes());
+        skip_corrupt(self.corrupt(platform), Stored::Authorizer(appid), decoded)
     }
+}
+
+/// The range of exactly `key`.
+fn one_key(key: &str) -> (Bound<String>, Bound<String>) {
+    (
+        Bound::Included(key.to_string()),
+        Bound::Excluded(format!("{key}\0")),
+    )
 }
 
 /// The transaction of [`Inner::write_platform`]: answers, and whether anything was written
@@ -435,17 +422,43 @@ impl EmbeddedStore {
     }
 }
 
+impl EmbeddedStore {
+    /// A blocking load on a worker thread, with this store's inner and the platform's name.
+    fn load_blocking<T: Send + 'static>(
+        &self,
+        platform: &str,
+        load: impl FnOnce(&Inner, &str) -> anyhow::Result<T> + Send + 'static,
+    ) -> BoxFuture<'static, anyhow::Result<T>> {
+        let inner = self.inner.clone();
+        let platform = platform.to_string();
+        blocking(move || load(&inner, &platform))
+    }
+
+    /// Writes one record; whether it was written.
+    fn write_one(&self, platform: &str, key: String, order: u64, bytes: Vec<u8>) -> Written {
+        let record = Pending {
+            key,
+            platform: platform.to_string(),
+            order,
+            bytes: Some(bytes),
+        };
+        self.write_platform(vec![record])
+            .map(|r| r.map(|written| written.first().copied().unwrap_or(false)))
+            .boxed()
+    }
+}
+
+/// The answer of a write of one record: whether it was written.
+type Written = BoxFuture<'static, anyhow::Result<bool>>;
+
 impl PlatformStore for EmbeddedStore {
     fn load_ticket(
         &self,
         platform: &str,
     ) -> BoxFuture<'static, anyhow::Result<Option<TicketRecord>>> {
-        if let Err(e) = check_platform(platform) {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        let inner = self.inner.clone();
-        let platform = platform.to_string();
-        blocking(move || inner.load_ticket_blocking(&platform))
+        checked(check_platform(platform), || {
+            self.load_blocking(platform, |inner, p| inner.load_ticket_blocking(p))
+        })
     }
 
     fn save_event(
@@ -453,24 +466,16 @@ impl PlatformStore for EmbeddedStore {
         platform: &str,
         event: &EventRecord,
     ) -> BoxFuture<'static, anyhow::Result<()>> {
-        if let Err(e) = check_platform(platform) {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        let order = UnixMillis::saturating_from(event.received_at).as_millis();
-        // Unique and in arrival order; neither the ticket nor the authorizer range holds it.
-        let seq = self
-            .inner
-            .seq
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let record = Pending {
-            key: format!("{platform}/event/{order:020}-{seq:020}"),
-            platform: platform.to_string(),
-            order,
-            bytes: Some(encode_event(event)),
-        };
-        self.write_platform(vec![record])
-            .map(|r| r.map(drop))
-            .boxed()
+        checked(check_platform(platform), || {
+            let order = UnixMillis::saturating_from(event.received_at).as_millis();
+            // Unique and in arrival order; neither the ticket nor the authorizer range holds it.
+            let seq = self.inner.seq.fetch_add(1, Ordering::SeqCst);
+            let key = format!("{platform}/event/{order:020}-{seq:020}");
+            let bytes = encode_event(event);
+            self.write_one(platform, key, order, bytes)
+                .map(|r| r.map(drop))
+                .boxed()
+        })
     }
 
     fn save_ticket(
@@ -478,30 +483,23 @@ impl PlatformStore for EmbeddedStore {
         platform: &str,
         ticket: &TicketRecord,
     ) -> BoxFuture<'static, anyhow::Result<()>> {
-        if let Err(e) = check_platform(platform) {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        let record = Pending {
-            key: ticket_key(platform),
-            platform: platform.to_string(),
-            order: ticket.order(),
-            bytes: Some(encode_ticket(ticket)),
-        };
-        self.write_platform(vec![record])
-            .map(|r| r.map(drop))
-            .boxed()
+        checked(check_platform(platform), || {
+            let bytes = encode_ticket(ticket);
+            self.write_one(platform, ticket_key(platform), ticket.order(), bytes)
+                .map(|r| r.map(drop))
+                .boxed()
+        })
     }
 
     fn load_authorizers(
         &self,
         platform: &str,
     ) -> BoxFuture<'static, anyhow::Result<Vec<AuthorizerRecord>>> {
-        if let Err(e) = check_platform(platform) {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        let inner = self.inner.clone();
-        let platform = platform.to_string();
-        blocking(move || inner.load_authorizers_blocking(&platform, None))
+        checked(check_platform(platform), || {
+            self.load_blocking(platform, |inner, p| {
+                inner.load_authorizers_blocking(p, None)
+            })
+        })
     }
 
     fn load_authorizer(
@@ -509,17 +507,11 @@ impl PlatformStore for EmbeddedStore {
         platform: &str,
         appid: &str,
     ) -> BoxFuture<'static, anyhow::Result<Option<AuthorizerRecord>>> {
-        if let Err(e) = check_platform(platform).and_then(|()| check_appid(appid)) {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        let inner = self.inner.clone();
-        let platform = platform.to_string();
-        let appid = appid.to_string();
-        blocking(move || {
-            Ok(inner
-                .load_authorizers_blocking(&platform, Some(&appid))?
-                .into_iter()
-                .next())
+        checked(check_authorizer_key(platform, appid), || {
+            let appid = appid.to_string();
+            self.load_blocking(platform, move |inner, p| {
+                Ok(inner.load_authorizers_blocking(p, Some(&appid))?.pop())
+            })
         })
     }
 
@@ -528,25 +520,22 @@ impl PlatformStore for EmbeddedStore {
         platform: &str,
         records: &[AuthorizerRecord],
     ) -> BoxFuture<'static, anyhow::Result<Vec<bool>>> {
-        let checked = check_platform(platform)
-            .and_then(|()| records.iter().try_for_each(|r| check_appid(&r.appid)));
-        if let Err(e) = checked {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        if records.is_empty() {
-            return futures_util::future::ready(Ok(Vec::new())).boxed();
-        }
-        let prefix = authorizers_prefix(platform);
-        let records = records
-            .iter()
-            .map(|r| Pending {
-                key: format!("{prefix}{}", r.appid),
-                platform: platform.to_string(),
-                order: r.order(),
-                bytes: Some(encode_authorizer(r)),
-            })
-            .collect();
-        self.write_platform(records)
+        checked(check_authorizers(platform, records), || {
+            if records.is_empty() {
+                return futures_util::future::ready(Ok(Vec::new())).boxed();
+            }
+            let prefix = authorizers_prefix(platform);
+            let records = records
+                .iter()
+                .map(|r| Pending {
+                    key: format!("{prefix}{}", r.appid),
+                    platform: platform.to_string(),
+                    order: r.order(),
+                    bytes: Some(encode_authorizer(r)),
+                })
+                .collect();
+            self.write_platform(records)
+        })
     }
 
     fn not_durable_records(&self) -> Vec<String> {
@@ -555,35 +544,17 @@ impl PlatformStore for EmbeddedStore {
         keys
     }
 
-    fn save_code(
-        &self,
-        platform: &str,
-        record: &CodeRecord,
-    ) -> BoxFuture<'static, anyhow::Result<bool>> {
-        let checked = check_platform(platform)
-            .and_then(|()| check_code_digest(&record.digest))
-            .and_then(|()| check_appid(&record.authorizer_appid));
-        if let Err(e) = checked {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        let pending = Pending {
-            key: format!("{}{}", codes_prefix(platform), record.digest),
-            platform: platform.to_string(),
-            order: record.order(),
-            bytes: Some(encode_code(record)),
-        };
-        self.write_platform(vec![pending])
-            .map(|r| r.map(|written| written.first().copied().unwrap_or(false)))
-            .boxed()
+    fn save_code(&self, platform: &str, record: &CodeRecord) -> Written {
+        checked(check_code(platform, record), || {
+            let key = format!("{}{}", codes_prefix(platform), record.digest);
+            self.write_one(platform, key, record.order(), encode_code(record))
+        })
     }
 
     fn load_codes(&self, platform: &str) -> BoxFuture<'static, anyhow::Result<Vec<CodeRecord>>> {
-        if let Err(e) = check_platform(platform) {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        let inner = self.inner.clone();
-        let platform = platform.to_string();
-        blocking(move || inner.load_codes_blocking(&platform, None))
+        checked(check_platform(platform), || {
+            self.load_blocking(platform, |inner, p| inner.load_codes_blocking(p, None))
+        })
     }
 
     fn load_code(
@@ -591,17 +562,11 @@ impl PlatformStore for EmbeddedStore {
         platform: &str,
         digest: &str,
     ) -> BoxFuture<'static, anyhow::Result<Option<CodeRecord>>> {
-        if let Err(e) = check_platform(platform).and_then(|()| check_code_digest(digest)) {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        let inner = self.inner.clone();
-        let platform = platform.to_string();
-        let digest = digest.to_string();
-        blocking(move || {
-            Ok(inner
-                .load_codes_blocking(&platform, Some(&digest))?
-                .into_iter()
-                .next())
+        checked(check_code_key(platform, digest), || {
+            let digest = digest.to_string();
+            self.load_blocking(platform, move |inner, p| {
+                Ok(inner.load_codes_blocking(p, Some(&digest))?.pop())
+            })
         })
     }
 
@@ -610,26 +575,23 @@ impl PlatformStore for EmbeddedStore {
         platform: &str,
         digests: &[String],
     ) -> BoxFuture<'static, anyhow::Result<()>> {
-        let checked = check_platform(platform)
-            .and_then(|()| digests.iter().try_for_each(|d| check_code_digest(d)));
-        if let Err(e) = checked {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        if digests.is_empty() {
-            return futures_util::future::ready(Ok(())).boxed();
-        }
-        let prefix = codes_prefix(platform);
-        let removals = digests
-            .iter()
-            .map(|d| Pending {
-                key: format!("{prefix}{d}"),
-                platform: platform.to_string(),
-                // Any later write of the key replaces a removal still waiting for the disk.
-                order: 0,
-                bytes: None,
-            })
-            .collect();
-        self.write_platform(removals).map(|r| r.map(drop)).boxed()
+        checked(check_digests(platform, digests), || {
+            if digests.is_empty() {
+                return futures_util::future::ready(Ok(())).boxed();
+            }
+            let prefix = codes_prefix(platform);
+            let removals = digests
+                .iter()
+                .map(|d| Pending {
+                    key: format!("{prefix}{d}"),
+                    platform: platform.to_string(),
+                    // Any later write of the key replaces a removal still waiting for the disk.
+                    order: 0,
+                    bytes: None,
+                })
+                .collect();
+            self.write_platform(removals).map(|r| r.map(drop)).boxed()
+        })
     }
 }
 

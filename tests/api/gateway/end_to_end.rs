@@ -45,32 +45,25 @@ proxy = true
     )
 }
 
-pub(crate) async fn gateway(proxy: &str) -> TestApp {
-    let spec = Spec::default();
-    let fake = start_fake_with(&spec, &[], &[(CORPID, CORP_SECRET)]).await;
+/// The standard fake with the WeCom app `corp`, and the server of `config`.
+pub(crate) fn gateway_builder<'a>(config: &str) -> TestAppBuilder<'a> {
     TestApp::builder()
-        .spec(spec)
-        .fake(fake)
-        .config(&apps_and_clients(proxy))
-        .start()
-        .await
+        .wecom_apps(&[(CORPID, CORP_SECRET)])
+        .config(config)
+}
+
+pub(crate) async fn gateway(proxy: &str) -> TestApp {
+    gateway_builder(&apps_and_clients(proxy)).start().await
 }
 
 /// The gateway of [`gateway`], with a jsapi ticket kept for `shop`.
 pub(crate) async fn gateway_with_jsapi_ticket() -> TestApp {
-    let spec = Spec::default();
-    let fake = start_fake_with(&spec, &[], &[(CORPID, CORP_SECRET)]).await;
     let config = apps_and_clients("").replacen(
         &format!("secret = \"{SHOP_SECRET}\"\n"),
         &format!("secret = \"{SHOP_SECRET}\"\ntickets = [\"jsapi\"]\n"),
         1,
     );
-    TestApp::builder()
-        .spec(spec)
-        .fake(fake)
-        .config(&config)
-        .start()
-        .await
+    gateway_builder(&config).start().await
 }
 
 /// Two fetches made behind wxtoken's back: its current token is now dead at WeChat (the

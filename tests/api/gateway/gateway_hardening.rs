@@ -12,10 +12,11 @@ use wxtoken::fake::Endpoint;
 use wxtoken::http::component_facade::PLACEHOLDER_REFRESH_TOKEN;
 
 use crate::gateway::end_to_end::{
-    apps_and_clients, gateway, gateway_with_jsapi_ticket, json, BACKEND_KEY, CORPID, CORP_SECRET,
+    apps_and_clients, gateway, gateway_builder, gateway_with_jsapi_ticket, json, BACKEND_KEY,
 };
 use crate::platform::platform_facade as pf;
 use crate::support::helpers::*;
+use crate::support::platform::COMPONENT;
 
 /// The server's address, for raw sockets.
 fn addr(app: &TestApp) -> String {
@@ -75,17 +76,12 @@ async fn stalled(app: &TestApp, head: &str) -> TcpStream {
 /// upgrade is answered at once, and a stranger's 19 MiB body is refused before it is sent.
 #[actix_web::test]
 async fn strangers_without_a_key_never_hold_an_authenticated_calls_slot() {
-    let spec = Spec::default();
-    let fake = start_fake_with(&spec, &[], &[(CORPID, CORP_SECRET)]).await;
-    let app = TestApp::builder()
-        .spec(spec)
-        .fake(fake)
-        .config(&apps_and_clients(
-            "max_concurrent = 4\nanonymous_max_concurrent = 2\ntimeout_secs = 3",
-        ))
-        .adjust(|(settings, _)| settings.server.body_timeout = Duration::from_secs(30))
-        .start()
-        .await;
+    let app = gateway_builder(&apps_and_clients(
+        "max_concurrent = 4\nanonymous_max_concurrent = 2\ntimeout_secs = 3",
+    ))
+    .adjust(|(settings, _)| settings.server.body_timeout = Duration::from_secs(30))
+    .start()
+    .await;
     let token = app.shop_token().await;
     let mut held = Vec::new();
     for _ in 0..40 {
@@ -355,7 +351,7 @@ async fn a_token_in_another_kinds_parameter_is_refused_before_wechat() {
         .post(
             &format!("/cgi-bin/component/api_create_preauthcode?access_token={component}"),
             None,
-            json!({ "component_appid": pf::COMPONENT }).to_string(),
+            json!({ "component_appid": COMPONENT }).to_string(),
         )
         .await;
     assert!(a.body["pre_auth_code"].is_string(), "{}", a.body);
@@ -372,13 +368,13 @@ async fn no_spelling_of_a_component_path_leaks_a_refresh_token_or_spends_a_code(
     pf::authorized_shop(&app, &[1]).await;
     let real = app
         .fake
-        .authorizer_refresh_token(pf::COMPONENT, pf::SHOP)
+        .authorizer_refresh_token(COMPONENT, pf::SHOP)
         .expect("a refresh token at WeChat");
     let ct = pf::facade_component_token(&app, pf::KEY, "").await.body["component_access_token"]
         .as_str()
         .unwrap()
         .to_string();
-    let listing = json!({ "component_appid": pf::COMPONENT, "offset": 0, "count": 500 });
+    let listing = json!({ "component_appid": COMPONENT, "offset": 0, "count": 500 });
     for path in [
         "/cgi-bin//component/api_get_authorizer_list",
         "/cgi-bin/component//api_get_authorizer_list",
@@ -428,7 +424,7 @@ async fn no_spelling_of_a_component_path_leaks_a_refresh_token_or_spends_a_code(
         "/cgi-bin/component/api_authorizer_token;x",
     ] {
         let body = json!({
-            "component_appid": pf::COMPONENT, "authorization_code": "code",
+            "component_appid": COMPONENT, "authorization_code": "code",
             "authorizer_appid": pf::SHOP, "authorizer_refresh_token": real,
         });
         let a = app
@@ -473,14 +469,14 @@ async fn a_known_refresh_token_never_leaves_in_any_shape() {
     pf::authorized_shop(&app, &[1]).await;
     let real = app
         .fake
-        .authorizer_refresh_token(pf::COMPONENT, pf::SHOP)
+        .authorizer_refresh_token(COMPONENT, pf::SHOP)
         .expect("a refresh token at WeChat");
     app.fake.leak_in_component_answers(vec![real.clone()]);
     let ct = pf::facade_component_token(&app, pf::KEY, "").await.body["component_access_token"]
         .as_str()
         .unwrap()
         .to_string();
-    let preauth = json!({ "component_appid": pf::COMPONENT }).to_string();
+    let preauth = json!({ "component_appid": COMPONENT }).to_string();
     let through = app
         .post(
             &format!("/cgi-bin/component/api_create_preauthcode?component_access_token={ct}"),
@@ -524,7 +520,7 @@ async fn a_known_refresh_token_never_leaves_in_any_shape() {
         .post(
             &format!("/cgi-bin/component/api_get_authorizer_info?component_access_token={ct}"),
             None,
-            json!({ "component_appid": pf::COMPONENT, "authorizer_appid": pf::SHOP }).to_string(),
+            json!({ "component_appid": COMPONENT, "authorizer_appid": pf::SHOP }).to_string(),
         )
         .await;
     assert_eq!(

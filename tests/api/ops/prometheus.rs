@@ -16,10 +16,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wxtoken::fake::{FakeConfig, FakePlatform, FakeWechat, Fault};
+use wxtoken::fake::{FakeConfig, Fault};
 
 use crate::ops::ops_files::{alert_rules, all_panels, dashboard, read, ALERTS, DASHBOARD};
 use crate::support::helpers::*;
+use crate::support::platform::{platform_table, start_with_platform, COMPONENT, PLATFORM};
 
 /// `for:` in the test copy of the rules: long enough to pass through `pending`.
 const TEST_FOR: &str = "1s";
@@ -591,34 +592,9 @@ fn test_copy_of_the_rules_has_short_windows() {
     }
 }
 
-/// The test server's platform, as the fake and the configuration know it.
-const PLATFORM: &str = "saas";
-const COMPONENT: &str = "wx3c1f0a9d8e7b6a51";
-const COMPONENT_SECRET: &str = "platform-component-secret";
-const MSG_TOKEN: &str = "msgtoken123";
-const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
-
 /// The usual test server (`shop`, `blog`, the billing and ops clients) plus the platform
 /// `saas`, exporting `per_app`. The fake pushes only on demand.
 async fn spawn_with_platform(per_app: PerAppMetrics) -> TestApp {
-    let spec = Spec::default();
-    let fake = FakeWechat::start(FakeConfig {
-        apps: vec![
-            (SHOP_APPID.into(), SHOP_SECRET.into()),
-            (BLOG_APPID.into(), BLOG_SECRET.into()),
-        ],
-        platforms: vec![FakePlatform {
-            component_appid: COMPONENT.into(),
-            component_secret: COMPONENT_SECRET.into(),
-            token: MSG_TOKEN.into(),
-            encoding_aes_key: AES_KEY.into(),
-            event_url: None,
-        }],
-        ticket_push_interval: Duration::ZERO,
-        ..FakeConfig::default()
-    })
-    .await
-    .expect("fake WeChat starts");
     let config = format!(
         r#"
 [[apps]]
@@ -629,12 +605,7 @@ secret = "{SHOP_SECRET}"
 name = "blog"
 appid = "{BLOG_APPID}"
 secret = "{BLOG_SECRET}"
-[[platforms]]
-name = "{PLATFORM}"
-component_appid = "{COMPONENT}"
-component_secret = "{COMPONENT_SECRET}"
-token = "{MSG_TOKEN}"
-encoding_aes_key = "{AES_KEY}"
+{platform}
 [[clients]]
 name = "billing"
 key = "{BILLING_KEY}"
@@ -645,22 +616,23 @@ key = "{OPS_KEY}"
 apps = ["*"]
 platforms = ["*"]
 admin = true
-"#
+"#,
+        platform = platform_table(),
     );
-    let app = TestApp::builder()
-        .spec(spec)
-        .fake(fake)
+    let fake = FakeConfig {
+        apps: vec![
+            (SHOP_APPID.into(), SHOP_SECRET.into()),
+            (BLOG_APPID.into(), BLOG_SECRET.into()),
+        ],
+        ..FakeConfig::default()
+    };
+    let server = TestApp::builder()
+        .spec(Spec::default())
         .config(&config)
         .adjust(|(settings, _)| {
             settings.metrics.per_app = per_app;
-        })
-        .start()
-        .await;
-    let url = format!("{}/v1/platforms/{PLATFORM}/events", app.base);
-    app.fake
-        .set_event_url(COMPONENT, Some(&url))
-        .expect("event URL set");
-    app
+        });
+    start_with_platform(fake, server).await
 }
 
 /// What the Open Platform panels show: a pushed ticket, the component token it mints, two
@@ -670,16 +642,7 @@ async fn platform_traffic(app: &TestApp) {
         .fake
         .bulk_authorize(COMPONENT, 2)
         .expect("accounts authorized");
-    let push = app
-        .fake
-        .push_verify_ticket(COMPONENT)
-        .await
-        .expect("ticket pushed");
-    assert_eq!(
-        (push.status, push.body.as_str()),
-        (Some(200), "success"),
-        "{push:?}"
-    );
+    app.push_ticket().await;
     let authorizers = format!("/v1/platforms/{PLATFORM}/authorizers?limit=1");
     assert!(
         eventually(Duration::from_secs(10), || async {

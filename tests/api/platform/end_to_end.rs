@@ -5,46 +5,27 @@
 
 use std::time::Duration;
 
-use wxtoken::fake::{Endpoint, FakeConfig, FakePlatform, FakeWechat, Fault};
+use wxtoken::fake::{Endpoint, FakeConfig, FakeWechat, Fault};
 use wxtoken::platform::crypto::MsgCrypto;
 use wxtoken::platform::event::{Event, EventKind};
 
 use crate::support::helpers::*;
+use crate::support::platform::{
+    crypto, now_secs, platform_table, start_platform_fake, start_with_platform, AES_KEY, COMPONENT,
+    COMPONENT_SECRET as SECRET, MSG_TOKEN,
+};
 
-const COMPONENT: &str = "wx3c1f0a9d8e7b6a51";
-const SECRET: &str = "platform-component-secret";
-const MSG_TOKEN: &str = "msgtoken123";
-const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const KEY: &str = "platform-client-key-00000001";
 const ADMIN: &str = "platform-admin-key-000000001";
 const SHOP: &str = "wx5b3a1c9d7e8f6a42";
 
 async fn fake() -> FakeWechat {
-    FakeWechat::start(FakeConfig {
-        platforms: vec![FakePlatform {
-            component_appid: COMPONENT.into(),
-            component_secret: SECRET.into(),
-            token: MSG_TOKEN.into(),
-            encoding_aes_key: AES_KEY.into(),
-            event_url: None,
-        }],
-        ticket_push_interval: Duration::ZERO,
-        ..FakeConfig::default()
-    })
-    .await
-    .expect("fake starts")
+    start_platform_fake(FakeConfig::default()).await
 }
 
 fn config(refresh: &str) -> String {
     format!(
-        r#"
-[[platforms]]
-name = "saas"
-component_appid = "{COMPONENT}"
-component_secret = "{SECRET}"
-token = "{MSG_TOKEN}"
-encoding_aes_key = "{AES_KEY}"
-authorizer_refresh = "{refresh}"
+        r#"{platform}authorizer_refresh = "{refresh}"
 [[clients]]
 name = "crm"
 key = "{KEY}"
@@ -54,34 +35,15 @@ name = "ops"
 key = "{ADMIN}"
 platforms = ["*"]
 admin = true
-"#
+"#,
+        platform = platform_table(),
     )
 }
 
 /// A server for the platform, with the fake pushing to its event URL.
 async fn spawn(refresh: &str) -> TestApp {
-    let fake = fake().await;
-    let app = TestApp::builder()
-        .fake(fake)
-        .config(&config(refresh))
-        .start()
-        .await;
-    let url = format!("{}/v1/platforms/saas/events", app.base);
-    app.fake
-        .set_event_url(COMPONENT, Some(&url))
-        .expect("event URL set");
-    app
-}
-
-/// Pushes a fresh ticket and checks the server answered `success`.
-async fn push_ticket(app: &TestApp) {
-    let push = app
-        .fake
-        .push_verify_ticket(COMPONENT)
-        .await
-        .expect("pushed");
-    assert_eq!(push.status, Some(200), "{push:?}");
-    assert_eq!(push.body, "success");
+    let server = TestApp::builder().config(&config(refresh));
+    start_with_platform(FakeConfig::default(), server).await
 }
 
 async fn component_token(app: &TestApp) -> Answer {
@@ -112,12 +74,10 @@ async fn a_pushed_ticket_mints_the_component_token_and_nothing_before_it() {
     );
     assert_eq!(app.fake.component_tokens_minted(COMPONENT), 0);
 
-    push_ticket(&app).await;
+    app.push_ticket().await;
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            component_token(&app).await.status == 200
-        })
-        .await
+        app.component_token_within(KEY, Duration::from_secs(5))
+            .await
     );
     let answer = component_token(&app).await;
     assert_eq!(answer.body["platform"], "saas");
@@ -164,11 +124,8 @@ async fn a_pushed_ticket_mints_the_component_token_and_nothing_before_it() {
 #[actix_web::test]
 async fn pushes_that_are_not_wechats_are_refused_and_change_nothing() {
     let app = spawn("active").await;
-    let crypto = MsgCrypto::new(MSG_TOKEN, AES_KEY, COMPONENT).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let crypto = crypto();
+    let now = now_secs();
     let event = Event {
         app_id: COMPONENT.into(),
         create_time: now,
@@ -179,10 +136,7 @@ async fn pushes_that_are_not_wechats_are_refused_and_change_nothing() {
     let sealed = crypto.seal(&event.to_xml(), &now.to_string(), "4242");
     let post = |query: String, body: String| {
         let app = &app;
-        async move {
-            app.post(&format!("/v1/platforms/saas/events?{query}"), None, body)
-                .await
-        }
+        async move { app.post_event(&query, body).await }
     };
     // A wrong signature.
     let bad = sealed
@@ -217,11 +171,8 @@ async fn pushes_that_are_not_wechats_are_refused_and_change_nothing() {
 #[actix_web::test]
 async fn a_signed_push_resplit_between_timestamp_and_nonce_is_refused_as_a_replay() {
     let app = spawn("active").await;
-    let crypto = MsgCrypto::new(MSG_TOKEN, AES_KEY, COMPONENT).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let crypto = crypto();
+    let now = now_secs();
     // Of a kind wxtoken only stores, so that each one stored is counted and nothing follows.
     let event = |info_type: &str| Event {
         app_id: COMPONENT.into(),
@@ -232,10 +183,7 @@ async fn a_signed_push_resplit_between_timestamp_and_nonce_is_refused_as_a_repla
     };
     let post = |query: String, body: String| {
         let app = &app;
-        async move {
-            app.post(&format!("/v1/platforms/saas/events?{query}"), None, body)
-                .await
-        }
+        async move { app.post_event(&query, body).await }
     };
     let query = |ts: &str, nonce: &str, sig: &str| {
         format!("timestamp={ts}&nonce={nonce}&encrypt_type=aes&msg_signature={sig}")
@@ -314,12 +262,10 @@ async fn a_signed_push_resplit_between_timestamp_and_nonce_is_refused_as_a_repla
 async fn different_codes_are_exchanged_side_by_side_and_one_code_once() {
     const N: usize = 6;
     let app = spawn("active").await;
-    push_ticket(&app).await;
+    app.push_ticket().await;
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            component_token(&app).await.status == 200
-        })
-        .await
+        app.component_token_within(KEY, Duration::from_secs(5))
+            .await
     );
     // Every exchange takes a second: one at a time, the fake never sees two at once.
     app.fake.inject_at(
@@ -378,7 +324,7 @@ async fn different_codes_are_exchanged_side_by_side_and_one_code_once() {
 #[actix_web::test]
 async fn an_authorization_event_brings_a_token_and_unauthorized_revokes_it() {
     let app = spawn("active").await;
-    push_ticket(&app).await;
+    app.push_ticket().await;
     let (authorized, push) = app
         .fake
         .authorize_and_push(COMPONENT, SHOP, &[1, 17])
@@ -439,7 +385,7 @@ async fn reconciliation_imports_ten_thousand_and_an_idle_one_costs_one_call_for_
         .fake
         .bulk_authorize(COMPONENT, 10_000)
         .expect("authorized in bulk");
-    push_ticket(&app).await;
+    app.push_ticket().await;
     // With no authorizer known, the first component token starts a reconciliation by itself.
     assert!(
         eventually(Duration::from_secs(30), || async {
@@ -534,7 +480,7 @@ async fn reconciliation_imports_ten_thousand_and_an_idle_one_costs_one_call_for_
 async fn a_refused_refresh_token_is_looked_up_once_and_then_needs_reauth() {
     let app = spawn("active").await;
     let appids = app.fake.bulk_authorize(COMPONENT, 3).expect("authorized");
-    push_ticket(&app).await;
+    app.push_ticket().await;
     assert!(
         eventually(Duration::from_secs(10), || async {
             authorizer_token(&app, &appids[0]).await.status == 200
@@ -612,19 +558,14 @@ async fn a_ticket_the_disk_cannot_take_is_not_acknowledged_and_makes_the_instanc
     let Some(disk) = crate::hostile::disk_full::Tmpfs::mount("4m") else {
         return;
     };
-    let fake = fake().await;
     let path = disk.path().join("wxtoken.redb");
-    let app = TestApp::builder()
-        .fake(fake)
+    let server = TestApp::builder()
         .config(&config("active"))
         .adjust(|(s, _)| {
             s.store = wxtoken::config::StoreSettings::Embedded { path };
-        })
-        .start()
-        .await;
-    let url = format!("{}/v1/platforms/saas/events", app.base);
-    app.fake.set_event_url(COMPONENT, Some(&url)).unwrap();
-    push_ticket(&app).await;
+        });
+    let app = start_with_platform(FakeConfig::default(), server).await;
+    app.push_ticket().await;
     assert!(
         eventually(Duration::from_secs(5), || async {
             app.get("/readyz", None).await.status == 200
@@ -661,7 +602,7 @@ async fn a_ticket_the_disk_cannot_take_is_not_acknowledged_and_makes_the_instanc
 async fn an_authorizers_jsapi_ticket_and_signature_use_its_own_token_and_appid() {
     let app = spawn("active").await;
     let appids = app.fake.bulk_authorize(COMPONENT, 2).expect("authorized");
-    push_ticket(&app).await;
+    app.push_ticket().await;
     let ticket_path = format!("/v1/platforms/saas/authorizers/{}/ticket/jsapi", appids[0]);
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -771,10 +712,7 @@ async fn the_binary_logs_no_platform_secret_even_at_trace() {
     // a refresh token (masked), and a code exchanged for an SDK.
     let post = |path: String, body: serde_json::Value| {
         let http = http.clone();
-        async move {
-            let mut resp = http.post(path).send_json(&body).await.expect("answered");
-            resp.json::<serde_json::Value>().await.expect("JSON")
-        }
+        async move { post_json(&http, &path, &body).await }
     };
     let preauth = post(
         format!(
@@ -880,10 +818,7 @@ async fn a_fleet_shares_authorizers_and_a_flushed_redis_loses_no_refresh_token()
     let (s0, a) = get_json(&http, &token_at(&fleet[0].base), KEY).await;
     let post = |path: String, body: serde_json::Value| {
         let http = http.clone();
-        async move {
-            let mut resp = http.post(path).send_json(&body).await.expect("answered");
-            resp.json::<serde_json::Value>().await.expect("JSON")
-        }
+        async move { post_json(&http, &path, &body).await }
     };
     let base = &fleet[1].base;
     let component = post(
@@ -956,10 +891,7 @@ async fn a_fleet_shares_authorizers_and_a_flushed_redis_loses_no_refresh_token()
 async fn a_push_sealed_by_wechatpy_is_accepted_by_the_event_url() {
     crate::platform::platform_crypto::require_wechatpy();
     let app = spawn("active").await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = now_secs();
     let event = Event {
         app_id: COMPONENT.into(),
         create_time: now,
@@ -976,11 +908,7 @@ async fn a_push_sealed_by_wechatpy_is_accepted_by_the_event_url() {
         sealed[0]["msg_signature"].as_str().unwrap()
     );
     let answer = app
-        .post(
-            &format!("/v1/platforms/saas/events?{query}"),
-            None,
-            sealed[0]["body"].as_str().unwrap().to_string(),
-        )
+        .post_event(&query, sealed[0]["body"].as_str().unwrap().to_string())
         .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     // The ticket was stored and a component token is asked for with it (the fake refuses a
@@ -998,12 +926,10 @@ async fn a_ticket_outage_keeps_the_token_served_and_asks_for_a_push_once() {
     let app = spawn("active").await;
     // Short component tokens: refreshed every couple of seconds.
     app.fake.set_expires_in(6);
-    push_ticket(&app).await;
+    app.push_ticket().await;
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            component_token(&app).await.status == 200
-        })
-        .await
+        app.component_token_within(KEY, Duration::from_secs(5))
+            .await
     );
     // WeChat stops accepting tickets (expired): every refresh fails with 61005.
     app.fake.inject_at(
@@ -1039,7 +965,7 @@ async fn a_ticket_outage_keeps_the_token_served_and_asks_for_a_push_once() {
 async fn all_mode_keeps_every_account_warm_without_a_request() {
     let app = spawn("all").await;
     let appids = app.fake.bulk_authorize(COMPONENT, 3).expect("authorized");
-    push_ticket(&app).await;
+    app.push_ticket().await;
     assert!(
         eventually(Duration::from_secs(15), || async {
             appids
@@ -1055,7 +981,7 @@ async fn all_mode_keeps_every_account_warm_without_a_request() {
 async fn an_account_that_left_is_revoked_by_its_refused_refresh_or_by_reconciliation() {
     let app = spawn("active").await;
     let appids = app.fake.bulk_authorize(COMPONENT, 3).expect("authorized");
-    push_ticket(&app).await;
+    app.push_ticket().await;
     assert!(
         eventually(Duration::from_secs(10), || async {
             authorizer_token(&app, &appids[0]).await.status == 200
@@ -1105,7 +1031,7 @@ async fn an_account_that_left_is_revoked_by_its_refused_refresh_or_by_reconcilia
 #[actix_web::test]
 async fn a_reauthorization_replaces_the_token_it_killed() {
     let app = spawn("active").await;
-    push_ticket(&app).await;
+    app.push_ticket().await;
     fake_authorize(&app).await;
     let first = authorizer_token(&app, SHOP).await.body["access_token"]
         .as_str()
@@ -1161,11 +1087,8 @@ async fn fake_authorize(app: &TestApp) {
 #[actix_web::test]
 async fn a_push_of_another_kind_is_answered_success_and_counted() {
     let app = spawn("active").await;
-    let crypto = MsgCrypto::new(MSG_TOKEN, AES_KEY, COMPONENT).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let crypto = crypto();
+    let now = now_secs();
     let event = Event {
         app_id: COMPONENT.into(),
         create_time: now,
@@ -1174,13 +1097,7 @@ async fn a_push_of_another_kind_is_answered_success_and_counted() {
         },
     };
     let sealed = crypto.seal(&event.to_xml(), &now.to_string(), "9001");
-    let answer = app
-        .post(
-            &format!("/v1/platforms/saas/events?{}", sealed.query()),
-            None,
-            sealed.body.clone(),
-        )
-        .await;
+    let answer = app.post_event(&sealed.query(), sealed.body.clone()).await;
     assert_eq!(answer.status, 200, "never an error: WeChat would retry it");
     let text = app.metrics_text().await;
     assert_eq!(

@@ -6,15 +6,14 @@
 use std::time::Duration;
 
 use serde_json::json;
-use wxtoken::fake::{Endpoint, FakeConfig, FakePlatform, FakeWechat, Fault};
+use wxtoken::fake::{Endpoint, FakeConfig, Fault};
 use wxtoken::http::component_facade::PLACEHOLDER_REFRESH_TOKEN;
 
 use crate::support::helpers::*;
+use crate::support::platform::{
+    platform_table, start_with_platform, AES_KEY, COMPONENT, COMPONENT_SECRET as SECRET, MSG_TOKEN,
+};
 
-pub(crate) const COMPONENT: &str = "wx3c1f0a9d8e7b6a51";
-pub(crate) const SECRET: &str = "platform-component-secret";
-pub(crate) const MSG_TOKEN: &str = "msgtoken123";
-pub(crate) const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 pub(crate) const KEY: &str = "facade-client-key-0000000001";
 /// May use the platform and call WeChat through the gateway's proxy routes.
 pub(crate) const PROXY_KEY: &str = "gateway-client-key-000000001";
@@ -27,29 +26,8 @@ pub(crate) async fn spawn() -> TestApp {
 /// A server for the platform whose tokens (at the fake) live `expires_in` seconds, holding a
 /// component token.
 async fn spawn_with(expires_in: u64) -> TestApp {
-    let fake = FakeWechat::start(FakeConfig {
-        expires_in,
-        overlap_secs: 1,
-        platforms: vec![FakePlatform {
-            component_appid: COMPONENT.into(),
-            component_secret: SECRET.into(),
-            token: MSG_TOKEN.into(),
-            encoding_aes_key: AES_KEY.into(),
-            event_url: None,
-        }],
-        ticket_push_interval: Duration::ZERO,
-        ..FakeConfig::default()
-    })
-    .await
-    .expect("fake starts");
     let config = format!(
-        r#"
-[[platforms]]
-name = "saas"
-component_appid = "{COMPONENT}"
-component_secret = "{SECRET}"
-token = "{MSG_TOKEN}"
-encoding_aes_key = "{AES_KEY}"
+        r#"{platform}
 [[clients]]
 name = "crm"
 key = "{KEY}"
@@ -59,27 +37,19 @@ name = "gateway"
 key = "{PROXY_KEY}"
 platforms = ["saas"]
 proxy = true
-"#
+"#,
+        platform = platform_table(),
     );
-    let app = TestApp::builder().fake(fake).config(&config).start().await;
-    let url = format!("{}/v1/platforms/saas/events", app.base);
-    app.fake
-        .set_event_url(COMPONENT, Some(&url))
-        .expect("event URL set");
-    let push = app
-        .fake
-        .push_verify_ticket(COMPONENT)
-        .await
-        .expect("pushed");
-    assert_eq!(push.body, "success");
+    let fake = FakeConfig {
+        expires_in,
+        overlap_secs: 1,
+        ..FakeConfig::default()
+    };
+    let app = start_with_platform(fake, TestApp::builder().config(&config)).await;
+    app.push_ticket().await;
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            app.get("/v1/platforms/saas/component_token", Some(KEY))
-                .await
-                .status
-                == 200
-        })
-        .await,
+        app.component_token_within(KEY, Duration::from_secs(5))
+            .await,
         "a component token"
     );
     app
@@ -88,22 +58,7 @@ proxy = true
 /// SHOP authorizes the platform with these permission sets (pushed), and wxtoken serves its
 /// token: the token it serves.
 pub(crate) async fn authorized_shop(app: &TestApp, func_info: &[u32]) -> String {
-    app.fake
-        .authorize_and_push(COMPONENT, SHOP, func_info)
-        .await
-        .expect("authorized");
-    let token_path = format!("/v1/platforms/saas/authorizers/{SHOP}/token");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            app.get(&token_path, Some(KEY)).await.status == 200
-        })
-        .await,
-        "wxtoken serves the account's token"
-    );
-    app.get(&token_path, Some(KEY)).await.body["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    app.authorize(SHOP, func_info, KEY).await
 }
 
 async fn preauth(app: &TestApp, body: serde_json::Value) -> Answer {

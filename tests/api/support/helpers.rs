@@ -157,6 +157,9 @@ pub struct TestApp {
 pub struct TestAppBuilder<'a> {
     spec: Spec,
     fake: Option<FakeWechat>,
+    /// Apps the default fake knows besides `shop` and `blog`: (appid, secret), and WeCom's.
+    fake_apps: Vec<(&'a str, &'a str)>,
+    wecom_apps: Vec<(&'a str, &'a str)>,
     config: Option<String>,
     store: Option<(Arc<tempfile::TempDir>, PathBuf)>,
     per_app: Option<PerAppMetrics>,
@@ -171,6 +174,8 @@ impl TestApp {
         TestAppBuilder {
             spec: Spec::default(),
             fake: None,
+            fake_apps: Vec::new(),
+            wecom_apps: Vec::new(),
             config: None,
             store: None,
             per_app: None,
@@ -189,6 +194,18 @@ impl<'a> TestAppBuilder<'a> {
     /// An already running fake (default: a new one with the standard apps, from the spec).
     pub fn fake(mut self, fake: FakeWechat) -> Self {
         self.fake = Some(fake);
+        self
+    }
+
+    /// More apps for the default fake to know, as (appid, secret).
+    pub fn fake_apps(mut self, apps: &[(&'a str, &'a str)]) -> Self {
+        self.fake_apps.extend_from_slice(apps);
+        self
+    }
+
+    /// WeCom apps for the default fake to know, as (corpid, secret).
+    pub fn wecom_apps(mut self, apps: &[(&'a str, &'a str)]) -> Self {
+        self.wecom_apps.extend_from_slice(apps);
         self
     }
 
@@ -222,7 +239,7 @@ impl<'a> TestAppBuilder<'a> {
         let spec = self.spec;
         let fake = match self.fake {
             Some(f) => f,
-            None => start_fake(&spec).await,
+            None => start_fake_with(&spec, &self.fake_apps, &self.wecom_apps).await,
         };
         let (dir, store) = match self.store {
             Some(s) => s,
@@ -500,6 +517,12 @@ pub async fn get_json(http: &awc::Client, url: &str, key: &str) -> (u16, Value) 
         resp.status().as_u16(),
         serde_json::from_slice(&body).unwrap_or(Value::Null),
     )
+}
+
+/// POSTs `body` as JSON to `url` and reads the answer's JSON, whatever its status.
+pub async fn post_json(http: &awc::Client, url: &str, body: &Value) -> Value {
+    let mut resp = http.post(url).send_json(body).await.expect("answered");
+    resp.json::<Value>().await.expect("JSON")
 }
 
 /// A CA, and a leaf certificate for 127.0.0.1 signed by it: the fake's TLS settings, the CA

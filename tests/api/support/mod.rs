@@ -3,4 +3,5 @@
 pub mod answers;
 pub mod fleet;
 pub mod helpers;
+pub mod platform;
 pub mod redis_topology;

@@ -32,10 +32,9 @@ async fn stable_app(expires_in: u64) -> TestApp {
         expires_in,
         ..Spec::default()
     };
-    let fake = start_fake_with(&spec, &[(STABLE_APPID, "stable-secret-0001")], &[]).await;
     TestApp::builder()
         .spec(spec)
-        .fake(fake)
+        .fake_apps(&[(STABLE_APPID, "stable-secret-0001")])
         .config(APPS)
         .start()
         .await

@@ -25,6 +25,11 @@ apps = ["*"]
 "#;
 const KEY: &str = "web-client-key-000000001";
 
+/// The standard fake, and a server of [`APPS`].
+async fn spawn() -> TestApp {
+    TestApp::builder().config(APPS).start().await
+}
+
 async fn ticket(app: &TestApp, kind: &str) -> String {
     let a = app
         .get(&format!("/v1/apps/shop/ticket/{kind}"), Some(KEY))
@@ -35,13 +40,7 @@ async fn ticket(app: &TestApp, kind: &str) -> String {
 
 #[actix_web::test]
 async fn tickets_are_served_and_valid() {
-    let spec = Spec::default();
-    let app = TestApp::builder()
-        .spec(spec.clone())
-        .fake(start_fake(&spec).await)
-        .config(APPS)
-        .start()
-        .await;
+    let app = spawn().await;
     let a = app.get("/v1/apps/shop/ticket/jsapi", Some(KEY)).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["app"], "shop");
@@ -86,13 +85,7 @@ async fn tickets_are_served_and_valid() {
 
 #[actix_web::test]
 async fn a_new_token_brings_a_new_ticket() {
-    let spec = Spec::default();
-    let app = TestApp::builder()
-        .spec(spec.clone())
-        .fake(start_fake(&spec).await)
-        .config(APPS)
-        .start()
-        .await;
+    let app = spawn().await;
     let old_ticket = ticket(&app, "jsapi").await;
     let token = app.get("/v1/apps/shop/token", Some(KEY)).await.body["access_token"]
         .as_str()
@@ -126,13 +119,7 @@ async fn a_new_token_brings_a_new_ticket() {
 
 #[actix_web::test]
 async fn a_rejected_token_at_getticket_is_replaced_then_the_ticket_fetched() {
-    let spec = Spec::default();
-    let app = TestApp::builder()
-        .spec(spec.clone())
-        .fake(start_fake(&spec).await)
-        .config(APPS)
-        .start()
-        .await;
+    let app = spawn().await;
     let old_ticket = ticket(&app, "jsapi").await;
     let tokens_before = app.minted(SHOP_APPID);
     let tickets_before = app.fake.tickets_minted(SHOP_APPID);
@@ -172,13 +159,7 @@ async fn a_rejected_token_at_getticket_is_replaced_then_the_ticket_fetched() {
 
 #[actix_web::test]
 async fn jssdk_signatures_are_computed_server_side() {
-    let spec = Spec::default();
-    let app = TestApp::builder()
-        .spec(spec.clone())
-        .fake(start_fake(&spec).await)
-        .config(APPS)
-        .start()
-        .await;
+    let app = spawn().await;
     let page = "https://shop.example.com/item?id=42&from=share";
     let a = app
         .post(

@@ -30,18 +30,12 @@ async fn token(app: &TestApp, name: &str) -> String {
 }
 
 async fn wecom_app(spec: Spec) -> TestApp {
-    let fake = start_fake_with(
-        &spec,
-        &[],
-        &[
-            (CORP, "hr-agent-secret-0001"),
-            (CORP, "crm-agent-secret-0002"),
-        ],
-    )
-    .await;
     TestApp::builder()
         .spec(spec)
-        .fake(fake)
+        .wecom_apps(&[
+            (CORP, "hr-agent-secret-0001"),
+            (CORP, "crm-agent-secret-0002"),
+        ])
         .config(APPS)
         .start()
         .await

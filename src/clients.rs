@@ -1,6 +1,10 @@
-//! Client authentication (bearer keys compared in constant time, client certificates matched
-//! by name) as `[server] client_auth` asks, then the client's rate limit; a failed
-//! authentication counts against its address's budget ([`super::rate_limit`]).
+//! The running set of clients: who a request belongs to, by bearer key (digests compared in
+//! constant time), client certificate or both as `[server] client_auth` asks, then within the
+//! client's rate limit; a failed authentication counts against its address's budget
+//! ([`crate::rate_limit`]). With the client comes what it may read (`ClientSettings`).
+//!
+//! Below both the HTTP layer, which authenticates every request with it, and the reload, which
+//! swaps in a new set; so neither has to import the other.
 
 use std::sync::Arc;
 
@@ -8,11 +12,21 @@ use actix_web::http::header;
 use actix_web::HttpRequest;
 use subtle::ConstantTimeEq;
 
-use super::client_cert::PeerIdentity;
-use super::error::ApiError;
-use super::rate_limit::{Limited, Limits};
+use crate::client_cert::PeerIdentity;
 use crate::config::{key_digest, ClientAuth, ClientSettings};
 use crate::metrics::Metrics;
+use crate::rate_limit::{Limited, Limits};
+
+/// Why a request was not admitted: a fixed sentence, never the presented key; or a limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// No client, or not as `client_auth` needs it (401; WeChat's 40125 on its paths).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The client's rate, or the address's failed authentications (429; WeChat's 45009).
+    #[error("too many requests: retry in {} s", .0.retry_after_secs)]
+    Limited(Limited),
+}
 
 /// The configured clients, by key digest and certificate match, what authenticates them, and
 /// their rate limits.
@@ -20,15 +34,6 @@ pub struct ClientKeys {
     clients: Vec<Arc<ClientSettings>>,
     mode: ClientAuth,
     limits: Limits,
-}
-
-/// Why the key given on one of WeChat's paths was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyRefusal {
-    /// No client, or not this one as `client_auth` needs it (WeChat's 40125).
-    Unknown,
-    /// The client's rate, or the address's failed authentications (WeChat's 45009).
-    Limited(Limited),
 }
 
 impl ClientKeys {
@@ -53,42 +58,38 @@ impl ClientKeys {
     /// The client of a request to a route that needs one: by its `Authorization: Bearer KEY`,
     /// the client certificate of its connection, or both, as `client_auth` says; then its rate
     /// limit (429).
-    pub fn authenticate(&self, req: &HttpRequest) -> Result<Arc<ClientSettings>, ApiError> {
-        let too_many = |l: Limited| ApiError::TooManyRequests {
-            retry_after_secs: l.retry_after_secs,
-        };
-        let resolved = match bearer_key(req) {
-            Ok(key) => self
-                .resolve(key, req.conn_data::<PeerIdentity>())
-                .map_err(ApiError::Unauthorized),
-            Err(e) => Err(e),
-        };
-        match resolved {
-            Ok(client) => {
-                self.limits.admit(&client).map_err(too_many)?;
-                Ok(client)
-            }
-            Err(e) => {
-                self.limits.failed(peer_ip(req)).map_err(too_many)?;
-                Err(e)
-            }
-        }
+    pub fn authenticate(&self, req: &HttpRequest) -> Result<Arc<ClientSettings>, Refused> {
+        let resolved = bearer_key(req).and_then(|key| {
+            self.resolve(key, req.conn_data::<PeerIdentity>())
+                .map_err(Refused::Unauthorized)
+        });
+        self.admit(req, resolved)
     }
 
     /// The client whose key is `key` (given as `secret` on WeChat's paths), with the
     /// connection's certificate where `client_auth` asks for one, within its rate limit. The
     /// key is hashed and the digest compared with every client's digest without early exit.
-    pub fn by_key(&self, key: &str, req: &HttpRequest) -> Result<Arc<ClientSettings>, KeyRefusal> {
-        match self.resolve(Some(key), req.conn_data::<PeerIdentity>()) {
+    pub fn by_key(&self, key: &str, req: &HttpRequest) -> Result<Arc<ClientSettings>, Refused> {
+        let resolved = self
+            .resolve(Some(key), req.conn_data::<PeerIdentity>())
+            .map_err(Refused::Unauthorized);
+        self.admit(req, resolved)
+    }
+
+    /// An authenticated client within its rate; a failure counted against the address.
+    fn admit(
+        &self,
+        req: &HttpRequest,
+        resolved: Result<Arc<ClientSettings>, Refused>,
+    ) -> Result<Arc<ClientSettings>, Refused> {
+        match resolved {
             Ok(client) => {
-                self.limits.admit(&client).map_err(KeyRefusal::Limited)?;
+                self.limits.admit(&client).map_err(Refused::Limited)?;
                 Ok(client)
             }
-            Err(_) => {
-                self.limits
-                    .failed(peer_ip(req))
-                    .map_err(KeyRefusal::Limited)?;
-                Err(KeyRefusal::Unknown)
+            Err(e) => {
+                self.limits.failed(peer_ip(req)).map_err(Refused::Limited)?;
+                Err(e)
             }
         }
     }
@@ -171,19 +172,19 @@ fn peer_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
 }
 
 /// The key of `Authorization: Bearer KEY`; `None` without the header.
-fn bearer_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+fn bearer_key(req: &HttpRequest) -> Result<Option<&str>, Refused> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     let value = value
         .to_str()
-        .map_err(|_| ApiError::Unauthorized("malformed Authorization header"))?;
+        .map_err(|_| Refused::Unauthorized("malformed Authorization header"))?;
     let key = match value.split_once(' ') {
         Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
-        _ => return Err(ApiError::Unauthorized("Authorization must be `Bearer KEY`")),
+        _ => return Err(Refused::Unauthorized("Authorization must be `Bearer KEY`")),
     };
     if key.is_empty() {
-        return Err(ApiError::Unauthorized("empty bearer key"));
+        return Err(Refused::Unauthorized("empty bearer key"));
     }
     Ok(Some(key))
 }
