@@ -12,7 +12,7 @@
 //! Client certificates are asked for but not required (`allow_unauthenticated`), so probes
 //! without one still reach `/healthz`, `/readyz` and `/metrics`; a certificate that is presented
 //! must chain to the CA and be valid now, or the handshake fails. Which routes need a client is
-//! decided later, per request (`http::auth`).
+//! decided later, per request ([`crate::clients`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
