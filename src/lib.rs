@@ -37,7 +37,9 @@
 //!   RFC 3339 formatter of answers (clamped: no time can make an answer panic).
 //! - `reload`: hot reload of the configuration (SIGHUP, `POST /v1/admin/reload`).
 //! - `metrics`: Prometheus series and scrape-time gauges.
-//! - `platform`: the Open Platform: push encryption, replay refusal and event parsing.
+//! - `push`: WeChat's encrypted push protocol: signature, decryption, replay refusal, events.
+//! - `platform`: the Open Platform: a running platform behind one API (pushes received, the
+//!   component token, its authorizers, reconciliation, background work).
 //! - `fake`: a fake WeChat for tests, the demo and manual runs.
 //! - `telemetry`: logging.
 //! - `healthcheck`: the probe command for images without a shell.
@@ -62,6 +64,7 @@ pub mod metrics;
 pub mod notify;
 pub mod platform;
 pub mod proxy;
+pub mod push;
 pub mod rate_limit;
 pub mod reload;
 pub mod secret;

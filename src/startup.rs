@@ -24,7 +24,7 @@ use crate::http::body::read_chunked_bodies;
 use crate::http::fast::RenderCache;
 use crate::http::{routes, track_requests, BodyDeadline, ServerState};
 use crate::metrics::{Metrics, ScrapedCredential};
-use crate::platform::runtime::PlatformShared;
+use crate::platform::Platform;
 use crate::reload::{Reload, Reloader};
 use crate::store::platform::PlatformStore;
 use crate::store::{EmbeddedStore, RedisStore, TokenStore};
@@ -202,8 +202,8 @@ async fn start_services(
     )));
     let mut platforms = HashMap::new();
     for p in &settings.platforms {
-        let shared = PlatformShared::start(p, &deps, stores.platforms.clone()).await?;
-        actix::spawn(crate::http::platforms::background(Arc::downgrade(&shared)));
+        let shared = Platform::start(p, &deps, stores.platforms.clone()).await?;
+        shared.spawn_background();
         platforms.insert(p.name.clone(), shared);
     }
     let known_refresh_tokens = Arc::new(crate::proxy::PlatformRefreshTokens(
@@ -327,14 +327,14 @@ fn serve(
 /// Every running credential (each app's token and tickets) with its status and quota limit.
 fn scraped_credentials(
     apps: &Apps,
-    platforms: &HashMap<String, Arc<PlatformShared>>,
+    platforms: &HashMap<String, Arc<Platform>>,
 ) -> Vec<ScrapedCredential> {
     let mut out = Vec::new();
     for p in platforms.values() {
         out.push(ScrapedCredential {
-            label: p.settings.metrics_label(),
+            label: p.label(),
             status: p.component_status().load_full(),
-            daily_quota: crate::platform::runtime::COMPONENT_DAILY_QUOTA,
+            daily_quota: crate::platform::COMPONENT_DAILY_QUOTA,
             gauges: true,
         });
         out.push(ScrapedCredential {

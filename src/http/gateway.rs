@@ -137,12 +137,12 @@ pub(crate) fn authorizer_target(platform: &str, handle: crate::apps::CredentialH
 }
 
 /// A platform's component token as the credential of a forwarded call.
-pub(crate) fn component_target_of(platform: &crate::platform::runtime::PlatformShared) -> Target {
+pub(crate) fn component_target_of(platform: &crate::platform::Platform) -> Target {
     Target {
-        label: platform.settings.metrics_label(),
+        label: platform.label(),
         wecom: false,
         param: COMPONENT_TOKEN,
-        credential: platform.component.clone(),
+        credential: platform.component_credential(),
     }
 }
 
@@ -421,7 +421,7 @@ fn single_param<'q>(
 /// The platform whose component token `presented` is (its current one, or the one before it
 /// while that is valid); WeChat's 42001 for the one before past its expiry, else 40001.
 fn component_target(state: &ServerState, presented: &str) -> Result<Target, Refusal> {
-    use crate::platform::runtime::ComponentTokenCheck;
+    use crate::platform::ComponentTokenCheck;
     let now = std::time::SystemTime::now();
     let mut expired = false;
     for platform in state.platforms.values() {

@@ -565,7 +565,7 @@ async fn readyz(state: web::Data<ServerState>, req: HttpRequest) -> HttpResponse
     }
     let mut platforms = BTreeMap::new();
     for (name, p) in &state.platforms {
-        let (why, unready) = platforms::readiness(p, now);
+        let (why, unready) = p.readiness(now);
         ready &= !unready;
         platforms.insert(name.as_str(), why);
     }

@@ -12,7 +12,7 @@ use crate::apps::Apps;
 use crate::clients::ClientKeys;
 use crate::config::ReadinessScope;
 use crate::metrics::Metrics;
-use crate::platform::runtime::PlatformShared;
+use crate::platform::Platform;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
 use crate::store::TokenStore;
@@ -31,7 +31,7 @@ pub struct ServerState {
     /// Applies configuration reloads.
     pub reloader: actix::Addr<Reloader>,
     /// The Open Platform's third-party platforms, by name (fixed until a restart).
-    pub platforms: HashMap<String, Arc<PlatformShared>>,
+    pub platforms: HashMap<String, Arc<Platform>>,
     /// Every running credential's current and previous access token, for the gateway.
     pub tokens: Arc<TokenIndex>,
     /// Forwards WeChat API calls (fixed until a restart).

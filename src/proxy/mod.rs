@@ -413,7 +413,7 @@ fn why(u: &Unavailable) -> String {
 }
 
 /// The refresh tokens of every platform's accounts, for [`mask`].
-pub struct PlatformRefreshTokens(pub Vec<Arc<crate::platform::runtime::PlatformShared>>);
+pub struct PlatformRefreshTokens(pub Vec<Arc<crate::platform::Platform>>);
 
 impl mask::KnownRefreshTokens for PlatformRefreshTokens {
     fn known_among(&self, words: &std::collections::HashSet<&str>) -> Vec<String> {

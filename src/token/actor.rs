@@ -35,8 +35,9 @@ use super::confirm::Confirmation;
 use super::fetch::Fetcher;
 use super::messages::TokenChanged;
 use super::schedule::{backoff, refresh_delay, startup_spread, ForceBudget};
+use super::spec::CredentialSpec;
 use super::{AccessToken, AppStatus, FailureInfo, SharedStatus, TokenRecord};
-use crate::config::{AppSettings, RefreshSettings};
+use crate::config::RefreshSettings;
 use crate::metrics::Metrics;
 use crate::status::Trigger;
 use crate::store::{AppKey, Basis, Budget, RefreshError, Refreshed, Stored, TokenStore};
@@ -65,7 +66,7 @@ impl Timer {
 
 /// What every actor is built from.
 pub struct ActorConfig {
-    pub app: Arc<AppSettings>,
+    pub spec: Arc<CredentialSpec>,
     pub credential: Credential,
     /// The record's identity in the store.
     pub key: AppKey,
@@ -255,7 +256,7 @@ impl TokenActor {
             force,
             // The configured limit is the access token's (`/cgi-bin/token`'s quota).
             daily_quota: matches!(self.cfg.credential, Credential::AccessToken)
-                .then_some(self.cfg.app.daily_quota),
+                .then_some(self.cfg.spec.daily_quota),
         };
         let promotion = Promotion::default();
         self.promotion = Some(promotion.clone());
@@ -398,7 +399,7 @@ impl TokenActor {
                     ErrorClass::Config | ErrorClass::Quota => self.cfg.refresh.retry_max,
                 };
                 if class == ErrorClass::Config {
-                    tracing::error!(app = self.name(), appid = %self.cfg.app.appid, trigger = trigger.as_str(),
+                    tracing::error!(app = self.name(), appid = %self.cfg.spec.appid, trigger = trigger.as_str(),
                         reason = %err.reason(), class = class.as_str(), error = %err,
                         still_valid, retry_in = ?delay, "token fetch failed: configuration error");
                 } else {

@@ -16,8 +16,9 @@ use super::actor::{ActorConfig, Credential};
 use super::clock::{SharedClock, TokioClock};
 use super::fetch::{FetchRequest, Fetcher, ProbeRequest};
 use super::messages::{
-    ForceRestart, Get, Invalidate, Revoke, StoreChanged, Subscribe, TokenChanged,
+    ForceRestart, Get, InputsChanged, Invalidate, Revoke, StoreChanged, Subscribe,
 };
+use super::spec::CredentialSpec;
 use super::{AccessToken, AppStatus, SharedStatus, TokenActor, TokenRecord};
 use crate::config::{AppKind, AppSettings, Grant, RefreshSettings, SecretSource, TicketKind};
 use crate::metrics::Metrics;
@@ -293,8 +294,8 @@ impl Fetcher for Script {
     }
 }
 
-fn app(kind: AppKind) -> Arc<AppSettings> {
-    Arc::new(AppSettings {
+fn app(kind: AppKind) -> Arc<CredentialSpec> {
+    Arc::new(CredentialSpec::from(&AppSettings {
         name: "shop".into(),
         kind,
         appid: "wxshop".into(),
@@ -302,7 +303,7 @@ fn app(kind: AppKind) -> Arc<AppSettings> {
         secret: SecretString::from("s3cret"),
         secret_source: SecretSource::Inline,
         daily_quota: 2000,
-    })
+    }))
 }
 
 fn refresh_settings() -> RefreshSettings {
@@ -404,7 +405,7 @@ fn rig_with(spec: RigSpec, clock: &SharedClock, metrics: &Metrics) -> Rig {
     script.lifetime.set(spec.lifetime);
     let addr = Supervisor::start(move |_| {
         TokenActor::new(ActorConfig {
-            app,
+            spec: app,
             credential,
             key: AppKey {
                 name: label.into(),
@@ -1171,12 +1172,12 @@ async fn an_external_credential_waits_for_its_inputs_then_fetches_once_told() {
     source
         .ready
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    r.addr.do_send(TokenChanged { generation: 0 });
+    r.addr.do_send(InputsChanged);
     settle().await;
     assert_eq!(source.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(r.token().unwrap().token.expose(), "ext-1");
     // Told again while it holds a valid token: nothing to do.
-    r.addr.do_send(TokenChanged { generation: 0 });
+    r.addr.do_send(InputsChanged);
     settle().await;
     assert_eq!(source.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     // Refreshed ahead of expiry like any token.

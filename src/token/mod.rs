@@ -10,10 +10,13 @@ mod credential;
 pub mod external;
 pub mod fetch;
 mod guard;
+pub mod handle;
 mod handlers;
 pub mod index;
 pub mod messages;
 pub mod schedule;
+pub mod spawn;
+pub mod spec;
 mod sync;
 
 pub use crate::secret::{AccessToken, Fingerprint};
@@ -26,6 +29,9 @@ pub use crate::status::{
 pub use actor::TokenActor;
 pub use clock::SharedClock;
 pub use credential::rejects_token;
+pub use handle::{CredentialHandle, Unavailable, ACTOR_GRACE};
+pub use spawn::{spawn_actor, ActorDeps};
+pub use spec::CredentialSpec;
 
 #[cfg(test)]
 mod tests {

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use wxtoken::fake::{Endpoint, FakeConfig, FakeWechat, Fault};
-use wxtoken::platform::crypto::MsgCrypto;
-use wxtoken::platform::event::{Event, EventKind};
+use wxtoken::push::crypto::MsgCrypto;
+use wxtoken::push::event::{Event, EventKind};
 
 use crate::support::helpers::*;
 use crate::support::platform::{

@@ -18,8 +18,8 @@ use wxtoken::fake::{
     bulk_authorizer_appid, AuthorizerState, ControlError, Endpoint, FakeConfig, FakePlatform,
     FakeWechat, Fault, Validity,
 };
-use wxtoken::platform::crypto::{Envelope, MsgCrypto};
-use wxtoken::platform::event::{Event, EventKind};
+use wxtoken::push::crypto::{Envelope, MsgCrypto};
+use wxtoken::push::event::{Event, EventKind};
 
 use crate::support::helpers::eventually;
 

@@ -295,7 +295,7 @@ async fn spawn_with_token() -> TestApp {
     app
 }
 
-fn platform(app: &TestApp) -> std::sync::Arc<wxtoken::platform::runtime::PlatformShared> {
+fn platform(app: &TestApp) -> std::sync::Arc<wxtoken::platform::Platform> {
     app.state.platforms.get("saas").expect("platform").clone()
 }
 
@@ -303,7 +303,7 @@ fn platform(app: &TestApp) -> std::sync::Arc<wxtoken::platform::runtime::Platfor
 async fn done_record(app: &TestApp, code: &str) -> wxtoken::store::platform::CodeRecord {
     let p = platform(app);
     let digest = code_digest(code);
-    let load = || async { p.store.load_code("saas", &digest).await.unwrap() };
+    let load = || async { p.store().load_code("saas", &digest).await.unwrap() };
     let done = eventually(Duration::from_secs(10), || async {
         load().await.is_some_and(|r| r.state != CodeState::Pending)
     })
@@ -317,7 +317,7 @@ async fn done_record(app: &TestApp, code: &str) -> wxtoken::store::platform::Cod
 /// acknowledged, never sent to WeChat, and its code marked dead: not resumed at every look.
 #[actix_web::test]
 async fn a_pushed_code_long_expired_is_marked_dead_without_calling_wechat() {
-    use wxtoken::platform::event::{Authorization, Event, EventKind};
+    use wxtoken::push::event::{Authorization, Event, EventKind};
     let app = spawn_with_token().await;
     // A code WeChat would still take: only the push's expiry says no.
     let issued = app.fake.authorize(COMPONENT, CUT, &[1], None).unwrap();
@@ -402,11 +402,11 @@ async fn a_stored_code_already_spent_is_done_when_its_account_was_stored_since()
     // WeChat never issued these: it answers 61009, as for a code spent by someone else.
     let spent = "queryauthcode@@@spent-elsewhere";
     let lost = "queryauthcode@@@spent-and-lost";
-    p.store
+    p.store()
         .save_code("saas", &pending(spent, FIRST))
         .await
         .unwrap();
-    p.store
+    p.store()
         .save_code("saas", &pending(lost, CUT))
         .await
         .unwrap();

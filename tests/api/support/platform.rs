@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use wxtoken::fake::{FakeConfig, FakePlatform, FakeWechat};
-use wxtoken::platform::crypto::MsgCrypto;
+use wxtoken::push::crypto::MsgCrypto;
 
 use super::helpers::{eventually, Answer, TestApp, TestAppBuilder};
 
