@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check-config`, `healthcheck`, `fake-wechat` and `demo`.
+//! The command line: `serve`, `check-config`, `healthcheck`, `keygen`, `fake-wechat` and `demo`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +45,17 @@ pub enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 5,
               value_parser = clap::value_parser!(u64).range(1..=300))]
         timeout_secs: u64,
+        /// For an https:// URL: check the server's certificate against this CA (PEM) and the
+        /// URL's host. Without it the certificate is not checked (the probe asks its own
+        /// server, usually by an address the certificate does not name).
+        #[arg(long, env = "WXTOKEN_HEALTHCHECK_CA_FILE", value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+    },
+    /// Print a new random key: `--client` for a `[[clients]]` key (URL-safe, 32 bytes).
+    Keygen {
+        /// A client key (43 characters of A-Z a-z 0-9 - _).
+        #[arg(long)]
+        client: bool,
     },
     /// Run the fake WeChat API (for manual tests and benchmarks; never point production at it).
     FakeWechat {
@@ -113,9 +124,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", settings.redacted_toml());
             Ok(())
         }
-        Command::Healthcheck { url, timeout_secs } => {
-            crate::healthcheck::check(&url, Duration::from_secs(timeout_secs))
-                .with_context(|| format!("healthcheck of {url} failed"))
+        Command::Healthcheck {
+            url,
+            timeout_secs,
+            ca_file,
+        } => crate::healthcheck::check(&url, Duration::from_secs(timeout_secs), ca_file.as_deref())
+            .with_context(|| format!("healthcheck of {url} failed")),
+        Command::Keygen { client } => {
+            let kind = if client {
+                crate::keygen::KeyKind::Client
+            } else {
+                crate::keygen::KeyKind::Store
+            };
+            println!("{}", crate::keygen::generate(kind)?);
+            Ok(())
         }
         Command::FakeWechat {
             listen,

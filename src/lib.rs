@@ -8,7 +8,8 @@
 //! quota.
 //!
 //! Map of the modules:
-//! - `cli`: the command line (`serve`, `check-config`, `healthcheck`, `fake-wechat`, `demo`).
+//! - `cli`: the command line (`serve`, `check-config`, `healthcheck`, `keygen`, `fake-wechat`,
+//!   `demo`).
 //! - `config`: settings from TOML plus `WXTOKEN_` overrides, validated, secrets redacted.
 //! - `startup`: builds metrics, store, actors and the HTTP server.
 //! - `alloc`: the C allocator's setting that returns freed request bodies to the kernel.
@@ -18,6 +19,12 @@
 //!   rules, shared-store sync, messages, clock and the refresh schedule.
 //! - `upstream`: the WeChat client and error classification.
 //! - `tls`: rustls client configuration and CA files.
+//! - `server_tls`: HTTPS on the listener: its certificate (reloaded in place) and client CAs.
+//! - `hardening`: process settings made at start for the secrets it holds (no core dumps).
+//! - `keygen`: `wxtoken keygen`: good random keys.
+//! - `clients`: the running clients: authentication by key, certificate or both, rate limits.
+//! - `client_cert`: a TLS connection's client certificate and the names it carries.
+//! - `rate_limit`: per-client token buckets and the failed-authentication budget per address.
 //! - `files`: bounded, non-blocking reads of the files the configuration names.
 //! - `store`: persistence and sharing (embedded redb file, or Redis for a fleet).
 //! - `http`: routes, authentication, JSON errors; tickets and JS-SDK signatures, admin routes,
@@ -44,23 +51,28 @@ pub mod alloc;
 pub mod apps;
 pub mod audit;
 pub mod cli;
+pub mod client_cert;
 pub mod clients;
 pub mod config;
 pub mod fake;
 pub mod fd_limit;
 pub mod files;
+pub mod hardening;
 pub mod healthcheck;
 pub mod http;
 pub mod json;
 pub mod jssdk;
+pub mod keygen;
 pub mod metrics;
 pub mod notify;
 pub mod platform;
 pub mod proxy;
 pub mod push;
+pub mod rate_limit;
 pub mod reload;
 pub mod seal;
 pub mod secret;
+pub mod server_tls;
 pub mod startup;
 pub mod status;
 pub mod store;

@@ -40,6 +40,8 @@ pub struct Reloader {
     /// whole.
     apps: Arc<ArcSwap<Apps>>,
     clients: Arc<ArcSwap<ClientKeys>>,
+    /// The listener's certificate, re-read by every reload (cert-manager renews it in place).
+    server_cert: Option<Arc<crate::server_tls::ServerCert>>,
 }
 
 /// The sections only a restart applies, as started.
@@ -77,7 +79,17 @@ impl Reloader {
             deps,
             apps,
             clients,
+            server_cert: None,
         }
+    }
+
+    /// Also re-reads the listener's certificate on every reload (HTTPS only).
+    pub fn reloading_certificate(
+        mut self,
+        cert: Option<Arc<crate::server_tls::ServerCert>>,
+    ) -> Self {
+        self.server_cert = cert;
+        self
     }
 
     /// Applies a loaded and validated configuration.
@@ -117,8 +129,10 @@ impl Reloader {
         let apps = self.apps.load_full();
         let (apps, mut summary) = apps.reconcile(&new.apps, &self.deps, refresh_changed);
         self.apps.store(Arc::new(apps));
-        self.clients
-            .store(Arc::new(ClientKeys::new(new.clients.clone())));
+        // The running `client_auth` and unchanged rate buckets carry over.
+        self.clients.store(Arc::new(
+            self.clients.load().with_clients(new.clients.clone()),
+        ));
         summary.needs_restart = needs_restart;
         summary
     }
@@ -134,7 +148,14 @@ impl Handler<Reload> for Reloader {
 
     fn handle(&mut self, _: Reload, _: &mut Self::Context) -> Self::Result {
         let path = self.path.clone();
+        let cert = self.server_cert.clone();
         let load = async move {
+            // First and apart from the file: a renewed certificate is served even when the
+            // configuration is rejected, and a bad certificate does not reject the
+            // configuration (it logs, counts and keeps the old one).
+            if let Some(cert) = cert {
+                let _ = web::block(move || cert.reload()).await;
+            }
             let Some(path) = path else {
                 return Err("the server was not started from a configuration file".to_string());
             };

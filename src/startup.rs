@@ -83,6 +83,8 @@ impl Application {
         let listener = bind(settings.server.listen)
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let addr = listener.local_addr()?;
+        let https = crate::server_tls::for_listener(&settings.server, &metrics)?;
+        let (server_cert, server_tls) = https.unzip();
 
         // The server's one upstream pool: built here, handed to every actor and the gateway,
         // and shown by the metrics.
@@ -104,13 +106,21 @@ impl Application {
             cohort: 1,
             tokens: crate::token::index::TokenIndex::new(),
         };
-        let state = start_services(&settings, &options, deps, stores).await?;
+        let state = start_services(&settings, &options, deps, stores, server_cert).await?;
         show_running_credentials(&state);
         if options.handle_signals {
             reload_on_sighup(state.reloader.clone(), state.audit.clone())?;
         }
-        let server = serve(&settings, &options, listener, nofile, state.clone())?;
-        tracing::info!(%addr, apps = settings.apps.len(), clients = settings.clients.len(), "wxtoken listening");
+        let server = serve(
+            &settings,
+            &options,
+            listener,
+            server_tls,
+            nofile,
+            state.clone(),
+        )?;
+        tracing::info!(%addr, tls = settings.server.tls.is_some(), apps = settings.apps.len(),
+            clients = settings.clients.len(), "wxtoken listening");
         Ok(Application {
             addr,
             server,
@@ -184,12 +194,15 @@ async fn start_services(
     options: &Options,
     deps: ActorDeps,
     stores: Stores,
+    server_cert: Option<Arc<crate::server_tls::ServerCert>>,
 ) -> anyhow::Result<web::Data<ServerState>> {
     let apps = Arc::new(ArcSwap::from_pointee(
         Apps::start(&settings.apps, &deps).await,
     ));
     let clients = Arc::new(ArcSwap::from_pointee(ClientKeys::new(
         settings.clients.clone(),
+        settings.server.client_auth,
+        &deps.metrics,
     )));
     let mut platforms = HashMap::new();
     for p in &settings.platforms {
@@ -219,6 +232,7 @@ async fn start_services(
         apps.clone(),
         clients.clone(),
     )
+    .reloading_certificate(server_cert)
     .start();
     // Built once, outside the per-worker factory: every worker shares the same state.
     let audit = match &settings.audit {
@@ -226,9 +240,6 @@ async fn start_services(
         None => Audit::off(),
     };
     audit.spawn_rollup();
-    for client in &settings.clients {
-        metrics.init_client(&client.name);
-    }
     Ok(web::Data::new(ServerState {
         rendered: RenderCache::new(settings.credential_count()),
         audit,
@@ -266,12 +277,13 @@ fn show_running_credentials(state: &web::Data<ServerState>) {
     }
 }
 
-/// The HTTP server over `state` on `listener`, running: workers, the connection cap, the
-/// middleware and the routes.
+/// The HTTP server over `state` on `listener` (HTTPS with `tls`), running: workers, the
+/// connection cap, the middleware and the routes.
 fn serve(
     settings: &Settings,
     options: &Options,
     listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
     nofile: u64,
     state: web::Data<ServerState>,
 ) -> anyhow::Result<Server> {
@@ -290,7 +302,7 @@ fn serve(
         "connection cap"
     );
     let body_deadline = BodyDeadline(settings.server.body_timeout);
-    let mut server = HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(body_deadline)
@@ -309,7 +321,12 @@ fn serve(
     // When every worker holds this many, the listener stops accepting and new clients wait
     // in the kernel's backlog instead of failing `accept` with EMFILE.
     .max_connections(max_connections)
-    .listen(listener)?
+    // The client certificate of a TLS connection, for `clients`.
+    .on_connect(crate::client_cert::on_connect);
+    let mut server = match tls {
+        Some(config) => server.listen_rustls_0_23(listener, config)?,
+        None => server.listen(listener)?,
+    }
     .shutdown_timeout(settings.server.shutdown_timeout.as_secs());
     if !options.handle_signals {
         server = server.disable_signals();

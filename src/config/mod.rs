@@ -30,6 +30,9 @@ mod redis;
 #[cfg(test)]
 mod redis_tests;
 mod secrets;
+mod server_tls;
+#[cfg(test)]
+mod server_tls_tests;
 mod settings;
 mod store;
 #[cfg(test)]
@@ -50,11 +53,12 @@ pub use proxy::{ProxySettings, ANONYMOUS_MAX_BODY, WECHAT_API_PREFIXES};
 pub use redact::redact_url;
 pub use redis::{NodeAddr, RedisAuth, RedisEndpoint, RedisTls};
 pub use secrets::SecretSource;
+pub use server_tls::{CertMatch, ClientAuth, ServerTls};
 pub use settings::{
-    key_digest, AppKind, AppScope, AppSettings, AuthorizerRefresh, ClientSettings, Grant,
-    MetricsMode, MetricsSettings, PerAppMetrics, PlatformSettings, ReadinessScope, RedisSettings,
-    RefreshSettings, ServerSettings, Settings, StoreSettings, TicketKind, UpstreamSettings,
-    AUTO_FULL_MAX_CREDENTIALS, MAX_TOKEN_LIFETIME,
+    key_digest, AppKind, AppScope, AppSettings, AuthorizerRefresh, ClientRate, ClientSettings,
+    Grant, MetricsMode, MetricsSettings, PerAppMetrics, PlatformSettings, ReadinessScope,
+    RedisSettings, RefreshSettings, ServerSettings, Settings, StoreSettings, TicketKind,
+    UpstreamSettings, AUTO_FULL_MAX_CREDENTIALS, MAX_TOKEN_LIFETIME,
 };
 
 /// Prefix of environment variables that override configuration values.

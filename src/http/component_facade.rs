@@ -102,11 +102,14 @@ pub async fn component_token(
     let Some(key) = non_empty(b.component_appsecret) else {
         return wx_error(41004, "component_appsecret missing");
     };
-    let Some(client) = state.clients.load().by_key(&key) else {
-        return wx_error(
-            40125,
-            "invalid component_appsecret (use a wxtoken client key)",
-        );
+    let client = match state.clients.load().by_key(&key, &req) {
+        Ok(client) => client,
+        Err(refused) => {
+            return super::wechat::wx_key_refusal(
+                refused,
+                "invalid component_appsecret (use a wxtoken client key)",
+            )
+        }
     };
     let Some(platform) = platform_by_appid(&state, &appid) else {
         return wx_error(61011, "invalid component");

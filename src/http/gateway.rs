@@ -311,7 +311,7 @@ fn route_passthrough(state: &ServerState, req: &HttpRequest) -> Result<Step, Ref
     };
     match checked.class {
         Class::Secret => {
-            let (app, query, stand_in) = with_real_secret(state, raw_query)?;
+            let (app, query, stand_in) = with_real_secret(state, req, raw_query)?;
             let secret = app.settings.secret.clone();
             return Ok(forward(
                 None,
@@ -447,6 +447,7 @@ fn component_target(state: &ServerState, presented: &str) -> Result<Target, Refu
 /// app, 40097 a parameter given twice).
 fn with_real_secret(
     state: &ServerState,
+    req: &HttpRequest,
     raw_query: &str,
 ) -> Result<(std::sync::Arc<crate::apps::AppHandle>, String, String), Refusal> {
     let appid = single_param(raw_query, "appid")?;
@@ -457,11 +458,23 @@ fn with_real_secret(
     let Some(key) = key else {
         return Err(refusal(41004, "appsecret missing"));
     };
-    let Some(client) = state.clients.load().by_key(&key) else {
-        return Err(refusal(
-            40125,
-            "invalid appsecret (use a wxtoken client key)",
-        ));
+    let client = match state.clients.load().by_key(&key, req) {
+        Ok(client) => client,
+        Err(crate::clients::Refused::Unauthorized(_)) => {
+            return Err(refusal(
+                40125,
+                "invalid appsecret (use a wxtoken client key)",
+            ))
+        }
+        Err(crate::clients::Refused::Limited(l)) => {
+            return Err(refusal(
+                super::wechat::RATE_LIMITED_ERRCODE,
+                format!(
+                    "too many requests for this client: retry in {} s",
+                    l.retry_after_secs
+                ),
+            ))
+        }
     };
     let apps = state.apps.load();
     let Some(app) = apps.by_appid(&appid).cloned() else {

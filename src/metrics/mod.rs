@@ -11,6 +11,7 @@
 //! and the per-app failure counter (5 per app) and counts every other event into aggregate
 //! series without `app`. The verbs are the same in both.
 
+mod audit;
 mod credentials;
 mod family;
 mod labels;
@@ -19,7 +20,6 @@ mod pool;
 mod proxy;
 mod register;
 mod state;
-mod trust;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -36,7 +36,6 @@ pub use platforms::ScrapedPlatform;
 pub use proxy::{errcode_label, ProxyResult};
 use register::{counter, histogram, int_gauge, Families as _};
 pub use state::CredentialState;
-pub use trust::{REJECTION_REASONS, UNKNOWN_CLIENT};
 
 /// Served from memory, most answers take well under a millisecond; the upper buckets catch
 /// requests that waited for a fetch (up to the 5 s wait limit).
@@ -64,7 +63,7 @@ struct Inner {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     proxy: proxy::ProxyMetrics,
-    trust: trust::TrustFamilies,
+    audit_write_errors: prometheus::IntCounter,
     /// Where the credential collector reads the running credentials from.
     source: Arc<OnceLock<StatusSource>>,
     /// Registered only when the Redis store is used, so a single instance shows no Redis.
@@ -254,7 +253,7 @@ impl Metrics {
         );
         let proxy = proxy::ProxyMetrics::new(&mut registry);
         let (http_requests, http_duration) = http_families(&mut registry);
-        let trust = trust::TrustFamilies::register(&mut registry);
+        let audit_write_errors = audit::register(&mut registry);
 
         let metrics = Metrics {
             inner: Arc::new(Inner {
@@ -266,7 +265,7 @@ impl Metrics {
                 http_requests,
                 http_duration,
                 proxy,
-                trust,
+                audit_write_errors,
                 source,
                 redis_up: OnceLock::new(),
             }),
@@ -287,25 +286,7 @@ impl Metrics {
 
     /// The counter of audit lines that could not be written, for the trail to increment.
     pub fn audit_write_errors(&self) -> prometheus::IntCounter {
-        self.inner.trust.audit_write_errors.clone()
-    }
-
-    /// Counts a request refused with 429; `client` is a configured client's name, or
-    /// [`UNKNOWN_CLIENT`] for an address braked for failed authentications.
-    pub fn client_rejected(&self, client: &str, reason: &'static str) {
-        self.inner
-            .trust
-            .client_rejections
-            .with_label_values(&[client, reason])
-            .inc();
-    }
-
-    /// Creates a configured client's rejection series at 0, so rate() has a baseline.
-    pub fn init_client(&self, client: &str) {
-        self.inner
-            .trust
-            .client_rejections
-            .with_label_values(&[client, "rate_limited"]);
+        self.inner.audit_write_errors.clone()
     }
 
     /// The series set this process exports.
