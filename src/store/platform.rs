@@ -83,6 +83,25 @@ pub struct AuthorizerRecord {
 }
 
 impl AuthorizerRecord {
+    /// An account that authorized the platform, with no failure on record.
+    pub fn authorized(
+        appid: String,
+        refresh_token: Option<AccessToken>,
+        func_ids: Vec<u32>,
+        authorized_at: Option<SystemTime>,
+        updated_at: SystemTime,
+    ) -> AuthorizerRecord {
+        AuthorizerRecord {
+            appid,
+            refresh_token,
+            func_ids,
+            state: AuthorizerState::Authorized,
+            authorized_at,
+            last_error: None,
+            updated_at,
+        }
+    }
+
     /// The write order: `updated_at` in milliseconds, as stored.
     pub fn order(&self) -> u64 {
         UnixMillis::saturating_from(self.updated_at).as_millis()
