@@ -6,5 +6,6 @@ pub mod facade;
 pub mod fleet;
 pub mod gateway;
 pub mod helpers;
+pub mod markdown;
 pub mod platform;
 pub mod redis_topology;
