@@ -446,15 +446,13 @@ impl Platform {
         // actor from the store, and one started before the save would serve the token the
         // re-authorization killed.
         self.retire_actor(&appid);
-        let record = AuthorizerRecord {
-            appid: appid.clone(),
-            refresh_token: Some(auth.refresh_token),
-            func_ids: auth.func_ids,
-            state: AuthorizerState::Authorized,
-            authorized_at: Some(SystemTime::now()),
-            last_error: None,
-            updated_at: SystemTime::now(),
-        };
+        let record = AuthorizerRecord::authorized(
+            appid.clone(),
+            Some(auth.refresh_token),
+            auth.func_ids,
+            Some(SystemTime::now()),
+            SystemTime::now(),
+        );
         self.put(record).await?;
         tracing::info!(platform = %self.settings.name, authorizer = %appid,
             again = previous.is_some(), "authorizer authorized");

@@ -130,17 +130,15 @@ fn imported(
     auth_time: u64,
     now: SystemTime,
 ) -> AuthorizerRecord {
-    AuthorizerRecord {
-        appid: appid.to_string(),
-        refresh_token: refresh.clone(),
-        func_ids: Vec::new(),
-        state: AuthorizerState::Authorized,
+    AuthorizerRecord::authorized(
+        appid.to_string(),
+        refresh.clone(),
+        Vec::new(),
         // WeChat's number, parsed here: one past the year 9999 is no time, so the account is
         // kept without one.
-        authorized_at: UnixMillis::from_secs(auth_time).map(UnixMillis::to_system_time),
-        last_error: None,
-        updated_at: now,
-    }
+        UnixMillis::from_secs(auth_time).map(UnixMillis::to_system_time),
+        now,
+    )
 }
 
 /// A known account's record repaired by the list: a new refresh token, or authorized again

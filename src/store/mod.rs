@@ -95,6 +95,10 @@ pub type Notify = dyn Fn(Option<u64>) + Send + Sync;
 /// The upstream call a refresh may make; the store decides whether to make it.
 pub type FetchFn = Box<dyn FnOnce() -> LocalBoxFuture<'static, Result<Fetched, UpstreamError>>>;
 
+/// What [`TokenStore::refresh`] returns: local, because the fetch it may await is (awc's
+/// client is not `Send`).
+pub type RefreshFuture = LocalBoxFuture<'static, Result<Refreshed, RefreshError>>;
+
 /// How a refresh ended.
 #[derive(Debug)]
 pub enum Refreshed {
@@ -211,12 +215,7 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// Gets a new token: by default fetch, then save. A shared store coordinates instances
     /// here so that one fetch serves the fleet.
-    fn refresh(
-        self: Arc<Self>,
-        key: AppKey,
-        basis: Basis,
-        fetch: FetchFn,
-    ) -> LocalBoxFuture<'static, Result<Refreshed, RefreshError>> {
+    fn refresh(self: Arc<Self>, key: AppKey, basis: Basis, fetch: FetchFn) -> RefreshFuture {
         Box::pin(async move {
             let fetched = fetch().await?;
             let stored = stored_from_fetch(

@@ -83,6 +83,25 @@ pub struct AuthorizerRecord {
 }
 
 impl AuthorizerRecord {
+    /// An account that authorized the platform, with no failure on record.
+    pub fn authorized(
+        appid: String,
+        refresh_token: Option<AccessToken>,
+        func_ids: Vec<u32>,
+        authorized_at: Option<SystemTime>,
+        updated_at: SystemTime,
+    ) -> AuthorizerRecord {
+        AuthorizerRecord {
+            appid,
+            refresh_token,
+            func_ids,
+            state: AuthorizerState::Authorized,
+            authorized_at,
+            last_error: None,
+            updated_at,
+        }
+    }
+
     /// The write order: `updated_at` in milliseconds, as stored.
     pub fn order(&self) -> u64 {
         UnixMillis::saturating_from(self.updated_at).as_millis()
@@ -196,43 +215,29 @@ pub fn check_code_digest(digest: &str) -> anyhow::Result<()> {
 /// embedded store keeps each one, as WeChat sends them rarely and only signed.
 pub const MAX_REDIS_EVENTS: isize = 1000;
 
+/// A platform store's operation: boxed, so that both stores implement one trait, and `Send`,
+/// as the handlers that await it run on any worker.
+pub type StoreIo<T> = BoxFuture<'static, anyhow::Result<T>>;
+
 /// Where the durable platform records live.
 pub trait PlatformStore: Send + Sync + 'static {
     /// Saves a pushed event of another kind durably before the push is answered `success`.
-    fn save_event(
-        &self,
-        platform: &str,
-        event: &EventRecord,
-    ) -> BoxFuture<'static, anyhow::Result<()>>;
+    fn save_event(&self, platform: &str, event: &EventRecord) -> StoreIo<()>;
 
     /// The platform's last saved ticket.
-    fn load_ticket(
-        &self,
-        platform: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Option<TicketRecord>>>;
+    fn load_ticket(&self, platform: &str) -> StoreIo<Option<TicketRecord>>;
 
     /// Saves the ticket durably before the push is answered `success`, unless the stored one
     /// was received later (then this one is dropped, and that is no error). An error is as
     /// for [`PlatformStore::save_authorizers`].
-    fn save_ticket(
-        &self,
-        platform: &str,
-        ticket: &TicketRecord,
-    ) -> BoxFuture<'static, anyhow::Result<()>>;
+    fn save_ticket(&self, platform: &str, ticket: &TicketRecord) -> StoreIo<()>;
 
     /// Every authorizer record of the platform (start-up, reconciliation). Records that cannot
     /// be decoded are skipped and logged, never an error for the rest.
-    fn load_authorizers(
-        &self,
-        platform: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Vec<AuthorizerRecord>>>;
+    fn load_authorizers(&self, platform: &str) -> StoreIo<Vec<AuthorizerRecord>>;
 
     /// One authorizer's record, as stored now.
-    fn load_authorizer(
-        &self,
-        platform: &str,
-        appid: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Option<AuthorizerRecord>>>;
+    fn load_authorizer(&self, platform: &str, appid: &str) -> StoreIo<Option<AuthorizerRecord>>;
 
     /// Saves records durably (one transaction or pipeline for the batch), each unless the
     /// stored one is newer (`updated_at`). Answers, per record, whether it was written: `false`
@@ -242,11 +247,7 @@ pub trait PlatformStore: Send + Sync + 'static {
     /// An error means the batch is not durable: the event it came from must not be answered
     /// `success`. The store still keeps the records and retries them (see
     /// [`PlatformStore::not_durable_records`]), so the caller need not retry itself.
-    fn save_authorizers(
-        &self,
-        platform: &str,
-        records: &[AuthorizerRecord],
-    ) -> BoxFuture<'static, anyhow::Result<Vec<bool>>>;
+    fn save_authorizers(&self, platform: &str, records: &[AuthorizerRecord]) -> StoreIo<Vec<bool>>;
 
     /// The records (as `{platform}/ticket` or `{platform}/authorizer/{appid}`) whose latest
     /// save failed and is still being retried: a crash now would lose them. For readiness.
@@ -257,47 +258,26 @@ pub trait PlatformStore: Send + Sync + 'static {
     /// Saves a code record durably (before the push it came with is answered), unless the
     /// stored one is further on ([`CodeRecord::order`]). Whether it was written; an error is as
     /// for [`PlatformStore::save_authorizers`].
-    fn save_code(
-        &self,
-        platform: &str,
-        record: &CodeRecord,
-    ) -> BoxFuture<'static, anyhow::Result<bool>>;
+    fn save_code(&self, platform: &str, record: &CodeRecord) -> StoreIo<bool>;
 
     /// Every code record of the platform (corrupt ones skipped and logged).
-    fn load_codes(&self, platform: &str) -> BoxFuture<'static, anyhow::Result<Vec<CodeRecord>>>;
+    fn load_codes(&self, platform: &str) -> StoreIo<Vec<CodeRecord>>;
 
     /// One code's record, by [`CodeRecord::digest`].
-    fn load_code(
-        &self,
-        platform: &str,
-        digest: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Option<CodeRecord>>>;
+    fn load_code(&self, platform: &str, digest: &str) -> StoreIo<Option<CodeRecord>>;
 
     /// Removes code records (those [`CodeRecord::forgettable`]).
-    fn forget_codes(
-        &self,
-        platform: &str,
-        digests: &[String],
-    ) -> BoxFuture<'static, anyhow::Result<()>>;
+    fn forget_codes(&self, platform: &str, digests: &[String]) -> StoreIo<()>;
 
     /// Claims the exchange of a code for `ttl` for this instance: false while another instance
     /// holds the claim. Claiming again before the claim lapses renews it. A store with one
     /// instance grants every claim (the process serialises its own exchanges).
-    fn claim_code(
-        &self,
-        _platform: &str,
-        _digest: &str,
-        _ttl: Duration,
-    ) -> BoxFuture<'static, anyhow::Result<bool>> {
+    fn claim_code(&self, _platform: &str, _digest: &str, _ttl: Duration) -> StoreIo<bool> {
         Box::pin(futures_util::future::ready(Ok(true)))
     }
 
     /// Gives up this instance's claim of a code, if it still holds it.
-    fn release_code(
-        &self,
-        _platform: &str,
-        _digest: &str,
-    ) -> BoxFuture<'static, anyhow::Result<()>> {
+    fn release_code(&self, _platform: &str, _digest: &str) -> StoreIo<()> {
         Box::pin(futures_util::future::ready(Ok(())))
     }
 }
@@ -356,8 +336,8 @@ pub fn check_code(platform: &str, record: &CodeRecord) -> anyhow::Result<()> {
 /// scheme never reaches a store.
 pub fn checked<T: Send + 'static>(
     check: anyhow::Result<()>,
-    call: impl FnOnce() -> BoxFuture<'static, anyhow::Result<T>>,
-) -> BoxFuture<'static, anyhow::Result<T>> {
+    call: impl FnOnce() -> StoreIo<T>,
+) -> StoreIo<T> {
     match check {
         Ok(()) => call(),
         Err(e) => Box::pin(futures_util::future::ready(Err(e))),

@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures_util::future::{BoxFuture, LocalBoxFuture};
+use futures_util::future::BoxFuture;
 use futures_util::{FutureExt as _, StreamExt as _};
 use topology::{Conn, Topology};
 
@@ -54,7 +54,7 @@ pub use super::redis_batch::ReadStats;
 use super::redis_batch::{self, ReadFn, Reads};
 use super::{
     decode_or_discard, encode, stored_from_fetch, AppKey, Basis, Budget, FetchFn, Notify,
-    RefreshError, Refreshed, StoreHealth, Stored, TokenStore,
+    RefreshError, RefreshFuture, Refreshed, StoreHealth, Stored, TokenStore,
 };
 use crate::config::RedisSettings;
 use crate::metrics::Metrics;
@@ -891,12 +891,7 @@ impl TokenStore for RedisStore {
         async move { inner.save(&key, &stored).await }.boxed()
     }
 
-    fn refresh(
-        self: Arc<Self>,
-        key: AppKey,
-        basis: Basis,
-        fetch: FetchFn,
-    ) -> LocalBoxFuture<'static, Result<Refreshed, RefreshError>> {
+    fn refresh(self: Arc<Self>, key: AppKey, basis: Basis, fetch: FetchFn) -> RefreshFuture {
         self.inner.clone().refresh(key, basis, fetch).boxed_local()
     }
 

@@ -24,7 +24,8 @@ use crate::config::{AppKind, AppSettings, Grant, RefreshSettings, SecretSource, 
 use crate::metrics::Metrics;
 use crate::status::InvalidationOutcome;
 use crate::store::{
-    stored_from_fetch, AppKey, Basis, Budget, FetchFn, RefreshError, Refreshed, Stored, TokenStore,
+    stored_from_fetch, AppKey, Basis, Budget, FetchFn, RefreshError, RefreshFuture, Refreshed,
+    Stored, TokenStore,
 };
 use crate::upstream::{Fetched, ProbeKind, UpstreamError};
 
@@ -109,12 +110,7 @@ impl TokenStore for MemoryStore {
         Box::pin(std::future::ready(Ok(true)))
     }
 
-    fn refresh(
-        self: Arc<Self>,
-        key: AppKey,
-        basis: Basis,
-        fetch: FetchFn,
-    ) -> LocalBoxFuture<'static, Result<Refreshed, RefreshError>> {
+    fn refresh(self: Arc<Self>, key: AppKey, basis: Basis, fetch: FetchFn) -> RefreshFuture {
         Box::pin(async move {
             let held = self.records.lock().unwrap().get(&key.appid).cloned();
             if let Some(s) = held.filter(|s| basis.superseded_by(s)) {

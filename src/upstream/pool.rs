@@ -395,6 +395,15 @@ mod tests {
             }));
         }
 
+        /// Spawns a call of `priority` for each of `names`, one after the other, each given
+        /// the time to queue before the next.
+        async fn queue(&mut self, priority: Priority, names: &[&'static str], hold: Duration) {
+            for name in names {
+                self.call(priority, name, hold);
+                settle().await;
+            }
+        }
+
         /// Waits for every call spawned so far, in the order they were spawned.
         async fn join(&mut self) {
             for t in self.tasks.drain(..) {
@@ -456,17 +465,11 @@ mod tests {
         on_local(async {
             let mut b = Bench::new(1, 0);
             let hold = Duration::from_millis(10);
-            b.call(Priority::Background, "running", hold);
-            settle().await;
+            b.queue(Priority::Background, &["running"], hold).await;
             // Background refreshes queued first, then cold requests.
-            for name in ["bg1", "bg2"] {
-                b.call(Priority::Background, name, hold);
-                settle().await;
-            }
-            for name in ["urgent1", "urgent2"] {
-                b.call(Priority::Urgent, name, hold);
-                settle().await;
-            }
+            b.queue(Priority::Background, &["bg1", "bg2"], hold).await;
+            b.queue(Priority::Urgent, &["urgent1", "urgent2"], hold)
+                .await;
             b.join().await;
             assert_eq!(b.order(), ["running", "urgent1", "urgent2", "bg1", "bg2"]);
         })
@@ -478,12 +481,8 @@ mod tests {
         on_local(async {
             let mut b = Bench::new(1, 0);
             let hold = Duration::from_millis(10);
-            b.call(Priority::Background, "running", hold);
-            settle().await;
-            for name in ["bg1", "bg2"] {
-                b.call(Priority::Background, name, hold);
-                settle().await;
-            }
+            b.queue(Priority::Background, &["running", "bg1", "bg2"], hold)
+                .await;
             // Queued as a background refresh, then a caller starts waiting for it.
             let promotion = Promotion::default();
             b.call_promotable(&promotion, "promoted", hold);

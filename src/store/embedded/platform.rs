@@ -20,7 +20,6 @@ use std::ops::Bound;
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
 
-use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 use redb::{ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
@@ -30,8 +29,8 @@ use crate::store::platform::{
     check_authorizer_key, check_authorizers, check_code, check_code_key, check_digests,
     check_platform, checked, decode_authorizer, decode_authorizer_of, decode_code_of,
     decode_ticket, encode_authorizer, encode_code, encode_event, encode_ticket, metric_label,
-    skip_corrupt, AuthorizerRecord, CodeRecord, Corrupt, EventRecord, PlatformStore, Stored,
-    TicketRecord,
+    skip_corrupt, AuthorizerRecord, CodeRecord, Corrupt, EventRecord, PlatformStore, StoreIo,
+    Stored, TicketRecord,
 };
 use crate::time::UnixMillis;
 
@@ -387,10 +386,7 @@ fn put(
 
 impl EmbeddedStore {
     /// Queues `records` for the writer and waits for its answer.
-    fn write_platform(
-        &self,
-        records: Vec<Pending>,
-    ) -> BoxFuture<'static, anyhow::Result<Vec<bool>>> {
+    fn write_platform(&self, records: Vec<Pending>) -> StoreIo<Vec<bool>> {
         let (done, outcome) = oneshot::channel();
         let sent = self
             .inner
@@ -408,9 +404,7 @@ impl EmbeddedStore {
     }
 
     /// Every platform record of the file, by platform (corrupt ones skipped and logged).
-    pub(crate) fn platform_snapshot(
-        &self,
-    ) -> BoxFuture<'static, anyhow::Result<BTreeMap<String, PlatformRecords>>> {
+    pub(crate) fn platform_snapshot(&self) -> StoreIo<BTreeMap<String, PlatformRecords>> {
         let inner = self.inner.clone();
         blocking(move || inner.snapshot_blocking())
     }
@@ -428,14 +422,14 @@ impl EmbeddedStore {
         &self,
         platform: &str,
         load: impl FnOnce(&Inner, &str) -> anyhow::Result<T> + Send + 'static,
-    ) -> BoxFuture<'static, anyhow::Result<T>> {
+    ) -> StoreIo<T> {
         let inner = self.inner.clone();
         let platform = platform.to_string();
         blocking(move || load(&inner, &platform))
     }
 
     /// Writes one record; whether it was written.
-    fn write_one(&self, platform: &str, key: String, order: u64, bytes: Vec<u8>) -> Written {
+    fn write_one(&self, platform: &str, key: String, order: u64, bytes: Vec<u8>) -> StoreIo<bool> {
         let record = Pending {
             key,
             platform: platform.to_string(),
@@ -448,24 +442,14 @@ impl EmbeddedStore {
     }
 }
 
-/// The answer of a write of one record: whether it was written.
-type Written = BoxFuture<'static, anyhow::Result<bool>>;
-
 impl PlatformStore for EmbeddedStore {
-    fn load_ticket(
-        &self,
-        platform: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Option<TicketRecord>>> {
+    fn load_ticket(&self, platform: &str) -> StoreIo<Option<TicketRecord>> {
         checked(check_platform(platform), || {
             self.load_blocking(platform, |inner, p| inner.load_ticket_blocking(p))
         })
     }
 
-    fn save_event(
-        &self,
-        platform: &str,
-        event: &EventRecord,
-    ) -> BoxFuture<'static, anyhow::Result<()>> {
+    fn save_event(&self, platform: &str, event: &EventRecord) -> StoreIo<()> {
         checked(check_platform(platform), || {
             let order = UnixMillis::saturating_from(event.received_at).as_millis();
             // Unique and in arrival order; neither the ticket nor the authorizer range holds it.
@@ -478,11 +462,7 @@ impl PlatformStore for EmbeddedStore {
         })
     }
 
-    fn save_ticket(
-        &self,
-        platform: &str,
-        ticket: &TicketRecord,
-    ) -> BoxFuture<'static, anyhow::Result<()>> {
+    fn save_ticket(&self, platform: &str, ticket: &TicketRecord) -> StoreIo<()> {
         checked(check_platform(platform), || {
             let bytes = encode_ticket(ticket);
             self.write_one(platform, ticket_key(platform), ticket.order(), bytes)
@@ -491,10 +471,7 @@ impl PlatformStore for EmbeddedStore {
         })
     }
 
-    fn load_authorizers(
-        &self,
-        platform: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Vec<AuthorizerRecord>>> {
+    fn load_authorizers(&self, platform: &str) -> StoreIo<Vec<AuthorizerRecord>> {
         checked(check_platform(platform), || {
             self.load_blocking(platform, |inner, p| {
                 inner.load_authorizers_blocking(p, None)
@@ -502,11 +479,7 @@ impl PlatformStore for EmbeddedStore {
         })
     }
 
-    fn load_authorizer(
-        &self,
-        platform: &str,
-        appid: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Option<AuthorizerRecord>>> {
+    fn load_authorizer(&self, platform: &str, appid: &str) -> StoreIo<Option<AuthorizerRecord>> {
         checked(check_authorizer_key(platform, appid), || {
             let appid = appid.to_string();
             self.load_blocking(platform, move |inner, p| {
@@ -515,11 +488,7 @@ impl PlatformStore for EmbeddedStore {
         })
     }
 
-    fn save_authorizers(
-        &self,
-        platform: &str,
-        records: &[AuthorizerRecord],
-    ) -> BoxFuture<'static, anyhow::Result<Vec<bool>>> {
+    fn save_authorizers(&self, platform: &str, records: &[AuthorizerRecord]) -> StoreIo<Vec<bool>> {
         checked(check_authorizers(platform, records), || {
             if records.is_empty() {
                 return futures_util::future::ready(Ok(Vec::new())).boxed();
@@ -544,24 +513,20 @@ impl PlatformStore for EmbeddedStore {
         keys
     }
 
-    fn save_code(&self, platform: &str, record: &CodeRecord) -> Written {
+    fn save_code(&self, platform: &str, record: &CodeRecord) -> StoreIo<bool> {
         checked(check_code(platform, record), || {
             let key = format!("{}{}", codes_prefix(platform), record.digest);
             self.write_one(platform, key, record.order(), encode_code(record))
         })
     }
 
-    fn load_codes(&self, platform: &str) -> BoxFuture<'static, anyhow::Result<Vec<CodeRecord>>> {
+    fn load_codes(&self, platform: &str) -> StoreIo<Vec<CodeRecord>> {
         checked(check_platform(platform), || {
             self.load_blocking(platform, |inner, p| inner.load_codes_blocking(p, None))
         })
     }
 
-    fn load_code(
-        &self,
-        platform: &str,
-        digest: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Option<CodeRecord>>> {
+    fn load_code(&self, platform: &str, digest: &str) -> StoreIo<Option<CodeRecord>> {
         checked(check_code_key(platform, digest), || {
             let digest = digest.to_string();
             self.load_blocking(platform, move |inner, p| {
@@ -570,11 +535,7 @@ impl PlatformStore for EmbeddedStore {
         })
     }
 
-    fn forget_codes(
-        &self,
-        platform: &str,
-        digests: &[String],
-    ) -> BoxFuture<'static, anyhow::Result<()>> {
+    fn forget_codes(&self, platform: &str, digests: &[String]) -> StoreIo<()> {
         checked(check_digests(platform, digests), || {
             if digests.is_empty() {
                 return futures_util::future::ready(Ok(())).boxed();

@@ -37,7 +37,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 
 use super::{Inner, RedisStore};
@@ -45,7 +44,7 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::platform::{
     check_authorizer_key, check_authorizers, check_code, check_code_key, check_digests,
     check_platform, checked, encode_event, metric_label, AuthorizerRecord, CodeRecord, Corrupt,
-    EventRecord, PlatformStore, TicketRecord, MAX_REDIS_EVENTS,
+    EventRecord, PlatformStore, StoreIo, TicketRecord, MAX_REDIS_EVENTS,
 };
 use crate::time::UnixMillis;
 
@@ -125,11 +124,7 @@ impl RedisStore {
 impl PlatformStore for RedisStore {
     /// Kept in the local file when there is one (durable there), and in a capped Redis list
     /// (`{prefix}:platform:{name}:events`, the newest [`MAX_REDIS_EVENTS`]) for the fleet.
-    fn save_event(
-        &self,
-        platform: &str,
-        event: &EventRecord,
-    ) -> BoxFuture<'static, anyhow::Result<()>> {
+    fn save_event(&self, platform: &str, event: &EventRecord) -> StoreIo<()> {
         checked(check_platform(platform), || {
             let (inner, platform, local) = self.both(platform, |l, p| l.save_event(p, event));
             let key = format!("{}:platform:{platform}:events", inner.prefix);
@@ -161,10 +156,7 @@ impl PlatformStore for RedisStore {
         })
     }
 
-    fn load_ticket(
-        &self,
-        platform: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Option<TicketRecord>>> {
+    fn load_ticket(&self, platform: &str) -> StoreIo<Option<TicketRecord>> {
         checked(check_platform(platform), || {
             let (inner, platform, local) = self.both(platform, |l, p| l.load_ticket(p));
             async move {
@@ -175,11 +167,7 @@ impl PlatformStore for RedisStore {
         })
     }
 
-    fn save_ticket(
-        &self,
-        platform: &str,
-        ticket: &TicketRecord,
-    ) -> BoxFuture<'static, anyhow::Result<()>> {
+    fn save_ticket(&self, platform: &str, ticket: &TicketRecord) -> StoreIo<()> {
         checked(check_platform(platform), || {
             let (inner, platform, local) = self.both(platform, |l, p| l.save_ticket(p, ticket));
             let ticket = ticket.clone();
@@ -191,10 +179,7 @@ impl PlatformStore for RedisStore {
         })
     }
 
-    fn load_authorizers(
-        &self,
-        platform: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Vec<AuthorizerRecord>>> {
+    fn load_authorizers(&self, platform: &str) -> StoreIo<Vec<AuthorizerRecord>> {
         checked(check_platform(platform), || {
             let (inner, platform, local) = self.both(platform, |l, p| l.load_authorizers(p));
             async move {
@@ -248,11 +233,7 @@ impl PlatformStore for RedisStore {
         })
     }
 
-    fn load_authorizer(
-        &self,
-        platform: &str,
-        appid: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Option<AuthorizerRecord>>> {
+    fn load_authorizer(&self, platform: &str, appid: &str) -> StoreIo<Option<AuthorizerRecord>> {
         checked(check_authorizer_key(platform, appid), || {
             let (inner, platform, local) = self.both(platform, |l, p| l.load_authorizer(p, appid));
             let appid = appid.to_string();
@@ -264,11 +245,7 @@ impl PlatformStore for RedisStore {
         })
     }
 
-    fn save_authorizers(
-        &self,
-        platform: &str,
-        records: &[AuthorizerRecord],
-    ) -> BoxFuture<'static, anyhow::Result<Vec<bool>>> {
+    fn save_authorizers(&self, platform: &str, records: &[AuthorizerRecord]) -> StoreIo<Vec<bool>> {
         checked(check_authorizers(platform, records), || {
             let (inner, platform, local) =
                 self.both(platform, |l, p| l.save_authorizers(p, records));
@@ -289,11 +266,7 @@ impl PlatformStore for RedisStore {
             .unwrap_or_default()
     }
 
-    fn save_code(
-        &self,
-        platform: &str,
-        record: &CodeRecord,
-    ) -> BoxFuture<'static, anyhow::Result<bool>> {
+    fn save_code(&self, platform: &str, record: &CodeRecord) -> StoreIo<bool> {
         checked(check_code(platform, record), || {
             let (inner, platform, local) = self.both(platform, |l, p| l.save_code(p, record));
             let record = record.clone();
@@ -307,7 +280,7 @@ impl PlatformStore for RedisStore {
 
     /// Both copies merged, the further record of each code winning; local records Redis lacks
     /// or holds behind are written back to it.
-    fn load_codes(&self, platform: &str) -> BoxFuture<'static, anyhow::Result<Vec<CodeRecord>>> {
+    fn load_codes(&self, platform: &str) -> StoreIo<Vec<CodeRecord>> {
         checked(check_platform(platform), || {
             let (inner, platform, local) = self.both(platform, |l, p| l.load_codes(p));
             async move {
@@ -346,11 +319,7 @@ impl PlatformStore for RedisStore {
         })
     }
 
-    fn load_code(
-        &self,
-        platform: &str,
-        digest: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Option<CodeRecord>>> {
+    fn load_code(&self, platform: &str, digest: &str) -> StoreIo<Option<CodeRecord>> {
         checked(check_code_key(platform, digest), || {
             let (inner, platform, local) = self.both(platform, |l, p| l.load_code(p, digest));
             let digest = digest.to_string();
@@ -362,11 +331,7 @@ impl PlatformStore for RedisStore {
         })
     }
 
-    fn forget_codes(
-        &self,
-        platform: &str,
-        digests: &[String],
-    ) -> BoxFuture<'static, anyhow::Result<()>> {
+    fn forget_codes(&self, platform: &str, digests: &[String]) -> StoreIo<()> {
         checked(check_digests(platform, digests), || {
             let (inner, platform, local) = self.both(platform, |l, p| l.forget_codes(p, digests));
             let digests = digests.to_vec();
@@ -387,12 +352,7 @@ impl PlatformStore for RedisStore {
         })
     }
 
-    fn claim_code(
-        &self,
-        platform: &str,
-        digest: &str,
-        ttl: Duration,
-    ) -> BoxFuture<'static, anyhow::Result<bool>> {
+    fn claim_code(&self, platform: &str, digest: &str, ttl: Duration) -> StoreIo<bool> {
         checked(check_code_key(platform, digest), || {
             let (inner, platform, digest) =
                 (self.inner.clone(), platform.to_string(), digest.to_string());
@@ -400,7 +360,7 @@ impl PlatformStore for RedisStore {
         })
     }
 
-    fn release_code(&self, platform: &str, digest: &str) -> BoxFuture<'static, anyhow::Result<()>> {
+    fn release_code(&self, platform: &str, digest: &str) -> StoreIo<()> {
         checked(check_code_key(platform, digest), || {
             let (inner, platform, digest) =
                 (self.inner.clone(), platform.to_string(), digest.to_string());

@@ -11,11 +11,11 @@ use std::time::Duration;
 use actix_web::web::Bytes;
 use serde_json::Value;
 
-use crate::gateway::end_to_end::{
-    gateway_builder, rotate_behind_wxtoken, BACKEND_KEY, CORPID, CORP_SECRET,
-};
 use crate::gateway::raw_upstream::RawUpstream;
 use crate::hostile::hostile_clients::{blocking, read_answer, send, Raw};
+use crate::support::gateway::{
+    gateway_builder, gateway_config, rotate_behind_wxtoken, shop, BACKEND_KEY,
+};
 use crate::support::helpers::*;
 
 /// What the raw upstream answers to everything: a WeCom token answer, which the `corp` app's
@@ -26,30 +26,7 @@ const WECOM_ANSWER: &str = r#"{"errcode":0,"errmsg":"ok","access_token":"raw-ups
 /// A server with `shop` at the fake and `corp` (a WeCom app) at `wecom`, when given; `billing`
 /// reads `shop`'s token.
 async fn spawn(proxy: &str, wecom: Option<&RawUpstream>) -> TestApp {
-    let config = format!(
-        r#"
-[proxy]
-{proxy}
-[[apps]]
-name = "shop"
-appid = "{SHOP_APPID}"
-secret = "{SHOP_SECRET}"
-[[apps]]
-name = "corp"
-kind = "wecom"
-corpid = "{CORPID}"
-secret = "{CORP_SECRET}"
-[[clients]]
-name = "billing"
-key = "{BILLING_KEY}"
-apps = ["shop"]
-[[clients]]
-name = "backend"
-key = "{BACKEND_KEY}"
-apps = ["shop", "corp"]
-proxy = true
-"#
-    );
+    let config = gateway_config(proxy, [shop()]);
     let wecom = wecom.map(RawUpstream::base_url);
     gateway_builder(&config)
         .adjust(|(s, _)| {

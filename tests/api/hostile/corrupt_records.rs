@@ -233,14 +233,11 @@ base_url = "{base}"
 min_token_lifetime_secs = 2
 [store]
 {store}
-{platform}
-[[clients]]
-name = "crm"
-key = "{KEY}"
-platforms = ["saas"]
-"#,
+{platform}"#,
             base = fake.base_url(),
-            platform = platform_table(),
+            platform = ConfigText::new()
+                .raw(&platform_table())
+                .client(Client::new("crm", KEY).platforms(&["saas"])),
         );
         Settings::from_toml(&text, &[], &|_| None).expect("test config is valid")
     }

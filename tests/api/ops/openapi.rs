@@ -58,24 +58,13 @@ fn the_document_shows_no_token_or_key() {
 /// document at it.
 #[actix_web::test]
 async fn a_live_server_keeps_the_contract_under_generated_requests() {
-    let config = format!(
-        r#"
-[[apps]]
-name = "shop"
-appid = "{SHOP_APPID}"
-secret = "{SHOP_SECRET}"
-tickets = ["jsapi"]
-{platform}
-[[clients]]
-name = "contract"
-key = "{CONTRACT_KEY}"
-apps = ["shop"]
-platforms = ["saas"]
-admin = true
-proxy = true
-"#,
-        platform = platform_table(),
-    );
+    let shop = App::official("shop", SHOP_APPID, SHOP_SECRET).line(r#"tickets = ["jsapi"]"#);
+    let contract = Client::new("contract", CONTRACT_KEY).apps(&["shop"]);
+    let config = ConfigText::new()
+        .app(shop)
+        .raw(&platform_table())
+        .client(contract.platforms(&["saas"]).admin().proxy())
+        .to_string();
     let fake = FakeConfig {
         apps: vec![(SHOP_APPID.into(), SHOP_SECRET.into())],
         ..FakeConfig::default()

@@ -595,30 +595,17 @@ fn test_copy_of_the_rules_has_short_windows() {
 /// The usual test server (`shop`, `blog`, the billing and ops clients) plus the platform
 /// `saas`, exporting `per_app`. The fake pushes only on demand.
 async fn spawn_with_platform(per_app: PerAppMetrics) -> TestApp {
-    let config = format!(
-        r#"
-[[apps]]
-name = "shop"
-appid = "{SHOP_APPID}"
-secret = "{SHOP_SECRET}"
-[[apps]]
-name = "blog"
-appid = "{BLOG_APPID}"
-secret = "{BLOG_SECRET}"
-{platform}
-[[clients]]
-name = "billing"
-key = "{BILLING_KEY}"
-apps = ["shop"]
-[[clients]]
-name = "ops"
-key = "{OPS_KEY}"
-apps = ["*"]
-platforms = ["*"]
-admin = true
-"#,
-        platform = platform_table(),
-    );
+    let config = ConfigText::new()
+        .app(App::official("shop", SHOP_APPID, SHOP_SECRET))
+        .app(App::official("blog", BLOG_APPID, BLOG_SECRET))
+        .raw(&platform_table())
+        .client(Client::new("billing", BILLING_KEY).apps(&["shop"]))
+        .client(
+            Client::new("ops", OPS_KEY)
+                .apps(&["*"])
+                .platforms(&["*"])
+                .admin(),
+        );
     let fake = FakeConfig {
         apps: vec![
             (SHOP_APPID.into(), SHOP_SECRET.into()),
@@ -628,7 +615,7 @@ admin = true
     };
     let server = TestApp::builder()
         .spec(Spec::default())
-        .config(&config)
+        .config(&config.to_string())
         .adjust(|(settings, _)| {
             settings.metrics.per_app = per_app;
         });
@@ -723,7 +710,7 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
     platform_traffic(&app).await;
     // Through the gateway: a call whose token was rotated behind wxtoken's back (retried), and
     // one WeChat answers with an errcode (no openid).
-    crate::gateway::end_to_end::rotate_behind_wxtoken(&app.fake).await;
+    crate::support::gateway::rotate_behind_wxtoken(&app.fake).await;
     let current = app.shop_token().await;
     let retried = app
         .get(

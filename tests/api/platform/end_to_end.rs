@@ -24,20 +24,14 @@ async fn fake() -> FakeWechat {
 }
 
 fn config(refresh: &str) -> String {
-    format!(
-        r#"{platform}authorizer_refresh = "{refresh}"
-[[clients]]
-name = "crm"
-key = "{KEY}"
-platforms = ["saas"]
-[[clients]]
-name = "ops"
-key = "{ADMIN}"
-platforms = ["*"]
-admin = true
-"#,
-        platform = platform_table(),
-    )
+    ConfigText::new()
+        .raw(&format!(
+            "{}authorizer_refresh = \"{refresh}\"",
+            platform_table()
+        ))
+        .client(Client::new("crm", KEY).platforms(&["saas"]))
+        .client(Client::new("ops", ADMIN).platforms(&["*"]).admin())
+        .to_string()
 }
 
 /// A server for the platform, with the fake pushing to its event URL.
@@ -57,6 +51,65 @@ async fn authorizer_token(app: &TestApp, appid: &str) -> Answer {
         Some(KEY),
     )
     .await
+}
+
+/// Waits up to `limit` for `appid`'s token to be answered with `status`.
+async fn await_authorizer_status(app: &TestApp, appid: &str, status: u16, limit: Duration) {
+    let reached = eventually(limit, || async {
+        authorizer_token(app, appid).await.status == status
+    })
+    .await;
+    assert!(
+        reached,
+        "{appid}: {}",
+        authorizer_token(app, appid).await.body
+    );
+}
+
+/// The token served for `appid` now.
+async fn served_token(app: &TestApp, appid: &str) -> String {
+    authorizer_token(app, appid).await.body["access_token"]
+        .as_str()
+        .expect("a token")
+        .to_string()
+}
+
+/// Reports `token` of `appid` as rejected.
+async fn invalidate(app: &TestApp, appid: &str, token: &str) -> Answer {
+    app.post(
+        &format!("/v1/platforms/saas/authorizers/{appid}/token/invalidate"),
+        Some(KEY),
+        serde_json::json!({ "access_token": token }).to_string(),
+    )
+    .await
+}
+
+/// Waits until a token fetched now is old enough for an invalidation to refetch it
+/// (`min_interval`).
+async fn past_min_interval() {
+    tokio::time::sleep(Spec::default().min_interval + Duration::from_millis(100)).await;
+}
+
+/// A server of the "active" mode with three accounts authorized, the ticket pushed, and the
+/// first account's token served: the server, the accounts and that token.
+async fn three_accounts_first_served() -> (TestApp, Vec<String>, String) {
+    let app = spawn("active").await;
+    let appids = app.fake.bulk_authorize(COMPONENT, 3).expect("authorized");
+    app.push_ticket().await;
+    await_authorizer_status(&app, &appids[0], 200, Duration::from_secs(10)).await;
+    let first = served_token(&app, &appids[0]).await;
+    (app, appids, first)
+}
+
+/// A push of a kind wxtoken only stores (`info_type`), created at `now`.
+fn other_event(info_type: &str, now: u64) -> Event {
+    Event {
+        app_id: COMPONENT.into(),
+        create_time: now,
+        kind: EventKind::Other {
+            info_type: info_type.into(),
+        },
+    }
 }
 
 #[actix_web::test]
@@ -174,13 +227,7 @@ async fn a_signed_push_resplit_between_timestamp_and_nonce_is_refused_as_a_repla
     let crypto = crypto();
     let now = now_secs();
     // Of a kind wxtoken only stores, so that each one stored is counted and nothing follows.
-    let event = |info_type: &str| Event {
-        app_id: COMPONENT.into(),
-        create_time: now,
-        kind: EventKind::Other {
-            info_type: info_type.into(),
-        },
-    };
+    let event = |info_type: &str| other_event(info_type, now);
     let post = |query: String, body: String| {
         let app = &app;
         async move { app.post_event(&query, body).await }
@@ -285,13 +332,7 @@ async fn different_codes_are_exchanged_side_by_side_and_one_code_once() {
         assert_eq!(push.status, Some(200), "{push:?}");
     }
     for appid in &appids {
-        assert!(
-            eventually(Duration::from_secs(30), || async {
-                authorizer_token(&app, appid).await.status == 200
-            })
-            .await,
-            "{appid}"
-        );
+        await_authorizer_status(&app, appid, 200, Duration::from_secs(30)).await;
     }
     assert_eq!(app.fake.calls(Endpoint::QueryAuth), N as u64);
     let peak = app.fake.peak_in_flight_at(Endpoint::QueryAuth);
@@ -332,14 +373,7 @@ async fn an_authorization_event_brings_a_token_and_unauthorized_revokes_it() {
         .expect("authorized");
     assert_eq!(push.status, Some(200));
     assert_eq!(authorized.authorizer_appid, SHOP);
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            authorizer_token(&app, SHOP).await.status == 200
-        })
-        .await,
-        "{}",
-        authorizer_token(&app, SHOP).await.body
-    );
+    await_authorizer_status(&app, SHOP, 200, Duration::from_secs(10)).await;
     let answer = authorizer_token(&app, SHOP).await;
     assert_eq!(answer.body["appid"], SHOP);
     // The token api_query_auth handed out is served: no api_authorizer_token call.
@@ -478,39 +512,14 @@ async fn reconciliation_imports_ten_thousand_and_an_idle_one_costs_one_call_for_
 
 #[actix_web::test]
 async fn a_refused_refresh_token_is_looked_up_once_and_then_needs_reauth() {
-    let app = spawn("active").await;
-    let appids = app.fake.bulk_authorize(COMPONENT, 3).expect("authorized");
-    app.push_ticket().await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            authorizer_token(&app, &appids[0]).await.status == 200
-        })
-        .await
-    );
-    let first = authorizer_token(&app, &appids[0]).await.body["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let invalidate = |token: String| {
-        let app = &app;
-        let appid = appids[0].clone();
-        async move {
-            app.post(
-                &format!("/v1/platforms/saas/authorizers/{appid}/token/invalidate"),
-                Some(KEY),
-                serde_json::json!({ "access_token": token }).to_string(),
-            )
-            .await
-        }
-    };
+    let (app, appids, first) = three_accounts_first_served().await;
     // WeChat changed the refresh token behind our back: 61023, then the list has the new one.
     app.fake
         .rotate_refresh_token(COMPONENT, &appids[0])
         .expect("rotated");
-    // Old enough for an invalidation to refetch (min_interval).
-    tokio::time::sleep(Spec::default().min_interval + Duration::from_millis(100)).await;
+    past_min_interval().await;
     assert!(app.fake.kill_token(&first));
-    let answer = invalidate(first.clone()).await;
+    let answer = invalidate(&app, &appids[0], &first).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_ne!(answer.body["access_token"].as_str(), Some(first.as_str()));
     let listed = app
@@ -529,17 +538,10 @@ async fn a_refused_refresh_token_is_looked_up_once_and_then_needs_reauth() {
         .fake
         .current_authorizer_token(COMPONENT, &appids[0])
         .unwrap();
-    tokio::time::sleep(Spec::default().min_interval + Duration::from_millis(100)).await;
+    past_min_interval().await;
     assert!(app.fake.kill_token(&current));
-    let _ = invalidate(current).await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            authorizer_token(&app, &appids[0]).await.status == 409
-        })
-        .await,
-        "{}",
-        authorizer_token(&app, &appids[0]).await.body
-    );
+    let _ = invalidate(&app, &appids[0], &current).await;
+    await_authorizer_status(&app, &appids[0], 409, Duration::from_secs(5)).await;
     let answer = authorizer_token(&app, &appids[0]).await;
     assert_eq!(answer.body["error"], "authorizer_needs_reauth");
     let calls = app.fake.calls(Endpoint::AuthorizerToken);
@@ -979,41 +981,13 @@ async fn all_mode_keeps_every_account_warm_without_a_request() {
 
 #[actix_web::test]
 async fn an_account_that_left_is_revoked_by_its_refused_refresh_or_by_reconciliation() {
-    let app = spawn("active").await;
-    let appids = app.fake.bulk_authorize(COMPONENT, 3).expect("authorized");
-    app.push_ticket().await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            authorizer_token(&app, &appids[0]).await.status == 200
-        })
-        .await
-    );
-    let first = authorizer_token(&app, &appids[0]).await.body["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (app, appids, first) = three_accounts_first_served().await;
     // Both leave without a word: not listed any more, their refresh tokens refused (61023).
     app.fake.unauthorize(COMPONENT, &appids[0]).unwrap();
     app.fake.unauthorize(COMPONENT, &appids[1]).unwrap();
-    tokio::time::sleep(Spec::default().min_interval + Duration::from_millis(100)).await;
-    let _ = app
-        .post(
-            &format!(
-                "/v1/platforms/saas/authorizers/{}/token/invalidate",
-                appids[0]
-            ),
-            Some(KEY),
-            serde_json::json!({ "access_token": first }).to_string(),
-        )
-        .await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            authorizer_token(&app, &appids[0]).await.status == 410
-        })
-        .await,
-        "{}",
-        authorizer_token(&app, &appids[0]).await.body
-    );
+    past_min_interval().await;
+    let _ = invalidate(&app, &appids[0], &first).await;
+    await_authorizer_status(&app, &appids[0], 410, Duration::from_secs(5)).await;
     // The other one, never asked for, is found out by the reconciliation.
     let done = app
         .post("/v1/admin/platforms/saas/reconcile", Some(ADMIN), "")
@@ -1033,10 +1007,7 @@ async fn a_reauthorization_replaces_the_token_it_killed() {
     let app = spawn("active").await;
     app.push_ticket().await;
     fake_authorize(&app).await;
-    let first = authorizer_token(&app, SHOP).await.body["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let first = served_token(&app, SHOP).await;
     // The merchant authorizes again (updateauthorized): WeChat kills the old token at once.
     let (again, push) = app
         .fake
@@ -1055,10 +1026,7 @@ async fn a_reauthorization_replaces_the_token_it_killed() {
         authorizer_token(&app, SHOP).await.status,
         authorizer_token(&app, SHOP).await.body
     );
-    let served = authorizer_token(&app, SHOP).await.body["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let served = served_token(&app, SHOP).await;
     assert_eq!(
         Some(served),
         app.fake.current_authorizer_token(COMPONENT, SHOP),
@@ -1076,12 +1044,7 @@ async fn fake_authorize(app: &TestApp) {
         .authorize_and_push(COMPONENT, SHOP, &[1])
         .await
         .expect("authorized");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            authorizer_token(app, SHOP).await.status == 200
-        })
-        .await
-    );
+    await_authorizer_status(app, SHOP, 200, Duration::from_secs(10)).await;
 }
 
 #[actix_web::test]
@@ -1089,13 +1052,7 @@ async fn a_push_of_another_kind_is_answered_success_and_counted() {
     let app = spawn("active").await;
     let crypto = crypto();
     let now = now_secs();
-    let event = Event {
-        app_id: COMPONENT.into(),
-        create_time: now,
-        kind: EventKind::Other {
-            info_type: "notify_third_fasteregister".into(),
-        },
-    };
+    let event = other_event("notify_third_fasteregister", now);
     let sealed = crypto.seal(&event.to_xml(), &now.to_string(), "9001");
     let answer = app.post_event(&sealed.query(), sealed.body.clone()).await;
     assert_eq!(answer.status, 200, "never an error: WeChat would retry it");

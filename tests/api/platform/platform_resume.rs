@@ -50,14 +50,11 @@ base_url = "{base}"
 timeout_secs = 2
 min_token_lifetime_secs = 2
 {store}
-{platform}
-[[clients]]
-name = "crm"
-key = "{KEY}"
-platforms = ["saas"]
-"#,
+{platform}"#,
             base = fake.base_url(),
-            platform = platform_table(),
+            platform = ConfigText::new()
+                .raw(&platform_table())
+                .client(Client::new("crm", KEY).platforms(&["saas"])),
         ),
     )
     .unwrap();
@@ -272,15 +269,10 @@ async fn in_a_fleet_on_redis_another_instance_resumes_the_code_and_it_is_exchang
 // ---- in the process: expiry and refusals end a stored code -----------------------------------
 
 fn platform_config() -> String {
-    format!(
-        r#"{platform}
-[[clients]]
-name = "crm"
-key = "{KEY}"
-platforms = ["saas"]
-"#,
-        platform = platform_table(),
-    )
+    ConfigText::new()
+        .raw(&platform_table())
+        .client(Client::new("crm", KEY).platforms(&["saas"]))
+        .to_string()
 }
 
 /// A server for the platform with its component token, the fake pushing to its event URL.

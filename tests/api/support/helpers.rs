@@ -13,6 +13,7 @@ use wxtoken::http::ServerState;
 use wxtoken::startup::{Application, Options};
 
 pub use super::answers::{ErrorAnswer, TokenAnswer, WxAnswer};
+pub use super::config::{App, Client, ConfigText};
 
 pub const SHOP_APPID: &str = "wxshop00000000001";
 pub const SHOP_SECRET: &str = "shop-app-secret-value-0001";
@@ -99,27 +100,29 @@ retry_max_secs = 2
 [store]
 kind = "embedded"
 path = {store}
-[[apps]]
-name = "shop"
-appid = "{SHOP_APPID}"
-secret_env = "WXTOKEN_TEST_SHOP_SECRET"
-[[apps]]
-name = "blog"
-appid = "{BLOG_APPID}"
-secret_env = "WXTOKEN_TEST_BLOG_SECRET"
-[[clients]]
-name = "billing"
-key_env = "WXTOKEN_TEST_BILLING_KEY"
-apps = ["shop"]
-[[clients]]
-name = "ops"
-key_sha256 = "{ops}"
-apps = ["*"]
-admin = true
-"#,
+{apps_and_clients}"#,
         store = toml::Value::String(store.display().to_string()),
-        ops = hex::encode(wxtoken::config::key_digest(OPS_KEY)),
+        apps_and_clients = standard_apps_and_clients(),
     )
+}
+
+/// `shop` and `blog`, their secrets in the environment; the `billing` client (key in the
+/// environment) and the `ops` admin (known by its key's digest).
+fn standard_apps_and_clients() -> ConfigText {
+    let ops = hex::encode(wxtoken::config::key_digest(OPS_KEY));
+    ConfigText::new()
+        .app(App::official_env(
+            "shop",
+            SHOP_APPID,
+            "WXTOKEN_TEST_SHOP_SECRET",
+        ))
+        .app(App::official_env(
+            "blog",
+            BLOG_APPID,
+            "WXTOKEN_TEST_BLOG_SECRET",
+        ))
+        .client(Client::key_env("billing", "WXTOKEN_TEST_BILLING_KEY").apps(&["shop"]))
+        .client(Client::key_sha256("ops", &ops).apps(&["*"]).admin())
 }
 
 pub fn settings_for(spec: &Spec, base_url: &str, store: &Path) -> Settings {

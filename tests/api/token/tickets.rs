@@ -8,26 +8,21 @@ use wxtoken::token::messages::TokenChanged;
 
 use crate::support::helpers::*;
 
-const APPS: &str = r#"
-[[apps]]
-name = "shop"
-appid = "wxshop00000000001"
-secret = "shop-app-secret-value-0001"
-tickets = ["jsapi", "wx_card"]
-[[apps]]
-name = "blog"
-appid = "wxblog00000000002"
-secret = "blog-app-secret-value-0002"
-[[clients]]
-name = "web"
-key = "web-client-key-000000001"
-apps = ["*"]
-"#;
 const KEY: &str = "web-client-key-000000001";
 
-/// The standard fake, and a server of [`APPS`].
+/// `shop` with its tickets, `blog`, and a client of both.
+fn apps() -> String {
+    let shop = App::official("shop", SHOP_APPID, SHOP_SECRET);
+    ConfigText::new()
+        .app(shop.line(r#"tickets = ["jsapi", "wx_card"]"#))
+        .app(App::official("blog", BLOG_APPID, BLOG_SECRET))
+        .client(Client::new("web", KEY).apps(&["*"]))
+        .to_string()
+}
+
+/// The standard fake, and a server of [`apps`].
 async fn spawn() -> TestApp {
-    TestApp::builder().config(APPS).start().await
+    TestApp::builder().config(&apps()).start().await
 }
 
 async fn ticket(app: &TestApp, kind: &str) -> String {
