@@ -24,7 +24,8 @@ fn per_app_families(text: &str) -> BTreeSet<String> {
 }
 
 /// Fails every fetch from now on with an errcode nobody documents, starting with one of shop's
-/// through an invalidation, and returns the metrics once that failure is counted.
+/// through an invalidation, and returns the metrics once that failure is counted and shop is
+/// published as failing.
 async fn fail_with_an_unknown_errcode(app: &TestApp) -> String {
     let token = app.shop_token().await;
     app.fake.inject(Fault::Errcode(77_777), 1_000_000);
@@ -32,9 +33,13 @@ async fn fail_with_an_unknown_errcode(app: &TestApp) -> String {
     let answer = app.invalidate_shop(&token).await;
     assert_eq!(answer.status, 200, "the still-valid token is served");
     let failures = r#"wxtoken_token_refresh_failures_total{app="shop"}"#;
+    // The failure is counted as it happens and the credential's state published just after:
+    // both, or a scrape in between sees the count without the state.
     assert!(
         eventually(Duration::from_secs(5), || async {
-            app.metric(failures).await.is_some_and(|n| n >= 1.0)
+            let text = app.metrics_text().await;
+            sample(&text, failures).is_some_and(|n| n >= 1.0)
+                && state(&text, "failing").is_some_and(|n| n >= 1.0)
         })
         .await
     );
