@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 /// The longest token or ticket accepted, from upstream or from a store, in bytes. WeChat asks
 /// for room for at least 512 characters; the margin leaves room for a format change without
@@ -21,12 +22,15 @@ pub fn plausible_credential(t: &str) -> bool {
 
 /// An access token. Its `Debug` and `Display` show only a fingerprint, so a token that ends up
 /// in a log line or an error by accident does not leak.
+///
+/// The text is wiped from memory when the last holder drops it, so a token that was replaced
+/// does not linger in freed heap pages.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AccessToken(Arc<str>);
+pub struct AccessToken(Arc<Zeroizing<Box<str>>>);
 
 impl AccessToken {
-    pub fn new(value: impl Into<Arc<str>>) -> Self {
-        AccessToken(value.into())
+    pub fn new(value: impl Into<Box<str>>) -> Self {
+        AccessToken(Arc::new(Zeroizing::new(value.into())))
     }
 
     /// The token itself: only for answering clients and for calling WeChat.
