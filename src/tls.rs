@@ -1,10 +1,15 @@
-//! rustls client configurations: the calls to WeChat (with the extra CA files it trusts) and
-//! the `healthcheck` probe of an HTTPS listener.
+//! rustls configurations and the PEM files they read: the client side of the calls to WeChat
+//! (with the extra CA files it trusts) and of the `healthcheck` probe, the listener's
+//! certificate pair and the verifier of client certificates. A leaf, so that `check-config`
+//! checks those files with the very code the server loads them with.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 
 /// Largest CA file read: a bundle of a few hundred PEM certificates fits; `/dev/zero` does not.
 const MAX_CA_FILE: u64 = 1024 * 1024;
@@ -122,4 +127,78 @@ impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// Largest private key file read: a PEM key is a few kilobytes.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// The crypto of every TLS connection wxtoken accepts (ring, as its client configurations).
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A certificate chain with its private key, checked to belong together and to be valid now.
+pub struct LoadedCert {
+    pub key: Arc<CertifiedKey>,
+    /// When the server's certificate expires, in seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+/// Reads the chain in `cert_file` (the server's certificate first) and the key in `key_file`.
+/// Errors name the file and the problem, never the key's content.
+pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> anyhow::Result<LoadedCert> {
+    use rustls_pki_types::pem::PemObject as _;
+    let chain = crate::tls::read_ca_file(cert_file)?;
+    let pem = crate::files::read_bounded(key_file, MAX_KEY_FILE)?;
+    // The parser's own error could quote part of the file: reduced to what went wrong.
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
+        anyhow::anyhow!(
+            "{} holds no readable private key (PEM: PKCS#8, PKCS#1 or SEC1)",
+            key_file.display()
+        )
+    })?;
+    let not_after = {
+        let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).map_err(|_| {
+            anyhow::anyhow!(
+                "{}: the first certificate does not parse",
+                cert_file.display()
+            )
+        })?;
+        let validity = leaf.validity();
+        if !validity.is_valid() {
+            anyhow::bail!(
+                "{}: the certificate is not valid now (valid from {} to {})",
+                cert_file.display(),
+                validity.not_before,
+                validity.not_after
+            );
+        }
+        validity.not_after.timestamp()
+    };
+    let key = CertifiedKey::from_der(chain, key, &provider()).with_context(|| {
+        format!(
+            "{} and {} do not make a usable pair",
+            cert_file.display(),
+            key_file.display()
+        )
+    })?;
+    Ok(LoadedCert {
+        key: Arc::new(key),
+        not_after,
+    })
+}
+
+/// The verifier of client certificates: chains to the CA in `ca_file`, or no certificate at
+/// all.
+pub fn client_verifier(ca_file: &Path) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in crate::tls::read_ca_file(ca_file)? {
+        roots
+            .add(cert)
+            .with_context(|| format!("{}: certificate not usable as a CA", ca_file.display()))?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .allow_unauthenticated()
+        .build()
+        .with_context(|| format!("{}: no usable CA", ca_file.display()))
 }

@@ -109,7 +109,7 @@ pub(super) fn validate_server_tls(
     let tls = match (&raw.tls_cert_file, &raw.tls_key_file) {
         (None, None) => None,
         (Some(cert), Some(key)) => {
-            crate::server_tls::load_certified_key(cert, key)
+            crate::tls::load_certified_key(cert, key)
                 .map_err(|e| ConfigError::at("server.tls_cert_file", format!("{e:#}")))?;
             Some(ServerTls {
                 cert_file: cert.clone(),
@@ -139,7 +139,7 @@ pub(super) fn validate_server_tls(
             ))
         }
         (Some(tls), Some(ca)) => {
-            crate::server_tls::client_verifier(ca)
+            crate::tls::client_verifier(ca)
                 .map_err(|e| ConfigError::at("server.tls_client_ca_file", format!("{e:#}")))?;
             Some(ServerTls {
                 client_ca_file: Some(ca.clone()),
