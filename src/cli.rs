@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check-config`, `healthcheck`, `fake-wechat` and `demo`.
+//! The command line: `serve`, `check-config`, `healthcheck`, `keygen`, `rekey`, `fake-wechat`
+//! and `demo`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -93,6 +94,13 @@ pub enum Command {
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
+    /// Print a new random store encryption key (base64) and its key id.
+    Keygen {},
+    /// Rewrite every stored record under the current store key (see docs/security.md).
+    Rekey {
+        #[arg(long, env = "WXTOKEN_CONFIG", default_value = "config/wxtoken.toml")]
+        config: PathBuf,
+    },
     /// Run a self-contained demo: a fake WeChat with 2-minute tokens, the server on
     /// 127.0.0.1:8080 with its store under ./data, one app and one client key.
     Demo {
@@ -113,6 +121,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", settings.redacted_toml());
             Ok(())
         }
+        Command::Keygen {} => Ok(crate::keygen::write_store_key(&mut std::io::stdout())?),
+        Command::Rekey { config } => crate::rekey::run(&config).await,
         Command::Healthcheck { url, timeout_secs } => {
             crate::healthcheck::check(&url, Duration::from_secs(timeout_secs))
                 .with_context(|| format!("healthcheck of {url} failed"))

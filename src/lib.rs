@@ -26,6 +26,8 @@
 //!   rejected token.
 //! - `jssdk`: JS-SDK page signatures.
 //! - `seal`: encryption at rest of the secret fields the stores write (key ring, key ids).
+//! - `keygen`: `wxtoken keygen`, a new store key and its id; `rekey`: `wxtoken rekey`, every
+//!   stored record rewritten under the current key.
 //! - `secret`: tokens that print as fingerprints.
 //! - `time`: `UnixMillis`, the range-checked timestamp of every stored record, and the one
 //!   RFC 3339 formatter of answers (clamped: no time can make an answer panic).
@@ -48,10 +50,12 @@ pub mod healthcheck;
 pub mod http;
 pub mod json;
 pub mod jssdk;
+pub mod keygen;
 pub mod metrics;
 pub mod notify;
 pub mod platform;
 pub mod proxy;
+pub mod rekey;
 pub mod reload;
 pub mod seal;
 pub mod secret;

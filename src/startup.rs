@@ -74,11 +74,13 @@ impl Application {
             Duration,
         ) = match &settings.store {
             StoreSettings::Embedded { path } => {
-                let s = Arc::new(EmbeddedStore::open(path, metrics.clone())?);
+                let keys = settings.encryption.keyring.clone();
+                let s = Arc::new(EmbeddedStore::open_with_keys(path, metrics.clone(), keys)?);
                 (s.clone(), s, Duration::from_secs(3600))
             }
             StoreSettings::Redis(redis) => {
-                let s = Arc::new(RedisStore::open(redis, metrics.clone()).await?);
+                let keys = settings.encryption.keyring.clone();
+                let s = Arc::new(RedisStore::open_with_keys(redis, metrics.clone(), keys).await?);
                 (s.clone(), s, redis.poll_interval)
             }
         };
@@ -103,6 +105,8 @@ impl Application {
         let apps = Apps::start(&settings.apps, &deps).await;
         let mut platforms = std::collections::HashMap::new();
         for p in &settings.platforms {
+            // Records that do not open stop the start, before anything could take them as absent.
+            crate::store::sealed::check_platform_records(&*platform_store, &p.name).await?;
             let shared = PlatformShared::start(p, &deps, platform_store.clone()).await?;
             actix::spawn(crate::http::platforms::background(Arc::downgrade(&shared)));
             platforms.insert(p.name.clone(), shared);

@@ -17,6 +17,9 @@
 
 mod apps;
 mod clients;
+mod encryption;
+#[cfg(test)]
+mod encryption_tests;
 mod env;
 #[cfg(test)]
 mod platform_tests;
@@ -36,6 +39,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use encryption::EncryptionSettings;
 pub use platforms::{
     decode_encoding_aes_key, DEFAULT_ACTIVE_WINDOW_SECS, ENCODING_AES_KEY_LEN,
     MAX_ACTIVE_WINDOW_SECS, MIN_ACTIVE_WINDOW_SECS,

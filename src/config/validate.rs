@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::apps::validate_apps;
 use super::clients::{validate_clients, Known};
+use super::encryption::validate_encryption;
 use super::platforms::validate_platforms;
 use super::proxy::validate_proxy;
 use super::raw::{RawMetrics, RawRefresh, RawServer, RawSettings, RawUpstream};
@@ -138,6 +139,7 @@ pub(super) fn validate(
     let server = validate_server(raw.server)?;
     let upstream = validate_upstream(raw.upstream)?;
     let refresh = validate_refresh(raw.refresh)?;
+    let encryption = validate_encryption(&raw.store, lookup_env)?;
     let store = validate_store(raw.store, &upstream, lookup_env)?;
     let proxy = validate_proxy(raw.proxy)?;
     let metrics = validate_metrics(raw.metrics)?;
@@ -163,6 +165,7 @@ pub(super) fn validate(
         upstream,
         refresh,
         store,
+        encryption,
         proxy,
         metrics,
         apps,

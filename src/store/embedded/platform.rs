@@ -26,14 +26,16 @@ use redb::{ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::{blocking, EmbeddedStore, Inner, Job};
+use crate::seal::Keyring;
 use crate::store::platform::{
     check_appid, check_code_digest, check_platform, decode_authorizer, decode_authorizer_of,
     decode_code_of, decode_ticket, encode_authorizer, encode_code, encode_event, encode_ticket,
-    metric_label, AuthorizerRecord, CodeRecord, EventRecord, PlatformStore, TicketRecord,
+    metric_label, AuthorizerRecord, CodeRecord, EventRecord, PlatformStore, Refused, TicketRecord,
 };
+use crate::store::sealed::Unreadable;
 use crate::time::UnixMillis;
 
-const PLATFORM: TableDefinition<&str, &[u8]> = TableDefinition::new("platform");
+pub(super) const PLATFORM: TableDefinition<&str, &[u8]> = TableDefinition::new("platform");
 
 /// One platform record on its way to the disk, or waiting for it.
 #[derive(Clone)]
@@ -76,15 +78,20 @@ fn prefix_range(prefix: &str) -> (Bound<String>, Bound<String>) {
 }
 
 /// The write order of a stored record, `None` when it cannot be decoded (it fences nothing).
-fn stored_order(key: &str, bytes: &[u8]) -> Option<u64> {
+/// A record whose secret does not open fences nothing either: start-up refuses to run with
+/// one (see [`crate::store::sealed::Unreadable`]), so none is left by the time writes come.
+fn stored_order(ring: &Keyring, key: &str, bytes: &[u8]) -> Option<u64> {
+    let (platform, _) = key.split_once('/')?;
     if key.ends_with("/ticket") {
-        decode_ticket(bytes).ok().map(|t| t.order())
+        decode_ticket(ring, platform, bytes).ok().map(|t| t.order())
     } else if let Some((_, digest)) = key.split_once("/code/") {
-        decode_code_of(bytes, digest.as_bytes())
+        decode_code_of(ring, platform, bytes, digest.as_bytes())
             .ok()
             .map(|c| c.order())
     } else {
-        decode_authorizer(bytes).ok().map(|r| r.order())
+        decode_authorizer(ring, platform, bytes)
+            .ok()
+            .map(|r| r.order())
     }
 }
 
@@ -127,7 +134,7 @@ impl Inner {
         let pending: Vec<Pending> = self.platform_pending().values().cloned().collect();
         let result = self
             .db(&mut disk)
-            .and_then(|db| commit_platform(db, &pending, jobs));
+            .and_then(|db| commit_platform(db, &self.ring, &pending, jobs));
         match result {
             Ok((answers, committed)) => {
                 if committed {
@@ -230,7 +237,10 @@ impl Inner {
         let key = ticket_key(platform);
         let end = format!("{key}\0");
         let raw = self.read_platform((Bound::Included(key.clone()), Bound::Excluded(end)))?;
-        Ok(raw.get(&key).and_then(|b| self.ticket_or_skip(platform, b)))
+        match raw.get(&key) {
+            Some(b) => self.ticket_or_skip(platform, b),
+            None => Ok(None),
+        }
     }
 
     fn load_authorizers_blocking(
@@ -248,13 +258,13 @@ impl Inner {
             None => prefix_range(&prefix),
         };
         let raw = self.read_platform(range)?;
-        Ok(raw
-            .iter()
-            .filter_map(|(key, bytes)| {
-                let appid = key.strip_prefix(&prefix)?;
-                self.authorizer_or_skip(platform, appid, bytes)
-            })
-            .collect())
+        let mut out = Vec::with_capacity(raw.len());
+        for (key, bytes) in &raw {
+            if let Some(appid) = key.strip_prefix(&prefix) {
+                out.extend(self.authorizer_or_skip(platform, appid, bytes)?);
+            }
+        }
+        Ok(out)
     }
 
     fn load_codes_blocking(
@@ -272,21 +282,22 @@ impl Inner {
             None => prefix_range(&prefix),
         };
         let raw = self.read_platform(range)?;
-        Ok(raw
-            .iter()
-            .filter_map(|(key, bytes)| {
-                let digest = key.strip_prefix(&prefix)?;
-                match decode_code_of(bytes, digest.as_bytes()) {
-                    Ok(r) => Some(r),
-                    Err(why) => {
-                        self.metrics.store_failed(&metric_label(platform), "decode");
-                        tracing::warn!(platform, code = %digest, store = "embedded", error = %why,
-                            "stored authorization code record is corrupt; skipping it");
-                        None
-                    }
+        let mut out = Vec::with_capacity(raw.len());
+        for (key, bytes) in &raw {
+            let Some(digest) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            match decode_code_of(&self.ring, platform, bytes, digest.as_bytes()) {
+                Ok(r) => out.push(r),
+                Err(Refused::Unreadable(u)) => return Err(self.unreadable(platform, u)),
+                Err(Refused::Corrupt(why)) => {
+                    self.metrics.store_failed(&metric_label(platform), "decode");
+                    tracing::warn!(platform, code = %digest, store = "embedded", error = %why,
+                        "stored authorization code record is corrupt; skipping it");
                 }
-            })
-            .collect())
+            }
+        }
+        Ok(out)
     }
 
     fn snapshot_blocking(&self) -> anyhow::Result<BTreeMap<String, PlatformRecords>> {
@@ -297,11 +308,11 @@ impl Inner {
                 continue;
             };
             if rest == "ticket" {
-                if let Some(t) = self.ticket_or_skip(platform, bytes) {
+                if let Some(t) = self.ticket_or_skip(platform, bytes)? {
                     out.entry(platform.to_string()).or_default().ticket = Some(t);
                 }
             } else if let Some(appid) = rest.strip_prefix("authorizer/") {
-                if let Some(r) = self.authorizer_or_skip(platform, appid, bytes) {
+                if let Some(r) = self.authorizer_or_skip(platform, appid, bytes)? {
                     out.entry(platform.to_string())
                         .or_default()
                         .authorizers
@@ -312,33 +323,44 @@ impl Inner {
         Ok(out)
     }
 
-    fn ticket_or_skip(&self, platform: &str, bytes: &[u8]) -> Option<TicketRecord> {
-        match decode_ticket(bytes) {
-            Ok(t) => Some(t),
-            Err(why) => {
+    /// The ticket, `None` when corrupt (skipped and logged), an error when it does not open.
+    fn ticket_or_skip(&self, platform: &str, bytes: &[u8]) -> anyhow::Result<Option<TicketRecord>> {
+        match decode_ticket(&self.ring, platform, bytes) {
+            Ok(t) => Ok(Some(t)),
+            Err(Refused::Unreadable(u)) => Err(self.unreadable(platform, u)),
+            Err(Refused::Corrupt(why)) => {
                 self.metrics.store_failed(&metric_label(platform), "decode");
                 tracing::warn!(platform, store = "embedded", error = %why,
                     "stored verify ticket is corrupt; ignoring it");
-                None
+                Ok(None)
             }
         }
     }
 
+    /// As [`Inner::ticket_or_skip`], for an authorizer.
     fn authorizer_or_skip(
         &self,
         platform: &str,
         appid: &str,
         bytes: &[u8],
-    ) -> Option<AuthorizerRecord> {
-        match decode_authorizer_of(bytes, appid.as_bytes()) {
-            Ok(r) => Some(r),
-            Err(why) => {
+    ) -> anyhow::Result<Option<AuthorizerRecord>> {
+        match decode_authorizer_of(&self.ring, platform, bytes, appid.as_bytes()) {
+            Ok(r) => Ok(Some(r)),
+            Err(Refused::Unreadable(u)) => Err(self.unreadable(platform, u)),
+            Err(Refused::Corrupt(why)) => {
                 self.metrics.store_failed(&metric_label(platform), "decode");
                 tracing::warn!(platform, appid = ?appid, store = "embedded", error = %why,
                     "stored authorizer record is corrupt; skipping it");
-                None
+                Ok(None)
             }
         }
+    }
+
+    /// A record that does not open: counted, and an error for the caller (never skipped).
+    fn unreadable(&self, platform: &str, u: Unreadable) -> anyhow::Error {
+        self.metrics
+            .store_failed(&metric_label(platform), "decrypt");
+        anyhow::Error::new(u).context("the embedded store holds a record that does not open")
     }
 }
 
@@ -346,6 +368,7 @@ impl Inner {
 /// (a transaction that changed nothing is aborted, costing no fsync).
 fn commit_platform(
     db: &redb::Database,
+    ring: &Keyring,
     pending: &[Pending],
     jobs: &[Vec<Pending>],
 ) -> anyhow::Result<(Vec<Vec<bool>>, bool)> {
@@ -355,12 +378,12 @@ fn commit_platform(
     {
         let mut table = tx.open_table(PLATFORM)?;
         for p in pending {
-            put(&mut table, p, &mut changed)?;
+            put(&mut table, ring, p, &mut changed)?;
         }
         for job in jobs {
             let mut written = Vec::with_capacity(job.len());
             for r in job {
-                written.push(put(&mut table, r, &mut changed)?);
+                written.push(put(&mut table, ring, r, &mut changed)?);
             }
             answers.push(written);
         }
@@ -377,6 +400,7 @@ fn commit_platform(
 /// removal always removes.
 fn put(
     table: &mut redb::Table<&str, &[u8]>,
+    ring: &Keyring,
     r: &Pending,
     changed: &mut bool,
 ) -> anyhow::Result<bool> {
@@ -389,7 +413,9 @@ fn put(
     let current = table.get(r.key.as_str())?.map(|v| v.value().to_vec());
     match current {
         Some(stored) if stored == *bytes => Ok(true),
-        Some(stored) if stored_order(&r.key, &stored).is_some_and(|o| o > r.order) => Ok(false),
+        Some(stored) if stored_order(ring, &r.key, &stored).is_some_and(|o| o > r.order) => {
+            Ok(false)
+        }
         _ => {
             table.insert(r.key.as_str(), bytes.as_slice())?;
             *changed = true;
@@ -466,7 +492,7 @@ impl PlatformStore for EmbeddedStore {
             key: format!("{platform}/event/{order:020}-{seq:020}"),
             platform: platform.to_string(),
             order,
-            bytes: Some(encode_event(event)),
+            bytes: Some(encode_event(&self.inner.ring, platform, event)),
         };
         self.write_platform(vec![record])
             .map(|r| r.map(drop))
@@ -485,7 +511,7 @@ impl PlatformStore for EmbeddedStore {
             key: ticket_key(platform),
             platform: platform.to_string(),
             order: ticket.order(),
-            bytes: Some(encode_ticket(ticket)),
+            bytes: Some(encode_ticket(&self.inner.ring, platform, ticket)),
         };
         self.write_platform(vec![record])
             .map(|r| r.map(drop))
@@ -543,7 +569,7 @@ impl PlatformStore for EmbeddedStore {
                 key: format!("{prefix}{}", r.appid),
                 platform: platform.to_string(),
                 order: r.order(),
-                bytes: Some(encode_authorizer(r)),
+                bytes: Some(encode_authorizer(&self.inner.ring, platform, r)),
             })
             .collect();
         self.write_platform(records)
@@ -570,7 +596,7 @@ impl PlatformStore for EmbeddedStore {
             key: format!("{}{}", codes_prefix(platform), record.digest),
             platform: platform.to_string(),
             order: record.order(),
-            bytes: Some(encode_code(record)),
+            bytes: Some(encode_code(&self.inner.ring, platform, record)),
         };
         self.write_platform(vec![pending])
             .map(|r| r.map(|written| written.first().copied().unwrap_or(false)))

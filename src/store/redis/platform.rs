@@ -45,8 +45,10 @@ use super::{Inner, RedisStore};
 use crate::store::platform::{
     check_appid, check_code_digest, check_platform, decode_authorizer_of, decode_code_of,
     decode_ticket, encode_authorizer, encode_code, encode_event, encode_ticket, metric_label,
-    AuthorizerRecord, CodeRecord, EventRecord, PlatformStore, TicketRecord, MAX_REDIS_EVENTS,
+    AuthorizerRecord, CodeRecord, EventRecord, PlatformStore, Refused, TicketRecord,
+    MAX_REDIS_EVENTS,
 };
+use crate::store::sealed::{unreadable_in, Unreadable};
 use crate::time::UnixMillis;
 
 /// Records per script call: a call of 500 HGET/HSET and JSON decodes keeps Redis busy about a
@@ -201,22 +203,40 @@ impl Inner {
         format!("{}:platform:{platform}:code_claim:{digest}", self.prefix)
     }
 
-    fn code_or_skip(&self, platform: &str, digest: &[u8], bytes: &[u8]) -> Option<CodeRecord> {
-        match decode_code_of(bytes, digest) {
-            Ok(r) => Some(r),
-            Err(why) => {
+    /// The record, `None` when corrupt (skipped and logged), an error when it does not open.
+    fn code_or_skip(
+        &self,
+        platform: &str,
+        digest: &[u8],
+        bytes: &[u8],
+    ) -> anyhow::Result<Option<CodeRecord>> {
+        match decode_code_of(&self.ring, platform, bytes, digest) {
+            Ok(r) => Ok(Some(r)),
+            Err(Refused::Unreadable(u)) => Err(self.unreadable(platform, u)),
+            Err(Refused::Corrupt(why)) => {
                 self.metrics.store_failed(&metric_label(platform), "decode");
                 let digest = String::from_utf8_lossy(digest);
                 tracing::warn!(platform, code = ?digest, store = "redis", error = %why,
                     "stored authorization code record is corrupt; skipping it");
-                None
+                Ok(None)
             }
         }
     }
 
+    /// A record that does not open: counted, and an error for the caller (never skipped).
+    fn unreadable(&self, platform: &str, u: Unreadable) -> anyhow::Error {
+        self.metrics
+            .store_failed(&metric_label(platform), "decrypt");
+        anyhow::Error::new(u).context("Redis holds a record that does not open")
+    }
+
     async fn redis_save_code(&self, platform: &str, r: &CodeRecord) -> anyhow::Result<bool> {
         let key = self.codes_key(platform);
-        let (digest, order, body) = (r.digest.clone(), r.order(), encode_code(r));
+        let (digest, order, body) = (
+            r.digest.clone(),
+            r.order(),
+            encode_code(&self.ring, platform, r),
+        );
         let written: i64 = self
             .run("code write", |mut c| async move {
                 CODE_SCRIPT
@@ -242,11 +262,13 @@ impl Inner {
                 redis::cmd("HGETALL").arg(&key).query_async(&mut c).await
             })
             .await?;
-        Ok(flat
-            .chunks_exact(2)
-            .filter_map(|pair| self.code_or_skip(platform, &pair[0], &pair[1]))
-            .map(|r| (r.digest.clone(), r))
-            .collect())
+        let mut out = BTreeMap::new();
+        for pair in flat.chunks_exact(2) {
+            if let Some(r) = self.code_or_skip(platform, &pair[0], &pair[1])? {
+                out.insert(r.digest.clone(), r);
+            }
+        }
+        Ok(out)
     }
 
     async fn redis_load_code(
@@ -265,7 +287,10 @@ impl Inner {
                     .await
             })
             .await?;
-        Ok(raw.and_then(|b| self.code_or_skip(platform, digest.as_bytes(), &b)))
+        match raw {
+            Some(b) => self.code_or_skip(platform, digest.as_bytes(), &b),
+            None => Ok(None),
+        }
     }
 
     /// Writes local code records that Redis lacks or holds behind, without making the load
@@ -300,15 +325,19 @@ impl Inner {
                 redis::cmd("GET").arg(&key).query_async(&mut c).await
             })
             .await?;
-        Ok(raw.and_then(|bytes| match decode_ticket(&bytes) {
-            Ok(t) => Some(t),
-            Err(why) => {
+        let Some(bytes) = raw else {
+            return Ok(None);
+        };
+        match decode_ticket(&self.ring, platform, &bytes) {
+            Ok(t) => Ok(Some(t)),
+            Err(Refused::Unreadable(u)) => Err(self.unreadable(platform, u)),
+            Err(Refused::Corrupt(why)) => {
                 self.metrics.store_failed(&metric_label(platform), "decode");
                 tracing::warn!(platform, store = "redis", error = %why,
                     "stored verify ticket is corrupt; ignoring it");
-                None
+                Ok(None)
             }
-        }))
+        }
     }
 
     async fn redis_save_ticket(
@@ -318,7 +347,7 @@ impl Inner {
     ) -> anyhow::Result<bool> {
         let key = self.ticket_key(platform);
         let order = ticket.order();
-        let body = encode_ticket(ticket);
+        let body = encode_ticket(&self.ring, platform, ticket);
         let written: i64 = self
             .run("ticket write", |mut c| async move {
                 TICKET_SCRIPT
@@ -337,15 +366,16 @@ impl Inner {
         platform: &str,
         appid: &[u8],
         bytes: &[u8],
-    ) -> Option<AuthorizerRecord> {
-        match decode_authorizer_of(bytes, appid) {
-            Ok(r) => Some(r),
-            Err(why) => {
+    ) -> anyhow::Result<Option<AuthorizerRecord>> {
+        match decode_authorizer_of(&self.ring, platform, bytes, appid) {
+            Ok(r) => Ok(Some(r)),
+            Err(Refused::Unreadable(u)) => Err(self.unreadable(platform, u)),
+            Err(Refused::Corrupt(why)) => {
                 self.metrics.store_failed(&metric_label(platform), "decode");
                 let appid = String::from_utf8_lossy(appid);
                 tracing::warn!(platform, appid = ?appid, store = "redis", error = %why,
                     "stored authorizer record is corrupt; skipping it");
-                None
+                Ok(None)
             }
         }
     }
@@ -366,7 +396,10 @@ impl Inner {
                     .await
             })
             .await?;
-        Ok(raw.and_then(|b| self.authorizer_or_skip(platform, appid.as_bytes(), &b)))
+        match raw {
+            Some(b) => self.authorizer_or_skip(platform, appid.as_bytes(), &b),
+            None => Ok(None),
+        }
     }
 
     /// The whole hash by `HSCAN`, by appid.
@@ -391,7 +424,7 @@ impl Inner {
                 })
                 .await?;
             for pair in flat.chunks_exact(2) {
-                if let Some(r) = self.authorizer_or_skip(platform, &pair[0], &pair[1]) {
+                if let Some(r) = self.authorizer_or_skip(platform, &pair[0], &pair[1])? {
                     // HSCAN may return an entry twice; the record is the same.
                     out.insert(r.appid.clone(), r);
                 }
@@ -417,7 +450,9 @@ impl Inner {
             for chunk in batch.chunks(CHUNK) {
                 let mut call = SAVE_SCRIPT.key(&key);
                 for r in chunk {
-                    call.arg(&r.appid).arg(r.order()).arg(encode_authorizer(r));
+                    call.arg(&r.appid)
+                        .arg(r.order())
+                        .arg(encode_authorizer(&self.ring, platform, r));
                 }
                 pipe.invoke_script(&call);
             }
@@ -580,7 +615,16 @@ async fn newest_copy<T>(
         Some(l) => Some(l.await),
         None => None,
     };
+    // A copy that does not open is no copy to fall back from or to ignore: it may hold the
+    // only refresh token of an account.
+    if let Some(Err(e)) = &local {
+        if let Some(u) = unreadable_in(e) {
+            return Err(anyhow::Error::new(u.clone())
+                .context("the local copy holds a record that does not open"));
+        }
+    }
     let (remote, local) = match (remote, local) {
+        (Err(e), _) if unreadable_in(&e).is_some() => return Err(e),
         (Err(e), Some(Ok(local))) => {
             let error = format!("{e:#}");
             if loaded.quiet {
@@ -688,7 +732,7 @@ impl PlatformStore for RedisStore {
         let platform = platform.to_string();
         let local = inner.local.as_ref().map(|l| l.save_event(&platform, event));
         let key = format!("{}:platform:{platform}:events", inner.prefix);
-        let body = encode_event(event);
+        let body = encode_event(&inner.ring, &platform, event);
         async move {
             let remote: anyhow::Result<()> = inner
                 .run("event write", |mut c| async move {
@@ -790,6 +834,9 @@ impl PlatformStore for RedisStore {
                 None => None,
             };
             let (mut merged, local) = match (remote, local) {
+                // A copy that does not open is never skipped: it may hold the only refresh
+                // token of an account.
+                (Err(e), _) | (_, Some(Err(e))) if unreadable_in(&e).is_some() => return Err(e),
                 (Err(e), Some(Ok(local))) => {
                     tracing::warn!(platform, error = %format!("{e:#}"),
                         "Redis unreachable: authorizer records come from the local copy");
