@@ -8,3 +8,4 @@ mod ops;
 mod platform;
 mod support;
 mod token;
+mod trust;
