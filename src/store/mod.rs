@@ -6,6 +6,8 @@ pub mod platform;
 pub mod redis;
 mod redis_batch;
 pub mod rekey;
+#[cfg(test)]
+mod seal_bench;
 pub mod sealed;
 
 use std::sync::Arc;
