@@ -5,91 +5,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Addr, Supervisor};
+use actix::Addr;
 
-use crate::config::{AppSettings, RefreshSettings, TicketKind, UpstreamSettings};
+use crate::config::{ticket_label, AppSettings, TicketKind};
 use crate::metrics::Metrics;
-use crate::store::{AppKey, Stored, TokenStore};
-use crate::token::actor::{ActorConfig, Credential};
+use crate::store::{AppKey, Stored};
+use crate::token::actor::Credential;
+use crate::token::handle::current_of;
 use crate::token::index::TokenOwner;
-use crate::token::messages::{
-    Get, Invalidate, Invalidated, NoValidToken, Retire, StoreChanged, Subscribe, UpdateApp,
-};
-use crate::token::{AccessToken, AppStatus, SharedClock, SharedStatus, TokenActor, TokenRecord};
-use crate::upstream::WechatClient;
+use crate::token::messages::{Retire, Subscribe, UpdateApp};
+use crate::token::{spawn_actor, CredentialSpec, SharedStatus, TokenActor, TokenRecord};
 
-/// One credential kept fresh by one actor.
-#[derive(Clone)]
-pub struct CredentialHandle {
-    /// The supervisor keeps this address valid across restarts.
-    pub addr: Addr<TokenActor>,
-    /// What the actor last published.
-    pub status: SharedStatus,
-}
-
-/// Longer than an actor's own wait limit, so the actor answers (with a token or the reason
-/// there is none) before its caller gives up on the actor itself.
-pub const ACTOR_GRACE: Duration = Duration::from_secs(2);
-
-/// Why a credential's value could not be had.
-#[derive(Debug, thiserror::Error)]
-pub enum Unavailable {
-    /// The actor answered: no valid value within its wait limit, and why the last fetch failed.
-    #[error("no valid token")]
-    NoToken(NoValidToken),
-    /// The actor did not answer within its wait limit and [`ACTOR_GRACE`]: never expected.
-    #[error("the token service did not answer in time")]
-    NoAnswer,
-}
-
-impl Unavailable {
-    /// WeChat's errcode of the last failed fetch, when there was one.
-    pub fn errcode(&self) -> Option<i64> {
-        match self {
-            Unavailable::NoToken(e) => e.last_failure.as_ref().and_then(|f| f.errcode),
-            Unavailable::NoAnswer => None,
-        }
-    }
-}
-
-/// The one read of a credential's value (see [`CredentialHandle::current`]).
-async fn current_of(
-    addr: &Addr<TokenActor>,
-    status: &SharedStatus,
-    wait: Duration,
-) -> Result<Arc<TokenRecord>, Unavailable> {
-    if let Some(rec) = status.load().valid_token(std::time::SystemTime::now()) {
-        return Ok(rec.clone());
-    }
-    match addr.send(Get).timeout(wait + ACTOR_GRACE).await {
-        Ok(answer) => answer.map_err(Unavailable::NoToken),
-        Err(_) => Err(Unavailable::NoAnswer),
-    }
-}
-
-impl CredentialHandle {
-    /// The current value: the published one while valid (no message), else the actor's,
-    /// which may wait up to `wait` (the actors' wait limit) for a fetch.
-    pub async fn current(&self, wait: Duration) -> Result<Arc<TokenRecord>, Unavailable> {
-        current_of(&self.addr, &self.status, wait).await
-    }
-
-    /// Reports `token` as rejected by WeChat; the answer says which token to use from now on
-    /// (coalesced with every other report, confirmed with WeChat before a refetch).
-    pub async fn report_rejected(
-        &self,
-        token: &AccessToken,
-        wait: Duration,
-    ) -> Result<Invalidated, Unavailable> {
-        let report = Invalidate {
-            token: token.clone(),
-        };
-        match self.addr.send(report).timeout(wait + ACTOR_GRACE).await {
-            Ok(answer) => answer.map_err(Unavailable::NoToken),
-            Err(_) => Err(Unavailable::NoAnswer),
-        }
-    }
-}
+// Where they were before they moved to the token room, for the callers that name them here.
+pub use crate::token::{ActorDeps, CredentialHandle, Unavailable, ACTOR_GRACE};
 
 /// One running app.
 pub struct AppHandle {
@@ -98,8 +26,6 @@ pub struct AppHandle {
     pub addr: Addr<TokenActor>,
     pub status: SharedStatus,
     pub tickets: HashMap<TicketKind, CredentialHandle>,
-    /// The current token's answer, rendered by the HTTP fast path once per token.
-    pub rendered: arc_swap::ArcSwapOption<crate::http::fast::RenderedToken>,
 }
 
 impl AppHandle {
@@ -138,82 +64,9 @@ pub struct Apps {
     order: Vec<Arc<AppHandle>>,
 }
 
-/// What every actor shares.
-#[derive(Clone)]
-pub struct ActorDeps {
-    pub refresh: RefreshSettings,
-    pub upstream: UpstreamSettings,
-    pub tls: Arc<rustls::ClientConfig>,
-    pub store: Arc<dyn TokenStore>,
-    pub metrics: Metrics,
-    pub wait_limit: Duration,
-    pub poll_interval: Duration,
-    pub clock: SharedClock,
-    /// How many credentials are being started together (see `ActorConfig::cohort`).
-    pub cohort: usize,
-    /// Every access token by owner, for the gateway.
-    pub tokens: Arc<crate::token::index::TokenIndex>,
-}
-
 /// Credentials (a token plus its tickets) of `apps`.
 fn credentials(apps: &[&AppSettings]) -> usize {
     apps.iter().map(|a| 1 + a.tickets.len()).sum()
-}
-
-pub use crate::config::ticket_label;
-
-pub(crate) fn spawn_actor(
-    deps: &ActorDeps,
-    app: &Arc<AppSettings>,
-    credential: Credential,
-    key: AppKey,
-    label: String,
-    preloaded: Option<Option<Stored>>,
-    owner: Option<TokenOwner>,
-) -> CredentialHandle {
-    // Counters start at 0; the gauges follow from the published status at every scrape.
-    deps.metrics.init_app(&label);
-    let status: SharedStatus = Arc::new(arc_swap::ArcSwap::from_pointee(AppStatus::default()));
-    let cfg_status = status.clone();
-    let deps_owned = deps.clone();
-    let app_owned = app.clone();
-    let store_key = key.clone();
-    let index = owner.map(|o| deps.tokens.slot(o));
-    // The factory runs on the actor's own thread: awc clients are not `Send`.
-    let addr = Supervisor::start(move |_| {
-        TokenActor::new(ActorConfig {
-            fetcher: WechatClient::shared(
-                &deps_owned.upstream,
-                &deps_owned.tls,
-                &deps_owned.metrics,
-            ),
-            clock: deps_owned.clock.clone(),
-            app: app_owned,
-            credential,
-            key,
-            label,
-            refresh: deps_owned.refresh.clone(),
-            wait_limit: deps_owned.wait_limit,
-            poll_interval: deps_owned.poll_interval,
-            cohort: deps_owned.cohort,
-            preloaded,
-            store: deps_owned.store.clone(),
-            metrics: deps_owned.metrics.clone(),
-            status: cfg_status,
-            index,
-        })
-    });
-    // A weak address: the store's notifier must not keep a removed app's actor alive.
-    let weak = addr.downgrade();
-    deps.store.subscribe(
-        &store_key,
-        Box::new(move |generation| {
-            if let Some(a) = weak.upgrade() {
-                a.do_send(StoreChanged { generation });
-            }
-        }),
-    );
-    CredentialHandle { addr, status }
 }
 
 /// The store keys of an app's credentials: its token, then each ticket.
@@ -238,12 +91,13 @@ pub fn start_app(
     preloaded: &mut HashMap<String, Option<Stored>>,
 ) -> Arc<AppHandle> {
     let settings = Arc::new(app.clone());
+    let spec = Arc::new(CredentialSpec::from(app));
     let mut keys = app_keys(app).into_iter();
     let key = keys.next().expect("an app has a token key");
     let pre = preloaded.remove(&key.name);
     let token = spawn_actor(
         deps,
-        &settings,
+        &spec,
         Credential::AccessToken,
         key,
         app.name.clone(),
@@ -255,7 +109,7 @@ pub fn start_app(
         let pre = preloaded.remove(&key.name);
         let ticket = spawn_actor(
             deps,
-            &settings,
+            &spec,
             Credential::Ticket {
                 kind,
                 token: token.status.clone(),
@@ -277,7 +131,6 @@ pub fn start_app(
         addr: token.addr,
         status: token.status,
         tickets,
-        rendered: Default::default(),
     })
 }
 
@@ -369,10 +222,11 @@ impl Apps {
                 }
                 Some(old) if same_identity(&old.settings, app) => {
                     let settings = Arc::new(app.clone());
+                    let spec = Arc::new(CredentialSpec::from(app));
                     for addr in
                         std::iter::once(&old.addr).chain(old.tickets.values().map(|t| &t.addr))
                     {
-                        addr.do_send(UpdateApp(settings.clone(), deps.refresh.clone()));
+                        addr.do_send(UpdateApp(spec.clone(), deps.refresh.clone()));
                     }
                     out.insert(Arc::new(AppHandle {
                         name: old.name.clone(),
@@ -380,7 +234,6 @@ impl Apps {
                         addr: old.addr.clone(),
                         status: old.status.clone(),
                         tickets: old.tickets.clone(),
-                        rendered: Default::default(),
                     }));
                     summary.updated.push(app.name.clone());
                 }

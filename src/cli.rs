@@ -46,6 +46,18 @@ pub enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 5,
               value_parser = clap::value_parser!(u64).range(1..=300))]
         timeout_secs: u64,
+        /// For an https:// URL: check the server's certificate against this CA (PEM) and the
+        /// URL's host. Without it the certificate is not checked (the probe asks its own
+        /// server, usually by an address the certificate does not name).
+        #[arg(long, env = "WXTOKEN_HEALTHCHECK_CA_FILE", value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+    },
+    /// Print a new random key: the store's encryption key (base64) and its key id, or with
+    /// `--client` a `[[clients]]` key (URL-safe, 32 bytes).
+    Keygen {
+        /// A client key (43 characters of A-Z a-z 0-9 - _).
+        #[arg(long)]
+        client: bool,
     },
     /// Run the fake WeChat API (for manual tests and benchmarks; never point production at it).
     FakeWechat {
@@ -94,8 +106,6 @@ pub enum Command {
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
-    /// Print a new random store encryption key (base64) and its key id.
-    Keygen {},
     /// Rewrite every stored record under the current store key (see docs/security.md).
     Rekey {
         #[arg(long, env = "WXTOKEN_CONFIG", default_value = "config/wxtoken.toml")]
@@ -121,12 +131,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", settings.redacted_toml());
             Ok(())
         }
-        Command::Keygen {} => Ok(crate::keygen::write_store_key(&mut std::io::stdout())?),
-        Command::Rekey { config } => crate::rekey::run(&config).await,
-        Command::Healthcheck { url, timeout_secs } => {
-            crate::healthcheck::check(&url, Duration::from_secs(timeout_secs))
-                .with_context(|| format!("healthcheck of {url} failed"))
+        Command::Healthcheck {
+            url,
+            timeout_secs,
+            ca_file,
+        } => crate::healthcheck::check(&url, Duration::from_secs(timeout_secs), ca_file.as_deref())
+            .with_context(|| format!("healthcheck of {url} failed")),
+        Command::Keygen { client } => {
+            let kind = if client {
+                crate::keygen::KeyKind::Client
+            } else {
+                crate::keygen::KeyKind::Store
+            };
+            Ok(crate::keygen::write_key(kind, &mut std::io::stdout())?)
         }
+        Command::Rekey { config } => crate::rekey::run(&config).await,
         Command::FakeWechat {
             listen,
             apps,

@@ -87,6 +87,17 @@ fn regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), FileError> {
     })
 }
 
+/// Makes a FIFO at `path`: a file that blocks a reader, for the tests of the readers here and
+/// of the configuration's secret files.
+#[cfg(test)]
+pub(crate) fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,11 +117,7 @@ mod tests {
     fn fifos_devices_and_directories_are_refused_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        mkfifo(&fifo);
         let start = Instant::now();
         for (p, what) in [
             (fifo.as_path(), "a FIFO"),

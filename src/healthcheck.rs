@@ -4,11 +4,13 @@
 //!
 //! Plain `std` rather than the project's awc client: the command starts no actix System or
 //! runtime, so it costs a few milliseconds of CPU each time it runs (every 30 s in a container),
-//! and HTTP/1.0 over one TCP connection is all a probe of wxtoken's own plain-HTTP port needs.
-//! TLS is not offered: wxtoken does not terminate it.
+//! and HTTP/1.0 over one TCP connection is all a probe of wxtoken's own port needs. An
+//! `https://` URL (a listener with `[server] tls_cert_file`) goes through a rustls client
+//! connection on the same blocking socket; see [`crate::tls::probe_config`] for what it checks.
 
-use std::io::{Read as _, Write as _};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -22,8 +24,12 @@ const MAX_HEAD: u64 = 8 * 1024;
 /// Asks `url` once and succeeds when it answers 200 within `timeout` (connecting, sending and
 /// reading the status line together). Any other status, a refused connection or a timeout is an
 /// error saying which.
-pub fn check(url: &str, timeout: Duration) -> anyhow::Result<()> {
+pub fn check(url: &str, timeout: Duration, ca_file: Option<&Path>) -> anyhow::Result<()> {
     let target = Target::parse(url)?;
+    let tls = match target.tls {
+        true => Some(crate::tls::probe_config(ca_file)?),
+        false => None,
+    };
     let deadline = Instant::now() + timeout;
     let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
         .to_socket_addrs()
@@ -36,7 +42,24 @@ pub fn check(url: &str, timeout: Duration) -> anyhow::Result<()> {
             break;
         }
         match TcpStream::connect_timeout(&addr, left) {
-            Ok(stream) => return ask(stream, &target, deadline),
+            Ok(stream) => {
+                return match &tls {
+                    None => ask(stream.try_clone()?, stream, &target, deadline),
+                    Some(config) => {
+                        let name = rustls_pki_types::ServerName::try_from(target.host.clone())
+                            .with_context(|| format!("{} is not a host name", target.host))?;
+                        let conn = rustls::ClientConnection::new(config.clone(), name)
+                            .context("TLS setup")?;
+                        let socket = stream.try_clone()?;
+                        ask(
+                            socket,
+                            rustls::StreamOwned::new(conn, stream),
+                            &target,
+                            deadline,
+                        )
+                    }
+                }
+            }
             Err(e) => last_error = Some(anyhow::Error::new(e).context(format!("{addr}"))),
         }
     }
@@ -45,15 +68,22 @@ pub fn check(url: &str, timeout: Duration) -> anyhow::Result<()> {
         .context(format!("cannot connect to {url}")))
 }
 
-/// Sends the request on `stream` and reads the status code.
-fn ask(stream: TcpStream, target: &Target, deadline: Instant) -> anyhow::Result<()> {
+/// Sends the request on `stream` (the TCP connection `socket`, or TLS over it) and reads the
+/// status code.
+fn ask(
+    socket: TcpStream,
+    mut stream: impl Read + Write,
+    target: &Target,
+    deadline: Instant,
+) -> anyhow::Result<()> {
     let left = || {
         let d = deadline.saturating_duration_since(Instant::now());
         // A zero timeout means "block forever" to the socket: the smallest real one instead.
         d.max(Duration::from_millis(1))
     };
-    let mut stream = stream;
-    stream.set_write_timeout(Some(left()))?;
+    // The socket's timeouts bound the TLS handshake too, which runs inside the first write.
+    socket.set_write_timeout(Some(left()))?;
+    socket.set_read_timeout(Some(left()))?;
     // HTTP/1.0 and `Connection: close`: the server closes after one answer, nothing to reuse.
     // One write: a server may answer and close as soon as it has the request's head.
     let request = format!(
@@ -62,13 +92,14 @@ fn ask(stream: TcpStream, target: &Target, deadline: Instant) -> anyhow::Result<
     );
     stream
         .write_all(request.as_bytes())
+        .and_then(|()| stream.flush())
         .context("cannot send the request")?;
     let mut head = Vec::new();
-    let mut limited = (&stream).take(MAX_HEAD);
+    let mut limited = stream.take(MAX_HEAD);
     let mut buf = [0u8; 512];
     // Until the status line is complete; the rest of the answer is not needed.
     while !head.contains(&b'\n') {
-        stream.set_read_timeout(Some(left()))?;
+        socket.set_read_timeout(Some(left()))?;
         if Instant::now() >= deadline {
             bail!("timed out waiting for the answer");
         }
@@ -82,6 +113,9 @@ fn ask(stream: TcpStream, target: &Target, deadline: Instant) -> anyhow::Result<
             {
                 bail!("timed out waiting for the answer")
             }
+            // A server that closes a TLS connection without close_notify after its answer:
+            // what was read counts.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(e) => return Err(e).context("cannot read the answer"),
         };
         if n == 0 {
@@ -120,9 +154,11 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-/// The parts of an `http://host[:port][/path]` URL a probe needs.
+/// The parts of an `http(s)://host[:port][/path]` URL a probe needs.
 #[derive(Debug, PartialEq, Eq)]
 struct Target {
+    /// `https://`.
+    tls: bool,
     /// Host name or IP address to connect to (an IPv6 address without its brackets).
     host: String,
     port: u16,
@@ -134,8 +170,10 @@ struct Target {
 
 impl Target {
     fn parse(url: &str) -> anyhow::Result<Target> {
-        let Some(rest) = url.strip_prefix("http://") else {
-            bail!("--url must be an http:// URL (wxtoken serves plain HTTP), not {url:?}");
+        let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => bail!("--url must be an http:// or https:// URL, not {url:?}"),
         };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
@@ -166,12 +204,14 @@ impl Target {
                 .ok()
                 .filter(|p| *p != 0)
                 .with_context(|| format!("cannot read the port of {url:?}"))?,
+            None if tls => 443,
             None => 80,
         };
         if host.is_empty() {
             bail!("--url must name a host: {url:?}");
         }
         Ok(Target {
+            tls,
             host: host.to_string(),
             port,
             host_header: authority.to_string(),
@@ -201,8 +241,11 @@ mod tests {
         assert_eq!((t.port, t.path.as_str()), (80, "/"));
         let t = Target::parse("http://h:1?x=1").unwrap();
         assert_eq!(t.path, "/?x=1");
+        let t = Target::parse("https://127.0.0.1/healthz").unwrap();
+        assert!(t.tls);
+        assert_eq!(t.port, 443);
         for bad in [
-            "https://127.0.0.1/healthz",
+            "ftp://127.0.0.1/healthz",
             "127.0.0.1:8080",
             "http://",
             "http://:80/",
@@ -252,17 +295,18 @@ mod tests {
     #[test]
     fn only_a_200_within_the_deadline_passes() {
         let t = Duration::from_secs(2);
-        check(&serve_once(Some("HTTP/1.1 200 OK\r\n\r\n{}")), t).unwrap();
+        check(&serve_once(Some("HTTP/1.1 200 OK\r\n\r\n{}")), t, None).unwrap();
         let e = check(
             &serve_once(Some("HTTP/1.1 503 Service Unavailable\r\n\r\n")),
             t,
+            None,
         )
         .unwrap_err();
         assert!(format!("{e:#}").contains("503"), "{e:#}");
-        let e = check(&serve_once(Some("garbage\r\n")), t).unwrap_err();
+        let e = check(&serve_once(Some("garbage\r\n")), t, None).unwrap_err();
         assert!(format!("{e:#}").contains("not an HTTP answer"), "{e:#}");
         let started = Instant::now();
-        let e = check(&serve_once(None), Duration::from_millis(300)).unwrap_err();
+        let e = check(&serve_once(None), Duration::from_millis(300), None).unwrap_err();
         assert!(format!("{e:#}").contains("timed out"), "{e:#}");
         assert!(started.elapsed() < Duration::from_secs(2));
         // Nothing listens on a port just released.
@@ -271,7 +315,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let e = check(&format!("http://127.0.0.1:{port}/healthz"), t).unwrap_err();
+        let e = check(&format!("http://127.0.0.1:{port}/healthz"), t, None).unwrap_err();
         assert!(format!("{e:#}").contains("cannot connect"), "{e:#}");
     }
 }

@@ -8,7 +8,8 @@
 //! quota.
 //!
 //! Map of the modules:
-//! - `cli`: the command line (`serve`, `check-config`, `healthcheck`, `fake-wechat`, `demo`).
+//! - `cli`: the command line (`serve`, `check-config`, `healthcheck`, `keygen`, `rekey`,
+//!   `fake-wechat`, `demo`).
 //! - `config`: settings from TOML plus `WXTOKEN_` overrides, validated, secrets redacted.
 //! - `startup`: builds metrics, store, actors and the HTTP server.
 //! - `alloc`: the C allocator's setting that returns freed request bodies to the kernel.
@@ -18,6 +19,13 @@
 //!   rules, shared-store sync, messages, clock and the refresh schedule.
 //! - `upstream`: the WeChat client and error classification.
 //! - `tls`: rustls client configuration and CA files.
+//! - `server_tls`: HTTPS on the listener: its certificate (reloaded in place) and client CAs.
+//! - `hardening`: process settings made at start for the secrets it holds (no core dumps).
+//! - `keygen`: `wxtoken keygen`: good random keys (the store's encryption key and its id, or
+//!   with `--client` a client key).
+//! - `clients`: the running clients: authentication by key, certificate or both, rate limits.
+//! - `client_cert`: a TLS connection's client certificate and the names it carries.
+//! - `rate_limit`: per-client token buckets and the failed-authentication budget per address.
 //! - `files`: bounded, non-blocking reads of the files the configuration names.
 //! - `store`: persistence and sharing (embedded redb file, or Redis for a fleet).
 //! - `http`: routes, authentication, JSON errors; tickets and JS-SDK signatures, admin routes,
@@ -26,14 +34,15 @@
 //!   rejected token.
 //! - `jssdk`: JS-SDK page signatures.
 //! - `seal`: encryption at rest of the secret fields the stores write (key ring, key ids).
-//! - `keygen`: `wxtoken keygen`, a new store key and its id; `rekey`: `wxtoken rekey`, every
-//!   stored record rewritten under the current key.
+//! - `rekey`: `wxtoken rekey`, every stored record rewritten under the current key.
 //! - `secret`: tokens that print as fingerprints.
 //! - `time`: `UnixMillis`, the range-checked timestamp of every stored record, and the one
 //!   RFC 3339 formatter of answers (clamped: no time can make an answer panic).
 //! - `reload`: hot reload of the configuration (SIGHUP, `POST /v1/admin/reload`).
 //! - `metrics`: Prometheus series and scrape-time gauges.
-//! - `platform`: the Open Platform: push encryption, replay refusal and event parsing.
+//! - `push`: WeChat's encrypted push protocol: signature, decryption, replay refusal, events.
+//! - `platform`: the Open Platform: a running platform behind one API (pushes received, the
+//!   component token, its authorizers, reconciliation, background work).
 //! - `fake`: a fake WeChat for tests, the demo and manual runs.
 //! - `telemetry`: logging.
 //! - `healthcheck`: the probe command for images without a shell.
@@ -42,10 +51,13 @@
 pub mod alloc;
 pub mod apps;
 pub mod cli;
+pub mod client_cert;
+pub mod clients;
 pub mod config;
 pub mod fake;
 pub mod fd_limit;
 pub mod files;
+pub mod hardening;
 pub mod healthcheck;
 pub mod http;
 pub mod json;
@@ -55,11 +67,15 @@ pub mod metrics;
 pub mod notify;
 pub mod platform;
 pub mod proxy;
+pub mod push;
+pub mod rate_limit;
 pub mod rekey;
 pub mod reload;
 pub mod seal;
 pub mod secret;
+pub mod server_tls;
 pub mod startup;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod time;

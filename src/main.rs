@@ -11,6 +11,10 @@ async fn main() -> std::process::ExitCode {
     let ansi = std::io::stderr().is_terminal();
     wxtoken::telemetry::init("info", std::io::stderr, ansi);
     tracing::debug!(fixed, "allocator: fixed mmap threshold");
+    // Before any secret is read: no core file, no ptrace by the same user.
+    wxtoken::hardening::disable_core_dumps();
+    // Read back from the kernel (PR_GET_DUMPABLE), not assumed: the tests look for it.
+    tracing::debug!(dumpable = ?wxtoken::hardening::dumpable(), "core dumps");
     match wxtoken::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -14,13 +14,13 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_web::web;
+use arc_swap::ArcSwap;
 
-use crate::apps::{ActorDeps, ReloadSummary};
+use crate::apps::{ActorDeps, Apps, ReloadSummary};
+use crate::clients::ClientKeys;
 use crate::config::{
     MetricsSettings, PlatformSettings, ServerSettings, Settings, StoreSettings, UpstreamSettings,
 };
-use crate::http::auth::ClientKeys;
-use crate::http::ServerState;
 
 /// Re-read the configuration and apply it.
 #[derive(Debug, Message)]
@@ -36,7 +36,12 @@ pub struct Reloader {
     /// a restart, not only by the first.
     running: Running,
     deps: ActorDeps,
-    state: web::Data<ServerState>,
+    /// The running apps and clients, the same cells the HTTP layer reads: a reload swaps them
+    /// whole.
+    apps: Arc<ArcSwap<Apps>>,
+    clients: Arc<ArcSwap<ClientKeys>>,
+    /// The listener's certificate, re-read by every reload (cert-manager renews it in place).
+    server_cert: Option<Arc<crate::server_tls::ServerCert>>,
 }
 
 /// The sections only a restart applies, as started.
@@ -56,7 +61,8 @@ impl Reloader {
         path: Option<PathBuf>,
         current: Settings,
         deps: ActorDeps,
-        state: web::Data<ServerState>,
+        apps: Arc<ArcSwap<Apps>>,
+        clients: Arc<ArcSwap<ClientKeys>>,
     ) -> Self {
         Reloader {
             path,
@@ -70,8 +76,19 @@ impl Reloader {
                 platforms: current.platforms,
             },
             deps,
-            state,
+            apps,
+            clients,
+            server_cert: None,
         }
+    }
+
+    /// Also re-reads the listener's certificate on every reload (HTTPS only).
+    pub fn reloading_certificate(
+        mut self,
+        cert: Option<Arc<crate::server_tls::ServerCert>>,
+    ) -> Self {
+        self.server_cert = cert;
+        self
     }
 
     /// Applies a loaded and validated configuration.
@@ -109,12 +126,13 @@ impl Reloader {
         }
         let refresh_changed = new.refresh != self.deps.refresh;
         self.deps.refresh = new.refresh.clone();
-        let apps = self.state.apps.load_full();
+        let apps = self.apps.load_full();
         let (apps, mut summary) = apps.reconcile(&new.apps, &self.deps, refresh_changed);
-        self.state.apps.store(Arc::new(apps));
-        self.state
-            .clients
-            .store(Arc::new(ClientKeys::new(new.clients.clone())));
+        self.apps.store(Arc::new(apps));
+        // The running `client_auth` and unchanged rate buckets carry over.
+        self.clients.store(Arc::new(
+            self.clients.load().with_clients(new.clients.clone()),
+        ));
         summary.needs_restart = needs_restart;
         summary
     }
@@ -130,7 +148,14 @@ impl Handler<Reload> for Reloader {
 
     fn handle(&mut self, _: Reload, _: &mut Self::Context) -> Self::Result {
         let path = self.path.clone();
+        let cert = self.server_cert.clone();
         let load = async move {
+            // First and apart from the file: a renewed certificate is served even when the
+            // configuration is rejected, and a bad certificate does not reject the
+            // configuration (it logs, counts and keeps the old one).
+            if let Some(cert) = cert {
+                let _ = web::block(move || cert.reload()).await;
+            }
             let Some(path) = path else {
                 return Err("the server was not started from a configuration file".to_string());
             };

@@ -5,8 +5,9 @@ use std::net::{SocketAddr, TcpListener};
 /// Pending connections the kernel queues: a burst of a thousand new clients (a deploy, an
 /// invalidation storm) must not overflow it, or their connects are retried only after a second.
 const LISTEN_BACKLOG: i32 = 2048;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor as _, Addr};
@@ -15,18 +16,21 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 
-use crate::apps::{ticket_label, ActorDeps, Apps};
-use crate::config::{Settings, StoreSettings};
+use crate::apps::{ActorDeps, Apps};
+use crate::clients::ClientKeys;
+use crate::config::{ticket_label, Settings, StoreSettings};
 use crate::fd_limit;
-use crate::http::auth::ClientKeys;
 use crate::http::body::read_chunked_bodies;
+use crate::http::fast::RenderCache;
 use crate::http::{routes, track_requests, BodyDeadline, ServerState};
 use crate::metrics::{Metrics, ScrapedCredential};
-use crate::platform::runtime::PlatformShared;
+use crate::platform::Platform;
 use crate::reload::{Reload, Reloader};
+use crate::seal::Keyring;
 use crate::store::platform::PlatformStore;
 use crate::store::{EmbeddedStore, RedisStore, TokenStore};
 use crate::token::actor::DEFAULT_WAIT_LIMIT;
+use crate::upstream::UpstreamPool;
 
 /// Knobs that are not configuration: tests and embedders set them.
 #[derive(Clone, Debug)]
@@ -65,148 +69,59 @@ impl Application {
     pub async fn build(settings: Settings, options: Options) -> anyhow::Result<Application> {
         // First, before the store, upstream and Redis take descriptors of their own.
         let nofile = raise_open_file_limit();
-        let names: Vec<String> = settings.apps.iter().map(|a| a.name.clone()).collect();
-        let metrics = Metrics::new(&names, settings.metrics.mode(settings.credential_count()));
-        // One store for both: token records, and the Open Platform's durable records.
-        let (store, platform_store, poll_interval): (
-            Arc<dyn TokenStore>,
-            Arc<dyn PlatformStore>,
-            Duration,
-        ) = match &settings.store {
-            StoreSettings::Embedded { path } => {
-                let keys = settings.encryption.keyring.clone();
-                let s = Arc::new(EmbeddedStore::open_with_keys(path, metrics.clone(), keys)?);
-                (s.clone(), s, Duration::from_secs(3600))
-            }
-            StoreSettings::Redis(redis) => {
-                let keys = settings.encryption.keyring.clone();
-                let s = Arc::new(RedisStore::open_with_keys(redis, metrics.clone(), keys).await?);
-                (s.clone(), s, redis.poll_interval)
-            }
-        };
+        let metrics = Metrics::new(
+            &settings
+                .apps
+                .iter()
+                .map(|a| a.name.clone())
+                .collect::<Vec<_>>(),
+            settings.metrics.mode(settings.credential_count()),
+        );
+        let keys = settings.encryption.keyring.clone();
+        let stores = Stores::open(&settings.store, keys, &metrics).await?;
         let tls = crate::tls::tls_config(settings.upstream.ca_file.as_deref())
             .context("upstream TLS configuration")?;
         let listener = bind(settings.server.listen)
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let addr = listener.local_addr()?;
+        let https = crate::server_tls::for_listener(&settings.server, &metrics)?;
+        let (server_cert, server_tls) = https.unzip();
 
+        // The server's one upstream pool: built here, handed to every actor and the gateway,
+        // and shown by the metrics.
+        let pool = UpstreamPool::new(
+            settings.upstream.max_concurrent,
+            settings.upstream.max_per_second,
+        );
+        metrics.watch_upstream_pool(pool.clone());
         let deps = ActorDeps {
             refresh: settings.refresh.clone(),
             upstream: settings.upstream.clone(),
             tls,
-            store: store.clone(),
+            pool,
+            store: stores.tokens.clone(),
             metrics: metrics.clone(),
             wait_limit: options.wait_limit,
-            poll_interval,
+            poll_interval: stores.poll_interval,
             clock: crate::token::SharedClock::system(),
             cohort: 1,
             tokens: crate::token::index::TokenIndex::new(),
         };
-        let apps = Apps::start(&settings.apps, &deps).await;
-        let mut platforms = std::collections::HashMap::new();
-        for p in &settings.platforms {
-            // Records that do not open stop the start, before anything could take them as absent.
-            crate::store::sealed::check_platform_records(&*platform_store, &p.name).await?;
-            let shared = PlatformShared::start(p, &deps, platform_store.clone()).await?;
-            actix::spawn(crate::http::platforms::background(Arc::downgrade(&shared)));
-            platforms.insert(p.name.clone(), shared);
-        }
-        let known_refresh_tokens = Arc::new(crate::proxy::PlatformRefreshTokens(
-            platforms.values().cloned().collect(),
-        ));
-        // Built once, outside the per-worker factory: every worker shares the same state.
-        let state = web::Data::new(ServerState {
-            apps: ArcSwap::from_pointee(apps),
-            clients: ArcSwap::from_pointee(ClientKeys::new(settings.clients.clone())),
-            metrics: metrics.clone(),
-            store,
-            wait_limit: options.wait_limit,
-            reloader: OnceLock::new(),
-            platforms,
-            tokens: deps.tokens.clone(),
-            gateway: crate::proxy::Gateway::new(
-                settings.proxy.clone(),
-                settings.upstream.clone(),
-                deps.tls.clone(),
-                metrics.clone(),
-                options.wait_limit,
-                known_refresh_tokens,
-            ),
-            readiness: settings.server.readiness,
-        });
-        // On this (the main) arbiter, where reloads start new token actors.
-        let reloader = Reloader::new(
-            options.config_path.clone(),
-            settings.clone(),
-            deps,
-            state.clone(),
-        )
-        .start();
-        let _ = state.reloader.set(reloader.clone());
-        // Scrapes read the apps running at that moment. A weak reference: the state owns the
-        // metrics, so a strong one would keep both alive forever.
-        let scraped = Arc::downgrade(&state.clone().into_inner());
-        state.metrics.read_credentials_from(move || {
-            scraped
-                .upgrade()
-                .map(|s| scraped_credentials(&s.apps.load(), &s.platforms))
-                .unwrap_or_default()
-        });
-        if !state.platforms.is_empty() {
-            let scraped = Arc::downgrade(&state.clone().into_inner());
-            state.metrics.read_platforms_from(move || {
-                scraped
-                    .upgrade()
-                    .map(|s| scraped_platforms(&s))
-                    .unwrap_or_default()
-            });
-        }
+        let state = start_services(&settings, &options, deps, stores, server_cert).await?;
+        show_running_credentials(&state);
         if options.handle_signals {
-            reload_on_sighup(reloader)?;
+            reload_on_sighup(state.reloader.clone())?;
         }
-
-        // Set here rather than left to actix-web so the connection cap can be shared among them.
-        let workers = options
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-            .clamp(1, MAX_WORKERS);
-        let max_connections = settings
-            .server
-            .max_connections_per_worker
-            .unwrap_or_else(|| fd_limit::derived_max_connections(nofile, workers));
-        tracing::info!(
-            workers,
-            max_connections_per_worker = max_connections,
-            "connection cap"
-        );
-        let body_deadline = BodyDeadline(settings.server.body_timeout);
-        let app_state = state.clone();
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .app_data(body_deadline)
-                // Inside `track_requests`, so its 408s and 413s are counted too.
-                .wrap(actix_web::middleware::from_fn(read_chunked_bodies))
-                .wrap(actix_web::middleware::from_fn(track_requests))
-                // `//cgi-bin/token` is `/cgi-bin/token`, as WeChat's own front end reads it (an
-                // SDK with a base URL ending in `/` sends it): routed as one path, so the facade
-                // answers it and nothing forwards it.
-                .wrap(actix_web::middleware::NormalizePath::new(
-                    actix_web::middleware::TrailingSlash::MergeOnly,
-                ))
-                .configure(routes)
-        })
-        .workers(workers)
-        // When every worker holds this many, the listener stops accepting and new clients wait
-        // in the kernel's backlog instead of failing `accept` with EMFILE.
-        .max_connections(max_connections)
-        .listen(listener)?
-        .shutdown_timeout(settings.server.shutdown_timeout.as_secs());
-        if !options.handle_signals {
-            server = server.disable_signals();
-        }
-        let server = server.run();
-        tracing::info!(%addr, apps = names.len(), clients = settings.clients.len(), "wxtoken listening");
+        let server = serve(
+            &settings,
+            &options,
+            listener,
+            server_tls,
+            nofile,
+            state.clone(),
+        )?;
+        tracing::info!(%addr, tls = settings.server.tls.is_some(), apps = settings.apps.len(),
+            clients = settings.clients.len(), "wxtoken listening");
         Ok(Application {
             addr,
             server,
@@ -238,21 +153,202 @@ impl Application {
     }
 }
 
+/// The stores of one server: token records, and the Open Platform's durable records, in the
+/// same place.
+struct Stores {
+    tokens: Arc<dyn TokenStore>,
+    platforms: Arc<dyn PlatformStore>,
+    /// How often an actor re-reads a shared record it was not told about.
+    poll_interval: Duration,
+}
+
+impl Stores {
+    /// Opens the configured store with the keys that seal what it writes and open what it
+    /// reads.
+    async fn open(
+        settings: &StoreSettings,
+        keys: Arc<Keyring>,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Stores> {
+        Ok(match settings {
+            StoreSettings::Embedded { path } => {
+                let s = Arc::new(EmbeddedStore::open_with_keys(path, metrics.clone(), keys)?);
+                Stores {
+                    tokens: s.clone(),
+                    platforms: s,
+                    poll_interval: Duration::from_secs(3600),
+                }
+            }
+            StoreSettings::Redis(redis) => {
+                let s = Arc::new(RedisStore::open_with_keys(redis, metrics.clone(), keys).await?);
+                Stores {
+                    tokens: s.clone(),
+                    platforms: s,
+                    poll_interval: redis.poll_interval,
+                }
+            }
+        })
+    }
+}
+
+/// Starts the apps' and platforms' actors and the reloader, and builds the state every worker
+/// shares from them, complete: nothing in it is set later.
+async fn start_services(
+    settings: &Settings,
+    options: &Options,
+    deps: ActorDeps,
+    stores: Stores,
+    server_cert: Option<Arc<crate::server_tls::ServerCert>>,
+) -> anyhow::Result<web::Data<ServerState>> {
+    let apps = Arc::new(ArcSwap::from_pointee(
+        Apps::start(&settings.apps, &deps).await,
+    ));
+    let clients = Arc::new(ArcSwap::from_pointee(ClientKeys::new(
+        settings.clients.clone(),
+        settings.server.client_auth,
+        &deps.metrics,
+    )));
+    let mut platforms = HashMap::new();
+    for p in &settings.platforms {
+        // Records that do not open stop the start, before anything could take them as absent.
+        crate::store::sealed::check_platform_records(&*stores.platforms, &p.name).await?;
+        let shared = Platform::start(p, &deps, stores.platforms.clone()).await?;
+        shared.spawn_background();
+        platforms.insert(p.name.clone(), shared);
+    }
+    let known_refresh_tokens = Arc::new(crate::proxy::PlatformRefreshTokens(
+        platforms.values().cloned().collect(),
+    ));
+    let gateway = crate::proxy::Gateway::new(
+        settings.proxy.clone(),
+        settings.upstream.clone(),
+        deps.tls.clone(),
+        deps.pool.clone(),
+        deps.metrics.clone(),
+        options.wait_limit,
+        known_refresh_tokens,
+    );
+    let (metrics, tokens) = (deps.metrics.clone(), deps.tokens.clone());
+    // On this (the main) arbiter, where reloads start new token actors; it swaps the same
+    // cells the handlers read.
+    let reloader = Reloader::new(
+        options.config_path.clone(),
+        settings.clone(),
+        deps,
+        apps.clone(),
+        clients.clone(),
+    )
+    .reloading_certificate(server_cert)
+    .start();
+    // Built once, outside the per-worker factory: every worker shares the same state.
+    Ok(web::Data::new(ServerState {
+        rendered: RenderCache::new(settings.credential_count()),
+        apps,
+        clients,
+        metrics,
+        store: stores.tokens,
+        wait_limit: options.wait_limit,
+        reloader,
+        platforms,
+        tokens,
+        gateway,
+        readiness: settings.server.readiness,
+    }))
+}
+
+/// Scrapes read the apps and platforms running at that moment. Weak references: the state
+/// owns the metrics, so a strong one would keep both alive forever.
+fn show_running_credentials(state: &web::Data<ServerState>) {
+    let scraped = Arc::downgrade(&state.clone().into_inner());
+    state.metrics.read_credentials_from(move || {
+        scraped
+            .upgrade()
+            .map(|s| scraped_credentials(&s.apps.load(), &s.platforms))
+            .unwrap_or_default()
+    });
+    if !state.platforms.is_empty() {
+        let scraped = Arc::downgrade(&state.clone().into_inner());
+        state.metrics.read_platforms_from(move || {
+            scraped
+                .upgrade()
+                .map(|s| scraped_platforms(&s))
+                .unwrap_or_default()
+        });
+    }
+}
+
+/// The HTTP server over `state` on `listener` (HTTPS with `tls`), running: workers, the
+/// connection cap, the middleware and the routes.
+fn serve(
+    settings: &Settings,
+    options: &Options,
+    listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
+    nofile: u64,
+    state: web::Data<ServerState>,
+) -> anyhow::Result<Server> {
+    // Set here rather than left to actix-web so the connection cap can be shared among them.
+    let workers = options
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .clamp(1, MAX_WORKERS);
+    let max_connections = settings
+        .server
+        .max_connections_per_worker
+        .unwrap_or_else(|| fd_limit::derived_max_connections(nofile, workers));
+    tracing::info!(
+        workers,
+        max_connections_per_worker = max_connections,
+        "connection cap"
+    );
+    let body_deadline = BodyDeadline(settings.server.body_timeout);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(body_deadline)
+            // Inside `track_requests`, so its 408s and 413s are counted too.
+            .wrap(actix_web::middleware::from_fn(read_chunked_bodies))
+            .wrap(actix_web::middleware::from_fn(track_requests))
+            // `//cgi-bin/token` is `/cgi-bin/token`, as WeChat's own front end reads it (an
+            // SDK with a base URL ending in `/` sends it): routed as one path, so the facade
+            // answers it and nothing forwards it.
+            .wrap(actix_web::middleware::NormalizePath::new(
+                actix_web::middleware::TrailingSlash::MergeOnly,
+            ))
+            .configure(routes)
+    })
+    .workers(workers)
+    // When every worker holds this many, the listener stops accepting and new clients wait
+    // in the kernel's backlog instead of failing `accept` with EMFILE.
+    .max_connections(max_connections)
+    // The client certificate of a TLS connection, for `clients`.
+    .on_connect(crate::client_cert::on_connect);
+    let mut server = match tls {
+        Some(config) => server.listen_rustls_0_23(listener, config)?,
+        None => server.listen(listener)?,
+    }
+    .shutdown_timeout(settings.server.shutdown_timeout.as_secs());
+    if !options.handle_signals {
+        server = server.disable_signals();
+    }
+    Ok(server.run())
+}
+
 /// Every running credential (each app's token and tickets) with its status and quota limit.
 fn scraped_credentials(
     apps: &Apps,
-    platforms: &std::collections::HashMap<String, Arc<PlatformShared>>,
+    platforms: &HashMap<String, Arc<Platform>>,
 ) -> Vec<ScrapedCredential> {
     let mut out = Vec::new();
     for p in platforms.values() {
         out.push(ScrapedCredential {
-            label: p.settings.metrics_label(),
+            label: p.label(),
             status: p.component_status().load_full(),
-            daily_quota: crate::platform::runtime::COMPONENT_DAILY_QUOTA,
+            daily_quota: crate::platform::COMPONENT_DAILY_QUOTA,
             gauges: true,
         });
         out.push(ScrapedCredential {
-            label: crate::platform::runtime::authorizer_label(p.name()),
+            label: crate::config::labels::authorizer_label(p.name()),
             status: Arc::default(),
             daily_quota: 0,
             gauges: false,
@@ -262,7 +358,7 @@ fn scraped_credentials(
             crate::config::TicketKind::WxCard,
         ] {
             out.push(ScrapedCredential {
-                label: crate::platform::runtime::authorizer_ticket_label(p.name(), kind),
+                label: crate::config::labels::authorizer_ticket_label(p.name(), kind),
                 status: Arc::default(),
                 daily_quota: 0,
                 gauges: false,

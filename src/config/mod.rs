@@ -21,6 +21,7 @@ mod encryption;
 #[cfg(test)]
 mod encryption_tests;
 mod env;
+pub mod labels;
 #[cfg(test)]
 mod platform_tests;
 mod platforms;
@@ -31,8 +32,13 @@ mod redis;
 #[cfg(test)]
 mod redis_tests;
 mod secrets;
+mod server_tls;
+#[cfg(test)]
+mod server_tls_tests;
 mod settings;
 mod store;
+#[cfg(test)]
+mod test_support;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -40,6 +46,7 @@ mod validate;
 use std::path::Path;
 
 pub use encryption::EncryptionSettings;
+pub use labels::{platform_label, ticket_label};
 pub use platforms::{
     decode_encoding_aes_key, DEFAULT_ACTIVE_WINDOW_SECS, ENCODING_AES_KEY_LEN,
     MAX_ACTIVE_WINDOW_SECS, MIN_ACTIVE_WINDOW_SECS,
@@ -48,17 +55,13 @@ pub use proxy::{ProxySettings, ANONYMOUS_MAX_BODY, WECHAT_API_PREFIXES};
 pub use redact::redact_url;
 pub use redis::{NodeAddr, RedisAuth, RedisEndpoint, RedisTls};
 pub use secrets::SecretSource;
+pub use server_tls::{CertMatch, ClientAuth, ServerTls};
 pub use settings::{
-    key_digest, platform_label, AppKind, AppScope, AppSettings, AuthorizerRefresh, ClientSettings,
+    key_digest, AppKind, AppScope, AppSettings, AuthorizerRefresh, ClientRate, ClientSettings,
     Grant, MetricsMode, MetricsSettings, PerAppMetrics, PlatformSettings, ReadinessScope,
     RedisSettings, RefreshSettings, ServerSettings, Settings, StoreSettings, TicketKind,
     UpstreamSettings, AUTO_FULL_MAX_CREDENTIALS, MAX_TOKEN_LIFETIME,
 };
-
-/// The label of a ticket's credential (its metrics, logs and readiness): `shop:jsapi_ticket`.
-pub fn ticket_label(app: &str, kind: TicketKind) -> String {
-    format!("{app}:{}_ticket", kind.as_str())
-}
 
 /// Prefix of environment variables that override configuration values.
 pub const ENV_PREFIX: &str = "WXTOKEN_";

@@ -5,15 +5,13 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
+use super::test_support::{load_with, server_tables};
 use super::*;
 
 /// A configuration with one platform, no apps, and a client of the platform only.
-const PLATFORM_ONLY: &str = r#"
-[server]
-listen = "127.0.0.1:9000"
-[upstream]
-base_url = "http://127.0.0.1:1/"
-[[platforms]]
+const PLATFORM_ONLY: &str = concat!(
+    server_tables!(),
+    r#"[[platforms]]
 name = "saas"
 component_appid = "wx3c1f0a9d8e7b6a51"
 component_secret_env = "SAAS_SECRET"
@@ -23,7 +21,8 @@ encoding_aes_key_env = "SAAS_AES_KEY"
 name = "crm"
 key_env = "CRM_KEY"
 platforms = ["saas"]
-"#;
+"#
+);
 
 /// An app and its client, to add to [`PLATFORM_ONLY`].
 const APP: &str = r#"
@@ -58,11 +57,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn load(text: &str, overrides: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-    let o: Vec<(String, String)> = overrides
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
-    Settings::from_toml(text, &o, &env)
+    load_with(text, overrides, &env)
 }
 
 fn err(text: &str) -> String {
@@ -373,11 +368,7 @@ fn each_secret_needs_exactly_one_source() {
 fn secret_files_follow_the_bounded_reader_rules() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    crate::files::mkfifo(&fifo);
     let big = dir.path().join("big");
     std::fs::write(&big, "x".repeat(4097)).unwrap();
     let empty = dir.path().join("empty");

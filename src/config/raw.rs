@@ -105,6 +105,13 @@ pub(super) struct RawServer {
     pub(super) max_connections_per_worker: u64,
     /// What a bare `/readyz` answers for: `"apps"` or `"instance"`.
     pub(super) readiness: String,
+    /// HTTPS: the certificate chain and private key (PEM) the listener serves.
+    pub(super) tls_cert_file: Option<PathBuf>,
+    pub(super) tls_key_file: Option<PathBuf>,
+    /// The CA (PEM) client certificates are checked against; turns them on.
+    pub(super) tls_client_ca_file: Option<PathBuf>,
+    /// `key`, `cert`, `either` or `both`; the default depends on `tls_client_ca_file`.
+    pub(super) client_auth: Option<String>,
 }
 
 impl Default for RawServer {
@@ -115,6 +122,10 @@ impl Default for RawServer {
             body_timeout_secs: 5,
             max_connections_per_worker: 0,
             readiness: "apps".into(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            client_auth: None,
         }
     }
 }
@@ -299,6 +310,14 @@ pub(super) struct RawClient {
     /// May call WeChat through `/v1/.../proxy/...` without holding a token.
     #[serde(default)]
     pub(super) proxy: bool,
+    /// The client certificate's subject common name that identifies this client.
+    pub(super) cert_subject: Option<String>,
+    /// A subject alternative name (DNS, URI or e-mail) of the certificate that identifies it.
+    pub(super) cert_san: Option<String>,
+    /// Requests a second this client may make on average (a token bucket per instance)...
+    pub(super) rate_per_second: Option<u64>,
+    /// ...and in a burst; defaults to `rate_per_second`.
+    pub(super) burst: Option<u64>,
 }
 
 /// One `[[platforms]]` entry: a WeChat Open Platform third-party platform. Each secret has

@@ -110,6 +110,10 @@ struct ServerView<'a> {
     /// 0: derived from the open-file limit, as in the file.
     max_connections_per_worker: i64,
     readiness: &'a str,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
+    tls_client_ca_file: Option<String>,
+    client_auth: &'static str,
 }
 
 impl<'a> From<&'a ServerSettings> for ServerView<'a> {
@@ -120,6 +124,14 @@ impl<'a> From<&'a ServerSettings> for ServerView<'a> {
             body_timeout_secs: secs(s.body_timeout),
             max_connections_per_worker: int(s.max_connections_per_worker.unwrap_or(0)),
             readiness: s.readiness.as_str(),
+            tls_cert_file: s.tls.as_ref().map(|t| path(&t.cert_file)),
+            tls_key_file: s.tls.as_ref().map(|t| path(&t.key_file)),
+            tls_client_ca_file: s
+                .tls
+                .as_ref()
+                .and_then(|t| t.client_ca_file.as_deref())
+                .map(path),
+            client_auth: s.client_auth.as_str(),
         }
     }
 }
@@ -395,7 +407,12 @@ impl<'a> From<&'a PlatformSettings> for PlatformView<'a> {
 #[derive(Serialize)]
 struct ClientView<'a> {
     name: &'a str,
-    key: Redacted<'a>,
+    /// Left out for a client that authenticates by certificate only.
+    key: Option<Redacted<'a>>,
+    cert_subject: Option<&'a str>,
+    cert_san: Option<&'a str>,
+    rate_per_second: Option<i64>,
+    burst: Option<i64>,
     apps: Option<Vec<&'a str>>,
     platforms: Option<Vec<&'a str>>,
     admin: bool,
@@ -406,7 +423,11 @@ impl<'a> From<&'a ClientSettings> for ClientView<'a> {
     fn from(c: &'a ClientSettings) -> Self {
         ClientView {
             name: &c.name,
-            key: Redacted(&c.key_source),
+            key: c.key_source.as_ref().map(Redacted),
+            cert_subject: c.cert.as_ref().and_then(|m| m.subject.as_deref()),
+            cert_san: c.cert.as_ref().and_then(|m| m.san.as_deref()),
+            rate_per_second: c.rate.map(|r| int(r.per_second.get())),
+            burst: c.rate.map(|r| int(r.burst.get())),
             apps: scope(&c.apps),
             platforms: scope(&c.platforms),
             admin: c.admin,

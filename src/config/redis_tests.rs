@@ -5,14 +5,12 @@ use std::path::Path;
 
 use secrecy::ExposeSecret as _;
 
+use super::test_support::server_tables;
 use super::*;
 
-const BASE: &str = r#"
-[server]
-listen = "127.0.0.1:9000"
-[upstream]
-base_url = "http://127.0.0.1:1/"
-[[apps]]
+const BASE: &str = concat!(
+    server_tables!(),
+    r#"[[apps]]
 name = "shop"
 appid = "wx0123456789abcdef"
 secret = "s3cr3t-value"
@@ -20,7 +18,8 @@ secret = "s3cr3t-value"
 name = "billing"
 key = "billing-key-0123456789"
 apps = ["shop"]
-"#;
+"#
+);
 
 fn env(name: &str) -> Option<String> {
     match name {

@@ -115,6 +115,10 @@ pub struct ServerSettings {
     pub max_connections_per_worker: Option<usize>,
     /// What `/readyz` answers for when the probe names no `scope`.
     pub readiness: ReadinessScope,
+    /// HTTPS on the listener; `None` serves plain HTTP.
+    pub tls: Option<super::ServerTls>,
+    /// What authenticates a client: its key, its certificate, either or both.
+    pub client_auth: super::ClientAuth,
 }
 
 /// What `/readyz` is ready for (`[server] readiness`, or `?scope=` on the probe).
@@ -356,8 +360,13 @@ impl AppScope {
 #[derive(Clone)]
 pub struct ClientSettings {
     pub name: String,
-    pub key_sha256: [u8; 32],
-    pub key_source: SecretSource,
+    /// `None` for a client that authenticates by certificate only.
+    pub key_sha256: Option<[u8; 32]>,
+    pub key_source: Option<SecretSource>,
+    /// The client certificate that identifies it (`cert_subject`, `cert_san`), if any.
+    pub cert: Option<super::CertMatch>,
+    /// Its token bucket (`rate_per_second`, `burst`); `None`: no limit.
+    pub rate: Option<ClientRate>,
     /// The apps it may read; `Only` of nothing when the client names only platforms.
     pub apps: AppScope,
     /// The platforms whose component and authorizer credentials it may read; `Only` of
@@ -388,12 +397,22 @@ impl fmt::Debug for ClientSettings {
         f.debug_struct("ClientSettings")
             .field("name", &self.name)
             .field("key", &"[REDACTED]")
+            .field("cert", &self.cert)
+            .field("rate", &self.rate)
             .field("apps", &self.apps)
             .field("platforms", &self.platforms)
             .field("admin", &self.admin)
             .field("proxy", &self.proxy)
             .finish()
     }
+}
+
+/// A client's token bucket: `per_second` requests a second on average, `burst` at once. Per
+/// instance: a fleet of N instances lets a client make up to N times as many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientRate {
+    pub per_second: std::num::NonZeroU32,
+    pub burst: std::num::NonZeroU32,
 }
 
 /// A WeChat Open Platform third-party platform (第三方平台): the component credentials that
@@ -422,7 +441,7 @@ pub struct PlatformSettings {
 impl PlatformSettings {
     /// The `app` label of the component token in the token series.
     pub fn metrics_label(&self) -> String {
-        platform_label(&self.name)
+        super::labels::platform_label(&self.name)
     }
 
     /// Whether `other` is the same platform with the same settings, secrets included (compared
@@ -438,13 +457,6 @@ impl PlatformSettings {
             && self.token.expose_secret() == other.token.expose_secret()
             && self.encoding_aes_key.expose_secret() == other.encoding_aes_key.expose_secret()
     }
-}
-
-/// The `app` label of platform `name`'s component token: `platform:saas`. App names cannot
-/// hold `:`, so it never equals an app's label; validation checks it against ticket labels
-/// (`{app}:{kind}_ticket`), which can.
-pub fn platform_label(name: &str) -> String {
-    format!("platform:{name}")
 }
 
 /// `authorizer_refresh`: which authorized accounts' tokens a platform keeps warm.

@@ -4,14 +4,12 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
+use super::test_support::{load_with, server_tables};
 use super::*;
 
-const GOOD: &str = r#"
-[server]
-listen = "127.0.0.1:9000"
-[upstream]
-base_url = "http://127.0.0.1:1/"
-[[apps]]
+const GOOD: &str = concat!(
+    server_tables!(),
+    r#"[[apps]]
 name = "shop"
 appid = "wx0123456789abcdef"
 secret_env = "SHOP_SECRET"
@@ -19,7 +17,8 @@ secret_env = "SHOP_SECRET"
 name = "billing"
 key_env = "BILLING_KEY"
 apps = ["shop"]
-"#;
+"#
+);
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -30,11 +29,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn load(text: &str, overrides: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-    let o: Vec<(String, String)> = overrides
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
-    Settings::from_toml(text, &o, &env)
+    load_with(text, overrides, &env)
 }
 
 #[test]
@@ -48,7 +43,7 @@ fn good_config_loads_with_defaults() {
     assert_eq!(s.apps[0].secret.expose_secret(), "s3cr3t-value");
     assert_eq!(
         s.clients[0].key_sha256,
-        key_digest("billing-key-0123456789")
+        Some(key_digest("billing-key-0123456789"))
     );
     assert!(s.clients[0].apps.allows("shop"));
     assert!(!s.clients[0].apps.allows("other"));
@@ -243,14 +238,6 @@ fn redacted_rendering_hides_secrets() {
     assert!(!debug.contains(&hex::encode(key_digest("billing-key-0123456789"))));
 }
 
-fn mkfifo(path: &std::path::Path) {
-    let made = std::process::Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(made.success());
-}
-
 fn with_secret_file(path: &std::path::Path) -> String {
     GOOD.replace(
         "secret_env = \"SHOP_SECRET\"",
@@ -270,7 +257,7 @@ fn secret_files_must_be_regular_and_small() {
     assert_eq!(s.apps[0].secret.expose_secret(), "file-secret-value");
 
     let fifo = dir.path().join("fifo");
-    mkfifo(&fifo);
+    crate::files::mkfifo(&fifo);
     let big = dir.path().join("big");
     std::fs::write(&big, "x".repeat(4097)).unwrap();
     let exact = dir.path().join("exact");
@@ -300,9 +287,12 @@ fn client_keys_can_come_from_a_file() {
     let s = load(&text, &[]).unwrap();
     assert_eq!(
         s.clients[0].key_sha256,
-        key_digest("file-client-key-000000001")
+        Some(key_digest("file-client-key-000000001"))
     );
-    assert_eq!(s.clients[0].key_source, SecretSource::File(key.clone()));
+    assert_eq!(
+        s.clients[0].key_source,
+        Some(SecretSource::File(key.clone()))
+    );
     // Exactly one source.
     let both = text.replace("key_file", "key_env = \"BILLING_KEY\"\nkey_file");
     let e = load(&both, &[]).unwrap_err().to_string();
@@ -312,7 +302,7 @@ fn client_keys_can_come_from_a_file() {
     );
     // The same file rules as secret_file.
     let fifo = dir.path().join("fifo");
-    mkfifo(&fifo);
+    crate::files::mkfifo(&fifo);
     let e = load(
         &GOOD.replace(
             "key_env = \"BILLING_KEY\"",
@@ -653,6 +643,7 @@ shutdown_timeout_secs = 10
 body_timeout_secs = 5
 max_connections_per_worker = 100
 readiness = "instance"
+client_auth = "key"
 
 [upstream]
 base_url = "http://127.0.0.1:1"
@@ -792,4 +783,33 @@ fn values_beyond_what_a_file_allows_render_without_panicking() {
         parsed["apps"][0]["daily_quota"].as_integer(),
         Some(i64::MAX)
     );
+}
+
+#[test]
+fn client_rate_limits_are_validated_defaulted_and_shown() {
+    let with =
+        |keys: &str| GOOD.replace("apps = [\"shop\"]", &format!("apps = [\"shop\"]\n{keys}"));
+    let s = load(&with("rate_per_second = 5"), &[]).unwrap();
+    let rate = s.clients[0].rate.unwrap();
+    assert_eq!((rate.per_second.get(), rate.burst.get()), (5, 5));
+    let text = s.redacted_toml();
+    assert!(text.contains("rate_per_second = 5\nburst = 5"), "{text}");
+    let s = load(&with("rate_per_second = 5\nburst = 50"), &[]).unwrap();
+    assert_eq!(s.clients[0].rate.unwrap().burst.get(), 50);
+    assert!(load(GOOD, &[]).unwrap().clients[0].rate.is_none());
+    for (keys, named) in [
+        ("burst = 5", "clients[0].burst: needs rate_per_second"),
+        (
+            "rate_per_second = 0",
+            "clients[0].rate_per_second: 0 is out of range",
+        ),
+        (
+            "rate_per_second = 10\nburst = 2",
+            "clients[0].burst: 2 is out of range",
+        ),
+        ("rate_per_second = 1000000", "clients[0].rate_per_second"),
+    ] {
+        let e = load(&with(keys), &[]).unwrap_err().to_string();
+        assert!(e.starts_with(named), "{keys}: {e}");
+    }
 }

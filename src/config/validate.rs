@@ -159,7 +159,7 @@ pub(super) fn validate(
         app: &|a| app_names.contains(a),
         platform: &|p| platform_names.contains(p),
     };
-    let clients = validate_clients(raw.clients, &known, lookup_env)?;
+    let clients = validate_clients(raw.clients, &known, server.client_auth, lookup_env)?;
     Ok(Settings {
         server,
         upstream,
@@ -176,6 +176,7 @@ pub(super) fn validate(
 
 /// `[server]`.
 fn validate_server(raw: RawServer) -> Result<ServerSettings, ConfigError> {
+    let (tls, client_auth) = super::server_tls::validate_server_tls(&raw)?;
     let listen: SocketAddr = raw.listen.parse().map_err(|_| {
         ConfigError::at(
             "server.listen",
@@ -221,6 +222,8 @@ fn validate_server(raw: RawServer) -> Result<ServerSettings, ConfigError> {
         body_timeout,
         max_connections_per_worker,
         readiness,
+        tls,
+        client_auth,
     })
 }
 

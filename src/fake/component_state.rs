@@ -402,6 +402,32 @@ impl ComponentState {
         Ok(appid)
     }
 
+    /// The component whose token `token` is (checked as [`Self::check_token`] does).
+    fn caller(
+        &self,
+        token: Option<&str>,
+        appid: Option<&str>,
+        now: Instant,
+    ) -> Result<&Component, WxError> {
+        let appid = self.check_token(token, appid, now)?;
+        self.components.get(appid).ok_or(WxError::INVALID_COMPONENT)
+    }
+
+    /// As [`Self::caller`], to change: its appid, the component, and the token book beside it.
+    fn caller_mut<'a>(
+        &mut self,
+        token: Option<&str>,
+        appid: Option<&'a str>,
+        now: Instant,
+    ) -> Result<(&'a str, &mut Component, &mut TokenBook), WxError> {
+        let appid = self.check_token(token, appid, now)?;
+        let component = self
+            .components
+            .get_mut(appid)
+            .ok_or(WxError::INVALID_COMPONENT)?;
+        Ok((appid, component, &mut self.book))
+    }
+
     /// `api_component_token`: component appid, then secret, then ticket. Every success mints a
     /// new token that replaces the previous one (which overlaps, as a `/cgi-bin/token` token).
     pub(crate) fn component_token(
@@ -440,11 +466,7 @@ impl ComponentState {
         appid: Option<&str>,
         m: &Minting,
     ) -> Result<(String, u64), WxError> {
-        let appid = self.check_token(token, appid, m.now)?;
-        let component = self
-            .components
-            .get_mut(appid)
-            .ok_or(WxError::INVALID_COMPONENT)?;
+        let (_, component, _) = self.caller_mut(token, appid, m.now)?;
         let code = new_code("preauthcode@@@", &mut component.preauth_codes, "", m.now);
         Ok((code, PREAUTH_CODE_LIFETIME.as_secs()))
     }
@@ -457,11 +479,7 @@ impl ComponentState {
         code: Option<&str>,
         m: &Minting,
     ) -> Result<IssuedAuthorizerToken, WxError> {
-        let appid = self.check_token(token, appid, m.now)?;
-        let component = self
-            .components
-            .get_mut(appid)
-            .ok_or(WxError::INVALID_COMPONENT)?;
+        let (appid, component, book) = self.caller_mut(token, appid, m.now)?;
         let code = present(code).ok_or(WxError::CODE_INVALID)?;
         let issued = component
             .auth_codes
@@ -478,7 +496,7 @@ impl ComponentState {
             .filter(|a| a.state != AuthorizerState::Left)
             .ok_or(WxError::CODE_INVALID)?;
         authorizer.queried = true;
-        Ok(mint_authorizer_token(&mut self.book, appid, authorizer, m))
+        Ok(mint_authorizer_token(book, appid, authorizer, m))
     }
 
     /// `api_authorizer_token`: a new token for the account, if its refresh token still works.
@@ -490,11 +508,7 @@ impl ComponentState {
         refresh_token: Option<&str>,
         m: &Minting,
     ) -> Result<IssuedAuthorizerToken, WxError> {
-        let appid = self.check_token(token, appid, m.now)?;
-        let component = self
-            .components
-            .get_mut(appid)
-            .ok_or(WxError::INVALID_COMPONENT)?;
+        let (appid, component, book) = self.caller_mut(token, appid, m.now)?;
         let authorizer_appid = present(authorizer_appid).ok_or(WxError::APPID_MISSING)?;
         let authorizer = component
             .authorizer_mut(authorizer_appid)
@@ -504,7 +518,7 @@ impl ComponentState {
         if !works {
             return Err(WxError::REFRESH_TOKEN_INVALID);
         }
-        Ok(mint_authorizer_token(&mut self.book, appid, authorizer, m))
+        Ok(mint_authorizer_token(book, appid, authorizer, m))
     }
 
     /// `api_get_authorizer_info`: an authorized account's permissions and refresh token.
@@ -515,11 +529,7 @@ impl ComponentState {
         authorizer_appid: Option<&str>,
         now: Instant,
     ) -> Result<AuthorizerDetails, WxError> {
-        let appid = self.check_token(token, appid, now)?;
-        let component = self
-            .components
-            .get(appid)
-            .ok_or(WxError::INVALID_COMPONENT)?;
+        let component = self.caller(token, appid, now)?;
         let authorizer_appid = present(authorizer_appid).ok_or(WxError::APPID_MISSING)?;
         let a = component
             .authorizer(authorizer_appid)
@@ -542,11 +552,7 @@ impl ComponentState {
         count: u64,
         now: Instant,
     ) -> Result<(u64, Vec<Listed>), WxError> {
-        let appid = self.check_token(token, appid, now)?;
-        let component = self
-            .components
-            .get(appid)
-            .ok_or(WxError::INVALID_COMPONENT)?;
+        let component = self.caller(token, appid, now)?;
         if count > LIST_MAX_COUNT {
             return Err(WxError::COUNT_LIMIT);
         }

@@ -12,8 +12,8 @@ use sha1::{Digest, Sha1};
 
 use super::component_state::{Authorized, ControlError, PushTarget};
 use super::routes::{lock, Shared};
-use crate::platform::crypto::MsgCrypto;
-use crate::platform::event::{self, Authorization, EventKind};
+use crate::push::crypto::MsgCrypto;
+use crate::push::event::{self, Authorization, EventKind};
 
 /// How long a push waits for the receiver's answer.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(5);

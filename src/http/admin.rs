@@ -89,11 +89,8 @@ pub async fn reload(
     if !client.admin {
         return Err(ApiError::AdminOnly(client.name.clone()));
     }
-    let reloader = state
+    let summary = state
         .reloader
-        .get()
-        .ok_or_else(|| ApiError::Unavailable("reloading is not available".into()))?;
-    let summary = reloader
         .send(Reload)
         .await
         .map_err(|_| ApiError::Unavailable("the reloader did not answer".into()))?

@@ -31,8 +31,7 @@ use serde_json::json;
 
 use super::wechat::wx_refusal as wx_error;
 use super::{body, read_body, ApiError, ServerState};
-use crate::apps::Unavailable;
-use crate::platform::runtime::{AuthorizerRefusal, ComponentTokenCheck, PlatformShared};
+use crate::platform::{AuthorizerRefusal, AuthorizerUnavailable, ComponentTokenCheck, Platform};
 use crate::secret::AccessToken;
 use crate::token::TokenRecord;
 
@@ -51,11 +50,11 @@ fn busy(errcode: Option<i64>) -> HttpResponse {
     )
 }
 
-fn platform_by_appid(state: &ServerState, appid: &str) -> Option<Arc<PlatformShared>> {
+fn platform_by_appid(state: &ServerState, appid: &str) -> Option<Arc<Platform>> {
     state
         .platforms
         .values()
-        .find(|p| p.settings.component_appid == appid)
+        .find(|p| p.component_appid() == appid)
         .cloned()
 }
 
@@ -103,11 +102,14 @@ pub async fn component_token(
     let Some(key) = non_empty(b.component_appsecret) else {
         return wx_error(41004, "component_appsecret missing");
     };
-    let Some(client) = state.clients.load().by_key(&key) else {
-        return wx_error(
-            40125,
-            "invalid component_appsecret (use a wxtoken client key)",
-        );
+    let client = match state.clients.load().by_key(&key, &req) {
+        Ok(client) => client,
+        Err(refused) => {
+            return super::wechat::wx_key_refusal(
+                refused,
+                "invalid component_appsecret (use a wxtoken client key)",
+            )
+        }
     };
     let Some(platform) = platform_by_appid(&state, &appid) else {
         return wx_error(61011, "invalid component");
@@ -115,15 +117,9 @@ pub async fn component_token(
     if !client.may_use_platform(platform.name()) {
         return wx_error(40164, "this client may not use this platform");
     }
-    let record = match platform.component_token(SystemTime::now()) {
-        Some(r) => r,
-        None => match platform.component.current(state.wait_limit).await {
-            Ok(r) => {
-                platform.note_component_token(&r);
-                r
-            }
-            Err(u) => return busy(u.errcode()),
-        },
+    let record = match platform.current_component_token(state.wait_limit).await {
+        Ok(r) => r,
+        Err(u) => return busy(u.errcode()),
     };
     let expires_in = record.remaining(SystemTime::now()).as_secs();
     HttpResponse::Ok()
@@ -197,7 +193,7 @@ fn platform_for(
     state: &ServerState,
     presented: &str,
     component_appid: Option<String>,
-) -> Result<Arc<PlatformShared>, HttpResponse> {
+) -> Result<Arc<Platform>, HttpResponse> {
     let Some(component_appid) = non_empty(component_appid) else {
         return Err(wx_error(41002, "component_appid missing"));
     };
@@ -220,22 +216,16 @@ fn platform_for(
 /// answer (61003, 61023, or -1 when none could be had in time).
 async fn authorizer_record(
     state: &ServerState,
-    platform: &PlatformShared,
+    platform: &Platform,
     appid: &str,
 ) -> Result<Arc<TokenRecord>, HttpResponse> {
-    let handle = platform
-        .authorizer_actor_or_reload(appid)
+    platform
+        .authorizer_token(appid, state.wait_limit)
         .await
-        .map_err(refusal_answer)?;
-    match handle.current(state.wait_limit).await {
-        Ok(rec) => Ok(rec),
-        // The fetch may have found the account gone or in need of a new authorization.
-        Err(u @ Unavailable::NoToken(_)) => Err(match platform.authorizer_actor(appid) {
-            Err(r) => refusal_answer(r),
-            Ok(_) => busy(u.errcode()),
-        }),
-        Err(Unavailable::NoAnswer) => Err(busy(None)),
-    }
+        .map_err(|e| match e {
+            AuthorizerUnavailable::Refused(r) => refusal_answer(r),
+            AuthorizerUnavailable::Unavailable(u) => busy(u.errcode()),
+        })
 }
 
 /// A component call's body, and the platform it is for (see [`platform_for`], given the
@@ -245,7 +235,7 @@ async fn component_call<B: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     payload: web::Payload,
     appid_of: fn(&mut B) -> Option<String>,
-) -> Result<(Arc<PlatformShared>, B), HttpResponse> {
+) -> Result<(Arc<Platform>, B), HttpResponse> {
     let presented = presented_token(req)?;
     let mut b: B = read_object(req, payload).await?;
     let platform = platform_for(state, &presented, appid_of(&mut b))?;

@@ -63,6 +63,9 @@ pub enum ApiError {
     /// A forwarded call WeChat did not answer in time.
     #[error("{0}")]
     GatewayTimeout(String),
+    /// A client over its rate, or an address over its failed authentications.
+    #[error("too many requests: retry in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     /// `allow` lists the methods the route does take, for the `Allow` header (RFC 9110).
     #[error("method not allowed on this route (allowed: {allow})")]
     MethodNotAllowed { allow: &'static str },
@@ -92,6 +95,7 @@ impl ApiError {
             ApiError::EventRefused { status: 401, .. } => "unauthorized",
             ApiError::EventRefused { .. } => "bad_request",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::ProxyNotAllowed(_) => "forbidden",
             ApiError::BadGateway(_) => "upstream_error",
             ApiError::GatewayTimeout(_) => "upstream_timeout",
@@ -105,6 +109,17 @@ struct ErrorBody<'a> {
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     errcode: Option<i64>,
+}
+
+impl From<crate::clients::Refused> for ApiError {
+    fn from(e: crate::clients::Refused) -> Self {
+        match e {
+            crate::clients::Refused::Unauthorized(why) => ApiError::Unauthorized(why),
+            crate::clients::Refused::Limited(l) => ApiError::TooManyRequests {
+                retry_after_secs: l.retry_after_secs,
+            },
+        }
+    }
 }
 
 impl ResponseError for ApiError {
@@ -134,6 +149,7 @@ impl ResponseError for ApiError {
             ApiError::ProxyNotAllowed(_) => StatusCode::FORBIDDEN,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -152,6 +168,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::MethodNotAllowed { allow } => {
                 resp.insert_header((header::ALLOW, *allow));
+            }
+            ApiError::TooManyRequests { retry_after_secs } => {
+                resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             // The rest of the body may still arrive and could not be told from a next request.
             ApiError::RequestTimeout(_) => {

@@ -22,7 +22,7 @@ pub struct TokenQuery {
 }
 
 /// The token for `appid`, if the client key `secret` may read it.
-async fn token_for(state: &ServerState, q: TokenQuery) -> HttpResponse {
+async fn token_for(state: &ServerState, req: &HttpRequest, q: TokenQuery) -> HttpResponse {
     if q.grant_type.as_deref() != Some("client_credential") {
         return wx_error(40002, "invalid grant_type");
     }
@@ -32,8 +32,14 @@ async fn token_for(state: &ServerState, q: TokenQuery) -> HttpResponse {
     let Some(key) = q.secret.filter(|s| !s.is_empty()) else {
         return wx_error(41004, "appsecret missing");
     };
-    let Some(client) = state.clients.load().by_key(&key) else {
-        return wx_error(40125, "invalid appsecret (use a wxtoken client key)");
+    let client = match state.clients.load().by_key(&key, req) {
+        Ok(client) => client,
+        Err(refused) => {
+            return super::wechat::wx_key_refusal(
+                refused,
+                "invalid appsecret (use a wxtoken client key)",
+            )
+        }
     };
     let apps = state.apps.load();
     let Some(app) = apps.by_appid(&appid).cloned() else {
@@ -66,7 +72,7 @@ pub async fn token(state: web::Data<ServerState>, req: HttpRequest) -> HttpRespo
     let q = web::Query::<TokenQuery>::from_query(req.query_string())
         .map(|q| q.into_inner())
         .unwrap_or_default();
-    token_for(&state, q).await
+    token_for(&state, &req, q).await
 }
 
 #[derive(Deserialize)]
@@ -100,6 +106,7 @@ pub async fn stable_token(
     };
     token_for(
         &state,
+        &req,
         TokenQuery {
             grant_type: b.grant_type,
             appid: b.appid,

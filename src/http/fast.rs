@@ -2,14 +2,15 @@
 //! cost little more than `/healthz`.
 //!
 //! The JSON body is rendered once per token (everything but `expires_in`, which changes every
-//! second) and kept beside the app; a request only splices in the seconds left. `Cache-Control`
-//! values come from a table instead of being formatted each time.
+//! second) and kept in the HTTP layer's [`RenderCache`]; a request only splices in the seconds
+//! left. `Cache-Control` values come from a table instead of being formatted each time.
 
 use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::HttpResponse;
+use arc_swap::ArcSwapOption;
 
 use super::MAX_CLIENT_CACHE_SECS;
 use crate::token::TokenRecord;
@@ -18,6 +19,8 @@ use crate::token::TokenRecord;
 pub struct RenderedToken {
     /// The record it was rendered from (compared by pointer: one render per record).
     record: Arc<TokenRecord>,
+    /// The app it answers for.
+    app: Box<str>,
     /// `{"app":"shop","access_token":"...","expires_in":`
     prefix: String,
     /// `,"expires_at":"2026-11-25T15:00:00Z"}`
@@ -36,11 +39,16 @@ impl RenderedToken {
             ),
             suffix: format!(",\"expires_at\":{}}}", json(&expires_at)),
             record,
+            app: app.into(),
         }
     }
 
     pub fn is_for(&self, record: &Arc<TokenRecord>) -> bool {
         Arc::ptr_eq(&self.record, record)
+    }
+
+    fn answers(&self, app: &str, record: &Arc<TokenRecord>) -> bool {
+        self.is_for(record) && &*self.app == app
     }
 
     /// The whole body for `expires_in` seconds left.
@@ -52,6 +60,58 @@ impl RenderedToken {
         out.push_str(digits);
         out.push_str(&self.suffix);
         out
+    }
+}
+
+/// Fewest and most slots of a [`RenderCache`]: 8 KiB to 8 MiB of pointers.
+const MIN_SLOTS: usize = 1 << 10;
+const MAX_SLOTS: usize = 1 << 20;
+
+/// The rendered answers of the tokens served lately.
+///
+/// Direct-mapped, so it costs neither a lock nor a hash per request: each record has one slot,
+/// chosen by its address. A record is one token of one credential, and the slot's answer holds
+/// it, so while it is cached its address names nothing else. Two hot records that share a slot
+/// take turns and are rendered again on each switch: that costs what the serde path costs, and
+/// with twice as many slots as apps at start-up it is rare. What a slot holds stays until a
+/// record of the same slot replaces it, so a removed app's answer costs one slot at most.
+pub struct RenderCache {
+    slots: Box<[ArcSwapOption<RenderedToken>]>,
+    /// 64 minus log2 of the slot count: the top bits of the address's hash pick the slot.
+    shift: u32,
+}
+
+impl RenderCache {
+    /// A cache for about `apps` credentials.
+    pub fn new(apps: usize) -> RenderCache {
+        let n = apps
+            .saturating_mul(2)
+            .clamp(MIN_SLOTS, MAX_SLOTS)
+            .next_power_of_two();
+        RenderCache {
+            slots: (0..n).map(|_| ArcSwapOption::empty()).collect(),
+            shift: 64 - n.trailing_zeros(),
+        }
+    }
+
+    fn slot(&self, record: &Arc<TokenRecord>) -> &ArcSwapOption<RenderedToken> {
+        // Fibonacci hashing: allocations are aligned, so the address's low bits say little and
+        // its high bits are the same for every record; the product's top bits mix them all.
+        let addr = Arc::as_ptr(record) as usize as u64;
+        &self.slots[(addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize]
+    }
+
+    /// The answer of `app` for `record`, rendered now if its slot holds another one.
+    pub fn get(&self, app: &str, record: &Arc<TokenRecord>) -> Arc<RenderedToken> {
+        let slot = self.slot(record);
+        match &*slot.load() {
+            Some(r) if r.answers(app, record) => r.clone(),
+            _ => {
+                let r = Arc::new(RenderedToken::new(app, record.clone()));
+                slot.store(Some(r.clone()));
+                r
+            }
+        }
     }
 }
 
@@ -96,17 +156,10 @@ pub fn cache_control_value(expires_in: u64) -> HeaderValue {
 pub fn token_answer(
     app: &str,
     record: &Arc<TokenRecord>,
-    cache: &arc_swap::ArcSwapOption<RenderedToken>,
+    cache: &RenderCache,
     now: SystemTime,
 ) -> HttpResponse {
-    let rendered = match &*cache.load() {
-        Some(r) if r.is_for(record) => r.clone(),
-        _ => {
-            let r = Arc::new(RenderedToken::new(app, record.clone()));
-            cache.store(Some(r.clone()));
-            r
-        }
-    };
+    let rendered = cache.get(app, record);
     let expires_in = record.remaining(now).as_secs();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, cache_control_value(expires_in)))
@@ -150,6 +203,40 @@ mod tests {
         }
         assert!(r.is_for(&record));
         assert!(!r.is_for(&Arc::new((*record).clone())));
+    }
+
+    #[test]
+    fn a_cached_answer_serves_its_own_record_and_app_only() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let record = |token: &str| {
+            Arc::new(TokenRecord {
+                appid: "wx".into(),
+                token: AccessToken::new(token),
+                fetched_at: now,
+                expires_at: now + Duration::from_secs(7200),
+                generation: 1,
+            })
+        };
+        let cache = RenderCache::new(1);
+        let first = record("first");
+        let rendered = cache.get("shop", &first);
+        assert!(
+            Arc::ptr_eq(&rendered, &cache.get("shop", &first)),
+            "rendered once"
+        );
+        assert!(cache
+            .get("other", &first)
+            .body(1)
+            .contains("\"app\":\"other\""));
+        let second = record("second");
+        assert!(cache
+            .get("shop", &second)
+            .body(1)
+            .contains("\"access_token\":\"second\""));
+        assert!(cache
+            .get("shop", &first)
+            .body(1)
+            .contains("\"access_token\":\"first\""));
     }
 
     #[test]

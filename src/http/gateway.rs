@@ -129,7 +129,7 @@ pub(crate) fn app_target(app: &crate::apps::AppHandle) -> Target {
 
 pub(crate) fn authorizer_target(platform: &str, handle: crate::apps::CredentialHandle) -> Target {
     Target {
-        label: crate::platform::runtime::authorizer_label(platform),
+        label: crate::config::labels::authorizer_label(platform),
         wecom: false,
         param: ACCESS_TOKEN,
         credential: handle,
@@ -137,12 +137,12 @@ pub(crate) fn authorizer_target(platform: &str, handle: crate::apps::CredentialH
 }
 
 /// A platform's component token as the credential of a forwarded call.
-pub(crate) fn component_target_of(platform: &crate::platform::runtime::PlatformShared) -> Target {
+pub(crate) fn component_target_of(platform: &crate::platform::Platform) -> Target {
     Target {
-        label: platform.settings.metrics_label(),
+        label: platform.label(),
         wecom: false,
         param: COMPONENT_TOKEN,
-        credential: platform.component.clone(),
+        credential: platform.component_credential(),
     }
 }
 
@@ -311,7 +311,7 @@ fn route_passthrough(state: &ServerState, req: &HttpRequest) -> Result<Step, Ref
     };
     match checked.class {
         Class::Secret => {
-            let (app, query, stand_in) = with_real_secret(state, raw_query)?;
+            let (app, query, stand_in) = with_real_secret(state, req, raw_query)?;
             let secret = app.settings.secret.clone();
             return Ok(forward(
                 None,
@@ -421,7 +421,7 @@ fn single_param<'q>(
 /// The platform whose component token `presented` is (its current one, or the one before it
 /// while that is valid); WeChat's 42001 for the one before past its expiry, else 40001.
 fn component_target(state: &ServerState, presented: &str) -> Result<Target, Refusal> {
-    use crate::platform::runtime::ComponentTokenCheck;
+    use crate::platform::ComponentTokenCheck;
     let now = std::time::SystemTime::now();
     let mut expired = false;
     for platform in state.platforms.values() {
@@ -447,6 +447,7 @@ fn component_target(state: &ServerState, presented: &str) -> Result<Target, Refu
 /// app, 40097 a parameter given twice).
 fn with_real_secret(
     state: &ServerState,
+    req: &HttpRequest,
     raw_query: &str,
 ) -> Result<(std::sync::Arc<crate::apps::AppHandle>, String, String), Refusal> {
     let appid = single_param(raw_query, "appid")?;
@@ -457,11 +458,23 @@ fn with_real_secret(
     let Some(key) = key else {
         return Err(refusal(41004, "appsecret missing"));
     };
-    let Some(client) = state.clients.load().by_key(&key) else {
-        return Err(refusal(
-            40125,
-            "invalid appsecret (use a wxtoken client key)",
-        ));
+    let client = match state.clients.load().by_key(&key, req) {
+        Ok(client) => client,
+        Err(crate::clients::Refused::Unauthorized(_)) => {
+            return Err(refusal(
+                40125,
+                "invalid appsecret (use a wxtoken client key)",
+            ))
+        }
+        Err(crate::clients::Refused::Limited(l)) => {
+            return Err(refusal(
+                super::wechat::RATE_LIMITED_ERRCODE,
+                format!(
+                    "too many requests for this client: retry in {} s",
+                    l.retry_after_secs
+                ),
+            ))
+        }
     };
     let apps = state.apps.load();
     let Some(app) = apps.by_appid(&appid).cloned() else {
@@ -541,7 +554,7 @@ pub(crate) async fn ticket_answer(
                     ),
                 );
             };
-            let label = crate::apps::ticket_label(&app.name, kind);
+            let label = crate::config::ticket_label(&app.name, kind);
             super::tickets::current_of(state, handle, &label).await
         }
         TicketOwner::Authorizer { platform, appid } => match state.platforms.get(platform) {

@@ -4,7 +4,6 @@
 //! its actor (when a fetch must be waited for) -> JSON.
 
 pub mod admin;
-pub mod auth;
 pub mod body;
 pub mod component_facade;
 pub mod error;
@@ -14,13 +13,14 @@ pub mod gateway;
 pub mod platforms;
 pub mod preauth;
 pub mod proxy_routes;
+mod state;
 mod tickets;
 pub(crate) mod wechat;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -29,43 +29,18 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use arc_swap::ArcSwap;
-
-use crate::apps::{AppHandle, Apps, Unavailable};
+use crate::apps::{AppHandle, Unavailable};
 use crate::config::ReadinessScope;
-use crate::metrics::{InvalidationOutcome, Metrics, ROUTES};
-use crate::reload::Reloader;
-use crate::store::TokenStore;
+use crate::metrics::ROUTES;
 use crate::token::messages::NoValidToken;
-use crate::token::{AccessToken, TokenRecord};
-use auth::ClientKeys;
+use crate::token::{AccessToken, InvalidationOutcome, TokenRecord};
 pub(crate) use body::read_body;
 pub use body::{BodyDeadline, MAX_BODY};
 pub use error::ApiError;
+pub use state::ServerState;
 
 /// Longest a business server may cache an answer: WeChat's guidance is about a minute.
 pub(crate) const MAX_CLIENT_CACHE_SECS: u64 = 60;
-
-/// Shared state of the HTTP layer. Apps and clients are swapped whole by a reload.
-pub struct ServerState {
-    pub apps: ArcSwap<Apps>,
-    pub clients: ArcSwap<ClientKeys>,
-    pub metrics: Metrics,
-    /// For its health in readiness answers.
-    pub store: Arc<dyn TokenStore>,
-    /// How long a request waits for a fetch (the actors' wait limit).
-    pub wait_limit: Duration,
-    /// Applies configuration reloads; set once the server is built.
-    pub reloader: std::sync::OnceLock<actix::Addr<Reloader>>,
-    /// The Open Platform's third-party platforms, by name (fixed until a restart).
-    pub platforms: std::collections::HashMap<String, Arc<crate::platform::runtime::PlatformShared>>,
-    /// Every running credential's current and previous access token, for the gateway.
-    pub tokens: Arc<crate::token::index::TokenIndex>,
-    /// Forwards WeChat API calls (fixed until a restart).
-    pub gateway: crate::proxy::Gateway,
-    /// What a `/readyz` that names no `scope` is ready for (`[server] readiness`).
-    pub readiness: ReadinessScope,
-}
 
 /// Counts and times every request by route template and status (`wxtoken_http_*`).
 pub async fn track_requests(
@@ -400,7 +375,7 @@ async fn get_token(
     // Fast path: the actor's published snapshot, no message round trip.
     let now = SystemTime::now();
     if let Some(rec) = app.status.load().valid_token(now) {
-        return Ok(fast::token_answer(&app.name, rec, &app.rendered, now));
+        return Ok(fast::token_answer(&app.name, rec, &state.rendered, now));
     }
     let rec = app
         .current(state.wait_limit)
@@ -590,7 +565,7 @@ async fn readyz(state: web::Data<ServerState>, req: HttpRequest) -> HttpResponse
     }
     let mut platforms = BTreeMap::new();
     for (name, p) in &state.platforms {
-        let (why, unready) = platforms::readiness(p, now);
+        let (why, unready) = p.readiness(now);
         ready &= !unready;
         platforms.insert(name.as_str(), why);
     }

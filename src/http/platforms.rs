@@ -3,7 +3,7 @@
 //! and the admin reconciliation. Client routes check 401, then 404, then 403, as for apps.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,27 +12,33 @@ use serde::{Deserialize, Serialize};
 use super::body::{json_object, read_body};
 use super::preauth::{mobile_url, pc_url, PreauthBody};
 use super::{cache_control, unavailable, ApiError, InvalidateBody, ServerState};
-use crate::apps::Unavailable;
-use crate::platform::crypto::Envelope;
-use crate::platform::event::{Event, EventKind};
-use crate::platform::runtime::{AuthorizerRefusal, PlatformShared};
+use crate::config::{ClientSettings, TicketKind};
+use crate::platform::{
+    AuthorizerRefusal, AuthorizerUnavailable, Platform, PreauthError, PushError,
+};
+use crate::push::crypto::Envelope;
 use crate::secret::AccessToken;
 use crate::store::platform::{AuthorizerRecord, AuthorizerState};
+use crate::token::{CredentialHandle, TokenRecord};
 
-use crate::token::TokenRecord;
+/// The platform the route names: 404 when there is none.
+fn named_platform(state: &ServerState, req: &HttpRequest) -> Result<Arc<Platform>, ApiError> {
+    let name = req.match_info().get("name").unwrap_or_default();
+    state
+        .platforms
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ApiError::UnknownPlatform(name.to_string()))
+}
 
 /// The platform a client may use: 401 (no or bad key), 404 (no such platform), 403.
 pub(crate) fn authorize_platform(
     state: &ServerState,
     req: &HttpRequest,
-) -> Result<(Arc<crate::config::ClientSettings>, Arc<PlatformShared>), ApiError> {
+) -> Result<(Arc<ClientSettings>, Arc<Platform>), ApiError> {
     let client = state.clients.load().authenticate(req)?;
-    let name = req.match_info().get("name").unwrap_or_default();
-    let platform = state
-        .platforms
-        .get(name)
-        .cloned()
-        .ok_or_else(|| ApiError::UnknownPlatform(name.to_string()))?;
+    let platform = named_platform(state, req)?;
+    let name = platform.name();
     if !client.may_use_platform(name) {
         return Err(ApiError::ForbiddenPlatform {
             client: client.name.clone(),
@@ -42,9 +48,31 @@ pub(crate) fn authorize_platform(
     Ok((client, platform))
 }
 
-fn expires_at(rec: &TokenRecord) -> String {
-    rec.expires_at_rfc3339()
+fn appid_param(req: &HttpRequest) -> String {
+    req.match_info()
+        .get("appid")
+        .unwrap_or_default()
+        .to_string()
 }
+
+/// The platform a client may use (see [`authorize_platform`]) and the request's body as the
+/// JSON object `T`: 400 with `hint` for anything else.
+async fn platform_and_json<T: serde::de::DeserializeOwned>(
+    state: &ServerState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    hint: &str,
+) -> Result<(Arc<Platform>, T), ApiError> {
+    let (_, platform) = authorize_platform(state, req)?;
+    let body = read_body(req, payload).await?;
+    let parsed = json_object(&body).ok_or_else(|| ApiError::BadRequest(hint.into()))?;
+    Ok((platform, parsed))
+}
+
+const CODE_HINT: &str = "body must be JSON {\"authorization_code\": \"...\"}";
+const PREAUTH_HINT: &str = "body must be JSON {\"redirect_uri\": \"https://...\", \"auth_type\": \
+                            1|2|3, \"biz_appid\": \"...\"} (auth_type and biz_appid optional)";
+const URL_HINT: &str = "body must be JSON {\"url\": \"https://...\"}";
 
 #[derive(Serialize)]
 struct ComponentTokenBody<'a> {
@@ -71,28 +99,20 @@ pub async fn component_token(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (_, platform) = authorize_platform(&state, &req)?;
-    let label = platform.settings.metrics_label();
-    let rec = match platform.component_token(SystemTime::now()) {
-        Some(rec) => rec,
-        None => {
-            if platform.ticket.load().is_none() {
-                return Err(ApiError::NoValidToken {
-                    app: label,
-                    why: "no component_verify_ticket has been pushed yet (WeChat pushes one \
-                          about every 10 minutes to the event URL)"
-                        .into(),
-                    errcode: None,
-                });
-            }
-            let rec = platform
-                .component
-                .current(state.wait_limit)
-                .await
-                .map_err(|u| unavailable(&label, u))?;
-            platform.note_component_token(&rec);
-            rec
-        }
-    };
+    let label = platform.label();
+    if platform.component_token(SystemTime::now()).is_none() && !platform.has_ticket() {
+        return Err(ApiError::NoValidToken {
+            app: label,
+            why: "no component_verify_ticket has been pushed yet (WeChat pushes one \
+                  about every 10 minutes to the event URL)"
+                .into(),
+            errcode: None,
+        });
+    }
+    let rec = platform
+        .current_component_token(state.wait_limit)
+        .await
+        .map_err(|u| unavailable(&label, u))?;
     let expires_in = rec.remaining(SystemTime::now()).as_secs();
     Ok(HttpResponse::Ok()
         .insert_header(cache_control(expires_in))
@@ -100,11 +120,11 @@ pub async fn component_token(
             platform: platform.name(),
             component_access_token: rec.token.expose(),
             expires_in,
-            expires_at: expires_at(&rec),
+            expires_at: rec.expires_at_rfc3339(),
         }))
 }
 
-fn refusal(platform: &PlatformShared, appid: &str, r: AuthorizerRefusal) -> ApiError {
+fn refusal(platform: &Platform, appid: &str, r: AuthorizerRefusal) -> ApiError {
     let (p, a) = (platform.name().to_string(), appid.to_string());
     match r {
         AuthorizerRefusal::Unknown => ApiError::UnknownAuthorizer {
@@ -134,8 +154,13 @@ fn refusal(platform: &PlatformShared, appid: &str, r: AuthorizerRefusal) -> ApiE
     }
 }
 
+/// The label an authorizer's failures are reported under.
+fn authorizer_label(platform: &Platform, appid: &str) -> String {
+    format!("{}/{appid}", platform.label())
+}
+
 fn authorizer_answer(
-    platform: &PlatformShared,
+    platform: &Platform,
     appid: &str,
     rec: &TokenRecord,
     refreshed: Option<bool>,
@@ -148,17 +173,14 @@ fn authorizer_answer(
             appid,
             access_token: rec.token.expose(),
             expires_in,
-            expires_at: expires_at(rec),
+            expires_at: rec.expires_at_rfc3339(),
             refreshed,
         })
 }
 
 /// An authorizer's token actor; an account this instance does not know is looked up in the
 /// store first (another instance of the fleet may have handled its authorization).
-async fn authorizer_handle(
-    platform: &PlatformShared,
-    appid: &str,
-) -> Result<crate::apps::CredentialHandle, ApiError> {
+async fn authorizer_handle(platform: &Platform, appid: &str) -> Result<CredentialHandle, ApiError> {
     platform
         .authorizer_actor_or_reload(appid)
         .await
@@ -170,25 +192,11 @@ async fn authorizer_handle(
 pub(crate) async fn authorizer_for_proxy(
     state: &ServerState,
     req: &HttpRequest,
-) -> Result<
-    (
-        Arc<crate::config::ClientSettings>,
-        Arc<PlatformShared>,
-        crate::apps::CredentialHandle,
-    ),
-    ApiError,
-> {
+) -> Result<(Arc<ClientSettings>, Arc<Platform>, CredentialHandle), ApiError> {
     let (client, platform) = authorize_platform(state, req)?;
     let appid = appid_param(req);
     let handle = authorizer_handle(&platform, &appid).await?;
     Ok((client, platform, handle))
-}
-
-fn appid_param(req: &HttpRequest) -> String {
-    req.match_info()
-        .get("appid")
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// `GET /v1/platforms/{name}/authorizers/{appid}/token`
@@ -198,16 +206,12 @@ pub async fn authorizer_token(
 ) -> Result<HttpResponse, ApiError> {
     let (_, platform) = authorize_platform(&state, &req)?;
     let appid = appid_param(&req);
-    let handle = authorizer_handle(&platform, &appid).await?;
-    let label = format!("{}/{appid}", platform.settings.metrics_label());
-    match handle.current(state.wait_limit).await {
+    match platform.authorizer_token(&appid, state.wait_limit).await {
         Ok(rec) => Ok(authorizer_answer(&platform, &appid, &rec, None)),
-        // The fetch may have found the account gone or in need of a new authorization.
-        Err(u @ Unavailable::NoToken(_)) => match platform.authorizer_actor(&appid) {
-            Err(r) => Err(refusal(&platform, &appid, r)),
-            Ok(_) => Err(unavailable(&label, u)),
-        },
-        Err(u) => Err(unavailable(&label, u)),
+        Err(AuthorizerUnavailable::Refused(r)) => Err(refusal(&platform, &appid, r)),
+        Err(AuthorizerUnavailable::Unavailable(u)) => {
+            Err(unavailable(&authorizer_label(&platform, &appid), u))
+        }
     }
 }
 
@@ -217,18 +221,15 @@ pub async fn invalidate_authorizer_token(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, platform) = authorize_platform(&state, &req)?;
+    let (platform, parsed): (_, InvalidateBody) =
+        platform_and_json(&state, &req, payload, InvalidateBody::HINT).await?;
     let appid = appid_param(&req);
-    let body = read_body(&req, payload).await?;
-    let parsed: InvalidateBody =
-        json_object(&body).ok_or_else(|| ApiError::BadRequest(InvalidateBody::HINT.into()))?;
     let rejected = parsed.rejected()?;
     let handle = authorizer_handle(&platform, &appid).await?;
-    let label = format!("{}/{appid}", platform.settings.metrics_label());
     let inv = handle
         .report_rejected(&rejected, state.wait_limit)
         .await
-        .map_err(|u| unavailable(&label, u))?;
+        .map_err(|u| unavailable(&authorizer_label(&platform, &appid), u))?;
     Ok(authorizer_answer(
         &platform,
         &appid,
@@ -344,11 +345,8 @@ pub async fn add_authorizer(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, platform) = authorize_platform(&state, &req)?;
-    let body = read_body(&req, payload).await?;
-    let parsed: CodeBody = json_object(&body).ok_or_else(|| {
-        ApiError::BadRequest("body must be JSON {\"authorization_code\": \"...\"}".into())
-    })?;
+    let (platform, parsed): (_, CodeBody) =
+        platform_and_json(&state, &req, payload, CODE_HINT).await?;
     if !crate::secret::plausible_credential(&parsed.authorization_code) {
         return Err(ApiError::BadRequest(
             "authorization_code is empty or malformed".into(),
@@ -382,35 +380,20 @@ pub async fn preauth(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, platform) = authorize_platform(&state, &req)?;
-    let body = read_body(&req, payload).await?;
-    let parsed: PreauthBody = json_object(&body).ok_or_else(|| {
-        ApiError::BadRequest(
-            "body must be JSON {\"redirect_uri\": \"https://...\", \"auth_type\": 1|2|3, \
-             \"biz_appid\": \"...\"} (auth_type and biz_appid optional)"
-                .into(),
-        )
-    })?;
+    let (platform, parsed): (_, PreauthBody) =
+        platform_and_json(&state, &req, payload, PREAUTH_HINT).await?;
     let links = parsed.validate().map_err(ApiError::BadRequest)?;
-    let label = platform.settings.metrics_label();
-    let Some(component) = platform.wait_component_token().await else {
-        return Err(ApiError::NoValidToken {
-            app: label,
+    let code = platform.create_preauth_code().await.map_err(|e| match e {
+        PreauthError::NoComponentToken => ApiError::NoValidToken {
+            app: platform.label(),
             why: "no component token to create a pre-auth code with".into(),
             errcode: None,
-        });
-    };
-    let client = platform.upstream.client();
-    let code = {
-        let _slot = client
-            .slot(crate::upstream::Priority::Urgent, Default::default())
-            .await;
-        client
-            .create_preauth_code(&component.token, &platform.settings.component_appid)
-            .await
-    }
-    .map_err(|e| ApiError::Unavailable(format!("could not create a pre-auth code: {e}")))?;
-    let appid = &platform.settings.component_appid;
+        },
+        PreauthError::Upstream(e) => {
+            ApiError::Unavailable(format!("could not create a pre-auth code: {e}"))
+        }
+    })?;
+    let appid = platform.component_appid();
     let pre_auth_code = code.code.expose();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -429,12 +412,7 @@ pub async fn reconcile(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let client = state.clients.load().authenticate(&req)?;
-    let name = req.match_info().get("name").unwrap_or_default();
-    let platform = state
-        .platforms
-        .get(name)
-        .cloned()
-        .ok_or_else(|| ApiError::UnknownPlatform(name.to_string()))?;
+    let platform = named_platform(&state, &req)?;
     if !client.admin {
         return Err(ApiError::AdminOnly(client.name.clone()));
     }
@@ -447,255 +425,32 @@ pub async fn reconcile(
 
 /// `POST /v1/platforms/{name}/events?timestamp=&nonce=&encrypt_type=aes&msg_signature=`:
 /// WeChat's pushes. Checked (signature, decryption, freshness, replay, AppId), persisted, then
-/// answered `success`; anything refused is stored nowhere.
+/// answered `success`; anything refused is stored nowhere (see [`Platform::receive`]).
 pub async fn events(
     state: web::Data<ServerState>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let name = req.match_info().get("name").unwrap_or_default();
-    let platform = state
-        .platforms
-        .get(name)
-        .cloned()
-        .ok_or_else(|| ApiError::UnknownPlatform(name.to_string()))?;
-    let metrics = &state.metrics;
-    let refused = |status: u16, message: String, label: &str| {
-        metrics.platform_event(platform.name(), label, "refused");
-        tracing::warn!(platform = %platform.name(), status, reason = %message, "push refused");
-        ApiError::EventRefused { status, message }
+    let platform = named_platform(&state, &req)?;
+    let pushed = |e: PushError| match e {
+        PushError::Refused { status, message } => ApiError::EventRefused { status, message },
+        PushError::NotStored => ApiError::Unavailable(e.to_string()),
     };
-    let q = web::Query::<Envelope>::from_query(req.query_string()).map_err(|_| {
-        refused(
-            400,
-            "the query must carry timestamp, nonce and msg_signature".into(),
-            "unknown",
-        )
-    })?;
+    let envelope = web::Query::<Envelope>::from_query(req.query_string())
+        .map_err(|_| pushed(platform.malformed_envelope()))?;
     let body = read_body(&req, payload).await?;
-    let xml = platform
-        .crypto
-        .open(&q, &body)
-        .map_err(|e| refused(e.http_status(), e.to_string(), "unknown"))?;
-    let admitted = platform
-        .replay
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .admit(&q, SystemTime::now())
-        .map_err(|e| refused(e.http_status(), e.to_string(), "unknown"))?;
-    let event = match Event::parse(&xml) {
-        Ok(e) => e,
-        Err(e) => {
-            return Err(refused(
-                400,
-                format!("the event is malformed: {e}"),
-                "unknown",
-            ));
-        }
-    };
-    let label = event.kind_label();
-    if event.app_id != platform.settings.component_appid {
-        return Err(refused(
-            400,
-            "the event is for another component appid".into(),
-            label,
-        ));
-    }
-    let stored = handle_event(&platform, event, &xml).await;
-    match stored {
-        Ok(()) => {
-            metrics.platform_event(platform.name(), label, "ok");
-            Ok(HttpResponse::Ok()
-                .content_type("text/plain; charset=utf-8")
-                .body("success"))
-        }
-        Err(e) => {
-            // Not stored: let WeChat's retry in.
-            platform
-                .replay
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .release(admitted);
-            metrics.platform_event(platform.name(), label, "failed");
-            tracing::error!(platform = %platform.name(), info_type = label,
-                error = %format!("{e:#}"), "push could not be stored; WeChat will retry it");
-            Err(ApiError::Unavailable(
-                "the push could not be stored; try again".into(),
-            ))
-        }
-    }
-}
-
-/// Applies one checked event; `Err` when it could not be persisted.
-async fn handle_event(
-    platform: &Arc<PlatformShared>,
-    event: Event,
-    xml: &str,
-) -> anyhow::Result<()> {
-    use secrecy::ExposeSecret as _;
-    let auth_kind = event.kind_label();
-    match event.kind {
-        EventKind::VerifyTicket { ticket } => {
-            let ticket = AccessToken::new(ticket.expose_secret());
-            platform.store_ticket(ticket).await?;
-            tracing::debug!(platform = %platform.name(), "verify ticket stored");
-        }
-        EventKind::Authorized(auth) | EventKind::UpdateAuthorized(auth) => {
-            // Persisted first, as WeChat sent it: acknowledged, it is not sent again.
-            let record = crate::store::platform::EventRecord {
-                info_type: auth_kind.to_string(),
-                received_at: SystemTime::now(),
-                xml: xml.to_string(),
-            };
-            platform.store.save_event(platform.name(), &record).await?;
-            // The code stored as pending, then exchanged in the background: WeChat wants its
-            // answer within seconds, and an exchange cut short (a crash, WeChat unreachable)
-            // is resumed from the stored code by this or any instance.
-            let pending = platform.accept_pushed_code(&auth).await?;
-            platform.exchange_pushed_code(pending);
-        }
-        EventKind::Unauthorized { authorizer_appid } => {
-            platform.revoke(&authorizer_appid).await?;
-        }
-        EventKind::Other { info_type } => {
-            // Kept as sent: wxtoken does not act on it, but it is data someone may need (a
-            // fast-registration result, say), and WeChat will not send it again.
-            let record = crate::store::platform::EventRecord {
-                info_type: info_type.clone(),
-                received_at: SystemTime::now(),
-                xml: xml.to_string(),
-            };
-            platform.store.save_event(platform.name(), &record).await?;
-            tracing::info!(platform = %platform.name(), info_type = %info_type.escape_debug(),
-                "push of another kind stored");
-        }
-    }
-    Ok(())
-}
-
-/// Resumes the exchanges of stored authorization codes at start, then looks for more every
-/// minute (every ten seconds while some are pending). Ends when the platform is dropped.
-async fn resume_codes(platform: std::sync::Weak<PlatformShared>) {
-    use crate::platform::exchange::{RESUME_INTERVAL, RESUME_RETRY};
-    let mut first = true;
-    loop {
-        let Some(p) = platform.upgrade() else {
-            return;
-        };
-        let pending = p.resume_codes().await;
-        if first {
-            // Once: the later looks find nothing most of the time.
-            tracing::info!(platform = %p.name(), pending, "stored authorization codes looked at");
-            first = false;
-        }
-        drop(p);
-        tokio::time::sleep(if pending > 0 {
-            RESUME_RETRY
-        } else {
-            RESUME_INTERVAL
-        })
-        .await;
-    }
-}
-
-/// Runs the platform's background work: the resumption of stored authorization codes, the
-/// `"active"` sweep every minute, the daily reconciliation, and the first one as soon as a
-/// component token is held while no authorizer is known. Ends when the platform is dropped
-/// (the server stopped).
-pub async fn background(platform: std::sync::Weak<PlatformShared>) {
-    actix::spawn(resume_codes(platform.clone()));
-    let mut since_reconcile = Duration::ZERO;
-    let mut first_done = match platform.upgrade() {
-        Some(p) => p.has_authorizers(),
-        None => return,
-    };
-    loop {
-        let tick = if first_done {
-            crate::platform::runtime::SWEEP_INTERVAL
-        } else {
-            Duration::from_secs(1)
-        };
-        tokio::time::sleep(tick).await;
-        let Some(platform) = platform.upgrade() else {
-            return;
-        };
-        since_reconcile += tick;
-        if !first_done && platform.component_token(SystemTime::now()).is_some() {
-            first_done = match platform.reconcile().await {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::warn!(platform = %platform.name(), error = %e,
-                        "first reconciliation failed; trying again");
-                    false
-                }
-            };
-            since_reconcile = Duration::ZERO;
-        }
-        if since_reconcile >= crate::platform::runtime::RECONCILE_INTERVAL {
-            since_reconcile = Duration::ZERO;
-            if let Err(e) = platform.reconcile().await {
-                tracing::warn!(platform = %platform.name(), error = %e, "daily reconciliation failed");
-            }
-        }
-        platform.sweep(SystemTime::now());
-    }
-}
-
-/// A platform's line in `/readyz`: `ok`, or why its component token cannot be served; and
-/// whether that makes the instance unready: only records the store could not save yet (a
-/// restart now would lose a refresh token or the ticket), never a missing ticket (the first
-/// push has to reach this instance through the load balancer).
-pub fn readiness(platform: &PlatformShared, now: SystemTime) -> (String, bool) {
-    let prefix = format!("{}/", platform.name());
-    let unsaved = platform
-        .store
-        .not_durable_records()
-        .into_iter()
-        .filter(|k| k.starts_with(&prefix))
-        .count();
-    if unsaved > 0 {
-        return (
-            format!("{unsaved} records not saved yet (the store keeps retrying)"),
-            true,
-        );
-    }
-    (component_readiness(platform, now), false)
-}
-
-fn component_readiness(platform: &PlatformShared, now: SystemTime) -> String {
-    if let Some(token) = platform.component_token(now) {
-        // A success clears the last failure, so one still published means the refreshes since
-        // this token was fetched have failed (61005/61006 during a ticket outage): the token
-        // is served until it expires, and then the platform's accounts go with it.
-        return match &platform.component_status().load().last_failure {
-            Some(f) => format!(
-                "serving a component token with {} s left, but its refreshes fail: {}",
-                token.remaining(now).as_secs(),
-                f.message
-            ),
-            None => "ok".into(),
-        };
-    }
-    if platform.ticket.load().is_none() {
-        return "no component_verify_ticket pushed yet; WeChat pushes one about every 10 minutes \
-                to /v1/platforms/{name}/events"
-            .replace("{name}", platform.name());
-    }
-    match &platform.component_status().load().last_failure {
-        Some(f) => format!(
-            "no valid component token: last fetch failed ({})",
-            f.message
-        ),
-        None => "no valid component token yet: first fetch in progress".into(),
-    }
+    platform.receive(&envelope, &body).await.map_err(pushed)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("success"))
 }
 
 /// An authorizer's ticket of `kind`, from the published status or the actor's fetch.
 pub(crate) async fn authorizer_ticket_record(
     state: &ServerState,
-    platform: &PlatformShared,
+    platform: &Platform,
     appid: &str,
-    kind: crate::config::TicketKind,
+    kind: TicketKind,
 ) -> Result<Arc<TokenRecord>, ApiError> {
     // Known to this instance first (see `authorizer_handle`).
     authorizer_handle(platform, appid).await?;
@@ -703,8 +458,8 @@ pub(crate) async fn authorizer_ticket_record(
         .authorizer_ticket(appid, kind)
         .map_err(|r| refusal(platform, appid, r))?;
     let label = format!(
-        "{}/{appid}:{}_ticket",
-        platform.settings.metrics_label(),
+        "{}:{}_ticket",
+        authorizer_label(platform, appid),
         kind.as_str()
     );
     super::tickets::current_of(state, &handle, &label).await
@@ -730,7 +485,7 @@ pub async fn authorizer_ticket(
     let (_, platform) = authorize_platform(&state, &req)?;
     let appid = appid_param(&req);
     let raw = req.match_info().get("type").unwrap_or_default();
-    let kind = crate::config::TicketKind::parse(raw).ok_or_else(|| ApiError::UnknownTicket {
+    let kind = TicketKind::parse(raw).ok_or_else(|| ApiError::UnknownTicket {
         app: format!("{}/{appid}", platform.name()),
         kind: raw.to_string(),
     })?;
@@ -756,15 +511,10 @@ pub async fn authorizer_jssdk_signature(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, platform) = authorize_platform(&state, &req)?;
+    let (platform, parsed): (_, super::tickets::SignatureRequest) =
+        platform_and_json(&state, &req, payload, URL_HINT).await?;
     let appid = appid_param(&req);
-    let body = read_body(&req, payload).await?;
-    let parsed: super::tickets::SignatureRequest = json_object(&body).ok_or_else(|| {
-        ApiError::BadRequest("body must be JSON {\"url\": \"https://...\"}".into())
-    })?;
     let url = super::tickets::signed_url(&parsed)?;
-    let ticket =
-        authorizer_ticket_record(&state, &platform, &appid, crate::config::TicketKind::Jsapi)
-            .await?;
+    let ticket = authorizer_ticket_record(&state, &platform, &appid, TicketKind::Jsapi).await?;
     Ok(super::tickets::signature_answer(&ticket, appid, url))
 }

@@ -6,7 +6,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::{authorize, authorized_json, cache_control, ApiError, ServerState};
-use crate::apps::{ticket_label, AppHandle, CredentialHandle};
+use crate::apps::{AppHandle, CredentialHandle};
+use crate::config::ticket_label;
 use crate::config::TicketKind;
 use crate::token::TokenRecord;
 

@@ -17,7 +17,7 @@ use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
 use super::state::CredentialState;
 use crate::config::MetricsMode;
-use crate::token::AppStatus;
+use crate::status::AppStatus;
 use crate::upstream::ErrorClass;
 
 /// One running credential (an app's token, or one of its tickets) as a scrape sees it.
@@ -301,7 +301,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::token::{AccessToken, FailureInfo, QuotaUsage, TokenRecord};
+    use crate::secret::AccessToken;
+    use crate::status::{FailureInfo, QuotaUsage, TokenRecord};
 
     fn value(families: &[MetricFamily], name: &str, app: &str) -> Option<f64> {
         families

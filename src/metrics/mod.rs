@@ -26,13 +26,11 @@ use std::time::Duration;
 use prometheus::{Encoder, Histogram, HistogramVec, IntCounterVec, Registry, TextEncoder};
 
 pub use crate::config::MetricsMode;
+use crate::status::{InvalidationOutcome, RefetchRefusal, Trigger};
 use crate::upstream::{UpstreamError, UpstreamPool};
 pub use credentials::{gauge_families, CredentialCollector, ScrapedCredential, StatusSource};
 use family::Family;
-pub use labels::{
-    reason_label, InvalidationOutcome, RefetchRefusal, Trigger, FIXED_REASONS, KNOWN_ERRCODES,
-    OTHER_REASON, ROUTES, STORE_OPS,
-};
+pub use labels::{reason_label, FIXED_REASONS, KNOWN_ERRCODES, OTHER_REASON, ROUTES, STORE_OPS};
 pub use platforms::ScrapedPlatform;
 pub use proxy::{errcode_label, ProxyResult};
 use register::{counter, histogram, int_gauge, Families as _};
@@ -56,28 +54,18 @@ type Counters = Family<IntCounterVec>;
 struct Inner {
     registry: Registry,
     mode: MetricsMode,
-    refreshes: Counters,
+    events: EventFamilies,
     /// `wxtoken_token_refresh_failures_total{app}`: per app in every mode, so alerts can name
     /// the failing app in gauges mode too.
     refresh_failures: IntCounterVec,
-    upstream_errors: Counters,
-    invalidations: Counters,
     platform_events: IntCounterVec,
-    actor_restarts: Counters,
-    store_errors: Counters,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
-    upstream_duration: Family<HistogramVec>,
-    revocations: Counters,
-    forced_refusals: Counters,
-    refetch_refusals: Counters,
     proxy: proxy::ProxyMetrics,
     /// Where the credential collector reads the running credentials from.
     source: Arc<OnceLock<StatusSource>>,
     /// Registered only when the Redis store is used, so a single instance shows no Redis.
     redis_up: OnceLock<prometheus::IntGauge>,
-    /// The process's one upstream pool, whose gauges are read at scrape.
-    upstream_pool: OnceLock<Arc<UpstreamPool>>,
 }
 
 /// Cheap to clone; every clone updates the same series.
@@ -239,17 +227,7 @@ impl Metrics {
         // which shows only the series of running credentials; aggregate ones go straight into
         // the registry.
         let mut per_app: Vec<Box<dyn prometheus::core::Collector>> = Vec::new();
-        let EventFamilies {
-            refreshes,
-            upstream_errors,
-            invalidations,
-            actor_restarts,
-            store_errors,
-            revocations,
-            forced_refusals,
-            refetch_refusals,
-            upstream_duration,
-        } = EventFamilies::register(mode, &mut registry, &mut per_app);
+        let events = EventFamilies::register(mode, &mut registry, &mut per_app);
         let full = mode == MetricsMode::Full;
         let refresh_failures = counter(
             &mut per_app,
@@ -278,23 +256,14 @@ impl Metrics {
             inner: Arc::new(Inner {
                 registry,
                 mode,
-                refreshes,
+                events,
                 refresh_failures,
-                upstream_errors,
-                invalidations,
                 platform_events,
-                actor_restarts,
-                store_errors,
                 http_requests,
                 http_duration,
-                upstream_duration,
-                revocations,
-                forced_refusals,
-                refetch_refusals,
                 proxy,
                 source,
                 redis_up: OnceLock::new(),
-                upstream_pool: OnceLock::new(),
             }),
         };
         if !full {
@@ -351,23 +320,23 @@ impl Metrics {
         }
         for t in Trigger::ALL {
             for r in ["success", "failure"] {
-                m.refreshes.with(app, &[t.as_str(), r]);
+                m.events.refreshes.with(app, &[t.as_str(), r]);
             }
         }
         for reason in FIXED_REASONS {
-            m.upstream_errors.with(app, &[reason]);
+            m.events.upstream_errors.with(app, &[reason]);
         }
         for o in InvalidationOutcome::ALL {
-            m.invalidations.with(app, &[o.as_str()]);
+            m.events.invalidations.with(app, &[o.as_str()]);
         }
-        m.actor_restarts.with(app, &[]);
+        m.events.actor_restarts.with(app, &[]);
         for op in STORE_OPS {
-            m.store_errors.with(app, &[op]);
+            m.events.store_errors.with(app, &[op]);
         }
-        m.revocations.with(app, &[]);
-        m.forced_refusals.with(app, &[]);
+        m.events.revocations.with(app, &[]);
+        m.events.forced_refusals.with(app, &[]);
         for r in RefetchRefusal::ALL {
-            m.refetch_refusals.with(app, &[r.as_str()]);
+            m.events.refetch_refusals.with(app, &[r.as_str()]);
         }
     }
 
@@ -378,18 +347,18 @@ impl Metrics {
     pub fn remove_app(&self, app: &str) {
         let m = &self.inner;
         for family in [
-            &m.refreshes,
-            &m.upstream_errors,
-            &m.invalidations,
-            &m.actor_restarts,
-            &m.store_errors,
-            &m.revocations,
-            &m.forced_refusals,
-            &m.refetch_refusals,
+            &m.events.refreshes,
+            &m.events.upstream_errors,
+            &m.events.invalidations,
+            &m.events.actor_restarts,
+            &m.events.store_errors,
+            &m.events.revocations,
+            &m.events.forced_refusals,
+            &m.events.refetch_refusals,
         ] {
             family.remove_app(app);
         }
-        m.upstream_duration.remove_app(app);
+        m.events.upstream_duration.remove_app(app);
         register::remove_matching(&m.refresh_failures, "app", app);
         m.proxy.remove_app(app);
     }
@@ -416,16 +385,17 @@ impl Metrics {
     }
 
     pub fn revoked(&self, app: &str) {
-        self.inner.revocations.with(app, &[]).inc();
+        self.inner.events.revocations.with(app, &[]).inc();
     }
 
     pub fn forced_refresh_refused(&self, app: &str) {
-        self.inner.forced_refusals.with(app, &[]).inc();
+        self.inner.events.forced_refusals.with(app, &[]).inc();
     }
 
     /// `n` reports of the current token got no refetch, for `why`.
     pub fn refetches_refused(&self, app: &str, why: RefetchRefusal, n: u64) {
         self.inner
+            .events
             .refetch_refusals
             .with(app, &[why.as_str()])
             .inc_by(n);
@@ -433,6 +403,7 @@ impl Metrics {
 
     pub fn refresh_succeeded(&self, app: &str, trigger: Trigger) {
         self.inner
+            .events
             .refreshes
             .with(app, &[trigger.as_str(), "success"])
             .inc();
@@ -440,13 +411,20 @@ impl Metrics {
 
     pub fn refresh_failed(&self, app: &str, trigger: Trigger, err: &UpstreamError) {
         let m = &self.inner;
-        m.refreshes.with(app, &[trigger.as_str(), "failure"]).inc();
+        m.events
+            .refreshes
+            .with(app, &[trigger.as_str(), "failure"])
+            .inc();
         m.refresh_failures.with_label_values(&[app]).inc();
-        m.upstream_errors.with(app, &[reason_label(err)]).inc();
+        m.events
+            .upstream_errors
+            .with(app, &[reason_label(err)])
+            .inc();
     }
 
     pub fn invalidation(&self, app: &str, outcome: InvalidationOutcome) {
         self.inner
+            .events
             .invalidations
             .with(app, &[outcome.as_str()])
             .inc();
@@ -463,11 +441,11 @@ impl Metrics {
     }
 
     pub fn actor_restarted(&self, app: &str) {
-        self.inner.actor_restarts.with(app, &[]).inc();
+        self.inner.events.actor_restarts.with(app, &[]).inc();
     }
 
     pub fn store_failed(&self, app: &str, op: &'static str) {
-        self.inner.store_errors.with(app, &[op]).inc();
+        self.inner.events.store_errors.with(app, &[op]).inc();
     }
 
     /// One call to WeChat (success or failure) took `elapsed`.
@@ -477,7 +455,7 @@ impl Metrics {
     }
 
     fn upstream_histogram(&self, app: &str, endpoint: &str) -> Histogram {
-        self.inner.upstream_duration.with(app, &[endpoint])
+        self.inner.events.upstream_duration.with(app, &[endpoint])
     }
 
     /// Whether the shared Redis store answers (`wxtoken_redis_up`).
@@ -497,21 +475,13 @@ impl Metrics {
         gauge.set(i64::from(up));
     }
 
-    /// The upstream pool every client of this server shares: built by the first client that
-    /// asks (from the settings all of them share), its gauges registered with it. Metrics is
-    /// the one value per server that every actor already gets, so no new plumbing is needed.
-    pub fn upstream_pool(&self, build: impl FnOnce() -> Arc<UpstreamPool>) -> Arc<UpstreamPool> {
-        self.inner
-            .upstream_pool
-            .get_or_init(|| {
-                let pool = build();
-                self.inner
-                    .registry
-                    .register(Box::new(pool::PoolCollector::new(pool.clone())))
-                    .expect("registered once");
-                pool
-            })
-            .clone()
+    /// Shows `pool`'s queue depth and calls in flight at every scrape (once, at start-up: the
+    /// server has one upstream pool; a second is ignored).
+    pub fn watch_upstream_pool(&self, pool: Arc<UpstreamPool>) {
+        let collector = pool::PoolCollector::new(pool);
+        if self.inner.registry.register(Box::new(collector)).is_err() {
+            tracing::warn!("a second upstream pool was ignored by the metrics");
+        }
     }
 
     /// One answered HTTP request. `route` is a matched template or `unmatched`; `status` the
@@ -544,7 +514,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::AppStatus;
+    use crate::status::AppStatus;
 
     /// Lines of the text format that carry a series labelled `app="<app>"`.
     fn series_of(text: &str, app: &str) -> Vec<String> {
@@ -691,35 +661,33 @@ mod tests {
         assert_eq!(series_of(&text, "shop").len(), 5);
         // Both apps' events land in one series without `app`.
         let get = |s: &str| text.lines().find_map(|l| l.strip_prefix(s)).map(str::trim);
-        assert_eq!(
-            get(r#"wxtoken_token_refreshes_total{result="failure",trigger="invalidated"} "#),
-            Some("2")
-        );
-        assert_eq!(
-            get(r#"wxtoken_upstream_errors_total{reason="40125"} "#),
-            Some("2")
-        );
-        assert_eq!(
-            get(r#"wxtoken_upstream_request_duration_seconds_count{endpoint="ticket"} "#),
-            Some("2")
-        );
-        assert_eq!(
-            get(r#"wxtoken_upstream_request_duration_seconds_count{endpoint="token"} "#),
-            Some("0")
-        );
-        assert_eq!(get(r#"wxtoken_revocations_total "#), Some("2"));
-        assert_eq!(
-            get(r#"wxtoken_refetches_refused_total{reason="token_alive"} "#),
-            Some("4")
-        );
-        assert_eq!(
-            get(r#"wxtoken_refetches_refused_total{reason="hourly_cap"} "#),
-            Some("0")
-        );
-        assert_eq!(
-            get(r#"wxtoken_token_refresh_failures_total{app="shop"} "#),
-            Some("1")
-        );
+        for (series, count) in [
+            (
+                r#"wxtoken_token_refreshes_total{result="failure",trigger="invalidated"} "#,
+                "2",
+            ),
+            (r#"wxtoken_upstream_errors_total{reason="40125"} "#, "2"),
+            (
+                r#"wxtoken_upstream_request_duration_seconds_count{endpoint="ticket"} "#,
+                "2",
+            ),
+            (
+                r#"wxtoken_upstream_request_duration_seconds_count{endpoint="token"} "#,
+                "0",
+            ),
+            (r#"wxtoken_revocations_total "#, "2"),
+            (
+                r#"wxtoken_refetches_refused_total{reason="token_alive"} "#,
+                "4",
+            ),
+            (
+                r#"wxtoken_refetches_refused_total{reason="hourly_cap"} "#,
+                "0",
+            ),
+            (r#"wxtoken_token_refresh_failures_total{app="shop"} "#, "1"),
+        ] {
+            assert_eq!(get(series), Some(count), "{series}");
+        }
         for state in CredentialState::ALL {
             let series = format!("wxtoken_credentials{{state=\"{}\"}} ", state.as_str());
             assert!(get(&series).is_some(), "{series}");

@@ -11,7 +11,7 @@
 
 use std::time::SystemTime;
 
-use crate::token::AppStatus;
+use crate::status::AppStatus;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CredentialState {
@@ -67,7 +67,8 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
-    use crate::token::{AccessToken, FailureInfo, TokenRecord};
+    use crate::secret::AccessToken;
+    use crate::status::{FailureInfo, TokenRecord};
     use crate::upstream::ErrorClass;
 
     const NOW: u64 = 1_750_000_000;

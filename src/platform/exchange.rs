@@ -27,15 +27,15 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use super::codes::CODE_LIFE;
-use super::event::Authorization;
-use super::runtime::PlatformShared;
+use super::runtime::Platform;
+use crate::push::event::Authorization;
 use crate::secret::AccessToken;
 use crate::store::platform::{code_digest, AuthorizerState, CodeRecord, CodeState};
 use crate::upstream::{ErrorClass, UpstreamError};
 
 /// How far past its expiry (by this clock) a stored code is still sent to WeChat: WeChat's
 /// clock and this one may disagree by as much as a push's timestamp may (five minutes).
-pub const EXPIRY_GRACE: Duration = super::replay::WINDOW;
+pub const EXPIRY_GRACE: Duration = crate::push::replay::WINDOW;
 
 /// How often an instance looks for stored codes not exchanged yet, when it saw none last time
 /// (another instance may store one and die).
@@ -59,7 +59,7 @@ enum Exchanged {
     Busy,
 }
 
-impl PlatformShared {
+impl Platform {
     /// Exchanges an authorization code from the redirect (`POST /authorizers`, the facade's
     /// `api_query_auth`), waiting for any other exchange of it, here or in the fleet. A code
     /// already exchanged is not sent again (WeChat would refuse it, 61009): its account is the
@@ -76,7 +76,10 @@ impl PlatformShared {
 
     /// Stores the code of an `authorized` / `updateauthorized` push as pending, durably: the
     /// push is answered only after this. A code already done stays done.
-    pub async fn accept_pushed_code(&self, auth: &Authorization) -> anyhow::Result<CodeRecord> {
+    pub(super) async fn accept_pushed_code(
+        &self,
+        auth: &Authorization,
+    ) -> anyhow::Result<CodeRecord> {
         use secrecy::ExposeSecret as _;
         let code = auth.authorization_code.expose_secret();
         let now = SystemTime::now();
@@ -100,7 +103,7 @@ impl PlatformShared {
     /// Exchanges a stored pending code in the background (a push just answered, or one
     /// resumed), unless another exchange of it runs: that one finishes it, or leaves it
     /// pending for the next look.
-    pub fn exchange_pushed_code(&self, record: CodeRecord) {
+    pub(super) fn exchange_pushed_code(&self, record: CodeRecord) {
         let Some(me) = self.me() else {
             return;
         };

@@ -31,7 +31,7 @@ use crate::config::{ProxySettings, UpstreamSettings};
 use crate::metrics::{Metrics, ProxyResult};
 use crate::secret::Fingerprint;
 use crate::token::TokenRecord;
-use crate::upstream::{Forward, UpstreamError, WechatClient};
+use crate::upstream::{Forward, UpstreamError, UpstreamPool, WechatClient};
 
 /// The errcodes of a rejected token: replaced (or never valid), expired, and WeCom's "invalid"
 /// (which it also answers for an expired or early-ended token).
@@ -105,6 +105,8 @@ pub struct Gateway {
     pub settings: ProxySettings,
     upstream: UpstreamSettings,
     tls: Arc<rustls::ClientConfig>,
+    /// The server's upstream pool: which of each thread's shared clients is this server's.
+    pool: Arc<UpstreamPool>,
     metrics: Metrics,
     /// Independent of the token pool: API traffic waits here, never in front of a refresh.
     slots: Arc<Semaphore>,
@@ -130,6 +132,7 @@ impl Gateway {
         settings: ProxySettings,
         upstream: UpstreamSettings,
         tls: Arc<rustls::ClientConfig>,
+        pool: Arc<UpstreamPool>,
         metrics: Metrics,
         wait_limit: Duration,
         known: Arc<dyn mask::KnownRefreshTokens>,
@@ -140,6 +143,7 @@ impl Gateway {
             settings,
             upstream,
             tls,
+            pool,
             metrics,
             slots,
             anonymous_slots,
@@ -160,7 +164,7 @@ impl Gateway {
             {
                 return client.clone();
             }
-            let client = WechatClient::shared(&self.upstream, &self.tls, &self.metrics);
+            let client = WechatClient::shared(&self.upstream, &self.tls, &self.pool);
             clients.push((Arc::downgrade(&self.alive), client.clone()));
             client
         })
@@ -409,7 +413,7 @@ fn why(u: &Unavailable) -> String {
 }
 
 /// The refresh tokens of every platform's accounts, for [`mask`].
-pub struct PlatformRefreshTokens(pub Vec<Arc<crate::platform::runtime::PlatformShared>>);
+pub struct PlatformRefreshTokens(pub Vec<Arc<crate::platform::Platform>>);
 
 impl mask::KnownRefreshTokens for PlatformRefreshTokens {
     fn known_among(&self, words: &std::collections::HashSet<&str>) -> Vec<String> {

@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::MAX_TOKEN_LIFETIME;
 use crate::seal::Keyring;
+use crate::secret::AccessToken;
+use crate::status::{QuotaUsage, SharedStatus, TokenRecord};
 use crate::time::UnixMillis;
-use crate::token::{AccessToken, QuotaUsage, SharedStatus, TokenRecord};
 use crate::upstream::{Fetched, UpstreamError};
 
 pub use embedded::EmbeddedStore;
@@ -38,10 +39,7 @@ impl AppKey {
     /// The `app` label of this key's metrics, as the actors use it: the app name, or
     /// `name:kind_ticket` for a ticket (whose key name is `name/ticket/kind`).
     pub fn metric_label(&self) -> String {
-        match self.name.split_once("/ticket/") {
-            Some((app, kind)) => format!("{app}:{kind}_ticket"),
-            None => self.name.clone(),
-        }
+        crate::config::labels::store_key_label(&self.name)
     }
 }
 
@@ -102,6 +100,10 @@ pub type Notify = dyn Fn(Option<u64>) + Send + Sync;
 /// The upstream call a refresh may make; the store decides whether to make it.
 pub type FetchFn = Box<dyn FnOnce() -> LocalBoxFuture<'static, Result<Fetched, UpstreamError>>>;
 
+/// What [`TokenStore::refresh`] returns: local, because the fetch it may await is (awc's
+/// client is not `Send`).
+pub type RefreshFuture = LocalBoxFuture<'static, Result<Refreshed, RefreshError>>;
+
 /// How a refresh ended.
 #[derive(Debug)]
 pub enum Refreshed {
@@ -126,12 +128,30 @@ pub enum RefreshError {
     /// forced refreshes); the token in service stays.
     #[error("{message}")]
     Budget {
-        /// `forced_refresh` or `daily_quota`: which budget.
-        budget: &'static str,
+        budget: Budget,
         message: String,
         /// The fleet's count of calls today, when the store read it.
         quota: Option<QuotaUsage>,
     },
+}
+
+/// Which of the fleet's budgets refused a refresh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// The fleet's token calls today reached the app's `daily_quota`.
+    DailyQuota,
+    /// WeChat's limits on forced refreshes of stable tokens (20 a day, 30 s apart).
+    ForcedRefresh,
+}
+
+impl Budget {
+    /// The `reason` a refused refresh publishes (readiness, the 503 body) and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Budget::DailyQuota => "daily_quota",
+            Budget::ForcedRefresh => "forced_refresh",
+        }
+    }
 }
 
 /// Health of a shared store, for readiness and metrics.
@@ -200,12 +220,7 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// Gets a new token: by default fetch, then save. A shared store coordinates instances
     /// here so that one fetch serves the fleet.
-    fn refresh(
-        self: Arc<Self>,
-        key: AppKey,
-        basis: Basis,
-        fetch: FetchFn,
-    ) -> LocalBoxFuture<'static, Result<Refreshed, RefreshError>> {
+    fn refresh(self: Arc<Self>, key: AppKey, basis: Basis, fetch: FetchFn) -> RefreshFuture {
         Box::pin(async move {
             let fetched = fetch().await?;
             let stored = stored_from_fetch(

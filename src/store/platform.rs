@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::json_refusal;
 use super::sealed::{self, Unreadable};
+use crate::metrics::Metrics;
 use crate::seal::Keyring;
 use crate::secret::AccessToken;
 use crate::time::UnixMillis;
@@ -84,6 +85,25 @@ pub struct AuthorizerRecord {
 }
 
 impl AuthorizerRecord {
+    /// An account that authorized the platform, with no failure on record.
+    pub fn authorized(
+        appid: String,
+        refresh_token: Option<AccessToken>,
+        func_ids: Vec<u32>,
+        authorized_at: Option<SystemTime>,
+        updated_at: SystemTime,
+    ) -> AuthorizerRecord {
+        AuthorizerRecord {
+            appid,
+            refresh_token,
+            func_ids,
+            state: AuthorizerState::Authorized,
+            authorized_at,
+            last_error: None,
+            updated_at,
+        }
+    }
+
     /// The write order: `updated_at` in milliseconds, as stored.
     pub fn order(&self) -> u64 {
         UnixMillis::saturating_from(self.updated_at).as_millis()
@@ -197,43 +217,29 @@ pub fn check_code_digest(digest: &str) -> anyhow::Result<()> {
 /// embedded store keeps each one, as WeChat sends them rarely and only signed.
 pub const MAX_REDIS_EVENTS: isize = 1000;
 
+/// A platform store's operation: boxed, so that both stores implement one trait, and `Send`,
+/// as the handlers that await it run on any worker.
+pub type StoreIo<T> = BoxFuture<'static, anyhow::Result<T>>;
+
 /// Where the durable platform records live.
 pub trait PlatformStore: Send + Sync + 'static {
     /// Saves a pushed event of another kind durably before the push is answered `success`.
-    fn save_event(
-        &self,
-        platform: &str,
-        event: &EventRecord,
-    ) -> BoxFuture<'static, anyhow::Result<()>>;
+    fn save_event(&self, platform: &str, event: &EventRecord) -> StoreIo<()>;
 
     /// The platform's last saved ticket.
-    fn load_ticket(
-        &self,
-        platform: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Option<TicketRecord>>>;
+    fn load_ticket(&self, platform: &str) -> StoreIo<Option<TicketRecord>>;
 
     /// Saves the ticket durably before the push is answered `success`, unless the stored one
     /// was received later (then this one is dropped, and that is no error). An error is as
     /// for [`PlatformStore::save_authorizers`].
-    fn save_ticket(
-        &self,
-        platform: &str,
-        ticket: &TicketRecord,
-    ) -> BoxFuture<'static, anyhow::Result<()>>;
+    fn save_ticket(&self, platform: &str, ticket: &TicketRecord) -> StoreIo<()>;
 
     /// Every authorizer record of the platform (start-up, reconciliation). Records that cannot
     /// be decoded are skipped and logged, never an error for the rest.
-    fn load_authorizers(
-        &self,
-        platform: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Vec<AuthorizerRecord>>>;
+    fn load_authorizers(&self, platform: &str) -> StoreIo<Vec<AuthorizerRecord>>;
 
     /// One authorizer's record, as stored now.
-    fn load_authorizer(
-        &self,
-        platform: &str,
-        appid: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Option<AuthorizerRecord>>>;
+    fn load_authorizer(&self, platform: &str, appid: &str) -> StoreIo<Option<AuthorizerRecord>>;
 
     /// Saves records durably (one transaction or pipeline for the batch), each unless the
     /// stored one is newer (`updated_at`). Answers, per record, whether it was written: `false`
@@ -243,11 +249,7 @@ pub trait PlatformStore: Send + Sync + 'static {
     /// An error means the batch is not durable: the event it came from must not be answered
     /// `success`. The store still keeps the records and retries them (see
     /// [`PlatformStore::not_durable_records`]), so the caller need not retry itself.
-    fn save_authorizers(
-        &self,
-        platform: &str,
-        records: &[AuthorizerRecord],
-    ) -> BoxFuture<'static, anyhow::Result<Vec<bool>>>;
+    fn save_authorizers(&self, platform: &str, records: &[AuthorizerRecord]) -> StoreIo<Vec<bool>>;
 
     /// The records (as `{platform}/ticket` or `{platform}/authorizer/{appid}`) whose latest
     /// save failed and is still being retried: a crash now would lose them. For readiness.
@@ -258,55 +260,32 @@ pub trait PlatformStore: Send + Sync + 'static {
     /// Saves a code record durably (before the push it came with is answered), unless the
     /// stored one is further on ([`CodeRecord::order`]). Whether it was written; an error is as
     /// for [`PlatformStore::save_authorizers`].
-    fn save_code(
-        &self,
-        platform: &str,
-        record: &CodeRecord,
-    ) -> BoxFuture<'static, anyhow::Result<bool>>;
+    fn save_code(&self, platform: &str, record: &CodeRecord) -> StoreIo<bool>;
 
     /// Every code record of the platform (corrupt ones skipped and logged).
-    fn load_codes(&self, platform: &str) -> BoxFuture<'static, anyhow::Result<Vec<CodeRecord>>>;
+    fn load_codes(&self, platform: &str) -> StoreIo<Vec<CodeRecord>>;
 
     /// One code's record, by [`CodeRecord::digest`].
-    fn load_code(
-        &self,
-        platform: &str,
-        digest: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Option<CodeRecord>>>;
+    fn load_code(&self, platform: &str, digest: &str) -> StoreIo<Option<CodeRecord>>;
 
     /// Removes code records (those [`CodeRecord::forgettable`]).
-    fn forget_codes(
-        &self,
-        platform: &str,
-        digests: &[String],
-    ) -> BoxFuture<'static, anyhow::Result<()>>;
+    fn forget_codes(&self, platform: &str, digests: &[String]) -> StoreIo<()>;
 
     /// Claims the exchange of a code for `ttl` for this instance: false while another instance
     /// holds the claim. Claiming again before the claim lapses renews it. A store with one
     /// instance grants every claim (the process serialises its own exchanges).
-    fn claim_code(
-        &self,
-        _platform: &str,
-        _digest: &str,
-        _ttl: Duration,
-    ) -> BoxFuture<'static, anyhow::Result<bool>> {
+    fn claim_code(&self, _platform: &str, _digest: &str, _ttl: Duration) -> StoreIo<bool> {
         Box::pin(futures_util::future::ready(Ok(true)))
     }
 
     /// Gives up this instance's claim of a code, if it still holds it.
-    fn release_code(
-        &self,
-        _platform: &str,
-        _digest: &str,
-    ) -> BoxFuture<'static, anyhow::Result<()>> {
+    fn release_code(&self, _platform: &str, _digest: &str) -> StoreIo<()> {
         Box::pin(futures_util::future::ready(Ok(())))
     }
 }
 
 /// The label of a platform's series in the store metrics, as for its component token.
-pub fn metric_label(platform: &str) -> String {
-    format!("platform:{platform}")
-}
+pub use crate::config::labels::platform_label as metric_label;
 
 /// Whether `name` can be part of a store key: what the configuration allows for a platform
 /// name (letters, digits, '-', '_', '.'; at most 64), so keys never run into each other.
@@ -330,11 +309,112 @@ pub fn check_appid(appid: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The checks of a call naming one authorizer of a platform.
+pub fn check_authorizer_key(platform: &str, appid: &str) -> anyhow::Result<()> {
+    check_platform(platform).and_then(|()| check_appid(appid))
+}
+
+/// The checks of a save of authorizer records.
+pub fn check_authorizers(platform: &str, records: &[AuthorizerRecord]) -> anyhow::Result<()> {
+    check_platform(platform).and_then(|()| records.iter().try_for_each(|r| check_appid(&r.appid)))
+}
+
+/// The checks of a call naming one code record of a platform.
+pub fn check_code_key(platform: &str, digest: &str) -> anyhow::Result<()> {
+    check_platform(platform).and_then(|()| check_code_digest(digest))
+}
+
+/// The checks of a call naming several code records of a platform.
+pub fn check_digests(platform: &str, digests: &[String]) -> anyhow::Result<()> {
+    check_platform(platform).and_then(|()| digests.iter().try_for_each(|d| check_code_digest(d)))
+}
+
+/// The checks of a save of a code record.
+pub fn check_code(platform: &str, record: &CodeRecord) -> anyhow::Result<()> {
+    check_code_key(platform, &record.digest).and_then(|()| check_appid(&record.authorizer_appid))
+}
+
+/// A store call whose arguments passed `check`, or the refusal: a name that could break the key
+/// scheme never reaches a store.
+pub fn checked<T: Send + 'static>(
+    check: anyhow::Result<()>,
+    call: impl FnOnce() -> StoreIo<T>,
+) -> StoreIo<T> {
+    match check {
+        Ok(()) => call(),
+        Err(e) => Box::pin(futures_util::future::ready(Err(e))),
+    }
+}
+
 fn key_safe(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Where a store counts and logs a stored record that does not decode (or does not open).
+#[derive(Clone, Copy)]
+pub struct Corrupt<'a> {
+    pub metrics: &'a Metrics,
+    /// `embedded` or `redis`, for the log.
+    pub store: &'static str,
+    pub platform: &'a str,
+}
+
+impl Corrupt<'_> {
+    /// A record that does not open: counted (`op="decrypt"`), and an error for the caller,
+    /// never a skipped record (see [`Unreadable`]; [`sealed::unreadable_in`] finds it).
+    pub fn unreadable(self, u: Unreadable) -> anyhow::Error {
+        self.metrics
+            .store_failed(&metric_label(self.platform), "decrypt");
+        let holder = match self.store {
+            "redis" => "Redis holds",
+            "embedded" => "the embedded store holds",
+            _ => "the store holds",
+        };
+        anyhow::Error::new(u).context(format!("{holder} a record that does not open"))
+    }
+}
+
+/// Which stored record did not decode, named by its key (never by its content).
+pub enum Stored<'a> {
+    Ticket,
+    Authorizer(&'a str),
+    /// By its [`CodeRecord::digest`] as the key holds it.
+    Code(&'a str),
+}
+
+/// A decoded stored record, or `None` after counting it as corrupt and logging why (the
+/// decoders never quote a secret): a corrupt record is skipped, never an error for the rest.
+/// A record whose secret does not open is not skipped: it is an error (see
+/// [`Corrupt::unreadable`]), as treating a refresh token, a code or the verify ticket as
+/// absent would lose what it holds.
+pub fn skip_corrupt<T>(
+    at: Corrupt<'_>,
+    stored: Stored<'_>,
+    decoded: Result<T, Refused>,
+) -> anyhow::Result<Option<T>> {
+    let why = match decoded {
+        Ok(r) => return Ok(Some(r)),
+        Err(Refused::Unreadable(u)) => return Err(at.unreadable(u)),
+        Err(Refused::Corrupt(why)) => why,
+    };
+    let Corrupt {
+        metrics,
+        store,
+        platform,
+    } = at;
+    metrics.store_failed(&metric_label(platform), "decode");
+    match stored {
+        Stored::Ticket => tracing::warn!(platform, store, error = %why,
+            "stored verify ticket is corrupt; ignoring it"),
+        Stored::Authorizer(appid) => tracing::warn!(platform, appid = ?appid, store, error = %why,
+            "stored authorizer record is corrupt; skipping it"),
+        Stored::Code(digest) => tracing::warn!(platform, code = ?digest, store, error = %why,
+            "stored authorization code record is corrupt; skipping it"),
+    }
+    Ok(None)
 }
 
 /// The stored form of a ticket (JSON, versioned). The times of the stored forms here are

@@ -46,15 +46,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures_util::future::{BoxFuture, LocalBoxFuture};
+use futures_util::future::BoxFuture;
 use futures_util::{FutureExt as _, StreamExt as _};
 use topology::{Conn, Topology};
 
 pub use super::redis_batch::ReadStats;
 use super::redis_batch::{self, ReadFn, Reads};
 use super::{
-    decode_or_discard, encode, stored_from_fetch, AppKey, Basis, FetchFn, Notify, RefreshError,
-    Refreshed, StoreHealth, Stored, TokenStore,
+    decode_or_discard, encode, stored_from_fetch, AppKey, Basis, Budget, FetchFn, Notify,
+    RefreshError, RefreshFuture, Refreshed, StoreHealth, Stored, TokenStore,
 };
 use crate::config::RedisSettings;
 use crate::metrics::Metrics;
@@ -682,7 +682,7 @@ impl Inner {
             let calls = self.calls_on(key, now).await.map_err(store_error)?;
             if calls.used >= limit && basis.holds_valid_token() {
                 return Err(RefreshError::Budget {
-                    budget: "daily_quota",
+                    budget: Budget::DailyQuota,
                     message: format!(
                         "the fleet made {} of its {limit} token calls today; the token in service stays until it expires",
                         calls.used
@@ -693,7 +693,7 @@ impl Inner {
         }
         if basis.force && !self.spend_force(key, now).await.map_err(store_error)? {
             return Err(RefreshError::Budget {
-                budget: "forced_refresh",
+                budget: Budget::ForcedRefresh,
                 message: "WeChat's limits on forced refreshes (20 a day, 30 s apart) are used up for the fleet".into(),
                 quota: None,
             });
@@ -910,12 +910,7 @@ impl TokenStore for RedisStore {
         async move { inner.save(&key, &stored).await }.boxed()
     }
 
-    fn refresh(
-        self: Arc<Self>,
-        key: AppKey,
-        basis: Basis,
-        fetch: FetchFn,
-    ) -> LocalBoxFuture<'static, Result<Refreshed, RefreshError>> {
+    fn refresh(self: Arc<Self>, key: AppKey, basis: Basis, fetch: FetchFn) -> RefreshFuture {
         self.inner.clone().refresh(key, basis, fetch).boxed_local()
     }
 

@@ -35,10 +35,12 @@ use super::confirm::Confirmation;
 use super::fetch::Fetcher;
 use super::messages::TokenChanged;
 use super::schedule::{backoff, refresh_delay, startup_spread, ForceBudget};
+use super::spec::CredentialSpec;
 use super::{AccessToken, AppStatus, FailureInfo, SharedStatus, TokenRecord};
-use crate::config::{AppSettings, RefreshSettings};
-use crate::metrics::{Metrics, Trigger};
-use crate::store::{AppKey, Basis, RefreshError, Refreshed, Stored, TokenStore};
+use crate::config::RefreshSettings;
+use crate::metrics::Metrics;
+use crate::status::Trigger;
+use crate::store::{AppKey, Basis, Budget, RefreshError, Refreshed, Stored, TokenStore};
 use crate::upstream::{ErrorClass, Promotion};
 
 pub use super::credential::Credential;
@@ -64,7 +66,7 @@ impl Timer {
 
 /// What every actor is built from.
 pub struct ActorConfig {
-    pub app: Arc<AppSettings>,
+    pub spec: Arc<CredentialSpec>,
     pub credential: Credential,
     /// The record's identity in the store.
     pub key: AppKey,
@@ -254,7 +256,7 @@ impl TokenActor {
             force,
             // The configured limit is the access token's (`/cgi-bin/token`'s quota).
             daily_quota: matches!(self.cfg.credential, Credential::AccessToken)
-                .then_some(self.cfg.app.daily_quota),
+                .then_some(self.cfg.spec.daily_quota),
         };
         let promotion = Promotion::default();
         self.promotion = Some(promotion.clone());
@@ -333,10 +335,7 @@ impl TokenActor {
         }
         let unchanged = self.current().is_some_and(|c| c.token == record.token);
         self.generation = self.generation.max(record.generation);
-        let q = &mut self.status.quota;
-        if quota.day > q.day || (quota.day == q.day && quota.used > q.used) {
-            *q = quota;
-        }
+        self.status.quota.merge(quota);
         if self.rejected.as_ref() != Some(&record.token) {
             self.rejected = None;
         }
@@ -400,7 +399,7 @@ impl TokenActor {
                     ErrorClass::Config | ErrorClass::Quota => self.cfg.refresh.retry_max,
                 };
                 if class == ErrorClass::Config {
-                    tracing::error!(app = self.name(), appid = %self.cfg.app.appid, trigger = trigger.as_str(),
+                    tracing::error!(app = self.name(), appid = %self.cfg.spec.appid, trigger = trigger.as_str(),
                         reason = %err.reason(), class = class.as_str(), error = %err,
                         still_valid, retry_in = ?delay, "token fetch failed: configuration error");
                 } else {
@@ -422,12 +421,9 @@ impl TokenActor {
                 quota,
             } => {
                 if let Some(q) = quota {
-                    let mine = &mut self.status.quota;
-                    if q.day > mine.day || (q.day == mine.day && q.used > mine.used) {
-                        *mine = *q;
-                    }
+                    self.status.quota.merge(*q);
                 }
-                if *budget == "forced_refresh" {
+                if *budget == Budget::ForcedRefresh {
                     self.cfg.metrics.forced_refresh_refused(self.name());
                     // Another instance spent it: this one counts it as spent too, so that its
                     // next reports are answered at once instead of asking the fleet again.
@@ -437,7 +433,7 @@ impl TokenActor {
                 }
                 // Not before the budget may allow it again: the 30 s gap, or the next day.
                 let delay = self.cfg.refresh.retry_max;
-                tracing::warn!(app = self.name(), trigger = trigger.as_str(), budget, error = %message,
+                tracing::warn!(app = self.name(), trigger = trigger.as_str(), budget = budget.as_str(), error = %message,
                     still_valid, retry_in = ?delay, "refresh refused by the fleet's budget");
                 // Those who reported the token get the one in service now, not after their
                 // wait: no new one comes before the retry.
@@ -448,7 +444,7 @@ impl TokenActor {
                 }
                 let failure = FailureInfo {
                     errcode: None,
-                    reason: (*budget).into(),
+                    reason: budget.as_str().into(),
                     class: ErrorClass::Quota,
                     message: message.clone(),
                 };

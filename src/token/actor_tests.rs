@@ -16,13 +16,16 @@ use super::actor::{ActorConfig, Credential};
 use super::clock::{SharedClock, TokioClock};
 use super::fetch::{FetchRequest, Fetcher, ProbeRequest};
 use super::messages::{
-    ForceRestart, Get, Invalidate, Revoke, StoreChanged, Subscribe, TokenChanged,
+    ForceRestart, Get, InputsChanged, Invalidate, Revoke, StoreChanged, Subscribe,
 };
+use super::spec::CredentialSpec;
 use super::{AccessToken, AppStatus, SharedStatus, TokenActor, TokenRecord};
 use crate::config::{AppKind, AppSettings, Grant, RefreshSettings, SecretSource, TicketKind};
-use crate::metrics::{InvalidationOutcome, Metrics};
+use crate::metrics::Metrics;
+use crate::status::InvalidationOutcome;
 use crate::store::{
-    stored_from_fetch, AppKey, Basis, FetchFn, RefreshError, Refreshed, Stored, TokenStore,
+    stored_from_fetch, AppKey, Basis, Budget, FetchFn, RefreshError, RefreshFuture, Refreshed,
+    Stored, TokenStore,
 };
 use crate::upstream::{Fetched, ProbeKind, UpstreamError};
 
@@ -107,12 +110,7 @@ impl TokenStore for MemoryStore {
         Box::pin(std::future::ready(Ok(true)))
     }
 
-    fn refresh(
-        self: Arc<Self>,
-        key: AppKey,
-        basis: Basis,
-        fetch: FetchFn,
-    ) -> LocalBoxFuture<'static, Result<Refreshed, RefreshError>> {
+    fn refresh(self: Arc<Self>, key: AppKey, basis: Basis, fetch: FetchFn) -> RefreshFuture {
         Box::pin(async move {
             let held = self.records.lock().unwrap().get(&key.appid).cloned();
             if let Some(s) = held.filter(|s| basis.superseded_by(s)) {
@@ -124,7 +122,7 @@ impl TokenStore for MemoryStore {
                 .load(std::sync::atomic::Ordering::SeqCst);
             if basis.force && refused {
                 return Err(RefreshError::Budget {
-                    budget: "forced_refresh",
+                    budget: Budget::ForcedRefresh,
                     message: "the fleet's forced refreshes are used up".into(),
                     quota: None,
                 });
@@ -292,8 +290,8 @@ impl Fetcher for Script {
     }
 }
 
-fn app(kind: AppKind) -> Arc<AppSettings> {
-    Arc::new(AppSettings {
+fn app(kind: AppKind) -> Arc<CredentialSpec> {
+    Arc::new(CredentialSpec::from(&AppSettings {
         name: "shop".into(),
         kind,
         appid: "wxshop".into(),
@@ -301,7 +299,7 @@ fn app(kind: AppKind) -> Arc<AppSettings> {
         secret: SecretString::from("s3cret"),
         secret_source: SecretSource::Inline,
         daily_quota: 2000,
-    })
+    }))
 }
 
 fn refresh_settings() -> RefreshSettings {
@@ -403,7 +401,7 @@ fn rig_with(spec: RigSpec, clock: &SharedClock, metrics: &Metrics) -> Rig {
     script.lifetime.set(spec.lifetime);
     let addr = Supervisor::start(move |_| {
         TokenActor::new(ActorConfig {
-            app,
+            spec: app,
             credential,
             key: AppKey {
                 name: label.into(),
@@ -1170,12 +1168,12 @@ async fn an_external_credential_waits_for_its_inputs_then_fetches_once_told() {
     source
         .ready
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    r.addr.do_send(TokenChanged { generation: 0 });
+    r.addr.do_send(InputsChanged);
     settle().await;
     assert_eq!(source.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(r.token().unwrap().token.expose(), "ext-1");
     // Told again while it holds a valid token: nothing to do.
-    r.addr.do_send(TokenChanged { generation: 0 });
+    r.addr.do_send(InputsChanged);
     settle().await;
     assert_eq!(source.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     // Refreshed ahead of expiry like any token.

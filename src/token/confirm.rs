@@ -31,7 +31,7 @@ use super::actor::TokenActor;
 use super::credential::rejects_token;
 use super::fetch::ProbeRequest;
 use super::{AccessToken, TokenRecord};
-use crate::metrics::{RefetchRefusal, Trigger};
+use crate::status::{RefetchRefusal, Trigger};
 use crate::upstream::UpstreamError;
 
 /// The window of `refresh.reported_refetches_per_hour`.

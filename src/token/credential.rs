@@ -13,7 +13,7 @@ use super::messages::Invalidate;
 use super::schedule::{effective_margin, stable_margin};
 use super::{SharedStatus, TokenRecord};
 use crate::config::{AppKind, Grant, TicketKind};
-use crate::metrics::Trigger;
+use crate::status::Trigger;
 use crate::store::FetchFn;
 use crate::upstream::{Priority, ProbeKind, Promotion, UpstreamError};
 
@@ -42,7 +42,7 @@ pub fn rejects_token(errcode: Option<i64>) -> bool {
 impl TokenActor {
     /// How long before expiry to refresh a token of `lifetime`.
     pub(super) fn margin_for(&self, lifetime: Duration) -> Duration {
-        match (&self.cfg.credential, self.cfg.app.kind) {
+        match (&self.cfg.credential, self.cfg.spec.kind) {
             // WeCom hands out the same token until it has expired: asking earlier only brings
             // it back. Refresh at expiry (and whenever a client reports 42001/40014).
             (Credential::AccessToken, AppKind::Wecom) => Duration::ZERO,
@@ -75,7 +75,7 @@ impl TokenActor {
     /// getticket calls report).
     pub(super) fn probe_kind(&self) -> Option<ProbeKind> {
         match &self.cfg.credential {
-            Credential::AccessToken if self.cfg.app.kind == AppKind::Wecom => {
+            Credential::AccessToken if self.cfg.spec.kind == AppKind::Wecom => {
                 Some(ProbeKind::Wecom)
             }
             Credential::AccessToken => Some(ProbeKind::Account),
@@ -86,12 +86,12 @@ impl TokenActor {
 
     pub(super) fn is_stable(&self) -> bool {
         matches!(self.cfg.credential, Credential::AccessToken)
-            && self.cfg.app.kind == AppKind::Official(Grant::Stable)
+            && self.cfg.spec.kind == AppKind::Official(Grant::Stable)
     }
 
     fn is_wecom_token(&self) -> bool {
         matches!(self.cfg.credential, Credential::AccessToken)
-            && self.cfg.app.kind == AppKind::Wecom
+            && self.cfg.spec.kind == AppKind::Wecom
     }
 
     pub(super) fn is_ticket(&self) -> bool {
@@ -115,7 +115,7 @@ impl TokenActor {
     /// store may adopt another instance's token instead).
     pub(super) fn fetch_fn(&self, force: bool, promotion: Promotion) -> FetchFn {
         let fetcher = self.cfg.fetcher.clone();
-        let app = self.cfg.app.clone();
+        let spec = self.cfg.spec.clone();
         let metrics = self.cfg.metrics.clone();
         let label = self.cfg.label.clone();
         let credential = self.cfg.credential.clone();
@@ -151,7 +151,7 @@ impl TokenActor {
                             budget.set(b);
                         }
                         let req = FetchRequest::AccessToken {
-                            app,
+                            spec,
                             force,
                             priority,
                             promotion: promotion.clone(),
@@ -163,7 +163,7 @@ impl TokenActor {
                             return Err(UpstreamError::NoToken);
                         };
                         let req = FetchRequest::Ticket {
-                            app,
+                            spec,
                             kind: *kind,
                             token: current.token.clone(),
                             priority,

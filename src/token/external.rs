@@ -16,7 +16,7 @@ pub trait ExternalSource: Send + Sync + 'static {
 
     /// Whether a fetch has what it needs now (a ticket, a valid component token, a refresh
     /// token that may be used). While it has not, the actor does not try; whoever supplies the
-    /// missing piece sends the actor `TokenChanged` to try again.
+    /// missing piece sends the actor `InputsChanged` to try again.
     fn ready(&self, now: SystemTime) -> bool;
 
     /// Makes the call, on the actor's thread, waiting in the upstream pool with `priority`.

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use futures_util::future::LocalBoxFuture;
 
+use super::spec::CredentialSpec;
 use super::AccessToken;
-use crate::config::{AppKind, AppSettings, Grant, TicketKind};
+use crate::config::{AppKind, Grant, TicketKind};
 use crate::upstream::{Fetched, Priority, ProbeKind, Promotion, UpstreamError, WechatClient};
 
 /// One upstream call for one credential. `priority`: its place in the upstream pool's queue;
@@ -16,14 +17,14 @@ pub enum FetchRequest {
     /// The app's access token. `force`: for the stable grant, invalidate the current token at
     /// once (spent from WeChat's daily budget of forced refreshes).
     AccessToken {
-        app: Arc<AppSettings>,
+        spec: Arc<CredentialSpec>,
         force: bool,
         priority: Priority,
         promotion: Promotion,
     },
     /// A ticket, fetched with the app's current access token.
     Ticket {
-        app: Arc<AppSettings>,
+        spec: Arc<CredentialSpec>,
         kind: TicketKind,
         token: AccessToken,
         priority: Priority,
@@ -35,7 +36,7 @@ impl FetchRequest {
     /// The `endpoint` label of the upstream latency histogram.
     pub fn endpoint(&self) -> &'static str {
         match self {
-            FetchRequest::AccessToken { app, .. } => match app.kind {
+            FetchRequest::AccessToken { spec, .. } => match spec.kind {
                 AppKind::Official(Grant::ClientCredential) => "token",
                 AppKind::Official(Grant::Stable) => "stable_token",
                 AppKind::Wecom => "wecom_token",
@@ -89,14 +90,14 @@ impl Fetcher for WechatClient {
             // boxed once the slot is ours: a queued fetch, of which a cold start has thousands,
             // then holds only the little it needs to wait.
             let call: LocalBoxFuture<'_, _> = match &req {
-                FetchRequest::AccessToken { app, force, .. } => match app.kind {
+                FetchRequest::AccessToken { spec, force, .. } => match spec.kind {
                     AppKind::Official(Grant::ClientCredential) => {
-                        Box::pin(client.fetch_token(&app.appid, &app.secret))
+                        Box::pin(client.fetch_token(&spec.appid, &spec.secret))
                     }
                     AppKind::Official(Grant::Stable) => {
-                        Box::pin(client.fetch_stable_token(&app.appid, &app.secret, *force))
+                        Box::pin(client.fetch_stable_token(&spec.appid, &spec.secret, *force))
                     }
-                    AppKind::Wecom => Box::pin(client.fetch_wecom_token(&app.appid, &app.secret)),
+                    AppKind::Wecom => Box::pin(client.fetch_wecom_token(&spec.appid, &spec.secret)),
                 },
                 FetchRequest::Ticket { kind, token, .. } => {
                     Box::pin(client.fetch_ticket(token, *kind))

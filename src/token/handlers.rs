@@ -11,13 +11,13 @@ use super::actor::TokenActor;
 use super::confirm::{Confirming, Verdict};
 use super::credential::Credential;
 use super::messages::{
-    ForceRestart, Get, Invalidate, Invalidated, NoValidToken, Retire, Revoke, RevokeError, Revoked,
-    StoreChanged, Subscribe, TokenChanged, UpdateApp,
+    ForceRestart, Get, InputsChanged, Invalidate, Invalidated, NoValidToken, Retire, Revoke,
+    RevokeError, Revoked, StoreChanged, Subscribe, TokenChanged, UpdateApp,
 };
 use super::schedule::ForceBudget;
 use super::{AccessToken, SharedClock, SharedStatus, TokenRecord};
 use crate::config::{AppKind, Grant};
-use crate::metrics::{InvalidationOutcome, Trigger};
+use crate::status::{InvalidationOutcome, Trigger};
 
 /// The answer to a request whose handler could not run: whatever the status holds.
 fn from_status(
@@ -226,7 +226,7 @@ struct Revoking {
 impl TokenActor {
     fn revoke(&mut self, ctx: &mut Context<Self>) -> Result<Revoking, RevokeError> {
         let now = self.now();
-        match self.cfg.app.kind {
+        match self.cfg.spec.kind {
             AppKind::Wecom => {
                 return Err(RevokeError::Unsupported(
                     "WeCom hands out the same token until it expires",
@@ -308,17 +308,6 @@ impl Handler<TokenChanged> for TokenActor {
         if self.retired {
             return;
         }
-        if let Credential::External(_) = self.cfg.credential {
-            // What its fetch needs has arrived (a ticket, a component token): try now if it
-            // was waiting for it.
-            self.guard(ctx, "inputs changed", |act, ctx| {
-                let now = act.now();
-                if act.valid_token(now).is_none() || act.rejected.is_some() {
-                    act.refresh_if_idle(ctx, Trigger::Scheduled);
-                }
-            });
-            return;
-        }
         if !self.is_ticket() {
             return;
         }
@@ -331,6 +320,24 @@ impl Handler<TokenChanged> for TokenActor {
                 act.start_refresh(ctx, Trigger::Scheduled)
             });
         }
+    }
+}
+
+impl Handler<InputsChanged> for TokenActor {
+    type Result = ();
+
+    /// What the fetch of an external credential needs has arrived (a ticket, a component
+    /// token): try now if it was waiting for it.
+    fn handle(&mut self, _: InputsChanged, ctx: &mut Self::Context) {
+        if self.retired || !matches!(self.cfg.credential, Credential::External(_)) {
+            return;
+        }
+        self.guard(ctx, "inputs changed", |act, ctx| {
+            let now = act.now();
+            if act.valid_token(now).is_none() || act.rejected.is_some() {
+                act.refresh_if_idle(ctx, Trigger::Scheduled);
+            }
+        });
     }
 }
 
@@ -371,9 +378,9 @@ impl Handler<UpdateApp> for TokenActor {
 
     /// New secret, quota or refresh policy: used from the next fetch.
     fn handle(&mut self, msg: UpdateApp, ctx: &mut Self::Context) {
-        let UpdateApp(app, refresh) = msg;
+        let UpdateApp(spec, refresh) = msg;
         tracing::info!(app = self.name(), "settings updated");
-        self.cfg.app = app;
+        self.cfg.spec = spec;
         self.cfg.refresh = refresh;
         if self.in_flight.is_none() && !self.retry_pending() && !self.loading {
             self.guard(ctx, "update", |act, ctx| act.schedule_refresh(ctx, false));

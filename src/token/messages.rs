@@ -5,7 +5,7 @@ use std::sync::Arc;
 use actix::Message;
 
 use super::{FailureInfo, TokenRecord};
-use crate::metrics::InvalidationOutcome;
+use crate::status::InvalidationOutcome;
 
 /// Asks for a valid token. Answered at once when one is held; otherwise waits (up to the
 /// actor's wait limit) for a fetch to succeed.
@@ -65,6 +65,12 @@ pub struct TokenChanged {
     pub generation: u64,
 }
 
+/// What the fetch of a credential fetched by its own source needs has arrived (a verify
+/// ticket, say): the actor tries now if it holds no valid token. Others ignore it.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct InputsChanged;
+
 /// Registers a dependent to be told of every token change.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -106,6 +112,6 @@ pub struct Retire;
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct UpdateApp(
-    pub Arc<crate::config::AppSettings>,
+    pub Arc<super::spec::CredentialSpec>,
     pub crate::config::RefreshSettings,
 );

@@ -5,6 +5,8 @@
 
 use std::time::{Duration, SystemTime};
 
+pub use crate::status::ForceBudget;
+
 /// Part of the margin used as random jitter: up to 10% earlier, so that many apps (or many
 /// restarts) do not all refresh in the same second.
 pub const JITTER_FRACTION: f64 = 0.10;
@@ -60,38 +62,6 @@ pub fn backoff(attempt: u32, min: Duration, max: Duration, random: f64) -> Durat
     base.mul_f64(1.0 - 0.2 * random.clamp(0.0, 1.0))
 }
 
-/// WeChat's limits on `force_refresh` of stable tokens: 20 a day (Beijing days), 30 s apart.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ForceBudget {
-    day: u64,
-    used: u32,
-    last: Option<SystemTime>,
-}
-
-impl ForceBudget {
-    pub const PER_DAY: u32 = 20;
-    pub const MIN_GAP: Duration = Duration::from_secs(30);
-
-    pub fn allows(&self, now: SystemTime) -> bool {
-        let day = super::QuotaUsage::day_of(now);
-        let used_today = if day == self.day { self.used } else { 0 };
-        let gap_ok = self
-            .last
-            .is_none_or(|l| now.duration_since(l).unwrap_or_default() >= Self::MIN_GAP);
-        used_today < Self::PER_DAY && gap_ok
-    }
-
-    pub fn spend(&mut self, now: SystemTime) {
-        let day = super::QuotaUsage::day_of(now);
-        if day != self.day {
-            self.day = day;
-            self.used = 0;
-        }
-        self.used += 1;
-        self.last = Some(now);
-    }
-}
-
 /// The refresh margin for a stable token: WeChat hands out a new one only in its last 5
 /// minutes (the fake scales that window to half of a short lifetime), so refresh inside that
 /// window, with room left for the jitter.
@@ -132,27 +102,6 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + S(1_000_000);
         assert_eq!(refresh_delay(now, now + S(100), S(7200), S(600), 0.3), S(0));
         assert_eq!(refresh_delay(now, now - S(5), S(7200), S(600), 0.3), S(0));
-    }
-
-    #[test]
-    fn forced_refreshes_are_limited_to_20_a_day_30_s_apart() {
-        let t0 = SystemTime::UNIX_EPOCH + S(20_000 * 86_400);
-        let mut b = ForceBudget::default();
-        assert!(b.allows(t0));
-        b.spend(t0);
-        assert!(!b.allows(t0 + S(29)));
-        assert!(b.allows(t0 + S(30)));
-        let mut t = t0;
-        for _ in 1..20 {
-            t += S(31);
-            assert!(b.allows(t));
-            b.spend(t);
-        }
-        assert!(!b.allows(t + S(3600)), "21st of the day refused");
-        assert!(
-            b.allows(t0 + S(86_400)),
-            "a new Beijing day resets the count"
-        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use actix::prelude::*;
 
 use super::actor::TokenActor;
 use super::TokenRecord;
-use crate::metrics::Trigger;
+use crate::status::Trigger;
 use crate::store::Stored;
 
 impl TokenActor {
@@ -43,9 +43,7 @@ impl TokenActor {
             }
             Ok(Some(stored)) => {
                 self.generation = self.generation.max(stored.record.generation);
-                if stored.quota.day >= self.status.quota.day {
-                    self.status.quota = stored.quota;
-                }
+                self.status.quota.merge(stored.quota);
                 if self.is_newer(&stored) {
                     tracing::info!(app = self.name(), generation = stored.record.generation,
                         token = %stored.record.token,

@@ -158,27 +158,25 @@ impl WechatClient {
     }
 
     /// The client every actor of this thread shares: one connector, one connection pool, one
-    /// TLS session cache, instead of one per credential. Its calls go through the server's one
-    /// [`UpstreamPool`], which `metrics` holds (and shows at scrape); the first caller builds both
-    /// from `settings`, which every actor of a server shares.
+    /// TLS session cache, instead of one per credential. Its calls go through `pool`, the
+    /// server's one [`UpstreamPool`], built at start-up and handed to every actor; a thread
+    /// keeps one client per pool (tests run several servers in a process).
     pub fn shared(
         settings: &UpstreamSettings,
         tls: &Arc<rustls::ClientConfig>,
-        metrics: &crate::metrics::Metrics,
+        pool: &Arc<UpstreamPool>,
     ) -> Rc<WechatClient> {
-        let pool = metrics
-            .upstream_pool(|| UpstreamPool::new(settings.max_concurrent, settings.max_per_second));
         SHARED.with(|clients| {
             let mut clients = clients.borrow_mut();
             clients.retain(|c| c.strong_count() > 0);
             if let Some(client) = clients
                 .iter()
                 .filter_map(Weak::upgrade)
-                .find(|c| Arc::ptr_eq(&c.pool, &pool))
+                .find(|c| Arc::ptr_eq(&c.pool, pool))
             {
                 return client;
             }
-            let client = Rc::new(WechatClient::with_pool(settings, tls.clone(), pool));
+            let client = Rc::new(WechatClient::with_pool(settings, tls.clone(), pool.clone()));
             clients.push(Rc::downgrade(&client));
             client
         })

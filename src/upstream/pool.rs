@@ -353,23 +353,77 @@ mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
 
-    /// Spawns a call of `priority` that takes a slot, records its name when it starts, and holds
-    /// the slot for `hold`.
-    fn call(
-        pool: &Arc<UpstreamPool>,
-        priority: Priority,
-        name: &'static str,
-        hold: Duration,
-        log: &Rc<RefCell<Vec<(&'static str, Duration)>>>,
+    /// A pool under test and the calls made on it: each call records its name and start time
+    /// (from the bench's creation) when it gets its slot, then holds the slot for its `hold`.
+    struct Bench {
+        pool: Arc<UpstreamPool>,
+        log: Rc<RefCell<Vec<(&'static str, Duration)>>>,
         t0: Instant,
-    ) -> tokio::task::JoinHandle<()> {
-        let acquire = pool.acquire(priority);
-        let log = log.clone();
-        tokio::task::spawn_local(async move {
-            let _permit = acquire.await;
-            log.borrow_mut().push((name, t0.elapsed()));
-            tokio::time::sleep(hold).await;
-        })
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+    }
+
+    impl Bench {
+        fn new(max_concurrent: usize, max_per_second: u32) -> Bench {
+            Bench {
+                pool: UpstreamPool::new(max_concurrent, max_per_second),
+                log: Rc::default(),
+                t0: Instant::now(),
+                tasks: Vec::new(),
+            }
+        }
+
+        /// Spawns a call of `priority` that waits for a slot.
+        fn call(&mut self, priority: Priority, name: &'static str, hold: Duration) {
+            let acquire = self.pool.acquire(priority);
+            self.spawn(acquire, name, hold);
+        }
+
+        /// Spawns a background call that `promotion` can move ahead.
+        fn call_promotable(&mut self, promotion: &Promotion, name: &'static str, hold: Duration) {
+            let acquire = self
+                .pool
+                .acquire_promotable(Priority::Background, promotion.clone());
+            self.spawn(acquire, name, hold);
+        }
+
+        fn spawn(&mut self, acquire: Acquire, name: &'static str, hold: Duration) {
+            let (log, t0) = (self.log.clone(), self.t0);
+            self.tasks.push(tokio::task::spawn_local(async move {
+                let _permit = acquire.await;
+                log.borrow_mut().push((name, t0.elapsed()));
+                tokio::time::sleep(hold).await;
+            }));
+        }
+
+        /// Spawns a call of `priority` for each of `names`, one after the other, each given
+        /// the time to queue before the next.
+        async fn queue(&mut self, priority: Priority, names: &[&'static str], hold: Duration) {
+            for name in names {
+                self.call(priority, name, hold);
+                settle().await;
+            }
+        }
+
+        /// Waits for every call spawned so far, in the order they were spawned.
+        async fn join(&mut self) {
+            for t in self.tasks.drain(..) {
+                t.await.unwrap();
+            }
+        }
+
+        /// The calls in the order they started.
+        fn order(&self) -> Vec<&'static str> {
+            self.log.borrow().iter().map(|(n, _)| *n).collect()
+        }
+
+        /// Each call's start, in milliseconds after the bench was made.
+        fn starts(&self) -> Vec<(&'static str, u128)> {
+            self.log
+                .borrow()
+                .iter()
+                .map(|(n, t)| (*n, t.as_millis()))
+                .collect()
+        }
     }
 
     async fn settle() {
@@ -379,258 +433,173 @@ mod tests {
         }
     }
 
-    fn local() -> tokio::task::LocalSet {
-        tokio::task::LocalSet::new()
+    /// Runs `test` on a local set: the calls are spawned with `spawn_local`.
+    async fn on_local(test: impl Future<Output = ()>) {
+        tokio::task::LocalSet::new().run_until(test).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn never_more_than_max_concurrent_in_flight() {
-        local()
-            .run_until(async {
-                let pool = UpstreamPool::new(4, 0);
-                let log = Rc::new(RefCell::new(Vec::new()));
-                let t0 = Instant::now();
-                let tasks: Vec<_> = (0..20)
-                    .map(|_| {
-                        call(
-                            &pool,
-                            Priority::Urgent,
-                            "c",
-                            Duration::from_millis(50),
-                            &log,
-                            t0,
-                        )
-                    })
-                    .collect();
-                settle().await;
-                assert_eq!(pool.in_flight(), 4);
-                assert_eq!(pool.queue_depth(), 16);
-                for t in tasks {
-                    t.await.unwrap();
-                }
-                assert_eq!(pool.in_flight(), 0);
-                assert_eq!(pool.queue_depth(), 0);
-                // Five waves of four, 50 ms apart.
-                let starts: Vec<u128> = log.borrow().iter().map(|(_, t)| t.as_millis()).collect();
-                for (i, s) in starts.iter().enumerate() {
-                    assert_eq!(*s, (i as u128 / 4) * 50, "start {i}: {starts:?}");
-                }
-            })
-            .await;
+        on_local(async {
+            let mut b = Bench::new(4, 0);
+            for _ in 0..20 {
+                b.call(Priority::Urgent, "c", Duration::from_millis(50));
+            }
+            settle().await;
+            assert_eq!(b.pool.in_flight(), 4);
+            assert_eq!(b.pool.queue_depth(), 16);
+            b.join().await;
+            assert_eq!(b.pool.in_flight(), 0);
+            assert_eq!(b.pool.queue_depth(), 0);
+            // Five waves of four, 50 ms apart.
+            let starts: Vec<u128> = b.starts().iter().map(|(_, t)| *t).collect();
+            for (i, s) in starts.iter().enumerate() {
+                assert_eq!(*s, (i as u128 / 4) * 50, "start {i}: {starts:?}");
+            }
+        })
+        .await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn queued_background_calls_come_after_urgent_ones() {
-        local()
-            .run_until(async {
-                let pool = UpstreamPool::new(1, 0);
-                let log = Rc::new(RefCell::new(Vec::new()));
-                let t0 = Instant::now();
-                let hold = Duration::from_millis(10);
-                let mut tasks = vec![call(&pool, Priority::Background, "running", hold, &log, t0)];
-                settle().await;
-                // Background refreshes queued first, then cold requests.
-                for name in ["bg1", "bg2"] {
-                    tasks.push(call(&pool, Priority::Background, name, hold, &log, t0));
-                    settle().await;
-                }
-                for name in ["urgent1", "urgent2"] {
-                    tasks.push(call(&pool, Priority::Urgent, name, hold, &log, t0));
-                    settle().await;
-                }
-                for t in tasks {
-                    t.await.unwrap();
-                }
-                let order: Vec<&str> = log.borrow().iter().map(|(n, _)| *n).collect();
-                assert_eq!(order, ["running", "urgent1", "urgent2", "bg1", "bg2"]);
-            })
-            .await;
+        on_local(async {
+            let mut b = Bench::new(1, 0);
+            let hold = Duration::from_millis(10);
+            b.queue(Priority::Background, &["running"], hold).await;
+            // Background refreshes queued first, then cold requests.
+            b.queue(Priority::Background, &["bg1", "bg2"], hold).await;
+            b.queue(Priority::Urgent, &["urgent1", "urgent2"], hold)
+                .await;
+            b.join().await;
+            assert_eq!(b.order(), ["running", "urgent1", "urgent2", "bg1", "bg2"]);
+        })
+        .await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_promoted_background_call_overtakes_the_other_background_ones() {
-        local()
-            .run_until(async {
-                let pool = UpstreamPool::new(1, 0);
-                let log = Rc::new(RefCell::new(Vec::new()));
-                let t0 = Instant::now();
-                let hold = Duration::from_millis(10);
-                let mut tasks = vec![call(&pool, Priority::Background, "running", hold, &log, t0)];
-                settle().await;
-                for name in ["bg1", "bg2"] {
-                    tasks.push(call(&pool, Priority::Background, name, hold, &log, t0));
-                    settle().await;
-                }
-                // Queued as a background refresh, then a caller starts waiting for it.
-                let promotion = Promotion::default();
-                let acquire = pool.acquire_promotable(Priority::Background, promotion.clone());
-                let promoted_log = log.clone();
-                tasks.push(tokio::task::spawn_local(async move {
-                    let _permit = acquire.await;
-                    promoted_log.borrow_mut().push(("promoted", t0.elapsed()));
-                    tokio::time::sleep(hold).await;
-                }));
-                settle().await;
-                tasks.push(call(&pool, Priority::Urgent, "urgent1", hold, &log, t0));
-                settle().await;
-                promotion.promote();
-                tasks.push(call(&pool, Priority::Urgent, "urgent2", hold, &log, t0));
-                settle().await;
-                assert_eq!(pool.queue_depth(), 5);
-                for t in tasks {
-                    t.await.unwrap();
-                }
-                let order: Vec<&str> = log.borrow().iter().map(|(n, _)| *n).collect();
-                // Ahead of every call in the background, and of the urgent ones that came after
-                // it: it has waited longest.
-                assert_eq!(
-                    order,
-                    ["running", "promoted", "urgent1", "urgent2", "bg1", "bg2"]
-                );
-            })
-            .await;
+        on_local(async {
+            let mut b = Bench::new(1, 0);
+            let hold = Duration::from_millis(10);
+            b.queue(Priority::Background, &["running", "bg1", "bg2"], hold)
+                .await;
+            // Queued as a background refresh, then a caller starts waiting for it.
+            let promotion = Promotion::default();
+            b.call_promotable(&promotion, "promoted", hold);
+            settle().await;
+            b.call(Priority::Urgent, "urgent1", hold);
+            settle().await;
+            promotion.promote();
+            b.call(Priority::Urgent, "urgent2", hold);
+            settle().await;
+            assert_eq!(b.pool.queue_depth(), 5);
+            b.join().await;
+            // Ahead of every call in the background, and of the urgent ones that came after
+            // it: it has waited longest.
+            assert_eq!(
+                b.order(),
+                ["running", "promoted", "urgent1", "urgent2", "bg1", "bg2"]
+            );
+        })
+        .await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_call_promoted_before_it_queues_queues_as_urgent() {
-        local()
-            .run_until(async {
-                let pool = UpstreamPool::new(1, 0);
-                let log = Rc::new(RefCell::new(Vec::new()));
-                let t0 = Instant::now();
-                let hold = Duration::from_millis(10);
-                let mut tasks = vec![call(&pool, Priority::Urgent, "running", hold, &log, t0)];
-                settle().await;
-                tasks.push(call(&pool, Priority::Background, "bg1", hold, &log, t0));
-                settle().await;
-                let promotion = Promotion::default();
-                promotion.promote();
-                let acquire = pool.acquire_promotable(Priority::Background, promotion.clone());
-                let promoted_log = log.clone();
-                tasks.push(tokio::task::spawn_local(async move {
-                    let _permit = acquire.await;
-                    promoted_log.borrow_mut().push(("promoted", t0.elapsed()));
-                }));
-                for t in tasks {
-                    t.await.unwrap();
-                }
-                let order: Vec<&str> = log.borrow().iter().map(|(n, _)| *n).collect();
-                assert_eq!(order, ["running", "promoted", "bg1"]);
-                assert!(promotion.is_urgent());
-            })
-            .await;
+        on_local(async {
+            let mut b = Bench::new(1, 0);
+            let hold = Duration::from_millis(10);
+            b.call(Priority::Urgent, "running", hold);
+            settle().await;
+            b.call(Priority::Background, "bg1", hold);
+            settle().await;
+            let promotion = Promotion::default();
+            promotion.promote();
+            b.call_promotable(&promotion, "promoted", Duration::ZERO);
+            b.join().await;
+            assert_eq!(b.order(), ["running", "promoted", "bg1"]);
+            assert!(promotion.is_urgent());
+        })
+        .await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn max_per_second_paces_starts() {
-        local()
-            .run_until(async {
-                // Ten a second, no concurrency limit to speak of: starts 100 ms apart.
-                let pool = UpstreamPool::new(1024, 10);
-                let log = Rc::new(RefCell::new(Vec::new()));
-                let t0 = Instant::now();
-                let tasks: Vec<_> = (0..25)
-                    .map(|_| call(&pool, Priority::Urgent, "c", Duration::ZERO, &log, t0))
-                    .collect();
-                for t in tasks {
-                    t.await.unwrap();
-                }
-                let starts: Vec<u128> = log.borrow().iter().map(|(_, t)| t.as_millis()).collect();
-                for (i, s) in starts.iter().enumerate() {
-                    assert_eq!(*s, i as u128 * 100, "start {i}: {starts:?}");
-                }
-                // Any one-second window holds at most ten starts.
-                for w in starts.windows(11) {
-                    assert!(w[10] - w[0] >= 1000, "{w:?}");
-                }
-            })
-            .await;
+        on_local(async {
+            // Ten a second, no concurrency limit to speak of: starts 100 ms apart.
+            let mut b = Bench::new(1024, 10);
+            for _ in 0..25 {
+                b.call(Priority::Urgent, "c", Duration::ZERO);
+            }
+            b.join().await;
+            let starts: Vec<u128> = b.starts().iter().map(|(_, t)| *t).collect();
+            for (i, s) in starts.iter().enumerate() {
+                assert_eq!(*s, i as u128 * 100, "start {i}: {starts:?}");
+            }
+            // Any one-second window holds at most ten starts.
+            for w in starts.windows(11) {
+                assert!(w[10] - w[0] >= 1000, "{w:?}");
+            }
+        })
+        .await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_pacer_lets_an_urgent_call_overtake_a_waiting_background_one() {
-        local()
-            .run_until(async {
-                let pool = UpstreamPool::new(8, 1);
-                let log = Rc::new(RefCell::new(Vec::new()));
-                let t0 = Instant::now();
-                let z = Duration::ZERO;
-                let mut tasks = vec![call(&pool, Priority::Background, "first", z, &log, t0)];
-                settle().await;
-                // The pacer holds this one for a second...
-                tasks.push(call(&pool, Priority::Background, "bg", z, &log, t0));
-                settle().await;
-                tokio::time::advance(Duration::from_millis(300)).await;
-                // ...and an urgent call arriving meanwhile takes that slot.
-                tasks.push(call(&pool, Priority::Urgent, "urgent", z, &log, t0));
-                for t in tasks {
-                    t.await.unwrap();
-                }
-                let got: Vec<(&str, u128)> = log
-                    .borrow()
-                    .iter()
-                    .map(|(n, t)| (*n, t.as_millis()))
-                    .collect();
-                assert_eq!(got, [("first", 0), ("urgent", 1000), ("bg", 2000)]);
-            })
-            .await;
+        on_local(async {
+            let mut b = Bench::new(8, 1);
+            let z = Duration::ZERO;
+            b.call(Priority::Background, "first", z);
+            settle().await;
+            // The pacer holds this one for a second...
+            b.call(Priority::Background, "bg", z);
+            settle().await;
+            tokio::time::advance(Duration::from_millis(300)).await;
+            // ...and an urgent call arriving meanwhile takes that slot.
+            b.call(Priority::Urgent, "urgent", z);
+            b.join().await;
+            assert_eq!(b.starts(), [("first", 0), ("urgent", 1000), ("bg", 2000)]);
+        })
+        .await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_caller_that_gives_up_leaves_the_queue() {
-        local()
-            .run_until(async {
-                let pool = UpstreamPool::new(1, 0);
-                let log = Rc::new(RefCell::new(Vec::new()));
-                let t0 = Instant::now();
-                let hold = Duration::from_millis(100);
-                let running = call(&pool, Priority::Urgent, "running", hold, &log, t0);
-                settle().await;
-                // Gives up after 10 ms, long before the slot frees.
-                let quitter = pool.acquire(Priority::Urgent);
-                let gave_up = tokio::time::timeout(Duration::from_millis(10), quitter).await;
-                assert!(gave_up.is_err());
-                let next = call(&pool, Priority::Background, "next", hold, &log, t0);
-                settle().await;
-                assert_eq!(pool.queue_depth(), 1, "only `next` waits");
-                running.await.unwrap();
-                next.await.unwrap();
-                let got: Vec<(&str, u128)> = log
-                    .borrow()
-                    .iter()
-                    .map(|(n, t)| (*n, t.as_millis()))
-                    .collect();
-                assert_eq!(got, [("running", 0), ("next", 100)]);
-                assert_eq!(pool.in_flight(), 0);
-            })
-            .await;
+        on_local(async {
+            let mut b = Bench::new(1, 0);
+            let hold = Duration::from_millis(100);
+            b.call(Priority::Urgent, "running", hold);
+            settle().await;
+            // Gives up after 10 ms, long before the slot frees.
+            let quitter = b.pool.acquire(Priority::Urgent);
+            let gave_up = tokio::time::timeout(Duration::from_millis(10), quitter).await;
+            assert!(gave_up.is_err());
+            b.call(Priority::Background, "next", hold);
+            settle().await;
+            assert_eq!(b.pool.queue_depth(), 1, "only `next` waits");
+            b.join().await;
+            assert_eq!(b.starts(), [("running", 0), ("next", 100)]);
+            assert_eq!(b.pool.in_flight(), 0);
+        })
+        .await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn dropping_the_head_waiting_on_the_pacer_hands_the_timer_on() {
-        local()
-            .run_until(async {
-                let pool = UpstreamPool::new(8, 2);
-                let log = Rc::new(RefCell::new(Vec::new()));
-                let t0 = Instant::now();
-                let z = Duration::ZERO;
-                call(&pool, Priority::Urgent, "first", z, &log, t0)
-                    .await
-                    .unwrap();
-                // The head waits for the pacer (500 ms) and gives up at 100 ms.
-                let head = pool.acquire(Priority::Urgent);
-                let second = call(&pool, Priority::Urgent, "second", z, &log, t0);
-                assert!(tokio::time::timeout(Duration::from_millis(100), head)
-                    .await
-                    .is_err());
-                second.await.unwrap();
-                let got: Vec<(&str, u128)> = log
-                    .borrow()
-                    .iter()
-                    .map(|(n, t)| (*n, t.as_millis()))
-                    .collect();
-                assert_eq!(got, [("first", 0), ("second", 500)]);
-            })
-            .await;
+        on_local(async {
+            let mut b = Bench::new(8, 2);
+            let z = Duration::ZERO;
+            b.call(Priority::Urgent, "first", z);
+            b.join().await;
+            // The head waits for the pacer (500 ms) and gives up at 100 ms.
+            let head = b.pool.acquire(Priority::Urgent);
+            b.call(Priority::Urgent, "second", z);
+            assert!(tokio::time::timeout(Duration::from_millis(100), head)
+                .await
+                .is_err());
+            b.join().await;
+            assert_eq!(b.starts(), [("first", 0), ("second", 500)]);
+        })
+        .await;
     }
 }

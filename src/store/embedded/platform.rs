@@ -20,7 +20,6 @@ use std::ops::Bound;
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
 
-use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 use redb::{ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
@@ -28,11 +27,12 @@ use tokio::sync::oneshot;
 use super::{blocking, EmbeddedStore, Inner, Job};
 use crate::seal::Keyring;
 use crate::store::platform::{
-    check_appid, check_code_digest, check_platform, decode_authorizer, decode_authorizer_of,
-    decode_code_of, decode_ticket, encode_authorizer, encode_code, encode_event, encode_ticket,
-    metric_label, AuthorizerRecord, CodeRecord, EventRecord, PlatformStore, Refused, TicketRecord,
+    check_authorizer_key, check_authorizers, check_code, check_code_key, check_digests,
+    check_platform, checked, decode_authorizer, decode_authorizer_of, decode_code_of,
+    decode_ticket, encode_authorizer, encode_code, encode_event, encode_ticket, metric_label,
+    skip_corrupt, AuthorizerRecord, CodeRecord, Corrupt, EventRecord, PlatformStore, StoreIo,
+    Stored, TicketRecord,
 };
-use crate::store::sealed::Unreadable;
 use crate::time::UnixMillis;
 
 pub(super) const PLATFORM: TableDefinition<&str, &[u8]> = TableDefinition::new("platform");
@@ -235,12 +235,34 @@ impl Inner {
 
     fn load_ticket_blocking(&self, platform: &str) -> anyhow::Result<Option<TicketRecord>> {
         let key = ticket_key(platform);
-        let end = format!("{key}\0");
-        let raw = self.read_platform((Bound::Included(key.clone()), Bound::Excluded(end)))?;
+        let raw = self.read_platform(one_key(&key))?;
         match raw.get(&key) {
             Some(b) => self.ticket_or_skip(platform, b),
             None => Ok(None),
         }
+    }
+
+    /// The records under `prefix` (only the one keyed `{prefix}{only}` when given), each
+    /// decoded by `decode` from the rest of its key and its bytes (`None` skips it; an error,
+    /// such as a record that does not open, fails the load).
+    fn load_under<T>(
+        &self,
+        prefix: &str,
+        only: Option<&str>,
+        decode: impl Fn(&str, &[u8]) -> anyhow::Result<Option<T>>,
+    ) -> anyhow::Result<Vec<T>> {
+        let range = match only {
+            Some(rest) => one_key(&format!("{prefix}{rest}")),
+            None => prefix_range(prefix),
+        };
+        let raw = self.read_platform(range)?;
+        let mut out = Vec::with_capacity(raw.len());
+        for (key, bytes) in &raw {
+            if let Some(rest) = key.strip_prefix(prefix) {
+                out.extend(decode(rest, bytes)?);
+            }
+        }
+        Ok(out)
     }
 
     fn load_authorizers_blocking(
@@ -248,23 +270,9 @@ impl Inner {
         platform: &str,
         only: Option<&str>,
     ) -> anyhow::Result<Vec<AuthorizerRecord>> {
-        let prefix = authorizers_prefix(platform);
-        let range = match only {
-            Some(appid) => {
-                let key = format!("{prefix}{appid}");
-                let end = format!("{key}\0");
-                (Bound::Included(key), Bound::Excluded(end))
-            }
-            None => prefix_range(&prefix),
-        };
-        let raw = self.read_platform(range)?;
-        let mut out = Vec::with_capacity(raw.len());
-        for (key, bytes) in &raw {
-            if let Some(appid) = key.strip_prefix(&prefix) {
-                out.extend(self.authorizer_or_skip(platform, appid, bytes)?);
-            }
-        }
-        Ok(out)
+        self.load_under(&authorizers_prefix(platform), only, |appid, bytes| {
+            self.authorizer_or_skip(platform, appid, bytes)
+        })
     }
 
     fn load_codes_blocking(
@@ -272,32 +280,10 @@ impl Inner {
         platform: &str,
         only: Option<&str>,
     ) -> anyhow::Result<Vec<CodeRecord>> {
-        let prefix = codes_prefix(platform);
-        let range = match only {
-            Some(digest) => {
-                let key = format!("{prefix}{digest}");
-                let end = format!("{key}\0");
-                (Bound::Included(key), Bound::Excluded(end))
-            }
-            None => prefix_range(&prefix),
-        };
-        let raw = self.read_platform(range)?;
-        let mut out = Vec::with_capacity(raw.len());
-        for (key, bytes) in &raw {
-            let Some(digest) = key.strip_prefix(&prefix) else {
-                continue;
-            };
-            match decode_code_of(&self.ring, platform, bytes, digest.as_bytes()) {
-                Ok(r) => out.push(r),
-                Err(Refused::Unreadable(u)) => return Err(self.unreadable(platform, u)),
-                Err(Refused::Corrupt(why)) => {
-                    self.metrics.store_failed(&metric_label(platform), "decode");
-                    tracing::warn!(platform, code = %digest, store = "embedded", error = %why,
-                        "stored authorization code record is corrupt; skipping it");
-                }
-            }
-        }
-        Ok(out)
+        self.load_under(&codes_prefix(platform), only, |digest, bytes| {
+            let decoded = decode_code_of(&self.ring, platform, bytes, digest.as_bytes());
+            skip_corrupt(self.corrupt(platform), Stored::Code(digest), decoded)
+        })
     }
 
     fn snapshot_blocking(&self) -> anyhow::Result<BTreeMap<String, PlatformRecords>> {
@@ -323,18 +309,19 @@ impl Inner {
         Ok(out)
     }
 
+    /// Where a corrupt record of `platform` is counted and logged.
+    fn corrupt<'a>(&'a self, platform: &'a str) -> Corrupt<'a> {
+        Corrupt {
+            metrics: &self.metrics,
+            store: "embedded",
+            platform,
+        }
+    }
+
     /// The ticket, `None` when corrupt (skipped and logged), an error when it does not open.
     fn ticket_or_skip(&self, platform: &str, bytes: &[u8]) -> anyhow::Result<Option<TicketRecord>> {
-        match decode_ticket(&self.ring, platform, bytes) {
-            Ok(t) => Ok(Some(t)),
-            Err(Refused::Unreadable(u)) => Err(self.unreadable(platform, u)),
-            Err(Refused::Corrupt(why)) => {
-                self.metrics.store_failed(&metric_label(platform), "decode");
-                tracing::warn!(platform, store = "embedded", error = %why,
-                    "stored verify ticket is corrupt; ignoring it");
-                Ok(None)
-            }
-        }
+        let decoded = decode_ticket(&self.ring, platform, bytes);
+        skip_corrupt(self.corrupt(platform), Stored::Ticket, decoded)
     }
 
     /// As [`Inner::ticket_or_skip`], for an authorizer.
@@ -344,24 +331,17 @@ impl Inner {
         appid: &str,
         bytes: &[u8],
     ) -> anyhow::Result<Option<AuthorizerRecord>> {
-        match decode_authorizer_of(&self.ring, platform, bytes, appid.as_bytes()) {
-            Ok(r) => Ok(Some(r)),
-            Err(Refused::Unreadable(u)) => Err(self.unreadable(platform, u)),
-            Err(Refused::Corrupt(why)) => {
-                self.metrics.store_failed(&metric_label(platform), "decode");
-                tracing::warn!(platform, appid = ?appid, store = "embedded", error = %why,
-                    "stored authorizer record is corrupt; skipping it");
-                Ok(None)
-            }
-        }
+        let decoded = decode_authorizer_of(&self.ring, platform, bytes, appid.as_bytes());
+        skip_corrupt(self.corrupt(platform), Stored::Authorizer(appid), decoded)
     }
+}
 
-    /// A record that does not open: counted, and an error for the caller (never skipped).
-    fn unreadable(&self, platform: &str, u: Unreadable) -> anyhow::Error {
-        self.metrics
-            .store_failed(&metric_label(platform), "decrypt");
-        anyhow::Error::new(u).context("the embedded store holds a record that does not open")
-    }
+/// The range of exactly `key`.
+fn one_key(key: &str) -> (Bound<String>, Bound<String>) {
+    (
+        Bound::Included(key.to_string()),
+        Bound::Excluded(format!("{key}\0")),
+    )
 }
 
 /// The transaction of [`Inner::write_platform`]: answers, and whether anything was written
@@ -426,10 +406,7 @@ fn put(
 
 impl EmbeddedStore {
     /// Queues `records` for the writer and waits for its answer.
-    fn write_platform(
-        &self,
-        records: Vec<Pending>,
-    ) -> BoxFuture<'static, anyhow::Result<Vec<bool>>> {
+    fn write_platform(&self, records: Vec<Pending>) -> StoreIo<Vec<bool>> {
         let (done, outcome) = oneshot::channel();
         let sent = self
             .inner
@@ -447,9 +424,7 @@ impl EmbeddedStore {
     }
 
     /// Every platform record of the file, by platform (corrupt ones skipped and logged).
-    pub(crate) fn platform_snapshot(
-        &self,
-    ) -> BoxFuture<'static, anyhow::Result<BTreeMap<String, PlatformRecords>>> {
+    pub(crate) fn platform_snapshot(&self) -> StoreIo<BTreeMap<String, PlatformRecords>> {
         let inner = self.inner.clone();
         blocking(move || inner.snapshot_blocking())
     }
@@ -461,118 +436,95 @@ impl EmbeddedStore {
     }
 }
 
-impl PlatformStore for EmbeddedStore {
-    fn load_ticket(
+impl EmbeddedStore {
+    /// A blocking load on a worker thread, with this store's inner and the platform's name.
+    fn load_blocking<T: Send + 'static>(
         &self,
         platform: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Option<TicketRecord>>> {
-        if let Err(e) = check_platform(platform) {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
+        load: impl FnOnce(&Inner, &str) -> anyhow::Result<T> + Send + 'static,
+    ) -> StoreIo<T> {
         let inner = self.inner.clone();
         let platform = platform.to_string();
-        blocking(move || inner.load_ticket_blocking(&platform))
+        blocking(move || load(&inner, &platform))
     }
 
-    fn save_event(
-        &self,
-        platform: &str,
-        event: &EventRecord,
-    ) -> BoxFuture<'static, anyhow::Result<()>> {
-        if let Err(e) = check_platform(platform) {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        let order = UnixMillis::saturating_from(event.received_at).as_millis();
-        // Unique and in arrival order; neither the ticket nor the authorizer range holds it.
-        let seq = self
-            .inner
-            .seq
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    /// Writes one record; whether it was written.
+    fn write_one(&self, platform: &str, key: String, order: u64, bytes: Vec<u8>) -> StoreIo<bool> {
         let record = Pending {
-            key: format!("{platform}/event/{order:020}-{seq:020}"),
+            key,
             platform: platform.to_string(),
             order,
-            bytes: Some(encode_event(&self.inner.ring, platform, event)),
+            bytes: Some(bytes),
         };
         self.write_platform(vec![record])
-            .map(|r| r.map(drop))
+            .map(|r| r.map(|written| written.first().copied().unwrap_or(false)))
             .boxed()
     }
+}
 
-    fn save_ticket(
-        &self,
-        platform: &str,
-        ticket: &TicketRecord,
-    ) -> BoxFuture<'static, anyhow::Result<()>> {
-        if let Err(e) = check_platform(platform) {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        let record = Pending {
-            key: ticket_key(platform),
-            platform: platform.to_string(),
-            order: ticket.order(),
-            bytes: Some(encode_ticket(&self.inner.ring, platform, ticket)),
-        };
-        self.write_platform(vec![record])
-            .map(|r| r.map(drop))
-            .boxed()
-    }
-
-    fn load_authorizers(
-        &self,
-        platform: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Vec<AuthorizerRecord>>> {
-        if let Err(e) = check_platform(platform) {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        let inner = self.inner.clone();
-        let platform = platform.to_string();
-        blocking(move || inner.load_authorizers_blocking(&platform, None))
-    }
-
-    fn load_authorizer(
-        &self,
-        platform: &str,
-        appid: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Option<AuthorizerRecord>>> {
-        if let Err(e) = check_platform(platform).and_then(|()| check_appid(appid)) {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        let inner = self.inner.clone();
-        let platform = platform.to_string();
-        let appid = appid.to_string();
-        blocking(move || {
-            Ok(inner
-                .load_authorizers_blocking(&platform, Some(&appid))?
-                .into_iter()
-                .next())
+impl PlatformStore for EmbeddedStore {
+    fn load_ticket(&self, platform: &str) -> StoreIo<Option<TicketRecord>> {
+        checked(check_platform(platform), || {
+            self.load_blocking(platform, |inner, p| inner.load_ticket_blocking(p))
         })
     }
 
-    fn save_authorizers(
-        &self,
-        platform: &str,
-        records: &[AuthorizerRecord],
-    ) -> BoxFuture<'static, anyhow::Result<Vec<bool>>> {
-        let checked = check_platform(platform)
-            .and_then(|()| records.iter().try_for_each(|r| check_appid(&r.appid)));
-        if let Err(e) = checked {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        if records.is_empty() {
-            return futures_util::future::ready(Ok(Vec::new())).boxed();
-        }
-        let prefix = authorizers_prefix(platform);
-        let records = records
-            .iter()
-            .map(|r| Pending {
-                key: format!("{prefix}{}", r.appid),
-                platform: platform.to_string(),
-                order: r.order(),
-                bytes: Some(encode_authorizer(&self.inner.ring, platform, r)),
+    fn save_event(&self, platform: &str, event: &EventRecord) -> StoreIo<()> {
+        checked(check_platform(platform), || {
+            let order = UnixMillis::saturating_from(event.received_at).as_millis();
+            // Unique and in arrival order; neither the ticket nor the authorizer range holds it.
+            let seq = self.inner.seq.fetch_add(1, Ordering::SeqCst);
+            let key = format!("{platform}/event/{order:020}-{seq:020}");
+            let bytes = encode_event(&self.inner.ring, platform, event);
+            self.write_one(platform, key, order, bytes)
+                .map(|r| r.map(drop))
+                .boxed()
+        })
+    }
+
+    fn save_ticket(&self, platform: &str, ticket: &TicketRecord) -> StoreIo<()> {
+        checked(check_platform(platform), || {
+            let bytes = encode_ticket(&self.inner.ring, platform, ticket);
+            self.write_one(platform, ticket_key(platform), ticket.order(), bytes)
+                .map(|r| r.map(drop))
+                .boxed()
+        })
+    }
+
+    fn load_authorizers(&self, platform: &str) -> StoreIo<Vec<AuthorizerRecord>> {
+        checked(check_platform(platform), || {
+            self.load_blocking(platform, |inner, p| {
+                inner.load_authorizers_blocking(p, None)
             })
-            .collect();
-        self.write_platform(records)
+        })
+    }
+
+    fn load_authorizer(&self, platform: &str, appid: &str) -> StoreIo<Option<AuthorizerRecord>> {
+        checked(check_authorizer_key(platform, appid), || {
+            let appid = appid.to_string();
+            self.load_blocking(platform, move |inner, p| {
+                Ok(inner.load_authorizers_blocking(p, Some(&appid))?.pop())
+            })
+        })
+    }
+
+    fn save_authorizers(&self, platform: &str, records: &[AuthorizerRecord]) -> StoreIo<Vec<bool>> {
+        checked(check_authorizers(platform, records), || {
+            if records.is_empty() {
+                return futures_util::future::ready(Ok(Vec::new())).boxed();
+            }
+            let prefix = authorizers_prefix(platform);
+            let records = records
+                .iter()
+                .map(|r| Pending {
+                    key: format!("{prefix}{}", r.appid),
+                    platform: platform.to_string(),
+                    order: r.order(),
+                    bytes: Some(encode_authorizer(&self.inner.ring, platform, r)),
+                })
+                .collect();
+            self.write_platform(records)
+        })
     }
 
     fn not_durable_records(&self) -> Vec<String> {
@@ -581,81 +533,47 @@ impl PlatformStore for EmbeddedStore {
         keys
     }
 
-    fn save_code(
-        &self,
-        platform: &str,
-        record: &CodeRecord,
-    ) -> BoxFuture<'static, anyhow::Result<bool>> {
-        let checked = check_platform(platform)
-            .and_then(|()| check_code_digest(&record.digest))
-            .and_then(|()| check_appid(&record.authorizer_appid));
-        if let Err(e) = checked {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        let pending = Pending {
-            key: format!("{}{}", codes_prefix(platform), record.digest),
-            platform: platform.to_string(),
-            order: record.order(),
-            bytes: Some(encode_code(&self.inner.ring, platform, record)),
-        };
-        self.write_platform(vec![pending])
-            .map(|r| r.map(|written| written.first().copied().unwrap_or(false)))
-            .boxed()
-    }
-
-    fn load_codes(&self, platform: &str) -> BoxFuture<'static, anyhow::Result<Vec<CodeRecord>>> {
-        if let Err(e) = check_platform(platform) {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        let inner = self.inner.clone();
-        let platform = platform.to_string();
-        blocking(move || inner.load_codes_blocking(&platform, None))
-    }
-
-    fn load_code(
-        &self,
-        platform: &str,
-        digest: &str,
-    ) -> BoxFuture<'static, anyhow::Result<Option<CodeRecord>>> {
-        if let Err(e) = check_platform(platform).and_then(|()| check_code_digest(digest)) {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        let inner = self.inner.clone();
-        let platform = platform.to_string();
-        let digest = digest.to_string();
-        blocking(move || {
-            Ok(inner
-                .load_codes_blocking(&platform, Some(&digest))?
-                .into_iter()
-                .next())
+    fn save_code(&self, platform: &str, record: &CodeRecord) -> StoreIo<bool> {
+        checked(check_code(platform, record), || {
+            let key = format!("{}{}", codes_prefix(platform), record.digest);
+            let bytes = encode_code(&self.inner.ring, platform, record);
+            self.write_one(platform, key, record.order(), bytes)
         })
     }
 
-    fn forget_codes(
-        &self,
-        platform: &str,
-        digests: &[String],
-    ) -> BoxFuture<'static, anyhow::Result<()>> {
-        let checked = check_platform(platform)
-            .and_then(|()| digests.iter().try_for_each(|d| check_code_digest(d)));
-        if let Err(e) = checked {
-            return futures_util::future::ready(Err(e)).boxed();
-        }
-        if digests.is_empty() {
-            return futures_util::future::ready(Ok(())).boxed();
-        }
-        let prefix = codes_prefix(platform);
-        let removals = digests
-            .iter()
-            .map(|d| Pending {
-                key: format!("{prefix}{d}"),
-                platform: platform.to_string(),
-                // Any later write of the key replaces a removal still waiting for the disk.
-                order: 0,
-                bytes: None,
+    fn load_codes(&self, platform: &str) -> StoreIo<Vec<CodeRecord>> {
+        checked(check_platform(platform), || {
+            self.load_blocking(platform, |inner, p| inner.load_codes_blocking(p, None))
+        })
+    }
+
+    fn load_code(&self, platform: &str, digest: &str) -> StoreIo<Option<CodeRecord>> {
+        checked(check_code_key(platform, digest), || {
+            let digest = digest.to_string();
+            self.load_blocking(platform, move |inner, p| {
+                Ok(inner.load_codes_blocking(p, Some(&digest))?.pop())
             })
-            .collect();
-        self.write_platform(removals).map(|r| r.map(drop)).boxed()
+        })
+    }
+
+    fn forget_codes(&self, platform: &str, digests: &[String]) -> StoreIo<()> {
+        checked(check_digests(platform, digests), || {
+            if digests.is_empty() {
+                return futures_util::future::ready(Ok(())).boxed();
+            }
+            let prefix = codes_prefix(platform);
+            let removals = digests
+                .iter()
+                .map(|d| Pending {
+                    key: format!("{prefix}{d}"),
+                    platform: platform.to_string(),
+                    // Any later write of the key replaces a removal still waiting for the disk.
+                    order: 0,
+                    bytes: None,
+                })
+                .collect();
+            self.write_platform(removals).map(|r| r.map(drop)).boxed()
+        })
     }
 }
 

@@ -9,22 +9,20 @@ use std::time::{Duration, Instant, SystemTime};
 use super::*;
 use crate::metrics::{Metrics, MetricsMode};
 use crate::secret::AccessToken;
-use crate::store::platform::{AuthorizerState, CodeState, EventRecord};
+use crate::store::platform::{CodeState, EventRecord};
 
 fn at(ms: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 fn authorizer(i: usize, updated_ms: u64) -> AuthorizerRecord {
-    AuthorizerRecord {
-        appid: format!("wxauth{i:08}"),
-        refresh_token: Some(AccessToken::new(format!("refreshtoken@@@{i}-{updated_ms}"))),
-        func_ids: vec![1, 17],
-        state: AuthorizerState::Authorized,
-        authorized_at: Some(at(1_700_000_000_000)),
-        last_error: None,
-        updated_at: at(updated_ms),
-    }
+    AuthorizerRecord::authorized(
+        format!("wxauth{i:08}"),
+        Some(AccessToken::new(format!("refreshtoken@@@{i}-{updated_ms}"))),
+        vec![1, 17],
+        Some(at(1_700_000_000_000)),
+        at(updated_ms),
+    )
 }
 
 fn ticket(received_ms: u64) -> TicketRecord {
@@ -187,6 +185,35 @@ async fn a_hundred_thousand_records_load_in_one_pass() {
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
+impl Captured {
+    /// A sink that takes this thread's logs until the guard is dropped.
+    fn logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let sink = Captured::default();
+        let w = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .finish();
+        (sink, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// What was logged so far.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// The platform's count of records that could not be decoded, and the whole rendering.
+fn decode_errors(metrics: &Metrics) -> (Option<String>, String) {
+    let text = metrics.render();
+    let series = "wxtoken_store_errors_total{app=\"platform:saas\",op=\"decode\"}";
+    let count = text
+        .lines()
+        .find_map(|l| l.strip_prefix(series))
+        .map(|v| v.trim().to_string());
+    (count, text)
+}
+
 impl std::io::Write for Captured {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(b);
@@ -199,13 +226,7 @@ impl std::io::Write for Captured {
 
 #[tokio::test]
 async fn corrupt_records_are_skipped_counted_and_never_quoted() {
-    let sink = Captured::default();
-    let w = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || w.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (sink, _guard) = Captured::logs();
 
     let dir = tempfile::tempdir().unwrap();
     let metrics = Metrics::new(&[], MetricsMode::Full);
@@ -230,12 +251,7 @@ async fn corrupt_records_are_skipped_counted_and_never_quoted() {
 
     assert_eq!(store.load_authorizers("saas").await.unwrap(), [good]);
     assert_eq!(store.load_ticket("saas").await.unwrap(), None);
-    let text = metrics.render();
-    let series = "wxtoken_store_errors_total{app=\"platform:saas\",op=\"decode\"}";
-    let count = text
-        .lines()
-        .find_map(|l| l.strip_prefix(series))
-        .map(|v| v.trim().to_string());
+    let (count, text) = decode_errors(&metrics);
     assert_eq!(count.as_deref(), Some("3"), "{text}");
 
     // A corrupt record does not fence a good one.
@@ -249,7 +265,7 @@ async fn corrupt_records_are_skipped_counted_and_never_quoted() {
     store.save_ticket("saas", &ticket(1)).await.unwrap();
     assert_eq!(store.load_ticket("saas").await.unwrap(), Some(ticket(1)));
 
-    let logs = String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned();
+    let logs = sink.text();
     assert!(logs.contains("corrupt"), "the skips are logged: {logs}");
     for secret in ["LEAKED", "refreshtoken@@@", "ticket@@@"] {
         assert!(!logs.contains(secret), "{secret} in the logs: {logs}");
@@ -265,13 +281,7 @@ fn with_field(bytes: &[u8], field: &str, value: serde_json::Value) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_time_out_of_range_is_a_corrupt_record_that_fences_nothing() {
-    let sink = Captured::default();
-    let w = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || w.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (sink, _guard) = Captured::logs();
 
     let dir = tempfile::tempdir().unwrap();
     let metrics = Metrics::new(&[], MetricsMode::Full);
@@ -313,12 +323,7 @@ async fn a_time_out_of_range_is_a_corrupt_record_that_fences_nothing() {
         None
     );
     assert_eq!(store.load_ticket("saas").await.unwrap(), None);
-    let text = metrics.render();
-    let series = "wxtoken_store_errors_total{app=\"platform:saas\",op=\"decode\"}";
-    let count = text
-        .lines()
-        .find_map(|l| l.strip_prefix(series))
-        .map(|v| v.trim().to_string());
+    let (count, text) = decode_errors(&metrics);
     assert_eq!(count.as_deref(), Some("4"), "counted at each read: {text}");
 
     // Good records replace them, however far in the future the stored order claimed to be.
@@ -331,7 +336,7 @@ async fn a_time_out_of_range_is_a_corrupt_record_that_fences_nothing() {
     store.save_ticket("saas", &ticket(1)).await.unwrap();
     assert_eq!(store.load_ticket("saas").await.unwrap(), Some(ticket(1)));
 
-    let logs = String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned();
+    let logs = sink.text();
     assert!(logs.contains("a time out of range"), "said why: {logs}");
     for secret in ["refreshtoken@@@", "ticket@@@"] {
         assert!(!logs.contains(secret), "{secret} in the logs: {logs}");

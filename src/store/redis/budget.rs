@@ -14,10 +14,9 @@ use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use super::{Inner, RedisStore};
+use crate::status::{ForceBudget, QuotaUsage};
 use crate::store::AppKey;
 use crate::time::UnixMillis;
-use crate::token::schedule::ForceBudget;
-use crate::token::QuotaUsage;
 
 /// The budget hash outlives its day by a day: nothing in it matters after that.
 const BUDGET_TTL: Duration = Duration::from_secs(2 * 86_400);

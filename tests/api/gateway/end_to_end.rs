@@ -5,119 +5,10 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 use serde_json::Value;
-use wxtoken::fake::{Endpoint, FakeWechat, Fault};
+use wxtoken::fake::{Endpoint, Fault};
 
+use crate::support::gateway::*;
 use crate::support::helpers::*;
-
-/// May read `shop` and call WeChat through the proxy routes.
-pub(crate) const BACKEND_KEY: &str = "backend-client-key-000000000003";
-pub(crate) const CORPID: &str = "wwcorp0000000001";
-pub(crate) const CORP_SECRET: &str = "corp-app-secret-value-0001";
-
-pub(crate) fn apps_and_clients(proxy: &str) -> String {
-    format!(
-        r#"
-[proxy]
-{proxy}
-[[apps]]
-name = "shop"
-appid = "{SHOP_APPID}"
-secret = "{SHOP_SECRET}"
-[[apps]]
-name = "blog"
-appid = "{BLOG_APPID}"
-secret = "{BLOG_SECRET}"
-[[apps]]
-name = "corp"
-kind = "wecom"
-corpid = "{CORPID}"
-secret = "{CORP_SECRET}"
-[[clients]]
-name = "billing"
-key = "{BILLING_KEY}"
-apps = ["shop"]
-[[clients]]
-name = "backend"
-key = "{BACKEND_KEY}"
-apps = ["shop", "corp"]
-proxy = true
-"#
-    )
-}
-
-pub(crate) async fn gateway(proxy: &str) -> TestApp {
-    let spec = Spec::default();
-    let fake = start_fake_with(&spec, &[], &[(CORPID, CORP_SECRET)]).await;
-    TestApp::builder()
-        .spec(spec)
-        .fake(fake)
-        .config(&apps_and_clients(proxy))
-        .start()
-        .await
-}
-
-/// The gateway of [`gateway`], with a jsapi ticket kept for `shop`.
-pub(crate) async fn gateway_with_jsapi_ticket() -> TestApp {
-    let spec = Spec::default();
-    let fake = start_fake_with(&spec, &[], &[(CORPID, CORP_SECRET)]).await;
-    let config = apps_and_clients("").replacen(
-        &format!("secret = \"{SHOP_SECRET}\"\n"),
-        &format!("secret = \"{SHOP_SECRET}\"\ntickets = [\"jsapi\"]\n"),
-        1,
-    );
-    TestApp::builder()
-        .spec(spec)
-        .fake(fake)
-        .config(&config)
-        .start()
-        .await
-}
-
-/// Two fetches made behind wxtoken's back: its current token is now dead at WeChat (the
-/// one before the newest keeps working for a while; older ones die at once).
-pub(crate) async fn rotate_behind_wxtoken(fake: &FakeWechat) {
-    let http = client();
-    for _ in 0..2 {
-        let url = format!(
-            "{}/cgi-bin/token?grant_type=client_credential&appid={SHOP_APPID}&secret={SHOP_SECRET}",
-            fake.base_url()
-        );
-        let resp = http.get(url).send().await.expect("fake answers");
-        assert_eq!(resp.status(), 200);
-    }
-}
-
-impl TestApp {
-    pub(crate) async fn raw(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> (u16, actix_web::http::header::HeaderMap, Bytes) {
-        let method = actix_web::http::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(method, format!("{}{}", self.base, path));
-        if let Some(k) = key {
-            req = req.insert_header(("Authorization", format!("Bearer {k}")));
-        }
-        for (n, v) in headers {
-            req = req.insert_header((*n, *v));
-        }
-        let mut resp = if body.is_empty() {
-            req.send().await
-        } else {
-            req.send_body(body).await
-        }
-        .expect("request sent");
-        let bytes = resp.body().limit(64 << 20).await.expect("body");
-        (resp.status().as_u16(), resp.headers().clone(), bytes)
-    }
-}
-
-pub(crate) fn json(bytes: &Bytes) -> Value {
-    serde_json::from_slice(bytes).unwrap_or(Value::Null)
-}
 
 /// wechatpy with its `API_BASE_URL` pointed at wxtoken (and its token URL, which 1.x fixes,
 /// at the facade): every business call of the SDK's own goes through the gateway.
@@ -179,12 +70,9 @@ async fn forwarded_calls_reuse_their_connection_to_wechat() {
     app.shop_token().await;
     for i in 0..20 {
         let (status, _, _) = app
-            .raw(
-                "GET",
+            .get_raw(
                 &format!("/v1/apps/shop/proxy/cgi-bin/user/info?openid=o{i}"),
                 Some(BACKEND_KEY),
-                &[],
-                vec![],
             )
             .await;
         assert_eq!(status, 200);
@@ -208,20 +96,15 @@ async fn forwarded_calls_reuse_their_connection_to_wechat() {
 async fn a_token_wxtoken_did_not_issue_never_reaches_wechat() {
     let app = gateway("").await;
     app.shop_token().await;
-    let (status, _, body) = app
-        .raw("GET", "/cgi-bin/user/info?openid=o1", None, &[], vec![])
-        .await;
+    let (status, _, body) = app.get_raw("/cgi-bin/user/info?openid=o1", None).await;
     assert_eq!(
         (status, json(&body)["errcode"].clone()),
         (200, 41001.into())
     );
     let (status, _, body) = app
-        .raw(
-            "GET",
+        .get_raw(
             "/cgi-bin/user/info?access_token=made-up-token&openid=o1",
             None,
-            &[],
-            vec![],
         )
         .await;
     assert_eq!(
@@ -239,12 +122,9 @@ async fn a_token_wxtoken_did_not_issue_never_reaches_wechat() {
         .unwrap()
         .to_string();
     let (_, _, body) = app
-        .raw(
-            "GET",
+        .get_raw(
             &format!("/cgi-bin/user/info?access_token={other}&openid=o1"),
             None,
-            &[],
-            vec![],
         )
         .await;
     assert_eq!(json(&body)["errcode"], 40001);
@@ -263,12 +143,9 @@ async fn a_rotated_token_is_reported_once_and_the_call_repeated_with_the_new_one
     rotate_behind_wxtoken(&app.fake).await;
     let minted = app.minted(SHOP_APPID);
     let (status, _, body) = app
-        .raw(
-            "GET",
+        .get_raw(
             &format!("/cgi-bin/user/info?access_token={old}&openid=o1&lang=zh_CN"),
             None,
-            &[],
-            vec![],
         )
         .await;
     assert_eq!(status, 200);
@@ -316,12 +193,9 @@ async fn a_rotated_token_is_reported_once_and_the_call_repeated_with_the_new_one
     // The client's old token is still the previous one wxtoken knows: accepted, and sent as
     // the current one, so WeChat sees no rejection this time.
     let (status, _, _) = app
-        .raw(
-            "GET",
+        .get_raw(
             &format!("/cgi-bin/user/info?access_token={old}&openid=o1"),
             None,
-            &[],
-            vec![],
         )
         .await;
     assert_eq!(status, 200);
@@ -340,12 +214,9 @@ async fn a_thousand_calls_meeting_a_rotated_token_cost_one_fetch_and_one_retry_e
     let calls = (0..1000).map(|i| {
         let app = &app;
         async move {
-            app.raw(
-                "GET",
+            app.get_raw(
                 &format!("/v1/apps/shop/proxy/cgi-bin/user/info?openid=o{i}"),
                 Some(BACKEND_KEY),
-                &[],
-                vec![],
             )
             .await
         }
@@ -384,12 +255,9 @@ async fn token_endpoints_are_never_forwarded() {
         assert_eq!(status, 405, "{method} {path}");
     }
     let (status, _, body) = app
-        .raw(
-            "GET",
+        .get_raw(
             &format!("/cgi-bin/gettoken?corpid={CORPID}&corpsecret={CORP_SECRET}"),
             None,
-            &[],
-            vec![],
         )
         .await;
     // In WeChat's format, so an SDK reads it as the refusal it is.
@@ -397,27 +265,18 @@ async fn token_endpoints_are_never_forwarded() {
     assert_eq!(json(&body)["errcode"], 48001, "{}", json(&body));
     for path in ["cgi-bin/token", "cgi-bin/stable_token", "cgi-bin/gettoken"] {
         let (status, _, body) = app
-            .raw(
-                "GET",
+            .get_raw(
                 &format!("/v1/apps/shop/proxy/{path}?grant_type=client_credential"),
                 Some(BACKEND_KEY),
-                &[],
-                vec![],
             )
             .await;
         assert_eq!(status, 400, "{path}: {}", json(&body));
     }
     // The facade's own token route still answers as it did.
     let (status, _, body) = app
-        .raw(
-            "GET",
-            &format!(
+        .get_raw(&format!(
                 "/cgi-bin/token?grant_type=client_credential&appid={SHOP_APPID}&secret={BILLING_KEY}"
-            ),
-            None,
-            &[],
-            vec![],
-        )
+            ), None)
         .await;
     assert_eq!(status, 200);
     assert!(json(&body)["access_token"].is_string());
@@ -433,15 +292,9 @@ async fn token_endpoints_are_never_forwarded() {
 async fn logins_take_the_client_key_and_wechat_gets_the_real_secret() {
     let app = gateway("").await;
     let (status, _, body) = app
-        .raw(
-            "GET",
-            &format!(
+        .get_raw(&format!(
                 "/sns/jscode2session?appid={SHOP_APPID}&secret={BILLING_KEY}&js_code=code-1&grant_type=authorization_code"
-            ),
-            None,
-            &[],
-            vec![],
-        )
+            ), None)
         .await;
     assert_eq!(status, 200);
     let answer = json(&body);
@@ -453,15 +306,9 @@ async fn logins_take_the_client_key_and_wechat_gets_the_real_secret() {
     assert_eq!(secret.1, SHOP_SECRET, "the real AppSecret, not the key");
     // Web OAuth too.
     let (_, _, body) = app
-        .raw(
-            "GET",
-            &format!(
+        .get_raw(&format!(
                 "/sns/oauth2/access_token?appid={SHOP_APPID}&secret={BILLING_KEY}&code=code-2&grant_type=authorization_code"
-            ),
-            None,
-            &[],
-            vec![],
-        )
+            ), None)
         .await;
     assert!(json(&body)["openid"].is_string(), "{}", json(&body));
     let oauth = app.fake.api_requests("/sns/oauth2/access_token");
@@ -483,15 +330,9 @@ async fn logins_take_the_client_key_and_wechat_gets_the_real_secret() {
         ("wxunknown000000001", BILLING_KEY, 40013),
     ] {
         let (status, _, body) = app
-            .raw(
-                "GET",
-                &format!(
+            .get_raw(&format!(
                     "/sns/jscode2session?appid={appid}&secret={key}&js_code=c&grant_type=authorization_code"
-                ),
-                None,
-                &[],
-                vec![],
-            )
+                ), None)
             .await;
         assert_eq!(
             (status, json(&body)["errcode"].clone()),
@@ -506,37 +347,25 @@ async fn the_proxy_routes_need_the_proxy_flag() {
     let app = gateway("").await;
     app.shop_token().await;
     let path = "/v1/apps/shop/proxy/cgi-bin/user/info?openid=o1";
-    let (status, _, body) = app.raw("GET", path, Some(BILLING_KEY), &[], vec![]).await;
+    let (status, _, body) = app.get_raw(path, Some(BILLING_KEY)).await;
     assert_eq!(status, 403, "{}", json(&body));
     assert!(json(&body)["message"]
         .as_str()
         .unwrap()
         .contains("proxy = true"));
-    let (status, _, _) = app.raw("GET", path, None, &[], vec![]).await;
+    let (status, _, _) = app.get_raw(path, None).await;
     assert_eq!(status, 401);
     let (status, _, _) = app
-        .raw(
-            "GET",
-            "/v1/apps/blog/proxy/cgi-bin/user/info",
-            Some(BACKEND_KEY),
-            &[],
-            vec![],
-        )
+        .get_raw("/v1/apps/blog/proxy/cgi-bin/user/info", Some(BACKEND_KEY))
         .await;
     assert_eq!(status, 403, "not one of the client's apps");
     let (status, _, _) = app
-        .raw(
-            "GET",
-            "/v1/apps/nope/proxy/cgi-bin/user/info",
-            Some(BACKEND_KEY),
-            &[],
-            vec![],
-        )
+        .get_raw("/v1/apps/nope/proxy/cgi-bin/user/info", Some(BACKEND_KEY))
         .await;
     assert_eq!(status, 404);
     assert_eq!(app.fake.api_calls("/cgi-bin/user/info"), 0);
     // With the flag, the call is made with the token wxtoken adds.
-    let (status, _, body) = app.raw("GET", path, Some(BACKEND_KEY), &[], vec![]).await;
+    let (status, _, body) = app.get_raw(path, Some(BACKEND_KEY)).await;
     assert_eq!(status, 200, "{}", json(&body));
     assert_eq!(json(&body)["openid"], "o1");
     let sent = &app.fake.api_requests("/cgi-bin/user/info")[0];
@@ -676,12 +505,9 @@ async fn a_10_mib_download_streams_back_byte_identical_with_its_headers() {
     let file = ten_mib();
     let media_id = app.fake.put_media(file.clone(), "video/mp4");
     let (status, headers, body) = app
-        .raw(
-            "GET",
+        .get_raw(
             &format!("/v1/apps/shop/proxy/cgi-bin/media/get?media_id={media_id}"),
             Some(BACKEND_KEY),
-            &[],
-            vec![],
         )
         .await;
     assert_eq!(status, 200);
@@ -699,12 +525,9 @@ async fn a_wechat_that_does_not_answer_is_a_gateway_timeout() {
     app.fake
         .inject_at(Endpoint::Api, Fault::Slow(Duration::from_secs(3)), 1);
     let (status, _, body) = app
-        .raw(
-            "GET",
+        .get_raw(
             "/v1/apps/shop/proxy/cgi-bin/user/info?openid=o1",
             Some(BACKEND_KEY),
-            &[],
-            vec![],
         )
         .await;
     assert_eq!(status, 504, "{}", json(&body));
@@ -712,12 +535,9 @@ async fn a_wechat_that_does_not_answer_is_a_gateway_timeout() {
     app.fake.inject_at(Endpoint::Api, Fault::Drop, 1);
     let token = app.shop_token().await;
     let (status, _, body) = app
-        .raw(
-            "GET",
+        .get_raw(
             &format!("/cgi-bin/user/info?access_token={token}&openid=o1"),
             None,
-            &[],
-            vec![],
         )
         .await;
     assert_eq!(status, 502);
@@ -864,12 +684,9 @@ async fn a_full_gateway_answers_503_and_never_holds_up_a_refresh() {
     app.fake
         .inject_at(Endpoint::Api, Fault::Slow(Duration::from_secs(3)), 2);
     async fn call(app: &TestApp) -> (u16, actix_web::http::header::HeaderMap, Bytes) {
-        app.raw(
-            "GET",
+        app.get_raw(
             "/v1/apps/shop/proxy/cgi-bin/user/info?openid=o1",
             Some(BACKEND_KEY),
-            &[],
-            vec![],
         )
         .await
     }
@@ -943,12 +760,9 @@ async fn extra_prefixes_are_forwarded_like_wechats_own() {
             )
             .await;
         let (proxy_status, _, proxy_body) = app
-            .raw(
-                "GET",
+            .get_raw(
                 "/v1/apps/shop/proxy/express/business/path/get",
                 Some(BACKEND_KEY),
-                &[],
-                vec![],
             )
             .await;
         let fake_page = |b: &Bytes| String::from_utf8_lossy(b).contains("<h1>404 Not Found</h1>");

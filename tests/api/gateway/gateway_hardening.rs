@@ -11,11 +11,14 @@ use tokio::net::TcpStream;
 use wxtoken::fake::Endpoint;
 use wxtoken::http::component_facade::PLACEHOLDER_REFRESH_TOKEN;
 
-use crate::gateway::end_to_end::{
-    apps_and_clients, gateway, gateway_with_jsapi_ticket, json, BACKEND_KEY, CORPID, CORP_SECRET,
+use crate::support::facade::{
+    authorized_shop, facade_component_token, spawn_facade, FACADE_KEY, PROXY_KEY, SHOP,
 };
-use crate::platform::platform_facade as pf;
+use crate::support::gateway::{
+    apps_and_clients, gateway, gateway_builder, gateway_with_jsapi_ticket, json, BACKEND_KEY,
+};
 use crate::support::helpers::*;
+use crate::support::platform::COMPONENT;
 
 /// The server's address, for raw sockets.
 fn addr(app: &TestApp) -> String {
@@ -75,17 +78,12 @@ async fn stalled(app: &TestApp, head: &str) -> TcpStream {
 /// upgrade is answered at once, and a stranger's 19 MiB body is refused before it is sent.
 #[actix_web::test]
 async fn strangers_without_a_key_never_hold_an_authenticated_calls_slot() {
-    let spec = Spec::default();
-    let fake = start_fake_with(&spec, &[], &[(CORPID, CORP_SECRET)]).await;
-    let app = TestApp::builder()
-        .spec(spec)
-        .fake(fake)
-        .config(&apps_and_clients(
-            "max_concurrent = 4\nanonymous_max_concurrent = 2\ntimeout_secs = 3",
-        ))
-        .adjust(|(settings, _)| settings.server.body_timeout = Duration::from_secs(30))
-        .start()
-        .await;
+    let app = gateway_builder(&apps_and_clients(
+        "max_concurrent = 4\nanonymous_max_concurrent = 2\ntimeout_secs = 3",
+    ))
+    .adjust(|(settings, _)| settings.server.body_timeout = Duration::from_secs(30))
+    .start()
+    .await;
     let token = app.shop_token().await;
     let mut held = Vec::new();
     for _ in 0..40 {
@@ -120,19 +118,16 @@ async fn strangers_without_a_key_never_hold_an_authenticated_calls_slot() {
     assert_eq!(status, 413, "{body}");
     // Every authenticated slot is free: four calls at once are forwarded.
     let path = format!("/cgi-bin/user/info?access_token={token}&openid=o1");
-    let calls = (0..4).map(|_| app.raw("GET", &path, None, &[], vec![]));
+    let calls = (0..4).map(|_| app.get_raw(&path, None));
     for (status, _, body) in futures_util::future::join_all(calls).await {
         assert_eq!(status, 200, "{}", json(&body));
         assert_eq!(json(&body)["openid"], "o1");
     }
     // So is the proxy front's.
     let (status, _, body) = app
-        .raw(
-            "GET",
+        .get_raw(
             "/v1/apps/shop/proxy/cgi-bin/user/info?openid=o2",
             Some(BACKEND_KEY),
-            &[],
-            vec![],
         )
         .await;
     assert_eq!(status, 200, "{}", json(&body));
@@ -223,12 +218,9 @@ async fn no_spelling_of_a_token_route_is_forwarded() {
             }
         }
         let (status, _, body) = app
-            .raw(
-                "GET",
+            .get_raw(
                 &format!("/v1/apps/shop/proxy{path}?{creds}"),
                 Some(BACKEND_KEY),
-                &[],
-                vec![],
             )
             .await;
         assert_eq!(status, 400, "proxy {path}: {}", json(&body));
@@ -245,15 +237,9 @@ async fn a_base_url_ending_in_a_slash_reaches_the_facade_and_every_answer_has_an
     let shared = app.shop_token().await;
     let minted = app.minted(SHOP_APPID);
     let (status, _, body) = app
-        .raw(
-            "GET",
-            &format!(
+        .get_raw(&format!(
                 "//cgi-bin/token?grant_type=client_credential&appid={SHOP_APPID}&secret={BILLING_KEY}"
-            ),
-            None,
-            &[],
-            vec![],
-        )
+            ), None)
         .await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -277,12 +263,9 @@ async fn a_base_url_ending_in_a_slash_reaches_the_facade_and_every_answer_has_an
         stable.body
     );
     let (status, _, body) = app
-        .raw(
-            "GET",
+        .get_raw(
             &format!("//cgi-bin/user/info?access_token={shared}&openid=o1"),
             None,
-            &[],
-            vec![],
         )
         .await;
     assert_eq!((status, json(&body)["openid"].clone()), (200, "o1".into()));
@@ -312,9 +295,9 @@ async fn a_base_url_ending_in_a_slash_reaches_the_facade_and_every_answer_has_an
 /// are refused without reaching WeChat, so no valid token draws a 40001 (and a refetch).
 #[actix_web::test]
 async fn a_token_in_another_kinds_parameter_is_refused_before_wechat() {
-    let app = pf::spawn().await;
-    let account = pf::authorized_shop(&app, &[1]).await;
-    let component = pf::facade_component_token(&app, pf::KEY, "").await.body
+    let app = spawn_facade().await;
+    let account = authorized_shop(&app, &[1]).await;
+    let component = facade_component_token(&app, FACADE_KEY, "").await.body
         ["component_access_token"]
         .as_str()
         .unwrap()
@@ -355,7 +338,7 @@ async fn a_token_in_another_kinds_parameter_is_refused_before_wechat() {
         .post(
             &format!("/cgi-bin/component/api_create_preauthcode?access_token={component}"),
             None,
-            json!({ "component_appid": pf::COMPONENT }).to_string(),
+            json!({ "component_appid": COMPONENT }).to_string(),
         )
         .await;
     assert!(a.body["pre_auth_code"].is_string(), "{}", a.body);
@@ -367,18 +350,18 @@ async fn a_token_in_another_kinds_parameter_is_refused_before_wechat() {
 /// refresh token comes back.
 #[actix_web::test]
 async fn no_spelling_of_a_component_path_leaks_a_refresh_token_or_spends_a_code() {
-    let app = pf::spawn().await;
+    let app = spawn_facade().await;
     app.fake.set_lenient_paths(true);
-    pf::authorized_shop(&app, &[1]).await;
+    authorized_shop(&app, &[1]).await;
     let real = app
         .fake
-        .authorizer_refresh_token(pf::COMPONENT, pf::SHOP)
+        .authorizer_refresh_token(COMPONENT, SHOP)
         .expect("a refresh token at WeChat");
-    let ct = pf::facade_component_token(&app, pf::KEY, "").await.body["component_access_token"]
+    let ct = facade_component_token(&app, FACADE_KEY, "").await.body["component_access_token"]
         .as_str()
         .unwrap()
         .to_string();
-    let listing = json!({ "component_appid": pf::COMPONENT, "offset": 0, "count": 500 });
+    let listing = json!({ "component_appid": COMPONENT, "offset": 0, "count": 500 });
     for path in [
         "/cgi-bin//component/api_get_authorizer_list",
         "/cgi-bin/component//api_get_authorizer_list",
@@ -396,7 +379,7 @@ async fn no_spelling_of_a_component_path_leaks_a_refresh_token_or_spends_a_code(
         let p = app
             .post(
                 &format!("/v1/platforms/saas/proxy{path}"),
-                Some(pf::PROXY_KEY),
+                Some(PROXY_KEY),
                 listing.to_string(),
             )
             .await;
@@ -428,8 +411,8 @@ async fn no_spelling_of_a_component_path_leaks_a_refresh_token_or_spends_a_code(
         "/cgi-bin/component/api_authorizer_token;x",
     ] {
         let body = json!({
-            "component_appid": pf::COMPONENT, "authorization_code": "code",
-            "authorizer_appid": pf::SHOP, "authorizer_refresh_token": real,
+            "component_appid": COMPONENT, "authorization_code": "code",
+            "authorizer_appid": SHOP, "authorizer_refresh_token": real,
         });
         let a = app
             .post(
@@ -449,7 +432,7 @@ async fn no_spelling_of_a_component_path_leaks_a_refresh_token_or_spends_a_code(
         let p = app
             .post(
                 &format!("/v1/platforms/saas/proxy{path}"),
-                Some(pf::PROXY_KEY),
+                Some(PROXY_KEY),
                 body.to_string(),
             )
             .await;
@@ -469,18 +452,18 @@ async fn no_spelling_of_a_component_path_leaks_a_refresh_token_or_spends_a_code(
 /// never reaches the caller, on either front.
 #[actix_web::test]
 async fn a_known_refresh_token_never_leaves_in_any_shape() {
-    let app = pf::spawn().await;
-    pf::authorized_shop(&app, &[1]).await;
+    let app = spawn_facade().await;
+    authorized_shop(&app, &[1]).await;
     let real = app
         .fake
-        .authorizer_refresh_token(pf::COMPONENT, pf::SHOP)
+        .authorizer_refresh_token(COMPONENT, SHOP)
         .expect("a refresh token at WeChat");
     app.fake.leak_in_component_answers(vec![real.clone()]);
-    let ct = pf::facade_component_token(&app, pf::KEY, "").await.body["component_access_token"]
+    let ct = facade_component_token(&app, FACADE_KEY, "").await.body["component_access_token"]
         .as_str()
         .unwrap()
         .to_string();
-    let preauth = json!({ "component_appid": pf::COMPONENT }).to_string();
+    let preauth = json!({ "component_appid": COMPONENT }).to_string();
     let through = app
         .post(
             &format!("/cgi-bin/component/api_create_preauthcode?component_access_token={ct}"),
@@ -506,7 +489,7 @@ async fn a_known_refresh_token_never_leaves_in_any_shape() {
     let proxied = app
         .post(
             "/v1/platforms/saas/proxy/cgi-bin/component/api_create_preauthcode",
-            Some(pf::PROXY_KEY),
+            Some(PROXY_KEY),
             preauth,
         )
         .await;
@@ -524,13 +507,10 @@ async fn a_known_refresh_token_never_leaves_in_any_shape() {
         .post(
             &format!("/cgi-bin/component/api_get_authorizer_info?component_access_token={ct}"),
             None,
-            json!({ "component_appid": pf::COMPONENT, "authorizer_appid": pf::SHOP }).to_string(),
+            json!({ "component_appid": COMPONENT, "authorizer_appid": SHOP }).to_string(),
         )
         .await;
-    assert_eq!(
-        info.body["authorization_info"]["authorizer_appid"],
-        pf::SHOP
-    );
+    assert_eq!(info.body["authorization_info"]["authorizer_appid"], SHOP);
     assert!(!info.body.to_string().contains(&real), "{}", info.body);
 }
 
@@ -543,15 +523,9 @@ async fn login_answers_never_carry_the_appsecret() {
     app.fake.set_echoing_logins(true);
     for path in ["/sns/jscode2session", "/sns/oauth2/access_token/"] {
         let (status, headers, body) = app
-            .raw(
-                "GET",
-                &format!(
+            .get_raw(&format!(
                     "{path}?appid={SHOP_APPID}&secret={BILLING_KEY}&js_code=c&code=c&grant_type=authorization_code"
-                ),
-                None,
-                &[],
-                vec![],
-            )
+                ), None)
             .await;
         let text = String::from_utf8_lossy(&body);
         assert_eq!(status, 200);
@@ -565,15 +539,9 @@ async fn login_answers_never_carry_the_appsecret() {
         assert!(!location.contains(SHOP_SECRET), "{location}");
     }
     let (_, headers, body) = app
-        .raw(
-            "GET",
-            &format!(
+        .get_raw(&format!(
                 "/v1/apps/shop/proxy/sns/jscode2session?appid={SHOP_APPID}&secret={BACKEND_KEY}&js_code=c&grant_type=authorization_code"
-            ),
-            Some(BACKEND_KEY),
-            &[],
-            vec![],
-        )
+            ), Some(BACKEND_KEY))
         .await;
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("hint"), "the fake echoed: {text}");
@@ -592,13 +560,7 @@ async fn login_answers_never_carry_the_appsecret() {
 async fn logins_get_the_real_secret_and_duplicated_parameters_are_refused() {
     let app = gateway("").await;
     let (status, _, body) = app
-        .raw(
-            "GET",
-            "/v1/apps/shop/proxy/sns/jscode2session?secret=anything&js_code=c1&grant_type=authorization_code",
-            Some(BACKEND_KEY),
-            &[],
-            vec![],
-        )
+        .get_raw("/v1/apps/shop/proxy/sns/jscode2session?secret=anything&js_code=c1&grant_type=authorization_code", Some(BACKEND_KEY))
         .await;
     assert_eq!(status, 200);
     assert!(json(&body)["openid"].is_string(), "{}", json(&body));
@@ -618,33 +580,21 @@ async fn logins_get_the_real_secret_and_duplicated_parameters_are_refused() {
         format!("appid={SHOP_APPID}&app%69d={BLOG_APPID}&secret={BILLING_KEY}&js_code=c"),
     ] {
         let (_, _, body) = app
-            .raw(
-                "GET",
-                &format!("/sns/jscode2session?{query}"),
-                None,
-                &[],
-                vec![],
-            )
+            .get_raw(&format!("/sns/jscode2session?{query}"), None)
             .await;
         assert_eq!(json(&body)["errcode"], 40097, "{query}: {}", json(&body));
         let (status, _, _) = app
-            .raw(
-                "GET",
+            .get_raw(
                 &format!("/v1/apps/shop/proxy/sns/jscode2session?{query}"),
                 Some(BACKEND_KEY),
-                &[],
-                vec![],
             )
             .await;
         assert_eq!(status, 400, "{query}");
     }
     let (status, _, _) = app
-        .raw(
-            "GET",
+        .get_raw(
             &format!("/v1/apps/shop/proxy/sns/jscode2session?appid={BLOG_APPID}&js_code=c"),
             Some(BACKEND_KEY),
-            &[],
-            vec![],
         )
         .await;
     assert_eq!(status, 400, "another app's appid");
@@ -699,8 +649,8 @@ async fn getticket_is_answered_from_the_managed_ticket() {
 /// An authorized account's `getticket` is its managed ticket, started on first use.
 #[actix_web::test]
 async fn an_accounts_getticket_is_its_managed_ticket() {
-    let app = pf::spawn().await;
-    let token = pf::authorized_shop(&app, &[1]).await;
+    let app = spawn_facade().await;
+    let token = authorized_shop(&app, &[1]).await;
     let through = app
         .get(
             &format!("/cgi-bin/ticket/getticket?access_token={token}&type=jsapi"),
@@ -710,8 +660,8 @@ async fn an_accounts_getticket_is_its_managed_ticket() {
     assert_eq!(through.body["errcode"], 0, "{}", through.body);
     let managed = app
         .get(
-            &format!("/v1/platforms/saas/authorizers/{}/ticket/jsapi", pf::SHOP),
-            Some(pf::KEY),
+            &format!("/v1/platforms/saas/authorizers/{}/ticket/jsapi", SHOP),
+            Some(FACADE_KEY),
         )
         .await;
     assert_eq!(

@@ -11,15 +11,12 @@ use std::time::Duration;
 use actix_web::web::Bytes;
 use serde_json::Value;
 
-use crate::gateway::end_to_end::rotate_behind_wxtoken;
 use crate::gateway::raw_upstream::RawUpstream;
 use crate::hostile::hostile_clients::{blocking, read_answer, send, Raw};
+use crate::support::gateway::{
+    gateway_builder, gateway_config, rotate_behind_wxtoken, shop, BACKEND_KEY,
+};
 use crate::support::helpers::*;
-
-/// May call WeChat through the proxy routes for `shop` and `corp`.
-const BACKEND_KEY: &str = "backend-client-key-000000000003";
-const CORPID: &str = "wwcorp0000000001";
-const CORP_SECRET: &str = "corp-app-secret-value-0001";
 
 /// What the raw upstream answers to everything: a WeCom token answer, which the `corp` app's
 /// fetch takes as its token, and which a forwarded call takes back as WeCom's answer (errcode
@@ -29,37 +26,9 @@ const WECOM_ANSWER: &str = r#"{"errcode":0,"errmsg":"ok","access_token":"raw-ups
 /// A server with `shop` at the fake and `corp` (a WeCom app) at `wecom`, when given; `billing`
 /// reads `shop`'s token.
 async fn spawn(proxy: &str, wecom: Option<&RawUpstream>) -> TestApp {
-    let spec = Spec::default();
-    let fake = start_fake_with(&spec, &[], &[(CORPID, CORP_SECRET)]).await;
-    let config = format!(
-        r#"
-[proxy]
-{proxy}
-[[apps]]
-name = "shop"
-appid = "{SHOP_APPID}"
-secret = "{SHOP_SECRET}"
-[[apps]]
-name = "corp"
-kind = "wecom"
-corpid = "{CORPID}"
-secret = "{CORP_SECRET}"
-[[clients]]
-name = "billing"
-key = "{BILLING_KEY}"
-apps = ["shop"]
-[[clients]]
-name = "backend"
-key = "{BACKEND_KEY}"
-apps = ["shop", "corp"]
-proxy = true
-"#
-    );
+    let config = gateway_config(proxy, [shop()]);
     let wecom = wecom.map(RawUpstream::base_url);
-    TestApp::builder()
-        .spec(spec)
-        .fake(fake)
-        .config(&config)
+    gateway_builder(&config)
         .adjust(|(s, _)| {
             if let Some(url) = wecom {
                 s.upstream.wecom_base_url = url;

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::gateway::end_to_end::gateway_with_jsapi_ticket;
+use crate::support::gateway::gateway_with_jsapi_ticket;
 use crate::support::helpers::*;
 
 /// Where scripts/test installs the SDK.

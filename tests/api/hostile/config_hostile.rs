@@ -49,20 +49,11 @@ min_token_lifetime_secs = 2
 min_interval_secs = 0
 [store]
 {store}
-[[apps]]
-name = "shop"
-appid = "{SHOP_APPID}"
-{shop_secret}
-[[clients]]
-name = "svc"
-key = "{SVC}"
-apps = ["*"]
-[[clients]]
-name = "admin"
-key = "{ADMIN}"
-apps = ["*"]
-admin = true
-"#
+{apps_and_clients}"#,
+        apps_and_clients = ConfigText::new()
+            .app(App::official_with("shop", SHOP_APPID).line(shop_secret))
+            .client(Client::new("svc", SVC).apps(&["*"]))
+            .client(Client::new("admin", ADMIN).apps(&["*"]).admin()),
     )
 }
 

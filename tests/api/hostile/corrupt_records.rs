@@ -195,6 +195,7 @@ mod platform {
     use wxtoken::fake::FakeWechat;
 
     use crate::support::helpers::*;
+    use crate::support::platform::platform_table;
 
     const KEY: &str = "platform-client-key-00000001";
     const DECODE_ERRORS: &str = r#"wxtoken_store_errors_total{app="platform:saas",op="decode"}"#;
@@ -232,18 +233,11 @@ base_url = "{base}"
 min_token_lifetime_secs = 2
 [store]
 {store}
-[[platforms]]
-name = "saas"
-component_appid = "wx3c1f0a9d8e7b6a51"
-component_secret = "platform-component-secret"
-token = "msgtoken123"
-encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-[[clients]]
-name = "crm"
-key = "{KEY}"
-platforms = ["saas"]
-"#,
+{platform}"#,
             base = fake.base_url(),
+            platform = ConfigText::new()
+                .raw(&platform_table())
+                .client(Client::new("crm", KEY).platforms(&["saas"])),
         );
         Settings::from_toml(&text, &[], &|_| None).expect("test config is valid")
     }

@@ -16,21 +16,14 @@ use wxtoken::upstream::MAX_CREDENTIAL_LEN;
 use crate::ops::process::{wait_for_listen_addr, wxtoken, KillOnDrop};
 use crate::support::helpers::*;
 
-const APPS: &str = r#"
-[[apps]]
-name = "shop"
-appid = "wxshop00000000001"
-secret = "shop-app-secret-value-0001"
-[[clients]]
-name = "billing"
-key = "billing-client-key-0000000001"
-apps = ["shop"]
-[[clients]]
-name = "ops"
-key = "ops-client-key-00000000000002"
-apps = ["*"]
-admin = true
-"#;
+/// `shop`, a client of it and an admin (the standard app and clients, keys inline).
+fn apps() -> String {
+    ConfigText::new()
+        .app(App::official("shop", SHOP_APPID, SHOP_SECRET))
+        .client(Client::new("billing", BILLING_KEY).apps(&["shop"]))
+        .client(Client::new("ops", OPS_KEY).apps(&["*"]).admin())
+        .to_string()
+}
 
 /// A server whose `[server]` settings are adjusted by `server`.
 async fn spawn_with(
@@ -39,7 +32,7 @@ async fn spawn_with(
 ) -> TestApp {
     TestApp::builder()
         .fake(fake)
-        .config(APPS)
+        .config(&apps())
         .adjust(|(s, o)| server(&mut s.server, o))
         .start()
         .await

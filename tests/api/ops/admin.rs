@@ -8,35 +8,16 @@ use wxtoken::fake::Validity;
 const EXTRA_APPID: &str = "wxextra000000003";
 
 fn config(shop_secret: &str, with_extra: bool, svc_key: &str) -> String {
-    let extra = if with_extra {
-        format!(
-            "[[apps]]\nname = \"extra\"\nappid = \"{EXTRA_APPID}\"\nsecret = \"extra-secret-0003\"\n"
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        r#"
-[[apps]]
-name = "shop"
-appid = "{SHOP_APPID}"
-secret = "{shop_secret}"
-[[apps]]
-name = "blog"
-appid = "{BLOG_APPID}"
-secret = "{BLOG_SECRET}"
-{extra}
-[[clients]]
-name = "svc"
-key = "{svc_key}"
-apps = ["*"]
-[[clients]]
-name = "admin"
-key = "admin-key-0000000000001"
-apps = ["*"]
-admin = true
-"#
-    )
+    let mut config = ConfigText::new()
+        .app(App::official("shop", SHOP_APPID, shop_secret))
+        .app(App::official("blog", BLOG_APPID, BLOG_SECRET));
+    if with_extra {
+        config = config.app(App::official("extra", EXTRA_APPID, "extra-secret-0003"));
+    }
+    config
+        .client(Client::new("svc", svc_key).apps(&["*"]))
+        .client(Client::new("admin", ADMIN).apps(&["*"]).admin())
+        .to_string()
 }
 
 const ADMIN: &str = "admin-key-0000000000001";

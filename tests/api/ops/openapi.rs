@@ -5,13 +5,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use wxtoken::fake::{FakeConfig, FakePlatform, FakeWechat};
+use wxtoken::fake::FakeConfig;
 
 use crate::support::helpers::*;
+use crate::support::platform::{platform_table, start_with_platform};
 
-const COMPONENT: &str = "wx3c1f0a9d8e7b6a51";
 const ACCOUNT: &str = "wx5b3a1c9d7e8f6a42";
 const CONTRACT_KEY: &str = "contract-client-key-00000000001";
 
@@ -59,63 +58,21 @@ fn the_document_shows_no_token_or_key() {
 /// document at it.
 #[actix_web::test]
 async fn a_live_server_keeps_the_contract_under_generated_requests() {
-    let fake = FakeWechat::start(FakeConfig {
+    let shop = App::official("shop", SHOP_APPID, SHOP_SECRET).line(r#"tickets = ["jsapi"]"#);
+    let contract = Client::new("contract", CONTRACT_KEY).apps(&["shop"]);
+    let config = ConfigText::new()
+        .app(shop)
+        .raw(&platform_table())
+        .client(contract.platforms(&["saas"]).admin().proxy())
+        .to_string();
+    let fake = FakeConfig {
         apps: vec![(SHOP_APPID.into(), SHOP_SECRET.into())],
-        platforms: vec![FakePlatform {
-            component_appid: COMPONENT.into(),
-            component_secret: "platform-component-secret".into(),
-            token: "msgtoken123".into(),
-            encoding_aes_key: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG".into(),
-            event_url: None,
-        }],
-        ticket_push_interval: Duration::ZERO,
         ..FakeConfig::default()
-    })
-    .await
-    .expect("fake starts");
-    let config = format!(
-        r#"
-[[apps]]
-name = "shop"
-appid = "{SHOP_APPID}"
-secret = "{SHOP_SECRET}"
-tickets = ["jsapi"]
-[[platforms]]
-name = "saas"
-component_appid = "{COMPONENT}"
-component_secret = "platform-component-secret"
-token = "msgtoken123"
-encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-[[clients]]
-name = "contract"
-key = "{CONTRACT_KEY}"
-apps = ["shop"]
-platforms = ["saas"]
-admin = true
-proxy = true
-"#
-    );
-    let app = TestApp::builder().fake(fake).config(&config).start().await;
-    let events = format!("{}/v1/platforms/saas/events", app.base);
-    app.fake
-        .set_event_url(COMPONENT, Some(&events))
-        .expect("event URL set");
-    app.fake
-        .push_verify_ticket(COMPONENT)
-        .await
-        .expect("pushed");
-    app.fake
-        .authorize_and_push(COMPONENT, ACCOUNT, &[1])
-        .await
-        .expect("authorized");
+    };
+    let app = start_with_platform(fake, TestApp::builder().config(&config)).await;
+    app.push_ticket().await;
+    app.authorize(ACCOUNT, &[1], CONTRACT_KEY).await;
     let account = format!("/v1/platforms/saas/authorizers/{ACCOUNT}/token");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            app.get(&account, Some(CONTRACT_KEY)).await.status == 200
-        })
-        .await,
-        "the account is served"
-    );
     assert_eq!(
         app.get("/v1/apps/shop/token", Some(CONTRACT_KEY))
             .await

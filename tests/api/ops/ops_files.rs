@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 use crate::ops::promtool::promtool;
+use crate::support::markdown::anchors;
 
 pub const ALERTS: &str = "config/prometheus/alerts.yml";
 const ALERTS_TEST: &str = "config/prometheus/alerts_test.yml";
@@ -150,37 +151,6 @@ fn unquote(s: &str) -> &str {
         .unwrap_or(s)
 }
 
-/// GitHub's anchor for a Markdown heading: lower case, spaces to `-`, other punctuation dropped.
-fn github_anchor(heading: &str) -> String {
-    heading
-        .trim()
-        .to_lowercase()
-        .chars()
-        .filter_map(|c| match c {
-            ' ' => Some('-'),
-            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The anchors of the runbook's headings; `#` lines inside code blocks are shell comments.
-fn runbook_anchors() -> BTreeSet<String> {
-    let mut in_code = false;
-    let mut anchors = BTreeSet::new();
-    for line in read(RUNBOOK).lines() {
-        if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-            continue;
-        }
-        let text = line.trim_start_matches('#');
-        if !in_code && text.len() < line.len() && text.starts_with(' ') {
-            anchors.insert(github_anchor(text));
-        }
-    }
-    anchors
-}
-
 /// Runs a command in the repository root; panics with its output unless it succeeds.
 fn run_ok(mut cmd: Command, what: &str) -> String {
     let out: Output = cmd
@@ -272,7 +242,7 @@ fn every_runbook_url_points_at_a_runbook_heading() {
         repo_root().join(RUNBOOK).is_file(),
         "{RUNBOOK} is missing from the repository"
     );
-    let anchors = runbook_anchors();
+    let anchors = anchors(&read(RUNBOOK));
     let rules = alert_rules(&read(ALERTS));
     assert!(!rules.is_empty(), "no alerts read from {ALERTS}");
     for rule in &rules {

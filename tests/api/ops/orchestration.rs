@@ -152,8 +152,8 @@ async fn healthcheck_exits_0_for_a_200_and_1_for_any_other_answer_or_none() {
     assert!(took < Duration::from_secs(4), "{took:?}");
     drop(silent);
 
-    // Not a URL it can probe.
-    let (code, _, err) = healthcheck(&["--url", "https://127.0.0.1:1/healthz"]).await;
+    // Not a URL it can probe (https:// is: see tests/api/trust/https.rs).
+    let (code, _, err) = healthcheck(&["--url", "ftp://127.0.0.1:1/healthz"]).await;
     assert_eq!(code, Some(1));
     assert!(err.contains("http://"), "{err}");
 }

@@ -16,10 +16,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wxtoken::fake::{FakeConfig, FakePlatform, FakeWechat, Fault};
+use wxtoken::fake::{FakeConfig, Fault};
 
 use crate::ops::ops_files::{alert_rules, all_panels, dashboard, read, ALERTS, DASHBOARD};
 use crate::support::helpers::*;
+use crate::support::platform::{platform_table, start_with_platform, COMPONENT, PLATFORM};
 
 /// `for:` in the test copy of the rules: long enough to pass through `pending`.
 const TEST_FOR: &str = "1s";
@@ -591,76 +592,34 @@ fn test_copy_of_the_rules_has_short_windows() {
     }
 }
 
-/// The test server's platform, as the fake and the configuration know it.
-const PLATFORM: &str = "saas";
-const COMPONENT: &str = "wx3c1f0a9d8e7b6a51";
-const COMPONENT_SECRET: &str = "platform-component-secret";
-const MSG_TOKEN: &str = "msgtoken123";
-const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
-
 /// The usual test server (`shop`, `blog`, the billing and ops clients) plus the platform
 /// `saas`, exporting `per_app`. The fake pushes only on demand.
 async fn spawn_with_platform(per_app: PerAppMetrics) -> TestApp {
-    let spec = Spec::default();
-    let fake = FakeWechat::start(FakeConfig {
+    let config = ConfigText::new()
+        .app(App::official("shop", SHOP_APPID, SHOP_SECRET))
+        .app(App::official("blog", BLOG_APPID, BLOG_SECRET))
+        .raw(&platform_table())
+        .client(Client::new("billing", BILLING_KEY).apps(&["shop"]))
+        .client(
+            Client::new("ops", OPS_KEY)
+                .apps(&["*"])
+                .platforms(&["*"])
+                .admin(),
+        );
+    let fake = FakeConfig {
         apps: vec![
             (SHOP_APPID.into(), SHOP_SECRET.into()),
             (BLOG_APPID.into(), BLOG_SECRET.into()),
         ],
-        platforms: vec![FakePlatform {
-            component_appid: COMPONENT.into(),
-            component_secret: COMPONENT_SECRET.into(),
-            token: MSG_TOKEN.into(),
-            encoding_aes_key: AES_KEY.into(),
-            event_url: None,
-        }],
-        ticket_push_interval: Duration::ZERO,
         ..FakeConfig::default()
-    })
-    .await
-    .expect("fake WeChat starts");
-    let config = format!(
-        r#"
-[[apps]]
-name = "shop"
-appid = "{SHOP_APPID}"
-secret = "{SHOP_SECRET}"
-[[apps]]
-name = "blog"
-appid = "{BLOG_APPID}"
-secret = "{BLOG_SECRET}"
-[[platforms]]
-name = "{PLATFORM}"
-component_appid = "{COMPONENT}"
-component_secret = "{COMPONENT_SECRET}"
-token = "{MSG_TOKEN}"
-encoding_aes_key = "{AES_KEY}"
-[[clients]]
-name = "billing"
-key = "{BILLING_KEY}"
-apps = ["shop"]
-[[clients]]
-name = "ops"
-key = "{OPS_KEY}"
-apps = ["*"]
-platforms = ["*"]
-admin = true
-"#
-    );
-    let app = TestApp::builder()
-        .spec(spec)
-        .fake(fake)
-        .config(&config)
+    };
+    let server = TestApp::builder()
+        .spec(Spec::default())
+        .config(&config.to_string())
         .adjust(|(settings, _)| {
             settings.metrics.per_app = per_app;
-        })
-        .start()
-        .await;
-    let url = format!("{}/v1/platforms/{PLATFORM}/events", app.base);
-    app.fake
-        .set_event_url(COMPONENT, Some(&url))
-        .expect("event URL set");
-    app
+        });
+    start_with_platform(fake, server).await
 }
 
 /// What the Open Platform panels show: a pushed ticket, the component token it mints, two
@@ -670,16 +629,7 @@ async fn platform_traffic(app: &TestApp) {
         .fake
         .bulk_authorize(COMPONENT, 2)
         .expect("accounts authorized");
-    let push = app
-        .fake
-        .push_verify_ticket(COMPONENT)
-        .await
-        .expect("ticket pushed");
-    assert_eq!(
-        (push.status, push.body.as_str()),
-        (Some(200), "success"),
-        "{push:?}"
-    );
+    app.push_ticket().await;
     let authorizers = format!("/v1/platforms/{PLATFORM}/authorizers?limit=1");
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -760,7 +710,7 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
     platform_traffic(&app).await;
     // Through the gateway: a call whose token was rotated behind wxtoken's back (retried), and
     // one WeChat answers with an errcode (no openid).
-    crate::gateway::end_to_end::rotate_behind_wxtoken(&app.fake).await;
+    crate::support::gateway::rotate_behind_wxtoken(&app.fake).await;
     let current = app.shop_token().await;
     let retried = app
         .get(

@@ -210,19 +210,17 @@ base_url = "{base}"
 min_token_lifetime_secs = 2
 [store]
 path = {store}
-[[apps]]
-name = "shop"
-appid = "{SHOP_APPID}"
-secret = "{SHOP_SECRET}"
-{platforms}
-[[clients]]
-name = "admin"
-key = "{ADMIN}"
-apps = ["*"]
-platforms = ["*"]
-admin = true
-"#,
+{apps_and_clients}"#,
         store = quoted(&dir.join("s.redb")),
+        apps_and_clients = ConfigText::new()
+            .app(App::official("shop", SHOP_APPID, SHOP_SECRET))
+            .raw(platforms)
+            .client(
+                Client::new("admin", ADMIN)
+                    .apps(&["*"])
+                    .platforms(&["*"])
+                    .admin()
+            ),
     )
 }
 

@@ -5,83 +5,39 @@
 
 use std::time::Duration;
 
-use wxtoken::fake::{Endpoint, FakeConfig, FakePlatform, FakeWechat, Fault};
-use wxtoken::platform::crypto::MsgCrypto;
-use wxtoken::platform::event::{Event, EventKind};
+use wxtoken::fake::{Endpoint, FakeConfig, FakeWechat, Fault};
+use wxtoken::push::crypto::MsgCrypto;
+use wxtoken::push::event::{Event, EventKind};
 
 use crate::support::helpers::*;
+use crate::support::platform::{
+    crypto, now_secs, platform_table, start_platform_fake, start_with_platform, AES_KEY, COMPONENT,
+    COMPONENT_SECRET as SECRET, MSG_TOKEN,
+};
 
-const COMPONENT: &str = "wx3c1f0a9d8e7b6a51";
-const SECRET: &str = "platform-component-secret";
-const MSG_TOKEN: &str = "msgtoken123";
-const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const KEY: &str = "platform-client-key-00000001";
 const ADMIN: &str = "platform-admin-key-000000001";
 const SHOP: &str = "wx5b3a1c9d7e8f6a42";
 
 async fn fake() -> FakeWechat {
-    FakeWechat::start(FakeConfig {
-        platforms: vec![FakePlatform {
-            component_appid: COMPONENT.into(),
-            component_secret: SECRET.into(),
-            token: MSG_TOKEN.into(),
-            encoding_aes_key: AES_KEY.into(),
-            event_url: None,
-        }],
-        ticket_push_interval: Duration::ZERO,
-        ..FakeConfig::default()
-    })
-    .await
-    .expect("fake starts")
+    start_platform_fake(FakeConfig::default()).await
 }
 
 fn config(refresh: &str) -> String {
-    format!(
-        r#"
-[[platforms]]
-name = "saas"
-component_appid = "{COMPONENT}"
-component_secret = "{SECRET}"
-token = "{MSG_TOKEN}"
-encoding_aes_key = "{AES_KEY}"
-authorizer_refresh = "{refresh}"
-[[clients]]
-name = "crm"
-key = "{KEY}"
-platforms = ["saas"]
-[[clients]]
-name = "ops"
-key = "{ADMIN}"
-platforms = ["*"]
-admin = true
-"#
-    )
+    ConfigText::new()
+        .raw(&format!(
+            "{}authorizer_refresh = \"{refresh}\"",
+            platform_table()
+        ))
+        .client(Client::new("crm", KEY).platforms(&["saas"]))
+        .client(Client::new("ops", ADMIN).platforms(&["*"]).admin())
+        .to_string()
 }
 
 /// A server for the platform, with the fake pushing to its event URL.
 async fn spawn(refresh: &str) -> TestApp {
-    let fake = fake().await;
-    let app = TestApp::builder()
-        .fake(fake)
-        .config(&config(refresh))
-        .start()
-        .await;
-    let url = format!("{}/v1/platforms/saas/events", app.base);
-    app.fake
-        .set_event_url(COMPONENT, Some(&url))
-        .expect("event URL set");
-    app
-}
-
-/// Pushes a fresh ticket and checks the server answered `success`.
-async fn push_ticket(app: &TestApp) {
-    let push = app
-        .fake
-        .push_verify_ticket(COMPONENT)
-        .await
-        .expect("pushed");
-    assert_eq!(push.status, Some(200), "{push:?}");
-    assert_eq!(push.body, "success");
+    let server = TestApp::builder().config(&config(refresh));
+    start_with_platform(FakeConfig::default(), server).await
 }
 
 async fn component_token(app: &TestApp) -> Answer {
@@ -95,6 +51,65 @@ async fn authorizer_token(app: &TestApp, appid: &str) -> Answer {
         Some(KEY),
     )
     .await
+}
+
+/// Waits up to `limit` for `appid`'s token to be answered with `status`.
+async fn await_authorizer_status(app: &TestApp, appid: &str, status: u16, limit: Duration) {
+    let reached = eventually(limit, || async {
+        authorizer_token(app, appid).await.status == status
+    })
+    .await;
+    assert!(
+        reached,
+        "{appid}: {}",
+        authorizer_token(app, appid).await.body
+    );
+}
+
+/// The token served for `appid` now.
+async fn served_token(app: &TestApp, appid: &str) -> String {
+    authorizer_token(app, appid).await.body["access_token"]
+        .as_str()
+        .expect("a token")
+        .to_string()
+}
+
+/// Reports `token` of `appid` as rejected.
+async fn invalidate(app: &TestApp, appid: &str, token: &str) -> Answer {
+    app.post(
+        &format!("/v1/platforms/saas/authorizers/{appid}/token/invalidate"),
+        Some(KEY),
+        serde_json::json!({ "access_token": token }).to_string(),
+    )
+    .await
+}
+
+/// Waits until a token fetched now is old enough for an invalidation to refetch it
+/// (`min_interval`).
+async fn past_min_interval() {
+    tokio::time::sleep(Spec::default().min_interval + Duration::from_millis(100)).await;
+}
+
+/// A server of the "active" mode with three accounts authorized, the ticket pushed, and the
+/// first account's token served: the server, the accounts and that token.
+async fn three_accounts_first_served() -> (TestApp, Vec<String>, String) {
+    let app = spawn("active").await;
+    let appids = app.fake.bulk_authorize(COMPONENT, 3).expect("authorized");
+    app.push_ticket().await;
+    await_authorizer_status(&app, &appids[0], 200, Duration::from_secs(10)).await;
+    let first = served_token(&app, &appids[0]).await;
+    (app, appids, first)
+}
+
+/// A push of a kind wxtoken only stores (`info_type`), created at `now`.
+fn other_event(info_type: &str, now: u64) -> Event {
+    Event {
+        app_id: COMPONENT.into(),
+        create_time: now,
+        kind: EventKind::Other {
+            info_type: info_type.into(),
+        },
+    }
 }
 
 #[actix_web::test]
@@ -112,12 +127,10 @@ async fn a_pushed_ticket_mints_the_component_token_and_nothing_before_it() {
     );
     assert_eq!(app.fake.component_tokens_minted(COMPONENT), 0);
 
-    push_ticket(&app).await;
+    app.push_ticket().await;
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            component_token(&app).await.status == 200
-        })
-        .await
+        app.component_token_within(KEY, Duration::from_secs(5))
+            .await
     );
     let answer = component_token(&app).await;
     assert_eq!(answer.body["platform"], "saas");
@@ -164,11 +177,8 @@ async fn a_pushed_ticket_mints_the_component_token_and_nothing_before_it() {
 #[actix_web::test]
 async fn pushes_that_are_not_wechats_are_refused_and_change_nothing() {
     let app = spawn("active").await;
-    let crypto = MsgCrypto::new(MSG_TOKEN, AES_KEY, COMPONENT).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let crypto = crypto();
+    let now = now_secs();
     let event = Event {
         app_id: COMPONENT.into(),
         create_time: now,
@@ -179,10 +189,7 @@ async fn pushes_that_are_not_wechats_are_refused_and_change_nothing() {
     let sealed = crypto.seal(&event.to_xml(), &now.to_string(), "4242");
     let post = |query: String, body: String| {
         let app = &app;
-        async move {
-            app.post(&format!("/v1/platforms/saas/events?{query}"), None, body)
-                .await
-        }
+        async move { app.post_event(&query, body).await }
     };
     // A wrong signature.
     let bad = sealed
@@ -217,25 +224,13 @@ async fn pushes_that_are_not_wechats_are_refused_and_change_nothing() {
 #[actix_web::test]
 async fn a_signed_push_resplit_between_timestamp_and_nonce_is_refused_as_a_replay() {
     let app = spawn("active").await;
-    let crypto = MsgCrypto::new(MSG_TOKEN, AES_KEY, COMPONENT).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let crypto = crypto();
+    let now = now_secs();
     // Of a kind wxtoken only stores, so that each one stored is counted and nothing follows.
-    let event = |info_type: &str| Event {
-        app_id: COMPONENT.into(),
-        create_time: now,
-        kind: EventKind::Other {
-            info_type: info_type.into(),
-        },
-    };
+    let event = |info_type: &str| other_event(info_type, now);
     let post = |query: String, body: String| {
         let app = &app;
-        async move {
-            app.post(&format!("/v1/platforms/saas/events?{query}"), None, body)
-                .await
-        }
+        async move { app.post_event(&query, body).await }
     };
     let query = |ts: &str, nonce: &str, sig: &str| {
         format!("timestamp={ts}&nonce={nonce}&encrypt_type=aes&msg_signature={sig}")
@@ -314,12 +309,10 @@ async fn a_signed_push_resplit_between_timestamp_and_nonce_is_refused_as_a_repla
 async fn different_codes_are_exchanged_side_by_side_and_one_code_once() {
     const N: usize = 6;
     let app = spawn("active").await;
-    push_ticket(&app).await;
+    app.push_ticket().await;
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            component_token(&app).await.status == 200
-        })
-        .await
+        app.component_token_within(KEY, Duration::from_secs(5))
+            .await
     );
     // Every exchange takes a second: one at a time, the fake never sees two at once.
     app.fake.inject_at(
@@ -339,13 +332,7 @@ async fn different_codes_are_exchanged_side_by_side_and_one_code_once() {
         assert_eq!(push.status, Some(200), "{push:?}");
     }
     for appid in &appids {
-        assert!(
-            eventually(Duration::from_secs(30), || async {
-                authorizer_token(&app, appid).await.status == 200
-            })
-            .await,
-            "{appid}"
-        );
+        await_authorizer_status(&app, appid, 200, Duration::from_secs(30)).await;
     }
     assert_eq!(app.fake.calls(Endpoint::QueryAuth), N as u64);
     let peak = app.fake.peak_in_flight_at(Endpoint::QueryAuth);
@@ -378,7 +365,7 @@ async fn different_codes_are_exchanged_side_by_side_and_one_code_once() {
 #[actix_web::test]
 async fn an_authorization_event_brings_a_token_and_unauthorized_revokes_it() {
     let app = spawn("active").await;
-    push_ticket(&app).await;
+    app.push_ticket().await;
     let (authorized, push) = app
         .fake
         .authorize_and_push(COMPONENT, SHOP, &[1, 17])
@@ -386,14 +373,7 @@ async fn an_authorization_event_brings_a_token_and_unauthorized_revokes_it() {
         .expect("authorized");
     assert_eq!(push.status, Some(200));
     assert_eq!(authorized.authorizer_appid, SHOP);
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            authorizer_token(&app, SHOP).await.status == 200
-        })
-        .await,
-        "{}",
-        authorizer_token(&app, SHOP).await.body
-    );
+    await_authorizer_status(&app, SHOP, 200, Duration::from_secs(10)).await;
     let answer = authorizer_token(&app, SHOP).await;
     assert_eq!(answer.body["appid"], SHOP);
     // The token api_query_auth handed out is served: no api_authorizer_token call.
@@ -439,7 +419,7 @@ async fn reconciliation_imports_ten_thousand_and_an_idle_one_costs_one_call_for_
         .fake
         .bulk_authorize(COMPONENT, 10_000)
         .expect("authorized in bulk");
-    push_ticket(&app).await;
+    app.push_ticket().await;
     // With no authorizer known, the first component token starts a reconciliation by itself.
     assert!(
         eventually(Duration::from_secs(30), || async {
@@ -532,39 +512,14 @@ async fn reconciliation_imports_ten_thousand_and_an_idle_one_costs_one_call_for_
 
 #[actix_web::test]
 async fn a_refused_refresh_token_is_looked_up_once_and_then_needs_reauth() {
-    let app = spawn("active").await;
-    let appids = app.fake.bulk_authorize(COMPONENT, 3).expect("authorized");
-    push_ticket(&app).await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            authorizer_token(&app, &appids[0]).await.status == 200
-        })
-        .await
-    );
-    let first = authorizer_token(&app, &appids[0]).await.body["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let invalidate = |token: String| {
-        let app = &app;
-        let appid = appids[0].clone();
-        async move {
-            app.post(
-                &format!("/v1/platforms/saas/authorizers/{appid}/token/invalidate"),
-                Some(KEY),
-                serde_json::json!({ "access_token": token }).to_string(),
-            )
-            .await
-        }
-    };
+    let (app, appids, first) = three_accounts_first_served().await;
     // WeChat changed the refresh token behind our back: 61023, then the list has the new one.
     app.fake
         .rotate_refresh_token(COMPONENT, &appids[0])
         .expect("rotated");
-    // Old enough for an invalidation to refetch (min_interval).
-    tokio::time::sleep(Spec::default().min_interval + Duration::from_millis(100)).await;
+    past_min_interval().await;
     assert!(app.fake.kill_token(&first));
-    let answer = invalidate(first.clone()).await;
+    let answer = invalidate(&app, &appids[0], &first).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_ne!(answer.body["access_token"].as_str(), Some(first.as_str()));
     let listed = app
@@ -583,17 +538,10 @@ async fn a_refused_refresh_token_is_looked_up_once_and_then_needs_reauth() {
         .fake
         .current_authorizer_token(COMPONENT, &appids[0])
         .unwrap();
-    tokio::time::sleep(Spec::default().min_interval + Duration::from_millis(100)).await;
+    past_min_interval().await;
     assert!(app.fake.kill_token(&current));
-    let _ = invalidate(current).await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            authorizer_token(&app, &appids[0]).await.status == 409
-        })
-        .await,
-        "{}",
-        authorizer_token(&app, &appids[0]).await.body
-    );
+    let _ = invalidate(&app, &appids[0], &current).await;
+    await_authorizer_status(&app, &appids[0], 409, Duration::from_secs(5)).await;
     let answer = authorizer_token(&app, &appids[0]).await;
     assert_eq!(answer.body["error"], "authorizer_needs_reauth");
     let calls = app.fake.calls(Endpoint::AuthorizerToken);
@@ -612,19 +560,14 @@ async fn a_ticket_the_disk_cannot_take_is_not_acknowledged_and_makes_the_instanc
     let Some(disk) = crate::hostile::disk_full::Tmpfs::mount("4m") else {
         return;
     };
-    let fake = fake().await;
     let path = disk.path().join("wxtoken.redb");
-    let app = TestApp::builder()
-        .fake(fake)
+    let server = TestApp::builder()
         .config(&config("active"))
         .adjust(|(s, _)| {
             s.store = wxtoken::config::StoreSettings::Embedded { path };
-        })
-        .start()
-        .await;
-    let url = format!("{}/v1/platforms/saas/events", app.base);
-    app.fake.set_event_url(COMPONENT, Some(&url)).unwrap();
-    push_ticket(&app).await;
+        });
+    let app = start_with_platform(FakeConfig::default(), server).await;
+    app.push_ticket().await;
     assert!(
         eventually(Duration::from_secs(5), || async {
             app.get("/readyz", None).await.status == 200
@@ -661,7 +604,7 @@ async fn a_ticket_the_disk_cannot_take_is_not_acknowledged_and_makes_the_instanc
 async fn an_authorizers_jsapi_ticket_and_signature_use_its_own_token_and_appid() {
     let app = spawn("active").await;
     let appids = app.fake.bulk_authorize(COMPONENT, 2).expect("authorized");
-    push_ticket(&app).await;
+    app.push_ticket().await;
     let ticket_path = format!("/v1/platforms/saas/authorizers/{}/ticket/jsapi", appids[0]);
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -771,10 +714,7 @@ async fn the_binary_logs_no_platform_secret_even_at_trace() {
     // a refresh token (masked), and a code exchanged for an SDK.
     let post = |path: String, body: serde_json::Value| {
         let http = http.clone();
-        async move {
-            let mut resp = http.post(path).send_json(&body).await.expect("answered");
-            resp.json::<serde_json::Value>().await.expect("JSON")
-        }
+        async move { post_json(&http, &path, &body).await }
     };
     let preauth = post(
         format!(
@@ -880,10 +820,7 @@ async fn a_fleet_shares_authorizers_and_a_flushed_redis_loses_no_refresh_token()
     let (s0, a) = get_json(&http, &token_at(&fleet[0].base), KEY).await;
     let post = |path: String, body: serde_json::Value| {
         let http = http.clone();
-        async move {
-            let mut resp = http.post(path).send_json(&body).await.expect("answered");
-            resp.json::<serde_json::Value>().await.expect("JSON")
-        }
+        async move { post_json(&http, &path, &body).await }
     };
     let base = &fleet[1].base;
     let component = post(
@@ -956,10 +893,7 @@ async fn a_fleet_shares_authorizers_and_a_flushed_redis_loses_no_refresh_token()
 async fn a_push_sealed_by_wechatpy_is_accepted_by_the_event_url() {
     crate::platform::platform_crypto::require_wechatpy();
     let app = spawn("active").await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = now_secs();
     let event = Event {
         app_id: COMPONENT.into(),
         create_time: now,
@@ -976,11 +910,7 @@ async fn a_push_sealed_by_wechatpy_is_accepted_by_the_event_url() {
         sealed[0]["msg_signature"].as_str().unwrap()
     );
     let answer = app
-        .post(
-            &format!("/v1/platforms/saas/events?{query}"),
-            None,
-            sealed[0]["body"].as_str().unwrap().to_string(),
-        )
+        .post_event(&query, sealed[0]["body"].as_str().unwrap().to_string())
         .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     // The ticket was stored and a component token is asked for with it (the fake refuses a
@@ -998,12 +928,10 @@ async fn a_ticket_outage_keeps_the_token_served_and_asks_for_a_push_once() {
     let app = spawn("active").await;
     // Short component tokens: refreshed every couple of seconds.
     app.fake.set_expires_in(6);
-    push_ticket(&app).await;
+    app.push_ticket().await;
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            component_token(&app).await.status == 200
-        })
-        .await
+        app.component_token_within(KEY, Duration::from_secs(5))
+            .await
     );
     // WeChat stops accepting tickets (expired): every refresh fails with 61005.
     app.fake.inject_at(
@@ -1039,7 +967,7 @@ async fn a_ticket_outage_keeps_the_token_served_and_asks_for_a_push_once() {
 async fn all_mode_keeps_every_account_warm_without_a_request() {
     let app = spawn("all").await;
     let appids = app.fake.bulk_authorize(COMPONENT, 3).expect("authorized");
-    push_ticket(&app).await;
+    app.push_ticket().await;
     assert!(
         eventually(Duration::from_secs(15), || async {
             appids
@@ -1053,41 +981,13 @@ async fn all_mode_keeps_every_account_warm_without_a_request() {
 
 #[actix_web::test]
 async fn an_account_that_left_is_revoked_by_its_refused_refresh_or_by_reconciliation() {
-    let app = spawn("active").await;
-    let appids = app.fake.bulk_authorize(COMPONENT, 3).expect("authorized");
-    push_ticket(&app).await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            authorizer_token(&app, &appids[0]).await.status == 200
-        })
-        .await
-    );
-    let first = authorizer_token(&app, &appids[0]).await.body["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (app, appids, first) = three_accounts_first_served().await;
     // Both leave without a word: not listed any more, their refresh tokens refused (61023).
     app.fake.unauthorize(COMPONENT, &appids[0]).unwrap();
     app.fake.unauthorize(COMPONENT, &appids[1]).unwrap();
-    tokio::time::sleep(Spec::default().min_interval + Duration::from_millis(100)).await;
-    let _ = app
-        .post(
-            &format!(
-                "/v1/platforms/saas/authorizers/{}/token/invalidate",
-                appids[0]
-            ),
-            Some(KEY),
-            serde_json::json!({ "access_token": first }).to_string(),
-        )
-        .await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            authorizer_token(&app, &appids[0]).await.status == 410
-        })
-        .await,
-        "{}",
-        authorizer_token(&app, &appids[0]).await.body
-    );
+    past_min_interval().await;
+    let _ = invalidate(&app, &appids[0], &first).await;
+    await_authorizer_status(&app, &appids[0], 410, Duration::from_secs(5)).await;
     // The other one, never asked for, is found out by the reconciliation.
     let done = app
         .post("/v1/admin/platforms/saas/reconcile", Some(ADMIN), "")
@@ -1105,12 +1005,9 @@ async fn an_account_that_left_is_revoked_by_its_refused_refresh_or_by_reconcilia
 #[actix_web::test]
 async fn a_reauthorization_replaces_the_token_it_killed() {
     let app = spawn("active").await;
-    push_ticket(&app).await;
+    app.push_ticket().await;
     fake_authorize(&app).await;
-    let first = authorizer_token(&app, SHOP).await.body["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let first = served_token(&app, SHOP).await;
     // The merchant authorizes again (updateauthorized): WeChat kills the old token at once.
     let (again, push) = app
         .fake
@@ -1129,10 +1026,7 @@ async fn a_reauthorization_replaces_the_token_it_killed() {
         authorizer_token(&app, SHOP).await.status,
         authorizer_token(&app, SHOP).await.body
     );
-    let served = authorizer_token(&app, SHOP).await.body["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let served = served_token(&app, SHOP).await;
     assert_eq!(
         Some(served),
         app.fake.current_authorizer_token(COMPONENT, SHOP),
@@ -1150,37 +1044,17 @@ async fn fake_authorize(app: &TestApp) {
         .authorize_and_push(COMPONENT, SHOP, &[1])
         .await
         .expect("authorized");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            authorizer_token(app, SHOP).await.status == 200
-        })
-        .await
-    );
+    await_authorizer_status(app, SHOP, 200, Duration::from_secs(10)).await;
 }
 
 #[actix_web::test]
 async fn a_push_of_another_kind_is_answered_success_and_counted() {
     let app = spawn("active").await;
-    let crypto = MsgCrypto::new(MSG_TOKEN, AES_KEY, COMPONENT).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let event = Event {
-        app_id: COMPONENT.into(),
-        create_time: now,
-        kind: EventKind::Other {
-            info_type: "notify_third_fasteregister".into(),
-        },
-    };
+    let crypto = crypto();
+    let now = now_secs();
+    let event = other_event("notify_third_fasteregister", now);
     let sealed = crypto.seal(&event.to_xml(), &now.to_string(), "9001");
-    let answer = app
-        .post(
-            &format!("/v1/platforms/saas/events?{}", sealed.query()),
-            None,
-            sealed.body.clone(),
-        )
-        .await;
+    let answer = app.post_event(&sealed.query(), sealed.body.clone()).await;
     assert_eq!(answer.status, 200, "never an error: WeChat would retry it");
     let text = app.metrics_text().await;
     assert_eq!(

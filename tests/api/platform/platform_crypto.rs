@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
-use wxtoken::platform::crypto::{Envelope, MsgCrypto, OpenError};
-use wxtoken::platform::event::{Authorization, Event, EventKind};
-use wxtoken::platform::replay::{Refused, ReplayGuard};
+use wxtoken::push::crypto::{Envelope, MsgCrypto, OpenError};
+use wxtoken::push::event::{Authorization, Event, EventKind};
+use wxtoken::push::replay::{Refused, ReplayGuard};
 
 const TOKEN: &str = "interop-token-7f3a";
 const KEY: &str = "Zr4Kp8Qw2Ex6Ty0Uo3Ia7Sd1Fg5Hj9Kl2Zx6Cv0Bn4M";

@@ -6,121 +6,21 @@
 use std::time::Duration;
 
 use serde_json::json;
-use wxtoken::fake::{Endpoint, FakeConfig, FakePlatform, FakeWechat, Fault};
+use wxtoken::fake::{Endpoint, Fault};
 use wxtoken::http::component_facade::PLACEHOLDER_REFRESH_TOKEN;
 
+use crate::support::facade::{
+    authorized_shop, facade_component_token, spawn_facade, spawn_facade_with, FACADE_KEY,
+    PROXY_KEY, SHOP,
+};
 use crate::support::helpers::*;
-
-pub(crate) const COMPONENT: &str = "wx3c1f0a9d8e7b6a51";
-pub(crate) const SECRET: &str = "platform-component-secret";
-pub(crate) const MSG_TOKEN: &str = "msgtoken123";
-pub(crate) const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
-pub(crate) const KEY: &str = "facade-client-key-0000000001";
-/// May use the platform and call WeChat through the gateway's proxy routes.
-pub(crate) const PROXY_KEY: &str = "gateway-client-key-000000001";
-pub(crate) const SHOP: &str = "wx5b3a1c9d7e8f6a42";
-
-pub(crate) async fn spawn() -> TestApp {
-    spawn_with(FakeConfig::default().expires_in).await
-}
-
-/// A server for the platform whose tokens (at the fake) live `expires_in` seconds, holding a
-/// component token.
-async fn spawn_with(expires_in: u64) -> TestApp {
-    let fake = FakeWechat::start(FakeConfig {
-        expires_in,
-        overlap_secs: 1,
-        platforms: vec![FakePlatform {
-            component_appid: COMPONENT.into(),
-            component_secret: SECRET.into(),
-            token: MSG_TOKEN.into(),
-            encoding_aes_key: AES_KEY.into(),
-            event_url: None,
-        }],
-        ticket_push_interval: Duration::ZERO,
-        ..FakeConfig::default()
-    })
-    .await
-    .expect("fake starts");
-    let config = format!(
-        r#"
-[[platforms]]
-name = "saas"
-component_appid = "{COMPONENT}"
-component_secret = "{SECRET}"
-token = "{MSG_TOKEN}"
-encoding_aes_key = "{AES_KEY}"
-[[clients]]
-name = "crm"
-key = "{KEY}"
-platforms = ["saas"]
-[[clients]]
-name = "gateway"
-key = "{PROXY_KEY}"
-platforms = ["saas"]
-proxy = true
-"#
-    );
-    let app = TestApp::builder().fake(fake).config(&config).start().await;
-    let url = format!("{}/v1/platforms/saas/events", app.base);
-    app.fake
-        .set_event_url(COMPONENT, Some(&url))
-        .expect("event URL set");
-    let push = app
-        .fake
-        .push_verify_ticket(COMPONENT)
-        .await
-        .expect("pushed");
-    assert_eq!(push.body, "success");
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            app.get("/v1/platforms/saas/component_token", Some(KEY))
-                .await
-                .status
-                == 200
-        })
-        .await,
-        "a component token"
-    );
-    app
-}
-
-/// SHOP authorizes the platform with these permission sets (pushed), and wxtoken serves its
-/// token: the token it serves.
-pub(crate) async fn authorized_shop(app: &TestApp, func_info: &[u32]) -> String {
-    app.fake
-        .authorize_and_push(COMPONENT, SHOP, func_info)
-        .await
-        .expect("authorized");
-    let token_path = format!("/v1/platforms/saas/authorizers/{SHOP}/token");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            app.get(&token_path, Some(KEY)).await.status == 200
-        })
-        .await,
-        "wxtoken serves the account's token"
-    );
-    app.get(&token_path, Some(KEY)).await.body["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
+use crate::support::platform::{AES_KEY, COMPONENT, COMPONENT_SECRET as SECRET, MSG_TOKEN};
 
 async fn preauth(app: &TestApp, body: serde_json::Value) -> Answer {
-    app.post("/v1/platforms/saas/preauth", Some(KEY), body.to_string())
-        .await
-}
-
-pub(crate) async fn facade_component_token(app: &TestApp, key: &str, ticket: &str) -> Answer {
     app.post(
-        "/cgi-bin/component/api_component_token",
-        None,
-        json!({
-            "component_appid": COMPONENT,
-            "component_appsecret": key,
-            "component_verify_ticket": ticket,
-        })
-        .to_string(),
+        "/v1/platforms/saas/preauth",
+        Some(FACADE_KEY),
+        body.to_string(),
     )
     .await
 }
@@ -141,7 +41,7 @@ async fn facade_authorizer_token(app: &TestApp, query: &str, appid: &str) -> Ans
 
 #[actix_web::test]
 async fn preauth_links_carry_a_code_the_fake_accepts_once() {
-    let app = spawn().await;
+    let app = spawn_facade().await;
     let answer = preauth(
         &app,
         json!({"redirect_uri": "https://shop.example.com/done?x=1", "auth_type": 2, "biz_appid": SHOP}),
@@ -189,7 +89,7 @@ async fn preauth_links_carry_a_code_the_fake_accepts_once() {
 
 #[actix_web::test]
 async fn preauth_refuses_bad_input_before_any_call_upstream() {
-    let app = spawn().await;
+    let app = spawn_facade().await;
     for body in [
         json!({"redirect_uri": "/relative"}),
         json!({"redirect_uri": "ftp://example.com/"}),
@@ -212,7 +112,7 @@ async fn preauth_refuses_bad_input_before_any_call_upstream() {
         .await;
     assert_eq!(unauth.status, 401);
     let unknown = app
-        .post("/v1/platforms/nope/preauth", Some(KEY), body)
+        .post("/v1/platforms/nope/preauth", Some(FACADE_KEY), body)
         .await;
     assert_eq!(unknown.status, 404);
     // Without optional fields: both kinds of account, no biz_appid.
@@ -224,10 +124,10 @@ async fn preauth_refuses_bad_input_before_any_call_upstream() {
 
 #[actix_web::test]
 async fn the_facade_hands_the_shared_component_token_to_a_client_key_and_never_calls_wechat() {
-    let app = spawn().await;
+    let app = spawn_facade().await;
     let minted = app.fake.component_tokens_minted(COMPONENT);
     let calls = app.fake.calls(Endpoint::ComponentToken);
-    let answer = facade_component_token(&app, KEY, "a-ticket-the-sdk-made-up").await;
+    let answer = facade_component_token(&app, FACADE_KEY, "a-ticket-the-sdk-made-up").await;
     assert_eq!(answer.status, 200);
     assert_eq!(
         answer.body["component_access_token"].as_str(),
@@ -247,7 +147,7 @@ async fn the_facade_hands_the_shared_component_token_to_a_client_key_and_never_c
         .post(
             "/cgi-bin/component/api_component_token",
             None,
-            json!({"component_appid": "wx00000000000000aa", "component_appsecret": KEY})
+            json!({"component_appid": "wx00000000000000aa", "component_appsecret": FACADE_KEY})
                 .to_string(),
         )
         .await;
@@ -272,9 +172,9 @@ async fn the_facade_hands_the_shared_component_token_to_a_client_key_and_never_c
 
 #[actix_web::test]
 async fn the_facade_serves_authorizer_tokens_for_the_component_token_it_issued() {
-    let app = spawn().await;
+    let app = spawn_facade().await;
     authorized_shop(&app, &[1]).await;
-    let issued = facade_component_token(&app, KEY, "").await.body["component_access_token"]
+    let issued = facade_component_token(&app, FACADE_KEY, "").await.body["component_access_token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -328,7 +228,7 @@ async fn the_facade_serves_authorizer_tokens_for_the_component_token_it_issued()
 /// working until it expires, and one two refreshes old is refused.
 #[actix_web::test]
 async fn the_component_token_before_the_current_one_is_accepted_until_it_expires() {
-    let app = spawn_with(4).await;
+    let app = spawn_facade_with(4).await;
     authorized_shop(&app, &[1]).await;
     let issued_at = std::time::Instant::now();
     let token = |answer: Answer| {
@@ -337,12 +237,12 @@ async fn the_component_token_before_the_current_one_is_accepted_until_it_expires
             .unwrap_or_default()
             .to_string()
     };
-    let first = token(facade_component_token(&app, KEY, "").await);
+    let first = token(facade_component_token(&app, FACADE_KEY, "").await);
     assert!(!first.is_empty());
     // The server moves on to the next token.
     assert!(
         eventually(Duration::from_secs(5), || async {
-            let now = token(facade_component_token(&app, KEY, "").await);
+            let now = token(facade_component_token(&app, FACADE_KEY, "").await);
             !now.is_empty() && now != first
         })
         .await,
@@ -358,10 +258,10 @@ async fn the_component_token_before_the_current_one_is_accepted_until_it_expires
     // Past its expiry and two refreshes on, it is refused.
     let wait = Duration::from_millis(4500).saturating_sub(issued_at.elapsed());
     tokio::time::sleep(wait).await;
-    let second_seen = token(facade_component_token(&app, KEY, "").await);
+    let second_seen = token(facade_component_token(&app, FACADE_KEY, "").await);
     assert!(
         eventually(Duration::from_secs(5), || async {
-            let now = token(facade_component_token(&app, KEY, "").await);
+            let now = token(facade_component_token(&app, FACADE_KEY, "").await);
             !now.is_empty() && now != second_seen && now != first
         })
         .await
@@ -378,7 +278,7 @@ async fn the_component_token_before_the_current_one_is_accepted_until_it_expires
 
 #[actix_web::test]
 async fn an_authorized_account_is_called_through_both_gateway_fronts() {
-    let app = spawn().await;
+    let app = spawn_facade().await;
     let token = authorized_shop(&app, &[1]).await;
     // The proxy route adds the account's token; a client without `proxy = true` may not.
     let proxied =
@@ -386,7 +286,7 @@ async fn an_authorized_account_is_called_through_both_gateway_fronts() {
     let answer = app.get(&proxied, Some(PROXY_KEY)).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.body["openid"], "o1");
-    assert_eq!(app.get(&proxied, Some(KEY)).await.status, 403);
+    assert_eq!(app.get(&proxied, Some(FACADE_KEY)).await.status, 403);
     let unknown = "/v1/platforms/saas/authorizers/wx0000000000000000/proxy/cgi-bin/user/info";
     assert_eq!(app.get(unknown, Some(PROXY_KEY)).await.status, 404);
     // An SDK holding the account's token (from the component facade) goes through the
@@ -428,8 +328,8 @@ async fn preauthcode_through(app: &TestApp, query: &str) -> Answer {
 /// back is replaced and the call repeated once.
 #[actix_web::test]
 async fn component_calls_go_through_the_pass_through_with_the_component_token() {
-    let app = spawn().await;
-    let token = facade_component_token(&app, KEY, "").await.body["component_access_token"]
+    let app = spawn_facade().await;
+    let token = facade_component_token(&app, FACADE_KEY, "").await.body["component_access_token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -488,7 +388,7 @@ async fn component_calls_go_through_the_pass_through_with_the_component_token() 
         .current_component_token(COMPONENT)
         .expect("current");
     assert_eq!(
-        facade_component_token(&app, KEY, "").await.body["component_access_token"],
+        facade_component_token(&app, FACADE_KEY, "").await.body["component_access_token"],
         fresh.as_str(),
         "wxtoken fetched the token the repeat was made with"
     );
@@ -509,13 +409,13 @@ async fn component_calls_go_through_the_pass_through_with_the_component_token() 
 /// leaves wxtoken, everything else in the answer does.
 #[actix_web::test]
 async fn authorizer_info_and_listing_come_back_without_refresh_tokens() {
-    let app = spawn().await;
+    let app = spawn_facade().await;
     authorized_shop(&app, &[1, 2]).await;
     let real = app
         .fake
         .authorizer_refresh_token(COMPONENT, SHOP)
         .expect("a refresh token at WeChat");
-    let token = facade_component_token(&app, KEY, "").await.body["component_access_token"]
+    let token = facade_component_token(&app, FACADE_KEY, "").await.body["component_access_token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -574,8 +474,8 @@ async fn authorizer_info_and_listing_come_back_without_refresh_tokens() {
 #[actix_web::test]
 async fn the_code_exchange_is_wxtokens_own_and_made_once_per_code() {
     const CAFE: &str = "wx6c4b2d0e8f9a7b53";
-    let app = spawn().await;
-    let token = facade_component_token(&app, KEY, "").await.body["component_access_token"]
+    let app = spawn_facade().await;
+    let token = facade_component_token(&app, FACADE_KEY, "").await.body["component_access_token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -608,7 +508,7 @@ async fn the_code_exchange_is_wxtokens_own_and_made_once_per_code() {
     let served = app
         .get(
             &format!("/v1/platforms/saas/authorizers/{CAFE}/token"),
-            Some(KEY),
+            Some(FACADE_KEY),
         )
         .await;
     assert_eq!(served.body["access_token"], info["authorizer_access_token"]);
@@ -629,7 +529,7 @@ async fn the_code_exchange_is_wxtokens_own_and_made_once_per_code() {
     let posted = app
         .post(
             "/v1/platforms/saas/authorizers",
-            Some(KEY),
+            Some(FACADE_KEY),
             json!({ "authorization_code": authorized.authorization_code }).to_string(),
         )
         .await;
@@ -659,7 +559,7 @@ async fn the_code_exchange_is_wxtokens_own_and_made_once_per_code() {
 /// `proxy = true`, and the token endpoints are refused.
 #[actix_web::test]
 async fn component_calls_through_the_platform_proxy_route_carry_the_component_token() {
-    let app = spawn().await;
+    let app = spawn_facade().await;
     let proxied = "/v1/platforms/saas/proxy/cgi-bin/component/api_create_preauthcode";
     let body = json!({ "component_appid": COMPONENT }).to_string();
     let answer = app.post(proxied, Some(PROXY_KEY), body.clone()).await;
@@ -685,7 +585,12 @@ async fn component_calls_through_the_platform_proxy_route_carry_the_component_to
         sent[0].query_param("component_access_token"),
         Some(current.as_str())
     );
-    assert_eq!(app.post(proxied, Some(KEY), body.clone()).await.status, 403);
+    assert_eq!(
+        app.post(proxied, Some(FACADE_KEY), body.clone())
+            .await
+            .status,
+        403
+    );
     let token_route = "/v1/platforms/saas/proxy/cgi-bin/component/api_component_token";
     assert_eq!(
         app.post(token_route, Some(PROXY_KEY), body).await.status,
@@ -724,7 +629,7 @@ print(json.dumps({"pre": pre, "auth": auth, "info": info, "user": user,
 async fn wechatpys_component_client_works_with_its_base_url_at_wxtoken() {
     crate::platform::platform_crypto::require_wechatpy();
     const CAFE: &str = "wx6c4b2d0e8f9a7b53";
-    let app = spawn().await;
+    let app = spawn_facade().await;
     let authorized = app
         .fake
         .authorize(COMPONENT, CAFE, &[1], None)
@@ -734,7 +639,7 @@ async fn wechatpys_component_client_works_with_its_base_url_at_wxtoken() {
         vec![
             app.base.clone(),
             COMPONENT.into(),
-            KEY.into(),
+            FACADE_KEY.into(),
             MSG_TOKEN.into(),
             AES_KEY.into(),
             authorized.authorization_code,
@@ -755,7 +660,7 @@ async fn wechatpys_component_client_works_with_its_base_url_at_wxtoken() {
     let served = app
         .get(
             &format!("/v1/platforms/saas/authorizers/{CAFE}/token"),
-            Some(KEY),
+            Some(FACADE_KEY),
         )
         .await;
     let sent = app.fake.api_requests("/cgi-bin/user/info");

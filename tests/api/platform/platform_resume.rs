@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use wxtoken::fake::{Endpoint, FakeConfig, FakePlatform, FakeWechat, Fault};
+use wxtoken::fake::{Endpoint, FakeConfig, FakeWechat, Fault};
 use wxtoken::metrics::{Metrics, MetricsMode};
 use wxtoken::store::platform::{code_digest, CodeState, PlatformStore as _};
 use wxtoken::store::EmbeddedStore;
@@ -14,11 +14,11 @@ use wxtoken::store::EmbeddedStore;
 use crate::ops::process::{wait_for_listen_addr, wxtoken, KillOnDrop};
 use crate::support::fleet::RedisServer;
 use crate::support::helpers::*;
+use crate::support::platform::{
+    crypto, now_secs, platform_table, push_ticket, route_pushes, start_platform_fake,
+    start_with_platform, COMPONENT,
+};
 
-const COMPONENT: &str = "wx3c1f0a9d8e7b6a51";
-const SECRET: &str = "platform-component-secret";
-const MSG_TOKEN: &str = "msgtoken123";
-const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const KEY: &str = "platform-client-key-00000001";
 /// Exchanged normally first, so that a restarted instance knows an account and runs no first
 /// reconciliation (which would import the other one from the list).
@@ -27,19 +27,7 @@ const FIRST: &str = "wx5b3a1c9d7e8f6a42";
 const CUT: &str = "wx6c4b2d0e8f9a7b53";
 
 async fn fake() -> FakeWechat {
-    FakeWechat::start(FakeConfig {
-        platforms: vec![FakePlatform {
-            component_appid: COMPONENT.into(),
-            component_secret: SECRET.into(),
-            token: MSG_TOKEN.into(),
-            encoding_aes_key: AES_KEY.into(),
-            event_url: None,
-        }],
-        ticket_push_interval: Duration::ZERO,
-        ..FakeConfig::default()
-    })
-    .await
-    .expect("fake starts")
+    start_platform_fake(FakeConfig::default()).await
 }
 
 /// A configuration file for the binary on a port of its own; `store` is its `[store]` table.
@@ -62,18 +50,11 @@ base_url = "{base}"
 timeout_secs = 2
 min_token_lifetime_secs = 2
 {store}
-[[platforms]]
-name = "saas"
-component_appid = "{COMPONENT}"
-component_secret = "{SECRET}"
-token = "{MSG_TOKEN}"
-encoding_aes_key = "{AES_KEY}"
-[[clients]]
-name = "crm"
-key = "{KEY}"
-platforms = ["saas"]
-"#,
+{platform}"#,
             base = fake.base_url(),
+            platform = ConfigText::new()
+                .raw(&platform_table())
+                .client(Client::new("crm", KEY).platforms(&["saas"])),
         ),
     )
     .unwrap();
@@ -122,13 +103,8 @@ impl Instance {
 /// exchange reached WeChat. Answers the exchanges and list calls WeChat saw by then, and the
 /// cut code.
 async fn authorize_and_kill_mid_exchange(fake: &FakeWechat, at: Instance) -> (u64, u64, String) {
-    fake.set_event_url(
-        COMPONENT,
-        Some(&format!("{}/v1/platforms/saas/events", at.base)),
-    )
-    .unwrap();
-    let push = fake.push_verify_ticket(COMPONENT).await.unwrap();
-    assert_eq!(push.status, Some(200), "{push:?}");
+    route_pushes(fake, &at.base);
+    push_ticket(fake).await;
     let (_, push) = fake
         .authorize_and_push(COMPONENT, FIRST, &[1])
         .await
@@ -293,46 +269,25 @@ async fn in_a_fleet_on_redis_another_instance_resumes_the_code_and_it_is_exchang
 // ---- in the process: expiry and refusals end a stored code -----------------------------------
 
 fn platform_config() -> String {
-    format!(
-        r#"
-[[platforms]]
-name = "saas"
-component_appid = "{COMPONENT}"
-component_secret = "{SECRET}"
-token = "{MSG_TOKEN}"
-encoding_aes_key = "{AES_KEY}"
-[[clients]]
-name = "crm"
-key = "{KEY}"
-platforms = ["saas"]
-"#
-    )
+    ConfigText::new()
+        .raw(&platform_table())
+        .client(Client::new("crm", KEY).platforms(&["saas"]))
+        .to_string()
 }
 
 /// A server for the platform with its component token, the fake pushing to its event URL.
 async fn spawn_with_token() -> TestApp {
-    let app = TestApp::builder()
-        .fake(fake().await)
-        .config(&platform_config())
-        .start()
-        .await;
-    let url = format!("{}/v1/platforms/saas/events", app.base);
-    app.fake.set_event_url(COMPONENT, Some(&url)).unwrap();
-    let push = app.fake.push_verify_ticket(COMPONENT).await.unwrap();
-    assert_eq!(push.status, Some(200), "{push:?}");
+    let server = TestApp::builder().config(&platform_config());
+    let app = start_with_platform(FakeConfig::default(), server).await;
+    app.push_ticket().await;
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            app.get("/v1/platforms/saas/component_token", Some(KEY))
-                .await
-                .status
-                == 200
-        })
-        .await
+        app.component_token_within(KEY, Duration::from_secs(5))
+            .await
     );
     app
 }
 
-fn platform(app: &TestApp) -> std::sync::Arc<wxtoken::platform::runtime::PlatformShared> {
+fn platform(app: &TestApp) -> std::sync::Arc<wxtoken::platform::Platform> {
     app.state.platforms.get("saas").expect("platform").clone()
 }
 
@@ -340,7 +295,7 @@ fn platform(app: &TestApp) -> std::sync::Arc<wxtoken::platform::runtime::Platfor
 async fn done_record(app: &TestApp, code: &str) -> wxtoken::store::platform::CodeRecord {
     let p = platform(app);
     let digest = code_digest(code);
-    let load = || async { p.store.load_code("saas", &digest).await.unwrap() };
+    let load = || async { p.store().load_code("saas", &digest).await.unwrap() };
     let done = eventually(Duration::from_secs(10), || async {
         load().await.is_some_and(|r| r.state != CodeState::Pending)
     })
@@ -354,15 +309,11 @@ async fn done_record(app: &TestApp, code: &str) -> wxtoken::store::platform::Cod
 /// acknowledged, never sent to WeChat, and its code marked dead: not resumed at every look.
 #[actix_web::test]
 async fn a_pushed_code_long_expired_is_marked_dead_without_calling_wechat() {
-    use wxtoken::platform::crypto::MsgCrypto;
-    use wxtoken::platform::event::{Authorization, Event, EventKind};
+    use wxtoken::push::event::{Authorization, Event, EventKind};
     let app = spawn_with_token().await;
     // A code WeChat would still take: only the push's expiry says no.
     let issued = app.fake.authorize(COMPONENT, CUT, &[1], None).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = now_secs();
     let event = Event {
         app_id: COMPONENT.into(),
         create_time: now,
@@ -373,18 +324,8 @@ async fn a_pushed_code_long_expired_is_marked_dead_without_calling_wechat() {
             pre_auth_code: None,
         }),
     };
-    let sealed = MsgCrypto::new(MSG_TOKEN, AES_KEY, COMPONENT).unwrap().seal(
-        &event.to_xml(),
-        &now.to_string(),
-        "5150",
-    );
-    let answer = app
-        .post(
-            &format!("/v1/platforms/saas/events?{}", sealed.query()),
-            None,
-            sealed.body.clone(),
-        )
-        .await;
+    let sealed = crypto().seal(&event.to_xml(), &now.to_string(), "5150");
+    let answer = app.post_event(&sealed.query(), sealed.body.clone()).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let record = done_record(&app, &issued.authorization_code).await;
     assert_eq!(record.state, CodeState::Dead);
@@ -453,11 +394,11 @@ async fn a_stored_code_already_spent_is_done_when_its_account_was_stored_since()
     // WeChat never issued these: it answers 61009, as for a code spent by someone else.
     let spent = "queryauthcode@@@spent-elsewhere";
     let lost = "queryauthcode@@@spent-and-lost";
-    p.store
+    p.store()
         .save_code("saas", &pending(spent, FIRST))
         .await
         .unwrap();
-    p.store
+    p.store()
         .save_code("saas", &pending(lost, CUT))
         .await
         .unwrap();
@@ -531,19 +472,12 @@ async fn in_a_fleet_one_code_is_exchanged_once_whichever_instance_it_reaches() {
         .adjust(on_redis("b"))
         .start()
         .await;
-    let url = format!("{}/v1/platforms/saas/events", a.base);
-    fake.set_event_url(COMPONENT, Some(&url)).unwrap();
-    let push = fake.push_verify_ticket(COMPONENT).await.unwrap();
-    assert_eq!(push.status, Some(200), "{push:?}");
+    route_pushes(&fake, &a.base);
+    push_ticket(&fake).await;
     for app in [&a, &b] {
         assert!(
-            eventually(Duration::from_secs(10), || async {
-                app.get("/v1/platforms/saas/component_token", Some(KEY))
-                    .await
-                    .status
-                    == 200
-            })
-            .await
+            app.component_token_within(KEY, Duration::from_secs(10))
+                .await
         );
     }
 

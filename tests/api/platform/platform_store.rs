@@ -10,8 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use wxtoken::config::RedisSettings;
 use wxtoken::metrics::{Metrics, MetricsMode};
 use wxtoken::store::platform::{
-    code_digest, AuthorizerRecord, AuthorizerState, CodeRecord, CodeState, PlatformStore,
-    TicketRecord,
+    code_digest, AuthorizerRecord, CodeRecord, CodeState, PlatformStore, TicketRecord,
 };
 use wxtoken::store::{EmbeddedStore, RedisStore, TokenStore as _};
 use wxtoken::token::AccessToken;
@@ -37,15 +36,13 @@ fn refresh_token(i: usize, updated_ms: u64) -> String {
 }
 
 fn authorizer(i: usize, updated_ms: u64) -> AuthorizerRecord {
-    AuthorizerRecord {
-        appid: appid(i),
-        refresh_token: Some(AccessToken::new(refresh_token(i, updated_ms))),
-        func_ids: vec![1, 15],
-        state: AuthorizerState::Authorized,
-        authorized_at: Some(at(1_700_000_000_000)),
-        last_error: None,
-        updated_at: at(updated_ms),
-    }
+    AuthorizerRecord::authorized(
+        appid(i),
+        Some(AccessToken::new(refresh_token(i, updated_ms))),
+        vec![1, 15],
+        Some(at(1_700_000_000_000)),
+        at(updated_ms),
+    )
 }
 
 fn ticket(received_ms: u64) -> TicketRecord {

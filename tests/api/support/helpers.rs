@@ -13,6 +13,7 @@ use wxtoken::http::ServerState;
 use wxtoken::startup::{Application, Options};
 
 pub use super::answers::{ErrorAnswer, TokenAnswer, WxAnswer};
+pub use super::config::{App, Client, ConfigText};
 
 pub const SHOP_APPID: &str = "wxshop00000000001";
 pub const SHOP_SECRET: &str = "shop-app-secret-value-0001";
@@ -99,27 +100,29 @@ retry_max_secs = 2
 [store]
 kind = "embedded"
 path = {store}
-[[apps]]
-name = "shop"
-appid = "{SHOP_APPID}"
-secret_env = "WXTOKEN_TEST_SHOP_SECRET"
-[[apps]]
-name = "blog"
-appid = "{BLOG_APPID}"
-secret_env = "WXTOKEN_TEST_BLOG_SECRET"
-[[clients]]
-name = "billing"
-key_env = "WXTOKEN_TEST_BILLING_KEY"
-apps = ["shop"]
-[[clients]]
-name = "ops"
-key_sha256 = "{ops}"
-apps = ["*"]
-admin = true
-"#,
+{apps_and_clients}"#,
         store = toml::Value::String(store.display().to_string()),
-        ops = hex::encode(wxtoken::config::key_digest(OPS_KEY)),
+        apps_and_clients = standard_apps_and_clients(),
     )
+}
+
+/// `shop` and `blog`, their secrets in the environment; the `billing` client (key in the
+/// environment) and the `ops` admin (known by its key's digest).
+fn standard_apps_and_clients() -> ConfigText {
+    let ops = hex::encode(wxtoken::config::key_digest(OPS_KEY));
+    ConfigText::new()
+        .app(App::official_env(
+            "shop",
+            SHOP_APPID,
+            "WXTOKEN_TEST_SHOP_SECRET",
+        ))
+        .app(App::official_env(
+            "blog",
+            BLOG_APPID,
+            "WXTOKEN_TEST_BLOG_SECRET",
+        ))
+        .client(Client::key_env("billing", "WXTOKEN_TEST_BILLING_KEY").apps(&["shop"]))
+        .client(Client::key_sha256("ops", &ops).apps(&["*"]).admin())
 }
 
 pub fn settings_for(spec: &Spec, base_url: &str, store: &Path) -> Settings {
@@ -157,6 +160,9 @@ pub struct TestApp {
 pub struct TestAppBuilder<'a> {
     spec: Spec,
     fake: Option<FakeWechat>,
+    /// Apps the default fake knows besides `shop` and `blog`: (appid, secret), and WeCom's.
+    fake_apps: Vec<(&'a str, &'a str)>,
+    wecom_apps: Vec<(&'a str, &'a str)>,
     config: Option<String>,
     store: Option<(Arc<tempfile::TempDir>, PathBuf)>,
     per_app: Option<PerAppMetrics>,
@@ -171,6 +177,8 @@ impl TestApp {
         TestAppBuilder {
             spec: Spec::default(),
             fake: None,
+            fake_apps: Vec::new(),
+            wecom_apps: Vec::new(),
             config: None,
             store: None,
             per_app: None,
@@ -189,6 +197,18 @@ impl<'a> TestAppBuilder<'a> {
     /// An already running fake (default: a new one with the standard apps, from the spec).
     pub fn fake(mut self, fake: FakeWechat) -> Self {
         self.fake = Some(fake);
+        self
+    }
+
+    /// More apps for the default fake to know, as (appid, secret).
+    pub fn fake_apps(mut self, apps: &[(&'a str, &'a str)]) -> Self {
+        self.fake_apps.extend_from_slice(apps);
+        self
+    }
+
+    /// WeCom apps for the default fake to know, as (corpid, secret).
+    pub fn wecom_apps(mut self, apps: &[(&'a str, &'a str)]) -> Self {
+        self.wecom_apps.extend_from_slice(apps);
         self
     }
 
@@ -222,7 +242,7 @@ impl<'a> TestAppBuilder<'a> {
         let spec = self.spec;
         let fake = match self.fake {
             Some(f) => f,
-            None => start_fake(&spec).await,
+            None => start_fake_with(&spec, &self.fake_apps, &self.wecom_apps).await,
         };
         let (dir, store) = match self.store {
             Some(s) => s,
@@ -500,6 +520,12 @@ pub async fn get_json(http: &awc::Client, url: &str, key: &str) -> (u16, Value) 
         resp.status().as_u16(),
         serde_json::from_slice(&body).unwrap_or(Value::Null),
     )
+}
+
+/// POSTs `body` as JSON to `url` and reads the answer's JSON, whatever its status.
+pub async fn post_json(http: &awc::Client, url: &str, body: &Value) -> Value {
+    let mut resp = http.post(url).send_json(body).await.expect("answered");
+    resp.json::<Value>().await.expect("JSON")
 }
 
 /// A CA, and a leaf certificate for 127.0.0.1 signed by it: the fake's TLS settings, the CA

@@ -8,35 +8,28 @@ use crate::support::helpers::*;
 use wxtoken::fake::{Endpoint, Validity};
 
 const STABLE_APPID: &str = "wxstable000000001";
-const APPS: &str = r#"
-[[apps]]
-name = "stable"
-appid = "wxstable000000001"
-grant = "stable"
-secret = "stable-secret-0001"
-[[clients]]
-name = "svc"
-key = "stable-client-key-0001"
-apps = ["stable"]
-[[clients]]
-name = "admin"
-key = "stable-admin-key-00001"
-apps = ["*"]
-admin = true
-"#;
 const KEY: &str = "stable-client-key-0001";
 const ADMIN: &str = "stable-admin-key-00001";
+
+/// `stable` on the stable grant, a client of it and an admin.
+fn apps() -> String {
+    let stable = App::official("stable", STABLE_APPID, "stable-secret-0001");
+    ConfigText::new()
+        .app(stable.line(r#"grant = "stable""#))
+        .client(Client::new("svc", KEY).apps(&["stable"]))
+        .client(Client::new("admin", ADMIN).apps(&["*"]).admin())
+        .to_string()
+}
 
 async fn stable_app(expires_in: u64) -> TestApp {
     let spec = Spec {
         expires_in,
         ..Spec::default()
     };
-    let fake = start_fake_with(&spec, &[(STABLE_APPID, "stable-secret-0001")], &[]).await;
     TestApp::builder()
         .spec(spec)
-        .fake(fake)
-        .config(APPS)
+        .fake_apps(&[(STABLE_APPID, "stable-secret-0001")])
+        .config(&apps())
         .start()
         .await
 }

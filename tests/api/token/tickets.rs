@@ -8,22 +8,22 @@ use wxtoken::token::messages::TokenChanged;
 
 use crate::support::helpers::*;
 
-const APPS: &str = r#"
-[[apps]]
-name = "shop"
-appid = "wxshop00000000001"
-secret = "shop-app-secret-value-0001"
-tickets = ["jsapi", "wx_card"]
-[[apps]]
-name = "blog"
-appid = "wxblog00000000002"
-secret = "blog-app-secret-value-0002"
-[[clients]]
-name = "web"
-key = "web-client-key-000000001"
-apps = ["*"]
-"#;
 const KEY: &str = "web-client-key-000000001";
+
+/// `shop` with its tickets, `blog`, and a client of both.
+fn apps() -> String {
+    let shop = App::official("shop", SHOP_APPID, SHOP_SECRET);
+    ConfigText::new()
+        .app(shop.line(r#"tickets = ["jsapi", "wx_card"]"#))
+        .app(App::official("blog", BLOG_APPID, BLOG_SECRET))
+        .client(Client::new("web", KEY).apps(&["*"]))
+        .to_string()
+}
+
+/// The standard fake, and a server of [`apps`].
+async fn spawn() -> TestApp {
+    TestApp::builder().config(&apps()).start().await
+}
 
 async fn ticket(app: &TestApp, kind: &str) -> String {
     let a = app
@@ -35,13 +35,7 @@ async fn ticket(app: &TestApp, kind: &str) -> String {
 
 #[actix_web::test]
 async fn tickets_are_served_and_valid() {
-    let spec = Spec::default();
-    let app = TestApp::builder()
-        .spec(spec.clone())
-        .fake(start_fake(&spec).await)
-        .config(APPS)
-        .start()
-        .await;
+    let app = spawn().await;
     let a = app.get("/v1/apps/shop/ticket/jsapi", Some(KEY)).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["app"], "shop");
@@ -86,13 +80,7 @@ async fn tickets_are_served_and_valid() {
 
 #[actix_web::test]
 async fn a_new_token_brings_a_new_ticket() {
-    let spec = Spec::default();
-    let app = TestApp::builder()
-        .spec(spec.clone())
-        .fake(start_fake(&spec).await)
-        .config(APPS)
-        .start()
-        .await;
+    let app = spawn().await;
     let old_ticket = ticket(&app, "jsapi").await;
     let token = app.get("/v1/apps/shop/token", Some(KEY)).await.body["access_token"]
         .as_str()
@@ -126,13 +114,7 @@ async fn a_new_token_brings_a_new_ticket() {
 
 #[actix_web::test]
 async fn a_rejected_token_at_getticket_is_replaced_then_the_ticket_fetched() {
-    let spec = Spec::default();
-    let app = TestApp::builder()
-        .spec(spec.clone())
-        .fake(start_fake(&spec).await)
-        .config(APPS)
-        .start()
-        .await;
+    let app = spawn().await;
     let old_ticket = ticket(&app, "jsapi").await;
     let tokens_before = app.minted(SHOP_APPID);
     let tickets_before = app.fake.tickets_minted(SHOP_APPID);
@@ -172,13 +154,7 @@ async fn a_rejected_token_at_getticket_is_replaced_then_the_ticket_fetched() {
 
 #[actix_web::test]
 async fn jssdk_signatures_are_computed_server_side() {
-    let spec = Spec::default();
-    let app = TestApp::builder()
-        .spec(spec.clone())
-        .fake(start_fake(&spec).await)
-        .config(APPS)
-        .start()
-        .await;
+    let app = spawn().await;
     let page = "https://shop.example.com/item?id=42&from=share";
     let a = app
         .post(

@@ -5,23 +5,17 @@ use wxtoken::fake::Endpoint;
 use crate::support::helpers::*;
 
 const CORP: &str = "ww0000000000000001";
-const APPS: &str = r#"
-[[apps]]
-name = "hr"
-kind = "wecom"
-corpid = "ww0000000000000001"
-secret = "hr-agent-secret-0001"
-[[apps]]
-name = "crm"
-kind = "wecom"
-corpid = "ww0000000000000001"
-secret = "crm-agent-secret-0002"
-[[clients]]
-name = "intranet"
-key = "intranet-key-0000000001"
-apps = ["hr", "crm"]
-"#;
 const KEY: &str = "intranet-key-0000000001";
+
+/// Two WeCom apps of one corp, and a client of both.
+fn apps() -> String {
+    const CORPID: &str = "ww0000000000000001";
+    ConfigText::new()
+        .app(App::wecom("hr", CORPID, "hr-agent-secret-0001"))
+        .app(App::wecom("crm", CORPID, "crm-agent-secret-0002"))
+        .client(Client::new("intranet", KEY).apps(&["hr", "crm"]))
+        .to_string()
+}
 
 async fn token(app: &TestApp, name: &str) -> String {
     let a = app.get(&format!("/v1/apps/{name}/token"), Some(KEY)).await;
@@ -30,19 +24,13 @@ async fn token(app: &TestApp, name: &str) -> String {
 }
 
 async fn wecom_app(spec: Spec) -> TestApp {
-    let fake = start_fake_with(
-        &spec,
-        &[],
-        &[
-            (CORP, "hr-agent-secret-0001"),
-            (CORP, "crm-agent-secret-0002"),
-        ],
-    )
-    .await;
     TestApp::builder()
         .spec(spec)
-        .fake(fake)
-        .config(APPS)
+        .wecom_apps(&[
+            (CORP, "hr-agent-secret-0001"),
+            (CORP, "crm-agent-secret-0002"),
+        ])
+        .config(&apps())
         .start()
         .await
 }

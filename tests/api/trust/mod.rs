@@ -1,3 +1,10 @@
-//! Trust at rest: what the stores hold is sealed (see docs/security.md).
+//! Trust on the wire, in the process and at rest: HTTPS with certificate reloads, client
+//! certificates, the client-key rule and `keygen`, the process's own hardening, and what the
+//! stores hold sealed (see docs/security.md).
 
 mod at_rest;
+pub mod hardening;
+pub mod https;
+pub mod mtls;
+pub mod pki;
+pub mod rate_limit;

@@ -10,19 +10,29 @@ use std::time::SystemTime;
 
 use futures_util::future::LocalBoxFuture;
 
-use super::runtime::PlatformShared;
+use super::runtime::Platform;
 use crate::secret::AccessToken;
 use crate::store::platform::AuthorizerState;
 use crate::token::external::ExternalSource;
 use crate::token::messages::Invalidate;
-use crate::upstream::{Fetched, Priority, Promotion, UpstreamError, AUTHORIZER_PAGE_MAX};
+use crate::upstream::{Fetched, Priority, Promotion, UpstreamError};
 
 /// WeChat's "refresh token is invalid".
 pub const REFRESH_TOKEN_INVALID: i64 = 61023;
 
 pub struct AuthorizerSource {
-    pub platform: Weak<PlatformShared>,
-    pub appid: String,
+    /// Weak: the platform holds this source's actor.
+    platform: Weak<Platform>,
+    appid: String,
+}
+
+impl AuthorizerSource {
+    pub(super) fn new(platform: &Arc<Platform>, appid: &str) -> AuthorizerSource {
+        AuthorizerSource {
+            platform: Arc::downgrade(platform),
+            appid: appid.to_string(),
+        }
+    }
 }
 
 /// What the authorizer list says of one account.
@@ -33,33 +43,21 @@ enum Listed {
 
 /// Pages through the authorizer list until `appid` turns up.
 async fn look_up(
-    platform: &PlatformShared,
+    platform: &Platform,
     component_token: &AccessToken,
     appid: &str,
 ) -> Result<Listed, UpstreamError> {
-    let client = platform.upstream.client();
-    let mut offset = 0u64;
-    loop {
-        let page = {
-            let _slot = client.slot(Priority::Urgent, Promotion::default()).await;
-            client
-                .get_authorizer_list(
-                    component_token,
-                    &platform.settings.component_appid,
-                    offset,
-                    AUTHORIZER_PAGE_MAX,
-                )
-                .await?
-        };
-        if let Some(found) = page.list.iter().find(|a| a.appid == appid) {
-            return Ok(Listed::With(found.refresh_token.clone()));
-        }
-        let got = page.list.len() as u64;
-        offset = offset.saturating_add(got);
-        if got == 0 || offset >= page.total_count {
-            return Ok(Listed::Absent);
-        }
-    }
+    let mut found = None;
+    let listed = platform
+        .page_authorizer_list(component_token, Priority::Urgent, |page| {
+            found = page.into_iter().find(|a| a.appid == appid);
+            found.is_some()
+        })
+        .await?;
+    Ok(match found {
+        Some(a) if listed => Listed::With(a.refresh_token),
+        _ => Listed::Absent,
+    })
 }
 
 impl ExternalSource for AuthorizerSource {
@@ -118,7 +116,7 @@ impl ExternalSource for AuthorizerSource {
                         return Ok(a.token);
                     }
                     Err(e) if crate::token::rejects_token(errcode) => {
-                        platform.component_actor().do_send(Invalidate {
+                        platform.component.addr.do_send(Invalidate {
                             token: component.token.clone(),
                         });
                         return Err(e);
@@ -158,13 +156,5 @@ impl ExternalSource for AuthorizerSource {
                 }
             }
         })
-    }
-}
-
-/// Keeps the type in one place for the runtime.
-pub fn source(platform: &Arc<PlatformShared>, appid: &str) -> AuthorizerSource {
-    AuthorizerSource {
-        platform: Arc::downgrade(platform),
-        appid: appid.to_string(),
     }
 }

@@ -9,7 +9,7 @@
 //! the decrypted document holds secrets.
 
 use quick_xml::escape::resolve_predefined_entity;
-use quick_xml::events::Event;
+use quick_xml::events::{BytesRef, Event};
 use quick_xml::Reader;
 
 /// How deep elements may nest. WeChat's fields sit at depth 2; some event kinds this
@@ -171,21 +171,7 @@ fn read(text: &str) -> Result<Fields, XmlError> {
                 append(&mut current, depth, &content, position)?;
             }
             Event::GeneralRef(r) => {
-                let resolved: String = if r.is_char_ref() {
-                    match r.resolve_char_ref() {
-                        Ok(Some(c)) => c.to_string(),
-                        _ => {
-                            return Err(XmlError::Syntax {
-                                position: reader.error_position(),
-                            })
-                        }
-                    }
-                } else {
-                    match resolve_predefined_entity(&r) {
-                        Some(s) => s.to_owned(),
-                        None => return Err(XmlError::UnknownEntity),
-                    }
-                };
+                let resolved = resolve_reference(&r, reader.error_position())?;
                 // A reference is never whitespace-only text, so between fields it is refused.
                 if depth < 2 {
                     return Err(XmlError::Syntax {
@@ -211,6 +197,21 @@ fn read(text: &str) -> Result<Fields, XmlError> {
         });
     }
     Ok(Fields(fields))
+}
+
+/// The text of a character reference (`&#x4e2d;`) or of one of XML's five predefined
+/// entities (`&amp;`); any other entity is refused: nothing here reads a DTD. `position` is
+/// where a malformed character reference is reported.
+fn resolve_reference(r: &BytesRef<'_>, position: u64) -> Result<String, XmlError> {
+    if r.is_char_ref() {
+        return match r.resolve_char_ref() {
+            Ok(Some(c)) => Ok(c.to_string()),
+            _ => Err(XmlError::Syntax { position }),
+        };
+    }
+    resolve_predefined_entity(r)
+        .map(str::to_owned)
+        .ok_or(XmlError::UnknownEntity)
 }
 
 /// Adds text met at `depth` to the field being read. Deeper text belongs to a skipped

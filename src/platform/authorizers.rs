@@ -1,0 +1,486 @@
+//! The platform's authorized accounts: their records (always in memory), their token and
+//! ticket actors (only for the accounts being served), and the changes of their state.
+//!
+//! With `authorizer_refresh = "all"` every authorized account has an actor from the start,
+//! refreshing ahead of expiry. With `"active"` an account gets one on its first request (the
+//! actor's start-up fetch is the one call however many ask), keeps it while it is asked for
+//! within `active_window_secs`, and loses it to the sweep after that: its token, still in the
+//! store, is served again without a call if it is still valid on the next request.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::authorizer_source::AuthorizerSource;
+use super::runtime::{lock, Platform};
+use crate::config::labels::{authorizer_label, authorizer_ticket_label};
+use crate::config::{AuthorizerRefresh, TicketKind};
+use crate::secret::AccessToken;
+use crate::store::platform::{AuthorizerRecord, AuthorizerState};
+use crate::store::{stored_from_fetch, AppKey};
+use crate::token::actor::Credential;
+use crate::token::index::TokenOwner;
+use crate::token::messages::{Retire, Subscribe};
+use crate::token::{spawn_actor, CredentialHandle, CredentialSpec, TokenRecord, Unavailable};
+use crate::upstream::{Authorization, UpstreamError};
+
+/// One authorizer as the platform knows it.
+pub(super) struct AuthorizerEntry {
+    pub(super) record: AuthorizerRecord,
+    /// Its token actor while it is being kept fresh.
+    actor: Option<CredentialHandle>,
+    /// Its ticket actors (jsapi, wx_card), started on first use, stopped with `actor`.
+    tickets: HashMap<TicketKind, CredentialHandle>,
+    /// The last client request for its token.
+    last_request: Option<SystemTime>,
+}
+
+impl AuthorizerEntry {
+    /// An account known by its record, with no actor yet.
+    pub(super) fn new(record: AuthorizerRecord) -> AuthorizerEntry {
+        AuthorizerEntry {
+            record,
+            actor: None,
+            tickets: HashMap::new(),
+            last_request: None,
+        }
+    }
+}
+
+/// Why an authorizer's token cannot be served.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthorizerRefusal {
+    Unknown,
+    Revoked,
+    NeedsReauth,
+    /// Known and authorized, but WeChat never gave a refresh token for it.
+    NoRefreshToken,
+}
+
+/// Why an authorizer's token could not be had.
+#[derive(Debug)]
+pub enum AuthorizerUnavailable {
+    /// It may not be served (unknown, revoked, in need of a new authorization).
+    Refused(AuthorizerRefusal),
+    /// It may, but no valid token could be had in time.
+    Unavailable(Unavailable),
+}
+
+/// Authorizers by state, for the metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AuthorizerCounts {
+    pub active: usize,
+    pub idle: usize,
+    pub revoked: usize,
+    pub needs_reauth: usize,
+}
+
+/// Reads of the records.
+impl Platform {
+    /// The refresh token of an authorized account.
+    pub(super) fn refresh_token(&self, appid: &str) -> Option<AccessToken> {
+        let map = lock(&self.authorizers);
+        let e = map.get(appid)?;
+        (e.record.state == AuthorizerState::Authorized)
+            .then(|| e.record.refresh_token.clone())
+            .flatten()
+    }
+
+    /// One authorizer's record, as held now.
+    pub fn authorizer(&self, appid: &str) -> Option<AuthorizerRecord> {
+        lock(&self.authorizers).get(appid).map(|e| e.record.clone())
+    }
+
+    /// One page of the authorizers in `state` (all when `None`), by appid: how many there are
+    /// and the records from `offset`, `limit` at most. Only the page's records are copied.
+    pub fn authorizer_page(
+        &self,
+        state: Option<AuthorizerState>,
+        offset: usize,
+        limit: usize,
+    ) -> (usize, Vec<AuthorizerRecord>) {
+        let map = lock(&self.authorizers);
+        let mut matching: Vec<&AuthorizerRecord> = map
+            .values()
+            .map(|e| &e.record)
+            .filter(|r| state.is_none_or(|s| r.state == s))
+            .collect();
+        let total = matching.len();
+        let end = offset.saturating_add(limit).min(total);
+        if offset >= end {
+            return (total, Vec::new());
+        }
+        // Only the first `end` need to be in order.
+        matching.select_nth_unstable_by(end - 1, |a, b| a.appid.cmp(&b.appid));
+        let head = &mut matching[..end];
+        head.sort_unstable_by(|a, b| a.appid.cmp(&b.appid));
+        (total, head[offset..].iter().map(|r| (*r).clone()).collect())
+    }
+
+    /// Whether any authorizer is known.
+    pub fn has_authorizers(&self) -> bool {
+        !lock(&self.authorizers).is_empty()
+    }
+
+    /// Authorizers per state, and how many have a running actor (for metrics).
+    pub fn authorizer_counts(&self) -> AuthorizerCounts {
+        let map = lock(&self.authorizers);
+        let mut c = AuthorizerCounts::default();
+        for e in map.values() {
+            match e.record.state {
+                AuthorizerState::Authorized if e.actor.is_some() => c.active += 1,
+                AuthorizerState::Authorized => c.idle += 1,
+                AuthorizerState::NeedsReauth => c.needs_reauth += 1,
+                AuthorizerState::Revoked => c.revoked += 1,
+            }
+        }
+        c
+    }
+
+    /// Of `words`, the refresh tokens of this platform's accounts: the gateway finds them by
+    /// value in the answers of component calls, under whatever key they stand.
+    pub fn refresh_tokens_among(&self, words: &HashSet<&str>) -> Vec<String> {
+        lock(&self.authorizers)
+            .values()
+            .filter_map(|e| e.record.refresh_token.as_ref())
+            .filter(|t| words.contains(t.expose()))
+            .map(|t| t.expose().to_string())
+            .collect()
+    }
+
+    /// Reads an authorizer's record from the store and keeps it if it is newer than the one
+    /// held (or none is): another instance of a fleet may have handled its authorization.
+    /// Whether a record is held afterwards.
+    pub async fn reload_authorizer(&self, appid: &str) -> bool {
+        let stored = match self.store.load_authorizer(&self.settings.name, appid).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(platform = %self.settings.name, authorizer = %appid,
+                    error = %format!("{e:#}"), "could not read the authorizer's record");
+                None
+            }
+        };
+        let mut map = lock(&self.authorizers);
+        if let Some(r) = stored {
+            match map.get_mut(appid) {
+                Some(e) if e.record.updated_at >= r.updated_at => {}
+                Some(e) => e.record = r,
+                None => {
+                    map.insert(appid.to_string(), AuthorizerEntry::new(r));
+                }
+            }
+        }
+        map.contains_key(appid)
+    }
+}
+
+/// Their actors.
+impl Platform {
+    /// The token actor of an authorizer whose token may be served, started if it has none;
+    /// records the request for the `"active"` window.
+    pub fn authorizer_actor(&self, appid: &str) -> Result<CredentialHandle, AuthorizerRefusal> {
+        {
+            let mut map = lock(&self.authorizers);
+            let e = map.get_mut(appid).ok_or(AuthorizerRefusal::Unknown)?;
+            match e.record.state {
+                AuthorizerState::Revoked => return Err(AuthorizerRefusal::Revoked),
+                AuthorizerState::NeedsReauth => return Err(AuthorizerRefusal::NeedsReauth),
+                AuthorizerState::Authorized if e.record.refresh_token.is_none() => {
+                    return Err(AuthorizerRefusal::NoRefreshToken)
+                }
+                AuthorizerState::Authorized => {}
+            }
+            e.last_request = Some(SystemTime::now());
+            if let Some(h) = &e.actor {
+                return Ok(h.clone());
+            }
+        }
+        self.ensure_actor(appid).ok_or(AuthorizerRefusal::Unknown)
+    }
+
+    /// [`Platform::authorizer_actor`], reading the store first when the account is unknown
+    /// here: another instance of a fleet may have handled its authorization.
+    pub async fn authorizer_actor_or_reload(
+        &self,
+        appid: &str,
+    ) -> Result<CredentialHandle, AuthorizerRefusal> {
+        match self.authorizer_actor(appid) {
+            Err(AuthorizerRefusal::Unknown) if self.reload_authorizer(appid).await => {
+                self.authorizer_actor(appid)
+            }
+            other => other,
+        }
+    }
+
+    /// An authorizer's current token, as [`CredentialHandle::current`] reads it, for an account
+    /// that may be served (looked up in the store first if unknown here). A fetch that finds
+    /// the account gone or in need of a new authorization is answered with that refusal.
+    pub async fn authorizer_token(
+        &self,
+        appid: &str,
+        wait: Duration,
+    ) -> Result<Arc<TokenRecord>, AuthorizerUnavailable> {
+        let handle = self
+            .authorizer_actor_or_reload(appid)
+            .await
+            .map_err(AuthorizerUnavailable::Refused)?;
+        match handle.current(wait).await {
+            Ok(rec) => Ok(rec),
+            Err(u @ Unavailable::NoToken(_)) => Err(match self.authorizer_actor(appid) {
+                Err(r) => AuthorizerUnavailable::Refused(r),
+                Ok(_) => AuthorizerUnavailable::Unavailable(u),
+            }),
+            Err(u) => Err(AuthorizerUnavailable::Unavailable(u)),
+        }
+    }
+
+    fn authorizer_key(&self, appid: &str) -> AppKey {
+        AppKey {
+            name: format!("platform:{}/{appid}", self.settings.name),
+            appid: format!("authorizer/{}/{appid}", self.settings.component_appid),
+        }
+    }
+
+    /// Starts the authorizer's actor if it has none (on the calling thread's arbiter).
+    fn ensure_actor(&self, appid: &str) -> Option<CredentialHandle> {
+        let me = self.me()?;
+        let mut map = lock(&self.authorizers);
+        let e = map.get_mut(appid)?;
+        if let Some(h) = &e.actor {
+            return Some(h.clone());
+        }
+        let handle = spawn_actor(
+            &self.deps,
+            &Arc::new(CredentialSpec::sourced(appid)),
+            Credential::External(Arc::new(AuthorizerSource::new(&me, appid))),
+            self.authorizer_key(appid),
+            authorizer_label(&self.settings.name),
+            None,
+            Some(TokenOwner::Authorizer {
+                platform: self.settings.name.clone(),
+                appid: appid.to_string(),
+            }),
+        );
+        e.actor = Some(handle.clone());
+        Some(handle)
+    }
+
+    /// `"all"` mode: starts the actor of every authorized account that has none.
+    pub(super) fn keep_authorized_fresh(&self) {
+        if self.settings.authorizer_refresh != AuthorizerRefresh::All {
+            return;
+        }
+        let appids: Vec<String> = lock(&self.authorizers)
+            .iter()
+            .filter(|(_, e)| e.record.state == AuthorizerState::Authorized && e.actor.is_none())
+            .map(|(a, _)| a.clone())
+            .collect();
+        for appid in appids {
+            self.ensure_actor(&appid);
+        }
+    }
+
+    /// Stops the actors of an authorizer, its tickets' too (revoked, idle, or to start afresh).
+    pub(super) fn retire_actor(&self, appid: &str) {
+        let (actor, tickets) = match lock(&self.authorizers).get_mut(appid) {
+            Some(e) => (e.actor.take(), std::mem::take(&mut e.tickets)),
+            None => (None, HashMap::new()),
+        };
+        for t in tickets.into_values() {
+            t.addr.do_send(Retire);
+        }
+        if let Some(h) = actor {
+            h.addr.do_send(Retire);
+        }
+    }
+
+    /// The ticket actor of `kind` of an authorizer whose token may be served, started on first
+    /// use: fetched with the authorizer's token, refetched when that token changes.
+    pub fn authorizer_ticket(
+        &self,
+        appid: &str,
+        kind: TicketKind,
+    ) -> Result<CredentialHandle, AuthorizerRefusal> {
+        let token = self.authorizer_actor(appid)?;
+        let mut map = lock(&self.authorizers);
+        let e = map.get_mut(appid).ok_or(AuthorizerRefusal::Unknown)?;
+        if let Some(t) = e.tickets.get(&kind) {
+            return Ok(t.clone());
+        }
+        let key = self.authorizer_key(appid);
+        let label = authorizer_ticket_label(&self.settings.name, kind);
+        let ticket = spawn_actor(
+            &self.deps,
+            &Arc::new(CredentialSpec::sourced(appid)),
+            Credential::Ticket {
+                kind,
+                token: token.status.clone(),
+                token_actor: token.addr.clone(),
+            },
+            AppKey {
+                name: format!("{}/ticket/{}", key.name, kind.as_str()),
+                appid: format!("{}/ticket/{}", key.appid, kind.as_str()),
+            },
+            label,
+            None,
+            None,
+        );
+        token
+            .addr
+            .do_send(Subscribe(ticket.addr.clone().recipient()));
+        e.tickets.insert(kind, ticket.clone());
+        Ok(ticket)
+    }
+
+    /// `"active"` mode: stops the actors of accounts nobody asked for within the window.
+    pub(super) fn sweep(&self, now: SystemTime) -> usize {
+        let AuthorizerRefresh::Active { window } = self.settings.authorizer_refresh else {
+            return 0;
+        };
+        let idle: Vec<String> = lock(&self.authorizers)
+            .iter()
+            .filter(|(_, e)| e.actor.is_some())
+            .filter(|(_, e)| {
+                e.last_request
+                    .is_none_or(|at| now.duration_since(at).unwrap_or_default() > window)
+            })
+            .map(|(a, _)| a.clone())
+            .collect();
+        for appid in &idle {
+            self.retire_actor(appid);
+        }
+        idle.len()
+    }
+}
+
+/// Changes of their state.
+impl Platform {
+    /// Saves a record (newer `updated_at`) and keeps it in memory.
+    async fn put(&self, mut record: AuthorizerRecord) -> anyhow::Result<()> {
+        record.updated_at = SystemTime::now();
+        self.store
+            .save_authorizers(&self.settings.name, std::slice::from_ref(&record))
+            .await?;
+        let mut map = lock(&self.authorizers);
+        match map.get_mut(&record.appid) {
+            Some(e) => e.record = record,
+            None => {
+                map.insert(record.appid.clone(), AuthorizerEntry::new(record));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps records saved together (a reconciliation's) in memory, and stops the actors of
+    /// the accounts among them that are revoked now.
+    pub(super) fn keep_saved(&self, records: Vec<AuthorizerRecord>) {
+        let mut retire = Vec::new();
+        {
+            let mut map = lock(&self.authorizers);
+            for r in records {
+                if r.state == AuthorizerState::Revoked {
+                    retire.push(r.appid.clone());
+                }
+                match map.get_mut(&r.appid) {
+                    Some(e) => e.record = r,
+                    None => {
+                        map.insert(r.appid.clone(), AuthorizerEntry::new(r));
+                    }
+                }
+            }
+        }
+        for appid in retire {
+            self.retire_actor(&appid);
+        }
+    }
+
+    /// Saves a new refresh token WeChat handed out for an account.
+    pub(super) async fn update_refresh_token(&self, appid: &str, token: AccessToken) {
+        let Some(mut record) = self.authorizer(appid) else {
+            return;
+        };
+        record.refresh_token = Some(token);
+        record.state = AuthorizerState::Authorized;
+        record.last_error = None;
+        if let Err(e) = self.put(record).await {
+            tracing::error!(platform = %self.settings.name, authorizer = %appid,
+                error = %format!("{e:#}"), "could not save a new refresh token");
+        }
+    }
+
+    /// Marks an account as needing re-authorization or revoked, and stops its actor.
+    pub(super) async fn set_state(&self, appid: &str, state: AuthorizerState, why: &UpstreamError) {
+        let Some(mut record) = self.authorizer(appid) else {
+            return;
+        };
+        if record.state == state {
+            return;
+        }
+        tracing::warn!(platform = %self.settings.name, authorizer = %appid,
+            state = state.as_str(), error = %why, "authorizer state changed");
+        record.state = state;
+        record.last_error = Some(why.to_string());
+        if let Err(e) = self.put(record).await {
+            tracing::error!(platform = %self.settings.name, authorizer = %appid,
+                error = %format!("{e:#}"), "could not save the authorizer's state");
+        }
+        self.retire_actor(appid);
+    }
+
+    /// An account authorized (or changed its grant): its record with the new refresh token,
+    /// and the token `api_query_auth` handed out installed in the store with a generation
+    /// above the old one's, so no one serves the token the re-authorization killed.
+    pub(super) async fn install(&self, auth: Authorization) -> anyhow::Result<()> {
+        let appid = auth.authorizer_appid.clone();
+        let previous = self.authorizer(&appid);
+        let key = self.authorizer_key(&appid);
+        let old = self.deps.store.load(&key).await.ok().flatten();
+        let generation = old.as_ref().map_or(0, |s| s.record.generation) + 1;
+        let quota = old.map(|s| s.quota).unwrap_or_default();
+        let stored = stored_from_fetch(&key, auth.token, generation, quota, None);
+        if let Err(e) = self.deps.store.save(&key, &stored).await {
+            tracing::warn!(platform = %self.settings.name, authorizer = %appid,
+                error = %format!("{e:#}"), "could not save the new authorizer token; it is fetched again");
+        }
+        // Only now, with the new token stored: a request in the meantime would start the next
+        // actor from the store, and one started before the save would serve the token the
+        // re-authorization killed.
+        self.retire_actor(&appid);
+        let record = AuthorizerRecord::authorized(
+            appid.clone(),
+            Some(auth.refresh_token),
+            auth.func_ids,
+            Some(SystemTime::now()),
+            SystemTime::now(),
+        );
+        self.put(record).await?;
+        tracing::info!(platform = %self.settings.name, authorizer = %appid,
+            again = previous.is_some(), "authorizer authorized");
+        if self.settings.authorizer_refresh == AuthorizerRefresh::All {
+            self.ensure_actor(&appid);
+        }
+        Ok(())
+    }
+
+    /// An account revoked the platform.
+    pub(super) async fn revoke(&self, appid: &str) -> anyhow::Result<()> {
+        let mut record = match self.authorizer(appid) {
+            Some(r) => r,
+            None => AuthorizerRecord {
+                appid: appid.to_string(),
+                refresh_token: None,
+                func_ids: Vec::new(),
+                state: AuthorizerState::Revoked,
+                authorized_at: None,
+                last_error: None,
+                updated_at: SystemTime::now(),
+            },
+        };
+        record.state = AuthorizerState::Revoked;
+        record.last_error = Some("unauthorized by the account".into());
+        self.put(record).await?;
+        self.retire_actor(appid);
+        tracing::info!(platform = %self.settings.name, authorizer = %appid, "authorizer revoked");
+        Ok(())
+    }
+}

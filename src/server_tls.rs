@@ -1,0 +1,242 @@
+//! HTTPS on wxtoken's own listener: the rustls server configuration, the certificate it serves
+//! (swapped in place when a reload re-reads its files) and the CA client certificates are
+//! checked against.
+//!
+//! cert-manager and certbot renew the files in place and then expect a SIGHUP. [`ServerCert`]
+//! holds the current `CertifiedKey` in an `ArcSwap`: every new handshake reads it, a reload
+//! swaps it, and connections already open keep the session they negotiated, so nothing is
+//! dropped. A new pair that does not load (unreadable, a key that is not the certificate's, an
+//! expired certificate) is refused: the old pair stays, and the failure is logged and counted in
+//! `wxtoken_tls_certificate_reloads_total{outcome="failed"}`.
+//!
+//! Client certificates are asked for but not required (`allow_unauthenticated`), so probes
+//! without one still reach `/healthz`, `/readyz` and `/metrics`; a certificate that is presented
+//! must chain to the CA and be valid now, or the handshake fails. Which routes need a client is
+//! decided later, per request ([`crate::clients`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use prometheus::{IntCounterVec, IntGauge, Opts};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+
+use crate::config::ServerTls;
+use crate::metrics::Metrics;
+
+/// Largest private key file read: a PEM key is a few kilobytes.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// The crypto of every TLS connection wxtoken makes or accepts (the rest of the project uses
+/// ring too).
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A certificate chain with its private key, checked to belong together and to be valid now.
+pub struct LoadedCert {
+    pub key: Arc<CertifiedKey>,
+    /// When the server's certificate expires, in seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+/// Reads the chain in `cert_file` (the server's certificate first) and the key in `key_file`.
+/// Errors name the file and the problem, never the key's content.
+pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> anyhow::Result<LoadedCert> {
+    use rustls_pki_types::pem::PemObject as _;
+    let chain = crate::tls::read_ca_file(cert_file)?;
+    let pem = crate::files::read_bounded(key_file, MAX_KEY_FILE)?;
+    // The parser's own error could quote part of the file: reduced to what went wrong.
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
+        anyhow::anyhow!(
+            "{} holds no readable private key (PEM: PKCS#8, PKCS#1 or SEC1)",
+            key_file.display()
+        )
+    })?;
+    let not_after = {
+        let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).map_err(|_| {
+            anyhow::anyhow!(
+                "{}: the first certificate does not parse",
+                cert_file.display()
+            )
+        })?;
+        let validity = leaf.validity();
+        if !validity.is_valid() {
+            anyhow::bail!(
+                "{}: the certificate is not valid now (valid from {} to {})",
+                cert_file.display(),
+                validity.not_before,
+                validity.not_after
+            );
+        }
+        validity.not_after.timestamp()
+    };
+    let key = CertifiedKey::from_der(chain, key, &provider()).with_context(|| {
+        format!(
+            "{} and {} do not make a usable pair",
+            cert_file.display(),
+            key_file.display()
+        )
+    })?;
+    Ok(LoadedCert {
+        key: Arc::new(key),
+        not_after,
+    })
+}
+
+/// The verifier of client certificates: chains to the CA in `ca_file`, or no certificate at
+/// all.
+pub fn client_verifier(ca_file: &Path) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in crate::tls::read_ca_file(ca_file)? {
+        roots
+            .add(cert)
+            .with_context(|| format!("{}: certificate not usable as a CA", ca_file.display()))?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .allow_unauthenticated()
+        .build()
+        .with_context(|| format!("{}: no usable CA", ca_file.display()))
+}
+
+/// The certificate the listener serves, replaced whole by [`ServerCert::reload`].
+pub struct ServerCert {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    current: ArcSwap<CertifiedKey>,
+    reloads: Option<IntCounterVec>,
+    expiry: Option<IntGauge>,
+}
+
+impl std::fmt::Debug for ServerCert {
+    /// The files only: a `CertifiedKey` holds the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCert")
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for ServerCert {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+impl ServerCert {
+    /// Loads the pair and registers its series in `metrics`.
+    pub fn load(tls: &ServerTls, metrics: &Metrics) -> anyhow::Result<ServerCert> {
+        let loaded = load_certified_key(&tls.cert_file, &tls.key_file)?;
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "wxtoken_tls_certificate_reloads_total",
+                "Reloads of the listener's certificate files, by outcome (ok, failed: the old one kept)",
+            ),
+            &["outcome"],
+        )
+        .ok();
+        let expiry = IntGauge::new(
+            "wxtoken_tls_certificate_expiry_timestamp_seconds",
+            "When the certificate the listener serves expires (Unix time)",
+        )
+        .ok();
+        for c in [
+            reloads
+                .clone()
+                .map(|c| Box::new(c) as Box<dyn prometheus::core::Collector>),
+            expiry
+                .clone()
+                .map(|g| Box::new(g) as Box<dyn prometheus::core::Collector>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Err(e) = metrics.registry().register(c) {
+                tracing::warn!(error = %e, "TLS certificate series not registered");
+            }
+        }
+        if let Some(r) = &reloads {
+            for outcome in ["ok", "failed"] {
+                r.with_label_values(&[outcome]);
+            }
+        }
+        if let Some(g) = &expiry {
+            g.set(loaded.not_after);
+        }
+        Ok(ServerCert {
+            cert_file: tls.cert_file.clone(),
+            key_file: tls.key_file.clone(),
+            current: ArcSwap::new(loaded.key),
+            reloads,
+            expiry,
+        })
+    }
+
+    /// Re-reads both files and serves the new pair to new connections; a pair that does not
+    /// load leaves the current one in place. Logs and counts the outcome. Reads files: run it
+    /// off the arbiters (`web::block`).
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let outcome = load_certified_key(&self.cert_file, &self.key_file);
+        let label = if outcome.is_ok() { "ok" } else { "failed" };
+        if let Some(r) = &self.reloads {
+            r.with_label_values(&[label]).inc();
+        }
+        match outcome {
+            Ok(loaded) => {
+                self.current.store(loaded.key);
+                if let Some(g) = &self.expiry {
+                    g.set(loaded.not_after);
+                }
+                tracing::info!(cert_file = %self.cert_file.display(), not_after = loaded.not_after,
+                    "TLS certificate reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"),
+                    "TLS certificate reload failed; the current certificate is kept");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The listener's rustls configuration: TLS 1.3 and 1.2, the certificate `cert` resolves,
+/// and client certificates checked against `tls.client_ca_file` when it is set.
+pub fn server_config(tls: &ServerTls, cert: Arc<ServerCert>) -> anyhow::Result<ServerConfig> {
+    let verifier = match &tls.client_ca_file {
+        Some(ca) => client_verifier(ca)?,
+        None => WebPkiClientVerifier::no_client_auth(),
+    };
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .context("TLS setup")?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(cert);
+    Ok(config)
+}
+
+/// What the listener needs for `[server]`: the certificate (for reloads) and the rustls
+/// configuration with HTTPS, or nothing for plain HTTP. Plain HTTP on an address other hosts
+/// can reach is logged as a warning that names the risk.
+pub fn for_listener(
+    server: &crate::config::ServerSettings,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<(Arc<ServerCert>, ServerConfig)>> {
+    let Some(tls) = &server.tls else {
+        if !server.listen.ip().is_loopback() {
+            tracing::warn!(listen = %server.listen,
+                "plain HTTP on a non-loopback address: client keys and access tokens cross the \
+                 network unencrypted, readable and replayable by anyone on the path; set [server] \
+                 tls_cert_file and tls_key_file, or put a TLS-terminating proxy in front");
+        }
+        return Ok(None);
+    };
+    let cert = Arc::new(ServerCert::load(tls, metrics).context("server TLS certificate")?);
+    let config = server_config(tls, cert.clone()).context("server TLS configuration")?;
+    Ok(Some((cert, config)))
+}

@@ -1,0 +1,198 @@
+//! Tickets and authorizer records in Redis: their keys, the last-writer-wins scripts, and the
+//! reads and writes of Redis's copy (the local copy and the merge are the caller's).
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use super::{script, CHUNK, CHUNKS_PER_PIPELINE, SCAN_COUNT};
+use crate::store::platform::{
+    decode_authorizer_of, decode_ticket, encode_authorizer, encode_ticket, skip_corrupt,
+    AuthorizerRecord, Stored, TicketRecord,
+};
+use crate::store::redis::Inner;
+
+/// KEYS[1]: the ticket key; ARGV: received_at_ms, JSON. Writes unless the stored ticket was
+/// received later (an undecodable one fences nothing). 1 when written.
+static TICKET_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, rec = pcall(cjson.decode, cur)
+  local t = ok and type(rec) == 'table' and tonumber(rec.received_at_ms)
+  if t and t <= MAX_MS and t > tonumber(ARGV[1]) then
+    return 0
+  end
+end
+if cur ~= ARGV[2] then redis.call('SET', KEYS[1], ARGV[2]) end
+return 1
+"#,
+    )
+});
+
+/// KEYS[1]: the authorizers hash; ARGV: (appid, updated_at_ms, JSON) triples. Writes each
+/// unless the stored record is newer; answers 1 (written or already equal) or 0 per record.
+static SAVE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+local out = {}
+for i = 1, #ARGV, 3 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  local newer = false
+  if cur then
+    local ok, rec = pcall(cjson.decode, cur)
+    local t = ok and type(rec) == 'table' and tonumber(rec.updated_at_ms)
+    newer = t and t <= MAX_MS and t > tonumber(ARGV[i + 1])
+  end
+  if newer then
+    out[#out + 1] = 0
+  else
+    if cur ~= ARGV[i + 2] then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2]) end
+    out[#out + 1] = 1
+  end
+end
+return out
+"#,
+    )
+});
+
+impl Inner {
+    pub(super) fn ticket_key(&self, platform: &str) -> String {
+        format!("{}:platform:{platform}:ticket", self.prefix)
+    }
+
+    pub(super) fn authorizers_key(&self, platform: &str) -> String {
+        format!("{}:platform:{platform}:authorizers", self.prefix)
+    }
+
+    pub(super) async fn redis_load_ticket(
+        &self,
+        platform: &str,
+    ) -> anyhow::Result<Option<TicketRecord>> {
+        let raw = self
+            .get("ticket read", self.ticket_key(platform), None)
+            .await?;
+        let Some(bytes) = raw else {
+            return Ok(None);
+        };
+        let decoded = decode_ticket(&self.ring, platform, &bytes);
+        skip_corrupt(self.corrupt(platform), Stored::Ticket, decoded)
+    }
+
+    pub(super) async fn redis_save_ticket(
+        &self,
+        platform: &str,
+        ticket: &TicketRecord,
+    ) -> anyhow::Result<bool> {
+        let key = self.ticket_key(platform);
+        let order = ticket.order();
+        let body = encode_ticket(&self.ring, platform, ticket);
+        let written: i64 = self
+            .run("ticket write", |mut c| async move {
+                TICKET_SCRIPT
+                    .key(&key)
+                    .arg(order)
+                    .arg(body)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(written == 1)
+    }
+
+    /// The record, `None` when corrupt (skipped and logged), an error when it does not open.
+    fn authorizer_or_skip(
+        &self,
+        platform: &str,
+        appid: &[u8],
+        bytes: &[u8],
+    ) -> anyhow::Result<Option<AuthorizerRecord>> {
+        let decoded = decode_authorizer_of(&self.ring, platform, bytes, appid);
+        let appid = String::from_utf8_lossy(appid);
+        skip_corrupt(self.corrupt(platform), Stored::Authorizer(&appid), decoded)
+    }
+
+    pub(super) async fn redis_load_authorizer(
+        &self,
+        platform: &str,
+        appid: &str,
+    ) -> anyhow::Result<Option<AuthorizerRecord>> {
+        let key = self.authorizers_key(platform);
+        let raw = self.get("authorizer read", key, Some(appid)).await?;
+        match raw {
+            Some(b) => self.authorizer_or_skip(platform, appid.as_bytes(), &b),
+            None => Ok(None),
+        }
+    }
+
+    /// The whole hash by `HSCAN`, by appid.
+    pub(super) async fn redis_load_authorizers(
+        &self,
+        platform: &str,
+    ) -> anyhow::Result<BTreeMap<String, AuthorizerRecord>> {
+        let key = self.authorizers_key(platform);
+        let mut cursor = "0".to_string();
+        let mut out = BTreeMap::new();
+        loop {
+            let (k, c) = (key.clone(), cursor.clone());
+            let (next, flat): (String, Vec<Vec<u8>>) = self
+                .run("authorizer scan", |mut conn| async move {
+                    redis::cmd("HSCAN")
+                        .arg(&k)
+                        .arg(&c)
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            for pair in flat.chunks_exact(2) {
+                if let Some(r) = self.authorizer_or_skip(platform, &pair[0], &pair[1])? {
+                    // HSCAN may return an entry twice; the record is the same.
+                    out.insert(r.appid.clone(), r);
+                }
+            }
+            if next == "0" {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Last-writer-wins saves in pipelines of script calls; the answers in `records`' order.
+    pub(super) async fn redis_save_authorizers(
+        &self,
+        platform: &str,
+        records: &[AuthorizerRecord],
+    ) -> anyhow::Result<Vec<bool>> {
+        let key = self.authorizers_key(platform);
+        let mut written = Vec::with_capacity(records.len());
+        for batch in records.chunks(CHUNK * CHUNKS_PER_PIPELINE) {
+            let mut pipe = redis::pipe();
+            pipe.load_script(&SAVE_SCRIPT).ignore();
+            for chunk in batch.chunks(CHUNK) {
+                let mut call = SAVE_SCRIPT.key(&key);
+                for r in chunk {
+                    call.arg(&r.appid)
+                        .arg(r.order())
+                        .arg(encode_authorizer(&self.ring, platform, r));
+                }
+                pipe.invoke_script(&call);
+            }
+            let answers: Vec<Vec<i64>> = self
+                .run("authorizer write", |mut c| async move {
+                    pipe.query_async(&mut c).await
+                })
+                .await?;
+            let flat: Vec<bool> = answers.into_iter().flatten().map(|w| w == 1).collect();
+            anyhow::ensure!(
+                flat.len() == batch.len(),
+                "Redis authorizer write answered {} of {} records",
+                flat.len(),
+                batch.len()
+            );
+            written.extend(flat);
+        }
+        Ok(written)
+    }
+}
