@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check-config`, `healthcheck`, `keygen`, `fake-wechat` and `demo`.
+//! The command line: `serve`, `check-config`, `healthcheck`, `keygen`, `rekey`, `fake-wechat`
+//! and `demo`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,7 +52,8 @@ pub enum Command {
         #[arg(long, env = "WXTOKEN_HEALTHCHECK_CA_FILE", value_name = "FILE")]
         ca_file: Option<PathBuf>,
     },
-    /// Print a new random key: `--client` for a `[[clients]]` key (URL-safe, 32 bytes).
+    /// Print a new random key: the store's encryption key (base64) and its key id, or with
+    /// `--client` a `[[clients]]` key (URL-safe, 32 bytes).
     Keygen {
         /// A client key (43 characters of A-Z a-z 0-9 - _).
         #[arg(long)]
@@ -104,6 +106,11 @@ pub enum Command {
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
+    /// Rewrite every stored record under the current store key (see docs/security.md).
+    Rekey {
+        #[arg(long, env = "WXTOKEN_CONFIG", default_value = "config/wxtoken.toml")]
+        config: PathBuf,
+    },
     /// Run a self-contained demo: a fake WeChat with 2-minute tokens, the server on
     /// 127.0.0.1:8080 with its store under ./data, one app and one client key.
     Demo {
@@ -136,9 +143,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 crate::keygen::KeyKind::Store
             };
-            println!("{}", crate::keygen::generate(kind)?);
-            Ok(())
+            Ok(crate::keygen::write_key(kind, &mut std::io::stdout())?)
         }
+        Command::Rekey { config } => crate::rekey::run(&config).await,
         Command::FakeWechat {
             listen,
             apps,

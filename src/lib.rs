@@ -8,8 +8,8 @@
 //! quota.
 //!
 //! Map of the modules:
-//! - `cli`: the command line (`serve`, `check-config`, `healthcheck`, `keygen`, `fake-wechat`,
-//!   `demo`).
+//! - `cli`: the command line (`serve`, `check-config`, `healthcheck`, `keygen`, `rekey`,
+//!   `fake-wechat`, `demo`).
 //! - `config`: settings from TOML plus `WXTOKEN_` overrides, validated, secrets redacted.
 //! - `startup`: builds metrics, store, actors and the HTTP server.
 //! - `alloc`: the C allocator's setting that returns freed request bodies to the kernel.
@@ -21,7 +21,8 @@
 //! - `tls`: rustls client configuration and CA files.
 //! - `server_tls`: HTTPS on the listener: its certificate (reloaded in place) and client CAs.
 //! - `hardening`: process settings made at start for the secrets it holds (no core dumps).
-//! - `keygen`: `wxtoken keygen`: good random keys.
+//! - `keygen`: `wxtoken keygen`: good random keys (the store's encryption key and its id, or
+//!   with `--client` a client key).
 //! - `clients`: the running clients: authentication by key, certificate or both, rate limits.
 //! - `client_cert`: a TLS connection's client certificate and the names it carries.
 //! - `rate_limit`: per-client token buckets and the failed-authentication budget per address.
@@ -34,6 +35,7 @@
 //! - `jssdk`: JS-SDK page signatures.
 //! - `audit`: the audit trail (admin actions, token reads rolled up per minute).
 //! - `seal`: encryption at rest of the secret fields the stores write (key ring, key ids).
+//! - `rekey`: `wxtoken rekey`, every stored record rewritten under the current key.
 //! - `secret`: tokens that print as fingerprints.
 //! - `time`: `UnixMillis`, the range-checked timestamp of every stored record, and the one
 //!   RFC 3339 formatter of answers (clamped: no time can make an answer panic).
@@ -69,6 +71,7 @@ pub mod platform;
 pub mod proxy;
 pub mod push;
 pub mod rate_limit;
+pub mod rekey;
 pub mod reload;
 pub mod seal;
 pub mod secret;

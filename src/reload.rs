@@ -49,6 +49,7 @@ struct Running {
     server: ServerSettings,
     upstream: UpstreamSettings,
     store: StoreSettings,
+    encryption: crate::config::EncryptionSettings,
     proxy: crate::config::ProxySettings,
     /// The series set is chosen at start-up (`per_app = "auto"` from the credentials then).
     metrics: MetricsSettings,
@@ -71,6 +72,7 @@ impl Reloader {
                 server: current.server,
                 upstream: current.upstream,
                 store: current.store,
+                encryption: current.encryption,
                 proxy: current.proxy,
                 metrics: current.metrics,
                 platforms: current.platforms,
@@ -104,6 +106,10 @@ impl Reloader {
         }
         if new.store != self.running.store {
             needs_restart.push("store".to_string());
+        }
+        // The stores were opened with the keys of the start: a new key applies on a restart.
+        if new.encryption != self.running.encryption {
+            needs_restart.push("store encryption keys".to_string());
         }
         if new.proxy != self.running.proxy {
             needs_restart.push("proxy".to_string());

@@ -150,7 +150,7 @@ impl Binding<'_> {
 }
 
 /// Why a stored value does not open. None of them quotes the value.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum OpenError {
     /// Sealed under a key this instance was not given (neither the current one nor a previous
     /// one): the message names the id, so the operator knows which key to add.

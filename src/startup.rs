@@ -27,6 +27,7 @@ use crate::http::{routes, track_requests, BodyDeadline, ServerState};
 use crate::metrics::{Metrics, ScrapedCredential};
 use crate::platform::Platform;
 use crate::reload::{Reload, Reloader};
+use crate::seal::Keyring;
 use crate::store::platform::PlatformStore;
 use crate::store::{EmbeddedStore, RedisStore, TokenStore};
 use crate::token::actor::DEFAULT_WAIT_LIMIT;
@@ -77,7 +78,8 @@ impl Application {
                 .collect::<Vec<_>>(),
             settings.metrics.mode(settings.credential_count()),
         );
-        let stores = Stores::open(&settings.store, &metrics).await?;
+        let keys = settings.encryption.keyring.clone();
+        let stores = Stores::open(&settings.store, keys, &metrics).await?;
         let tls = crate::tls::tls_config(settings.upstream.ca_file.as_deref())
             .context("upstream TLS configuration")?;
         let listener = bind(settings.server.listen)
@@ -165,10 +167,16 @@ struct Stores {
 }
 
 impl Stores {
-    async fn open(settings: &StoreSettings, metrics: &Metrics) -> anyhow::Result<Stores> {
+    /// Opens the configured store with the keys that seal what it writes and open what it
+    /// reads.
+    async fn open(
+        settings: &StoreSettings,
+        keys: Arc<Keyring>,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Stores> {
         Ok(match settings {
             StoreSettings::Embedded { path } => {
-                let s = Arc::new(EmbeddedStore::open(path, metrics.clone())?);
+                let s = Arc::new(EmbeddedStore::open_with_keys(path, metrics.clone(), keys)?);
                 Stores {
                     tokens: s.clone(),
                     platforms: s,
@@ -176,7 +184,7 @@ impl Stores {
                 }
             }
             StoreSettings::Redis(redis) => {
-                let s = Arc::new(RedisStore::open(redis, metrics.clone()).await?);
+                let s = Arc::new(RedisStore::open_with_keys(redis, metrics.clone(), keys).await?);
                 Stores {
                     tokens: s.clone(),
                     platforms: s,
@@ -206,6 +214,8 @@ async fn start_services(
     )));
     let mut platforms = HashMap::new();
     for p in &settings.platforms {
+        // Records that do not open stop the start, before anything could take them as absent.
+        crate::store::sealed::check_platform_records(&*stores.platforms, &p.name).await?;
         let shared = Platform::start(p, &deps, stores.platforms.clone()).await?;
         shared.spawn_background();
         platforms.insert(p.name.clone(), shared);

@@ -18,6 +18,9 @@
 mod apps;
 mod audit;
 mod clients;
+mod encryption;
+#[cfg(test)]
+mod encryption_tests;
 mod env;
 pub mod labels;
 #[cfg(test)]
@@ -44,6 +47,7 @@ mod validate;
 use std::path::Path;
 
 pub use audit::{AuditSettings, SinkKind};
+pub use encryption::EncryptionSettings;
 pub use labels::{platform_label, ticket_label};
 pub use platforms::{
     decode_encoding_aes_key, DEFAULT_ACTIVE_WINDOW_SECS, ENCODING_AES_KEY_LEN,

@@ -209,6 +209,13 @@ pub(super) struct RawStore {
     pub(super) tls_ca_file: Option<PathBuf>,
     pub(super) tls_cert_file: Option<PathBuf>,
     pub(super) tls_key_file: Option<PathBuf>,
+    /// Encryption at rest (both kinds; see [`super::encryption`]): the current key's variable
+    /// or file, the previous keys, and whether plaintext records are refused.
+    pub(super) encryption_key_env: Option<String>,
+    pub(super) encryption_key_file: Option<PathBuf>,
+    pub(super) previous_keys_env: Option<String>,
+    pub(super) previous_key_files: Option<Vec<PathBuf>>,
+    pub(super) require_encryption: Option<bool>,
 }
 
 impl Default for RawStore {
@@ -236,6 +243,11 @@ impl Default for RawStore {
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
+            encryption_key_env: None,
+            encryption_key_file: None,
+            previous_keys_env: None,
+            previous_key_files: None,
+            require_encryption: None,
         }
     }
 }

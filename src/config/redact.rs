@@ -10,9 +10,10 @@ use secrecy::ExposeSecret;
 use serde::{Serialize, Serializer};
 
 use super::{
-    AppKind, AppScope, AppSettings, AuthorizerRefresh, ClientSettings, Grant, NodeAddr,
-    PlatformSettings, ProxySettings, RedisAuth, RedisEndpoint, RedisSettings, RefreshSettings,
-    SecretSource, ServerSettings, Settings, StoreSettings, UpstreamSettings, WECHAT_API_PREFIXES,
+    AppKind, AppScope, AppSettings, AuthorizerRefresh, ClientSettings, EncryptionSettings, Grant,
+    NodeAddr, PlatformSettings, ProxySettings, RedisAuth, RedisEndpoint, RedisSettings,
+    RefreshSettings, SecretSource, ServerSettings, Settings, StoreSettings, UpstreamSettings,
+    WECHAT_API_PREFIXES,
 };
 
 /// `redis://user:pass@host:6379/0` -> `redis://host:6379/0`: what may be printed.
@@ -69,7 +70,7 @@ struct View<'a> {
     server: ServerView<'a>,
     upstream: UpstreamView<'a>,
     refresh: RefreshView,
-    store: StoreView<'a>,
+    store: StoreSection<'a>,
     metrics: MetricsView,
     proxy: ProxyView<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,7 +89,10 @@ impl<'a> From<&'a Settings> for View<'a> {
             server: ServerView::from(&s.server),
             upstream: UpstreamView::from(&s.upstream),
             refresh: RefreshView::from(&s.refresh),
-            store: StoreView::from(&s.store),
+            store: StoreSection {
+                kind: StoreView::from(&s.store),
+                encryption: EncryptionView::from(&s.encryption),
+            },
             metrics: MetricsView {
                 per_app: s.metrics.per_app.as_str(),
             },
@@ -177,6 +181,41 @@ impl From<&RefreshSettings> for RefreshView {
             retry_min_secs: secs(r.retry_min),
             retry_max_secs: secs(r.retry_max),
             reported_refetches_per_hour: int(r.reported_refetches_per_hour),
+        }
+    }
+}
+
+/// `[store]`: the keys of its kind, then the encryption keys (of either kind).
+#[derive(Serialize)]
+struct StoreSection<'a> {
+    #[serde(flatten)]
+    kind: StoreView<'a>,
+    #[serde(flatten)]
+    encryption: EncryptionView,
+}
+
+/// The keys as their ids and where they came from (`key id 1a2b3c4d, env STORE_KEY
+/// (redacted)`); left out when encryption is not configured.
+#[derive(Serialize)]
+struct EncryptionView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encryption_key: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    previous_keys: Vec<String>,
+    /// Shown when on: the view of a store without encryption stays as it was.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    require_encryption: bool,
+}
+
+impl From<&EncryptionSettings> for EncryptionView {
+    fn from(e: &EncryptionSettings) -> Self {
+        let show = |(id, source): &(crate::seal::KeyId, SecretSource)| {
+            format!("key id {id}, {}", Redacted(source).0)
+        };
+        EncryptionView {
+            encryption_key: e.current.as_ref().map(show),
+            previous_keys: e.previous.iter().map(show).collect(),
+            require_encryption: e.require,
         }
     }
 }

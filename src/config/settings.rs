@@ -19,6 +19,8 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     pub refresh: RefreshSettings,
     pub store: StoreSettings,
+    /// `[store]`'s encryption keys, for either kind of store.
+    pub encryption: super::EncryptionSettings,
     pub proxy: super::ProxySettings,
     pub metrics: MetricsSettings,
     /// `[audit]`; `None`: no trail is written.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::apps::validate_apps;
 use super::audit::validate_audit;
 use super::clients::{validate_clients, Known};
+use super::encryption::validate_encryption;
 use super::platforms::validate_platforms;
 use super::proxy::validate_proxy;
 use super::raw::{RawMetrics, RawRefresh, RawServer, RawSettings, RawUpstream};
@@ -139,6 +140,7 @@ pub(super) fn validate(
     let server = validate_server(raw.server)?;
     let upstream = validate_upstream(raw.upstream)?;
     let refresh = validate_refresh(raw.refresh)?;
+    let encryption = validate_encryption(&raw.store, lookup_env)?;
     let store = validate_store(raw.store, &upstream, lookup_env)?;
     let proxy = validate_proxy(raw.proxy)?;
     let metrics = validate_metrics(raw.metrics)?;
@@ -165,6 +167,7 @@ pub(super) fn validate(
         upstream,
         refresh,
         store,
+        encryption,
         proxy,
         metrics,
         audit,

@@ -52,8 +52,9 @@ pub fn reason_label(err: &UpstreamError) -> &'static str {
     }
 }
 
-/// Operations on the token store (label `op` of `wxtoken_store_errors_total`).
-pub const STORE_OPS: [&str; 3] = ["load", "save", "lock"];
+/// Operations on the token store (label `op` of `wxtoken_store_errors_total`) whose series
+/// exist from start: `decrypt` counts stored records whose sealed secret does not open.
+pub const STORE_OPS: [&str; 4] = ["load", "save", "lock", "decrypt"];
 
 /// Routes of the HTTP API as matched templates (label `route`); anything else is `unmatched`.
 pub const ROUTES: [&str; 28] = [

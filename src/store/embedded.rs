@@ -23,8 +23,11 @@ use tokio::sync::{oneshot, watch, Notify};
 
 use super::{decode_or_discard, encode, AppKey, Stored, TokenStore};
 use crate::metrics::Metrics;
+use crate::seal::Keyring;
 
 mod platform;
+mod rekey;
+pub use rekey::{rekey_file, InUse};
 
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 
@@ -62,6 +65,8 @@ struct Inner {
     /// Transactions committed, for the log at shutdown and the tests of group commit.
     commits: AtomicU64,
     metrics: Metrics,
+    /// Seals the secret fields of what is written, opens them on reads.
+    ring: Arc<Keyring>,
     /// Platform records whose write failed, by table key: the newest per key, retried with
     /// the token records and folded into every later platform transaction.
     platform_pending: Mutex<HashMap<String, platform::Pending>>,
@@ -117,6 +122,15 @@ impl EmbeddedStore {
     /// Called inside a tokio runtime, it starts the task that retries failed saves; the task
     /// stops when the last clone of the store is dropped.
     pub fn open(path: &Path, metrics: Metrics) -> anyhow::Result<EmbeddedStore> {
+        EmbeddedStore::open_with_keys(path, metrics, Arc::new(Keyring::plaintext()))
+    }
+
+    /// [`EmbeddedStore::open`] with the keys that seal what it writes and open what it reads.
+    pub fn open_with_keys(
+        path: &Path,
+        metrics: Metrics,
+        ring: Arc<Keyring>,
+    ) -> anyhow::Result<EmbeddedStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create store directory {}", dir.display()))?;
@@ -158,6 +172,7 @@ impl EmbeddedStore {
             seq: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             metrics,
+            ring,
             wake: wake.clone(),
             saves,
             _stop: stop,
@@ -233,7 +248,7 @@ impl Inner {
             Some(bytes) => Some(bytes),
             None => read_in(&self.begin_read()?, &key.name)?,
         };
-        Ok(bytes.and_then(|b| decode_or_discard(key, &b, &self.metrics, "embedded")))
+        Ok(bytes.and_then(|b| decode_or_discard(&self.ring, key, &b, &self.metrics, "embedded")))
     }
 
     /// Every key's record from one read transaction (pending records first, as in `load`).
@@ -257,7 +272,11 @@ impl Inner {
                 (None, Some(t)) => t.get(key.name.as_str())?.map(|v| v.value().to_vec()),
                 (None, None) => None,
             };
-            out.push(bytes.and_then(|b| decode_or_discard(key, &b, &self.metrics, "embedded")));
+            out.push(
+                bytes.and_then(|b| {
+                    decode_or_discard(&self.ring, key, &b, &self.metrics, "embedded")
+                }),
+            );
         }
         Ok(out)
     }
@@ -498,7 +517,7 @@ impl TokenStore for EmbeddedStore {
         let record = Record {
             app: key.name.clone(),
             appid: key.appid.clone(),
-            bytes: encode(stored),
+            bytes: encode(&self.inner.ring, stored),
             seq: self.inner.seq.fetch_add(1, Ordering::SeqCst),
         };
         let (done, outcome) = oneshot::channel();
@@ -668,7 +687,7 @@ mod tests {
         let record = |i: usize, generation: u64, seq: u64| Record {
             app: key(i).name,
             appid: key(i).appid,
-            bytes: encode(&stored(i, generation)),
+            bytes: encode(&Keyring::plaintext(), &stored(i, generation)),
             seq,
         };
         // One batch as the writer thread would take it off the queue, older save first.

@@ -5,6 +5,10 @@ pub mod embedded;
 pub mod platform;
 pub mod redis;
 mod redis_batch;
+pub mod rekey;
+#[cfg(test)]
+mod seal_bench;
+pub mod sealed;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,6 +17,7 @@ use futures_util::future::{BoxFuture, LocalBoxFuture};
 use serde::{Deserialize, Serialize};
 
 use crate::config::MAX_TOKEN_LIFETIME;
+use crate::seal::Keyring;
 use crate::secret::AccessToken;
 use crate::status::{QuotaUsage, SharedStatus, TokenRecord};
 use crate::time::UnixMillis;
@@ -312,6 +317,10 @@ pub enum Corrupt {
     Token,
     #[error("{0} is out of range")]
     OutOfRange(&'static str),
+    /// The token is sealed and does not open: the record is as good as absent, but it is
+    /// counted apart (`op="decrypt"`), as the cure is a key, not a refetch alone.
+    #[error("{0}")]
+    Sealed(sealed::Unreadable),
 }
 
 /// What may be said of a serde error on a stored record (token, ticket, authorizer, code):
@@ -331,12 +340,20 @@ pub(crate) fn json_refusal(e: &serde_json::Error) -> &'static str {
     }
 }
 
-pub(crate) fn encode(stored: &Stored) -> Vec<u8> {
+/// The stored form of `stored`, its token sealed with `ring`'s current key (if any) and bound
+/// to the record's appid: a copy under another app's key does not open.
+pub fn encode(ring: &Keyring, stored: &Stored) -> Vec<u8> {
     let record = &stored.record;
+    let token = sealed::seal(
+        ring,
+        &sealed::token_record(&record.appid),
+        "token",
+        record.token.expose(),
+    );
     let stored = StoredRecord {
         v: 1,
         appid: record.appid.clone(),
-        token: record.token.expose().to_string(),
+        token,
         fetched_at_ms: UnixMillis::saturating_from(record.fetched_at),
         expires_at_ms: UnixMillis::saturating_from(record.expires_at),
         generation: record.generation,
@@ -349,15 +366,23 @@ pub(crate) fn encode(stored: &Stored) -> Vec<u8> {
 }
 
 /// [`decode`] for a store's read path: a corrupt record is logged (without its token),
-/// counted in `wxtoken_store_errors_total{op="decode"}`, and reported as absent.
+/// counted in `wxtoken_store_errors_total{op="decode"}`, and reported as absent; one whose
+/// token does not open is counted as `op="decrypt"` and logged with the key id it needs.
 pub(crate) fn decode_or_discard(
+    ring: &Keyring,
     key: &AppKey,
     bytes: &[u8],
     metrics: &crate::metrics::Metrics,
     store: &'static str,
 ) -> Option<Stored> {
-    match decode(key, bytes, SystemTime::now()) {
+    match decode(ring, key, bytes, SystemTime::now()) {
         Ok(s) => Some(s),
+        Err(Corrupt::Sealed(why)) => {
+            metrics.store_failed(&key.metric_label(), "decrypt");
+            tracing::error!(app = %key.name, store, error = %why, remedy = sealed::remedy(&why),
+                "stored token record does not decrypt; ignoring it (a new token is fetched)");
+            None
+        }
         Err(why) => {
             metrics.store_failed(&key.metric_label(), "decode");
             tracing::error!(app = %key.name, store, error = %why,
@@ -369,8 +394,14 @@ pub(crate) fn decode_or_discard(
 
 /// Parses a record read from a store for `key`, at `now`, and checks everything the server
 /// later relies on: a record that passes cannot make time arithmetic overflow, a generation
-/// wrap, or another app's token be served. One that fails is to be treated as absent.
-pub fn decode(key: &AppKey, bytes: &[u8], now: SystemTime) -> Result<Stored, Corrupt> {
+/// wrap, or another app's token be served. One that fails is to be treated as absent. A sealed
+/// token is opened with `ring` (plaintext passes unless it requires encryption).
+pub fn decode(
+    ring: &Keyring,
+    key: &AppKey,
+    bytes: &[u8],
+    now: SystemTime,
+) -> Result<Stored, Corrupt> {
     if bytes.len() > MAX_RECORD_BYTES {
         return Err(Corrupt::TooLarge);
     }
@@ -383,7 +414,9 @@ pub fn decode(key: &AppKey, bytes: &[u8], now: SystemTime) -> Result<Stored, Cor
     if s.appid != key.appid {
         return Err(Corrupt::OtherAppid);
     }
-    if !crate::secret::plausible_credential(&s.token) {
+    let token = sealed::open(ring, &sealed::token_record(&s.appid), "token", &s.token)
+        .map_err(Corrupt::Sealed)?;
+    if !crate::secret::plausible_credential(&token) {
         return Err(Corrupt::Token);
     }
     if s.fetched_at_ms > UnixMillis::saturating_from(now).saturating_add(MAX_CLOCK_SKEW) {
@@ -414,7 +447,7 @@ pub fn decode(key: &AppKey, bytes: &[u8], now: SystemTime) -> Result<Stored, Cor
     Ok(Stored {
         record: TokenRecord {
             appid: s.appid,
-            token: AccessToken::new(s.token),
+            token: AccessToken::new(token),
             fetched_at: s.fetched_at_ms.to_system_time(),
             expires_at: s.expires_at_ms.to_system_time(),
             generation: s.generation,
@@ -431,6 +464,15 @@ pub fn decode(key: &AppKey, bytes: &[u8], now: SystemTime) -> Result<Stored, Cor
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plain() -> Keyring {
+        Keyring::plaintext()
+    }
+
+    fn ring(byte: u8) -> Keyring {
+        use crate::seal::{StoreKey, KEY_LEN};
+        Keyring::new(Some(StoreKey::from_bytes(&[byte; KEY_LEN])), vec![], false)
+    }
 
     fn key() -> AppKey {
         AppKey {
@@ -467,7 +509,8 @@ mod tests {
 
     /// The encoded `record()` with one JSON field replaced.
     fn with(field: &str, value: serde_json::Value) -> Vec<u8> {
-        let mut v: serde_json::Value = serde_json::from_slice(&encode(&record())).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&encode(&plain(), &record())).unwrap();
         v[field] = value;
         serde_json::to_vec(&v).unwrap()
     }
@@ -475,7 +518,10 @@ mod tests {
     #[test]
     fn records_round_trip_to_the_millisecond() {
         let rec = record();
-        assert_eq!(decode(&key(), &encode(&rec), now()), Ok(rec));
+        assert_eq!(
+            decode(&plain(), &key(), &encode(&plain(), &rec), now()),
+            Ok(rec)
+        );
     }
 
     #[test]
@@ -508,12 +554,12 @@ mod tests {
             ("fetched_by", with("fetched_by", json!("a\nb"))),
         ];
         for (what, bytes) in cases {
-            let err = decode(&key(), &bytes, now()).expect_err(what);
+            let err = decode(&plain(), &key(), &bytes, now()).expect_err(what);
             assert!(!err.to_string().contains("S3CRET"), "{what}: {err}");
         }
         // The largest values in range still decode.
         let ok = with("generation", json!(MAX_GENERATION));
-        assert!(decode(&key(), &ok, now()).is_ok());
+        assert!(decode(&plain(), &key(), &ok, now()).is_ok());
     }
 
     #[test]
@@ -521,15 +567,22 @@ mod tests {
         use serde_json::json;
         // Past 9999-12-31 (and so past RFC 3339) with a lifetime that alone would pass.
         let year_10000 = 253_402_300_800_000u64;
-        let mut v: serde_json::Value = serde_json::from_slice(&encode(&record())).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&encode(&plain(), &record())).unwrap();
         v["fetched_at_ms"] = json!(year_10000);
         v["expires_at_ms"] = json!(year_10000 + 1);
         let far_now = UnixMillis::MAX.to_system_time();
-        let err = decode(&key(), &serde_json::to_vec(&v).unwrap(), far_now).unwrap_err();
+        let err = decode(&plain(), &key(), &serde_json::to_vec(&v).unwrap(), far_now).unwrap_err();
         assert_eq!(err, Corrupt::Unparsable("a time out of range"));
         assert!(!err.to_string().contains("S3CRET"), "{err}");
         // Another kind of bad value is only named by its category.
-        let err = decode(&key(), &with("expires_at_ms", json!("S3CRET")), now()).unwrap_err();
+        let err = decode(
+            &plain(),
+            &key(),
+            &with("expires_at_ms", json!("S3CRET")),
+            now(),
+        )
+        .unwrap_err();
         assert_eq!(err, Corrupt::Unparsable("data"));
     }
 
@@ -541,9 +594,38 @@ mod tests {
         let far = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX) * 1_000_000);
         rec.record.fetched_at = far;
         rec.record.expires_at = far;
-        let bytes = encode(&rec);
-        let decoded = decode(&key(), &bytes, far).expect("decodes");
+        let bytes = encode(&plain(), &rec);
+        let decoded = decode(&plain(), &key(), &bytes, far).expect("decodes");
         assert_eq!(decoded.record.expires_at, UnixMillis::MAX.to_system_time());
+    }
+
+    #[test]
+    fn a_sealed_record_round_trips_and_holds_no_token() {
+        let rec = record();
+        let bytes = encode(&ring(1), &rec);
+        assert!(!String::from_utf8_lossy(&bytes).contains("S3CRET"));
+        assert_eq!(decode(&ring(1), &key(), &bytes, now()), Ok(rec.clone()));
+        // A plaintext record still reads under a key, and is sealed on its next save.
+        let plain_bytes = encode(&plain(), &rec);
+        assert_eq!(decode(&ring(1), &key(), &plain_bytes, now()), Ok(rec));
+    }
+
+    #[test]
+    fn a_sealed_token_does_not_open_under_another_key_or_in_another_record() {
+        let bytes = encode(&ring(1), &record());
+        let err = decode(&ring(2), &key(), &bytes, now()).unwrap_err();
+        assert!(matches!(err, Corrupt::Sealed(_)), "{err:?}");
+        assert!(!err.to_string().contains("S3CRET"), "{err}");
+        // The same sealed token copied into another app's record (appid rewritten to pass the
+        // appid check) is refused: it is bound to the appid it was written for.
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        v["appid"] = "wx2".into();
+        let other = AppKey {
+            name: "other".into(),
+            appid: "wx2".into(),
+        };
+        let err = decode(&ring(1), &other, &serde_json::to_vec(&v).unwrap(), now()).unwrap_err();
+        assert!(matches!(err, Corrupt::Sealed(_)), "{err:?}");
     }
 
     #[test]

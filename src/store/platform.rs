@@ -20,7 +20,9 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::json_refusal;
+use super::sealed::{self, Unreadable};
 use crate::metrics::Metrics;
+use crate::seal::Keyring;
 use crate::secret::AccessToken;
 use crate::time::UnixMillis;
 
@@ -351,13 +353,28 @@ fn key_safe(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
-/// Where a store counts and logs a stored record that does not decode.
+/// Where a store counts and logs a stored record that does not decode (or does not open).
 #[derive(Clone, Copy)]
 pub struct Corrupt<'a> {
     pub metrics: &'a Metrics,
     /// `embedded` or `redis`, for the log.
     pub store: &'static str,
     pub platform: &'a str,
+}
+
+impl Corrupt<'_> {
+    /// A record that does not open: counted (`op="decrypt"`), and an error for the caller,
+    /// never a skipped record (see [`Unreadable`]; [`sealed::unreadable_in`] finds it).
+    pub fn unreadable(self, u: Unreadable) -> anyhow::Error {
+        self.metrics
+            .store_failed(&metric_label(self.platform), "decrypt");
+        let holder = match self.store {
+            "redis" => "Redis holds",
+            "embedded" => "the embedded store holds",
+            _ => "the store holds",
+        };
+        anyhow::Error::new(u).context(format!("{holder} a record that does not open"))
+    }
 }
 
 /// Which stored record did not decode, named by its key (never by its content).
@@ -370,14 +387,18 @@ pub enum Stored<'a> {
 
 /// A decoded stored record, or `None` after counting it as corrupt and logging why (the
 /// decoders never quote a secret): a corrupt record is skipped, never an error for the rest.
+/// A record whose secret does not open is not skipped: it is an error (see
+/// [`Corrupt::unreadable`]), as treating a refresh token, a code or the verify ticket as
+/// absent would lose what it holds.
 pub fn skip_corrupt<T>(
     at: Corrupt<'_>,
     stored: Stored<'_>,
-    decoded: Result<T, String>,
-) -> Option<T> {
+    decoded: Result<T, Refused>,
+) -> anyhow::Result<Option<T>> {
     let why = match decoded {
-        Ok(r) => return Some(r),
-        Err(why) => why,
+        Ok(r) => return Ok(Some(r)),
+        Err(Refused::Unreadable(u)) => return Err(at.unreadable(u)),
+        Err(Refused::Corrupt(why)) => why,
     };
     let Corrupt {
         metrics,
@@ -393,7 +414,7 @@ pub fn skip_corrupt<T>(
         Stored::Code(digest) => tracing::warn!(platform, code = ?digest, store, error = %why,
             "stored authorization code record is corrupt; skipping it"),
     }
-    None
+    Ok(None)
 }
 
 /// The stored form of a ticket (JSON, versioned). The times of the stored forms here are
@@ -426,38 +447,98 @@ struct AuthorizerJson {
 
 const VERSION: u32 = 1;
 
-pub fn encode_ticket(t: &TicketRecord) -> Vec<u8> {
+/// Why a stored platform record is not used. Neither says what its secret is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Not a record of ours (bad JSON, version, appid, a time out of range): skipped and
+    /// logged by the stores, as before encryption.
+    Corrupt(String),
+    /// Its secret does not open: an error to the caller, never a skipped record (see
+    /// [`Unreadable`]).
+    Unreadable(Unreadable),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Corrupt(why) => f.write_str(why),
+            Refused::Unreadable(u) => u.fmt(f),
+        }
+    }
+}
+
+impl From<String> for Refused {
+    fn from(why: String) -> Refused {
+        Refused::Corrupt(why)
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(why: &str) -> Refused {
+        Refused::Corrupt(why.to_string())
+    }
+}
+
+impl From<Unreadable> for Refused {
+    fn from(u: Unreadable) -> Refused {
+        Refused::Unreadable(u)
+    }
+}
+
+/// The stored form of a ticket, sealed with `ring` and bound to `platform`'s ticket record.
+pub fn encode_ticket(ring: &Keyring, platform: &str, t: &TicketRecord) -> Vec<u8> {
     let json = TicketJson {
         v: VERSION,
         component_appid: t.component_appid.clone(),
-        ticket: t.ticket.expose().to_string(),
+        ticket: sealed::seal(
+            ring,
+            &sealed::ticket_record(platform),
+            "ticket",
+            t.ticket.expose(),
+        ),
         received_at_ms: UnixMillis::saturating_from(t.received_at),
     };
     serde_json::to_vec(&json).unwrap_or_default()
 }
 
-/// A stored ticket, or why not (never quoting the ticket).
-pub fn decode_ticket(bytes: &[u8]) -> Result<TicketRecord, String> {
+/// `platform`'s stored ticket, or why not (never quoting the ticket).
+pub fn decode_ticket(
+    ring: &Keyring,
+    platform: &str,
+    bytes: &[u8],
+) -> Result<TicketRecord, Refused> {
     let json: TicketJson = serde_json::from_slice(bytes)
         .map_err(|e| format!("not a ticket record ({})", json_refusal(&e)))?;
     if json.v != VERSION {
-        return Err(format!("ticket record version {} is not supported", json.v));
+        return Err(format!("ticket record version {} is not supported", json.v).into());
     }
-    if !crate::secret::plausible_credential(&json.ticket) {
+    let ticket = sealed::open(
+        ring,
+        &sealed::ticket_record(platform),
+        "ticket",
+        &json.ticket,
+    )?;
+    if !crate::secret::plausible_credential(&ticket) {
         return Err("the stored ticket is empty or malformed".into());
     }
     Ok(TicketRecord {
         component_appid: json.component_appid,
-        ticket: AccessToken::new(json.ticket),
+        ticket: AccessToken::new(ticket),
         received_at: json.received_at_ms.to_system_time(),
     })
 }
 
-pub fn encode_authorizer(r: &AuthorizerRecord) -> Vec<u8> {
+/// The stored form of an authorizer record, its refresh token sealed with `ring` and bound to
+/// the authorizer's record of `platform`.
+pub fn encode_authorizer(ring: &Keyring, platform: &str, r: &AuthorizerRecord) -> Vec<u8> {
+    let record = sealed::authorizer_record(platform, &r.appid);
     let json = AuthorizerJson {
         v: VERSION,
         appid: r.appid.clone(),
-        refresh_token: r.refresh_token.as_ref().map(|t| t.expose().to_string()),
+        refresh_token: r
+            .refresh_token
+            .as_ref()
+            .map(|t| sealed::seal(ring, &record, "refresh_token", t.expose())),
         func_ids: r.func_ids.clone(),
         state: r.state,
         authorized_at_ms: r.authorized_at.map(UnixMillis::saturating_from),
@@ -469,33 +550,55 @@ pub fn encode_authorizer(r: &AuthorizerRecord) -> Vec<u8> {
 
 /// [`decode_authorizer`] for a record stored under `appid`: one naming another account is as
 /// corrupt as one that does not decode.
-pub fn decode_authorizer_of(bytes: &[u8], appid: &[u8]) -> Result<AuthorizerRecord, String> {
-    decode_authorizer(bytes).and_then(|r| {
-        if r.appid.as_bytes() == appid {
-            Ok(r)
-        } else {
-            Err("the record names another appid".to_string())
-        }
-    })
+pub fn decode_authorizer_of(
+    ring: &Keyring,
+    platform: &str,
+    bytes: &[u8],
+    appid: &[u8],
+) -> Result<AuthorizerRecord, Refused> {
+    let json = parse_authorizer(bytes)?;
+    if json.appid.as_bytes() != appid {
+        return Err("the record names another appid".into());
+    }
+    open_authorizer(ring, platform, json)
 }
 
-/// A stored authorizer record, or why not (never quoting the refresh token).
-pub fn decode_authorizer(bytes: &[u8]) -> Result<AuthorizerRecord, String> {
+/// A stored authorizer record of `platform`, or why not (never quoting the refresh token).
+pub fn decode_authorizer(
+    ring: &Keyring,
+    platform: &str,
+    bytes: &[u8],
+) -> Result<AuthorizerRecord, Refused> {
+    open_authorizer(ring, platform, parse_authorizer(bytes)?)
+}
+
+fn parse_authorizer(bytes: &[u8]) -> Result<AuthorizerJson, Refused> {
     let json: AuthorizerJson = serde_json::from_slice(bytes)
         .map_err(|e| format!("not an authorizer record ({})", json_refusal(&e)))?;
     if json.v != VERSION {
-        return Err(format!(
-            "authorizer record version {} is not supported",
-            json.v
-        ));
+        return Err(format!("authorizer record version {} is not supported", json.v).into());
     }
     if json.appid.is_empty() || json.appid.len() > 64 {
         return Err("the authorizer appid is empty or too long".into());
     }
+    Ok(json)
+}
+
+fn open_authorizer(
+    ring: &Keyring,
+    platform: &str,
+    json: AuthorizerJson,
+) -> Result<AuthorizerRecord, Refused> {
+    let record = sealed::authorizer_record(platform, &json.appid);
     let refresh_token = match json.refresh_token {
         None => None,
-        Some(t) if crate::secret::plausible_credential(&t) => Some(AccessToken::new(t)),
-        Some(_) => return Err("the stored refresh token is malformed".into()),
+        Some(t) => {
+            let t = sealed::open(ring, &record, "refresh_token", &t)?;
+            if !crate::secret::plausible_credential(&t) {
+                return Err("the stored refresh token is malformed".into());
+            }
+            Some(AccessToken::new(t))
+        }
     };
     Ok(AuthorizerRecord {
         appid: json.appid,
@@ -526,12 +629,18 @@ struct CodeJson {
     order: u64,
 }
 
-pub fn encode_code(r: &CodeRecord) -> Vec<u8> {
+/// The stored form of a code record, its code (while pending) sealed with `ring` and bound to
+/// the code's record of `platform`.
+pub fn encode_code(ring: &Keyring, platform: &str, r: &CodeRecord) -> Vec<u8> {
+    let record = sealed::code_record(platform, &r.digest);
     let json = CodeJson {
         v: VERSION,
         digest: r.digest.clone(),
         appid: r.authorizer_appid.clone(),
-        code: r.code.as_ref().map(|c| c.expose().to_string()),
+        code: r
+            .code
+            .as_ref()
+            .map(|c| sealed::seal(ring, &record, "code", c.expose())),
         state: r.state,
         errcode: r.errcode,
         expires_at_ms: UnixMillis::saturating_from(r.expires_at),
@@ -542,21 +651,32 @@ pub fn encode_code(r: &CodeRecord) -> Vec<u8> {
     serde_json::to_vec(&json).unwrap_or_default()
 }
 
-/// A stored code record under `digest`, or why not (never quoting the code).
-pub fn decode_code_of(bytes: &[u8], digest: &[u8]) -> Result<CodeRecord, String> {
+/// A stored code record of `platform` under `digest`, or why not (never quoting the code).
+pub fn decode_code_of(
+    ring: &Keyring,
+    platform: &str,
+    bytes: &[u8],
+    digest: &[u8],
+) -> Result<CodeRecord, Refused> {
     let json: CodeJson = serde_json::from_slice(bytes)
         .map_err(|e| format!("not a code record ({})", json_refusal(&e)))?;
     if json.v != VERSION {
-        return Err(format!("code record version {} is not supported", json.v));
+        return Err(format!("code record version {} is not supported", json.v).into());
     }
     if json.digest.as_bytes() != digest || check_code_digest(&json.digest).is_err() {
         return Err("the record names another code".into());
     }
     check_appid(&json.appid).map_err(|_| "the authorizer appid is malformed".to_string())?;
+    let record = sealed::code_record(platform, &json.digest);
     let code = match json.code {
         None => None,
-        Some(c) if crate::secret::plausible_credential(&c) => Some(AccessToken::new(c)),
-        Some(_) => return Err("the stored code is malformed".into()),
+        Some(c) => {
+            let c = sealed::open(ring, &record, "code", &c)?;
+            if !crate::secret::plausible_credential(&c) {
+                return Err("the stored code is malformed".into());
+            }
+            Some(AccessToken::new(c))
+        }
     };
     if json.state == CodeState::Pending && code.is_none() {
         return Err("a pending code record without its code".into());
@@ -574,29 +694,56 @@ pub fn decode_code_of(bytes: &[u8], digest: &[u8]) -> Result<CodeRecord, String>
 }
 
 /// The stored form of an event of another kind (JSON, versioned). Written for whoever reads
-/// them later; wxtoken itself never reads one back.
-#[derive(Serialize)]
-struct EventJson<'a> {
+/// them later; wxtoken itself reads one back only to seal it under a new key (`rekey`).
+#[derive(Serialize, Deserialize)]
+struct EventJson {
     v: u32,
-    info_type: &'a str,
+    info_type: String,
     received_at_ms: UnixMillis,
-    xml: &'a str,
+    /// Sealed: a push may carry codes.
+    xml: String,
 }
 
-pub fn encode_event(e: &EventRecord) -> Vec<u8> {
+/// The stored form of a pushed event of `platform`, its XML sealed with `ring` and bound to
+/// the event's kind and arrival time.
+pub fn encode_event(ring: &Keyring, platform: &str, e: &EventRecord) -> Vec<u8> {
+    let received_at_ms = UnixMillis::saturating_from(e.received_at);
+    let record = sealed::event_record(platform, &e.info_type, received_at_ms.as_millis());
     serde_json::to_vec(&EventJson {
         v: VERSION,
-        info_type: &e.info_type,
-        received_at_ms: UnixMillis::saturating_from(e.received_at),
-        xml: &e.xml,
+        info_type: e.info_type.clone(),
+        received_at_ms,
+        xml: sealed::seal(ring, &record, "xml", &e.xml),
     })
     .unwrap_or_default()
+}
+
+/// A stored event of `platform`, or why not (never quoting the XML).
+pub fn decode_event(ring: &Keyring, platform: &str, bytes: &[u8]) -> Result<EventRecord, Refused> {
+    let json: EventJson = serde_json::from_slice(bytes)
+        .map_err(|e| format!("not an event record ({})", json_refusal(&e)))?;
+    if json.v != VERSION {
+        return Err(format!("event record version {} is not supported", json.v).into());
+    }
+    let record = sealed::event_record(platform, &json.info_type, json.received_at_ms.as_millis());
+    let xml = sealed::open(ring, &record, "xml", &json.xml)?;
+    Ok(EventRecord {
+        info_type: json.info_type,
+        received_at: json.received_at_ms.to_system_time(),
+        xml,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    const P: &str = "saas";
+
+    fn plain() -> Keyring {
+        Keyring::plaintext()
+    }
 
     fn record() -> AuthorizerRecord {
         AuthorizerRecord {
@@ -610,24 +757,109 @@ mod tests {
         }
     }
 
+    fn ring(byte: u8) -> Keyring {
+        use crate::seal::{StoreKey, KEY_LEN};
+        Keyring::new(Some(StoreKey::from_bytes(&[byte; KEY_LEN])), vec![], false)
+    }
+
+    #[test]
+    fn every_platform_record_round_trips_sealed_and_holds_no_secret() {
+        let k = ring(1);
+        let a = record();
+        let bytes = encode_authorizer(&k, P, &a);
+        assert_eq!(
+            decode_authorizer_of(&k, P, &bytes, a.appid.as_bytes()),
+            Ok(a)
+        );
+        let t = TicketRecord {
+            component_appid: "wxcomp".into(),
+            ticket: AccessToken::new("ticket@@@SECRET"),
+            received_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_456),
+        };
+        let tb = encode_ticket(&k, P, &t);
+        assert_eq!(decode_ticket(&k, P, &tb), Ok(t));
+        let c = code(CodeState::Pending, 1_700_000_000_123);
+        let cb = encode_code(&k, P, &c);
+        assert_eq!(decode_code_of(&k, P, &cb, c.digest.as_bytes()), Ok(c));
+        let e = EventRecord {
+            info_type: "notify_third_fasteregister".into(),
+            received_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_789),
+            xml: "<xml><auth_code>CODE-SECRET</auth_code></xml>".into(),
+        };
+        let eb = encode_event(&k, P, &e);
+        assert_eq!(decode_event(&k, P, &eb), Ok(e));
+        for bytes in [&bytes, &tb, &cb, &eb] {
+            let text = String::from_utf8_lossy(bytes);
+            assert!(!text.contains("SECRET"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_sealed_value_is_refused_under_a_wrong_key_or_in_another_record() {
+        let k = ring(1);
+        let a = record();
+        let bytes = encode_authorizer(&k, P, &a);
+        // Another key: the error names the key id it needs, never the value.
+        let err = decode_authorizer(&ring(2), P, &bytes).unwrap_err();
+        assert!(matches!(err, Refused::Unreadable(_)), "{err:?}");
+        let id = crate::seal::StoreKey::from_bytes(&[1; crate::seal::KEY_LEN]).id();
+        assert!(err.to_string().contains(&format!("key id {id}")), "{err}");
+        // The same bytes read as another platform's record, or moved to another account.
+        assert!(matches!(
+            decode_authorizer(&k, "other", &bytes),
+            Err(Refused::Unreadable(_))
+        ));
+        let mut moved: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        moved["appid"] = "wxauth0002".into();
+        let moved = moved.to_string();
+        assert!(matches!(
+            decode_authorizer_of(&k, P, moved.as_bytes(), b"wxauth0002"),
+            Err(Refused::Unreadable(_))
+        ));
+        // A sealed refresh token moved into the ticket field does not open there either.
+        let sealed_rt: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let t = TicketRecord {
+            component_appid: "wxcomp".into(),
+            ticket: AccessToken::new("ticket@@@x"),
+            received_at: SystemTime::UNIX_EPOCH,
+        };
+        let mut tj: serde_json::Value = serde_json::from_slice(&encode_ticket(&k, P, &t)).unwrap();
+        tj["ticket"] = sealed_rt["refresh_token"].clone();
+        assert!(matches!(
+            decode_ticket(&k, P, tj.to_string().as_bytes()),
+            Err(Refused::Unreadable(_))
+        ));
+    }
+
     #[test]
     fn records_round_trip_to_the_millisecond() {
         let r = record();
-        assert_eq!(decode_authorizer(&encode_authorizer(&r)).unwrap(), r);
+        assert_eq!(
+            decode_authorizer(&plain(), P, &encode_authorizer(&plain(), P, &r)).unwrap(),
+            r
+        );
         let t = TicketRecord {
             component_appid: "wxcomp".into(),
             ticket: AccessToken::new("ticket@@@abc"),
             received_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_456),
         };
-        assert_eq!(decode_ticket(&encode_ticket(&t)).unwrap(), t);
+        assert_eq!(
+            decode_ticket(&plain(), P, &encode_ticket(&plain(), P, &t)).unwrap(),
+            t
+        );
     }
 
     #[test]
     fn a_record_is_the_accounts_it_is_stored_under_or_corrupt() {
         let r = record();
-        let bytes = encode_authorizer(&r);
-        assert_eq!(decode_authorizer_of(&bytes, r.appid.as_bytes()).unwrap(), r);
-        let err = decode_authorizer_of(&bytes, b"wx0000000000000000").unwrap_err();
+        let bytes = encode_authorizer(&plain(), P, &r);
+        assert_eq!(
+            decode_authorizer_of(&plain(), P, &bytes, r.appid.as_bytes()).unwrap(),
+            r
+        );
+        let err = decode_authorizer_of(&plain(), P, &bytes, b"wx0000000000000000")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("another appid"), "{err}");
     }
 
@@ -649,8 +881,11 @@ mod tests {
     fn code_records_round_trip_and_done_ones_order_after_pending_ones() {
         for state in [CodeState::Pending, CodeState::Dead, CodeState::Exchanged] {
             let r = code(state, 1_700_000_000_123);
-            let bytes = encode_code(&r);
-            assert_eq!(decode_code_of(&bytes, r.digest.as_bytes()).unwrap(), r);
+            let bytes = encode_code(&plain(), P, &r);
+            assert_eq!(
+                decode_code_of(&plain(), P, &bytes, r.digest.as_bytes()).unwrap(),
+                r
+            );
             assert!(
                 !String::from_utf8_lossy(&bytes).contains("SECRET") || state == CodeState::Pending,
                 "only a pending record keeps its code"
@@ -672,15 +907,31 @@ mod tests {
     #[test]
     fn bad_code_records_are_refused_without_quoting_the_code() {
         let r = code(CodeState::Pending, 1);
-        let bytes = encode_code(&r);
-        let err = decode_code_of(&bytes, code_digest("another").as_bytes()).unwrap_err();
+        let bytes = encode_code(&plain(), P, &r);
+        let err = decode_code_of(&plain(), P, &bytes, code_digest("another").as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("another code"), "{err}");
         let mut json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         json["code"] = "CODE SECRET\n".into();
-        let e = decode_code_of(json.to_string().as_bytes(), r.digest.as_bytes()).unwrap_err();
+        let e = decode_code_of(
+            &plain(),
+            P,
+            json.to_string().as_bytes(),
+            r.digest.as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(!e.contains("SECRET"), "{e}");
         json["code"] = serde_json::Value::Null;
-        let e = decode_code_of(json.to_string().as_bytes(), r.digest.as_bytes()).unwrap_err();
+        let e = decode_code_of(
+            &plain(),
+            P,
+            json.to_string().as_bytes(),
+            r.digest.as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("without its code"), "{e}");
         assert!(check_code_digest(&r.digest).is_ok());
         assert!(check_code_digest("../x").is_err());
@@ -698,26 +949,39 @@ mod tests {
             v[field] = value.clone();
             v.to_string().into_bytes()
         };
-        let ticket = encode_ticket(&TicketRecord {
-            component_appid: "wxcomp".into(),
-            ticket: AccessToken::new("ticket@@@SECRET"),
-            received_at: SystemTime::UNIX_EPOCH,
-        });
-        let authorizer = encode_authorizer(&record());
+        let ticket = encode_ticket(
+            &plain(),
+            P,
+            &TicketRecord {
+                component_appid: "wxcomp".into(),
+                ticket: AccessToken::new("ticket@@@SECRET"),
+                received_at: SystemTime::UNIX_EPOCH,
+            },
+        );
+        let authorizer = encode_authorizer(&plain(), P, &record());
         let c = code(CodeState::Pending, 1);
-        let pending = encode_code(&c);
+        let pending = encode_code(&plain(), P, &c);
         for value in &out {
-            let mut errors = vec![
-                decode_ticket(&with(ticket.clone(), "received_at_ms", value)).expect_err("ticket"),
-            ];
+            let mut errors =
+                vec![
+                    decode_ticket(&plain(), P, &with(ticket.clone(), "received_at_ms", value))
+                        .expect_err("ticket")
+                        .to_string(),
+                ];
             for field in ["authorized_at_ms", "updated_at_ms"] {
                 errors.push(
-                    decode_authorizer(&with(authorizer.clone(), field, value)).expect_err(field),
+                    decode_authorizer(&plain(), P, &with(authorizer.clone(), field, value))
+                        .expect_err(field)
+                        .to_string(),
                 );
             }
             for field in ["expires_at_ms", "received_at_ms", "updated_at_ms"] {
                 let bytes = with(pending.clone(), field, value);
-                errors.push(decode_code_of(&bytes, c.digest.as_bytes()).expect_err(field));
+                errors.push(
+                    decode_code_of(&plain(), P, &bytes, c.digest.as_bytes())
+                        .expect_err(field)
+                        .to_string(),
+                );
             }
             for e in errors {
                 assert!(e.ends_with("(a time out of range)"), "{e}");
@@ -726,8 +990,12 @@ mod tests {
         }
         // The bounds themselves decode: the epoch (WeChat's missing auth_time) and 9999.
         for ms in [0, UnixMillis::MAX.as_millis()] {
-            let r = decode_authorizer(&with(authorizer.clone(), "authorized_at_ms", &json!(ms)))
-                .expect("in range");
+            let r = decode_authorizer(
+                &plain(),
+                P,
+                &with(authorizer.clone(), "authorized_at_ms", &json!(ms)),
+            )
+            .expect("in range");
             assert_eq!(
                 r.authorized_at,
                 UnixMillis::new(ms).map(UnixMillis::to_system_time)
@@ -744,7 +1012,8 @@ mod tests {
             updated_at: far,
             ..record()
         };
-        let back = decode_authorizer(&encode_authorizer(&r)).expect("decodes");
+        let back =
+            decode_authorizer(&plain(), P, &encode_authorizer(&plain(), P, &r)).expect("decodes");
         assert_eq!((back.authorized_at, back.updated_at), (Some(last), last));
         assert_eq!(back.order(), r.order());
         let c = CodeRecord {
@@ -753,7 +1022,13 @@ mod tests {
             updated_at: far,
             ..code(CodeState::Exchanged, 0)
         };
-        let back = decode_code_of(&encode_code(&c), c.digest.as_bytes()).expect("decodes");
+        let back = decode_code_of(
+            &plain(),
+            P,
+            &encode_code(&plain(), P, &c),
+            c.digest.as_bytes(),
+        )
+        .expect("decodes");
         assert_eq!(back.expires_at, last);
         assert_eq!(back.order(), c.order(), "the order is the stored one");
         assert!(
@@ -765,13 +1040,18 @@ mod tests {
     #[test]
     fn bad_records_are_refused_without_quoting_the_secret() {
         let mut json: serde_json::Value =
-            serde_json::from_slice(&encode_authorizer(&record())).unwrap();
+            serde_json::from_slice(&encode_authorizer(&plain(), P, &record())).unwrap();
         json["refresh_token"] = "REFRESH SECRET\n".into();
-        let e = decode_authorizer(json.to_string().as_bytes()).unwrap_err();
+        let e = decode_authorizer(&plain(), P, json.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("REFRESH"), "{e}");
         for bad in ["", "[]", "{\"v\":2}", "not json"] {
-            assert!(decode_authorizer(bad.as_bytes()).is_err(), "{bad}");
-            assert!(decode_ticket(bad.as_bytes()).is_err(), "{bad}");
+            assert!(
+                decode_authorizer(&plain(), P, bad.as_bytes()).is_err(),
+                "{bad}"
+            );
+            assert!(decode_ticket(&plain(), P, bad.as_bytes()).is_err(), "{bad}");
         }
         assert!(!format!("{:?}", record()).contains("REFRESH-SECRET"));
     }

@@ -58,10 +58,12 @@ use super::{
 };
 use crate::config::RedisSettings;
 use crate::metrics::Metrics;
+use crate::seal::Keyring;
 use crate::store::EmbeddedStore;
 
 mod budget;
 mod platform;
+mod rekey;
 mod topology;
 
 /// Records read per pipeline at start-up.
@@ -142,6 +144,8 @@ struct Inner {
     unlock: redis::Script,
     /// This instance's copy of the platform records (`store.local_path`).
     local: Option<EmbeddedStore>,
+    /// Seals the secret fields of what is written, opens them on reads (the local copy's too).
+    ring: Arc<Keyring>,
     /// Counts the transitions to "up" (the first connection included): each one starts a
     /// write-back of the local platform records.
     ups: tokio::sync::watch::Sender<u64>,
@@ -186,15 +190,29 @@ impl RedisStore {
     /// runtime. Wrong credentials are a startup error; an unreachable Redis is not (the
     /// instance starts degraded and connects when Redis appears).
     pub async fn open(settings: &RedisSettings, metrics: Metrics) -> anyhow::Result<RedisStore> {
+        RedisStore::open_with_keys(settings, metrics, Arc::new(Keyring::plaintext())).await
+    }
+
+    /// [`RedisStore::open`] with the keys that seal what it writes (to Redis and to its local
+    /// copy) and open what it reads.
+    pub async fn open_with_keys(
+        settings: &RedisSettings,
+        metrics: Metrics,
+        ring: Arc<Keyring>,
+    ) -> anyhow::Result<RedisStore> {
         let location = settings.endpoint.location();
         let topology = Topology::open(settings)?;
         let local = match &settings.local_path {
-            Some(path) => Some(EmbeddedStore::open(path, metrics.clone()).map_err(|e| {
-                e.context(format!(
-                    "store.local_path {}: each instance needs a local file of its own",
-                    path.display()
-                ))
-            })?),
+            Some(path) => Some(
+                EmbeddedStore::open_with_keys(path, metrics.clone(), ring.clone()).map_err(
+                    |e| {
+                        e.context(format!(
+                            "store.local_path {}: each instance needs a local file of its own",
+                            path.display()
+                        ))
+                    },
+                )?,
+            ),
             None => None,
         };
         let (reads, loader) = redis_batch::channel(COMMAND_TIMEOUT);
@@ -215,6 +233,7 @@ impl RedisStore {
             cas: redis::Script::new(CAS_SCRIPT),
             unlock: redis::Script::new(UNLOCK_SCRIPT),
             local,
+            ring,
             ups: tokio::sync::watch::channel(0).0,
             writeback: Arc::new(tokio::sync::Notify::new()),
         });
@@ -365,7 +384,7 @@ impl Inner {
         // the lock, the one after a fenced write) comes through here.
         let decoded = raw
             .as_ref()
-            .and_then(|bytes| decode_or_discard(key, bytes, &self.metrics, "redis"));
+            .and_then(|bytes| decode_or_discard(&self.ring, key, bytes, &self.metrics, "redis"));
         let mut seen = self.corrupt_seen.lock().expect("lock not poisoned");
         match raw {
             Some(bytes) if decoded.is_none() => {
@@ -391,9 +410,9 @@ impl Inner {
                 .await?;
             let mut seen = self.corrupt_seen.lock().expect("lock not poisoned");
             for ((key, name), raw) in batch.iter().zip(names).zip(raws) {
-                let decoded = raw
-                    .as_ref()
-                    .and_then(|bytes| decode_or_discard(key, bytes, &self.metrics, "redis"));
+                let decoded = raw.as_ref().and_then(|bytes| {
+                    decode_or_discard(&self.ring, key, bytes, &self.metrics, "redis")
+                });
                 match raw {
                     Some(bytes) if decoded.is_none() => {
                         seen.insert(name, bytes);
@@ -411,7 +430,7 @@ impl Inner {
     async fn save(&self, key: &AppKey, stored: &Stored) -> anyhow::Result<bool> {
         let k = self.token_key(key);
         let generation = stored.record.generation;
-        let body = encode(stored);
+        let body = encode(&self.ring, stored);
         let channel = self.channel();
         let appid = key.appid.clone();
         if let Some(w) = self

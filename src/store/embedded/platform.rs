@@ -25,6 +25,7 @@ use redb::{ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::{blocking, EmbeddedStore, Inner, Job};
+use crate::seal::Keyring;
 use crate::store::platform::{
     check_authorizer_key, check_authorizers, check_code, check_code_key, check_digests,
     check_platform, checked, decode_authorizer, decode_authorizer_of, decode_code_of,
@@ -34,7 +35,7 @@ use crate::store::platform::{
 };
 use crate::time::UnixMillis;
 
-const PLATFORM: TableDefinition<&str, &[u8]> = TableDefinition::new("platform");
+pub(super) const PLATFORM: TableDefinition<&str, &[u8]> = TableDefinition::new("platform");
 
 /// One platform record on its way to the disk, or waiting for it.
 #[derive(Clone)]
@@ -77,15 +78,20 @@ fn prefix_range(prefix: &str) -> (Bound<String>, Bound<String>) {
 }
 
 /// The write order of a stored record, `None` when it cannot be decoded (it fences nothing).
-fn stored_order(key: &str, bytes: &[u8]) -> Option<u64> {
+/// A record whose secret does not open fences nothing either: start-up refuses to run with
+/// one (see [`crate::store::sealed::Unreadable`]), so none is left by the time writes come.
+fn stored_order(ring: &Keyring, key: &str, bytes: &[u8]) -> Option<u64> {
+    let (platform, _) = key.split_once('/')?;
     if key.ends_with("/ticket") {
-        decode_ticket(bytes).ok().map(|t| t.order())
+        decode_ticket(ring, platform, bytes).ok().map(|t| t.order())
     } else if let Some((_, digest)) = key.split_once("/code/") {
-        decode_code_of(bytes, digest.as_bytes())
+        decode_code_of(ring, platform, bytes, digest.as_bytes())
             .ok()
             .map(|c| c.order())
     } else {
-        decode_authorizer(bytes).ok().map(|r| r.order())
+        decode_authorizer(ring, platform, bytes)
+            .ok()
+            .map(|r| r.order())
     }
 }
 
@@ -128,7 +134,7 @@ impl Inner {
         let pending: Vec<Pending> = self.platform_pending().values().cloned().collect();
         let result = self
             .db(&mut disk)
-            .and_then(|db| commit_platform(db, &pending, jobs));
+            .and_then(|db| commit_platform(db, &self.ring, &pending, jobs));
         match result {
             Ok((answers, committed)) => {
                 if committed {
@@ -230,26 +236,33 @@ impl Inner {
     fn load_ticket_blocking(&self, platform: &str) -> anyhow::Result<Option<TicketRecord>> {
         let key = ticket_key(platform);
         let raw = self.read_platform(one_key(&key))?;
-        Ok(raw.get(&key).and_then(|b| self.ticket_or_skip(platform, b)))
+        match raw.get(&key) {
+            Some(b) => self.ticket_or_skip(platform, b),
+            None => Ok(None),
+        }
     }
 
     /// The records under `prefix` (only the one keyed `{prefix}{only}` when given), each
-    /// decoded by `decode` from the rest of its key and its bytes (`None` skips it).
+    /// decoded by `decode` from the rest of its key and its bytes (`None` skips it; an error,
+    /// such as a record that does not open, fails the load).
     fn load_under<T>(
         &self,
         prefix: &str,
         only: Option<&str>,
-        decode: impl Fn(&str, &[u8]) -> Option<T>,
+        decode: impl Fn(&str, &[u8]) -> anyhow::Result<Option<T>>,
     ) -> anyhow::Result<Vec<T>> {
         let range = match only {
             Some(rest) => one_key(&format!("{prefix}{rest}")),
             None => prefix_range(prefix),
         };
         let raw = self.read_platform(range)?;
-        Ok(raw
-            .iter()
-            .filter_map(|(key, bytes)| decode(key.strip_prefix(prefix)?, bytes))
-            .collect())
+        let mut out = Vec::with_capacity(raw.len());
+        for (key, bytes) in &raw {
+            if let Some(rest) = key.strip_prefix(prefix) {
+                out.extend(decode(rest, bytes)?);
+            }
+        }
+        Ok(out)
     }
 
     fn load_authorizers_blocking(
@@ -268,7 +281,7 @@ impl Inner {
         only: Option<&str>,
     ) -> anyhow::Result<Vec<CodeRecord>> {
         self.load_under(&codes_prefix(platform), only, |digest, bytes| {
-            let decoded = decode_code_of(bytes, digest.as_bytes());
+            let decoded = decode_code_of(&self.ring, platform, bytes, digest.as_bytes());
             skip_corrupt(self.corrupt(platform), Stored::Code(digest), decoded)
         })
     }
@@ -281,11 +294,11 @@ impl Inner {
                 continue;
             };
             if rest == "ticket" {
-                if let Some(t) = self.ticket_or_skip(platform, bytes) {
+                if let Some(t) = self.ticket_or_skip(platform, bytes)? {
                     out.entry(platform.to_string()).or_default().ticket = Some(t);
                 }
             } else if let Some(appid) = rest.strip_prefix("authorizer/") {
-                if let Some(r) = self.authorizer_or_skip(platform, appid, bytes) {
+                if let Some(r) = self.authorizer_or_skip(platform, appid, bytes)? {
                     out.entry(platform.to_string())
                         .or_default()
                         .authorizers
@@ -305,17 +318,20 @@ impl Inner {
         }
     }
 
-    fn ticket_or_skip(&self, platform: &str, bytes: &[u8]) -> Option<TicketRecord> {
-        skip_corrupt(self.corrupt(platform), Stored::Ticket, decode_ticket(bytes))
+    /// The ticket, `None` when corrupt (skipped and logged), an error when it does not open.
+    fn ticket_or_skip(&self, platform: &str, bytes: &[u8]) -> anyhow::Result<Option<TicketRecord>> {
+        let decoded = decode_ticket(&self.ring, platform, bytes);
+        skip_corrupt(self.corrupt(platform), Stored::Ticket, decoded)
     }
 
+    /// As [`Inner::ticket_or_skip`], for an authorizer.
     fn authorizer_or_skip(
         &self,
         platform: &str,
         appid: &str,
         bytes: &[u8],
-    ) -> Option<AuthorizerRecord> {
-        let decoded = decode_authorizer_of(bytes, appid.as_bytes());
+    ) -> anyhow::Result<Option<AuthorizerRecord>> {
+        let decoded = decode_authorizer_of(&self.ring, platform, bytes, appid.as_bytes());
         skip_corrupt(self.corrupt(platform), Stored::Authorizer(appid), decoded)
     }
 }
@@ -332,6 +348,7 @@ fn one_key(key: &str) -> (Bound<String>, Bound<String>) {
 /// (a transaction that changed nothing is aborted, costing no fsync).
 fn commit_platform(
     db: &redb::Database,
+    ring: &Keyring,
     pending: &[Pending],
     jobs: &[Vec<Pending>],
 ) -> anyhow::Result<(Vec<Vec<bool>>, bool)> {
@@ -341,12 +358,12 @@ fn commit_platform(
     {
         let mut table = tx.open_table(PLATFORM)?;
         for p in pending {
-            put(&mut table, p, &mut changed)?;
+            put(&mut table, ring, p, &mut changed)?;
         }
         for job in jobs {
             let mut written = Vec::with_capacity(job.len());
             for r in job {
-                written.push(put(&mut table, r, &mut changed)?);
+                written.push(put(&mut table, ring, r, &mut changed)?);
             }
             answers.push(written);
         }
@@ -363,6 +380,7 @@ fn commit_platform(
 /// removal always removes.
 fn put(
     table: &mut redb::Table<&str, &[u8]>,
+    ring: &Keyring,
     r: &Pending,
     changed: &mut bool,
 ) -> anyhow::Result<bool> {
@@ -375,7 +393,9 @@ fn put(
     let current = table.get(r.key.as_str())?.map(|v| v.value().to_vec());
     match current {
         Some(stored) if stored == *bytes => Ok(true),
-        Some(stored) if stored_order(&r.key, &stored).is_some_and(|o| o > r.order) => Ok(false),
+        Some(stored) if stored_order(ring, &r.key, &stored).is_some_and(|o| o > r.order) => {
+            Ok(false)
+        }
         _ => {
             table.insert(r.key.as_str(), bytes.as_slice())?;
             *changed = true;
@@ -455,7 +475,7 @@ impl PlatformStore for EmbeddedStore {
             // Unique and in arrival order; neither the ticket nor the authorizer range holds it.
             let seq = self.inner.seq.fetch_add(1, Ordering::SeqCst);
             let key = format!("{platform}/event/{order:020}-{seq:020}");
-            let bytes = encode_event(event);
+            let bytes = encode_event(&self.inner.ring, platform, event);
             self.write_one(platform, key, order, bytes)
                 .map(|r| r.map(drop))
                 .boxed()
@@ -464,7 +484,7 @@ impl PlatformStore for EmbeddedStore {
 
     fn save_ticket(&self, platform: &str, ticket: &TicketRecord) -> StoreIo<()> {
         checked(check_platform(platform), || {
-            let bytes = encode_ticket(ticket);
+            let bytes = encode_ticket(&self.inner.ring, platform, ticket);
             self.write_one(platform, ticket_key(platform), ticket.order(), bytes)
                 .map(|r| r.map(drop))
                 .boxed()
@@ -500,7 +520,7 @@ impl PlatformStore for EmbeddedStore {
                     key: format!("{prefix}{}", r.appid),
                     platform: platform.to_string(),
                     order: r.order(),
-                    bytes: Some(encode_authorizer(r)),
+                    bytes: Some(encode_authorizer(&self.inner.ring, platform, r)),
                 })
                 .collect();
             self.write_platform(records)
@@ -516,7 +536,8 @@ impl PlatformStore for EmbeddedStore {
     fn save_code(&self, platform: &str, record: &CodeRecord) -> StoreIo<bool> {
         checked(check_code(platform, record), || {
             let key = format!("{}{}", codes_prefix(platform), record.digest);
-            self.write_one(platform, key, record.order(), encode_code(record))
+            let bytes = encode_code(&self.inner.ring, platform, record);
+            self.write_one(platform, key, record.order(), bytes)
         })
     }
 

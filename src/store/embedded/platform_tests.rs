@@ -245,7 +245,7 @@ async fn corrupt_records_are_skipped_counted_and_never_quoted() {
     put_raw(
         &store,
         "saas/authorizer/wxelsewhere",
-        &encode_authorizer(&authorizer(2, 1_000)),
+        &encode_authorizer(&Keyring::plaintext(), "saas", &authorizer(2, 1_000)),
     );
     put_raw(&store, "saas/ticket", b"LEAKED-TICKET");
 
@@ -289,7 +289,11 @@ async fn a_time_out_of_range_is_a_corrupt_record_that_fences_nothing() {
     // Past the year 9999: when authorized (what the listing formats), and as the write order.
     let year_10000 = serde_json::json!(253_402_300_800_000u64);
     let hostile = authorizer(1, 1_000);
-    let bytes = with_field(&encode_authorizer(&hostile), "authorized_at_ms", year_10000);
+    let bytes = with_field(
+        &encode_authorizer(&Keyring::plaintext(), "saas", &hostile),
+        "authorized_at_ms",
+        year_10000,
+    );
     put_raw(
         &store,
         &format!("saas/authorizer/{}", hostile.appid),
@@ -297,7 +301,7 @@ async fn a_time_out_of_range_is_a_corrupt_record_that_fences_nothing() {
     );
     let fencing = authorizer(2, 1_000);
     let bytes = with_field(
-        &encode_authorizer(&fencing),
+        &encode_authorizer(&Keyring::plaintext(), "saas", &fencing),
         "updated_at_ms",
         serde_json::json!(u64::MAX),
     );
@@ -307,7 +311,7 @@ async fn a_time_out_of_range_is_a_corrupt_record_that_fences_nothing() {
         &bytes,
     );
     let bytes = with_field(
-        &encode_ticket(&ticket(5)),
+        &encode_ticket(&Keyring::plaintext(), "saas", &ticket(5)),
         "received_at_ms",
         serde_json::json!(u64::MAX),
     );

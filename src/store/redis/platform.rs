@@ -46,6 +46,7 @@ use crate::store::platform::{
     check_platform, checked, encode_event, metric_label, AuthorizerRecord, CodeRecord, Corrupt,
     EventRecord, PlatformStore, StoreIo, TicketRecord, MAX_REDIS_EVENTS,
 };
+use crate::store::sealed::unreadable_in;
 use crate::time::UnixMillis;
 
 mod codes;
@@ -128,7 +129,7 @@ impl PlatformStore for RedisStore {
         checked(check_platform(platform), || {
             let (inner, platform, local) = self.both(platform, |l, p| l.save_event(p, event));
             let key = format!("{}:platform:{platform}:events", inner.prefix);
-            let body = encode_event(event);
+            let body = encode_event(&inner.ring, &platform, event);
             async move {
                 let remote: anyhow::Result<()> = inner
                     .run("event write", |mut c| async move {
@@ -192,6 +193,11 @@ impl PlatformStore for RedisStore {
                     None => None,
                 };
                 let (mut merged, local) = match (remote, local) {
+                    // A copy that does not open is never skipped: it may hold the only refresh
+                    // token of an account.
+                    (Err(e), _) | (_, Some(Err(e))) if unreadable_in(&e).is_some() => {
+                        return Err(e)
+                    }
                     (Err(e), Some(Ok(local))) => {
                         tracing::warn!(platform, error = %format!("{e:#}"),
                             "Redis unreachable: authorizer records come from the local copy");
@@ -289,15 +295,21 @@ impl PlatformStore for RedisStore {
                     inner.metrics.store_failed(&metric_label(&platform), "load");
                 }
                 let local = match local {
-                    Some(l) => l.await.unwrap_or_else(|e| {
-                        tracing::warn!(platform, error = %format!("{e:#}"),
-                            "the local copy of the code records cannot be read");
-                        Vec::new()
-                    }),
+                    // A code that does not open is never skipped (see `load_authorizers`).
+                    Some(l) => match l.await {
+                        Ok(local) => local,
+                        Err(e) if unreadable_in(&e).is_some() => return Err(e),
+                        Err(e) => {
+                            tracing::warn!(platform, error = %format!("{e:#}"),
+                                "the local copy of the code records cannot be read");
+                            Vec::new()
+                        }
+                    },
                     None => Vec::new(),
                 };
                 let mut merged = match remote {
                     Ok(remote) => remote,
+                    Err(e) if unreadable_in(&e).is_some() => return Err(e),
                     Err(e) if inner.local.is_some() => {
                         tracing::warn!(platform, error = %format!("{e:#}"),
                             "Redis unreachable: code records come from the local copy");

@@ -84,6 +84,7 @@ async fn every_per_app_series_exists_from_startup() {
             format!(r#"wxtoken_upstream_errors_total{{app="{app_name}",reason="timeout"}}"#),
             format!(r#"wxtoken_invalidations_total{{app="{app_name}",outcome="too_soon"}}"#),
             format!(r#"wxtoken_actor_restarts_total{{app="{app_name}"}}"#),
+            format!(r#"wxtoken_store_errors_total{{app="{app_name}",op="decrypt"}}"#),
             format!(r#"wxtoken_token_expiry_timestamp_seconds{{app="{app_name}"}}"#),
             format!(r#"wxtoken_token_seconds_left{{app="{app_name}"}}"#),
         ] {

@@ -629,6 +629,7 @@ fn with_field(record: &[u8], field: &str, value: serde_json::Value) -> String {
 /// in the future: the scripts that compare orders in Redis ignore it, as the decoders do.
 #[actix_web::test]
 async fn a_time_out_of_range_in_redis_is_corrupt_and_fences_no_write() {
+    use wxtoken::seal::Keyring;
     use wxtoken::store::platform::{encode_authorizer, encode_ticket};
     let (logs, _guard) = Logs::capture();
     let redis = RedisServer::start(None);
@@ -641,7 +642,7 @@ async fn a_time_out_of_range_in_redis_is_corrupt_and_fences_no_write() {
         (
             appid(1),
             with_field(
-                &encode_authorizer(&authorizer(1, 1_000)),
+                &encode_authorizer(&Keyring::plaintext(), PLATFORM, &authorizer(1, 1_000)),
                 "authorized_at_ms",
                 year_10000.clone(),
             ),
@@ -649,7 +650,7 @@ async fn a_time_out_of_range_in_redis_is_corrupt_and_fences_no_write() {
         (
             appid(2),
             with_field(
-                &encode_authorizer(&authorizer(2, 1_000)),
+                &encode_authorizer(&Keyring::plaintext(), PLATFORM, &authorizer(2, 1_000)),
                 "updated_at_ms",
                 year_10000.clone(),
             ),
@@ -657,7 +658,7 @@ async fn a_time_out_of_range_in_redis_is_corrupt_and_fences_no_write() {
         (
             appid(3),
             with_field(
-                &encode_authorizer(&authorizer(3, 1_000)),
+                &encode_authorizer(&Keyring::plaintext(), PLATFORM, &authorizer(3, 1_000)),
                 "updated_at_ms",
                 serde_json::json!(u64::MAX),
             ),
@@ -674,7 +675,7 @@ async fn a_time_out_of_range_in_redis_is_corrupt_and_fences_no_write() {
     let _: () = redis::cmd("SET")
         .arg(format!("wxp:platform:{PLATFORM}:ticket"))
         .arg(with_field(
-            &encode_ticket(&ticket(5)),
+            &encode_ticket(&Keyring::plaintext(), PLATFORM, &ticket(5)),
             "received_at_ms",
             year_10000,
         ))

@@ -36,10 +36,12 @@ fn keygen_client_prints_a_key_check_config_accepts() {
     );
     let again = wxtoken(&["keygen", "--client"]).output().unwrap();
     assert_ne!(String::from_utf8(again.stdout).unwrap().trim(), key);
-    // The store key is not there yet: said, not faked.
+    // Without --client: the store's encryption key and its id, never a client key.
     let out = wxtoken(&["keygen"]).output().unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--client"));
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().any(|l| l.starts_with("key: ")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("id: ")), "{text}");
 }
 
 #[test]

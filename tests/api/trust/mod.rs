@@ -1,7 +1,8 @@
-//! Trust on the wire, in the process and in the record: HTTPS with certificate reloads, client
+//! Trust on the wire, in the process and at rest: HTTPS with certificate reloads, client
 //! certificates, the client-key rule and `keygen`, the process's own hardening, rate limits,
-//! and the audit trail.
+//! what the stores hold sealed, and the audit trail (see docs/security.md).
 
+mod at_rest;
 mod audit;
 pub mod hardening;
 pub mod https;

@@ -59,8 +59,15 @@ impl Inner {
         format!("{}:platform:{platform}:code_claim:{digest}", self.prefix)
     }
 
-    fn code_or_skip(&self, platform: &str, digest: &[u8], bytes: &[u8]) -> Option<CodeRecord> {
-        let decoded = decode_code_of(bytes, digest);
+    /// A code record Redis holds under `digest`: skipped when corrupt, never when its code does
+    /// not open (see [`skip_corrupt`]).
+    fn code_or_skip(
+        &self,
+        platform: &str,
+        digest: &[u8],
+        bytes: &[u8],
+    ) -> anyhow::Result<Option<CodeRecord>> {
+        let decoded = decode_code_of(&self.ring, platform, bytes, digest);
         let digest = String::from_utf8_lossy(digest);
         skip_corrupt(self.corrupt(platform), Stored::Code(&digest), decoded)
     }
@@ -71,7 +78,11 @@ impl Inner {
         r: &CodeRecord,
     ) -> anyhow::Result<bool> {
         let key = self.codes_key(platform);
-        let (digest, order, body) = (r.digest.clone(), r.order(), encode_code(r));
+        let (digest, order, body) = (
+            r.digest.clone(),
+            r.order(),
+            encode_code(&self.ring, platform, r),
+        );
         let written: i64 = self
             .run("code write", |mut c| async move {
                 CODE_SCRIPT
@@ -97,11 +108,13 @@ impl Inner {
                 redis::cmd("HGETALL").arg(&key).query_async(&mut c).await
             })
             .await?;
-        Ok(flat
-            .chunks_exact(2)
-            .filter_map(|pair| self.code_or_skip(platform, &pair[0], &pair[1]))
-            .map(|r| (r.digest.clone(), r))
-            .collect())
+        let mut out = BTreeMap::new();
+        for pair in flat.chunks_exact(2) {
+            if let Some(r) = self.code_or_skip(platform, &pair[0], &pair[1])? {
+                out.insert(r.digest.clone(), r);
+            }
+        }
+        Ok(out)
     }
 
     pub(super) async fn redis_load_code(
@@ -111,7 +124,10 @@ impl Inner {
     ) -> anyhow::Result<Option<CodeRecord>> {
         let key = self.codes_key(platform);
         let raw = self.get("code read", key, Some(digest)).await?;
-        Ok(raw.and_then(|b| self.code_or_skip(platform, digest.as_bytes(), &b)))
+        match raw {
+            Some(b) => self.code_or_skip(platform, digest.as_bytes(), &b),
+            None => Ok(None),
+        }
     }
 
     /// Removes code records from Redis's copy.

@@ -7,6 +7,7 @@ use crate::store::platform::{
     metric_label, AuthorizerRecord, CodeRecord, PlatformStore, TicketRecord,
 };
 use crate::store::redis::Inner;
+use crate::store::sealed::unreadable_in;
 
 /// What [`newest_copy`] loads: its name for the log, whether a Redis failure is logged at debug
 /// rather than warn level, its write order (the newer copy wins), and how the local copy is
@@ -37,7 +38,16 @@ pub(super) async fn newest_copy<T>(
         Some(l) => Some(l.await),
         None => None,
     };
+    // A copy that does not open is no copy to fall back from or to ignore: it may hold the
+    // only refresh token of an account.
+    if let Some(Err(e)) = &local {
+        if let Some(u) = unreadable_in(e) {
+            return Err(anyhow::Error::new(u.clone())
+                .context("the local copy holds a record that does not open"));
+        }
+    }
     let (remote, local) = match (remote, local) {
+        (Err(e), _) if unreadable_in(&e).is_some() => return Err(e),
         (Err(e), Some(Ok(local))) => {
             let error = format!("{e:#}");
             if loaded.quiet {

@@ -72,13 +72,11 @@ impl Inner {
         let raw = self
             .get("ticket read", self.ticket_key(platform), None)
             .await?;
-        Ok(raw.and_then(|bytes| {
-            skip_corrupt(
-                self.corrupt(platform),
-                Stored::Ticket,
-                decode_ticket(&bytes),
-            )
-        }))
+        let Some(bytes) = raw else {
+            return Ok(None);
+        };
+        let decoded = decode_ticket(&self.ring, platform, &bytes);
+        skip_corrupt(self.corrupt(platform), Stored::Ticket, decoded)
     }
 
     pub(super) async fn redis_save_ticket(
@@ -88,7 +86,7 @@ impl Inner {
     ) -> anyhow::Result<bool> {
         let key = self.ticket_key(platform);
         let order = ticket.order();
-        let body = encode_ticket(ticket);
+        let body = encode_ticket(&self.ring, platform, ticket);
         let written: i64 = self
             .run("ticket write", |mut c| async move {
                 TICKET_SCRIPT
@@ -102,13 +100,14 @@ impl Inner {
         Ok(written == 1)
     }
 
+    /// The record, `None` when corrupt (skipped and logged), an error when it does not open.
     fn authorizer_or_skip(
         &self,
         platform: &str,
         appid: &[u8],
         bytes: &[u8],
-    ) -> Option<AuthorizerRecord> {
-        let decoded = decode_authorizer_of(bytes, appid);
+    ) -> anyhow::Result<Option<AuthorizerRecord>> {
+        let decoded = decode_authorizer_of(&self.ring, platform, bytes, appid);
         let appid = String::from_utf8_lossy(appid);
         skip_corrupt(self.corrupt(platform), Stored::Authorizer(&appid), decoded)
     }
@@ -120,7 +119,10 @@ impl Inner {
     ) -> anyhow::Result<Option<AuthorizerRecord>> {
         let key = self.authorizers_key(platform);
         let raw = self.get("authorizer read", key, Some(appid)).await?;
-        Ok(raw.and_then(|b| self.authorizer_or_skip(platform, appid.as_bytes(), &b)))
+        match raw {
+            Some(b) => self.authorizer_or_skip(platform, appid.as_bytes(), &b),
+            None => Ok(None),
+        }
     }
 
     /// The whole hash by `HSCAN`, by appid.
@@ -145,7 +147,7 @@ impl Inner {
                 })
                 .await?;
             for pair in flat.chunks_exact(2) {
-                if let Some(r) = self.authorizer_or_skip(platform, &pair[0], &pair[1]) {
+                if let Some(r) = self.authorizer_or_skip(platform, &pair[0], &pair[1])? {
                     // HSCAN may return an entry twice; the record is the same.
                     out.insert(r.appid.clone(), r);
                 }
@@ -171,7 +173,9 @@ impl Inner {
             for chunk in batch.chunks(CHUNK) {
                 let mut call = SAVE_SCRIPT.key(&key);
                 for r in chunk {
-                    call.arg(&r.appid).arg(r.order()).arg(encode_authorizer(r));
+                    call.arg(&r.appid)
+                        .arg(r.order())
+                        .arg(encode_authorizer(&self.ring, platform, r));
                 }
                 pipe.invoke_script(&call);
             }

@@ -1,0 +1,355 @@
+//! Encryption at rest end to end: after a cold start of apps and a platform with an
+//! authorizer, neither the redb file nor any Redis value holds a token, ticket, refresh token
+//! or code (searched by value, the values taken from the fake WeChat); a wrong key stops the
+//! start naming the key id it needs; plaintext stores migrate; `rekey` rotates a running fleet.
+
+use std::path::Path;
+use std::time::Duration;
+
+use wxtoken::config::Settings;
+use wxtoken::fake::{FakeConfig, FakePlatform, FakeWechat};
+use wxtoken::seal::StoreKey;
+use wxtoken::startup::{Application, Options};
+
+use crate::support::fleet::RedisServer;
+use crate::support::helpers::*;
+
+const COMPONENT: &str = "wx3c1f0a9d8e7b6a51";
+const AUTHORIZER: &str = "wx5b3a1c9d7e8f6a42";
+const KEY: &str = "trust-client-key-000000000001";
+/// Two store keys (32 bytes of 1s, of 2s), as `wxtoken keygen` prints them.
+const K1: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+const K2: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+
+fn id(key: &str) -> String {
+    StoreKey::from_base64(key).unwrap().id().to_string()
+}
+
+async fn fake() -> FakeWechat {
+    FakeWechat::start(FakeConfig {
+        apps: vec![(SHOP_APPID.into(), SHOP_SECRET.into())],
+        platforms: vec![FakePlatform {
+            component_appid: COMPONENT.into(),
+            component_secret: "platform-component-secret".into(),
+            token: "msgtoken123".into(),
+            encoding_aes_key: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG".into(),
+            event_url: None,
+        }],
+        ticket_push_interval: Duration::ZERO,
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake starts")
+}
+
+/// An app with a JS-SDK ticket and a platform, on `store` (the `[store]` keys but encryption),
+/// with `keys` (`encryption_key_env = ...` lines; the variables hold K1 and K2).
+fn settings(fake: &FakeWechat, store: &str, keys: &str) -> Settings {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[upstream]
+base_url = "{base}"
+min_token_lifetime_secs = 2
+[store]
+{store}
+{keys}
+[[apps]]
+name = "shop"
+appid = "{SHOP_APPID}"
+secret = "{SHOP_SECRET}"
+tickets = ["jsapi"]
+[[platforms]]
+name = "saas"
+component_appid = "{COMPONENT}"
+component_secret = "platform-component-secret"
+token = "msgtoken123"
+encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+authorizer_refresh = "active"
+[[clients]]
+name = "crm"
+key = "{KEY}"
+apps = ["shop"]
+platforms = ["saas"]
+"#,
+        base = fake.base_url(),
+    );
+    let env = |name: &str| match name {
+        "K1" => Some(K1.to_string()),
+        "K2" => Some(K2.to_string()),
+        "K1_AND_K2" => Some(format!("{K1},{K2}")),
+        _ => None,
+    };
+    Settings::from_toml(&text, &[], &env).expect("test config is valid")
+}
+
+fn embedded(path: &Path) -> String {
+    format!(
+        "kind = \"embedded\"\npath = {}",
+        toml::Value::String(path.display().to_string())
+    )
+}
+
+fn redis_store(redis: &RedisServer, local: &Path) -> String {
+    format!(
+        "kind = \"redis\"\nurl = \"{}\"\nkey_prefix = \"wxt\"\nlocal_path = {}",
+        redis.url(),
+        toml::Value::String(local.display().to_string())
+    )
+}
+
+async fn ok(http: &awc::Client, base: &str, path: &str) -> serde_json::Value {
+    let url = format!("{base}{path}");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get_json(http, &url, KEY).await.0 == 200
+        })
+        .await,
+        "{path}: {}",
+        get_json(http, &url, KEY).await.1
+    );
+    get_json(http, &url, KEY).await.1
+}
+
+/// Runs every credential once on `server`: the ticket pushed, the account authorized, each
+/// token served. Answers every secret value the stores may hold, from the fake.
+async fn exercise(fake: &FakeWechat, base: &str) -> Vec<String> {
+    let http = client();
+    fake.set_event_url(COMPONENT, Some(&format!("{base}/v1/platforms/saas/events")))
+        .unwrap();
+    let push = fake.push_verify_ticket(COMPONENT).await.unwrap();
+    assert_eq!(push.status, Some(200), "{push:?}");
+    let (authorized, _) = fake
+        .authorize_and_push(COMPONENT, AUTHORIZER, &[1])
+        .await
+        .unwrap();
+    ok(&http, base, "/v1/apps/shop/token").await;
+    ok(&http, base, "/v1/apps/shop/ticket/jsapi").await;
+    ok(&http, base, "/v1/platforms/saas/component_token").await;
+    ok(
+        &http,
+        base,
+        &format!("/v1/platforms/saas/authorizers/{AUTHORIZER}/token"),
+    )
+    .await;
+    let secrets = vec![
+        fake.current_token(SHOP_APPID),
+        fake.current_ticket(SHOP_APPID, "jsapi"),
+        fake.current_verify_ticket(COMPONENT),
+        fake.current_component_token(COMPONENT),
+        fake.current_authorizer_token(COMPONENT, AUTHORIZER),
+        fake.authorizer_refresh_token(COMPONENT, AUTHORIZER),
+        Some(authorized.authorization_code),
+    ];
+    secrets
+        .into_iter()
+        .map(|s| s.expect("the fake minted every secret"))
+        .collect()
+}
+
+fn assert_holds_none(what: &str, bytes: &[u8], secrets: &[String]) {
+    for s in secrets {
+        let found = bytes.windows(s.len()).any(|w| w == s.as_bytes());
+        assert!(
+            !found,
+            "{what} holds a secret of {} bytes in clear",
+            s.len()
+        );
+    }
+}
+
+/// Every value under the prefix, read by its type.
+fn redis_values(redis: &RedisServer) -> Vec<u8> {
+    let mut c = redis.connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("wxt:*").query(&mut c).unwrap();
+    assert!(!keys.is_empty());
+    let mut all = Vec::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE").arg(&key).query(&mut c).unwrap();
+        let values: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => vec![redis::cmd("GET").arg(&key).query(&mut c).unwrap()],
+            "hash" => redis::cmd("HGETALL").arg(&key).query(&mut c).unwrap(),
+            "list" => redis::cmd("LRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query(&mut c)
+                .unwrap(),
+            other => panic!("{key} is a {other}"),
+        };
+        for v in values {
+            all.extend(v);
+            all.push(b'\n');
+        }
+    }
+    all
+}
+
+/// The start's error, from a System of its own (like a process that exits on it, the actors it
+/// started before refusing are gone with it). A server stopped just before may still be
+/// releasing the file for a moment.
+async fn refused(settings: Settings) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let s = settings.clone();
+        let err = std::thread::spawn(move || {
+            let sys = actix_web::rt::System::new();
+            let options = Options {
+                handle_signals: false,
+                workers: Some(1),
+                ..Options::default()
+            };
+            match sys.block_on(Application::build(s, options)) {
+                Ok(_) => panic!("started with records it cannot open"),
+                Err(e) => format!("{e:#}"),
+            }
+        })
+        .join()
+        .unwrap();
+        if !err.contains("already in use") || started.elapsed() > Duration::from_secs(5) {
+            return err;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `wxtoken rekey`'s lines, once the file a stopped server held is released.
+async fn rekey(settings: &Settings) -> Vec<String> {
+    let started = std::time::Instant::now();
+    loop {
+        match wxtoken::rekey::rekey(settings).await {
+            Err(e)
+                if format!("{e}").contains("in use")
+                    && started.elapsed() < Duration::from_secs(5) =>
+            {
+                actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other.expect("rekey runs"),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn after_a_cold_start_the_redb_file_holds_no_secret_and_a_wrong_key_stops_the_start() {
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wxtoken.redb");
+    let sealed = |keys: &str| settings(&fake, &embedded(&path), keys);
+    let server = ThreadServer::start(sealed("encryption_key_env = \"K1\""));
+    let secrets = exercise(&fake, &server.base).await;
+    server.stop();
+
+    // A cold start reads every record back: the same token, no new fetch.
+    let minted = fake.minted(SHOP_APPID);
+    let server = ThreadServer::start(sealed("encryption_key_env = \"K1\""));
+    let http = client();
+    let token = ok(&http, &server.base, "/v1/apps/shop/token").await;
+    assert_eq!(token["access_token"].as_str(), Some(secrets[0].as_str()));
+    assert_eq!(fake.minted(SHOP_APPID), minted, "no fetch after a restart");
+    ok(
+        &http,
+        &server.base,
+        &format!("/v1/platforms/saas/authorizers/{AUTHORIZER}/token"),
+    )
+    .await;
+    server.stop();
+    assert_holds_none("the redb file", &std::fs::read(&path).unwrap(), &secrets);
+
+    // Another key: the refresh tokens must not pass for absent; the start stops and says
+    // which key it needs.
+    let err = refused(sealed("encryption_key_env = \"K2\"")).await;
+    assert!(err.contains(&format!("key id {}", id(K1))), "{err}");
+    for s in &secrets {
+        assert!(!err.contains(s.as_str()), "{err}");
+    }
+}
+
+#[actix_web::test]
+async fn a_plaintext_store_keeps_working_under_a_key_and_rekey_seals_it_for_require_encryption() {
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wxtoken.redb");
+    let with = |keys: &str| settings(&fake, &embedded(&path), keys);
+    let server = ThreadServer::start(with(""));
+    let secrets = exercise(&fake, &server.base).await;
+    server.stop();
+
+    // A key added: the plaintext records are read (no fetch).
+    let minted = fake.minted(SHOP_APPID);
+    let server = ThreadServer::start(with("encryption_key_env = \"K1\""));
+    ok(&client(), &server.base, "/v1/apps/shop/token").await;
+    assert_eq!(fake.minted(SHOP_APPID), minted);
+    server.stop();
+
+    // Required before every record is sealed: refused, not taken as absent.
+    let strict = "encryption_key_env = \"K1\"\nrequire_encryption = true";
+    let err = refused(with(strict)).await;
+    assert!(err.contains("plaintext"), "{err}");
+
+    // rekey seals everything into a fresh file; then the strict start works.
+    let lines = rekey(&with(strict)).await;
+    assert!(lines[0].starts_with("rewrote "), "{lines:?}");
+    assert!(
+        lines[0].contains(&format!("under key id {}", id(K1))),
+        "{lines:?}"
+    );
+    assert_holds_none("the rekeyed file", &std::fs::read(&path).unwrap(), &secrets);
+    let server = ThreadServer::start(with(strict));
+    ok(
+        &client(),
+        &server.base,
+        &format!("/v1/platforms/saas/authorizers/{AUTHORIZER}/token"),
+    )
+    .await;
+    server.stop();
+}
+
+#[actix_web::test]
+async fn redis_values_and_the_local_copy_hold_no_secret_and_rekey_rotates_a_running_fleet() {
+    let redis = RedisServer::start(None);
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("local.redb");
+    let on_redis = |keys: &str| settings(&fake, &redis_store(&redis, &local), keys);
+    let server = ThreadServer::start(on_redis("encryption_key_env = \"K1\""));
+    let secrets = exercise(&fake, &server.base).await;
+    server.stop();
+    let server = ThreadServer::start(on_redis("encryption_key_env = \"K1\""));
+    ok(&client(), &server.base, "/v1/apps/shop/token").await;
+    server.stop();
+    let values = redis_values(&redis);
+    assert_holds_none("Redis", &values, &secrets);
+    assert_holds_none("the local copy", &std::fs::read(&local).unwrap(), &secrets);
+
+    // Rotation: K2 writes, K1 still reads; rekey while the instance runs rewrites Redis,
+    // and leaves the local copy it holds for a run while it is stopped.
+    let rotated = "encryption_key_env = \"K2\"\nprevious_keys_env = \"K1\"";
+    let server = ThreadServer::start(on_redis(rotated));
+    ok(&client(), &server.base, "/v1/apps/shop/token").await;
+    let lines = wxtoken::rekey::rekey(&on_redis(rotated)).await.unwrap();
+    assert!(lines[0].contains("rewrote"), "{lines:?}");
+    assert!(lines[1].contains("skipped the local copy"), "{lines:?}");
+    let old = format!("wxe1:{}:", id(K1));
+    let values = String::from_utf8_lossy(&redis_values(&redis)).into_owned();
+    assert!(!values.contains(&old), "a value under the old key is left");
+    assert!(values.contains(&format!("wxe1:{}:", id(K2))));
+    server.stop();
+    let lines = rekey(&on_redis(rotated)).await;
+    assert!(
+        lines[0].starts_with("rewrote 0 of"),
+        "a second run rewrites nothing: {lines:?}"
+    );
+    let local_bytes = std::fs::read(&local).unwrap();
+    assert!(!String::from_utf8_lossy(&local_bytes).contains(&old));
+
+    // K2 alone now serves everything, from Redis and the local copy.
+    let server = ThreadServer::start(on_redis("encryption_key_env = \"K2\""));
+    ok(
+        &client(),
+        &server.base,
+        &format!("/v1/platforms/saas/authorizers/{AUTHORIZER}/token"),
+    )
+    .await;
+    server.stop();
+}
