@@ -72,8 +72,39 @@ pub async fn rekey(settings: &Settings) -> anyhow::Result<Vec<String>> {
 /// The command: loads `config`, rekeys, prints the lines.
 pub async fn run(config: &Path) -> anyhow::Result<()> {
     let settings = Settings::load(config)?;
-    for line in rekey(&settings).await? {
+    let outcome = rekey(&settings).await;
+    record_rotation(&settings, outcome.is_ok());
+    for line in outcome? {
         println!("{line}");
     }
     Ok(())
+}
+
+/// A key rotation is an admin action: with `[audit]`, its line goes to the same trail the
+/// server writes (the file is opened for appending, so a running server's lines and this one
+/// interleave whole). The caller is the command, run by whoever can read the configuration.
+fn record_rotation(settings: &Settings, ok: bool) {
+    let Some(audit) = &settings.audit else {
+        return;
+    };
+    let errors =
+        prometheus::IntCounter::new("rekey_audit_write_errors", "unused").expect("a valid counter");
+    let trail = crate::audit::Audit::open(audit.clone(), errors);
+    let caller = crate::audit::Caller {
+        client: "wxtoken rekey".into(),
+        remote_addr: None,
+        route: "rekey".into(),
+    };
+    trail.record(&crate::audit::Entry {
+        action: crate::audit::Action::KeyRotation,
+        caller: &caller,
+        credential: settings
+            .encryption
+            .keyring
+            .current_id()
+            .map(|id| format!("key id {id}"))
+            .as_deref(),
+        outcome: if ok { "ok" } else { "failed" },
+        fingerprints: Vec::new(),
+    });
 }

@@ -249,3 +249,34 @@ async fn sighup_reopens_the_file_and_shutdown_writes_the_reads() {
     assert_eq!(reads[0]["client"], "billing");
     assert_eq!(reads[0]["count"], 1);
 }
+
+/// `wxtoken rekey` is a key rotation: with `[audit]` it appends its line to the server's trail.
+#[actix_web::test]
+async fn rekey_records_a_key_rotation_in_the_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let config = dir.path().join("wxtoken.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[upstream]\nbase_url = \"http://127.0.0.1:9\"\n[store]\npath = {}\n[audit]\nsink = \"file\"\npath = {}\n{}",
+            toml::Value::String(dir.path().join("s.redb").display().to_string()),
+            toml::Value::String(path.display().to_string()),
+            apps_and_clients(),
+        ),
+    )
+    .unwrap();
+    let out = crate::ops::process::wxtoken(&["rekey", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = lines(&path);
+    let rotations = of_event(&got, "key_rotation");
+    assert_eq!(rotations.len(), 1, "{got:?}");
+    assert_eq!(rotations[0]["client"], "wxtoken rekey");
+    assert_eq!(rotations[0]["outcome"], "ok");
+}
