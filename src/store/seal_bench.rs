@@ -8,7 +8,7 @@ use super::platform::{decode_authorizer_of, encode_authorizer, AuthorizerRecord,
 use super::{decode, encode, AppKey, Stored};
 use crate::seal::{Keyring, StoreKey, KEY_LEN};
 use crate::secret::AccessToken;
-use crate::token::{QuotaUsage, TokenRecord};
+use crate::status::{QuotaUsage, TokenRecord};
 
 const ROUNDS: u32 = 200_000;
 
