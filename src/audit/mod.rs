@@ -16,6 +16,19 @@ pub use sink::SinkKind;
 
 use crate::secret::{AccessToken, Fingerprint};
 
+/// The fields every line has, by the names operators' tools read them by (the contract of the
+/// trail's format; read-roll-up lines add `count`).
+pub const LINE_FIELDS: [&str; 8] = [
+    "time",
+    "event",
+    "client",
+    "remote_addr",
+    "route",
+    "credential",
+    "outcome",
+    "fingerprints",
+];
+
 /// How often the read roll-up is written: "per minute", as the lines say.
 pub const ROLLUP_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -317,16 +330,7 @@ mod tests {
         let got = lines(&path);
         assert_eq!(got.len(), 1);
         let line = &got[0];
-        for field in [
-            "time",
-            "event",
-            "client",
-            "remote_addr",
-            "route",
-            "credential",
-            "outcome",
-            "fingerprints",
-        ] {
+        for field in LINE_FIELDS {
             assert!(line.get(field).is_some(), "{field} missing from {line}");
         }
         assert_eq!(line["event"], "revoke");

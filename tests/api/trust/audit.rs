@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use wxtoken::audit::{AuditSettings, SinkKind};
+use wxtoken::audit::{AuditSettings, SinkKind, LINE_FIELDS};
 
 use crate::support::helpers::*;
 
@@ -89,16 +89,7 @@ async fn admin_actions_and_reads_are_lines_with_fingerprints_and_no_token() {
     app.state.audit.flush_reads();
     let got = lines(&path);
     for line in &got {
-        for field in [
-            "time",
-            "event",
-            "client",
-            "remote_addr",
-            "route",
-            "credential",
-            "outcome",
-            "fingerprints",
-        ] {
+        for field in LINE_FIELDS {
             assert!(line.get(field).is_some(), "{field} missing: {line}");
         }
     }
