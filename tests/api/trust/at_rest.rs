@@ -112,6 +112,15 @@ async fn ok(http: &awc::Client, base: &str, path: &str) -> serde_json::Value {
     get_json(http, &url, KEY).await.1
 }
 
+/// The embedded store at `path` written by one run of a server with `keys` (exercised, then
+/// stopped): the secrets it now holds.
+async fn written(fake: &FakeWechat, path: &Path, keys: &str) -> Vec<String> {
+    let server = ThreadServer::start(settings(fake, &embedded(path), keys));
+    let secrets = exercise(fake, &server.base).await;
+    server.stop();
+    secrets
+}
+
 /// Runs every credential once on `server`: the ticket pushed, the account authorized, each
 /// token served. Answers every secret value the stores may hold, from the fake.
 async fn exercise(fake: &FakeWechat, base: &str) -> Vec<String> {
@@ -236,9 +245,7 @@ async fn after_a_cold_start_the_redb_file_holds_no_secret_and_a_wrong_key_stops_
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wxtoken.redb");
     let sealed = |keys: &str| settings(&fake, &embedded(&path), keys);
-    let server = ThreadServer::start(sealed("encryption_key_env = \"K1\""));
-    let secrets = exercise(&fake, &server.base).await;
-    server.stop();
+    let secrets = written(&fake, &path, "encryption_key_env = \"K1\"").await;
 
     // A cold start reads every record back: the same token, no new fetch.
     let minted = fake.minted(SHOP_APPID);
@@ -271,9 +278,7 @@ async fn a_plaintext_store_keeps_working_under_a_key_and_rekey_seals_it_for_requ
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wxtoken.redb");
     let with = |keys: &str| settings(&fake, &embedded(&path), keys);
-    let server = ThreadServer::start(with(""));
-    let secrets = exercise(&fake, &server.base).await;
-    server.stop();
+    let secrets = written(&fake, &path, "").await;
 
     // A key added: the plaintext records are read (no fetch).
     let minted = fake.minted(SHOP_APPID);
