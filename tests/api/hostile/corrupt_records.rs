@@ -54,13 +54,7 @@ fn bad_records(generation: u64) -> Vec<(&'static str, String, String)> {
 }
 
 async fn decode_errors(http: &awc::Client, base: &str) -> f64 {
-    let mut r = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics");
-    let text = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
-    sample(&text, DECODE_ERRORS).unwrap_or(0.0)
+    sample_at(http, base, DECODE_ERRORS).await.unwrap_or(0.0)
 }
 
 async fn served(http: &awc::Client, base: &str) -> String {
@@ -247,13 +241,7 @@ min_token_lifetime_secs = 2
     }
 
     async fn decode_errors(http: &awc::Client, base: &str) -> f64 {
-        let mut r = http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .expect("metrics");
-        let text = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
-        sample(&text, DECODE_ERRORS).unwrap_or(0.0)
+        sample_at(http, base, DECODE_ERRORS).await.unwrap_or(0.0)
     }
 
     /// The routes that show the hostile account answer (it is absent, as a corrupt token

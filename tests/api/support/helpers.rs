@@ -392,6 +392,18 @@ impl TestApp {
     }
 }
 
+/// One sample from the `/metrics` of the server at `base`: for servers a test starts without a
+/// [`TestApp`] (thread servers, fleets), whose scrape is otherwise written out each time.
+pub async fn sample_at(http: &awc::Client, base: &str, series: &str) -> Option<f64> {
+    let mut r = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    let text = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
+    sample(&text, series)
+}
+
 pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| {
         l.strip_prefix(series)?

@@ -11,12 +11,12 @@ const NEAR_EXPIRY: &str = "NEAR-EXPIRY-TOKEN-FROM-THE-STORE";
 
 /// Seconds from now until the served shop token's proactive refresh, from `/metrics`.
 async fn refresh_due_secs_from_now(http: &awc::Client, base: &str) -> f64 {
-    let mut r = http.get(format!("{base}/metrics")).send().await.unwrap();
-    let text = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
-    let due = sample(
-        &text,
+    let due = sample_at(
+        http,
+        base,
         r#"wxtoken_token_refresh_due_timestamp_seconds{app="shop"}"#,
     )
+    .await
     .unwrap_or(0.0);
     due - now_ms() as f64 / 1000.0
 }
