@@ -150,20 +150,18 @@ async fn bad_records_in_redis_are_never_served_adopted_or_kept() {
 
 #[actix_web::test]
 async fn bad_records_in_the_embedded_file_are_ignored_and_replaced() {
-    let spec = Spec::default();
-    let fake = start_fake(&spec).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("wxtoken.redb");
+    let stored = FileStore::new().await;
+    let fake = &stored.fake;
     let http = client();
-    let s = ThreadServer::start(settings_for(&spec, &fake.base_url(), &store));
+    let s = stored.start();
     served(&http, &s.base).await;
     s.stop();
 
     for (what, record, _) in bad_records(1) {
-        plant_token_record(&store, "shop", &record).await;
+        plant_token_record(&stored.path, "shop", &record).await;
         let minted = fake.minted(SHOP_APPID);
 
-        let s = ThreadServer::start(settings_for(&spec, &fake.base_url(), &store));
+        let s = stored.start();
         let token = served(&http, &s.base).await;
         assert_eq!(
             fake.current_token(SHOP_APPID).as_deref(),

@@ -449,6 +449,40 @@ where
     }
 }
 
+/// A fake and an embedded store file that outlive the servers a restart test starts on them,
+/// one after another, to see what the file carries from one to the next.
+pub struct FileStore {
+    pub spec: Spec,
+    pub fake: FakeWechat,
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FileStore {
+    pub async fn new() -> FileStore {
+        let spec = Spec::default();
+        let fake = start_fake(&spec).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wxtoken.redb");
+        FileStore {
+            spec,
+            fake,
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// The standard settings, on this file.
+    pub fn settings(&self) -> Settings {
+        settings_for(&self.spec, &self.fake.base_url(), &self.path)
+    }
+
+    /// A server on the standard settings and this file.
+    pub fn start(&self) -> ThreadServer {
+        ThreadServer::start(self.settings())
+    }
+}
+
 /// A server in its own actix System on its own thread: stopping it drops every actor and closes
 /// the store, like a process exit.
 pub struct ThreadServer {
