@@ -16,6 +16,23 @@ base_url = "http://127.0.0.1:1/"
 }
 pub(super) use server_tables;
 
+/// `shop` with its secret from `SHOP_SECRET`, and `billing`, which reads it with the key in
+/// `BILLING_KEY`: the app and client most test configurations have.
+macro_rules! shop_and_billing {
+    () => {
+        r#"[[apps]]
+name = "shop"
+appid = "wx0123456789abcdef"
+secret_env = "SHOP_SECRET"
+[[clients]]
+name = "billing"
+key_env = "BILLING_KEY"
+apps = ["shop"]
+"#
+    };
+}
+pub(super) use shop_and_billing;
+
 /// Loads `text` with `overrides` (`WXTOKEN_...` names and values) and `env` as the
 /// environment.
 pub fn load_with(
