@@ -159,8 +159,6 @@ fn numeric_secrets_and_url_passwords_are_not_printed() {
 
 /// A server started from `path`, with reloads reading it.
 async fn spawn_from_file(fake: wxtoken::fake::FakeWechat, path: &Path) -> TestApp {
-    let settings = wxtoken::config::Settings::load(path).expect("the first file is valid");
-    let p = path.to_path_buf();
     // The placeholder apps are replaced by the file's settings before the server starts.
     let placeholder = format!(
         "[[apps]]\nname = \"shop\"\nappid = \"{SHOP_APPID}\"\nsecret = \"x\"\n\
@@ -169,10 +167,7 @@ async fn spawn_from_file(fake: wxtoken::fake::FakeWechat, path: &Path) -> TestAp
     TestApp::builder()
         .fake(fake)
         .config(&placeholder)
-        .adjust(move |(s, o)| {
-            *s = settings;
-            o.config_path = Some(p);
-        })
+        .config_file(path)
         .start()
         .await
 }

@@ -78,16 +78,11 @@ async fn reload_adds_and_removes_apps_and_swaps_keys_and_secrets() {
         ),
     )
     .unwrap();
-    let settings = wxtoken::config::Settings::load(&path).unwrap();
-    let p2 = path.clone();
     let app = TestApp::builder()
         .spec(spec)
         .fake(fake)
         .config(&config(SHOP_SECRET, false, SVC))
-        .adjust(move |(s, o)| {
-            *s = settings;
-            o.config_path = Some(p2);
-        })
+        .config_file(&path)
         .start()
         .await;
     let shop_token = app.get("/v1/apps/shop/token", Some(SVC)).await.body["access_token"]
@@ -215,16 +210,11 @@ async fn a_reload_of_many_apps_with_one_changed_touches_only_that_one() {
         std::fs::write(&path, file_config(dir.path(), base, b)).unwrap();
     };
     write(&body("secret-00000007"), &fake.base_url());
-    let settings = wxtoken::config::Settings::load(&path).unwrap();
-    let p2 = path.clone();
     let app = TestApp::builder()
         .spec(spec)
         .fake(fake)
         .config(&body("secret-00000007"))
-        .adjust(move |(s, o)| {
-            *s = settings;
-            o.config_path = Some(p2);
-        })
+        .config_file(&path)
         .start()
         .await;
     let ready = eventually(Duration::from_secs(20), || async {

@@ -75,16 +75,11 @@ async fn removed_app_leaves_no_series(per_app: &'static str) {
         file_config_with(dir.path(), &fake.base_url(), &apps(true), per_app),
     )
     .unwrap();
-    let settings = wxtoken::config::Settings::load(&path).unwrap();
-    let p2 = path.clone();
     let app = TestApp::builder()
         .spec(spec)
         .fake(fake)
         .config(&apps(true))
-        .adjust(move |(s, o)| {
-            *s = settings;
-            o.config_path = Some(p2);
-        })
+        .config_file(&path)
         .start()
         .await;
 

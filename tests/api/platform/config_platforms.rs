@@ -231,8 +231,6 @@ async fn a_reload_with_a_bad_platform_is_rejected_and_tokens_keep_serving() {
     let path = dir.path().join("wxtoken.toml");
     let base = fake.base_url();
     std::fs::write(&path, reload_file(dir.path(), &base, "")).unwrap();
-    let settings = wxtoken::config::Settings::load(&path).expect("the first file is valid");
-    let p = path.clone();
     let placeholder = format!(
         "[[apps]]\nname = \"shop\"\nappid = \"{SHOP_APPID}\"\nsecret = \"x\"\n\
          [[clients]]\nname = \"admin\"\nkey = \"{ADMIN}\"\napps = [\"*\"]\n"
@@ -240,10 +238,7 @@ async fn a_reload_with_a_bad_platform_is_rejected_and_tokens_keep_serving() {
     let app = TestApp::builder()
         .fake(fake)
         .config(&placeholder)
-        .adjust(move |(s, o)| {
-            *s = settings;
-            o.config_path = Some(p);
-        })
+        .config_file(&path)
         .start()
         .await;
     let token = app.get("/v1/apps/shop/token", Some(ADMIN)).await;

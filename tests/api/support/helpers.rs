@@ -225,6 +225,19 @@ impl<'a> TestAppBuilder<'a> {
         self
     }
 
+    /// The settings of the file at `path`, which reloads read again: for reload tests. The
+    /// file's settings replace all the others (the spec's too), so a test still names its
+    /// apps with [`Self::config`] only for the builder's sake; this takes [`Self::adjust`]'s
+    /// place.
+    pub fn config_file(self, path: &Path) -> Self {
+        let settings = Settings::load(path).expect("the first file is valid");
+        let path = path.to_path_buf();
+        self.adjust(move |(s, o)| {
+            *s = settings;
+            o.config_path = Some(path);
+        })
+    }
+
     /// The per-app series set exported (`[metrics] per_app`).
     pub fn metrics(mut self, per_app: PerAppMetrics) -> Self {
         self.per_app = Some(per_app);
