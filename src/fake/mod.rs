@@ -35,7 +35,7 @@ mod routes;
 mod state;
 mod tls;
 
-pub use business::FakeApiRequest;
+pub use business::{multipart_body, FakeApiRequest};
 pub use component::{FakePlatform, DEFAULT_TICKET_PUSH_INTERVAL};
 pub use component_state::{bulk_authorizer_appid, Authorized, AuthorizerState, ControlError};
 pub use push::PushRecord;
