@@ -187,7 +187,7 @@ mod platform {
     use wxtoken::fake::FakeWechat;
 
     use crate::support::helpers::*;
-    use crate::support::platform::platform_table;
+    use crate::support::platform::platform_and_crm;
 
     const KEY: &str = "platform-client-key-00000001";
     const DECODE_ERRORS: &str = r#"wxtoken_store_errors_total{app="platform:saas",op="decode"}"#;
@@ -227,9 +227,7 @@ min_token_lifetime_secs = 2
 {store}
 {platform}"#,
             base = fake.base_url(),
-            platform = ConfigText::new()
-                .raw(&platform_table())
-                .client(Client::new("crm", KEY).platforms(&["saas"])),
+            platform = platform_and_crm(KEY),
         );
         Settings::from_toml(&text, &[], &|_| None).expect("test config is valid")
     }
