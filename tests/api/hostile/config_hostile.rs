@@ -11,10 +11,6 @@ use crate::support::helpers::*;
 const ADMIN: &str = "admin-key-0000000000001";
 const SVC: &str = "svc-key-00000000000001";
 
-fn quoted(p: &Path) -> String {
-    toml::Value::String(p.display().to_string()).to_string()
-}
-
 fn mkfifo(path: &Path) {
     let made = std::process::Command::new("mkfifo")
         .arg(path)

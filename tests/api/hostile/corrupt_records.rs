@@ -180,8 +180,6 @@ async fn bad_records_in_the_embedded_file_are_ignored_and_replaced() {
 
 /// The Open Platform's authorizer records, planted by hand, for the platform `saas`.
 mod platform {
-    use std::path::Path;
-
     use serde_json::{json, Value};
     use wxtoken::config::Settings;
     use wxtoken::fake::FakeWechat;
@@ -216,24 +214,8 @@ mod platform {
     }
 
     pub fn settings(fake: &FakeWechat, store: &str) -> Settings {
-        let text = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-[upstream]
-base_url = "{base}"
-min_token_lifetime_secs = 2
-[store]
-{store}
-{platform}"#,
-            base = fake.base_url(),
-            platform = platform_and_crm(KEY),
-        );
+        let text = server_file(&fake.base_url(), store, &platform_and_crm(KEY).to_string());
         Settings::from_toml(&text, &[], &|_| None).expect("test config is valid")
-    }
-
-    pub fn path_value(p: &Path) -> String {
-        toml::Value::String(p.display().to_string()).to_string()
     }
 
     async fn decode_errors(http: &awc::Client, base: &str) -> f64 {
@@ -295,7 +277,7 @@ async fn a_hostile_authorizer_record_in_the_embedded_file_is_corrupt_not_a_panic
     }
     let s = ThreadServer::start(platform::settings(
         &fake,
-        &format!("path = {}", platform::path_value(&store)),
+        &format!("path = {}", quoted(&store)),
     ));
     platform::assert_answered_and_counted(&s.base).await;
     s.stop();
@@ -318,7 +300,7 @@ async fn a_hostile_authorizer_record_in_redis_is_corrupt_not_a_panic() {
     let store = format!(
         "kind = \"redis\"\nurl = \"{}\"\nkey_prefix = \"wxe\"\nlocal_path = {}",
         redis.url(),
-        platform::path_value(&dir.path().join("local.redb")),
+        quoted(&dir.path().join("local.redb")),
     );
     let s = ThreadServer::start(platform::settings(&fake, &store));
     platform::assert_answered_and_counted(&s.base).await;

@@ -25,10 +25,9 @@ const SVC: &str = "svc-key-00000000000001";
 const SVC2: &str = "svc-key-00000000000002";
 
 fn file_config(dir: &std::path::Path, fake_base: &str, body: &str) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nbase_url = \"{fake_base}\"\nmin_token_lifetime_secs = 2\n[store]\npath = {}\n[refresh]\nmin_interval_secs = 0\n{body}",
-        toml::Value::String(dir.join("s.redb").display().to_string())
-    )
+    let store = format!("path = {}", quoted(&dir.join("s.redb")));
+    let rest = format!("[refresh]\nmin_interval_secs = 0\n{body}");
+    server_file(fake_base, &store, &rest)
 }
 
 #[actix_web::test]

@@ -106,6 +106,28 @@ path = {store}
     )
 }
 
+/// A path as a TOML string, quoted and escaped, for a configuration file's text.
+pub fn quoted(p: &Path) -> String {
+    toml::Value::String(p.display().to_string()).to_string()
+}
+
+/// A short configuration file's text: a server on any loopback port against the fake at
+/// `base` (taking tokens with 2 s left, as the fake's short lifetimes need), with `store`'s
+/// lines under `[store]`; `rest` adds the apps, clients and any other tables.
+pub fn server_file(base: &str, store: &str, rest: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[upstream]
+base_url = "{base}"
+min_token_lifetime_secs = 2
+[store]
+{store}
+{rest}"#
+    )
+}
+
 /// `shop` and `blog`, their secrets in the environment; the `billing` client (key in the
 /// environment) and the `ops` admin (known by its key's digest).
 fn standard_apps_and_clients() -> ConfigText {
