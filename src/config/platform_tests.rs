@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
-use super::test_support::{load_with, server_tables};
+use super::test_support::{load_with, server_tables, shop_and_billing};
 use super::*;
 
 /// A configuration with one platform, no apps, and a client of the platform only.
@@ -25,16 +25,7 @@ platforms = ["saas"]
 );
 
 /// An app and its client, to add to [`PLATFORM_ONLY`].
-const APP: &str = r#"
-[[apps]]
-name = "shop"
-appid = "wx0123456789abcdef"
-secret_env = "SHOP_SECRET"
-[[clients]]
-name = "billing"
-key_env = "BILLING_KEY"
-apps = ["shop"]
-"#;
+const APP: &str = concat!("\n", shop_and_billing!());
 
 const COMPONENT_SECRET: &str = "component-secret-value-0001";
 const MSG_TOKEN: &str = "msgToken0042";

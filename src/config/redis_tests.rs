@@ -5,20 +5,15 @@ use std::path::Path;
 
 use secrecy::ExposeSecret as _;
 
-use super::test_support::server_tables;
+use super::test_support::{server_tables, shop_and_billing};
 use super::*;
 
 const BASE: &str = concat!(
     server_tables!(),
-    r#"[[apps]]
-name = "shop"
-appid = "wx0123456789abcdef"
-secret = "s3cr3t-value"
-[[clients]]
-name = "billing"
-key = "billing-key-0123456789"
-apps = ["shop"]
-"#
+    shop_and_billing!(
+        r#"secret = "s3cr3t-value""#,
+        r#"key = "billing-key-0123456789""#
+    )
 );
 
 fn env(name: &str) -> Option<String> {

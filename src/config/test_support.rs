@@ -16,6 +16,36 @@ base_url = "http://127.0.0.1:1/"
 }
 pub(super) use server_tables;
 
+/// `shop` and `billing`, which reads it: the app and client most test configurations have.
+/// Without arguments the secret comes from `SHOP_SECRET` and the key from `BILLING_KEY`; or
+/// give the secret's line and the key's line.
+macro_rules! shop_and_billing {
+    () => {
+        shop_and_billing!(
+            r#"secret_env = "SHOP_SECRET""#,
+            r#"key_env = "BILLING_KEY""#
+        )
+    };
+    ($secret:literal, $key:literal) => {
+        concat!(
+            r#"[[apps]]
+name = "shop"
+appid = "wx0123456789abcdef"
+"#,
+            $secret,
+            r#"
+[[clients]]
+name = "billing"
+"#,
+            $key,
+            r#"
+apps = ["shop"]
+"#
+        )
+    };
+}
+pub(super) use shop_and_billing;
+
 /// Loads `text` with `overrides` (`WXTOKEN_...` names and values) and `env` as the
 /// environment.
 pub fn load_with(

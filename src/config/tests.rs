@@ -4,21 +4,10 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
-use super::test_support::{load_with, server_tables};
+use super::test_support::{load_with, server_tables, shop_and_billing};
 use super::*;
 
-const GOOD: &str = concat!(
-    server_tables!(),
-    r#"[[apps]]
-name = "shop"
-appid = "wx0123456789abcdef"
-secret_env = "SHOP_SECRET"
-[[clients]]
-name = "billing"
-key_env = "BILLING_KEY"
-apps = ["shop"]
-"#
-);
+const GOOD: &str = concat!(server_tables!(), shop_and_billing!());
 
 fn env(name: &str) -> Option<String> {
     match name {

@@ -899,6 +899,27 @@ fn unionid_of(openid: &str) -> String {
     derived_id(&format!("unionid:{openid}"))
 }
 
+/// A multipart/form-data body of these `(name, filename, content type, data)` parts, written
+/// as clients write an upload: for the tests of the upload route, here and through the proxy.
+pub fn multipart_body(boundary: &str, parts: &[(&str, &str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, filename, content_type, data) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        body.extend_from_slice(
+            format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n")
+                .as_bytes(),
+        );
+        if let Some(ct) = content_type {
+            body.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -910,23 +931,10 @@ mod tests {
             .block_on(f)
     }
 
+    /// [`multipart_body`] with every part's file named `f`: the name never matters here.
     fn multipart(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Bytes {
-        let mut body = Vec::new();
-        for (name, content_type, data) in parts {
-            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-            body.extend_from_slice(
-                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"f\"\r\n")
-                    .as_bytes(),
-            );
-            if let Some(ct) = content_type {
-                body.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
-            }
-            body.extend_from_slice(b"\r\n");
-            body.extend_from_slice(data);
-            body.extend_from_slice(b"\r\n");
-        }
-        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-        Bytes::from(body)
+        let parts: Vec<_> = parts.iter().map(|&(n, ct, d)| (n, "f", ct, d)).collect();
+        Bytes::from(multipart_body(boundary, &parts))
     }
 
     const FORM: &str = "multipart/form-data; boundary=XyZ";

@@ -35,7 +35,7 @@ mod routes;
 mod state;
 mod tls;
 
-pub use business::FakeApiRequest;
+pub use business::{multipart_body, FakeApiRequest};
 pub use component::{FakePlatform, DEFAULT_TICKET_PUSH_INTERVAL};
 pub use component_state::{bulk_authorizer_appid, Authorized, AuthorizerState, ControlError};
 pub use push::PushRecord;
@@ -203,19 +203,13 @@ impl Endpoint {
         Endpoint::GetAuthorizerList,
     ];
 
-    const ALL: [Endpoint; 13] = [
+    /// The endpoints besides [`Endpoint::COMPONENT`]: with them, every endpoint.
+    const NOT_COMPONENT: [Endpoint; 6] = [
         Endpoint::Token,
         Endpoint::StableToken,
         Endpoint::Probe,
         Endpoint::Ticket,
         Endpoint::WecomToken,
-        Endpoint::ComponentToken,
-        Endpoint::StartPushTicket,
-        Endpoint::CreatePreauthcode,
-        Endpoint::QueryAuth,
-        Endpoint::AuthorizerToken,
-        Endpoint::GetAuthorizerInfo,
-        Endpoint::GetAuthorizerList,
         Endpoint::Api,
     ];
 
@@ -243,7 +237,10 @@ impl Endpoint {
 
     /// The endpoint of that [`Endpoint::name`].
     pub fn parse(name: &str) -> Option<Endpoint> {
-        Endpoint::ALL.into_iter().find(|ep| ep.name() == name)
+        Endpoint::NOT_COMPONENT
+            .into_iter()
+            .chain(Endpoint::COMPONENT)
+            .find(|ep| ep.name() == name)
     }
 }
 

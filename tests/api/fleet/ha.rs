@@ -152,9 +152,7 @@ pub async fn outage_costs_no_fetch_and_is_refilled(redis: &mut dyn Deployment) {
     let noticed = eventually(Duration::from_secs(8), || async {
         let mut all = true;
         for b in &bases {
-            let mut m = http.get(format!("{b}/metrics")).send().await.unwrap();
-            let text = String::from_utf8(m.body().await.unwrap().to_vec()).unwrap();
-            all &= sample(&text, "wxtoken_redis_up") == Some(0.0);
+            all &= sample_at(&http, b, "wxtoken_redis_up").await == Some(0.0);
         }
         all
     })
@@ -166,9 +164,7 @@ pub async fn outage_costs_no_fetch_and_is_refilled(redis: &mut dyn Deployment) {
         let ready: serde_json::Value = r.json().await.unwrap();
         assert_eq!(r.status().as_u16(), 200, "{ready}");
         assert_eq!(ready["store"]["up"], false, "{ready}");
-        let mut m = http.get(format!("{b}/metrics")).send().await.unwrap();
-        let text = String::from_utf8(m.body().await.unwrap().to_vec()).unwrap();
-        assert_eq!(sample(&text, "wxtoken_redis_up"), Some(0.0));
+        assert_eq!(sample_at(&http, b, "wxtoken_redis_up").await, Some(0.0));
     }
     // Invalidating a token WeChat rejects while Redis is down must not fetch alone.
     assert!(fake.kill_token(&token));

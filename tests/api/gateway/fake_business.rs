@@ -187,21 +187,7 @@ const BOUNDARY: &str = "wxtoken-test-boundary-5f1c9e0b7a3d42";
 /// A multipart/form-data body with these `(name, filename, content type, data)` parts, as
 /// requests (under wechatpy) writes it.
 fn multipart(parts: &[(&str, &str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
-    let mut body = Vec::new();
-    for (name, filename, content_type, data) in parts {
-        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
-        body.extend_from_slice(
-            format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n")
-                .as_bytes(),
-        );
-        if let Some(ct) = content_type {
-            body.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
-        }
-        body.extend_from_slice(b"\r\n");
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    let body = wxtoken::fake::multipart_body(BOUNDARY, parts);
     (format!("multipart/form-data; boundary={BOUNDARY}"), body)
 }
 

@@ -1,7 +1,7 @@
 //! Hostile and careless configurations: secret files that are FIFOs or devices, secrets typed
 //! as numbers, credentials in URLs, and what reloads report while the server keeps serving.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -10,10 +10,6 @@ use crate::support::helpers::*;
 
 const ADMIN: &str = "admin-key-0000000000001";
 const SVC: &str = "svc-key-00000000000001";
-
-fn quoted(p: &Path) -> String {
-    toml::Value::String(p.display().to_string()).to_string()
-}
 
 fn mkfifo(path: &Path) {
     let made = std::process::Command::new("mkfifo")
@@ -159,8 +155,6 @@ fn numeric_secrets_and_url_passwords_are_not_printed() {
 
 /// A server started from `path`, with reloads reading it.
 async fn spawn_from_file(fake: wxtoken::fake::FakeWechat, path: &Path) -> TestApp {
-    let settings = wxtoken::config::Settings::load(path).expect("the first file is valid");
-    let p = path.to_path_buf();
     // The placeholder apps are replaced by the file's settings before the server starts.
     let placeholder = format!(
         "[[apps]]\nname = \"shop\"\nappid = \"{SHOP_APPID}\"\nsecret = \"x\"\n\
@@ -169,30 +163,53 @@ async fn spawn_from_file(fake: wxtoken::fake::FakeWechat, path: &Path) -> TestAp
     TestApp::builder()
         .fake(fake)
         .config(&placeholder)
-        .adjust(move |(s, o)| {
-            *s = settings;
-            o.config_path = Some(p);
-        })
+        .config_file(path)
         .start()
         .await
 }
 
+/// `shop`'s secret written inline, as the files below start.
+fn inline_secret() -> String {
+    format!("secret = \"{SHOP_SECRET}\"")
+}
+
+/// A server started from a file of its own (inline secret, default store) that a test
+/// rewrites before asking for a reload.
+struct FileServer {
+    app: TestApp,
+    dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl FileServer {
+    async fn start() -> FileServer {
+        let fake = start_fake(&Spec::default()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wxtoken.toml");
+        let text = file_text(dir.path(), &fake.base_url(), &inline_secret(), "", "");
+        std::fs::write(&path, text).unwrap();
+        let app = spawn_from_file(fake, &path).await;
+        FileServer { app, dir, path }
+    }
+
+    /// Rewrites the file; the arguments are [`file_text`]'s.
+    fn write(&self, shop_secret: &str, upstream: &str, store: &str) {
+        let base = self.app.fake.base_url();
+        let text = file_text(self.dir.path(), &base, shop_secret, upstream, store);
+        std::fs::write(&self.path, text).unwrap();
+    }
+}
+
 #[actix_web::test]
 async fn a_reload_naming_a_fifo_is_rejected_while_tokens_keep_serving() {
-    let fake = start_fake(&Spec::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wxtoken.toml");
-    let base = fake.base_url();
-    let inline = format!("secret = \"{SHOP_SECRET}\"");
-    std::fs::write(&path, file_text(dir.path(), &base, &inline, "", "")).unwrap();
-    let app = spawn_from_file(fake, &path).await;
+    let served = FileServer::start().await;
+    let app = &served.app;
     let token = app.get("/v1/apps/shop/token", Some(SVC)).await;
     assert_eq!(token.status, 200, "{}", token.body);
 
-    let fifo = dir.path().join("secret.fifo");
+    let fifo = served.dir.path().join("secret.fifo");
     mkfifo(&fifo);
-    let named = format!("secret_file = {}", quoted(&fifo));
-    std::fs::write(&path, file_text(dir.path(), &base, &named, "", "")).unwrap();
+    served.write(&format!("secret_file = {}", quoted(&fifo)), "", "");
     let started = Instant::now();
     let reload = app.post("/v1/admin/reload", Some(ADMIN), "");
     let gets = async {
@@ -221,25 +238,16 @@ async fn a_reload_naming_a_fifo_is_rejected_while_tokens_keep_serving() {
 
 #[actix_web::test]
 async fn needs_restart_is_reported_by_every_reload_until_a_restart() {
-    let fake = start_fake(&Spec::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wxtoken.toml");
-    let base = fake.base_url();
-    let inline = format!("secret = \"{SHOP_SECRET}\"");
-    std::fs::write(&path, file_text(dir.path(), &base, &inline, "", "")).unwrap();
-    let app = spawn_from_file(fake, &path).await;
+    let served = FileServer::start().await;
+    let app = &served.app;
 
     // An unchanged file needs nothing.
     let r = app.post("/v1/admin/reload", Some(ADMIN), "").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["needs_restart"], serde_json::json!([]));
 
-    let elsewhere = format!("path = {}", quoted(&dir.path().join("other.redb")));
-    std::fs::write(
-        &path,
-        file_text(dir.path(), &base, &inline, "timeout_secs = 7", &elsewhere),
-    )
-    .unwrap();
+    let elsewhere = format!("path = {}", quoted(&served.dir.path().join("other.redb")));
+    served.write(&inline_secret(), "timeout_secs = 7", &elsewhere);
     for round in ["first", "second"] {
         let r = app.post("/v1/admin/reload", Some(ADMIN), "").await;
         assert_eq!(r.status, 200, "{}", r.body);
@@ -250,7 +258,7 @@ async fn needs_restart_is_reported_by_every_reload_until_a_restart() {
         );
     }
     // Back to what runs: nothing to restart for.
-    std::fs::write(&path, file_text(dir.path(), &base, &inline, "", "")).unwrap();
+    served.write(&inline_secret(), "", "");
     let r = app.post("/v1/admin/reload", Some(ADMIN), "").await;
     assert_eq!(r.body["needs_restart"], serde_json::json!([]), "{}", r.body);
 }
@@ -262,7 +270,7 @@ async fn a_changed_redis_password_needs_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wxtoken.toml");
     let base = fake.base_url();
-    let inline = format!("secret = \"{SHOP_SECRET}\"");
+    let inline = inline_secret();
     let local = dir.path().join("local.redb");
     let store = |url: &str| {
         format!(

@@ -54,13 +54,7 @@ fn bad_records(generation: u64) -> Vec<(&'static str, String, String)> {
 }
 
 async fn decode_errors(http: &awc::Client, base: &str) -> f64 {
-    let mut r = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics");
-    let text = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
-    sample(&text, DECODE_ERRORS).unwrap_or(0.0)
+    sample_at(http, base, DECODE_ERRORS).await.unwrap_or(0.0)
 }
 
 async fn served(http: &awc::Client, base: &str) -> String {
@@ -156,20 +150,18 @@ async fn bad_records_in_redis_are_never_served_adopted_or_kept() {
 
 #[actix_web::test]
 async fn bad_records_in_the_embedded_file_are_ignored_and_replaced() {
-    let spec = Spec::default();
-    let fake = start_fake(&spec).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("wxtoken.redb");
+    let stored = FileStore::new().await;
+    let fake = &stored.fake;
     let http = client();
-    let s = ThreadServer::start(settings_for(&spec, &fake.base_url(), &store));
+    let s = stored.start();
     served(&http, &s.base).await;
     s.stop();
 
     for (what, record, _) in bad_records(1) {
-        plant_token_record(&store, "shop", &record).await;
+        plant_token_record(&stored.path, "shop", &record).await;
         let minted = fake.minted(SHOP_APPID);
 
-        let s = ThreadServer::start(settings_for(&spec, &fake.base_url(), &store));
+        let s = stored.start();
         let token = served(&http, &s.base).await;
         assert_eq!(
             fake.current_token(SHOP_APPID).as_deref(),
@@ -188,14 +180,12 @@ async fn bad_records_in_the_embedded_file_are_ignored_and_replaced() {
 
 /// The Open Platform's authorizer records, planted by hand, for the platform `saas`.
 mod platform {
-    use std::path::Path;
-
     use serde_json::{json, Value};
     use wxtoken::config::Settings;
     use wxtoken::fake::FakeWechat;
 
     use crate::support::helpers::*;
-    use crate::support::platform::platform_table;
+    use crate::support::platform::platform_and_crm;
 
     const KEY: &str = "platform-client-key-00000001";
     const DECODE_ERRORS: &str = r#"wxtoken_store_errors_total{app="platform:saas",op="decode"}"#;
@@ -224,36 +214,12 @@ mod platform {
     }
 
     pub fn settings(fake: &FakeWechat, store: &str) -> Settings {
-        let text = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-[upstream]
-base_url = "{base}"
-min_token_lifetime_secs = 2
-[store]
-{store}
-{platform}"#,
-            base = fake.base_url(),
-            platform = ConfigText::new()
-                .raw(&platform_table())
-                .client(Client::new("crm", KEY).platforms(&["saas"])),
-        );
+        let text = server_file(&fake.base_url(), store, &platform_and_crm(KEY).to_string());
         Settings::from_toml(&text, &[], &|_| None).expect("test config is valid")
     }
 
-    pub fn path_value(p: &Path) -> String {
-        toml::Value::String(p.display().to_string()).to_string()
-    }
-
     async fn decode_errors(http: &awc::Client, base: &str) -> f64 {
-        let mut r = http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .expect("metrics");
-        let text = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
-        sample(&text, DECODE_ERRORS).unwrap_or(0.0)
+        sample_at(http, base, DECODE_ERRORS).await.unwrap_or(0.0)
     }
 
     /// The routes that show the hostile account answer (it is absent, as a corrupt token
@@ -311,7 +277,7 @@ async fn a_hostile_authorizer_record_in_the_embedded_file_is_corrupt_not_a_panic
     }
     let s = ThreadServer::start(platform::settings(
         &fake,
-        &format!("path = {}", platform::path_value(&store)),
+        &format!("path = {}", quoted(&store)),
     ));
     platform::assert_answered_and_counted(&s.base).await;
     s.stop();
@@ -334,7 +300,7 @@ async fn a_hostile_authorizer_record_in_redis_is_corrupt_not_a_panic() {
     let store = format!(
         "kind = \"redis\"\nurl = \"{}\"\nkey_prefix = \"wxe\"\nlocal_path = {}",
         redis.url(),
-        platform::path_value(&dir.path().join("local.redb")),
+        quoted(&dir.path().join("local.redb")),
     );
     let s = ThreadServer::start(platform::settings(&fake, &store));
     platform::assert_answered_and_counted(&s.base).await;

@@ -38,6 +38,13 @@ async fn spawn_with(
         .await
 }
 
+/// [`spawn_with`] on a fake of the standard apps.
+async fn spawn(
+    server: impl FnOnce(&mut wxtoken::config::ServerSettings, &mut wxtoken::startup::Options),
+) -> TestApp {
+    spawn_with(start_fake(&Spec::default()).await, server).await
+}
+
 fn addr_of(app: &TestApp) -> SocketAddr {
     app.base
         .trim_start_matches("http://")
@@ -150,6 +157,16 @@ pub(crate) fn read_answer(s: &mut TcpStream, limit: Duration) -> Raw {
     }
 }
 
+/// What `connect` (which opens a connection and sends on it) brings back within `limit`, its
+/// `elapsed` counted from before the connection: a deadline runs from the request's start.
+fn connect_and_read(connect: impl FnOnce() -> TcpStream, limit: Duration) -> Raw {
+    let start = Instant::now();
+    let mut s = connect();
+    let mut a = read_answer(&mut s, limit);
+    a.elapsed = start.elapsed();
+    a
+}
+
 /// A whole GET on a fresh connection (`Connection: close`), as a probe sees the server.
 fn probe(addr: SocketAddr, path: &str, key: Option<&str>, limit: Duration) -> Raw {
     let auth = key
@@ -176,11 +193,7 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
 
 #[actix_web::test]
 async fn a_stalled_body_gets_a_json_408_and_a_closed_connection_on_every_body_route() {
-    let spec = Spec::default();
-    let app = spawn_with(start_fake(&spec).await, |s, _| {
-        s.body_timeout = Duration::from_secs(1)
-    })
-    .await;
+    let app = spawn(|s, _| s.body_timeout = Duration::from_secs(1)).await;
     let addr = addr_of(&app);
     let routes = [
         ("/v1/apps/shop/token/invalidate", Some(BILLING_KEY)),
@@ -190,11 +203,7 @@ async fn a_stalled_body_gets_a_json_408_and_a_closed_connection_on_every_body_ro
     ];
     for (path, key) in routes {
         let a = blocking(move || {
-            let start = Instant::now();
-            let mut s = stall(addr, "POST", path, key);
-            let mut a = read_answer(&mut s, Duration::from_secs(6));
-            a.elapsed = start.elapsed();
-            a
+            connect_and_read(|| stall(addr, "POST", path, key), Duration::from_secs(6))
         })
         .await;
         assert_eq!(a.status, 408, "{path}: {}", a.head);
@@ -232,18 +241,11 @@ async fn a_stalled_body_gets_a_json_408_and_a_closed_connection_on_every_body_ro
             let auth = key
                 .map(|k| format!("Authorization: Bearer {k}\r\n"))
                 .unwrap_or_default();
-            let start = Instant::now();
-            let mut s = send(
-                addr,
-                format!(
-                    "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\
-                     Transfer-Encoding: chunked\r\n\r\n10\r\n{{\"access"
-                )
-                .as_bytes(),
+            let head = format!(
+                "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\
+                 Transfer-Encoding: chunked\r\n\r\n10\r\n{{\"access"
             );
-            let mut a = read_answer(&mut s, Duration::from_secs(6));
-            a.elapsed = start.elapsed();
-            a
+            connect_and_read(|| send(addr, head.as_bytes()), Duration::from_secs(6))
         })
         .await;
         assert_eq!(a.status, 408, "chunked {method} {path}: {}", a.head);
@@ -267,12 +269,8 @@ async fn a_stalled_body_gets_a_json_408_and_a_closed_connection_on_every_body_ro
 
 #[actix_web::test]
 async fn a_stalled_body_on_a_route_that_takes_none_does_not_hold_the_connection() {
-    let spec = Spec::default();
     // A deadline far away: what closes these connections must be the answer, not the deadline.
-    let app = spawn_with(start_fake(&spec).await, |s, _| {
-        s.body_timeout = Duration::from_secs(60)
-    })
-    .await;
+    let app = spawn(|s, _| s.body_timeout = Duration::from_secs(60)).await;
     app.shop_token().await;
     let addr = addr_of(&app);
     let routes = [
@@ -313,8 +311,7 @@ fn check(method: &str, path: &str, a: Raw) {
 
 #[actix_web::test]
 async fn when_every_worker_holds_its_cap_new_clients_wait_for_a_free_slot() {
-    let spec = Spec::default();
-    let app = spawn_with(start_fake(&spec).await, |s, o| {
+    let app = spawn(|s, o| {
         s.body_timeout = Duration::from_secs(2);
         s.max_connections_per_worker = Some(2);
         o.workers = Some(2);
@@ -374,8 +371,7 @@ async fn the_longest_token_upstream_may_send_can_be_invalidated() {
 
 #[actix_web::test]
 async fn array_bodies_are_refused_on_every_json_route() {
-    let spec = Spec::default();
-    let app = spawn_with(start_fake(&spec).await, |_, _| {}).await;
+    let app = spawn(|_, _| {}).await;
     let token = app.shop_token().await;
     let minted = app.minted(SHOP_APPID);
 
@@ -426,8 +422,7 @@ async fn array_bodies_are_refused_on_every_json_route() {
 
 #[actix_web::test]
 async fn wrong_methods_answer_a_json_405_naming_the_allowed_method() {
-    let spec = Spec::default();
-    let app = spawn_with(start_fake(&spec).await, |_, _| {}).await;
+    let app = spawn(|_, _| {}).await;
     let cases = [
         ("POST", "/metrics", "GET"),
         ("DELETE", "/v1/apps/shop/token", "GET"),

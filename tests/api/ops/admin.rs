@@ -25,10 +25,9 @@ const SVC: &str = "svc-key-00000000000001";
 const SVC2: &str = "svc-key-00000000000002";
 
 fn file_config(dir: &std::path::Path, fake_base: &str, body: &str) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nbase_url = \"{fake_base}\"\nmin_token_lifetime_secs = 2\n[store]\npath = {}\n[refresh]\nmin_interval_secs = 0\n{body}",
-        toml::Value::String(dir.join("s.redb").display().to_string())
-    )
+    let store = format!("path = {}", quoted(&dir.join("s.redb")));
+    let rest = format!("[refresh]\nmin_interval_secs = 0\n{body}");
+    server_file(fake_base, &store, &rest)
 }
 
 #[actix_web::test]
@@ -78,16 +77,11 @@ async fn reload_adds_and_removes_apps_and_swaps_keys_and_secrets() {
         ),
     )
     .unwrap();
-    let settings = wxtoken::config::Settings::load(&path).unwrap();
-    let p2 = path.clone();
     let app = TestApp::builder()
         .spec(spec)
         .fake(fake)
         .config(&config(SHOP_SECRET, false, SVC))
-        .adjust(move |(s, o)| {
-            *s = settings;
-            o.config_path = Some(p2);
-        })
+        .config_file(&path)
         .start()
         .await;
     let shop_token = app.get("/v1/apps/shop/token", Some(SVC)).await.body["access_token"]
@@ -215,16 +209,11 @@ async fn a_reload_of_many_apps_with_one_changed_touches_only_that_one() {
         std::fs::write(&path, file_config(dir.path(), base, b)).unwrap();
     };
     write(&body("secret-00000007"), &fake.base_url());
-    let settings = wxtoken::config::Settings::load(&path).unwrap();
-    let p2 = path.clone();
     let app = TestApp::builder()
         .spec(spec)
         .fake(fake)
         .config(&body("secret-00000007"))
-        .adjust(move |(s, o)| {
-            *s = settings;
-            o.config_path = Some(p2);
-        })
+        .config_file(&path)
         .start()
         .await;
     let ready = eventually(Duration::from_secs(20), || async {

@@ -24,10 +24,10 @@ fn apps(with_shop: bool) -> String {
 
 /// A configuration file for the apps in `body`, with `[metrics] per_app = per_app`.
 fn file_config_with(dir: &std::path::Path, fake_base: &str, body: &str, per_app: &str) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nbase_url = \"{fake_base}\"\nmin_token_lifetime_secs = 2\n[store]\npath = {}\n[refresh]\nmin_interval_secs = 0\n[metrics]\nper_app = \"{per_app}\"\n{body}",
-        toml::Value::String(dir.join("s.redb").display().to_string())
-    )
+    let store = format!("path = {}", quoted(&dir.join("s.redb")));
+    let rest =
+        format!("[refresh]\nmin_interval_secs = 0\n[metrics]\nper_app = \"{per_app}\"\n{body}");
+    server_file(fake_base, &store, &rest)
 }
 
 /// Sample lines (not comments) whose `app` label is `app` or one of its tickets.
@@ -75,16 +75,11 @@ async fn removed_app_leaves_no_series(per_app: &'static str) {
         file_config_with(dir.path(), &fake.base_url(), &apps(true), per_app),
     )
     .unwrap();
-    let settings = wxtoken::config::Settings::load(&path).unwrap();
-    let p2 = path.clone();
     let app = TestApp::builder()
         .spec(spec)
         .fake(fake)
         .config(&apps(true))
-        .adjust(move |(s, o)| {
-            *s = settings;
-            o.config_path = Some(p2);
-        })
+        .config_file(&path)
         .start()
         .await;
 

@@ -14,10 +14,6 @@ const MSG_TOKEN: &str = "msgToken0042";
 /// WeChat's published sample EncodingAESKey.
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 
-fn quoted(p: &Path) -> String {
-    toml::Value::String(p.display().to_string()).to_string()
-}
-
 /// One platform entry: `aes` is the line giving its EncodingAESKey.
 fn platform(name: &str, aes: &str) -> String {
     format!(
@@ -201,27 +197,17 @@ async fn a_client_of_platforms_only_reads_no_app() {
 
 /// A file with the shop app, an admin client and the given platform entries.
 fn reload_file(dir: &Path, base: &str, platforms: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstream]
-base_url = "{base}"
-min_token_lifetime_secs = 2
-[store]
-path = {store}
-{apps_and_clients}"#,
-        store = quoted(&dir.join("s.redb")),
-        apps_and_clients = ConfigText::new()
-            .app(App::official("shop", SHOP_APPID, SHOP_SECRET))
-            .raw(platforms)
-            .client(
-                Client::new("admin", ADMIN)
-                    .apps(&["*"])
-                    .platforms(&["*"])
-                    .admin()
-            ),
-    )
+    let store = format!("path = {}", quoted(&dir.join("s.redb")));
+    let apps_and_clients = ConfigText::new()
+        .app(App::official("shop", SHOP_APPID, SHOP_SECRET))
+        .raw(platforms)
+        .client(
+            Client::new("admin", ADMIN)
+                .apps(&["*"])
+                .platforms(&["*"])
+                .admin(),
+        );
+    server_file(base, &store, &apps_and_clients.to_string())
 }
 
 #[actix_web::test]
@@ -231,8 +217,6 @@ async fn a_reload_with_a_bad_platform_is_rejected_and_tokens_keep_serving() {
     let path = dir.path().join("wxtoken.toml");
     let base = fake.base_url();
     std::fs::write(&path, reload_file(dir.path(), &base, "")).unwrap();
-    let settings = wxtoken::config::Settings::load(&path).expect("the first file is valid");
-    let p = path.clone();
     let placeholder = format!(
         "[[apps]]\nname = \"shop\"\nappid = \"{SHOP_APPID}\"\nsecret = \"x\"\n\
          [[clients]]\nname = \"admin\"\nkey = \"{ADMIN}\"\napps = [\"*\"]\n"
@@ -240,10 +224,7 @@ async fn a_reload_with_a_bad_platform_is_rejected_and_tokens_keep_serving() {
     let app = TestApp::builder()
         .fake(fake)
         .config(&placeholder)
-        .adjust(move |(s, o)| {
-            *s = settings;
-            o.config_path = Some(p);
-        })
+        .config_file(&path)
         .start()
         .await;
     let token = app.get("/v1/apps/shop/token", Some(ADMIN)).await;

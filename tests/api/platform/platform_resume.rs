@@ -15,7 +15,7 @@ use crate::ops::process::{wait_for_listen_addr, wxtoken, KillOnDrop};
 use crate::support::fleet::RedisServer;
 use crate::support::helpers::*;
 use crate::support::platform::{
-    crypto, now_secs, platform_table, push_ticket, route_pushes, start_platform_fake,
+    crypto, now_secs, platform_and_crm, push_ticket, route_pushes, start_platform_fake,
     start_with_platform, COMPONENT,
 };
 
@@ -52,9 +52,7 @@ min_token_lifetime_secs = 2
 {store}
 {platform}"#,
             base = fake.base_url(),
-            platform = ConfigText::new()
-                .raw(&platform_table())
-                .client(Client::new("crm", KEY).platforms(&["saas"])),
+            platform = platform_and_crm(KEY),
         ),
     )
     .unwrap();
@@ -269,10 +267,7 @@ async fn in_a_fleet_on_redis_another_instance_resumes_the_code_and_it_is_exchang
 // ---- in the process: expiry and refusals end a stored code -----------------------------------
 
 fn platform_config() -> String {
-    ConfigText::new()
-        .raw(&platform_table())
-        .client(Client::new("crm", KEY).platforms(&["saas"]))
-        .to_string()
+    platform_and_crm(KEY).to_string()
 }
 
 /// A server for the platform with its component token, the fake pushing to its event URL.

@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde_json::json;
 use wxtoken::fake::FakeConfig;
 
-use super::config::{Client, ConfigText};
+use super::config::Client;
 use super::helpers::{Answer, TestApp};
-use super::platform::{platform_table, start_with_platform, COMPONENT};
+use super::platform::{platform_and_crm, start_with_platform, COMPONENT};
 
 /// May use the platform (component token, authorizer tokens, the facade).
 pub const FACADE_KEY: &str = "facade-client-key-0000000001";
@@ -23,9 +23,7 @@ pub async fn spawn_facade() -> TestApp {
 /// A server for the platform whose tokens (at the fake) live `expires_in` seconds, holding a
 /// component token.
 pub async fn spawn_facade_with(expires_in: u64) -> TestApp {
-    let config = ConfigText::new()
-        .raw(&platform_table())
-        .client(Client::new("crm", FACADE_KEY).platforms(&["saas"]))
+    let config = platform_and_crm(FACADE_KEY)
         .client(
             Client::new("gateway", PROXY_KEY)
                 .platforms(&["saas"])

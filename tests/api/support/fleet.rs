@@ -9,7 +9,7 @@ use wxtoken::config::{Settings, StoreSettings};
 use wxtoken::fake::{FakeWechat, Validity};
 
 use crate::support::helpers::*;
-use crate::support::redis_topology::Deployment;
+use crate::support::redis_topology::{ephemeral_args, Deployment};
 
 /// A `redis-server` on a random loopback port, killed on drop. Nothing is persisted, so a
 /// restart comes back empty.
@@ -34,18 +34,8 @@ impl RedisServer {
     /// Starts (again) on the same port.
     pub fn restart(&mut self) {
         let mut cmd = Command::new("redis-server");
-        cmd.args([
-            "--port",
-            &self.port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "yes",
-        ]);
+        cmd.args(ephemeral_args(self.port))
+            .args(["--protected-mode", "yes"]);
         if let Some(p) = &self.password {
             cmd.args(["--requirepass", p]);
         }

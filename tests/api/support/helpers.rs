@@ -106,6 +106,28 @@ path = {store}
     )
 }
 
+/// A path as a TOML string, quoted and escaped, for a configuration file's text.
+pub fn quoted(p: &Path) -> String {
+    toml::Value::String(p.display().to_string()).to_string()
+}
+
+/// A short configuration file's text: a server on any loopback port against the fake at
+/// `base` (taking tokens with 2 s left, as the fake's short lifetimes need), with `store`'s
+/// lines under `[store]`; `rest` adds the apps, clients and any other tables.
+pub fn server_file(base: &str, store: &str, rest: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[upstream]
+base_url = "{base}"
+min_token_lifetime_secs = 2
+[store]
+{store}
+{rest}"#
+    )
+}
+
 /// `shop` and `blog`, their secrets in the environment; the `billing` client (key in the
 /// environment) and the `ops` admin (known by its key's digest).
 fn standard_apps_and_clients() -> ConfigText {
@@ -223,6 +245,19 @@ impl<'a> TestAppBuilder<'a> {
     pub fn store(mut self, dir: Arc<tempfile::TempDir>, path: PathBuf) -> Self {
         self.store = Some((dir, path));
         self
+    }
+
+    /// The settings of the file at `path`, which reloads read again: for reload tests. The
+    /// file's settings replace all the others (the spec's too), so a test still names its
+    /// apps with [`Self::config`] only for the builder's sake; this takes [`Self::adjust`]'s
+    /// place.
+    pub fn config_file(self, path: &Path) -> Self {
+        let settings = Settings::load(path).expect("the first file is valid");
+        let path = path.to_path_buf();
+        self.adjust(move |(s, o)| {
+            *s = settings;
+            o.config_path = Some(path);
+        })
     }
 
     /// The per-app series set exported (`[metrics] per_app`).
@@ -392,6 +427,18 @@ impl TestApp {
     }
 }
 
+/// One sample from the `/metrics` of the server at `base`: for servers a test starts without a
+/// [`TestApp`] (thread servers, fleets), whose scrape is otherwise written out each time.
+pub async fn sample_at(http: &awc::Client, base: &str, series: &str) -> Option<f64> {
+    let mut r = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    let text = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
+    sample(&text, series)
+}
+
 pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| {
         l.strip_prefix(series)?
@@ -434,6 +481,40 @@ where
             return false;
         }
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A fake and an embedded store file that outlive the servers a restart test starts on them,
+/// one after another, to see what the file carries from one to the next.
+pub struct FileStore {
+    pub spec: Spec,
+    pub fake: FakeWechat,
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FileStore {
+    pub async fn new() -> FileStore {
+        let spec = Spec::default();
+        let fake = start_fake(&spec).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wxtoken.redb");
+        FileStore {
+            spec,
+            fake,
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// The standard settings, on this file.
+    pub fn settings(&self) -> Settings {
+        settings_for(&self.spec, &self.fake.base_url(), &self.path)
+    }
+
+    /// A server on the standard settings and this file.
+    pub fn start(&self) -> ThreadServer {
+        ThreadServer::start(self.settings())
     }
 }
 

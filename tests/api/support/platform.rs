@@ -7,6 +7,7 @@ use std::time::Duration;
 use wxtoken::fake::{FakeConfig, FakePlatform, FakeWechat};
 use wxtoken::push::crypto::MsgCrypto;
 
+use super::config::{Client, ConfigText};
 use super::helpers::{eventually, Answer, TestApp, TestAppBuilder};
 
 /// The platform's name in the configuration and in every route.
@@ -63,6 +64,14 @@ token = "{MSG_TOKEN}"
 encoding_aes_key = "{AES_KEY}"
 "#
     )
+}
+
+/// The platform's table and `crm`, with `key`, a client of the platform alone: how the tests
+/// of one platform configure a server.
+pub fn platform_and_crm(key: &str) -> ConfigText {
+    ConfigText::new()
+        .raw(&platform_table())
+        .client(Client::new("crm", key).platforms(&[PLATFORM]))
 }
 
 /// Starts `server` (its configuration naming the platform) against a fake made from `fake`

@@ -220,25 +220,37 @@ pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn base_args(port: u16, dir: &Path) -> Vec<String> {
+/// A `redis-server` on `port` of the loopback that never writes its data to disk, so that a
+/// restart comes back empty: what every test server starts from.
+pub fn ephemeral_args(port: u16) -> Vec<String> {
+    let port = port.to_string();
     [
         "--port",
-        &port.to_string(),
+        &port,
         "--bind",
         "127.0.0.1",
         "--save",
         "",
         "--appendonly",
         "no",
-        // Replicas sync at once instead of after the default 5 s.
-        "--repl-diskless-sync-delay",
-        "0",
-        "--dir",
-        &dir.display().to_string(),
     ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    .map(String::from)
+    .to_vec()
+}
+
+fn base_args(port: u16, dir: &Path) -> Vec<String> {
+    let mut args = ephemeral_args(port);
+    args.extend(
+        [
+            // Replicas sync at once instead of after the default 5 s.
+            "--repl-diskless-sync-delay",
+            "0",
+            "--dir",
+            &dir.display().to_string(),
+        ]
+        .map(String::from),
+    );
+    args
 }
 
 // ---------------------------------------------------------------------------------------------

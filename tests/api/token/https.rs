@@ -46,18 +46,11 @@ async fn tokens_are_fetched_over_https_with_a_ca_file() {
 #[actix_web::test]
 async fn an_untrusted_certificate_is_refused() {
     let (fake, _ca) = https_fake().await;
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let store = dir.path().join("s.redb");
     let spec = Spec {
         wait_limit: Duration::from_millis(500),
         ..Spec::default()
     };
-    let app = TestApp::builder()
-        .spec(spec)
-        .fake(fake)
-        .store(dir, store)
-        .start()
-        .await;
+    let app = TestApp::builder().spec(spec).fake(fake).start().await;
     let a = app.get("/v1/apps/shop/token", Some(BILLING_KEY)).await;
     assert_eq!(a.status, 503, "{}", a.body);
     assert_eq!(

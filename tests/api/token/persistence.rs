@@ -11,25 +11,23 @@ const NEAR_EXPIRY: &str = "NEAR-EXPIRY-TOKEN-FROM-THE-STORE";
 
 /// Seconds from now until the served shop token's proactive refresh, from `/metrics`.
 async fn refresh_due_secs_from_now(http: &awc::Client, base: &str) -> f64 {
-    let mut r = http.get(format!("{base}/metrics")).send().await.unwrap();
-    let text = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
-    let due = sample(
-        &text,
+    let due = sample_at(
+        http,
+        base,
         r#"wxtoken_token_refresh_due_timestamp_seconds{app="shop"}"#,
     )
+    .await
     .unwrap_or(0.0);
     due - now_ms() as f64 / 1000.0
 }
 
 #[actix_web::test]
 async fn restart_reuses_the_stored_token_without_a_fetch() {
-    let spec = Spec::default();
-    let fake = start_fake(&spec).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("wxtoken.redb");
+    let stored = FileStore::new().await;
+    let fake = &stored.fake;
     let http = client();
 
-    let first = ThreadServer::start(settings_for(&spec, &fake.base_url(), &store));
+    let first = stored.start();
     let url = format!("{}/v1/apps/shop/token", first.base);
     let (status, body) = get_json(&http, &url, BILLING_KEY).await;
     assert_eq!(status, 200);
@@ -37,7 +35,7 @@ async fn restart_reuses_the_stored_token_without_a_fetch() {
     first.stop();
     assert_eq!(fake.minted(SHOP_APPID), 1);
 
-    let second = ThreadServer::start(settings_for(&spec, &fake.base_url(), &store));
+    let second = stored.start();
     let url = format!("{}/v1/apps/shop/token", second.base);
     let (status, body) = get_json(&http, &url, BILLING_KEY).await;
     assert_eq!(status, 200);
@@ -60,13 +58,11 @@ async fn restart_reuses_the_stored_token_without_a_fetch() {
 
 #[actix_web::test]
 async fn stored_token_of_another_appid_or_near_expiry_is_not_reused() {
-    let spec = Spec::default();
-    let fake = start_fake(&spec).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("wxtoken.redb");
+    let stored = FileStore::new().await;
+    let fake = &stored.fake;
     let http = client();
 
-    let s = ThreadServer::start(settings_for(&spec, &fake.base_url(), &store));
+    let s = stored.start();
     get_json(
         &http,
         &format!("{}/v1/apps/shop/token", s.base),
@@ -77,7 +73,7 @@ async fn stored_token_of_another_appid_or_near_expiry_is_not_reused() {
     assert_eq!(fake.minted(SHOP_APPID), 1);
 
     // Same app name, another appid: the stored record is not for it.
-    let mut other = settings_for(&spec, &fake.base_url(), &store);
+    let mut other = stored.settings();
     other.apps[0].appid = "wxsomeoneelse0000".into();
     let s = ThreadServer::start(other);
     let (status, _) = get_json(
@@ -98,8 +94,8 @@ async fn stored_token_of_another_appid_or_near_expiry_is_not_reused() {
         "fetched_at_ms": now - 25_000, "expires_at_ms": now + 5_000,
         "generation": 2, "quota_day": 0, "quota_used": 1,
     });
-    plant_token_record(&store, "shop", &near_expiry.to_string()).await;
-    let s = ThreadServer::start(settings_for(&spec, &fake.base_url(), &store));
+    plant_token_record(&stored.path, "shop", &near_expiry.to_string()).await;
+    let s = stored.start();
     let replaced = eventually(Duration::from_secs(5), || async {
         let (status, body) = get_json(
             &http,

@@ -59,14 +59,7 @@ async fn get_waits_for_the_first_fetch() {
     let fake = start_fake(&spec).await;
     // The first fetch answers only after 800 ms: a Get made meanwhile waits for it.
     fake.inject(wxtoken::fake::Fault::Slow(Duration::from_millis(800)), 1);
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let store = dir.path().join("s.redb");
-    let app = TestApp::builder()
-        .spec(spec)
-        .fake(fake)
-        .store(dir, store)
-        .start()
-        .await;
+    let app = TestApp::builder().spec(spec).fake(fake).start().await;
     let a = app.get("/v1/apps/shop/token", Some(BILLING_KEY)).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(app.minted(SHOP_APPID), 1);
