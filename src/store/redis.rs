@@ -363,6 +363,30 @@ impl Inner {
         }
     }
 
+    /// One page of `HSCAN key cursor COUNT 1000`: the next cursor (`"0"` at the end) and the
+    /// fields and values, flat. A page may repeat an entry; callers keep the last.
+    async fn hscan_page(
+        &self,
+        what: &str,
+        key: &str,
+        cursor: &str,
+    ) -> anyhow::Result<(String, Vec<Vec<u8>>)> {
+        /// Entries asked for per page: 100,000 authorizers load in about 100 round trips,
+        /// and no page holds Redis up.
+        const SCAN_COUNT: usize = 1000;
+        let (k, c) = (key.to_string(), cursor.to_string());
+        self.run(what, |mut conn| async move {
+            redis::cmd("HSCAN")
+                .arg(&k)
+                .arg(&c)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
+    }
+
     async fn run<T, F, Fut>(&self, what: &str, op: F) -> anyhow::Result<T>
     where
         F: FnOnce(Conn) -> Fut,

@@ -63,8 +63,6 @@ const CHUNK: usize = 500;
 /// Script calls per pipeline: 2,500 records (under 1 MiB) per round trip, well inside the
 /// command timeout.
 const CHUNKS_PER_PIPELINE: usize = 5;
-/// Hash entries asked per `HSCAN`: 100,000 authorizers load in about 100 round trips.
-const SCAN_COUNT: usize = 1000;
 
 /// A script with `MAX_MS` replaced by [`UnixMillis::MAX`]. The scripts compare stored times
 /// without decoding the records; one past `MAX_MS` is corrupt (the decoders refuse it), so it

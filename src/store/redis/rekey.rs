@@ -127,18 +127,9 @@ impl RedisStore {
                 };
                 let mut cursor = "0".to_string();
                 loop {
-                    let (k, c) = (key.to_string(), cursor.clone());
-                    let (next, flat): (String, Vec<Vec<u8>>) = self
+                    let (next, flat) = self
                         .inner
-                        .run("rekey hash scan", |mut conn| async move {
-                            redis::cmd("HSCAN")
-                                .arg(&k)
-                                .arg(&c)
-                                .arg("COUNT")
-                                .arg(SCAN_COUNT)
-                                .query_async(&mut conn)
-                                .await
-                        })
+                        .hscan_page("rekey hash scan", key, &cursor)
                         .await?;
                     for pair in flat.chunks_exact(2) {
                         let slot = Slot::Hash(pair[0].clone());

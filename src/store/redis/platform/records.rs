@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use super::{script, CHUNK, CHUNKS_PER_PIPELINE, SCAN_COUNT};
+use super::{script, CHUNK, CHUNKS_PER_PIPELINE};
 use crate::store::platform::{
     decode_authorizer_of, decode_ticket, encode_authorizer, encode_ticket, skip_corrupt,
     AuthorizerRecord, Stored, TicketRecord,
@@ -134,18 +134,7 @@ impl Inner {
         let mut cursor = "0".to_string();
         let mut out = BTreeMap::new();
         loop {
-            let (k, c) = (key.clone(), cursor.clone());
-            let (next, flat): (String, Vec<Vec<u8>>) = self
-                .run("authorizer scan", |mut conn| async move {
-                    redis::cmd("HSCAN")
-                        .arg(&k)
-                        .arg(&c)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT)
-                        .query_async(&mut conn)
-                        .await
-                })
-                .await?;
+            let (next, flat) = self.hscan_page("authorizer scan", &key, &cursor).await?;
             for pair in flat.chunks_exact(2) {
                 if let Some(r) = self.authorizer_or_skip(platform, &pair[0], &pair[1])? {
                     // HSCAN may return an entry twice; the record is the same.
