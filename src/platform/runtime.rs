@@ -85,6 +85,15 @@ impl Platform {
         let ticket = match store.load_ticket(&settings.name).await {
             Ok(t) => t,
             Err(e) => {
+                // A ticket sealed under a key this instance lacks is not "no ticket": the start
+                // stops and names the key, as for authorizers.
+                if let Some(u) = crate::store::sealed::unreadable_in(&e) {
+                    anyhow::bail!(
+                        "platform `{}`: {u}; {}",
+                        settings.name,
+                        crate::store::sealed::remedy(u)
+                    );
+                }
                 tracing::error!(platform = %settings.name, error = %format!("{e:#}"),
                     "could not read the stored verify ticket; waiting for the next push");
                 None

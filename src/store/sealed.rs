@@ -101,17 +101,16 @@ pub fn remedy(u: &Unreadable) -> &'static str {
     }
 }
 
-/// Refuses to start a platform whose verify ticket or authorization codes do not open: the
-/// loads that start it would otherwise log the error and go on without them. (Its authorizers
-/// need no check here: their load at start fails on one that does not open.) Other errors
-/// (an unreachable Redis) are left to the loads that follow, as before.
+/// Refuses to start a platform whose authorization codes do not open: they are resumed in the
+/// background after the start, which would log the error and go on without them. (The verify
+/// ticket and the authorizers need no check here: `Platform::start` loads them and stops on
+/// one that does not open.) Other errors (an unreachable Redis) are left to the loads that
+/// follow, as before.
 pub async fn check_platform_records(
     store: &dyn PlatformStore,
     platform: &str,
 ) -> anyhow::Result<()> {
-    let ticket = store.load_ticket(platform).await.err();
-    let codes = store.load_codes(platform).await.err();
-    for e in [ticket, codes].into_iter().flatten() {
+    if let Err(e) = store.load_codes(platform).await {
         if let Some(u) = unreadable_in(&e) {
             anyhow::bail!("platform `{platform}`: {u}; {}", remedy(u));
         }
