@@ -246,7 +246,10 @@ impl Audit {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                audit.flush_reads();
+                // A minute's roll-up may be many lines of file writes: off the runtime's
+                // threads, so no request waits behind the disk.
+                let audit = audit.clone();
+                let _ = actix_web::rt::task::spawn_blocking(move || audit.flush_reads()).await;
             }
         });
     }
