@@ -40,6 +40,8 @@
 //! - `time`: `UnixMillis`, the range-checked timestamp of every stored record, and the one
 //!   RFC 3339 formatter of answers (clamped: no time can make an answer panic).
 //! - `reload`: hot reload of the configuration (SIGHUP, `POST /v1/admin/reload`).
+//! - `messages`: WeChat's message and event pushes: taken once, persisted, delivered to
+//!   `[[routes]]` at least once.
 //! - `metrics`: Prometheus series and scrape-time gauges.
 //! - `push`: WeChat's encrypted push protocol: signature, decryption, replay refusal, events.
 //! - `platform`: the Open Platform: a running platform behind one API (pushes received, the
@@ -65,6 +67,7 @@ pub mod http;
 pub mod json;
 pub mod jssdk;
 pub mod keygen;
+pub mod messages;
 pub mod metrics;
 pub mod notify;
 pub mod platform;
