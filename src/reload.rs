@@ -54,6 +54,8 @@ struct Running {
     /// The series set is chosen at start-up (`per_app = "auto"` from the credentials then).
     metrics: MetricsSettings,
     platforms: Vec<PlatformSettings>,
+    /// Routes are read by the message hub at start-up only.
+    routes: Vec<crate::config::RouteSettings>,
     /// The trail's file is opened at start-up (and reopened on SIGHUP), its settings kept.
     audit: Option<crate::config::AuditSettings>,
 }
@@ -76,6 +78,7 @@ impl Reloader {
                 proxy: current.proxy,
                 metrics: current.metrics,
                 platforms: current.platforms,
+                routes: current.routes,
                 audit: current.audit,
             },
             deps,
@@ -129,6 +132,16 @@ impl Reloader {
                 .all(|(a, b)| a.same_as(b));
         if !platforms_same {
             needs_restart.push("platforms".to_string());
+        }
+        // Routes too: deliveries in flight are made with the routes they were taken for.
+        let routes_same = new.routes.len() == self.running.routes.len()
+            && new
+                .routes
+                .iter()
+                .zip(&self.running.routes)
+                .all(|(a, b)| a.same_as(b));
+        if !routes_same {
+            needs_restart.push("routes".to_string());
         }
         let refresh_changed = new.refresh != self.deps.refresh;
         self.deps.refresh = new.refresh.clone();

@@ -95,6 +95,8 @@ pub(super) struct RawSettings {
     pub(super) platforms: Vec<RawPlatform>,
     #[serde(default)]
     pub(super) clients: Vec<RawClient>,
+    #[serde(default)]
+    pub(super) routes: Vec<super::routes::RawRoute>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -29,6 +29,8 @@ pub struct Settings {
     /// Open Platform third-party platforms; a configuration may hold these and no apps.
     pub platforms: Vec<PlatformSettings>,
     pub clients: Vec<ClientSettings>,
+    /// Where message pushes are delivered (fixed until a restart).
+    pub routes: Vec<super::RouteSettings>,
 }
 
 impl Settings {

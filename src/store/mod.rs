@@ -2,6 +2,7 @@
 //! fetching again, and (with Redis) a fleet of instances shares one token and one refresher.
 
 pub mod embedded;
+pub mod messages;
 pub mod platform;
 pub mod redis;
 mod redis_batch;

@@ -62,6 +62,7 @@ use crate::seal::Keyring;
 use crate::store::EmbeddedStore;
 
 mod budget;
+mod messages;
 mod platform;
 mod rekey;
 mod topology;

@@ -312,6 +312,7 @@ pub fn test_options(spec: &Spec) -> Options {
         handle_signals: false,
         workers: Some(2),
         config_path: None,
+        hub: Default::default(),
     }
 }
 
