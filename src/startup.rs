@@ -212,11 +212,12 @@ async fn start_services(
         settings.server.client_auth,
         &deps.metrics,
     )));
+    let hub = Arc::new(crate::messages::Hub::default());
     let mut platforms = HashMap::new();
     for p in &settings.platforms {
         // Records that do not open stop the start, before anything could take them as absent.
         crate::store::sealed::check_platform_records(&*stores.platforms, &p.name).await?;
-        let shared = Platform::start(p, &deps, stores.platforms.clone()).await?;
+        let shared = Platform::start(p, &deps, stores.platforms.clone(), hub.clone()).await?;
         shared.spawn_background();
         platforms.insert(p.name.clone(), shared);
     }
@@ -251,6 +252,7 @@ async fn start_services(
     };
     audit.spawn_rollup();
     Ok(web::Data::new(ServerState {
+        hub,
         rendered: RenderCache::new(settings.credential_count()),
         audit,
         apps,

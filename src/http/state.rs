@@ -42,4 +42,6 @@ pub struct ServerState {
     pub rendered: RenderCache,
     /// Who did which admin action, and who read which token (`[audit]`; off without it).
     pub audit: crate::audit::Audit,
+    /// Takes WeChat's message pushes for delivery to `[[routes]]`.
+    pub hub: Arc<crate::messages::Hub>,
 }

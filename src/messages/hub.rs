@@ -18,7 +18,10 @@ pub type ReplyWait = BoxFuture<'static, Option<String>>;
 pub enum Taken {
     /// Persisted, with deliveries to every matching route; `reply` when a `mode = "reply"`
     /// route matched.
-    New { id: String, reply: Option<ReplyWait> },
+    New {
+        id: String,
+        reply: Option<ReplyWait>,
+    },
     /// WeChat's retry of a push already taken (here or at another instance).
     Duplicate,
     /// No route matches: counted and kept in the bounded recent list, not an error.

@@ -80,22 +80,12 @@ impl Source {
 
     /// A stable identity of the source, for dedupe keys: kinds and names cannot collide.
     pub fn identity(&self) -> String {
-        format!(
-            "{}:{}:{}",
-            self.kind.as_str(),
-            self.label(),
-            self.appid
-        )
+        format!("{}:{}:{}", self.kind.as_str(), self.label(), self.appid)
     }
 }
 
-/// The format the push was written in (`message_format` of an app; XML for everything else).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Xml,
-    Json,
-}
+/// The format the push was written in: an app's `message_format`; XML for everything else.
+pub use crate::config::MessageFormat as Format;
 
 /// A push checked (signature, freshness, decryption, AppId) and parsed, ready to be taken.
 #[derive(Clone, Debug)]
@@ -223,13 +213,19 @@ mod tests {
     #[test]
     fn a_message_is_one_push_by_its_msg_id_in_text_or_number() {
         let shop = Source::app("shop", "wx1");
-        let a = key(&shop, &[("MsgId", "123".into()), ("CreateTime", "1".into())]);
+        let a = key(
+            &shop,
+            &[("MsgId", "123".into()), ("CreateTime", "1".into())],
+        );
         let b = key(&shop, &[("MsgId", 123.into()), ("CreateTime", "2".into())]);
         let c = key(&shop, &[("MsgId", "124".into())]);
         assert_eq!(a, b);
         assert_ne!(a, c);
         // The same MsgId from another source is another push.
-        assert_ne!(a, key(&Source::account("saas", "wx1"), &[("MsgId", "123".into())]));
+        assert_ne!(
+            a,
+            key(&Source::account("saas", "wx1"), &[("MsgId", "123".into())])
+        );
     }
 
     #[test]
