@@ -29,6 +29,7 @@ mod component_control;
 mod component_handle;
 mod component_state;
 mod hostile;
+pub mod messages;
 mod push;
 mod reported;
 mod routes;
