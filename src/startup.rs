@@ -240,7 +240,7 @@ async fn start_services(
     for p in &settings.platforms {
         // Records that do not open stop the start, before anything could take them as absent.
         crate::store::sealed::check_platform_records(&*stores.platforms, &p.name).await?;
-        let shared = Platform::start(p, &deps, stores.platforms.clone()).await?;
+        let shared = Platform::start(p, &deps, stores.platforms.clone(), hub.clone()).await?;
         shared.spawn_background();
         platforms.insert(p.name.clone(), shared);
     }
@@ -275,6 +275,7 @@ async fn start_services(
     };
     audit.spawn_rollup();
     Ok(web::Data::new(ServerState {
+        hub,
         rendered: RenderCache::new(settings.credential_count()),
         audit,
         apps,
@@ -287,7 +288,6 @@ async fn start_services(
         tokens,
         gateway,
         readiness: settings.server.readiness,
-        hub,
     }))
 }
 

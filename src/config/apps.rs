@@ -22,7 +22,7 @@ pub(super) fn validate_apps(
     let mut names = HashSet::new();
     // appid -> the app that has it.
     let mut appids: HashMap<String, String> = HashMap::new();
-    for (i, a) in raw.into_iter().enumerate() {
+    for (i, mut a) in raw.into_iter().enumerate() {
         let key = format!("apps[{i}]");
         unique_name(&key, &a.name, "app", &mut names)?;
         let (kind, appid) = identity(&key, &a)?;
@@ -37,6 +37,7 @@ pub(super) fn validate_apps(
             }
         }
         let tickets = tickets(&key, &a.tickets)?;
+        let messages = super::messages::app_messages(&key, &mut a, lookup_env)?;
         let (secret, source) = resolve_secret(
             &format!("{key}.secret"),
             SecretInput {
@@ -61,6 +62,7 @@ pub(super) fn validate_apps(
             secret: SecretString::from(secret),
             secret_source: source,
             daily_quota: a.daily_quota,
+            messages,
         });
     }
     Ok(apps)

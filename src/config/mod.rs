@@ -24,6 +24,7 @@ mod encryption;
 mod encryption_tests;
 mod env;
 pub mod labels;
+mod messages;
 #[cfg(test)]
 mod platform_tests;
 mod platforms;
@@ -51,6 +52,7 @@ use std::path::Path;
 pub use audit::{AuditSettings, SinkKind};
 pub use encryption::EncryptionSettings;
 pub use labels::{platform_label, ticket_label};
+pub use messages::{AppMessages, MessageFormat};
 pub use platforms::{
     decode_encoding_aes_key, DEFAULT_ACTIVE_WINDOW_SECS, ENCODING_AES_KEY_LEN,
     MAX_ACTIVE_WINDOW_SECS, MIN_ACTIVE_WINDOW_SECS,

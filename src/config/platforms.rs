@@ -61,7 +61,7 @@ pub fn decode_encoding_aes_key(key: &str) -> Option<[u8; 32]> {
 }
 
 /// Why an EncodingAESKey is refused; the message never carries the key.
-fn check_encoding_aes_key(key: &str) -> Result<(), String> {
+pub(super) fn check_encoding_aes_key(key: &str) -> Result<(), String> {
     let chars = key.chars().count();
     if chars != ENCODING_AES_KEY_LEN {
         let hint = if chars == ENCODING_AES_KEY_LEN + 1 && key.ends_with('=') {
@@ -94,7 +94,7 @@ fn check_encoding_aes_key(key: &str) -> Result<(), String> {
 }
 
 /// Why a message-check Token is refused; the message never carries the token.
-fn check_message_token(token: &str) -> Result<(), String> {
+pub(super) fn check_message_token(token: &str) -> Result<(), String> {
     let ok = (TOKEN_MIN..=TOKEN_MAX).contains(&token.len())
         && token.bytes().all(|b| b.is_ascii_alphanumeric());
     if ok {
@@ -243,6 +243,7 @@ fn platform(
         encoding_aes_key: SecretString::from(aes_key),
         encoding_aes_key_source: aes_key_source,
         authorizer_refresh,
+        release_check: p.release_check.unwrap_or(true),
     })
 }
 

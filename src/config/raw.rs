@@ -13,12 +13,19 @@ pub(super) fn is_secret_key(path: &str) -> bool {
 }
 
 /// The last segment of a secret-bearing key: `apps[N].secret`, `clients[N].key`,
-/// `clients[N].key_sha256`, `store.url`, and a platform's `component_secret`, message-check
-/// `token` and `encoding_aes_key`.
+/// `clients[N].key_sha256`, `store.url`, a platform's `component_secret`, message-check
+/// `token` and `encoding_aes_key`, and an app's `message_token` and `encoding_aes_key`.
 pub(super) fn is_secret_leaf(leaf: &str) -> bool {
     matches!(
         leaf,
-        "secret" | "key" | "key_sha256" | "url" | "component_secret" | "token" | "encoding_aes_key"
+        "secret"
+            | "key"
+            | "key_sha256"
+            | "url"
+            | "component_secret"
+            | "token"
+            | "encoding_aes_key"
+            | "message_token"
     )
 }
 
@@ -286,6 +293,15 @@ pub(super) struct RawApp {
     pub(super) secret_file: Option<PathBuf>,
     #[serde(default = "default_daily_quota")]
     pub(super) daily_quota: u64,
+    /// The message-check Token of the app's pushes (`/v1/apps/{name}/messages`).
+    pub(super) message_token: Option<String>,
+    pub(super) message_token_env: Option<String>,
+    pub(super) message_token_file: Option<PathBuf>,
+    pub(super) encoding_aes_key: Option<String>,
+    pub(super) encoding_aes_key_env: Option<String>,
+    pub(super) encoding_aes_key_file: Option<PathBuf>,
+    /// `xml` (default) or `json`.
+    pub(super) message_format: Option<String>,
 }
 
 /// WeChat's default daily limit of `/cgi-bin/token` calls per appid.
@@ -343,4 +359,6 @@ pub(super) struct RawPlatform {
     pub(super) authorizer_refresh: Option<String>,
     /// Optional so that setting it next to `authorizer_refresh = "all"` can be refused.
     pub(super) active_window_secs: Option<u64>,
+    /// Answer WeChat's release check (全网发布) for its test accounts (default true).
+    pub(super) release_check: Option<bool>,
 }

@@ -354,6 +354,9 @@ struct AppView<'a> {
     secret: Redacted<'a>,
     daily_quota: i64,
     tickets: Vec<&'static str>,
+    message_token: Option<Redacted<'a>>,
+    encoding_aes_key: Option<Redacted<'a>>,
+    message_format: Option<&'static str>,
 }
 
 impl<'a> From<&'a AppSettings> for AppView<'a> {
@@ -377,6 +380,13 @@ impl<'a> From<&'a AppSettings> for AppView<'a> {
             secret: Redacted(&a.secret_source),
             daily_quota: int(a.daily_quota),
             tickets: a.tickets.iter().map(|t| t.as_str()).collect(),
+            message_token: a.messages.as_ref().map(|m| Redacted(&m.token_source)),
+            encoding_aes_key: a
+                .messages
+                .as_ref()
+                .and_then(|m| m.encoding_aes_key_source.as_ref())
+                .map(Redacted),
+            message_format: a.messages.as_ref().map(|m| m.format.as_str()),
         }
     }
 }
@@ -391,6 +401,7 @@ struct PlatformView<'a> {
     authorizer_refresh: &'static str,
     /// Only with `authorizer_refresh = "active"`.
     active_window_secs: Option<i64>,
+    release_check: bool,
 }
 
 impl<'a> From<&'a PlatformSettings> for PlatformView<'a> {
@@ -406,6 +417,7 @@ impl<'a> From<&'a PlatformSettings> for PlatformView<'a> {
                 AuthorizerRefresh::Active { window } => Some(secs(window)),
                 AuthorizerRefresh::All => None,
             },
+            release_check: p.release_check,
         }
     }
 }

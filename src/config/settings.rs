@@ -273,6 +273,8 @@ pub struct AppSettings {
     pub secret_source: SecretSource,
     /// Daily limit of token calls, for the quota metric and alert.
     pub daily_quota: u64,
+    /// The keys of the app's message pushes, if it takes them.
+    pub messages: Option<super::AppMessages>,
 }
 
 impl AppSettings {
@@ -287,6 +289,11 @@ impl AppSettings {
             && self.daily_quota == other.daily_quota
             && self.secret_source == other.secret_source
             && self.secret.expose_secret() == other.secret.expose_secret()
+            && match (&self.messages, &other.messages) {
+                (Some(a), Some(b)) => a.same_as(b),
+                (None, None) => true,
+                _ => false,
+            }
     }
 }
 
@@ -440,6 +447,8 @@ pub struct PlatformSettings {
     pub encoding_aes_key: SecretString,
     pub encoding_aes_key_source: SecretSource,
     pub authorizer_refresh: AuthorizerRefresh,
+    /// wxtoken answers WeChat's release check (全网发布) for its test accounts itself.
+    pub release_check: bool,
 }
 
 impl PlatformSettings {
@@ -454,6 +463,7 @@ impl PlatformSettings {
         self.name == other.name
             && self.component_appid == other.component_appid
             && self.authorizer_refresh == other.authorizer_refresh
+            && self.release_check == other.release_check
             && self.component_secret_source == other.component_secret_source
             && self.token_source == other.token_source
             && self.encoding_aes_key_source == other.encoding_aes_key_source

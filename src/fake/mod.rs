@@ -31,6 +31,7 @@ mod component_handle;
 mod component_state;
 mod hostile;
 pub mod inbox;
+pub mod messages;
 mod push;
 mod reported;
 mod routes;

@@ -14,6 +14,9 @@ pub enum ApiError {
     Forbidden { client: String, app: String },
     #[error("no app named `{0}`")]
     UnknownApp(String),
+    /// The app takes no message pushes (`message_token_env` is not set for it).
+    #[error("app `{0}` takes no message pushes: set message_token_env (or _file) for it")]
+    NoMessages(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("request body larger than {0} bytes")]
@@ -77,6 +80,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::UnknownApp(_) => "unknown_app",
+            ApiError::NoMessages(_) => "no_messages",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::RequestTimeout(_) => "request_timeout",
@@ -127,9 +131,10 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } | ApiError::AdminOnly(_) => StatusCode::FORBIDDEN,
-            ApiError::UnknownApp(_) | ApiError::NotFound | ApiError::UnknownTicket { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::UnknownApp(_)
+            | ApiError::NoMessages(_)
+            | ApiError::NotFound
+            | ApiError::UnknownTicket { .. } => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) | ApiError::InvalidConfig(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

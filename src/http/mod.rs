@@ -11,6 +11,7 @@ pub mod error;
 pub mod facade;
 pub mod fast;
 pub mod gateway;
+pub mod messages;
 pub mod platforms;
 pub mod preauth;
 pub mod proxy_routes;
@@ -100,7 +101,7 @@ fn probe_routes(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// `/v1/apps/{name}/...`: tokens, tickets, signatures, revoke, the proxy route.
+/// `/v1/apps/{name}/...`: tokens, tickets, signatures, revoke, the message URL, the proxy route.
 fn app_routes(cfg: &mut web::ServiceConfig) {
     // One scope for the per-app routes: `{name}` is matched once, then plain suffixes.
     cfg.service(
@@ -130,11 +131,18 @@ fn app_routes(cfg: &mut web::ServiceConfig) {
                     .post(admin::revoke)
                     .default_service(not_allowed("POST")),
             )
+            .service(
+                web::resource("/messages")
+                    .get(messages::app_check)
+                    .post(messages::app_push)
+                    .default_service(not_allowed("GET, POST")),
+            )
             .service(web::resource("/proxy/{path:.*}").to(proxy_routes::app_proxy)),
     );
 }
 
-/// `/v1/platforms/{name}/...`: events, component and authorizer tokens, tickets, the proxy routes, pre-auth links.
+/// `/v1/platforms/{name}/...`: events, the accounts' message URL, component and authorizer tokens,
+/// tickets, the proxy routes, pre-auth links.
 fn platform_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/v1/platforms/{name}")
@@ -142,6 +150,12 @@ fn platform_routes(cfg: &mut web::ServiceConfig) {
                 web::resource("/events")
                     .post(platforms::events)
                     .default_service(not_allowed("POST")),
+            )
+            .service(
+                web::resource("/accounts/{appid}/messages")
+                    .get(messages::account_check)
+                    .post(messages::account_push)
+                    .default_service(not_allowed("GET, POST")),
             )
             .service(
                 web::resource("/component_token")

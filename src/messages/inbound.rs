@@ -84,13 +84,8 @@ impl Source {
     }
 }
 
-/// The format the push was written in (`message_format` of an app; XML for everything else).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Xml,
-    Json,
-}
+/// The format the push was written in: an app's `message_format`; XML for everything else.
+pub use crate::config::MessageFormat as Format;
 
 /// A push checked (signature, freshness, decryption, AppId) and parsed, ready to be taken.
 #[derive(Clone, Debug)]

@@ -3,6 +3,8 @@
 //! and delivered at least once to every matching `[[routes]]` receiver.
 //!
 //! Map of the modules:
+//! - `endpoint`: one message URL's side of WeChat's protocol: the URL check, a push opened in
+//!   plaintext, compatible or safe mode (XML or JSON), a passive reply sealed.
 //! - `inbound`: one checked push, its source and its dedupe key.
 //! - `hub`: takes pushes (dedupe, match, persist), hands out passive replies, and serves the
 //!   admin's listing and retry.
@@ -17,6 +19,7 @@
 
 mod body;
 mod deliver;
+pub mod endpoint;
 pub mod hub;
 pub mod inbound;
 pub mod recent;

@@ -17,6 +17,8 @@
 //!   resumed after a crash by any instance.
 //! - `background`: the code resumption, the `"active"` sweep and the reconciliations.
 //! - `readiness`: the platform's line in `/readyz`.
+//! - `messages`: its accounts' messages (their message URL) and its own events, to the hub.
+//! - `release_check`: WeChat's release check (全网发布), answered for its test accounts.
 
 /// What the component facade (and the gateway's mask) hands out in place of an authorized
 /// account's refresh token, which never leaves wxtoken; the facade's `api_authorizer_token`
@@ -29,14 +31,18 @@ mod background;
 mod codes;
 mod component;
 mod exchange;
+mod messages;
 mod readiness;
 mod receive;
 mod reconcile;
+mod release_check;
 mod runtime;
 
 pub use authorizers::{AuthorizerCounts, AuthorizerRefusal, AuthorizerUnavailable};
 pub use background::{RECONCILE_INTERVAL, SWEEP_INTERVAL};
 pub use component::{ComponentTokenCheck, PreauthError, COMPONENT_DAILY_QUOTA};
+pub use messages::AccountAnswer;
 pub use receive::{PushError, Receipt};
 pub use reconcile::Reconciled;
+pub use release_check::{ReleaseAnswer, TEST_ACCOUNTS};
 pub use runtime::Platform;

@@ -105,6 +105,7 @@ impl Platform {
             EventKind::Authorized(auth) | EventKind::UpdateAuthorized(auth) => {
                 // Persisted first, as WeChat sent it: acknowledged, it is not sent again.
                 self.save_event(info_type, xml).await?;
+                self.deliver_event(info_type, xml).await?;
                 // The code stored as pending, then exchanged in the background: WeChat wants
                 // its answer within seconds, and an exchange cut short (a crash, WeChat
                 // unreachable) is resumed from the stored code by this or any instance.
@@ -113,11 +114,13 @@ impl Platform {
             }
             EventKind::Unauthorized { authorizer_appid } => {
                 self.revoke(&authorizer_appid).await?;
+                self.deliver_event(info_type, xml).await?;
             }
             EventKind::Other { info_type } => {
                 // Kept as sent: wxtoken does not act on it, but it is data someone may need (a
                 // fast-registration result, say), and WeChat will not send it again.
                 self.save_event(&info_type, xml).await?;
+                self.deliver_event(&info_type, xml).await?;
                 tracing::info!(platform = %self.name(), info_type = %info_type.escape_debug(),
                     "push of another kind stored");
             }

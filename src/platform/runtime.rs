@@ -1,7 +1,8 @@
 //! A running third-party platform: the [`Platform`] that its routes, actors and background
 //! work share, built once at start. Its fields are its own: other rooms call its methods, and
 //! the files next to this one each add those of one concept (`component.rs`, `authorizers.rs`,
-//! `receive.rs`, `reconcile.rs`, `exchange.rs`, `background.rs`, `readiness.rs`).
+//! `receive.rs`, `reconcile.rs`, `exchange.rs`, `background.rs`, `readiness.rs`, `messages.rs`,
+//! `release_check.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -12,6 +13,7 @@ use super::authorizers::AuthorizerEntry;
 use super::codes::Exchanges;
 use super::component::SeenComponentTokens;
 use crate::config::{PlatformSettings, UpstreamSettings};
+use crate::messages::Hub;
 use crate::push::crypto::MsgCrypto;
 use crate::push::replay::ReplayGuard;
 use crate::store::platform::{PlatformStore, TicketRecord};
@@ -57,6 +59,9 @@ pub struct Platform {
     /// The component tokens this instance has seen current: the facade accepts the one before
     /// the current one too, since a client may still hold it just after a refresh.
     pub(super) seen_component: Mutex<SeenComponentTokens>,
+    /// Where its accounts' messages and its own events (other than verify tickets) are taken
+    /// for delivery.
+    pub(super) hub: Arc<Hub>,
     me: Weak<Platform>,
 }
 
@@ -73,6 +78,7 @@ impl Platform {
         settings: &PlatformSettings,
         deps: &ActorDeps,
         store: Arc<dyn PlatformStore>,
+        hub: Arc<Hub>,
     ) -> anyhow::Result<Arc<Platform>> {
         use secrecy::ExposeSecret as _;
         let settings = Arc::new(settings.clone());
@@ -129,6 +135,7 @@ impl Platform {
             reconciling: tokio::sync::Mutex::new(()),
             exchanges: Default::default(),
             seen_component: Mutex::new(SeenComponentTokens::default()),
+            hub,
             me: me.clone(),
         });
         platform.keep_authorized_fresh();

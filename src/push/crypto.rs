@@ -236,6 +236,12 @@ impl MsgCrypto {
         let encrypt = fields
             .required("Encrypt")
             .map_err(OpenError::MalformedBody)?;
+        self.open_encrypt(q, encrypt)
+    }
+
+    /// Opens the `Encrypt` value of a push however its body carried it (a JSON push of a Mini
+    /// Program carries it as a JSON field): verifies `msg_signature`, then decrypts.
+    pub fn open_encrypt(&self, q: &Envelope, encrypt: &str) -> Result<String, OpenError> {
         if !self.signed(q, encrypt) {
             return Err(OpenError::BadSignature);
         }
@@ -307,6 +313,21 @@ impl MsgCrypto {
             nonce: nonce.to_owned(),
             msg_signature,
         }
+    }
+
+    /// Encrypts a passive reply (or any message) for this appid and signs it: the `Encrypt`
+    /// value and its `MsgSignature`, which the caller writes in the format of the push it
+    /// answers.
+    ///
+    /// # Panics
+    /// If `message` is 4 GiB or longer (replies are bounded far below by their reader).
+    pub fn encrypt_signed(&self, message: &str, timestamp: &str, nonce: &str) -> (String, String) {
+        let prefix = Alphanumeric.sample_string(&mut rand::rng(), RANDOM_LEN);
+        let mut random = [0u8; RANDOM_LEN];
+        random.copy_from_slice(prefix.as_bytes());
+        let encrypt = self.encrypt(&random, message);
+        let signature = self.signature(timestamp, nonce, &encrypt);
+        (encrypt, signature)
     }
 
     /// The base64 ciphertext of `random ++ len(xml) ++ xml ++ appid`, padded to 32 bytes.

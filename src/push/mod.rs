@@ -9,6 +9,7 @@
 //! - `replay`: freshness (five minutes either way) and replay refusal, with bounded memory.
 //! - `event`: the Open Platform's decrypted push as a typed event (`component_verify_ticket`,
 //!   `authorized`, `updateauthorized`, `unauthorized`, others kept), and the XML of each kind.
+//! - `plain`: the plain `signature` of a message URL's check and of plaintext pushes.
 //! - `xml`: the hardened reader for WeChat's flat XML that both the push body and the event
 //!   go through.
 //!
@@ -46,5 +47,6 @@
 
 pub mod crypto;
 pub mod event;
+pub mod plain;
 pub mod replay;
 pub mod xml;

@@ -132,24 +132,7 @@ impl ReplayGuard {
     /// Admits a push whose signature has been verified, if its timestamp is within the window
     /// of `now` and it was not admitted before; remembers it.
     pub fn admit(&mut self, q: &Envelope, now: SystemTime) -> Result<Admitted, Refused> {
-        let timestamp_ms = parse_timestamp(&q.timestamp)?.saturating_mul(1000);
-        let now_ms = now
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
-        let window_secs = self.window_ms / 1000;
-        if now_ms.saturating_sub(timestamp_ms) > self.window_ms {
-            return Err(Refused::Stale {
-                age_ms: now_ms - timestamp_ms,
-                window_secs,
-            });
-        }
-        if timestamp_ms.saturating_sub(now_ms) > self.window_ms {
-            return Err(Refused::Future {
-                ahead_ms: timestamp_ms - now_ms,
-                window_secs,
-            });
-        }
+        let (timestamp_ms, now_ms) = fresh(&q.timestamp, now, self.window_ms)?;
         self.expire(now_ms);
         let key = key(q);
         if self.seen.contains_key(&key) {
@@ -233,6 +216,38 @@ impl std::fmt::Debug for ReplayGuard {
 /// A timestamp in canonical decimal: digits only, no leading zero (but `0` itself), at most
 /// [`MAX_TIMESTAMP_DIGITS`]. Anything else could be a captured push's timestamp with digits
 /// taken from or given to the nonce (see the module documentation).
+/// Checks that `timestamp` (seconds, canonical decimal) is within [`WINDOW`] of `now`, either
+/// way. Pushes that a retry may repeat to the letter (messages, taken once by their content)
+/// need only this; the platform's events also go through [`ReplayGuard::admit`].
+pub fn check_fresh(timestamp: &str, now: SystemTime) -> Result<(), Refused> {
+    let window_ms = u64::try_from(WINDOW.as_millis()).unwrap_or(u64::MAX);
+    fresh(timestamp, now, window_ms).map(|_| ())
+}
+
+/// The timestamp and `now` in milliseconds, if the timestamp is canonical and within
+/// `window_ms` of `now`.
+fn fresh(timestamp: &str, now: SystemTime, window_ms: u64) -> Result<(u64, u64), Refused> {
+    let timestamp_ms = parse_timestamp(timestamp)?.saturating_mul(1000);
+    let now_ms = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    let window_secs = window_ms / 1000;
+    if now_ms.saturating_sub(timestamp_ms) > window_ms {
+        return Err(Refused::Stale {
+            age_ms: now_ms - timestamp_ms,
+            window_secs,
+        });
+    }
+    if timestamp_ms.saturating_sub(now_ms) > window_ms {
+        return Err(Refused::Future {
+            ahead_ms: timestamp_ms - now_ms,
+            window_secs,
+        });
+    }
+    Ok((timestamp_ms, now_ms))
+}
+
 fn parse_timestamp(s: &str) -> Result<u64, Refused> {
     let canonical = !s.is_empty()
         && s.len() <= MAX_TIMESTAMP_DIGITS

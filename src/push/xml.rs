@@ -88,6 +88,11 @@ impl Fields {
         }
     }
 
+    /// The fields in document order, repeated ones each time.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
     /// How many fields the document has (repeated ones counted each time).
     pub fn len(&self) -> usize {
         self.0.len()

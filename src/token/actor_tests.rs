@@ -299,6 +299,7 @@ fn app(kind: AppKind) -> Arc<CredentialSpec> {
         secret: SecretString::from("s3cret"),
         secret_source: SecretSource::Inline,
         daily_quota: 2000,
+        messages: None,
     }))
 }
 

@@ -6,6 +6,7 @@
 //! and their start rate.
 
 mod component;
+mod custom_message;
 mod forward;
 mod pool;
 mod probe;

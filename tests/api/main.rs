@@ -4,6 +4,7 @@
 mod fleet;
 mod gateway;
 mod hostile;
+mod messages;
 mod ops;
 mod platform;
 mod support;

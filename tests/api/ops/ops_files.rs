@@ -44,6 +44,14 @@ const PLATFORM_ALERTS: [&str; 3] = [
     "WxtokenPlatformTicketExpiring",
     "WxtokenPlatformAuthorizersNeedReauth",
 ];
+/// Alerts about one delivery route: they name the route.
+const ROUTE_ALERTS: [&str; 3] = [
+    "WxtokenDeliveryBacklogGrowing",
+    "WxtokenDeliveryDelayed",
+    "WxtokenDeliveriesDead",
+];
+/// Alerts about the pushes of one source (an app or a platform): they name the source.
+const SOURCE_ALERTS: [&str; 1] = ["WxtokenPushesRefused"];
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -325,6 +333,10 @@ fn every_alert_is_complete() {
             "$labels.instance"
         } else if PLATFORM_ALERTS.contains(&name.as_str()) {
             "$labels.platform"
+        } else if ROUTE_ALERTS.contains(&name.as_str()) {
+            "$labels.route"
+        } else if SOURCE_ALERTS.contains(&name.as_str()) {
+            "$labels.source"
         } else {
             "$labels.app"
         };

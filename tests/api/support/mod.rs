@@ -7,5 +7,6 @@ pub mod fleet;
 pub mod gateway;
 pub mod helpers;
 pub mod markdown;
+pub mod messages;
 pub mod platform;
 pub mod redis_topology;

@@ -1,0 +1,5 @@
+//! WeChat's message pushes: the message URLs of apps and authorized accounts, the release
+//! check, and their delivery to routes.
+
+pub mod receive;
+pub mod release_check;
