@@ -530,6 +530,11 @@ pub struct ThreadServer {
 
 impl ThreadServer {
     pub fn start(settings: Settings) -> ThreadServer {
+        ThreadServer::start_with(settings, wxtoken::messages::HubOptions::default())
+    }
+
+    /// [`ThreadServer::start`] with the message hub's lease and poll interval.
+    pub fn start_with(settings: Settings, hub: wxtoken::messages::HubOptions) -> ThreadServer {
         init_logs();
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -538,6 +543,7 @@ impl ThreadServer {
                 let opts = Options {
                     handle_signals: false,
                     workers: Some(1),
+                    hub,
                     ..Options::default()
                 };
                 // A server stopped just before, in this process, may still be dropping its
@@ -573,6 +579,15 @@ impl ThreadServer {
             system,
             server,
             thread: Some(thread),
+        }
+    }
+
+    /// Stops the System at once, as a crash would: work in flight (an attempt, a write not
+    /// yet answered) is dropped where it is, nothing is finished or recorded.
+    pub fn kill(mut self) {
+        self.system.stop();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
         }
     }
 
@@ -646,7 +661,12 @@ pub fn test_pki() -> (
 
 /// Settings for `apps_and_clients` (the `[[apps]]` and `[[clients]]` tables, secrets inline)
 /// against the fake at `base_url`, with the spec's refresh and upstream timings.
-fn custom_settings(spec: &Spec, base_url: &str, store: &Path, apps_and_clients: &str) -> Settings {
+pub fn custom_settings(
+    spec: &Spec,
+    base_url: &str,
+    store: &Path,
+    apps_and_clients: &str,
+) -> Settings {
     let text = format!(
         r#"
 [server]

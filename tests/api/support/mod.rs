@@ -2,6 +2,7 @@
 
 pub mod answers;
 pub mod config;
+pub mod deliveries;
 pub mod facade;
 pub mod fleet;
 pub mod gateway;
