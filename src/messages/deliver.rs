@@ -122,7 +122,7 @@ impl Shared {
                         (DeliveryState::Dead, now)
                     }
                 };
-                tracing::debug!(delivery = %d.id, route = %route.name, attempts, error = %why, "delivery attempt failed");
+                tracing::info!(delivery = %d.id, route = %route.name, attempts, error = %why, "delivery attempt failed");
                 Finish::Failed {
                     record: DeliveryRecord {
                         state,
