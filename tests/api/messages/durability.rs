@@ -130,3 +130,40 @@ async fn two_instances_on_redis_make_each_delivery_once_and_one_finishes_what_a_
     );
     a2.stop();
 }
+
+#[actix_web::test]
+async fn deliveries_work_on_a_redis_cluster_with_every_message_key_in_one_slot() {
+    let cluster = crate::support::redis_topology::RedisCluster::start();
+    let fake = start_fake(&Spec::default()).await;
+    let inbox = FakeInbox::start(ROUTE_KEY).await.expect("inbox");
+    let unused = std::env::temp_dir().join("unused.redb");
+    let routes = route("crm", &inbox.url(), "") + &route("erp", &inbox.url(), "");
+    let mut s = settings_with_routes(&fake.base_url(), &unused, &routes);
+    let mut store = cluster.store("a");
+    store.key_prefix = "wxt".into();
+    store.local_path = None;
+    s.store = StoreSettings::Redis(store);
+    let server = ThreadServer::start_with(s, FAST_HUB);
+    push_all(&server.base, 1..=5).await;
+    assert_eq!(
+        push_text(&server.base, 3).await.status,
+        Some(200),
+        "a duplicate"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            counts(&inbox.delivered()).len() == 10
+        })
+        .await,
+        "delivered: {:?}",
+        inbox.delivered()
+    );
+    let http = client();
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            listed(&http, &server.base, "pending", 3).await.is_empty()
+        })
+        .await
+    );
+    server.stop();
+}
