@@ -1,7 +1,8 @@
-//! Deliveries outlive the server that took them: a restart on the embedded file mid-backlog,
-//! and with Redis two instances that make each delivery once, one of them killed mid-backlog
-//! and the other finishing its claims. The servers run in-process, each in its own actix
-//! System; a kill stops the System at once, without a graceful shutdown: the attempts in
+//! Deliveries outlive the server that took them: the wxtoken process killed (SIGKILL)
+//! mid-backlog on the embedded file, a restart on it, and with Redis two instances that make
+//! each delivery once, one of them killed mid-backlog and the other finishing its claims. Apart
+//! from the first, the servers run in-process, each in its own actix System (so the claim lease
+//! can be 2 s); a kill stops the System at once, without a graceful shutdown: the attempts in
 //! flight are dropped unrecorded, as in a crash.
 
 use std::collections::HashMap;
@@ -21,6 +22,52 @@ fn counts(ids: &[String]) -> HashMap<String, usize> {
         *m.entry(id.clone()).or_insert(0) += 1;
     }
     m
+}
+
+#[actix_web::test]
+async fn a_process_killed_mid_backlog_on_the_embedded_store_resumes_every_delivery() {
+    let fake = start_fake(&Spec::default()).await;
+    let inbox = FakeInbox::start(ROUTE_KEY).await.expect("inbox");
+    inbox.set_mode(InboxMode::Hang);
+    let dir = tempfile::tempdir().expect("dir");
+    let config = format!(
+        "[upstream]\nbase_url = \"{}\"\nmin_token_lifetime_secs = 2\n[store]\npath = {}\n{}",
+        fake.base_url(),
+        quoted(&dir.path().join("wxtoken.redb")),
+        with_routes(&route("crm", &inbox.url(), ""))
+    );
+    let (first_dir, second_dir) = (dir.path().join("first"), dir.path().join("second"));
+    std::fs::create_dir_all(&first_dir).expect("dir");
+    std::fs::create_dir_all(&second_dir).expect("dir");
+
+    let (mut first, base, _) = crate::ops::process::serve_at_trace(&first_dir, &config);
+    push_all(&base, 1..=20).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            !inbox.received().is_empty()
+        })
+        .await
+    );
+    first.0.kill().expect("SIGKILL");
+    first.0.wait().expect("reaped");
+
+    inbox.set_mode(InboxMode::Accept);
+    let (_second, base, _) = crate::ops::process::serve_at_trace(&second_dir, &config);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            counts(&inbox.delivered()).len() == 20
+        })
+        .await,
+        "delivered after the kill: {}",
+        counts(&inbox.delivered()).len()
+    );
+    let http = client();
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            listed(&http, &base, "pending", 100).await.is_empty()
+        })
+        .await
+    );
 }
 
 #[actix_web::test]
