@@ -326,3 +326,156 @@ async fn sweep(hub: std::sync::Weak<Shared>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::config::RouteMatch;
+    use crate::messages::{Format, Source};
+    use crate::store::messages::{Finish, Page};
+
+    /// A store that remembers what it was asked to write, and fails the first `fail` takes.
+    #[derive(Default)]
+    struct Memory {
+        fail: Mutex<u32>,
+        taken: Mutex<Vec<NewPush>>,
+    }
+
+    impl MessageStore for Memory {
+        fn take(&self, push: NewPush) -> BoxFuture<'static, anyhow::Result<bool>> {
+            let mut fail = self.fail.lock().expect("lock");
+            if *fail > 0 {
+                *fail -= 1;
+                return async { Err(anyhow::anyhow!("disk full")) }.boxed();
+            }
+            let mut taken = self.taken.lock().expect("lock");
+            let new = !taken.iter().any(|t| t.dedupe_key == push.dedupe_key);
+            if new {
+                taken.push(push);
+            }
+            async move { Ok(new) }.boxed()
+        }
+        fn claim(
+            &self,
+            _: &str,
+            _: UnixMillis,
+            _: Duration,
+            _: usize,
+        ) -> BoxFuture<'static, anyhow::Result<Vec<Claimed>>> {
+            async { Ok(Vec::new()) }.boxed()
+        }
+        fn finish(&self, _: Finish) -> BoxFuture<'static, anyhow::Result<()>> {
+            async { Ok(()) }.boxed()
+        }
+        fn list(
+            &self,
+            _: DeliveryState,
+            _: &[String],
+            _: usize,
+            _: usize,
+        ) -> BoxFuture<'static, anyhow::Result<Page>> {
+            async { Ok(Page::default()) }.boxed()
+        }
+        fn retry(
+            &self,
+            _: &str,
+            _: UnixMillis,
+        ) -> BoxFuture<'static, anyhow::Result<Option<DeliveryRecord>>> {
+            async { Ok(None) }.boxed()
+        }
+        fn stats(&self, _: &[String]) -> BoxFuture<'static, anyhow::Result<Vec<RouteStats>>> {
+            async { Ok(Vec::new()) }.boxed()
+        }
+        fn sweep(&self, _: UnixMillis) -> BoxFuture<'static, anyhow::Result<u64>> {
+            async { Ok(0) }.boxed()
+        }
+    }
+
+    fn route(name: &str, msg_types: &[&str]) -> RouteSettings {
+        RouteSettings {
+            name: name.into(),
+            matches: RouteMatch {
+                msg_types: Some(msg_types.iter().map(|s| s.to_string()).collect()),
+                ..RouteMatch::default()
+            },
+            url: "http://127.0.0.1:9/".into(),
+            signing_key: "0123456789abcdef".to_string().into(),
+            signing_key_source: crate::config::SecretSource::Inline,
+            mode: RouteMode::Async,
+            reply_timeout: Duration::from_secs(3),
+            max_age: Duration::from_secs(60),
+        }
+    }
+
+    fn push(msg_type: &str, msg_id: &str) -> Inbound {
+        let mut m = serde_json::Map::new();
+        m.insert("MsgType".into(), msg_type.into());
+        m.insert("MsgId".into(), msg_id.into());
+        Inbound::new(
+            Source::app("shop", "wx1"),
+            SystemTime::now(),
+            m,
+            "<xml/>".into(),
+            Format::Xml,
+        )
+    }
+
+    #[actix_web::test]
+    async fn a_push_is_written_with_its_deliveries_before_take_answers_and_a_failed_write_takes_nothing(
+    ) {
+        let store = Arc::new(Memory::default());
+        *store.fail.lock().expect("lock") = 1;
+        let metrics = Metrics::new(&[], crate::metrics::MetricsMode::Full);
+        let tls = crate::tls::tls_config(None).expect("tls");
+        let hub = Hub::new(
+            vec![
+                route("crm", &["text"]),
+                route("erp", &["text", "image"]),
+                route("ops", &["event"]),
+            ],
+            store.clone(),
+            metrics.clone(),
+            tls,
+            HubOptions::default(),
+        );
+        // The write fails: not taken (WeChat gets a 5xx and sends it again).
+        assert!(matches!(
+            hub.take(push("text", "1")).await,
+            Err(TakeError::NotStored(_))
+        ));
+        assert!(store.taken.lock().expect("lock").is_empty());
+        // Sent again: taken, with one delivery per matching route, written before the answer.
+        let Ok(Taken::New { id, reply: None }) = hub.take(push("text", "1")).await else {
+            panic!("taken");
+        };
+        {
+            let taken = store.taken.lock().expect("lock");
+            let (p, deliveries) = taken[0].push.as_ref().expect("a push");
+            assert_eq!(p.id, id);
+            let routes: Vec<&str> = deliveries.iter().map(|d| d.route.as_str()).collect();
+            assert_eq!(routes, ["crm", "erp"]);
+            assert!(
+                taken[0].dedupe_until >= UnixMillis::now().saturating_add(Duration::from_secs(600))
+            );
+        }
+        assert!(matches!(
+            hub.take(push("text", "1")).await,
+            Ok(Taken::Duplicate)
+        ));
+        // No route takes a video: its dedupe entry alone is written, and it is listed.
+        assert!(matches!(
+            hub.take(push("video", "2")).await,
+            Ok(Taken::Unmatched)
+        ));
+        assert!(store.taken.lock().expect("lock")[1].push.is_none());
+        assert_eq!(hub.unmatched()[0].msg_type.as_deref(), Some("video"));
+        let text = metrics.render();
+        for (result, n) in [("taken", 1), ("duplicate", 1), ("unmatched", 1)] {
+            let line = format!("wxtoken_pushes_total{{result=\"{result}\",source=\"shop\"}} {n}");
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
+    }
+}
