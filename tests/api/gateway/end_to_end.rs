@@ -180,16 +180,14 @@ async fn a_rotated_token_is_reported_once_and_the_call_repeated_with_the_new_one
             .collect();
         assert_eq!(rest, [("openid", "o1"), ("lang", "zh_CN")]);
     }
-    assert_eq!(
-        app.metric(r#"wxtoken_proxy_requests_total{app="shop",result="retried"}"#)
-            .await,
-        Some(1.0)
-    );
-    assert_eq!(
-        app.metric(r#"wxtoken_proxy_retries_total{app="shop"}"#)
-            .await,
-        Some(1.0)
-    );
+    app.assert_metrics(&[
+        (
+            r#"wxtoken_proxy_requests_total{app="shop",result="retried"}"#,
+            1.0,
+        ),
+        (r#"wxtoken_proxy_retries_total{app="shop"}"#, 1.0),
+    ])
+    .await;
     // The client's old token is still the previous one wxtoken knows: accepted, and sent as
     // the current one, so WeChat sees no rejection this time.
     let (status, _, _) = app

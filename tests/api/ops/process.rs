@@ -275,15 +275,52 @@ fn bad_configs_fail_with_messages_naming_the_key() {
         "127.0.0.1:0",
     );
     let no_clients = good.split("[[clients]]").next().unwrap().to_string();
-    // (what is wrong, config text, extra environment, expected words in the error)
-    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str);
-    let cases: Vec<Case> = vec![
+    // (what is wrong, text of the good config, what replaces it, expected words in the error)
+    let edits = [
         (
             "unknown key",
-            good.replace("shutdown_timeout_secs", "bogus = 1\nshutdown_timeout_secs"),
-            vec![],
+            "shutdown_timeout_secs",
+            "bogus = 1\nshutdown_timeout_secs",
             "server.bogus",
         ),
+        (
+            "missing secret variable",
+            "WXTOKEN_TEST_SHOP_SECRET",
+            "WXTOKEN_TEST_UNSET_VARIABLE",
+            "apps[0].secret_env: environment variable WXTOKEN_TEST_UNSET_VARIABLE is not set",
+        ),
+        (
+            "duplicate app names",
+            "name = \"blog\"",
+            "name = \"shop\"",
+            "apps[1].name: duplicate app name `shop`",
+        ),
+        (
+            "client naming an unknown app",
+            "apps = [\"shop\"]",
+            "apps = [\"shopp\"]",
+            "clients[0].apps[0]: unknown app `shopp`",
+        ),
+        (
+            "bad listen address",
+            "127.0.0.1:0",
+            "localhost",
+            "server.listen",
+        ),
+        (
+            "wrong type",
+            "\ntimeout_secs = 2",
+            "\ntimeout_secs = \"two\"",
+            "upstream.timeout_secs",
+        ),
+    ];
+    // (what is wrong, config text, extra environment, expected words in the error)
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str);
+    let mut cases: Vec<Case> = edits
+        .iter()
+        .map(|&(what, from, to, expected)| (what, good.replace(from, to), vec![], expected))
+        .collect();
+    cases.extend([
         (
             "unknown key from the environment",
             good.clone(),
@@ -291,43 +328,13 @@ fn bad_configs_fail_with_messages_naming_the_key() {
             "upstream.base_urll",
         ),
         (
-            "missing secret variable",
-            good.replace("WXTOKEN_TEST_SHOP_SECRET", "WXTOKEN_TEST_UNSET_VARIABLE"),
-            vec![],
-            "apps[0].secret_env: environment variable WXTOKEN_TEST_UNSET_VARIABLE is not set",
-        ),
-        (
-            "duplicate app names",
-            good.replace("name = \"blog\"", "name = \"shop\""),
-            vec![],
-            "apps[1].name: duplicate app name `shop`",
-        ),
-        (
-            "client naming an unknown app",
-            good.replace("apps = [\"shop\"]", "apps = [\"shopp\"]"),
-            vec![],
-            "clients[0].apps[0]: unknown app `shopp`",
-        ),
-        (
             "no clients",
             no_clients,
             vec![],
             "clients: no [[clients]] configured",
         ),
-        (
-            "bad listen address",
-            good.replace("127.0.0.1:0", "localhost"),
-            vec![],
-            "server.listen",
-        ),
-        (
-            "wrong type",
-            good.replace("\ntimeout_secs = 2", "\ntimeout_secs = \"two\""),
-            vec![],
-            "upstream.timeout_secs",
-        ),
         ("not TOML", "[server".to_string(), vec![], "not valid TOML"),
-    ];
+    ]);
     for (what, text, env, expected) in cases {
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, text).unwrap();
