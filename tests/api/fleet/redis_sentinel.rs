@@ -10,6 +10,7 @@ use wxtoken::config::{RedisEndpoint, SecretSource, StoreSettings};
 use wxtoken::fake::{FakeWechat, Validity};
 
 use crate::support::fleet::{fleet_settings, revoke_at, token_at, Fleet};
+use crate::support::ha;
 use crate::support::helpers::*;
 use crate::support::redis_topology::{Deployment, SentinelGroup};
 
@@ -165,7 +166,7 @@ async fn the_fleet_follows_a_sentinel_failover_under_load_and_repairs_a_lost_wri
 #[actix_web::test]
 async fn sentinel_outage_costs_no_fetch_and_an_empty_master_is_refilled() {
     // Master and replica both down: nothing to fail over to, the fleet rides it out.
-    crate::fleet::ha::outage_costs_no_fetch_and_is_refilled(&mut SentinelGroup::start()).await;
+    ha::outage_costs_no_fetch_and_is_refilled(&mut SentinelGroup::start()).await;
 }
 
 #[actix_web::test]

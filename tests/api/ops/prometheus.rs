@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use wxtoken::fake::{FakeConfig, Fault};
 
-use crate::ops::ops_files::{alert_rules, all_panels, dashboard, read, ALERTS, DASHBOARD};
 use crate::support::helpers::*;
+use crate::support::ops_files::{alert_rules, all_panels, dashboard, read, ALERTS, DASHBOARD};
 use crate::support::platform::{platform_table, start_with_platform, COMPONENT, PLATFORM};
 
 /// `for:` in the test copy of the rules: long enough to pass through `pending`.
@@ -65,7 +65,7 @@ const PROMETHEUS: &str = "prometheus";
 
 /// A missing Prometheus is a failure, not a skip: this check must run in CI.
 fn require_prometheus() {
-    crate::ops::promtool::require_tool(PROMETHEUS, "prometheus");
+    crate::support::promtool::require_tool(PROMETHEUS, "prometheus");
 }
 
 /// A free loopback port. Another process may take it before Prometheus binds it; `start`
