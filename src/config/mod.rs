@@ -55,7 +55,7 @@ pub use platforms::{
 };
 pub use proxy::{ProxySettings, ANONYMOUS_MAX_BODY, WECHAT_API_PREFIXES};
 pub use redact::redact_url;
-pub use redis::{NodeAddr, RedisAuth, RedisEndpoint, RedisTls};
+pub use redis::{NodeAddr, RedisAuth, RedisEndpoint, RedisTls, SentinelEndpoint};
 pub use secrets::SecretSource;
 pub use server_tls::{CertMatch, ClientAuth, ServerTls};
 pub use settings::{

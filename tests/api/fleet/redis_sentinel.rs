@@ -189,17 +189,12 @@ async fn sentinels_and_data_nodes_with_passwords_of_their_own() {
     let wrong = |sentinel: bool| {
         let mut s = fleet_settings(&spec, &fake, &group, "b", ttl);
         if let StoreSettings::Redis(r) = &mut s.store {
-            if let RedisEndpoint::Sentinel {
-                auth,
-                sentinel_password,
-                ..
-            } = &mut r.endpoint
-            {
+            if let RedisEndpoint::Sentinel(s) = &mut r.endpoint {
                 let bad = Some((SecretString::from("wrong-pass-9999"), SecretSource::Inline));
                 if sentinel {
-                    *sentinel_password = bad;
+                    s.sentinel_password = bad;
                 } else {
-                    auth.password = bad;
+                    s.auth.password = bad;
                 }
             }
         }
