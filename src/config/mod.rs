@@ -59,7 +59,7 @@ pub use platforms::{
 };
 pub use proxy::{ProxySettings, ANONYMOUS_MAX_BODY, WECHAT_API_PREFIXES};
 pub use redact::redact_url;
-pub use redis::{NodeAddr, RedisAuth, RedisEndpoint, RedisTls};
+pub use redis::{NodeAddr, RedisAuth, RedisEndpoint, RedisTls, SentinelEndpoint};
 pub use routes::{
     RouteMatch, RouteMode, RouteSettings, DEFAULT_MAX_AGE_SECS, MAX_REPLY_TIMEOUT_MS,
     MIN_SIGNING_KEY_LEN,

@@ -280,16 +280,11 @@ impl<'a> From<&'a RedisSettings> for RedisView<'a> {
                 v.url = Some(format!("{} ({source})", redact_url(url.expose_secret())));
                 None
             }
-            RedisEndpoint::Sentinel {
-                sentinels,
-                master,
-                auth,
-                sentinel_password,
-            } => {
-                v.sentinels = nodes(sentinels);
-                v.sentinel_master = Some(master);
-                v.sentinel_password = secret(sentinel_password);
-                Some(auth)
+            RedisEndpoint::Sentinel(s) => {
+                v.sentinels = nodes(&s.sentinels);
+                v.sentinel_master = Some(&s.master);
+                v.sentinel_password = secret(&s.sentinel_password);
+                Some(&s.auth)
             }
             RedisEndpoint::Cluster { nodes: n, auth } => {
                 v.cluster_nodes = nodes(n);

@@ -16,7 +16,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::routes::{bad_request, lock, query_params, wechat_json, wx_error, Shared};
+use super::routes::{bad_request, json_body, lock, query_params, wechat_json, wx_error, Shared};
 use super::state::{present, Family, WxError};
 use super::{Endpoint, FakeWechat};
 
@@ -68,10 +68,7 @@ async fn quota_get(
     if let (_, Err(err)) = s.probe(token) {
         return wx_error(err);
     }
-    let cgi_path = body
-        .ok()
-        .and_then(|b| serde_json::from_slice::<QuotaBody>(&b).ok())
-        .and_then(|b| b.cgi_path);
+    let cgi_path = json_body::<QuotaBody>(body).and_then(|b| b.cgi_path);
     let Some(cgi_path) = cgi_path.filter(|p| p.starts_with('/')) else {
         return wx_error(WxError::DATA_FORMAT);
     };

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use wxtoken::fake::{FakeConfig, Fault};
 
-use crate::ops::ops_files::{alert_rules, all_panels, dashboard, read, ALERTS, DASHBOARD};
 use crate::support::helpers::*;
+use crate::support::ops_files::{alert_rules, all_panels, dashboard, read, ALERTS, DASHBOARD};
 use crate::support::platform::{platform_table, start_with_platform, COMPONENT, PLATFORM};
 
 /// `for:` in the test copy of the rules: long enough to pass through `pending`.
@@ -65,7 +65,7 @@ const PROMETHEUS: &str = "prometheus";
 
 /// A missing Prometheus is a failure, not a skip: this check must run in CI.
 fn require_prometheus() {
-    crate::ops::promtool::require_tool(PROMETHEUS, "prometheus");
+    crate::support::promtool::require_tool(PROMETHEUS, "prometheus");
 }
 
 /// A free loopback port. Another process may take it before Prometheus binds it; `start`
@@ -145,17 +145,21 @@ fn shorten_windows(line: &str) -> String {
     }
 }
 
-/// PromQL words that are not metric names.
-const NOT_METRICS: [&str; 25] = [
-    "and",
-    "or",
-    "unless",
+/// PromQL words followed by a list of labels, not of selectors.
+const GROUPING: [&str; 6] = [
     "by",
     "without",
     "on",
     "ignoring",
     "group_left",
     "group_right",
+];
+
+/// PromQL words that are not metric names, besides [`GROUPING`].
+const NOT_METRICS: [&str; 19] = [
+    "and",
+    "or",
+    "unless",
     "offset",
     "bool",
     "sum",
@@ -245,22 +249,17 @@ fn selectors(expr: &str) -> Vec<String> {
             }
             let word: String = chars[start..i].iter().collect();
             let next = skip_ws(i);
-            let grouping = [
-                "by",
-                "without",
-                "on",
-                "ignoring",
-                "group_left",
-                "group_right",
-            ];
-            if grouping.contains(&word.as_str()) {
+            if GROUPING.contains(&word.as_str()) {
                 // A label list, not selectors.
                 if chars.get(next) == Some(&'(') {
                     i = matching(next, ')');
                 }
                 continue;
             }
-            if chars.get(next) == Some(&'(') || NOT_METRICS.contains(&word.to_lowercase().as_str())
+            let lower = word.to_lowercase();
+            if chars.get(next) == Some(&'(')
+                || NOT_METRICS.contains(&lower.as_str())
+                || GROUPING.contains(&lower.as_str())
             {
                 continue;
             }
@@ -451,6 +450,17 @@ impl Api {
     }
 
     /// Every rule Prometheus loaded.
+    /// Those of `selectors` that return no series.
+    async fn without_data(&self, selectors: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut empty = Vec::new();
+        for selector in selectors {
+            if self.query(&selector).await.is_empty() {
+                empty.push(selector);
+            }
+        }
+        empty
+    }
+
     async fn rules(&self) -> Vec<Value> {
         let data = self.get("/api/v1/rules", &[]).await;
         data["groups"]
@@ -479,6 +489,11 @@ where
         }
         actix_web::rt::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Fails with `what` and each of `found`, one a line, unless there are none.
+fn assert_none(what: &str, found: &[String]) {
+    assert!(found.is_empty(), "{what}:\n{}", found.join("\n"));
 }
 
 /// A pending or firing alert, as `/api/v1/alerts` lists it.
@@ -818,17 +833,11 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
             continue;
         }
         // Without Redis the whole query may be empty; what else it reads must not be.
-        for selector in others {
-            if api.query(&selector).await.is_empty() {
-                empty.push(format!("{panel}: {selector} (in {expr})"));
-            }
+        for selector in api.without_data(others).await {
+            empty.push(format!("{panel}: {selector} (in {expr})"));
         }
     }
-    assert!(
-        empty.is_empty(),
-        "dashboard queries without data:\n{}",
-        empty.join("\n")
-    );
+    assert_none("dashboard queries without data", &empty);
 
     // Every rule evaluates cleanly, and every series it reads exists. Rules are empty when
     // all is well, so it is their selectors that must return data.
@@ -844,20 +853,14 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
         let query = rule["query"].as_str().expect("rule query");
         let found = selectors(query);
         assert!(!found.is_empty(), "{name}: no selector found in {query}");
-        for selector in found {
-            if only_with_redis(&selector) || (gauges && only_in_full_mode(&selector)) {
-                continue;
-            }
-            if api.query(&selector).await.is_empty() {
-                missing.push(format!("{name}: {selector}"));
-            }
+        let checked = found
+            .into_iter()
+            .filter(|s| !(only_with_redis(s) || (gauges && only_in_full_mode(s))));
+        for selector in api.without_data(checked).await {
+            missing.push(format!("{name}: {selector}"));
         }
     }
-    assert!(
-        missing.is_empty(),
-        "alert rules read series that do not exist:\n{}",
-        missing.join("\n")
-    );
+    assert_none("alert rules read series that do not exist", &missing);
 
     eprintln!(
         "prometheus test ({per_app:?}) took {:.1} s",

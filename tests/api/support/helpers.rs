@@ -423,6 +423,13 @@ impl TestApp {
         sample(&self.metrics_text().await, series)
     }
 
+    /// Each of the `(series, value)` pairs has that value (see [`TestApp::metric`]).
+    pub async fn assert_metrics(&self, expected: &[(&str, f64)]) {
+        for &(series, value) in expected {
+            assert_eq!(self.metric(series).await, Some(value), "{series}");
+        }
+    }
+
     pub fn minted(&self, appid: &str) -> u64 {
         self.fake.minted(appid)
     }
