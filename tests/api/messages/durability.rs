@@ -40,7 +40,7 @@ async fn a_process_killed_mid_backlog_on_the_embedded_store_resumes_every_delive
     std::fs::create_dir_all(&first_dir).expect("dir");
     std::fs::create_dir_all(&second_dir).expect("dir");
 
-    let (mut first, base, _) = crate::ops::process::serve_at_trace(&first_dir, &config);
+    let (mut first, base, _) = crate::support::process::serve_at_trace(&first_dir, &config);
     push_all(&base, 1..=20).await;
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -52,7 +52,7 @@ async fn a_process_killed_mid_backlog_on_the_embedded_store_resumes_every_delive
     first.0.wait().expect("reaped");
 
     inbox.set_mode(InboxMode::Accept);
-    let (_second, base, _) = crate::ops::process::serve_at_trace(&second_dir, &config);
+    let (_second, base, _) = crate::support::process::serve_at_trace(&second_dir, &config);
     assert!(
         eventually(Duration::from_secs(10), || async {
             counts(&inbox.delivered()).len() == 20
