@@ -27,12 +27,13 @@ use crate::store::messages::{
 };
 use crate::time::UnixMillis;
 
-const PUSHES: TableDefinition<&str, &[u8]> = TableDefinition::new("msg_pushes");
-const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("msg_deliveries");
-const DUE: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("msg_due");
-const STATE: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("msg_state");
-const DEDUPE: TableDefinition<&str, u64> = TableDefinition::new("msg_dedupe");
-const DEDUPE_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("msg_dedupe_expiry");
+pub(super) const PUSHES: TableDefinition<&str, &[u8]> = TableDefinition::new("msg_pushes");
+pub(super) const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("msg_deliveries");
+pub(super) const DUE: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("msg_due");
+pub(super) const STATE: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("msg_state");
+pub(super) const DEDUPE: TableDefinition<&str, u64> = TableDefinition::new("msg_dedupe");
+pub(super) const DEDUPE_EXPIRY: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("msg_dedupe_expiry");
 
 /// Above every id and route name (they are ASCII): the end of a prefix range.
 const TOP: &str = "\u{10ffff}";

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod delivery;
 pub mod durability;
 pub mod load;
+pub mod logs;
 pub mod receive;
 pub mod release_check;
 pub mod reply;

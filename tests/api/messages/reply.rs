@@ -84,3 +84,63 @@ async fn a_late_reply_answers_success_at_the_deadline_and_still_counts_as_delive
         Some(0.0)
     );
 }
+
+#[actix_web::test]
+async fn a_reply_to_a_safe_mode_push_is_sealed_as_wechat_and_wechatpy_open_it() {
+    use wxtoken::config::MessageFormat;
+    use wxtoken::fake::messages::{push_message, text_message, Mode, Retries};
+
+    use crate::support::messages::{shop_target, shop_with_messages, SHOP_AES, SHOP_TOKEN};
+    use crate::support::wechatpy::{require_wechatpy, wechatpy};
+
+    require_wechatpy();
+    let inbox = FakeInbox::start(ROUTE_KEY).await.expect("inbox");
+    inbox.set_mode(InboxMode::Reply {
+        body: REPLY.into(),
+        delay: Duration::ZERO,
+    });
+    let config = ConfigText::new()
+        .app(shop_with_messages(true, MessageFormat::Xml))
+        .client(Client::new("ops", OPS_KEY).apps(&["*"]).admin())
+        .raw(&route(
+            "bot",
+            &inbox.url(),
+            "mode = \"reply\"\nreply_timeout_ms = 2000",
+        ))
+        .to_string();
+    let app = TestApp::builder()
+        .config(&config)
+        .adjust(|(_, o)| o.hub = FAST_HUB)
+        .start()
+        .await;
+    let fields = text_message("gh_shop", "o-user-1", "hello", 31);
+    let once = Retries {
+        timeout: Duration::from_secs(5),
+        again: 0,
+    };
+    let target = shop_target(&app.base, MessageFormat::Xml);
+    let pushed = push_message(&target, &fields, Mode::Safe, once).await;
+    // The fake opened the sealed reply as WeChat does (signature, appid).
+    assert_eq!(pushed.reply.as_deref(), Some(REPLY), "{pushed:?}");
+    assert_ne!(pushed.body, REPLY, "sealed, not plaintext");
+    // And so does wechatpy, from the reply's own MsgSignature, TimeStamp and Nonce.
+    let field = |name: &str| {
+        let open = format!("<{name}>");
+        let rest = pushed.body.split(&open).nth(1).expect(name);
+        let value = rest.split(&format!("</{name}>")).next().unwrap();
+        value
+            .trim_start_matches("<![CDATA[")
+            .trim_end_matches("]]>")
+            .to_owned()
+    };
+    let opened = wechatpy(serde_json::json!({
+        "token": SHOP_TOKEN, "key": SHOP_AES, "appid": SHOP_APPID, "op": "open",
+        "messages": [{
+            "body": pushed.body,
+            "msg_signature": field("MsgSignature"),
+            "timestamp": field("TimeStamp"),
+            "nonce": field("Nonce"),
+        }],
+    }));
+    assert_eq!(opened, vec![serde_json::json!(REPLY)]);
+}

@@ -48,6 +48,15 @@ pub fn wait_for_listen_addr(log: &Path, child: &mut Child) -> String {
 /// adds with a free port) with every log level on, its log in `dir`: the running server, its
 /// base URL and the log file. For the tests that scan a whole log for secrets.
 pub fn serve_at_trace(dir: &Path, config: &str) -> (KillOnDrop, String, std::path::PathBuf) {
+    serve_logging_at(dir, config, "trace")
+}
+
+/// As [`serve_at_trace`], logging at `level` (`info` is what operators run).
+pub fn serve_logging_at(
+    dir: &Path,
+    config: &str,
+    level: &str,
+) -> (KillOnDrop, String, std::path::PathBuf) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -61,7 +70,7 @@ pub fn serve_at_trace(dir: &Path, config: &str) -> (KillOnDrop, String, std::pat
     .unwrap();
     let log = dir.join("log.txt");
     let child = wxtoken(&["serve", "--config", file.to_str().unwrap()])
-        .env("WXTOKEN_LOG", "trace")
+        .env("WXTOKEN_LOG", level)
         .stdout(std::fs::File::create(dir.join("stdout.txt")).unwrap())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
