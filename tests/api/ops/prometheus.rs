@@ -16,9 +16,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wxtoken::fake::{FakeConfig, Fault};
+use wxtoken::config::MessageFormat;
+use wxtoken::fake::messages::{
+    event_message, push_message, text_message, MessageTarget, Mode, Retries,
+};
+use wxtoken::fake::{FakeConfig, FakeInbox, Fault};
 
+use crate::support::deliveries::{route, ROUTE_KEY};
 use crate::support::helpers::*;
+use crate::support::messages::{shop_target, shop_with_messages};
 use crate::support::ops_files::{alert_rules, all_panels, dashboard, read, ALERTS, DASHBOARD};
 use crate::support::platform::{platform_table, start_with_platform, COMPONENT, PLATFORM};
 
@@ -608,12 +614,19 @@ fn test_copy_of_the_rules_has_short_windows() {
 }
 
 /// The usual test server (`shop`, `blog`, the billing and ops clients) plus the platform
-/// `saas`, exporting `per_app`. The fake pushes only on demand.
-async fn spawn_with_platform(per_app: PerAppMetrics) -> TestApp {
+/// `saas`, exporting `per_app`; `shop` takes pushes, delivered by the route `crm` to the inbox
+/// returned. The fake pushes only on demand.
+async fn spawn_with_platform(per_app: PerAppMetrics) -> (TestApp, FakeInbox) {
+    let inbox = FakeInbox::start(ROUTE_KEY).await.expect("inbox");
     let config = ConfigText::new()
-        .app(App::official("shop", SHOP_APPID, SHOP_SECRET))
+        .app(shop_with_messages(false, MessageFormat::Xml))
         .app(App::official("blog", BLOG_APPID, BLOG_SECRET))
         .raw(&platform_table())
+        .raw(&route(
+            "crm",
+            &inbox.url(),
+            "match = { msg_types = [\"text\"] }",
+        ))
         .client(Client::new("billing", BILLING_KEY).apps(&["shop"]))
         .client(
             Client::new("ops", OPS_KEY)
@@ -634,7 +647,46 @@ async fn spawn_with_platform(per_app: PerAppMetrics) -> TestApp {
         .adjust(|(settings, _)| {
             settings.metrics.per_app = per_app;
         });
-    start_with_platform(fake, server).await
+    (start_with_platform(fake, server).await, inbox)
+}
+
+/// A push of every outcome the dashboard shows: taken (and delivered), a retry of it
+/// (duplicate), one no route matches, one refused.
+async fn message_traffic(app: &TestApp, inbox: &FakeInbox) {
+    let target = shop_target(&app.base, MessageFormat::Xml);
+    let once = Retries {
+        timeout: Duration::from_secs(5),
+        again: 0,
+    };
+    let text = text_message("gh_shop", "o-user", "hello", 1);
+    for _ in 0..2 {
+        let got = push_message(&target, &text, Mode::Plaintext, once).await;
+        assert_eq!((got.status, got.body.as_str()), (Some(200), "success"));
+    }
+    let event = event_message("gh_shop", "o-user", "subscribe", None);
+    assert_eq!(
+        push_message(&target, &event, Mode::Plaintext, once)
+            .await
+            .status,
+        Some(200)
+    );
+    let wrong = MessageTarget {
+        token: "wrongToken1".into(),
+        ..target.clone()
+    };
+    assert_eq!(
+        push_message(&wrong, &text, Mode::Plaintext, once)
+            .await
+            .status,
+        Some(401)
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            inbox.delivered().len() == 1
+        })
+        .await,
+        "the text was delivered"
+    );
 }
 
 /// What the Open Platform panels show: a pushed ticket, the component token it mints, two
@@ -675,7 +727,7 @@ async fn alerts_and_dashboard_work_in_a_real_prometheus_with_gauges_only() {
 async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
     let started = Instant::now();
     let gauges = per_app == PerAppMetrics::Gauges;
-    let app = spawn_with_platform(per_app).await;
+    let (app, inbox) = spawn_with_platform(per_app).await;
     let target = app.base.strip_prefix("http://").expect("http base");
     let rules_text = shorten_rules(&read(ALERTS));
     let alert_count = alert_rules(&rules_text).len();
@@ -723,6 +775,7 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
         refreshed.body
     );
     platform_traffic(&app).await;
+    message_traffic(&app, &inbox).await;
     // Through the gateway: a call whose token was rotated behind wxtoken's back (retried), and
     // one WeChat answers with an errcode (no openid).
     crate::support::gateway::rotate_behind_wxtoken(&app.fake).await;
