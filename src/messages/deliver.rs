@@ -17,7 +17,7 @@ use super::hub::Shared;
 use super::schedule::{after_failure, Next, ATTEMPT_TIMEOUT};
 use super::signature::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::config::RouteSettings;
-use crate::store::messages::{Claimed, DeliveryRecord, DeliveryState, Finish};
+use crate::store::messages::{ClaimQuery, Claimed, DeliveryRecord, DeliveryState, Finish};
 use crate::time::UnixMillis;
 
 /// Attempts in flight per route: a slow receiver gets some parallelism, a dead one ties up
@@ -162,7 +162,12 @@ pub(super) async fn work(hub: Weak<Shared>, index: usize) {
         if free > 0 {
             match s
                 .store
-                .claim(&route.name, UnixMillis::now(), s.options.lease, free)
+                .claim(ClaimQuery {
+                    route: route.name.clone(),
+                    now: UnixMillis::now(),
+                    lease: s.options.lease,
+                    limit: free,
+                })
                 .await
             {
                 Ok(batch) => {

@@ -110,13 +110,7 @@ impl Endpoint {
     /// nonce with the Token, and the timestamp is fresh.
     pub fn verify_url(&self, q: &Query, now: SystemTime) -> Result<String, Refusal> {
         let (timestamp, nonce) = timestamp_nonce(q)?;
-        let signature = q
-            .signature
-            .as_deref()
-            .ok_or_else(|| unauthorized("the query has no signature"))?;
-        if !plain::verify(&self.token, timestamp, nonce, signature) {
-            return Err(unauthorized("signature does not match the Token"));
-        }
+        self.check_plain_signature(q, timestamp, nonce)?;
         replay::check_fresh(timestamp, now).map_err(|e| unauthorized(e.to_string()))?;
         let echostr = q
             .echostr
@@ -165,13 +159,7 @@ impl Endpoint {
                     "pushes to this URL are encrypted (encrypt_type=aes)",
                 ));
             }
-            let signature = q
-                .signature
-                .as_deref()
-                .ok_or_else(|| unauthorized("the query has no signature"))?;
-            if !plain::verify(&self.token, timestamp, nonce, signature) {
-                return Err(unauthorized("signature does not match the Token"));
-            }
+            self.check_plain_signature(q, timestamp, nonce)?;
             String::from_utf8(body.to_vec())
                 .map_err(|_| bad_request("the push body is not UTF-8"))?
         };
@@ -182,6 +170,24 @@ impl Endpoint {
             raw,
             encrypted,
         })
+    }
+
+    /// The plain `signature` of the query: present, and the Token's for this timestamp and nonce.
+    fn check_plain_signature(
+        &self,
+        q: &Query,
+        timestamp: &str,
+        nonce: &str,
+    ) -> Result<(), Refusal> {
+        let signature = q
+            .signature
+            .as_deref()
+            .ok_or_else(|| unauthorized("the query has no signature"))?;
+        if plain::verify(&self.token, timestamp, nonce, signature) {
+            Ok(())
+        } else {
+            Err(unauthorized("signature does not match the Token"))
+        }
     }
 
     /// The `Encrypt` value of an encrypted push body, XML or JSON as the format says.

@@ -20,8 +20,8 @@ use super::Inbound;
 use crate::config::{RouteMode, RouteSettings};
 use crate::metrics::{Metrics, ScrapedRoute};
 use crate::store::messages::{
-    new_push_id, Claimed, DeliveryRecord, DeliveryState, MessageStore, NewPush, Page, PushRecord,
-    RouteStats, StoredSource,
+    new_push_id, Claimed, DeliveryRecord, DeliveryState, ListQuery, MessageStore, NewPush, Page,
+    PushRecord, RouteStats, StoredSource,
 };
 use crate::time::UnixMillis;
 
@@ -258,7 +258,15 @@ impl Hub {
         limit: usize,
     ) -> anyhow::Result<Page> {
         let names: Vec<String> = self.shared.routes.iter().map(|r| r.name.clone()).collect();
-        self.shared.store.list(state, &names, offset, limit).await
+        self.shared
+            .store
+            .list(ListQuery {
+                state,
+                routes: names,
+                offset,
+                limit,
+            })
+            .await
     }
 
     /// Makes the delivery `id` due now with a fresh `max_age`, and wakes its route's worker.
@@ -360,23 +368,14 @@ mod tests {
         }
         fn claim(
             &self,
-            _: &str,
-            _: UnixMillis,
-            _: Duration,
-            _: usize,
+            _: crate::store::messages::ClaimQuery,
         ) -> BoxFuture<'static, anyhow::Result<Vec<Claimed>>> {
             async { Ok(Vec::new()) }.boxed()
         }
         fn finish(&self, _: Finish) -> BoxFuture<'static, anyhow::Result<()>> {
             async { Ok(()) }.boxed()
         }
-        fn list(
-            &self,
-            _: DeliveryState,
-            _: &[String],
-            _: usize,
-            _: usize,
-        ) -> BoxFuture<'static, anyhow::Result<Page>> {
+        fn list(&self, _: ListQuery) -> BoxFuture<'static, anyhow::Result<Page>> {
             async { Ok(Page::default()) }.boxed()
         }
         fn retry(

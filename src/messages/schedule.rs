@@ -95,43 +95,30 @@ mod tests {
 
     #[test]
     fn a_delivery_is_dead_at_max_age_after_its_last_attempt_at_the_deadline() {
-        let received = ms(1_000_000);
+        let received = 1_000_000;
         let max_age = Duration::from_secs(10);
-        // Failures at 0 s, 1 s, 3 s, 7 s after receipt: 1, 2, 4 s waits, then the deadline.
-        assert_eq!(
-            after_failure(1, received, received, max_age, 0.0),
-            Next::Retry(ms(1_001_000))
-        );
-        assert_eq!(
-            after_failure(2, ms(1_001_000), received, max_age, 0.0),
-            Next::Retry(ms(1_003_000))
-        );
-        assert_eq!(
-            after_failure(3, ms(1_003_000), received, max_age, 0.0),
-            Next::Retry(ms(1_007_000))
-        );
-        assert_eq!(
-            after_failure(4, ms(1_007_000), received, max_age, 0.0),
-            Next::Retry(ms(1_010_000))
-        );
-        // A failure at the deadline, or past it, is the end.
-        assert_eq!(
-            after_failure(5, ms(1_010_000), received, max_age, 0.0),
-            Next::Dead
-        );
-        assert_eq!(
-            after_failure(5, ms(1_009_999), received, max_age, 0.0),
-            Next::Retry(ms(1_010_000))
-        );
-        assert_eq!(
-            after_failure(1, ms(9_000_000), received, max_age, 0.0),
-            Next::Dead
-        );
-        // An admin's retry counts the age from then.
-        assert_eq!(
-            after_failure(1, ms(9_000_000), ms(9_000_000), max_age, 0.0),
-            Next::Retry(ms(9_001_000))
-        );
+        // (attempts, failed at, received at, what comes next; None: dead).
+        let cases = [
+            // Failures at 0 s, 1 s, 3 s, 7 s after receipt: 1, 2, 4 s waits, then the deadline.
+            (1, received, received, Some(1_001_000)),
+            (2, 1_001_000, received, Some(1_003_000)),
+            (3, 1_003_000, received, Some(1_007_000)),
+            (4, 1_007_000, received, Some(1_010_000)),
+            // A failure at the deadline, or past it, is the end.
+            (5, 1_010_000, received, None),
+            (5, 1_009_999, received, Some(1_010_000)),
+            (1, 9_000_000, received, None),
+            // An admin's retry counts the age from then.
+            (1, 9_000_000, 9_000_000, Some(9_001_000)),
+        ];
+        for (attempts, at, from, next) in cases {
+            let expected = next.map_or(Next::Dead, |n| Next::Retry(ms(n)));
+            assert_eq!(
+                after_failure(attempts, ms(at), ms(from), max_age, 0.0),
+                expected,
+                "attempt {attempts} failed at {at}"
+            );
+        }
         // Times at the end of the range saturate instead of overflowing.
         assert_eq!(
             after_failure(1, UnixMillis::MAX, UnixMillis::MAX, max_age, 0.0),

@@ -194,25 +194,13 @@ pub trait MessageStore: Send + Sync {
 
     /// Claims up to `limit` deliveries of `route` due at `now`, for `lease`: none of them is
     /// claimed again (by this or another instance) until the lease ends or it is finished.
-    fn claim(
-        &self,
-        route: &str,
-        now: UnixMillis,
-        lease: Duration,
-        limit: usize,
-    ) -> BoxFuture<'static, anyhow::Result<Vec<Claimed>>>;
+    fn claim(&self, q: ClaimQuery) -> BoxFuture<'static, anyhow::Result<Vec<Claimed>>>;
 
     /// Records how an attempt ended, and releases the claim.
     fn finish(&self, finish: Finish) -> BoxFuture<'static, anyhow::Result<()>>;
 
     /// A page of the deliveries in `state` of `routes` (in the order given, then by arrival).
-    fn list(
-        &self,
-        state: DeliveryState,
-        routes: &[String],
-        offset: usize,
-        limit: usize,
-    ) -> BoxFuture<'static, anyhow::Result<Page>>;
+    fn list(&self, q: ListQuery) -> BoxFuture<'static, anyhow::Result<Page>>;
 
     /// Makes the delivery `id` (dead or pending) due at `now` with a fresh age, so that it is
     /// tried until `max_age` after now. `Ok(None)` when there is no such delivery.
@@ -227,6 +215,24 @@ pub trait MessageStore: Send + Sync {
 
     /// Forgets dedupe entries past their time (the embedded file; Redis expires them itself).
     fn sweep(&self, now: UnixMillis) -> BoxFuture<'static, anyhow::Result<u64>>;
+}
+
+/// A worker's claim: up to `limit` deliveries of `route` due at `now`, held for `lease`.
+#[derive(Clone, Debug)]
+pub struct ClaimQuery {
+    pub route: String,
+    pub now: UnixMillis,
+    pub lease: Duration,
+    pub limit: usize,
+}
+
+/// An admin's page: the deliveries in `state` of `routes`, from `offset`, at most `limit`.
+#[derive(Clone, Debug)]
+pub struct ListQuery {
+    pub state: DeliveryState,
+    pub routes: Vec<String>,
+    pub offset: usize,
+    pub limit: usize,
 }
 
 /// A push as written: the content fields sealed.

@@ -13,7 +13,6 @@
 
 use std::collections::HashSet;
 use std::sync::Weak;
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
@@ -22,8 +21,9 @@ use tokio::sync::oneshot;
 
 use super::{blocking, EmbeddedStore, Inner, Job};
 use crate::store::messages::{
-    decode_delivery, decode_push, encode_delivery, encode_push, Claimed, DeliveryRecord,
-    DeliveryState, Finish, MessageStore, NewPush, Page, RouteStats, MAX_PAGE,
+    decode_delivery, decode_push, encode_delivery, encode_push, ClaimQuery, Claimed,
+    DeliveryRecord, DeliveryState, Finish, ListQuery, MessageStore, NewPush, Page, RouteStats,
+    MAX_PAGE,
 };
 use crate::time::UnixMillis;
 
@@ -316,13 +316,8 @@ impl Inner {
         Ok(out)
     }
 
-    fn list_blocking(
-        &self,
-        state: DeliveryState,
-        routes: &[String],
-        offset: usize,
-        limit: usize,
-    ) -> anyhow::Result<Page> {
+    fn list_blocking(&self, q: &ListQuery) -> anyhow::Result<Page> {
+        let (state, routes, offset, limit) = (q.state, &q.routes, q.offset, q.limit);
         let tx = self.begin_read()?;
         let index = match tx.open_table(STATE) {
             Ok(t) => t,
@@ -417,16 +412,10 @@ impl MessageStore for EmbeddedStore {
         .boxed()
     }
 
-    fn claim(
-        &self,
-        route: &str,
-        now: UnixMillis,
-        _lease: Duration,
-        limit: usize,
-    ) -> BoxFuture<'static, anyhow::Result<Vec<Claimed>>> {
+    fn claim(&self, q: ClaimQuery) -> BoxFuture<'static, anyhow::Result<Vec<Claimed>>> {
+        // The lease is not needed: one process owns the file, and its claims live in memory.
         let inner = self.inner.clone();
-        let route = route.to_string();
-        blocking(move || inner.claim_blocking(&route, now, limit))
+        blocking(move || inner.claim_blocking(&q.route, q.now, q.limit))
     }
 
     fn finish(&self, finish: Finish) -> BoxFuture<'static, anyhow::Result<()>> {
@@ -446,16 +435,9 @@ impl MessageStore for EmbeddedStore {
         .boxed()
     }
 
-    fn list(
-        &self,
-        state: DeliveryState,
-        routes: &[String],
-        offset: usize,
-        limit: usize,
-    ) -> BoxFuture<'static, anyhow::Result<Page>> {
+    fn list(&self, q: ListQuery) -> BoxFuture<'static, anyhow::Result<Page>> {
         let inner = self.inner.clone();
-        let routes = routes.to_vec();
-        blocking(move || inner.list_blocking(state, &routes, offset, limit))
+        blocking(move || inner.list_blocking(&q))
     }
 
     fn retry(
@@ -497,6 +479,16 @@ impl MessageStore for EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A claim of up to 10 deliveries of `route` at `now`.
+    fn claim_of(route: &str, now: UnixMillis) -> ClaimQuery {
+        ClaimQuery {
+            route: route.into(),
+            now,
+            lease: std::time::Duration::from_secs(30),
+            limit: 10,
+        }
+    }
     use crate::metrics::{Metrics, MetricsMode};
     use crate::store::messages::{new_push_id, PushRecord, StoredSource};
 
@@ -545,13 +537,12 @@ mod tests {
             .expect("taken"));
         assert!(!store.take(new_push("k", &p, &["a"])).await.expect("dup"));
         let now = UnixMillis::new(2_000).expect("ms");
-        let lease = Duration::from_secs(30);
-        let claimed = store.claim("a", now, lease, 10).await.expect("claims");
+        let claimed = store.claim(claim_of("a", now)).await.expect("claims");
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].push, p);
         // Claimed: not handed out again until finished.
         assert!(store
-            .claim("a", now, lease, 10)
+            .claim(claim_of("a", now))
             .await
             .expect("claims")
             .is_empty());
@@ -561,7 +552,7 @@ mod tests {
             .await
             .expect("finished");
         // The push stays for route b.
-        let b = store.claim("b", now, lease, 10).await.expect("claims");
+        let b = store.claim(claim_of("b", now)).await.expect("claims");
         assert_eq!(b.len(), 1);
         let dead = DeliveryRecord {
             state: DeliveryState::Dead,
@@ -576,7 +567,12 @@ mod tests {
             .await
             .expect("finished");
         let page = store
-            .list(DeliveryState::Dead, &["a".into(), "b".into()], 0, 10)
+            .list(ListQuery {
+                state: DeliveryState::Dead,
+                routes: vec!["a".into(), "b".into()],
+                offset: 0,
+                limit: 10,
+            })
             .await
             .expect("lists");
         assert_eq!(page.deliveries, vec![dead.clone()]);
@@ -597,7 +593,7 @@ mod tests {
         drop(store);
         // Reopened: nothing was only in memory, and the claims of the old process are gone.
         let store = open(&dir);
-        let b = store.claim("b", later, lease, 10).await.expect("claims");
+        let b = store.claim(claim_of("b", later)).await.expect("claims");
         assert_eq!(b.len(), 1);
         store
             .finish(Finish::Delivered {

@@ -19,15 +19,15 @@
 //! node: a push is a few kilobytes, and a fleet takes WeChat's pushes, not a firehose.
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 
 use super::RedisStore;
 use crate::store::messages::{
-    decode_delivery, decode_push, encode_delivery, encode_push, Claimed, DeliveryRecord,
-    DeliveryState, Finish, MessageStore, NewPush, Page, RouteStats, MAX_PAGE,
+    decode_delivery, decode_push, encode_delivery, encode_push, ClaimQuery, Claimed,
+    DeliveryRecord, DeliveryState, Finish, ListQuery, MessageStore, NewPush, Page, RouteStats,
+    MAX_PAGE,
 };
 use crate::time::UnixMillis;
 
@@ -255,15 +255,14 @@ impl MessageStore for RedisStore {
         .boxed()
     }
 
-    fn claim(
-        &self,
-        route: &str,
-        now: UnixMillis,
-        lease: Duration,
-        limit: usize,
-    ) -> BoxFuture<'static, anyhow::Result<Vec<Claimed>>> {
+    fn claim(&self, q: ClaimQuery) -> BoxFuture<'static, anyhow::Result<Vec<Claimed>>> {
         let this = self.clone();
-        let route = route.to_string();
+        let ClaimQuery {
+            route,
+            now,
+            lease,
+            limit,
+        } = q;
         async move {
             let k = Keys::of(&this);
             let keys = [k.due(&route), k.deliveries(), k.pushes()];
@@ -347,15 +346,14 @@ impl MessageStore for RedisStore {
         .boxed()
     }
 
-    fn list(
-        &self,
-        state: DeliveryState,
-        routes: &[String],
-        offset: usize,
-        limit: usize,
-    ) -> BoxFuture<'static, anyhow::Result<Page>> {
+    fn list(&self, q: ListQuery) -> BoxFuture<'static, anyhow::Result<Page>> {
         let this = self.clone();
-        let routes = routes.to_vec();
+        let ListQuery {
+            state,
+            routes,
+            offset,
+            limit,
+        } = q;
         async move {
             let k = Keys::of(&this);
             let limit = limit.min(MAX_PAGE);

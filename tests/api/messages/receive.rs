@@ -60,22 +60,14 @@ async fn the_url_check_echoes_only_a_fresh_signed_request() {
     }
     // An app that takes no pushes, and one that does not exist: 404.
     let q = check_query(SHOP_TOKEN, now, "x");
-    let (status, _) = raw_request(
-        &app.http,
-        "GET",
-        &format!("{}/v1/apps/blog/messages?{q}", app.base),
-        "",
-    )
-    .await;
-    assert_eq!(status, 404);
-    let (status, _) = raw_request(
-        &app.http,
-        "GET",
-        &format!("{}/v1/apps/nope/messages?{q}", app.base),
-        "",
-    )
-    .await;
-    assert_eq!(status, 404);
+    for name in ["blog", "nope"] {
+        let url = format!("{}/v1/apps/{name}/messages?{q}", app.base);
+        assert_eq!(
+            raw_request(&app.http, "GET", &url, "").await.0,
+            404,
+            "{name}"
+        );
+    }
 }
 
 #[actix_web::test]
