@@ -123,6 +123,20 @@ pub struct DeliveryRecord {
 }
 
 impl DeliveryRecord {
+    /// The delivery an admin's retry makes of this one: pending, due at `now`, its attempts and
+    /// its age counted from then.
+    pub fn retried_at(self, now: UnixMillis) -> DeliveryRecord {
+        DeliveryRecord {
+            state: DeliveryState::Pending,
+            attempts: 0,
+            next_at: now,
+            age_from: now,
+            ..self
+        }
+    }
+}
+
+impl DeliveryRecord {
     /// A new delivery of `push` to `route`, due at `next_at`.
     pub fn new(push: &PushRecord, route: &str, next_at: UnixMillis) -> DeliveryRecord {
         DeliveryRecord {

@@ -229,13 +229,7 @@ fn retry_in(
         return Ok(None);
     };
     remove_delivery(tx, &d)?;
-    let again = DeliveryRecord {
-        state: DeliveryState::Pending,
-        attempts: 0,
-        next_at: now,
-        age_from: now,
-        ..d
-    };
+    let again = d.retried_at(now);
     put_delivery(tx, &again)?;
     Ok(Some(again))
 }

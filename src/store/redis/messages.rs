@@ -432,13 +432,7 @@ impl MessageStore for RedisStore {
             let Some(d) = this.stored_delivery(&id).await? else {
                 return Ok(None);
             };
-            let again = DeliveryRecord {
-                state: DeliveryState::Pending,
-                attempts: 0,
-                next_at: now,
-                age_from: now,
-                ..d
-            };
+            let again = d.retried_at(now);
             this.update(&again).await?;
             Ok(Some(again))
         }

@@ -139,22 +139,11 @@ async fn a_push_not_shown_to_be_wechats_now_is_refused_with_its_status() {
     let (q, body) = seal(&target, &msg, Mode::Safe).unwrap();
     let garbage = "QUJD".repeat(8);
     let sig = wxtoken::push::crypto::MsgCrypto::new(SHOP_TOKEN, SHOP_AES, SHOP_APPID).unwrap();
-    let ts = q
-        .split("timestamp=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_owned();
-    let nonce = q
-        .split("nonce=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_owned();
+    let param = |name: &str| {
+        let rest = q.split(&format!("{name}=")).nth(1).unwrap();
+        rest.split('&').next().unwrap().to_owned()
+    };
+    let (ts, nonce) = (param("timestamp"), param("nonce"));
     let msg_sig = sig.signature(&ts, &nonce, &garbage);
     let q2 = q.split("&msg_signature=").next().unwrap().to_owned() + "&msg_signature=" + &msg_sig;
     let body2 = body.replace(
