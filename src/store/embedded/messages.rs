@@ -266,6 +266,11 @@ impl Inner {
         now: UnixMillis,
         limit: usize,
     ) -> anyhow::Result<Vec<Claimed>> {
+        // The claims first, then the snapshot: a delivery finished meanwhile is either still
+        // claimed here, or its outcome is committed before this snapshot begins (its claim is
+        // released only after the commit). A snapshot taken first could show a delivery that
+        // was finished and released since, and it would be made twice.
+        let mut claims = self.msg_claims.lock();
         let tx = self.begin_read()?;
         let due = match tx.open_table(DUE) {
             Ok(t) => t,
@@ -274,7 +279,6 @@ impl Inner {
         };
         let deliveries = tx.open_table(DELIVERIES)?;
         let pushes = tx.open_table(PUSHES)?;
-        let mut claims = self.msg_claims.lock();
         let mut out = Vec::new();
         for entry in due.range((route, 0u64, "")..=(route, now.as_millis(), TOP))? {
             if out.len() >= limit.min(MAX_PAGE) {
