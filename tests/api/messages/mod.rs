@@ -6,6 +6,7 @@ pub mod delivery;
 pub mod durability;
 pub mod load;
 pub mod logs;
+pub mod platform_events;
 pub mod receive;
 pub mod release_check;
 pub mod reply;

@@ -225,3 +225,36 @@ async fn a_platform_account_pushes_encrypted_with_the_platform_keys_even_unknown
     assert_eq!((status, body.as_str()), (200, "acc0unt"));
     let _ = COMPONENT;
 }
+
+#[actix_web::test]
+async fn a_retry_repeating_the_request_to_the_letter_is_answered_success_and_taken_once() {
+    use crate::support::deliveries::{route, start_with_routes, ROUTE_KEY};
+    let inbox = wxtoken::fake::FakeInbox::start(ROUTE_KEY)
+        .await
+        .expect("inbox");
+    let app = start_with_routes(&route("crm", &inbox.url(), "")).await;
+    let target = shop_target(&app.base, MessageFormat::Xml);
+    let msg = text_message("gh_shop", "openid-1", "hello", 4242);
+    let (query, body) = seal(&target, &msg, Mode::Plaintext).unwrap();
+    let url = format!("{}?{query}", target.url);
+    for _ in 0..3 {
+        let (status, answer) = raw_request(&app.http, "POST", &url, &body).await;
+        assert_eq!((status, answer.as_str()), (200, "success"));
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            inbox.delivered().len() == 1
+        })
+        .await
+    );
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(inbox.delivered().len(), 1, "delivered once");
+    app.assert_metrics(&[
+        (r#"wxtoken_pushes_total{result="taken",source="shop"}"#, 1.0),
+        (
+            r#"wxtoken_pushes_total{result="duplicate",source="shop"}"#,
+            2.0,
+        ),
+    ])
+    .await;
+}
