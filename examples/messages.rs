@@ -10,8 +10,9 @@
 //!   route) or with the passive reply of a route that answers at once (reply route), safe mode:
 //!   their difference is what a passive reply adds to WeChat's wait.
 //!
-//! Exits 1 when a push was not answered `success` or a delivery is missing (correctness), 2
-//! when it could not run. Figures are only reported.
+//! Exits 1 when a push was not answered `success`, a delivery is missing or one was made twice
+//! (none should be in a run without failures; at-least-once allows it only after one), 2 when
+//! it could not run. Figures are only reported.
 //!
 //! ```text
 //! cargo run --release --example messages -- --pushes 20000 --concurrency 64
@@ -196,13 +197,19 @@ async fn throughput(
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
     let all = started.elapsed();
+    let unique = inbox
+        .delivered()
+        .into_iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len() as u64;
     println!("delivered={delivered}");
+    println!("delivered_twice={}", delivered - unique);
     println!("delivered_secs={:.2}", all.as_secs_f64());
     println!(
         "delivered_per_sec={:.0}",
         delivered as f64 / all.as_secs_f64()
     );
-    Ok(failed == 0 && delivered >= args.pushes)
+    Ok(failed == 0 && unique == args.pushes && delivered == unique)
 }
 
 /// One push at a time, safe mode: a text (async route, `success`) and an event (reply route,
