@@ -144,3 +144,48 @@ async fn a_reply_to_a_safe_mode_push_is_sealed_as_wechat_and_wechatpy_open_it() 
     }));
     assert_eq!(opened, vec![serde_json::json!(REPLY)]);
 }
+
+#[actix_web::test]
+async fn wechat_retrying_a_push_still_waiting_for_its_reply_gets_success_and_one_delivery() {
+    use wxtoken::config::MessageFormat;
+    use wxtoken::fake::messages::{push_message, text_message, Mode, Retries};
+
+    use crate::support::messages::shop_target;
+
+    let inbox = FakeInbox::start(ROUTE_KEY).await.expect("inbox");
+    inbox.set_mode(InboxMode::Reply {
+        body: REPLY.into(),
+        delay: Duration::from_millis(1500),
+    });
+    let app = start_with_routes(&route(
+        "bot",
+        &inbox.url(),
+        "mode = \"reply\"\nreply_timeout_ms = 3000",
+    ))
+    .await;
+    // A WeChat in a hurry: it gives up on an answer after 300 ms and sends the push again.
+    let impatient = Retries {
+        timeout: Duration::from_millis(300),
+        again: 3,
+    };
+    let fields = text_message("gh_shop", "o-user-1", "hello", 77);
+    let target = shop_target(&app.base, MessageFormat::Xml);
+    let pushed = push_message(&target, &fields, Mode::Plaintext, impatient).await;
+    assert_eq!(
+        (pushed.attempts, pushed.status, pushed.body.as_str()),
+        (2, Some(200), "success"),
+        "{pushed:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            inbox.delivered().len() == 1
+        })
+        .await
+    );
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        inbox.received().len(),
+        1,
+        "the retry made no second delivery"
+    );
+}
