@@ -12,7 +12,7 @@
 //! Client certificates are asked for but not required (`allow_unauthenticated`), so probes
 //! without one still reach `/healthz`, `/readyz` and `/metrics`; a certificate that is presented
 //! must chain to the CA and be valid now, or the handshake fails. Which routes need a client is
-//! decided later, per request ([`crate::clients`]).
+//! decided later, per request (by the running client set).
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -295,7 +295,7 @@ impl Metrics {
         self.inner.audit_write_errors.clone()
     }
 
-    /// A push from `source` (its [`label`](crate::messages::Source::label)) ended as `result`
+    /// A push from `source` (an app or platform name) ended as `result`
     /// (one of [`PUSH_RESULTS`]; `refused` is counted by the receiving side, for a push that
     /// failed its checks).
     pub fn push(&self, source: &str, result: &'static str) {
