@@ -608,6 +608,19 @@ component_secret = "comp-secret-2"
 token = "abc123"
 encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 authorizer_refresh = "all"
+[[wecom_suites]]
+name = "crm-suite"
+kind = "template"
+suite_id = "ww4d5e6f"
+suite_secret = "suite-secret"
+token = "abc123"
+encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+provider = "vendor"
+corp_refresh = "all"
+[[wecom_providers]]
+name = "vendor"
+corpid = "ww0a1b2c"
+provider_secret = "provider-secret"
 [[clients]]
 name = "billing"
 key_env = "BILLING_KEY"
@@ -623,6 +636,8 @@ proxy = true
 name = "crm"
 key = "crm-key-0123456789abcdef"
 platforms = ["*"]
+wecom_suites = ["*"]
+wecom_providers = ["vendor"]
 "#;
 
 /// What `check-config` prints for [`RICH`]: every key, each secret as its source.
@@ -688,6 +703,7 @@ token = "inline (redacted)"
 encoding_aes_key = "inline (redacted)"
 authorizer_refresh = "active"
 active_window_secs = 86400
+release_check = true
 
 [[platforms]]
 name = "saas2"
@@ -696,6 +712,22 @@ component_secret = "inline (redacted)"
 token = "inline (redacted)"
 encoding_aes_key = "inline (redacted)"
 authorizer_refresh = "all"
+release_check = true
+
+[[wecom_suites]]
+name = "crm-suite"
+kind = "template"
+suite_id = "ww4d5e6f"
+suite_secret = "inline (redacted)"
+token = "inline (redacted)"
+encoding_aes_key = "inline (redacted)"
+provider = "vendor"
+corp_refresh = "all"
+
+[[wecom_providers]]
+name = "vendor"
+corpid = "ww0a1b2c"
+provider_secret = "inline (redacted)"
 
 [[clients]]
 name = "billing"
@@ -716,6 +748,8 @@ proxy = true
 name = "crm"
 key = "inline (redacted)"
 platforms = ["*"]
+wecom_suites = ["*"]
+wecom_providers = ["vendor"]
 admin = false
 proxy = false
 "#;
