@@ -51,6 +51,32 @@ const ATTEMPTS: u32 = 4;
 /// How often a caller waiting for another instance's exchange of its code looks at the record.
 const CLAIM_POLL: Duration = Duration::from_millis(250);
 
+/// One exchange of a single-use code, made by `attempt` (given the attempt's number, from 1),
+/// tried again on transient failures, 0.5 s, 1 s and 2 s apart ([`ATTEMPTS`] in all), unless
+/// `spent` says the errcode means the code is used up or expired: retrying cannot help then.
+/// The Open Platform's authorization codes and WeCom's AuthCodes are exchanged this way.
+pub async fn retry_exchange<T, F, Fut>(
+    spent: impl Fn(Option<i64>) -> bool,
+    mut attempt: F,
+) -> Result<T, UpstreamError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<T, UpstreamError>>,
+{
+    let mut delay = Duration::from_millis(500);
+    let mut n = 0;
+    loop {
+        n += 1;
+        match attempt(n).await {
+            Err(e) if n < ATTEMPTS && e.class() == ErrorClass::Transient && !spent(e.errcode()) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// What an exchange came to.
 enum Exchanged {
     /// The code's account.
@@ -241,38 +267,24 @@ impl Platform {
         ttl: Duration,
         claimed: bool,
     ) -> Result<crate::upstream::Authorization, UpstreamError> {
-        let mut delay = Duration::from_millis(500);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        let spent = |e: Option<i64>| matches!(e, Some(61009 | 61010));
+        retry_exchange(spent, |attempt| async move {
             let Some(component) = self.wait_component_token().await else {
                 return Err(UpstreamError::NoToken);
             };
             let client = self.upstream.client();
-            let answer = {
-                let _slot = client
-                    .slot(crate::upstream::Priority::Urgent, Default::default())
-                    .await;
-                if claimed && attempt > 1 {
-                    // A lapse only risks a second exchange, which WeChat answers with 61009.
-                    let _ = self.store.claim_code(self.name(), digest, ttl).await;
-                }
-                client
-                    .query_auth(&component.token, &self.settings.component_appid, code)
-                    .await
-            };
-            match answer {
-                Err(e)
-                    if attempt < ATTEMPTS
-                        && e.class() == ErrorClass::Transient
-                        && !matches!(e.errcode(), Some(61009 | 61010)) =>
-                {
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                other => return other,
+            let _slot = client
+                .slot(crate::upstream::Priority::Urgent, Default::default())
+                .await;
+            if claimed && attempt > 1 {
+                // A lapse only risks a second exchange, which WeChat answers with 61009.
+                let _ = self.store.claim_code(self.name(), digest, ttl).await;
             }
-        }
+            client
+                .query_auth(&component.token, &self.settings.component_appid, code)
+                .await
+        })
+        .await
     }
 
     /// Installs the account an exchange brought and marks the code done, or works out what a

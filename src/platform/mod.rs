@@ -40,9 +40,11 @@ mod runtime;
 
 pub use authorizers::{AuthorizerCounts, AuthorizerRefusal, AuthorizerUnavailable};
 pub use background::{RECONCILE_INTERVAL, SWEEP_INTERVAL};
+pub use codes::{ExchangedCodes, Exchanges};
 pub use component::{ComponentTokenCheck, PreauthError, COMPONENT_DAILY_QUOTA};
+pub use exchange::retry_exchange;
 pub use messages::AccountAnswer;
 pub use receive::{PushError, Receipt};
 pub use reconcile::Reconciled;
 pub use release_check::{ReleaseAnswer, TEST_ACCOUNTS};
-pub use runtime::Platform;
+pub use runtime::{Platform, Upstream};

@@ -20,9 +20,10 @@ use crate::store::platform::{PlatformStore, TicketRecord};
 use crate::token::{ActorDeps, CredentialHandle};
 use crate::upstream::{UpstreamPool, WechatClient};
 
-/// What the upstream calls of a platform are made with (the parts of `ActorDeps` they need).
+/// What the upstream calls of a platform (or a WeCom suite) are made with: the parts of
+/// `ActorDeps` they need.
 #[derive(Clone)]
-pub(super) struct Upstream {
+pub struct Upstream {
     settings: UpstreamSettings,
     tls: Arc<rustls::ClientConfig>,
     pool: Arc<UpstreamPool>,
@@ -31,8 +32,16 @@ pub(super) struct Upstream {
 impl Upstream {
     /// This thread's shared client (awc is not `Send`), whose calls go through the server's
     /// one upstream pool.
-    pub(super) fn client(&self) -> std::rc::Rc<WechatClient> {
+    pub fn client(&self) -> std::rc::Rc<WechatClient> {
         WechatClient::shared(&self.settings, &self.tls, &self.pool)
+    }
+
+    pub fn new(deps: &ActorDeps) -> Upstream {
+        Upstream {
+            settings: deps.upstream.clone(),
+            tls: deps.tls.clone(),
+            pool: deps.pool.clone(),
+        }
     }
 }
 
@@ -112,11 +121,7 @@ impl Platform {
             )
         })?;
         let ticket = Arc::new(ArcSwapOption::new(ticket.map(Arc::new)));
-        let upstream = Upstream {
-            settings: deps.upstream.clone(),
-            tls: deps.tls.clone(),
-            pool: deps.pool.clone(),
-        };
+        let upstream = Upstream::new(deps);
         let component = super::component::start_actor(&settings, deps, &ticket, &upstream);
         let authorizers = records
             .into_iter()

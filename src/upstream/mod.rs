@@ -10,6 +10,7 @@ mod custom_message;
 mod forward;
 mod pool;
 mod probe;
+mod wecom_suite;
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -34,6 +35,7 @@ pub use component::{
 pub use forward::Forward;
 pub use pool::{Acquire, Permit, Priority, Promotion, UpstreamPool};
 pub use probe::ProbeKind;
+pub use wecom_suite::{errcode as wecom_errcode, SuiteInstall};
 
 /// How a failure should be treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
