@@ -645,7 +645,12 @@ pub fn test_pki() -> (
 
 /// Settings for `apps_and_clients` (the `[[apps]]` and `[[clients]]` tables, secrets inline)
 /// against the fake at `base_url`, with the spec's refresh and upstream timings.
-fn custom_settings(spec: &Spec, base_url: &str, store: &Path, apps_and_clients: &str) -> Settings {
+pub fn custom_settings(
+    spec: &Spec,
+    base_url: &str,
+    store: &Path,
+    apps_and_clients: &str,
+) -> Settings {
     let text = format!(
         r#"
 [server]

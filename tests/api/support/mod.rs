@@ -10,3 +10,4 @@ pub mod markdown;
 pub mod messages;
 pub mod platform;
 pub mod redis_topology;
+pub mod wecom;

@@ -1,0 +1,145 @@
+//! What a suite keeps: its ticket, corps and permanent codes survive a restart on the embedded
+//! store (served again with no new push and no new exchange), and none of its secrets (suite
+//! secret, ticket, AuthCode, permanent code, tokens) reaches the log of the real binary.
+
+use std::time::Duration;
+
+use crate::ops::process::{wait_for_listen_addr, wxtoken, KillOnDrop};
+use crate::support::helpers::*;
+use crate::support::wecom::*;
+
+const CORP: &str = "wwcorp00000000020";
+
+#[actix_web::test]
+async fn the_suite_ticket_and_the_corps_survive_a_restart() {
+    let fake = start_wecom_fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("wxtoken.redb");
+    let http = client();
+    let first = ThreadServer::start(wecom_settings(&fake, &store));
+    route_callbacks(&fake, &first.base);
+    push_suite_ticket(&fake, SUITE_ID).await;
+    let code = fake.install_suite(SUITE_ID, CORP).unwrap();
+    assert!(fake
+        .push_create_auth(SUITE_ID, &code)
+        .await
+        .unwrap()
+        .accepted());
+    let corp_url = |base: &str| format!("{base}/v1/wecom/suites/{SUITE}/corps/{CORP}/token");
+    let served = eventually(Duration::from_secs(10), || async {
+        get_json(&http, &corp_url(&first.base), KEY).await.0 == 200
+    })
+    .await;
+    assert!(served);
+    first.stop();
+
+    // No push reaches the second server: what it serves comes from the store.
+    let second = ThreadServer::start(wecom_settings(&fake, &store));
+    let (status, body) = get_json(
+        &http,
+        &format!("{}/v1/wecom/suites/{SUITE}/suite_token", second.base),
+        KEY,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get_json(&http, &corp_url(&second.base), KEY).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(fake.suite_calls("get_permanent_code"), 1, "no new exchange");
+    // The ticket is there to mint a new suite token with, should WeCom end this one.
+    fake.end_suite_tokens(SUITE_ID);
+    let (status, body) = get_json(&http, &format!("{}/readyz", second.base), KEY).await;
+    assert!(body["wecom"][SUITE].as_str().is_some(), "{status} {body}");
+    second.stop();
+}
+
+#[actix_web::test]
+async fn no_secret_of_a_suite_reaches_the_log() {
+    let fake = start_wecom_fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("wxtoken.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+shutdown_timeout_secs = 2
+[upstream]
+base_url = "{base}"
+wecom_base_url = "{base}"
+timeout_secs = 2
+min_token_lifetime_secs = 2
+[store]
+path = "{store}"
+{tables}"#,
+            base = fake.base_url(),
+            store = dir.path().join("wxtoken.redb").display(),
+            tables = wecom_tables("all"),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let child = wxtoken(&["serve", "--config", config.to_str().unwrap()])
+        .env("WXTOKEN_LOG", "debug")
+        .stdout(std::fs::File::create(dir.path().join("serve.out")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let base = format!("http://{}", wait_for_listen_addr(&log, &mut child.0));
+    route_callbacks(&fake, &base);
+    let http = client();
+    let ticket = push_suite_ticket(&fake, SUITE_ID).await;
+    let auth_code = fake.install_suite(SUITE_ID, CORP).unwrap();
+    assert!(fake
+        .push_create_auth(SUITE_ID, &auth_code)
+        .await
+        .unwrap()
+        .accepted());
+    let corp_url = format!("{base}/v1/wecom/suites/{SUITE}/corps/{CORP}/token");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get_json(&http, &corp_url, KEY).await.0 == 200
+        })
+        .await
+    );
+    let (_, corp) = get_json(&http, &corp_url, KEY).await;
+    let (_, suite) = get_json(
+        &http,
+        &format!("{base}/v1/wecom/suites/{SUITE}/suite_token"),
+        KEY,
+    )
+    .await;
+    let (_, provider) = get_json(
+        &http,
+        &format!("{base}/v1/wecom/providers/{PROVIDER}/token"),
+        KEY,
+    )
+    .await;
+    let permanent = fake.permanent_code(SUITE_ID, CORP).unwrap();
+    drop(child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("corp installed"),
+        "the log is written: {text}"
+    );
+    let secrets = [
+        ticket.as_str(),
+        auth_code.as_str(),
+        permanent.as_str(),
+        corp["access_token"].as_str().unwrap(),
+        suite["suite_access_token"].as_str().unwrap(),
+        provider["provider_access_token"].as_str().unwrap(),
+        SUITE_SECRET,
+        PROVIDER_SECRET,
+        AES_KEY,
+    ];
+    for secret in secrets {
+        assert!(!text.contains(secret), "a secret reached the log");
+    }
+}
