@@ -45,10 +45,33 @@ async fn the_suite_ticket_and_the_corps_survive_a_restart() {
     let (status, body) = get_json(&http, &corp_url(&second.base), KEY).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(fake.suite_calls("get_permanent_code"), 1, "no new exchange");
-    // The ticket is there to mint a new suite token with, should WeCom end this one.
+    assert_eq!(
+        fake.suite_tokens_minted(SUITE_ID),
+        1,
+        "the stored suite token is reused"
+    );
+    // The ticket came back too: a suite token WeCom ends is minted again with it, no push
+    // needed.
     fake.end_suite_tokens(SUITE_ID);
-    let (status, body) = get_json(&http, &format!("{}/readyz", second.base), KEY).await;
-    assert!(body["wecom"][SUITE].as_str().is_some(), "{status} {body}");
+    let other = "wwcorp00000000021";
+    let code = fake.install_suite(SUITE_ID, other).unwrap();
+    route_callbacks(&fake, &second.base);
+    assert!(fake
+        .push_create_auth(SUITE_ID, &code)
+        .await
+        .unwrap()
+        .accepted());
+    let other_url = format!(
+        "{}/v1/wecom/suites/{SUITE}/corps/{other}/token",
+        second.base
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get_json(&http, &other_url, KEY).await.0 == 200
+        })
+        .await
+    );
+    assert_eq!(fake.suite_tokens_minted(SUITE_ID), 2);
     second.stop();
 }
 
@@ -141,5 +164,101 @@ path = "{store}"
     ];
     for secret in secrets {
         assert!(!text.contains(secret), "a secret reached the log");
+    }
+}
+
+/// Settings of one fleet instance on `redis`, with its own local copy of the records.
+fn fleet_settings(
+    fake: &wxtoken::fake::FakeWechat,
+    redis: &crate::support::fleet::RedisServer,
+    local: &std::path::Path,
+) -> wxtoken::config::Settings {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nbase_url = \"{base}\"\nwecom_base_url = \"{base}\"\nmin_token_lifetime_secs = 2\n[store]\nkind = \"redis\"\nurl = \"{}\"\nlocal_path = {}\n{}",
+        redis.url(),
+        toml::Value::String(local.display().to_string()),
+        wecom_tables("active"),
+        base = fake.base_url(),
+    );
+    wxtoken::config::Settings::from_toml(&text, &[], &|_| None).expect("fleet config is valid")
+}
+
+#[actix_web::test]
+async fn a_fleet_shares_the_corps_and_a_flushed_redis_loses_no_ticket_or_permanent_code() {
+    let redis = crate::support::fleet::RedisServer::start(None);
+    let fake = start_wecom_fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let locals: Vec<_> = (0..2)
+        .map(|i| dir.path().join(format!("local-{i}.redb")))
+        .collect();
+    let start = |locals: &[std::path::PathBuf]| -> Vec<ThreadServer> {
+        locals
+            .iter()
+            .map(|l| ThreadServer::start(fleet_settings(&fake, &redis, l)))
+            .collect()
+    };
+    let http = client();
+    let corp_at = |base: &str| format!("{base}/v1/wecom/suites/{SUITE}/corps/{CORP}/token");
+    let fleet = start(&locals);
+    route_callbacks(&fake, &fleet[0].base);
+    push_suite_ticket(&fake, SUITE_ID).await;
+    let code = fake.install_suite(SUITE_ID, CORP).unwrap();
+    assert!(fake
+        .push_create_auth(SUITE_ID, &code)
+        .await
+        .unwrap()
+        .accepted());
+    for server in &fleet {
+        // The instance that did not receive the install finds the corp in the shared records.
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                get_json(&http, &corp_at(&server.base), KEY).await.0 == 200
+            })
+            .await
+        );
+    }
+    let (_, before) = get_json(&http, &corp_at(&fleet[1].base), KEY).await;
+    assert_eq!(
+        fake.suite_calls("get_corp_token"),
+        1,
+        "one fetch for the fleet"
+    );
+
+    // Redis loses everything, and every instance restarts: no push comes in between.
+    for s in fleet {
+        s.stop();
+    }
+    let mut c = redis.connection().expect("Redis answers");
+    let _: () = redis::cmd("FLUSHALL").query(&mut c).expect("FLUSHALL");
+    let fleet = start(&locals);
+    for server in &fleet {
+        let suite_url = format!("{}/v1/wecom/suites/{SUITE}/suite_token", server.base);
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                get_json(&http, &suite_url, KEY).await.0 == 200
+            })
+            .await,
+            "the suite token is minted again from the written-back ticket: {}",
+            get_json(&http, &suite_url, KEY).await.1
+        );
+        let (status, after) = get_json(&http, &corp_at(&server.base), KEY).await;
+        assert_eq!(status, 200, "{after}");
+        assert_eq!(after["access_token"], before["access_token"]);
+    }
+    let (_, record) = get_json(
+        &http,
+        &format!("{}/v1/wecom/suites/{SUITE}/corps/{CORP}", fleet[1].base),
+        KEY,
+    )
+    .await;
+    assert_eq!(record["state"], "authorized", "{record}");
+    assert_eq!(record["has_permanent_code"], true);
+    assert_eq!(
+        fake.suite_calls("get_permanent_code"),
+        1,
+        "no new install needed"
+    );
+    for s in fleet {
+        s.stop();
     }
 }
