@@ -11,12 +11,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::body::{json_object, read_body};
+use super::platforms::{page_query, pushed};
 use super::{cache_control, trail, unavailable, ApiError, InvalidateBody, ServerState};
 use crate::config::ClientSettings;
-use crate::platform::PushError;
 use crate::push::crypto::Envelope;
-use crate::store::wecom::{CorpRecord, CorpState};
+use crate::store::wecom::CorpRecord;
 use crate::token::{CredentialHandle, TokenRecord};
+use crate::upstream::UpstreamError;
 use crate::wecom::{CorpRefusal, CorpUnavailable, Suite};
 
 /// WeCom's page where a corp admin installs a suite with a pre-auth code.
@@ -216,42 +217,21 @@ fn view(r: CorpRecord) -> CorpView {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    state: Option<String>,
-    offset: Option<usize>,
-    limit: Option<usize>,
-}
-
-/// The most corps one listing answers.
-const LIST_MAX: usize = 1000;
-
 /// `GET /v1/wecom/suites/{name}/corps?state=&offset=&limit=`
 pub async fn list_corps(
     state: web::Data<ServerState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (_, suite) = authorize_suite(&state, &req)?;
-    let hint = "query parameters are state (authorized, needs_reauth, revoked), offset and limit";
-    let q = web::Query::<ListQuery>::from_query(req.query_string())
-        .map_err(|_| ApiError::BadRequest(hint.into()))?;
-    let wanted = match q.state.as_deref() {
-        None => None,
-        Some("authorized") => Some(CorpState::Authorized),
-        Some("needs_reauth") => Some(CorpState::NeedsReauth),
-        Some("revoked") => Some(CorpState::Revoked),
-        Some(_) => return Err(ApiError::BadRequest(hint.into())),
-    };
-    let limit = q.limit.unwrap_or(100).min(LIST_MAX);
-    let (total, records) = suite.corp_page(wanted, q.offset.unwrap_or(0), limit);
+    let (wanted, offset, limit) = page_query(&req)?;
+    let (total, records) = suite.corp_page(wanted, offset, limit);
     let page: Vec<CorpView> = records.into_iter().map(view).collect();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(serde_json::json!({
             "suite": suite.name(),
             "total": total,
-            "offset": q.offset.unwrap_or(0),
+            "offset": offset,
             "corps": page,
         })))
 }
@@ -315,12 +295,12 @@ pub async fn preauth(
         .create_preauth_code(auth_type)
         .await
         .map_err(|e| match e {
-            None => ApiError::NoValidToken {
+            UpstreamError::NoToken => ApiError::NoValidToken {
                 app: suite.label(),
                 why: "no suite token to create a pre-auth code with".into(),
                 errcode: None,
             },
-            Some(e) => ApiError::Unavailable(format!("could not create a pre-auth code: {e}")),
+            e => ApiError::Unavailable(format!("could not create a pre-auth code: {e}")),
         })?;
     let mut link = form_urlencoded::Serializer::new(String::new());
     link.append_pair("suite_id", suite.suite_id())
@@ -340,13 +320,6 @@ pub async fn preauth(
             "auth_type": auth_type,
             "install_url": format!("{INSTALL_URL}?{}", link.finish()),
         })))
-}
-
-fn pushed(e: PushError) -> ApiError {
-    match e {
-        PushError::Refused { status, message } => ApiError::EventRefused { status, message },
-        PushError::NotStored => ApiError::Unavailable(e.to_string()),
-    }
 }
 
 #[derive(Deserialize)]

@@ -21,7 +21,9 @@ use crate::store::{stored_from_fetch, AppKey};
 use crate::token::actor::Credential;
 use crate::token::index::TokenOwner;
 use crate::token::messages::{Retire, Subscribe};
-use crate::token::{spawn_actor, CredentialHandle, CredentialSpec, TokenRecord, Unavailable};
+use crate::token::{
+    spawn_actor, spawn_sourced, CredentialHandle, CredentialSpec, TokenRecord, Unavailable,
+};
 use crate::upstream::{Authorization, UpstreamError};
 
 /// One authorizer as the platform knows it.
@@ -249,13 +251,12 @@ impl Platform {
         if let Some(h) = &e.actor {
             return Some(h.clone());
         }
-        let handle = spawn_actor(
+        let handle = spawn_sourced(
             &self.deps,
-            &Arc::new(CredentialSpec::sourced(appid)),
-            Credential::External(Arc::new(AuthorizerSource::new(&me, appid))),
+            appid,
+            Arc::new(AuthorizerSource::new(&me, appid)),
             self.authorizer_key(appid),
             authorizer_label(&self.settings.name),
-            None,
             Some(TokenOwner::Authorizer {
                 platform: self.settings.name.clone(),
                 appid: appid.to_string(),

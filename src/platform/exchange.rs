@@ -30,7 +30,7 @@ use super::codes::CODE_LIFE;
 use super::runtime::Platform;
 use crate::push::event::Authorization;
 use crate::secret::AccessToken;
-use crate::store::platform::{code_digest, AuthorizerState, CodeRecord, CodeState};
+use crate::store::platform::{code_digest, pending_codes, AuthorizerState, CodeRecord, CodeState};
 use crate::upstream::{ErrorClass, UpstreamError};
 
 /// How far past its expiry (by this clock) a stored code is still sent to WeChat: WeChat's
@@ -155,30 +155,16 @@ impl Platform {
     /// codes long expired. Answers how many were pending (0: look again in a while; a store
     /// that cannot answer counts as one, to look again soon).
     pub async fn resume_codes(&self) -> usize {
-        let records = match self.store.load_codes(self.name()).await {
-            Ok(r) => r,
+        let pending = match pending_codes(&*self.store, self.name(), SystemTime::now()).await {
+            Ok(p) => p,
             Err(e) => {
                 tracing::warn!(platform = %self.name(), error = %format!("{e:#}"),
                     "cannot read the stored authorization codes; trying again");
                 return 1;
             }
         };
-        let now = SystemTime::now();
-        let (old, current): (Vec<CodeRecord>, Vec<CodeRecord>) =
-            records.into_iter().partition(|r| r.forgettable(now));
-        if !old.is_empty() {
-            let digests: Vec<String> = old.into_iter().map(|r| r.digest).collect();
-            if let Err(e) = self.store.forget_codes(self.name(), &digests).await {
-                tracing::warn!(platform = %self.name(), error = %format!("{e:#}"),
-                    "cannot forget old authorization codes; trying again later");
-            }
-        }
-        let mut pending = 0;
-        for r in current {
-            if r.state != CodeState::Pending {
-                continue;
-            }
-            pending += 1;
+        let count = pending.len();
+        for r in pending {
             // Already running here: it finishes the record itself.
             if r.code
                 .as_ref()
@@ -190,7 +176,7 @@ impl Platform {
                 "resuming the exchange of a stored authorization code");
             self.exchange_pushed_code(r);
         }
-        pending
+        count
     }
 
     /// One exchange of `code` (with `pushed`, its stored record, for a push's code). `wait`:

@@ -36,6 +36,22 @@ impl Upstream {
         WechatClient::shared(&self.settings, &self.tls, &self.pool)
     }
 
+    /// Runs `call` with this thread's client once the upstream pool gives it a slot of
+    /// `priority`: every call to WeChat waits in the one pool.
+    pub async fn in_slot<T, Fut>(
+        &self,
+        priority: crate::upstream::Priority,
+        promotion: crate::upstream::Promotion,
+        call: impl FnOnce(std::rc::Rc<WechatClient>) -> Fut,
+    ) -> T
+    where
+        Fut: std::future::Future<Output = T>,
+    {
+        let client = self.client();
+        let _slot = client.slot(priority, promotion).await;
+        call(client.clone()).await
+    }
+
     pub fn new(deps: &ActorDeps) -> Upstream {
         Upstream {
             settings: deps.upstream.clone(),

@@ -284,6 +284,32 @@ pub trait PlatformStore: Send + Sync + 'static {
     }
 }
 
+/// The code records of `platform` still pending, to resume: every record is read, those
+/// [`CodeRecord::forgettable`] at `now` are forgotten (a failure to forget is logged: the next
+/// look tries again), and the pending ones returned. An error: the records could not be read.
+pub async fn pending_codes(
+    store: &dyn PlatformStore,
+    platform: &str,
+    now: SystemTime,
+) -> anyhow::Result<Vec<CodeRecord>> {
+    let (old, current): (Vec<CodeRecord>, Vec<CodeRecord>) = store
+        .load_codes(platform)
+        .await?
+        .into_iter()
+        .partition(|r| r.forgettable(now));
+    if !old.is_empty() {
+        let digests: Vec<String> = old.into_iter().map(|r| r.digest).collect();
+        if let Err(e) = store.forget_codes(platform, &digests).await {
+            tracing::warn!(platform, error = %format!("{e:#}"),
+                "cannot forget old authorization codes; trying again later");
+        }
+    }
+    Ok(current
+        .into_iter()
+        .filter(|r| r.state == CodeState::Pending)
+        .collect())
+}
+
 /// The label of a platform's series in the store metrics, as for its component token.
 pub use crate::config::labels::platform_label as metric_label;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    answer_object, credential_in, secret_in, Fetched, PreAuthCode, UpstreamError, WechatClient,
+    answer_object, secret_in, sorted_ids, Fetched, PreAuthCode, UpstreamError, WechatClient,
 };
 use crate::secret::AccessToken;
 
@@ -62,44 +62,13 @@ fn corpid_in(map: &serde_json::Map<String, serde_json::Value>) -> Result<String,
     }
 }
 
-/// `auth_info.agent[].agentid`, sorted; entries of another shape are skipped (reported, never
-/// acted on).
+/// `auth_info.agent[].agentid`.
 fn agent_ids(map: &serde_json::Map<String, serde_json::Value>) -> Vec<u32> {
-    let Some(list) = map
-        .get("auth_info")
-        .and_then(|a| a.get("agent"))
-        .and_then(|v| v.as_array())
-    else {
-        return Vec::new();
-    };
-    let mut ids: Vec<u32> = list
-        .iter()
-        .filter_map(|a| a.get("agentid")?.as_u64())
-        .filter_map(|id| u32::try_from(id).ok())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
+    let agents = map.get("auth_info").and_then(|a| a.get("agent"));
+    sorted_ids(agents, |a| a.get("agentid")?.as_u64())
 }
 
 impl WechatClient {
-    /// A service endpoint's POST, with the suite token in the query when given.
-    fn service_request(
-        &self,
-        path: &str,
-        suite_token: Option<&AccessToken>,
-    ) -> Result<awc::ClientRequest, UpstreamError> {
-        let req = self
-            .http
-            .post(format!("{}/cgi-bin/service/{path}", self.wecom_base_url));
-        match suite_token {
-            None => Ok(req),
-            Some(t) => req
-                .query(&[("suite_access_token", t.expose())])
-                .map_err(|_| UpstreamError::Decode("cannot encode the request query".into())),
-        }
-    }
-
     /// `POST /cgi-bin/service/get_suite_token` with the pushed suite ticket.
     pub async fn fetch_suite_token(
         &self,
@@ -107,21 +76,13 @@ impl WechatClient {
         secret: &SecretString,
         ticket: &AccessToken,
     ) -> Result<Fetched, UpstreamError> {
-        let requested_at = SystemTime::now();
-        let req = self.service_request("get_suite_token", None)?;
         let body = serde_json::json!({
             "suite_id": suite_id,
             "suite_secret": secret.expose_secret(),
             "suite_ticket": ticket.expose(),
         });
-        let body = self.call(req, Some(body)).await?;
-        let answer = answer_object(&body)?;
-        credential_in(
-            &answer,
-            "suite_access_token",
-            requested_at,
-            self.min_lifetime,
-        )
+        self.service_credential("get_suite_token", None, body, "suite_access_token")
+            .await
     }
 
     /// `POST /cgi-bin/service/get_provider_token`.
@@ -130,20 +91,12 @@ impl WechatClient {
         corpid: &str,
         secret: &SecretString,
     ) -> Result<Fetched, UpstreamError> {
-        let requested_at = SystemTime::now();
-        let req = self.service_request("get_provider_token", None)?;
         let body = serde_json::json!({
             "corpid": corpid,
             "provider_secret": secret.expose_secret(),
         });
-        let body = self.call(req, Some(body)).await?;
-        let answer = answer_object(&body)?;
-        credential_in(
-            &answer,
-            "provider_access_token",
-            requested_at,
-            self.min_lifetime,
-        )
+        self.service_credential("get_provider_token", None, body, "provider_access_token")
+            .await
     }
 
     /// `POST /cgi-bin/service/get_corp_token`: an installed corp's token (third-party app).
@@ -153,15 +106,12 @@ impl WechatClient {
         corpid: &str,
         permanent_code: &AccessToken,
     ) -> Result<Fetched, UpstreamError> {
-        let requested_at = SystemTime::now();
-        let req = self.service_request("get_corp_token", Some(suite_token))?;
         let body = serde_json::json!({
             "auth_corpid": corpid,
             "permanent_code": permanent_code.expose(),
         });
-        let body = self.call(req, Some(body)).await?;
-        let answer = answer_object(&body)?;
-        credential_in(&answer, "access_token", requested_at, self.min_lifetime)
+        self.service_credential("get_corp_token", Some(suite_token), body, "access_token")
+            .await
     }
 
     /// `POST /cgi-bin/service/get_permanent_code` (v1): exchanges an AuthCode (single use).
@@ -225,5 +175,32 @@ impl WechatClient {
         let body = self.call(req, Some(body)).await?;
         answer_object(&body)?;
         Ok(PreAuthCode { code, expires_in })
+    }
+
+    /// A service endpoint's POST, with the suite token in the query when given.
+    fn service_request(
+        &self,
+        path: &str,
+        suite_token: Option<&AccessToken>,
+    ) -> Result<awc::ClientRequest, UpstreamError> {
+        self.post_to(
+            &self.wecom_base_url,
+            &format!("/cgi-bin/service/{path}"),
+            suite_token.map(|t| ("suite_access_token", t)),
+        )
+    }
+
+    /// A service endpoint's credential: `body` posted, the token in `field` of the answer.
+    async fn service_credential(
+        &self,
+        path: &str,
+        suite_token: Option<&AccessToken>,
+        body: serde_json::Value,
+        field: &str,
+    ) -> Result<Fetched, UpstreamError> {
+        let requested_at = SystemTime::now();
+        let req = self.service_request(path, suite_token)?;
+        self.post_for_credential(req, body, field, requested_at)
+            .await
     }
 }

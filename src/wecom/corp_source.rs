@@ -15,7 +15,6 @@ use secrecy::SecretString;
 
 use super::runtime::Suite;
 use crate::config::SuiteKind;
-use crate::secret::AccessToken;
 use crate::token::external::ExternalSource;
 use crate::upstream::{wecom_errcode, Fetched, Priority, ProbeKind, Promotion, UpstreamError};
 
@@ -43,20 +42,12 @@ impl CorpSource {
 }
 
 impl Suite {
-    /// What a refused call made for `corpid` with `suite_token` means (see the module doc).
-    pub(super) async fn fetch_refused(
-        &self,
-        corpid: &str,
-        suite_token: &AccessToken,
-        e: &UpstreamError,
-    ) {
-        match e.errcode() {
-            Some(wecom_errcode::PERMANENT_CODE_INVALID) => {
-                self.needs_reauth(corpid, &format!("WeCom refused its permanent code ({e})"))
-                    .await
-            }
-            code if suite_token_dead(code) => self.suite_token_refused(suite_token),
-            _ => {}
+    /// A permanent code WeCom refused (40084 from any call made with it): the corp needs a new
+    /// install. Other errors change nothing here.
+    pub(super) async fn code_refused(&self, corpid: &str, e: &UpstreamError) {
+        if e.errcode() == Some(wecom_errcode::PERMANENT_CODE_INVALID) {
+            self.needs_reauth(corpid, &format!("WeCom refused its permanent code ({e})"))
+                .await
         }
     }
 }
@@ -89,38 +80,33 @@ impl ExternalSource for CorpSource {
             let Some(code) = suite.permanent_code(&corpid) else {
                 return Err(UpstreamError::NoToken);
             };
-            let client = suite.upstream.client();
             if suite.settings.kind == SuiteKind::Template {
                 let secret = SecretString::from(code.expose().to_string());
-                let fetched = {
-                    let _slot = client.slot(priority, promotion).await;
-                    client.fetch_wecom_token(&corpid, &secret).await
-                };
+                let fetched = suite
+                    .upstream
+                    .in_slot(priority, promotion, |c| {
+                        let corpid = corpid.clone();
+                        async move { c.fetch_wecom_token(&corpid, &secret).await }
+                    })
+                    .await;
                 if let Err(e) = &fetched {
                     // gettoken answers 40001 for a secret (the permanent code) it refuses.
-                    if matches!(
-                        e.errcode(),
-                        Some(40001 | wecom_errcode::PERMANENT_CODE_INVALID)
-                    ) {
-                        suite
-                            .needs_reauth(
-                                &corpid,
-                                &format!("WeCom refused its permanent code ({e})"),
-                            )
-                            .await;
+                    if e.errcode() == Some(40001) {
+                        let why = format!("WeCom refused its permanent code ({e})");
+                        suite.needs_reauth(&corpid, &why).await;
                     }
+                    suite.code_refused(&corpid, e).await;
                 }
                 return fetched;
             }
-            let Some(token) = suite.suite_token(SystemTime::now()) else {
-                return Err(UpstreamError::NoToken);
-            };
-            let fetched = {
-                let _slot = client.slot(priority, promotion).await;
-                client.fetch_corp_token(&token.token, &corpid, &code).await
-            };
+            let fetched = suite
+                .with_suite_token(priority, promotion, |c, t| {
+                    let (corpid, code) = (corpid.clone(), code.clone());
+                    async move { c.fetch_corp_token(&t, &corpid, &code).await }
+                })
+                .await;
             if let Err(e) = &fetched {
-                suite.fetch_refused(&corpid, &token.token, e).await;
+                suite.code_refused(&corpid, e).await;
             }
             fetched
         })

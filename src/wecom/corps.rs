@@ -16,10 +16,9 @@ use crate::config::labels::wecom_corps_label;
 use crate::config::AuthorizerRefresh;
 use crate::store::wecom::{CorpRecord, CorpState};
 use crate::store::AppKey;
-use crate::token::actor::Credential;
 use crate::token::messages::Retire;
-use crate::token::{spawn_actor, CredentialHandle, CredentialSpec, TokenRecord, Unavailable};
-use crate::upstream::SuiteInstall;
+use crate::token::{spawn_sourced, CredentialHandle, TokenRecord, Unavailable};
+use crate::upstream::{Priority, Promotion, SuiteInstall};
 
 /// One corp as the suite knows it.
 pub(super) struct CorpEntry {
@@ -191,13 +190,12 @@ impl Suite {
         if let Some(h) = &e.actor {
             return Some(h.clone());
         }
-        let handle = spawn_actor(
+        let handle = spawn_sourced(
             &self.deps,
-            &Arc::new(CredentialSpec::sourced(corpid)),
-            Credential::External(Arc::new(CorpSource::new(&me, corpid))),
+            corpid,
+            Arc::new(CorpSource::new(&me, corpid)),
             self.corp_key(corpid),
             wecom_corps_label(self.name()),
-            None,
             None,
         );
         e.actor = Some(handle.clone());
@@ -342,16 +340,12 @@ impl Suite {
         };
         let corpid = corpid.to_string();
         actix::spawn(async move {
-            let Ok(token) = me.current_suite_token(me.deps.wait_limit).await else {
-                return;
-            };
-            let client = me.upstream.client();
-            let answer = {
-                let _slot = client
-                    .slot(crate::upstream::Priority::Background, Default::default())
-                    .await;
-                client.get_auth_info(&token.token, &corpid, &code).await
-            };
+            let answer = me
+                .with_suite_token(Priority::Background, Promotion::default(), |c, t| {
+                    let (corpid, code) = (corpid.clone(), code.clone());
+                    async move { c.get_auth_info(&t, &corpid, &code).await }
+                })
+                .await;
             match answer {
                 Ok(agent_ids) => {
                     if let Some(mut r) = me.corp(&corpid) {
@@ -362,7 +356,7 @@ impl Suite {
                         }
                     }
                 }
-                Err(e) => me.fetch_refused(&corpid, &token.token, &e).await,
+                Err(e) => me.code_refused(&corpid, &e).await,
             }
         });
     }

@@ -17,8 +17,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 use super::runtime::Suite;
 use crate::platform::retry_exchange;
 use crate::secret::AccessToken;
-use crate::store::platform::{CodeRecord, CodeState};
-use crate::upstream::{wecom_errcode, SuiteInstall, UpstreamError};
+use crate::store::platform::{pending_codes, CodeRecord, CodeState};
+use crate::upstream::{wecom_errcode, Priority, Promotion, SuiteInstall, UpstreamError};
 
 /// How long WeCom honours an AuthCode.
 const AUTH_CODE_LIFE: Duration = Duration::from_secs(600);
@@ -100,24 +100,10 @@ impl Suite {
     /// `get_permanent_code`, retried on transient failures; a dead suite token is reported.
     async fn call_permanent_code(&self, code: &AccessToken) -> Result<SuiteInstall, UpstreamError> {
         let spent = |e: Option<i64>| e == Some(wecom_errcode::AUTH_CODE_INVALID);
-        retry_exchange(spent, |_| async move {
-            let token = self
-                .current_suite_token(self.deps.wait_limit)
-                .await
-                .map_err(|_| UpstreamError::NoToken)?;
-            let client = self.upstream.client();
-            let answer = {
-                let _slot = client
-                    .slot(crate::upstream::Priority::Urgent, Default::default())
-                    .await;
-                client.get_permanent_code(&token.token, code).await
-            };
-            if let Err(e) = &answer {
-                if super::corp_source::suite_token_dead(e.errcode()) {
-                    self.suite_token_refused(&token.token);
-                }
-            }
-            answer
+        retry_exchange(spent, |_| {
+            self.with_suite_token(Priority::Urgent, Promotion::default(), |c, t| async move {
+                c.get_permanent_code(&t, code).await
+            })
         })
         .await
     }
@@ -178,27 +164,16 @@ impl Suite {
     /// expired. How many were pending.
     async fn resume_codes(&self) -> usize {
         let (store, ns) = self.store.codes();
-        let records = match store.load_codes(ns).await {
-            Ok(r) => r,
+        let pending = match pending_codes(&**store, ns, SystemTime::now()).await {
+            Ok(p) => p,
             Err(e) => {
                 tracing::warn!(suite = %self.name(), error = %format!("{e:#}"),
                     "cannot read the stored AuthCodes; looking again later");
-                return 0;
+                return 1;
             }
         };
-        let now = SystemTime::now();
-        let (old, current): (Vec<_>, Vec<_>) =
-            records.into_iter().partition(|r| r.forgettable(now));
-        if !old.is_empty() {
-            let digests: Vec<String> = old.into_iter().map(|r| r.digest).collect();
-            let _ = store.forget_codes(ns, &digests).await;
-        }
-        let mut pending = 0;
-        for r in current
-            .into_iter()
-            .filter(|r| r.state == CodeState::Pending)
-        {
-            pending += 1;
+        let count = pending.len();
+        for r in pending {
             if r.code
                 .as_ref()
                 .is_some_and(|c| !self.exchanges.is_busy(c.expose()))
@@ -206,7 +181,7 @@ impl Suite {
                 self.exchange_in_background(r);
             }
         }
-        pending
+        count
     }
 
     /// Starts the background work on the current arbiter: the code resumption and the

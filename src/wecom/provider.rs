@@ -10,11 +10,8 @@ use futures_util::future::LocalBoxFuture;
 use crate::config::WecomProviderSettings;
 use crate::platform::Upstream;
 use crate::store::AppKey;
-use crate::token::actor::Credential;
 use crate::token::external::ExternalSource;
-use crate::token::{
-    spawn_actor, ActorDeps, CredentialHandle, CredentialSpec, TokenRecord, Unavailable,
-};
+use crate::token::{spawn_sourced, ActorDeps, CredentialHandle, TokenRecord, Unavailable};
 use crate::upstream::{Fetched, Priority, ProbeKind, Promotion, UpstreamError};
 
 /// One provider, running.
@@ -45,11 +42,11 @@ impl ExternalSource for ProviderSource {
         let settings = self.settings.clone();
         let upstream = self.upstream.clone();
         Box::pin(async move {
-            let client = upstream.client();
-            let _slot = client.slot(priority, promotion).await;
-            client
-                .fetch_provider_token(&settings.corpid, &settings.provider_secret)
-                .await
+            let call = |c: std::rc::Rc<crate::upstream::WechatClient>| async move {
+                c.fetch_provider_token(&settings.corpid, &settings.provider_secret)
+                    .await
+            };
+            upstream.in_slot(priority, promotion, call).await
         })
     }
 
@@ -71,18 +68,11 @@ impl Provider {
             settings: settings.clone(),
             upstream: Upstream::new(deps),
         };
-        let token = spawn_actor(
-            deps,
-            &Arc::new(CredentialSpec::sourced(&settings.corpid)),
-            Credential::External(Arc::new(source)),
-            AppKey {
-                name: label.clone(),
-                appid: format!("wecom-provider/{}", settings.corpid),
-            },
-            label,
-            None,
-            None,
-        );
+        let key = AppKey {
+            name: label.clone(),
+            appid: format!("wecom-provider/{}", settings.corpid),
+        };
+        let token = spawn_sourced(deps, &settings.corpid, Arc::new(source), key, label, None);
         Arc::new(Provider { settings, token })
     }
 

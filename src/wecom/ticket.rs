@@ -8,6 +8,8 @@
 //! minutes for the next push). The suite token is not probed: only wxtoken's own calls report
 //! it, with WeCom's word (40082, 42009) that it is dead, so it is minted again at once.
 
+use std::future::Future;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -20,13 +22,12 @@ use crate::platform::Upstream;
 use crate::secret::AccessToken;
 use crate::store::wecom::WecomStore;
 use crate::store::AppKey;
-use crate::token::actor::Credential;
 use crate::token::external::ExternalSource;
 use crate::token::messages::{InputsChanged, Invalidate};
-use crate::token::{
-    spawn_actor, ActorDeps, CredentialHandle, CredentialSpec, TokenRecord, Unavailable,
+use crate::token::{spawn_sourced, ActorDeps, CredentialHandle, TokenRecord, Unavailable};
+use crate::upstream::{
+    Fetched, PreAuthCode, Priority, ProbeKind, Promotion, UpstreamError, WechatClient,
 };
-use crate::upstream::{Fetched, PreAuthCode, Priority, ProbeKind, Promotion, UpstreamError};
 
 /// How long WeCom honours a suite ticket.
 pub const SUITE_TICKET_LIFE: Duration = Duration::from_secs(1800);
@@ -85,18 +86,11 @@ pub(super) fn start_actor(
         ticket: ticket.clone(),
         upstream: upstream.clone(),
     };
-    spawn_actor(
-        deps,
-        &Arc::new(CredentialSpec::sourced(&settings.suite_id)),
-        Credential::External(Arc::new(source)),
-        AppKey {
-            name: label.clone(),
-            appid: format!("wecom-suite/{}", settings.suite_id),
-        },
-        label,
-        None,
-        None,
-    )
+    let key = AppKey {
+        name: label.clone(),
+        appid: format!("wecom-suite/{}", settings.suite_id),
+    };
+    spawn_sourced(deps, &settings.suite_id, Arc::new(source), key, label, None)
 }
 
 impl ExternalSource for SuiteTokenSource {
@@ -120,10 +114,12 @@ impl ExternalSource for SuiteTokenSource {
             let Some(ticket) = ticket else {
                 return Err(UpstreamError::NoToken);
             };
-            let client = upstream.client();
-            let _slot = client.slot(priority, promotion).await;
-            let fetched = client
-                .fetch_suite_token(&settings.suite_id, &settings.suite_secret, &ticket.ticket)
+            let keys = settings.clone();
+            let fetched = upstream
+                .in_slot(priority, promotion, |c| async move {
+                    c.fetch_suite_token(&keys.suite_id, &keys.suite_secret, &ticket.ticket)
+                        .await
+                })
                 .await;
             if let Err(e) = &fetched {
                 // The ticket stays: the next push replaces it, and a token error says nothing
@@ -199,24 +195,44 @@ impl Suite {
         Ok(())
     }
 
-    /// A pre-auth code with its session set (`auth_type` 0 formal, 1 test install), made with
-    /// the suite token ahead of background calls. `None` inside: no suite token to make it.
-    pub async fn create_preauth_code(
+    /// Calls WeCom with the suite token (waiting up to the actors' wait limit for one) once
+    /// the upstream pool gives a slot of `priority`; a suite token WeCom says is dead (40082,
+    /// 42009) is reported to its actor, which mints another from the stored ticket at once.
+    /// `NoToken`: no suite token to call with.
+    pub(super) async fn with_suite_token<T, Fut>(
         &self,
-        auth_type: u8,
-    ) -> Result<PreAuthCode, Option<UpstreamError>> {
+        priority: Priority,
+        promotion: Promotion,
+        call: impl FnOnce(Rc<WechatClient>, AccessToken) -> Fut,
+    ) -> Result<T, UpstreamError>
+    where
+        Fut: Future<Output = Result<T, UpstreamError>>,
+    {
         let token = self
             .current_suite_token(self.deps.wait_limit)
             .await
-            .map_err(|_| None)?;
-        let client = self.upstream.client();
-        let _slot = client.slot(Priority::Urgent, Promotion::default()).await;
-        let made = client.suite_pre_auth_code(&token.token, auth_type).await;
-        if let Err(e) = &made {
+            .map_err(|_| UpstreamError::NoToken)?
+            .token
+            .clone();
+        let used = token.clone();
+        let answer = self
+            .upstream
+            .in_slot(priority, promotion, |c| call(c, token))
+            .await;
+        if let Err(e) = &answer {
             if super::corp_source::suite_token_dead(e.errcode()) {
-                self.suite_token_refused(&token.token);
+                self.suite_token_refused(&used);
             }
         }
-        made.map_err(Some)
+        answer
+    }
+
+    /// A pre-auth code with its session set (`auth_type` 0 formal, 1 test install), made with
+    /// the suite token ahead of background calls. `NoToken`: no suite token to make it with.
+    pub async fn create_preauth_code(&self, auth_type: u8) -> Result<PreAuthCode, UpstreamError> {
+        self.with_suite_token(Priority::Urgent, Promotion::default(), |c, t| async move {
+            c.suite_pre_auth_code(&t, auth_type).await
+        })
+        .await
     }
 }
