@@ -38,7 +38,9 @@ impl SuitePush {
     }
 }
 
-type Answer = fn(&mut WecomSuiteState, &HttpRequest, &[u8], Instant) -> Result<Value, WxError>;
+type Suites = WecomSuiteState;
+type Answered = Result<Value, WxError>;
+type Answer = fn(&mut Suites, &HttpRequest, &[u8], Instant) -> Answered;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     let endpoints: [(&'static str, Answer); 7] = [
@@ -105,12 +107,7 @@ fn suite_token_param(req: &HttpRequest) -> String {
         .unwrap_or_default()
 }
 
-fn suite_token(
-    s: &mut WecomSuiteState,
-    _req: &HttpRequest,
-    body: &[u8],
-    now: Instant,
-) -> Result<Value, WxError> {
+fn suite_token(s: &mut Suites, _req: &HttpRequest, body: &[u8], now: Instant) -> Answered {
     #[derive(Deserialize)]
     struct Req {
         suite_id: String,
@@ -122,22 +119,12 @@ fn suite_token(
     Ok(json!({"suite_access_token": token, "expires_in": expires_in}))
 }
 
-fn pre_auth_code(
-    s: &mut WecomSuiteState,
-    req: &HttpRequest,
-    _body: &[u8],
-    now: Instant,
-) -> Result<Value, WxError> {
+fn pre_auth_code(s: &mut Suites, req: &HttpRequest, _body: &[u8], now: Instant) -> Answered {
     let code = s.pre_auth_code(&suite_token_param(req), now)?;
     Ok(json!({"pre_auth_code": code, "expires_in": 1200}))
 }
 
-fn set_session_info(
-    s: &mut WecomSuiteState,
-    req: &HttpRequest,
-    body: &[u8],
-    now: Instant,
-) -> Result<Value, WxError> {
+fn set_session_info(s: &mut Suites, req: &HttpRequest, body: &[u8], now: Instant) -> Answered {
     #[derive(Deserialize)]
     struct Session {
         auth_type: u8,
@@ -157,12 +144,7 @@ fn set_session_info(
     Ok(json!({}))
 }
 
-fn permanent_code(
-    s: &mut WecomSuiteState,
-    req: &HttpRequest,
-    body: &[u8],
-    now: Instant,
-) -> Result<Value, WxError> {
+fn permanent_code(s: &mut Suites, req: &HttpRequest, body: &[u8], now: Instant) -> Answered {
     #[derive(Deserialize)]
     struct Req {
         auth_code: String,
@@ -183,47 +165,27 @@ struct CorpReq {
     permanent_code: String,
 }
 
-fn auth_info(
-    s: &mut WecomSuiteState,
-    req: &HttpRequest,
-    body: &[u8],
-    now: Instant,
-) -> Result<Value, WxError> {
-    let r: CorpReq = json_body(body)?;
-    let (name, agentid) = s.auth_info(
-        &suite_token_param(req),
-        &r.auth_corpid,
-        &r.permanent_code,
-        now,
-    )?;
+/// The suite token and the body of a call naming a corp by its permanent code.
+fn corp_request(req: &HttpRequest, body: &[u8]) -> Result<(String, CorpReq), WxError> {
+    Ok((suite_token_param(req), json_body(body)?))
+}
+
+fn auth_info(s: &mut Suites, req: &HttpRequest, body: &[u8], now: Instant) -> Answered {
+    let (token, r) = corp_request(req, body)?;
+    let (name, agentid) = s.auth_info(&token, &r.auth_corpid, &r.permanent_code, now)?;
     Ok(json!({
         "auth_corp_info": {"corpid": r.auth_corpid, "corp_name": name},
         "auth_info": {"agent": [{"agentid": agentid, "name": "CRM"}]},
     }))
 }
 
-fn corp_token(
-    s: &mut WecomSuiteState,
-    req: &HttpRequest,
-    body: &[u8],
-    now: Instant,
-) -> Result<Value, WxError> {
-    let r: CorpReq = json_body(body)?;
-    let (token, expires_in) = s.corp_token(
-        &suite_token_param(req),
-        &r.auth_corpid,
-        &r.permanent_code,
-        now,
-    )?;
-    Ok(json!({"access_token": token, "expires_in": expires_in}))
+fn corp_token(s: &mut Suites, req: &HttpRequest, body: &[u8], now: Instant) -> Answered {
+    let (token, r) = corp_request(req, body)?;
+    let (access, expires_in) = s.corp_token(&token, &r.auth_corpid, &r.permanent_code, now)?;
+    Ok(json!({"access_token": access, "expires_in": expires_in}))
 }
 
-fn provider_token(
-    s: &mut WecomSuiteState,
-    _req: &HttpRequest,
-    body: &[u8],
-    now: Instant,
-) -> Result<Value, WxError> {
+fn provider_token(s: &mut Suites, _req: &HttpRequest, body: &[u8], now: Instant) -> Answered {
     #[derive(Deserialize)]
     struct Req {
         corpid: String,

@@ -30,7 +30,7 @@ use super::codes::CODE_LIFE;
 use super::runtime::Platform;
 use crate::push::event::Authorization;
 use crate::secret::AccessToken;
-use crate::store::platform::{code_digest, pending_codes, AuthorizerState, CodeRecord, CodeState};
+use crate::store::platform::{code_digest, resume_pending, AuthorizerState, CodeRecord, CodeState};
 use crate::upstream::{ErrorClass, UpstreamError};
 
 /// How far past its expiry (by this clock) a stored code is still sent to WeChat: WeChat's
@@ -155,28 +155,15 @@ impl Platform {
     /// codes long expired. Answers how many were pending (0: look again in a while; a store
     /// that cannot answer counts as one, to look again soon).
     pub async fn resume_codes(&self) -> usize {
-        let pending = match pending_codes(&*self.store, self.name(), SystemTime::now()).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(platform = %self.name(), error = %format!("{e:#}"),
-                    "cannot read the stored authorization codes; trying again");
-                return 1;
-            }
-        };
-        let count = pending.len();
-        for r in pending {
+        resume_pending(&*self.store, self.name(), SystemTime::now(), |r, code| {
             // Already running here: it finishes the record itself.
-            if r.code
-                .as_ref()
-                .is_none_or(|c| self.exchanges.is_busy(c.expose()))
-            {
-                continue;
+            if !self.exchanges.is_busy(code.expose()) {
+                tracing::info!(platform = %self.name(), authorizer = %r.authorizer_appid,
+                    "resuming the exchange of a stored authorization code");
+                self.exchange_pushed_code(r);
             }
-            tracing::info!(platform = %self.name(), authorizer = %r.authorizer_appid,
-                "resuming the exchange of a stored authorization code");
-            self.exchange_pushed_code(r);
-        }
-        count
+        })
+        .await
     }
 
     /// One exchange of `code` (with `pushed`, its stored record, for a push's code). `wait`:
@@ -380,13 +367,7 @@ impl Platform {
     /// Saves the record as done. A failure is logged: the account is stored (or the code
     /// dead) all the same, and a resumed exchange of a code left pending finds that out.
     async fn finish(&self, record: &CodeRecord, state: CodeState, errcode: Option<i64>) {
-        let done = CodeRecord {
-            code: None,
-            state,
-            errcode,
-            updated_at: SystemTime::now(),
-            ..record.clone()
-        };
+        let done = record.done(state, errcode, SystemTime::now());
         if let Err(e) = self.store.save_code(self.name(), &done).await {
             tracing::warn!(platform = %self.name(), authorizer = %record.authorizer_appid,
                 state = state.as_str(), error = %format!("{e:#}"),

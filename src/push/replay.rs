@@ -213,17 +213,18 @@ impl std::fmt::Debug for ReplayGuard {
     }
 }
 
-/// A push opened and admitted, in the order the module doc asks: the signature and the
-/// decryption first ([`MsgCrypto::open`]), then freshness and replay, so that only signed
-/// pushes take up memory. A refusal is the HTTP status to answer and why. The caller keeps the
-/// [`Admitted`] to release it should storing the push fail.
-pub fn open_and_admit(
+/// A push opened, admitted and parsed, in the order the module doc asks: the signature and
+/// the decryption first ([`MsgCrypto::open`]), then freshness and replay, so that only signed
+/// pushes take up memory, then `parse` (a platform's events, a WeCom suite's callbacks). A
+/// refusal is the HTTP status to answer and why. The caller keeps the [`Admitted`] to release
+/// it should storing the push fail.
+pub fn open_admit_parse<E>(
     crypto: &MsgCrypto,
     guard: &std::sync::Mutex<ReplayGuard>,
     q: &Envelope,
     body: &[u8],
-    now: SystemTime,
-) -> Result<(String, Admitted), (u16, String)> {
+    parse: impl FnOnce(&str) -> Result<E, super::xml::XmlError>,
+) -> Result<(String, E, Admitted), (u16, String)> {
     let xml = crypto
         .open(q, body)
         .map_err(|e| (e.http_status(), e.to_string()))?;
@@ -231,9 +232,10 @@ pub fn open_and_admit(
     let admitted = guard
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .admit(q, now)
+        .admit(q, SystemTime::now())
         .map_err(|e| (e.http_status(), e.to_string()))?;
-    Ok((xml, admitted))
+    let event = parse(&xml).map_err(|e| (400, format!("the event is malformed: {e}")))?;
+    Ok((xml, event, admitted))
 }
 
 /// A timestamp in canonical decimal: digits only, no leading zero (but `0` itself), at most

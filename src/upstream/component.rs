@@ -59,6 +59,20 @@ pub struct PreAuthCode {
     pub expires_in: Duration,
 }
 
+impl PreAuthCode {
+    /// The pre-auth code of an answer (the Open Platform's and WeCom's say it alike).
+    pub(super) fn in_answer(body: &[u8]) -> Result<PreAuthCode, UpstreamError> {
+        let answer = answer_object(body)?;
+        let code = secret_in(&answer, "pre_auth_code")?;
+        let expires_in = answer
+            .get("expires_in")
+            .and_then(|v| v.as_u64())
+            .map(Duration::from_secs)
+            .ok_or_else(|| UpstreamError::Decode("expires_in missing or not a number".into()))?;
+        Ok(PreAuthCode { code, expires_in })
+    }
+}
+
 /// The largest page of the authorizer list accepted: 500 entries of about 150 bytes each,
 /// with room to spare.
 const MAX_LIST_BODY: usize = 1024 * 1024;
@@ -160,14 +174,7 @@ impl WechatClient {
         let req = self.component_request("api_create_preauthcode", Some(component_token))?;
         let body = serde_json::json!({ "component_appid": component_appid });
         let body = self.call(req, Some(body)).await?;
-        let answer = answer_object(&body)?;
-        let code = secret_in(&answer, "pre_auth_code")?;
-        let expires_in = answer
-            .get("expires_in")
-            .and_then(|v| v.as_u64())
-            .map(Duration::from_secs)
-            .ok_or_else(|| UpstreamError::Decode("expires_in missing or not a number".into()))?;
-        Ok(PreAuthCode { code, expires_in })
+        PreAuthCode::in_answer(&body)
     }
 
     /// `POST /cgi-bin/component/api_query_auth`: exchanges an authorization code (from the

@@ -7,7 +7,7 @@
 //! As for the component endpoints, every secret that comes back is held as a fingerprinted
 //! [`AccessToken`] from the moment it is parsed.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -38,6 +38,11 @@ pub struct SuiteInstall {
     /// The suite's agent ids in the corp, sorted.
     pub agent_ids: Vec<u32>,
 }
+
+/// Where the service endpoints are, under `wecom_base_url`.
+const SERVICE: &str = "/cgi-bin/service/";
+/// The query parameter the suite token goes in.
+const SUITE_TOKEN: &str = "suite_access_token";
 
 /// The longest corpid accepted from an answer; real ones are 18 characters.
 const MAX_CORPID_LEN: usize = 64;
@@ -120,7 +125,11 @@ impl WechatClient {
         suite_token: &AccessToken,
         auth_code: &AccessToken,
     ) -> Result<SuiteInstall, UpstreamError> {
-        let req = self.service_request("get_permanent_code", Some(suite_token))?;
+        let req = self.post_to(
+            &self.wecom_base_url,
+            &format!("{SERVICE}get_permanent_code"),
+            Some((SUITE_TOKEN, suite_token)),
+        )?;
         let body = serde_json::json!({ "auth_code": auth_code.expose() });
         let body = self.call(req, Some(body)).await?;
         let answer = answer_object(&body)?;
@@ -138,7 +147,11 @@ impl WechatClient {
         corpid: &str,
         permanent_code: &AccessToken,
     ) -> Result<Vec<u32>, UpstreamError> {
-        let req = self.service_request("get_auth_info", Some(suite_token))?;
+        let req = self.post_to(
+            &self.wecom_base_url,
+            &format!("{SERVICE}get_auth_info"),
+            Some((SUITE_TOKEN, suite_token)),
+        )?;
         let body = serde_json::json!({
             "auth_corpid": corpid,
             "permanent_code": permanent_code.expose(),
@@ -160,14 +173,12 @@ impl WechatClient {
             &[("suite_access_token", suite_token.expose())],
         )?;
         let body = self.call(req, None).await?;
-        let answer = answer_object(&body)?;
-        let code = secret_in(&answer, "pre_auth_code")?;
-        let expires_in = answer
-            .get("expires_in")
-            .and_then(|v| v.as_u64())
-            .map(Duration::from_secs)
-            .ok_or_else(|| UpstreamError::Decode("expires_in missing or not a number".into()))?;
-        let req = self.service_request("set_session_info", Some(suite_token))?;
+        let PreAuthCode { code, expires_in } = PreAuthCode::in_answer(&body)?;
+        let req = self.post_to(
+            &self.wecom_base_url,
+            &format!("{SERVICE}set_session_info"),
+            Some((SUITE_TOKEN, suite_token)),
+        )?;
         let body = serde_json::json!({
             "pre_auth_code": code.expose(),
             "session_info": { "auth_type": auth_type },
@@ -175,19 +186,6 @@ impl WechatClient {
         let body = self.call(req, Some(body)).await?;
         answer_object(&body)?;
         Ok(PreAuthCode { code, expires_in })
-    }
-
-    /// A service endpoint's POST, with the suite token in the query when given.
-    fn service_request(
-        &self,
-        path: &str,
-        suite_token: Option<&AccessToken>,
-    ) -> Result<awc::ClientRequest, UpstreamError> {
-        self.post_to(
-            &self.wecom_base_url,
-            &format!("/cgi-bin/service/{path}"),
-            suite_token.map(|t| ("suite_access_token", t)),
-        )
     }
 
     /// A service endpoint's credential: `body` posted, the token in `field` of the answer.
@@ -199,7 +197,11 @@ impl WechatClient {
         field: &str,
     ) -> Result<Fetched, UpstreamError> {
         let requested_at = SystemTime::now();
-        let req = self.service_request(path, suite_token)?;
+        let req = self.post_to(
+            &self.wecom_base_url,
+            &format!("{SERVICE}{path}"),
+            suite_token.map(|t| (SUITE_TOKEN, t)),
+        )?;
         self.post_for_credential(req, body, field, requested_at)
             .await
     }

@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use super::runtime::Suite;
 use crate::platform::retry_exchange;
 use crate::secret::AccessToken;
-use crate::store::platform::{pending_codes, CodeRecord, CodeState};
+use crate::store::platform::{resume_pending, CodeRecord, CodeState};
 use crate::upstream::{wecom_errcode, Priority, Promotion, SuiteInstall, UpstreamError};
 
 /// How long WeCom honours an AuthCode.
@@ -146,13 +146,7 @@ impl Suite {
 
     /// Saves the record as done, without its code.
     async fn finish(&self, record: &CodeRecord, state: CodeState, errcode: Option<i64>) {
-        let done = CodeRecord {
-            code: None,
-            state,
-            errcode,
-            updated_at: SystemTime::now(),
-            ..record.clone()
-        };
+        let done = record.done(state, errcode, SystemTime::now());
         let (store, ns) = self.store.codes();
         if let Err(e) = store.save_code(ns, &done).await {
             tracing::warn!(suite = %self.name(), code = %record.digest, error = %format!("{e:#}"),
@@ -164,24 +158,12 @@ impl Suite {
     /// expired. How many were pending.
     async fn resume_codes(&self) -> usize {
         let (store, ns) = self.store.codes();
-        let pending = match pending_codes(&**store, ns, SystemTime::now()).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(suite = %self.name(), error = %format!("{e:#}"),
-                    "cannot read the stored AuthCodes; looking again later");
-                return 1;
-            }
-        };
-        let count = pending.len();
-        for r in pending {
-            if r.code
-                .as_ref()
-                .is_some_and(|c| !self.exchanges.is_busy(c.expose()))
-            {
+        resume_pending(&**store, ns, SystemTime::now(), |r, code| {
+            if !self.exchanges.is_busy(code.expose()) {
                 self.exchange_in_background(r);
             }
-        }
-        count
+        })
+        .await
     }
 
     /// Starts the background work on the current arbiter: the code resumption and the

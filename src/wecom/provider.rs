@@ -2,6 +2,7 @@
 //! fresh by one actor. WeCom hands out the same token while it lives, so it is scheduled as a
 //! WeCom app's.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,9 @@ use crate::platform::Upstream;
 use crate::store::AppKey;
 use crate::token::external::ExternalSource;
 use crate::token::{spawn_sourced, ActorDeps, CredentialHandle, TokenRecord, Unavailable};
-use crate::upstream::{Fetched, Priority, ProbeKind, Promotion, UpstreamError};
+use crate::upstream::{Fetched, Priority, ProbeKind, Promotion, UpstreamError, WechatClient};
+
+type Fetch = Result<Fetched, UpstreamError>;
 
 /// One provider, running.
 pub struct Provider {
@@ -34,20 +37,13 @@ impl ExternalSource for ProviderSource {
         true
     }
 
-    fn fetch(
-        &self,
-        priority: Priority,
-        promotion: Promotion,
-    ) -> LocalBoxFuture<'static, Result<Fetched, UpstreamError>> {
-        let settings = self.settings.clone();
-        let upstream = self.upstream.clone();
-        Box::pin(async move {
-            let call = |c: std::rc::Rc<crate::upstream::WechatClient>| async move {
-                c.fetch_provider_token(&settings.corpid, &settings.provider_secret)
-                    .await
-            };
-            upstream.in_slot(priority, promotion, call).await
-        })
+    fn fetch(&self, p: Priority, q: Promotion) -> LocalBoxFuture<'static, Fetch> {
+        let (settings, upstream) = (self.settings.clone(), self.upstream.clone());
+        let call = |c: Rc<WechatClient>| async move {
+            c.fetch_provider_token(&settings.corpid, &settings.provider_secret)
+                .await
+        };
+        Box::pin(async move { upstream.in_slot(p, q, call).await })
     }
 
     fn probe_kind(&self) -> Option<ProbeKind> {

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use super::runtime::{lock, Suite};
 use crate::platform::{PushError, Receipt};
 use crate::push::crypto::Envelope;
-use crate::push::replay::open_and_admit;
+use crate::push::replay::open_admit_parse;
 use crate::push::suite_event::{SuiteEvent, SuiteEventKind};
 use crate::secret::AccessToken;
 
@@ -24,16 +24,14 @@ const UNKNOWN_KIND: &str = "unknown";
 impl Suite {
     /// Receives one callback: `envelope` is its query, `body` the encrypted XML WeCom posted.
     pub async fn receive(&self, envelope: &Envelope, body: &[u8]) -> Result<Receipt, PushError> {
-        let (xml, admitted) = open_and_admit(
+        let (xml, event, admitted) = open_admit_parse(
             &self.crypto,
             &self.replay,
             envelope,
             body,
-            SystemTime::now(),
+            SuiteEvent::parse,
         )
         .map_err(|(status, why)| self.refused(status, why, UNKNOWN_KIND))?;
-        let event = SuiteEvent::parse(&xml)
-            .map_err(|e| self.refused(400, format!("the event is malformed: {e}"), UNKNOWN_KIND))?;
         let info_type = event.kind_label();
         if event.suite_id != self.settings.suite_id {
             return Err(self.refused(400, "the event is for another suite id".into(), info_type));

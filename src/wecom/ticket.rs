@@ -93,6 +93,34 @@ pub(super) fn start_actor(
     spawn_sourced(deps, &settings.suite_id, Arc::new(source), key, label, None)
 }
 
+type Fetch = Result<Fetched, UpstreamError>;
+
+/// The suite token's fetch with `ticket` (none: nothing to mint with). A failure leaves the
+/// ticket alone: the next push replaces it, and a token error says nothing of it.
+fn mint(
+    settings: Arc<WecomSuiteSettings>,
+    ticket: Option<Arc<SuiteTicket>>,
+    upstream: Upstream,
+) -> impl FnOnce(Priority, Promotion) -> LocalBoxFuture<'static, Fetch> {
+    move |priority, promotion| {
+        Box::pin(async move {
+            let ticket = ticket.ok_or(UpstreamError::NoToken)?;
+            let keys = settings.clone();
+            let fetched = upstream
+                .in_slot(priority, promotion, |c| async move {
+                    c.fetch_suite_token(&keys.suite_id, &keys.suite_secret, &ticket.ticket)
+                        .await
+                })
+                .await;
+            if let Err(e) = &fetched {
+                tracing::warn!(suite = %settings.name, errcode = e.errcode(), error = %e,
+                    "could not mint the suite token");
+            }
+            fetched
+        })
+    }
+}
+
 impl ExternalSource for SuiteTokenSource {
     fn endpoint(&self) -> &'static str {
         "suite_token"
@@ -102,33 +130,13 @@ impl ExternalSource for SuiteTokenSource {
         self.ticket.load().as_ref().is_some_and(|t| t.fresh_at(now))
     }
 
-    fn fetch(
-        &self,
-        priority: Priority,
-        promotion: Promotion,
-    ) -> LocalBoxFuture<'static, Result<Fetched, UpstreamError>> {
-        let settings = self.settings.clone();
-        let ticket = self.ticket.load_full();
-        let upstream = self.upstream.clone();
-        Box::pin(async move {
-            let Some(ticket) = ticket else {
-                return Err(UpstreamError::NoToken);
-            };
-            let keys = settings.clone();
-            let fetched = upstream
-                .in_slot(priority, promotion, |c| async move {
-                    c.fetch_suite_token(&keys.suite_id, &keys.suite_secret, &ticket.ticket)
-                        .await
-                })
-                .await;
-            if let Err(e) = &fetched {
-                // The ticket stays: the next push replaces it, and a token error says nothing
-                // of it unless WeCom says so.
-                tracing::warn!(suite = %settings.name, errcode = e.errcode(), error = %e,
-                    "could not mint the suite token");
-            }
-            fetched
-        })
+    fn fetch(&self, p: Priority, q: Promotion) -> LocalBoxFuture<'static, Fetch> {
+        let mint = mint(
+            self.settings.clone(),
+            self.ticket.load_full(),
+            self.upstream.clone(),
+        );
+        Box::pin(mint(p, q))
     }
 
     fn probe_kind(&self) -> Option<ProbeKind> {

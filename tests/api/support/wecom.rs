@@ -147,8 +147,9 @@ impl TestApp {
         );
     }
 
-    /// `corpid` installs the suite (pushed) and its token is served: the token.
-    pub async fn install(&self, name: &str, suite_id: &str, corpid: &str) -> String {
+    /// `corpid` installs the suite (pushed), and the server holds its record once the AuthCode
+    /// is exchanged; no token is asked for.
+    pub async fn install_unserved(&self, name: &str, suite_id: &str, corpid: &str) {
         let code = self
             .fake
             .install_suite(suite_id, corpid)
@@ -159,6 +160,16 @@ impl TestApp {
             .await
             .expect("pushed");
         assert!(push.accepted(), "{push:?}");
+        let suite = self.state.wecom_suites[name].clone();
+        let held = eventually(Duration::from_secs(5), || async {
+            suite.corp(corpid).is_some()
+        });
+        assert!(held.await, "the install is exchanged");
+    }
+
+    /// `corpid` installs the suite (pushed) and its token is served: the token.
+    pub async fn install(&self, name: &str, suite_id: &str, corpid: &str) -> String {
+        self.install_unserved(name, suite_id, corpid).await;
         assert!(
             eventually(Duration::from_secs(10), || async {
                 self.corp_token(name, corpid).await.status == 200

@@ -17,21 +17,7 @@ async fn two_hundred_requests_for_one_corp_cost_one_get_corp_token() {
     let app = start_wecom("active").await;
     app.suite_ready(SUITE, SUITE_ID).await;
     let corp = "wwcorp00000000010";
-    let code = app.fake.install_suite(SUITE_ID, corp).unwrap();
-    assert!(app
-        .fake
-        .push_create_auth(SUITE_ID, &code)
-        .await
-        .unwrap()
-        .accepted());
-    let suite = app.state.wecom_suites[SUITE].clone();
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            suite.corp(corp).is_some()
-        })
-        .await,
-        "the install is exchanged"
-    );
+    app.install_unserved(SUITE, SUITE_ID, corp).await;
     let answers = join_all((0..200).map(|_| app.corp_token(SUITE, corp))).await;
     let tokens: std::collections::HashSet<String> = answers
         .iter()
@@ -114,20 +100,7 @@ async fn a_permanent_code_wecom_refuses_is_409_without_a_retry_loop() {
     let app = start_wecom("active").await;
     app.suite_ready(SUITE, SUITE_ID).await;
     let corp = "wwcorp00000000013";
-    let code = app.fake.install_suite(SUITE_ID, corp).unwrap();
-    assert!(app
-        .fake
-        .push_create_auth(SUITE_ID, &code)
-        .await
-        .unwrap()
-        .accepted());
-    let suite = app.state.wecom_suites[SUITE].clone();
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            suite.corp(corp).is_some()
-        })
-        .await
-    );
+    app.install_unserved(SUITE, SUITE_ID, corp).await;
     app.fake
         .set_corp_state(SUITE_ID, corp, CorpState::CodeRefused);
     let answer = app.corp_token(SUITE, corp).await;

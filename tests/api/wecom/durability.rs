@@ -79,36 +79,14 @@ async fn the_suite_ticket_and_the_corps_survive_a_restart() {
 async fn no_secret_of_a_suite_reaches_the_log() {
     let fake = start_wecom_fake().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let config = dir.path().join("wxtoken.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:{port}"
-shutdown_timeout_secs = 2
-[upstream]
-base_url = "{base}"
-wecom_base_url = "{base}"
-timeout_secs = 2
-min_token_lifetime_secs = 2
-[store]
-path = "{store}"
-{tables}"#,
-            base = fake.base_url(),
-            store = dir.path().join("wxtoken.redb").display(),
-            tables = wecom_tables("all"),
-        ),
-    )
-    .unwrap();
+    let store = format!("path = {}", quoted(&dir.path().join("wxtoken.redb")));
+    let text = server_file(&fake.base_url(), &store, &wecom_tables("all"));
+    std::fs::write(&config, text).unwrap();
     let log = dir.path().join("serve.log");
     let child = wxtoken(&["serve", "--config", config.to_str().unwrap()])
         .env("WXTOKEN_LOG", "debug")
+        .env("WXTOKEN_UPSTREAM__WECOM_BASE_URL", fake.base_url())
         .stdout(std::fs::File::create(dir.path().join("serve.out")).unwrap())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -173,14 +151,12 @@ fn fleet_settings(
     redis: &crate::support::fleet::RedisServer,
     local: &std::path::Path,
 ) -> wxtoken::config::Settings {
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nbase_url = \"{base}\"\nwecom_base_url = \"{base}\"\nmin_token_lifetime_secs = 2\n[store]\nkind = \"redis\"\nurl = \"{}\"\nlocal_path = {}\n{}",
-        redis.url(),
-        toml::Value::String(local.display().to_string()),
-        wecom_tables("active"),
-        base = fake.base_url(),
-    );
-    wxtoken::config::Settings::from_toml(&text, &[], &|_| None).expect("fleet config is valid")
+    use crate::support::redis_topology::Deployment as _;
+    let mut settings = wecom_settings(fake, local);
+    let mut store = redis.store("wecom");
+    store.local_path = Some(local.to_path_buf());
+    settings.store = wxtoken::config::StoreSettings::Redis(store);
+    settings
 }
 
 #[actix_web::test]
