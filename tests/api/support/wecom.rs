@@ -120,6 +120,18 @@ pub async fn push_suite_ticket(fake: &FakeWechat, suite_id: &str) -> String {
     ticket
 }
 
+/// A ticket pushed to the suite, then `corpid` installs it (its `create_auth` pushed and
+/// answered `success`): what a server the fake's callbacks reach starts from.
+pub async fn ticket_and_install(fake: &FakeWechat, corpid: &str) {
+    push_suite_ticket(fake, SUITE_ID).await;
+    let code = fake.install_suite(SUITE_ID, corpid).expect("installed");
+    let push = fake
+        .push_create_auth(SUITE_ID, &code)
+        .await
+        .expect("pushed");
+    assert!(push.accepted(), "{push:?}");
+}
+
 impl TestApp {
     pub fn suite_path(&self, name: &str, rest: &str) -> String {
         format!("/v1/wecom/suites/{name}{rest}")

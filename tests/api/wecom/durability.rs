@@ -18,13 +18,7 @@ async fn the_suite_ticket_and_the_corps_survive_a_restart() {
     let http = client();
     let first = ThreadServer::start(wecom_settings(&fake, &store));
     route_callbacks(&fake, &first.base);
-    push_suite_ticket(&fake, SUITE_ID).await;
-    let code = fake.install_suite(SUITE_ID, CORP).unwrap();
-    assert!(fake
-        .push_create_auth(SUITE_ID, &code)
-        .await
-        .unwrap()
-        .accepted());
+    ticket_and_install(&fake, CORP).await;
     let corp_url = |base: &str| format!("{base}/v1/wecom/suites/{SUITE}/corps/{CORP}/token");
     let served = eventually(Duration::from_secs(10), || async {
         get_json(&http, &corp_url(&first.base), KEY).await.0 == 200
@@ -177,13 +171,7 @@ async fn a_fleet_shares_the_corps_and_a_flushed_redis_loses_no_ticket_or_permane
     let corp_at = |base: &str| format!("{base}/v1/wecom/suites/{SUITE}/corps/{CORP}/token");
     let fleet = start(&locals);
     route_callbacks(&fake, &fleet[0].base);
-    push_suite_ticket(&fake, SUITE_ID).await;
-    let code = fake.install_suite(SUITE_ID, CORP).unwrap();
-    assert!(fake
-        .push_create_auth(SUITE_ID, &code)
-        .await
-        .unwrap()
-        .accepted());
+    ticket_and_install(&fake, CORP).await;
     for server in &fleet {
         // The instance that did not receive the install finds the corp in the shared records.
         assert!(
