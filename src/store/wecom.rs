@@ -203,7 +203,13 @@ mod tests {
     }
 
     fn open(dir: &tempfile::TempDir) -> Arc<dyn PlatformStore> {
-        let ring = Keyring::new(Some(StoreKey::from_bytes(&[7; KEY_LEN])), vec![], false);
+        open_with(
+            dir,
+            Keyring::new(Some(StoreKey::from_bytes(&[7; KEY_LEN])), vec![], false),
+        )
+    }
+
+    fn open_with(dir: &tempfile::TempDir, ring: Keyring) -> Arc<dyn PlatformStore> {
         let metrics = Metrics::new(&[], MetricsMode::Full);
         Arc::new(
             EmbeddedStore::open_with_keys(&dir.path().join("w.redb"), metrics, Arc::new(ring))
@@ -245,5 +251,24 @@ mod tests {
         // Another suite's namespace sees none of it.
         let other = WecomStore::new(store.clone(), "wecom.other".into(), "wwx");
         assert!(other.load_corps().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn rekey_reseals_a_suites_permanent_codes_as_it_does_refresh_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let w = WecomStore::new(open(&dir), "wecom.crm".into(), "wwsuite");
+            assert!(w.save_corp(corp(10)).await.unwrap());
+        }
+        let old = StoreKey::from_bytes(&[7; KEY_LEN]);
+        let new = || StoreKey::from_bytes(&[9; KEY_LEN]);
+        let ring = Keyring::new(Some(new()), vec![old], false);
+        crate::store::embedded::rekey_file(&dir.path().join("w.redb"), &ring).unwrap();
+        let w = WecomStore::new(
+            open_with(&dir, Keyring::new(Some(new()), vec![], false)),
+            "wecom.crm".into(),
+            "wwsuite",
+        );
+        assert_eq!(w.load_corps().await.unwrap(), vec![corp(10)]);
     }
 }
