@@ -201,3 +201,36 @@ async fn the_provider_token_is_served_to_its_clients_only() {
         404
     );
 }
+
+#[actix_web::test]
+async fn a_reported_corp_token_that_was_already_replaced_costs_no_call() {
+    let app = start_wecom("active").await;
+    app.suite_ready(SUITE, SUITE_ID).await;
+    let corp = "wwcorp00000000015";
+    let token = app.install(SUITE, SUITE_ID, corp).await;
+    let path = app.suite_path(SUITE, &format!("/corps/{corp}/token/invalidate"));
+    let calls = app.fake.suite_calls("get_corp_token");
+    let stale = app
+        .post(
+            &path,
+            Some(KEY),
+            r#"{"access_token": "an-old-token-0000000001"}"#,
+        )
+        .await;
+    assert_eq!(stale.status, 200, "{}", stale.body);
+    assert_eq!(stale.body["access_token"], token.as_str());
+    assert_eq!(stale.body["refreshed"], true);
+    assert_eq!(app.fake.suite_calls("get_corp_token"), calls, "no call");
+    // The current one is looked at with WeCom; the answer is a token to use either way.
+    let current = app
+        .post(
+            &path,
+            Some(KEY),
+            format!(r#"{{"access_token": "{token}"}}"#),
+        )
+        .await;
+    assert_eq!(current.status, 200, "{}", current.body);
+    assert!(current.body["access_token"].as_str().is_some());
+    let bad = app.post(&path, Some(KEY), "not json").await;
+    assert_eq!(bad.status, 400);
+}
