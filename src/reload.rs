@@ -57,6 +57,8 @@ struct Running {
     /// WeCom suites and providers, like platforms, run from their start's settings.
     wecom_suites: Vec<crate::config::WecomSuiteSettings>,
     wecom_providers: Vec<crate::config::WecomProviderSettings>,
+    /// Routes are read by the message hub at start-up only.
+    routes: Vec<crate::config::RouteSettings>,
     /// The trail's file is opened at start-up (and reopened on SIGHUP), its settings kept.
     audit: Option<crate::config::AuditSettings>,
 }
@@ -81,6 +83,7 @@ impl Reloader {
                 platforms: current.platforms,
                 wecom_suites: current.wecom_suites,
                 wecom_providers: current.wecom_providers,
+                routes: current.routes,
                 audit: current.audit,
             },
             deps,
@@ -139,6 +142,16 @@ impl Reloader {
             || !crate::config::same_providers(&new.wecom_providers, &self.running.wecom_providers)
         {
             needs_restart.push("wecom".to_string());
+        }
+        // Routes too: deliveries in flight are made with the routes they were taken for.
+        let routes_same = new.routes.len() == self.running.routes.len()
+            && new
+                .routes
+                .iter()
+                .zip(&self.running.routes)
+                .all(|(a, b)| a.same_as(b));
+        if !routes_same {
+            needs_restart.push("routes".to_string());
         }
         let refresh_changed = new.refresh != self.deps.refresh;
         self.deps.refresh = new.refresh.clone();

@@ -28,6 +28,7 @@ use crate::metrics::{Metrics, ScrapedCredential};
 use crate::platform::Platform;
 use crate::reload::{Reload, Reloader};
 use crate::seal::Keyring;
+use crate::store::messages::MessageStore;
 use crate::store::platform::PlatformStore;
 use crate::store::{EmbeddedStore, RedisStore, TokenStore};
 use crate::token::actor::DEFAULT_WAIT_LIMIT;
@@ -44,6 +45,8 @@ pub struct Options {
     pub workers: Option<usize>,
     /// The file reloads re-read (SIGHUP, `POST /v1/admin/reload`); `None` disables reloads.
     pub config_path: Option<PathBuf>,
+    /// The message hub's claim lease and poll interval.
+    pub hub: crate::messages::HubOptions,
 }
 
 impl Default for Options {
@@ -53,6 +56,7 @@ impl Default for Options {
             handle_signals: true,
             workers: None,
             config_path: None,
+            hub: crate::messages::HubOptions::default(),
         }
     }
 }
@@ -162,6 +166,8 @@ impl Application {
 struct Stores {
     tokens: Arc<dyn TokenStore>,
     platforms: Arc<dyn PlatformStore>,
+    /// The message hub's pushes and deliveries.
+    messages: Arc<dyn MessageStore>,
     /// How often an actor re-reads a shared record it was not told about.
     poll_interval: Duration,
 }
@@ -179,7 +185,8 @@ impl Stores {
                 let s = Arc::new(EmbeddedStore::open_with_keys(path, metrics.clone(), keys)?);
                 Stores {
                     tokens: s.clone(),
-                    platforms: s,
+                    platforms: s.clone(),
+                    messages: s,
                     poll_interval: Duration::from_secs(3600),
                 }
             }
@@ -187,7 +194,8 @@ impl Stores {
                 let s = Arc::new(RedisStore::open_with_keys(redis, metrics.clone(), keys).await?);
                 Stores {
                     tokens: s.clone(),
-                    platforms: s,
+                    platforms: s.clone(),
+                    messages: s,
                     poll_interval: redis.poll_interval,
                 }
             }
@@ -212,7 +220,22 @@ async fn start_services(
         settings.server.client_auth,
         &deps.metrics,
     )));
-    let hub = Arc::new(crate::messages::Hub::default());
+    // Before the platforms, which hand their events to it.
+    let hub = Arc::new(crate::messages::Hub::new(
+        settings.routes.clone(),
+        stores.messages.clone(),
+        deps.metrics.clone(),
+        deps.tls.clone(),
+        options.hub,
+    ));
+    hub.start();
+    let sources: Vec<String> = settings
+        .apps
+        .iter()
+        .map(|a| a.name.clone())
+        .chain(settings.platforms.iter().map(|p| p.name.clone()))
+        .collect();
+    deps.metrics.init_messages(&sources, &[]);
     let mut platforms = HashMap::new();
     for p in &settings.platforms {
         // Records that do not open stop the start, before anything could take them as absent.

@@ -137,3 +137,83 @@ pub(super) fn app_messages(
         format,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{load_with, server_tables};
+    use super::*;
+
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+    /// `shop` with `lines` added to its table, and a client reading it.
+    fn load(lines: &str) -> Result<super::super::Settings, ConfigError> {
+        let text = format!(
+            "{}[[apps]]\nname = \"shop\"\nappid = \"wx0123456789abcdef\"\nsecret = \"s\"\n{lines}\n\
+             [[clients]]\nname = \"billing\"\nkey = \"billing-key-0123456789\"\napps = [\"shop\"]\n",
+            server_tables!(),
+        );
+        let env = |name: &str| match name {
+            "MSG_TOKEN" => Some("envToken77".to_owned()),
+            "MSG_AES" => Some(KEY.to_owned()),
+            _ => None,
+        };
+        load_with(&text, &[], &env)
+    }
+
+    #[test]
+    fn an_app_without_a_message_token_takes_no_pushes() {
+        assert!(load("").unwrap().apps[0].messages.is_none());
+    }
+
+    #[test]
+    fn the_token_key_and_format_are_read_from_their_sources() {
+        let s = load("message_token_env = \"MSG_TOKEN\"\nencoding_aes_key_env = \"MSG_AES\"\nmessage_format = \"json\"").unwrap();
+        let m = s.apps[0].messages.as_ref().unwrap();
+        assert_eq!(m.token_source, SecretSource::Env("MSG_TOKEN".into()));
+        assert_eq!(m.format, MessageFormat::Json);
+        assert!(m.encoding_aes_key.is_some());
+        // Debug shows the sources only.
+        let debug = format!("{m:?}");
+        assert!(
+            !debug.contains("envToken77") && !debug.contains(KEY),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn bad_message_settings_are_refused_by_key_without_the_value() {
+        for (lines, key, value) in [
+            ("message_token = \"ab\"", "apps[0].message_token", "ab"),
+            (
+                "message_token = \"has space1\"",
+                "apps[0].message_token",
+                "has space1",
+            ),
+            (
+                "message_token = \"okToken1\"\nencoding_aes_key = \"short\"",
+                "apps[0].encoding_aes_key",
+                "short",
+            ),
+            (
+                "encoding_aes_key_env = \"MSG_AES\"",
+                "apps[0].message_token",
+                "MSG_AES",
+            ),
+            ("message_format = \"yaml\"", "apps[0].message_token", "yaml"),
+            (
+                "message_token = \"okToken1\"\nmessage_format = \"yaml\"",
+                "apps[0].message_format",
+                "\"yaml\"\"",
+            ),
+            (
+                "message_token = \"okToken1\"\nmessage_token_env = \"MSG_TOKEN\"",
+                "apps[0].message_token",
+                "okToken1",
+            ),
+        ] {
+            let e = load(lines).unwrap_err().to_string();
+            assert!(e.contains(key), "{lines}: {e}");
+            assert!(!e.contains(value), "{lines}: the value shown: {e}");
+        }
+    }
+}

@@ -9,7 +9,8 @@
 //!
 //! Validation goes section by section, each in the file of its section: `[store]` in [`store`]
 //! and [`redis`], `[proxy]` in [`proxy`], `[[apps]]` in [`apps`], `[[platforms]]` (Open
-//! Platform third-party platforms) in [`platforms`], `[[clients]]` in [`clients`]; [`validate`]
+//! Platform third-party platforms) in [`platforms`], `[[clients]]` in [`clients`], `[[routes]]`
+//! (where message pushes are delivered) in [`routes`]; [`validate`]
 //! holds the small sections and calls the others in order.
 //!
 //! [`redact`] renders the result for `check-config` with every secret left out. No error, log
@@ -33,6 +34,7 @@ mod redact;
 mod redis;
 #[cfg(test)]
 mod redis_tests;
+mod routes;
 mod secrets;
 mod server_tls;
 #[cfg(test)]
@@ -60,7 +62,11 @@ pub use platforms::{
 };
 pub use proxy::{ProxySettings, ANONYMOUS_MAX_BODY, WECHAT_API_PREFIXES};
 pub use redact::redact_url;
-pub use redis::{NodeAddr, RedisAuth, RedisEndpoint, RedisTls};
+pub use redis::{NodeAddr, RedisAuth, RedisEndpoint, RedisTls, SentinelEndpoint};
+pub use routes::{
+    RouteMatch, RouteMode, RouteSettings, DEFAULT_MAX_AGE_SECS, MAX_REPLY_TIMEOUT_MS,
+    MIN_SIGNING_KEY_LEN,
+};
 pub use secrets::SecretSource;
 pub use server_tls::{CertMatch, ClientAuth, ServerTls};
 pub use settings::{

@@ -106,6 +106,8 @@ pub(super) struct RawSettings {
     pub(super) wecom_providers: Vec<RawWecomProvider>,
     #[serde(default)]
     pub(super) clients: Vec<RawClient>,
+    #[serde(default)]
+    pub(super) routes: Vec<super::routes::RawRoute>,
 }
 
 #[derive(Debug, Deserialize)]

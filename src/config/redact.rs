@@ -85,6 +85,8 @@ struct View<'a> {
     wecom_providers: Vec<ProviderView<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     clients: Vec<ClientView<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    routes: Vec<RouteView<'a>>,
 }
 
 impl<'a> From<&'a Settings> for View<'a> {
@@ -107,6 +109,7 @@ impl<'a> From<&'a Settings> for View<'a> {
             wecom_suites: s.wecom_suites.iter().map(SuiteView::from).collect(),
             wecom_providers: s.wecom_providers.iter().map(ProviderView::from).collect(),
             clients: s.clients.iter().map(ClientView::from).collect(),
+            routes: s.routes.iter().map(RouteView::from).collect(),
         }
     }
 }
@@ -283,16 +286,11 @@ impl<'a> From<&'a RedisSettings> for RedisView<'a> {
                 v.url = Some(format!("{} ({source})", redact_url(url.expose_secret())));
                 None
             }
-            RedisEndpoint::Sentinel {
-                sentinels,
-                master,
-                auth,
-                sentinel_password,
-            } => {
-                v.sentinels = nodes(sentinels);
-                v.sentinel_master = Some(master);
-                v.sentinel_password = secret(sentinel_password);
-                Some(auth)
+            RedisEndpoint::Sentinel(s) => {
+                v.sentinels = nodes(&s.sentinels);
+                v.sentinel_master = Some(&s.master);
+                v.sentinel_password = secret(&s.sentinel_password);
+                Some(&s.auth)
             }
             RedisEndpoint::Cluster { nodes: n, auth } => {
                 v.cluster_nodes = nodes(n);
@@ -521,6 +519,51 @@ fn scope(s: &AppScope) -> Option<Vec<&str>> {
             let mut names: Vec<&str> = set.iter().map(String::as_str).collect();
             names.sort_unstable();
             Some(names)
+        }
+    }
+}
+
+/// A route, its signing key as where it came from.
+#[derive(Serialize)]
+struct RouteView<'a> {
+    name: &'a str,
+    #[serde(rename = "match")]
+    matches: RouteMatchView<'a>,
+    url: &'a str,
+    signing_key: Redacted<'a>,
+    mode: &'static str,
+    /// Only with `mode = "reply"`.
+    reply_timeout_ms: Option<i64>,
+    max_age_secs: i64,
+}
+
+#[derive(Serialize)]
+struct RouteMatchView<'a> {
+    apps: Option<&'a [String]>,
+    platforms: Option<&'a [String]>,
+    msg_types: Option<&'a [String]>,
+    events: Option<&'a [String]>,
+    info_types: Option<&'a [String]>,
+}
+
+impl<'a> From<&'a super::RouteSettings> for RouteView<'a> {
+    fn from(r: &'a super::RouteSettings) -> Self {
+        let m = &r.matches;
+        RouteView {
+            name: &r.name,
+            matches: RouteMatchView {
+                apps: m.apps.as_deref(),
+                platforms: m.platforms.as_deref(),
+                msg_types: m.msg_types.as_deref(),
+                events: m.events.as_deref(),
+                info_types: m.info_types.as_deref(),
+            },
+            url: &r.url,
+            signing_key: Redacted(&r.signing_key_source),
+            mode: r.mode.as_str(),
+            reply_timeout_ms: (r.mode == super::RouteMode::Reply)
+                .then(|| int(r.reply_timeout.as_millis())),
+            max_age_secs: secs(r.max_age),
         }
     }
 }

@@ -33,21 +33,25 @@ pub enum RedisEndpoint {
         source: SecretSource,
     },
     /// The master that a quorum of Sentinels names, followed across failovers.
-    Sentinel {
-        /// `host:port` of each Sentinel.
-        sentinels: Vec<NodeAddr>,
-        /// The name the Sentinels monitor the master under (`sentinel_master`).
-        master: String,
-        /// For the master and its replicas.
-        auth: RedisAuth,
-        /// For the Sentinels themselves, which may have a password of their own.
-        sentinel_password: Option<(SecretString, SecretSource)>,
-    },
+    Sentinel(SentinelEndpoint),
     /// A Redis Cluster, found from any of these seed nodes.
     Cluster {
         nodes: Vec<NodeAddr>,
         auth: RedisAuth,
     },
+}
+
+/// The Sentinels of a Sentinel deployment, the master they name, and the credentials of both.
+#[derive(Debug, Clone)]
+pub struct SentinelEndpoint {
+    /// `host:port` of each Sentinel.
+    pub sentinels: Vec<NodeAddr>,
+    /// The name the Sentinels monitor the master under (`sentinel_master`).
+    pub master: String,
+    /// For the master and its replicas.
+    pub auth: RedisAuth,
+    /// For the Sentinels themselves, which may have a password of their own.
+    pub sentinel_password: Option<(SecretString, SecretSource)>,
 }
 
 /// Credentials for the data nodes of a Sentinel or Cluster deployment (with `url` they are
@@ -99,9 +103,9 @@ impl RedisEndpoint {
         };
         match self {
             RedisEndpoint::Url { url, .. } => redact_url(url.expose_secret()),
-            RedisEndpoint::Sentinel {
-                sentinels, master, ..
-            } => format!("sentinel master {master} via {}", list(sentinels)),
+            RedisEndpoint::Sentinel(s) => {
+                format!("sentinel master {} via {}", s.master, list(&s.sentinels))
+            }
             RedisEndpoint::Cluster { nodes, .. } => format!("cluster via {}", list(nodes)),
         }
     }
@@ -110,7 +114,7 @@ impl RedisEndpoint {
     pub fn kind(&self) -> &'static str {
         match self {
             RedisEndpoint::Url { .. } => "server",
-            RedisEndpoint::Sentinel { .. } => "sentinel",
+            RedisEndpoint::Sentinel(_) => "sentinel",
             RedisEndpoint::Cluster { .. } => "cluster",
         }
     }
@@ -135,20 +139,12 @@ impl RedisEndpoint {
             (RedisEndpoint::Url { url: a, .. }, RedisEndpoint::Url { url: b, .. }) => {
                 a.expose_secret() == b.expose_secret()
             }
-            (
-                RedisEndpoint::Sentinel {
-                    sentinels: s1,
-                    master: m1,
-                    auth: a1,
-                    sentinel_password: p1,
-                },
-                RedisEndpoint::Sentinel {
-                    sentinels: s2,
-                    master: m2,
-                    auth: a2,
-                    sentinel_password: p2,
-                },
-            ) => s1 == s2 && m1 == m2 && auth(a1, a2) && secret(p1, p2),
+            (RedisEndpoint::Sentinel(a), RedisEndpoint::Sentinel(b)) => {
+                a.sentinels == b.sentinels
+                    && a.master == b.master
+                    && auth(&a.auth, &b.auth)
+                    && secret(&a.sentinel_password, &b.sentinel_password)
+            }
             (
                 RedisEndpoint::Cluster {
                     nodes: n1,
@@ -543,12 +539,12 @@ fn sentinel_endpoint(
         st.sentinel_password_file.take(),
         lookup_env,
     )?;
-    Ok(RedisEndpoint::Sentinel {
+    Ok(RedisEndpoint::Sentinel(SentinelEndpoint {
         sentinels,
         master,
         auth,
         sentinel_password,
-    })
+    }))
 }
 
 fn validate_url(

@@ -104,17 +104,12 @@ fn sentinel_keys_belong_together() {
     )
     .unwrap();
     match &redis(&s).endpoint {
-        RedisEndpoint::Sentinel {
-            sentinels,
-            master,
-            auth,
-            sentinel_password,
-        } => {
-            assert_eq!(sentinels[1].host, "::1");
-            assert_eq!(sentinels[1].to_string(), "[::1]:26380");
-            assert_eq!(master, "mymaster");
-            assert_eq!(auth.username.as_deref(), Some("wx"));
-            assert!(auth.password.is_some() && sentinel_password.is_some());
+        RedisEndpoint::Sentinel(s) => {
+            assert_eq!(s.sentinels[1].host, "::1");
+            assert_eq!(s.sentinels[1].to_string(), "[::1]:26380");
+            assert_eq!(s.master, "mymaster");
+            assert_eq!(s.auth.username.as_deref(), Some("wx"));
+            assert!(s.auth.password.is_some() && s.sentinel_password.is_some());
         }
         other => panic!("{other:?}"),
     }
@@ -345,14 +340,10 @@ fn the_data_nodes_and_the_sentinels_passwords_can_come_from_files_one_source_eac
     ))
     .unwrap();
     match &redis(&s).endpoint {
-        RedisEndpoint::Sentinel {
-            auth,
-            sentinel_password,
-            ..
-        } => {
-            let (p, _) = auth.password.as_ref().unwrap();
+        RedisEndpoint::Sentinel(s) => {
+            let (p, _) = s.auth.password.as_ref().unwrap();
             assert_eq!(p.expose_secret(), "data-file-pass-5");
-            let (p, _) = sentinel_password.as_ref().unwrap();
+            let (p, _) = s.sentinel_password.as_ref().unwrap();
             assert_eq!(p.expose_secret(), "sentinel-file-pass-6");
         }
         other => panic!("{other:?}"),

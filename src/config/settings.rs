@@ -32,6 +32,8 @@ pub struct Settings {
     pub wecom_suites: Vec<super::WecomSuiteSettings>,
     pub wecom_providers: Vec<super::WecomProviderSettings>,
     pub clients: Vec<ClientSettings>,
+    /// Where message pushes are delivered (fixed until a restart).
+    pub routes: Vec<super::RouteSettings>,
 }
 
 impl Settings {

@@ -590,6 +590,9 @@ grant = "stable"
 tickets = ["jsapi", "wx_card"]
 secret_env = "SHOP_SECRET"
 daily_quota = 5000
+message_token = "msgTok3n"
+encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+message_format = "json"
 [[apps]]
 name = "hr"
 kind = "wecom"
@@ -608,6 +611,20 @@ component_secret = "comp-secret-2"
 token = "abc123"
 encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 authorizer_refresh = "all"
+release_check = false
+[[routes]]
+name = "crm-inbox"
+match = { apps = ["shop"], platforms = ["saas"], msg_types = ["text", "event"], events = ["subscribe"] }
+url = "https://crm.internal/wechat/inbox"
+signing_key = "route-signing-key-0123456789"
+mode = "reply"
+reply_timeout_ms = 3000
+max_age_secs = 600
+[[routes]]
+name = "audit-events"
+match = { info_types = ["authorized", "unauthorized"] }
+url = "http://127.0.0.1:9/events"
+signing_key = "route-signing-key-9876543210"
 [[wecom_suites]]
 name = "crm-suite"
 kind = "template"
@@ -686,6 +703,9 @@ appid = "wx0123456789abcdef"
 secret = "env SHOP_SECRET (redacted)"
 daily_quota = 5000
 tickets = ["jsapi", "wx_card"]
+message_token = "inline (redacted)"
+encoding_aes_key = "inline (redacted)"
+message_format = "json"
 
 [[apps]]
 name = "hr"
@@ -712,7 +732,7 @@ component_secret = "inline (redacted)"
 token = "inline (redacted)"
 encoding_aes_key = "inline (redacted)"
 authorizer_refresh = "all"
-release_check = true
+release_check = false
 
 [[wecom_suites]]
 name = "crm-suite"
@@ -752,6 +772,30 @@ wecom_suites = ["*"]
 wecom_providers = ["vendor"]
 admin = false
 proxy = false
+
+[[routes]]
+name = "crm-inbox"
+url = "https://crm.internal/wechat/inbox"
+signing_key = "inline (redacted)"
+mode = "reply"
+reply_timeout_ms = 3000
+max_age_secs = 600
+
+[routes.match]
+apps = ["shop"]
+platforms = ["saas"]
+msg_types = ["text", "event"]
+events = ["subscribe"]
+
+[[routes]]
+name = "audit-events"
+url = "http://127.0.0.1:9/events"
+signing_key = "inline (redacted)"
+mode = "async"
+max_age_secs = 86400
+
+[routes.match]
+info_types = ["authorized", "unauthorized"]
 "#;
 
 #[test]
@@ -780,6 +824,8 @@ fn the_rendering_reads_back_as_the_same_configuration_without_its_secrets() {
         "comp-secret",
         "abc123",
         "crm-key",
+        "msgTok3n",
+        "route-signing-key",
     ] {
         assert!(!text.contains(secret), "{secret} shown: {text}");
     }

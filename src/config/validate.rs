@@ -15,6 +15,7 @@ use super::encryption::validate_encryption;
 use super::platforms::validate_platforms;
 use super::proxy::validate_proxy;
 use super::raw::{RawMetrics, RawRefresh, RawServer, RawSettings, RawUpstream};
+use super::routes::validate_routes;
 use super::store::validate_store;
 use super::{
     redact_url, ConfigError, MetricsSettings, PerAppMetrics, ReadinessScope, RefreshSettings,
@@ -174,6 +175,7 @@ pub(super) fn validate(
         wecom_provider: &|p| provider_names.contains(p),
     };
     let clients = validate_clients(raw.clients, &known, server.client_auth, lookup_env)?;
+    let routes = validate_routes(raw.routes, &app_names, &platform_names, lookup_env)?;
     Ok(Settings {
         server,
         upstream,
@@ -188,6 +190,7 @@ pub(super) fn validate(
         wecom_suites,
         wecom_providers,
         clients,
+        routes,
     })
 }
 

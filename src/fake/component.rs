@@ -12,7 +12,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::Method;
 use actix_web::web::{self, Bytes};
 use actix_web::HttpRequest;
 use serde::de::DeserializeOwned;
@@ -22,7 +21,7 @@ use tokio::sync::watch;
 
 use super::component_state::{IssuedAuthorizerToken, Listed};
 use super::push::{self, Event};
-use super::routes::{begin_call, lock, query_params, wechat_json, wx_error, Shared};
+use super::routes::{begin_call, lock, post_json, query_params, wechat_json, wx_error, Shared};
 use super::state::{FakeState, WxError};
 use super::Endpoint;
 
@@ -165,13 +164,10 @@ impl Call<'_> {
     /// The JSON body of a POST: 43002 for another method, 47001 for a body that is not the
     /// expected JSON (fields are optional, so that a missing one gets WeChat's errcode for it).
     fn body<T: DeserializeOwned>(&mut self) -> Result<T, WxError> {
-        if self.req.method() != Method::POST {
-            return Err(WxError::REQUIRE_POST);
-        }
-        let body = std::mem::replace(&mut self.body, Ok(Bytes::new()));
-        body.ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .ok_or(WxError::DATA_FORMAT)
+        post_json(
+            self.req,
+            std::mem::replace(&mut self.body, Ok(Bytes::new())),
+        )
     }
 
     /// The component token, under either of its names.

@@ -4,29 +4,36 @@
 use std::time::Duration;
 
 use super::component_control::{authorize, bulk, check_event_url};
-use super::component_state::{Authorized, AuthorizerState, ControlError};
+use super::component_state::{Authorized, AuthorizerState, ComponentState, ControlError};
 use super::push::{self, Event, PushRecord};
 use super::FakeWechat;
 
 /// Platforms and authorizers, for tests in the same process (the `/_fake/component/*`
 /// endpoints do the same over HTTP).
 impl FakeWechat {
+    /// Reads the component side under the fake's lock.
+    fn read_component<T>(&self, read: impl FnOnce(&ComponentState) -> T) -> T {
+        read(self.lock().component_ref().0)
+    }
+
+    /// Changes the component side under the fake's lock.
+    fn change_component<T>(&self, change: impl FnOnce(&mut ComponentState) -> T) -> T {
+        change(self.lock().component().0)
+    }
+
     /// Where the platform's events go from now on (`None`: nowhere). Errors for an unknown
     /// platform or a URL that is not absolute http(s).
     pub fn set_event_url(&self, component_appid: &str, url: Option<&str>) -> Result<(), String> {
         if let Some(url) = url {
             check_event_url(url)?;
         }
-        self.lock()
-            .component()
-            .0
-            .set_event_url(component_appid, url.map(str::to_owned))
+        self.change_component(|c| c.set_event_url(component_appid, url.map(str::to_owned)))
             .map_err(|err| err.to_string())
     }
 
     /// How often tickets are pushed on their own from now on (zero: only on demand).
     pub fn set_ticket_push_interval(&self, every: Duration) {
-        self.lock().component_ref().0.set_ticket_interval(every);
+        self.read_component(|c| c.set_ticket_interval(every));
     }
 
     /// Mints a verify ticket without pushing it: the newest from now on.
@@ -47,26 +54,17 @@ impl FakeWechat {
 
     /// The newest verify ticket minted for that platform.
     pub fn current_verify_ticket(&self, component_appid: &str) -> Option<String> {
-        self.lock()
-            .component_ref()
-            .0
-            .current_ticket(component_appid)
+        self.read_component(|c| c.current_ticket(component_appid))
     }
 
     /// The latest component token minted for that platform.
     pub fn current_component_token(&self, component_appid: &str) -> Option<String> {
-        self.lock()
-            .component_ref()
-            .0
-            .current_component_token(component_appid)
+        self.read_component(|c| c.current_component_token(component_appid))
     }
 
     /// Component tokens minted for that platform.
     pub fn component_tokens_minted(&self, component_appid: &str) -> u64 {
-        self.lock()
-            .component_ref()
-            .0
-            .component_tokens_minted(component_appid)
+        self.read_component(|c| c.component_tokens_minted(component_appid))
     }
 
     /// The merchant authorizes the platform, or authorizes it again: a new refresh token, these
@@ -145,10 +143,7 @@ impl FakeWechat {
         component_appid: &str,
         authorizer_appid: &str,
     ) -> Result<String, ControlError> {
-        self.lock()
-            .component()
-            .0
-            .rotate_refresh_token(component_appid, authorizer_appid)
+        self.change_component(|c| c.rotate_refresh_token(component_appid, authorizer_appid))
     }
 
     /// The account's refresh token stops working while the list still shows it: only a new
@@ -158,10 +153,7 @@ impl FakeWechat {
         component_appid: &str,
         authorizer_appid: &str,
     ) -> Result<(), ControlError> {
-        self.lock()
-            .component()
-            .0
-            .require_reauth(component_appid, authorizer_appid)
+        self.change_component(|c| c.require_reauth(component_appid, authorizer_appid))
     }
 
     /// The account's refresh token as WeChat holds it.
@@ -170,10 +162,7 @@ impl FakeWechat {
         component_appid: &str,
         authorizer_appid: &str,
     ) -> Option<String> {
-        self.lock()
-            .component_ref()
-            .0
-            .refresh_token(component_appid, authorizer_appid)
+        self.read_component(|c| c.refresh_token(component_appid, authorizer_appid))
     }
 
     pub fn authorizer_state(
@@ -181,10 +170,7 @@ impl FakeWechat {
         component_appid: &str,
         authorizer_appid: &str,
     ) -> Option<AuthorizerState> {
-        self.lock()
-            .component_ref()
-            .0
-            .authorizer_state(component_appid, authorizer_appid)
+        self.read_component(|c| c.authorizer_state(component_appid, authorizer_appid))
     }
 
     /// The latest access token minted for that account through that platform.
@@ -193,39 +179,27 @@ impl FakeWechat {
         component_appid: &str,
         authorizer_appid: &str,
     ) -> Option<String> {
-        self.lock()
-            .component_ref()
-            .0
-            .current_authorizer_token(component_appid, authorizer_appid)
+        self.read_component(|c| c.current_authorizer_token(component_appid, authorizer_appid))
     }
 
     /// Access tokens minted for that account through that platform (`api_query_auth` and
     /// `api_authorizer_token` together).
     pub fn authorizer_tokens_minted(&self, component_appid: &str, authorizer_appid: &str) -> u64 {
-        self.lock()
-            .component_ref()
-            .0
-            .authorizer_tokens_minted(component_appid, authorizer_appid)
+        self.read_component(|c| c.authorizer_tokens_minted(component_appid, authorizer_appid))
     }
 
     /// JS-SDK tickets getticket minted with that account's tokens, both types.
     pub fn authorizer_tickets_minted(&self, component_appid: &str, authorizer_appid: &str) -> u64 {
-        self.lock()
-            .component_ref()
-            .0
-            .authorizer_tickets_minted(component_appid, authorizer_appid)
+        self.read_component(|c| c.authorizer_tickets_minted(component_appid, authorizer_appid))
     }
 
     /// Accounts the platform has ever had, those that left included.
     pub fn authorizer_count(&self, component_appid: &str) -> usize {
-        self.lock()
-            .component_ref()
-            .0
-            .authorizer_count(component_appid)
+        self.read_component(|c| c.authorizer_count(component_appid))
     }
 
     /// Every push so far (the last 1000), oldest first.
     pub fn pushes(&self) -> Vec<PushRecord> {
-        self.lock().component_ref().0.pushes()
+        self.read_component(|c| c.pushes())
     }
 }

@@ -913,13 +913,7 @@ fn mint_authorizer_token(
     a: &mut Authorizer,
     m: &Minting,
 ) -> IssuedAuthorizerToken {
-    let token = book.mint(
-        Family::Authorizer,
-        &owner_key(appid, &a.appid),
-        m.now,
-        m.lifetime,
-        m.token_len,
-    );
+    let token = book.mint_with(Family::Authorizer, &owner_key(appid, &a.appid), m);
     book.rotate(&mut a.token, token.clone(), m.now, m.overlap);
     a.tokens_minted += 1;
     tracing::debug!(component_appid = appid, authorizer_appid = %a.appid, token = %super::state::fingerprint(&token), "fake minted authorizer_access_token");

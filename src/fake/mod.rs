@@ -21,7 +21,8 @@
 //! business endpoints, their records and their [`FakeWechat`] methods), `hostile` (a lenient
 //! front end's path reading, echoing logins and leaky component answers, for the gateway's
 //! tests), `reported` (what tests of reported tokens need: the component token's probe, a path
-//! that rejects valid tokens, and a control that kills a token).
+//! that rejects valid tokens, and a control that kills a token). Beside the fake WeChat,
+//! `inbox` is a fake business receiver of the message hub's deliveries ([`FakeInbox`]).
 
 mod business;
 mod component;
@@ -29,6 +30,7 @@ mod component_control;
 mod component_handle;
 mod component_state;
 mod hostile;
+pub mod inbox;
 pub mod messages;
 mod push;
 mod reported;
@@ -42,6 +44,7 @@ mod wecom_suite_state;
 pub use business::{multipart_body, FakeApiRequest};
 pub use component::{FakePlatform, DEFAULT_TICKET_PUSH_INTERVAL};
 pub use component_state::{bulk_authorizer_appid, Authorized, AuthorizerState, ControlError};
+pub use inbox::{FakeInbox, InboxMode, Received};
 pub use push::PushRecord;
 pub use wecom_suite::SuitePush;
 pub use wecom_suite_state::{CorpState, FakeSuite};

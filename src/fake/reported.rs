@@ -16,7 +16,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::routes::{bad_request, lock, query_params, wechat_json, wx_error, Shared};
+use super::routes::{bad_request, json_body, lock, query_params, wechat_json, wx_error, Shared};
 use super::state::{present, Family, WxError};
 use super::{Endpoint, FakeWechat};
 
@@ -42,11 +42,6 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/_fake/kill_token", web::post().to(ctl_kill_token));
 }
 
-#[derive(Deserialize)]
-struct QuotaBody {
-    cgi_path: Option<String>,
-}
-
 /// getApiQuota, answered by the rules of the probe (`FakeState::probe`) for the token, then
 /// by whose API the `cgi_path` is. Like the probe, it takes no faults: tests break token
 /// fetching and need an honest answer about the tokens.
@@ -68,10 +63,9 @@ async fn quota_get(
     if let (_, Err(err)) = s.probe(token) {
         return wx_error(err);
     }
-    let cgi_path = body
-        .ok()
-        .and_then(|b| serde_json::from_slice::<QuotaBody>(&b).ok())
-        .and_then(|b| b.cgi_path);
+    // Read as a JSON object, as WeChat reads it: `{"cgi_path": "/..."}`.
+    let cgi_path = json_body::<serde_json::Value>(body)
+        .and_then(|b| b.get("cgi_path")?.as_str().map(str::to_owned));
     let Some(cgi_path) = cgi_path.filter(|p| p.starts_with('/')) else {
         return wx_error(WxError::DATA_FORMAT);
     };

@@ -13,6 +13,7 @@ use std::time::Duration;
 use actix_web::http::{Method, StatusCode};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -144,15 +145,9 @@ async fn stable_token(
     if let Some(faulted) = faulted {
         return faulted;
     }
-    if req.method() != Method::POST {
-        return wx_error(WxError::REQUIRE_POST);
-    }
-    // An unreadable or oversized body is as much a "data format error" as malformed JSON.
-    let parsed = body
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<StableTokenBody>(&bytes).ok());
-    let Some(body) = parsed else {
-        return wx_error(WxError::DATA_FORMAT);
+    let body: StableTokenBody = match post_json(&req, body) {
+        Ok(body) => body,
+        Err(err) => return wx_error(err),
     };
     let creds = Credentials {
         grant_type: body.grant_type.as_deref(),
@@ -436,6 +431,25 @@ pub(super) fn query_params(req: &HttpRequest) -> HashMap<String, String> {
     web::Query::<HashMap<String, String>>::from_query(req.query_string())
         .map(web::Query::into_inner)
         .unwrap_or_default()
+}
+
+/// A request's JSON body, or `None`: an unreadable or oversized body is as much a "data format
+/// error" to WeChat as malformed JSON.
+pub(super) fn json_body<T: DeserializeOwned>(body: Result<Bytes, actix_web::Error>) -> Option<T> {
+    body.ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+}
+
+/// The JSON body of a POST: 43002 for another method, 47001 for a body that is not the
+/// expected JSON.
+pub(super) fn post_json<T: DeserializeOwned>(
+    req: &HttpRequest,
+    body: Result<Bytes, actix_web::Error>,
+) -> Result<T, WxError> {
+    if req.method() != Method::POST {
+        return Err(WxError::REQUIRE_POST);
+    }
+    json_body(body).ok_or(WxError::DATA_FORMAT)
 }
 
 fn issued(result: Result<Issued, WxError>) -> HttpResponse {

@@ -191,6 +191,16 @@ pub(crate) struct Issued {
     pub(crate) expires_in: u64,
 }
 
+impl Issued {
+    /// A token just minted with `m`: it has its whole lifetime left.
+    fn minted(access_token: String, m: &Minting) -> Issued {
+        Issued {
+            access_token,
+            expires_in: m.lifetime.as_secs(),
+        }
+    }
+}
+
 /// The credential fields of a token request, as sent (absent and empty are both "missing").
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Credentials<'a> {
@@ -385,6 +395,27 @@ impl TokenBook {
             slot.prev = Some(previous);
         }
         slot.current = Some(new);
+    }
+
+    /// A token mint of `family` for `owner` with the settings and time of `m`.
+    pub(super) fn mint_with(&mut self, family: Family, owner: &str, m: &Minting) -> String {
+        self.mint(family, owner, m.now, m.lifetime, m.token_len)
+    }
+
+    /// `current` answered again, with the time it has left, while it is alive and `keep` (of
+    /// its time left and its lifetime) holds.
+    fn reuse(
+        &self,
+        current: Option<&str>,
+        now: Instant,
+        keep: impl FnOnce(Duration, Duration) -> bool,
+    ) -> Option<Issued> {
+        let current = current?;
+        let (left, lifetime) = self.remaining(current, now)?;
+        keep(left, lifetime).then(|| Issued {
+            access_token: current.to_owned(),
+            expires_in: left.as_secs(),
+        })
     }
 
     /// Time left and total lifetime of a token that is still alive.
@@ -610,15 +641,20 @@ impl FakeState {
 
     /// The component side and the clock reading and settings its calls need.
     pub(crate) fn component(&mut self) -> (&mut ComponentState, Minting) {
+        let minting = self.minting();
+        (&mut self.component, minting)
+    }
+
+    /// The clock reading and settings a mint needs, now.
+    fn minting(&self) -> Minting {
         let now = self.clock.now();
-        let minting = Minting {
+        Minting {
             now,
             unix_now: self.clock.unix(now),
             lifetime: Duration::from_secs(self.expires_in),
             overlap: self.overlap,
             token_len: self.token_len,
-        };
-        (&mut self.component, minting)
+        }
     }
 
     /// The component side, to read, and the fake clock's time.
@@ -857,27 +893,21 @@ impl FakeState {
     /// `GET /cgi-bin/token`: every success mints a new token. The previous one keeps working for
     /// the overlap (capped by its own expiry); the one before it dies at once.
     pub(crate) fn token(&mut self, creds: Credentials<'_>) -> Result<Issued, WxError> {
-        let now = self.clock.now();
-        self.roll_day(now);
+        let m = self.minting();
+        self.roll_day(m.now);
         let (appid, app) = authenticate(&mut self.apps, creds, GRANT_TYPE)?;
         if app.quota_used >= self.daily_quota {
             return Err(WxError::DAILY_QUOTA);
         }
         app.quota_used += 1;
 
-        let lifetime = Duration::from_secs(self.expires_in);
-        let token = self
-            .book
-            .mint(Family::Token, appid, now, lifetime, self.token_len);
+        let token = self.book.mint_with(Family::Token, appid, &m);
         self.book
-            .rotate(&mut app.token, token.clone(), now, self.overlap);
+            .rotate(&mut app.token, token.clone(), m.now, self.overlap);
         app.minted += 1;
         app.fetched += 1;
         tracing::debug!(appid, token = %fingerprint(&token), expires_in = self.expires_in, "fake minted access_token");
-        Ok(Issued {
-            access_token: token,
-            expires_in: self.expires_in,
-        })
+        Ok(Issued::minted(token, &m))
     }
 
     /// `POST /cgi-bin/stable_token`: the same token while it has more than the rotation window
@@ -888,7 +918,8 @@ impl FakeState {
         creds: Credentials<'_>,
         force_refresh: bool,
     ) -> Result<Issued, WxError> {
-        let now = self.clock.now();
+        let m = self.minting();
+        let now = m.now;
         self.roll_day(now);
         let (appid, app) = authenticate(&mut self.apps, creds, GRANT_TYPE)?;
 
@@ -907,31 +938,23 @@ impl FakeState {
             {
                 self.book.kill(&old, now);
             }
-        } else if let Some(current) = app.stable.as_deref() {
-            if let Some((left, lifetime)) = self.book.remaining(current, now) {
-                if left > rotation_window(lifetime) {
-                    app.fetched += 1;
-                    return Ok(Issued {
-                        access_token: current.to_owned(),
-                        expires_in: left.as_secs(),
-                    });
-                }
-            }
+        } else if let Some(current) =
+            self.book
+                .reuse(app.stable.as_deref(), now, |left, lifetime| {
+                    left > rotation_window(lifetime)
+                })
+        {
+            app.fetched += 1;
+            return Ok(current);
         }
 
-        let lifetime = Duration::from_secs(self.expires_in);
-        let token = self
-            .book
-            .mint(Family::Stable, appid, now, lifetime, self.token_len);
+        let token = self.book.mint_with(Family::Stable, appid, &m);
         // In normal mode the rotated-out token is left to die at its own expiry.
         app.stable_prev = app.stable.replace(token.clone());
         app.minted += 1;
         app.fetched += 1;
         tracing::debug!(appid, token = %fingerprint(&token), force_refresh, expires_in = self.expires_in, "fake minted stable access_token");
-        Ok(Issued {
-            access_token: token,
-            expires_in: self.expires_in,
-        })
+        Ok(Issued::minted(token, &m))
     }
 
     /// The credential check of the user logins (`/sns/jscode2session`,
@@ -1010,33 +1033,22 @@ impl FakeState {
         corpid: Option<&str>,
         secret: Option<&str>,
     ) -> Result<Issued, WxError> {
-        let now = self.clock.now();
+        let m = self.minting();
         let corpid = present(corpid).ok_or(WxError::APPID_MISSING)?;
         let corp = self.wecom.get_mut(corpid).ok_or(WxError::INVALID_APPID)?;
         let secret = present(secret).ok_or(WxError::SECRET_MISSING)?;
         // A fake: no need for a constant-time comparison here.
         let app = corp.get_mut(secret).ok_or(WxError::INVALID_CREDENTIAL)?;
 
-        if let Some(current) = app.token.as_deref() {
-            if let Some((left, _)) = self.book.remaining(current, now) {
-                return Ok(Issued {
-                    access_token: current.to_owned(),
-                    expires_in: left.as_secs(),
-                });
-            }
+        if let Some(current) = self.book.reuse(app.token.as_deref(), m.now, |_, _| true) {
+            return Ok(current);
         }
-        let lifetime = Duration::from_secs(self.expires_in);
-        let token = self
-            .book
-            .mint(Family::Wecom, corpid, now, lifetime, self.token_len);
+        let token = self.book.mint_with(Family::Wecom, corpid, &m);
         app.token = Some(token.clone());
         app.minted += 1;
         // The secret picks the app but is never logged; the token only as a fingerprint.
         tracing::debug!(corpid, token = %fingerprint(&token), expires_in = self.expires_in, "fake minted WeCom access_token");
-        Ok(Issued {
-            access_token: token,
-            expires_in: self.expires_in,
-        })
+        Ok(Issued::minted(token, &m))
     }
 
     /// Ends that WeCom app's current token now, as WeCom may do "for operational reasons": the

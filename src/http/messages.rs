@@ -26,7 +26,8 @@ fn query(req: &HttpRequest) -> Query {
 }
 
 /// A refusal, counted under the push's source, as the JSON error of the `/v1/` routes.
-fn refused(_state: &ServerState, source: &str, r: Refusal) -> ApiError {
+fn refused(state: &ServerState, source: &str, r: Refusal) -> ApiError {
+    state.metrics.push_refused(source);
     tracing::warn!(source, status = r.status, reason = %r.message, "message push refused");
     ApiError::EventRefused {
         status: r.status,

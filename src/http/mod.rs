@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod body;
 pub mod component_facade;
+pub mod deliveries;
 pub mod error;
 pub mod facade;
 pub mod fast;
@@ -256,9 +257,24 @@ fn wecom_routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// `/v1/admin/...`: reconciliation and reload.
+/// `/v1/admin/...`: reconciliation, reload, and the message hub's deliveries.
 fn admin_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
+        web::resource("/v1/admin/deliveries")
+            .get(deliveries::list)
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/v1/admin/deliveries/{id}/retry")
+            .post(deliveries::retry)
+            .default_service(not_allowed("POST")),
+    )
+    .service(
+        web::resource("/v1/admin/pushes/unmatched")
+            .get(deliveries::unmatched)
+            .default_service(not_allowed("GET")),
+    )
+    .service(
         web::resource("/v1/admin/platforms/{name}/reconcile")
             .post(platforms::reconcile)
             .default_service(not_allowed("POST")),

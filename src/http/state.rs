@@ -43,8 +43,9 @@ pub struct ServerState {
     pub readiness: ReadinessScope,
     /// The token read path's answers, rendered once per token.
     pub rendered: RenderCache,
+    /// Takes WeChat's message pushes and owns their delivery to `[[routes]]` (fixed until a
+    /// restart).
+    pub hub: Arc<crate::messages::Hub>,
     /// Who did which admin action, and who read which token (`[audit]`; off without it).
     pub audit: crate::audit::Audit,
-    /// Takes WeChat's message pushes for delivery to `[[routes]]`.
-    pub hub: Arc<crate::messages::Hub>,
 }

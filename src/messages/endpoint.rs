@@ -110,13 +110,7 @@ impl Endpoint {
     /// nonce with the Token, and the timestamp is fresh.
     pub fn verify_url(&self, q: &Query, now: SystemTime) -> Result<String, Refusal> {
         let (timestamp, nonce) = timestamp_nonce(q)?;
-        let signature = q
-            .signature
-            .as_deref()
-            .ok_or_else(|| unauthorized("the query has no signature"))?;
-        if !plain::verify(&self.token, timestamp, nonce, signature) {
-            return Err(unauthorized("signature does not match the Token"));
-        }
+        self.check_plain_signature(q, timestamp, nonce)?;
         replay::check_fresh(timestamp, now).map_err(|e| unauthorized(e.to_string()))?;
         let echostr = q
             .echostr
@@ -165,13 +159,7 @@ impl Endpoint {
                     "pushes to this URL are encrypted (encrypt_type=aes)",
                 ));
             }
-            let signature = q
-                .signature
-                .as_deref()
-                .ok_or_else(|| unauthorized("the query has no signature"))?;
-            if !plain::verify(&self.token, timestamp, nonce, signature) {
-                return Err(unauthorized("signature does not match the Token"));
-            }
+            self.check_plain_signature(q, timestamp, nonce)?;
             String::from_utf8(body.to_vec())
                 .map_err(|_| bad_request("the push body is not UTF-8"))?
         };
@@ -182,6 +170,24 @@ impl Endpoint {
             raw,
             encrypted,
         })
+    }
+
+    /// The plain `signature` of the query: present, and the Token's for this timestamp and nonce.
+    fn check_plain_signature(
+        &self,
+        q: &Query,
+        timestamp: &str,
+        nonce: &str,
+    ) -> Result<(), Refusal> {
+        let signature = q
+            .signature
+            .as_deref()
+            .ok_or_else(|| unauthorized("the query has no signature"))?;
+        if plain::verify(&self.token, timestamp, nonce, signature) {
+            Ok(())
+        } else {
+            Err(unauthorized("signature does not match the Token"))
+        }
     }
 
     /// The `Encrypt` value of an encrypted push body, XML or JSON as the format says.
@@ -281,4 +287,123 @@ fn json_map(body: &[u8]) -> Result<Map<String, Value>, Refusal> {
     }
     crate::json::json_object::<Map<String, Value>>(body)
         .ok_or_else(|| bad_request("the push body is not a JSON object"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    const TOKEN: &str = "shopToken42";
+    const KEY: &str = "ShopShopShopShopShopShopShopShopShopShop123";
+    const APPID: &str = "wxshop00000000001";
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    fn endpoint(format: Format) -> Endpoint {
+        let crypto = MsgCrypto::new(TOKEN, KEY, APPID).unwrap();
+        Endpoint::app(SecretString::from(TOKEN), Some(crypto), format)
+    }
+
+    fn sealed_query(encrypt_sig: &str) -> Query {
+        Query {
+            signature: Some(plain::signature(
+                &SecretString::from(TOKEN),
+                "1700000000",
+                "77",
+            )),
+            timestamp: Some("1700000000".into()),
+            nonce: Some("77".into()),
+            echostr: None,
+            encrypt_type: Some("aes".into()),
+            msg_signature: Some(encrypt_sig.into()),
+        }
+    }
+
+    #[test]
+    fn a_json_push_in_safe_mode_opens_to_its_fields_numbers_kept() {
+        let e = endpoint(Format::Json);
+        let crypto = MsgCrypto::new(TOKEN, KEY, APPID).unwrap();
+        let inner = r#"{"ToUserName":"gh_x","FromUserName":"o1","CreateTime":1700000000,"MsgType":"text","Content":"hi","MsgId":99}"#;
+        let (encrypt, sig) = crypto.encrypt_signed(inner, "1700000000", "77");
+        let body = serde_json::json!({"ToUserName": "gh_x", "Encrypt": encrypt}).to_string();
+        let opened = e.open(&sealed_query(&sig), body.as_bytes(), now()).unwrap();
+        assert!(opened.encrypted);
+        assert_eq!(opened.raw, inner);
+        assert_eq!(opened.fields["MsgId"], serde_json::json!(99));
+        assert_eq!(opened.fields["Content"], serde_json::json!("hi"));
+    }
+
+    #[test]
+    fn a_reply_is_sealed_as_the_push_came_and_opens_for_the_appid() {
+        let crypto = MsgCrypto::new(TOKEN, KEY, APPID).unwrap();
+        for format in [Format::Xml, Format::Json] {
+            let e = endpoint(format);
+            let plain_push = Opened {
+                fields: Map::new(),
+                raw: String::new(),
+                encrypted: false,
+            };
+            assert_eq!(
+                e.seal_reply(&plain_push, "<xml>r</xml>", now()),
+                "<xml>r</xml>"
+            );
+            let sealed_push = Opened {
+                encrypted: true,
+                ..plain_push
+            };
+            let reply = e.seal_reply(&sealed_push, "<xml>r</xml>", now());
+            let (encrypt, envelope) = match format {
+                Format::Xml => {
+                    let f = Fields::parse(reply.as_bytes(), MAX_PUSH_BODY).unwrap();
+                    let env = Envelope {
+                        timestamp: f.required("TimeStamp").unwrap().into(),
+                        nonce: f.required("Nonce").unwrap().into(),
+                        msg_signature: f.required("MsgSignature").unwrap().into(),
+                    };
+                    (f.required("Encrypt").unwrap().to_owned(), env)
+                }
+                Format::Json => {
+                    let v: Map<String, Value> = serde_json::from_str(&reply).unwrap();
+                    let env = Envelope {
+                        timestamp: v["TimeStamp"].to_string(),
+                        nonce: v["Nonce"].as_str().unwrap().into(),
+                        msg_signature: v["MsgSignature"].as_str().unwrap().into(),
+                    };
+                    (v["Encrypt"].as_str().unwrap().to_owned(), env)
+                }
+            };
+            assert_eq!(envelope.timestamp, "1700000000");
+            assert_eq!(
+                crypto.open_encrypt(&envelope, &encrypt).unwrap(),
+                "<xml>r</xml>"
+            );
+            // Sealed for this app only.
+            let other = MsgCrypto::new(TOKEN, KEY, "wxother").unwrap();
+            assert!(other.open_encrypt(&envelope, &encrypt).is_err());
+        }
+    }
+
+    #[test]
+    fn refusals_name_their_status() {
+        let e = endpoint(Format::Xml);
+        let mut q = sealed_query("00");
+        q.encrypt_type = Some("rsa".into());
+        assert_eq!(e.open(&q, b"<xml/>", now()).unwrap_err().status, 400);
+        let q = Query {
+            timestamp: Some("1700000000".into()),
+            ..Query::default()
+        };
+        assert_eq!(e.open(&q, b"<xml/>", now()).unwrap_err().status, 401);
+        // Signed, fresh, plaintext, but not XML: 400.
+        let mut q = sealed_query("00");
+        q.encrypt_type = None;
+        assert_eq!(e.open(&q, b"not xml", now()).unwrap_err().status, 400);
+        // The same a minute past the window: 401.
+        let later = now() + Duration::from_secs(301);
+        assert_eq!(e.open(&q, b"<xml></xml>", later).unwrap_err().status, 401);
+    }
 }

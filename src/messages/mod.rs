@@ -6,11 +6,28 @@
 //! - `endpoint`: one message URL's side of WeChat's protocol: the URL check, a push opened in
 //!   plaintext, compatible or safe mode (XML or JSON), a passive reply sealed.
 //! - `inbound`: one checked push, its source and its dedupe key.
-//! - `hub`: takes pushes (dedupe, match, persist) and hands out passive replies.
+//! - `hub`: takes pushes (dedupe, match, persist), hands out passive replies, and serves the
+//!   admin's listing and retry.
+//! - `routing`: which routes a push goes to (the `match` rules).
+//! - `deliver`: the route workers: claims, attempts, outcomes.
+//! - `schedule`: backoff and expiry of failed deliveries (pure).
+//! - `signature`: the HMAC a receiver checks.
+//! - `body`: the JSON a receiver gets.
+//! - `recent`: the bounded list of pushes no route took.
+//!
+//! The records themselves are the store's (`crate::store::messages`).
 
+mod body;
+mod deliver;
 pub mod endpoint;
 pub mod hub;
 pub mod inbound;
+pub mod recent;
+pub mod routing;
+pub mod schedule;
+pub mod signature;
 
-pub use hub::{Hub, ReplyWait, TakeError, Taken};
+pub use deliver::IN_FLIGHT_PER_ROUTE;
+pub use hub::{Hub, HubOptions, ReplyWait, TakeError, Taken};
 pub use inbound::{Format, Inbound, Source, SourceKind};
+pub use recent::Unmatched;

@@ -15,6 +15,7 @@ mod audit;
 mod credentials;
 mod family;
 mod labels;
+mod messages;
 mod platforms;
 mod pool;
 mod proxy;
@@ -32,6 +33,7 @@ use crate::upstream::{UpstreamError, UpstreamPool};
 pub use credentials::{gauge_families, CredentialCollector, ScrapedCredential, StatusSource};
 use family::Family;
 pub use labels::{reason_label, FIXED_REASONS, KNOWN_ERRCODES, OTHER_REASON, ROUTES, STORE_OPS};
+pub use messages::{ScrapedRoute, DELIVERY_RESULTS, PUSH_RESULTS};
 pub use platforms::ScrapedPlatform;
 pub use proxy::{errcode_label, ProxyResult};
 use register::{counter, histogram, int_gauge, Families as _};
@@ -64,6 +66,8 @@ struct Inner {
     http_duration: HistogramVec,
     proxy: proxy::ProxyMetrics,
     audit_write_errors: prometheus::IntCounter,
+    /// The message hub's pushes, deliveries and backlog gauges.
+    messages: messages::MessageMetrics,
     /// Where the credential collector reads the running credentials from.
     source: Arc<OnceLock<StatusSource>>,
     /// Registered only when the Redis store is used, so a single instance shows no Redis.
@@ -254,6 +258,7 @@ impl Metrics {
         let proxy = proxy::ProxyMetrics::new(&mut registry);
         let (http_requests, http_duration) = http_families(&mut registry);
         let audit_write_errors = audit::register(&mut registry);
+        let messages = messages::MessageMetrics::new(&mut registry);
 
         let metrics = Metrics {
             inner: Arc::new(Inner {
@@ -266,6 +271,7 @@ impl Metrics {
                 http_duration,
                 proxy,
                 audit_write_errors,
+                messages,
                 source,
                 redis_up: OnceLock::new(),
             }),
@@ -287,6 +293,53 @@ impl Metrics {
     /// The counter of audit lines that could not be written, for the trail to increment.
     pub fn audit_write_errors(&self) -> prometheus::IntCounter {
         self.inner.audit_write_errors.clone()
+    }
+
+    /// A push from `source` (its [`label`](crate::messages::Source::label)) ended as `result`
+    /// (one of [`PUSH_RESULTS`]; `refused` is counted by the receiving side, for a push that
+    /// failed its checks).
+    pub fn push(&self, source: &str, result: &'static str) {
+        self.inner
+            .messages
+            .pushes
+            .with_label_values(&[source, result])
+            .inc();
+    }
+
+    /// A push from `source` refused by the receiving side (signature, freshness, decryption).
+    pub fn push_refused(&self, source: &str) {
+        self.push(source, "refused");
+    }
+
+    /// A delivery attempt to `route` ended as `result` (one of [`DELIVERY_RESULTS`]).
+    pub fn delivery(&self, route: &str, result: &'static str) {
+        self.inner
+            .messages
+            .deliveries
+            .with_label_values(&[route, result])
+            .inc();
+    }
+
+    /// Creates the message series of these sources and routes at 0.
+    pub fn init_messages(&self, sources: &[String], routes: &[String]) {
+        let m = &self.inner.messages;
+        for s in sources {
+            for r in PUSH_RESULTS {
+                m.pushes.with_label_values(&[s.as_str(), r]);
+            }
+        }
+        for route in routes {
+            for r in DELIVERY_RESULTS {
+                m.deliveries.with_label_values(&[route.as_str(), r]);
+            }
+        }
+    }
+
+    /// Where scrapes read the routes' backlogs from (once, at start-up).
+    pub fn read_routes_from(&self, source: impl Fn() -> Vec<ScrapedRoute> + Send + Sync + 'static) {
+        if self.inner.messages.source.set(Box::new(source)).is_err() {
+            tracing::warn!("a second route metrics source was ignored");
+        }
     }
 
     /// The series set this process exports.

@@ -7,7 +7,7 @@
 //! thread pool grows to hundreds of threads blocked on redb's single write lock.
 //!
 //! The same file and writer also hold the Open Platform's durable records, in a table of their
-//! own (see `platform`).
+//! own (see `platform`), and the message hub's pushes and deliveries (see `messages`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,7 @@ use super::{decode_or_discard, encode, AppKey, Stored, TokenStore};
 use crate::metrics::Metrics;
 use crate::seal::Keyring;
 
+mod messages;
 mod platform;
 mod rekey;
 pub use rekey::{rekey_file, InUse};
@@ -70,6 +71,8 @@ struct Inner {
     /// Platform records whose write failed, by table key: the newest per key, retried with
     /// the token records and folded into every later platform transaction.
     platform_pending: Mutex<HashMap<String, platform::Pending>>,
+    /// Deliveries in an attempt in this process (see `messages`).
+    msg_claims: messages::Claims,
     /// Wakes the retry task when a save fails.
     wake: Arc<Notify>,
     /// To the writer thread. Dropped with the store, which ends the thread.
@@ -112,6 +115,7 @@ struct Save {
 enum Job {
     Token(Save),
     Platform(platform::Write),
+    Messages(messages::Write),
 }
 
 impl EmbeddedStore {
@@ -169,6 +173,7 @@ impl EmbeddedStore {
             }),
             pending: Mutex::new(HashMap::new()),
             platform_pending: Mutex::new(HashMap::new()),
+            msg_claims: messages::Claims::default(),
             seq: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             metrics,
@@ -398,10 +403,12 @@ fn write_loop(inner: &Weak<Inner>, queue: &mpsc::Receiver<Job>) {
         }
         let mut batch = Vec::new();
         let mut platform_writes = Vec::new();
+        let mut message_writes = Vec::new();
         for job in jobs {
             match job {
                 Job::Token(save) => batch.push(save),
                 Job::Platform(write) => platform_writes.push(write),
+                Job::Messages(write) => message_writes.push(write),
             }
         }
         if !batch.is_empty() {
@@ -409,6 +416,9 @@ fn write_loop(inner: &Weak<Inner>, queue: &mpsc::Receiver<Job>) {
         }
         if !platform_writes.is_empty() {
             platform::write_jobs(inner, platform_writes);
+        }
+        if !message_writes.is_empty() {
+            messages::write_jobs(inner, message_writes);
         }
     }
 }

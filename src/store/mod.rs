@@ -2,6 +2,7 @@
 //! fetching again, and (with Redis) a fleet of instances shares one token and one refresher.
 
 pub mod embedded;
+pub mod messages;
 pub mod platform;
 pub mod redis;
 mod redis_batch;
@@ -77,6 +78,13 @@ pub struct Basis {
 }
 
 impl Basis {
+    /// The record a fetch on this basis produced: the next generation, the call counted in the
+    /// day's quota (see [`stored_from_fetch`]).
+    pub fn into_record(self, key: &AppKey, fetched: Fetched, fetched_by: Option<String>) -> Stored {
+        let generation = self.generation.saturating_add(1);
+        stored_from_fetch(key, fetched, generation, self.quota, fetched_by)
+    }
+
     /// Whether this instance holds a valid token right now: if so, nobody may fetch without
     /// coordination.
     pub fn holds_valid_token(&self) -> bool {
@@ -223,14 +231,7 @@ pub trait TokenStore: Send + Sync + 'static {
     /// here so that one fetch serves the fleet.
     fn refresh(self: Arc<Self>, key: AppKey, basis: Basis, fetch: FetchFn) -> RefreshFuture {
         Box::pin(async move {
-            let fetched = fetch().await?;
-            let stored = stored_from_fetch(
-                &key,
-                fetched,
-                basis.generation.saturating_add(1),
-                basis.quota,
-                None,
-            );
+            let stored = basis.into_record(&key, fetch().await?, None);
             let store_error = match self.save(&key, &stored).await {
                 Ok(_) => None,
                 Err(e) => Some(format!("{e:#}")),

@@ -537,6 +537,22 @@ impl From<Unreadable> for Refused {
     }
 }
 
+/// A sealed credential of a stored record, opened with `ring`: unreadable when it does not
+/// open, corrupt (`malformed`, never quoting it) when what it holds cannot be a credential.
+fn open_credential(
+    ring: &Keyring,
+    record: &str,
+    field: &'static str,
+    stored: &str,
+    malformed: &str,
+) -> Result<AccessToken, Refused> {
+    let value = sealed::open(ring, record, field, stored)?;
+    if !crate::secret::plausible_credential(&value) {
+        return Err(malformed.into());
+    }
+    Ok(AccessToken::new(value))
+}
+
 /// The stored form of a ticket, sealed with `ring` and bound to `platform`'s ticket record.
 pub fn encode_ticket(ring: &Keyring, platform: &str, t: &TicketRecord) -> Vec<u8> {
     let json = TicketJson {
@@ -564,18 +580,16 @@ pub fn decode_ticket(
     if json.v != VERSION {
         return Err(format!("ticket record version {} is not supported", json.v).into());
     }
-    let ticket = sealed::open(
+    let ticket = open_credential(
         ring,
         &sealed::ticket_record(platform),
         "ticket",
         &json.ticket,
+        "the stored ticket is empty or malformed",
     )?;
-    if !crate::secret::plausible_credential(&ticket) {
-        return Err("the stored ticket is empty or malformed".into());
-    }
     Ok(TicketRecord {
         component_appid: json.component_appid,
-        ticket: AccessToken::new(ticket),
+        ticket,
         received_at: json.received_at_ms.to_system_time(),
     })
 }
@@ -642,16 +656,13 @@ fn open_authorizer(
     json: AuthorizerJson,
 ) -> Result<AuthorizerRecord, Refused> {
     let record = sealed::authorizer_record(platform, &json.appid);
-    let refresh_token = match json.refresh_token {
-        None => None,
-        Some(t) => {
-            let t = sealed::open(ring, &record, "refresh_token", &t)?;
-            if !crate::secret::plausible_credential(&t) {
-                return Err("the stored refresh token is malformed".into());
-            }
-            Some(AccessToken::new(t))
-        }
-    };
+    let refresh_token = json
+        .refresh_token
+        .map(|t| {
+            let malformed = "the stored refresh token is malformed";
+            open_credential(ring, &record, "refresh_token", &t, malformed)
+        })
+        .transpose()?;
     Ok(AuthorizerRecord {
         appid: json.appid,
         refresh_token,
@@ -720,16 +731,10 @@ pub fn decode_code_of(
     }
     check_appid(&json.appid).map_err(|_| "the authorizer appid is malformed".to_string())?;
     let record = sealed::code_record(platform, &json.digest);
-    let code = match json.code {
-        None => None,
-        Some(c) => {
-            let c = sealed::open(ring, &record, "code", &c)?;
-            if !crate::secret::plausible_credential(&c) {
-                return Err("the stored code is malformed".into());
-            }
-            Some(AccessToken::new(c))
-        }
-    };
+    let code = json
+        .code
+        .map(|c| open_credential(ring, &record, "code", &c, "the stored code is malformed"))
+        .transpose()?;
     if json.state == CodeState::Pending && code.is_none() {
         return Err("a pending code record without its code".into());
     }
@@ -964,26 +969,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("another code"), "{err}");
+        let refusal = |json: &serde_json::Value| {
+            decode_code_of(
+                &plain(),
+                P,
+                json.to_string().as_bytes(),
+                r.digest.as_bytes(),
+            )
+            .unwrap_err()
+            .to_string()
+        };
         let mut json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         json["code"] = "CODE SECRET\n".into();
-        let e = decode_code_of(
-            &plain(),
-            P,
-            json.to_string().as_bytes(),
-            r.digest.as_bytes(),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = refusal(&json);
         assert!(!e.contains("SECRET"), "{e}");
         json["code"] = serde_json::Value::Null;
-        let e = decode_code_of(
-            &plain(),
-            P,
-            json.to_string().as_bytes(),
-            r.digest.as_bytes(),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = refusal(&json);
         assert!(e.contains("without its code"), "{e}");
         assert!(check_code_digest(&r.digest).is_ok());
         assert!(check_code_digest("../x").is_err());

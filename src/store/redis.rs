@@ -62,6 +62,7 @@ use crate::seal::Keyring;
 use crate::store::EmbeddedStore;
 
 mod budget;
+mod messages;
 mod platform;
 mod rekey;
 mod topology;
@@ -739,14 +740,7 @@ impl Inner {
         }
         tracing::warn!(app = %key.name, error = %format!("{error:#}"),
             "Redis unreachable and no valid token: fetching alone");
-        let fetched = fetch().await?;
-        let stored = stored_from_fetch(
-            &key,
-            fetched,
-            basis.generation.saturating_add(1),
-            basis.quota,
-            Some(self.instance.clone()),
-        );
+        let stored = basis.into_record(&key, fetch().await?, Some(self.instance.clone()));
         Ok(Refreshed::Fetched {
             stored,
             store_error: Some(format!("{error:#}")),

@@ -1,9 +1,9 @@
-//! `wxtoken rekey`: one stored record rewritten with its secret field sealed under the current
+//! `wxtoken rekey`: one stored record rewritten with its secret fields sealed under the current
 //! key. The stores find their records (`embedded/rekey.rs`, `redis/rekey.rs`); this says, by
-//! the kind of record, which field is secret and what it is bound to, and reseals it.
+//! the kind of record, which fields are secret and what it is bound to, and reseals it.
 //!
 //! Records are rewritten as JSON values, not through their decoders: a record is kept exactly
-//! as it was but for the one field, and a record that is not ours (corrupt) is left alone for
+//! as it was but for its secret fields, and a record that is not ours (corrupt) is left alone for
 //! the stores to judge as before.
 
 use serde_json::Value;
@@ -21,6 +21,8 @@ pub enum Kind<'a> {
     Authorizer(&'a str),
     Code(&'a str),
     Event(&'a str),
+    /// A message push (its content fields, bound to its id).
+    Push,
 }
 
 /// What [`reseal`] made of one value.
@@ -55,38 +57,48 @@ pub fn reseal(ring: &Keyring, kind: Kind<'_>, bytes: &[u8]) -> Result<Resealed, 
         return Ok(Resealed::Corrupt);
     };
     let text = |name: &str| map.get(name).and_then(Value::as_str).map(str::to_string);
-    let bound = match kind {
-        Kind::Token => text("appid").map(|a| (sealed::token_record(&a), "token")),
-        Kind::Ticket(p) => Some((sealed::ticket_record(p), "ticket")),
+    let bound: Option<(String, &'static [&'static str])> = match kind {
+        Kind::Token => text("appid").map(|a| (sealed::token_record(&a), &["token"][..])),
+        Kind::Ticket(p) => Some((sealed::ticket_record(p), &["ticket"][..])),
         Kind::Authorizer(p) => {
-            text("appid").map(|a| (sealed::authorizer_record(p, &a), "refresh_token"))
+            text("appid").map(|a| (sealed::authorizer_record(p, &a), &["refresh_token"][..]))
         }
-        Kind::Code(p) => text("digest").map(|d| (sealed::code_record(p, &d), "code")),
+        Kind::Code(p) => text("digest").map(|d| (sealed::code_record(p, &d), &["code"][..])),
         Kind::Event(p) => {
             let at = map.get("received_at_ms").and_then(Value::as_u64);
             text("info_type")
                 .zip(at)
-                .map(|(t, at)| (sealed::event_record(p, &t, at), "xml"))
+                .map(|(t, at)| (sealed::event_record(p, &t, at), &["xml"][..]))
+        }
+        Kind::Push => {
+            text("id").map(|id| (super::messages::push_binding(&id), &["message", "raw"][..]))
         }
     };
-    let Some((record, field)) = bound else {
+    let Some((record, fields)) = bound else {
         return Ok(Resealed::Corrupt);
     };
-    let stored = match map.get(field) {
-        Some(Value::String(s)) => s.clone(),
-        // No secret held (a done code, an authorizer without a refresh token).
-        None | Some(Value::Null) => return Ok(Resealed::Current),
-        Some(_) => return Ok(Resealed::Corrupt),
-    };
-    if ring.is_current(&stored) {
+    let mut changed = false;
+    for &field in fields {
+        let stored = match map.get(field) {
+            Some(Value::String(s)) => s.clone(),
+            // No secret held (a done code, an authorizer without a refresh token).
+            None | Some(Value::Null) => continue,
+            Some(_) => return Ok(Resealed::Corrupt),
+        };
+        if ring.is_current(&stored) {
+            continue;
+        }
+        let plain = match Keyring::sealed_with(&stored) {
+            None => stored,
+            Some(_) => sealed::open(ring, &record, field, &stored)?,
+        };
+        let value = sealed::seal(ring, &record, field, &plain);
+        map.insert(field.to_string(), Value::String(value));
+        changed = true;
+    }
+    if !changed {
         return Ok(Resealed::Current);
     }
-    let plain = match Keyring::sealed_with(&stored) {
-        None => stored,
-        Some(_) => sealed::open(ring, &record, field, &stored)?,
-    };
-    let value = sealed::seal(ring, &record, field, &plain);
-    map.insert(field.to_string(), Value::String(value));
     match serde_json::to_vec(&map) {
         Ok(out) => Ok(Resealed::Rewritten(out)),
         Err(_) => Ok(Resealed::Corrupt),
@@ -128,6 +140,38 @@ mod tests {
             reseal(&new, Kind::Authorizer("saas"), &out).unwrap(),
             Resealed::Current
         );
+    }
+
+    #[test]
+    fn a_push_has_both_content_fields_resealed_and_opens_under_the_new_key_only() {
+        use crate::store::messages::{decode_push, encode_push, PushRecord, StoredSource};
+        let old = Keyring::new(Some(key(1)), vec![], false);
+        let new = Keyring::new(Some(key(2)), vec![key(1)], false);
+        let push = PushRecord {
+            id: "0001".into(),
+            source: StoredSource {
+                kind: "app".into(),
+                app: Some("shop".into()),
+                platform: None,
+                appid: "wx1".into(),
+            },
+            received_at: crate::time::UnixMillis::new(5).unwrap(),
+            format: "xml".into(),
+            message: serde_json::from_str(r#"{"Content":"SECRET-TEXT"}"#).unwrap(),
+            raw: "<xml>SECRET-TEXT</xml>".into(),
+        };
+        let bytes = encode_push(&old, &push);
+        let Resealed::Rewritten(out) = reseal(&new, Kind::Push, &bytes).unwrap() else {
+            panic!("not rewritten")
+        };
+        let only_new = Keyring::new(Some(key(2)), vec![], false);
+        let back = decode_push(&only_new, &out).unwrap();
+        assert_eq!(
+            (back.raw.as_str(), &back.message),
+            (push.raw.as_str(), &push.message)
+        );
+        assert!(decode_push(&old, &out).is_err());
+        assert_eq!(reseal(&new, Kind::Push, &out).unwrap(), Resealed::Current);
     }
 
     #[test]

@@ -41,6 +41,12 @@ fn open(dir: &tempfile::TempDir) -> EmbeddedStore {
     open_with(dir, Metrics::new(&[], MetricsMode::Full))
 }
 
+/// The store closed and opened again: what it answers now comes from the file.
+fn reopen(store: EmbeddedStore, dir: &tempfile::TempDir) -> EmbeddedStore {
+    drop(store);
+    open(dir)
+}
+
 /// Writes raw bytes under a table key, as a damaged file or an older version would hold.
 fn put_raw(store: &EmbeddedStore, key: &str, bytes: &[u8]) {
     let mut disk = store.inner.disk();
@@ -95,41 +101,21 @@ async fn records_round_trip_through_the_file() {
 async fn an_older_record_does_not_replace_a_newer_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
+    let save = |records: Vec<AuthorizerRecord>| {
+        let store = &store;
+        async move { store.save_authorizers("saas", &records).await.unwrap() }
+    };
     let newer = authorizer(1, 2_000);
     let older = authorizer(1, 1_000);
-    assert_eq!(
-        store
-            .save_authorizers("saas", std::slice::from_ref(&newer))
-            .await
-            .unwrap(),
-        [true]
-    );
-    assert_eq!(
-        store
-            .save_authorizers("saas", std::slice::from_ref(&older))
-            .await
-            .unwrap(),
-        [false]
-    );
+    assert_eq!(save(vec![newer.clone()]).await, [true]);
+    assert_eq!(save(vec![older.clone()]).await, [false]);
     // The same record again is no conflict, and costs no commit.
     let commits = store.commits();
-    assert_eq!(
-        store
-            .save_authorizers("saas", std::slice::from_ref(&newer))
-            .await
-            .unwrap(),
-        [true]
-    );
+    assert_eq!(save(vec![newer]).await, [true]);
     assert_eq!(store.commits(), commits);
     // Within one batch, too, order is by `updated_at`, not by position.
     let newest = authorizer(1, 3_000);
-    assert_eq!(
-        store
-            .save_authorizers("saas", &[newest.clone(), older])
-            .await
-            .unwrap(),
-        [true, false]
-    );
+    assert_eq!(save(vec![newest.clone(), older]).await, [true, false]);
     assert_eq!(
         store.load_authorizer("saas", &newest.appid).await.unwrap(),
         Some(newest)
@@ -152,8 +138,7 @@ async fn a_batch_of_ten_thousand_is_one_commit() {
     assert_eq!(written.len(), 10_000);
     assert!(written.iter().all(|w| *w));
     assert_eq!(store.commits(), before + 1);
-    drop(store);
-    let store = open(&dir);
+    let store = reopen(store, &dir);
     assert_eq!(store.load_authorizers("saas").await.unwrap().len(), 10_000);
 }
 
@@ -169,8 +154,7 @@ async fn a_hundred_thousand_records_load_in_one_pass() {
         .save_authorizers("other", &[authorizer(0, 1)])
         .await
         .unwrap();
-    drop(store);
-    let store = open(&dir);
+    let store = reopen(store, &dir);
     let started = Instant::now();
     let loaded = store.load_authorizers("saas").await.unwrap();
     eprintln!(
@@ -201,6 +185,21 @@ impl Captured {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
+
+    /// The logs say `why` a record was skipped, and quote none of `secrets`.
+    fn said_without(&self, why: &str, secrets: &[&str]) {
+        let logs = self.text();
+        assert!(logs.contains(why), "the skips are logged: {logs}");
+        for secret in secrets {
+            assert!(!logs.contains(secret), "{secret} in the logs: {logs}");
+        }
+    }
+}
+
+/// A ticket saved over a skipped one is stored and read back.
+async fn ticket_replaces_what_was_stored(store: &EmbeddedStore) {
+    store.save_ticket("saas", &ticket(1)).await.unwrap();
+    assert_eq!(store.load_ticket("saas").await.unwrap(), Some(ticket(1)));
 }
 
 /// The platform's count of records that could not be decoded, and the whole rendering.
@@ -227,9 +226,10 @@ impl std::io::Write for Captured {
 #[tokio::test]
 async fn corrupt_records_are_skipped_counted_and_never_quoted() {
     let (sink, _guard) = Captured::logs();
-
-    let dir = tempfile::tempdir().unwrap();
-    let metrics = Metrics::new(&[], MetricsMode::Full);
+    let (dir, metrics) = (
+        tempfile::tempdir().unwrap(),
+        Metrics::new(&[], MetricsMode::Full),
+    );
     let store = open_with(&dir, metrics.clone());
     let good = authorizer(1, 1_000);
     store
@@ -262,14 +262,8 @@ async fn corrupt_records_are_skipped_counted_and_never_quoted() {
         store.save_authorizers("saas", &[as_broken]).await.unwrap(),
         [true]
     );
-    store.save_ticket("saas", &ticket(1)).await.unwrap();
-    assert_eq!(store.load_ticket("saas").await.unwrap(), Some(ticket(1)));
-
-    let logs = sink.text();
-    assert!(logs.contains("corrupt"), "the skips are logged: {logs}");
-    for secret in ["LEAKED", "refreshtoken@@@", "ticket@@@"] {
-        assert!(!logs.contains(secret), "{secret} in the logs: {logs}");
-    }
+    ticket_replaces_what_was_stored(&store).await;
+    sink.said_without("corrupt", &["LEAKED", "refreshtoken@@@", "ticket@@@"]);
 }
 
 /// `bytes` (a stored JSON record) with `field` set to `value`.
@@ -282,9 +276,10 @@ fn with_field(bytes: &[u8], field: &str, value: serde_json::Value) -> Vec<u8> {
 #[tokio::test]
 async fn a_time_out_of_range_is_a_corrupt_record_that_fences_nothing() {
     let (sink, _guard) = Captured::logs();
-
-    let dir = tempfile::tempdir().unwrap();
-    let metrics = Metrics::new(&[], MetricsMode::Full);
+    let (dir, metrics) = (
+        tempfile::tempdir().unwrap(),
+        Metrics::new(&[], MetricsMode::Full),
+    );
     let store = open_with(&dir, metrics.clone());
     // Past the year 9999: when authorized (what the listing formats), and as the write order.
     let year_10000 = serde_json::json!(253_402_300_800_000u64);
@@ -333,14 +328,8 @@ async fn a_time_out_of_range_is_a_corrupt_record_that_fences_nothing() {
         [true, true]
     );
     assert_eq!(store.load_authorizers("saas").await.unwrap(), good);
-    store.save_ticket("saas", &ticket(1)).await.unwrap();
-    assert_eq!(store.load_ticket("saas").await.unwrap(), Some(ticket(1)));
-
-    let logs = sink.text();
-    assert!(logs.contains("a time out of range"), "said why: {logs}");
-    for secret in ["refreshtoken@@@", "ticket@@@"] {
-        assert!(!logs.contains(secret), "{secret} in the logs: {logs}");
-    }
+    ticket_replaces_what_was_stored(&store).await;
+    sink.said_without("a time out of range", &["refreshtoken@@@", "ticket@@@"]);
 }
 
 #[tokio::test]
@@ -371,9 +360,8 @@ async fn events_of_other_kinds_are_kept_apart_from_tickets_and_authorizers() {
         };
         store.save_event("saas", &event).await.expect("saved");
     }
-    drop(store);
     // In the file, both of them (the same second, two records), in arrival order.
-    let store = open(&dir);
+    let store = reopen(store, &dir);
     let raw = store
         .inner
         .read_platform(prefix_range("saas/event/"))
@@ -426,8 +414,7 @@ async fn code_records_move_forward_only_survive_a_reopen_and_can_be_forgotten() 
         .save_authorizers("saas", &[authorizer(1, 10)])
         .await
         .unwrap();
-    drop(store);
-    let store = open(&dir);
+    let store = reopen(store, &dir);
     let mut codes = store.load_codes("saas").await.unwrap();
     codes.sort_by_key(|c| c.state);
     assert_eq!(codes, vec![other.clone(), exchanged.clone()]);

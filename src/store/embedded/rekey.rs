@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 
+use super::messages::{DEDUPE, DEDUPE_EXPIRY, DELIVERIES, DUE, PUSHES, STATE};
 use super::platform::PLATFORM;
 use super::{restrict_permissions, TOKENS};
 use crate::seal::Keyring;
@@ -64,9 +65,19 @@ fn fresh_path(path: &Path) -> PathBuf {
 fn copy_resealed(old: &Database, fresh: &Path, ring: &Keyring) -> anyhow::Result<Rekeyed> {
     let read = old.begin_read()?;
     // Only tables this version writes are copied: refuse rather than drop one it does not know.
+    let known = [
+        TOKENS.name(),
+        PLATFORM.name(),
+        PUSHES.name(),
+        DELIVERIES.name(),
+        DUE.name(),
+        STATE.name(),
+        DEDUPE.name(),
+        DEDUPE_EXPIRY.name(),
+    ];
     for table in read.list_tables()? {
         anyhow::ensure!(
-            table.name() == TOKENS.name() || table.name() == PLATFORM.name(),
+            known.contains(&table.name()),
             "the file holds a table `{}` this version of wxtoken does not know; not rewriting it",
             table.name()
         );
@@ -75,7 +86,7 @@ fn copy_resealed(old: &Database, fresh: &Path, ring: &Keyring) -> anyhow::Result
         Database::create(fresh).with_context(|| format!("cannot create {}", fresh.display()))?;
     let write = new.begin_write()?;
     let mut counts = Rekeyed::default();
-    for def in [TOKENS, PLATFORM] {
+    for def in [TOKENS, PLATFORM, PUSHES] {
         let source = match read.open_table(def) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => continue,
@@ -85,7 +96,11 @@ fn copy_resealed(old: &Database, fresh: &Path, ring: &Keyring) -> anyhow::Result
         for entry in source.iter()? {
             let (key, value) = entry?;
             let (key, value) = (key.value(), value.value());
-            let kind = kind_of(def.name() == TOKENS.name(), key);
+            let kind = if def.name() == PUSHES.name() {
+                Some(Kind::Push)
+            } else {
+                kind_of(def.name() == TOKENS.name(), key)
+            };
             counts.seen += 1;
             let resealed = match kind {
                 Some(kind) => reseal(ring, kind, value)
@@ -103,8 +118,33 @@ fn copy_resealed(old: &Database, fresh: &Path, ring: &Keyring) -> anyhow::Result
             }
         }
     }
+    // The message hub's other tables hold no secret: copied as they are.
+    copy(&read, &write, DELIVERIES)?;
+    copy(&read, &write, DUE)?;
+    copy(&read, &write, STATE)?;
+    copy(&read, &write, DEDUPE)?;
+    copy(&read, &write, DEDUPE_EXPIRY)?;
     write.commit()?;
     Ok(counts)
+}
+
+/// Copies table `def` from `read` into `write` as it is (absent: nothing to copy).
+fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
+    read: &redb::ReadTransaction,
+    write: &redb::WriteTransaction,
+    def: redb::TableDefinition<K, V>,
+) -> anyhow::Result<()> {
+    let source = match read.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut target = write.open_table(def)?;
+    for entry in source.iter()? {
+        let (key, value) = entry?;
+        target.insert(key.value(), value.value())?;
+    }
+    Ok(())
 }
 
 /// A record's kind by its table and key (`{platform}/ticket`, `{platform}/authorizer/{appid}`,

@@ -40,11 +40,13 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 
 use super::{Inner, RedisStore};
+use crate::seal::Keyring;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::platform::{
     check_authorizer_key, check_authorizers, check_code, check_code_key, check_digests,
-    check_platform, checked, encode_event, metric_label, AuthorizerRecord, CodeRecord, Corrupt,
-    EventRecord, PlatformStore, StoreIo, TicketRecord, MAX_REDIS_EVENTS,
+    check_platform, checked, encode_event, metric_label, skip_corrupt, AuthorizerRecord,
+    CodeRecord, Corrupt, EventRecord, PlatformStore, Refused, StoreIo, Stored, TicketRecord,
+    MAX_REDIS_EVENTS,
 };
 use crate::store::sealed::unreadable_in;
 use crate::time::UnixMillis;
@@ -64,12 +66,43 @@ const CHUNK: usize = 500;
 /// command timeout.
 const CHUNKS_PER_PIPELINE: usize = 5;
 
-/// A script with `MAX_MS` replaced by [`UnixMillis::MAX`]. The scripts compare stored times
+/// The Lua function every script given to [`script`] may call: the time a stored record
+/// (`cur`, its JSON, or false when absent) names in its field `field`, or nil when there is no
+/// record, it does not decode, or the time is past `MAX_MS`. The scripts compare stored times
 /// without decoding the records; one past `MAX_MS` is corrupt (the decoders refuse it), so it
 /// fences nothing, as an undecodable record fences nothing. Otherwise one hostile time would
 /// hold off every later write of its record.
+const STORED_MS: &str = r#"
+local function stored_ms(cur, field)
+  if not cur then return nil end
+  local ok, rec = pcall(cjson.decode, cur)
+  local t = ok and type(rec) == 'table' and tonumber(rec[field])
+  if t and t <= MAX_MS then return t end
+  return nil
+end
+"#;
+
+/// A script that may call `stored_ms` (see [`STORED_MS`]), with `MAX_MS` replaced by
+/// [`UnixMillis::MAX`].
 fn script(lua: &str) -> redis::Script {
+    let lua = format!("{STORED_MS}{lua}");
     redis::Script::new(&lua.replace("MAX_MS", &UnixMillis::MAX.as_millis().to_string()))
+}
+
+/// A record kept in a platform's Redis hash under a name (an authorizer's appid, a code's
+/// digest), which its stored form repeats.
+trait HashRecord: Sized {
+    /// The read's name in errors.
+    const READ: &'static str;
+    /// The record stored under `name`, refused when it names another.
+    fn decode_of(
+        ring: &Keyring,
+        platform: &str,
+        bytes: &[u8],
+        name: &[u8],
+    ) -> Result<Self, Refused>;
+    /// How a corrupt one is named in the log and the metrics.
+    fn stored(name: &str) -> Stored<'_>;
 }
 
 impl Inner {
@@ -80,6 +113,49 @@ impl Inner {
             store: "redis",
             platform,
         }
+    }
+
+    /// A record Redis holds under `name` in a hash: skipped when corrupt, never when its secret
+    /// does not open (see [`skip_corrupt`]).
+    fn hash_record_or_skip<R: HashRecord>(
+        &self,
+        platform: &str,
+        name: &[u8],
+        bytes: &[u8],
+    ) -> anyhow::Result<Option<R>> {
+        let decoded = R::decode_of(&self.ring, platform, bytes, name);
+        let name = String::from_utf8_lossy(name);
+        skip_corrupt(self.corrupt(platform), R::stored(&name), decoded)
+    }
+
+    /// The record under `name` in the hash `key` (`HGET`).
+    async fn redis_load_hash_record<R: HashRecord>(
+        &self,
+        platform: &str,
+        key: String,
+        name: &str,
+    ) -> anyhow::Result<Option<R>> {
+        match self.get(R::READ, key, Some(name)).await? {
+            Some(b) => self.hash_record_or_skip(platform, name.as_bytes(), &b),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs a last-writer-wins `script` on `key` with `args`: whether it wrote the record (or
+    /// found it already equal) rather than keeping a newer one.
+    async fn write_if_newer(
+        &self,
+        what: &str,
+        script: &redis::Script,
+        key: String,
+        args: impl redis::ToRedisArgs,
+    ) -> anyhow::Result<bool> {
+        let written: i64 = self
+            .run(what, |mut c| async move {
+                script.key(&key).arg(args).invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(written == 1)
     }
 
     /// One stored record: `GET key`, or `HGET key field`.

@@ -99,6 +99,9 @@ impl RedisStore {
             }
             return Ok(());
         }
+        if rest == "{msg}:pushes" {
+            return self.rekey_hash(key, Kind::Push, counts).await;
+        }
         let Some(platform_key) = rest.strip_prefix("platform:") else {
             return Ok(());
         };
@@ -125,21 +128,7 @@ impl RedisStore {
                 } else {
                     Kind::Authorizer(platform)
                 };
-                let mut cursor = "0".to_string();
-                loop {
-                    let (next, flat) = self
-                        .inner
-                        .hscan_page("rekey hash scan", key, &cursor)
-                        .await?;
-                    for pair in flat.chunks_exact(2) {
-                        let slot = Slot::Hash(pair[0].clone());
-                        self.swap(key, kind, slot, pair[1].clone(), counts).await?;
-                    }
-                    if next == "0" {
-                        break;
-                    }
-                    cursor = next;
-                }
+                self.rekey_hash(key, kind, counts).await?;
             }
             "events" => {
                 let k = key.to_string();
@@ -162,6 +151,30 @@ impl RedisStore {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Every value of the hash `key`, each a record of `kind`, paged by HSCAN.
+    async fn rekey_hash(
+        &self,
+        key: &str,
+        kind: Kind<'_>,
+        counts: &mut Rekeyed,
+    ) -> anyhow::Result<()> {
+        let mut cursor = "0".to_string();
+        loop {
+            let (next, flat) = self
+                .inner
+                .hscan_page("rekey hash scan", key, &cursor)
+                .await?;
+            for pair in flat.chunks_exact(2) {
+                let slot = Slot::Hash(pair[0].clone());
+                self.swap(key, kind, slot, pair[1].clone(), counts).await?;
+            }
+            if next == "0" {
+                return Ok(());
+            }
+            cursor = next;
+        }
     }
 
     async fn hget(&self, key: &str, field: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {

@@ -178,25 +178,22 @@ impl Topology {
                 })?;
                 Ok(Topology::Server { client })
             }
-            RedisEndpoint::Sentinel {
-                sentinels,
-                master,
-                auth,
-                sentinel_password,
-            } => {
+            RedisEndpoint::Sentinel(s) => {
                 let tls = certs.is_some();
-                let addrs = sentinels
+                let addrs = s
+                    .sentinels
                     .iter()
                     .map(|n| node_info(n, tls, &RedisAuth::default()).addr().clone());
-                let mut b = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)
-                    .map_err(|e| unusable("sentinels", e))?;
-                if let Some((p, _)) = sentinel_password {
+                let mut b =
+                    SentinelClientBuilder::new(addrs, &s.master, SentinelServerType::Master)
+                        .map_err(|e| unusable("sentinels", e))?;
+                if let Some((p, _)) = &s.sentinel_password {
                     b = b.set_client_to_sentinel_password(p.expose_secret());
                 }
-                if let Some(u) = &auth.username {
+                if let Some(u) = &s.auth.username {
                     b = b.set_client_to_redis_username(u);
                 }
-                if let Some((p, _)) = &auth.password {
+                if let Some((p, _)) = &s.auth.password {
                     b = b.set_client_to_redis_password(p.expose_secret());
                 }
                 if let Some(c) = &certs {

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use wxtoken::fake::Validity;
 
-use crate::fleet::ha;
 use crate::support::fleet::{revoke_at, token_at, Fleet};
+use crate::support::ha;
 use crate::support::helpers::*;
 use crate::support::redis_topology::{Deployment, RedisCluster};
 

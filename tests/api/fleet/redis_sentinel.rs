@@ -10,6 +10,7 @@ use wxtoken::config::{RedisEndpoint, SecretSource, StoreSettings};
 use wxtoken::fake::{FakeWechat, Validity};
 
 use crate::support::fleet::{fleet_settings, revoke_at, token_at, Fleet};
+use crate::support::ha;
 use crate::support::helpers::*;
 use crate::support::redis_topology::{Deployment, SentinelGroup};
 
@@ -165,7 +166,7 @@ async fn the_fleet_follows_a_sentinel_failover_under_load_and_repairs_a_lost_wri
 #[actix_web::test]
 async fn sentinel_outage_costs_no_fetch_and_an_empty_master_is_refilled() {
     // Master and replica both down: nothing to fail over to, the fleet rides it out.
-    crate::fleet::ha::outage_costs_no_fetch_and_is_refilled(&mut SentinelGroup::start()).await;
+    ha::outage_costs_no_fetch_and_is_refilled(&mut SentinelGroup::start()).await;
 }
 
 #[actix_web::test]
@@ -188,17 +189,12 @@ async fn sentinels_and_data_nodes_with_passwords_of_their_own() {
     let wrong = |sentinel: bool| {
         let mut s = fleet_settings(&spec, &fake, &group, "b", ttl);
         if let StoreSettings::Redis(r) = &mut s.store {
-            if let RedisEndpoint::Sentinel {
-                auth,
-                sentinel_password,
-                ..
-            } = &mut r.endpoint
-            {
+            if let RedisEndpoint::Sentinel(s) = &mut r.endpoint {
                 let bad = Some((SecretString::from("wrong-pass-9999"), SecretSource::Inline));
                 if sentinel {
-                    *sentinel_password = bad;
+                    s.sentinel_password = bad;
                 } else {
-                    auth.password = bad;
+                    s.auth.password = bad;
                 }
             }
         }

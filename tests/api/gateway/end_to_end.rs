@@ -30,10 +30,10 @@ print(json.dumps({"user": user, "menu": menu, "sent": sent}))
 
 #[actix_web::test]
 async fn wechatpy_pointed_at_wxtoken_completes_its_business_calls() {
-    crate::platform::platform_crypto::require_wechatpy();
+    crate::support::wechatpy::require_wechatpy();
     let app = gateway("").await;
     let token = app.shop_token().await;
-    let out = crate::platform::platform_crypto::python(
+    let out = crate::support::wechatpy::python(
         WECHATPY_CALLS,
         vec![app.base.clone(), SHOP_APPID.into(), BILLING_KEY.into()],
     )
@@ -180,16 +180,14 @@ async fn a_rotated_token_is_reported_once_and_the_call_repeated_with_the_new_one
             .collect();
         assert_eq!(rest, [("openid", "o1"), ("lang", "zh_CN")]);
     }
-    assert_eq!(
-        app.metric(r#"wxtoken_proxy_requests_total{app="shop",result="retried"}"#)
-            .await,
-        Some(1.0)
-    );
-    assert_eq!(
-        app.metric(r#"wxtoken_proxy_retries_total{app="shop"}"#)
-            .await,
-        Some(1.0)
-    );
+    app.assert_metrics(&[
+        (
+            r#"wxtoken_proxy_requests_total{app="shop",result="retried"}"#,
+            1.0,
+        ),
+        (r#"wxtoken_proxy_retries_total{app="shop"}"#, 1.0),
+    ])
+    .await;
     // The client's old token is still the previous one wxtoken knows: accepted, and sent as
     // the current one, so WeChat sees no rejection this time.
     let (status, _, _) = app
@@ -556,7 +554,7 @@ async fn the_binary_logs_no_token_key_or_secret_of_a_forwarded_call() {
     let spec = Spec::default();
     let fake = start_fake_with(&spec, &[], &[(CORPID, CORP_SECRET)]).await;
     let dir = tempfile::tempdir().unwrap();
-    let (child, base, log) = crate::ops::process::serve_at_trace(
+    let (child, base, log) = crate::support::process::serve_at_trace(
         dir.path(),
         &format!(
             "[upstream]\nbase_url = \"{}\"\nwecom_base_url = \"{}\"\nmin_token_lifetime_secs = 2\n[refresh]\nmin_interval_secs = 0\n[store]\npath = {}\n{}",
@@ -633,7 +631,7 @@ async fn the_binary_logs_no_token_key_or_secret_of_a_forwarded_call() {
 /// gets its 408 after `[proxy] timeout_secs` (3 s here).
 #[actix_web::test]
 async fn a_stalled_body_never_holds_a_gateway_connection() {
-    use crate::hostile::hostile_clients::{blocking, read_answer, send};
+    use crate::support::raw_http::{blocking, read_answer, send};
     let app = gateway("timeout_secs = 3").await;
     let token = app.shop_token().await;
     let addr = app.base.trim_start_matches("http://").parse().unwrap();

@@ -11,12 +11,12 @@ use std::time::Duration;
 use actix_web::web::Bytes;
 use serde_json::Value;
 
-use crate::gateway::raw_upstream::RawUpstream;
-use crate::hostile::hostile_clients::{blocking, read_answer, send, Raw};
 use crate::support::gateway::{
     gateway_builder, gateway_config, rotate_behind_wxtoken, shop, BACKEND_KEY,
 };
 use crate::support::helpers::*;
+use crate::support::raw_http::{blocking, read_answer, send, Raw};
+use crate::support::raw_upstream::RawUpstream;
 
 /// What the raw upstream answers to everything: a WeCom token answer, which the `corp` app's
 /// fetch takes as its token, and which a forwarded call takes back as WeCom's answer (errcode

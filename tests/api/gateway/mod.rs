@@ -5,4 +5,3 @@ pub mod fake_business;
 pub mod gateway_hardening;
 pub mod gateway_wire;
 pub mod node_sdk;
-pub mod raw_upstream;

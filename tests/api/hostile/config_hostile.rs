@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::ops::process::{wait_exit, wxtoken};
 use crate::support::helpers::*;
+use crate::support::process::{wait_exit, wxtoken};
 
 const ADMIN: &str = "admin-key-0000000000001";
 const SVC: &str = "svc-key-00000000000001";

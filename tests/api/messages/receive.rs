@@ -60,22 +60,14 @@ async fn the_url_check_echoes_only_a_fresh_signed_request() {
     }
     // An app that takes no pushes, and one that does not exist: 404.
     let q = check_query(SHOP_TOKEN, now, "x");
-    let (status, _) = raw_request(
-        &app.http,
-        "GET",
-        &format!("{}/v1/apps/blog/messages?{q}", app.base),
-        "",
-    )
-    .await;
-    assert_eq!(status, 404);
-    let (status, _) = raw_request(
-        &app.http,
-        "GET",
-        &format!("{}/v1/apps/nope/messages?{q}", app.base),
-        "",
-    )
-    .await;
-    assert_eq!(status, 404);
+    for name in ["blog", "nope"] {
+        let url = format!("{}/v1/apps/{name}/messages?{q}", app.base);
+        assert_eq!(
+            raw_request(&app.http, "GET", &url, "").await.0,
+            404,
+            "{name}"
+        );
+    }
 }
 
 #[actix_web::test]
@@ -147,22 +139,11 @@ async fn a_push_not_shown_to_be_wechats_now_is_refused_with_its_status() {
     let (q, body) = seal(&target, &msg, Mode::Safe).unwrap();
     let garbage = "QUJD".repeat(8);
     let sig = wxtoken::push::crypto::MsgCrypto::new(SHOP_TOKEN, SHOP_AES, SHOP_APPID).unwrap();
-    let ts = q
-        .split("timestamp=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_owned();
-    let nonce = q
-        .split("nonce=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_owned();
+    let param = |name: &str| {
+        let rest = q.split(&format!("{name}=")).nth(1).unwrap();
+        rest.split('&').next().unwrap().to_owned()
+    };
+    let (ts, nonce) = (param("timestamp"), param("nonce"));
     let msg_sig = sig.signature(&ts, &nonce, &garbage);
     let q2 = q.split("&msg_signature=").next().unwrap().to_owned() + "&msg_signature=" + &msg_sig;
     let body2 = body.replace(
@@ -243,4 +224,37 @@ async fn a_platform_account_pushes_encrypted_with_the_platform_keys_even_unknown
     .await;
     assert_eq!((status, body.as_str()), (200, "acc0unt"));
     let _ = COMPONENT;
+}
+
+#[actix_web::test]
+async fn a_retry_repeating_the_request_to_the_letter_is_answered_success_and_taken_once() {
+    use crate::support::deliveries::{route, start_with_routes, ROUTE_KEY};
+    let inbox = wxtoken::fake::FakeInbox::start(ROUTE_KEY)
+        .await
+        .expect("inbox");
+    let app = start_with_routes(&route("crm", &inbox.url(), "")).await;
+    let target = shop_target(&app.base, MessageFormat::Xml);
+    let msg = text_message("gh_shop", "openid-1", "hello", 4242);
+    let (query, body) = seal(&target, &msg, Mode::Plaintext).unwrap();
+    let url = format!("{}?{query}", target.url);
+    for _ in 0..3 {
+        let (status, answer) = raw_request(&app.http, "POST", &url, &body).await;
+        assert_eq!((status, answer.as_str()), (200, "success"));
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            inbox.delivered().len() == 1
+        })
+        .await
+    );
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(inbox.delivered().len(), 1, "delivered once");
+    app.assert_metrics(&[
+        (r#"wxtoken_pushes_total{result="taken",source="shop"}"#, 1.0),
+        (
+            r#"wxtoken_pushes_total{result="duplicate",source="shop"}"#,
+            2.0,
+        ),
+    ])
+    .await;
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use wxtoken::fake::messages::ReleaseCheck;
 use wxtoken::fake::FakeConfig;
 
 use crate::support::helpers::*;
@@ -27,44 +28,30 @@ async fn platform_app(release_check: bool) -> TestApp {
     app
 }
 
-#[actix_web::test]
-async fn the_release_check_passes_for_a_test_account() {
-    let app = platform_app(true).await;
-    // WeChat hands the check an authorization code of the test account.
+/// WeChat's release check run against a server with `release_check` as given, the test
+/// account authorized at the fake (WeChat hands the check one of its authorization codes),
+/// waiting up to `wait` for the customer-service message.
+async fn release_check(release_check: bool, wait: Duration) -> ReleaseCheck {
+    let app = platform_app(release_check).await;
     let authorized = app
         .fake
         .authorize(COMPONENT, TEST_APPID, &[1], None)
         .expect("test account authorized at the fake");
     let target = account_target(&app.base, TEST_APPID);
-    let check = app
-        .fake
-        .run_release_check(
-            &target,
-            TEST_USERNAME,
-            &authorized.authorization_code,
-            Duration::from_secs(10),
-        )
-        .await;
+    app.fake
+        .run_release_check(&target, TEST_USERNAME, &authorized.authorization_code, wait)
+        .await
+}
+
+#[actix_web::test]
+async fn the_release_check_passes_for_a_test_account() {
+    let check = release_check(true, Duration::from_secs(10)).await;
     assert!(check.passed(), "{check:?}");
 }
 
 #[actix_web::test]
 async fn with_the_check_off_a_test_account_is_an_account_like_any_other() {
-    let app = platform_app(false).await;
-    let authorized = app
-        .fake
-        .authorize(COMPONENT, TEST_APPID, &[1], None)
-        .unwrap();
-    let target = account_target(&app.base, TEST_APPID);
-    let check = app
-        .fake
-        .run_release_check(
-            &target,
-            TEST_USERNAME,
-            &authorized.authorization_code,
-            Duration::from_millis(300),
-        )
-        .await;
+    let check = release_check(false, Duration::from_millis(300)).await;
     assert!(!check.text_replied && !check.event_replied, "{check:?}");
     assert!(!check.api_message_sent, "{check:?}");
 }

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::ops::promtool::assert_promtool_clean;
 use crate::support::helpers::*;
+use crate::support::promtool::assert_promtool_clean;
 use wxtoken::fake::Fault;
 
 /// The families of `text` that carry an `app` label.

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use wxtoken::config::ReadinessScope;
 
-use crate::ops::process::{wait_exit, wait_for_listen_addr, wxtoken, KillOnDrop};
 use crate::support::helpers::*;
+use crate::support::process::{wait_exit, wait_for_listen_addr, wxtoken, KillOnDrop};
 
 const KEY: &str = "orchestration-client-key-0001";
 

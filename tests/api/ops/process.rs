@@ -1,101 +1,11 @@
 //! The `wxtoken` binary as operators run it: serve, SIGTERM, logs, check-config, bad configs.
 
 use std::io::Read as _;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::support::helpers::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_wxtoken");
-
-pub fn wxtoken(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("WXTOKEN_CONFIG")
-        .env_remove("RUST_LOG")
-        .env("WXTOKEN_TEST_SHOP_SECRET", SHOP_SECRET)
-        .env("WXTOKEN_TEST_BLOG_SECRET", BLOG_SECRET)
-        .env("WXTOKEN_TEST_BILLING_KEY", BILLING_KEY)
-        .stdin(Stdio::null());
-    cmd
-}
-
-/// Waits for the process's log to name the address it listens on.
-pub(crate) fn wait_for_listen_addr(log: &Path, child: &mut Child) -> String {
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains("wxtoken listening")) {
-            let addr = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("addr="))
-                .expect("listening line names addr");
-            return addr.to_string();
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("wxtoken exited early ({status}): {text}");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "never listened: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The binary serving `config` (a configuration's text after its `[server]` table, which this
-/// adds with a free port) with every log level on, its log in `dir`: the running server, its
-/// base URL and the log file. For the tests that scan a whole log for secrets.
-pub(crate) fn serve_at_trace(dir: &Path, config: &str) -> (KillOnDrop, String, std::path::PathBuf) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let file = dir.join("wxtoken.toml");
-    std::fs::write(
-        &file,
-        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{config}"),
-    )
-    .unwrap();
-    let log = dir.join("log.txt");
-    let child = wxtoken(&["serve", "--config", file.to_str().unwrap()])
-        .env("WXTOKEN_LOG", "trace")
-        .stdout(std::fs::File::create(dir.join("stdout.txt")).unwrap())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let base = format!("http://{}", wait_for_listen_addr(&log, &mut child.0));
-    (child, base, log)
-}
-
-/// Kills the server if the test fails before it stops it, so no process outlives the test.
-pub(crate) struct KillOnDrop(pub(crate) Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("process did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use crate::support::process::{wait_exit, wait_for_listen_addr, wxtoken, KillOnDrop};
 
 #[actix_web::test]
 async fn serve_stops_gracefully_on_sigterm_and_logs_no_secret() {
@@ -275,15 +185,52 @@ fn bad_configs_fail_with_messages_naming_the_key() {
         "127.0.0.1:0",
     );
     let no_clients = good.split("[[clients]]").next().unwrap().to_string();
-    // (what is wrong, config text, extra environment, expected words in the error)
-    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str);
-    let cases: Vec<Case> = vec![
+    // (what is wrong, text of the good config, what replaces it, expected words in the error)
+    let edits = [
         (
             "unknown key",
-            good.replace("shutdown_timeout_secs", "bogus = 1\nshutdown_timeout_secs"),
-            vec![],
+            "shutdown_timeout_secs",
+            "bogus = 1\nshutdown_timeout_secs",
             "server.bogus",
         ),
+        (
+            "missing secret variable",
+            "WXTOKEN_TEST_SHOP_SECRET",
+            "WXTOKEN_TEST_UNSET_VARIABLE",
+            "apps[0].secret_env: environment variable WXTOKEN_TEST_UNSET_VARIABLE is not set",
+        ),
+        (
+            "duplicate app names",
+            "name = \"blog\"",
+            "name = \"shop\"",
+            "apps[1].name: duplicate app name `shop`",
+        ),
+        (
+            "client naming an unknown app",
+            "apps = [\"shop\"]",
+            "apps = [\"shopp\"]",
+            "clients[0].apps[0]: unknown app `shopp`",
+        ),
+        (
+            "bad listen address",
+            "127.0.0.1:0",
+            "localhost",
+            "server.listen",
+        ),
+        (
+            "wrong type",
+            "\ntimeout_secs = 2",
+            "\ntimeout_secs = \"two\"",
+            "upstream.timeout_secs",
+        ),
+    ];
+    // (what is wrong, config text, extra environment, expected words in the error)
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str);
+    let mut cases: Vec<Case> = edits
+        .iter()
+        .map(|&(what, from, to, expected)| (what, good.replace(from, to), vec![], expected))
+        .collect();
+    cases.extend([
         (
             "unknown key from the environment",
             good.clone(),
@@ -291,43 +238,13 @@ fn bad_configs_fail_with_messages_naming_the_key() {
             "upstream.base_urll",
         ),
         (
-            "missing secret variable",
-            good.replace("WXTOKEN_TEST_SHOP_SECRET", "WXTOKEN_TEST_UNSET_VARIABLE"),
-            vec![],
-            "apps[0].secret_env: environment variable WXTOKEN_TEST_UNSET_VARIABLE is not set",
-        ),
-        (
-            "duplicate app names",
-            good.replace("name = \"blog\"", "name = \"shop\""),
-            vec![],
-            "apps[1].name: duplicate app name `shop`",
-        ),
-        (
-            "client naming an unknown app",
-            good.replace("apps = [\"shop\"]", "apps = [\"shopp\"]"),
-            vec![],
-            "clients[0].apps[0]: unknown app `shopp`",
-        ),
-        (
             "no clients",
             no_clients,
             vec![],
             "clients: no [[clients]] configured",
         ),
-        (
-            "bad listen address",
-            good.replace("127.0.0.1:0", "localhost"),
-            vec![],
-            "server.listen",
-        ),
-        (
-            "wrong type",
-            good.replace("\ntimeout_secs = 2", "\ntimeout_secs = \"two\""),
-            vec![],
-            "upstream.timeout_secs",
-        ),
         ("not TOML", "[server".to_string(), vec![], "not valid TOML"),
-    ];
+    ]);
     for (what, text, env, expected) in cases {
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, text).unwrap();

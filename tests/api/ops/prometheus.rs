@@ -16,10 +16,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wxtoken::fake::{FakeConfig, Fault};
+use wxtoken::config::MessageFormat;
+use wxtoken::fake::messages::{
+    event_message, push_message, text_message, MessageTarget, Mode, Retries,
+};
+use wxtoken::fake::{FakeConfig, FakeInbox, Fault};
 
-use crate::ops::ops_files::{alert_rules, all_panels, dashboard, read, ALERTS, DASHBOARD};
+use crate::support::deliveries::{route, ROUTE_KEY};
 use crate::support::helpers::*;
+use crate::support::messages::{shop_target, shop_with_messages};
+use crate::support::ops_files::{alert_rules, all_panels, dashboard, read, ALERTS, DASHBOARD};
 use crate::support::platform::{platform_table, start_with_platform, COMPONENT, PLATFORM};
 
 /// `for:` in the test copy of the rules: long enough to pass through `pending`.
@@ -65,7 +71,7 @@ const PROMETHEUS: &str = "prometheus";
 
 /// A missing Prometheus is a failure, not a skip: this check must run in CI.
 fn require_prometheus() {
-    crate::ops::promtool::require_tool(PROMETHEUS, "prometheus");
+    crate::support::promtool::require_tool(PROMETHEUS, "prometheus");
 }
 
 /// A free loopback port. Another process may take it before Prometheus binds it; `start`
@@ -145,17 +151,21 @@ fn shorten_windows(line: &str) -> String {
     }
 }
 
-/// PromQL words that are not metric names.
-const NOT_METRICS: [&str; 25] = [
-    "and",
-    "or",
-    "unless",
+/// PromQL words followed by a list of labels, not of selectors.
+const GROUPING: [&str; 6] = [
     "by",
     "without",
     "on",
     "ignoring",
     "group_left",
     "group_right",
+];
+
+/// PromQL words that are not metric names, besides [`GROUPING`].
+const NOT_METRICS: [&str; 19] = [
+    "and",
+    "or",
+    "unless",
     "offset",
     "bool",
     "sum",
@@ -245,22 +255,17 @@ fn selectors(expr: &str) -> Vec<String> {
             }
             let word: String = chars[start..i].iter().collect();
             let next = skip_ws(i);
-            let grouping = [
-                "by",
-                "without",
-                "on",
-                "ignoring",
-                "group_left",
-                "group_right",
-            ];
-            if grouping.contains(&word.as_str()) {
+            if GROUPING.contains(&word.as_str()) {
                 // A label list, not selectors.
                 if chars.get(next) == Some(&'(') {
                     i = matching(next, ')');
                 }
                 continue;
             }
-            if chars.get(next) == Some(&'(') || NOT_METRICS.contains(&word.to_lowercase().as_str())
+            let lower = word.to_lowercase();
+            if chars.get(next) == Some(&'(')
+                || NOT_METRICS.contains(&lower.as_str())
+                || GROUPING.contains(&lower.as_str())
             {
                 continue;
             }
@@ -451,6 +456,17 @@ impl Api {
     }
 
     /// Every rule Prometheus loaded.
+    /// Those of `selectors` that return no series.
+    async fn without_data(&self, selectors: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut empty = Vec::new();
+        for selector in selectors {
+            if self.query(&selector).await.is_empty() {
+                empty.push(selector);
+            }
+        }
+        empty
+    }
+
     async fn rules(&self) -> Vec<Value> {
         let data = self.get("/api/v1/rules", &[]).await;
         data["groups"]
@@ -479,6 +495,11 @@ where
         }
         actix_web::rt::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Fails with `what` and each of `found`, one a line, unless there are none.
+fn assert_none(what: &str, found: &[String]) {
+    assert!(found.is_empty(), "{what}:\n{}", found.join("\n"));
 }
 
 /// A pending or firing alert, as `/api/v1/alerts` lists it.
@@ -593,12 +614,19 @@ fn test_copy_of_the_rules_has_short_windows() {
 }
 
 /// The usual test server (`shop`, `blog`, the billing and ops clients) plus the platform
-/// `saas`, exporting `per_app`. The fake pushes only on demand.
-async fn spawn_with_platform(per_app: PerAppMetrics) -> TestApp {
+/// `saas`, exporting `per_app`; `shop` takes pushes, delivered by the route `crm` to the inbox
+/// returned. The fake pushes only on demand.
+async fn spawn_with_platform(per_app: PerAppMetrics) -> (TestApp, FakeInbox) {
+    let inbox = FakeInbox::start(ROUTE_KEY).await.expect("inbox");
     let config = ConfigText::new()
-        .app(App::official("shop", SHOP_APPID, SHOP_SECRET))
+        .app(shop_with_messages(false, MessageFormat::Xml))
         .app(App::official("blog", BLOG_APPID, BLOG_SECRET))
         .raw(&platform_table())
+        .raw(&route(
+            "crm",
+            &inbox.url(),
+            "match = { msg_types = [\"text\"] }",
+        ))
         .client(Client::new("billing", BILLING_KEY).apps(&["shop"]))
         .client(
             Client::new("ops", OPS_KEY)
@@ -619,7 +647,46 @@ async fn spawn_with_platform(per_app: PerAppMetrics) -> TestApp {
         .adjust(|(settings, _)| {
             settings.metrics.per_app = per_app;
         });
-    start_with_platform(fake, server).await
+    (start_with_platform(fake, server).await, inbox)
+}
+
+/// A push of every outcome the dashboard shows: taken (and delivered), a retry of it
+/// (duplicate), one no route matches, one refused.
+async fn message_traffic(app: &TestApp, inbox: &FakeInbox) {
+    let target = shop_target(&app.base, MessageFormat::Xml);
+    let once = Retries {
+        timeout: Duration::from_secs(5),
+        again: 0,
+    };
+    let text = text_message("gh_shop", "o-user", "hello", 1);
+    for _ in 0..2 {
+        let got = push_message(&target, &text, Mode::Plaintext, once).await;
+        assert_eq!((got.status, got.body.as_str()), (Some(200), "success"));
+    }
+    let event = event_message("gh_shop", "o-user", "subscribe", None);
+    assert_eq!(
+        push_message(&target, &event, Mode::Plaintext, once)
+            .await
+            .status,
+        Some(200)
+    );
+    let wrong = MessageTarget {
+        token: "wrongToken1".into(),
+        ..target.clone()
+    };
+    assert_eq!(
+        push_message(&wrong, &text, Mode::Plaintext, once)
+            .await
+            .status,
+        Some(401)
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            inbox.delivered().len() == 1
+        })
+        .await,
+        "the text was delivered"
+    );
 }
 
 /// What the Open Platform panels show: a pushed ticket, the component token it mints, two
@@ -660,7 +727,7 @@ async fn alerts_and_dashboard_work_in_a_real_prometheus_with_gauges_only() {
 async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
     let started = Instant::now();
     let gauges = per_app == PerAppMetrics::Gauges;
-    let app = spawn_with_platform(per_app).await;
+    let (app, inbox) = spawn_with_platform(per_app).await;
     let target = app.base.strip_prefix("http://").expect("http base");
     let rules_text = shorten_rules(&read(ALERTS));
     let alert_count = alert_rules(&rules_text).len();
@@ -708,6 +775,7 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
         refreshed.body
     );
     platform_traffic(&app).await;
+    message_traffic(&app, &inbox).await;
     // Through the gateway: a call whose token was rotated behind wxtoken's back (retried), and
     // one WeChat answers with an errcode (no openid).
     crate::support::gateway::rotate_behind_wxtoken(&app.fake).await;
@@ -818,17 +886,11 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
             continue;
         }
         // Without Redis the whole query may be empty; what else it reads must not be.
-        for selector in others {
-            if api.query(&selector).await.is_empty() {
-                empty.push(format!("{panel}: {selector} (in {expr})"));
-            }
+        for selector in api.without_data(others).await {
+            empty.push(format!("{panel}: {selector} (in {expr})"));
         }
     }
-    assert!(
-        empty.is_empty(),
-        "dashboard queries without data:\n{}",
-        empty.join("\n")
-    );
+    assert_none("dashboard queries without data", &empty);
 
     // Every rule evaluates cleanly, and every series it reads exists. Rules are empty when
     // all is well, so it is their selectors that must return data.
@@ -844,20 +906,14 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
         let query = rule["query"].as_str().expect("rule query");
         let found = selectors(query);
         assert!(!found.is_empty(), "{name}: no selector found in {query}");
-        for selector in found {
-            if only_with_redis(&selector) || (gauges && only_in_full_mode(&selector)) {
-                continue;
-            }
-            if api.query(&selector).await.is_empty() {
-                missing.push(format!("{name}: {selector}"));
-            }
+        let checked = found
+            .into_iter()
+            .filter(|s| !(only_with_redis(s) || (gauges && only_in_full_mode(s))));
+        for selector in api.without_data(checked).await {
+            missing.push(format!("{name}: {selector}"));
         }
     }
-    assert!(
-        missing.is_empty(),
-        "alert rules read series that do not exist:\n{}",
-        missing.join("\n")
-    );
+    assert_none("alert rules read series that do not exist", &missing);
 
     eprintln!(
         "prometheus test ({per_app:?}) took {:.1} s",

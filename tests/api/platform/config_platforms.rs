@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use crate::ops::process::wxtoken;
 use crate::support::helpers::*;
+use crate::support::process::wxtoken;
 
 const ADMIN: &str = "admin-key-0000000000001";
 const CRM: &str = "crm-client-key-000000001";

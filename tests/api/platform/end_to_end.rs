@@ -557,7 +557,7 @@ async fn a_refused_refresh_token_is_looked_up_once_and_then_needs_reauth() {
 
 #[actix_web::test]
 async fn a_ticket_the_disk_cannot_take_is_not_acknowledged_and_makes_the_instance_unready() {
-    let Some(disk) = crate::hostile::disk_full::Tmpfs::mount("4m") else {
+    let Some(disk) = crate::support::tmpfs::Tmpfs::mount("4m") else {
         return;
     };
     let path = disk.path().join("wxtoken.redb");
@@ -670,7 +670,7 @@ async fn an_authorizers_jsapi_ticket_and_signature_use_its_own_token_and_appid()
 async fn the_binary_logs_no_platform_secret_even_at_trace() {
     let fake = fake().await;
     let dir = tempfile::tempdir().unwrap();
-    let (child, base, log) = crate::ops::process::serve_at_trace(
+    let (child, base, log) = crate::support::process::serve_at_trace(
         dir.path(),
         &format!(
             "[upstream]\nbase_url = \"{}\"\nmin_token_lifetime_secs = 2\n[store]\npath = {}\n{}",
@@ -891,7 +891,7 @@ async fn a_fleet_shares_authorizers_and_a_flushed_redis_loses_no_refresh_token()
 
 #[actix_web::test]
 async fn a_push_sealed_by_wechatpy_is_accepted_by_the_event_url() {
-    crate::platform::platform_crypto::require_wechatpy();
+    crate::support::wechatpy::require_wechatpy();
     let app = spawn("active").await;
     let now = now_secs();
     let event = Event {
@@ -901,7 +901,7 @@ async fn a_push_sealed_by_wechatpy_is_accepted_by_the_event_url() {
             ticket: "ticket@@@from-wechatpy".into(),
         },
     };
-    let sealed = crate::platform::platform_crypto::wechatpy(serde_json::json!({
+    let sealed = crate::support::wechatpy::wechatpy(serde_json::json!({
         "token": MSG_TOKEN, "key": AES_KEY, "appid": COMPONENT, "op": "seal",
         "messages": [{"xml": event.to_xml(), "timestamp": now.to_string(), "nonce": "777"}],
     }));

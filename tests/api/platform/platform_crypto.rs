@@ -2,10 +2,9 @@
 //! `WeChatCrypto` (a real WeChat SDK from PyPI, installed by scripts/test) seals events that
 //! wxtoken opens, and opens what wxtoken seals.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::support::wechatpy::{require_wechatpy, wechatpy};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use wxtoken::push::crypto::{Envelope, MsgCrypto, OpenError};
@@ -15,85 +14,6 @@ use wxtoken::push::replay::{Refused, ReplayGuard};
 const TOKEN: &str = "interop-token-7f3a";
 const KEY: &str = "Zr4Kp8Qw2Ex6Ty0Uo3Ia7Sd1Fg5Hj9Kl2Zx6Cv0Bn4M";
 const APPID: &str = "wx3c1f0a9d8e7b6a51";
-
-/// Reads `{"token","key","appid","op","messages":[..]}` on stdin and writes the results as a
-/// JSON list. `seal`: each message `{xml,timestamp,nonce}` becomes the push body WeChat sends
-/// (`AppId` and `Encrypt`) and its msg_signature. `open`: each `{body,msg_signature,timestamp,
-/// nonce}` becomes the decrypted XML. All crypto is wechatpy's.
-const WECHATPY: &str = r#"
-import json, sys
-import xmltodict
-from wechatpy.crypto import WeChatCrypto
-req = json.load(sys.stdin)
-crypto = WeChatCrypto(req["token"], req["key"], req["appid"])
-out = []
-for m in req["messages"]:
-    if req["op"] == "seal":
-        reply = xmltodict.parse(crypto.encrypt_message(m["xml"], m["nonce"], m["timestamp"]))["xml"]
-        body = "<xml><AppId><![CDATA[%s]]></AppId><Encrypt><![CDATA[%s]]></Encrypt></xml>" % (
-            req["appid"], reply["Encrypt"])
-        out.append({"body": body, "msg_signature": reply["MsgSignature"]})
-    else:
-        out.append(crypto.decrypt_message(m["body"], m["msg_signature"], m["timestamp"], m["nonce"]))
-json.dump(out, sys.stdout)
-"#;
-
-pub(crate) fn require_wechatpy() {
-    let found = Command::new("python3")
-        .args(["-c", "import wechatpy, xmltodict"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "python3 with wechatpy not found: run scripts/test, which installs it from PyPI"
-    );
-}
-
-/// Runs a Python `script` (one using wechatpy) with `args`, off the test's thread, and returns
-/// what it printed; panics with its stderr when it fails.
-pub(crate) async fn python(script: &'static str, args: Vec<String>) -> String {
-    let out = actix_web::rt::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg("-c")
-            .arg(script)
-            .args(args)
-            .output()
-            .expect("python3 runs")
-    })
-    .await
-    .expect("blocking task");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
-
-/// Runs the wechatpy script with `request` on stdin.
-pub(crate) fn wechatpy(request: Value) -> Vec<Value> {
-    let mut child = Command::new("python3")
-        .args(["-c", WECHATPY])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "wechatpy failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("wechatpy printed JSON")
-}
 
 fn now_secs() -> u64 {
     SystemTime::now()

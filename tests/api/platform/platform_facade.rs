@@ -627,14 +627,14 @@ print(json.dumps({"pre": pre, "auth": auth, "info": info, "user": user,
 
 #[actix_web::test]
 async fn wechatpys_component_client_works_with_its_base_url_at_wxtoken() {
-    crate::platform::platform_crypto::require_wechatpy();
+    crate::support::wechatpy::require_wechatpy();
     const CAFE: &str = "wx6c4b2d0e8f9a7b53";
     let app = spawn_facade().await;
     let authorized = app
         .fake
         .authorize(COMPONENT, CAFE, &[1], None)
         .expect("authorized");
-    let out = crate::platform::platform_crypto::python(
+    let out = crate::support::wechatpy::python(
         WECHATPY_COMPONENT,
         vec![
             app.base.clone(),

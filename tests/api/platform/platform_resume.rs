@@ -11,13 +11,13 @@ use wxtoken::metrics::{Metrics, MetricsMode};
 use wxtoken::store::platform::{code_digest, CodeState, PlatformStore as _};
 use wxtoken::store::EmbeddedStore;
 
-use crate::ops::process::{wait_for_listen_addr, wxtoken, KillOnDrop};
 use crate::support::fleet::RedisServer;
 use crate::support::helpers::*;
 use crate::support::platform::{
     crypto, now_secs, platform_and_crm, push_ticket, route_pushes, start_platform_fake,
     start_with_platform, COMPONENT,
 };
+use crate::support::process::{wait_for_listen_addr, wxtoken, KillOnDrop};
 
 const KEY: &str = "platform-client-key-00000001";
 /// Exchanged normally first, so that a restarted instance knows an account and runs no first

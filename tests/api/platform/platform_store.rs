@@ -15,9 +15,9 @@ use wxtoken::store::platform::{
 use wxtoken::store::{EmbeddedStore, RedisStore, TokenStore as _};
 use wxtoken::token::AccessToken;
 
-use crate::hostile::disk_full::Tmpfs;
 use crate::support::fleet::RedisServer;
 use crate::support::helpers::eventually;
+use crate::support::tmpfs::Tmpfs;
 
 const PLATFORM: &str = "saas";
 /// Every secret of these tests contains it: no log line or error may.

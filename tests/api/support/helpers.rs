@@ -312,6 +312,7 @@ pub fn test_options(spec: &Spec) -> Options {
         handle_signals: false,
         workers: Some(2),
         config_path: None,
+        hub: Default::default(),
     }
 }
 
@@ -422,6 +423,13 @@ impl TestApp {
         sample(&self.metrics_text().await, series)
     }
 
+    /// Each of the `(series, value)` pairs has that value (see [`TestApp::metric`]).
+    pub async fn assert_metrics(&self, expected: &[(&str, f64)]) {
+        for &(series, value) in expected {
+            assert_eq!(self.metric(series).await, Some(value), "{series}");
+        }
+    }
+
     pub fn minted(&self, appid: &str) -> u64 {
         self.fake.minted(appid)
     }
@@ -529,6 +537,11 @@ pub struct ThreadServer {
 
 impl ThreadServer {
     pub fn start(settings: Settings) -> ThreadServer {
+        ThreadServer::start_with(settings, wxtoken::messages::HubOptions::default())
+    }
+
+    /// [`ThreadServer::start`] with the message hub's lease and poll interval.
+    pub fn start_with(settings: Settings, hub: wxtoken::messages::HubOptions) -> ThreadServer {
         init_logs();
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -537,6 +550,7 @@ impl ThreadServer {
                 let opts = Options {
                     handle_signals: false,
                     workers: Some(1),
+                    hub,
                     ..Options::default()
                 };
                 // A server stopped just before, in this process, may still be dropping its
@@ -572,6 +586,15 @@ impl ThreadServer {
             system,
             server,
             thread: Some(thread),
+        }
+    }
+
+    /// Stops the System at once, as a crash would: work in flight (an attempt, a write not
+    /// yet answered) is dropped where it is, nothing is finished or recorded.
+    pub fn kill(mut self) {
+        self.system.stop();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
         }
     }
 

@@ -10,7 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
-use wxtoken::config::{NodeAddr, RedisAuth, RedisEndpoint, RedisSettings, RedisTls, SecretSource};
+use wxtoken::config::{
+    NodeAddr, RedisAuth, RedisEndpoint, RedisSettings, RedisTls, SecretSource, SentinelEndpoint,
+};
 
 use crate::support::fleet::RedisServer;
 
@@ -561,7 +563,7 @@ impl SentinelGroup {
 impl Deployment for SentinelGroup {
     fn store(&self, instance: &str) -> RedisSettings {
         RedisSettings {
-            endpoint: RedisEndpoint::Sentinel {
+            endpoint: RedisEndpoint::Sentinel(SentinelEndpoint {
                 sentinels: self
                     .sentinels
                     .iter()
@@ -586,7 +588,7 @@ impl Deployment for SentinelGroup {
                         SecretSource::Env("TEST".into()),
                     )
                 }),
-            },
+            }),
             tls: self.tls.clone(),
             ..RedisSettings::for_url("redis://unused/", instance)
         }

@@ -83,13 +83,13 @@ except WeChatClientException as e:
 
 #[actix_web::test]
 async fn wechatpy_sdk_gets_the_shared_token() {
-    crate::platform::platform_crypto::require_wechatpy();
+    crate::support::wechatpy::require_wechatpy();
     let app = TestApp::builder().start().await;
     let shared = app.shop_token().await;
     let run = |secret: &'static str| {
         let args = vec![app.base.clone(), SHOP_APPID.into(), secret.into()];
         async move {
-            crate::platform::platform_crypto::python(WECHATPY, args)
+            crate::support::wechatpy::python(WECHATPY, args)
                 .await
                 .trim()
                 .to_string()

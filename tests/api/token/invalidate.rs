@@ -164,23 +164,21 @@ async fn a_client_hammering_invalidate_with_a_valid_token_causes_no_refetch() {
         (1..50).contains(&burst_probes),
         "concurrent reports share a probe: {burst_probes} for 100"
     );
-    assert_eq!(
-        app.metric(r#"wxtoken_refetches_refused_total{app="shop",reason="token_alive"}"#)
-            .await,
-        Some(120.0)
-    );
-    assert_eq!(
-        app.metric(r#"wxtoken_invalidations_total{app="shop",outcome="alive"}"#)
-            .await,
-        Some(120.0)
-    );
-    assert_eq!(
-        app.metric(
-            r#"wxtoken_token_refreshes_total{app="shop",result="success",trigger="invalidated"}"#
-        )
-        .await,
-        Some(0.0)
-    );
+    app.assert_metrics(&[
+        (
+            r#"wxtoken_refetches_refused_total{app="shop",reason="token_alive"}"#,
+            120.0,
+        ),
+        (
+            r#"wxtoken_invalidations_total{app="shop",outcome="alive"}"#,
+            120.0,
+        ),
+        (
+            r#"wxtoken_token_refreshes_total{app="shop",result="success",trigger="invalidated"}"#,
+            0.0,
+        ),
+    ])
+    .await;
 }
 
 #[actix_web::test]
@@ -239,14 +237,15 @@ async fn refetches_for_killed_tokens_stop_at_the_hourly_cap() {
     assert_eq!(a.token().refreshed, Some(false));
     assert_eq!(app.minted(SHOP_APPID), 3);
     assert_eq!(app.fake.calls(Endpoint::Probe), probes);
-    assert_eq!(
-        app.metric(r#"wxtoken_refetches_refused_total{app="shop",reason="hourly_cap"}"#)
-            .await,
-        Some(1.0)
-    );
-    assert_eq!(
-        app.metric(r#"wxtoken_invalidations_total{app="shop",outcome="capped"}"#)
-            .await,
-        Some(1.0)
-    );
+    app.assert_metrics(&[
+        (
+            r#"wxtoken_refetches_refused_total{app="shop",reason="hourly_cap"}"#,
+            1.0,
+        ),
+        (
+            r#"wxtoken_invalidations_total{app="shop",outcome="capped"}"#,
+            1.0,
+        ),
+    ])
+    .await;
 }

@@ -134,16 +134,17 @@ async fn invalidation_forces_a_refresh_once_per_30_seconds() {
         calls,
         "no upstream call"
     );
-    assert_eq!(
-        app.metric(r#"wxtoken_invalidations_total{app="stable",outcome="refused"}"#)
-            .await,
-        Some(1.0)
-    );
-    assert_eq!(
-        app.metric(r#"wxtoken_forced_refresh_refusals_total{app="stable"}"#)
-            .await,
-        Some(1.0)
-    );
+    app.assert_metrics(&[
+        (
+            r#"wxtoken_invalidations_total{app="stable",outcome="refused"}"#,
+            1.0,
+        ),
+        (
+            r#"wxtoken_forced_refresh_refusals_total{app="stable"}"#,
+            1.0,
+        ),
+    ])
+    .await;
     // Revoking needs a forced refresh too: refused with 409 for the same reason.
     let r = app.post("/v1/apps/stable/revoke", Some(ADMIN), "").await;
     assert_eq!(r.status, 409, "{}", r.body);
@@ -166,16 +167,12 @@ async fn revoking_a_stable_token_rotates_it_at_once_and_announces_a_second_rotat
     assert_ne!(new, old);
     assert_ne!(app.fake.validity(&old), Validity::Valid);
     assert_eq!(token(&app).await, new);
-    assert_eq!(
-        app.metric(r#"wxtoken_revocations_total{app="stable"}"#)
-            .await,
-        Some(1.0)
-    );
-    assert_eq!(
-        app.metric(
-            r#"wxtoken_token_refreshes_total{app="stable",result="success",trigger="revoked"}"#
-        )
-        .await,
-        Some(1.0)
-    );
+    app.assert_metrics(&[
+        (r#"wxtoken_revocations_total{app="stable"}"#, 1.0),
+        (
+            r#"wxtoken_token_refreshes_total{app="stable",result="success",trigger="revoked"}"#,
+            1.0,
+        ),
+    ])
+    .await;
 }

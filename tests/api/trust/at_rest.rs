@@ -45,17 +45,8 @@ async fn fake() -> FakeWechat {
 /// An app with a JS-SDK ticket and a platform, on `store` (the `[store]` keys but encryption),
 /// with `keys` (`encryption_key_env = ...` lines; the variables hold K1 and K2).
 fn settings(fake: &FakeWechat, store: &str, keys: &str) -> Settings {
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstream]
-base_url = "{base}"
-min_token_lifetime_secs = 2
-[store]
-{store}
-{keys}
-[[apps]]
+    let rest = format!(
+        r#"[[apps]]
 name = "shop"
 appid = "{SHOP_APPID}"
 secret = "{SHOP_SECRET}"
@@ -72,9 +63,9 @@ name = "crm"
 key = "{KEY}"
 apps = ["shop"]
 platforms = ["saas"]
-"#,
-        base = fake.base_url(),
+"#
     );
+    let text = server_file(&fake.base_url(), &format!("{store}\n{keys}"), &rest);
     let env = |name: &str| match name {
         "K1" => Some(K1.to_string()),
         "K2" => Some(K2.to_string()),
@@ -85,18 +76,43 @@ platforms = ["saas"]
 }
 
 fn embedded(path: &Path) -> String {
-    format!(
-        "kind = \"embedded\"\npath = {}",
-        toml::Value::String(path.display().to_string())
-    )
+    format!("kind = \"embedded\"\npath = {}", quoted(path))
 }
 
 fn redis_store(redis: &RedisServer, local: &Path) -> String {
     format!(
         "kind = \"redis\"\nurl = \"{}\"\nkey_prefix = \"wxt\"\nlocal_path = {}",
         redis.url(),
-        toml::Value::String(local.display().to_string())
+        quoted(local)
     )
+}
+
+/// The embedded store at `path` written by one run under `first` keys, and a server started
+/// on it again under `then`, which reads the records back: the shop's token served without a
+/// new fetch. The secrets written, the running server, and the token it served.
+async fn restarted(
+    fake: &FakeWechat,
+    path: &Path,
+    first: &str,
+    then: &str,
+) -> (Vec<String>, ThreadServer, serde_json::Value) {
+    let secrets = written(fake, path, first).await;
+    let minted = fake.minted(SHOP_APPID);
+    let server = ThreadServer::start(settings(fake, &embedded(path), then));
+    let token = ok(&client(), &server.base, "/v1/apps/shop/token").await;
+    assert_eq!(fake.minted(SHOP_APPID), minted, "no fetch after a restart");
+    (secrets, server, token)
+}
+
+fn authorizer_token_path() -> String {
+    format!("/v1/platforms/saas/authorizers/{AUTHORIZER}/token")
+}
+
+/// The server serves the authorizer's token (read back, or refreshed with a refresh token it
+/// read back), then stops.
+async fn serves_the_authorizer_then_stops(server: ThreadServer) {
+    ok(&client(), &server.base, &authorizer_token_path()).await;
+    server.stop();
 }
 
 async fn ok(http: &awc::Client, base: &str, path: &str) -> serde_json::Value {
@@ -136,12 +152,7 @@ async fn exercise(fake: &FakeWechat, base: &str) -> Vec<String> {
     ok(&http, base, "/v1/apps/shop/token").await;
     ok(&http, base, "/v1/apps/shop/ticket/jsapi").await;
     ok(&http, base, "/v1/platforms/saas/component_token").await;
-    ok(
-        &http,
-        base,
-        &format!("/v1/platforms/saas/authorizers/{AUTHORIZER}/token"),
-    )
-    .await;
+    ok(&http, base, &authorizer_token_path()).await;
     let secrets = vec![
         fake.current_token(SHOP_APPID),
         fake.current_ticket(SHOP_APPID, "jsapi"),
@@ -245,22 +256,12 @@ async fn after_a_cold_start_the_redb_file_holds_no_secret_and_a_wrong_key_stops_
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wxtoken.redb");
     let sealed = |keys: &str| settings(&fake, &embedded(&path), keys);
-    let secrets = written(&fake, &path, "encryption_key_env = \"K1\"").await;
+    let k1 = "encryption_key_env = \"K1\"";
 
     // A cold start reads every record back: the same token, no new fetch.
-    let minted = fake.minted(SHOP_APPID);
-    let server = ThreadServer::start(sealed("encryption_key_env = \"K1\""));
-    let http = client();
-    let token = ok(&http, &server.base, "/v1/apps/shop/token").await;
+    let (secrets, server, token) = restarted(&fake, &path, k1, k1).await;
     assert_eq!(token["access_token"].as_str(), Some(secrets[0].as_str()));
-    assert_eq!(fake.minted(SHOP_APPID), minted, "no fetch after a restart");
-    ok(
-        &http,
-        &server.base,
-        &format!("/v1/platforms/saas/authorizers/{AUTHORIZER}/token"),
-    )
-    .await;
-    server.stop();
+    serves_the_authorizer_then_stops(server).await;
     assert_holds_none("the redb file", &std::fs::read(&path).unwrap(), &secrets);
 
     // Another key: the refresh tokens must not pass for absent; the start stops and says
@@ -278,13 +279,9 @@ async fn a_plaintext_store_keeps_working_under_a_key_and_rekey_seals_it_for_requ
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wxtoken.redb");
     let with = |keys: &str| settings(&fake, &embedded(&path), keys);
-    let secrets = written(&fake, &path, "").await;
 
     // A key added: the plaintext records are read (no fetch).
-    let minted = fake.minted(SHOP_APPID);
-    let server = ThreadServer::start(with("encryption_key_env = \"K1\""));
-    ok(&client(), &server.base, "/v1/apps/shop/token").await;
-    assert_eq!(fake.minted(SHOP_APPID), minted);
+    let (secrets, server, _) = restarted(&fake, &path, "", "encryption_key_env = \"K1\"").await;
     server.stop();
 
     // Required before every record is sealed: refused, not taken as absent.
@@ -301,13 +298,7 @@ async fn a_plaintext_store_keeps_working_under_a_key_and_rekey_seals_it_for_requ
     );
     assert_holds_none("the rekeyed file", &std::fs::read(&path).unwrap(), &secrets);
     let server = ThreadServer::start(with(strict));
-    ok(
-        &client(),
-        &server.base,
-        &format!("/v1/platforms/saas/authorizers/{AUTHORIZER}/token"),
-    )
-    .await;
-    server.stop();
+    serves_the_authorizer_then_stops(server).await;
 }
 
 #[actix_web::test]
@@ -350,11 +341,5 @@ async fn redis_values_and_the_local_copy_hold_no_secret_and_rekey_rotates_a_runn
 
     // K2 alone now serves everything, from Redis and the local copy.
     let server = ThreadServer::start(on_redis("encryption_key_env = \"K2\""));
-    ok(
-        &client(),
-        &server.base,
-        &format!("/v1/platforms/saas/authorizers/{AUTHORIZER}/token"),
-    )
-    .await;
-    server.stop();
+    serves_the_authorizer_then_stops(server).await;
 }

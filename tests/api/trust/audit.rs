@@ -10,6 +10,7 @@ use serde_json::Value;
 use wxtoken::audit::{AuditSettings, SinkKind, LINE_FIELDS};
 
 use crate::support::helpers::*;
+use crate::support::process::{serve_at_trace, succeeds, wait_exit, wxtoken};
 
 fn trail(path: &Path, fail_closed: bool) -> AuditSettings {
     AuditSettings {
@@ -189,7 +190,7 @@ async fn sighup_reopens_the_file_and_shutdown_writes_the_reads() {
     let fake = start_fake(&spec).await;
     let dir = tempfile::tempdir().unwrap();
     let path: PathBuf = dir.path().join("audit.log");
-    let (mut child, base, _log) = crate::ops::process::serve_at_trace(
+    let (mut child, base, _log) = serve_at_trace(
         dir.path(),
         &format!(
             "[upstream]\nbase_url = \"{}\"\nmin_token_lifetime_secs = 2\n[store]\npath = {}\n[audit]\nsink = \"file\"\npath = {}\n{}",
@@ -228,7 +229,7 @@ async fn sighup_reopens_the_file_and_shutdown_writes_the_reads() {
         .status()
         .unwrap();
     assert!(term.success());
-    let status = crate::ops::process::wait_exit(&mut child.0, Duration::from_secs(15));
+    let status = wait_exit(&mut child.0, Duration::from_secs(15));
     assert!(status.success(), "exit status {status}");
 
     let old = lines(&rotated);
@@ -257,14 +258,11 @@ async fn rekey_records_a_key_rotation_in_the_trail() {
         ),
     )
     .unwrap();
-    let out = crate::ops::process::wxtoken(&["rekey", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(&mut wxtoken(&[
+        "rekey",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
     let got = lines(&path);
     let rotations = of_event(&got, "key_rotation");
     assert_eq!(rotations.len(), 1, "{got:?}");

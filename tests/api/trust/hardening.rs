@@ -4,8 +4,8 @@
 
 use std::process::Stdio;
 
-use crate::ops::process::{wait_for_listen_addr, wxtoken, KillOnDrop};
 use crate::support::helpers::*;
+use crate::support::process::{succeeds, wait_for_listen_addr, wxtoken, KillOnDrop};
 
 /// A configuration whose billing client has `key` (inline) and listens on `listen`.
 fn config_with(dir: &std::path::Path, key: &str, listen: &str) -> std::path::PathBuf {
@@ -26,14 +26,11 @@ fn keygen_client_prints_a_key_check_config_accepts() {
     assert_eq!(key.len(), 43, "{key}");
     let dir = tempfile::tempdir().unwrap();
     let file = config_with(dir.path(), &key, "127.0.0.1:0");
-    let out = wxtoken(&["check-config", "--config", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(&mut wxtoken(&[
+        "check-config",
+        "--config",
+        file.to_str().unwrap(),
+    ]));
     let again = wxtoken(&["keygen", "--client"]).output().unwrap();
     assert_ne!(String::from_utf8(again.stdout).unwrap().trim(), key);
     // Without --client: the store's encryption key and its id, never a client key.

@@ -8,25 +8,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::pki::{curl, run, Pair, Pki};
-use crate::ops::process::{wait_for_listen_addr, wxtoken, KillOnDrop};
 use crate::support::helpers::*;
-use wxtoken::config::ServerTls;
-
-/// The standard test app serving HTTPS with `pair`: the app and its `https://` base URL.
-pub async fn https_app(pair: &Pair, client_ca: Option<&Path>) -> (TestApp, String) {
-    let tls = ServerTls {
-        cert_file: pair.cert.clone(),
-        key_file: pair.key.clone(),
-        client_ca_file: client_ca.map(Path::to_path_buf),
-    };
-    let app = TestApp::builder()
-        .adjust(move |(s, _)| s.server.tls = Some(tls))
-        .start()
-        .await;
-    let base = app.base.replace("http://", "https://");
-    (app, base)
-}
+use crate::support::pki::https_app;
+use crate::support::pki::{curl, run, Pki};
+use crate::support::process::{wait_for_listen_addr, wxtoken, KillOnDrop};
 
 /// A Python client (the standard library's ssl and http.client) that GETs `path` with the
 /// billing key, trusting `ca`, at most TLS `max` ("1.2" or "1.3"): prints the status, the TLS

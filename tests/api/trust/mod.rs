@@ -7,5 +7,4 @@ mod audit;
 pub mod hardening;
 pub mod https;
 pub mod mtls;
-pub mod pki;
 pub mod rate_limit;

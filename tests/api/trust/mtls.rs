@@ -5,14 +5,18 @@
 
 use std::path::Path;
 
-use super::https::https_app;
-use super::pki::{curl, curl_with_cert, Pki};
 use crate::support::helpers::*;
+use crate::support::pki::https_app;
+use crate::support::pki::{curl, curl_with_cert, Pki};
 use wxtoken::config::{CertMatch, ClientAuth, ServerTls};
 
 /// The standard app over HTTPS with client certificates from `pki`: `billing` matched by the
 /// subject `billing` (and its key), `ops` by the SAN `ops.shop.internal`; `mode` decides.
-async fn mtls_app(pki: &Pki, server: &super::pki::Pair, mode: ClientAuth) -> (TestApp, String) {
+async fn mtls_app(
+    pki: &Pki,
+    server: &crate::support::pki::Pair,
+    mode: ClientAuth,
+) -> (TestApp, String) {
     let tls = ServerTls {
         cert_file: server.cert.clone(),
         key_file: server.key.clone(),
@@ -125,7 +129,7 @@ async fn client_auth_cert_ignores_keys_and_both_needs_both() {
         .arg("--key")
         .arg(&billing.key)
         .arg(&facade);
-    let out = super::pki::run(cmd).await;
+    let out = crate::support::pki::run(cmd).await;
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(body["access_token"].is_string(), "{body}");
 

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::ops::process::{wait_for_listen_addr, wxtoken, KillOnDrop};
 use crate::support::helpers::*;
+use crate::support::process::{wait_for_listen_addr, wxtoken, KillOnDrop};
 use crate::support::wecom::*;
 
 const CORP: &str = "wwcorp00000000020";

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use crate::store::platform::{decode_code_of, encode_code, skip_corrupt, CodeRecord, Stored};
+use super::HashRecord;
+use crate::seal::Keyring;
+use crate::store::platform::{decode_code_of, encode_code, CodeRecord, Refused, Stored};
 use crate::store::redis::Inner;
 
 /// KEYS[1]: the codes hash; ARGV: digest, order, JSON. Writes unless the stored record's
@@ -50,6 +52,23 @@ return 1
     )
 });
 
+impl HashRecord for CodeRecord {
+    const READ: &'static str = "code read";
+
+    fn decode_of(
+        ring: &Keyring,
+        platform: &str,
+        bytes: &[u8],
+        digest: &[u8],
+    ) -> Result<Self, Refused> {
+        decode_code_of(ring, platform, bytes, digest)
+    }
+
+    fn stored(digest: &str) -> Stored<'_> {
+        Stored::Code(digest)
+    }
+}
+
 impl Inner {
     fn codes_key(&self, platform: &str) -> String {
         format!("{}:platform:{platform}:codes", self.prefix)
@@ -57,19 +76,6 @@ impl Inner {
 
     fn claim_key(&self, platform: &str, digest: &str) -> String {
         format!("{}:platform:{platform}:code_claim:{digest}", self.prefix)
-    }
-
-    /// A code record Redis holds under `digest`: skipped when corrupt, never when its code does
-    /// not open (see [`skip_corrupt`]).
-    fn code_or_skip(
-        &self,
-        platform: &str,
-        digest: &[u8],
-        bytes: &[u8],
-    ) -> anyhow::Result<Option<CodeRecord>> {
-        let decoded = decode_code_of(&self.ring, platform, bytes, digest);
-        let digest = String::from_utf8_lossy(digest);
-        skip_corrupt(self.corrupt(platform), Stored::Code(&digest), decoded)
     }
 
     pub(super) async fn redis_save_code(
@@ -83,18 +89,8 @@ impl Inner {
             r.order(),
             encode_code(&self.ring, platform, r),
         );
-        let written: i64 = self
-            .run("code write", |mut c| async move {
-                CODE_SCRIPT
-                    .key(&key)
-                    .arg(digest)
-                    .arg(order)
-                    .arg(body)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(written == 1)
+        self.write_if_newer("code write", &CODE_SCRIPT, key, (digest, order, body))
+            .await
     }
 
     /// The whole hash: codes are few (those of the last hour or so).
@@ -110,7 +106,7 @@ impl Inner {
             .await?;
         let mut out = BTreeMap::new();
         for pair in flat.chunks_exact(2) {
-            if let Some(r) = self.code_or_skip(platform, &pair[0], &pair[1])? {
+            if let Some(r) = self.hash_record_or_skip::<CodeRecord>(platform, &pair[0], &pair[1])? {
                 out.insert(r.digest.clone(), r);
             }
         }
@@ -123,11 +119,7 @@ impl Inner {
         digest: &str,
     ) -> anyhow::Result<Option<CodeRecord>> {
         let key = self.codes_key(platform);
-        let raw = self.get("code read", key, Some(digest)).await?;
-        match raw {
-            Some(b) => self.code_or_skip(platform, digest.as_bytes(), &b),
-            None => Ok(None),
-        }
+        self.redis_load_hash_record(platform, key, digest).await
     }
 
     /// Removes code records from Redis's copy.

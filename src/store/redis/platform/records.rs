@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use super::{script, CHUNK, CHUNKS_PER_PIPELINE};
+use super::{script, HashRecord, CHUNK, CHUNKS_PER_PIPELINE};
+use crate::seal::Keyring;
 use crate::store::platform::{
     decode_authorizer_of, decode_ticket, encode_authorizer, encode_ticket, skip_corrupt,
-    AuthorizerRecord, Stored, TicketRecord,
+    AuthorizerRecord, Refused, Stored, TicketRecord,
 };
 use crate::store::redis::Inner;
 
@@ -17,13 +18,8 @@ static TICKET_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
 local cur = redis.call('GET', KEYS[1])
-if cur then
-  local ok, rec = pcall(cjson.decode, cur)
-  local t = ok and type(rec) == 'table' and tonumber(rec.received_at_ms)
-  if t and t <= MAX_MS and t > tonumber(ARGV[1]) then
-    return 0
-  end
-end
+local t = stored_ms(cur, 'received_at_ms')
+if t and t > tonumber(ARGV[1]) then return 0 end
 if cur ~= ARGV[2] then redis.call('SET', KEYS[1], ARGV[2]) end
 return 1
 "#,
@@ -38,13 +34,8 @@ static SAVE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
 local out = {}
 for i = 1, #ARGV, 3 do
   local cur = redis.call('HGET', KEYS[1], ARGV[i])
-  local newer = false
-  if cur then
-    local ok, rec = pcall(cjson.decode, cur)
-    local t = ok and type(rec) == 'table' and tonumber(rec.updated_at_ms)
-    newer = t and t <= MAX_MS and t > tonumber(ARGV[i + 1])
-  end
-  if newer then
+  local t = stored_ms(cur, 'updated_at_ms')
+  if t and t > tonumber(ARGV[i + 1]) then
     out[#out + 1] = 0
   else
     if cur ~= ARGV[i + 2] then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2]) end
@@ -55,6 +46,23 @@ return out
 "#,
     )
 });
+
+impl HashRecord for AuthorizerRecord {
+    const READ: &'static str = "authorizer read";
+
+    fn decode_of(
+        ring: &Keyring,
+        platform: &str,
+        bytes: &[u8],
+        appid: &[u8],
+    ) -> Result<Self, Refused> {
+        decode_authorizer_of(ring, platform, bytes, appid)
+    }
+
+    fn stored(appid: &str) -> Stored<'_> {
+        Stored::Authorizer(appid)
+    }
+}
 
 impl Inner {
     pub(super) fn ticket_key(&self, platform: &str) -> String {
@@ -87,29 +95,8 @@ impl Inner {
         let key = self.ticket_key(platform);
         let order = ticket.order();
         let body = encode_ticket(&self.ring, platform, ticket);
-        let written: i64 = self
-            .run("ticket write", |mut c| async move {
-                TICKET_SCRIPT
-                    .key(&key)
-                    .arg(order)
-                    .arg(body)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(written == 1)
-    }
-
-    /// The record, `None` when corrupt (skipped and logged), an error when it does not open.
-    fn authorizer_or_skip(
-        &self,
-        platform: &str,
-        appid: &[u8],
-        bytes: &[u8],
-    ) -> anyhow::Result<Option<AuthorizerRecord>> {
-        let decoded = decode_authorizer_of(&self.ring, platform, bytes, appid);
-        let appid = String::from_utf8_lossy(appid);
-        skip_corrupt(self.corrupt(platform), Stored::Authorizer(&appid), decoded)
+        self.write_if_newer("ticket write", &TICKET_SCRIPT, key, (order, body))
+            .await
     }
 
     pub(super) async fn redis_load_authorizer(
@@ -118,11 +105,7 @@ impl Inner {
         appid: &str,
     ) -> anyhow::Result<Option<AuthorizerRecord>> {
         let key = self.authorizers_key(platform);
-        let raw = self.get("authorizer read", key, Some(appid)).await?;
-        match raw {
-            Some(b) => self.authorizer_or_skip(platform, appid.as_bytes(), &b),
-            None => Ok(None),
-        }
+        self.redis_load_hash_record(platform, key, appid).await
     }
 
     /// The whole hash by `HSCAN`, by appid.
@@ -136,7 +119,9 @@ impl Inner {
         loop {
             let (next, flat) = self.hscan_page("authorizer scan", &key, &cursor).await?;
             for pair in flat.chunks_exact(2) {
-                if let Some(r) = self.authorizer_or_skip(platform, &pair[0], &pair[1])? {
+                if let Some(r) =
+                    self.hash_record_or_skip::<AuthorizerRecord>(platform, &pair[0], &pair[1])?
+                {
                     // HSCAN may return an entry twice; the record is the same.
                     out.insert(r.appid.clone(), r);
                 }

@@ -22,14 +22,8 @@ static STALE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
         r#"
 local out = {}
 for i = 1, #ARGV, 2 do
-  local cur = redis.call('HGET', KEYS[1], ARGV[i])
-  local current = false
-  if cur then
-    local ok, rec = pcall(cjson.decode, cur)
-    local t = ok and type(rec) == 'table' and tonumber(rec.updated_at_ms)
-    current = t and t <= MAX_MS and t >= tonumber(ARGV[i + 1])
-  end
-  if not current then out[#out + 1] = (i + 1) / 2 end
+  local t = stored_ms(redis.call('HGET', KEYS[1], ARGV[i]), 'updated_at_ms')
+  if not (t and t >= tonumber(ARGV[i + 1])) then out[#out + 1] = (i + 1) / 2 end
 end
 return out
 "#,

@@ -1,9 +1,14 @@
 //! Certificates the tests make with rcgen: a CA, server and client certificates it signs (an
 //! expired one too), written to files the server's configuration names; and the clients that
-//! speak TLS to the server (curl and Python, run off the test's arbiter).
+//! speak TLS to the server (curl and Python, run off the test's arbiter); the test app serving
+//! HTTPS with them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use wxtoken::config::ServerTls;
+
+use crate::support::helpers::TestApp;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
@@ -113,4 +118,19 @@ pub async fn curl_with_cert(url: &str, ca: &Path, client: &Pair, extra: &[&str])
     ];
     args.extend_from_slice(extra);
     curl(url, ca, &args).await
+}
+
+/// The standard test app serving HTTPS with `pair`: the app and its `https://` base URL.
+pub async fn https_app(pair: &Pair, client_ca: Option<&Path>) -> (TestApp, String) {
+    let tls = ServerTls {
+        cert_file: pair.cert.clone(),
+        key_file: pair.key.clone(),
+        client_ca_file: client_ca.map(Path::to_path_buf),
+    };
+    let app = TestApp::builder()
+        .adjust(move |(s, _)| s.server.tls = Some(tls))
+        .start()
+        .await;
+    let base = app.base.replace("http://", "https://");
+    (app, base)
 }

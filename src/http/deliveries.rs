@@ -1,0 +1,217 @@
+//! The message hub's admin routes, handlers only: `GET /v1/admin/deliveries` (a page of
+//! pending or dead deliveries), `POST /v1/admin/deliveries/{id}/retry` (make one again) and
+//! `GET /v1/admin/pushes/unmatched` (the recent pushes no route took). Admin clients only, as
+//! every `/v1/admin/*` route; a retry is written to the audit trail.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use super::trail;
+use super::{ApiError, ServerState};
+use crate::audit::{Action, Entry};
+use crate::store::messages::{parse_delivery_id, DeliveryRecord, DeliveryState, MAX_PAGE};
+
+/// Deliveries per page when `limit` is not given.
+const DEFAULT_LIMIT: usize = 100;
+
+/// The client of `req`, if it is an admin.
+fn admin(state: &ServerState, req: &HttpRequest) -> Result<String, ApiError> {
+    let client = state.clients.load().authenticate(req)?;
+    if !client.admin {
+        return Err(ApiError::AdminOnly(client.name.clone()));
+    }
+    Ok(client.name.clone())
+}
+
+#[derive(Serialize)]
+struct DeliveryView<'a> {
+    id: &'a str,
+    route: &'a str,
+    state: &'static str,
+    attempts: u32,
+    last_error: Option<&'a str>,
+    received_at: String,
+}
+
+impl<'a> From<&'a DeliveryRecord> for DeliveryView<'a> {
+    fn from(d: &'a DeliveryRecord) -> Self {
+        DeliveryView {
+            id: &d.id,
+            route: &d.route,
+            state: d.state.as_str(),
+            attempts: d.attempts,
+            last_error: d.last_error.as_deref(),
+            received_at: d.received_at.rfc3339(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ListBody<'a> {
+    deliveries: Vec<DeliveryView<'a>>,
+    next_offset: Option<usize>,
+}
+
+/// The query of a listing, each parameter checked (an unknown one is ignored, as elsewhere).
+struct ListQuery {
+    state: DeliveryState,
+    offset: usize,
+    limit: usize,
+}
+
+fn list_query(query: &str) -> Result<ListQuery, ApiError> {
+    let mut q = ListQuery {
+        state: DeliveryState::Pending,
+        offset: 0,
+        limit: DEFAULT_LIMIT,
+    };
+    let mut state = None;
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "state" => {
+                state = Some(DeliveryState::parse(&v).ok_or_else(|| {
+                    ApiError::BadRequest("state must be `pending` or `dead`".into())
+                })?)
+            }
+            "offset" => {
+                q.offset = v
+                    .parse()
+                    .map_err(|_| ApiError::BadRequest("offset must be a whole number".into()))?
+            }
+            "limit" => {
+                q.limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}"))
+                    })?
+            }
+            _ => {}
+        }
+    }
+    q.state = state
+        .ok_or_else(|| ApiError::BadRequest("state is required: `pending` or `dead`".into()))?;
+    Ok(q)
+}
+
+/// `GET /v1/admin/deliveries?state=dead|pending&offset=&limit=`.
+pub async fn list(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    admin(&state, &req)?;
+    let q = list_query(req.query_string())?;
+    let page = state
+        .hub
+        .list(q.state, q.offset, q.limit)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %format!("{e:#}"), "cannot list deliveries");
+            ApiError::Unavailable("the message store cannot be read".into())
+        })?;
+    Ok(HttpResponse::Ok().json(ListBody {
+        deliveries: page.deliveries.iter().map(DeliveryView::from).collect(),
+        next_offset: page.next_offset,
+    }))
+}
+
+#[derive(Serialize)]
+struct RetryBody<'a> {
+    id: &'a str,
+    route: &'a str,
+    state: &'static str,
+}
+
+/// `POST /v1/admin/deliveries/{id}/retry`: 202, the delivery is due now with a fresh
+/// `max_age_secs`.
+pub async fn retry(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let client = admin(&state, &req)?;
+    let Some((_, route)) = parse_delivery_id(&id) else {
+        return Err(ApiError::BadRequest(
+            "not a delivery id (`{push id}.{route}`)".into(),
+        ));
+    };
+    let caller = trail::caller(&req, &client);
+    trail::admit(&state.audit, &caller, Action::DeadLetterRetry)?;
+    let entry = |outcome: &str| {
+        state.audit.record(&Entry {
+            action: Action::DeadLetterRetry,
+            caller: &caller,
+            credential: Some(route),
+            outcome,
+            fingerprints: vec![],
+        })
+    };
+    let again = match state.hub.retry(&id).await {
+        Ok(again) => again,
+        Err(e) => {
+            entry("unavailable");
+            tracing::warn!(delivery = %id, error = %format!("{e:#}"), "cannot retry a delivery");
+            return Err(ApiError::Unavailable(
+                "the message store cannot be written".into(),
+            ));
+        }
+    };
+    let Some(d) = again else {
+        entry("not_found");
+        return Err(ApiError::NotFound);
+    };
+    entry("ok");
+    tracing::warn!(target: "wxtoken::audit", event = "dead_letter_retry", client = %client,
+        delivery = %d.id, route = %d.route, "delivery retried");
+    Ok(HttpResponse::Accepted().json(RetryBody {
+        id: &d.id,
+        route: &d.route,
+        state: d.state.as_str(),
+    }))
+}
+
+#[derive(Serialize)]
+struct UnmatchedBody {
+    pushes: Vec<crate::messages::Unmatched>,
+}
+
+/// `GET /v1/admin/pushes/unmatched`: this instance's recent unmatched pushes, newest first.
+pub async fn unmatched(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    admin(&state, &req)?;
+    Ok(HttpResponse::Ok().json(UnmatchedBody {
+        pushes: state.hub.unmatched(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listing_query_is_checked_parameter_by_parameter() {
+        let q = list_query("state=dead").expect("valid");
+        assert_eq!(
+            (q.state, q.offset, q.limit),
+            (DeliveryState::Dead, 0, DEFAULT_LIMIT)
+        );
+        let q = list_query("state=pending&offset=200&limit=1000").expect("valid");
+        assert_eq!(
+            (q.state, q.offset, q.limit),
+            (DeliveryState::Pending, 200, 1000)
+        );
+        for bad in [
+            "",
+            "state=gone",
+            "state=dead&offset=-1",
+            "state=dead&limit=0",
+            "state=dead&limit=1001",
+            "state=dead&limit=x",
+        ] {
+            assert!(list_query(bad).is_err(), "{bad}");
+        }
+    }
+}
