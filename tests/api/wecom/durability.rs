@@ -226,3 +226,55 @@ async fn a_fleet_shares_the_corps_and_a_flushed_redis_loses_no_ticket_or_permane
         s.stop();
     }
 }
+
+#[actix_web::test]
+async fn an_expired_stored_ticket_mints_nothing_and_readiness_says_why() {
+    use wxtoken::metrics::{Metrics, MetricsMode};
+    use wxtoken::secret::AccessToken;
+    use wxtoken::store::wecom::WecomStore;
+    let fake = start_wecom_fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wxtoken.redb");
+    {
+        // A ticket received 31 minutes ago: WeCom honours one 30.
+        let store =
+            wxtoken::store::EmbeddedStore::open(&path, Metrics::new(&[], MetricsMode::Full))
+                .unwrap();
+        let w = WecomStore::new(
+            std::sync::Arc::new(store),
+            format!("wecom.{SUITE}"),
+            SUITE_ID,
+        );
+        let received = std::time::SystemTime::now() - Duration::from_secs(31 * 60);
+        w.save_ticket(AccessToken::new("an-old-suite-ticket-0001"), received)
+            .await
+            .unwrap();
+    }
+    let http = client();
+    let server = ThreadServer::start(wecom_settings(&fake, &path));
+    let url = format!("{}/v1/wecom/suites/{SUITE}/suite_token", server.base);
+    let (status, body) = get_json(&http, &url, KEY).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("s old"),
+        "{body}"
+    );
+    let (_, ready) = get_json(&http, &format!("{}/readyz", server.base), KEY).await;
+    assert!(
+        ready["wecom"][SUITE].as_str().unwrap().contains("s old"),
+        "{ready}"
+    );
+    assert_eq!(
+        fake.suite_calls("get_suite_token"),
+        0,
+        "no call with an expired ticket"
+    );
+    // The next push brings a fresh one, and the suite token follows at once.
+    route_callbacks(&fake, &server.base);
+    push_suite_ticket(&fake, SUITE_ID).await;
+    let served = eventually(Duration::from_secs(10), || async {
+        get_json(&http, &url, KEY).await.0 == 200
+    });
+    assert!(served.await);
+    server.stop();
+}
