@@ -257,10 +257,18 @@ impl Suite {
 
 /// Changes of their state.
 impl Suite {
-    /// Saves a record (newer `updated_at`) and keeps it in memory.
+    /// Saves a record (newer `updated_at`) and keeps it in memory. It is kept even when the
+    /// save fails: the store keeps the record and retries it (readiness says so meanwhile), and
+    /// a permanent code WeCom hands out once must not be dropped here; the error still goes
+    /// back, so the push it came with is answered 503. A newer record another instance stored
+    /// wins: it is read back instead.
     async fn put(&self, mut record: CorpRecord) -> anyhow::Result<()> {
         record.updated_at = SystemTime::now();
-        self.store.save_corp(record.clone()).await?;
+        let saved = self.store.save_corp(record.clone()).await;
+        if matches!(saved, Ok(false)) {
+            self.reload_corp(&record.corpid).await;
+            return Ok(());
+        }
         let mut map = lock(&self.corps);
         match map.get_mut(&record.corpid) {
             Some(e) => e.record = record,
@@ -268,7 +276,7 @@ impl Suite {
                 map.insert(record.corpid.clone(), CorpEntry::new(record));
             }
         }
-        Ok(())
+        saved.map(|_| ())
     }
 
     /// A corp installed the suite, or its permanent code was reset: the new code stored, its

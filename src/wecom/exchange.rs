@@ -121,8 +121,8 @@ impl Suite {
                 let corpid = install.corpid.clone();
                 if let Err(e) = self.install(install).await {
                     tracing::error!(suite = %self.name(), corp = %corpid, error = %format!("{e:#}"),
-                        "could not store the corp's permanent code; the exchange is not repeated \
-                         (WeCom honours an AuthCode once)");
+                        "could not save the corp's permanent code yet: it is served from memory \
+                         and the store keeps retrying (WeCom honours an AuthCode once)");
                 }
                 self.exchanges
                     .remember(code.expose(), corpid.clone(), Instant::now());
