@@ -60,9 +60,12 @@ impl Suite {
             Some(c) => c.open_encrypt(envelope, echostr),
             None => self.crypto.open_encrypt_any_receiver(envelope, echostr),
         };
+        // The signature first: only a sender holding the Token learns anything more.
+        let plain =
+            opened.map_err(|e| self.refused(e.http_status(), e.to_string(), "url_check"))?;
         crate::push::replay::check_fresh(&envelope.timestamp, SystemTime::now())
             .map_err(|e| self.refused(e.http_status(), e.to_string(), "url_check"))?;
-        opened.map_err(|e| self.refused(e.http_status(), e.to_string(), "url_check"))
+        Ok(plain)
     }
 
     /// A callback whose query has no envelope, refused.
