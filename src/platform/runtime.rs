@@ -4,12 +4,11 @@
 //! `receive.rs`, `reconcile.rs`, `exchange.rs`, `background.rs`, `readiness.rs`, `messages.rs`,
 //! `release_check.rs`).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use arc_swap::ArcSwapOption;
 
-use super::authorizers::AuthorizerEntry;
+use super::accounts::Accounts;
 use super::codes::Exchanges;
 use super::component::SeenComponentTokens;
 use crate::config::{PlatformSettings, UpstreamSettings};
@@ -72,7 +71,7 @@ pub struct Platform {
     /// The last pushed verify ticket, shared with the component token's source.
     pub(super) ticket: Arc<ArcSwapOption<TicketRecord>>,
     pub(super) component: CredentialHandle,
-    pub(super) authorizers: Mutex<HashMap<String, AuthorizerEntry>>,
+    pub(super) authorizers: Accounts<crate::store::platform::AuthorizerRecord>,
     pub(super) store: Arc<dyn PlatformStore>,
     pub(super) deps: ActorDeps,
     pub(super) upstream: Upstream,
@@ -139,17 +138,14 @@ impl Platform {
         let ticket = Arc::new(ArcSwapOption::new(ticket.map(Arc::new)));
         let upstream = Upstream::new(deps);
         let component = super::component::start_actor(&settings, deps, &ticket, &upstream);
-        let authorizers = records
-            .into_iter()
-            .map(|r| (r.appid.clone(), AuthorizerEntry::new(r)))
-            .collect();
+        let authorizers = Accounts::new(records);
         let platform = Arc::new_cyclic(|me| Platform {
             settings,
             crypto,
             replay: Mutex::new(ReplayGuard::default()),
             ticket,
             component,
-            authorizers: Mutex::new(authorizers),
+            authorizers,
             store,
             deps: deps.clone(),
             upstream,

@@ -11,29 +11,31 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::corp_source::CorpSource;
-use super::runtime::{lock, Suite};
+use super::runtime::Suite;
 use crate::config::labels::wecom_corps_label;
 use crate::config::AuthorizerRefresh;
+use crate::platform::{Account, Refusal};
 use crate::store::wecom::{CorpRecord, CorpState};
 use crate::store::AppKey;
 use crate::token::messages::Retire;
 use crate::token::{spawn_sourced, CredentialHandle, TokenRecord, Unavailable};
 use crate::upstream::{Priority, Promotion, SuiteInstall};
 
-/// One corp as the suite knows it.
-pub(super) struct CorpEntry {
-    pub(super) record: CorpRecord,
-    actor: Option<CredentialHandle>,
-    last_request: Option<SystemTime>,
-}
+impl Account for CorpRecord {
+    fn id(&self) -> &str {
+        &self.corpid
+    }
 
-impl CorpEntry {
-    pub(super) fn new(record: CorpRecord) -> CorpEntry {
-        CorpEntry {
-            record,
-            actor: None,
-            last_request: None,
-        }
+    fn state(&self) -> CorpState {
+        self.state
+    }
+
+    fn holds_secret(&self) -> bool {
+        self.permanent_code.is_some()
+    }
+
+    fn updated_at(&self) -> SystemTime {
+        self.updated_at
     }
 }
 
@@ -47,6 +49,17 @@ pub enum CorpRefusal {
     NeedsReauth,
 }
 
+impl From<Refusal> for CorpRefusal {
+    fn from(r: Refusal) -> CorpRefusal {
+        match r {
+            Refusal::Unknown => CorpRefusal::Unknown,
+            Refusal::Revoked => CorpRefusal::Revoked,
+            // A corp without its permanent code can only install again.
+            Refusal::NeedsReauth | Refusal::NoSecret => CorpRefusal::NeedsReauth,
+        }
+    }
+}
+
 /// Why a corp's token could not be had.
 #[derive(Debug)]
 pub enum CorpUnavailable {
@@ -58,16 +71,13 @@ pub enum CorpUnavailable {
 impl Suite {
     /// One corp's record, as held now (with its permanent code: for this crate's callers).
     pub fn corp(&self, corpid: &str) -> Option<CorpRecord> {
-        lock(&self.corps).get(corpid).map(|e| e.record.clone())
+        self.corps.get(corpid)
     }
 
     /// The permanent code of an installed corp.
     pub(super) fn permanent_code(&self, corpid: &str) -> Option<crate::secret::AccessToken> {
-        let map = lock(&self.corps);
-        let e = map.get(corpid)?;
-        (e.record.state == CorpState::Authorized)
-            .then(|| e.record.permanent_code.clone())
-            .flatten()
+        self.corps
+            .of_authorized(corpid, |r| r.permanent_code.clone())
     }
 
     /// One page of the corps in `state` (all when `None`), by corpid: how many and the records
@@ -78,21 +88,7 @@ impl Suite {
         offset: usize,
         limit: usize,
     ) -> (usize, Vec<CorpRecord>) {
-        let map = lock(&self.corps);
-        let mut matching: Vec<&CorpRecord> = map
-            .values()
-            .map(|e| &e.record)
-            .filter(|r| state.is_none_or(|s| r.state == s))
-            .collect();
-        matching.sort_unstable_by(|a, b| a.corpid.cmp(&b.corpid));
-        let total = matching.len();
-        let page = matching
-            .into_iter()
-            .skip(offset)
-            .take(limit)
-            .cloned()
-            .collect();
-        (total, page)
+        self.corps.page(state, offset, limit)
     }
 
     /// Reads a corp's record from the store and keeps it if it is newer than the one held:
@@ -106,17 +102,7 @@ impl Suite {
                 None
             }
         };
-        let mut map = lock(&self.corps);
-        if let Some(r) = stored {
-            match map.get_mut(corpid) {
-                Some(e) if e.record.updated_at >= r.updated_at => {}
-                Some(e) => e.record = r,
-                None => {
-                    map.insert(corpid.to_string(), CorpEntry::new(r));
-                }
-            }
-        }
-        map.contains_key(corpid)
+        self.corps.keep_if_newer(corpid, stored)
     }
 }
 
@@ -125,23 +111,10 @@ impl Suite {
     /// The token actor of a corp whose token may be served, started if it has none; records
     /// the request for the `"active"` window.
     pub fn corp_actor(&self, corpid: &str) -> Result<CredentialHandle, CorpRefusal> {
-        {
-            let mut map = lock(&self.corps);
-            let e = map.get_mut(corpid).ok_or(CorpRefusal::Unknown)?;
-            match e.record.state {
-                CorpState::Revoked => return Err(CorpRefusal::Revoked),
-                CorpState::NeedsReauth => return Err(CorpRefusal::NeedsReauth),
-                CorpState::Authorized if e.record.permanent_code.is_none() => {
-                    return Err(CorpRefusal::NeedsReauth)
-                }
-                CorpState::Authorized => {}
-            }
-            e.last_request = Some(SystemTime::now());
-            if let Some(h) = &e.actor {
-                return Ok(h.clone());
-            }
-        }
-        self.ensure_actor(corpid).ok_or(CorpRefusal::Unknown)
+        let me = self.me();
+        self.corps
+            .actor(corpid, || Some(self.start_actor(&me?, corpid)))
+            .map_err(CorpRefusal::from)
     }
 
     /// [`Suite::corp_actor`], reading the store first when the corp is unknown here.
@@ -183,23 +156,22 @@ impl Suite {
         }
     }
 
-    fn ensure_actor(&self, corpid: &str) -> Option<CredentialHandle> {
-        let me = self.me()?;
-        let mut map = lock(&self.corps);
-        let e = map.get_mut(corpid)?;
-        if let Some(h) = &e.actor {
-            return Some(h.clone());
-        }
-        let handle = spawn_sourced(
+    fn start_actor(&self, me: &Arc<Suite>, corpid: &str) -> CredentialHandle {
+        spawn_sourced(
             &self.deps,
             corpid,
-            Arc::new(CorpSource::new(&me, corpid)),
+            Arc::new(CorpSource::new(me, corpid)),
             self.corp_key(corpid),
             wecom_corps_label(self.name()),
             None,
-        );
-        e.actor = Some(handle.clone());
-        Some(handle)
+        )
+    }
+
+    fn ensure_actor(&self, corpid: &str) {
+        if let Some(me) = self.me() {
+            self.corps
+                .ensure_actor(corpid, || self.start_actor(&me, corpid));
+        }
     }
 
     /// `"all"`: starts the actor of every installed corp that has none.
@@ -207,11 +179,7 @@ impl Suite {
         if self.settings.corp_refresh != AuthorizerRefresh::All {
             return;
         }
-        let corpids: Vec<String> = lock(&self.corps)
-            .iter()
-            .filter(|(_, e)| e.record.state == CorpState::Authorized && e.actor.is_none())
-            .map(|(c, _)| c.clone())
-            .collect();
+        let corpids = self.corps.authorized_without_actor();
         for corpid in corpids {
             self.ensure_actor(&corpid);
         }
@@ -219,10 +187,7 @@ impl Suite {
 
     /// Stops a corp's actor (revoked, refused, idle, or to start afresh).
     fn retire_actor(&self, corpid: &str) {
-        let actor = lock(&self.corps)
-            .get_mut(corpid)
-            .and_then(|e| e.actor.take());
-        if let Some(h) = actor {
+        for h in self.corps.take_actors(corpid) {
             h.addr.do_send(Retire);
         }
     }
@@ -232,15 +197,7 @@ impl Suite {
         let AuthorizerRefresh::Active { window } = self.settings.corp_refresh else {
             return 0;
         };
-        let idle: Vec<String> = lock(&self.corps)
-            .iter()
-            .filter(|(_, e)| e.actor.is_some())
-            .filter(|(_, e)| {
-                e.last_request
-                    .is_none_or(|at| now.duration_since(at).unwrap_or_default() > window)
-            })
-            .map(|(c, _)| c.clone())
-            .collect();
+        let idle = self.corps.idle(window, now);
         for corpid in &idle {
             self.retire_actor(corpid);
         }
@@ -249,9 +206,7 @@ impl Suite {
 
     /// Whether any corp has a running token actor (for tests of the sweep and of revocation).
     pub fn corp_has_actor(&self, corpid: &str) -> bool {
-        lock(&self.corps)
-            .get(corpid)
-            .is_some_and(|e| e.actor.is_some())
+        self.corps.has_actor(corpid)
     }
 }
 
@@ -269,13 +224,7 @@ impl Suite {
             self.reload_corp(&record.corpid).await;
             return Ok(());
         }
-        let mut map = lock(&self.corps);
-        match map.get_mut(&record.corpid) {
-            Some(e) => e.record = record,
-            None => {
-                map.insert(record.corpid.clone(), CorpEntry::new(record));
-            }
-        }
+        self.corps.keep(record);
         saved.map(|_| ())
     }
 

@@ -2,15 +2,13 @@
 //! once at start. Its fields are its own: other rooms call its methods, which the files next to
 //! this one add by concept.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use arc_swap::ArcSwapOption;
 
-use super::corps::CorpEntry;
 use super::ticket::SuiteTicket;
 use crate::config::WecomSuiteSettings;
-use crate::platform::{Exchanges, Upstream};
+use crate::platform::{Accounts, Exchanges, Upstream};
 use crate::push::crypto::MsgCrypto;
 use crate::push::replay::ReplayGuard;
 use crate::store::platform::PlatformStore;
@@ -31,7 +29,7 @@ pub struct Suite {
     /// The last pushed suite ticket, shared with the suite token's source.
     pub(super) ticket: Arc<ArcSwapOption<SuiteTicket>>,
     pub(super) suite_token: CredentialHandle,
-    pub(super) corps: Mutex<HashMap<String, CorpEntry>>,
+    pub(super) corps: Accounts<crate::store::wecom::CorpRecord>,
     pub(super) store: WecomStore,
     pub(super) deps: ActorDeps,
     pub(super) upstream: Upstream,
@@ -78,10 +76,7 @@ impl Suite {
         let ticket = Arc::new(ArcSwapOption::new(ticket.map(Arc::new)));
         let upstream = Upstream::new(deps);
         let suite_token = super::ticket::start_actor(&settings, deps, &ticket, &upstream);
-        let corps = records
-            .into_iter()
-            .map(|r| (r.corpid.clone(), CorpEntry::new(r)))
-            .collect();
+        let corps = Accounts::new(records);
         let suite = Arc::new_cyclic(|me| Suite {
             settings,
             crypto,
@@ -89,7 +84,7 @@ impl Suite {
             replay: Mutex::new(ReplayGuard::default()),
             ticket,
             suite_token,
-            corps: Mutex::new(corps),
+            corps,
             store,
             deps: deps.clone(),
             upstream,
