@@ -260,3 +260,84 @@ impl<R: Account> Accounts<R> {
         c
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Rec {
+        id: String,
+        state: AuthorizerState,
+        secret: bool,
+        at: u64,
+    }
+
+    impl Account for Rec {
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn state(&self) -> AuthorizerState {
+            self.state
+        }
+        fn holds_secret(&self) -> bool {
+            self.secret
+        }
+        fn updated_at(&self) -> SystemTime {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(self.at)
+        }
+    }
+
+    fn rec(id: &str, state: AuthorizerState, secret: bool, at: u64) -> Rec {
+        Rec {
+            id: id.into(),
+            state,
+            secret,
+            at,
+        }
+    }
+
+    #[test]
+    fn an_account_is_refused_by_its_state_before_any_actor_starts() {
+        use AuthorizerState::*;
+        let book = Accounts::new(vec![
+            rec("a", Revoked, true, 1),
+            rec("b", NeedsReauth, true, 1),
+            rec("c", Authorized, false, 1),
+        ]);
+        let never = || -> Option<CredentialHandle> { panic!("no actor for a refused account") };
+        assert_eq!(book.actor("a", never).err(), Some(Refusal::Revoked));
+        assert_eq!(book.actor("b", never).err(), Some(Refusal::NeedsReauth));
+        assert_eq!(book.actor("c", never).err(), Some(Refusal::NoSecret));
+        assert_eq!(book.actor("z", never).err(), Some(Refusal::Unknown));
+        let c = book.counts();
+        assert_eq!((c.revoked, c.needs_reauth, c.idle, c.active), (1, 1, 1, 0));
+    }
+
+    #[test]
+    fn pages_are_in_id_order_and_a_stored_record_wins_only_if_newer() {
+        use AuthorizerState::*;
+        let book = Accounts::new(
+            (0..5)
+                .rev()
+                .map(|i| rec(&format!("wx{i}"), Authorized, true, 10))
+                .collect(),
+        );
+        let (total, page) = book.page(None, 1, 2);
+        assert_eq!(total, 5);
+        let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["wx1", "wx2"]);
+        assert_eq!(book.page(Some(Revoked), 0, 10), (0, vec![]));
+        assert!(book.keep_if_newer("wx1", Some(rec("wx1", Revoked, true, 5))));
+        assert_eq!(
+            book.get("wx1").map(|r| r.state),
+            Some(Authorized),
+            "older: dropped"
+        );
+        assert!(book.keep_if_newer("wx1", Some(rec("wx1", Revoked, true, 11))));
+        assert_eq!(book.get("wx1").map(|r| r.state), Some(Revoked));
+        assert!(!book.keep_if_newer("wx9", None));
+        assert_eq!(book.of_authorized("wx1", |r| Some(r.at)), None);
+        assert_eq!(book.of_authorized("wx2", |r| Some(r.at)), Some(10));
+    }
+}
