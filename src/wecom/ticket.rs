@@ -97,28 +97,26 @@ type Fetch = Result<Fetched, UpstreamError>;
 
 /// The suite token's fetch with `ticket` (none: nothing to mint with). A failure leaves the
 /// ticket alone: the next push replaces it, and a token error says nothing of it.
-fn mint(
+async fn mint(
     settings: Arc<WecomSuiteSettings>,
     ticket: Option<Arc<SuiteTicket>>,
     upstream: Upstream,
-) -> impl FnOnce(Priority, Promotion) -> LocalBoxFuture<'static, Fetch> {
-    move |priority, promotion| {
-        Box::pin(async move {
-            let ticket = ticket.ok_or(UpstreamError::NoToken)?;
-            let keys = settings.clone();
-            let fetched = upstream
-                .in_slot(priority, promotion, |c| async move {
-                    c.fetch_suite_token(&keys.suite_id, &keys.suite_secret, &ticket.ticket)
-                        .await
-                })
-                .await;
-            if let Err(e) = &fetched {
-                tracing::warn!(suite = %settings.name, errcode = e.errcode(), error = %e,
-                    "could not mint the suite token");
-            }
-            fetched
+    priority: Priority,
+    promotion: Promotion,
+) -> Fetch {
+    let ticket = ticket.ok_or(UpstreamError::NoToken)?;
+    let keys = settings.clone();
+    let fetched = upstream
+        .in_slot(priority, promotion, |c| async move {
+            c.fetch_suite_token(&keys.suite_id, &keys.suite_secret, &ticket.ticket)
+                .await
         })
+        .await;
+    if let Err(e) = &fetched {
+        tracing::warn!(suite = %settings.name, errcode = e.errcode(), error = %e,
+            "could not mint the suite token");
     }
+    fetched
 }
 
 impl ExternalSource for SuiteTokenSource {
@@ -131,12 +129,8 @@ impl ExternalSource for SuiteTokenSource {
     }
 
     fn fetch(&self, p: Priority, q: Promotion) -> LocalBoxFuture<'static, Fetch> {
-        let mint = mint(
-            self.settings.clone(),
-            self.ticket.load_full(),
-            self.upstream.clone(),
-        );
-        Box::pin(mint(p, q))
+        let (settings, upstream) = (self.settings.clone(), self.upstream.clone());
+        Box::pin(mint(settings, self.ticket.load_full(), upstream, p, q))
     }
 
     fn probe_kind(&self) -> Option<ProbeKind> {
