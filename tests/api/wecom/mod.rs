@@ -5,3 +5,4 @@
 pub mod callbacks;
 pub mod corps;
 pub mod durability;
+pub mod reload;
