@@ -161,3 +161,35 @@ async fn a_callback_for_another_suite_or_unsigned_is_refused_and_stored_nowhere(
         .await;
     assert_eq!(answer.status, 401);
 }
+
+#[actix_web::test]
+async fn without_its_provider_a_suite_checks_the_signature_and_not_the_receive_id() {
+    // The template names no provider: its URL check cannot know the corpid.
+    let tables = wecom_tables("active");
+    let second = tables
+        .match_indices("provider = \"vendor\"\n")
+        .nth(1)
+        .map(|(i, _)| i)
+        .unwrap();
+    let tables = format!("{}{}", &tables[..second], &tables[second + 20..]);
+    let app = TestApp::builder()
+        .fake(start_wecom_fake().await)
+        .config(&tables)
+        .start()
+        .await;
+    route_callbacks(&app.fake, &app.base);
+    let (check, plain) = app
+        .fake
+        .check_suite_url(TEMPLATE_ID, Some("wwanyprovider0001"))
+        .await
+        .unwrap();
+    assert_eq!(check.status, Some(200), "{check:?}");
+    assert_eq!(check.body, plain);
+    // The suite that names its provider still refuses another receive id.
+    let (check, _) = app
+        .fake
+        .check_suite_url(SUITE_ID, Some("wwanyprovider0001"))
+        .await
+        .unwrap();
+    assert_eq!(check.status, Some(400), "{check:?}");
+}
