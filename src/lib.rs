@@ -46,6 +46,9 @@
 //! - `push`: WeChat's encrypted push protocol: signature, decryption, replay refusal, events.
 //! - `platform`: the Open Platform: a running platform behind one API (pushes received, the
 //!   component token, its authorizers, reconciliation, background work).
+//! - `wecom`: WeCom service providers: running suites (callbacks, suite ticket and token,
+//!   installed corps and their tokens, AuthCode exchanges) and provider tokens, built on the
+//!   platform's rooms.
 //! - `fake`: a fake WeChat for tests, the demo and manual runs.
 //! - `telemetry`: logging.
 //! - `healthcheck`: the probe command for images without a shell.
@@ -87,3 +90,4 @@ pub mod time;
 pub mod tls;
 pub mod token;
 pub mod upstream;
+pub mod wecom;

@@ -164,6 +164,8 @@ mod tests {
             }),
             apps: AppScope::All,
             platforms: AppScope::All,
+            wecom_suites: AppScope::All,
+            wecom_providers: AppScope::All,
             admin: false,
             proxy: false,
         }

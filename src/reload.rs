@@ -54,6 +54,9 @@ struct Running {
     /// The series set is chosen at start-up (`per_app = "auto"` from the credentials then).
     metrics: MetricsSettings,
     platforms: Vec<PlatformSettings>,
+    /// WeCom suites and providers, like platforms, run from their start's settings.
+    wecom_suites: Vec<crate::config::WecomSuiteSettings>,
+    wecom_providers: Vec<crate::config::WecomProviderSettings>,
     /// Routes are read by the message hub at start-up only.
     routes: Vec<crate::config::RouteSettings>,
     /// The trail's file is opened at start-up (and reopened on SIGHUP), its settings kept.
@@ -78,6 +81,8 @@ impl Reloader {
                 proxy: current.proxy,
                 metrics: current.metrics,
                 platforms: current.platforms,
+                wecom_suites: current.wecom_suites,
+                wecom_providers: current.wecom_providers,
                 routes: current.routes,
                 audit: current.audit,
             },
@@ -132,6 +137,11 @@ impl Reloader {
                 .all(|(a, b)| a.same_as(b));
         if !platforms_same {
             needs_restart.push("platforms".to_string());
+        }
+        if !crate::config::same_suites(&new.wecom_suites, &self.running.wecom_suites)
+            || !crate::config::same_providers(&new.wecom_providers, &self.running.wecom_providers)
+        {
+            needs_restart.push("wecom".to_string());
         }
         // Routes too: deliveries in flight are made with the routes they were taken for.
         let routes_same = new.routes.len() == self.running.routes.len()

@@ -244,6 +244,17 @@ async fn start_services(
         shared.spawn_background();
         platforms.insert(p.name.clone(), shared);
     }
+    let mut wecom_suites = HashMap::new();
+    for s in &settings.wecom_suites {
+        let suite = crate::wecom::Suite::start(s, &deps, stores.platforms.clone()).await?;
+        suite.spawn_background();
+        wecom_suites.insert(s.name.clone(), suite);
+    }
+    let wecom_providers = settings
+        .wecom_providers
+        .iter()
+        .map(|p| (p.name.clone(), crate::wecom::Provider::start(p, &deps)))
+        .collect();
     let known_refresh_tokens = Arc::new(crate::proxy::PlatformRefreshTokens(
         platforms.values().cloned().collect(),
     ));
@@ -285,6 +296,8 @@ async fn start_services(
         wait_limit: options.wait_limit,
         reloader,
         platforms,
+        wecom_suites,
+        wecom_providers,
         tokens,
         gateway,
         readiness: settings.server.readiness,

@@ -34,6 +34,8 @@ fn url_safe(b: u8) -> bool {
 pub(super) struct Known<'a> {
     pub(super) app: &'a dyn Fn(&str) -> bool,
     pub(super) platform: &'a dyn Fn(&str) -> bool,
+    pub(super) wecom_suite: &'a dyn Fn(&str) -> bool,
+    pub(super) wecom_provider: &'a dyn Fn(&str) -> bool,
 }
 
 /// Checks every `[[clients]]` entry (at least one), and that no name or key is used twice.
@@ -88,15 +90,34 @@ pub(super) fn validate_clients(
             }
             certs.push(cert.clone());
         }
-        if c.apps.is_none() && c.platforms.is_none() {
+        if c.apps.is_none()
+            && c.platforms.is_none()
+            && c.wecom_suites.is_none()
+            && c.wecom_providers.is_none()
+        {
             return Err(ConfigError::at(
                 format!("{key}.apps"),
-                "missing: list app names or [\"*\"] in apps, platform names or [\"*\"] in platforms, or both",
+                "missing: list app names or [\"*\"] in apps, platform names or [\"*\"] in platforms, or both \
+                 (or WeCom suites and providers in wecom_suites and wecom_providers)",
             ));
         }
         let rate = client_rate(&key, c.rate_per_second, c.burst)?;
         let apps = scope(&key, "apps", "app", c.apps, known.app)?;
         let platforms = scope(&key, "platforms", "platform", c.platforms, known.platform)?;
+        let wecom_suites = scope(
+            &key,
+            "wecom_suites",
+            "WeCom suite",
+            c.wecom_suites,
+            known.wecom_suite,
+        )?;
+        let wecom_providers = scope(
+            &key,
+            "wecom_providers",
+            "WeCom provider",
+            c.wecom_providers,
+            known.wecom_provider,
+        )?;
         clients.push(ClientSettings {
             name: c.name,
             key_sha256: digest,
@@ -105,6 +126,8 @@ pub(super) fn validate_clients(
             rate,
             apps,
             platforms,
+            wecom_suites,
+            wecom_providers,
             admin: c.admin,
             proxy: c.proxy,
         });

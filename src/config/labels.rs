@@ -6,7 +6,9 @@
 //! - an app's ticket: `shop:jsapi_ticket`;
 //! - a platform's component token: `platform:saas`;
 //! - a platform's authorizers, one label for all of them: `platform:saas:authorizers`, and
-//!   their tickets by kind: `platform:saas:authorizers:jsapi_ticket`.
+//!   their tickets by kind: `platform:saas:authorizers:jsapi_ticket`;
+//! - a WeCom suite's token `wecom:crm-suite`, its corps' `wecom:crm-suite:corps`, a WeCom
+//!   provider's token `wecom-provider:vendor`.
 
 use super::TicketKind;
 
@@ -31,6 +33,27 @@ pub fn authorizer_label(platform: &str) -> String {
 /// The label every authorizer ticket actor of `platform` and `kind` shares.
 pub fn authorizer_ticket_label(platform: &str, kind: TicketKind) -> String {
     ticket_of(&authorizer_label(platform), kind.as_str())
+}
+
+/// The label of WeCom suite `name`'s suite token: `wecom:crm-suite`.
+pub fn wecom_suite_label(name: &str) -> String {
+    format!("wecom:{name}")
+}
+
+/// The label every corp token actor of WeCom suite `suite` shares: `wecom:crm-suite:corps`.
+pub fn wecom_corps_label(suite: &str) -> String {
+    format!("wecom:{suite}:corps")
+}
+
+/// The label of WeCom provider `name`'s provider token: `wecom-provider:vendor`.
+pub fn wecom_provider_label(name: &str) -> String {
+    format!("wecom-provider:{name}")
+}
+
+/// Where WeCom suite `name`'s durable records live among the platforms' (`wecom.crm-suite`):
+/// a suite's records are a platform's, with a name no configured platform has.
+pub fn wecom_store_namespace(name: &str) -> String {
+    format!("wecom.{name}")
 }
 
 /// The label of the credential stored under `key_name`: the app's name, or its ticket's label

@@ -46,6 +46,9 @@ mod test_support;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod wecom;
+#[cfg(test)]
+mod wecom_tests;
 
 use std::path::Path;
 
@@ -71,6 +74,9 @@ pub use settings::{
     Grant, MetricsMode, MetricsSettings, PerAppMetrics, PlatformSettings, ReadinessScope,
     RedisSettings, RefreshSettings, ServerSettings, Settings, StoreSettings, TicketKind,
     UpstreamSettings, AUTO_FULL_MAX_CREDENTIALS, MAX_TOKEN_LIFETIME,
+};
+pub use wecom::{
+    same_providers, same_suites, SuiteKind, WecomProviderSettings, WecomSuiteSettings,
 };
 
 /// Prefix of environment variables that override configuration values.

@@ -231,8 +231,12 @@ fn platform(
     )?;
     check_encoding_aes_key(&aes_key)
         .map_err(|m| ConfigError::at(format!("{key}.encoding_aes_key"), m))?;
-    let authorizer_refresh =
-        authorizer_refresh(key, p.authorizer_refresh.as_deref(), p.active_window_secs)?;
+    let authorizer_refresh = authorizer_refresh(
+        key,
+        "authorizer_refresh",
+        p.authorizer_refresh.as_deref(),
+        p.active_window_secs,
+    )?;
     Ok(PlatformSettings {
         name: p.name,
         component_appid,
@@ -247,9 +251,11 @@ fn platform(
     })
 }
 
-/// `authorizer_refresh` (`active` by default) and the window that only `active` takes.
-fn authorizer_refresh(
+/// `authorizer_refresh` (`active` by default) and the window that only `active` takes; `field`
+/// names the policy's key (a WeCom suite calls it `corp_refresh`).
+pub(super) fn authorizer_refresh(
     key: &str,
+    field: &str,
     policy: Option<&str>,
     window: Option<u64>,
 ) -> Result<AuthorizerRefresh, ConfigError> {
@@ -264,11 +270,11 @@ fn authorizer_refresh(
         }),
         "all" if window.is_some() => Err(ConfigError::at(
             format!("{key}.active_window_secs"),
-            "only used with authorizer_refresh = \"active\"",
+            format!("only used with {field} = \"active\""),
         )),
         "all" => Ok(AuthorizerRefresh::All),
         other => Err(ConfigError::at(
-            format!("{key}.authorizer_refresh"),
+            format!("{key}.{field}"),
             format!(
                 "unknown policy `{}`; expected \"active\" or \"all\"",
                 other.chars().take(32).collect::<String>()

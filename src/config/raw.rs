@@ -101,6 +101,10 @@ pub(super) struct RawSettings {
     #[serde(default)]
     pub(super) platforms: Vec<RawPlatform>,
     #[serde(default)]
+    pub(super) wecom_suites: Vec<RawWecomSuite>,
+    #[serde(default)]
+    pub(super) wecom_providers: Vec<RawWecomProvider>,
+    #[serde(default)]
     pub(super) clients: Vec<RawClient>,
     #[serde(default)]
     pub(super) routes: Vec<super::routes::RawRoute>,
@@ -325,6 +329,10 @@ pub(super) struct RawClient {
     #[serde(default)]
     pub(super) platforms: Option<Vec<String>>,
     #[serde(default)]
+    pub(super) wecom_suites: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) wecom_providers: Option<Vec<String>>,
+    #[serde(default)]
     pub(super) admin: bool,
     /// May call WeChat through `/v1/.../proxy/...` without holding a token.
     #[serde(default)]
@@ -337,6 +345,39 @@ pub(super) struct RawClient {
     pub(super) rate_per_second: Option<u64>,
     /// ...and in a burst; defaults to `rate_per_second`.
     pub(super) burst: Option<u64>,
+}
+
+/// One `[[wecom_suites]]` entry: a WeCom suite or customized-app template.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWecomSuite {
+    pub(super) name: String,
+    /// `suite` (default) or `template`.
+    pub(super) kind: Option<String>,
+    pub(super) suite_id: Option<String>,
+    pub(super) suite_secret: Option<String>,
+    pub(super) suite_secret_env: Option<String>,
+    pub(super) suite_secret_file: Option<PathBuf>,
+    pub(super) token: Option<String>,
+    pub(super) token_env: Option<String>,
+    pub(super) token_file: Option<PathBuf>,
+    pub(super) encoding_aes_key: Option<String>,
+    pub(super) encoding_aes_key_env: Option<String>,
+    pub(super) encoding_aes_key_file: Option<PathBuf>,
+    pub(super) provider: Option<String>,
+    pub(super) corp_refresh: Option<String>,
+    pub(super) active_window_secs: Option<u64>,
+}
+
+/// One `[[wecom_providers]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWecomProvider {
+    pub(super) name: String,
+    pub(super) corpid: Option<String>,
+    pub(super) provider_secret: Option<String>,
+    pub(super) provider_secret_env: Option<String>,
+    pub(super) provider_secret_file: Option<PathBuf>,
 }
 
 /// One `[[platforms]]` entry: a WeChat Open Platform third-party platform. Each secret has

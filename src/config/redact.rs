@@ -80,6 +80,10 @@ struct View<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     platforms: Vec<PlatformView<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    wecom_suites: Vec<SuiteView<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    wecom_providers: Vec<ProviderView<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     clients: Vec<ClientView<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     routes: Vec<RouteView<'a>>,
@@ -102,6 +106,8 @@ impl<'a> From<&'a Settings> for View<'a> {
             audit: s.audit.as_ref().map(super::audit::AuditView::from),
             apps: s.apps.iter().map(AppView::from).collect(),
             platforms: s.platforms.iter().map(PlatformView::from).collect(),
+            wecom_suites: s.wecom_suites.iter().map(SuiteView::from).collect(),
+            wecom_providers: s.wecom_providers.iter().map(ProviderView::from).collect(),
             clients: s.clients.iter().map(ClientView::from).collect(),
             routes: s.routes.iter().map(RouteView::from).collect(),
         }
@@ -418,6 +424,56 @@ impl<'a> From<&'a PlatformSettings> for PlatformView<'a> {
 }
 
 #[derive(Serialize)]
+struct SuiteView<'a> {
+    name: &'a str,
+    kind: &'static str,
+    suite_id: &'a str,
+    suite_secret: Redacted<'a>,
+    token: Redacted<'a>,
+    encoding_aes_key: Redacted<'a>,
+    provider: Option<&'a str>,
+    corp_refresh: &'static str,
+    /// Only with `corp_refresh = "active"`.
+    active_window_secs: Option<i64>,
+}
+
+impl<'a> From<&'a super::WecomSuiteSettings> for SuiteView<'a> {
+    fn from(s: &'a super::WecomSuiteSettings) -> Self {
+        SuiteView {
+            name: &s.name,
+            kind: s.kind.as_str(),
+            suite_id: &s.suite_id,
+            suite_secret: Redacted(&s.suite_secret_source),
+            token: Redacted(&s.token_source),
+            encoding_aes_key: Redacted(&s.encoding_aes_key_source),
+            provider: s.provider.as_deref(),
+            corp_refresh: s.corp_refresh.as_str(),
+            active_window_secs: match s.corp_refresh {
+                AuthorizerRefresh::Active { window } => Some(secs(window)),
+                AuthorizerRefresh::All => None,
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ProviderView<'a> {
+    name: &'a str,
+    corpid: &'a str,
+    provider_secret: Redacted<'a>,
+}
+
+impl<'a> From<&'a super::WecomProviderSettings> for ProviderView<'a> {
+    fn from(p: &'a super::WecomProviderSettings) -> Self {
+        ProviderView {
+            name: &p.name,
+            corpid: &p.corpid,
+            provider_secret: Redacted(&p.provider_secret_source),
+        }
+    }
+}
+
+#[derive(Serialize)]
 struct ClientView<'a> {
     name: &'a str,
     /// Left out for a client that authenticates by certificate only.
@@ -428,6 +484,8 @@ struct ClientView<'a> {
     burst: Option<i64>,
     apps: Option<Vec<&'a str>>,
     platforms: Option<Vec<&'a str>>,
+    wecom_suites: Option<Vec<&'a str>>,
+    wecom_providers: Option<Vec<&'a str>>,
     admin: bool,
     proxy: bool,
 }
@@ -443,6 +501,8 @@ impl<'a> From<&'a ClientSettings> for ClientView<'a> {
             burst: c.rate.map(|r| int(r.burst.get())),
             apps: scope(&c.apps),
             platforms: scope(&c.platforms),
+            wecom_suites: scope(&c.wecom_suites),
+            wecom_providers: scope(&c.wecom_providers),
             admin: c.admin,
             proxy: c.proxy,
         }

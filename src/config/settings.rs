@@ -28,6 +28,9 @@ pub struct Settings {
     pub apps: Vec<AppSettings>,
     /// Open Platform third-party platforms; a configuration may hold these and no apps.
     pub platforms: Vec<PlatformSettings>,
+    /// WeCom service providers' suites and templates.
+    pub wecom_suites: Vec<super::WecomSuiteSettings>,
+    pub wecom_providers: Vec<super::WecomProviderSettings>,
     pub clients: Vec<ClientSettings>,
     /// Where message pushes are delivered (fixed until a restart).
     pub routes: Vec<super::RouteSettings>,
@@ -41,7 +44,10 @@ impl Settings {
         self.apps
             .iter()
             .map(|a| a.tickets.len().saturating_add(1))
-            .fold(self.platforms.len(), usize::saturating_add)
+            .fold(
+                self.platforms.len() + self.wecom_suites.len() + self.wecom_providers.len(),
+                usize::saturating_add,
+            )
     }
 }
 
@@ -383,6 +389,10 @@ pub struct ClientSettings {
     /// The platforms whose component and authorizer credentials it may read; `Only` of
     /// nothing when the client names only apps.
     pub platforms: AppScope,
+    /// The WeCom suites whose suite token and corp tokens it may read.
+    pub wecom_suites: AppScope,
+    /// The WeCom providers whose provider token it may read.
+    pub wecom_providers: AppScope,
     /// May revoke tokens and reload the configuration.
     pub admin: bool,
     /// May call WeChat through `/v1/apps/{name}/proxy/...` (and an authorizer's), with
@@ -401,6 +411,16 @@ impl ClientSettings {
     pub fn may_use_platform(&self, platform: &str) -> bool {
         self.platforms.allows(platform)
     }
+
+    /// Whether this client may use WeCom suite `suite`: its suite token and its corps'.
+    pub fn may_use_wecom_suite(&self, suite: &str) -> bool {
+        self.wecom_suites.allows(suite)
+    }
+
+    /// Whether this client may read WeCom provider `provider`'s provider token.
+    pub fn may_use_wecom_provider(&self, provider: &str) -> bool {
+        self.wecom_providers.allows(provider)
+    }
 }
 
 impl fmt::Debug for ClientSettings {
@@ -412,6 +432,8 @@ impl fmt::Debug for ClientSettings {
             .field("rate", &self.rate)
             .field("apps", &self.apps)
             .field("platforms", &self.platforms)
+            .field("wecom_suites", &self.wecom_suites)
+            .field("wecom_providers", &self.wecom_providers)
             .field("admin", &self.admin)
             .field("proxy", &self.proxy)
             .finish()

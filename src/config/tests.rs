@@ -625,6 +625,19 @@ name = "audit-events"
 match = { info_types = ["authorized", "unauthorized"] }
 url = "http://127.0.0.1:9/events"
 signing_key = "route-signing-key-9876543210"
+[[wecom_suites]]
+name = "crm-suite"
+kind = "template"
+suite_id = "ww4d5e6f"
+suite_secret = "suite-secret"
+token = "abc123"
+encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+provider = "vendor"
+corp_refresh = "all"
+[[wecom_providers]]
+name = "vendor"
+corpid = "ww0a1b2c"
+provider_secret = "provider-secret"
 [[clients]]
 name = "billing"
 key_env = "BILLING_KEY"
@@ -640,6 +653,8 @@ proxy = true
 name = "crm"
 key = "crm-key-0123456789abcdef"
 platforms = ["*"]
+wecom_suites = ["*"]
+wecom_providers = ["vendor"]
 "#;
 
 /// What `check-config` prints for [`RICH`]: every key, each secret as its source.
@@ -719,6 +734,21 @@ encoding_aes_key = "inline (redacted)"
 authorizer_refresh = "all"
 release_check = false
 
+[[wecom_suites]]
+name = "crm-suite"
+kind = "template"
+suite_id = "ww4d5e6f"
+suite_secret = "inline (redacted)"
+token = "inline (redacted)"
+encoding_aes_key = "inline (redacted)"
+provider = "vendor"
+corp_refresh = "all"
+
+[[wecom_providers]]
+name = "vendor"
+corpid = "ww0a1b2c"
+provider_secret = "inline (redacted)"
+
 [[clients]]
 name = "billing"
 key = "env BILLING_KEY (redacted)"
@@ -738,6 +768,8 @@ proxy = true
 name = "crm"
 key = "inline (redacted)"
 platforms = ["*"]
+wecom_suites = ["*"]
+wecom_providers = ["vendor"]
 admin = false
 proxy = false
 

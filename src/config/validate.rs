@@ -147,20 +147,32 @@ pub(super) fn validate(
     let metrics = validate_metrics(raw.metrics)?;
     let audit = validate_audit(raw.audit)?;
     // Platforms alone are a whole configuration: their authorizers' tokens are served too.
-    if raw.apps.is_empty() && raw.platforms.is_empty() {
+    if raw.apps.is_empty()
+        && raw.platforms.is_empty()
+        && raw.wecom_suites.is_empty()
+        && raw.wecom_providers.is_empty()
+    {
         return Err(ConfigError::at(
             "apps",
-            "no [[apps]] configured, and no [[platforms]]: nothing to serve",
+            "no [[apps]] configured, and no [[platforms]], [[wecom_suites]] or [[wecom_providers]]: \
+             nothing to serve",
         ));
     }
     let apps = validate_apps(raw.apps, lookup_env)?;
     // Platforms are checked against the apps: their labels and appids must not collide.
     let platforms = validate_platforms(raw.platforms, &apps, lookup_env)?;
+    let wecom_providers = super::wecom::validate_providers(raw.wecom_providers, lookup_env)?;
+    let wecom_suites =
+        super::wecom::validate_suites(raw.wecom_suites, &wecom_providers, &platforms, lookup_env)?;
     let app_names: HashSet<&str> = apps.iter().map(|a| a.name.as_str()).collect();
     let platform_names: HashSet<&str> = platforms.iter().map(|p| p.name.as_str()).collect();
+    let suite_names: HashSet<&str> = wecom_suites.iter().map(|s| s.name.as_str()).collect();
+    let provider_names: HashSet<&str> = wecom_providers.iter().map(|p| p.name.as_str()).collect();
     let known = Known {
         app: &|a| app_names.contains(a),
         platform: &|p| platform_names.contains(p),
+        wecom_suite: &|s| suite_names.contains(s),
+        wecom_provider: &|p| provider_names.contains(p),
     };
     let clients = validate_clients(raw.clients, &known, server.client_auth, lookup_env)?;
     let routes = validate_routes(raw.routes, &app_names, &platform_names, lookup_env)?;
@@ -175,6 +187,8 @@ pub(super) fn validate(
         audit,
         apps,
         platforms,
+        wecom_suites,
+        wecom_providers,
         clients,
         routes,
     })

@@ -37,12 +37,17 @@ mod reported;
 mod routes;
 mod state;
 mod tls;
+mod wecom_suite;
+mod wecom_suite_handle;
+mod wecom_suite_state;
 
 pub use business::{multipart_body, FakeApiRequest};
 pub use component::{FakePlatform, DEFAULT_TICKET_PUSH_INTERVAL};
 pub use component_state::{bulk_authorizer_appid, Authorized, AuthorizerState, ControlError};
 pub use inbox::{FakeInbox, InboxMode, Received};
 pub use push::PushRecord;
+pub use wecom_suite::SuitePush;
+pub use wecom_suite_state::{CorpState, FakeSuite};
 
 use std::fmt;
 use std::io;
@@ -89,6 +94,10 @@ pub struct FakeConfig {
     /// How often a verify ticket is pushed to every platform with an event URL (default 600 s,
     /// as WeChat; zero: never on its own, only on demand).
     pub ticket_push_interval: Duration,
+    /// WeCom suites and templates the service-provider API knows (default none).
+    pub wecom_suites: Vec<FakeSuite>,
+    /// WeCom providers `(corpid, provider_secret)` for `get_provider_token`.
+    pub wecom_providers: Vec<(String, String)>,
 }
 
 impl Default for FakeConfig {
@@ -105,6 +114,8 @@ impl Default for FakeConfig {
             answer_delay: Duration::ZERO,
             platforms: Vec::new(),
             ticket_push_interval: DEFAULT_TICKET_PUSH_INTERVAL,
+            wecom_suites: Vec::new(),
+            wecom_providers: Vec::new(),
         }
     }
 }
@@ -130,7 +141,8 @@ impl fmt::Debug for FakeConfig {
             .field("answer_delay", &self.answer_delay)
             .field("platforms", &self.platforms)
             .field("ticket_push_interval", &self.ticket_push_interval)
-            .finish()
+            .field("wecom_suites", &self.wecom_suites)
+            .finish_non_exhaustive()
     }
 }
 

@@ -157,7 +157,7 @@ pub(super) async fn push(
 
 /// The plain `signature` WeChat also puts on the URL: sha1 of the sorted token, timestamp and
 /// nonce (the `msg_signature` covers the ciphertext as well).
-fn plain_signature(token: &str, timestamp: &str, nonce: &str) -> String {
+pub(super) fn plain_signature(token: &str, timestamp: &str, nonce: &str) -> String {
     let mut parts = [token, timestamp, nonce];
     parts.sort_unstable();
     hex::encode(Sha1::digest(parts.concat().as_bytes()))
@@ -185,7 +185,7 @@ fn seal(
     ))
 }
 
-async fn post(url: &str, query: &str, body: String) -> Result<(u16, String), String> {
+pub(super) async fn post(url: &str, query: &str, body: String) -> Result<(u16, String), String> {
     let separator = if url.contains('?') { '&' } else { '?' };
     let client = awc::Client::builder().timeout(PUSH_TIMEOUT).finish();
     let mut res = client

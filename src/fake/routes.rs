@@ -47,6 +47,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .configure(super::component::configure)
         .configure(super::business::configure)
         .configure(super::reported::configure)
+        .configure(super::wecom_suite::configure)
         .default_service(web::to(not_found));
 }
 

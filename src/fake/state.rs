@@ -537,6 +537,8 @@ pub(crate) struct FakeState {
     business: BusinessState,
     /// The calls of `reported`'s endpoints.
     pub(crate) reported: super::reported::ReportedCalls,
+    /// WeCom service providers' suites, corps and provider tokens.
+    wecom_suites: super::wecom_suite_state::WecomSuiteState,
 }
 
 impl FakeState {
@@ -587,6 +589,29 @@ impl FakeState {
             component: ComponentState::new(&cfg.platforms, limit, cfg.ticket_push_interval),
             business: BusinessState::default(),
             reported: Default::default(),
+            wecom_suites: super::wecom_suite_state::WecomSuiteState::new(
+                &cfg.wecom_suites,
+                &cfg.wecom_providers,
+                cfg.expires_in,
+            ),
+        }
+    }
+
+    /// WeCom service providers' side, and the fake clock's now.
+    pub(crate) fn wecom_suites(
+        &mut self,
+    ) -> (&mut super::wecom_suite_state::WecomSuiteState, Instant) {
+        (&mut self.wecom_suites, self.clock.now())
+    }
+
+    /// Lets `gettoken` take (`corpid`, `secret`), as a customized app's permanent code is, or
+    /// stops it (`false`).
+    pub(crate) fn set_wecom_app(&mut self, corpid: &str, secret: &str, on: bool) {
+        let corp = self.wecom.entry(corpid.to_owned()).or_default();
+        if on {
+            corp.entry(secret.to_owned()).or_default();
+        } else {
+            corp.remove(secret);
         }
     }
 

@@ -55,6 +55,21 @@ pub enum ApiError {
         appid: String,
         why: String,
     },
+    /// No WeCom suite or provider of that name.
+    #[error("{0}")]
+    UnknownWecom(String),
+    #[error("{0}")]
+    ForbiddenWecom(String),
+    #[error("WeCom suite `{suite}` has no corp `{corpid}`")]
+    UnknownCorp { suite: String, corpid: String },
+    #[error("corp `{corpid}` has uninstalled WeCom suite `{suite}`")]
+    CorpRevoked { suite: String, corpid: String },
+    #[error("corp `{corpid}` of WeCom suite `{suite}` must install again: {why}")]
+    CorpNeedsReauth {
+        suite: String,
+        corpid: String,
+        why: String,
+    },
     /// A push that is not WeChat's, or not for this platform (401 or 400 by `status`).
     #[error("{message}")]
     EventRefused { status: u16, message: String },
@@ -96,6 +111,11 @@ impl ApiError {
             ApiError::UnknownAuthorizer { .. } => "unknown_authorizer",
             ApiError::AuthorizerRevoked { .. } => "authorizer_revoked",
             ApiError::AuthorizerNeedsReauth { .. } => "authorizer_needs_reauth",
+            ApiError::UnknownWecom(_) => "not_found",
+            ApiError::ForbiddenWecom(_) => "forbidden",
+            ApiError::UnknownCorp { .. } => "unknown_corp",
+            ApiError::CorpRevoked { .. } => "corp_revoked",
+            ApiError::CorpNeedsReauth { .. } => "corp_needs_reauth",
             ApiError::EventRefused { status: 401, .. } => "unauthorized",
             ApiError::EventRefused { .. } => "bad_request",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -149,6 +169,10 @@ impl ResponseError for ApiError {
             ApiError::ForbiddenPlatform { .. } => StatusCode::FORBIDDEN,
             ApiError::AuthorizerRevoked { .. } => StatusCode::GONE,
             ApiError::AuthorizerNeedsReauth { .. } => StatusCode::CONFLICT,
+            ApiError::UnknownWecom(_) | ApiError::UnknownCorp { .. } => StatusCode::NOT_FOUND,
+            ApiError::ForbiddenWecom(_) => StatusCode::FORBIDDEN,
+            ApiError::CorpRevoked { .. } => StatusCode::GONE,
+            ApiError::CorpNeedsReauth { .. } => StatusCode::CONFLICT,
             ApiError::EventRefused { status: 401, .. } => StatusCode::UNAUTHORIZED,
             ApiError::EventRefused { .. } => StatusCode::BAD_REQUEST,
             ApiError::ProxyNotAllowed(_) => StatusCode::FORBIDDEN,

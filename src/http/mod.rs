@@ -19,6 +19,7 @@ mod state;
 mod tickets;
 mod trail;
 pub(crate) mod wechat;
+pub mod wecom;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -82,6 +83,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     probe_routes(cfg);
     app_routes(cfg);
     platform_routes(cfg);
+    wecom_routes(cfg);
     admin_routes(cfg);
     facade_routes(cfg);
     gateway_routes(cfg);
@@ -203,6 +205,55 @@ fn platform_routes(cfg: &mut web::ServiceConfig) {
                     .post(platforms::preauth)
                     .default_service(not_allowed("POST")),
             ),
+    );
+}
+
+/// `/v1/wecom/...`: a suite's callback URL, suite and corp tokens, corps, pre-auth codes; a
+/// provider's token.
+fn wecom_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1/wecom/suites/{name}")
+            .service(
+                web::resource("/events")
+                    .get(wecom::url_check)
+                    .post(wecom::events)
+                    .default_service(not_allowed("GET, POST")),
+            )
+            .service(
+                web::resource("/suite_token")
+                    .get(wecom::suite_token)
+                    .default_service(not_allowed("GET")),
+            )
+            .service(
+                web::resource("/corps")
+                    .get(wecom::list_corps)
+                    .default_service(not_allowed("GET")),
+            )
+            .service(
+                web::resource("/corps/{corpid}")
+                    .get(wecom::get_corp)
+                    .default_service(not_allowed("GET")),
+            )
+            .service(
+                web::resource("/corps/{corpid}/token")
+                    .get(wecom::corp_token)
+                    .default_service(not_allowed("GET")),
+            )
+            .service(
+                web::resource("/corps/{corpid}/token/invalidate")
+                    .post(wecom::invalidate_corp_token)
+                    .default_service(not_allowed("POST")),
+            )
+            .service(
+                web::resource("/preauth")
+                    .post(wecom::preauth)
+                    .default_service(not_allowed("POST")),
+            ),
+    )
+    .service(
+        web::resource("/v1/wecom/providers/{name}/token")
+            .get(wecom::provider_token)
+            .default_service(not_allowed("GET")),
     );
 }
 
@@ -478,6 +529,9 @@ struct Readiness<'a> {
     /// records the store could not save yet (unready, as for tokens).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     platforms: BTreeMap<&'a str, String>,
+    /// Each WeCom suite's state (its suite token, or unsaved records) and each provider's.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    wecom: BTreeMap<&'a str, String>,
 }
 
 /// Up to this many apps `/readyz` lists each one; above, it lists those that are not ready and
@@ -604,10 +658,19 @@ async fn readyz(state: web::Data<ServerState>, req: HttpRequest) -> HttpResponse
         }
     }
     let mut platforms = BTreeMap::new();
+    let mut wecom = BTreeMap::new();
     for (name, p) in &state.platforms {
         let (why, unready) = p.readiness(now);
         ready &= !unready;
         platforms.insert(name.as_str(), why);
+    }
+    for (name, s) in &state.wecom_suites {
+        let (why, unready) = s.readiness(now);
+        ready &= !unready;
+        wecom.insert(name.as_str(), why);
+    }
+    for (name, p) in &state.wecom_providers {
+        wecom.insert(name.as_str(), p.readiness(now));
     }
     let mut resp = if ready {
         HttpResponse::Ok()
@@ -622,6 +685,7 @@ async fn readyz(state: web::Data<ServerState>, req: HttpRequest) -> HttpResponse
             apps_ok: (!list_all).then_some(ok),
             apps_not_ready: (!list_all).then_some(not_ready),
             platforms,
+            wecom,
             store: state.store.health().map(|h| StoreReadiness {
                 kind: h.kind,
                 up: h.up,

@@ -283,21 +283,18 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-/// The most authorizers one listing answers.
+/// The most records one listing answers.
 const LIST_MAX: usize = 1000;
 
-/// `GET /v1/platforms/{name}/authorizers?state=&offset=&limit=`
-pub async fn list_authorizers(
-    state: web::Data<ServerState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let (_, platform) = authorize_platform(&state, &req)?;
-    let q = web::Query::<ListQuery>::from_query(req.query_string()).map_err(|_| {
-        ApiError::BadRequest(
-            "query parameters are state (authorized, needs_reauth, revoked), offset and limit"
-                .into(),
-        )
-    })?;
+/// A listing's query (a platform's authorizers, a WeCom suite's corps): the state wanted
+/// (all when `None`), the offset and the limit (100 by default, at most [`LIST_MAX`]); 400
+/// for anything else.
+pub(crate) fn page_query(
+    req: &HttpRequest,
+) -> Result<(Option<AuthorizerState>, usize, usize), ApiError> {
+    let hint = "query parameters are state (authorized, needs_reauth, revoked), offset and limit";
+    let q = web::Query::<ListQuery>::from_query(req.query_string())
+        .map_err(|_| ApiError::BadRequest(hint.into()))?;
     let wanted = match q.state.as_deref() {
         None => None,
         Some("authorized") => Some(AuthorizerState::Authorized),
@@ -309,8 +306,20 @@ pub async fn list_authorizers(
             ))
         }
     };
-    let limit = q.limit.unwrap_or(100).min(LIST_MAX);
-    let offset = q.offset.unwrap_or(0);
+    Ok((
+        wanted,
+        q.offset.unwrap_or(0),
+        q.limit.unwrap_or(100).min(LIST_MAX),
+    ))
+}
+
+/// `GET /v1/platforms/{name}/authorizers?state=&offset=&limit=`
+pub async fn list_authorizers(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (_, platform) = authorize_platform(&state, &req)?;
+    let (wanted, offset, limit) = page_query(&req)?;
     let (total, records) = platform.authorizer_page(wanted, offset, limit);
     let page: Vec<AuthorizerView> = records.into_iter().map(view).collect();
     Ok(HttpResponse::Ok()
@@ -465,10 +474,6 @@ pub async fn events(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let platform = named_platform(&state, &req)?;
-    let pushed = |e: PushError| match e {
-        PushError::Refused { status, message } => ApiError::EventRefused { status, message },
-        PushError::NotStored => ApiError::Unavailable(e.to_string()),
-    };
     let envelope = web::Query::<Envelope>::from_query(req.query_string())
         .map_err(|_| pushed(platform.malformed_envelope()))?;
     let body = read_body(&req, payload).await?;
@@ -476,6 +481,14 @@ pub async fn events(
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .body("success"))
+}
+
+/// A push refused (401 or 400 by its status) or not stored (503, so it is sent again).
+pub(crate) fn pushed(e: PushError) -> ApiError {
+    match e {
+        PushError::Refused { status, message } => ApiError::EventRefused { status, message },
+        PushError::NotStored => ApiError::Unavailable(e.to_string()),
+    }
 }
 
 /// An authorizer's ticket of `kind`, from the published status or the actor's fetch.

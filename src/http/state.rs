@@ -32,6 +32,9 @@ pub struct ServerState {
     pub reloader: actix::Addr<Reloader>,
     /// The Open Platform's third-party platforms, by name (fixed until a restart).
     pub platforms: HashMap<String, Arc<Platform>>,
+    /// WeCom service providers' suites and providers, by name (fixed until a restart).
+    pub wecom_suites: HashMap<String, Arc<crate::wecom::Suite>>,
+    pub wecom_providers: HashMap<String, Arc<crate::wecom::Provider>>,
     /// Every running credential's current and previous access token, for the gateway.
     pub tokens: Arc<TokenIndex>,
     /// Forwards WeChat API calls (fixed until a restart).

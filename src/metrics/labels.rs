@@ -57,7 +57,7 @@ pub fn reason_label(err: &UpstreamError) -> &'static str {
 pub const STORE_OPS: [&str; 4] = ["load", "save", "lock", "decrypt"];
 
 /// Routes of the HTTP API as matched templates (label `route`); anything else is `unmatched`.
-pub const ROUTES: [&str; 31] = [
+pub const ROUTES: [&str; 39] = [
     "/v1/apps/{name}/token",
     "/v1/apps/{name}/token/invalidate",
     "/v1/apps/{name}/ticket/{type}",
@@ -77,6 +77,14 @@ pub const ROUTES: [&str; 31] = [
     "/v1/platforms/{name}/proxy/{path:.*}",
     "/v1/platforms/{name}/preauth",
     "/v1/admin/platforms/{name}/reconcile",
+    "/v1/wecom/suites/{name}/events",
+    "/v1/wecom/suites/{name}/suite_token",
+    "/v1/wecom/suites/{name}/corps",
+    "/v1/wecom/suites/{name}/corps/{corpid}",
+    "/v1/wecom/suites/{name}/corps/{corpid}/token",
+    "/v1/wecom/suites/{name}/corps/{corpid}/token/invalidate",
+    "/v1/wecom/suites/{name}/preauth",
+    "/v1/wecom/providers/{name}/token",
     "/v1/admin/deliveries",
     "/v1/admin/deliveries/{id}/retry",
     "/v1/admin/pushes/unmatched",

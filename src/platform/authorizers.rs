@@ -7,12 +7,13 @@
 //! within `active_window_secs`, and loses it to the sweep after that: its token, still in the
 //! store, is served again without a call if it is still valid on the next request.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::accounts::{Account, AccountCounts, Refusal};
 use super::authorizer_source::AuthorizerSource;
-use super::runtime::{lock, Platform};
+use super::runtime::Platform;
 use crate::config::labels::{authorizer_label, authorizer_ticket_label};
 use crate::config::{AuthorizerRefresh, TicketKind};
 use crate::secret::AccessToken;
@@ -21,29 +22,26 @@ use crate::store::{stored_from_fetch, AppKey};
 use crate::token::actor::Credential;
 use crate::token::index::TokenOwner;
 use crate::token::messages::{Retire, Subscribe};
-use crate::token::{spawn_actor, CredentialHandle, CredentialSpec, TokenRecord, Unavailable};
+use crate::token::{
+    spawn_actor, spawn_sourced, CredentialHandle, CredentialSpec, TokenRecord, Unavailable,
+};
 use crate::upstream::{Authorization, UpstreamError};
 
-/// One authorizer as the platform knows it.
-pub(super) struct AuthorizerEntry {
-    pub(super) record: AuthorizerRecord,
-    /// Its token actor while it is being kept fresh.
-    actor: Option<CredentialHandle>,
-    /// Its ticket actors (jsapi, wx_card), started on first use, stopped with `actor`.
-    tickets: HashMap<TicketKind, CredentialHandle>,
-    /// The last client request for its token.
-    last_request: Option<SystemTime>,
-}
+impl Account for AuthorizerRecord {
+    fn id(&self) -> &str {
+        &self.appid
+    }
 
-impl AuthorizerEntry {
-    /// An account known by its record, with no actor yet.
-    pub(super) fn new(record: AuthorizerRecord) -> AuthorizerEntry {
-        AuthorizerEntry {
-            record,
-            actor: None,
-            tickets: HashMap::new(),
-            last_request: None,
-        }
+    fn state(&self) -> AuthorizerState {
+        self.state
+    }
+
+    fn holds_secret(&self) -> bool {
+        self.refresh_token.is_some()
+    }
+
+    fn updated_at(&self) -> SystemTime {
+        self.updated_at
     }
 }
 
@@ -57,6 +55,17 @@ pub enum AuthorizerRefusal {
     NoRefreshToken,
 }
 
+impl From<Refusal> for AuthorizerRefusal {
+    fn from(r: Refusal) -> AuthorizerRefusal {
+        match r {
+            Refusal::Unknown => AuthorizerRefusal::Unknown,
+            Refusal::Revoked => AuthorizerRefusal::Revoked,
+            Refusal::NeedsReauth => AuthorizerRefusal::NeedsReauth,
+            Refusal::NoSecret => AuthorizerRefusal::NoRefreshToken,
+        }
+    }
+}
+
 /// Why an authorizer's token could not be had.
 #[derive(Debug)]
 pub enum AuthorizerUnavailable {
@@ -67,28 +76,19 @@ pub enum AuthorizerUnavailable {
 }
 
 /// Authorizers by state, for the metrics.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct AuthorizerCounts {
-    pub active: usize,
-    pub idle: usize,
-    pub revoked: usize,
-    pub needs_reauth: usize,
-}
+pub type AuthorizerCounts = AccountCounts;
 
 /// Reads of the records.
 impl Platform {
     /// The refresh token of an authorized account.
     pub(super) fn refresh_token(&self, appid: &str) -> Option<AccessToken> {
-        let map = lock(&self.authorizers);
-        let e = map.get(appid)?;
-        (e.record.state == AuthorizerState::Authorized)
-            .then(|| e.record.refresh_token.clone())
-            .flatten()
+        self.authorizers
+            .of_authorized(appid, |r| r.refresh_token.clone())
     }
 
     /// One authorizer's record, as held now.
     pub fn authorizer(&self, appid: &str) -> Option<AuthorizerRecord> {
-        lock(&self.authorizers).get(appid).map(|e| e.record.clone())
+        self.authorizers.get(appid)
     }
 
     /// One page of the authorizers in `state` (all when `None`), by appid: how many there are
@@ -99,53 +99,29 @@ impl Platform {
         offset: usize,
         limit: usize,
     ) -> (usize, Vec<AuthorizerRecord>) {
-        let map = lock(&self.authorizers);
-        let mut matching: Vec<&AuthorizerRecord> = map
-            .values()
-            .map(|e| &e.record)
-            .filter(|r| state.is_none_or(|s| r.state == s))
-            .collect();
-        let total = matching.len();
-        let end = offset.saturating_add(limit).min(total);
-        if offset >= end {
-            return (total, Vec::new());
-        }
-        // Only the first `end` need to be in order.
-        matching.select_nth_unstable_by(end - 1, |a, b| a.appid.cmp(&b.appid));
-        let head = &mut matching[..end];
-        head.sort_unstable_by(|a, b| a.appid.cmp(&b.appid));
-        (total, head[offset..].iter().map(|r| (*r).clone()).collect())
+        self.authorizers.page(state, offset, limit)
     }
 
     /// Whether any authorizer is known.
     pub fn has_authorizers(&self) -> bool {
-        !lock(&self.authorizers).is_empty()
+        !self.authorizers.is_empty()
     }
 
     /// Authorizers per state, and how many have a running actor (for metrics).
     pub fn authorizer_counts(&self) -> AuthorizerCounts {
-        let map = lock(&self.authorizers);
-        let mut c = AuthorizerCounts::default();
-        for e in map.values() {
-            match e.record.state {
-                AuthorizerState::Authorized if e.actor.is_some() => c.active += 1,
-                AuthorizerState::Authorized => c.idle += 1,
-                AuthorizerState::NeedsReauth => c.needs_reauth += 1,
-                AuthorizerState::Revoked => c.revoked += 1,
-            }
-        }
-        c
+        self.authorizers.counts()
     }
 
     /// Of `words`, the refresh tokens of this platform's accounts: the gateway finds them by
     /// value in the answers of component calls, under whatever key they stand.
     pub fn refresh_tokens_among(&self, words: &HashSet<&str>) -> Vec<String> {
-        lock(&self.authorizers)
-            .values()
-            .filter_map(|e| e.record.refresh_token.as_ref())
-            .filter(|t| words.contains(t.expose()))
-            .map(|t| t.expose().to_string())
-            .collect()
+        self.authorizers.with_records(|records| {
+            records
+                .filter_map(|r| r.refresh_token.as_ref())
+                .filter(|t| words.contains(t.expose()))
+                .map(|t| t.expose().to_string())
+                .collect()
+        })
     }
 
     /// Reads an authorizer's record from the store and keeps it if it is newer than the one
@@ -160,17 +136,7 @@ impl Platform {
                 None
             }
         };
-        let mut map = lock(&self.authorizers);
-        if let Some(r) = stored {
-            match map.get_mut(appid) {
-                Some(e) if e.record.updated_at >= r.updated_at => {}
-                Some(e) => e.record = r,
-                None => {
-                    map.insert(appid.to_string(), AuthorizerEntry::new(r));
-                }
-            }
-        }
-        map.contains_key(appid)
+        self.authorizers.keep_if_newer(appid, stored)
     }
 }
 
@@ -179,23 +145,10 @@ impl Platform {
     /// The token actor of an authorizer whose token may be served, started if it has none;
     /// records the request for the `"active"` window.
     pub fn authorizer_actor(&self, appid: &str) -> Result<CredentialHandle, AuthorizerRefusal> {
-        {
-            let mut map = lock(&self.authorizers);
-            let e = map.get_mut(appid).ok_or(AuthorizerRefusal::Unknown)?;
-            match e.record.state {
-                AuthorizerState::Revoked => return Err(AuthorizerRefusal::Revoked),
-                AuthorizerState::NeedsReauth => return Err(AuthorizerRefusal::NeedsReauth),
-                AuthorizerState::Authorized if e.record.refresh_token.is_none() => {
-                    return Err(AuthorizerRefusal::NoRefreshToken)
-                }
-                AuthorizerState::Authorized => {}
-            }
-            e.last_request = Some(SystemTime::now());
-            if let Some(h) = &e.actor {
-                return Ok(h.clone());
-            }
-        }
-        self.ensure_actor(appid).ok_or(AuthorizerRefusal::Unknown)
+        let me = self.me();
+        self.authorizers
+            .actor(appid, || Some(self.start_actor(&me?, appid)))
+            .map_err(AuthorizerRefusal::from)
     }
 
     /// [`Platform::authorizer_actor`], reading the store first when the account is unknown
@@ -241,28 +194,27 @@ impl Platform {
         }
     }
 
-    /// Starts the authorizer's actor if it has none (on the calling thread's arbiter).
-    fn ensure_actor(&self, appid: &str) -> Option<CredentialHandle> {
-        let me = self.me()?;
-        let mut map = lock(&self.authorizers);
-        let e = map.get_mut(appid)?;
-        if let Some(h) = &e.actor {
-            return Some(h.clone());
-        }
-        let handle = spawn_actor(
+    /// Starts an authorizer's token actor (on the calling thread's arbiter).
+    fn start_actor(&self, me: &Arc<Platform>, appid: &str) -> CredentialHandle {
+        spawn_sourced(
             &self.deps,
-            &Arc::new(CredentialSpec::sourced(appid)),
-            Credential::External(Arc::new(AuthorizerSource::new(&me, appid))),
+            appid,
+            Arc::new(AuthorizerSource::new(me, appid)),
             self.authorizer_key(appid),
             authorizer_label(&self.settings.name),
-            None,
             Some(TokenOwner::Authorizer {
                 platform: self.settings.name.clone(),
                 appid: appid.to_string(),
             }),
-        );
-        e.actor = Some(handle.clone());
-        Some(handle)
+        )
+    }
+
+    /// Starts the authorizer's actor if it has none.
+    fn ensure_actor(&self, appid: &str) {
+        if let Some(me) = self.me() {
+            self.authorizers
+                .ensure_actor(appid, || self.start_actor(&me, appid));
+        }
     }
 
     /// `"all"` mode: starts the actor of every authorized account that has none.
@@ -270,11 +222,7 @@ impl Platform {
         if self.settings.authorizer_refresh != AuthorizerRefresh::All {
             return;
         }
-        let appids: Vec<String> = lock(&self.authorizers)
-            .iter()
-            .filter(|(_, e)| e.record.state == AuthorizerState::Authorized && e.actor.is_none())
-            .map(|(a, _)| a.clone())
-            .collect();
+        let appids = self.authorizers.authorized_without_actor();
         for appid in appids {
             self.ensure_actor(&appid);
         }
@@ -282,14 +230,7 @@ impl Platform {
 
     /// Stops the actors of an authorizer, its tickets' too (revoked, idle, or to start afresh).
     pub(super) fn retire_actor(&self, appid: &str) {
-        let (actor, tickets) = match lock(&self.authorizers).get_mut(appid) {
-            Some(e) => (e.actor.take(), std::mem::take(&mut e.tickets)),
-            None => (None, HashMap::new()),
-        };
-        for t in tickets.into_values() {
-            t.addr.do_send(Retire);
-        }
-        if let Some(h) = actor {
+        for h in self.authorizers.take_actors(appid) {
             h.addr.do_send(Retire);
         }
     }
@@ -302,34 +243,32 @@ impl Platform {
         kind: TicketKind,
     ) -> Result<CredentialHandle, AuthorizerRefusal> {
         let token = self.authorizer_actor(appid)?;
-        let mut map = lock(&self.authorizers);
-        let e = map.get_mut(appid).ok_or(AuthorizerRefusal::Unknown)?;
-        if let Some(t) = e.tickets.get(&kind) {
-            return Ok(t.clone());
-        }
         let key = self.authorizer_key(appid);
-        let label = authorizer_ticket_label(&self.settings.name, kind);
-        let ticket = spawn_actor(
-            &self.deps,
-            &Arc::new(CredentialSpec::sourced(appid)),
-            Credential::Ticket {
-                kind,
-                token: token.status.clone(),
-                token_actor: token.addr.clone(),
-            },
-            AppKey {
-                name: format!("{}/ticket/{}", key.name, kind.as_str()),
-                appid: format!("{}/ticket/{}", key.appid, kind.as_str()),
-            },
-            label,
-            None,
-            None,
-        );
-        token
-            .addr
-            .do_send(Subscribe(ticket.addr.clone().recipient()));
-        e.tickets.insert(kind, ticket.clone());
-        Ok(ticket)
+        let start = || {
+            let ticket = spawn_actor(
+                &self.deps,
+                &Arc::new(CredentialSpec::sourced(appid)),
+                Credential::Ticket {
+                    kind,
+                    token: token.status.clone(),
+                    token_actor: token.addr.clone(),
+                },
+                AppKey {
+                    name: format!("{}/ticket/{}", key.name, kind.as_str()),
+                    appid: format!("{}/ticket/{}", key.appid, kind.as_str()),
+                },
+                authorizer_ticket_label(&self.settings.name, kind),
+                None,
+                None,
+            );
+            token
+                .addr
+                .do_send(Subscribe(ticket.addr.clone().recipient()));
+            ticket
+        };
+        self.authorizers
+            .ticket(appid, kind, start)
+            .ok_or(AuthorizerRefusal::Unknown)
     }
 
     /// `"active"` mode: stops the actors of accounts nobody asked for within the window.
@@ -337,15 +276,7 @@ impl Platform {
         let AuthorizerRefresh::Active { window } = self.settings.authorizer_refresh else {
             return 0;
         };
-        let idle: Vec<String> = lock(&self.authorizers)
-            .iter()
-            .filter(|(_, e)| e.actor.is_some())
-            .filter(|(_, e)| {
-                e.last_request
-                    .is_none_or(|at| now.duration_since(at).unwrap_or_default() > window)
-            })
-            .map(|(a, _)| a.clone())
-            .collect();
+        let idle = self.authorizers.idle(window, now);
         for appid in &idle {
             self.retire_actor(appid);
         }
@@ -361,13 +292,7 @@ impl Platform {
         self.store
             .save_authorizers(&self.settings.name, std::slice::from_ref(&record))
             .await?;
-        let mut map = lock(&self.authorizers);
-        match map.get_mut(&record.appid) {
-            Some(e) => e.record = record,
-            None => {
-                map.insert(record.appid.clone(), AuthorizerEntry::new(record));
-            }
-        }
+        self.authorizers.keep(record);
         Ok(())
     }
 
@@ -375,19 +300,11 @@ impl Platform {
     /// the accounts among them that are revoked now.
     pub(super) fn keep_saved(&self, records: Vec<AuthorizerRecord>) {
         let mut retire = Vec::new();
-        {
-            let mut map = lock(&self.authorizers);
-            for r in records {
-                if r.state == AuthorizerState::Revoked {
-                    retire.push(r.appid.clone());
-                }
-                match map.get_mut(&r.appid) {
-                    Some(e) => e.record = r,
-                    None => {
-                        map.insert(r.appid.clone(), AuthorizerEntry::new(r));
-                    }
-                }
+        for r in records {
+            if r.state == AuthorizerState::Revoked {
+                retire.push(r.appid.clone());
             }
+            self.authorizers.keep(r);
         }
         for appid in retire {
             self.retire_actor(&appid);

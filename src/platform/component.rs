@@ -16,12 +16,10 @@ use crate::config::PlatformSettings;
 use crate::secret::AccessToken;
 use crate::store::platform::TicketRecord;
 use crate::store::AppKey;
-use crate::token::actor::Credential;
 use crate::token::external::ExternalSource;
 use crate::token::messages::InputsChanged;
 use crate::token::{
-    spawn_actor, ActorDeps, CredentialHandle, CredentialSpec, SharedStatus, TokenRecord,
-    Unavailable,
+    spawn_sourced, ActorDeps, CredentialHandle, SharedStatus, TokenRecord, Unavailable,
 };
 use crate::upstream::{Fetched, PreAuthCode, Priority, Promotion, UpstreamError};
 
@@ -60,16 +58,15 @@ pub(super) fn start_actor(
         upstream: upstream.clone(),
         push_restarted: Arc::new(Mutex::new(None)),
     };
-    spawn_actor(
+    spawn_sourced(
         deps,
-        &Arc::new(CredentialSpec::sourced(&settings.component_appid)),
-        Credential::External(Arc::new(source)),
+        &settings.component_appid,
+        Arc::new(source),
         AppKey {
             name: label.clone(),
             appid: format!("component/{}", settings.component_appid),
         },
         label,
-        None,
         None,
     )
 }

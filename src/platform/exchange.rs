@@ -30,7 +30,7 @@ use super::codes::CODE_LIFE;
 use super::runtime::Platform;
 use crate::push::event::Authorization;
 use crate::secret::AccessToken;
-use crate::store::platform::{code_digest, AuthorizerState, CodeRecord, CodeState};
+use crate::store::platform::{code_digest, resume_pending, AuthorizerState, CodeRecord, CodeState};
 use crate::upstream::{ErrorClass, UpstreamError};
 
 /// How far past its expiry (by this clock) a stored code is still sent to WeChat: WeChat's
@@ -50,6 +50,32 @@ const ATTEMPTS: u32 = 4;
 
 /// How often a caller waiting for another instance's exchange of its code looks at the record.
 const CLAIM_POLL: Duration = Duration::from_millis(250);
+
+/// One exchange of a single-use code, made by `attempt` (given the attempt's number, from 1),
+/// tried again on transient failures, 0.5 s, 1 s and 2 s apart ([`ATTEMPTS`] in all), unless
+/// `spent` says the errcode means the code is used up or expired: retrying cannot help then.
+/// The Open Platform's authorization codes and WeCom's AuthCodes are exchanged this way.
+pub async fn retry_exchange<T, F, Fut>(
+    spent: impl Fn(Option<i64>) -> bool,
+    mut attempt: F,
+) -> Result<T, UpstreamError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<T, UpstreamError>>,
+{
+    let mut delay = Duration::from_millis(500);
+    let mut n = 0;
+    loop {
+        n += 1;
+        match attempt(n).await {
+            Err(e) if n < ATTEMPTS && e.class() == ErrorClass::Transient && !spent(e.errcode()) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+}
 
 /// What an exchange came to.
 enum Exchanged {
@@ -129,42 +155,15 @@ impl Platform {
     /// codes long expired. Answers how many were pending (0: look again in a while; a store
     /// that cannot answer counts as one, to look again soon).
     pub async fn resume_codes(&self) -> usize {
-        let records = match self.store.load_codes(self.name()).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(platform = %self.name(), error = %format!("{e:#}"),
-                    "cannot read the stored authorization codes; trying again");
-                return 1;
-            }
-        };
-        let now = SystemTime::now();
-        let (old, current): (Vec<CodeRecord>, Vec<CodeRecord>) =
-            records.into_iter().partition(|r| r.forgettable(now));
-        if !old.is_empty() {
-            let digests: Vec<String> = old.into_iter().map(|r| r.digest).collect();
-            if let Err(e) = self.store.forget_codes(self.name(), &digests).await {
-                tracing::warn!(platform = %self.name(), error = %format!("{e:#}"),
-                    "cannot forget old authorization codes; trying again later");
-            }
-        }
-        let mut pending = 0;
-        for r in current {
-            if r.state != CodeState::Pending {
-                continue;
-            }
-            pending += 1;
+        resume_pending(&*self.store, self.name(), SystemTime::now(), |r, code| {
             // Already running here: it finishes the record itself.
-            if r.code
-                .as_ref()
-                .is_none_or(|c| self.exchanges.is_busy(c.expose()))
-            {
-                continue;
+            if !self.exchanges.is_busy(code.expose()) {
+                tracing::info!(platform = %self.name(), authorizer = %r.authorizer_appid,
+                    "resuming the exchange of a stored authorization code");
+                self.exchange_pushed_code(r);
             }
-            tracing::info!(platform = %self.name(), authorizer = %r.authorizer_appid,
-                "resuming the exchange of a stored authorization code");
-            self.exchange_pushed_code(r);
-        }
-        pending
+        })
+        .await
     }
 
     /// One exchange of `code` (with `pushed`, its stored record, for a push's code). `wait`:
@@ -241,38 +240,24 @@ impl Platform {
         ttl: Duration,
         claimed: bool,
     ) -> Result<crate::upstream::Authorization, UpstreamError> {
-        let mut delay = Duration::from_millis(500);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        let spent = |e: Option<i64>| matches!(e, Some(61009 | 61010));
+        retry_exchange(spent, |attempt| async move {
             let Some(component) = self.wait_component_token().await else {
                 return Err(UpstreamError::NoToken);
             };
             let client = self.upstream.client();
-            let answer = {
-                let _slot = client
-                    .slot(crate::upstream::Priority::Urgent, Default::default())
-                    .await;
-                if claimed && attempt > 1 {
-                    // A lapse only risks a second exchange, which WeChat answers with 61009.
-                    let _ = self.store.claim_code(self.name(), digest, ttl).await;
-                }
-                client
-                    .query_auth(&component.token, &self.settings.component_appid, code)
-                    .await
-            };
-            match answer {
-                Err(e)
-                    if attempt < ATTEMPTS
-                        && e.class() == ErrorClass::Transient
-                        && !matches!(e.errcode(), Some(61009 | 61010)) =>
-                {
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                other => return other,
+            let _slot = client
+                .slot(crate::upstream::Priority::Urgent, Default::default())
+                .await;
+            if claimed && attempt > 1 {
+                // A lapse only risks a second exchange, which WeChat answers with 61009.
+                let _ = self.store.claim_code(self.name(), digest, ttl).await;
             }
-        }
+            client
+                .query_auth(&component.token, &self.settings.component_appid, code)
+                .await
+        })
+        .await
     }
 
     /// Installs the account an exchange brought and marks the code done, or works out what a
@@ -382,13 +367,7 @@ impl Platform {
     /// Saves the record as done. A failure is logged: the account is stored (or the code
     /// dead) all the same, and a resumed exchange of a code left pending finds that out.
     async fn finish(&self, record: &CodeRecord, state: CodeState, errcode: Option<i64>) {
-        let done = CodeRecord {
-            code: None,
-            state,
-            errcode,
-            updated_at: SystemTime::now(),
-            ..record.clone()
-        };
+        let done = record.done(state, errcode, SystemTime::now());
         if let Err(e) = self.store.save_code(self.name(), &done).await {
             tracing::warn!(platform = %self.name(), authorizer = %record.authorizer_appid,
                 state = state.as_str(), error = %format!("{e:#}"),

@@ -7,6 +7,8 @@
 //! - `receive`: a push to the event URL, from the envelope to `success` ([`Platform::receive`]).
 //! - `component`: the component token: its source (the pushed verify ticket), the ticket, the
 //!   tokens handed out (the facade accepts the one before the current one), pre-auth codes.
+//! - `accounts`: the accounts of a credential family in memory (records, token and ticket
+//!   actors, last requests), for the platform's authorizers and a WeCom suite's corps alike.
 //! - `authorizers`: the authorized accounts: records, token and ticket actors (all, or only
 //!   those asked for), the changes of their state.
 //! - `authorizer_source`: an authorizer token's fetch with its refresh token, and what a
@@ -25,6 +27,7 @@
 /// accepts it back.
 pub const PLACEHOLDER_REFRESH_TOKEN: &str = "wxtoken-facade-placeholder-refresh-token";
 
+mod accounts;
 mod authorizer_source;
 mod authorizers;
 mod background;
@@ -38,11 +41,14 @@ mod reconcile;
 mod release_check;
 mod runtime;
 
+pub use accounts::{Account, AccountCounts, Accounts, Refusal};
 pub use authorizers::{AuthorizerCounts, AuthorizerRefusal, AuthorizerUnavailable};
 pub use background::{RECONCILE_INTERVAL, SWEEP_INTERVAL};
+pub use codes::{ExchangedCodes, Exchanges};
 pub use component::{ComponentTokenCheck, PreauthError, COMPONENT_DAILY_QUOTA};
+pub use exchange::retry_exchange;
 pub use messages::AccountAnswer;
 pub use receive::{PushError, Receipt};
 pub use reconcile::Reconciled;
 pub use release_check::{ReleaseAnswer, TEST_ACCOUNTS};
-pub use runtime::Platform;
+pub use runtime::{Platform, Upstream};

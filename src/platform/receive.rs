@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use super::runtime::{lock, Platform};
 use crate::push::crypto::Envelope;
 use crate::push::event::{Event, EventKind};
+use crate::push::replay::open_admit_parse;
 use crate::secret::AccessToken;
 use crate::store::platform::EventRecord;
 
@@ -37,15 +38,9 @@ impl Platform {
     /// Receives one push: `envelope` is its query (timestamp, nonce, msg_signature), `body`
     /// the encrypted XML WeChat posted.
     pub async fn receive(&self, envelope: &Envelope, body: &[u8]) -> Result<Receipt, PushError> {
-        let xml = self
-            .crypto
-            .open(envelope, body)
-            .map_err(|e| self.refused(e.http_status(), e.to_string(), UNKNOWN_KIND))?;
-        let admitted = lock(&self.replay)
-            .admit(envelope, SystemTime::now())
-            .map_err(|e| self.refused(e.http_status(), e.to_string(), UNKNOWN_KIND))?;
-        let event = Event::parse(&xml)
-            .map_err(|e| self.refused(400, format!("the event is malformed: {e}"), UNKNOWN_KIND))?;
+        let (xml, event, admitted) =
+            open_admit_parse(&self.crypto, &self.replay, envelope, body, Event::parse)
+                .map_err(|(status, why)| self.refused(status, why, UNKNOWN_KIND))?;
         let info_type = event.kind_label();
         if event.app_id != self.settings.component_appid {
             return Err(self.refused(

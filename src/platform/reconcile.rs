@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use super::runtime::{lock, Platform};
+use super::runtime::Platform;
 use crate::secret::AccessToken;
 use crate::store::platform::{AuthorizerRecord, AuthorizerState};
 use crate::time::UnixMillis;
@@ -94,31 +94,34 @@ impl Platform {
     fn changes_for(&self, listed: &Listed, now: SystemTime) -> (Vec<AuthorizerRecord>, Reconciled) {
         let mut changed = Vec::new();
         let mut out = Reconciled::default();
-        let map = lock(&self.authorizers);
-        for (appid, (refresh, auth_time)) in listed {
-            match map.get(appid) {
-                None => {
-                    out.imported += 1;
-                    changed.push(imported(appid, refresh, *auth_time, now));
-                }
-                Some(e) => {
-                    if let Some(r) = repaired(&e.record, refresh.as_ref(), now) {
-                        out.repaired += 1;
-                        changed.push(r);
+        self.authorizers.with_records(|records| {
+            let held: HashMap<&str, &AuthorizerRecord> =
+                records.map(|r| (r.appid.as_str(), r)).collect();
+            for (appid, (refresh, auth_time)) in listed {
+                match held.get(appid.as_str()) {
+                    None => {
+                        out.imported += 1;
+                        changed.push(imported(appid, refresh, *auth_time, now));
+                    }
+                    Some(r) => {
+                        if let Some(r) = repaired(r, refresh.as_ref(), now) {
+                            out.repaired += 1;
+                            changed.push(r);
+                        }
                     }
                 }
             }
-        }
-        for (appid, e) in map.iter() {
-            if e.record.state != AuthorizerState::Revoked && !listed.contains_key(appid) {
-                out.revoked += 1;
-                let mut r = e.record.clone();
-                r.state = AuthorizerState::Revoked;
-                r.last_error = Some("no longer in the authorizer list".into());
-                r.updated_at = now;
-                changed.push(r);
+            for (appid, r) in &held {
+                if r.state != AuthorizerState::Revoked && !listed.contains_key(*appid) {
+                    out.revoked += 1;
+                    let mut r = (*r).clone();
+                    r.state = AuthorizerState::Revoked;
+                    r.last_error = Some("no longer in the authorizer list".into());
+                    r.updated_at = now;
+                    changed.push(r);
+                }
             }
-        }
+        });
         (changed, out)
     }
 }

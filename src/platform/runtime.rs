@@ -4,12 +4,11 @@
 //! `receive.rs`, `reconcile.rs`, `exchange.rs`, `background.rs`, `readiness.rs`, `messages.rs`,
 //! `release_check.rs`).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use arc_swap::ArcSwapOption;
 
-use super::authorizers::AuthorizerEntry;
+use super::accounts::Accounts;
 use super::codes::Exchanges;
 use super::component::SeenComponentTokens;
 use crate::config::{PlatformSettings, UpstreamSettings};
@@ -20,9 +19,10 @@ use crate::store::platform::{PlatformStore, TicketRecord};
 use crate::token::{ActorDeps, CredentialHandle};
 use crate::upstream::{UpstreamPool, WechatClient};
 
-/// What the upstream calls of a platform are made with (the parts of `ActorDeps` they need).
+/// What the upstream calls of a platform (or a WeCom suite) are made with: the parts of
+/// `ActorDeps` they need.
 #[derive(Clone)]
-pub(super) struct Upstream {
+pub struct Upstream {
     settings: UpstreamSettings,
     tls: Arc<rustls::ClientConfig>,
     pool: Arc<UpstreamPool>,
@@ -31,8 +31,32 @@ pub(super) struct Upstream {
 impl Upstream {
     /// This thread's shared client (awc is not `Send`), whose calls go through the server's
     /// one upstream pool.
-    pub(super) fn client(&self) -> std::rc::Rc<WechatClient> {
+    pub fn client(&self) -> std::rc::Rc<WechatClient> {
         WechatClient::shared(&self.settings, &self.tls, &self.pool)
+    }
+
+    /// Runs `call` with this thread's client once the upstream pool gives it a slot of
+    /// `priority`: every call to WeChat waits in the one pool.
+    pub async fn in_slot<T, Fut>(
+        &self,
+        priority: crate::upstream::Priority,
+        promotion: crate::upstream::Promotion,
+        call: impl FnOnce(std::rc::Rc<WechatClient>) -> Fut,
+    ) -> T
+    where
+        Fut: std::future::Future<Output = T>,
+    {
+        let client = self.client();
+        let _slot = client.slot(priority, promotion).await;
+        call(client.clone()).await
+    }
+
+    pub fn new(deps: &ActorDeps) -> Upstream {
+        Upstream {
+            settings: deps.upstream.clone(),
+            tls: deps.tls.clone(),
+            pool: deps.pool.clone(),
+        }
     }
 }
 
@@ -47,7 +71,7 @@ pub struct Platform {
     /// The last pushed verify ticket, shared with the component token's source.
     pub(super) ticket: Arc<ArcSwapOption<TicketRecord>>,
     pub(super) component: CredentialHandle,
-    pub(super) authorizers: Mutex<HashMap<String, AuthorizerEntry>>,
+    pub(super) authorizers: Accounts<crate::store::platform::AuthorizerRecord>,
     pub(super) store: Arc<dyn PlatformStore>,
     pub(super) deps: ActorDeps,
     pub(super) upstream: Upstream,
@@ -112,23 +136,16 @@ impl Platform {
             )
         })?;
         let ticket = Arc::new(ArcSwapOption::new(ticket.map(Arc::new)));
-        let upstream = Upstream {
-            settings: deps.upstream.clone(),
-            tls: deps.tls.clone(),
-            pool: deps.pool.clone(),
-        };
+        let upstream = Upstream::new(deps);
         let component = super::component::start_actor(&settings, deps, &ticket, &upstream);
-        let authorizers = records
-            .into_iter()
-            .map(|r| (r.appid.clone(), AuthorizerEntry::new(r)))
-            .collect();
+        let authorizers = Accounts::new(records);
         let platform = Arc::new_cyclic(|me| Platform {
             settings,
             crypto,
             replay: Mutex::new(ReplayGuard::default()),
             ticket,
             component,
-            authorizers: Mutex::new(authorizers),
+            authorizers,
             store,
             deps: deps.clone(),
             upstream,

@@ -248,8 +248,32 @@ impl MsgCrypto {
         self.decrypt(encrypt)
     }
 
+    /// Opens an `Encrypt` value whose receive id is not known in advance: verifies
+    /// `msg_signature`, decrypts, and returns the message whatever receive id ends it.
+    ///
+    /// Why this exists: WeCom encrypts a suite's URL-check `echostr` for the service
+    /// provider's corpid, not for the suite id its pushes carry. A suite configured without
+    /// its provider does not know that corpid, so it checks the signature, which proves the
+    /// sender holds the suite's Token, and leaves the receive id unchecked. Only the URL check
+    /// uses this: a push's receive id is always checked ([`MsgCrypto::open`]).
+    pub fn open_encrypt_any_receiver(
+        &self,
+        q: &Envelope,
+        encrypt: &str,
+    ) -> Result<String, OpenError> {
+        if !self.signed(q, encrypt) {
+            return Err(OpenError::BadSignature);
+        }
+        self.decrypt_for(encrypt, None)
+    }
+
     /// Decrypts a base64 ciphertext whose signature has been checked.
     fn decrypt(&self, encrypt: &str) -> Result<String, OpenError> {
+        self.decrypt_for(encrypt, Some(self.appid.as_bytes()))
+    }
+
+    /// Decrypts, checking that the receive id is `receiver` when one is given.
+    fn decrypt_for(&self, encrypt: &str, receiver: Option<&[u8]>) -> Result<String, OpenError> {
         let mut buf = STANDARD
             .decode(encrypt.as_bytes())
             .map_err(|_| OpenError::NotBase64)?;
@@ -272,7 +296,7 @@ impl MsgCrypto {
             return Err(OpenError::BadLength);
         }
         let (msg, appid) = rest.split_at(len);
-        if appid != self.appid.as_bytes() {
+        if receiver.is_some_and(|r| appid != r) {
             return Err(OpenError::WrongAppId);
         }
         String::from_utf8(msg.to_vec()).map_err(|_| OpenError::NotUtf8)
@@ -671,6 +695,34 @@ mod tests {
         assert_eq!(
             prefix.open(&s.envelope(), s.body.as_bytes()),
             Err(OpenError::WrongAppId)
+        );
+    }
+
+    #[test]
+    fn a_url_check_opened_for_any_receiver_still_needs_the_signature() {
+        // WeCom's echostr is encrypted for the provider's corpid, which `ours` does not know.
+        let provider = MsgCrypto::new(TOKEN, KEY, "ww0a1b2c3d4e5f6a7b").unwrap();
+        let (encrypt, signature) = provider.encrypt_signed("echo-1234", "1700000000", "n");
+        let q = Envelope {
+            timestamp: "1700000000".into(),
+            nonce: "n".into(),
+            msg_signature: signature,
+        };
+        assert_eq!(
+            ours().open_encrypt(&q, &encrypt),
+            Err(OpenError::WrongAppId)
+        );
+        assert_eq!(
+            ours().open_encrypt_any_receiver(&q, &encrypt).as_deref(),
+            Ok("echo-1234")
+        );
+        let forged = Envelope {
+            msg_signature: "0".repeat(40),
+            ..q
+        };
+        assert_eq!(
+            ours().open_encrypt_any_receiver(&forged, &encrypt),
+            Err(OpenError::BadSignature)
         );
     }
 

@@ -175,7 +175,7 @@ fn authorization(f: &Fields) -> Result<Authorization, XmlError> {
     })
 }
 
-fn appid(f: &Fields, field: &'static str) -> Result<String, XmlError> {
+pub(super) fn appid(f: &Fields, field: &'static str) -> Result<String, XmlError> {
     let v = f.required(field)?;
     let ok = v.len() <= MAX_APPID_LEN
         && v.bytes()
@@ -201,7 +201,7 @@ fn seconds(f: &Fields, field: &'static str) -> Result<u64, XmlError> {
     v.parse().map_err(|_| invalid)
 }
 
-fn credential(f: &Fields, field: &'static str) -> Result<SecretString, XmlError> {
+pub(super) fn credential(f: &Fields, field: &'static str) -> Result<SecretString, XmlError> {
     checked_credential(field, f.required(field)?)
 }
 

@@ -9,6 +9,8 @@
 //! - `replay`: freshness (five minutes either way) and replay refusal, with bounded memory.
 //! - `event`: the Open Platform's decrypted push as a typed event (`component_verify_ticket`,
 //!   `authorized`, `updateauthorized`, `unauthorized`, others kept), and the XML of each kind.
+//! - `suite_event`: a WeCom suite's decrypted callback as a typed event (`suite_ticket`,
+//!   `create_auth`, `change_auth`, `cancel_auth`, `reset_permanent_code`, others kept).
 //! - `plain`: the plain `signature` of a message URL's check and of plaintext pushes.
 //! - `xml`: the hardened reader for WeChat's flat XML that both the push body and the event
 //!   go through.
@@ -49,4 +51,5 @@ pub mod crypto;
 pub mod event;
 pub mod plain;
 pub mod replay;
+pub mod suite_event;
 pub mod xml;

@@ -40,7 +40,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use super::crypto::Envelope;
+use super::crypto::{Envelope, MsgCrypto};
 
 /// How far a push's timestamp may be from the clock, either way.
 pub const WINDOW: Duration = Duration::from_secs(5 * 60);
@@ -211,6 +211,31 @@ impl std::fmt::Debug for ReplayGuard {
             .field("evicted", &self.evicted)
             .finish()
     }
+}
+
+/// A push opened, admitted and parsed, in the order the module doc asks: the signature and
+/// the decryption first ([`MsgCrypto::open`]), then freshness and replay, so that only signed
+/// pushes take up memory, then `parse` (a platform's events, a WeCom suite's callbacks). A
+/// refusal is the HTTP status to answer and why. The caller keeps the [`Admitted`] to release
+/// it should storing the push fail.
+pub fn open_admit_parse<E>(
+    crypto: &MsgCrypto,
+    guard: &std::sync::Mutex<ReplayGuard>,
+    q: &Envelope,
+    body: &[u8],
+    parse: impl FnOnce(&str) -> Result<E, super::xml::XmlError>,
+) -> Result<(String, E, Admitted), (u16, String)> {
+    let xml = crypto
+        .open(q, body)
+        .map_err(|e| (e.http_status(), e.to_string()))?;
+    // No critical section here leaves the guard half-changed: keep going with the data.
+    let admitted = guard
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .admit(q, SystemTime::now())
+        .map_err(|e| (e.http_status(), e.to_string()))?;
+    let event = parse(&xml).map_err(|e| (400, format!("the event is malformed: {e}")))?;
+    Ok((xml, event, admitted))
 }
 
 /// A timestamp in canonical decimal: digits only, no leading zero (but `0` itself), at most

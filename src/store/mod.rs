@@ -10,6 +10,7 @@ pub mod rekey;
 #[cfg(test)]
 mod seal_bench;
 pub mod sealed;
+pub mod wecom;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

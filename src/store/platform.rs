@@ -180,6 +180,18 @@ impl CodeRecord {
         (rank << ORDER_STATE_SHIFT) | UnixMillis::saturating_from(self.updated_at).as_millis()
     }
 
+    /// This record done at `now`: `state` (exchanged or dead) with WeChat's `errcode`, the
+    /// code itself dropped (a done code is never sent again).
+    pub fn done(&self, state: CodeState, errcode: Option<i64>, now: SystemTime) -> CodeRecord {
+        CodeRecord {
+            code: None,
+            state,
+            errcode,
+            updated_at: now,
+            ..self.clone()
+        }
+    }
+
     /// Whether it may be forgotten at `now`: its code expired long ago, so neither WeChat nor
     /// a late copy of the push can bring it up again.
     pub fn forgettable(&self, now: SystemTime) -> bool {
@@ -282,6 +294,46 @@ pub trait PlatformStore: Send + Sync + 'static {
     fn release_code(&self, _platform: &str, _digest: &str) -> StoreIo<()> {
         Box::pin(futures_util::future::ready(Ok(())))
     }
+}
+
+/// Resumes the code records of `platform` still pending: every record is read, those
+/// [`CodeRecord::forgettable`] at `now` are forgotten (a failure to forget is logged: the next
+/// look tries again), and `resume` is handed each pending one that still holds its code. How
+/// many were pending; 1 when the records could not be read, so the caller looks again soon.
+pub async fn resume_pending(
+    store: &dyn PlatformStore,
+    platform: &str,
+    now: SystemTime,
+    mut resume: impl FnMut(CodeRecord, AccessToken),
+) -> usize {
+    let records = match store.load_codes(platform).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(platform, error = %format!("{e:#}"),
+                "cannot read the stored authorization codes; trying again");
+            return 1;
+        }
+    };
+    let (old, current): (Vec<CodeRecord>, Vec<CodeRecord>) =
+        records.into_iter().partition(|r| r.forgettable(now));
+    if !old.is_empty() {
+        let digests: Vec<String> = old.into_iter().map(|r| r.digest).collect();
+        if let Err(e) = store.forget_codes(platform, &digests).await {
+            tracing::warn!(platform, error = %format!("{e:#}"),
+                "cannot forget old authorization codes; trying again later");
+        }
+    }
+    let pending: Vec<CodeRecord> = current
+        .into_iter()
+        .filter(|r| r.state == CodeState::Pending)
+        .collect();
+    let count = pending.len();
+    for r in pending {
+        if let Some(code) = r.code.clone() {
+            resume(r, code);
+        }
+    }
+    count
 }
 
 /// The label of a platform's series in the store metrics, as for its component token.

@@ -46,6 +46,7 @@ impl TokenActor {
             // WeCom hands out the same token until it has expired: asking earlier only brings
             // it back. Refresh at expiry (and whenever a client reports 42001/40014).
             (Credential::AccessToken, AppKind::Wecom) => Duration::ZERO,
+            (Credential::External(source), _) if source.same_until_expiry() => Duration::ZERO,
             (Credential::AccessToken, AppKind::Official(Grant::Stable)) => {
                 stable_margin(self.cfg.refresh.margin, lifetime)
             }
@@ -79,7 +80,7 @@ impl TokenActor {
                 Some(ProbeKind::Wecom)
             }
             Credential::AccessToken => Some(ProbeKind::Account),
-            Credential::External(source) => Some(source.probe_kind()),
+            Credential::External(source) => source.probe_kind(),
             Credential::Ticket { .. } => None,
         }
     }
@@ -90,8 +91,11 @@ impl TokenActor {
     }
 
     fn is_wecom_token(&self) -> bool {
-        matches!(self.cfg.credential, Credential::AccessToken)
-            && self.cfg.spec.kind == AppKind::Wecom
+        match &self.cfg.credential {
+            Credential::AccessToken => self.cfg.spec.kind == AppKind::Wecom,
+            Credential::External(source) => source.same_until_expiry(),
+            Credential::Ticket { .. } => false,
+        }
     }
 
     pub(super) fn is_ticket(&self) -> bool {

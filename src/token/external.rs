@@ -29,12 +29,20 @@ pub trait ExternalSource: Send + Sync + 'static {
     /// Which call asks WeChat whether its token still works. Told apart by
     /// [`Self::endpoint`], so that the sources need not say: the component token takes the
     /// component probe; every other external credential (an authorizer's) is an account's
-    /// access token.
-    fn probe_kind(&self) -> ProbeKind {
+    /// access token. `None`: no call can tell (a WeCom suite token), and only wxtoken's own
+    /// calls report it, with WeCom's word that it is dead: it is refetched without asking.
+    fn probe_kind(&self) -> Option<ProbeKind> {
         if self.endpoint() == "component_token" {
-            ProbeKind::Component
+            Some(ProbeKind::Component)
         } else {
-            ProbeKind::Account
+            Some(ProbeKind::Account)
         }
+    }
+
+    /// Whether the token is scheduled as a WeCom app's: WeCom hands out the same token until
+    /// it has expired, so it is asked for a second after the expiry, never earlier (a corp's
+    /// or a provider's token).
+    fn same_until_expiry(&self) -> bool {
+        false
     }
 }

@@ -88,3 +88,25 @@ pub fn spawn_actor(
     );
     CredentialHandle { addr, status }
 }
+
+/// Starts the actor of a credential its own source fetches (an Open Platform's component or
+/// authorizer token, a WeCom suite's, corp's or provider's): no secret of its own, `appid` for
+/// its logs, `key` its store record, `label` its metrics.
+pub fn spawn_sourced(
+    deps: &ActorDeps,
+    appid: &str,
+    source: Arc<dyn super::external::ExternalSource>,
+    key: AppKey,
+    label: String,
+    owner: Option<TokenOwner>,
+) -> CredentialHandle {
+    spawn_actor(
+        deps,
+        &Arc::new(CredentialSpec::sourced(appid)),
+        Credential::External(source),
+        key,
+        label,
+        None,
+        owner,
+    )
+}

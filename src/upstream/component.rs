@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{answer_object, credential_in, secret_in, Fetched, UpstreamError, WechatClient};
+use super::{
+    answer_object, credential_in, secret_in, sorted_ids, Fetched, UpstreamError, WechatClient,
+};
 use crate::secret::AccessToken;
 
 /// The most authorizers `api_get_authorizer_list` returns per page; more is errcode 40170.
@@ -57,6 +59,20 @@ pub struct PreAuthCode {
     pub expires_in: Duration,
 }
 
+impl PreAuthCode {
+    /// The pre-auth code of an answer (the Open Platform's and WeCom's say it alike).
+    pub(super) fn in_answer(body: &[u8]) -> Result<PreAuthCode, UpstreamError> {
+        let answer = answer_object(body)?;
+        let code = secret_in(&answer, "pre_auth_code")?;
+        let expires_in = answer
+            .get("expires_in")
+            .and_then(|v| v.as_u64())
+            .map(Duration::from_secs)
+            .ok_or_else(|| UpstreamError::Decode("expires_in missing or not a number".into()))?;
+        Ok(PreAuthCode { code, expires_in })
+    }
+}
+
 /// The largest page of the authorizer list accepted: 500 entries of about 150 bytes each,
 /// with room to spare.
 const MAX_LIST_BODY: usize = 1024 * 1024;
@@ -94,20 +110,11 @@ fn optional_secret(
     }
 }
 
-/// `func_info: [{"funcscope_category": {"id": 1}}, ...]`; entries of another shape are
-/// skipped, not fatal: the ids are reported, never acted on.
+/// `func_info: [{"funcscope_category": {"id": 1}}, ...]`.
 fn func_ids(map: &serde_json::Map<String, serde_json::Value>) -> Vec<u32> {
-    let Some(list) = map.get("func_info").and_then(|v| v.as_array()) else {
-        return Vec::new();
-    };
-    let mut ids: Vec<u32> = list
-        .iter()
-        .filter_map(|f| f.get("funcscope_category")?.get("id")?.as_u64())
-        .filter_map(|id| u32::try_from(id).ok())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
+    sorted_ids(map.get("func_info"), |f| {
+        f.get("funcscope_category")?.get("id")?.as_u64()
+    })
 }
 
 impl WechatClient {
@@ -117,15 +124,11 @@ impl WechatClient {
         path: &str,
         component_token: Option<&AccessToken>,
     ) -> Result<awc::ClientRequest, UpstreamError> {
-        let req = self
-            .http
-            .post(format!("{}/cgi-bin/component/{path}", self.base_url));
-        match component_token {
-            None => Ok(req),
-            Some(t) => req
-                .query(&[("component_access_token", t.expose())])
-                .map_err(|_| UpstreamError::Decode("cannot encode the request query".into())),
-        }
+        self.post_to(
+            &self.base_url,
+            &format!("/cgi-bin/component/{path}"),
+            component_token.map(|t| ("component_access_token", t)),
+        )
     }
 
     /// `POST /cgi-bin/component/api_component_token` with the pushed verify ticket.
@@ -142,14 +145,8 @@ impl WechatClient {
             "component_appsecret": secret.expose_secret(),
             "component_verify_ticket": ticket.expose(),
         });
-        let body = self.call(req, Some(body)).await?;
-        let answer = answer_object(&body)?;
-        credential_in(
-            &answer,
-            "component_access_token",
-            requested_at,
-            self.min_lifetime,
-        )
+        self.post_for_credential(req, body, "component_access_token", requested_at)
+            .await
     }
 
     /// `POST /cgi-bin/component/api_start_push_ticket`: asks WeChat to push the verify ticket
@@ -177,14 +174,7 @@ impl WechatClient {
         let req = self.component_request("api_create_preauthcode", Some(component_token))?;
         let body = serde_json::json!({ "component_appid": component_appid });
         let body = self.call(req, Some(body)).await?;
-        let answer = answer_object(&body)?;
-        let code = secret_in(&answer, "pre_auth_code")?;
-        let expires_in = answer
-            .get("expires_in")
-            .and_then(|v| v.as_u64())
-            .map(Duration::from_secs)
-            .ok_or_else(|| UpstreamError::Decode("expires_in missing or not a number".into()))?;
-        Ok(PreAuthCode { code, expires_in })
+        PreAuthCode::in_answer(&body)
     }
 
     /// `POST /cgi-bin/component/api_query_auth`: exchanges an authorization code (from the

@@ -10,6 +10,7 @@ mod custom_message;
 mod forward;
 mod pool;
 mod probe;
+mod wecom_suite;
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -34,6 +35,7 @@ pub use component::{
 pub use forward::Forward;
 pub use pool::{Acquire, Permit, Priority, Promotion, UpstreamPool};
 pub use probe::ProbeKind;
+pub use wecom_suite::{errcode as wecom_errcode, SuiteInstall};
 
 /// How a failure should be treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -259,6 +261,37 @@ impl WechatClient {
             .map_err(|_| UpstreamError::Timeout(self.timeout))?
     }
 
+    /// A POST to `{base}{path}`, with `token` as the query parameter named first when given
+    /// (`component_access_token`, `suite_access_token`).
+    fn post_to(
+        &self,
+        base: &str,
+        path: &str,
+        token: Option<(&str, &AccessToken)>,
+    ) -> Result<awc::ClientRequest, UpstreamError> {
+        let req = self.http.post(format!("{base}{path}"));
+        match token {
+            None => Ok(req),
+            Some((param, t)) => req
+                .query(&[(param, t.expose())])
+                .map_err(|_| UpstreamError::Decode("cannot encode the request query".into())),
+        }
+    }
+
+    /// POSTs `body` and reads the credential in `field` of the answer, its lifetime counted
+    /// from `requested_at` (taken before the request was built).
+    async fn post_for_credential(
+        &self,
+        req: awc::ClientRequest,
+        body: serde_json::Value,
+        field: &str,
+        requested_at: SystemTime,
+    ) -> Result<Fetched, UpstreamError> {
+        let body = self.call(req, Some(body)).await?;
+        let answer = answer_object(&body)?;
+        credential_in(&answer, field, requested_at, self.min_lifetime)
+    }
+
     fn get(
         &self,
         base: &str,
@@ -347,6 +380,25 @@ impl WechatClient {
         let body = self.call(req, None).await?;
         parse_answer(&body, "ticket", requested_at, self.min_lifetime)
     }
+}
+
+/// Ids from a list in an answer (permission sets, agents), sorted and without repeats; entries
+/// without an id in `u32` range are skipped, not fatal: the ids are reported, never acted on.
+fn sorted_ids(
+    list: Option<&serde_json::Value>,
+    id: impl Fn(&serde_json::Value) -> Option<u64>,
+) -> Vec<u32> {
+    let Some(list) = list.and_then(|v| v.as_array()) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<u32> = list
+        .iter()
+        .filter_map(id)
+        .filter_map(|n| u32::try_from(n).ok())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Interprets a credential answer: errcode first (failures come with HTTP 200), then the

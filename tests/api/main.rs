@@ -10,3 +10,4 @@ mod platform;
 mod support;
 mod token;
 mod trust;
+mod wecom;

@@ -21,3 +21,4 @@ pub mod raw_upstream;
 pub mod redis_topology;
 pub mod tmpfs;
 pub mod wechatpy;
+pub mod wecom;
