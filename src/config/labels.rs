@@ -8,7 +8,8 @@
 //! - a platform's authorizers, one label for all of them: `platform:saas:authorizers`, and
 //!   their tickets by kind: `platform:saas:authorizers:jsapi_ticket`;
 //! - a WeCom suite's token `wecom:crm-suite`, its corps' `wecom:crm-suite:corps`, a WeCom
-//!   provider's token `wecom-provider:vendor`.
+//!   corps' tickets `wecom:crm-suite:corps:jsapi_ticket`, a WeCom provider's token
+//!   `wecom-provider:vendor`.
 
 use super::TicketKind;
 
@@ -43,6 +44,12 @@ pub fn wecom_suite_label(name: &str) -> String {
 /// The label every corp token actor of WeCom suite `suite` shares: `wecom:crm-suite:corps`.
 pub fn wecom_corps_label(suite: &str) -> String {
     format!("wecom:{suite}:corps")
+}
+
+/// The label every corp ticket actor of WeCom suite `suite` and `kind` shares:
+/// `wecom:crm-suite:corps:agent_jsapi_ticket`.
+pub fn wecom_corp_ticket_label(suite: &str, kind: TicketKind) -> String {
+    ticket_of(&wecom_corps_label(suite), kind.as_str())
 }
 
 /// The label of WeCom provider `name`'s provider token: `wecom-provider:vendor`.
@@ -85,5 +92,9 @@ mod tests {
         );
         assert_eq!(store_key_label("shop/ticket/jsapi"), "shop:jsapi_ticket");
         assert_eq!(store_key_label("shop"), "shop");
+        assert_eq!(
+            wecom_corp_ticket_label("crm", TicketKind::AgentJsapi),
+            "wecom:crm:corps:agent_jsapi_ticket"
+        );
     }
 }

@@ -321,11 +321,16 @@ pub enum Grant {
     Stable,
 }
 
-/// A ticket type WeChat issues with `getticket`.
+/// A ticket type WeChat issues with `getticket`, or one WeCom issues to a corp that installed
+/// a suite (each with its own endpoint).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TicketKind {
     Jsapi,
     WxCard,
+    /// WeCom's corp ticket (`get_jsapi_ticket`), for `wx.config`.
+    CorpJsapi,
+    /// WeCom's app ticket (`ticket/get?type=agent_config`), for `wx.agentConfig`.
+    AgentJsapi,
 }
 
 impl TicketKind {
@@ -334,6 +339,8 @@ impl TicketKind {
         match self {
             TicketKind::Jsapi => "jsapi",
             TicketKind::WxCard => "wx_card",
+            TicketKind::CorpJsapi => "jsapi",
+            TicketKind::AgentJsapi => "agent_jsapi",
         }
     }
 
@@ -341,6 +348,15 @@ impl TicketKind {
         match s {
             "jsapi" => Some(TicketKind::Jsapi),
             "wx_card" => Some(TicketKind::WxCard),
+            _ => None,
+        }
+    }
+
+    /// A WeCom corp's ticket type, as its URLs name it: `jsapi` or `agent_jsapi`.
+    pub fn parse_wecom(s: &str) -> Option<TicketKind> {
+        match s {
+            "jsapi" => Some(TicketKind::CorpJsapi),
+            "agent_jsapi" => Some(TicketKind::AgentJsapi),
             _ => None,
         }
     }

@@ -66,6 +66,36 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
             ),
         );
     }
+    // A corp's JS-SDK tickets, with the corp token (served at WeCom's base, as gettoken is).
+    cfg.route("/cgi-bin/get_jsapi_ticket", web::route().to(jsapi_ticket))
+        .route("/cgi-bin/ticket/get", web::route().to(agent_ticket));
+}
+
+async fn jsapi_ticket(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
+    corp_ticket(&req, &state, "jsapi")
+}
+
+/// `ticket/get?type=agent_config`: any other type is refused as WeCom refuses bad arguments.
+async fn agent_ticket(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
+    match query_params(&req).get("type").map(String::as_str) {
+        Some("agent_config") => corp_ticket(&req, &state, "agent_config"),
+        _ => wecom_answer(Err(WxError::WECOM_BAD_ARGS)),
+    }
+}
+
+fn corp_ticket(req: &HttpRequest, state: &Shared, kind: &'static str) -> HttpResponse {
+    let token = query_params(req).remove("access_token").unwrap_or_default();
+    let mut s = lock(state);
+    let (suites, now) = s.wecom_suites();
+    suites.count(if kind == "jsapi" {
+        "get_jsapi_ticket"
+    } else {
+        "ticket/get"
+    });
+    let answer = suites.corp_ticket(&token, kind, now);
+    wecom_answer(
+        answer.map(|(ticket, expires_in)| json!({"ticket": ticket, "expires_in": expires_in})),
+    )
 }
 
 fn wecom_answer(answer: Result<Value, WxError>) -> HttpResponse {

@@ -138,6 +138,14 @@ impl FakeWechat {
             .corp_tokens_minted(suite_id, corpid)
     }
 
+    /// How many tickets of `kind` (`jsapi`, `agent_config`) the fake minted for a corp.
+    pub fn corp_tickets_minted(&self, suite_id: &str, corpid: &str, kind: &str) -> u64 {
+        self.lock()
+            .wecom_suites()
+            .0
+            .corp_tickets_minted(suite_id, corpid, kind)
+    }
+
     /// The corp's permanent code, for tests that look for it where it must not be.
     pub fn permanent_code(&self, suite_id: &str, corpid: &str) -> Option<String> {
         self.lock()

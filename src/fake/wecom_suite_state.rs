@@ -33,6 +33,8 @@ impl WxError {
     pub(crate) const WECOM_INVALID_CORPID: WxError = WxError(40013);
     pub(crate) const WECOM_INVALID_SECRET: WxError = WxError(40001);
     pub(crate) const WECOM_BAD_ARGS: WxError = WxError(40097);
+    pub(crate) const WECOM_TOKEN_INVALID: WxError = WxError(40014);
+    pub(crate) const WECOM_TOKEN_EXPIRED: WxError = WxError(42001);
 }
 
 /// One suite (or template) the fake knows.
@@ -67,6 +69,9 @@ pub enum CorpState {
     Cancelled,
 }
 
+/// A credential the fake hands out while it lives, with its expiry.
+type LiveSlot = Option<(String, Instant)>;
+
 /// One corp that installed a suite.
 struct Corp {
     permanent_code: String,
@@ -75,6 +80,8 @@ struct Corp {
     agentid: u32,
     token: Option<(String, Instant)>,
     tokens_minted: u64,
+    /// Its JS-SDK tickets by kind (`jsapi`, `agent_config`), each the same while it lives.
+    tickets: HashMap<&'static str, (LiveSlot, u64)>,
 }
 
 struct AuthCode {
@@ -339,6 +346,38 @@ impl WecomSuiteState {
         ))
     }
 
+    /// `get_jsapi_ticket` (`kind` `jsapi`) and `ticket/get?type=agent_config`: the ticket of
+    /// the corp whose live token `token` is (40014 unknown, 42001 expired), the same while it
+    /// lives.
+    pub(crate) fn corp_ticket(
+        &mut self,
+        token: &str,
+        kind: &'static str,
+        now: Instant,
+    ) -> Result<(String, u64), WxError> {
+        let lifetime = self.lifetime();
+        let corp = self
+            .suites
+            .values_mut()
+            .flat_map(|s| s.corps.values_mut())
+            .find(|c| c.token.as_ref().is_some_and(|(t, _)| t == token))
+            .ok_or(WxError::WECOM_TOKEN_INVALID)?;
+        if corp.token.as_ref().is_some_and(|(_, e)| *e <= now) {
+            return Err(WxError::WECOM_TOKEN_EXPIRED);
+        }
+        let (slot, minted) = corp.tickets.entry(kind).or_default();
+        Ok(reuse_or_mint(slot, minted, lifetime, now))
+    }
+
+    /// How many tickets of `kind` the fake minted for a corp.
+    pub(crate) fn corp_tickets_minted(&self, suite_id: &str, corpid: &str, kind: &str) -> u64 {
+        self.suites
+            .get(suite_id)
+            .and_then(|s| s.corps.get(corpid))
+            .and_then(|c| c.tickets.get(kind))
+            .map_or(0, |(_, n)| *n)
+    }
+
     /// `get_provider_token`: the same token while it lives.
     pub(crate) fn provider_token(
         &mut self,
@@ -396,6 +435,7 @@ impl WecomSuiteState {
             agentid,
             token: None,
             tokens_minted: 0,
+            tickets: HashMap::new(),
         });
         if corp.state != CorpState::Installed {
             corp.permanent_code = random_token(LEN);

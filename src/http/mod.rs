@@ -20,6 +20,7 @@ mod tickets;
 mod trail;
 pub(crate) mod wechat;
 pub mod wecom;
+pub mod wecom_tickets;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -242,6 +243,16 @@ fn wecom_routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/corps/{corpid}/token/invalidate")
                     .post(wecom::invalidate_corp_token)
+                    .default_service(not_allowed("POST")),
+            )
+            .service(
+                web::resource("/corps/{corpid}/ticket/{type}")
+                    .get(wecom_tickets::corp_ticket)
+                    .default_service(not_allowed("GET")),
+            )
+            .service(
+                web::resource("/corps/{corpid}/jssdk/signature")
+                    .post(wecom_tickets::corp_jssdk_signature)
                     .default_service(not_allowed("POST")),
             )
             .service(

@@ -23,7 +23,7 @@ use crate::wecom::{CorpRefusal, CorpUnavailable, Suite};
 /// WeCom's page where a corp admin installs a suite with a pre-auth code.
 const INSTALL_URL: &str = "https://open.work.weixin.qq.com/3rdapp/install";
 
-fn param(req: &HttpRequest, name: &str) -> String {
+pub(super) fn param(req: &HttpRequest, name: &str) -> String {
     req.match_info().get(name).unwrap_or_default().to_string()
 }
 
@@ -37,7 +37,7 @@ fn named_suite(state: &ServerState, req: &HttpRequest) -> Result<Arc<Suite>, Api
 }
 
 /// The suite a client may use: 401, 404, 403.
-fn authorize_suite(
+pub(super) fn authorize_suite(
     state: &ServerState,
     req: &HttpRequest,
 ) -> Result<(Arc<ClientSettings>, Arc<Suite>), ApiError> {
@@ -91,7 +91,7 @@ pub async fn suite_token(
     ))
 }
 
-fn refusal(suite: &Suite, corpid: &str, r: CorpRefusal) -> ApiError {
+pub(super) fn refusal(suite: &Suite, corpid: &str, r: CorpRefusal) -> ApiError {
     let (s, c) = (suite.name().to_string(), corpid.to_string());
     match r {
         CorpRefusal::Unknown => ApiError::UnknownCorp {
@@ -113,7 +113,7 @@ fn refusal(suite: &Suite, corpid: &str, r: CorpRefusal) -> ApiError {
     }
 }
 
-fn corp_label(suite: &Suite, corpid: &str) -> String {
+pub(super) fn corp_label(suite: &Suite, corpid: &str) -> String {
     format!("{}/{corpid}", suite.label())
 }
 

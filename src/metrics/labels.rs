@@ -57,7 +57,7 @@ pub fn reason_label(err: &UpstreamError) -> &'static str {
 pub const STORE_OPS: [&str; 4] = ["load", "save", "lock", "decrypt"];
 
 /// Routes of the HTTP API as matched templates (label `route`); anything else is `unmatched`.
-pub const ROUTES: [&str; 39] = [
+pub const ROUTES: [&str; 41] = [
     "/v1/apps/{name}/token",
     "/v1/apps/{name}/token/invalidate",
     "/v1/apps/{name}/ticket/{type}",
@@ -83,6 +83,8 @@ pub const ROUTES: [&str; 39] = [
     "/v1/wecom/suites/{name}/corps/{corpid}",
     "/v1/wecom/suites/{name}/corps/{corpid}/token",
     "/v1/wecom/suites/{name}/corps/{corpid}/token/invalidate",
+    "/v1/wecom/suites/{name}/corps/{corpid}/ticket/{type}",
+    "/v1/wecom/suites/{name}/corps/{corpid}/jssdk/signature",
     "/v1/wecom/suites/{name}/preauth",
     "/v1/wecom/providers/{name}/token",
     "/v1/admin/deliveries",

@@ -19,12 +19,9 @@ use crate::config::{AuthorizerRefresh, TicketKind};
 use crate::secret::AccessToken;
 use crate::store::platform::{AuthorizerRecord, AuthorizerState};
 use crate::store::{stored_from_fetch, AppKey};
-use crate::token::actor::Credential;
 use crate::token::index::TokenOwner;
-use crate::token::messages::{Retire, Subscribe};
-use crate::token::{
-    spawn_actor, spawn_sourced, CredentialHandle, CredentialSpec, TokenRecord, Unavailable,
-};
+use crate::token::messages::Retire;
+use crate::token::{spawn_sourced, spawn_ticket, CredentialHandle, TokenRecord, Unavailable};
 use crate::upstream::{Authorization, UpstreamError};
 
 impl Account for AuthorizerRecord {
@@ -244,28 +241,8 @@ impl Platform {
     ) -> Result<CredentialHandle, AuthorizerRefusal> {
         let token = self.authorizer_actor(appid)?;
         let key = self.authorizer_key(appid);
-        let start = || {
-            let ticket = spawn_actor(
-                &self.deps,
-                &Arc::new(CredentialSpec::sourced(appid)),
-                Credential::Ticket {
-                    kind,
-                    token: token.status.clone(),
-                    token_actor: token.addr.clone(),
-                },
-                AppKey {
-                    name: format!("{}/ticket/{}", key.name, kind.as_str()),
-                    appid: format!("{}/ticket/{}", key.appid, kind.as_str()),
-                },
-                authorizer_ticket_label(&self.settings.name, kind),
-                None,
-                None,
-            );
-            token
-                .addr
-                .do_send(Subscribe(ticket.addr.clone().recipient()));
-            ticket
-        };
+        let label = authorizer_ticket_label(&self.settings.name, kind);
+        let start = || spawn_ticket(&self.deps, appid, &token, &key, kind, label);
         self.authorizers
             .ticket(appid, kind, start)
             .ok_or(AuthorizerRefusal::Unknown)

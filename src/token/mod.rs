@@ -30,7 +30,7 @@ pub use actor::TokenActor;
 pub use clock::SharedClock;
 pub use credential::rejects_token;
 pub use handle::{CredentialHandle, Unavailable, ACTOR_GRACE};
-pub use spawn::{spawn_actor, spawn_sourced, ActorDeps};
+pub use spawn::{spawn_actor, spawn_sourced, spawn_ticket, ActorDeps};
 pub use spec::CredentialSpec;
 
 #[cfg(test)]

@@ -110,3 +110,36 @@ pub fn spawn_sourced(
         owner,
     )
 }
+
+/// Starts the ticket actor of `kind` that follows an account's token actor `token` (an Open
+/// Platform authorizer's, a WeCom corp's): fetched with that token, stored under `key`'s name
+/// and appid with `/ticket/{type}` added, refetched whenever the token changes.
+pub fn spawn_ticket(
+    deps: &ActorDeps,
+    id: &str,
+    token: &CredentialHandle,
+    key: &AppKey,
+    kind: crate::config::TicketKind,
+    label: String,
+) -> CredentialHandle {
+    let ticket = spawn_actor(
+        deps,
+        &Arc::new(CredentialSpec::sourced(id)),
+        Credential::Ticket {
+            kind,
+            token: token.status.clone(),
+            token_actor: token.addr.clone(),
+        },
+        AppKey {
+            name: format!("{}/ticket/{}", key.name, kind.as_str()),
+            appid: format!("{}/ticket/{}", key.appid, kind.as_str()),
+        },
+        label,
+        None,
+        None,
+    );
+    token
+        .addr
+        .do_send(super::messages::Subscribe(ticket.addr.clone().recipient()));
+    ticket
+}

@@ -362,21 +362,31 @@ impl WechatClient {
         parse_answer(&body, "access_token", requested_at, self.min_lifetime)
     }
 
-    /// `GET /cgi-bin/ticket/getticket?access_token=..&type=jsapi|wx_card`
+    /// `GET /cgi-bin/ticket/getticket?access_token=..&type=jsapi|wx_card`; for a WeCom corp,
+    /// `GET {wecom}/cgi-bin/get_jsapi_ticket?access_token=..` (the corp's ticket) or
+    /// `GET {wecom}/cgi-bin/ticket/get?access_token=..&type=agent_config` (the app's).
     pub async fn fetch_ticket(
         &self,
         access_token: &AccessToken,
         kind: TicketKind,
     ) -> Result<Fetched, UpstreamError> {
         let requested_at = SystemTime::now();
-        let req = self.get(
-            &self.base_url,
-            "/cgi-bin/ticket/getticket",
-            &[
-                ("access_token", access_token.expose()),
-                ("type", kind.as_str()),
-            ],
-        )?;
+        let token = ("access_token", access_token.expose());
+        let req = match kind {
+            TicketKind::Jsapi | TicketKind::WxCard => self.get(
+                &self.base_url,
+                "/cgi-bin/ticket/getticket",
+                &[token, ("type", kind.as_str())],
+            ),
+            TicketKind::CorpJsapi => {
+                self.get(&self.wecom_base_url, "/cgi-bin/get_jsapi_ticket", &[token])
+            }
+            TicketKind::AgentJsapi => self.get(
+                &self.wecom_base_url,
+                "/cgi-bin/ticket/get",
+                &[token, ("type", "agent_config")],
+            ),
+        }?;
         let body = self.call(req, None).await?;
         parse_answer(&body, "ticket", requested_at, self.min_lifetime)
     }

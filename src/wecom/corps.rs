@@ -12,13 +12,13 @@ use std::time::{Duration, SystemTime};
 
 use super::corp_source::CorpSource;
 use super::runtime::Suite;
-use crate::config::labels::wecom_corps_label;
-use crate::config::AuthorizerRefresh;
+use crate::config::labels::{wecom_corp_ticket_label, wecom_corps_label};
+use crate::config::{AuthorizerRefresh, TicketKind};
 use crate::platform::{Account, Refusal};
 use crate::store::wecom::{CorpRecord, CorpState};
 use crate::store::AppKey;
 use crate::token::messages::Retire;
-use crate::token::{spawn_sourced, CredentialHandle, TokenRecord, Unavailable};
+use crate::token::{spawn_sourced, spawn_ticket, CredentialHandle, TokenRecord, Unavailable};
 use crate::upstream::{Priority, Promotion, SuiteInstall};
 
 impl Account for CorpRecord {
@@ -183,6 +183,23 @@ impl Suite {
         for corpid in corpids {
             self.ensure_actor(&corpid);
         }
+    }
+
+    /// The ticket actor of `kind` (`CorpJsapi`, `AgentJsapi`) of a corp whose token may be
+    /// served, started on first use: fetched with the corp's token, refetched when it changes,
+    /// stopped with it.
+    pub fn corp_ticket(
+        &self,
+        corpid: &str,
+        kind: TicketKind,
+    ) -> Result<CredentialHandle, CorpRefusal> {
+        let token = self.corp_actor(corpid)?;
+        let key = self.corp_key(corpid);
+        let label = wecom_corp_ticket_label(self.name(), kind);
+        let start = || spawn_ticket(&self.deps, corpid, &token, &key, kind, label);
+        self.corps
+            .ticket(corpid, kind, start)
+            .ok_or(CorpRefusal::Unknown)
     }
 
     /// Stops a corp's actor (revoked, refused, idle, or to start afresh).

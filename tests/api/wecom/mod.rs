@@ -6,3 +6,4 @@ pub mod callbacks;
 pub mod corps;
 pub mod durability;
 pub mod reload;
+pub mod tickets;
