@@ -304,16 +304,32 @@ async fn start_services(
     }))
 }
 
-/// Scrapes read the apps and platforms running at that moment. Weak references: the state
+/// Scrapes read the apps, platforms and WeCom suites running at that moment. Weak references: the state
 /// owns the metrics, so a strong one would keep both alive forever.
 fn show_running_credentials(state: &web::Data<ServerState>) {
     let scraped = Arc::downgrade(&state.clone().into_inner());
     state.metrics.read_credentials_from(move || {
         scraped
             .upgrade()
-            .map(|s| scraped_credentials(&s.apps.load(), &s.platforms))
+            .map(|s| {
+                let mut all = scraped_credentials(&s.apps.load(), &s.platforms);
+                all.extend(crate::wecom::scrape::credentials(
+                    &s.wecom_suites,
+                    &s.wecom_providers,
+                ));
+                all
+            })
             .unwrap_or_default()
     });
+    if !state.wecom_suites.is_empty() {
+        let scraped = Arc::downgrade(&state.clone().into_inner());
+        state.metrics.read_wecom_suites_from(move || {
+            scraped
+                .upgrade()
+                .map(|s| crate::wecom::scrape::suites(&s.wecom_suites))
+                .unwrap_or_default()
+        });
+    }
     if !state.platforms.is_empty() {
         let scraped = Arc::downgrade(&state.clone().into_inner());
         state.metrics.read_platforms_from(move || {
@@ -499,17 +515,8 @@ fn scraped_platforms(state: &ServerState) -> Vec<crate::metrics::ScrapedPlatform
         .platforms
         .values()
         .map(|p| {
-            let c = p.authorizer_counts();
-            crate::metrics::ScrapedPlatform {
-                name: p.name().to_string(),
-                ticket_age: p.ticket_age(now).map(|d| d.as_secs_f64()),
-                authorizers: [
-                    ("active", c.active),
-                    ("idle", c.idle),
-                    ("revoked", c.revoked),
-                    ("needs_reauth", c.needs_reauth),
-                ],
-            }
+            let age = p.ticket_age(now).map(|d| d.as_secs_f64());
+            crate::metrics::ScrapedPlatform::new(p.name(), age, &p.authorizer_counts())
         })
         .collect()
 }

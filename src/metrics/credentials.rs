@@ -47,6 +47,9 @@ struct GaugeDef {
     /// Exported in gauges mode too: what the alerts need per app (expiry, refresh due,
     /// configuration error).
     in_gauges_mode: bool,
+    /// Only for credentials with a known daily limit: a WeCom suite's, corp's or provider's
+    /// token has none, and a limit of 0 would read as a quota used up.
+    needs_quota: bool,
 }
 
 /// Unix seconds of `t`, whole seconds; 0 before the epoch.
@@ -68,12 +71,14 @@ const GAUGES: [GaugeDef; 8] = [
                 .map_or(0.0, |t| t.remaining(now).as_secs_f64().floor())
         },
         in_gauges_mode: true,
+        needs_quota: false,
     },
     GaugeDef {
         name: "wxtoken_token_expiry_timestamp_seconds",
         help: "Unix time at which the served token expires; 0 when there is none.",
         value: |c, _| c.status.token.as_ref().map_or(0.0, |t| unix_secs(t.expires_at)),
         in_gauges_mode: true,
+        needs_quota: false,
     },
     GaugeDef {
         name: "wxtoken_token_age_seconds",
@@ -85,6 +90,7 @@ const GAUGES: [GaugeDef; 8] = [
                 .map_or(0.0, |t| t.age(now).as_secs_f64().floor())
         },
         in_gauges_mode: false,
+        needs_quota: false,
     },
     GaugeDef {
         name: "wxtoken_token_refresh_due_timestamp_seconds",
@@ -94,24 +100,28 @@ const GAUGES: [GaugeDef; 8] = [
             _ => 0.0,
         },
         in_gauges_mode: true,
+        needs_quota: false,
     },
     GaugeDef {
         name: "wxtoken_token_generation",
         help: "Generation of the served token: goes up by one with every fetch.",
         value: |c, _| c.status.token.as_ref().map_or(0.0, |t| t.generation as f64),
         in_gauges_mode: false,
+        needs_quota: false,
     },
     GaugeDef {
         name: "wxtoken_quota_used_today",
         help: "Calls to WeChat's token endpoint answered today (days start at 00:00 UTC+8).",
         value: |c, now| c.status.quota.used_on(now) as f64,
         in_gauges_mode: false,
+        needs_quota: true,
     },
     GaugeDef {
         name: "wxtoken_quota_daily_limit",
         help: "Daily limit of token calls for the app (configured, WeChat's default 2000).",
         value: |c, _| c.daily_quota as f64,
         in_gauges_mode: false,
+        needs_quota: true,
     },
     GaugeDef {
         name: "wxtoken_upstream_config_error",
@@ -125,6 +135,7 @@ const GAUGES: [GaugeDef; 8] = [
             f64::from(u8::from(config))
         },
         in_gauges_mode: true,
+        needs_quota: false,
     },
 ];
 
@@ -182,6 +193,9 @@ pub fn gauge_families(
     let mut quota_max: f64 = 0.0;
     for c in credentials.iter().filter(|c| c.gauges) {
         for (def, out) in defs.iter().zip(series.iter_mut()) {
+            if def.needs_quota && c.daily_quota == 0 {
+                continue;
+            }
             out.push(gauge(
                 vec![label("app", c.label.clone())],
                 (def.value)(c, now),

@@ -62,6 +62,7 @@ struct Inner {
     /// the failing app in gauges mode too.
     refresh_failures: IntCounterVec,
     platform_events: IntCounterVec,
+    wecom_callbacks: IntCounterVec,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     proxy: proxy::ProxyMetrics,
@@ -255,6 +256,12 @@ impl Metrics {
             "Open Platform pushes received, by platform, info type and result (ok, refused, failed).",
             &["platform", "info_type", "result"],
         );
+        let wecom_callbacks = counter(
+            &mut registry,
+            "wxtoken_wecom_callbacks_total",
+            "WeCom suite callbacks received, by suite, InfoType and result (ok, refused, failed).",
+            &["suite", "info_type", "result"],
+        );
         let proxy = proxy::ProxyMetrics::new(&mut registry);
         let (http_requests, http_duration) = http_families(&mut registry);
         let audit_write_errors = audit::register(&mut registry);
@@ -267,6 +274,7 @@ impl Metrics {
                 events,
                 refresh_failures,
                 platform_events,
+                wecom_callbacks,
                 http_requests,
                 http_duration,
                 proxy,
@@ -363,9 +371,26 @@ impl Metrics {
         &self,
         source: impl Fn() -> Vec<ScrapedPlatform> + Send + Sync + 'static,
     ) {
-        let collector = platforms::PlatformCollector::new(Box::new(source));
+        self.read_accounts_from(&platforms::PLATFORMS, Box::new(source));
+    }
+
+    /// Where scrapes read the running WeCom suites from (once, at start-up, when there are
+    /// any): the same gauges as a platform's, under their own names.
+    pub fn read_wecom_suites_from(
+        &self,
+        source: impl Fn() -> Vec<ScrapedPlatform> + Send + Sync + 'static,
+    ) {
+        self.read_accounts_from(&platforms::WECOM_SUITES, Box::new(source));
+    }
+
+    fn read_accounts_from(
+        &self,
+        names: &platforms::FamilyNames,
+        source: platforms::PlatformSource,
+    ) {
+        let collector = platforms::PlatformCollector::new(names, source);
         if self.inner.registry.register(Box::new(collector)).is_err() {
-            tracing::warn!("a second platform metrics source was ignored");
+            tracing::warn!(family = names.label, "a second metrics source was ignored");
         }
     }
 
@@ -499,6 +524,15 @@ impl Metrics {
         self.inner
             .platform_events
             .with_label_values(&[platform, info_type, result])
+            .inc();
+    }
+
+    /// A WeCom suite's callback (or URL check): `info_type` from the fixed set of
+    /// `SuiteEvent::kind_label`, `result` ok, refused or failed.
+    pub fn wecom_callback(&self, suite: &str, info_type: &str, result: &str) {
+        self.inner
+            .wecom_callbacks
+            .with_label_values(&[suite, info_type, result])
             .inc();
     }
 

@@ -1,21 +1,77 @@
-//! The Open Platform's gauges, read from the running platforms at every scrape:
-//! `wxtoken_platform_ticket_age_seconds{platform}` and `wxtoken_authorizers{platform,state}`.
+//! The gauges of an account family, read from the running services at every scrape: the Open
+//! Platform's (`wxtoken_platform_ticket_age_seconds{platform}`,
+//! `wxtoken_authorizers{platform,state}`) and WeCom suites' (`wxtoken_wecom_suite_ticket_age_seconds{suite}`,
+//! `wxtoken_wecom_corps{suite,state}`): both are a pushed ticket and accounts by state.
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntGaugeVec, Opts};
 
-/// One platform as a scrape sees it.
+/// One platform or suite as a scrape sees it.
 pub struct ScrapedPlatform {
     pub name: String,
-    /// Seconds since the last verify ticket arrived; `None` before the first.
+    /// Seconds since the last pushed ticket arrived; `None` before the first.
     pub ticket_age: Option<f64>,
-    /// Authorizers by state: active (a token actor keeps it fresh), idle, revoked,
-    /// needs_reauth.
+    /// Accounts (authorizers, corps) by state: active (a token actor keeps it fresh), idle,
+    /// revoked, needs_reauth.
     pub authorizers: [(&'static str, usize); 4],
 }
 
+impl ScrapedPlatform {
+    /// `name`'s line, its accounts by state from `c`.
+    pub fn new(
+        name: &str,
+        ticket_age: Option<f64>,
+        c: &crate::platform::AccountCounts,
+    ) -> ScrapedPlatform {
+        ScrapedPlatform {
+            name: name.to_string(),
+            ticket_age,
+            authorizers: [
+                ("active", c.active),
+                ("idle", c.idle),
+                ("revoked", c.revoked),
+                ("needs_reauth", c.needs_reauth),
+            ],
+        }
+    }
+}
+
 pub type PlatformSource = Box<dyn Fn() -> Vec<ScrapedPlatform> + Send + Sync>;
+
+/// The names of one family's series.
+pub struct FamilyNames {
+    /// The label naming the service: `platform` or `suite`.
+    pub label: &'static str,
+    pub ticket_age: (&'static str, &'static str),
+    pub accounts: (&'static str, &'static str),
+}
+
+/// The Open Platform's.
+pub const PLATFORMS: FamilyNames = FamilyNames {
+    label: "platform",
+    ticket_age: (
+        "wxtoken_platform_ticket_age_seconds",
+        "Seconds since the platform's last component_verify_ticket push (WeChat pushes about every 10 minutes; a ticket is good for 12 hours).",
+    ),
+    accounts: (
+        "wxtoken_authorizers",
+        "Authorized accounts of the platform, by state (active: kept fresh now; idle; revoked; needs_reauth).",
+    ),
+};
+
+/// WeCom suites'.
+pub const WECOM_SUITES: FamilyNames = FamilyNames {
+    label: "suite",
+    ticket_age: (
+        "wxtoken_wecom_suite_ticket_age_seconds",
+        "Seconds since the WeCom suite's last suite_ticket callback (WeCom pushes every 10 minutes; a ticket is honoured 30).",
+    ),
+    accounts: (
+        "wxtoken_wecom_corps",
+        "Corps that installed the WeCom suite, by state (active: kept fresh now; idle; revoked; needs_reauth).",
+    ),
+};
 
 pub struct PlatformCollector {
     source: PlatformSource,
@@ -25,23 +81,14 @@ pub struct PlatformCollector {
 }
 
 impl PlatformCollector {
-    pub fn new(source: PlatformSource) -> PlatformCollector {
-        let ticket_age = GaugeVec::new(
-            Opts::new(
-                "wxtoken_platform_ticket_age_seconds",
-                "Seconds since the platform's last component_verify_ticket push (WeChat pushes about every 10 minutes; a ticket is good for 12 hours).",
-            ),
-            &["platform"],
-        )
-        .expect("valid metric");
-        let authorizers = IntGaugeVec::new(
-            Opts::new(
-                "wxtoken_authorizers",
-                "Authorized accounts of the platform, by state (active: kept fresh now; idle; revoked; needs_reauth).",
-            ),
-            &["platform", "state"],
-        )
-        .expect("valid metric");
+    pub fn new(names: &FamilyNames, source: PlatformSource) -> PlatformCollector {
+        let (age, age_help) = names.ticket_age;
+        let ticket_age =
+            GaugeVec::new(Opts::new(age, age_help), &[names.label]).expect("valid metric");
+        let (accounts, accounts_help) = names.accounts;
+        let authorizers =
+            IntGaugeVec::new(Opts::new(accounts, accounts_help), &[names.label, "state"])
+                .expect("valid metric");
         let descs = ticket_age
             .desc()
             .into_iter()

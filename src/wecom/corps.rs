@@ -80,6 +80,11 @@ impl Suite {
             .of_authorized(corpid, |r| r.permanent_code.clone())
     }
 
+    /// Corps per state, and how many have a running actor (for metrics).
+    pub fn corp_counts(&self) -> crate::platform::AccountCounts {
+        self.corps.counts()
+    }
+
     /// One page of the corps in `state` (all when `None`), by corpid: how many and the records
     /// from `offset`, `limit` at most.
     pub fn corp_page(

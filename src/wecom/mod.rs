@@ -16,6 +16,7 @@
 //!   permanent codes, resumed at start and every minute.
 //! - `provider`: the provider token.
 //! - `readiness`: the suite's line in `/readyz`.
+//! - `scrape`: what `/metrics` reads of the suites and providers.
 
 mod corp_source;
 mod corps;
@@ -24,6 +25,7 @@ mod provider;
 mod readiness;
 mod receive;
 mod runtime;
+pub mod scrape;
 mod ticket;
 
 pub use corps::{CorpRefusal, CorpUnavailable};

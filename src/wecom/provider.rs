@@ -85,6 +85,11 @@ impl Provider {
         self.token.current(wait).await
     }
 
+    /// What its token actor last published (for metrics).
+    pub fn status(&self) -> &crate::token::SharedStatus {
+        &self.token.status
+    }
+
     /// Its readiness line: `ok`, or why no token is held.
     pub fn readiness(&self, now: std::time::SystemTime) -> String {
         let status = self.token.status.load();

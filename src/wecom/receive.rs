@@ -80,7 +80,7 @@ impl Suite {
     fn count(&self, info_type: &str, result: &str) {
         self.deps
             .metrics
-            .platform_event(self.store.namespace(), info_type, result);
+            .wecom_callback(self.name(), info_type, result);
     }
 
     fn refused(&self, status: u16, message: String, info_type: &str) -> PushError {

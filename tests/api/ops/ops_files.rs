@@ -44,6 +44,11 @@ const PLATFORM_ALERTS: [&str; 3] = [
     "WxtokenPlatformTicketExpiring",
     "WxtokenPlatformAuthorizersNeedReauth",
 ];
+/// Alerts about a WeCom suite as a whole (its ticket, its corps): they name the suite.
+const SUITE_ALERTS: [&str; 2] = [
+    "WxtokenWecomSuiteTicketStale",
+    "WxtokenWecomCorpsNeedReauth",
+];
 /// Alerts about one delivery route: they name the route.
 const ROUTE_ALERTS: [&str; 3] = [
     "WxtokenDeliveryBacklogGrowing",
@@ -227,6 +232,8 @@ fn every_alert_is_complete() {
             "$labels.instance"
         } else if PLATFORM_ALERTS.contains(&name.as_str()) {
             "$labels.platform"
+        } else if SUITE_ALERTS.contains(&name.as_str()) {
+            "$labels.suite"
         } else if ROUTE_ALERTS.contains(&name.as_str()) {
             "$labels.route"
         } else if SOURCE_ALERTS.contains(&name.as_str()) {
@@ -324,6 +331,7 @@ fn dashboard_uses_the_provisioned_datasource_and_app_and_platform_variables() {
         "Upstream",
         "Process",
         "Open Platform",
+        "WeCom suites",
     ] {
         assert!(
             rows.iter().any(|r| r.starts_with(want)),
@@ -430,6 +438,62 @@ fn dashboard_has_a_collapsed_open_platform_row_reading_every_platform_series() {
         panel["fieldConfig"]["defaults"]["unit"], "s",
         "{ticket}: unit"
     );
+}
+
+#[test]
+fn dashboard_has_a_collapsed_wecom_row_reading_every_suite_series() {
+    let dash = dashboard();
+    let top = dash["panels"].as_array().expect("panels");
+    let row = top
+        .iter()
+        .find(|p| p["type"] == "row" && p["title"] == "WeCom suites")
+        .expect("a WeCom suites row");
+    // Collapsed, as the Open Platform's: most installations have no suite.
+    assert_eq!(row["collapsed"], true, "the WeCom suites row is collapsed");
+    let inside = row["panels"].as_array().expect("row panels");
+    for p in top {
+        for e in exprs(p) {
+            assert!(!e.contains("$suite"), "{e} is outside the WeCom suites row");
+        }
+    }
+    let queries: Vec<(&str, &str)> = inside
+        .iter()
+        .flat_map(|p| {
+            let title = p["title"].as_str().unwrap_or("(untitled)");
+            exprs(p).into_iter().map(move |e| (title, e))
+        })
+        .collect();
+    for (title, e) in &queries {
+        assert!(e.contains("$suite"), "{title}: {e} ignores $suite");
+    }
+    let reading = |needle: &str| {
+        let found: Vec<&(&str, &str)> =
+            queries.iter().filter(|(_, e)| e.contains(needle)).collect();
+        assert!(
+            !found.is_empty(),
+            "no WeCom query reads {needle}: {queries:?}"
+        );
+        found[0].0
+    };
+    let ticket = reading("wxtoken_wecom_suite_ticket_age_seconds{");
+    reading("wxtoken_wecom_corps{");
+    reading("wxtoken_wecom_callbacks_total{");
+    reading(r#"wxtoken_token_refreshes_total{app=~"wecom:$suite.*"}"#);
+    // The ticket-age panel marks the alert's threshold (20 minutes) and the ticket's end (30).
+    let panel = inside.iter().find(|p| p["title"] == ticket).unwrap();
+    let steps: Vec<f64> = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        .as_array()
+        .expect("threshold steps")
+        .iter()
+        .filter_map(|s| s["value"].as_f64())
+        .collect();
+    assert_eq!(steps, [1200.0, 1800.0], "{ticket}: thresholds");
+    let vars = dash["templating"]["list"].as_array().expect("templating");
+    let suite = vars
+        .iter()
+        .find(|v| v["name"] == "suite")
+        .expect("a `suite` variable");
+    assert_eq!(suite["query"], "label_values(wxtoken_wecom_corps, suite)");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The alert rules and the dashboard against a real Prometheus scraping a live wxtoken with two
-//! apps and an Open Platform platform (a pushed ticket, authorized accounts): every query
+//! apps, an Open Platform platform (a pushed ticket, authorized accounts) and WeCom suites (a
+//! pushed suite ticket, an installed corp, its ticket): every query
 //! returns data, and the configuration-error and refresh-failure alerts follow a fault, with
 //! each `[metrics] per_app` series set ("full" and "gauges").
 //!
@@ -39,6 +40,8 @@ const DASHBOARD_INTERVAL: &str = "1m";
 const ALL_APPS: &str = "(shop|blog)";
 /// The same for `$platform`: the test server's one platform.
 const ALL_PLATFORMS: &str = "(saas)";
+/// The same for `$suite`: the test server's WeCom suite and template.
+const ALL_SUITES: &str = "(crm-suite|crm-template)";
 /// Series exported only with the Redis store, which the test server does not use: rule and
 /// dashboard queries that read them must still be valid PromQL, but may return nothing. The
 /// WxtokenRedisDown rule is covered by synthetic series in alerts_test.yml.
@@ -557,7 +560,9 @@ fn fill_variables(expr: &str) -> String {
         .replace("${app}", ALL_APPS)
         .replace("$app", ALL_APPS)
         .replace("${platform}", ALL_PLATFORMS)
-        .replace("$platform", ALL_PLATFORMS);
+        .replace("$platform", ALL_PLATFORMS)
+        .replace("${suite}", ALL_SUITES)
+        .replace("$suite", ALL_SUITES);
     assert!(
         !filled.contains('$'),
         "{DASHBOARD}: unknown variable in {expr}"
@@ -622,6 +627,7 @@ async fn spawn_with_platform(per_app: PerAppMetrics) -> (TestApp, FakeInbox) {
         .app(shop_with_messages(false, MessageFormat::Xml))
         .app(App::official("blog", BLOG_APPID, BLOG_SECRET))
         .raw(&platform_table())
+        .raw(&crate::support::wecom::wecom_tables("active"))
         .raw(&route(
             "crm",
             &inbox.url(),
@@ -634,13 +640,13 @@ async fn spawn_with_platform(per_app: PerAppMetrics) -> (TestApp, FakeInbox) {
                 .platforms(&["*"])
                 .admin(),
         );
-    let fake = FakeConfig {
+    let fake = crate::support::wecom::with_wecom(FakeConfig {
         apps: vec![
             (SHOP_APPID.into(), SHOP_SECRET.into()),
             (BLOG_APPID.into(), BLOG_SECRET.into()),
         ],
         ..FakeConfig::default()
-    };
+    });
     let server = TestApp::builder()
         .spec(Spec::default())
         .config(&config.to_string())
@@ -714,6 +720,25 @@ async fn platform_traffic(app: &TestApp) {
     assert_eq!(token.status, 200, "{}", token.body);
 }
 
+/// What the WeCom suites row shows: pushed suite tickets and the suite token it mints, a corp
+/// installed (its callback, its token) and its jsapi ticket fetched.
+async fn wecom_traffic(app: &TestApp) {
+    use crate::support::wecom::{route_callbacks, KEY, SUITE, SUITE_ID, TEMPLATE, TEMPLATE_ID};
+    route_callbacks(&app.fake, &app.base);
+    // Both suites get a ticket: a suite token without one is expired, as an alert says.
+    app.suite_ready(TEMPLATE, TEMPLATE_ID).await;
+    app.suite_ready(SUITE, SUITE_ID).await;
+    let corp = "wwcorp00000000050";
+    app.install(SUITE, SUITE_ID, corp).await;
+    let ticket = app
+        .get(
+            &format!("/v1/wecom/suites/{SUITE}/corps/{corp}/ticket/jsapi"),
+            Some(KEY),
+        )
+        .await;
+    assert_eq!(ticket.status, 200, "{}", ticket.body);
+}
+
 #[actix_web::test]
 async fn alerts_and_dashboard_work_in_a_real_prometheus() {
     alerts_and_dashboard_work_with(PerAppMetrics::Full).await;
@@ -775,6 +800,7 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
         refreshed.body
     );
     platform_traffic(&app).await;
+    wecom_traffic(&app).await;
     message_traffic(&app, &inbox).await;
     // Through the gateway: a call whose token was rotated behind wxtoken's back (retried), and
     // one WeChat answers with an errcode (no openid).
@@ -799,6 +825,10 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
                 .is_empty()
                 && !api
                     .query(r#"wxtoken_authorizers{state="active"} > 0"#)
+                    .await
+                    .is_empty()
+                && !api
+                    .query(r#"wxtoken_wecom_corps{state="active"} > 0"#)
                     .await
                     .is_empty()
         })

@@ -34,15 +34,20 @@ fn fake_suite(suite_id: &str, template: bool) -> FakeSuite {
     }
 }
 
-/// A fake that knows the suite, the template and the provider, pushing only when asked.
-pub async fn start_wecom_fake() -> FakeWechat {
-    FakeWechat::start(FakeConfig {
+/// `config` with the suite, the template and the provider of [`wecom_tables`] added.
+pub fn with_wecom(config: FakeConfig) -> FakeConfig {
+    FakeConfig {
         wecom_suites: vec![fake_suite(SUITE_ID, false), fake_suite(TEMPLATE_ID, true)],
         wecom_providers: vec![(PROVIDER_CORPID.into(), PROVIDER_SECRET.into())],
-        ..FakeConfig::default()
-    })
-    .await
-    .expect("fake starts")
+        ..config
+    }
+}
+
+/// A fake that knows the suite, the template and the provider, pushing only when asked.
+pub async fn start_wecom_fake() -> FakeWechat {
+    FakeWechat::start(with_wecom(FakeConfig::default()))
+        .await
+        .expect("fake starts")
 }
 
 /// The suite, the template, the provider, `crm` (all of them) and `other` (an app-less client

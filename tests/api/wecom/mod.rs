@@ -5,5 +5,6 @@
 pub mod callbacks;
 pub mod corps;
 pub mod durability;
+pub mod metrics;
 pub mod reload;
 pub mod tickets;
