@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
-use crate::fake::{bench_credentials, FakeConfig, FakePlatform, FakeTls, FakeWechat};
+use crate::fake::{bench_credentials, FakeConfig, FakePlatform, FakeSuite, FakeTls, FakeWechat};
 use crate::startup::{Application, Options};
 
 #[derive(Debug, Parser)]
@@ -67,9 +67,17 @@ pub enum Command {
         #[arg(
             long = "app",
             value_name = "APPID:SECRET",
-            required_unless_present_any = ["bench_apps", "platforms"]
+            required_unless_present_any = ["bench_apps", "platforms", "wecom_suites"]
         )]
         apps: Vec<String>,
+        /// A WeCom suite, `SUITE_ID:SECRET:TOKEN:ENCODING_AES_KEY:PROVIDER_CORPID[:CALLBACK_URL]`;
+        /// tickets are pushed with `POST /_fake/wecom/ticket`, corps installed in bulk with
+        /// `POST /_fake/wecom/bulk_install`; repeat for more suites.
+        #[arg(
+            long = "wecom-suite",
+            value_name = "SUITE_ID:SECRET:TOKEN:AES_KEY:PROVIDER_CORPID[:CALLBACK_URL]"
+        )]
+        wecom_suites: Vec<String>,
         /// A third-party platform, `COMPONENT_APPID:SECRET:TOKEN:ENCODING_AES_KEY[:EVENT_URL]`
         /// (the event URL can also be set later with `POST /_fake/component/event_url`); repeat
         /// for more platforms.
@@ -149,6 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::FakeWechat {
             listen,
             apps,
+            wecom_suites,
             platforms,
             ticket_interval_secs,
             bench_authorizers,
@@ -161,6 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let fake = FakeArgs {
                 listen,
                 apps,
+                wecom_suites,
                 platforms,
                 ticket_push_interval: Duration::from_secs(ticket_interval_secs),
                 bench_authorizers: bench_authorizers.unwrap_or(0),
@@ -195,6 +205,7 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
 struct FakeArgs {
     listen: SocketAddr,
     apps: Vec<String>,
+    wecom_suites: Vec<String>,
     platforms: Vec<String>,
     ticket_push_interval: Duration,
     bench_authorizers: u64,
@@ -209,6 +220,7 @@ async fn fake_wechat(args: FakeArgs) -> anyhow::Result<()> {
     let FakeArgs {
         listen,
         apps,
+        wecom_suites,
         platforms,
         ticket_push_interval,
         bench_authorizers,
@@ -230,6 +242,10 @@ async fn fake_wechat(args: FakeArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| parse_platform(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let suites = wecom_suites
+        .iter()
+        .map(|s| parse_wecom_suite(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let tls = match (tls_cert, tls_key) {
         (Some(c), Some(k)) => Some(FakeTls {
             cert_pem: std::fs::read_to_string(&c)
@@ -246,10 +262,16 @@ async fn fake_wechat(args: FakeArgs) -> anyhow::Result<()> {
         tls,
         answer_delay,
         platforms: platforms.clone(),
+        wecom_suites: suites.iter().map(|(s, _)| s.clone()).collect(),
         ticket_push_interval,
         ..FakeConfig::default()
     })
     .await?;
+    for (s, url) in &suites {
+        if let Some(url) = url.as_deref() {
+            fake.set_suite_callback_url(&s.suite_id, Some(url));
+        }
+    }
     for p in &platforms {
         if let Some(url) = p.event_url.as_deref() {
             // Checked here rather than at the first push, so that a bad URL fails at once.
@@ -285,6 +307,32 @@ fn parse_platform(arg: &str) -> anyhow::Result<FakePlatform> {
         encoding_aes_key: key.to_owned(),
         event_url,
     })
+}
+
+/// `--wecom-suite SUITE_ID:SECRET:TOKEN:AES_KEY:PROVIDER_CORPID[:CALLBACK_URL]`.
+fn parse_wecom_suite(arg: &str) -> anyhow::Result<(FakeSuite, Option<String>)> {
+    const USAGE: &str =
+        "--wecom-suite takes SUITE_ID:SECRET:TOKEN:AES_KEY:PROVIDER_CORPID[:CALLBACK_URL]";
+    let mut parts = arg.splitn(6, ':');
+    let mut next = || parts.next().filter(|s| !s.is_empty());
+    let (Some(id), Some(secret), Some(token), Some(key), Some(provider)) =
+        (next(), next(), next(), next(), next())
+    else {
+        anyhow::bail!(USAGE);
+    };
+    anyhow::ensure!(
+        key.len() == 43,
+        "--wecom-suite {id}: the EncodingAESKey must be 43 characters"
+    );
+    let suite = FakeSuite {
+        suite_id: id.to_owned(),
+        suite_secret: secret.to_owned(),
+        token: token.to_owned(),
+        encoding_aes_key: key.to_owned(),
+        template: false,
+        provider_corpid: provider.to_owned(),
+    };
+    Ok((suite, next().map(str::to_owned)))
 }
 
 fn random_hex(bytes: usize) -> String {

@@ -38,6 +38,7 @@ mod routes;
 mod state;
 mod tls;
 mod wecom_suite;
+mod wecom_suite_control;
 mod wecom_suite_handle;
 mod wecom_suite_state;
 
@@ -47,6 +48,7 @@ pub use component_state::{bulk_authorizer_appid, Authorized, AuthorizerState, Co
 pub use inbox::{FakeInbox, InboxMode, Received};
 pub use push::PushRecord;
 pub use wecom_suite::SuitePush;
+pub use wecom_suite_control::bulk_corpid;
 pub use wecom_suite_state::{CorpState, FakeSuite};
 
 use std::fmt;

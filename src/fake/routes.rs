@@ -48,6 +48,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .configure(super::business::configure)
         .configure(super::reported::configure)
         .configure(super::wecom_suite::configure)
+        .configure(super::wecom_suite_control::configure)
         .default_service(web::to(not_found));
 }
 
@@ -308,6 +309,9 @@ fn counters_json(s: &FakeState) -> serde_json::Value {
     // Only a fake that knows platforms reports their calls: the app-only shape stays as it was.
     if let Some(component_calls) = super::component::calls_json(s) {
         body["component_calls"] = component_calls;
+    }
+    if let Some(wecom_calls) = s.wecom_calls() {
+        body["wecom_calls"] = wecom_calls;
     }
     body
 }

@@ -598,6 +598,12 @@ impl FakeState {
     }
 
     /// WeCom service providers' side, and the fake clock's now.
+    /// WeCom's service-provider calls by endpoint, for `/_fake/counters`; `None` for a fake
+    /// that knows no suite.
+    pub(crate) fn wecom_calls(&self) -> Option<serde_json::Value> {
+        self.wecom_suites.calls_json()
+    }
+
     pub(crate) fn wecom_suites(
         &mut self,
     ) -> (&mut super::wecom_suite_state::WecomSuiteState, Instant) {

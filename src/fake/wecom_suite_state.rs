@@ -187,6 +187,19 @@ impl WecomSuiteState {
     }
 
     /// Calls of one endpoint (`get_corp_token`, `get_suite_token`, ...).
+    /// Every endpoint's calls, when some suite is known.
+    pub(crate) fn calls_json(&self) -> Option<serde_json::Value> {
+        if self.suites.is_empty() {
+            return None;
+        }
+        Some(serde_json::Value::Object(
+            self.calls
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).into()))
+                .collect(),
+        ))
+    }
+
     pub(crate) fn calls(&self, endpoint: &str) -> u64 {
         self.calls.get(endpoint).copied().unwrap_or(0)
     }

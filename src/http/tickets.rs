@@ -120,6 +120,23 @@ pub async fn jssdk_signature(
     Ok(signature_answer(&ticket, app.settings.appid.clone(), url))
 }
 
+/// A ticket's answer: the fields naming whose it is (`head`), then its type, value and expiry,
+/// cacheable while it lives.
+pub(crate) fn ticket_answer(
+    mut head: serde_json::Map<String, serde_json::Value>,
+    kind: TicketKind,
+    ticket: &TokenRecord,
+) -> HttpResponse {
+    let expires_in = ticket.remaining(SystemTime::now()).as_secs();
+    head.insert("type".into(), kind.as_str().into());
+    head.insert("ticket".into(), ticket.token.expose().into());
+    head.insert("expires_in".into(), expires_in.into());
+    head.insert("expires_at".into(), ticket.expires_at_rfc3339().into());
+    HttpResponse::Ok()
+        .insert_header(cache_control(expires_in))
+        .json(head)
+}
+
 /// The page URL of a signature request, checked (no fragment, absolute http(s)).
 pub(crate) fn signed_url(parsed: &SignatureRequest) -> Result<&str, ApiError> {
     crate::jssdk::signed_url(&parsed.url).map_err(|why| ApiError::BadRequest(why.to_string()))

@@ -4,17 +4,21 @@
 //! 404, a revoked one 410, one whose permanent code WeCom refused 409.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::body::{json_object, read_body};
 use super::wecom::{authorize_suite, corp_label, param, refusal};
-use super::{cache_control, ApiError, ServerState};
+use super::{ApiError, ServerState};
 use crate::config::TicketKind;
 use crate::token::TokenRecord;
 use crate::wecom::{CorpUnavailable, Suite};
+
+/// What logs, errors and the audit trail call one corp's ticket: `wecom:crm/ww...:jsapi_ticket`.
+fn ticket_label(suite: &Suite, corpid: &str, kind: TicketKind) -> String {
+    format!("{}:{}_ticket", corp_label(suite, corpid), kind.as_str())
+}
 
 /// A corp's ticket of `kind`, from the published status or the actor's fetch.
 async fn corp_ticket_record(
@@ -36,19 +40,7 @@ async fn corp_ticket_record(
     let handle = suite
         .corp_ticket(corpid, kind)
         .map_err(|r| refusal(suite, corpid, r))?;
-    let label = format!("{}:{}_ticket", corp_label(suite, corpid), kind.as_str());
-    super::tickets::current_of(state, &handle, &label).await
-}
-
-#[derive(Serialize)]
-struct CorpTicketBody<'a> {
-    suite: &'a str,
-    corpid: &'a str,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    ticket: &'a str,
-    expires_in: u64,
-    expires_at: String,
+    super::tickets::current_of(state, &handle, &ticket_label(suite, corpid, kind)).await
 }
 
 /// `GET /v1/wecom/suites/{name}/corps/{corpid}/ticket/{type}` (`jsapi` or `agent_jsapi`),
@@ -65,19 +57,12 @@ pub async fn corp_ticket(
         kind: raw.clone(),
     })?;
     let ticket = corp_ticket_record(&state, &suite, &corpid, kind).await?;
-    let label = format!("{}:{}_ticket", corp_label(&suite, &corpid), kind.as_str());
+    let label = ticket_label(&suite, &corpid, kind);
     state.audit.read(&client.name, &label, &ticket.token);
-    let expires_in = ticket.remaining(SystemTime::now()).as_secs();
-    Ok(HttpResponse::Ok()
-        .insert_header(cache_control(expires_in))
-        .json(CorpTicketBody {
-            suite: suite.name(),
-            corpid: &corpid,
-            kind: kind.as_str(),
-            ticket: ticket.token.expose(),
-            expires_in,
-            expires_at: ticket.expires_at_rfc3339(),
-        }))
+    let mut head = serde_json::Map::new();
+    head.insert("suite".into(), suite.name().into());
+    head.insert("corpid".into(), corpid.into());
+    Ok(super::tickets::ticket_answer(head, kind, &ticket))
 }
 
 #[derive(Deserialize)]
