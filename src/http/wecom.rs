@@ -53,6 +53,20 @@ pub(super) fn authorize_suite(
     Ok((client, suite))
 }
 
+/// The suite a client may use (401, 404, 403), and its request's JSON object body (400 with
+/// `hint` otherwise).
+pub(super) async fn suite_and_json<T: serde::de::DeserializeOwned>(
+    state: &ServerState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    hint: &str,
+) -> Result<(Arc<ClientSettings>, Arc<Suite>, T), ApiError> {
+    let (client, suite) = authorize_suite(state, req)?;
+    let body = read_body(req, payload).await?;
+    let parsed = json_object(&body).ok_or_else(|| ApiError::BadRequest(hint.into()))?;
+    Ok((client, suite, parsed))
+}
+
 fn token_answer(body: serde_json::Value, rec: &TokenRecord) -> HttpResponse {
     let expires_in = rec.remaining(SystemTime::now()).as_secs();
     let mut body = body;
@@ -166,10 +180,8 @@ pub async fn invalidate_corp_token(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (client, suite) = authorize_suite(&state, &req)?;
-    let body = read_body(&req, payload).await?;
-    let parsed: InvalidateBody =
-        json_object(&body).ok_or_else(|| ApiError::BadRequest(InvalidateBody::HINT.into()))?;
+    let (client, suite, parsed): (_, _, InvalidateBody) =
+        suite_and_json(&state, &req, payload, InvalidateBody::HINT).await?;
     let rejected = parsed.rejected()?;
     let corpid = param(&req, "corpid");
     let handle = corp_handle(&suite, &corpid).await?;

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::body::{json_object, read_body};
-use super::wecom::{authorize_suite, corp_label, param, refusal};
+use super::wecom::{authorize_suite, corp_label, param, refusal, suite_and_json};
 use super::{ApiError, ServerState};
 use crate::config::TicketKind;
 use crate::token::TokenRecord;
@@ -85,10 +84,8 @@ pub async fn corp_jssdk_signature(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, suite) = authorize_suite(&state, &req)?;
-    let body = read_body(&req, payload).await?;
-    let parsed: SignatureRequest =
-        json_object(&body).ok_or_else(|| ApiError::BadRequest(SIGNATURE_HINT.into()))?;
+    let (_, suite, parsed): (_, _, SignatureRequest) =
+        suite_and_json(&state, &req, payload, SIGNATURE_HINT).await?;
     let kind = match parsed.kind.as_deref() {
         None => TicketKind::CorpJsapi,
         Some(t) => {

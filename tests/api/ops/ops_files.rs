@@ -377,63 +377,86 @@ fn dashboard_uses_the_provisioned_datasource_and_app_and_platform_variables() {
     );
 }
 
-#[test]
-fn dashboard_has_a_collapsed_open_platform_row_reading_every_platform_series() {
-    let dash = dashboard();
+/// The queries of the collapsed row `title` (panel title, expr), after checking that every
+/// one of them, and only they, read the variable `var`.
+fn collapsed_row_queries(dash: &Value, title: &str, var: &str) -> Vec<(String, String)> {
     let top = dash["panels"].as_array().expect("panels");
     let row = top
         .iter()
-        .find(|p| p["type"] == "row" && p["title"] == "Open Platform")
-        .expect("an Open Platform row");
-    // Collapsed: most installations have no platform, and its panels would show nothing.
-    assert_eq!(row["collapsed"], true, "the Open Platform row is collapsed");
-    let inside = row["panels"].as_array().expect("row panels");
+        .find(|p| p["type"] == "row" && p["title"] == title)
+        .unwrap_or_else(|| panic!("a {title} row"));
+    // Collapsed: most installations have none, and its panels would show nothing.
+    assert_eq!(row["collapsed"], true, "the {title} row is collapsed");
     // Every panel of the row is inside it; none of them sits at the top level.
     for p in top {
         for e in exprs(p) {
-            assert!(
-                !e.contains("$platform"),
-                "{e} is outside the Open Platform row"
-            );
+            assert!(!e.contains(var), "{e} is outside the {title} row");
         }
     }
-    let queries: Vec<(&str, &str)> = inside
+    let queries: Vec<(String, String)> = row["panels"]
+        .as_array()
+        .expect("row panels")
         .iter()
         .flat_map(|p| {
-            let title = p["title"].as_str().unwrap_or("(untitled)");
-            exprs(p).into_iter().map(move |e| (title, e))
+            let t = p["title"].as_str().unwrap_or("(untitled)").to_string();
+            exprs(p)
+                .into_iter()
+                .map(move |e| (t.clone(), e.to_string()))
         })
         .collect();
-    for (title, e) in &queries {
-        assert!(e.contains("$platform"), "{title}: {e} ignores $platform");
+    for (t, e) in &queries {
+        assert!(e.contains(var), "{t}: {e} ignores {var}");
     }
-    // One panel each: ticket age, authorizers by state, pushes, the component token, and the
-    // authorizer actors' shared label.
-    let reading = |needle: &str| {
-        let found: Vec<&(&str, &str)> =
-            queries.iter().filter(|(_, e)| e.contains(needle)).collect();
-        assert!(
-            !found.is_empty(),
-            "no Open Platform query reads {needle}: {queries:?}"
-        );
-        found[0].0
-    };
-    let ticket = reading("wxtoken_platform_ticket_age_seconds{");
-    reading("wxtoken_authorizers{");
-    reading("wxtoken_platform_events_total{");
-    reading(r#"wxtoken_token_seconds_left{app=~"platform:$platform"}"#);
-    reading(r#"wxtoken_token_refresh_failures_total{app=~"platform:$platform:authorizers"}"#);
+    queries
+}
 
-    // The ticket-age panel marks the two alert thresholds: stale at 30 minutes, expiring at
-    // 11 hours.
-    let panel = inside.iter().find(|p| p["title"] == ticket).unwrap();
-    let steps: Vec<f64> = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+/// The title of the first of `queries` that reads `needle`.
+fn reading<'a>(queries: &'a [(String, String)], needle: &str) -> &'a str {
+    queries
+        .iter()
+        .find(|(_, e)| e.contains(needle))
+        .map(|(t, _)| t.as_str())
+        .unwrap_or_else(|| panic!("no query of the row reads {needle}: {queries:?}"))
+}
+
+/// The threshold steps (with a value) of the panel titled `title` anywhere in the dashboard.
+fn threshold_steps(dash: &Value, title: &str) -> Vec<f64> {
+    let panels = all_panels(dash);
+    let panel = panels.iter().find(|p| p["title"] == title).unwrap();
+    panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
         .as_array()
         .expect("threshold steps")
         .iter()
         .filter_map(|s| s["value"].as_f64())
-        .collect();
-    assert_eq!(steps, [1800.0, 11.0 * 3600.0], "{ticket}: thresholds");
+        .collect()
+}
+
+#[test]
+fn dashboard_has_a_collapsed_open_platform_row_reading_every_platform_series() {
+    let dash = dashboard();
+    let queries = collapsed_row_queries(&dash, "Open Platform", "$platform");
+    // One panel each: ticket age, authorizers by state, pushes, the component token, and the
+    // authorizer actors' shared label.
+    let ticket = reading(&queries, "wxtoken_platform_ticket_age_seconds{");
+    reading(&queries, "wxtoken_authorizers{");
+    reading(&queries, "wxtoken_platform_events_total{");
+    reading(
+        &queries,
+        r#"wxtoken_token_seconds_left{app=~"platform:$platform"}"#,
+    );
+    reading(
+        &queries,
+        r#"wxtoken_token_refresh_failures_total{app=~"platform:$platform:authorizers"}"#,
+    );
+    // The ticket-age panel marks the two alert thresholds: stale at 30 minutes, expiring at
+    // 11 hours.
+    assert_eq!(
+        threshold_steps(&dash, ticket),
+        [1800.0, 11.0 * 3600.0],
+        "{ticket}: thresholds"
+    );
+    let panels = all_panels(&dash);
+    let panel = panels.iter().find(|p| p["title"] == ticket).unwrap();
     assert_eq!(
         panel["fieldConfig"]["defaults"]["unit"], "s",
         "{ticket}: unit"
@@ -443,51 +466,20 @@ fn dashboard_has_a_collapsed_open_platform_row_reading_every_platform_series() {
 #[test]
 fn dashboard_has_a_collapsed_wecom_row_reading_every_suite_series() {
     let dash = dashboard();
-    let top = dash["panels"].as_array().expect("panels");
-    let row = top
-        .iter()
-        .find(|p| p["type"] == "row" && p["title"] == "WeCom suites")
-        .expect("a WeCom suites row");
-    // Collapsed, as the Open Platform's: most installations have no suite.
-    assert_eq!(row["collapsed"], true, "the WeCom suites row is collapsed");
-    let inside = row["panels"].as_array().expect("row panels");
-    for p in top {
-        for e in exprs(p) {
-            assert!(!e.contains("$suite"), "{e} is outside the WeCom suites row");
-        }
-    }
-    let queries: Vec<(&str, &str)> = inside
-        .iter()
-        .flat_map(|p| {
-            let title = p["title"].as_str().unwrap_or("(untitled)");
-            exprs(p).into_iter().map(move |e| (title, e))
-        })
-        .collect();
-    for (title, e) in &queries {
-        assert!(e.contains("$suite"), "{title}: {e} ignores $suite");
-    }
-    let reading = |needle: &str| {
-        let found: Vec<&(&str, &str)> =
-            queries.iter().filter(|(_, e)| e.contains(needle)).collect();
-        assert!(
-            !found.is_empty(),
-            "no WeCom query reads {needle}: {queries:?}"
-        );
-        found[0].0
-    };
-    let ticket = reading("wxtoken_wecom_suite_ticket_age_seconds{");
-    reading("wxtoken_wecom_corps{");
-    reading("wxtoken_wecom_callbacks_total{");
-    reading(r#"wxtoken_token_refreshes_total{app=~"wecom:$suite.*"}"#);
+    let queries = collapsed_row_queries(&dash, "WeCom suites", "$suite");
+    let ticket = reading(&queries, "wxtoken_wecom_suite_ticket_age_seconds{");
+    reading(&queries, "wxtoken_wecom_corps{");
+    reading(&queries, "wxtoken_wecom_callbacks_total{");
+    reading(
+        &queries,
+        r#"wxtoken_token_refreshes_total{app=~"wecom:$suite.*"}"#,
+    );
     // The ticket-age panel marks the alert's threshold (20 minutes) and the ticket's end (30).
-    let panel = inside.iter().find(|p| p["title"] == ticket).unwrap();
-    let steps: Vec<f64> = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
-        .as_array()
-        .expect("threshold steps")
-        .iter()
-        .filter_map(|s| s["value"].as_f64())
-        .collect();
-    assert_eq!(steps, [1200.0, 1800.0], "{ticket}: thresholds");
+    assert_eq!(
+        threshold_steps(&dash, ticket),
+        [1200.0, 1800.0],
+        "{ticket}: thresholds"
+    );
     let vars = dash["templating"]["list"].as_array().expect("templating");
     let suite = vars
         .iter()

@@ -200,3 +200,26 @@ impl TestApp {
             .to_string()
     }
 }
+
+/// The one value of `field` that every answer (each a 200) carries: many concurrent requests
+/// for one credential must all get the same.
+pub fn one_value(answers: &[Answer], field: &str) -> String {
+    let values: std::collections::HashSet<String> = answers
+        .iter()
+        .map(|a| {
+            assert_eq!(a.status, 200, "{}", a.body);
+            a.body[field].as_str().expect("a string").to_string()
+        })
+        .collect();
+    assert_eq!(values.len(), 1, "{field}: {values:?}");
+    values.into_iter().next().unwrap_or_default()
+}
+
+/// The server with the WeCom tables (`corp_refresh = "active"`), its suite token served, and
+/// `corpid` installed with its token served.
+pub async fn start_with_corp(corpid: &str) -> TestApp {
+    let app = start_wecom("active").await;
+    app.suite_ready(SUITE, SUITE_ID).await;
+    app.install(SUITE, SUITE_ID, corpid).await;
+    app
+}

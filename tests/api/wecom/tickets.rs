@@ -18,24 +18,15 @@ fn signature_path(corp: &str) -> String {
 
 #[actix_web::test]
 async fn both_tickets_are_fetched_once_with_the_corp_token_and_served_to_many() {
-    let app = start_wecom("active").await;
-    app.suite_ready(SUITE, SUITE_ID).await;
     let corp = "wwcorp00000000030";
-    app.install(SUITE, SUITE_ID, corp).await;
+    let app = start_with_corp(corp).await;
     for (kind, fake_kind, endpoint) in [
         ("jsapi", "jsapi", "get_jsapi_ticket"),
         ("agent_jsapi", "agent_config", "ticket/get"),
     ] {
         let path = ticket_path(corp, kind);
         let answers = join_all((0..50).map(|_| app.get(&path, Some(KEY)))).await;
-        let tickets: std::collections::HashSet<String> = answers
-            .iter()
-            .map(|a| {
-                assert_eq!(a.status, 200, "{}", a.body);
-                a.body["ticket"].as_str().unwrap().to_string()
-            })
-            .collect();
-        assert_eq!(tickets.len(), 1, "{kind}");
+        one_value(&answers, "ticket");
         assert_eq!(answers[0].body["type"], kind);
         assert_eq!(answers[0].body["corpid"], corp);
         assert!(answers[0].body["expires_in"].as_u64().unwrap() > 7000);
@@ -46,10 +37,8 @@ async fn both_tickets_are_fetched_once_with_the_corp_token_and_served_to_many() 
 
 #[actix_web::test]
 async fn the_signature_is_the_js_sdk_one_with_the_corps_ticket_and_corpid() {
-    let app = start_wecom("active").await;
-    app.suite_ready(SUITE, SUITE_ID).await;
     let corp = "wwcorp00000000031";
-    app.install(SUITE, SUITE_ID, corp).await;
+    let app = start_with_corp(corp).await;
     let url = "https://crm.example.com/page?x=1";
     for (kind, body) in [
         ("jsapi", format!(r#"{{"url":"{url}"}}"#)),
@@ -82,10 +71,8 @@ async fn the_signature_is_the_js_sdk_one_with_the_corps_ticket_and_corpid() {
 
 #[actix_web::test]
 async fn the_corp_routes_refusals_hold_for_tickets() {
-    let app = start_wecom("active").await;
-    app.suite_ready(SUITE, SUITE_ID).await;
     let corp = "wwcorp00000000032";
-    app.install(SUITE, SUITE_ID, corp).await;
+    let app = start_with_corp(corp).await;
     let unknown_type = app.get(&ticket_path(corp, "wx_card"), Some(KEY)).await;
     assert_eq!(unknown_type.status, 404, "{}", unknown_type.body);
     let unknown_corp = app
