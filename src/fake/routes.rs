@@ -48,6 +48,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .configure(super::business::configure)
         .configure(super::reported::configure)
         .configure(super::wecom_suite::configure)
+        .configure(super::wecom_business::configure)
         .default_service(web::to(not_found));
 }
 

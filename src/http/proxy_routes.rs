@@ -48,6 +48,11 @@ fn proxied_path(req: &HttpRequest) -> Option<&str> {
 fn checked_path<'r>(state: &ServerState, req: &'r HttpRequest) -> Result<ApiPath<'r>, ApiError> {
     let raw = proxied_path(req).ok_or(ApiError::NotFound)?;
     let checked = path::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if checked.class == Class::PermanentCode {
+        return Err(ApiError::BadRequest(
+            super::wecom_facade::PERMANENT_CODE_REFUSAL.into(),
+        ));
+    }
     if checked.class == Class::TokenRoute {
         return Err(ApiError::BadRequest(format!(
             "`{}` would rotate the shared token and is never forwarded; read the token from wxtoken instead",

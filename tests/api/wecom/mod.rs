@@ -5,4 +5,6 @@
 pub mod callbacks;
 pub mod corps;
 pub mod durability;
+pub mod facade;
+pub mod gateway;
 pub mod reload;
