@@ -22,6 +22,7 @@ pub(crate) mod wechat;
 pub mod wecom;
 pub mod wecom_facade;
 mod wecom_gateway;
+pub mod wecom_proxy;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -241,6 +242,7 @@ fn wecom_routes(cfg: &mut web::ServiceConfig) {
                     .get(wecom::corp_token)
                     .default_service(not_allowed("GET")),
             )
+            .service(web::resource("/corps/{corpid}/proxy/{path:.*}").to(wecom_proxy::corp_proxy))
             .service(
                 web::resource("/corps/{corpid}/token/invalidate")
                     .post(wecom::invalidate_corp_token)

@@ -37,7 +37,7 @@ fn named_suite(state: &ServerState, req: &HttpRequest) -> Result<Arc<Suite>, Api
 }
 
 /// The suite a client may use: 401, 404, 403.
-fn authorize_suite(
+pub(super) fn authorize_suite(
     state: &ServerState,
     req: &HttpRequest,
 ) -> Result<(Arc<ClientSettings>, Arc<Suite>), ApiError> {
@@ -91,7 +91,7 @@ pub async fn suite_token(
     ))
 }
 
-fn refusal(suite: &Suite, corpid: &str, r: CorpRefusal) -> ApiError {
+pub(super) fn refusal(suite: &Suite, corpid: &str, r: CorpRefusal) -> ApiError {
     let (s, c) = (suite.name().to_string(), corpid.to_string());
     match r {
         CorpRefusal::Unknown => ApiError::UnknownCorp {

@@ -43,13 +43,20 @@ pub(super) fn target_of(state: &ServerState, owner: &TokenOwner) -> Option<Targe
 /// for a corp whose token may not be served (unknown, uninstalled, to install again).
 pub(super) fn corp_target(state: &ServerState, suite: &str, corpid: &str) -> Option<Target> {
     let s = state.wecom_suites.get(suite)?;
-    let credential = s.corp_actor(corpid).ok()?;
-    Some(Target {
-        label: crate::config::labels::wecom_corps_label(s.name()),
+    Some(corp_target_of(s, s.corp_actor(corpid).ok()?))
+}
+
+/// A corp's token actor as the credential of a forwarded call: WeCom's host, `access_token`.
+pub(super) fn corp_target_of(
+    suite: &crate::wecom::Suite,
+    credential: crate::token::CredentialHandle,
+) -> Target {
+    Target {
+        label: crate::config::labels::wecom_corps_label(suite.name()),
         wecom: true,
         param: "access_token",
         credential,
-    })
+    }
 }
 
 /// What a forwarded answer made with `target` may not carry: a suite or provider call's answer

@@ -5,6 +5,7 @@
 
 use serde_json::{json, Value};
 
+use crate::support::helpers::TestApp;
 use crate::support::wecom::*;
 
 /// wechatpy's WeCom client (`wechatpy.enterprise` in 1.x, `wechatpy.work` later) holding a
@@ -139,3 +140,52 @@ async fn a_forwarded_answer_carrying_a_permanent_code_is_masked() {
     assert_eq!(foreign.body["errcode"], 40082, "{}", foreign.body);
     assert_eq!(app.fake.suite_calls("get_admin_list"), 1);
 }
+
+#[actix_web::test]
+async fn the_corp_proxy_route_checks_key_permission_and_suite() {
+    let app = TestApp::builder()
+        .fake(start_wecom_fake().await)
+        .config(&format!(
+            "{}\n[[clients]]\nname = \"backend\"\nkey = \"{PROXY_KEY}\"\nwecom_suites = [\"{SUITE}\"]\nproxy = true\n\
+             [[clients]]\nname = \"templated\"\nkey = \"{TEMPLATE_PROXY_KEY}\"\nwecom_suites = [\"{TEMPLATE}\"]\nproxy = true\n",
+            wecom_tables("active")
+        ))
+        .start()
+        .await;
+    route_callbacks(&app.fake, &app.base);
+    app.suite_ready(SUITE, SUITE_ID).await;
+    let corp = "wwcorp00000000052";
+    app.install_unserved(SUITE, SUITE_ID, corp).await;
+    let path = app.suite_path(
+        SUITE,
+        &format!("/corps/{corp}/proxy/cgi-bin/department/list"),
+    );
+    assert_eq!(app.get(&path, None).await.status, 401);
+    assert_eq!(
+        app.get(&path, Some(KEY)).await.status,
+        403,
+        "crm has no proxy permission"
+    );
+    assert_eq!(
+        app.get(&path, Some(TEMPLATE_PROXY_KEY)).await.status,
+        403,
+        "another suite's client"
+    );
+    let unknown = app.suite_path(
+        SUITE,
+        "/corps/wwnotinstalled00/proxy/cgi-bin/department/list",
+    );
+    assert_eq!(app.get(&unknown, Some(PROXY_KEY)).await.status, 404);
+    let refused = app.suite_path(
+        SUITE,
+        &format!("/corps/{corp}/proxy/cgi-bin/service/v2/get_permanent_code"),
+    );
+    assert_eq!(app.get(&refused, Some(PROXY_KEY)).await.status, 400);
+    let ok = app.get(&path, Some(PROXY_KEY)).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.body["department"][0]["name"], corp, "{}", ok.body);
+    assert_eq!(app.fake.suite_calls("department/list"), 1);
+}
+
+const PROXY_KEY: &str = "wecom-proxy-client-key-00001";
+const TEMPLATE_PROXY_KEY: &str = "wecom-template-proxy-key-0001";
