@@ -6,10 +6,11 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::routes::{lock, query_params, Shared};
 use super::state::WxError;
+use super::wecom_suite::wecom_answer as answer;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/cgi-bin/department/list", web::get().to(department_list))
@@ -17,22 +18,6 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
             "/cgi-bin/service/get_admin_list",
             web::post().to(admin_list),
         );
-}
-
-fn answer(result: Result<Value, WxError>) -> HttpResponse {
-    let body = match result {
-        Ok(mut v) => {
-            if let Some(o) = v.as_object_mut() {
-                o.insert("errcode".into(), 0.into());
-                o.insert("errmsg".into(), "ok".into());
-            }
-            v
-        }
-        Err(WxError(code)) => json!({"errcode": code, "errmsg": format!("error {code}")}),
-    };
-    HttpResponse::Ok()
-        .content_type("application/json; charset=UTF-8")
-        .body(body.to_string())
 }
 
 /// `GET /cgi-bin/department/list?access_token=CORP_TOKEN`: the corp's one department.

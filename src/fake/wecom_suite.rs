@@ -68,7 +68,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     }
 }
 
-fn wecom_answer(answer: Result<Value, WxError>) -> HttpResponse {
+pub(super) fn wecom_answer(answer: Result<Value, WxError>) -> HttpResponse {
     let body = match answer {
         Ok(mut v) => {
             if let Some(o) = v.as_object_mut() {

@@ -75,6 +75,38 @@ fn client_of(
     })
 }
 
+/// A call that names its credential by `id` and carries a client key in `key` (both taken from
+/// the body by `fields`): the id and the client; else WeCom's answer.
+async fn keyed_call<B: serde::de::DeserializeOwned>(
+    state: &ServerState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    names: (&str, &str),
+    fields: fn(B) -> (Option<String>, Option<String>),
+) -> Result<(String, Arc<ClientSettings>), HttpResponse> {
+    let (id_name, key_name) = names;
+    let (id, key) = fields(read_object(req, payload).await?);
+    let id = non_empty(id).ok_or_else(|| wx_error(41002, &format!("{id_name} missing")))?;
+    Ok((id, client_of(state, req, key, key_name)?))
+}
+
+/// The answer of a token read by `client`: recorded in the audit trail, in WeCom's names.
+fn read_answer(
+    state: &ServerState,
+    client: &ClientSettings,
+    label: &str,
+    field: &str,
+    read: Result<Arc<TokenRecord>, crate::token::Unavailable>,
+) -> HttpResponse {
+    match read {
+        Ok(rec) => {
+            state.audit.read(&client.name, label, &rec.token);
+            token_answer(field, &rec)
+        }
+        Err(u) => busy(u.errcode()),
+    }
+}
+
 #[derive(Deserialize)]
 struct SuiteTokenBody {
     suite_id: Option<String>,
@@ -91,15 +123,16 @@ pub async fn suite_token(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let b: SuiteTokenBody = match read_object(&req, payload).await {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
-    let Some(suite_id) = non_empty(b.suite_id) else {
-        return wx_error(41002, "suite_id missing");
-    };
-    let client = match client_of(&state, &req, b.suite_secret, "suite_secret") {
-        Ok(c) => c,
+    let (suite_id, client) = match keyed_call(
+        &state,
+        &req,
+        payload,
+        ("suite_id", "suite_secret"),
+        |b: SuiteTokenBody| (b.suite_id, b.suite_secret),
+    )
+    .await
+    {
+        Ok(call) => call,
         Err(answer) => return answer,
     };
     let Some(suite) = state
@@ -116,13 +149,8 @@ pub async fn suite_token(
             "api forbidden: this client may not use this suite",
         );
     }
-    match suite.current_suite_token(state.wait_limit).await {
-        Ok(rec) => {
-            state.audit.read(&client.name, &suite.label(), &rec.token);
-            token_answer("suite_access_token", &rec)
-        }
-        Err(u) => busy(u.errcode()),
-    }
+    let read = suite.current_suite_token(state.wait_limit).await;
+    read_answer(&state, &client, &suite.label(), "suite_access_token", read)
 }
 
 #[derive(Deserialize, Default)]
@@ -222,15 +250,16 @@ pub async fn provider_token(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let b: ProviderTokenBody = match read_object(&req, payload).await {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
-    let Some(corpid) = non_empty(b.corpid) else {
-        return wx_error(41002, "corpid missing");
-    };
-    let client = match client_of(&state, &req, b.provider_secret, "provider_secret") {
-        Ok(c) => c,
+    let (corpid, client) = match keyed_call(
+        &state,
+        &req,
+        payload,
+        ("corpid", "provider_secret"),
+        |b: ProviderTokenBody| (b.corpid, b.provider_secret),
+    )
+    .await
+    {
+        Ok(call) => call,
         Err(answer) => return answer,
     };
     let Some(provider) = provider_by_corpid(&state, &corpid) else {
