@@ -474,4 +474,22 @@ mod tests {
         assert_eq!(out.matches("KEY").count(), 3, "{out}");
         assert_eq!(without_secret(b"{\"openid\":\"o1\"}", secret, "KEY"), None);
     }
+
+    #[test]
+    fn permanent_codes_are_masked_by_key_in_any_spelling_and_nothing_else() {
+        let answer = json!({
+            "permanent_code": "pc-secret-1",
+            "auth_corp_info": {"PermanentCode": "pc-secret-2", "corpid": "wwcorp"},
+            "refresh_token": "kept-here",
+            "nested": "{\"permanent-code\":\"pc-secret-3\"}",
+        });
+        let out = without_permanent_codes(answer.to_string().as_bytes(), "P").expect("masked");
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("pc-secret"), "{text}");
+        assert!(
+            text.contains("kept-here") && text.contains("wwcorp"),
+            "{text}"
+        );
+        assert!(without_permanent_codes(b"not json", "P").is_none());
+    }
 }

@@ -315,4 +315,19 @@ mod tests {
         assert!(!takes("/cgi-bin/user/info"));
         assert!(!takes("/cgi-bin/get_api_domain_ip"));
     }
+
+    #[test]
+    fn wecom_service_calls_and_the_permanent_code_exchange_are_classed() {
+        assert_eq!(
+            class("/cgi-bin/service/get_permanent_code"),
+            Class::PermanentCode
+        );
+        assert_eq!(
+            class("/cgi-bin//service/V2/Get_Permanent_Code"),
+            Class::PermanentCode
+        );
+        assert_eq!(class("/cgi-bin/service/get_corp_token"), Class::TokenRoute);
+        assert_eq!(class("/cgi-bin/service/get_admin_list"), Class::Service);
+        assert_eq!(class("/cgi-bin/department/list"), Class::Plain);
+    }
 }
