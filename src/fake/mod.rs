@@ -37,6 +37,7 @@ mod reported;
 mod routes;
 mod state;
 mod tls;
+mod wecom_business;
 mod wecom_suite;
 mod wecom_suite_control;
 mod wecom_suite_handle;

@@ -49,6 +49,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .configure(super::reported::configure)
         .configure(super::wecom_suite::configure)
         .configure(super::wecom_suite_control::configure)
+        .configure(super::wecom_business::configure)
         .default_service(web::to(not_found));
 }
 

@@ -98,7 +98,7 @@ fn corp_ticket(req: &HttpRequest, state: &Shared, kind: &'static str) -> HttpRes
     )
 }
 
-fn wecom_answer(answer: Result<Value, WxError>) -> HttpResponse {
+pub(super) fn wecom_answer(answer: Result<Value, WxError>) -> HttpResponse {
     let body = match answer {
         Ok(mut v) => {
             if let Some(o) = v.as_object_mut() {

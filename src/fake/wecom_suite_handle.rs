@@ -154,6 +154,15 @@ impl FakeWechat {
             .permanent_code_of(suite_id, corpid)
     }
 
+    /// Drops the corp's token behind wxtoken's back: the next `get_corp_token` mints another,
+    /// and calls made with the old one are refused (40014). False for an unknown corp.
+    pub fn rotate_corp_token(&self, suite_id: &str, corpid: &str) -> bool {
+        self.lock()
+            .wecom_suites()
+            .0
+            .rotate_corp_token(suite_id, corpid)
+    }
+
     pub fn current_suite_ticket(&self, suite_id: &str) -> Option<String> {
         self.lock().wecom_suites().0.current_ticket(suite_id)
     }

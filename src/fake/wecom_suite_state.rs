@@ -498,6 +498,51 @@ impl WecomSuiteState {
         }
     }
 
+    /// The suite and corp whose live token `token` is (WeCom's 40014 for any other, 42001 for
+    /// one past its expiry).
+    pub(crate) fn corp_of_token(
+        &self,
+        token: &str,
+        now: Instant,
+    ) -> Result<(String, String), WxError> {
+        for (suite_id, suite) in &self.suites {
+            for (corpid, corp) in &suite.corps {
+                if let Some((t, expires)) = &corp.token {
+                    if t == token {
+                        return if *expires > now && corp.state == CorpState::Installed {
+                            Ok((suite_id.clone(), corpid.clone()))
+                        } else {
+                            Err(WxError::TOKEN_EXPIRED)
+                        };
+                    }
+                }
+            }
+        }
+        Err(WxError::INVALID_ACCESS_TOKEN)
+    }
+
+    /// The corp's permanent code, for a call made with a live token of its suite.
+    pub(crate) fn code_by_suite_token(
+        &mut self,
+        token: &str,
+        corpid: &str,
+        now: Instant,
+    ) -> Result<String, WxError> {
+        let suite = self.by_token(token, now)?;
+        let corp = suite.corps.get(corpid).ok_or(WxError::WECOM_BAD_ARGS)?;
+        Ok(corp.permanent_code.clone())
+    }
+
+    /// The corp's token is dropped as WeCom would after another holder of the permanent code
+    /// asked for one: the next `get_corp_token` mints a new one, and the old one is refused.
+    pub(crate) fn rotate_corp_token(&mut self, suite_id: &str, corpid: &str) -> bool {
+        let corp = self
+            .suites
+            .get_mut(suite_id)
+            .and_then(|s| s.corps.get_mut(corpid));
+        corp.map(|c| c.token = None).is_some()
+    }
+
     pub(crate) fn suite_tokens_minted(&self, suite_id: &str) -> u64 {
         self.suites
             .get(suite_id)

@@ -40,7 +40,7 @@ use crate::token::TokenRecord;
 pub use crate::platform::PLACEHOLDER_REFRESH_TOKEN;
 
 /// "System busy": no valid token could be had in time; SDKs retry it.
-fn busy(errcode: Option<i64>) -> HttpResponse {
+pub(super) fn busy(errcode: Option<i64>) -> HttpResponse {
     wx_error(
         -1,
         &match errcode {
@@ -60,7 +60,7 @@ fn platform_by_appid(state: &ServerState, appid: &str) -> Option<Arc<Platform>> 
 
 /// The JSON object of the body, or the answer to give instead (47001, or a 408 for a body that
 /// never arrived, as the app facade does).
-async fn read_object<T: serde::de::DeserializeOwned>(
+pub(super) async fn read_object<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<T, HttpResponse> {
@@ -72,7 +72,7 @@ async fn read_object<T: serde::de::DeserializeOwned>(
     body::json_object::<T>(&body).ok_or_else(|| wx_error(47001, "data format error"))
 }
 
-fn non_empty(v: Option<String>) -> Option<String> {
+pub(super) fn non_empty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.is_empty())
 }
 

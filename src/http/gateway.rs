@@ -98,6 +98,7 @@ pub(crate) fn refresh_token_rule(class: Class, component: bool) -> AnswerRule {
     match class {
         Class::RefreshTokens => AnswerRule::NoRefreshTokens { json_only: true },
         Class::Component => AnswerRule::NoRefreshTokens { json_only: false },
+        Class::Service => AnswerRule::NoPermanentCodes,
         _ if component => AnswerRule::NoRefreshTokens { json_only: false },
         _ => AnswerRule::AsIs,
     }
@@ -115,6 +116,7 @@ fn target_of(state: &ServerState, owner: &TokenOwner) -> Option<Target> {
             let handle = p.authorizer_actor(appid).ok()?;
             Some(authorizer_target(platform, handle))
         }
+        _ => super::wecom_gateway::target_of(state, owner),
     }
 }
 
@@ -273,15 +275,18 @@ pub(crate) struct Routed {
 }
 
 /// WeChat's refusal: errcode and errmsg.
-type Refusal = (i64, String);
+pub(super) type Refusal = (i64, String);
 
-fn refusal(errcode: i64, errmsg: impl Into<String>) -> Refusal {
+pub(super) fn refusal(errcode: i64, errmsg: impl Into<String>) -> Refusal {
     (errcode, errmsg.into())
 }
 
 /// The refusal of a path that cannot be forwarded, or of a token route in any spelling.
 pub(crate) fn path_refusal(raw: &str) -> Result<ApiPath<'_>, Refusal> {
     let checked = path::parse(raw).map_err(|e| refusal(40066, format!("invalid url: {e}")))?;
+    if checked.class == Class::PermanentCode {
+        return Err(refusal(48002, super::wecom_facade::PERMANENT_CODE_REFUSAL));
+    }
     if checked.class == Class::TokenRoute {
         return Err(refusal(
             48001,
@@ -336,7 +341,8 @@ fn route_passthrough(state: &ServerState, req: &HttpRequest) -> Result<Step, Ref
         return ticket_step(state, raw_query);
     }
     let (target, component) = token_target(state, raw_query, &checked)?;
-    let answer = refresh_token_rule(checked.class, component);
+    let answer =
+        super::wecom_gateway::answer_rule(&target, refresh_token_rule(checked.class, component));
     Ok(forward(
         Some(target.clone()),
         target.label.clone(),
@@ -359,6 +365,10 @@ fn token_target(
 ) -> Result<(Target, bool), Refusal> {
     let access = single_param(raw_query, ACCESS_TOKEN)?;
     let component = single_param(raw_query, COMPONENT_TOKEN)?;
+    let carries = access.is_some() || component.is_some();
+    if let Some(target) = super::wecom_gateway::service_target(state, raw_query, carries)? {
+        return Ok((target, false));
+    }
     match (access, component) {
         (Some(_), Some(_)) => Err(refusal(
             40097,
@@ -371,6 +381,15 @@ fn token_target(
                 .lookup(&token)
                 .and_then(|i| target_of(state, &i.owner))
             {
+                if target.param != ACCESS_TOKEN {
+                    return Err(refusal(
+                        40001,
+                        format!(
+                            "invalid credential: this is a WeCom {} and goes in that parameter",
+                            target.param
+                        ),
+                    ));
+                }
                 return Ok((target, false));
             }
             let mut target = component_target(state, &token)?;
@@ -403,7 +422,7 @@ fn token_target(
 /// The decoded value of the parameter `name` when it is there once and not empty; WeChat's
 /// refusal when it is there twice (a server reading the other copy would act on a value
 /// wxtoken never checked).
-fn single_param<'q>(
+pub(super) fn single_param<'q>(
     raw_query: &'q str,
     name: &str,
 ) -> Result<Option<std::borrow::Cow<'q, str>>, Refusal> {
@@ -526,7 +545,7 @@ fn ticket_step(state: &ServerState, raw_query: &str) -> Result<Step, Refusal> {
         Some(TokenOwner::Authorizer { platform, appid }) => {
             TicketOwner::Authorizer { platform, appid }
         }
-        None => return Err(not_issued()),
+        _ => return Err(not_issued()),
     };
     Ok(Step::Ticket(owner, kind))
 }

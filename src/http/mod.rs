@@ -20,6 +20,9 @@ mod tickets;
 mod trail;
 pub(crate) mod wechat;
 pub mod wecom;
+pub mod wecom_facade;
+mod wecom_gateway;
+pub mod wecom_proxy;
 pub mod wecom_tickets;
 
 use std::borrow::Cow;
@@ -240,6 +243,7 @@ fn wecom_routes(cfg: &mut web::ServiceConfig) {
                     .get(wecom::corp_token)
                     .default_service(not_allowed("GET")),
             )
+            .service(web::resource("/corps/{corpid}/proxy/{path:.*}").to(wecom_proxy::corp_proxy))
             .service(
                 web::resource("/corps/{corpid}/token/invalidate")
                     .post(wecom::invalidate_corp_token)
@@ -325,6 +329,34 @@ fn facade_routes(cfg: &mut web::ServiceConfig) {
         web::resource("/cgi-bin/component/api_query_auth")
             .post(component_facade::query_auth)
             .default_service(wx_not_allowed("POST")),
+    );
+    wecom_facade_routes(cfg);
+}
+
+/// WeCom's service-provider token calls, in WeCom's format, and the permanent-code exchange
+/// refused in both its versions.
+fn wecom_facade_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/cgi-bin/service/get_suite_token")
+            .post(wecom_facade::suite_token)
+            .default_service(wx_not_allowed("POST")),
+    )
+    .service(
+        web::resource("/cgi-bin/service/get_corp_token")
+            .post(wecom_facade::corp_token)
+            .default_service(wx_not_allowed("POST")),
+    )
+    .service(
+        web::resource("/cgi-bin/service/get_provider_token")
+            .post(wecom_facade::provider_token)
+            .default_service(wx_not_allowed("POST")),
+    )
+    .service(
+        web::resource([
+            "/cgi-bin/service/get_permanent_code",
+            "/cgi-bin/service/v2/get_permanent_code",
+        ])
+        .to(wecom_facade::permanent_code),
     );
 }
 

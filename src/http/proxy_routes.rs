@@ -45,9 +45,17 @@ fn proxied_path(req: &HttpRequest) -> Option<&str> {
 
 /// Checks a proxy call's path: one that reads as a WeChat API path (400 otherwise) and is no
 /// token endpoint in any spelling.
-fn checked_path<'r>(state: &ServerState, req: &'r HttpRequest) -> Result<ApiPath<'r>, ApiError> {
+pub(super) fn checked_path<'r>(
+    state: &ServerState,
+    req: &'r HttpRequest,
+) -> Result<ApiPath<'r>, ApiError> {
     let raw = proxied_path(req).ok_or(ApiError::NotFound)?;
     let checked = path::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if checked.class == Class::PermanentCode {
+        return Err(ApiError::BadRequest(
+            super::wecom_facade::PERMANENT_CODE_REFUSAL.into(),
+        ));
+    }
     if checked.class == Class::TokenRoute {
         return Err(ApiError::BadRequest(format!(
             "`{}` would rotate the shared token and is never forwarded; read the token from wxtoken instead",
@@ -63,7 +71,7 @@ fn checked_path<'r>(state: &ServerState, req: &'r HttpRequest) -> Result<ApiPath
     Ok(checked)
 }
 
-fn require_proxy_flag(client: &crate::config::ClientSettings) -> Result<(), ApiError> {
+pub(super) fn require_proxy_flag(client: &crate::config::ClientSettings) -> Result<(), ApiError> {
     if client.proxy {
         Ok(())
     } else {
@@ -72,7 +80,12 @@ fn require_proxy_flag(client: &crate::config::ClientSettings) -> Result<(), ApiE
 }
 
 /// A call made with `target`'s token: the token added, the answer checked as its class says.
-fn with_token(req: &HttpRequest, checked: &ApiPath<'_>, target: Target, component: bool) -> Routed {
+pub(super) fn with_token(
+    req: &HttpRequest,
+    checked: &ApiPath<'_>,
+    target: Target,
+    component: bool,
+) -> Routed {
     let (target, answer) = match checked.class {
         // The user's OAuth token is the call's credential: nothing added.
         Class::UserToken => (None, AnswerRule::AsIs),
@@ -89,7 +102,7 @@ fn with_token(req: &HttpRequest, checked: &ApiPath<'_>, target: Target, componen
 }
 
 /// What a proxy route does with a checked call.
-enum Proxied {
+pub(super) enum Proxied {
     Forward(Routed),
     Ticket(TicketOwner, TicketKind),
 }
@@ -181,7 +194,7 @@ pub async fn platform_proxy(
     proxy_step(&state, &req, payload, checked).await
 }
 
-fn not_for_accounts(checked: &ApiPath<'_>) -> ApiError {
+pub(super) fn not_for_accounts(checked: &ApiPath<'_>) -> ApiError {
     ApiError::BadRequest(format!(
         "`{}` takes an app's AppSecret or an account's ticket: use /v1/apps/{{name}}/proxy/ or \
          the account's routes",
@@ -248,7 +261,7 @@ fn login_call(
 }
 
 /// Forwards a checked proxy call, or answers its refusal (unread, the connection closed).
-async fn proxy_step(
+pub(super) async fn proxy_step(
     state: &ServerState,
     req: &HttpRequest,
     payload: web::Payload,

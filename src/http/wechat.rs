@@ -28,8 +28,17 @@ pub(crate) const RATE_LIMITED_ERRCODE: i64 = 45009;
 /// that names no client, 45009 with `Retry-After` for one over its rate (or an address over
 /// its failed authentications).
 pub(crate) fn wx_key_refusal(refusal: crate::clients::Refused, unknown: &str) -> HttpResponse {
+    wx_key_refusal_as(refusal, 40125, unknown)
+}
+
+/// [`wx_key_refusal`] with the errcode of an unknown key given: WeCom calls it 40001.
+pub(crate) fn wx_key_refusal_as(
+    refusal: crate::clients::Refused,
+    errcode: i64,
+    unknown: &str,
+) -> HttpResponse {
     match refusal {
-        crate::clients::Refused::Unauthorized(_) => wx_refusal(40125, unknown),
+        crate::clients::Refused::Unauthorized(_) => wx_refusal(errcode, unknown),
         crate::clients::Refused::Limited(l) => {
             let mut resp = wx_refusal(
                 RATE_LIMITED_ERRCODE,

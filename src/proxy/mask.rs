@@ -1,6 +1,7 @@
 //! What never leaves wxtoken in a forwarded answer: authorized accounts' refresh tokens (the
 //! component calls that carry them by design, and any answer to a component call that repeats
-//! one) and the AppSecret of a login call an upstream echoes back.
+//! one), WeCom corps' permanent codes in the answers of service-provider calls, and the
+//! AppSecret of a login call an upstream echoes back.
 //!
 //! Refresh tokens are found two ways. By key: a field whose name, without regard to case,
 //! spacing or separators, ends in `refresh_token` (at any depth, also inside a JSON document
@@ -59,6 +60,31 @@ pub fn without_refresh_tokens(
     known: &dyn KnownRefreshTokens,
     json_only: bool,
 ) -> Result<Option<Vec<u8>>, Unchecked> {
+    without_held(answer, REFRESH_TOKEN_KEY, placeholder, known, json_only)
+}
+
+/// The field names of refresh tokens end in this, once spelled without case or separators.
+const REFRESH_TOKEN_KEY: &str = "refreshtoken";
+/// The field names of WeCom's permanent codes (`permanent_code`, `permanentCode`), likewise.
+const PERMANENT_CODE_KEY: &str = "permanentcode";
+
+/// `answer` with every permanent code replaced by `placeholder`, found by key as refresh
+/// tokens are (the codes wxtoken holds are not looked up by value). `None`: nothing to change.
+pub fn without_permanent_codes(answer: &[u8], placeholder: &str) -> Option<Vec<u8>> {
+    without_held(answer, PERMANENT_CODE_KEY, placeholder, &NoneKnown, false)
+        .ok()
+        .flatten()
+}
+
+/// What [`without_refresh_tokens`] and [`without_permanent_codes`] share: the fields whose
+/// name ends in `key` (spelled without case or separators), and the `known` values anywhere.
+fn without_held(
+    answer: &[u8],
+    key: &str,
+    placeholder: &str,
+    known: &dyn KnownRefreshTokens,
+    json_only: bool,
+) -> Result<Option<Vec<u8>>, Unchecked> {
     let parsed = serde_json::from_slice::<Value>(answer)
         .ok()
         .filter(Value::is_object);
@@ -82,7 +108,15 @@ pub fn without_refresh_tokens(
     let found = known.known_among(&candidates);
     drop(candidates);
     drop(seen);
-    mask(&mut value, placeholder, &found, 0);
+    mask(
+        &mut value,
+        &Masking {
+            key,
+            placeholder,
+            found: &found,
+        },
+        0,
+    );
     Ok(serde_json::to_vec(&value).ok())
 }
 
@@ -139,13 +173,20 @@ fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
 
 /// Whether a field name is a refresh token's, however spelled: `refresh_token`,
 /// `Authorizer_Refresh_Token`, ` refreshToken `, `refresh-token`.
-fn is_refresh_token_key(name: &str) -> bool {
+fn is_held_key(name: &str, key: &str) -> bool {
     let letters: String = name
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_lowercase())
         .collect();
-    letters.ends_with("refreshtoken")
+    letters.ends_with(key)
+}
+
+/// What one walk of [`mask`] replaces: fields named `key`, and the `found` values.
+struct Masking<'a> {
+    key: &'a str,
+    placeholder: &'a str,
+    found: &'a [String],
 }
 
 /// A string that holds a JSON document of its own.
@@ -238,7 +279,8 @@ fn replace_all(text: &str, found: &[String], placeholder: &str) -> String {
     out
 }
 
-fn mask(value: &mut Value, placeholder: &str, found: &[String], depth: usize) {
+fn mask(value: &mut Value, m: &Masking<'_>, depth: usize) {
+    let (placeholder, found) = (m.placeholder, m.found);
     match value {
         Value::Object(fields) => {
             let renamed: Vec<String> = fields
@@ -254,20 +296,18 @@ fn mask(value: &mut Value, placeholder: &str, found: &[String], depth: usize) {
             for (name, field) in fields.iter_mut() {
                 // An empty one (an account whose code was never exchanged) says so; kept.
                 let secret = matches!(field, Value::String(s) if !s.is_empty());
-                if secret && is_refresh_token_key(name) {
+                if secret && is_held_key(name, m.key) {
                     *field = Value::String(placeholder.to_string());
                 } else {
-                    mask(field, placeholder, found, depth);
+                    mask(field, m, depth);
                 }
             }
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|item| mask(item, placeholder, found, depth)),
+        Value::Array(items) => items.iter_mut().for_each(|item| mask(item, m, depth)),
         Value::String(s) => {
             if depth < MAX_NESTING {
                 if let Some(mut inner) = nested(s) {
-                    mask(&mut inner, placeholder, found, depth + 1);
+                    mask(&mut inner, m, depth + 1);
                     *s = inner.to_string();
                     return;
                 }
@@ -433,5 +473,23 @@ mod tests {
         assert!(!out.contains("s3cr3t"), "{out}");
         assert_eq!(out.matches("KEY").count(), 3, "{out}");
         assert_eq!(without_secret(b"{\"openid\":\"o1\"}", secret, "KEY"), None);
+    }
+
+    #[test]
+    fn permanent_codes_are_masked_by_key_in_any_spelling_and_nothing_else() {
+        let answer = json!({
+            "permanent_code": "pc-secret-1",
+            "auth_corp_info": {"PermanentCode": "pc-secret-2", "corpid": "wwcorp"},
+            "refresh_token": "kept-here",
+            "nested": "{\"permanent-code\":\"pc-secret-3\"}",
+        });
+        let out = without_permanent_codes(answer.to_string().as_bytes(), "P").expect("masked");
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("pc-secret"), "{text}");
+        assert!(
+            text.contains("kept-here") && text.contains("wwcorp"),
+            "{text}"
+        );
+        assert!(without_permanent_codes(b"not json", "P").is_none());
     }
 }

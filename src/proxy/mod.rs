@@ -37,6 +37,10 @@ use crate::upstream::{Forward, UpstreamError, UpstreamPool, WechatClient};
 /// (which it also answers for an expired or early-ended token).
 pub const REJECTED_TOKEN: [i64; 3] = [40001, 42001, 40014];
 
+/// The same for a WeCom credential, with a suite token's "invalid" (40082) and "expired"
+/// (42009): WeCom checks the token first too.
+pub const WECOM_REJECTED_TOKEN: [i64; 5] = [40001, 42001, 40014, 40082, 42009];
+
 /// Longest a call without a wxtoken credential waits for one of its slots.
 const ANONYMOUS_WAIT: Duration = Duration::from_secs(1);
 
@@ -77,6 +81,9 @@ pub enum AnswerRule {
     /// [`mask::ANSWER_LIMIT`], and each one replaced by `PLACEHOLDER_REFRESH_TOKEN`. With
     /// `json_only`, an answer that is not a JSON object is not sent on (502).
     NoRefreshTokens { json_only: bool },
+    /// WeCom corps' permanent codes (a service-provider call's answer): read whole, up to
+    /// [`mask::ANSWER_LIMIT`], each one replaced by `PLACEHOLDER_PERMANENT_CODE`.
+    NoPermanentCodes,
     /// The AppSecret wxtoken put in a login call (an upstream may echo the request): read
     /// whole, up to [`mask::LOGIN_ANSWER_LIMIT`], with it replaced by `stand_in` (the client
     /// key the caller sent) in the body and the headers.
@@ -239,7 +246,12 @@ impl Gateway {
                 })?;
             let errcode = peeked.errcode();
             if let (Some(t), Some(sent), Some(code), false) = (target, &token, errcode, retried) {
-                if REJECTED_TOKEN.contains(&code) {
+                let rejected: &[i64] = if t.wecom {
+                    &WECOM_REJECTED_TOKEN
+                } else {
+                    &REJECTED_TOKEN
+                };
+                if rejected.contains(&code) {
                     if let Some(fresh) = self.replace_rejected(t, sent).await {
                         retried = true;
                         self.metrics.proxy_retried(label);
@@ -292,6 +304,17 @@ impl Gateway {
                             "an answer that may carry refresh tokens is not a JSON object".into(),
                         )))
                     }
+                }
+                Ok(())
+            }
+            AnswerRule::NoPermanentCodes => {
+                let whole = peeked
+                    .read_whole(mask::ANSWER_LIMIT)
+                    .await
+                    .map_err(GatewayError::Upstream)?;
+                let placeholder = crate::wecom::PLACEHOLDER_PERMANENT_CODE;
+                if let Some(masked) = mask::without_permanent_codes(whole, placeholder) {
+                    peeked.replace_body(Bytes::from(masked));
                 }
                 Ok(())
             }

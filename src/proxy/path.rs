@@ -15,14 +15,28 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 /// Token endpoints: forwarding one would rotate (or hand out) a shared token, or, for the code
 /// exchange, spend a code wxtoken exchanges itself. WeCom's `gettoken` and the Open Platform's
 /// token calls are among them.
-const TOKEN_ROUTES: [&str; 6] = [
+const TOKEN_ROUTES: [&str; 9] = [
     "/cgi-bin/token",
     "/cgi-bin/stable_token",
     "/cgi-bin/gettoken",
     "/cgi-bin/component/api_component_token",
     "/cgi-bin/component/api_authorizer_token",
     "/cgi-bin/component/api_query_auth",
+    "/cgi-bin/service/get_suite_token",
+    "/cgi-bin/service/get_corp_token",
+    "/cgi-bin/service/get_provider_token",
 ];
+
+/// WeCom's exchange of an install's AuthCode for the corp's permanent code: wxtoken makes it
+/// itself when WeCom pushes the code, and a permanent code never leaves wxtoken.
+const PERMANENT_CODE_CALLS: [&str; 2] = [
+    "/cgi-bin/service/get_permanent_code",
+    "/cgi-bin/service/v2/get_permanent_code",
+];
+
+/// WeCom's service-provider calls (made with a suite or provider token): their answers are
+/// checked for permanent codes.
+const SERVICE_PREFIX: &str = "/cgi-bin/service/";
 
 /// Component calls whose answers carry authorized accounts' refresh tokens by design.
 const REFRESH_TOKEN_CALLS: [&str; 2] = [
@@ -58,6 +72,10 @@ const COMPONENT_TOKEN_APIS: [&str; 6] = [
 pub enum Class {
     /// A token endpoint ([`TOKEN_ROUTES`]): never forwarded.
     TokenRoute,
+    /// `get_permanent_code` (v1 and v2): never forwarded.
+    PermanentCode,
+    /// Another WeCom service-provider call: its answer is checked for permanent codes.
+    Service,
     /// `api_get_authorizer_info` / `api_get_authorizer_list`: forwarded, the answer read whole
     /// and its refresh tokens replaced; an answer that is not JSON is not sent on.
     RefreshTokens,
@@ -161,8 +179,16 @@ fn canonical(raw: &str) -> Result<Cow<'_, str>, PathError> {
 
 fn classify(path: &str) -> Class {
     let is = |p: &str| path.eq_ignore_ascii_case(p);
+    let under = |prefix: &str| {
+        path.get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    };
     if TOKEN_ROUTES.into_iter().any(is) {
         Class::TokenRoute
+    } else if PERMANENT_CODE_CALLS.into_iter().any(is) {
+        Class::PermanentCode
+    } else if under(SERVICE_PREFIX) {
+        Class::Service
     } else if REFRESH_TOKEN_CALLS.into_iter().any(is) {
         Class::RefreshTokens
     } else if SECRET_CALLS.into_iter().any(is) {
@@ -171,10 +197,7 @@ fn classify(path: &str) -> Class {
         Class::UserToken
     } else if is(TICKET_CALL) {
         Class::Ticket
-    } else if path
-        .get(..COMPONENT_PREFIX.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(COMPONENT_PREFIX))
-    {
+    } else if under(COMPONENT_PREFIX) {
         Class::Component
     } else {
         Class::Plain
@@ -291,5 +314,20 @@ mod tests {
         assert!(takes("/cgi-bin/openapi/quota/get"));
         assert!(!takes("/cgi-bin/user/info"));
         assert!(!takes("/cgi-bin/get_api_domain_ip"));
+    }
+
+    #[test]
+    fn wecom_service_calls_and_the_permanent_code_exchange_are_classed() {
+        assert_eq!(
+            class("/cgi-bin/service/get_permanent_code"),
+            Class::PermanentCode
+        );
+        assert_eq!(
+            class("/cgi-bin//service/V2/Get_Permanent_Code"),
+            Class::PermanentCode
+        );
+        assert_eq!(class("/cgi-bin/service/get_corp_token"), Class::TokenRoute);
+        assert_eq!(class("/cgi-bin/service/get_admin_list"), Class::Service);
+        assert_eq!(class("/cgi-bin/department/list"), Class::Plain);
     }
 }

@@ -21,6 +21,12 @@ pub enum TokenOwner {
     App(String),
     /// An account authorized to an Open Platform third-party platform.
     Authorizer { platform: String, appid: String },
+    /// A WeCom suite's suite token, by suite name.
+    WecomSuite(String),
+    /// The token of a corp that installed a WeCom suite.
+    WecomCorp { suite: String, corpid: String },
+    /// A WeCom service provider's provider token, by provider name.
+    WecomProvider(String),
 }
 
 /// What a lookup finds.

@@ -168,7 +168,10 @@ impl Suite {
             Arc::new(CorpSource::new(me, corpid)),
             self.corp_key(corpid),
             wecom_corps_label(self.name()),
-            None,
+            Some(crate::token::index::TokenOwner::WecomCorp {
+                suite: self.name().to_string(),
+                corpid: corpid.to_string(),
+            }),
         )
     }
 

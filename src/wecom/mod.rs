@@ -32,3 +32,7 @@ pub use corps::{CorpRefusal, CorpUnavailable};
 pub use provider::Provider;
 pub use runtime::Suite;
 pub use ticket::SUITE_TICKET_LIFE;
+
+/// What the gateway puts in place of a corp's permanent code in a forwarded answer: the code
+/// never leaves wxtoken.
+pub const PLACEHOLDER_PERMANENT_CODE: &str = "WXTOKEN_HOLDS_THE_PERMANENT_CODE";

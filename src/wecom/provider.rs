@@ -68,7 +68,15 @@ impl Provider {
             name: label.clone(),
             appid: format!("wecom-provider/{}", settings.corpid),
         };
-        let token = spawn_sourced(deps, &settings.corpid, Arc::new(source), key, label, None);
+        let owner = crate::token::index::TokenOwner::WecomProvider(settings.name.clone());
+        let token = spawn_sourced(
+            deps,
+            &settings.corpid,
+            Arc::new(source),
+            key,
+            label,
+            Some(owner),
+        );
         Arc::new(Provider { settings, token })
     }
 
@@ -78,6 +86,16 @@ impl Provider {
 
     pub fn label(&self) -> String {
         self.settings.metrics_label()
+    }
+
+    /// The provider's corpid, by which the facade's `get_provider_token` names it.
+    pub fn corpid(&self) -> &str {
+        &self.settings.corpid
+    }
+
+    /// Its token's actor, for the gateway's calls made with the provider token.
+    pub fn credential(&self) -> CredentialHandle {
+        self.token.clone()
     }
 
     /// The provider token, from the published status or the actor (waiting up to `wait`).

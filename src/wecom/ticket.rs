@@ -90,7 +90,15 @@ pub(super) fn start_actor(
         name: label.clone(),
         appid: format!("wecom-suite/{}", settings.suite_id),
     };
-    spawn_sourced(deps, &settings.suite_id, Arc::new(source), key, label, None)
+    let owner = crate::token::index::TokenOwner::WecomSuite(settings.name.clone());
+    spawn_sourced(
+        deps,
+        &settings.suite_id,
+        Arc::new(source),
+        key,
+        label,
+        Some(owner),
+    )
 }
 
 type Fetch = Result<Fetched, UpstreamError>;
@@ -158,6 +166,11 @@ impl Suite {
         self.suite_token.addr.do_send(Invalidate {
             token: token.clone(),
         });
+    }
+
+    /// The suite token's actor, for the gateway's calls made with the suite token.
+    pub fn suite_token_credential(&self) -> CredentialHandle {
+        self.suite_token.clone()
     }
 
     /// What the suite token's actor last published.

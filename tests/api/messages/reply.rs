@@ -11,19 +11,22 @@ use crate::support::helpers::*;
 const REPLY: &str =
     "<xml><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content></xml>";
 
-#[actix_web::test]
-async fn a_reply_in_time_is_the_passive_reply_and_the_delivery() {
+/// An inbox answering every delivery with [`REPLY`] after `delay`, and a server whose route
+/// `bot` to it is in reply mode with `timeout_ms`.
+async fn replying_bot(delay: Duration, timeout_ms: u64) -> (FakeInbox, TestApp) {
     let inbox = FakeInbox::start(ROUTE_KEY).await.expect("inbox");
     inbox.set_mode(InboxMode::Reply {
         body: REPLY.into(),
-        delay: Duration::from_millis(100),
+        delay,
     });
-    let app = start_with_routes(&route(
-        "bot",
-        &inbox.url(),
-        "mode = \"reply\"\nreply_timeout_ms = 2000",
-    ))
-    .await;
+    let mode = format!("mode = \"reply\"\nreply_timeout_ms = {timeout_ms}");
+    let app = start_with_routes(&route("bot", &inbox.url(), &mode)).await;
+    (inbox, app)
+}
+
+#[actix_web::test]
+async fn a_reply_in_time_is_the_passive_reply_and_the_delivery() {
+    let (inbox, app) = replying_bot(Duration::from_millis(100), 2000).await;
     let pushed = push_text(&app.base, 1).await;
     assert_eq!(pushed.status, Some(200));
     assert_eq!(pushed.body, REPLY);
@@ -44,17 +47,7 @@ async fn a_reply_in_time_is_the_passive_reply_and_the_delivery() {
 
 #[actix_web::test]
 async fn a_late_reply_answers_success_at_the_deadline_and_still_counts_as_delivered() {
-    let inbox = FakeInbox::start(ROUTE_KEY).await.expect("inbox");
-    inbox.set_mode(InboxMode::Reply {
-        body: REPLY.into(),
-        delay: Duration::from_millis(1500),
-    });
-    let app = start_with_routes(&route(
-        "bot",
-        &inbox.url(),
-        "mode = \"reply\"\nreply_timeout_ms = 300",
-    ))
-    .await;
+    let (inbox, app) = replying_bot(Duration::from_millis(1500), 300).await;
     let started = Instant::now();
     let pushed = push_text(&app.base, 2).await;
     let took = started.elapsed();
@@ -152,17 +145,7 @@ async fn wechat_retrying_a_push_still_waiting_for_its_reply_gets_success_and_one
 
     use crate::support::messages::shop_target;
 
-    let inbox = FakeInbox::start(ROUTE_KEY).await.expect("inbox");
-    inbox.set_mode(InboxMode::Reply {
-        body: REPLY.into(),
-        delay: Duration::from_millis(1500),
-    });
-    let app = start_with_routes(&route(
-        "bot",
-        &inbox.url(),
-        "mode = \"reply\"\nreply_timeout_ms = 3000",
-    ))
-    .await;
+    let (inbox, app) = replying_bot(Duration::from_millis(1500), 3000).await;
     // A WeChat in a hurry: it gives up on an answer after 300 ms and sends the push again.
     let impatient = Retries {
         timeout: Duration::from_millis(300),

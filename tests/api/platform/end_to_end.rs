@@ -786,14 +786,9 @@ async fn a_fleet_shares_authorizers_and_a_flushed_redis_loses_no_refresh_token()
     let redis = crate::support::fleet::RedisServer::start(None);
     let fake = fake().await;
     let dir = tempfile::tempdir().unwrap();
-    let locals: Vec<_> = (0..2)
-        .map(|i| dir.path().join(format!("local-{i}.redb")))
-        .collect();
-    let start = |locals: &[std::path::PathBuf]| -> Vec<ThreadServer> {
-        locals
-            .iter()
-            .map(|l| ThreadServer::start(fleet_settings(&fake, &redis, l)))
-            .collect()
+    let locals = crate::support::fleet::LocalCopies::new(dir.path(), 2);
+    let start = |locals: &crate::support::fleet::LocalCopies| {
+        locals.start(|l| fleet_settings(&fake, &redis, l))
     };
     let fleet = start(&locals);
     fake.set_event_url(

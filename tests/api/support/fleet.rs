@@ -239,3 +239,27 @@ pub fn short_tokens() -> Spec {
         ..Spec::default()
     }
 }
+
+/// Instances sharing one Redis, each with its own local copy: the paths of `n` local copies in
+/// `dir`, and a way to start one instance on each (and start them again after a flush).
+pub struct LocalCopies {
+    pub paths: Vec<std::path::PathBuf>,
+}
+
+impl LocalCopies {
+    pub fn new(dir: &std::path::Path, n: usize) -> LocalCopies {
+        LocalCopies {
+            paths: (0..n)
+                .map(|i| dir.join(format!("local-{i}.redb")))
+                .collect(),
+        }
+    }
+
+    /// One instance on each local copy, with the settings `settings` makes for it.
+    pub fn start(&self, settings: impl Fn(&std::path::Path) -> Settings) -> Vec<ThreadServer> {
+        self.paths
+            .iter()
+            .map(|l| ThreadServer::start(settings(l)))
+            .collect()
+    }
+}

@@ -112,8 +112,9 @@ pub fn quoted(p: &Path) -> String {
 }
 
 /// A short configuration file's text: a server on any loopback port against the fake at
-/// `base` (taking tokens with 2 s left, as the fake's short lifetimes need), with `store`'s
-/// lines under `[store]`; `rest` adds the apps, clients and any other tables.
+/// `base` (WeChat's and WeCom's APIs both; taking tokens with 2 s left, as the fake's short
+/// lifetimes need), with `store`'s lines under `[store]`; `rest` adds the apps, clients and
+/// any other tables.
 pub fn server_file(base: &str, store: &str, rest: &str) -> String {
     format!(
         r#"
@@ -121,6 +122,7 @@ pub fn server_file(base: &str, store: &str, rest: &str) -> String {
 listen = "127.0.0.1:0"
 [upstream]
 base_url = "{base}"
+wecom_base_url = "{base}"
 min_token_lifetime_secs = 2
 [store]
 {store}

@@ -223,3 +223,38 @@ pub async fn start_with_corp(corpid: &str) -> TestApp {
     app.install(SUITE, SUITE_ID, corpid).await;
     app
 }
+
+impl TestApp {
+    /// A POST to one of WeCom's paths on wxtoken, as an SDK sends it: JSON, no client key.
+    pub async fn wecom_call(&self, path_and_query: &str, body: serde_json::Value) -> Answer {
+        self.post(path_and_query, None, body.to_string()).await
+    }
+
+    /// The suite token as an SDK's suite client gets it from the facade with `key`.
+    pub async fn facade_suite_token(&self, key: &str) -> Answer {
+        self.wecom_call(
+            "/cgi-bin/service/get_suite_token",
+            serde_json::json!({"suite_id": SUITE_ID, "suite_secret": key, "suite_ticket": "any"}),
+        )
+        .await
+    }
+
+    /// The suite's token from the facade as `crm`; panics unless WeCom's success.
+    pub async fn facade_suite_token_value(&self) -> String {
+        let a = self.facade_suite_token(KEY).await;
+        assert_eq!(a.body["errcode"], 0, "{}", a.body);
+        a.body["suite_access_token"]
+            .as_str()
+            .expect("a suite token")
+            .to_string()
+    }
+
+    /// A corp's token from the facade, with a suite token wxtoken gave.
+    pub async fn facade_corp_token(&self, suite_token: &str, corpid: &str) -> Answer {
+        self.wecom_call(
+            &format!("/cgi-bin/service/get_corp_token?suite_access_token={suite_token}"),
+            serde_json::json!({"auth_corpid": corpid, "permanent_code": "the-sdk-has-none"}),
+        )
+        .await
+    }
+}

@@ -158,14 +158,9 @@ async fn a_fleet_shares_the_corps_and_a_flushed_redis_loses_no_ticket_or_permane
     let redis = crate::support::fleet::RedisServer::start(None);
     let fake = start_wecom_fake().await;
     let dir = tempfile::tempdir().unwrap();
-    let locals: Vec<_> = (0..2)
-        .map(|i| dir.path().join(format!("local-{i}.redb")))
-        .collect();
-    let start = |locals: &[std::path::PathBuf]| -> Vec<ThreadServer> {
-        locals
-            .iter()
-            .map(|l| ThreadServer::start(fleet_settings(&fake, &redis, l)))
-            .collect()
+    let locals = crate::support::fleet::LocalCopies::new(dir.path(), 2);
+    let start = |locals: &crate::support::fleet::LocalCopies| {
+        locals.start(|l| fleet_settings(&fake, &redis, l))
     };
     let http = client();
     let corp_at = |base: &str| format!("{base}/v1/wecom/suites/{SUITE}/corps/{CORP}/token");

@@ -5,6 +5,8 @@
 pub mod callbacks;
 pub mod corps;
 pub mod durability;
+pub mod facade;
+pub mod gateway;
 pub mod metrics;
 pub mod reload;
 pub mod tickets;

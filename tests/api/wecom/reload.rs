@@ -9,25 +9,13 @@ const ADMIN: &str = "wecom-admin-client-key-0001";
 /// The server file: the WeCom tables with `suite_secret`, and an admin client.
 fn file(fake: &wxtoken::fake::FakeWechat, store: &std::path::Path, suite_secret: &str) -> String {
     let tables = wecom_tables("active").replacen(SUITE_SECRET, suite_secret, 1);
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[upstream]
-base_url = "{base}"
-wecom_base_url = "{base}"
-min_token_lifetime_secs = 2
-[store]
-path = {store}
-{tables}
-[[clients]]
-name = "admin"
-key = "{ADMIN}"
-wecom_suites = ["*"]
-admin = true
-"#,
-        base = fake.base_url(),
-        store = quoted(store),
+    let admin = format!(
+        "[[clients]]\nname = \"admin\"\nkey = \"{ADMIN}\"\nwecom_suites = [\"*\"]\nadmin = true\n"
+    );
+    server_file(
+        &fake.base_url(),
+        &format!("path = {}", quoted(store)),
+        &format!("{tables}\n{admin}"),
     )
 }
 
