@@ -516,7 +516,7 @@ fn scraped_platforms(state: &ServerState) -> Vec<crate::metrics::ScrapedPlatform
         .values()
         .map(|p| {
             let age = p.ticket_age(now).map(|d| d.as_secs_f64());
-            crate::metrics::ScrapedPlatform::new(p.name(), age, &p.authorizer_counts())
+            crate::metrics::ScrapedPlatform::new(p.name(), age, p.authorizer_counts().by_state())
         })
         .collect()
 }

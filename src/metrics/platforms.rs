@@ -18,20 +18,17 @@ pub struct ScrapedPlatform {
 }
 
 impl ScrapedPlatform {
-    /// `name`'s line, its accounts by state from `c`.
-    pub fn new(
-        name: &str,
-        ticket_age: Option<f64>,
-        c: &crate::platform::AccountCounts,
-    ) -> ScrapedPlatform {
+    /// `name`'s line, its accounts by state: `[active, idle, revoked, needs_reauth]`.
+    pub fn new(name: &str, ticket_age: Option<f64>, by_state: [usize; 4]) -> ScrapedPlatform {
+        let [active, idle, revoked, needs_reauth] = by_state;
         ScrapedPlatform {
             name: name.to_string(),
             ticket_age,
             authorizers: [
-                ("active", c.active),
-                ("idle", c.idle),
-                ("revoked", c.revoked),
-                ("needs_reauth", c.needs_reauth),
+                ("active", active),
+                ("idle", idle),
+                ("revoked", revoked),
+                ("needs_reauth", needs_reauth),
             ],
         }
     }

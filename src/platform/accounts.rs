@@ -46,6 +46,13 @@ pub struct AccountCounts {
     pub needs_reauth: usize,
 }
 
+impl AccountCounts {
+    /// The counts in the order the metrics label them: active, idle, revoked, needs_reauth.
+    pub fn by_state(&self) -> [usize; 4] {
+        [self.active, self.idle, self.revoked, self.needs_reauth]
+    }
+}
+
 struct Entry<R> {
     record: R,
     actor: Option<CredentialHandle>,

@@ -53,7 +53,7 @@ pub fn suites(suites: &HashMap<String, Arc<Suite>>) -> Vec<ScrapedPlatform> {
         .values()
         .map(|s| {
             let age = s.ticket_age(now).map(|d| d.as_secs_f64());
-            ScrapedPlatform::new(s.name(), age, &s.corp_counts())
+            ScrapedPlatform::new(s.name(), age, s.corp_counts().by_state())
         })
         .collect()
 }
