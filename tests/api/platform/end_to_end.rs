@@ -693,13 +693,7 @@ async fn the_binary_logs_no_platform_secret_even_at_trace() {
         .unwrap();
     secrets.push(authorized.authorization_code.clone());
     let url = format!("{base}/v1/platforms/saas/authorizers/{SHOP}/token");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            get_json(&http, &url, KEY).await.0 == 200
-        })
-        .await
-    );
-    let (_, body) = get_json(&http, &url, KEY).await;
+    let body = json_when_served(&http, &url, KEY).await;
     secrets.push(body["access_token"].as_str().unwrap().to_string());
     let (_, body) = get_json(
         &http,
@@ -1027,10 +1021,17 @@ async fn a_reauthorization_replaces_the_token_it_killed() {
         app.fake.current_authorizer_token(COMPONENT, SHOP),
         "the new token, the one WeChat accepts"
     );
-    let listed = app
-        .get(&format!("/v1/platforms/saas/authorizers/{SHOP}"), Some(KEY))
-        .await;
-    assert_eq!(listed.body["func_ids"], serde_json::json!([1, 2]));
+    // The record's permissions are written with the exchange, which may finish just after the
+    // token is served.
+    let record = format!("/v1/platforms/saas/authorizers/{SHOP}");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            app.get(&record, Some(KEY)).await.body["func_ids"] == serde_json::json!([1, 2])
+        })
+        .await,
+        "{}",
+        app.get(&record, Some(KEY)).await.body
+    );
 }
 
 /// Authorizes SHOP through a pushed event and waits until its token is served.

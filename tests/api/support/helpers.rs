@@ -628,6 +628,18 @@ pub async fn get_json(http: &awc::Client, url: &str, key: &str) -> (u16, Value) 
     )
 }
 
+/// The JSON of `url`'s first 200 answer to `key` within 10 s (panics, showing the last answer,
+/// when none comes): a credential that a push or a fleet peer is about to make servable.
+pub async fn json_when_served(http: &awc::Client, url: &str, key: &str) -> Value {
+    let served = eventually(Duration::from_secs(10), || async {
+        get_json(http, url, key).await.0 == 200
+    })
+    .await;
+    let (status, body) = get_json(http, url, key).await;
+    assert!(served && status == 200, "{url} not served: {status} {body}");
+    body
+}
+
 /// POSTs `body` as JSON to `url` and reads the answer's JSON, whatever its status.
 pub async fn post_json(http: &awc::Client, url: &str, body: &Value) -> Value {
     let mut resp = http.post(url).send_json(body).await.expect("answered");

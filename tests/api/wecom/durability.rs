@@ -97,13 +97,7 @@ async fn no_secret_of_a_suite_reaches_the_log() {
         .unwrap()
         .accepted());
     let corp_url = format!("{base}/v1/wecom/suites/{SUITE}/corps/{CORP}/token");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            get_json(&http, &corp_url, KEY).await.0 == 200
-        })
-        .await
-    );
-    let (_, corp) = get_json(&http, &corp_url, KEY).await;
+    let corp = json_when_served(&http, &corp_url, KEY).await;
     let (_, suite) = get_json(
         &http,
         &format!("{base}/v1/wecom/suites/{SUITE}/suite_token"),
