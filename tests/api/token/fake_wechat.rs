@@ -1190,8 +1190,8 @@ async fn unknown_paths_are_404() {
     for path in [
         "/",
         "/cgi-bin/tokens",
-        // WeCom's own ticket endpoint is not modelled (yet).
-        "/cgi-bin/get_jsapi_ticket",
+        // A path no API of WeChat's or WeCom's has.
+        "/cgi-bin/service/get_nothing",
         "/_fake/nope",
     ] {
         assert_eq!(wx.get_raw(path).await.0, 404, "{path}");
