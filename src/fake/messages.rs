@@ -7,7 +7,6 @@
 use std::time::{Duration, SystemTime};
 
 use rand::Rng as _;
-use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use super::FakeWechat;
@@ -155,8 +154,7 @@ pub fn seal(
     let nonce = rand::rng()
         .random_range(100_000_000u64..10_000_000_000)
         .to_string();
-    let token = SecretString::from(target.token.clone());
-    let signature = plain::signature(&token, &timestamp, &nonce);
+    let signature = plain::signature(&target.token, &timestamp, &nonce);
     let plain_doc = document(fields, target.format);
     let mut query = format!("signature={signature}&timestamp={timestamp}&nonce={nonce}");
     if let Some((_, from)) = fields.iter().find(|(n, _)| n == "FromUserName") {

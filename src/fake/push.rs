@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 use secrecy::SecretString;
-use sha1::{Digest, Sha1};
 
 use super::component_state::{Authorized, ControlError, PushTarget};
 use super::routes::{lock, Shared};
@@ -155,14 +154,6 @@ pub(super) async fn push(
     Ok(record)
 }
 
-/// The plain `signature` WeChat also puts on the URL: sha1 of the sorted token, timestamp and
-/// nonce (the `msg_signature` covers the ciphertext as well).
-pub(super) fn plain_signature(token: &str, timestamp: &str, nonce: &str) -> String {
-    let mut parts = [token, timestamp, nonce];
-    parts.sort_unstable();
-    hex::encode(Sha1::digest(parts.concat().as_bytes()))
-}
-
 /// The query string and the body of a push of `xml`, encrypted for the platform. A platform
 /// configured with a key that is no EncodingAESKey cannot push: that is the recorded outcome.
 fn seal(
@@ -178,7 +169,7 @@ fn seal(
     )
     .map_err(|err| err.to_string())?;
     let sealed = crypto.seal(xml, timestamp, nonce);
-    let signature = plain_signature(&target.msg_token, timestamp, nonce);
+    let signature = crate::push::plain::signature(&target.msg_token, timestamp, nonce);
     Ok((
         format!("{}&signature={signature}", sealed.query()),
         sealed.body,

@@ -12,7 +12,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::push::{plain_signature, post};
+use super::push::post;
 use super::routes::{lock, query_params, Shared};
 use super::state::WxError;
 use super::wecom_suite_state::WecomSuiteState;
@@ -313,7 +313,7 @@ pub(super) async fn url_check(
         .append_pair("echostr", &encrypt)
         .append_pair(
             "signature",
-            &plain_signature(&suite.token, &timestamp, &nonce),
+            &crate::push::plain::signature(&suite.token, &timestamp, &nonce),
         )
         .finish();
     let separator = if url.contains('?') { '&' } else { '?' };

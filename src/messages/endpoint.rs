@@ -310,11 +310,7 @@ mod tests {
 
     fn sealed_query(encrypt_sig: &str) -> Query {
         Query {
-            signature: Some(plain::signature(
-                &SecretString::from(TOKEN),
-                "1700000000",
-                "77",
-            )),
+            signature: Some(plain::signature(TOKEN, "1700000000", "77")),
             timestamp: Some("1700000000".into()),
             nonce: Some("77".into()),
             echostr: None,

@@ -68,11 +68,13 @@ impl Platform {
         if info_type == VERIFY_TICKET {
             return Ok(());
         }
-        // The document was parsed once already on its way here; it parses again.
-        let fields = crate::push::xml::Fields::parse(xml.as_bytes(), usize::MAX)?
-            .iter()
-            .map(|(n, v)| (n.to_owned(), serde_json::Value::String(v.to_owned())))
-            .collect();
+        // The document was parsed once already on its way here (under the same limit); its
+        // fields are read again for the delivery's `message`.
+        let fields =
+            crate::push::xml::Fields::parse(xml.as_bytes(), crate::push::event::MAX_EVENT_XML)?
+                .iter()
+                .map(|(n, v)| (n.to_owned(), serde_json::Value::String(v.to_owned())))
+                .collect();
         let inbound = Inbound::new(
             Source::platform(self.name(), self.component_appid()),
             SystemTime::now(),

@@ -6,8 +6,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 use sha1::{Digest as _, Sha1};
 use subtle::ConstantTimeEq as _;
 
-fn digest(token: &SecretString, timestamp: &str, nonce: &str) -> [u8; 20] {
-    let mut parts = [token.expose_secret(), timestamp, nonce];
+fn digest(token: &str, timestamp: &str, nonce: &str) -> [u8; 20] {
+    let mut parts = [token, timestamp, nonce];
     parts.sort_unstable();
     let mut h = Sha1::new();
     for p in parts {
@@ -17,8 +17,8 @@ fn digest(token: &SecretString, timestamp: &str, nonce: &str) -> [u8; 20] {
 }
 
 /// The `signature` WeChat sends for this timestamp and nonce (the fake and the tests sign with
-/// it).
-pub fn signature(token: &SecretString, timestamp: &str, nonce: &str) -> String {
+/// it, holding the Token as their configuration's text).
+pub fn signature(token: &str, timestamp: &str, nonce: &str) -> String {
     hex::encode(digest(token, timestamp, nonce))
 }
 
@@ -28,7 +28,7 @@ pub fn verify(token: &SecretString, timestamp: &str, nonce: &str, given: &str) -
     if hex::decode_to_slice(given.as_bytes(), &mut bytes).is_err() {
         return false;
     }
-    bool::from(digest(token, timestamp, nonce).ct_eq(&bytes))
+    bool::from(digest(token.expose_secret(), timestamp, nonce).ct_eq(&bytes))
 }
 
 #[cfg(test)]
@@ -44,7 +44,7 @@ mod tests {
             h.update(b"1409304348AAAAAxxxxxx");
             hex::encode(h.finalize())
         };
-        assert_eq!(signature(&token, "1409304348", "xxxxxx"), expected);
+        assert_eq!(signature("AAAAA", "1409304348", "xxxxxx"), expected);
         assert!(verify(&token, "1409304348", "xxxxxx", &expected));
         assert!(verify(
             &token,
@@ -57,7 +57,7 @@ mod tests {
     #[test]
     fn anything_else_does_not_verify() {
         let token = SecretString::from("AAAAA");
-        let good = signature(&token, "1", "2");
+        let good = signature("AAAAA", "1", "2");
         assert!(!verify(&token, "1", "3", &good));
         assert!(!verify(&SecretString::from("BBBBB"), "1", "2", &good));
         assert!(!verify(&token, "1", "2", &good[..39]));

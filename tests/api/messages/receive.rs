@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
 use wxtoken::config::MessageFormat;
 use wxtoken::fake::messages::{
     event_message, push_message, seal, text_message, MessageTarget, Mode, Retries,
@@ -29,7 +28,7 @@ async fn shop_app(encrypted: bool, format: MessageFormat) -> TestApp {
 
 fn check_query(token: &str, timestamp: u64, echostr: &str) -> String {
     let ts = timestamp.to_string();
-    let sig = plain::signature(&SecretString::from(token.to_owned()), &ts, "12345");
+    let sig = plain::signature(token, &ts, "12345");
     format!("signature={sig}&timestamp={ts}&nonce=12345&echostr={echostr}")
 }
 
@@ -158,7 +157,7 @@ async fn a_push_not_shown_to_be_wechats_now_is_refused_with_its_status() {
     assert_eq!(send(q2, body2).await.0, 400);
     // A stale timestamp, correctly signed: 401.
     let ts_old = (now_ms() / 1000 - 3600).to_string();
-    let sig_old = plain::signature(&SecretString::from(SHOP_TOKEN.to_owned()), &ts_old, "1");
+    let sig_old = plain::signature(SHOP_TOKEN, &ts_old, "1");
     let doc = wxtoken::fake::messages::document(&msg, MessageFormat::Xml);
     let (status, _) = send(
         format!("signature={sig_old}&timestamp={ts_old}&nonce=1"),
