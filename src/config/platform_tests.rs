@@ -5,47 +5,19 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
-use super::test_support::{load_with, server_tables, shop_and_billing};
+use super::test_support::{
+    env, load_with, server_tables, shop_and_billing, AES_KEY, COMPONENT_SECRET, CRM_KEY, MSG_TOKEN,
+};
 use super::*;
 
 /// A configuration with one platform, no apps, and a client of the platform only.
 const PLATFORM_ONLY: &str = concat!(
     server_tables!(),
-    r#"[[platforms]]
-name = "saas"
-component_appid = "wx3c1f0a9d8e7b6a51"
-component_secret_env = "SAAS_SECRET"
-token_env = "SAAS_MSG_TOKEN"
-encoding_aes_key_env = "SAAS_AES_KEY"
-[[clients]]
-name = "crm"
-key_env = "CRM_KEY"
-platforms = ["saas"]
-"#
+    include_str!("testdata/platform_only.toml")
 );
 
 /// An app and its client, to add to [`PLATFORM_ONLY`].
 const APP: &str = concat!("\n", shop_and_billing!());
-
-const COMPONENT_SECRET: &str = "component-secret-value-0001";
-const MSG_TOKEN: &str = "msgToken0042";
-/// WeChat's published sample EncodingAESKey. Its last character carries non-zero unused bits,
-/// which a strict base64 decoder refuses.
-const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
-const CRM_KEY: &str = "crm-client-key-000000001";
-
-fn env(name: &str) -> Option<String> {
-    match name {
-        "SAAS_SECRET" => Some(COMPONENT_SECRET.into()),
-        "SAAS_MSG_TOKEN" => Some(MSG_TOKEN.into()),
-        "SAAS_AES_KEY" => Some(AES_KEY.into()),
-        "CRM_KEY" => Some(CRM_KEY.into()),
-        "SHOP_SECRET" => Some("shop-secret-value-0001".into()),
-        "BILLING_KEY" => Some("billing-key-0123456789".into()),
-        "EMPTY" => Some("  ".into()),
-        _ => None,
-    }
-}
 
 fn load(text: &str, overrides: &[(&str, &str)]) -> Result<Settings, ConfigError> {
     load_with(text, overrides, &env)

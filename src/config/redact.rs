@@ -73,20 +73,20 @@ struct View<'a> {
     store: StoreSection<'a>,
     metrics: MetricsView,
     proxy: ProxyView<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    // The serializer leaves out a `None`, as the file leaves out an absent section: an empty
+    // list of tables is `None` (see `tables`) rather than a written `apps = []`.
     audit: Option<super::audit::AuditView>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    apps: Vec<AppView<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    platforms: Vec<PlatformView<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    wecom_suites: Vec<SuiteView<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    wecom_providers: Vec<ProviderView<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    clients: Vec<ClientView<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    routes: Vec<RouteView<'a>>,
+    apps: Option<Vec<AppView<'a>>>,
+    platforms: Option<Vec<PlatformView<'a>>>,
+    wecom_suites: Option<Vec<SuiteView<'a>>>,
+    wecom_providers: Option<Vec<ProviderView<'a>>>,
+    clients: Option<Vec<ClientView<'a>>>,
+    routes: Option<Vec<RouteView<'a>>>,
+}
+
+/// The views of a list of tables, or `None` for an empty list.
+fn tables<'a, T, V: From<&'a T>>(items: &'a [T]) -> Option<Vec<V>> {
+    (!items.is_empty()).then(|| items.iter().map(V::from).collect())
 }
 
 impl<'a> From<&'a Settings> for View<'a> {
@@ -104,12 +104,12 @@ impl<'a> From<&'a Settings> for View<'a> {
             },
             proxy: ProxyView::from(&s.proxy),
             audit: s.audit.as_ref().map(super::audit::AuditView::from),
-            apps: s.apps.iter().map(AppView::from).collect(),
-            platforms: s.platforms.iter().map(PlatformView::from).collect(),
-            wecom_suites: s.wecom_suites.iter().map(SuiteView::from).collect(),
-            wecom_providers: s.wecom_providers.iter().map(ProviderView::from).collect(),
-            clients: s.clients.iter().map(ClientView::from).collect(),
-            routes: s.routes.iter().map(RouteView::from).collect(),
+            apps: tables(&s.apps),
+            platforms: tables(&s.platforms),
+            wecom_suites: tables(&s.wecom_suites),
+            wecom_providers: tables(&s.wecom_providers),
+            clients: tables(&s.clients),
+            routes: tables(&s.routes),
         }
     }
 }

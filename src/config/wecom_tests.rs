@@ -6,47 +6,13 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
-use super::test_support::{load_with, server_tables};
+use super::test_support::{
+    env, first_table, load_with, server_tables, AES_KEY, PROVIDER_SECRET, SUITE_SECRET, SUITE_TOKEN,
+};
 use super::*;
 
 /// One suite with its provider, no apps, and a client of both.
-const WECOM_ONLY: &str = concat!(
-    server_tables!(),
-    r#"[[wecom_suites]]
-name = "crm-suite"
-kind = "suite"
-suite_id = "ww4d5e6f7a8b9c0d1e"
-suite_secret_env = "CRM_SUITE_SECRET"
-token_env = "CRM_SUITE_TOKEN"
-encoding_aes_key_env = "CRM_SUITE_AES"
-provider = "vendor"
-corp_refresh = "active"
-[[wecom_providers]]
-name = "vendor"
-corpid = "ww0a1b2c3d4e5f6a7b"
-provider_secret_env = "VENDOR_SECRET"
-[[clients]]
-name = "crm"
-key_env = "CRM_KEY"
-wecom_suites = ["crm-suite"]
-wecom_providers = ["vendor"]
-"#
-);
-
-const SUITE_SECRET: &str = "suite-secret-value-0001";
-const PROVIDER_SECRET: &str = "provider-secret-value-0001";
-const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
-
-fn env(name: &str) -> Option<String> {
-    match name {
-        "CRM_SUITE_SECRET" => Some(SUITE_SECRET.into()),
-        "CRM_SUITE_TOKEN" => Some("suiteToken42".into()),
-        "CRM_SUITE_AES" => Some(AES_KEY.into()),
-        "VENDOR_SECRET" => Some(PROVIDER_SECRET.into()),
-        "CRM_KEY" => Some("crm-client-key-000000001".into()),
-        _ => None,
-    }
-}
+const WECOM_ONLY: &str = concat!(server_tables!(), include_str!("testdata/wecom_only.toml"));
 
 fn load(text: &str) -> Result<Settings, ConfigError> {
     load_with(text, &[], &env)
@@ -152,14 +118,9 @@ fn refusals_name_the_key_and_never_the_secret() {
 
 #[test]
 fn two_suites_with_one_id_are_refused() {
-    let second = r#"
-[[wecom_suites]]
-name = "crm-two"
-suite_id = "ww4d5e6f7a8b9c0d1e"
-suite_secret_env = "CRM_SUITE_SECRET"
-token_env = "CRM_SUITE_TOKEN"
-encoding_aes_key_env = "CRM_SUITE_AES"
-"#;
+    // The suite's table again under another name: the same suite_id.
+    let second = first_table(WECOM_ONLY, "[[wecom_suites]]")
+        .replace("name = \"crm-suite\"", "name = \"crm-two\"");
     let text = WECOM_ONLY.replacen(
         "[[wecom_providers]]",
         &format!("{second}[[wecom_providers]]"),
@@ -172,14 +133,8 @@ encoding_aes_key_env = "CRM_SUITE_AES"
 
 #[test]
 fn a_platform_named_like_a_suites_records_is_refused() {
-    let platform = r#"
-[[platforms]]
-name = "wecom.crm-suite"
-component_appid = "wx3c1f0a9d8e7b6a51"
-component_secret_env = "CRM_SUITE_SECRET"
-token_env = "CRM_SUITE_TOKEN"
-encoding_aes_key_env = "CRM_SUITE_AES"
-"#;
+    let platform = first_table(include_str!("testdata/platform_only.toml"), "[[platforms]]")
+        .replace("name = \"saas\"", "name = \"wecom.crm-suite\"");
     let text = WECOM_ONLY.replacen(
         "[[wecom_suites]]",
         &format!("{platform}[[wecom_suites]]"),
@@ -197,7 +152,7 @@ fn check_config_shows_sources_never_secrets() {
     assert!(shown.contains("[[wecom_providers]]"), "{shown}");
     assert!(shown.contains("env CRM_SUITE_SECRET (redacted)"), "{shown}");
     assert!(shown.contains("wecom_suites = [\"crm-suite\"]"), "{shown}");
-    for secret in [SUITE_SECRET, PROVIDER_SECRET, AES_KEY, "suiteToken42"] {
+    for secret in [SUITE_SECRET, PROVIDER_SECRET, AES_KEY, SUITE_TOKEN] {
         assert!(!shown.contains(secret), "{shown}");
     }
     let debug = format!("{:?}", s.wecom_suites[0]);

@@ -779,12 +779,9 @@ fn fleet_settings(
 async fn a_fleet_shares_authorizers_and_a_flushed_redis_loses_no_refresh_token() {
     let redis = crate::support::fleet::RedisServer::start(None);
     let fake = fake().await;
-    let dir = tempfile::tempdir().unwrap();
-    let locals = crate::support::fleet::LocalCopies::new(dir.path(), 2);
-    let start = |locals: &crate::support::fleet::LocalCopies| {
-        locals.start(|l| fleet_settings(&fake, &redis, l))
-    };
-    let fleet = start(&locals);
+    let locals = crate::support::fleet::LocalCopies::new(2);
+    let settings = |l: &std::path::Path| fleet_settings(&fake, &redis, l);
+    let fleet = locals.start(settings);
     fake.set_event_url(
         COMPONENT,
         Some(&format!("{}/v1/platforms/saas/events", fleet[0].base)),
@@ -797,12 +794,7 @@ async fn a_fleet_shares_authorizers_and_a_flushed_redis_loses_no_refresh_token()
         .await
         .unwrap();
     let token_at = |base: &str| format!("{base}/v1/platforms/saas/authorizers/{SHOP}/token");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            get_json(&http, &token_at(&fleet[0].base), KEY).await.0 == 200
-        })
-        .await
-    );
+    json_when_served(&http, &token_at(&fleet[0].base), KEY).await;
     // The other instance learns of the account from the shared records and serves the same
     // token: the authorization and the token are the fleet's, not the receiving instance's.
     // Its SDK facade, the first there to hear of the account, finds it too.
@@ -847,22 +839,8 @@ async fn a_fleet_shares_authorizers_and_a_flushed_redis_loses_no_refresh_token()
     assert_eq!(a["access_token"], b["access_token"]);
 
     // Redis loses everything, and every instance restarts.
-    for s in fleet {
-        s.stop();
-    }
-    let mut c = redis.connection().expect("Redis answers");
-    let _: () = redis::cmd("FLUSHALL").query(&mut c).expect("FLUSHALL");
-    let fleet = start(&locals);
-    for server in &fleet {
-        assert!(
-            eventually(Duration::from_secs(10), || async {
-                get_json(&http, &token_at(&server.base), KEY).await.0 == 200
-            })
-            .await,
-            "{}",
-            get_json(&http, &token_at(&server.base), KEY).await.1
-        );
-    }
+    let fleet = locals.restart_on_empty_redis(fleet, &redis, settings);
+    crate::support::fleet::each_serves(&http, &fleet, KEY, token_at).await;
     // The refresh token came back from the local copies: WeChat still knows it, and the
     // account is authorized, not in need of a new authorization.
     let (_, listed) = get_json(

@@ -90,8 +90,9 @@ impl fmt::Display for App {
 pub struct Client {
     name: String,
     key_line: String,
-    apps: Option<Vec<String>>,
-    platforms: Option<Vec<String>>,
+    /// `apps`, `platforms`, `wecom_suites`, `wecom_providers`: each list it is granted, in the
+    /// order given.
+    grants: Vec<(&'static str, Vec<String>)>,
     admin: bool,
     proxy: bool,
 }
@@ -116,23 +117,36 @@ impl Client {
         Client {
             name: name.into(),
             key_line,
-            apps: None,
-            platforms: None,
+            grants: Vec::new(),
             admin: false,
             proxy: false,
         }
     }
 
-    /// The apps it may read (`["*"]` for all).
-    pub fn apps(mut self, apps: &[&str]) -> Client {
-        self.apps = Some(apps.iter().map(|a| a.to_string()).collect());
+    fn grant(mut self, key: &'static str, names: &[&str]) -> Client {
+        self.grants
+            .push((key, names.iter().map(|n| n.to_string()).collect()));
         self
     }
 
+    /// The apps it may read (`["*"]` for all).
+    pub fn apps(self, apps: &[&str]) -> Client {
+        self.grant("apps", apps)
+    }
+
     /// The platforms it may read (`["*"]` for all).
-    pub fn platforms(mut self, platforms: &[&str]) -> Client {
-        self.platforms = Some(platforms.iter().map(|p| p.to_string()).collect());
-        self
+    pub fn platforms(self, platforms: &[&str]) -> Client {
+        self.grant("platforms", platforms)
+    }
+
+    /// The WeCom suites whose corps it may read (`["*"]` for all).
+    pub fn wecom_suites(self, suites: &[&str]) -> Client {
+        self.grant("wecom_suites", suites)
+    }
+
+    /// The WeCom providers whose tokens it may read (`["*"]` for all).
+    pub fn wecom_providers(self, providers: &[&str]) -> Client {
+        self.grant("wecom_providers", providers)
     }
 
     /// May revoke tokens and reload the configuration.
@@ -155,12 +169,8 @@ impl fmt::Display for Client {
             "[[clients]]\nname = \"{}\"\n{}",
             self.name, self.key_line
         )?;
-        let list = |names: &[String]| format!("{names:?}");
-        if let Some(apps) = &self.apps {
-            writeln!(f, "apps = {}", list(apps))?;
-        }
-        if let Some(platforms) = &self.platforms {
-            writeln!(f, "platforms = {}", list(platforms))?;
+        for (key, names) in &self.grants {
+            writeln!(f, "{key} = {names:?}")?;
         }
         if self.admin {
             writeln!(f, "admin = true")?;

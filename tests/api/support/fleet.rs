@@ -240,18 +240,22 @@ pub fn short_tokens() -> Spec {
     }
 }
 
-/// Instances sharing one Redis, each with its own local copy: the paths of `n` local copies in
-/// `dir`, and a way to start one instance on each (and start them again after a flush).
+/// Instances sharing one Redis, each with its own local copy: `n` local copies in a temporary
+/// folder, a way to start one instance on each, and to start them again after Redis lost
+/// everything.
 pub struct LocalCopies {
     pub paths: Vec<std::path::PathBuf>,
+    _dir: tempfile::TempDir,
 }
 
 impl LocalCopies {
-    pub fn new(dir: &std::path::Path, n: usize) -> LocalCopies {
+    pub fn new(n: usize) -> LocalCopies {
+        let dir = tempfile::tempdir().expect("a temporary folder");
         LocalCopies {
             paths: (0..n)
-                .map(|i| dir.join(format!("local-{i}.redb")))
+                .map(|i| dir.path().join(format!("local-{i}.redb")))
                 .collect(),
+            _dir: dir,
         }
     }
 
@@ -261,5 +265,34 @@ impl LocalCopies {
             .iter()
             .map(|l| ThreadServer::start(settings(l)))
             .collect()
+    }
+
+    /// Stops `fleet`, empties `redis` and starts the instances again on their local copies:
+    /// what a fleet meets after Redis lost everything and every instance restarted, with no
+    /// push from WeChat in between.
+    pub fn restart_on_empty_redis(
+        &self,
+        fleet: Vec<ThreadServer>,
+        redis: &RedisServer,
+        settings: impl Fn(&std::path::Path) -> Settings,
+    ) -> Vec<ThreadServer> {
+        for s in fleet {
+            s.stop();
+        }
+        redis.flush();
+        self.start(settings)
+    }
+}
+
+/// Waits until every instance of `fleet` serves `url(base)` (10 s each), panicking with the
+/// last answer of the first that does not.
+pub async fn each_serves(
+    http: &awc::Client,
+    fleet: &[ThreadServer],
+    key: &str,
+    url: impl Fn(&str) -> String,
+) {
+    for server in fleet {
+        json_when_served(http, &url(&server.base), key).await;
     }
 }

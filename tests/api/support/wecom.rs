@@ -8,6 +8,7 @@ use std::time::Duration;
 use wxtoken::config::Settings;
 use wxtoken::fake::{FakeConfig, FakeSuite, FakeWechat};
 
+use super::config::{Client, ConfigText};
 use super::helpers::{custom_settings, eventually, Answer, Spec, TestApp};
 
 pub const SUITE: &str = "crm-suite";
@@ -68,25 +69,24 @@ corp_refresh = "{corp_refresh}"
 "#
         )
     };
-    format!(
-        r#"{}{}
+    ConfigText::new()
+        .raw(&suite(SUITE, "suite", SUITE_ID))
+        .raw(&suite(TEMPLATE, "template", TEMPLATE_ID))
+        .raw(&format!(
+            r#"
 [[wecom_providers]]
 name = "{PROVIDER}"
 corpid = "{PROVIDER_CORPID}"
 provider_secret = "{PROVIDER_SECRET}"
-[[clients]]
-name = "crm"
-key = "{KEY}"
-wecom_suites = ["*"]
-wecom_providers = ["{PROVIDER}"]
-[[clients]]
-name = "other"
-key = "{OTHER_KEY}"
-wecom_suites = ["{TEMPLATE}"]
-"#,
-        suite(SUITE, "suite", SUITE_ID),
-        suite(TEMPLATE, "template", TEMPLATE_ID)
-    )
+"#
+        ))
+        .client(
+            Client::new("crm", KEY)
+                .wecom_suites(&["*"])
+                .wecom_providers(&[PROVIDER]),
+        )
+        .client(Client::new("other", OTHER_KEY).wecom_suites(&[TEMPLATE]))
+        .to_string()
 }
 
 /// The server's settings on `store` against `fake`.
@@ -198,6 +198,16 @@ impl TestApp {
             .as_str()
             .expect("a token")
             .to_string()
+    }
+
+    /// `corpid` uninstalls the suite: WeCom pushes `cancel_auth`, which the server takes.
+    pub async fn uninstall(&self, suite_id: &str, corpid: &str) {
+        let push = self
+            .fake
+            .cancel_suite(suite_id, corpid)
+            .await
+            .expect("pushed");
+        assert!(push.accepted(), "{push:?}");
     }
 }
 

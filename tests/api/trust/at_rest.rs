@@ -7,14 +7,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use wxtoken::config::Settings;
-use wxtoken::fake::{FakeConfig, FakePlatform, FakeWechat};
+use wxtoken::fake::{FakeConfig, FakeWechat};
 use wxtoken::seal::StoreKey;
 use wxtoken::startup::{Application, Options};
 
+use crate::support::config::{App, Client, ConfigText};
 use crate::support::fleet::RedisServer;
 use crate::support::helpers::*;
+use crate::support::platform::{platform_table, start_platform_fake, COMPONENT};
 
-const COMPONENT: &str = "wx3c1f0a9d8e7b6a51";
 const AUTHORIZER: &str = "wx5b3a1c9d7e8f6a42";
 const KEY: &str = "trust-client-key-000000000001";
 /// Two store keys (32 bytes of 1s, of 2s), as `wxtoken keygen` prints them.
@@ -26,45 +27,22 @@ fn id(key: &str) -> String {
 }
 
 async fn fake() -> FakeWechat {
-    FakeWechat::start(FakeConfig {
+    start_platform_fake(FakeConfig {
         apps: vec![(SHOP_APPID.into(), SHOP_SECRET.into())],
-        platforms: vec![FakePlatform {
-            component_appid: COMPONENT.into(),
-            component_secret: "platform-component-secret".into(),
-            token: "msgtoken123".into(),
-            encoding_aes_key: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG".into(),
-            event_url: None,
-        }],
-        ticket_push_interval: Duration::ZERO,
         ..FakeConfig::default()
     })
     .await
-    .expect("fake starts")
 }
 
 /// An app with a JS-SDK ticket and a platform, on `store` (the `[store]` keys but encryption),
 /// with `keys` (`encryption_key_env = ...` lines; the variables hold K1 and K2).
 fn settings(fake: &FakeWechat, store: &str, keys: &str) -> Settings {
-    let rest = format!(
-        r#"[[apps]]
-name = "shop"
-appid = "{SHOP_APPID}"
-secret = "{SHOP_SECRET}"
-tickets = ["jsapi"]
-[[platforms]]
-name = "saas"
-component_appid = "{COMPONENT}"
-component_secret = "platform-component-secret"
-token = "msgtoken123"
-encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-authorizer_refresh = "active"
-[[clients]]
-name = "crm"
-key = "{KEY}"
-apps = ["shop"]
-platforms = ["saas"]
-"#
-    );
+    let rest = ConfigText::new()
+        .app(App::official("shop", SHOP_APPID, SHOP_SECRET).line(r#"tickets = ["jsapi"]"#))
+        .raw(&platform_table())
+        .raw(r#"authorizer_refresh = "active""#)
+        .client(Client::new("crm", KEY).apps(&["shop"]).platforms(&["saas"]))
+        .to_string();
     let text = server_file(&fake.base_url(), &format!("{store}\n{keys}"), &rest);
     let env = |name: &str| match name {
         "K1" => Some(K1.to_string()),

@@ -68,12 +68,7 @@ async fn a_cancelled_corp_is_410_and_no_longer_refreshed() {
     app.install(SUITE, SUITE_ID, corp).await;
     let suite = app.state.wecom_suites[SUITE].clone();
     assert!(suite.corp_has_actor(corp), "\"all\" keeps an actor");
-    assert!(app
-        .fake
-        .cancel_suite(SUITE_ID, corp)
-        .await
-        .unwrap()
-        .accepted());
+    app.uninstall(SUITE_ID, corp).await;
     let answer = app.corp_token(SUITE, corp).await;
     assert_eq!(answer.status, 410, "{}", answer.body);
     assert_eq!(answer.body["error"], "corp_revoked");

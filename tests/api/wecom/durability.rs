@@ -151,25 +151,15 @@ fn fleet_settings(
 async fn a_fleet_shares_the_corps_and_a_flushed_redis_loses_no_ticket_or_permanent_code() {
     let redis = crate::support::fleet::RedisServer::start(None);
     let fake = start_wecom_fake().await;
-    let dir = tempfile::tempdir().unwrap();
-    let locals = crate::support::fleet::LocalCopies::new(dir.path(), 2);
-    let start = |locals: &crate::support::fleet::LocalCopies| {
-        locals.start(|l| fleet_settings(&fake, &redis, l))
-    };
+    let locals = crate::support::fleet::LocalCopies::new(2);
+    let settings = |l: &std::path::Path| fleet_settings(&fake, &redis, l);
     let http = client();
     let corp_at = |base: &str| format!("{base}/v1/wecom/suites/{SUITE}/corps/{CORP}/token");
-    let fleet = start(&locals);
+    let fleet = locals.start(settings);
     route_callbacks(&fake, &fleet[0].base);
     ticket_and_install(&fake, CORP).await;
-    for server in &fleet {
-        // The instance that did not receive the install finds the corp in the shared records.
-        assert!(
-            eventually(Duration::from_secs(10), || async {
-                get_json(&http, &corp_at(&server.base), KEY).await.0 == 200
-            })
-            .await
-        );
-    }
+    // The instance that did not receive the install finds the corp in the shared records.
+    crate::support::fleet::each_serves(&http, &fleet, KEY, corp_at).await;
     let (_, before) = get_json(&http, &corp_at(&fleet[1].base), KEY).await;
     assert_eq!(
         fake.suite_calls("get_corp_token"),
@@ -178,12 +168,7 @@ async fn a_fleet_shares_the_corps_and_a_flushed_redis_loses_no_ticket_or_permane
     );
 
     // Redis loses everything, and every instance restarts: no push comes in between.
-    for s in fleet {
-        s.stop();
-    }
-    let mut c = redis.connection().expect("Redis answers");
-    let _: () = redis::cmd("FLUSHALL").query(&mut c).expect("FLUSHALL");
-    let fleet = start(&locals);
+    let fleet = locals.restart_on_empty_redis(fleet, &redis, settings);
     for server in &fleet {
         let suite_url = format!("{}/v1/wecom/suites/{SUITE}/suite_token", server.base);
         assert!(

@@ -90,12 +90,7 @@ async fn the_corp_routes_refusals_hold_for_tickets() {
     let answer = app.get(&ticket_path(refused, "jsapi"), Some(KEY)).await;
     assert_eq!(answer.status, 409, "{}", answer.body);
 
-    assert!(app
-        .fake
-        .cancel_suite(SUITE_ID, corp)
-        .await
-        .unwrap()
-        .accepted());
+    app.uninstall(SUITE_ID, corp).await;
     let revoked = app.get(&ticket_path(corp, "agent_jsapi"), Some(KEY)).await;
     assert_eq!(revoked.status, 410, "{}", revoked.body);
     let signed = app
