@@ -535,6 +535,7 @@ struct RouteView<'a> {
     /// Only with `mode = "reply"`.
     reply_timeout_ms: Option<i64>,
     max_age_secs: i64,
+    dead_retention_secs: i64,
 }
 
 #[derive(Serialize)]
@@ -564,6 +565,7 @@ impl<'a> From<&'a super::RouteSettings> for RouteView<'a> {
             reply_timeout_ms: (r.mode == super::RouteMode::Reply)
                 .then(|| int(r.reply_timeout.as_millis())),
             max_age_secs: secs(r.max_age),
+            dead_retention_secs: secs(r.dead_retention),
         }
     }
 }

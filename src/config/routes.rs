@@ -31,6 +31,13 @@ pub const MIN_MAX_AGE_SECS: u64 = 10;
 /// Longest `max_age_secs`: 30 days; the backlog of a receiver down longer is an outage to
 /// handle by hand (dead deliveries can be retried).
 pub const MAX_MAX_AGE_SECS: u64 = 30 * 86_400;
+/// `dead_retention_secs` by default: a week to look at a dead delivery and retry it.
+pub const DEFAULT_DEAD_RETENTION_SECS: u64 = 7 * 86_400;
+/// Shortest `dead_retention_secs`: a minute, the sweep's own pace.
+pub const MIN_DEAD_RETENTION_SECS: u64 = 60;
+/// Longest `dead_retention_secs`: a year; dead deliveries hold their pushes' content, which
+/// is not kept forever.
+pub const MAX_DEAD_RETENTION_SECS: u64 = 365 * 86_400;
 
 /// One `[[routes]]` entry as written.
 #[derive(Debug, Deserialize)]
@@ -47,6 +54,7 @@ pub(super) struct RawRoute {
     pub(super) mode: Option<String>,
     pub(super) reply_timeout_ms: Option<u64>,
     pub(super) max_age_secs: Option<u64>,
+    pub(super) dead_retention_secs: Option<u64>,
 }
 
 /// A route's `match` table: every key given must hold (absent keys match anything).
@@ -103,6 +111,8 @@ pub struct RouteSettings {
     pub reply_timeout: Duration,
     /// Deliveries are retried for this long after the push was received, then dead.
     pub max_age: Duration,
+    /// A dead delivery is kept this long (to be listed and retried), then forgotten.
+    pub dead_retention: Duration,
 }
 
 impl fmt::Debug for RouteSettings {
@@ -115,6 +125,7 @@ impl fmt::Debug for RouteSettings {
             .field("mode", &self.mode)
             .field("reply_timeout", &self.reply_timeout)
             .field("max_age", &self.max_age)
+            .field("dead_retention", &self.dead_retention)
             .finish()
     }
 }
@@ -131,6 +142,7 @@ impl RouteSettings {
             && self.mode == other.mode
             && self.reply_timeout == other.reply_timeout
             && self.max_age == other.max_age
+            && self.dead_retention == other.dead_retention
     }
 }
 
@@ -199,6 +211,12 @@ pub(super) fn validate_routes(
             MIN_MAX_AGE_SECS,
             MAX_MAX_AGE_SECS,
         )?;
+        let dead_retention = super::validate::secs(
+            &format!("{key}.dead_retention_secs"),
+            r.dead_retention_secs.unwrap_or(DEFAULT_DEAD_RETENTION_SECS),
+            MIN_DEAD_RETENTION_SECS,
+            MAX_DEAD_RETENTION_SECS,
+        )?;
         routes.push(RouteSettings {
             name: r.name,
             matches,
@@ -208,6 +226,7 @@ pub(super) fn validate_routes(
             mode,
             reply_timeout: Duration::from_millis(reply_ms),
             max_age,
+            dead_retention,
         });
     }
     Ok(routes)
@@ -356,6 +375,10 @@ reply_timeout_ms = 3000"#,
         assert_eq!(r.mode, RouteMode::Reply);
         assert_eq!(r.reply_timeout, Duration::from_millis(3000));
         assert_eq!(r.max_age, Duration::from_secs(DEFAULT_MAX_AGE_SECS));
+        assert_eq!(
+            r.dead_retention,
+            Duration::from_secs(DEFAULT_DEAD_RETENTION_SECS)
+        );
         assert_eq!(r.matches.apps.as_deref(), Some(&["shop".to_string()][..]));
         assert_eq!(r.matches.info_types, None);
         // Neither Debug nor check-config's view carries the key.
@@ -382,6 +405,8 @@ reply_timeout_ms = 4501"#), "routes[0].reply_timeout_ms: 4501 is out of range"),
             (route("reply_timeout_ms = 100"), "only for mode = \"reply\""),
             (route(r#"mode = "sync""#), "routes[0].mode: `sync` is not a mode"),
             (route("max_age_secs = 9"), "routes[0].max_age_secs: 9 is out of range"),
+            (route("dead_retention_secs = 59"), "routes[0].dead_retention_secs: 59 is out of range"),
+            (route("dead_retention_secs = 31536001"), "routes[0].dead_retention_secs: 31536001 is out"),
             (route("match = { colour = [\"x\"] }"), "unknown field `colour`"),
             (
                 "[[routes]]\nname = \"crm\"\nurl = \"ftp://crm\"\nsigning_key_env = \"CRM_HOOK_KEY\"\n".into(),

@@ -110,16 +110,17 @@ impl Shared {
                 let attempts = d.attempts.saturating_add(1);
                 let now = UnixMillis::now();
                 let next = after_failure(attempts, now, d.age_from, route.max_age, rand::random());
-                let (state, next_at) = match next {
+                let (state, next_at, purge_at) = match next {
                     Next::Retry(at) => {
                         self.metrics.delivery(&route.name, "failed");
-                        (DeliveryState::Pending, at)
+                        (DeliveryState::Pending, at, None)
                     }
                     Next::Dead => {
                         self.metrics.delivery(&route.name, "dead");
                         tracing::warn!(delivery = %d.id, route = %route.name, attempts,
                             error = %why, "delivery given up after max_age_secs");
-                        (DeliveryState::Dead, now)
+                        let purge_at = now.saturating_add(route.dead_retention);
+                        (DeliveryState::Dead, now, Some(purge_at))
                     }
                 };
                 tracing::info!(delivery = %d.id, route = %route.name, attempts, error = %why, "delivery attempt failed");
@@ -129,6 +130,7 @@ impl Shared {
                         attempts,
                         last_error: Some(why.clone()),
                         next_at,
+                        purge_at,
                         ..d.clone()
                     },
                 }

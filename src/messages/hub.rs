@@ -60,14 +60,21 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 pub const DEFAULT_POLL: Duration = Duration::from_millis(500);
 /// How often the backlog gauges are read from the store.
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
-/// How often expired dedupe entries are swept (embedded store).
-const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often expired dedupe entries (embedded store) and dead deliveries past their
+/// `dead_retention_secs` are swept.
+pub const DEFAULT_SWEEP: Duration = Duration::from_secs(60);
+/// Dead deliveries one purge write forgets: one short transaction or a few hundred scripts.
+const PURGE_BATCH: usize = 500;
+/// Purge writes one sweep makes at most; a larger heap of expired dead deliveries is worked
+/// off over the next sweeps rather than in one long burst.
+const PURGE_BATCHES_PER_SWEEP: usize = 20;
 
-/// The hub's timing knobs (tests shorten the lease).
+/// The hub's timing knobs (tests shorten the lease and the sweep).
 #[derive(Clone, Copy, Debug)]
 pub struct HubOptions {
     pub lease: Duration,
     pub poll: Duration,
+    pub sweep: Duration,
 }
 
 impl Default for HubOptions {
@@ -75,6 +82,7 @@ impl Default for HubOptions {
         HubOptions {
             lease: DEFAULT_LEASE,
             poll: DEFAULT_POLL,
+            sweep: DEFAULT_SWEEP,
         }
     }
 }
@@ -327,10 +335,44 @@ async fn read_stats(hub: std::sync::Weak<Shared>) {
 
 async fn sweep(hub: std::sync::Weak<Shared>) {
     loop {
-        tokio::time::sleep(SWEEP_INTERVAL).await;
+        let Some(every) = hub.upgrade().map(|s| s.options.sweep) else {
+            return;
+        };
+        tokio::time::sleep(every).await;
         let Some(s) = hub.upgrade() else { return };
         if let Err(e) = s.store.sweep(UnixMillis::now()).await {
             tracing::warn!(error = %format!("{e:#}"), "cannot sweep the dedupe entries");
+        }
+        s.purge_dead(UnixMillis::now()).await;
+    }
+}
+
+impl Shared {
+    /// Forgets the dead deliveries whose `dead_retention_secs` has passed, each counted as
+    /// `purged` under its route.
+    async fn purge_dead(&self, now: UnixMillis) {
+        for _ in 0..PURGE_BATCHES_PER_SWEEP {
+            let ids = match self.store.purge(now, PURGE_BATCH).await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot purge dead deliveries");
+                    return;
+                }
+            };
+            for id in &ids {
+                if let Some((_, route)) = crate::store::messages::parse_delivery_id(id) {
+                    self.metrics.delivery(route, "purged");
+                }
+            }
+            if !ids.is_empty() {
+                tracing::info!(
+                    count = ids.len(),
+                    "dead deliveries forgotten after dead_retention_secs"
+                );
+            }
+            if ids.len() < PURGE_BATCH {
+                return;
+            }
         }
     }
 }
@@ -391,6 +433,13 @@ mod tests {
         fn sweep(&self, _: UnixMillis) -> BoxFuture<'static, anyhow::Result<u64>> {
             async { Ok(0) }.boxed()
         }
+        fn purge(
+            &self,
+            _: UnixMillis,
+            _: usize,
+        ) -> BoxFuture<'static, anyhow::Result<Vec<String>>> {
+            async { Ok(Vec::new()) }.boxed()
+        }
     }
 
     fn route(name: &str, msg_types: &[&str]) -> RouteSettings {
@@ -406,6 +455,7 @@ mod tests {
             mode: RouteMode::Async,
             reply_timeout: Duration::from_secs(3),
             max_age: Duration::from_secs(60),
+            dead_retention: Duration::from_secs(600),
         }
     }
 

@@ -120,6 +120,10 @@ pub struct DeliveryRecord {
     pub received_at: UnixMillis,
     /// Where `max_age_secs` counts from: the receipt, or an admin's last retry.
     pub age_from: UnixMillis,
+    /// A dead delivery's end: from then on the sweep may forget it (and its push with its last
+    /// delivery). `None` while pending, and for a delivery that died before purging existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge_at: Option<UnixMillis>,
 }
 
 impl DeliveryRecord {
@@ -131,6 +135,7 @@ impl DeliveryRecord {
             attempts: 0,
             next_at: now,
             age_from: now,
+            purge_at: None,
             ..self
         }
     }
@@ -149,6 +154,7 @@ impl DeliveryRecord {
             next_at,
             received_at: push.received_at,
             age_from: push.received_at,
+            purge_at: None,
         }
     }
 }
@@ -229,6 +235,14 @@ pub trait MessageStore: Send + Sync {
 
     /// Forgets dedupe entries past their time (the embedded file; Redis expires them itself).
     fn sweep(&self, now: UnixMillis) -> BoxFuture<'static, anyhow::Result<u64>>;
+
+    /// Forgets up to `limit` dead deliveries whose `purge_at` has come, each push with its last
+    /// delivery: the ids of those forgotten. A delivery retried meanwhile is pending and kept.
+    fn purge(
+        &self,
+        now: UnixMillis,
+        limit: usize,
+    ) -> BoxFuture<'static, anyhow::Result<Vec<String>>>;
 }
 
 /// A worker's claim: up to `limit` deliveries of `route` due at `now`, held for `lease`.

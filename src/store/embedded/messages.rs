@@ -5,7 +5,9 @@
 //! - `msg_due`: (route, next attempt ms, delivery id), the pending deliveries by due time;
 //! - `msg_state`: (state, route, delivery id), for listings and the backlog gauges;
 //! - `msg_dedupe`: dedupe key -> kept-until ms, with `msg_dedupe_expiry` (until, key) for the
-//!   sweep.
+//!   sweep;
+//! - `msg_purge`: (purge ms, delivery id), the dead deliveries by the time they may be
+//!   forgotten.
 //!
 //! One process owns the file, so a claim is kept in memory: a delivery in an attempt is skipped
 //! by later claims until its outcome is written. A crash forgets the claims with the process,
@@ -34,6 +36,7 @@ pub(super) const STATE: TableDefinition<(&str, &str, &str), ()> = TableDefinitio
 pub(super) const DEDUPE: TableDefinition<&str, u64> = TableDefinition::new("msg_dedupe");
 pub(super) const DEDUPE_EXPIRY: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("msg_dedupe_expiry");
+pub(super) const PURGE: TableDefinition<(u64, &str), ()> = TableDefinition::new("msg_purge");
 
 /// Above every id and route name (they are ASCII): the end of a prefix range.
 const TOP: &str = "\u{10ffff}";
@@ -47,6 +50,7 @@ pub(super) enum Op {
     Finish(Finish),
     Retry { id: String, now: UnixMillis },
     Sweep(UnixMillis),
+    Purge { now: UnixMillis, limit: usize },
 }
 
 /// What a write answers.
@@ -55,6 +59,7 @@ pub(super) enum Done {
     Finished,
     Retried(Option<DeliveryRecord>),
     Swept(u64),
+    Purged(Vec<String>),
 }
 
 pub(super) struct Write {
@@ -109,6 +114,7 @@ impl Inner {
                     }
                     Op::Retry { id, now } => Done::Retried(retry_in(&tx, id, *now)?),
                     Op::Sweep(now) => Done::Swept(sweep_in(&tx, *now)?),
+                    Op::Purge { now, limit } => Done::Purged(purge_in(&tx, *now, *limit)?),
                 });
             }
             tx.commit()?;
@@ -164,6 +170,10 @@ fn put_delivery(tx: &redb::WriteTransaction, d: &DeliveryRecord) -> anyhow::Resu
         tx.open_table(DUE)?
             .insert((d.route.as_str(), d.next_at.as_millis(), d.id.as_str()), ())?;
     }
+    if let (DeliveryState::Dead, Some(at)) = (d.state, d.purge_at) {
+        tx.open_table(PURGE)?
+            .insert((at.as_millis(), d.id.as_str()), ())?;
+    }
     Ok(())
 }
 
@@ -174,6 +184,30 @@ fn remove_delivery(tx: &redb::WriteTransaction, d: &DeliveryRecord) -> anyhow::R
         .remove((d.state.as_str(), d.route.as_str(), d.id.as_str()))?;
     tx.open_table(DUE)?
         .remove((d.route.as_str(), d.next_at.as_millis(), d.id.as_str()))?;
+    if let Some(at) = d.purge_at {
+        tx.open_table(PURGE)?
+            .remove((at.as_millis(), d.id.as_str()))?;
+    }
+    Ok(())
+}
+
+/// Removes `d` for good: made, or dead past its purge time. The push goes with its last
+/// delivery (`{push}.` .. `{push}/` holds them all).
+fn forget_delivery(tx: &redb::WriteTransaction, d: &DeliveryRecord) -> anyhow::Result<()> {
+    remove_delivery(tx, d)?;
+    let left = {
+        let table = tx.open_table(DELIVERIES)?;
+        let from = format!("{}.", d.push);
+        let to = format!("{}/", d.push);
+        let found = table
+            .range::<&str>(from.as_str()..to.as_str())?
+            .next()
+            .is_some();
+        found
+    };
+    if !left {
+        tx.open_table(PUSHES)?.remove(d.push.as_str())?;
+    }
     Ok(())
 }
 
@@ -193,21 +227,7 @@ fn finish_in(tx: &redb::WriteTransaction, f: &Finish) -> anyhow::Result<()> {
             let Some(d) = stored_delivery(tx, id)? else {
                 return Ok(());
             };
-            remove_delivery(tx, &d)?;
-            // The push goes with its last delivery: `{push}.` .. `{push}/` holds them all.
-            let left = {
-                let table = tx.open_table(DELIVERIES)?;
-                let from = format!("{}.", d.push);
-                let to = format!("{}/", d.push);
-                let found = table
-                    .range::<&str>(from.as_str()..to.as_str())?
-                    .next()
-                    .is_some();
-                found
-            };
-            if !left {
-                tx.open_table(PUSHES)?.remove(d.push.as_str())?;
-            }
+            forget_delivery(tx, &d)?;
         }
         Finish::Failed { record } => {
             let Some(d) = stored_delivery(tx, &record.id)? else {
@@ -251,6 +271,35 @@ fn sweep_in(tx: &redb::WriteTransaction, now: UnixMillis) -> anyhow::Result<u64>
         }
     }
     Ok(old.len() as u64)
+}
+
+/// Forgets up to `limit` dead deliveries whose purge time has come. An index entry whose
+/// delivery is gone or no longer that dead one (retried since) is only dropped.
+fn purge_in(
+    tx: &redb::WriteTransaction,
+    now: UnixMillis,
+    limit: usize,
+) -> anyhow::Result<Vec<String>> {
+    let due: Vec<(u64, String)> = tx
+        .open_table(PURGE)?
+        .range((0u64, "")..=(now.as_millis(), TOP))?
+        .take(limit)
+        .map(|e| e.map(|(k, _)| (k.value().0, k.value().1.to_string())))
+        .collect::<Result<_, _>>()?;
+    let mut purged = Vec::with_capacity(due.len());
+    for (at, id) in due {
+        tx.open_table(PURGE)?.remove((at, id.as_str()))?;
+        let Some(d) = stored_delivery(tx, &id)? else {
+            continue;
+        };
+        let still_dead =
+            d.state == DeliveryState::Dead && d.purge_at.map(UnixMillis::as_millis) == Some(at);
+        if still_dead {
+            forget_delivery(tx, &d)?;
+            purged.push(id);
+        }
+    }
+    Ok(purged)
 }
 
 /// The receipt time a push id starts with.
@@ -467,6 +516,21 @@ impl MessageStore for EmbeddedStore {
         async move {
             match write.await? {
                 Done::Swept(n) => Ok(n),
+                _ => anyhow::bail!("the store answered another write"),
+            }
+        }
+        .boxed()
+    }
+
+    fn purge(
+        &self,
+        now: UnixMillis,
+        limit: usize,
+    ) -> BoxFuture<'static, anyhow::Result<Vec<String>>> {
+        let write = self.message_write(Op::Purge { now, limit });
+        async move {
+            match write.await? {
+                Done::Purged(ids) => Ok(ids),
                 _ => anyhow::bail!("the store answered another write"),
             }
         }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 
-use super::messages::{DEDUPE, DEDUPE_EXPIRY, DELIVERIES, DUE, PUSHES, STATE};
+use super::messages::{DEDUPE, DEDUPE_EXPIRY, DELIVERIES, DUE, PURGE, PUSHES, STATE};
 use super::platform::PLATFORM;
 use super::{restrict_permissions, TOKENS};
 use crate::seal::Keyring;
@@ -74,6 +74,7 @@ fn copy_resealed(old: &Database, fresh: &Path, ring: &Keyring) -> anyhow::Result
         STATE.name(),
         DEDUPE.name(),
         DEDUPE_EXPIRY.name(),
+        PURGE.name(),
     ];
     for table in read.list_tables()? {
         anyhow::ensure!(
@@ -124,6 +125,7 @@ fn copy_resealed(old: &Database, fresh: &Path, ring: &Keyring) -> anyhow::Result
     copy(&read, &write, STATE)?;
     copy(&read, &write, DEDUPE)?;
     copy(&read, &write, DEDUPE_EXPIRY)?;
+    copy(&read, &write, PURGE)?;
     write.commit()?;
     Ok(counts)
 }

@@ -9,7 +9,9 @@
 //!   their next attempt is due;
 //! - `{prefix}:{msg}:pending:{route}` and `...:dead:{route}`: sorted sets by receipt time, for
 //!   listings and the backlog gauges;
-//! - `{prefix}:{msg}:seen:{dedupe key}`: the dedupe entry, `SET NX PX` (expires by itself).
+//! - `{prefix}:{msg}:seen:{dedupe key}`: the dedupe entry, `SET NX PX` (expires by itself);
+//! - `{prefix}:{msg}:purge`: a sorted set of the dead deliveries by the time they may be
+//!   forgotten.
 //!
 //! A take is one script: the dedupe entry is set only together with the push and its
 //! deliveries, so a failed take leaves nothing and WeChat's retry is taken as new. A claim is
@@ -77,25 +79,41 @@ return out
     )
 });
 
-/// KEYS: deliveries, pushes, left, due, pending, dead. ARGV: delivery id, push id.
-static DELIVERED: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
+/// Forgets a delivery for good, its push with the last one. KEYS: deliveries, pushes, left,
+/// due, pending, dead, purge. ARGV: delivery id, push id.
+const FORGET: &str = r#"
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('ZREM', KEYS[7], ARGV[1])
 if redis.call('HINCRBY', KEYS[3], ARGV[2], -1) <= 0 then
   redis.call('HDEL', KEYS[3], ARGV[2])
   redis.call('HDEL', KEYS[2], ARGV[2])
 end
 return 1
-"#,
-    )
+"#;
+
+/// A delivery made: [`FORGET`].
+static DELIVERED: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(FORGET));
+
+/// A dead delivery past its purge time: [`FORGET`], with ARGV[3] = now, only while it is still
+/// in the purge set with a time not after now (an admin's retry takes it out).
+static PURGE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        r#"
+local at = redis.call('ZSCORE', KEYS[7], ARGV[1])
+if not at or tonumber(at) > tonumber(ARGV[3]) then
+  redis.call('ZREM', KEYS[7], ARGV[1])
+  return 0
+end
+{FORGET}"#
+    ))
 });
 
-/// KEYS: deliveries, due, pending, dead. ARGV: id, JSON, state, next_at, received_at.
-/// Only a delivery still stored is rewritten (one made meanwhile stays made).
+/// KEYS: deliveries, due, pending, dead, purge. ARGV: id, JSON, state, next_at, received_at,
+/// purge_at (empty for none). Only a delivery still stored is rewritten (one made meanwhile
+/// stays made).
 static UPDATE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
@@ -105,10 +123,12 @@ if ARGV[3] == 'dead' then
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
+  if ARGV[6] ~= '' then redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1]) end
 else
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
   redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[5], ARGV[1])
 end
 return 1
 "#,
@@ -153,6 +173,21 @@ impl Keys {
     fn seen(&self, dedupe_key: &str) -> String {
         format!("{}:seen:{dedupe_key}", self.base)
     }
+    fn purge(&self) -> String {
+        format!("{}:purge", self.base)
+    }
+    /// The keys [`FORGET`] touches for a delivery of `route`.
+    fn forget(&self, route: &str) -> [String; 7] {
+        [
+            self.deliveries(),
+            self.pushes(),
+            self.left(),
+            self.due(route),
+            self.pending(route),
+            self.dead(route),
+            self.purge(),
+        ]
+    }
 }
 
 impl RedisStore {
@@ -160,7 +195,7 @@ impl RedisStore {
         let k = Keys::of(self);
         let r = &record.route;
         let (keys, json) = (
-            [k.deliveries(), k.due(r), k.pending(r), k.dead(r)],
+            [k.deliveries(), k.due(r), k.pending(r), k.dead(r), k.purge()],
             encode_delivery(record),
         );
         let (state, next, received) = (
@@ -168,6 +203,10 @@ impl RedisStore {
             record.next_at.as_millis(),
             record.received_at.as_millis(),
         );
+        let purge_at = record
+            .purge_at
+            .map(|at| at.as_millis().to_string())
+            .unwrap_or_default();
         let id = record.id.clone();
         let _: i64 = self
             .inner
@@ -181,6 +220,7 @@ impl RedisStore {
                     .arg(state)
                     .arg(next)
                     .arg(received)
+                    .arg(&purge_at)
                     .invoke_async(&mut c)
                     .await
             })
@@ -318,15 +358,7 @@ impl MessageStore for RedisStore {
                     let Some((push, route)) = crate::store::messages::parse_delivery_id(&id) else {
                         anyhow::bail!("not a delivery id");
                     };
-                    let k = Keys::of(&this);
-                    let keys = [
-                        k.deliveries(),
-                        k.pushes(),
-                        k.left(),
-                        k.due(route),
-                        k.pending(route),
-                        k.dead(route),
-                    ];
+                    let keys = Keys::of(&this).forget(route);
                     let push = push.to_string();
                     let _: i64 = this
                         .inner
@@ -479,5 +511,70 @@ impl MessageStore for RedisStore {
     fn sweep(&self, _now: UnixMillis) -> BoxFuture<'static, anyhow::Result<u64>> {
         // Dedupe entries expire by themselves (`PX`).
         async { Ok(0) }.boxed()
+    }
+
+    fn purge(
+        &self,
+        now: UnixMillis,
+        limit: usize,
+    ) -> BoxFuture<'static, anyhow::Result<Vec<String>>> {
+        let this = self.clone();
+        async move {
+            let k = Keys::of(&this);
+            let key = k.purge();
+            let due: Vec<String> = this
+                .inner
+                .run("purge", |mut c| async move {
+                    redis::cmd("ZRANGEBYSCORE")
+                        .arg(&key)
+                        .arg("-inf")
+                        .arg(now.as_millis())
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(limit)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            let mut purged = Vec::with_capacity(due.len());
+            for id in due {
+                let Some((push, route)) = crate::store::messages::parse_delivery_id(&id) else {
+                    // Not written by this store: dropped from the set, nothing else touched.
+                    let (key, id) = (k.purge(), id.clone());
+                    let _: i64 = this
+                        .inner
+                        .run("purge", |mut c| async move {
+                            redis::cmd("ZREM")
+                                .arg(&key)
+                                .arg(&id)
+                                .query_async(&mut c)
+                                .await
+                        })
+                        .await?;
+                    continue;
+                };
+                let (keys, push) = (k.forget(route), push.to_string());
+                let ran = {
+                    let id = id.clone();
+                    this.inner.run("purge", |mut c| async move {
+                        let mut inv = PURGE.prepare_invoke();
+                        for key in &keys {
+                            inv.key(key);
+                        }
+                        inv.arg(&id)
+                            .arg(&push)
+                            .arg(now.as_millis())
+                            .invoke_async(&mut c)
+                            .await
+                    })
+                };
+                let forgotten: i64 = ran.await?;
+                if forgotten == 1 {
+                    purged.push(id);
+                }
+            }
+            Ok(purged)
+        }
+        .boxed()
     }
 }

@@ -1,5 +1,5 @@
 //! WeChat's message pushes: the message URLs of apps and authorized accounts, the release
-//! check, and their delivery to routes.
+//! check, and their delivery to routes (and the purge of those given up).
 
 pub mod admin;
 pub mod delivery;
@@ -10,3 +10,4 @@ pub mod platform_events;
 pub mod receive;
 pub mod release_check;
 pub mod reply;
+pub mod retention;

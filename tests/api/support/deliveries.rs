@@ -16,10 +16,12 @@ use super::messages::{shop_target, shop_with_messages};
 /// Every test route's signing key (the fake inbox checks it).
 pub const ROUTE_KEY: &str = "route-signing-key-0123456789";
 
-/// A claim lease of 2 s and a poll every 100 ms: a crashed instance's claims come back fast.
+/// A claim lease of 2 s, a poll every 100 ms and a sweep every 200 ms: a crashed instance's
+/// claims come back fast, and dead deliveries past their retention go soon.
 pub const FAST_HUB: HubOptions = HubOptions {
     lease: Duration::from_secs(2),
     poll: Duration::from_millis(100),
+    sweep: Duration::from_millis(200),
 };
 
 /// A `[[routes]]` table to `url`, signed with [`ROUTE_KEY`], with `extra` lines.

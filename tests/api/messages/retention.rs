@@ -1,0 +1,186 @@
+//! Dead deliveries are kept `dead_retention_secs`, then forgotten with their pushes: in each
+//! store on a clock the test gives (nothing before the time, a retried one kept, a push still
+//! owed to another route kept), and through the running hub, counted as `purged`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wxtoken::fake::{FakeInbox, InboxMode};
+use wxtoken::metrics::{Metrics, MetricsMode};
+use wxtoken::store::messages::{
+    new_push_id, ClaimQuery, DeliveryRecord, DeliveryState, Finish, MessageStore, NewPush,
+    PushRecord, StoredSource,
+};
+use wxtoken::store::{EmbeddedStore, RedisStore};
+use wxtoken::time::UnixMillis;
+
+use crate::support::deliveries::*;
+use crate::support::fleet::RedisServer;
+use crate::support::helpers::*;
+
+fn ms(v: u64) -> UnixMillis {
+    UnixMillis::new(v).expect("in range")
+}
+
+fn push(at: u64) -> PushRecord {
+    PushRecord {
+        id: new_push_id(ms(at)),
+        source: StoredSource {
+            kind: "app".into(),
+            app: Some("shop".into()),
+            platform: None,
+            appid: "wx1".into(),
+        },
+        received_at: ms(at),
+        format: "xml".into(),
+        message: serde_json::Map::new(),
+        raw: "<xml/>".into(),
+    }
+}
+
+/// Takes `p` for `routes` and claims its delivery to `route` at `now`.
+async fn take_and_claim(
+    store: &dyn MessageStore,
+    p: &PushRecord,
+    routes: &[&str],
+    route: &str,
+) -> DeliveryRecord {
+    let deliveries = routes
+        .iter()
+        .map(|r| DeliveryRecord::new(p, r, p.received_at))
+        .collect();
+    let taken = store
+        .take(NewPush {
+            dedupe_key: p.id.clone(),
+            dedupe_until: UnixMillis::now().saturating_add(Duration::from_secs(60)),
+            push: Some((p.clone(), deliveries)),
+        })
+        .await
+        .expect("stored");
+    assert!(taken);
+    let claimed = store
+        .claim(ClaimQuery {
+            route: route.into(),
+            now: p.received_at.saturating_add(Duration::from_secs(1)),
+            lease: Duration::from_secs(30),
+            limit: 10,
+        })
+        .await
+        .expect("claims");
+    let mine = claimed.into_iter().find(|c| c.push.id == p.id);
+    mine.expect("its delivery is due").delivery
+}
+
+/// Records `d` as dead at `died`, to be forgotten at `purge_at`.
+async fn die(store: &dyn MessageStore, d: DeliveryRecord, died: u64, purge_at: u64) {
+    let record = DeliveryRecord {
+        state: DeliveryState::Dead,
+        attempts: 5,
+        last_error: Some("status 500".into()),
+        next_at: ms(died),
+        purge_at: Some(ms(purge_at)),
+        ..d
+    };
+    store
+        .finish(Finish::Failed { record })
+        .await
+        .expect("recorded");
+}
+
+/// The rules of the purge, the same for either store.
+async fn purge_keeps_what_it_must(store: Arc<dyn MessageStore>) {
+    let s = store.as_ref();
+    // One push for one route, dead at 10 s, forgotten from 20 s.
+    let alone = push(1_000);
+    let d = take_and_claim(s, &alone, &["crm"], "crm").await;
+    die(s, d.clone(), 10_000, 20_000).await;
+    // One push for two routes: dead for crm, still pending for erp.
+    let shared = push(2_000);
+    let d2 = take_and_claim(s, &shared, &["crm", "erp"], "crm").await;
+    die(s, d2.clone(), 11_000, 20_000).await;
+    // Dead, then retried by an admin: pending again, never purged.
+    let retried = push(3_000);
+    let d3 = take_and_claim(s, &retried, &["crm"], "crm").await;
+    die(s, d3.clone(), 12_000, 20_000).await;
+    s.retry(&d3.id, ms(13_000)).await.expect("retried");
+
+    assert!(s.purge(ms(19_999), 100).await.expect("purges").is_empty());
+    assert_eq!(s.stats(&["crm".into()]).await.expect("stats")[0].dead, 2);
+
+    let mut purged = s.purge(ms(20_000), 100).await.expect("purges");
+    purged.sort();
+    let mut expected = vec![d.id.clone(), d2.id.clone()];
+    expected.sort();
+    assert_eq!(purged, expected);
+    assert!(s.purge(ms(99_000), 100).await.expect("purges").is_empty());
+    let crm = &s.stats(&["crm".into()]).await.expect("stats")[0];
+    assert_eq!((crm.dead, crm.pending), (0, 1), "{crm:?}");
+    // erp's delivery still has its push; the retried one is due with its push.
+    for (route, p) in [("erp", &shared), ("crm", &retried)] {
+        let claimed = s
+            .claim(ClaimQuery {
+                route: route.into(),
+                now: ms(50_000),
+                lease: Duration::from_secs(30),
+                limit: 10,
+            })
+            .await
+            .expect("claims");
+        assert_eq!(claimed.len(), 1, "{route}");
+        assert_eq!(&claimed[0].push, p);
+    }
+    // A retry of a purged delivery finds nothing.
+    assert!(s.retry(&d.id, ms(60_000)).await.expect("answers").is_none());
+}
+
+#[actix_web::test]
+async fn the_embedded_store_forgets_dead_deliveries_at_their_time_only() {
+    let dir = tempfile::tempdir().expect("dir");
+    let metrics = Metrics::new(&[], MetricsMode::Full);
+    let store = EmbeddedStore::open(&dir.path().join("m.redb"), metrics).expect("opens");
+    purge_keeps_what_it_must(Arc::new(store)).await;
+}
+
+#[actix_web::test]
+async fn the_redis_store_forgets_dead_deliveries_at_their_time_only() {
+    use crate::support::redis_topology::Deployment as _;
+    let redis = RedisServer::start(None);
+    let metrics = Metrics::new(&[], MetricsMode::Full);
+    let store = RedisStore::open(&redis.store("purge"), metrics)
+        .await
+        .expect("opens");
+    purge_keeps_what_it_must(Arc::new(store)).await;
+}
+
+#[actix_web::test]
+async fn the_hub_forgets_a_dead_delivery_after_its_retention_and_counts_it() {
+    let inbox = FakeInbox::start(ROUTE_KEY).await.expect("inbox");
+    inbox.set_mode(InboxMode::Fail);
+    // Below what a file may say (10 s, a minute), so the test takes a second: the rules
+    // themselves are checked above on a given clock.
+    let app = TestApp::builder()
+        .config(&with_routes(&route("crm", &inbox.url(), "")))
+        .adjust(|(s, o)| {
+            s.routes[0].max_age = Duration::from_millis(300);
+            s.routes[0].dead_retention = Duration::from_millis(300);
+            o.hub = FAST_HUB;
+        })
+        .start()
+        .await;
+    push_all(&app.base, [77]).await;
+    let purged = r#"wxtoken_deliveries_total{result="purged",route="crm"}"#;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.metric(purged).await == Some(1.0)
+        })
+        .await,
+        "the dead delivery is forgotten"
+    );
+    assert_eq!(
+        app.metric(r#"wxtoken_deliveries_total{result="dead",route="crm"}"#)
+            .await,
+        Some(1.0)
+    );
+    assert!(listed(&app.http, &app.base, "dead", 10).await.is_empty());
+    assert!(listed(&app.http, &app.base, "pending", 10).await.is_empty());
+}
