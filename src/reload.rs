@@ -1,9 +1,10 @@
 //! Hot reload: re-reads the configuration file (SIGHUP or `POST /v1/admin/reload`) and applies
 //! it to the running server, or rejects it and keeps the running one.
 //!
-//! Applied at once: added apps start, removed apps stop, client keys and permissions change.
-//! Applied at the next fetch: secrets, quotas and the refresh policy of running apps. Listen
-//! address, upstream and store settings need a restart; a reload says so and keeps the old ones.
+//! Applied at once: added apps start, removed apps stop, client keys and permissions change,
+//! `[[routes]]` are added, removed or changed in the message hub. Applied at the next fetch:
+//! secrets, quotas and the refresh policy of running apps. Listen address, upstream and store
+//! settings need a restart; a reload says so and keeps the old ones.
 //!
 //! The new file is read and validated on a blocking-pool thread (it names files, and a slow or
 //! hostile one must not stall the arbiter the token actors run on); only the apply step runs in
@@ -21,11 +22,21 @@ use crate::clients::ClientKeys;
 use crate::config::{
     MetricsSettings, PlatformSettings, ServerSettings, Settings, StoreSettings, UpstreamSettings,
 };
+use crate::messages::{Hub, RouteChanges};
 
 /// Re-read the configuration and apply it.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<ReloadSummary, String>")]
+#[rtype(result = "Result<Reloaded, String>")]
 pub struct Reload;
+
+/// What a reload applied: the apps' changes and the sections waiting for a restart
+/// ([`ReloadSummary`]), and the routes' changes.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Reloaded {
+    #[serde(flatten)]
+    pub apps: ReloadSummary,
+    pub routes: RouteChanges,
+}
 
 /// Owns the running configuration; lives on the main arbiter, where the token actors it
 /// starts belong.
@@ -42,6 +53,8 @@ pub struct Reloader {
     clients: Arc<ArcSwap<ClientKeys>>,
     /// The listener's certificate, re-read by every reload (cert-manager renews it in place).
     server_cert: Option<Arc<crate::server_tls::ServerCert>>,
+    /// The message hub, whose routes a reload changes; without one they need a restart.
+    hub: Option<Arc<Hub>>,
 }
 
 /// The sections only a restart applies, as started.
@@ -57,7 +70,7 @@ struct Running {
     /// WeCom suites and providers, like platforms, run from their start's settings.
     wecom_suites: Vec<crate::config::WecomSuiteSettings>,
     wecom_providers: Vec<crate::config::WecomProviderSettings>,
-    /// Routes are read by the message hub at start-up only.
+    /// Routes as last applied (to the hub, or at start without one).
     routes: Vec<crate::config::RouteSettings>,
     /// The trail's file is opened at start-up (and reopened on SIGHUP), its settings kept.
     audit: Option<crate::config::AuditSettings>,
@@ -90,7 +103,14 @@ impl Reloader {
             apps,
             clients,
             server_cert: None,
+            hub: None,
         }
+    }
+
+    /// Also applies `[[routes]]` changes to `hub`.
+    pub fn reloading_routes(mut self, hub: Arc<Hub>) -> Self {
+        self.hub = Some(hub);
+        self
     }
 
     /// Also re-reads the listener's certificate on every reload (HTTPS only).
@@ -103,7 +123,7 @@ impl Reloader {
     }
 
     /// Applies a loaded and validated configuration.
-    fn apply(&mut self, new: Settings) -> ReloadSummary {
+    fn apply(&mut self, new: Settings) -> Reloaded {
         let mut needs_restart = Vec::new();
         // By value (`PartialEq`): a Redis URL compares its password too, which `Debug` hides.
         if new.server != self.running.server {
@@ -143,15 +163,22 @@ impl Reloader {
         {
             needs_restart.push("wecom".to_string());
         }
-        // Routes too: deliveries in flight are made with the routes they were taken for.
+        // Routes (their order too: the first matching reply route replies) go to the hub.
         let routes_same = new.routes.len() == self.running.routes.len()
             && new
                 .routes
                 .iter()
                 .zip(&self.running.routes)
                 .all(|(a, b)| a.same_as(b));
+        let mut routes = RouteChanges::default();
         if !routes_same {
-            needs_restart.push("routes".to_string());
+            match &self.hub {
+                Some(hub) => {
+                    routes = hub.reload_routes(new.routes.clone());
+                    self.running.routes = new.routes.clone();
+                }
+                None => needs_restart.push("routes".to_string()),
+            }
         }
         let refresh_changed = new.refresh != self.deps.refresh;
         self.deps.refresh = new.refresh.clone();
@@ -163,7 +190,10 @@ impl Reloader {
             self.clients.load().with_clients(new.clients.clone()),
         ));
         summary.needs_restart = needs_restart;
-        summary
+        Reloaded {
+            apps: summary,
+            routes,
+        }
     }
 }
 
@@ -173,7 +203,7 @@ impl Actor for Reloader {
 
 impl Handler<Reload> for Reloader {
     /// Atomic: a second reload waits until this one is applied, so answers come in order.
-    type Result = AtomicResponse<Self, Result<ReloadSummary, String>>;
+    type Result = AtomicResponse<Self, Result<Reloaded, String>>;
 
     fn handle(&mut self, _: Reload, _: &mut Self::Context) -> Self::Result {
         let path = self.path.clone();
@@ -200,14 +230,16 @@ impl Handler<Reload> for Reloader {
 }
 
 /// Logs the outcome of a reload and hands it back.
-fn report(outcome: Result<ReloadSummary, String>) -> Result<ReloadSummary, String> {
+fn report(outcome: Result<Reloaded, String>) -> Result<Reloaded, String> {
     match outcome {
-        Ok(summary) => {
+        Ok(reloaded) => {
+            let summary = &reloaded.apps;
             tracing::info!(
                 added = ?summary.added,
                 removed = ?summary.removed,
                 replaced = ?summary.replaced,
                 updated = summary.updated.len(),
+                routes = ?reloaded.routes,
                 needs_restart = ?summary.needs_restart,
                 "configuration reloaded"
             );
@@ -215,7 +247,7 @@ fn report(outcome: Result<ReloadSummary, String>) -> Result<ReloadSummary, Strin
                 tracing::warn!(sections = ?summary.needs_restart,
                         "these sections changed but only take effect after a restart");
             }
-            Ok(summary)
+            Ok(reloaded)
         }
         Err(e) => {
             tracing::error!(error = %e, "configuration reload rejected; the running configuration is kept");

@@ -278,6 +278,7 @@ async fn start_services(
         clients.clone(),
     )
     .reloading_certificate(server_cert)
+    .reloading_routes(hub.clone())
     .start();
     // Built once, outside the per-worker factory: every worker shares the same state.
     let audit = match &settings.audit {

@@ -2,7 +2,7 @@
 //! the sources and kinds of pushes it takes (`match`), the business server's URL, the key the
 //! deliveries are signed with, and whether WeChat waits for its answer (`mode = "reply"`).
 //!
-//! Routes are fixed until a restart: a reload keeps the running ones (see `reload`).
+//! A reload hands changed routes to the running message hub (see `reload`).
 
 use std::collections::HashSet;
 use std::fmt;

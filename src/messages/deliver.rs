@@ -4,6 +4,9 @@
 //! another route, the takes, or `/readyz`. Memory is bounded: a worker holds at most
 //! [`IN_FLIGHT_PER_ROUTE`] deliveries, whatever the backlog in the store.
 //!
+//! A reload that changes a route hands its worker the new settings at the next claim, and one
+//! that removes the route ends the worker (see `route_set`).
+//!
 //! The workers hold the hub weakly and end when it is dropped (the server stopped); an attempt
 //! cut by the stop is not recorded, so the delivery is due again (at once on the embedded
 //! store's next start, after its claim's lease with Redis).
@@ -144,21 +147,32 @@ impl Shared {
     }
 }
 
-/// The worker of route `index`: claims due deliveries while it has free slots, then waits for
-/// a take, a finished attempt, or the poll interval.
-pub(super) async fn work(hub: Weak<Shared>, index: usize) {
+/// The worker `worker` of the route `name`: claims due deliveries while it has free slots,
+/// then waits for a take, a finished attempt, or the poll interval. It ends when the hub is
+/// dropped, or when a reload removed the route or gave it another worker.
+pub(super) async fn work(hub: Weak<Shared>, name: String, worker: u64) {
     let (client, slots, wake, poll) = match hub.upgrade() {
-        Some(s) => (
-            client(s.tls.clone()),
-            Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_PER_ROUTE)),
-            s.wakes[index].clone(),
-            s.options.poll,
-        ),
+        Some(s) => {
+            let Some(route) = s.routes.load().get(&name).cloned() else {
+                return;
+            };
+            (
+                client(s.tls.clone()),
+                Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_PER_ROUTE)),
+                route.wake.clone(),
+                s.options.poll,
+            )
+        }
         None => return,
     };
     loop {
         let Some(s) = hub.upgrade() else { return };
-        let route = s.routes[index].clone();
+        // The route as the last reload left it; gone, or another worker's now: this one ends.
+        let current = s.routes.load().get(&name).cloned();
+        let Some(route) = current.filter(|r| r.worker == worker) else {
+            return;
+        };
+        let route = route.settings.clone();
         let free = slots.available_permits();
         let mut full = false;
         if free > 0 {

@@ -5,17 +5,20 @@
 //! the same.
 //!
 //! The receiving side calls only [`Hub::take`] and reads [`Taken`]; admins list and retry
-//! deliveries through the other methods.
+//! deliveries through the other methods, and a reload changes the routes with
+//! [`Hub::reload_routes`].
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
-use tokio::sync::Notify;
 
 use super::deliver::{attempt, Attempt};
 use super::recent::{Recent, Unmatched};
+use super::route_set::{RouteChanges, RouteSet, RunningRoute};
 use super::Inbound;
 use crate::config::{RouteMode, RouteSettings};
 use crate::metrics::{Metrics, ScrapedRoute};
@@ -89,16 +92,17 @@ impl Default for HubOptions {
 
 /// What the hub and its workers share.
 pub(super) struct Shared {
-    pub(super) routes: Vec<RouteSettings>,
+    /// The running routes; a reload swaps the set.
+    pub(super) routes: ArcSwap<RouteSet>,
+    /// The source of worker numbers (see [`RouteSet`]).
+    workers: AtomicU64,
     pub(super) store: Arc<dyn MessageStore>,
     pub(super) metrics: Metrics,
     pub(super) tls: Arc<rustls::ClientConfig>,
     pub(super) options: HubOptions,
-    /// One per route, in `routes` order: wakes its worker.
-    pub(super) wakes: Vec<Arc<Notify>>,
     recent: Recent,
     /// The latest backlog figures, for the metrics.
-    stats: arc_swap::ArcSwap<Vec<RouteStats>>,
+    stats: ArcSwap<Vec<RouteStats>>,
 }
 
 /// Takes pushes, and owns their delivery.
@@ -122,17 +126,18 @@ impl Hub {
     ) -> Hub {
         let names: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
         metrics.init_messages(&[], &names);
-        let wakes = routes.iter().map(|_| Arc::new(Notify::new())).collect();
+        let workers = AtomicU64::new(0);
+        let routes = ArcSwap::from_pointee(RouteSet::new(routes, &workers));
         Hub {
             shared: Arc::new(Shared {
                 routes,
+                workers,
                 store,
                 metrics,
                 tls,
                 options,
-                wakes,
                 recent: Recent::default(),
-                stats: arc_swap::ArcSwap::from_pointee(Vec::new()),
+                stats: ArcSwap::from_pointee(Vec::new()),
             }),
         }
     }
@@ -140,8 +145,8 @@ impl Hub {
     /// Starts the route workers, the backlog reader and the dedupe sweep on the current
     /// arbiter, and shows the backlog in the metrics. They end when the hub is dropped.
     pub fn start(&self) {
-        for i in 0..self.shared.routes.len() {
-            actix::spawn(super::deliver::work(Arc::downgrade(&self.shared), i));
+        for route in self.shared.routes.load().iter() {
+            self.start_worker(route);
         }
         actix::spawn(read_stats(Arc::downgrade(&self.shared)));
         actix::spawn(sweep(Arc::downgrade(&self.shared)));
@@ -153,11 +158,40 @@ impl Hub {
         });
     }
 
+    fn start_worker(&self, route: &RunningRoute) {
+        let (hub, name) = (Arc::downgrade(&self.shared), route.settings.name.clone());
+        actix::spawn(super::deliver::work(hub, name, route.worker));
+    }
+
+    /// Applies a reload's `[[routes]]`: kept routes take their new settings, added ones get a
+    /// worker (on the current arbiter, as [`Hub::start`]), removed ones lose theirs. Stored
+    /// deliveries are kept whatever the change (see [`RouteSet`]).
+    pub fn reload_routes(&self, routes: Vec<RouteSettings>) -> RouteChanges {
+        let s = &self.shared;
+        let old = s.routes.load_full();
+        let (set, changes) = old.reconciled(routes, &s.workers);
+        s.metrics.init_messages(&[], &changes.added);
+        s.routes.store(Arc::new(set));
+        let set = s.routes.load();
+        for name in &changes.added {
+            if let Some(route) = set.get(name) {
+                self.start_worker(route);
+            }
+        }
+        // A removed route's worker ends at its next look; woken, it looks now.
+        for name in &changes.removed {
+            if let Some(route) = old.get(name) {
+                route.wake.notify_one();
+            }
+        }
+        changes
+    }
+
     /// Takes one push: deduplicated, matched, persisted; returns once it is durable.
     pub async fn take(&self, inbound: Inbound) -> Result<Taken, TakeError> {
         let s = &self.shared;
         let label = inbound.source.label().to_string();
-        let routes = super::routing::matching(&s.routes, &inbound);
+        let routes = s.routes.load().matching(&inbound);
         let now = UnixMillis::now();
         let received_at = UnixMillis::saturating_from(inbound.received_at);
         let push = PushRecord {
@@ -179,7 +213,9 @@ impl Hub {
         };
         // The first reply-mode route's attempt starts at once; its delivery is written as
         // claimed (due after a lease) so that no worker makes it meanwhile.
-        let reply_route = routes.iter().position(|r| r.mode == RouteMode::Reply);
+        let reply_route = routes
+            .iter()
+            .position(|r| r.settings.mode == RouteMode::Reply);
         let deliveries: Vec<DeliveryRecord> = routes
             .iter()
             .enumerate()
@@ -189,7 +225,7 @@ impl Hub {
                 } else {
                     now
                 };
-                DeliveryRecord::new(&push, &r.name, due)
+                DeliveryRecord::new(&push, &r.settings.name, due)
             })
             .collect();
         let record = NewPush {
@@ -210,16 +246,14 @@ impl Hub {
         s.metrics.push(&label, "taken");
         tracing::debug!(push = %push.id, routes = routes.len(), "push taken");
         for r in &routes {
-            if let Some(i) = s.routes.iter().position(|x| x.name == r.name) {
-                s.wakes[i].notify_one();
-            }
+            r.wake.notify_one();
         }
         let reply = reply_route.map(|i| {
             let claimed = Claimed {
                 delivery: deliveries[i].clone(),
                 push: push.clone(),
             };
-            self.reply(routes[i].clone(), claimed)
+            self.reply(routes[i].settings.clone(), claimed)
         });
         Ok(Taken::New { id: push.id, reply })
     }
@@ -265,12 +299,11 @@ impl Hub {
         offset: usize,
         limit: usize,
     ) -> anyhow::Result<Page> {
-        let names: Vec<String> = self.shared.routes.iter().map(|r| r.name.clone()).collect();
         self.shared
             .store
             .list(ListQuery {
                 state,
-                routes: names,
+                routes: self.route_names(),
                 offset,
                 limit,
             })
@@ -282,10 +315,11 @@ impl Hub {
     pub async fn retry(&self, id: &str) -> anyhow::Result<Option<DeliveryRecord>> {
         let s = &self.shared;
         let again = s.store.retry(id, UnixMillis::now()).await?;
-        if let Some(d) = &again {
-            if let Some(i) = s.routes.iter().position(|r| r.name == d.route) {
-                s.wakes[i].notify_one();
-            }
+        if let Some(route) = again
+            .as_ref()
+            .and_then(|d| s.routes.load().get(&d.route).cloned())
+        {
+            route.wake.notify_one();
         }
         Ok(again)
     }
@@ -297,7 +331,7 @@ impl Hub {
 
     /// The configured routes' names.
     pub fn route_names(&self) -> Vec<String> {
-        self.shared.routes.iter().map(|r| r.name.clone()).collect()
+        self.shared.routes.load().names()
     }
 }
 
@@ -321,7 +355,7 @@ fn scraped(stats: &[RouteStats]) -> Vec<ScrapedRoute> {
 async fn read_stats(hub: std::sync::Weak<Shared>) {
     loop {
         let Some(s) = hub.upgrade() else { return };
-        let names: Vec<String> = s.routes.iter().map(|r| r.name.clone()).collect();
+        let names = s.routes.load().names();
         match s.store.stats(&names).await {
             Ok(stats) => s.stats.store(Arc::new(stats)),
             Err(e) => {

@@ -9,6 +9,7 @@
 //! - `hub`: takes pushes (dedupe, match, persist), hands out passive replies, and serves the
 //!   admin's listing and retry.
 //! - `routing`: which routes a push goes to (the `match` rules).
+//! - `route_set`: the running routes with their workers, swapped whole by a reload.
 //! - `deliver`: the route workers: claims, attempts, outcomes.
 //! - `schedule`: backoff and expiry of failed deliveries (pure).
 //! - `signature`: the HMAC a receiver checks.
@@ -23,6 +24,7 @@ pub mod endpoint;
 pub mod hub;
 pub mod inbound;
 pub mod recent;
+mod route_set;
 pub mod routing;
 pub mod schedule;
 pub mod signature;
@@ -31,3 +33,4 @@ pub use deliver::IN_FLIGHT_PER_ROUTE;
 pub use hub::{Hub, HubOptions, ReplyWait, TakeError, Taken};
 pub use inbound::{Format, Inbound, Source, SourceKind};
 pub use recent::Unmatched;
+pub use route_set::RouteChanges;

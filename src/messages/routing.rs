@@ -12,7 +12,7 @@
 //!   neither `msg_types` nor `events` nor `info_types` (it takes everything from its sources).
 //!   A route whose only kind constraint is `info_types` takes platform events only.
 
-use crate::config::{RouteMatch, RouteSettings};
+use crate::config::RouteMatch;
 
 use super::{Inbound, SourceKind};
 
@@ -62,14 +62,6 @@ fn kind_matches(m: &RouteMatch, push: &Inbound) -> bool {
         return false;
     }
     true
-}
-
-/// The routes a push goes to, in configuration order.
-pub fn matching<'a>(routes: &'a [RouteSettings], push: &Inbound) -> Vec<&'a RouteSettings> {
-    routes
-        .iter()
-        .filter(|r| matches(&r.matches, push))
-        .collect()
 }
 
 #[cfg(test)]

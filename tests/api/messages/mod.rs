@@ -11,3 +11,4 @@ pub mod receive;
 pub mod release_check;
 pub mod reply;
 pub mod retention;
+pub mod route_reload;

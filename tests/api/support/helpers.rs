@@ -190,7 +190,7 @@ pub struct TestAppBuilder<'a> {
     config: Option<String>,
     store: Option<(Arc<tempfile::TempDir>, PathBuf)>,
     per_app: Option<PerAppMetrics>,
-    adjust: Option<Adjust<'a>>,
+    adjust: Vec<Adjust<'a>>,
 }
 
 /// A last look at the settings and options before the server is built.
@@ -206,7 +206,7 @@ impl TestApp {
             config: None,
             store: None,
             per_app: None,
-            adjust: None,
+            adjust: Vec::new(),
         }
     }
 }
@@ -251,8 +251,8 @@ impl<'a> TestAppBuilder<'a> {
 
     /// The settings of the file at `path`, which reloads read again: for reload tests. The
     /// file's settings replace all the others (the spec's too), so a test still names its
-    /// apps with [`Self::config`] only for the builder's sake; this takes [`Self::adjust`]'s
-    /// place.
+    /// apps with [`Self::config`] only for the builder's sake; an [`Self::adjust`] called
+    /// after this one changes the file's settings.
     pub fn config_file(self, path: &Path) -> Self {
         let settings = Settings::load(path).expect("the first file is valid");
         let path = path.to_path_buf();
@@ -268,9 +268,10 @@ impl<'a> TestAppBuilder<'a> {
         self
     }
 
-    /// Changes the settings and options last, after everything above.
+    /// Changes the settings and options last, after everything above (several run in the
+    /// order given).
     pub fn adjust(mut self, f: impl FnOnce(&mut (Settings, Options)) + 'a) -> Self {
-        self.adjust = Some(Box::new(f));
+        self.adjust.push(Box::new(f));
         self
     }
 
@@ -299,7 +300,7 @@ impl<'a> TestAppBuilder<'a> {
             settings.metrics.per_app = per_app;
         }
         let mut both = (settings, test_options(&spec));
-        if let Some(adjust) = self.adjust {
+        for adjust in self.adjust {
             adjust(&mut both);
         }
         let (settings, options) = both;
