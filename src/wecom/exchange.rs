@@ -9,6 +9,7 @@
 //! WeCom refuses, or one past its life, is marked dead and never tried again. The code is a
 //! secret: logs and keys name it by its SHA-256.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -42,8 +43,17 @@ impl Suite {
     /// Exchanges a stored pending code in the background, unless it is being exchanged.
     pub(super) fn exchange_in_background(&self, record: CodeRecord) {
         if let Some(me) = self.me() {
-            actix::spawn(async move { me.exchange(record).await });
+            // Counted from before the push is answered until the task ends.
+            let running = Running::start(me);
+            actix::spawn(async move { running.0.exchange(record).await });
         }
+    }
+
+    /// How many AuthCode exchanges started in the background have not ended yet. A push's
+    /// exchange runs after its answer: this is how a test knows it is over (and has made
+    /// whatever call it was going to make).
+    pub fn exchanges_running(&self) -> usize {
+        self.exchanges_running.load(Ordering::SeqCst)
     }
 
     async fn exchange(&self, record: CodeRecord) {
@@ -170,6 +180,23 @@ impl Suite {
     /// `"active"` sweep. It holds the suite weakly and ends when the suite is dropped.
     pub fn spawn_background(self: &Arc<Self>) {
         actix::spawn(background(Arc::downgrade(self)));
+    }
+}
+
+/// An exchange started in the background: counted in [`Suite::exchanges_running`] until its
+/// task ends or is dropped.
+struct Running(Arc<Suite>);
+
+impl Running {
+    fn start(suite: Arc<Suite>) -> Running {
+        suite.exchanges_running.fetch_add(1, Ordering::SeqCst);
+        Running(suite)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.exchanges_running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

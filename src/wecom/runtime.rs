@@ -2,6 +2,7 @@
 //! once at start. Its fields are its own: other rooms call its methods, which the files next to
 //! this one add by concept.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use arc_swap::ArcSwapOption;
@@ -35,6 +36,8 @@ pub struct Suite {
     pub(super) upstream: Upstream,
     /// One exchange per AuthCode in this process, and the codes exchanged lately.
     pub(super) exchanges: Exchanges,
+    /// The AuthCode exchanges started in the background that have not ended yet.
+    pub(super) exchanges_running: AtomicUsize,
     me: Weak<Suite>,
 }
 
@@ -89,6 +92,7 @@ impl Suite {
             deps: deps.clone(),
             upstream,
             exchanges: Exchanges::default(),
+            exchanges_running: AtomicUsize::new(0),
             me: me.clone(),
         });
         suite.keep_installed_fresh();

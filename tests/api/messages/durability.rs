@@ -145,7 +145,11 @@ async fn two_instances_on_redis_make_each_delivery_once_and_one_finishes_what_a_
         })
         .await
     );
-    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    // Both instances list the deliveries the fleet shares. Once none is pending, every one was
+    // made and removed, so no instance can claim one again; a second attempt of one would have
+    // been claimed while the first was in flight, and has reached the inbox unless it is
+    // still on its way at this very moment.
+    until_nothing_pending(&client(), &a.base).await;
     let once = counts(&inbox.delivered());
     assert_eq!(once.len(), 30);
     assert!(

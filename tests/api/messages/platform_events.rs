@@ -7,7 +7,7 @@ use std::time::Duration;
 use wxtoken::fake::messages::{push_message, text_message, Mode, Retries};
 use wxtoken::fake::{FakeConfig, FakeInbox};
 
-use crate::support::deliveries::{route, FAST_HUB, ROUTE_KEY};
+use crate::support::deliveries::{listed, route, until_nothing_pending, FAST_HUB, ROUTE_KEY};
 use crate::support::helpers::*;
 use crate::support::messages::account_target;
 use crate::support::platform::{platform_table, start_with_platform, COMPONENT, PLATFORM};
@@ -76,9 +76,28 @@ async fn authorization_events_and_account_messages_are_delivered_and_tickets_are
     assert_eq!(message["source"]["appid"], ACCOUNT);
     assert_eq!(message["message"]["Content"], "hi");
 
-    // Another ticket: stored for the component token, delivered to no route.
+    // Both deliveries made and removed: nothing left to deliver before the next push.
+    until_nothing_pending(&app.http, &app.base).await;
+
+    // Another ticket: stored for the component token, delivered to no route. An event reaches
+    // the routes only through the hub's take, which the push awaits before WeChat gets its
+    // answer, and a take is always counted (taken, unmatched or duplicate) and writes its
+    // deliveries before it returns: with the counts unchanged and nothing pending once the
+    // ticket is answered, no delivery of it exists or can come.
     app.push_ticket().await;
-    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    app.assert_metrics(&[
+        (
+            r#"wxtoken_platform_events_total{info_type="component_verify_ticket",platform="saas",result="ok"}"#,
+            2.0,
+        ),
+        (r#"wxtoken_pushes_total{result="taken",source="saas"}"#, 2.0),
+        (r#"wxtoken_pushes_total{result="unmatched",source="saas"}"#, 0.0),
+        (r#"wxtoken_pushes_total{result="duplicate",source="saas"}"#, 0.0),
+    ])
+    .await;
+    assert!(listed(&app.http, &app.base, "pending", 100)
+        .await
+        .is_empty());
     assert_eq!(events.received().len(), 1);
     assert_eq!(messages.received().len(), 1);
 }

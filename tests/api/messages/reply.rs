@@ -30,13 +30,11 @@ async fn a_reply_in_time_is_the_passive_reply_and_the_delivery() {
     let pushed = push_text(&app.base, 1).await;
     assert_eq!(pushed.status, Some(200));
     assert_eq!(pushed.body, REPLY);
-    assert!(
-        eventually(Duration::from_secs(3), || async {
-            listed(&app.http, &app.base, "pending", 10).await.is_empty()
-        })
-        .await
-    );
-    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    // The reply attempt's outcome written, the delivery is gone: no worker can make it again.
+    // A worker making it alongside the reply attempt (its delivery due at once instead of
+    // claimed for a lease) would have reached the inbox before then, as the inbox holds each
+    // answer 100 ms.
+    until_nothing_pending(&app.http, &app.base).await;
     assert_eq!(inbox.received().len(), 1, "made once, by the reply attempt");
     assert_eq!(
         app.metric(r#"wxtoken_deliveries_total{result="reply",route="bot"}"#)
@@ -59,6 +57,9 @@ async fn a_late_reply_answers_success_at_the_deadline_and_still_counts_as_delive
         took < Duration::from_millis(1200),
         "answered at the deadline, not the reply: {took:?}"
     );
+    // While the receiver still holds its answer, the delivery is written as claimed for a lease
+    // and listed as pending: what the wait below relies on.
+    assert_eq!(listed(&app.http, &app.base, "pending", 10).await.len(), 1);
     assert!(
         eventually(Duration::from_secs(5), || async {
             app.metric(r#"wxtoken_deliveries_total{result="delivered",route="bot"}"#)
@@ -67,9 +68,12 @@ async fn a_late_reply_answers_success_at_the_deadline_and_still_counts_as_delive
         })
         .await
     );
-    assert!(listed(&app.http, &app.base, "pending", 10).await.is_empty());
-    // The lease has long passed: nothing delivered it a second time.
-    actix_web::rt::time::sleep(Duration::from_millis(2500)).await;
+    // Nothing delivers it a second time when the lease ends, and no wait for that is needed:
+    // the reply attempt's outcome removes the delivery, so no claim is left to lapse. Were the
+    // outcome of a late reply not written, the delivery would stay pending until a worker made
+    // it again after the lease, and the inbox would have a second request by the time none is
+    // pending.
+    until_nothing_pending(&app.http, &app.base).await;
     assert_eq!(inbox.received().len(), 1);
     assert_eq!(
         app.metric(r#"wxtoken_deliveries_total{result="reply",route="bot"}"#)
@@ -165,7 +169,17 @@ async fn wechat_retrying_a_push_still_waiting_for_its_reply_gets_success_and_one
         })
         .await
     );
-    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    // The retry was a duplicate, so it wrote no delivery; the push's one delivery is gone once
+    // its reply attempt's outcome is written. Nothing is left to deliver it again.
+    app.assert_metrics(&[
+        (r#"wxtoken_pushes_total{result="taken",source="shop"}"#, 1.0),
+        (
+            r#"wxtoken_pushes_total{result="duplicate",source="shop"}"#,
+            1.0,
+        ),
+    ])
+    .await;
+    until_nothing_pending(&app.http, &app.base).await;
     assert_eq!(
         inbox.received().len(),
         1,

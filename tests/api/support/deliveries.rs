@@ -1,6 +1,6 @@
 //! What the delivery tests share: `[[routes]]` tables to a fake inbox, the `shop` app taking
-//! plaintext pushes, the hub's short lease and poll, pushes through the real message URL, and
-//! the admin's delivery routes.
+//! plaintext pushes, the hub's short lease and poll, pushes through the real message URL, the
+//! admin's delivery routes, and the wait until no delivery is pending.
 
 use std::time::Duration;
 
@@ -117,4 +117,22 @@ pub async fn listed(http: &awc::Client, base: &str, state: &str, limit: usize) -
             None => return out,
         }
     }
+}
+
+/// Waits until no delivery is pending at the server at `base` (panics after 10 s, listing
+/// them), for a test that then says what was not delivered. Call it once the pushes were
+/// answered: a taken push's deliveries are written before WeChat gets its answer. A delivery in
+/// an attempt (a worker's claim, or a reply being waited for) is listed as pending, and leaves
+/// the listing only when its outcome is written: so an empty listing means every delivery so
+/// far was made or given up, and none is left for a worker to claim, now or when a lease ends.
+pub async fn until_nothing_pending(http: &awc::Client, base: &str) {
+    let settled = eventually(Duration::from_secs(10), || async {
+        listed(http, base, "pending", 100).await.is_empty()
+    })
+    .await;
+    assert!(
+        settled,
+        "still pending: {:?}",
+        listed(http, base, "pending", 100).await
+    );
 }

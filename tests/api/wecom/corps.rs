@@ -49,14 +49,23 @@ async fn an_install_acknowledged_while_the_server_was_down_is_found_when_the_pus
         })
         .await
     );
-    // A third copy of the push changes nothing: the code is done, not exchanged again.
+    // A third copy of the push changes nothing: the code is done, not exchanged again. The
+    // exchange a push starts runs after its answer; once the suite has none running, any call
+    // this copy's exchange was going to make has been made.
     assert!(app
         .fake
         .push_create_auth(SUITE_ID, &code)
         .await
         .unwrap()
         .accepted());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let suite = app.state.wecom_suites[SUITE].clone();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            suite.exchanges_running() == 0
+        })
+        .await,
+        "the push's exchange ends"
+    );
     assert_eq!(app.fake.suite_calls("get_permanent_code"), 1);
 }
 
@@ -73,14 +82,19 @@ async fn a_cancelled_corp_is_410_and_no_longer_refreshed() {
     assert_eq!(answer.status, 410, "{}", answer.body);
     assert_eq!(answer.body["error"], "corp_revoked");
     assert!(!suite.corp_has_actor(corp), "its actor is stopped");
-    let calls = app.fake.suite_calls("get_corp_token");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.fake.suite_calls("get_corp_token"), calls);
     let listed = app
         .get(&app.suite_path(SUITE, "/corps?state=revoked"), Some(KEY))
         .await;
     assert_eq!(listed.body["total"], 1, "{}", listed.body);
     assert_eq!(listed.body["corps"][0]["corpid"], corp);
+    // Nothing is left to refresh it, so no wait is needed to see that nothing does: a corp's
+    // token is fetched by its actor, which is stopped, and with its permanent code, which the
+    // suite hands out for authorized corps only (not even a stray actor could call). Asked
+    // for again, it is refused without a new actor or a call.
+    let calls = app.fake.suite_calls("get_corp_token");
+    assert_eq!(app.corp_token(SUITE, corp).await.status, 410);
+    assert!(!suite.corp_has_actor(corp), "no actor started");
+    assert_eq!(app.fake.suite_calls("get_corp_token"), calls);
 }
 
 #[actix_web::test]
@@ -94,12 +108,20 @@ async fn a_permanent_code_wecom_refuses_is_409_without_a_retry_loop() {
     let answer = app.corp_token(SUITE, corp).await;
     assert_eq!(answer.status, 409, "{}", answer.body);
     assert_eq!(answer.body["error"], "corp_needs_reauth");
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.fake.suite_calls("get_corp_token"), 1, "tried once");
     let record = app
         .get(&app.suite_path(SUITE, &format!("/corps/{corp}")), Some(KEY))
         .await;
     assert_eq!(record.body["state"], "needs_reauth", "{}", record.body);
+    // No retry loop, and no wait needed to see it: a retry would be the corp's actor's, which
+    // was stopped with the refusal, and would need the permanent code, which the suite no
+    // longer hands out for a corp that needs a new install. Asked for again, it is refused
+    // without a new actor or a call.
+    let suite = app.state.wecom_suites[SUITE].clone();
+    assert!(!suite.corp_has_actor(corp), "its actor is stopped");
+    assert_eq!(app.corp_token(SUITE, corp).await.status, 409);
+    assert!(!suite.corp_has_actor(corp), "no actor started");
+    assert_eq!(app.fake.suite_calls("get_corp_token"), 1, "still once");
 }
 
 #[actix_web::test]
