@@ -131,6 +131,22 @@ impl fmt::Debug for RouteSettings {
 }
 
 impl RouteSettings {
+    /// A route of the unit tests: async, matching everything, to a closed loopback port.
+    #[cfg(test)]
+    pub(crate) fn sample(name: &str) -> RouteSettings {
+        RouteSettings {
+            name: name.into(),
+            matches: RouteMatch::default(),
+            url: "http://127.0.0.1:9/".into(),
+            signing_key: "0123456789abcdef".to_string().into(),
+            signing_key_source: SecretSource::Inline,
+            mode: RouteMode::Async,
+            reply_timeout: Duration::from_millis(DEFAULT_REPLY_TIMEOUT_MS),
+            max_age: Duration::from_secs(60),
+            dead_retention: Duration::from_secs(600),
+        }
+    }
+
     /// Whether `other` is the same route with the same settings, key included (compared here,
     /// never printed).
     pub fn same_as(&self, other: &RouteSettings) -> bool {

@@ -478,18 +478,11 @@ mod tests {
 
     fn route(name: &str, msg_types: &[&str]) -> RouteSettings {
         RouteSettings {
-            name: name.into(),
             matches: RouteMatch {
                 msg_types: Some(msg_types.iter().map(|s| s.to_string()).collect()),
                 ..RouteMatch::default()
             },
-            url: "http://127.0.0.1:9/".into(),
-            signing_key: "0123456789abcdef".to_string().into(),
-            signing_key_source: crate::config::SecretSource::Inline,
-            mode: RouteMode::Async,
-            reply_timeout: Duration::from_secs(3),
-            max_age: Duration::from_secs(60),
-            dead_retention: Duration::from_secs(600),
+            ..RouteSettings::sample(name)
         }
     }
 

@@ -134,22 +134,12 @@ impl RouteSet {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::config::{RouteMatch, RouteMode};
 
     fn route(name: &str, url: &str) -> RouteSettings {
         RouteSettings {
-            name: name.into(),
-            matches: RouteMatch::default(),
             url: url.into(),
-            signing_key: "0123456789abcdef".to_string().into(),
-            signing_key_source: crate::config::SecretSource::Inline,
-            mode: RouteMode::Async,
-            reply_timeout: Duration::from_secs(3),
-            max_age: Duration::from_secs(60),
-            dead_retention: Duration::from_secs(600),
+            ..RouteSettings::sample(name)
         }
     }
 
