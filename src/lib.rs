@@ -19,7 +19,9 @@
 //!   rules, shared-store sync, messages, clock and the refresh schedule.
 //! - `upstream`: the WeChat client and error classification.
 //! - `tls`: rustls client configuration and CA files.
-//! - `server_tls`: HTTPS on the listener: its certificate (reloaded in place) and client CAs.
+//! - `server_tls`: HTTPS on the listener: its certificate (reloaded in place) and the files a
+//!   reload re-reads.
+//! - `client_ca`: the CA client certificates are checked against, reloaded in place.
 //! - `hardening`: process settings made at start for the secrets it holds (no core dumps).
 //! - `keygen`: `wxtoken keygen`: good random keys (the store's encryption key and its id, or
 //!   with `--client` a client key).
@@ -58,6 +60,7 @@ pub mod alloc;
 pub mod apps;
 pub mod audit;
 pub mod cli;
+pub mod client_ca;
 pub mod client_cert;
 pub mod clients;
 pub mod config;

@@ -51,8 +51,9 @@ pub struct Reloader {
     /// whole.
     apps: Arc<ArcSwap<Apps>>,
     clients: Arc<ArcSwap<ClientKeys>>,
-    /// The listener's certificate, re-read by every reload (cert-manager renews it in place).
-    server_cert: Option<Arc<crate::server_tls::ServerCert>>,
+    /// The listener's certificate and client CA, re-read by every reload (cert-manager renews
+    /// them in place).
+    tls_files: Option<Arc<crate::server_tls::TlsFiles>>,
     /// The message hub, whose routes a reload changes; without one they need a restart.
     hub: Option<Arc<Hub>>,
 }
@@ -102,7 +103,7 @@ impl Reloader {
             deps,
             apps,
             clients,
-            server_cert: None,
+            tls_files: None,
             hub: None,
         }
     }
@@ -113,12 +114,9 @@ impl Reloader {
         self
     }
 
-    /// Also re-reads the listener's certificate on every reload (HTTPS only).
-    pub fn reloading_certificate(
-        mut self,
-        cert: Option<Arc<crate::server_tls::ServerCert>>,
-    ) -> Self {
-        self.server_cert = cert;
+    /// Also re-reads the listener's certificate and client CA on every reload (HTTPS only).
+    pub fn reloading_tls_files(mut self, files: Option<Arc<crate::server_tls::TlsFiles>>) -> Self {
+        self.tls_files = files;
         self
     }
 
@@ -207,13 +205,13 @@ impl Handler<Reload> for Reloader {
 
     fn handle(&mut self, _: Reload, _: &mut Self::Context) -> Self::Result {
         let path = self.path.clone();
-        let cert = self.server_cert.clone();
+        let tls_files = self.tls_files.clone();
         let load = async move {
-            // First and apart from the file: a renewed certificate is served even when the
-            // configuration is rejected, and a bad certificate does not reject the
-            // configuration (it logs, counts and keeps the old one).
-            if let Some(cert) = cert {
-                let _ = web::block(move || cert.reload()).await;
+            // First and apart from the file: a renewed certificate or CA is used even when the
+            // configuration is rejected, and a bad one does not reject the configuration (it
+            // logs, counts and keeps the old one).
+            if let Some(files) = tls_files {
+                let _ = web::block(move || files.reload()).await;
             }
             let Some(path) = path else {
                 return Err("the server was not started from a configuration file".to_string());

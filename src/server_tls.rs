@@ -1,6 +1,5 @@
 //! HTTPS on wxtoken's own listener: the rustls server configuration, the certificate it serves
-//! (swapped in place when a reload re-reads its files) and the CA client certificates are
-//! checked against.
+//! (swapped in place when a reload re-reads its files) and the set of files a reload re-reads.
 //!
 //! cert-manager and certbot renew the files in place and then expect a SIGHUP. [`ServerCert`]
 //! holds the current `CertifiedKey` in an `ArcSwap`: every new handshake reads it, a reload
@@ -12,7 +11,8 @@
 //! Client certificates are asked for but not required (`allow_unauthenticated`), so probes
 //! without one still reach `/healthz`, `/readyz` and `/metrics`; a certificate that is presented
 //! must chain to the CA and be valid now, or the handshake fails. Which routes need a client is
-//! decided later, per request (by the running client set).
+//! decided later, per request (by the running client set). The CA is re-read by a reload too
+//! ([`crate::client_ca`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,13 +20,15 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use prometheus::{IntCounterVec, IntGauge, Opts};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
+use crate::client_ca::ClientCa;
 use crate::config::ServerTls;
 use crate::metrics::Metrics;
-use crate::tls::{client_verifier, load_certified_key, provider};
+use crate::tls::{load_certified_key, provider};
 
 /// The certificate the listener serves, replaced whole by [`ServerCert::reload`].
 pub struct ServerCert {
@@ -130,28 +132,51 @@ impl ServerCert {
     }
 }
 
-/// The listener's rustls configuration: TLS 1.3 and 1.2, the certificate `cert` resolves,
-/// and client certificates checked against `tls.client_ca_file` when it is set.
-pub fn server_config(tls: &ServerTls, cert: Arc<ServerCert>) -> anyhow::Result<ServerConfig> {
-    let verifier = match &tls.client_ca_file {
-        Some(ca) => client_verifier(ca)?,
+/// The files of the listener's HTTPS that every reload re-reads: the certificate pair and,
+/// with client certificates, their CA.
+#[derive(Debug)]
+pub struct TlsFiles {
+    pub cert: Arc<ServerCert>,
+    pub client_ca: Option<Arc<ClientCa>>,
+}
+
+impl TlsFiles {
+    /// Re-reads each file set on its own: one that does not load keeps its running version,
+    /// logged and counted, and does not stop the other. Reads files: run it off the arbiters
+    /// (`web::block`).
+    pub fn reload(&self) {
+        let _ = self.cert.reload();
+        if let Some(ca) = &self.client_ca {
+            let _ = ca.reload();
+        }
+    }
+}
+
+/// The listener's rustls configuration: TLS 1.3 and 1.2, the certificate `files` resolves,
+/// and client certificates checked against its CA when there is one.
+pub fn server_config(files: &TlsFiles) -> anyhow::Result<ServerConfig> {
+    let verifier: Arc<dyn ClientCertVerifier> = match &files.client_ca {
+        Some(ca) => ca.clone(),
         None => WebPkiClientVerifier::no_client_auth(),
     };
-    let config = ServerConfig::builder_with_provider(provider())
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .context("TLS setup")?
         .with_client_cert_verifier(verifier)
-        .with_cert_resolver(cert);
+        .with_cert_resolver(files.cert.clone());
+    if let Some(ca) = &files.client_ca {
+        config.session_storage = ca.sessions();
+    }
     Ok(config)
 }
 
-/// What the listener needs for `[server]`: the certificate (for reloads) and the rustls
+/// What the listener needs for `[server]`: the files reloads re-read and the rustls
 /// configuration with HTTPS, or nothing for plain HTTP. Plain HTTP on an address other hosts
 /// can reach is logged as a warning that names the risk.
 pub fn for_listener(
     server: &crate::config::ServerSettings,
     metrics: &Metrics,
-) -> anyhow::Result<Option<(Arc<ServerCert>, ServerConfig)>> {
+) -> anyhow::Result<Option<(Arc<TlsFiles>, ServerConfig)>> {
     let Some(tls) = &server.tls else {
         if !server.listen.ip().is_loopback() {
             tracing::warn!(listen = %server.listen,
@@ -162,6 +187,13 @@ pub fn for_listener(
         return Ok(None);
     };
     let cert = Arc::new(ServerCert::load(tls, metrics).context("server TLS certificate")?);
-    let config = server_config(tls, cert.clone()).context("server TLS configuration")?;
-    Ok(Some((cert, config)))
+    let client_ca = match &tls.client_ca_file {
+        Some(ca) => Some(Arc::new(
+            ClientCa::load(ca, metrics).context("server TLS client CA")?,
+        )),
+        None => None,
+    };
+    let files = Arc::new(TlsFiles { cert, client_ca });
+    let config = server_config(&files).context("server TLS configuration")?;
+    Ok(Some((files, config)))
 }

@@ -90,7 +90,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let addr = listener.local_addr()?;
         let https = crate::server_tls::for_listener(&settings.server, &metrics)?;
-        let (server_cert, server_tls) = https.unzip();
+        let (tls_files, server_tls) = https.unzip();
 
         // The server's one upstream pool: built here, handed to every actor and the gateway,
         // and shown by the metrics.
@@ -112,7 +112,7 @@ impl Application {
             cohort: 1,
             tokens: crate::token::index::TokenIndex::new(),
         };
-        let state = start_services(&settings, &options, deps, stores, server_cert).await?;
+        let state = start_services(&settings, &options, deps, stores, tls_files).await?;
         show_running_credentials(&state);
         if options.handle_signals {
             reload_on_sighup(state.reloader.clone(), state.audit.clone())?;
@@ -210,7 +210,7 @@ async fn start_services(
     options: &Options,
     deps: ActorDeps,
     stores: Stores,
-    server_cert: Option<Arc<crate::server_tls::ServerCert>>,
+    tls_files: Option<Arc<crate::server_tls::TlsFiles>>,
 ) -> anyhow::Result<web::Data<ServerState>> {
     let apps = Arc::new(ArcSwap::from_pointee(
         Apps::start(&settings.apps, &deps).await,
@@ -277,7 +277,7 @@ async fn start_services(
         apps.clone(),
         clients.clone(),
     )
-    .reloading_certificate(server_cert)
+    .reloading_tls_files(tls_files)
     .reloading_routes(hub.clone())
     .start();
     // Built once, outside the per-worker factory: every worker shares the same state.

@@ -191,10 +191,19 @@ pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> anyhow::Result<L
 /// The verifier of client certificates: chains to the CA in `ca_file`, or no certificate at
 /// all.
 pub fn client_verifier(ca_file: &Path) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
+    client_verifier_for(ca_file, &read_ca_file(ca_file)?)
+}
+
+/// The verifier of [`client_verifier`] for the CA certificates `certs`, read from `ca_file`
+/// (which errors name).
+pub fn client_verifier_for(
+    ca_file: &Path,
+    certs: &[rustls_pki_types::CertificateDer<'static>],
+) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in crate::tls::read_ca_file(ca_file)? {
+    for cert in certs {
         roots
-            .add(cert)
+            .add(cert.clone())
             .with_context(|| format!("{}: certificate not usable as a CA", ca_file.display()))?;
     }
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())

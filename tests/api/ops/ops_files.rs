@@ -36,7 +36,12 @@ const REQUIRED_ALERTS: [&str; 8] = [
 ];
 
 /// Alerts about a whole instance rather than an app: their description names the instance.
-const INSTANCE_ALERTS: [&str; 2] = ["WxtokenDown", "WxtokenRedisDown"];
+const INSTANCE_ALERTS: [&str; 4] = [
+    "WxtokenDown",
+    "WxtokenRedisDown",
+    "WxtokenCertificateExpiring",
+    "WxtokenCertificateExpiringSoon",
+];
 /// Alerts about an Open Platform platform as a whole (its ticket, its accounts): they name the
 /// platform. The component token's alert reads the token families and names the app label.
 const PLATFORM_ALERTS: [&str; 3] = [

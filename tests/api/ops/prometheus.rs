@@ -42,10 +42,14 @@ const ALL_APPS: &str = "(shop|blog)";
 const ALL_PLATFORMS: &str = "(saas)";
 /// The same for `$suite`: the test server's WeCom suite and template.
 const ALL_SUITES: &str = "(crm-suite|crm-template)";
-/// Series exported only with the Redis store, which the test server does not use: rule and
-/// dashboard queries that read them must still be valid PromQL, but may return nothing. The
-/// WxtokenRedisDown rule is covered by synthetic series in alerts_test.yml.
-const ONLY_WITH_REDIS: [&str; 1] = ["wxtoken_redis_up"];
+/// Series exported only with the Redis store or with HTTPS, neither of which the test server
+/// uses: rule and dashboard queries that read them must still be valid PromQL, but may return
+/// nothing. The WxtokenRedisDown and certificate-expiry rules are covered by synthetic series in
+/// alerts_test.yml.
+const NOT_EXPORTED_HERE: [&str; 2] = [
+    "wxtoken_redis_up",
+    "wxtoken_tls_certificate_expiry_timestamp_seconds",
+];
 
 /// Families that `[metrics] per_app = "gauges"` does not export: a rule may read them only in
 /// an `or` whose other side works without them.
@@ -60,9 +64,9 @@ fn only_in_full_mode(selector: &str) -> bool {
     })
 }
 
-/// Whether a selector reads a series that only the Redis store exports.
-fn only_with_redis(selector: &str) -> bool {
-    ONLY_WITH_REDIS.iter().any(|m| {
+/// Whether a selector reads a series that only the Redis store or HTTPS exports.
+fn not_exported_here(selector: &str) -> bool {
+    NOT_EXPORTED_HERE.iter().any(|m| {
         selector
             .strip_prefix(m)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
@@ -590,11 +594,14 @@ fn selector_scanner_finds_the_metrics_an_expression_reads() {
 }
 
 #[test]
-fn redis_only_series_are_recognised_by_exact_name() {
-    assert!(only_with_redis("wxtoken_redis_up"));
-    assert!(only_with_redis(r#"wxtoken_redis_up{instance="a"}"#));
-    assert!(!only_with_redis("wxtoken_redis_upstream"));
-    assert!(!only_with_redis("wxtoken_token_seconds_left"));
+fn series_not_exported_here_are_recognised_by_exact_name() {
+    assert!(not_exported_here("wxtoken_redis_up"));
+    assert!(not_exported_here(r#"wxtoken_redis_up{instance="a"}"#));
+    assert!(not_exported_here(
+        "wxtoken_tls_certificate_expiry_timestamp_seconds"
+    ));
+    assert!(!not_exported_here("wxtoken_redis_upstream"));
+    assert!(!not_exported_here("wxtoken_token_seconds_left"));
 }
 
 #[test]
@@ -902,20 +909,21 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
         );
     }
 
-    // Every dashboard query is accepted, and returns data unless it reads a Redis-only series.
+    // Every dashboard query is accepted, and returns data unless it reads a series the test
+    // server does not export.
     let mut empty = Vec::new();
     for (panel, expr) in dashboard_queries() {
         let result = api.query(&expr).await;
-        let (redis_only, others): (Vec<String>, Vec<String>) = selectors(&expr)
+        let (absent_here, others): (Vec<String>, Vec<String>) = selectors(&expr)
             .into_iter()
-            .partition(|s| only_with_redis(s));
-        if redis_only.is_empty() {
+            .partition(|s| not_exported_here(s));
+        if absent_here.is_empty() {
             if result.is_empty() {
                 empty.push(format!("{panel}: {expr}"));
             }
             continue;
         }
-        // Without Redis the whole query may be empty; what else it reads must not be.
+        // Without them the whole query may be empty; what else it reads must not be.
         for selector in api.without_data(others).await {
             empty.push(format!("{panel}: {selector} (in {expr})"));
         }
@@ -938,7 +946,7 @@ async fn alerts_and_dashboard_work_with(per_app: PerAppMetrics) {
         assert!(!found.is_empty(), "{name}: no selector found in {query}");
         let checked = found
             .into_iter()
-            .filter(|s| !(only_with_redis(s) || (gauges && only_in_full_mode(s))));
+            .filter(|s| !(not_exported_here(s) || (gauges && only_in_full_mode(s))));
         for selector in api.without_data(checked).await {
             missing.push(format!("{name}: {selector}"));
         }
