@@ -206,13 +206,20 @@ impl ClientCa {
     }
 }
 
+impl ClientCa {
+    /// The verifier every call is handed to: the one the last successful load made.
+    fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
+        self.current.load().verifier.clone()
+    }
+}
+
 impl ClientCertVerifier for ClientCa {
     fn offer_client_auth(&self) -> bool {
-        self.current.load().verifier.offer_client_auth()
+        self.verifier().offer_client_auth()
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        self.current.load().verifier.client_auth_mandatory()
+        self.verifier().client_auth_mandatory()
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -227,9 +234,7 @@ impl ClientCertVerifier for ClientCa {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.current
-            .load()
-            .verifier
+        self.verifier()
             .verify_client_cert(end_entity, intermediates, now)
     }
 
@@ -239,10 +244,7 @@ impl ClientCertVerifier for ClientCa {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current
-            .load()
-            .verifier
-            .verify_tls12_signature(message, cert, dss)
+        self.verifier().verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -251,14 +253,11 @@ impl ClientCertVerifier for ClientCa {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current
-            .load()
-            .verifier
-            .verify_tls13_signature(message, cert, dss)
+        self.verifier().verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.current.load().verifier.supported_verify_schemes()
+        self.verifier().supported_verify_schemes()
     }
 
     fn requires_raw_public_keys(&self) -> bool {
