@@ -261,7 +261,7 @@ impl ClientCertVerifier for ClientCa {
     }
 
     fn requires_raw_public_keys(&self) -> bool {
-        self.current.load().verifier.requires_raw_public_keys()
+        self.verifier().requires_raw_public_keys()
     }
 }
 
