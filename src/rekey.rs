@@ -49,11 +49,15 @@ pub async fn rekey(settings: &Settings) -> anyhow::Result<Vec<String>> {
             remote.local_path = None;
             let metrics = Metrics::new(&[], MetricsMode::Full);
             let store = RedisStore::open_with_keys(&remote, metrics, ring.clone()).await?;
-            let counts = store.rekey().await?;
-            lines.push(line(
-                counts,
-                &format!("Redis at {}", redis.endpoint.location()),
-            ));
+            let done = store.rekey().await?;
+            let mut place = format!("Redis at {}", redis.endpoint.location());
+            if !done.masters.is_empty() {
+                // Which nodes were scanned, so a run that missed none can be seen to.
+                let n = done.masters.len();
+                let noun = if n == 1 { "master" } else { "masters" };
+                place.push_str(&format!(" ({n} {noun}: {})", done.masters.join(", ")));
+            }
+            lines.push(line(done.counts, &place));
             if let Some(local) = &redis.local_path {
                 match rekey_file(local, &ring) {
                     Ok(counts) => lines.push(line(counts, &local.display().to_string())),

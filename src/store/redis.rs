@@ -62,10 +62,13 @@ use crate::seal::Keyring;
 use crate::store::EmbeddedStore;
 
 mod budget;
+mod masters;
 mod messages;
 mod platform;
 mod rekey;
 mod topology;
+
+pub use rekey::RedisRekeyed;
 
 /// Records read per pipeline at start-up.
 const LOAD_BATCH: usize = redis_batch::MAX_BATCH;

@@ -5,11 +5,20 @@
 //! wrote it sealed with its own current key. Values already under the current key are not
 //! written at all, so a second run rewrites nothing.
 //!
-//! Keys are found with `SCAN`, values read by type (`HGET`/`HSCAN`, `GET`, `LRANGE`). A
-//! Cluster spreads keys over nodes that one `SCAN` does not cover: rekey refuses it.
+//! Keys are found with `SCAN`, values read by type (`HGET`/`HSCAN`, `GET`, `LRANGE`). One
+//! `SCAN` covers one node: on a Cluster it runs on each master in turn, with a cursor of its
+//! own, sent to that master by address (see `masters.rs`); each key found is then read and
+//! rewritten by commands routed by its key, as everywhere else. A key is looked at once per
+//! run, however often the scans return it (`SCAN` may repeat one, and a key moved by
+//! resharding may be found on two masters). A key moved mid-run from a master not scanned yet
+//! to one already scanned is missed: running rekey again finishes it.
 
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
+use anyhow::Context as _;
+
+use super::masters::{self, Master};
 use super::RedisStore;
 use crate::store::rekey::{reseal, Kind, Rekeyed, Resealed};
 
@@ -39,6 +48,14 @@ return 0
 /// Keys asked per `SCAN` / `HSCAN` step.
 const SCAN_COUNT: usize = 1000;
 
+/// What a rekey of Redis did.
+#[derive(Debug, Default)]
+pub struct RedisRekeyed {
+    pub counts: Rekeyed,
+    /// The masters scanned, `host:port`, when Redis is a Cluster (empty otherwise).
+    pub masters: Vec<String>,
+}
+
 /// Where a value sits: the key's type and, in a hash, the field.
 enum Slot {
     String,
@@ -49,36 +66,95 @@ enum Slot {
 impl RedisStore {
     /// Reseals every secret value under the prefix with this store's current key. See the
     /// module documentation.
-    pub async fn rekey(&self) -> anyhow::Result<Rekeyed> {
-        let inner = &self.inner;
-        anyhow::ensure!(
-            !inner.topology.is_cluster(),
-            "rekey does not support Redis Cluster yet (one SCAN does not cover its nodes)"
-        );
-        let mut counts = Rekeyed::default();
-        let pattern = format!("{}:*", inner.prefix);
-        let mut cursor = "0".to_string();
-        loop {
-            let (c, p) = (cursor.clone(), pattern.clone());
-            let (next, keys): (String, Vec<String>) = inner
-                .run("rekey scan", |mut conn| async move {
-                    redis::cmd("SCAN")
-                        .arg(&c)
-                        .arg("MATCH")
-                        .arg(&p)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT)
-                        .query_async(&mut conn)
-                        .await
+    pub async fn rekey(&self) -> anyhow::Result<RedisRekeyed> {
+        let mut out = RedisRekeyed::default();
+        // The names of the keys looked at (names only: a few megabytes for 100,000 apps).
+        let mut looked_at = HashSet::new();
+        if !self.inner.topology.is_cluster() {
+            self.rekey_node(None, &mut looked_at, &mut out.counts)
+                .await?;
+            return Ok(out);
+        }
+        let found = self
+            .inner
+            .run("rekey slot table read", masters::masters)
+            .await?;
+        anyhow::ensure!(!found.is_empty(), "the Redis Cluster lists no master");
+        for master in &found {
+            self.rekey_node(Some(master), &mut looked_at, &mut out.counts)
+                .await
+                .with_context(|| format!("rekey of Redis Cluster master {master}"))?;
+            out.masters.push(master.to_string());
+        }
+        Ok(out)
+    }
+
+    /// Every key under the prefix on one node (`None`: the one server), each looked at
+    /// unless `looked_at` has it already.
+    async fn rekey_node(
+        &self,
+        node: Option<&Master>,
+        looked_at: &mut HashSet<String>,
+        counts: &mut Rekeyed,
+    ) -> anyhow::Result<()> {
+        if let Some(m) = node {
+            let m2 = m.clone();
+            let master = self
+                .inner
+                .run("rekey role check", |c| async move {
+                    masters::still_master(c, &m2).await
                 })
                 .await?;
+            anyhow::ensure!(
+                master,
+                "the node is no longer a master (a failover since the slot table was read): run rekey again once the Cluster is settled"
+            );
+        }
+        let mut cursor = "0".to_string();
+        loop {
+            let (next, keys) = self.scan_page(node, &cursor).await?;
             for key in keys {
-                self.rekey_key(&key, &mut counts).await?;
+                if looked_at.insert(key.clone()) {
+                    self.rekey_key(&key, counts).await?;
+                }
             }
             if next == "0" {
-                return Ok(counts);
+                return Ok(());
             }
             cursor = next;
+        }
+    }
+
+    /// One page of `SCAN cursor MATCH {prefix}:* COUNT 1000` on `node` (`None`: the one
+    /// server): the next cursor (`"0"` at the end) and the keys.
+    async fn scan_page(
+        &self,
+        node: Option<&Master>,
+        cursor: &str,
+    ) -> anyhow::Result<(String, Vec<String>)> {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{}:*", self.inner.prefix))
+            .arg("COUNT")
+            .arg(SCAN_COUNT);
+        match node {
+            None => {
+                self.inner
+                    .run("rekey scan", |mut conn| async move {
+                        scan.query_async(&mut conn).await
+                    })
+                    .await
+            }
+            Some(m) => {
+                let m = m.clone();
+                self.inner
+                    .run("rekey scan", |conn| async move {
+                        let page = masters::on_master(conn, &m, scan).await?;
+                        Ok(redis::from_redis_value(page)?)
+                    })
+                    .await
+            }
         }
     }
 

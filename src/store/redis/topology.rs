@@ -1,6 +1,7 @@
 //! Where the Redis store's connections go, for each topology: one server (plain or TLS), the
 //! master a Sentinel quorum names, or a Cluster. Everything above this file sends commands
-//! through one [`Conn`] and does not care which it is.
+//! through one [`Conn`] and does not care which it is, but for the few commands without a key
+//! that must reach every master of a Cluster (`masters.rs`).
 //!
 //! - **One server**: a `ConnectionManager`, which reconnects to the same address by itself.
 //! - **Sentinel**: the master's address is asked of the Sentinels, then a `ConnectionManager`

@@ -641,6 +641,11 @@ impl RedisCluster {
         RedisCluster::start_full(1, None)
     }
 
+    /// Three masters without replicas: a master killed stays down, its slots unserved.
+    pub fn start_without_replicas() -> RedisCluster {
+        RedisCluster::start_full(0, None)
+    }
+
     /// Three masters without replicas, every link (clients, the cluster bus, replication)
     /// over TLS with `pki`'s certificate.
     pub fn start_tls(pki: &Pki) -> RedisCluster {
@@ -778,6 +783,35 @@ impl RedisCluster {
         cmd.query(&mut c)
     }
 
+    /// `cmd` answered by the node on `port` itself (a command on keys answers for that node's
+    /// keys only, or is redirected).
+    pub fn on_node<T: redis::FromRedisValue>(
+        &self,
+        port: u16,
+        cmd: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        query_as(port, &self.access, cmd)
+    }
+
+    /// The ports of the masters that serve slots now.
+    pub fn master_ports(&self) -> Vec<u16> {
+        let nodes: String = self.run(redis::cmd("CLUSTER").arg("NODES")).unwrap();
+        let mut ports: Vec<u16> = nodes
+            .lines()
+            .map(|line| line.split(' ').collect::<Vec<_>>())
+            .filter(|f| f[2].contains("master") && !f[2].contains("fail") && f.len() > 8)
+            .map(|f| node_port(f[1]))
+            .collect();
+        ports.sort_unstable();
+        ports
+    }
+
+    /// The keys matching `pattern` that the node on `port` holds.
+    pub fn keys_on(&self, port: u16, pattern: &str) -> Vec<String> {
+        self.on_node(port, redis::cmd("KEYS").arg(pattern))
+            .expect("KEYS on the node")
+    }
+
     /// The port of the master that serves `key`'s slot (`None` while none does: its master
     /// failed and no replica was promoted yet).
     pub fn master_of(&self, key: &str) -> Option<u16> {
@@ -793,12 +827,7 @@ impl RedisCluster {
             if !f[2].contains("master") || f[2].contains("fail") {
                 continue;
             }
-            let port: u16 = f[1]
-                .split('@')
-                .next()
-                .and_then(|a| a.rsplit(':').next())
-                .and_then(|p| p.parse().ok())
-                .unwrap();
+            let port = node_port(f[1]);
             for range in &f[8..] {
                 let (a, b) = range.split_once('-').unwrap_or((range, range));
                 let (a, b): (i64, i64) = (a.parse().unwrap_or(-1), b.parse().unwrap_or(-1));
@@ -817,6 +846,16 @@ impl RedisCluster {
             .expect("a node on that port")
             .kill();
     }
+}
+
+/// The port of a `CLUSTER NODES` address (`ip:port@bus-port[,hostname]`).
+fn node_port(address: &str) -> u16 {
+    address
+        .split('@')
+        .next()
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("a node address with a port")
 }
 
 impl Deployment for RedisCluster {

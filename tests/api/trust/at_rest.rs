@@ -1,7 +1,8 @@
 //! Encryption at rest end to end: after a cold start of apps and a platform with an
 //! authorizer, neither the redb file nor any Redis value holds a token, ticket, refresh token
 //! or code (searched by value, the values taken from the fake WeChat); a wrong key stops the
-//! start naming the key id it needs; plaintext stores migrate; `rekey` rotates a running fleet.
+//! start naming the key id it needs; plaintext stores migrate; `rekey` rotates a running fleet,
+//! on one Redis server and on every master of a Redis Cluster.
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use crate::support::config::{App, Client, ConfigText};
 use crate::support::fleet::RedisServer;
 use crate::support::helpers::*;
 use crate::support::platform::{platform_table, start_platform_fake, COMPONENT};
+use crate::support::redis_topology::RedisCluster;
 
 const AUTHORIZER: &str = "wx5b3a1c9d7e8f6a42";
 const KEY: &str = "trust-client-key-000000000001";
@@ -27,8 +29,29 @@ fn id(key: &str) -> String {
 }
 
 async fn fake() -> FakeWechat {
+    fake_with(0).await
+}
+
+/// The apps besides `shop` that spread a Cluster's keys over its masters: `(name, appid,
+/// secret)`. With nine, shop's and theirs hash (as `{appid}`) to each master's slots: four,
+/// three and three.
+fn extra_apps(count: usize) -> Vec<(String, String, String)> {
+    (0..count)
+        .map(|i| {
+            (
+                format!("app{i}"),
+                format!("wxrekey000000{i:04}"),
+                format!("rekey-app-secret-{i:04}"),
+            )
+        })
+        .collect()
+}
+
+async fn fake_with(extra: usize) -> FakeWechat {
+    let mut apps = vec![(SHOP_APPID.to_string(), SHOP_SECRET.to_string())];
+    apps.extend(extra_apps(extra).into_iter().map(|(_, a, s)| (a, s)));
     start_platform_fake(FakeConfig {
-        apps: vec![(SHOP_APPID.into(), SHOP_SECRET.into())],
+        apps,
         ..FakeConfig::default()
     })
     .await
@@ -37,11 +60,20 @@ async fn fake() -> FakeWechat {
 /// An app with a JS-SDK ticket and a platform, on `store` (the `[store]` keys but encryption),
 /// with `keys` (`encryption_key_env = ...` lines; the variables hold K1 and K2).
 fn settings(fake: &FakeWechat, store: &str, keys: &str) -> Settings {
-    let rest = ConfigText::new()
-        .app(App::official("shop", SHOP_APPID, SHOP_SECRET).line(r#"tickets = ["jsapi"]"#))
+    settings_with(fake, store, keys, 0)
+}
+
+/// [`settings`] with `extra` apps of [`extra_apps`] too, all readable by the client.
+fn settings_with(fake: &FakeWechat, store: &str, keys: &str, extra: usize) -> Settings {
+    let mut config = ConfigText::new()
+        .app(App::official("shop", SHOP_APPID, SHOP_SECRET).line(r#"tickets = ["jsapi"]"#));
+    for (name, appid, secret) in extra_apps(extra) {
+        config = config.app(App::official(&name, &appid, &secret));
+    }
+    let rest = config
         .raw(&platform_table())
         .raw(r#"authorizer_refresh = "active""#)
-        .client(Client::new("crm", KEY).apps(&["shop"]).platforms(&["saas"]))
+        .client(Client::new("crm", KEY).apps(&["*"]).platforms(&["saas"]))
         .to_string();
     let text = server_file(&fake.base_url(), &format!("{store}\n{keys}"), &rest);
     let env = |name: &str| match name {
@@ -55,6 +87,20 @@ fn settings(fake: &FakeWechat, store: &str, keys: &str) -> Settings {
 
 fn embedded(path: &Path) -> String {
     format!("kind = \"embedded\"\npath = {}", quoted(path))
+}
+
+fn cluster_store(cluster: &RedisCluster, local: &Path) -> String {
+    let seeds: Vec<String> = cluster
+        .nodes
+        .iter()
+        .take(2)
+        .map(|n| format!("\"127.0.0.1:{}\"", n.port))
+        .collect();
+    format!(
+        "kind = \"redis\"\ncluster_nodes = [{}]\nkey_prefix = \"wxt\"\nlocal_path = {}",
+        seeds.join(", "),
+        quoted(local)
+    )
 }
 
 fn redis_store(redis: &RedisServer, local: &Path) -> String {
@@ -162,19 +208,39 @@ fn redis_values(redis: &RedisServer) -> Vec<u8> {
     let mut c = redis.connection().unwrap();
     let keys: Vec<String> = redis::cmd("KEYS").arg("wxt:*").query(&mut c).unwrap();
     assert!(!keys.is_empty());
+    values_of(&keys, |cmd| cmd.query(&mut c).unwrap())
+}
+
+/// Every value under the prefix on each master of `cluster`, read there by its type.
+fn cluster_values(cluster: &RedisCluster) -> Vec<u8> {
+    let mut all = Vec::new();
+    for port in cluster.master_ports() {
+        let keys = cluster.keys_on(port, "wxt:*");
+        all.extend(values_of(&keys, |cmd| cluster.on_node(port, cmd).unwrap()));
+    }
+    assert!(!all.is_empty());
+    all
+}
+
+/// The values of `keys`, each read by its type with `query`, one per line.
+fn values_of(keys: &[String], mut query: impl FnMut(&redis::Cmd) -> redis::Value) -> Vec<u8> {
     let mut all = Vec::new();
     for key in keys {
-        let kind: String = redis::cmd("TYPE").arg(&key).query(&mut c).unwrap();
-        let values: Vec<Vec<u8>> = match kind.as_str() {
-            "string" => vec![redis::cmd("GET").arg(&key).query(&mut c).unwrap()],
-            "hash" => redis::cmd("HGETALL").arg(&key).query(&mut c).unwrap(),
-            "list" => redis::cmd("LRANGE")
-                .arg(&key)
-                .arg(0)
-                .arg(-1)
-                .query(&mut c)
-                .unwrap(),
+        let kind: String = redis::from_redis_value(query(redis::cmd("TYPE").arg(key))).unwrap();
+        let answer = match kind.as_str() {
+            "string" => redis::Value::Array(vec![query(redis::cmd("GET").arg(key))]),
+            "hash" => query(redis::cmd("HGETALL").arg(key)),
+            "list" => query(redis::cmd("LRANGE").arg(key).arg(0).arg(-1)),
             other => panic!("{key} is a {other}"),
+        };
+        let values: Vec<Vec<u8>> = match answer {
+            // HGETALL's answer in RESP3.
+            redis::Value::Map(pairs) => pairs
+                .into_iter()
+                .flat_map(|(f, v)| [f, v])
+                .map(|v| redis::from_redis_value(v).unwrap())
+                .collect(),
+            other => redis::from_redis_value(other).unwrap(),
         };
         for v in values {
             all.extend(v);
@@ -324,4 +390,138 @@ async fn redis_values_and_the_local_copy_hold_no_secret_and_rekey_rotates_a_runn
     // K2 alone now serves everything, from Redis and the local copy.
     let server = ThreadServer::start(on_redis("encryption_key_env = \"K2\""));
     serves_the_authorizer_then_stops(server).await;
+}
+
+/// Apps besides `shop` in the Cluster test: enough that every master holds token records.
+const CLUSTER_APPS: usize = 9;
+
+/// Each app's token, as `base` serves it: `(name, token)`.
+async fn tokens(base: &str, extra: usize) -> Vec<(String, String)> {
+    let http = client();
+    let mut names = vec!["shop".to_string()];
+    names.extend(extra_apps(extra).into_iter().map(|(n, _, _)| n));
+    let mut out = Vec::new();
+    for name in names {
+        let answer = ok(&http, base, &format!("/v1/apps/{name}/token")).await;
+        let token = answer["access_token"].as_str().unwrap().to_string();
+        out.push((name, token));
+    }
+    out
+}
+
+/// `N` of a rekey line `rewrote R of N values ...`.
+fn seen(line: &str) -> usize {
+    line.split(' ')
+        .nth(3)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a rekey line: {line}"))
+}
+
+/// How many tokens the fake minted for each app.
+fn minted(fake: &FakeWechat, extra: usize) -> Vec<u64> {
+    std::iter::once(SHOP_APPID.to_string())
+        .chain(extra_apps(extra).into_iter().map(|(_, a, _)| a))
+        .map(|a| fake.minted(&a))
+        .collect()
+}
+
+#[actix_web::test]
+async fn rekey_rewrites_every_master_of_a_cluster_and_a_second_run_rewrites_nothing() {
+    let cluster = RedisCluster::start();
+    let fake = fake_with(CLUSTER_APPS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("local.redb");
+    let on_cluster =
+        |keys: &str| settings_with(&fake, &cluster_store(&cluster, &local), keys, CLUSTER_APPS);
+    let server = ThreadServer::start(on_cluster("encryption_key_env = \"K1\""));
+    let secrets = exercise(&fake, &server.base).await;
+    let served = tokens(&server.base, CLUSTER_APPS).await;
+    server.stop();
+
+    // Sealed records on every master (a replica is never one of these), all under K1.
+    let masters = cluster.master_ports();
+    assert_eq!(masters.len(), 3, "{masters:?}");
+    for port in &masters {
+        let records = cluster.keys_on(*port, "wxt:token:*");
+        assert!(
+            !records.is_empty(),
+            "no token record on the master on {port}"
+        );
+    }
+    let old = format!("wxe1:{}:", id(K1));
+    let new = format!("wxe1:{}:", id(K2));
+    let values = cluster_values(&cluster);
+    assert_holds_none("the Cluster", &values, &secrets);
+    assert!(String::from_utf8_lossy(&values).contains(&old));
+
+    // Rotation while an instance runs with K2 current and K1 previous: every master's values
+    // are rewritten, and the line names the masters scanned.
+    let rotated = "encryption_key_env = \"K2\"\nprevious_keys_env = \"K1\"";
+    let server = ThreadServer::start(on_cluster(rotated));
+    ok(&client(), &server.base, "/v1/apps/shop/token").await;
+    let started = std::time::Instant::now();
+    let lines = wxtoken::rekey::rekey(&on_cluster(rotated)).await.unwrap();
+    eprintln!("rekey of the Cluster: {:?}: {lines:?}", started.elapsed());
+    assert!(lines[0].starts_with("rewrote "), "{lines:?}");
+    assert!(!lines[0].starts_with("rewrote 0 "), "{lines:?}");
+    assert!(lines[0].contains("(3 masters: "), "{lines:?}");
+    for node in &cluster.nodes {
+        let named = lines[0].contains(&format!("127.0.0.1:{}", node.port));
+        assert_eq!(named, masters.contains(&node.port), "{lines:?}");
+    }
+    let values = String::from_utf8_lossy(&cluster_values(&cluster)).into_owned();
+    assert!(!values.contains(&old), "a value under the old key is left");
+    // Each value counted once: the sealed ones, and the done code, which holds no secret.
+    let held = values.matches(&new).count() + values.matches(r#""code":null"#).count();
+    assert_eq!(seen(&lines[0]), held, "{lines:?}");
+    server.stop();
+
+    // A second run rewrites nothing in the Cluster, and now rewrites the stopped instance's
+    // local copy.
+    let lines = rekey(&on_cluster(rotated)).await;
+    assert!(
+        lines[0].starts_with("rewrote 0 of"),
+        "a second run rewrites nothing: {lines:?}"
+    );
+    assert_eq!(seen(&lines[0]), held, "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("skipped")), "{lines:?}");
+
+    // K2 alone serves the same tokens, read back from the Cluster: no fetch.
+    let minted = minted(&fake, CLUSTER_APPS);
+    let server = ThreadServer::start(on_cluster("encryption_key_env = \"K2\""));
+    assert_eq!(tokens(&server.base, CLUSTER_APPS).await, served);
+    assert_eq!(
+        self::minted(&fake, CLUSTER_APPS),
+        minted,
+        "a token was fetched again"
+    );
+    serves_the_authorizer_then_stops(server).await;
+}
+
+#[actix_web::test]
+async fn rekey_of_a_cluster_with_a_master_down_fails_naming_that_master() {
+    let mut cluster = RedisCluster::start_without_replicas();
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("local.redb");
+    let rotated = "encryption_key_env = \"K2\"\nprevious_keys_env = \"K1\"";
+    let settings = settings(&fake, &cluster_store(&cluster, &local), rotated);
+    let masters = cluster.master_ports();
+    // Without a replica to promote, its slots stay unserved: rekey cannot finish.
+    let victim = masters[0];
+    cluster.kill_port(victim);
+    let started = std::time::Instant::now();
+    let err = wxtoken::rekey::rekey(&settings).await.unwrap_err();
+    let text = format!("{err:#}");
+    eprintln!(
+        "rekey with a master down failed in {:?}: {text}",
+        started.elapsed()
+    );
+    assert!(
+        text.contains(&format!("Redis Cluster master 127.0.0.1:{victim}")),
+        "{text}"
+    );
+    for other in &masters[1..] {
+        assert!(!text.contains(&other.to_string()), "{text}");
+    }
 }
