@@ -221,21 +221,7 @@ async fn start_services(
         &deps.metrics,
     )));
     // Before the platforms, which hand their events to it.
-    let hub = Arc::new(crate::messages::Hub::new(
-        settings.routes.clone(),
-        stores.messages.clone(),
-        deps.metrics.clone(),
-        deps.tls.clone(),
-        options.hub,
-    ));
-    hub.start();
-    let sources: Vec<String> = settings
-        .apps
-        .iter()
-        .map(|a| a.name.clone())
-        .chain(settings.platforms.iter().map(|p| p.name.clone()))
-        .collect();
-    deps.metrics.init_messages(&sources, &[]);
+    let hub = start_hub(settings, options, &deps, &stores);
     let mut platforms = HashMap::new();
     for p in &settings.platforms {
         // Records that do not open stop the start, before anything could take them as absent.
@@ -303,6 +289,32 @@ async fn start_services(
         gateway,
         readiness: settings.server.readiness,
     }))
+}
+
+/// The message hub over the configured routes, its workers started on this arbiter (where a
+/// reload starts the workers of added routes too), and the push series of every source at 0.
+fn start_hub(
+    settings: &Settings,
+    options: &Options,
+    deps: &ActorDeps,
+    stores: &Stores,
+) -> Arc<crate::messages::Hub> {
+    let hub = Arc::new(crate::messages::Hub::new(
+        settings.routes.clone(),
+        stores.messages.clone(),
+        deps.metrics.clone(),
+        deps.tls.clone(),
+        options.hub,
+    ));
+    hub.start();
+    let sources: Vec<String> = settings
+        .apps
+        .iter()
+        .map(|a| a.name.clone())
+        .chain(settings.platforms.iter().map(|p| p.name.clone()))
+        .collect();
+    deps.metrics.init_messages(&sources, &[]);
+    hub
 }
 
 /// Scrapes read the apps, platforms and WeCom suites running at that moment. Weak references: the state
