@@ -57,6 +57,7 @@ pub enum Action {
     /// A refetch forced by a client's report that its token was rejected.
     Invalidate,
     DeadLetterRetry,
+    DeadLetterDiscard,
 }
 
 /// Who asked, from where, through which route.

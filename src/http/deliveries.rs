@@ -1,7 +1,8 @@
 //! The message hub's admin routes, handlers only: `GET /v1/admin/deliveries` (a page of
-//! pending or dead deliveries), `POST /v1/admin/deliveries/{id}/retry` (make one again) and
-//! `GET /v1/admin/pushes/unmatched` (the recent pushes no route took). Admin clients only, as
-//! every `/v1/admin/*` route; a retry is written to the audit trail.
+//! pending or dead deliveries), `POST /v1/admin/deliveries/{id}/retry` (make one again),
+//! `DELETE /v1/admin/deliveries/{id}` (forget one) and `GET /v1/admin/pushes/unmatched` (the
+//! recent pushes no route took). Admin clients only, as every `/v1/admin/*` route; a retry and
+//! a discard are written to the audit trail.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -123,6 +124,57 @@ struct RetryBody<'a> {
     state: &'static str,
 }
 
+/// An admin's change to the delivery `id`, as `action`: the id checked (400), the change
+/// admitted by the audit trail and written to it with its outcome, a store that cannot be
+/// written 503, an unknown id 404. Answers the admin's name and the record `change` gave.
+async fn change_delivery<F, Fut>(
+    state: &ServerState,
+    req: &HttpRequest,
+    id: &str,
+    action: Action,
+    change: F,
+) -> Result<(String, DeliveryRecord), ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<DeliveryRecord>>>,
+{
+    let client = admin(state, req)?;
+    let Some((_, route)) = parse_delivery_id(id) else {
+        return Err(ApiError::BadRequest(
+            "not a delivery id (`{push id}.{route}`)".into(),
+        ));
+    };
+    let caller = trail::caller(req, &client);
+    trail::admit(&state.audit, &caller, action)?;
+    let entry = |outcome: &str| {
+        state.audit.record(&Entry {
+            action,
+            caller: &caller,
+            credential: Some(route),
+            outcome,
+            fingerprints: vec![],
+        })
+    };
+    match change().await {
+        Ok(Some(d)) => {
+            entry("ok");
+            Ok((client, d))
+        }
+        Ok(None) => {
+            entry("not_found");
+            Err(ApiError::NotFound)
+        }
+        Err(e) => {
+            entry("unavailable");
+            tracing::warn!(delivery = %id, error = %format!("{e:#}"), ?action,
+                "cannot change a delivery");
+            Err(ApiError::Unavailable(
+                "the message store cannot be written".into(),
+            ))
+        }
+    }
+}
+
 /// `POST /v1/admin/deliveries/{id}/retry`: 202, the delivery is due now with a fresh
 /// `max_age_secs`.
 pub async fn retry(
@@ -130,38 +182,10 @@ pub async fn retry(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let client = admin(&state, &req)?;
-    let Some((_, route)) = parse_delivery_id(&id) else {
-        return Err(ApiError::BadRequest(
-            "not a delivery id (`{push id}.{route}`)".into(),
-        ));
-    };
-    let caller = trail::caller(&req, &client);
-    trail::admit(&state.audit, &caller, Action::DeadLetterRetry)?;
-    let entry = |outcome: &str| {
-        state.audit.record(&Entry {
-            action: Action::DeadLetterRetry,
-            caller: &caller,
-            credential: Some(route),
-            outcome,
-            fingerprints: vec![],
-        })
-    };
-    let again = match state.hub.retry(&id).await {
-        Ok(again) => again,
-        Err(e) => {
-            entry("unavailable");
-            tracing::warn!(delivery = %id, error = %format!("{e:#}"), "cannot retry a delivery");
-            return Err(ApiError::Unavailable(
-                "the message store cannot be written".into(),
-            ));
-        }
-    };
-    let Some(d) = again else {
-        entry("not_found");
-        return Err(ApiError::NotFound);
-    };
-    entry("ok");
+    let (client, d) = change_delivery(&state, &req, &id, Action::DeadLetterRetry, || {
+        state.hub.retry(&id)
+    })
+    .await?;
     tracing::warn!(target: "wxtoken::audit", event = "dead_letter_retry", client = %client,
         delivery = %d.id, route = %d.route, "delivery retried");
     Ok(HttpResponse::Accepted().json(RetryBody {
@@ -169,6 +193,22 @@ pub async fn retry(
         route: &d.route,
         state: d.state.as_str(),
     }))
+}
+
+/// `DELETE /v1/admin/deliveries/{id}`: 200 with the delivery as it was (pending or dead); it
+/// is forgotten, with its push when no other route still owes it, and never made.
+pub async fn discard(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (client, d) = change_delivery(&state, &req, &id, Action::DeadLetterDiscard, || {
+        state.hub.discard(&id)
+    })
+    .await?;
+    tracing::warn!(target: "wxtoken::audit", event = "dead_letter_discard", client = %client,
+        delivery = %d.id, route = %d.route, state = d.state.as_str(), "delivery discarded");
+    Ok(HttpResponse::Ok().json(DeliveryView::from(&d)))
 }
 
 #[derive(Serialize)]

@@ -280,6 +280,11 @@ fn admin_routes(cfg: &mut web::ServiceConfig) {
             .default_service(not_allowed("GET")),
     )
     .service(
+        web::resource("/v1/admin/deliveries/{id}")
+            .delete(deliveries::discard)
+            .default_service(not_allowed("DELETE")),
+    )
+    .service(
         web::resource("/v1/admin/deliveries/{id}/retry")
             .post(deliveries::retry)
             .default_service(not_allowed("POST")),

@@ -324,6 +324,16 @@ impl Hub {
         Ok(again)
     }
 
+    /// Forgets the delivery `id` (pending or dead) for good, counted as `discarded`. `Ok(None)`:
+    /// no such delivery.
+    pub async fn discard(&self, id: &str) -> anyhow::Result<Option<DeliveryRecord>> {
+        let gone = self.shared.store.discard(id).await?;
+        if let Some(d) = &gone {
+            self.shared.metrics.delivery(&d.route, "discarded");
+        }
+        Ok(gone)
+    }
+
     /// The recent unmatched pushes of this instance, newest first.
     pub fn unmatched(&self) -> Vec<Unmatched> {
         self.shared.recent.list()
@@ -473,6 +483,9 @@ mod tests {
             _: usize,
         ) -> BoxFuture<'static, anyhow::Result<Vec<String>>> {
             async { Ok(Vec::new()) }.boxed()
+        }
+        fn discard(&self, _: &str) -> BoxFuture<'static, anyhow::Result<Option<DeliveryRecord>>> {
+            async { Ok(None) }.boxed()
         }
     }
 

@@ -57,7 +57,7 @@ pub fn reason_label(err: &UpstreamError) -> &'static str {
 pub const STORE_OPS: [&str; 4] = ["load", "save", "lock", "decrypt"];
 
 /// Routes of the HTTP API as matched templates (label `route`); anything else is `unmatched`.
-pub const ROUTES: [&str; 41] = [
+pub const ROUTES: [&str; 42] = [
     "/v1/apps/{name}/token",
     "/v1/apps/{name}/token/invalidate",
     "/v1/apps/{name}/ticket/{type}",
@@ -88,6 +88,7 @@ pub const ROUTES: [&str; 41] = [
     "/v1/wecom/suites/{name}/preauth",
     "/v1/wecom/providers/{name}/token",
     "/v1/admin/deliveries",
+    "/v1/admin/deliveries/{id}",
     "/v1/admin/deliveries/{id}/retry",
     "/v1/admin/pushes/unmatched",
     "/cgi-bin/token",

@@ -13,9 +13,16 @@ use super::register::counter;
 /// `result` of `wxtoken_pushes_total`.
 pub const PUSH_RESULTS: [&str; 4] = ["taken", "duplicate", "unmatched", "refused"];
 /// `result` of `wxtoken_deliveries_total`: made (2xx), an attempt failed (retried later), given
-/// up (`max_age_secs`), made by a reply-mode attempt whose body went to WeChat, or a dead one
-/// forgotten after `dead_retention_secs`.
-pub const DELIVERY_RESULTS: [&str; 5] = ["delivered", "failed", "dead", "reply", "purged"];
+/// up (`max_age_secs`), made by a reply-mode attempt whose body went to WeChat, a dead one
+/// forgotten after `dead_retention_secs`, or one an admin discarded.
+pub const DELIVERY_RESULTS: [&str; 6] = [
+    "delivered",
+    "failed",
+    "dead",
+    "reply",
+    "purged",
+    "discarded",
+];
 
 /// A route's backlog as a scrape shows it.
 #[derive(Clone, Debug, Default)]
@@ -46,7 +53,7 @@ impl MessageMetrics {
         let deliveries = counter(
             registry,
             "wxtoken_deliveries_total",
-            "Delivery attempts to [[routes]] receivers, by route and result (delivered, failed, dead, reply, purged).",
+            "Delivery attempts to [[routes]] receivers, by route and result (delivered, failed, dead, reply, purged, discarded).",
             &["route", "result"],
         );
         let source = Arc::new(OnceLock::new());

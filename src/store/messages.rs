@@ -230,6 +230,10 @@ pub trait MessageStore: Send + Sync {
         now: UnixMillis,
     ) -> BoxFuture<'static, anyhow::Result<Option<DeliveryRecord>>>;
 
+    /// Forgets the delivery `id`, pending or dead, and its push with its last delivery: an
+    /// admin's discard. The record as it was; `Ok(None)` when there is no such delivery.
+    fn discard(&self, id: &str) -> BoxFuture<'static, anyhow::Result<Option<DeliveryRecord>>>;
+
     /// The backlog of each route.
     fn stats(&self, routes: &[String]) -> BoxFuture<'static, anyhow::Result<Vec<RouteStats>>>;
 

@@ -51,6 +51,7 @@ pub(super) enum Op {
     Retry { id: String, now: UnixMillis },
     Sweep(UnixMillis),
     Purge { now: UnixMillis, limit: usize },
+    Discard { id: String },
 }
 
 /// What a write answers.
@@ -60,6 +61,7 @@ pub(super) enum Done {
     Retried(Option<DeliveryRecord>),
     Swept(u64),
     Purged(Vec<String>),
+    Discarded(Option<DeliveryRecord>),
 }
 
 pub(super) struct Write {
@@ -115,6 +117,7 @@ impl Inner {
                     Op::Retry { id, now } => Done::Retried(retry_in(&tx, id, *now)?),
                     Op::Sweep(now) => Done::Swept(sweep_in(&tx, *now)?),
                     Op::Purge { now, limit } => Done::Purged(purge_in(&tx, *now, *limit)?),
+                    Op::Discard { id } => Done::Discarded(discard_in(&tx, id)?),
                 });
             }
             tx.commit()?;
@@ -271,6 +274,14 @@ fn sweep_in(tx: &redb::WriteTransaction, now: UnixMillis) -> anyhow::Result<u64>
         }
     }
     Ok(old.len() as u64)
+}
+
+fn discard_in(tx: &redb::WriteTransaction, id: &str) -> anyhow::Result<Option<DeliveryRecord>> {
+    let Some(d) = stored_delivery(tx, id)? else {
+        return Ok(None);
+    };
+    forget_delivery(tx, &d)?;
+    Ok(Some(d))
 }
 
 /// Forgets up to `limit` dead deliveries whose purge time has come. An index entry whose
@@ -516,6 +527,17 @@ impl MessageStore for EmbeddedStore {
         async move {
             match write.await? {
                 Done::Swept(n) => Ok(n),
+                _ => anyhow::bail!("the store answered another write"),
+            }
+        }
+        .boxed()
+    }
+
+    fn discard(&self, id: &str) -> BoxFuture<'static, anyhow::Result<Option<DeliveryRecord>>> {
+        let write = self.message_write(Op::Discard { id: id.to_string() });
+        async move {
+            match write.await? {
+                Done::Discarded(d) => Ok(d),
                 _ => anyhow::bail!("the store answered another write"),
             }
         }

@@ -94,8 +94,8 @@ end
 return 1
 "#;
 
-/// A delivery made: [`FORGET`].
-static DELIVERED: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(FORGET));
+/// A delivery made, or discarded by an admin: [`FORGET`].
+static FORGOTTEN: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(FORGET));
 
 /// A dead delivery past its purge time: [`FORGET`], with ARGV[3] = now, only while it is still
 /// in the purge set with a time not after now (an admin's retry takes it out).
@@ -228,6 +228,26 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Forgets the delivery `id` with [`FORGET`]: whether it was there.
+    async fn forget(&self, id: &str) -> anyhow::Result<bool> {
+        let Some((push, route)) = crate::store::messages::parse_delivery_id(id) else {
+            anyhow::bail!("not a delivery id");
+        };
+        let keys = Keys::of(self).forget(route);
+        let (id, push) = (id.to_string(), push.to_string());
+        let forgotten: i64 = self
+            .inner
+            .run("forget delivery", |mut c| async move {
+                let mut inv = FORGOTTEN.prepare_invoke();
+                for key in &keys {
+                    inv.key(key);
+                }
+                inv.arg(&id).arg(&push).invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(forgotten == 1)
+    }
+
     async fn stored_delivery(&self, id: &str) -> anyhow::Result<Option<DeliveryRecord>> {
         let key = Keys::of(self).deliveries();
         let id = id.to_string();
@@ -355,21 +375,7 @@ impl MessageStore for RedisStore {
         async move {
             match finish {
                 Finish::Delivered { id } => {
-                    let Some((push, route)) = crate::store::messages::parse_delivery_id(&id) else {
-                        anyhow::bail!("not a delivery id");
-                    };
-                    let keys = Keys::of(&this).forget(route);
-                    let push = push.to_string();
-                    let _: i64 = this
-                        .inner
-                        .run("delivered", |mut c| async move {
-                            let mut inv = DELIVERED.prepare_invoke();
-                            for key in &keys {
-                                inv.key(key);
-                            }
-                            inv.arg(&id).arg(&push).invoke_async(&mut c).await
-                        })
-                        .await?;
+                    this.forget(&id).await?;
                     Ok(())
                 }
                 Finish::Failed { record } => this.update(&record).await,
@@ -511,6 +517,19 @@ impl MessageStore for RedisStore {
     fn sweep(&self, _now: UnixMillis) -> BoxFuture<'static, anyhow::Result<u64>> {
         // Dedupe entries expire by themselves (`PX`).
         async { Ok(0) }.boxed()
+    }
+
+    fn discard(&self, id: &str) -> BoxFuture<'static, anyhow::Result<Option<DeliveryRecord>>> {
+        let this = self.clone();
+        let id = id.to_string();
+        async move {
+            let Some(d) = this.stored_delivery(&id).await? else {
+                return Ok(None);
+            };
+            // Made or discarded meanwhile: nothing was forgotten here.
+            Ok(this.forget(&id).await?.then_some(d))
+        }
+        .boxed()
     }
 
     fn purge(

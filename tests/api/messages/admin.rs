@@ -70,6 +70,7 @@ async fn the_delivery_routes_refuse_anonymous_and_non_admin_callers() {
     for (method, path) in [
         ("GET", "/v1/admin/deliveries?state=dead".to_string()),
         ("POST", format!("/v1/admin/deliveries/{id}/retry")),
+        ("DELETE", format!("/v1/admin/deliveries/{id}")),
         ("GET", "/v1/admin/pushes/unmatched".to_string()),
     ] {
         let url = format!("{}{path}", app.base);
@@ -93,11 +94,33 @@ async fn the_delivery_routes_refuse_anonymous_and_non_admin_callers() {
             "{path}"
         );
     }
-    // The admin's retry of an unknown delivery: 404.
+    // The admin's retry or discard of an unknown delivery: 404; of something that is not a
+    // delivery id (another spelling of a path, a traversal): 400 or 404, never a change.
     let url = format!("{}/v1/admin/deliveries/{id}/retry", app.base);
     assert_eq!(
         admin_call(&app.http, "POST", &url, Some(OPS_KEY)).await.0,
         404
+    );
+    let url = format!("{}/v1/admin/deliveries/{id}", app.base);
+    assert_eq!(
+        admin_call(&app.http, "DELETE", &url, Some(OPS_KEY)).await.0,
+        404
+    );
+    for bad in [
+        "nope",
+        "..%2F..%2Fx.crm",
+        "0000000000000000000000000000.",
+        "%00.crm",
+    ] {
+        let url = format!("{}/v1/admin/deliveries/{bad}", app.base);
+        let status = admin_call(&app.http, "DELETE", &url, Some(OPS_KEY)).await.0;
+        assert!(status == 400 || status == 404, "{bad}: {status}");
+    }
+    // GET on a delivery: 405.
+    let url = format!("{}/v1/admin/deliveries/{id}", app.base);
+    assert_eq!(
+        admin_call(&app.http, "GET", &url, Some(OPS_KEY)).await.0,
+        405
     );
 }
 

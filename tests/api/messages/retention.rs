@@ -1,6 +1,7 @@
 //! Dead deliveries are kept `dead_retention_secs`, then forgotten with their pushes: in each
 //! store on a clock the test gives (nothing before the time, a retried one kept, a push still
-//! owed to another route kept), and through the running hub, counted as `purged`.
+//! owed to another route kept), and through the running hub, counted as `purged`. An admin's
+//! discard forgets one at once, pending or dead, by the same rules.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,12 +134,64 @@ async fn purge_keeps_what_it_must(store: Arc<dyn MessageStore>) {
     assert!(s.retry(&d.id, ms(60_000)).await.expect("answers").is_none());
 }
 
+/// A discard, the same for either store: one delivery at once, its push with the last.
+async fn discard_forgets_one_delivery(store: Arc<dyn MessageStore>) {
+    let s = store.as_ref();
+    let p = push(5_000);
+    let sms = take_and_claim(s, &p, &["sms", "bot"], "sms").await;
+    die(s, sms.clone(), 9_000, 90_000).await;
+    let gone = s
+        .discard(&sms.id)
+        .await
+        .expect("discards")
+        .expect("was there");
+    assert_eq!(
+        (gone.id.as_str(), gone.state),
+        (sms.id.as_str(), DeliveryState::Dead)
+    );
+    assert!(s.discard(&sms.id).await.expect("answers").is_none());
+    // Its purge entry went with it (the store's other dead ones purged here were the purge
+    // test's), and bot still has the push.
+    assert!(s.purge(ms(99_000), 100).await.expect("purges").is_empty());
+    let bot = s
+        .claim(ClaimQuery {
+            route: "bot".into(),
+            now: ms(10_000),
+            lease: Duration::from_secs(30),
+            limit: 10,
+        })
+        .await
+        .expect("claims");
+    assert_eq!(bot.len(), 1);
+    assert_eq!(bot[0].push, p);
+    // bot's pending one is discarded too: nothing is left of the push.
+    let bot_id = bot[0].delivery.id.clone();
+    let gone = s
+        .discard(&bot_id)
+        .await
+        .expect("discards")
+        .expect("was there");
+    assert_eq!(gone.state, DeliveryState::Pending);
+    let stats = s.stats(&["sms".into(), "bot".into()]).await.expect("stats");
+    assert!(
+        stats.iter().all(|r| r.pending == 0 && r.dead == 0),
+        "{stats:?}"
+    );
+    assert!(s
+        .retry(&bot_id, ms(20_000))
+        .await
+        .expect("answers")
+        .is_none());
+}
+
 #[actix_web::test]
 async fn the_embedded_store_forgets_dead_deliveries_at_their_time_only() {
     let dir = tempfile::tempdir().expect("dir");
     let metrics = Metrics::new(&[], MetricsMode::Full);
     let store = EmbeddedStore::open(&dir.path().join("m.redb"), metrics).expect("opens");
-    purge_keeps_what_it_must(Arc::new(store)).await;
+    let store: Arc<dyn MessageStore> = Arc::new(store);
+    purge_keeps_what_it_must(store.clone()).await;
+    discard_forgets_one_delivery(store).await;
 }
 
 #[actix_web::test]
@@ -149,7 +202,9 @@ async fn the_redis_store_forgets_dead_deliveries_at_their_time_only() {
     let store = RedisStore::open(&redis.store("purge"), metrics)
         .await
         .expect("opens");
-    purge_keeps_what_it_must(Arc::new(store)).await;
+    let store: Arc<dyn MessageStore> = Arc::new(store);
+    purge_keeps_what_it_must(store.clone()).await;
+    discard_forgets_one_delivery(store).await;
 }
 
 #[actix_web::test]
@@ -183,4 +238,63 @@ async fn the_hub_forgets_a_dead_delivery_after_its_retention_and_counts_it() {
     );
     assert!(listed(&app.http, &app.base, "dead", 10).await.is_empty());
     assert!(listed(&app.http, &app.base, "pending", 10).await.is_empty());
+}
+
+#[actix_web::test]
+async fn an_admin_discards_a_dead_delivery_and_the_alerting_gauge_clears() {
+    let inbox = FakeInbox::start(ROUTE_KEY).await.expect("inbox");
+    inbox.set_mode(InboxMode::Fail);
+    let app = TestApp::builder()
+        .config(&with_routes(&route("crm", &inbox.url(), "")))
+        .adjust(|(s, o)| {
+            s.routes[0].max_age = Duration::from_millis(300);
+            o.hub = FAST_HUB;
+        })
+        .start()
+        .await;
+    push_all(&app.base, [78]).await;
+    let dead = eventually(Duration::from_secs(10), || async {
+        listed(&app.http, &app.base, "dead", 10).await.len() == 1
+    });
+    assert!(dead.await);
+    let id = listed(&app.http, &app.base, "dead", 10).await.remove(0);
+    let gauge = r#"wxtoken_dead_deliveries{route="crm"}"#;
+    let counted = eventually(Duration::from_secs(5), || async {
+        app.metric(gauge).await == Some(1.0)
+    });
+    assert!(counted.await);
+
+    let url = format!("{}/v1/admin/deliveries/{id}", app.base);
+    let (status, body) = admin_call(&app.http, "DELETE", &url, Some(OPS_KEY)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["id"].as_str(), body["state"].as_str()),
+        (Some(id.as_str()), Some("dead"))
+    );
+    assert_eq!(body["route"], "crm");
+    assert_eq!(
+        app.metric(r#"wxtoken_deliveries_total{result="discarded",route="crm"}"#)
+            .await,
+        Some(1.0)
+    );
+    assert!(listed(&app.http, &app.base, "dead", 10).await.is_empty());
+    let cleared = eventually(Duration::from_secs(5), || async {
+        app.metric(gauge).await == Some(0.0)
+    });
+    assert!(
+        cleared.await,
+        "the gauge WxtokenDeliveriesDead watches is 0"
+    );
+    // Gone: a second discard and a retry find nothing, and the receiver gets nothing more.
+    assert_eq!(
+        admin_call(&app.http, "DELETE", &url, Some(OPS_KEY)).await.0,
+        404
+    );
+    let retry = format!("{url}/retry");
+    assert_eq!(
+        admin_call(&app.http, "POST", &retry, Some(OPS_KEY)).await.0,
+        404
+    );
+    inbox.set_mode(InboxMode::Accept);
+    assert!(inbox.delivered().is_empty());
 }

@@ -88,6 +88,7 @@ pub async fn admin_call(
 ) -> (u16, Value) {
     let mut req = match method {
         "GET" => http.get(url),
+        "DELETE" => http.delete(url),
         _ => http.post(url),
     };
     if let Some(k) = key {
