@@ -10,7 +10,9 @@ use serde::Serialize;
 use super::trail;
 use super::{ApiError, ServerState};
 use crate::audit::{Action, Entry};
-use crate::store::messages::{parse_delivery_id, DeliveryRecord, DeliveryState, MAX_PAGE};
+use crate::store::messages::{
+    is_route_name, parse_delivery_id, DeliveryRecord, DeliveryState, MAX_PAGE,
+};
 
 /// Deliveries per page when `limit` is not given.
 const DEFAULT_LIMIT: usize = 100;
@@ -58,6 +60,9 @@ struct ListQuery {
     state: DeliveryState,
     offset: usize,
     limit: usize,
+    /// One route's deliveries, configured or not (a route taken out of the file keeps its
+    /// stored ones); `None`: every configured route's.
+    route: Option<String>,
 }
 
 fn list_query(query: &str) -> Result<ListQuery, ApiError> {
@@ -65,6 +70,7 @@ fn list_query(query: &str) -> Result<ListQuery, ApiError> {
         state: DeliveryState::Pending,
         offset: 0,
         limit: DEFAULT_LIMIT,
+        route: None,
     };
     let mut state = None;
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
@@ -88,6 +94,14 @@ fn list_query(query: &str) -> Result<ListQuery, ApiError> {
                         ApiError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}"))
                     })?
             }
+            "route" => {
+                if !is_route_name(&v) {
+                    return Err(ApiError::BadRequest(
+                        "route must be a route's name (letters, digits, `-`, `_`, `.`)".into(),
+                    ));
+                }
+                q.route = Some(v.into_owned());
+            }
             _ => {}
         }
     }
@@ -96,7 +110,7 @@ fn list_query(query: &str) -> Result<ListQuery, ApiError> {
     Ok(q)
 }
 
-/// `GET /v1/admin/deliveries?state=dead|pending&offset=&limit=`.
+/// `GET /v1/admin/deliveries?state=dead|pending&offset=&limit=&route=`.
 pub async fn list(
     state: web::Data<ServerState>,
     req: HttpRequest,
@@ -105,7 +119,7 @@ pub async fn list(
     let q = list_query(req.query_string())?;
     let page = state
         .hub
-        .list(q.state, q.offset, q.limit)
+        .list(q.state, q.offset, q.limit, q.route)
         .await
         .map_err(|e| {
             tracing::warn!(error = %format!("{e:#}"), "cannot list deliveries");
@@ -243,9 +257,15 @@ mod tests {
             (q.state, q.offset, q.limit),
             (DeliveryState::Pending, 200, 1000)
         );
+        assert_eq!(q.route, None);
+        let q = list_query("state=dead&route=old-crm.v1").expect("valid");
+        assert_eq!(q.route.as_deref(), Some("old-crm.v1"));
         for bad in [
             "",
             "state=gone",
+            "state=dead&route=",
+            "state=dead&route=a%2Fb",
+            "state=dead&route=a*",
             "state=dead&offset=-1",
             "state=dead&limit=0",
             "state=dead&limit=1001",

@@ -292,18 +292,24 @@ impl Hub {
         .boxed()
     }
 
-    /// A page of the deliveries in `state`, over the configured routes.
+    /// A page of the deliveries in `state`, of `route` (configured or not) or else of every
+    /// configured route.
     pub async fn list(
         &self,
         state: DeliveryState,
         offset: usize,
         limit: usize,
+        route: Option<String>,
     ) -> anyhow::Result<Page> {
+        let routes = match route {
+            Some(r) => vec![r],
+            None => self.route_names(),
+        };
         self.shared
             .store
             .list(ListQuery {
                 state,
-                routes: self.route_names(),
+                routes,
                 offset,
                 limit,
             })

@@ -43,12 +43,17 @@ pub fn parse_delivery_id(id: &str) -> Option<(&str, &str)> {
         && push
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    let route_ok = !route.is_empty()
+    (push_ok && is_route_name(route)).then_some((push, route))
+}
+
+/// Whether `route` is spelled as a route's name may be (`[[routes]] name`): what a delivery id
+/// and an admin's `route=` may carry.
+pub fn is_route_name(route: &str) -> bool {
+    !route.is_empty()
         && route.len() <= 64
         && route
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    (push_ok && route_ok).then_some((push, route))
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 /// Who pushed, as stored (the hub's `Source`, by plain fields: the store sits below it).

@@ -114,9 +114,17 @@ async fn routes_are_added_changed_and_removed_by_a_reload_and_nothing_waiting_is
     erp.set_mode(InboxMode::Accept);
     push_all(&app.base, [4]).await;
     arrives(&new_crm, "hello 4").await;
-    // The last push was taken after erp left: it made no delivery for erp at all, and the
-    // listing shows only the configured routes.
+    // The last push was taken after erp left: it made no delivery for erp at all. The listing
+    // shows the configured routes; erp's stored one is found by its name.
     assert!(listed(&app.http, &app.base, "pending", 10).await.is_empty());
+    let url = format!("{}/v1/admin/deliveries?state=pending&route=erp", app.base);
+    let (status, page) = admin_call(&app.http, "GET", &url, Some(OPS_KEY)).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        page["deliveries"].as_array().map(Vec::len),
+        Some(1),
+        "{page}"
+    );
 
     // erp comes back: its pending delivery of push 3 is made; push 4 never was erp's.
     write(&format!(
