@@ -1,6 +1,7 @@
 //! The message hub's admin routes, handlers only: `GET /v1/admin/deliveries` (a page of
 //! pending or dead deliveries), `POST /v1/admin/deliveries/{id}/retry` (make one again),
-//! `DELETE /v1/admin/deliveries/{id}` (forget one) and `GET /v1/admin/pushes/unmatched` (the
+//! `DELETE /v1/admin/deliveries/{id}` (forget one), `DELETE /v1/admin/deliveries?route=` (forget
+//! a route's, a page at a time) and `GET /v1/admin/pushes/unmatched` (the
 //! recent pushes no route took). Admin clients only, as every `/v1/admin/*` route; a retry and
 //! a discard are written to the audit trail.
 
@@ -187,6 +188,49 @@ where
             ))
         }
     }
+}
+
+#[derive(Serialize)]
+struct DiscardedBody {
+    discarded: usize,
+    /// More deliveries of the route in that state are left: call again.
+    more: bool,
+}
+
+/// `DELETE /v1/admin/deliveries?state=dead|pending&route=NAME`: up to `limit` (default 100,
+/// at most 1000) of the route's deliveries in that state forgotten at once, as one by one
+/// would. `route` is required, so no call empties every route.
+pub async fn discard_many(
+    state: web::Data<ServerState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let client = admin(&state, &req)?;
+    let q = list_query(req.query_string())?;
+    let Some(route) = q.route else {
+        return Err(ApiError::BadRequest(
+            "route is required: the deliveries of one route are discarded at a time".into(),
+        ));
+    };
+    let caller = trail::caller(&req, &client);
+    trail::admit(&state.audit, &caller, Action::DeadLetterDiscard)?;
+    let outcome = state
+        .hub
+        .discard_route(q.state, route.clone(), q.limit)
+        .await;
+    state.audit.record(&Entry {
+        action: Action::DeadLetterDiscard,
+        caller: &caller,
+        credential: Some(&route),
+        outcome: if outcome.is_ok() { "ok" } else { "unavailable" },
+        fingerprints: vec![],
+    });
+    let (discarded, more) = outcome.map_err(|e| {
+        tracing::warn!(route = %route, error = %format!("{e:#}"), "cannot discard deliveries");
+        ApiError::Unavailable("the message store cannot be written".into())
+    })?;
+    tracing::warn!(target: "wxtoken::audit", event = "dead_letter_discard", client = %client,
+        route = %route, state = q.state.as_str(), discarded, more, "deliveries discarded");
+    Ok(HttpResponse::Ok().json(DiscardedBody { discarded, more }))
 }
 
 /// `POST /v1/admin/deliveries/{id}/retry`: 202, the delivery is due now with a fresh

@@ -277,7 +277,8 @@ fn admin_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/v1/admin/deliveries")
             .get(deliveries::list)
-            .default_service(not_allowed("GET")),
+            .delete(deliveries::discard_many)
+            .default_service(not_allowed("GET, DELETE")),
     )
     .service(
         web::resource("/v1/admin/deliveries/{id}")

@@ -340,6 +340,24 @@ impl Hub {
         Ok(gone)
     }
 
+    /// Forgets up to `limit` deliveries in `state` of `route` (configured or not), each as
+    /// [`Hub::discard`] does: how many were forgotten, and whether more are left. The
+    /// discards are sent together, so the embedded store commits them in one transaction.
+    pub async fn discard_route(
+        &self,
+        state: DeliveryState,
+        route: String,
+        limit: usize,
+    ) -> anyhow::Result<(usize, bool)> {
+        let page = self.list(state, 0, limit, Some(route)).await?;
+        let discards = page.deliveries.iter().map(|d| self.discard(&d.id));
+        let mut forgotten = 0;
+        for outcome in futures_util::future::join_all(discards).await {
+            forgotten += usize::from(outcome?.is_some());
+        }
+        Ok((forgotten, page.next_offset.is_some()))
+    }
+
     /// The recent unmatched pushes of this instance, newest first.
     pub fn unmatched(&self) -> Vec<Unmatched> {
         self.shared.recent.list()

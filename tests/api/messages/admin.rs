@@ -71,6 +71,10 @@ async fn the_delivery_routes_refuse_anonymous_and_non_admin_callers() {
         ("GET", "/v1/admin/deliveries?state=dead".to_string()),
         ("POST", format!("/v1/admin/deliveries/{id}/retry")),
         ("DELETE", format!("/v1/admin/deliveries/{id}")),
+        (
+            "DELETE",
+            "/v1/admin/deliveries?state=dead&route=crm".to_string(),
+        ),
         ("GET", "/v1/admin/pushes/unmatched".to_string()),
     ] {
         let url = format!("{}{path}", app.base);

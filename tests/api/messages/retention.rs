@@ -252,15 +252,15 @@ async fn an_admin_discards_a_dead_delivery_and_the_alerting_gauge_clears() {
         })
         .start()
         .await;
-    push_all(&app.base, [78]).await;
+    push_all(&app.base, [78, 79, 80]).await;
     let dead = eventually(Duration::from_secs(10), || async {
-        listed(&app.http, &app.base, "dead", 10).await.len() == 1
+        listed(&app.http, &app.base, "dead", 10).await.len() == 3
     });
     assert!(dead.await);
     let id = listed(&app.http, &app.base, "dead", 10).await.remove(0);
     let gauge = r#"wxtoken_dead_deliveries{route="crm"}"#;
     let counted = eventually(Duration::from_secs(5), || async {
-        app.metric(gauge).await == Some(1.0)
+        app.metric(gauge).await == Some(3.0)
     });
     assert!(counted.await);
 
@@ -272,10 +272,27 @@ async fn an_admin_discards_a_dead_delivery_and_the_alerting_gauge_clears() {
         (Some(id.as_str()), Some("dead"))
     );
     assert_eq!(body["route"], "crm");
+    assert_eq!(listed(&app.http, &app.base, "dead", 10).await.len(), 2);
+    // The rest of the route's, a page at a time; the route must be named.
+    let many = |query: &str| format!("{}/v1/admin/deliveries?{query}", app.base);
+    let (status, body) = admin_call(&app.http, "DELETE", &many("state=dead"), Some(OPS_KEY)).await;
+    assert_eq!(status, 400, "{body}");
+    let page = many("state=dead&route=crm&limit=1");
+    let (status, body) = admin_call(&app.http, "DELETE", &page, Some(OPS_KEY)).await;
+    assert_eq!(
+        (status, body.clone()),
+        (200, serde_json::json!({"discarded": 1, "more": true}))
+    );
+    let rest = many("state=dead&route=crm");
+    let (status, body) = admin_call(&app.http, "DELETE", &rest, Some(OPS_KEY)).await;
+    assert_eq!(
+        (status, body.clone()),
+        (200, serde_json::json!({"discarded": 1, "more": false}))
+    );
     assert_eq!(
         app.metric(r#"wxtoken_deliveries_total{result="discarded",route="crm"}"#)
             .await,
-        Some(1.0)
+        Some(3.0)
     );
     assert!(listed(&app.http, &app.base, "dead", 10).await.is_empty());
     let cleared = eventually(Duration::from_secs(5), || async {
