@@ -1,6 +1,7 @@
 //! Running wxtoken: metrics, Prometheus, ops files, admin, readiness, the process, the docs.
 
 pub mod admin;
+pub mod demo;
 pub mod docs_layout;
 pub mod docs_links;
 pub mod metrics;
