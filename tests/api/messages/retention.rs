@@ -207,21 +207,27 @@ async fn the_redis_store_forgets_dead_deliveries_at_their_time_only() {
     discard_forgets_one_delivery(store).await;
 }
 
-#[actix_web::test]
-async fn the_hub_forgets_a_dead_delivery_after_its_retention_and_counts_it() {
+/// A server whose route `crm` goes to an inbox that fails everything, its deliveries dead
+/// after 300 ms and kept `dead_retention`: below what a file may say (10 s, a minute), so a
+/// test takes a second. The rules themselves are checked above on a given clock.
+async fn failing_route(dead_retention: Duration) -> (FakeInbox, TestApp) {
     let inbox = FakeInbox::start(ROUTE_KEY).await.expect("inbox");
     inbox.set_mode(InboxMode::Fail);
-    // Below what a file may say (10 s, a minute), so the test takes a second: the rules
-    // themselves are checked above on a given clock.
     let app = TestApp::builder()
         .config(&with_routes(&route("crm", &inbox.url(), "")))
-        .adjust(|(s, o)| {
+        .adjust(move |(s, o)| {
             s.routes[0].max_age = Duration::from_millis(300);
-            s.routes[0].dead_retention = Duration::from_millis(300);
+            s.routes[0].dead_retention = dead_retention;
             o.hub = FAST_HUB;
         })
         .start()
         .await;
+    (inbox, app)
+}
+
+#[actix_web::test]
+async fn the_hub_forgets_a_dead_delivery_after_its_retention_and_counts_it() {
+    let (_inbox, app) = failing_route(Duration::from_millis(300)).await;
     push_all(&app.base, [77]).await;
     let purged = r#"wxtoken_deliveries_total{result="purged",route="crm"}"#;
     assert!(
@@ -242,16 +248,7 @@ async fn the_hub_forgets_a_dead_delivery_after_its_retention_and_counts_it() {
 
 #[actix_web::test]
 async fn an_admin_discards_a_dead_delivery_and_the_alerting_gauge_clears() {
-    let inbox = FakeInbox::start(ROUTE_KEY).await.expect("inbox");
-    inbox.set_mode(InboxMode::Fail);
-    let app = TestApp::builder()
-        .config(&with_routes(&route("crm", &inbox.url(), "")))
-        .adjust(|(s, o)| {
-            s.routes[0].max_age = Duration::from_millis(300);
-            o.hub = FAST_HUB;
-        })
-        .start()
-        .await;
+    let (inbox, app) = failing_route(Duration::from_secs(3600)).await;
     push_all(&app.base, [78, 79, 80]).await;
     let dead = eventually(Duration::from_secs(10), || async {
         listed(&app.http, &app.base, "dead", 10).await.len() == 3
