@@ -264,9 +264,26 @@ pub async fn authorizer_token(
         return wx_error(41002, "authorizer_appid missing");
     };
     match authorizer_record(&state, &platform, &appid).await {
-        Ok(rec) => authorizer_answer(&rec),
+        Ok(rec) => {
+            read_with_component_token(&state, &platform, &appid, &rec);
+            authorizer_answer(&rec)
+        }
         Err(answer) => answer,
     }
+}
+
+/// Counts a read of `appid`'s token in the audit roll-up under the component token's holder:
+/// the call names no client, only the token `api_component_token` handed to one.
+fn read_with_component_token(
+    state: &ServerState,
+    platform: &Platform,
+    appid: &str,
+    rec: &TokenRecord,
+) {
+    let label = super::platforms::authorizer_label(platform, appid);
+    state
+        .audit
+        .read(super::trail::COMPONENT_TOKEN_HOLDER, &label, &rec.token);
 }
 
 #[derive(Deserialize)]
@@ -312,6 +329,7 @@ pub async fn query_auth(
         Ok(rec) => rec,
         Err(answer) => return answer,
     };
+    read_with_component_token(&state, &platform, &appid, &rec);
     let func_info: Vec<serde_json::Value> = platform
         .authorizer(&appid)
         .map(|a| a.func_ids)

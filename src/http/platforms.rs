@@ -157,7 +157,7 @@ fn refusal(platform: &Platform, appid: &str, r: AuthorizerRefusal) -> ApiError {
 }
 
 /// The label an authorizer's failures are reported under.
-fn authorizer_label(platform: &Platform, appid: &str) -> String {
+pub(super) fn authorizer_label(platform: &Platform, appid: &str) -> String {
     format!("{}/{appid}", platform.label())
 }
 

@@ -6,6 +6,13 @@ use actix_web::HttpRequest;
 use super::ApiError;
 use crate::audit::{Action, Caller, TrailUnavailable};
 
+/// The reader the roll-up names for a token read with WeChat's component token rather than a
+/// client key (a facade's `api_authorizer_token` and `api_query_auth`): whoever holds it. No
+/// configured client can be called so (names are letters, digits, `-`, `_`, `.`).
+pub(crate) const COMPONENT_TOKEN_HOLDER: &str = "(component token)";
+/// The same for a WeCom corp's token read with a suite token (`get_corp_token`).
+pub(crate) const SUITE_TOKEN_HOLDER: &str = "(suite token)";
+
 /// The caller of `req`, authenticated as `client`. The route is the matched template (no
 /// query string: a facade's query holds a key), or the path when nothing matched.
 pub(crate) fn caller(req: &HttpRequest, client: &str) -> Caller {

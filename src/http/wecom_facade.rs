@@ -224,7 +224,14 @@ pub async fn corp_token(
         return wx_error(41002, "auth_corpid missing");
     };
     match suite.corp_token(&corpid, state.wait_limit).await {
-        Ok(rec) => token_answer("access_token", &rec),
+        Ok(rec) => {
+            // The call names no client, only the suite token one was handed.
+            let label = super::wecom::corp_label(&suite, &corpid);
+            state
+                .audit
+                .read(super::trail::SUITE_TOKEN_HOLDER, &label, &rec.token);
+            token_answer("access_token", &rec)
+        }
         Err(CorpUnavailable::Refused(r)) => corp_refusal(r),
         Err(CorpUnavailable::Unavailable(u)) => busy(u.errcode()),
     }

@@ -269,3 +269,102 @@ async fn rekey_records_a_key_rotation_in_the_trail() {
     assert_eq!(rotations[0]["client"], "wxtoken rekey");
     assert_eq!(rotations[0]["outcome"], "ok");
 }
+
+/// The reads of `credential` in `lines`, by `client`.
+fn reads_of<'a>(lines: &'a [Value], client: &str, credential: &str) -> Option<&'a Value> {
+    lines
+        .iter()
+        .find(|l| l["event"] == "reads" && l["client"] == client && l["credential"] == credential)
+}
+
+#[actix_web::test]
+async fn reads_with_a_component_or_suite_token_are_rolled_up_under_that_token() {
+    use crate::support::facade::{facade_component_token, FACADE_KEY, SHOP};
+    use crate::support::platform::{platform_and_crm, start_with_platform, COMPONENT};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+
+    // The Open Platform: crm reads SHOP's token by key, then an SDK with the component token.
+    let path_in = path.clone();
+    let builder = TestApp::builder()
+        .config(&platform_and_crm(FACADE_KEY).to_string())
+        .adjust(move |(s, _)| s.audit = Some(trail(&path_in, false)));
+    let app = start_with_platform(wxtoken::fake::FakeConfig::default(), builder).await;
+    app.push_ticket().await;
+    assert!(
+        app.component_token_within(FACADE_KEY, Duration::from_secs(5))
+            .await
+    );
+    let shop = app.authorize(SHOP, &[1], FACADE_KEY).await;
+    let component = facade_component_token(&app, FACADE_KEY, "ignored").await;
+    let component = component.body["component_access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = serde_json::json!({"component_appid": COMPONENT, "authorizer_appid": SHOP});
+    let path_q =
+        format!("/cgi-bin/component/api_authorizer_token?component_access_token={component}");
+    let got = app.post(&path_q, None, body.to_string()).await;
+    assert_eq!(
+        got.body["authorizer_access_token"],
+        shop.as_str(),
+        "{}",
+        got.body
+    );
+    app.state.audit.flush_reads();
+    let trail_lines = lines(&path);
+    let by_key = trail_lines
+        .iter()
+        .find(|l| {
+            l["event"] == "reads"
+                && l["client"] == "crm"
+                && l["fingerprints"] == serde_json::json!([fingerprint(&shop)])
+        })
+        .expect("crm's reads of SHOP's token");
+    let credential = by_key["credential"].as_str().unwrap();
+    let by_token = reads_of(&trail_lines, "(component token)", credential)
+        .unwrap_or_else(|| panic!("no component-token read of {credential}: {trail_lines:?}"));
+    assert_eq!(by_token["count"], 1);
+    assert_eq!(
+        by_token["fingerprints"],
+        serde_json::json!([fingerprint(&shop)])
+    );
+    drop(app);
+
+    // WeCom: a corp's token through get_corp_token with the suite token.
+    use crate::support::wecom::*;
+    let path = dir.path().join("audit-wecom.log");
+    let path_in = path.clone();
+    let app = TestApp::builder()
+        .fake(start_wecom_fake().await)
+        .config(&wecom_tables("active"))
+        .adjust(move |(s, _)| s.audit = Some(trail(&path_in, false)))
+        .start()
+        .await;
+    route_callbacks(&app.fake, &app.base);
+    app.suite_ready(SUITE, SUITE_ID).await;
+    let corp = "wwcorp00000000077";
+    let token = app.install(SUITE, SUITE_ID, corp).await;
+    let suite_token = app.facade_suite_token_value().await;
+    let got = app.facade_corp_token(&suite_token, corp).await;
+    assert_eq!(got.body["access_token"], token.as_str(), "{}", got.body);
+    app.state.audit.flush_reads();
+    let trail_lines = lines(&path);
+    let by_token = trail_lines
+        .iter()
+        .find(|l| l["event"] == "reads" && l["client"] == "(suite token)")
+        .unwrap_or_else(|| panic!("no suite-token read: {trail_lines:?}"));
+    assert!(
+        by_token["credential"].as_str().unwrap().ends_with(corp),
+        "{by_token}"
+    );
+    assert_eq!(
+        by_token["fingerprints"],
+        serde_json::json!([fingerprint(&token)])
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains(&token) && !text.contains(&suite_token),
+        "a token is in the trail"
+    );
+}
