@@ -516,6 +516,17 @@ impl MessageStore for EmbeddedStore {
         .boxed()
     }
 
+    fn discard(&self, id: &str) -> BoxFuture<'static, anyhow::Result<Option<DeliveryRecord>>> {
+        let write = self.message_write(Op::Discard { id: id.to_string() });
+        async move {
+            match write.await? {
+                Done::Discarded(d) => Ok(d),
+                _ => anyhow::bail!("the store answered another write"),
+            }
+        }
+        .boxed()
+    }
+
     fn stats(&self, routes: &[String]) -> BoxFuture<'static, anyhow::Result<Vec<RouteStats>>> {
         let inner = self.inner.clone();
         let routes = routes.to_vec();
@@ -527,17 +538,6 @@ impl MessageStore for EmbeddedStore {
         async move {
             match write.await? {
                 Done::Swept(n) => Ok(n),
-                _ => anyhow::bail!("the store answered another write"),
-            }
-        }
-        .boxed()
-    }
-
-    fn discard(&self, id: &str) -> BoxFuture<'static, anyhow::Result<Option<DeliveryRecord>>> {
-        let write = self.message_write(Op::Discard { id: id.to_string() });
-        async move {
-            match write.await? {
-                Done::Discarded(d) => Ok(d),
                 _ => anyhow::bail!("the store answered another write"),
             }
         }

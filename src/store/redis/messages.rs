@@ -477,6 +477,19 @@ impl MessageStore for RedisStore {
         .boxed()
     }
 
+    fn discard(&self, id: &str) -> BoxFuture<'static, anyhow::Result<Option<DeliveryRecord>>> {
+        let this = self.clone();
+        let id = id.to_string();
+        async move {
+            let Some(d) = this.stored_delivery(&id).await? else {
+                return Ok(None);
+            };
+            // Made or discarded meanwhile: nothing was forgotten here.
+            Ok(this.forget(&id).await?.then_some(d))
+        }
+        .boxed()
+    }
+
     fn stats(&self, routes: &[String]) -> BoxFuture<'static, anyhow::Result<Vec<RouteStats>>> {
         let this = self.clone();
         let routes = routes.to_vec();
@@ -517,19 +530,6 @@ impl MessageStore for RedisStore {
     fn sweep(&self, _now: UnixMillis) -> BoxFuture<'static, anyhow::Result<u64>> {
         // Dedupe entries expire by themselves (`PX`).
         async { Ok(0) }.boxed()
-    }
-
-    fn discard(&self, id: &str) -> BoxFuture<'static, anyhow::Result<Option<DeliveryRecord>>> {
-        let this = self.clone();
-        let id = id.to_string();
-        async move {
-            let Some(d) = this.stored_delivery(&id).await? else {
-                return Ok(None);
-            };
-            // Made or discarded meanwhile: nothing was forgotten here.
-            Ok(this.forget(&id).await?.then_some(d))
-        }
-        .boxed()
     }
 
     fn purge(
