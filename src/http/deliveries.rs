@@ -274,15 +274,18 @@ struct UnmatchedBody {
     pushes: Vec<crate::messages::Unmatched>,
 }
 
-/// `GET /v1/admin/pushes/unmatched`: this instance's recent unmatched pushes, newest first.
+/// `GET /v1/admin/pushes/unmatched`: the recent unmatched pushes (the fleet's with Redis),
+/// newest first.
 pub async fn unmatched(
     state: web::Data<ServerState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     admin(&state, &req)?;
-    Ok(HttpResponse::Ok().json(UnmatchedBody {
-        pushes: state.hub.unmatched(),
-    }))
+    let pushes = state.hub.unmatched().await.map_err(|e| {
+        tracing::warn!(error = %format!("{e:#}"), "cannot read the unmatched pushes");
+        ApiError::Unavailable("the message store cannot be read".into())
+    })?;
+    Ok(HttpResponse::Ok().json(UnmatchedBody { pushes }))
 }
 
 #[cfg(test)]

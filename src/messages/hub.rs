@@ -1,8 +1,7 @@
 //! The message hub's entry point: a checked push in, taken once. [`Hub::take`] deduplicates
 //! (fleet-wide with Redis), matches the routes, and persists the push with one delivery per
 //! matching route before it returns; then the route workers (`deliver`) are woken. A push no
-//! route takes is counted and kept in the recent list (`recent`), its dedupe entry written all
-//! the same.
+//! route takes is counted, and a note of it (`recent`) is written with its dedupe entry.
 //!
 //! The receiving side calls only [`Hub::take`] and reads [`Taken`]; admins list and retry
 //! deliveries through the other methods, and a reload changes the routes with
@@ -17,14 +16,14 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 
 use super::deliver::{attempt, Attempt};
-use super::recent::{Recent, Unmatched};
+use super::recent::Unmatched;
 use super::route_set::{RouteChanges, RouteSet, RunningRoute};
 use super::Inbound;
 use crate::config::{RouteMode, RouteSettings};
 use crate::metrics::{Metrics, ScrapedRoute};
 use crate::store::messages::{
     new_push_id, Claimed, DeliveryRecord, DeliveryState, ListQuery, MessageStore, NewPush, Page,
-    PushRecord, RouteStats, StoredSource,
+    PushRecord, RouteStats, Taking,
 };
 use crate::time::UnixMillis;
 
@@ -42,7 +41,7 @@ pub enum Taken {
     },
     /// WeChat's retry of a push already taken (here or at another instance).
     Duplicate,
-    /// No route matches: counted and kept in the bounded recent list, not an error.
+    /// No route matches: counted and noted among the last unmatched pushes, not an error.
     Unmatched,
 }
 
@@ -100,7 +99,6 @@ pub(super) struct Shared {
     pub(super) metrics: Metrics,
     pub(super) tls: Arc<rustls::ClientConfig>,
     pub(super) options: HubOptions,
-    recent: Recent,
     /// The latest backlog figures, for the metrics.
     stats: ArcSwap<Vec<RouteStats>>,
 }
@@ -136,7 +134,6 @@ impl Hub {
                 metrics,
                 tls,
                 options,
-                recent: Recent::default(),
                 stats: ArcSwap::from_pointee(Vec::new()),
             }),
         }
@@ -196,12 +193,7 @@ impl Hub {
         let received_at = UnixMillis::saturating_from(inbound.received_at);
         let push = PushRecord {
             id: new_push_id(received_at),
-            source: StoredSource {
-                kind: inbound.source.kind.as_str().to_string(),
-                app: inbound.source.app.clone(),
-                platform: inbound.source.platform.clone(),
-                appid: inbound.source.appid.clone(),
-            },
+            source: inbound.source.stored(),
             received_at,
             format: match inbound.format {
                 super::Format::Xml => "xml",
@@ -231,7 +223,11 @@ impl Hub {
         let record = NewPush {
             dedupe_key: inbound.dedupe_key.clone(),
             dedupe_until: now.saturating_add(DEDUPE_TTL),
-            push: (!routes.is_empty()).then(|| (push.clone(), deliveries.clone())),
+            push: if routes.is_empty() {
+                Taking::Unmatched(super::recent::note(&inbound))
+            } else {
+                Taking::Routed(push.clone(), deliveries.clone())
+            },
         };
         let new = s.store.take(record).await.map_err(TakeError::NotStored)?;
         if !new {
@@ -240,7 +236,6 @@ impl Hub {
         }
         if routes.is_empty() {
             s.metrics.push(&label, "unmatched");
-            s.recent.record(&inbound);
             return Ok(Taken::Unmatched);
         }
         s.metrics.push(&label, "taken");
@@ -358,9 +353,10 @@ impl Hub {
         Ok((forgotten, page.next_offset.is_some()))
     }
 
-    /// The recent unmatched pushes of this instance, newest first.
-    pub fn unmatched(&self) -> Vec<Unmatched> {
-        self.shared.recent.list()
+    /// The recent unmatched pushes (the fleet's with Redis), newest first.
+    pub async fn unmatched(&self) -> anyhow::Result<Vec<Unmatched>> {
+        let notes = self.shared.store.unmatched().await?;
+        Ok(notes.into_iter().map(Unmatched::from).collect())
     }
 
     /// The configured routes' names.
@@ -498,6 +494,12 @@ mod tests {
         fn stats(&self, _: &[String]) -> BoxFuture<'static, anyhow::Result<Vec<RouteStats>>> {
             async { Ok(Vec::new()) }.boxed()
         }
+        fn unmatched(
+            &self,
+        ) -> BoxFuture<'static, anyhow::Result<Vec<crate::store::messages::UnmatchedRecord>>>
+        {
+            async { Ok(Vec::new()) }.boxed()
+        }
         fn sweep(&self, _: UnixMillis) -> BoxFuture<'static, anyhow::Result<u64>> {
             async { Ok(0) }.boxed()
         }
@@ -566,7 +568,9 @@ mod tests {
         };
         {
             let taken = store.taken.lock().expect("lock");
-            let (p, deliveries) = taken[0].push.as_ref().expect("a push");
+            let Taking::Routed(p, deliveries) = &taken[0].push else {
+                panic!("a push with its deliveries");
+            };
             assert_eq!(p.id, id);
             let routes: Vec<&str> = deliveries.iter().map(|d| d.route.as_str()).collect();
             assert_eq!(routes, ["crm", "erp"]);
@@ -583,8 +587,12 @@ mod tests {
             hub.take(push("video", "2")).await,
             Ok(Taken::Unmatched)
         ));
-        assert!(store.taken.lock().expect("lock")[1].push.is_none());
-        assert_eq!(hub.unmatched()[0].msg_type.as_deref(), Some("video"));
+        let note = match &store.taken.lock().expect("lock")[1].push {
+            Taking::Unmatched(note) => note.clone(),
+            Taking::Routed(..) => panic!("an unmatched push wrote a push"),
+        };
+        assert_eq!(note.msg_type.as_deref(), Some("video"));
+        assert_eq!(note.source.app.as_deref(), Some("shop"));
         let text = metrics.render();
         for (result, n) in [("taken", 1), ("duplicate", 1), ("unmatched", 1)] {
             let line = format!("wxtoken_pushes_total{{result=\"{result}\",source=\"shop\"}} {n}");

@@ -42,6 +42,16 @@ pub struct Source {
 }
 
 impl Source {
+    /// The source as the store keeps it (plain fields: the store sits below the hub).
+    pub fn stored(&self) -> crate::store::messages::StoredSource {
+        crate::store::messages::StoredSource {
+            kind: self.kind.as_str().to_string(),
+            app: self.app.clone(),
+            platform: self.platform.clone(),
+            appid: self.appid.clone(),
+        }
+    }
+
     pub fn app(name: &str, appid: &str) -> Source {
         Source {
             kind: SourceKind::App,

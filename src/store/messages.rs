@@ -164,14 +164,41 @@ impl DeliveryRecord {
     }
 }
 
-/// What `take` writes: the dedupe entry, and the push with its deliveries when routes matched.
+/// What `take` writes: the dedupe entry, and the push with its deliveries when routes matched,
+/// or the note of an unmatched push when none did.
 #[derive(Clone, Debug)]
 pub struct NewPush {
     pub dedupe_key: String,
     /// The dedupe entry is kept at least until then.
     pub dedupe_until: UnixMillis,
-    /// `None` for a push no route matches: only the dedupe entry is written.
-    pub push: Option<(PushRecord, Vec<DeliveryRecord>)>,
+    pub push: Taking,
+}
+
+/// What a take keeps besides its dedupe entry.
+#[derive(Clone, Debug)]
+pub enum Taking {
+    /// The push and one delivery per matching route.
+    Routed(PushRecord, Vec<DeliveryRecord>),
+    /// A push no route matched: only a note of it, kept among the last [`UNMATCHED_KEPT`].
+    Unmatched(UnmatchedRecord),
+}
+
+/// How many unmatched pushes the store keeps (the fleet's, with Redis): enough to see what a
+/// missing route would have taken.
+pub const UNMATCHED_KEPT: usize = 100;
+
+/// A push no route matched, as the store keeps it: who sent what kind of push when, never its
+/// content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnmatchedRecord {
+    pub source: StoredSource,
+    pub received_at: UnixMillis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info_type: Option<String>,
 }
 
 /// A delivery claimed for an attempt, with its push.
@@ -241,6 +268,10 @@ pub trait MessageStore: Send + Sync {
 
     /// The backlog of each route.
     fn stats(&self, routes: &[String]) -> BoxFuture<'static, anyhow::Result<Vec<RouteStats>>>;
+
+    /// The last [`UNMATCHED_KEPT`] unmatched pushes, newest first (a note that does not decode
+    /// is left out).
+    fn unmatched(&self) -> BoxFuture<'static, anyhow::Result<Vec<UnmatchedRecord>>>;
 
     /// Forgets dedupe entries past their time (the embedded file; Redis expires them itself).
     fn sweep(&self, now: UnixMillis) -> BoxFuture<'static, anyhow::Result<u64>>;

@@ -7,7 +7,8 @@
 //! - `msg_dedupe`: dedupe key -> kept-until ms, with `msg_dedupe_expiry` (until, key) for the
 //!   sweep;
 //! - `msg_purge`: (purge ms, delivery id), the dead deliveries by the time they may be
-//!   forgotten.
+//!   forgotten;
+//! - `msg_unmatched`: time-ordered id -> the note of a push no route matched (the last 100).
 //!
 //! One process owns the file, so a claim is kept in memory: a delivery in an attempt is skipped
 //! by later claims until its outcome is written. A crash forgets the claims with the process,
@@ -18,14 +19,14 @@ use std::sync::Weak;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::{blocking, EmbeddedStore, Inner, Job};
 use crate::store::messages::{
-    decode_delivery, decode_push, encode_delivery, encode_push, ClaimQuery, Claimed,
+    decode_delivery, decode_push, encode_delivery, encode_push, new_push_id, ClaimQuery, Claimed,
     DeliveryRecord, DeliveryState, Finish, ListQuery, MessageStore, NewPush, Page, RouteStats,
-    MAX_PAGE,
+    Taking, UnmatchedRecord, MAX_PAGE, UNMATCHED_KEPT,
 };
 use crate::time::UnixMillis;
 
@@ -37,6 +38,7 @@ pub(super) const DEDUPE: TableDefinition<&str, u64> = TableDefinition::new("msg_
 pub(super) const DEDUPE_EXPIRY: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("msg_dedupe_expiry");
 pub(super) const PURGE: TableDefinition<(u64, &str), ()> = TableDefinition::new("msg_purge");
+pub(super) const UNMATCHED: TableDefinition<&str, &[u8]> = TableDefinition::new("msg_unmatched");
 
 /// Above every id and route name (they are ASCII): the end of a prefix range.
 const TOP: &str = "\u{10ffff}";
@@ -153,14 +155,32 @@ fn take_in(
     dedupe.insert(p.dedupe_key.as_str(), until)?;
     tx.open_table(DEDUPE_EXPIRY)?
         .insert((until, p.dedupe_key.as_str()), ())?;
-    if let Some((push, deliveries)) = &p.push {
-        tx.open_table(PUSHES)?
-            .insert(push.id.as_str(), encode_push(ring, push).as_slice())?;
-        for d in deliveries {
-            put_delivery(tx, d)?;
+    match &p.push {
+        Taking::Routed(push, deliveries) => {
+            tx.open_table(PUSHES)?
+                .insert(push.id.as_str(), encode_push(ring, push).as_slice())?;
+            for d in deliveries {
+                put_delivery(tx, d)?;
+            }
         }
+        Taking::Unmatched(note) => note_unmatched(tx, note)?,
     }
     Ok(true)
+}
+
+/// Keeps `note` among the last [`UNMATCHED_KEPT`], keyed by a time-ordered id (the oldest go
+/// first).
+fn note_unmatched(tx: &redb::WriteTransaction, note: &UnmatchedRecord) -> anyhow::Result<()> {
+    let mut table = tx.open_table(UNMATCHED)?;
+    let key = new_push_id(note.received_at);
+    let bytes = serde_json::to_vec(note)?;
+    table.insert(key.as_str(), bytes.as_slice())?;
+    while table.len()? > UNMATCHED_KEPT as u64 {
+        if table.pop_first()?.is_none() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Writes `d` and its index entries.
@@ -410,6 +430,23 @@ impl Inner {
         })
     }
 
+    fn unmatched_blocking(&self) -> anyhow::Result<Vec<UnmatchedRecord>> {
+        let tx = self.begin_read()?;
+        let table = match tx.open_table(UNMATCHED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter()?.rev() {
+            let (_, v) = entry?;
+            if let Ok(note) = serde_json::from_slice(v.value()) {
+                out.push(note);
+            }
+        }
+        Ok(out)
+    }
+
     fn stats_blocking(&self, routes: &[String]) -> anyhow::Result<Vec<RouteStats>> {
         let tx = self.begin_read()?;
         let index = match tx.open_table(STATE) {
@@ -533,6 +570,11 @@ impl MessageStore for EmbeddedStore {
         blocking(move || inner.stats_blocking(&routes))
     }
 
+    fn unmatched(&self) -> BoxFuture<'static, anyhow::Result<Vec<UnmatchedRecord>>> {
+        let inner = self.inner.clone();
+        blocking(move || inner.unmatched_blocking())
+    }
+
     fn sweep(&self, now: UnixMillis) -> BoxFuture<'static, anyhow::Result<u64>> {
         let write = self.message_write(Op::Sweep(now));
         async move {
@@ -601,7 +643,7 @@ mod tests {
         NewPush {
             dedupe_key: key.into(),
             dedupe_until: UnixMillis::MAX,
-            push: Some((p.clone(), deliveries)),
+            push: Taking::Routed(p.clone(), deliveries),
         }
     }
 
@@ -695,12 +737,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_last_hundred_unmatched_pushes_are_kept_newest_first() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(&dir);
+        for i in 0..150u64 {
+            let p = push(1_000 + i);
+            let mut take = new_push(&format!("k{i}"), &p, &[]);
+            take.push = Taking::Unmatched(UnmatchedRecord {
+                source: p.source.clone(),
+                received_at: p.received_at,
+                msg_type: Some(format!("t{i}")),
+                event: None,
+                info_type: None,
+            });
+            assert!(store.take(take).await.expect("taken"));
+        }
+        let kept = store.unmatched().await.expect("reads");
+        assert_eq!(kept.len(), UNMATCHED_KEPT);
+        assert_eq!(kept[0].msg_type.as_deref(), Some("t149"));
+        assert_eq!(kept[99].msg_type.as_deref(), Some("t50"));
+    }
+
+    #[tokio::test]
     async fn the_sweep_forgets_expired_dedupe_entries_only() {
         let dir = tempfile::tempdir().expect("dir");
         let store = open(&dir);
         let p = push(1_000);
         let mut old = new_push("old", &p, &[]);
-        old.push = None;
+        old.push = Taking::Unmatched(UnmatchedRecord {
+            source: p.source.clone(),
+            received_at: p.received_at,
+            msg_type: Some("video".into()),
+            event: None,
+            info_type: None,
+        });
         old.dedupe_until = UnixMillis::new(5_000).expect("ms");
         let mut young = old.clone();
         young.dedupe_key = "young".into();

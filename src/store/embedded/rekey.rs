@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 
-use super::messages::{DEDUPE, DEDUPE_EXPIRY, DELIVERIES, DUE, PURGE, PUSHES, STATE};
+use super::messages::{DEDUPE, DEDUPE_EXPIRY, DELIVERIES, DUE, PURGE, PUSHES, STATE, UNMATCHED};
 use super::platform::PLATFORM;
 use super::{restrict_permissions, TOKENS};
 use crate::seal::Keyring;
@@ -75,6 +75,7 @@ fn copy_resealed(old: &Database, fresh: &Path, ring: &Keyring) -> anyhow::Result
         DEDUPE.name(),
         DEDUPE_EXPIRY.name(),
         PURGE.name(),
+        UNMATCHED.name(),
     ];
     for table in read.list_tables()? {
         anyhow::ensure!(
@@ -126,6 +127,7 @@ fn copy_resealed(old: &Database, fresh: &Path, ring: &Keyring) -> anyhow::Result
     copy(&read, &write, DEDUPE)?;
     copy(&read, &write, DEDUPE_EXPIRY)?;
     copy(&read, &write, PURGE)?;
+    copy(&read, &write, UNMATCHED)?;
     write.commit()?;
     Ok(counts)
 }

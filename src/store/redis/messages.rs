@@ -11,7 +11,9 @@
 //!   listings and the backlog gauges;
 //! - `{prefix}:{msg}:seen:{dedupe key}`: the dedupe entry, `SET NX PX` (expires by itself);
 //! - `{prefix}:{msg}:purge`: a sorted set of the dead deliveries by the time they may be
-//!   forgotten.
+//!   forgotten;
+//! - `{prefix}:{msg}:unmatched`: a list of the fleet's last 100 unmatched pushes, newest first
+//!   (no content).
 //!
 //! A take is one script: the dedupe entry is set only together with the push and its
 //! deliveries, so a failed take leaves nothing and WeChat's retry is taken as new. A claim is
@@ -29,12 +31,13 @@ use super::RedisStore;
 use crate::store::messages::{
     decode_delivery, decode_push, encode_delivery, encode_push, ClaimQuery, Claimed,
     DeliveryRecord, DeliveryState, Finish, ListQuery, MessageStore, NewPush, Page, RouteStats,
-    MAX_PAGE,
+    Taking, UnmatchedRecord, MAX_PAGE, UNMATCHED_KEPT,
 };
 use crate::time::UnixMillis;
 
-/// KEYS: seen, pushes, deliveries, left, then due and pending of each delivery's route.
-/// ARGV: ttl ms, push id, push bytes, n, then per delivery: id, JSON, next_at, received_at.
+/// KEYS: seen, pushes, deliveries, left, unmatched, then due and pending of each delivery's
+/// route. ARGV: ttl ms, push id, push bytes, n, then per delivery: id, JSON, next_at,
+/// received_at; with n = 0, the unmatched note and how many notes are kept.
 static TAKE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
@@ -46,9 +49,12 @@ if n > 0 then
   for i = 0, n - 1 do
     local a = 5 + i * 4
     redis.call('HSET', KEYS[3], ARGV[a], ARGV[a + 1])
-    redis.call('ZADD', KEYS[5 + i * 2], ARGV[a + 2], ARGV[a])
-    redis.call('ZADD', KEYS[6 + i * 2], ARGV[a + 3], ARGV[a])
+    redis.call('ZADD', KEYS[6 + i * 2], ARGV[a + 2], ARGV[a])
+    redis.call('ZADD', KEYS[7 + i * 2], ARGV[a + 3], ARGV[a])
   end
+else
+  redis.call('LPUSH', KEYS[5], ARGV[5])
+  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[6]) - 1)
 end
 return 1
 "#,
@@ -176,6 +182,9 @@ impl Keys {
     fn purge(&self) -> String {
         format!("{}:purge", self.base)
     }
+    fn unmatched(&self) -> String {
+        format!("{}:unmatched", self.base)
+    }
     /// The keys [`FORGET`] touches for a delivery of `route`.
     fn forget(&self, route: &str) -> [String; 7] {
         [
@@ -277,10 +286,11 @@ impl MessageStore for RedisStore {
                 k.pushes(),
                 k.deliveries(),
                 k.left(),
+                k.unmatched(),
             ];
             let mut args: Vec<Vec<u8>> = vec![ttl.to_string().into_bytes()];
             match &push.push {
-                Some((p, deliveries)) => {
+                Taking::Routed(p, deliveries) => {
                     args.push(p.id.clone().into_bytes());
                     args.push(encode_push(&this.inner.ring, p));
                     args.push(deliveries.len().to_string().into_bytes());
@@ -293,8 +303,10 @@ impl MessageStore for RedisStore {
                         args.push(d.received_at.as_millis().to_string().into_bytes());
                     }
                 }
-                None => {
+                Taking::Unmatched(note) => {
                     args.extend([Vec::new(), Vec::new(), b"0".to_vec()]);
+                    args.push(serde_json::to_vec(note)?);
+                    args.push(UNMATCHED_KEPT.to_string().into_bytes());
                 }
             }
             let taken: i64 = this
@@ -523,6 +535,29 @@ impl MessageStore for RedisStore {
                 });
             }
             Ok(out)
+        }
+        .boxed()
+    }
+
+    fn unmatched(&self) -> BoxFuture<'static, anyhow::Result<Vec<UnmatchedRecord>>> {
+        let this = self.clone();
+        async move {
+            let key = Keys::of(&this).unmatched();
+            let notes: Vec<Vec<u8>> = this
+                .inner
+                .run("unmatched", |mut c| async move {
+                    redis::cmd("LRANGE")
+                        .arg(&key)
+                        .arg(0)
+                        .arg(UNMATCHED_KEPT - 1)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(notes
+                .iter()
+                .filter_map(|n| serde_json::from_slice(n).ok())
+                .collect())
         }
         .boxed()
     }

@@ -176,3 +176,31 @@ async fn a_push_no_route_takes_is_counted_and_listed_without_its_content() {
     assert!(listed(&app.http, &app.base, "dead", 100).await.is_empty());
     assert!(inbox.received().is_empty());
 }
+
+#[actix_web::test]
+async fn every_instance_of_a_fleet_lists_the_fleets_unmatched_pushes() {
+    let redis = crate::support::fleet::RedisServer::start(None);
+    let fake = start_fake(&Spec::default()).await;
+    let inbox = FakeInbox::start(ROUTE_KEY).await.expect("inbox");
+    let events_only = route("crm", &inbox.url(), r#"match = { msg_types = ["event"] }"#);
+    let on_redis =
+        |instance: &str| settings_on_redis(&fake.base_url(), &redis, instance, &events_only);
+    let a = ThreadServer::start_with(on_redis("a"), FAST_HUB);
+    let b = ThreadServer::start_with(on_redis("b"), FAST_HUB);
+    // A text no route takes reaches a; WeChat's retry of it reaches b: noted once.
+    push_all(&a.base, [21]).await;
+    push_all(&b.base, [21]).await;
+    let http = client();
+    for server in [&a, &b] {
+        let url = format!("{}/v1/admin/pushes/unmatched", server.base);
+        let (status, body) = admin_call(&http, "GET", &url, Some(OPS_KEY)).await;
+        assert_eq!(status, 200, "{body}");
+        let pushes = body["pushes"].as_array().expect("a list");
+        assert_eq!(pushes.len(), 1, "{body}");
+        assert_eq!(pushes[0]["msg_type"], "text");
+        assert_eq!(pushes[0]["source"]["app"], "shop");
+        assert!(!body.to_string().contains("hello"), "no content: {body}");
+    }
+    a.stop();
+    b.stop();
+}

@@ -8,13 +8,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use wxtoken::config::StoreSettings;
 use wxtoken::fake::{FakeInbox, InboxMode};
 
 use crate::support::deliveries::*;
 use crate::support::fleet::RedisServer;
 use crate::support::helpers::*;
-use crate::support::redis_topology::Deployment as _;
 
 fn counts(ids: &[String]) -> HashMap<String, usize> {
     let mut m = HashMap::new();
@@ -116,15 +114,13 @@ async fn two_instances_on_redis_make_each_delivery_once_and_one_finishes_what_a_
     let redis = RedisServer::start(None);
     let fake = start_fake(&Spec::default()).await;
     let inbox = FakeInbox::start(ROUTE_KEY).await.expect("inbox");
-    let unused = std::env::temp_dir().join("unused.redb");
     let on_redis = |instance: &str| {
-        let mut s =
-            settings_with_routes(&fake.base_url(), &unused, &route("crm", &inbox.url(), ""));
-        let mut store = redis.store(instance);
-        store.key_prefix = "wxt".into();
-        store.local_path = None;
-        s.store = StoreSettings::Redis(store);
-        s
+        settings_on_redis(
+            &fake.base_url(),
+            &redis,
+            instance,
+            &route("crm", &inbox.url(), ""),
+        )
     };
     let a = ThreadServer::start_with(on_redis("a"), FAST_HUB);
     let b = ThreadServer::start_with(on_redis("b"), FAST_HUB);
@@ -187,13 +183,8 @@ async fn deliveries_work_on_a_redis_cluster_with_every_message_key_in_one_slot()
     let cluster = crate::support::redis_topology::RedisCluster::start();
     let fake = start_fake(&Spec::default()).await;
     let inbox = FakeInbox::start(ROUTE_KEY).await.expect("inbox");
-    let unused = std::env::temp_dir().join("unused.redb");
     let routes = route("crm", &inbox.url(), "") + &route("erp", &inbox.url(), "");
-    let mut s = settings_with_routes(&fake.base_url(), &unused, &routes);
-    let mut store = cluster.store("a");
-    store.key_prefix = "wxt".into();
-    store.local_path = None;
-    s.store = StoreSettings::Redis(store);
+    let s = settings_on_redis(&fake.base_url(), &cluster, "a", &routes);
     let server = ThreadServer::start_with(s, FAST_HUB);
     push_all(&server.base, 1..=5).await;
     assert_eq!(

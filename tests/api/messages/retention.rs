@@ -10,7 +10,7 @@ use wxtoken::fake::{FakeInbox, InboxMode};
 use wxtoken::metrics::{Metrics, MetricsMode};
 use wxtoken::store::messages::{
     new_push_id, ClaimQuery, DeliveryRecord, DeliveryState, Finish, MessageStore, NewPush,
-    PushRecord, StoredSource,
+    PushRecord, StoredSource, Taking,
 };
 use wxtoken::store::{EmbeddedStore, RedisStore};
 use wxtoken::time::UnixMillis;
@@ -54,7 +54,7 @@ async fn take_and_claim(
         .take(NewPush {
             dedupe_key: p.id.clone(),
             dedupe_until: UnixMillis::now().saturating_add(Duration::from_secs(60)),
-            push: Some((p.clone(), deliveries)),
+            push: Taking::Routed(p.clone(), deliveries),
         })
         .await
         .expect("stored");

@@ -56,6 +56,23 @@ pub fn settings_with_routes(fake_base: &str, store: &std::path::Path, routes: &s
     custom_settings(&Spec::default(), fake_base, store, &with_routes(routes))
 }
 
+/// The settings of instance `instance` of a fleet on `redis` (its own `Deployment`: a server
+/// or a Cluster), with `routes`, no local copy.
+pub fn settings_on_redis(
+    fake_base: &str,
+    redis: &dyn crate::support::redis_topology::Deployment,
+    instance: &str,
+    routes: &str,
+) -> Settings {
+    let unused = std::env::temp_dir().join("unused.redb");
+    let mut s = settings_with_routes(fake_base, &unused, routes);
+    let mut store = redis.store(instance);
+    store.key_prefix = "wxt".into();
+    store.local_path = None;
+    s.store = wxtoken::config::StoreSettings::Redis(store);
+    s
+}
+
 /// One text message pushed to `shop` at `base` as WeChat does it (no retry): its answer.
 pub async fn push_text(base: &str, msg_id: u64) -> Pushed {
     let fields = text_message("gh_shop", "o-user-1", &format!("hello {msg_id}"), msg_id);
