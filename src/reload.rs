@@ -54,8 +54,8 @@ pub struct Reloader {
     /// The listener's certificate and client CA, re-read by every reload (cert-manager renews
     /// them in place).
     tls_files: Option<Arc<crate::server_tls::TlsFiles>>,
-    /// The message hub, whose routes a reload changes; without one they need a restart.
-    hub: Option<Arc<Hub>>,
+    /// The message hub, whose routes a reload changes.
+    hub: Arc<Hub>,
 }
 
 /// The sections only a restart applies, as started.
@@ -71,8 +71,6 @@ struct Running {
     /// WeCom suites and providers, like platforms, run from their start's settings.
     wecom_suites: Vec<crate::config::WecomSuiteSettings>,
     wecom_providers: Vec<crate::config::WecomProviderSettings>,
-    /// Routes as last applied (to the hub, or at start without one).
-    routes: Vec<crate::config::RouteSettings>,
     /// The trail's file is opened at start-up (and reopened on SIGHUP), its settings kept.
     audit: Option<crate::config::AuditSettings>,
 }
@@ -84,6 +82,7 @@ impl Reloader {
         deps: ActorDeps,
         apps: Arc<ArcSwap<Apps>>,
         clients: Arc<ArcSwap<ClientKeys>>,
+        hub: Arc<Hub>,
     ) -> Self {
         Reloader {
             path,
@@ -97,21 +96,14 @@ impl Reloader {
                 platforms: current.platforms,
                 wecom_suites: current.wecom_suites,
                 wecom_providers: current.wecom_providers,
-                routes: current.routes,
                 audit: current.audit,
             },
             deps,
             apps,
             clients,
             tls_files: None,
-            hub: None,
+            hub,
         }
-    }
-
-    /// Also applies `[[routes]]` changes to `hub`.
-    pub fn reloading_routes(mut self, hub: Arc<Hub>) -> Self {
-        self.hub = Some(hub);
-        self
     }
 
     /// Also re-reads the listener's certificate and client CA on every reload (HTTPS only).
@@ -161,23 +153,9 @@ impl Reloader {
         {
             needs_restart.push("wecom".to_string());
         }
-        // Routes (their order too: the first matching reply route replies) go to the hub.
-        let routes_same = new.routes.len() == self.running.routes.len()
-            && new
-                .routes
-                .iter()
-                .zip(&self.running.routes)
-                .all(|(a, b)| a.same_as(b));
-        let mut routes = RouteChanges::default();
-        if !routes_same {
-            match &self.hub {
-                Some(hub) => {
-                    routes = hub.reload_routes(new.routes.clone());
-                    self.running.routes = new.routes.clone();
-                }
-                None => needs_restart.push("routes".to_string()),
-            }
-        }
+        // The hub compares the routes with the running ones (by name, and their order: the
+        // first matching reply route replies) and applies what changed.
+        let routes = self.hub.reload_routes(new.routes.clone());
         let refresh_changed = new.refresh != self.deps.refresh;
         self.deps.refresh = new.refresh.clone();
         let apps = self.apps.load_full();

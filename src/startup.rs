@@ -262,9 +262,9 @@ async fn start_services(
         deps,
         apps.clone(),
         clients.clone(),
+        hub.clone(),
     )
     .reloading_tls_files(tls_files)
-    .reloading_routes(hub.clone())
     .start();
     // Built once, outside the per-worker factory: every worker shares the same state.
     let audit = match &settings.audit {
