@@ -22,6 +22,12 @@ fn counts(ids: &[String]) -> HashMap<String, usize> {
     m
 }
 
+/// Waits until `n` distinct deliveries were made to `inbox` (within `limit`).
+async fn until_made(inbox: &FakeInbox, n: usize, limit: Duration) {
+    let made = eventually(limit, || async { counts(&inbox.delivered()).len() == n }).await;
+    assert!(made, "{} of {n} made", counts(&inbox.delivered()).len());
+}
+
 #[actix_web::test]
 async fn a_process_killed_mid_backlog_on_the_embedded_store_resumes_every_delivery() {
     let fake = start_fake(&Spec::default()).await;
@@ -51,21 +57,8 @@ async fn a_process_killed_mid_backlog_on_the_embedded_store_resumes_every_delive
 
     inbox.set_mode(InboxMode::Accept);
     let (_second, base, _) = crate::support::process::serve_at_trace(&second_dir, &config);
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            counts(&inbox.delivered()).len() == 20
-        })
-        .await,
-        "delivered after the kill: {}",
-        counts(&inbox.delivered()).len()
-    );
-    let http = client();
-    assert!(
-        eventually(Duration::from_secs(3), || async {
-            listed(&http, &base, "pending", 100).await.is_empty()
-        })
-        .await
-    );
+    until_made(&inbox, 20, Duration::from_secs(10)).await;
+    until_nothing_pending(&client(), &base).await;
 }
 
 #[actix_web::test]
@@ -90,21 +83,8 @@ async fn a_restart_on_the_embedded_store_mid_backlog_loses_nothing() {
 
     inbox.set_mode(InboxMode::Accept);
     let second = ThreadServer::start_with(settings, FAST_HUB);
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            counts(&inbox.delivered()).len() == 20
-        })
-        .await,
-        "delivered after the restart: {}",
-        counts(&inbox.delivered()).len()
-    );
-    let http = client();
-    assert!(
-        eventually(Duration::from_secs(3), || async {
-            listed(&http, &second.base, "pending", 100).await.is_empty()
-        })
-        .await
-    );
+    until_made(&inbox, 20, Duration::from_secs(10)).await;
+    until_nothing_pending(&client(), &second.base).await;
     second.stop();
 }
 
@@ -167,14 +147,7 @@ async fn two_instances_on_redis_make_each_delivery_once_and_one_finishes_what_a_
     b.kill();
     inbox.set_mode(InboxMode::Accept);
     let a2 = ThreadServer::start_with(on_redis("a"), FAST_HUB);
-    assert!(
-        eventually(Duration::from_secs(15), || async {
-            counts(&inbox.delivered()).len() == 40
-        })
-        .await,
-        "delivered: {}",
-        counts(&inbox.delivered()).len()
-    );
+    until_made(&inbox, 40, Duration::from_secs(15)).await;
     a2.stop();
 }
 
@@ -192,20 +165,7 @@ async fn deliveries_work_on_a_redis_cluster_with_every_message_key_in_one_slot()
         Some(200),
         "a duplicate"
     );
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            counts(&inbox.delivered()).len() == 10
-        })
-        .await,
-        "delivered: {:?}",
-        inbox.delivered()
-    );
-    let http = client();
-    assert!(
-        eventually(Duration::from_secs(3), || async {
-            listed(&http, &server.base, "pending", 3).await.is_empty()
-        })
-        .await
-    );
+    until_made(&inbox, 10, Duration::from_secs(10)).await;
+    until_nothing_pending(&client(), &server.base).await;
     server.stop();
 }
