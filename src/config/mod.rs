@@ -46,6 +46,7 @@ mod test_support;
 #[cfg(test)]
 mod tests;
 mod validate;
+pub use validate::valid_name;
 mod wecom;
 #[cfg(test)]
 mod wecom_tests;

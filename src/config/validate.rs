@@ -99,8 +99,9 @@ fn http_url(key: &str, url: &str) -> Result<String, ConfigError> {
     Ok(url.to_string())
 }
 
-/// A name clients use in URLs (an app's, a platform's) or see in messages (a client's).
-fn valid_name(name: &str) -> bool {
+/// A name clients use in URLs (an app's, a platform's) or see in messages (a client's, a
+/// route's: delivery ids end with it).
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

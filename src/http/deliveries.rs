@@ -11,9 +11,7 @@ use serde::Serialize;
 use super::trail;
 use super::{ApiError, ServerState};
 use crate::audit::{Action, Entry};
-use crate::store::messages::{
-    is_route_name, parse_delivery_id, DeliveryRecord, DeliveryState, MAX_PAGE,
-};
+use crate::store::messages::{parse_delivery_id, DeliveryRecord, DeliveryState, MAX_PAGE};
 
 /// Deliveries per page when `limit` is not given.
 const DEFAULT_LIMIT: usize = 100;
@@ -96,7 +94,7 @@ fn list_query(query: &str) -> Result<ListQuery, ApiError> {
                     })?
             }
             "route" => {
-                if !is_route_name(&v) {
+                if !crate::config::valid_name(&v) {
                     return Err(ApiError::BadRequest(
                         "route must be a route's name (letters, digits, `-`, `_`, `.`)".into(),
                     ));

@@ -43,17 +43,8 @@ pub fn parse_delivery_id(id: &str) -> Option<(&str, &str)> {
         && push
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    (push_ok && is_route_name(route)).then_some((push, route))
-}
-
-/// Whether `route` is spelled as a route's name may be (`[[routes]] name`): what a delivery id
-/// and an admin's `route=` may carry.
-pub fn is_route_name(route: &str) -> bool {
-    !route.is_empty()
-        && route.len() <= 64
-        && route
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    // A route's name, as `[[routes]] name` may be spelled.
+    (push_ok && crate::config::valid_name(route)).then_some((push, route))
 }
 
 /// Who pushed, as stored (the hub's `Source`, by plain fields: the store sits below it).
