@@ -92,14 +92,15 @@ pub(crate) fn call_of(
 }
 
 /// The rule for a call's answer: a component call's (by path, or by the token it is made
-/// with) is checked for refresh tokens; `api_get_authorizer_info` and `_list`, which carry
-/// them by design, must be JSON.
+/// with, whatever the path) is checked for refresh tokens; `api_get_authorizer_info` and
+/// `_list`, which carry them by design, must be JSON. A WeCom service call's is checked for
+/// permanent codes.
 pub(crate) fn refresh_token_rule(class: Class, component: bool) -> AnswerRule {
     match class {
         Class::RefreshTokens => AnswerRule::NoRefreshTokens { json_only: true },
         Class::Component => AnswerRule::NoRefreshTokens { json_only: false },
-        Class::Service => AnswerRule::NoPermanentCodes,
         _ if component => AnswerRule::NoRefreshTokens { json_only: false },
+        Class::Service => AnswerRule::NoPermanentCodes,
         _ => AnswerRule::AsIs,
     }
 }
@@ -606,4 +607,25 @@ fn wx_api_error(e: &ApiError) -> HttpResponse {
         _ => -1,
     };
     wx_error(StatusCode::OK, errcode, &format!("system error: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_component_token_has_its_answer_checked_for_refresh_tokens_on_any_path() {
+        let rule = |class, component| match refresh_token_rule(class, component) {
+            AnswerRule::NoRefreshTokens { json_only } => format!("refresh json={json_only}"),
+            AnswerRule::NoPermanentCodes => "permanent".into(),
+            AnswerRule::AsIs => "as is".into(),
+            _ => "other".into(),
+        };
+        assert_eq!(rule(Class::Service, true), "refresh json=false");
+        assert_eq!(rule(Class::Service, false), "permanent");
+        assert_eq!(rule(Class::RefreshTokens, true), "refresh json=true");
+        assert_eq!(rule(Class::Component, false), "refresh json=false");
+        assert_eq!(rule(Class::Plain, true), "refresh json=false");
+        assert_eq!(rule(Class::Plain, false), "as is");
+    }
 }

@@ -50,8 +50,14 @@ const SECRET_CALLS: [&str; 2] = ["/sns/jscode2session", "/sns/oauth2/access_toke
 /// Web OAuth calls made with the *user's* OAuth token, which only WeChat can check.
 const USER_TOKEN_CALLS: [&str; 3] = ["/sns/userinfo", "/sns/auth", "/sns/oauth2/refresh_token"];
 
-/// The JS-SDK ticket call: answered from the ticket wxtoken manages, never forwarded.
-const TICKET_CALL: &str = "/cgi-bin/ticket/getticket";
+/// The JS-SDK ticket calls: WeChat's, and WeCom's corp and app tickets. Answered from the
+/// ticket wxtoken manages or refused, never forwarded: each one forwarded would make a new
+/// ticket and spend the account's or corp's ticket quota.
+const TICKET_CALLS: [&str; 3] = [
+    "/cgi-bin/ticket/getticket",
+    "/cgi-bin/get_jsapi_ticket",
+    "/cgi-bin/ticket/get",
+];
 
 /// The Open Platform's component calls: every answer under it is checked for refresh tokens.
 const COMPONENT_PREFIX: &str = "/cgi-bin/component/";
@@ -195,7 +201,7 @@ fn classify(path: &str) -> Class {
         Class::Secret
     } else if USER_TOKEN_CALLS.into_iter().any(is) {
         Class::UserToken
-    } else if is(TICKET_CALL) {
+    } else if TICKET_CALLS.into_iter().any(is) {
         Class::Ticket
     } else if under(COMPONENT_PREFIX) {
         Class::Component
@@ -302,6 +308,8 @@ mod tests {
         assert_eq!(class("/sns/userinfo"), Class::UserToken);
         assert_eq!(class("/sns/oauth2/refresh_token"), Class::UserToken);
         assert_eq!(class("/cgi-bin/ticket//getticket"), Class::Ticket);
+        assert_eq!(class("/cgi-bin/GET_JSAPI_TICKET"), Class::Ticket);
+        assert_eq!(class("/cgi-bin//ticket/get/"), Class::Ticket);
         assert_eq!(class("/cgi-bin/user/info"), Class::Plain);
     }
 

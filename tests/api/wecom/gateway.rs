@@ -81,6 +81,42 @@ async fn wechatpy_work_client_calls_through_the_gateway_and_a_rotated_token_is_r
 }
 
 #[actix_web::test]
+async fn a_corp_token_holder_cannot_make_wecom_mint_tickets_through_the_gateway() {
+    let corp = "wwcorp00000000088";
+    let app = start_with_corp(corp).await;
+    let suite = app.state.wecom_suites[SUITE].clone();
+    let token = app.corp_token(SUITE, corp).await.body["access_token"]
+        .as_str()
+        .expect("a token")
+        .to_string();
+    let before = (
+        app.fake.suite_calls("get_jsapi_ticket"),
+        app.fake.suite_calls("ticket/get"),
+    );
+    for path in [
+        "/cgi-bin/get_jsapi_ticket",
+        "/cgi-bin//GET_JSAPI_TICKET",
+        "/cgi-bin/ticket/get?type=agent_config",
+    ] {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let a = app
+            .get(&format!("{path}{sep}access_token={token}"), None)
+            .await;
+        assert_ne!(a.body["errcode"], 0, "{path}: {}", a.body);
+        assert!(a.body.get("ticket").is_none(), "{path}: {}", a.body);
+    }
+    assert_eq!(
+        (
+            app.fake.suite_calls("get_jsapi_ticket"),
+            app.fake.suite_calls("ticket/get"),
+        ),
+        before,
+        "nothing reached WeCom"
+    );
+    assert!(suite.corp_has_actor(corp));
+}
+
+#[actix_web::test]
 async fn get_permanent_code_is_never_forwarded_in_any_spelling() {
     let app = start_wecom("active").await;
     app.suite_ready(SUITE, SUITE_ID).await;
