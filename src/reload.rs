@@ -186,8 +186,9 @@ impl Handler<Reload> for Reloader {
         let tls_files = self.tls_files.clone();
         let load = async move {
             // First and apart from the file: a renewed certificate or CA is used even when the
-            // configuration is rejected, and a bad one does not reject the configuration (it
-            // logs, counts and keeps the old one).
+            // configuration is rejected. A bad one is logged and counted, and the old one kept;
+            // validation reads the same files, so the new configuration is then rejected too
+            // and the running one stays whole.
             if let Some(files) = tls_files {
                 let _ = web::block(move || files.reload()).await;
             }

@@ -212,12 +212,13 @@ pub async fn corp_token(
     let Some(presented) = non_empty(q.suite_access_token) else {
         return wx_error(41022, "suite_access_token missing");
     };
-    let b: CorpTokenBody = match read_object(&req, payload).await {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
+    // The token before the body: a made-up token costs no read.
     let suite = match suite_of_token(&state, &presented) {
         Ok(s) => s,
+        Err(answer) => return super::body::answer_unread(answer, payload),
+    };
+    let b: CorpTokenBody = match read_object(&req, payload).await {
+        Ok(b) => b,
         Err(answer) => return answer,
     };
     let Some(corpid) = non_empty(b.auth_corpid) else {
@@ -296,7 +297,6 @@ pub(crate) const PERMANENT_CODE_REFUSAL: &str =
      corp's token with get_corp_token (or GET /v1/wecom/suites/{name}/corps/{corpid}/token)";
 
 /// `POST /cgi-bin/service/get_permanent_code` and `/cgi-bin/service/v2/get_permanent_code`.
-pub async fn permanent_code(req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let _ = req;
+pub async fn permanent_code(payload: web::Payload) -> HttpResponse {
     super::body::answer_unread(wx_error(FORBIDDEN, PERMANENT_CODE_REFUSAL), payload)
 }

@@ -27,15 +27,16 @@ pub async fn corp_proxy(
 async fn routed(state: &ServerState, req: &HttpRequest) -> Result<Proxied, ApiError> {
     let (client, suite) = authorize_suite(state, req)?;
     require_proxy_flag(&client)?;
+    // The path first: a call refused by its path starts no corp actor and reads no store.
+    let checked = checked_path(state, req)?;
+    if matches!(checked.class, Class::Secret | Class::Ticket) {
+        return Err(not_for_accounts(&checked));
+    }
     let corpid = req.match_info().get("corpid").unwrap_or_default();
     let credential = suite
         .corp_actor_or_reload(corpid)
         .await
         .map_err(|r| refusal(&suite, corpid, r))?;
-    let checked = checked_path(state, req)?;
-    if matches!(checked.class, Class::Secret | Class::Ticket) {
-        return Err(not_for_accounts(&checked));
-    }
     let target = super::wecom_gateway::corp_target_of(&suite, credential);
     Ok(Proxied::Forward(with_token(req, &checked, target, false)))
 }

@@ -89,17 +89,21 @@ fn parse_slots(table: Value) -> RedisResult<Vec<Listed>> {
     let mut out: Vec<Listed> = Vec::new();
     let mut ranges: Vec<(i64, Value)> = ranges
         .into_iter()
-        .filter_map(|r| match r {
-            Value::Array(mut items) if items.len() >= 3 => {
-                let start = match items[0] {
-                    Value::Int(s) => s,
-                    _ => return None,
-                };
-                Some((start, items.swap_remove(2)))
-            }
-            _ => None,
+        .map(|r| match r {
+            Value::Array(mut items) if items.len() >= 3 => match items[0] {
+                Value::Int(start) => Ok((start, items.swap_remove(2))),
+                _ => Err(failure(
+                    "CLUSTER SLOTS",
+                    "a range without its first slot".into(),
+                )),
+            },
+            // A range skipped would leave its master unscanned while rekey reports success.
+            _ => Err(failure(
+                "CLUSTER SLOTS",
+                "a range that is not [start, end, master]".into(),
+            )),
         })
-        .collect();
+        .collect::<RedisResult<_>>()?;
     ranges.sort_by_key(|(start, _)| *start);
     for (start, master) in ranges {
         let Value::Array(node) = master else {
@@ -260,6 +264,12 @@ mod tests {
         let unknown = Value::Array(vec![range(0, 16383, vec![node("?", 7000, "a")])]);
         let err = parse_slots(unknown).unwrap_err();
         assert!(err.to_string().contains("no known address"), "{err}");
+        // A range that cannot be read fails the lookup rather than leaving its master out.
+        let odd = Value::Array(vec![
+            range(0, 8000, vec![node("10.0.0.1", 7000, "a")]),
+            Value::Array(vec![Value::Int(8001)]),
+        ]);
+        assert!(parse_slots(odd).is_err());
     }
 
     #[test]
