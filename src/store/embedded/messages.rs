@@ -372,24 +372,32 @@ impl Inner {
             let Some(bytes) = deliveries.get(id.as_str())?.map(|v| v.value().to_vec()) else {
                 continue;
             };
-            let delivery = decode_delivery(&bytes)?;
+            // A record that does not decode or open is set aside as if claimed, so it is warned
+            // about once per process rather than at every poll, and it holds up no other
+            // delivery of its route (an error here would fail the whole claim, every time).
+            let delivery = match decode_delivery(&bytes) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(delivery = %id, error = %format!("{e:#}"),
+                        "a stored delivery does not decode; set aside until a restart");
+                    claims.insert(id);
+                    continue;
+                }
+            };
             let push_bytes = pushes
                 .get(delivery.push.as_str())?
                 .map(|v| v.value().to_vec());
             let Some(push_bytes) = push_bytes else {
-                tracing::warn!(delivery = %id, "a pending delivery has no stored push; skipped");
+                tracing::warn!(delivery = %id, "a pending delivery has no stored push; set aside until a restart");
+                claims.insert(id);
                 continue;
             };
             match decode_push(&self.ring, &push_bytes) {
-                Ok(push) => {
-                    claims.insert(id);
-                    out.push(Claimed { delivery, push });
-                }
-                Err(e) => {
-                    tracing::warn!(delivery = %id, error = %format!("{e:#}"),
-                        "a stored push does not open; its delivery is skipped");
-                }
+                Ok(push) => out.push(Claimed { delivery, push }),
+                Err(e) => tracing::warn!(delivery = %id, error = %format!("{e:#}"),
+                    "a stored push does not open; its delivery is set aside until a restart"),
             }
+            claims.insert(id);
         }
         Ok(out)
     }
@@ -650,6 +658,40 @@ mod tests {
     fn open(dir: &tempfile::TempDir) -> EmbeddedStore {
         let metrics = Metrics::new(&[], MetricsMode::Full);
         EmbeddedStore::open(&dir.path().join("m.redb"), metrics).expect("opens")
+    }
+
+    #[tokio::test]
+    async fn a_delivery_that_does_not_decode_is_set_aside_and_holds_up_no_other() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("m.redb");
+        {
+            // A record written by something else: not a delivery.
+            let db = redb::Database::create(&path).expect("file");
+            let tx = db.begin_write().expect("tx");
+            let bad = "000000000001aaaaaaaaaaaaaaaa.a";
+            tx.open_table(DELIVERIES)
+                .expect("table")
+                .insert(bad, b"{not json".as_slice())
+                .expect("insert");
+            tx.open_table(DUE)
+                .expect("table")
+                .insert(("a", 1u64, bad), ())
+                .expect("insert");
+            tx.commit().expect("commit");
+        }
+        let metrics = Metrics::new(&[], MetricsMode::Full);
+        let store = EmbeddedStore::open(&path, metrics).expect("opens");
+        let p = push(2_000);
+        assert!(store.take(new_push("k", &p, &["a"])).await.expect("taken"));
+        let now = UnixMillis::new(3_000).expect("ms");
+        let claimed = store.claim(claim_of("a", now)).await.expect("claims");
+        assert_eq!(claimed.len(), 1, "the good one, past the bad one");
+        assert_eq!(claimed[0].push, p);
+        assert!(store
+            .claim(claim_of("a", now))
+            .await
+            .expect("claims")
+            .is_empty());
     }
 
     #[tokio::test]
