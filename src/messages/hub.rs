@@ -336,20 +336,26 @@ impl Hub {
     }
 
     /// Forgets up to `limit` deliveries in `state` of `route` (configured or not), each as
-    /// [`Hub::discard`] does: how many were forgotten, and whether more are left. The
-    /// discards are sent together, so the embedded store commits them in one transaction.
+    /// [`Hub::discard`] does: how many were forgotten, and whether more are left. A few
+    /// discards are in flight at once (the embedded store commits them together), not the
+    /// whole page.
     pub async fn discard_route(
         &self,
         state: DeliveryState,
         route: String,
         limit: usize,
     ) -> anyhow::Result<(usize, bool)> {
+        use futures_util::{StreamExt as _, TryStreamExt as _};
+        const IN_FLIGHT: usize = 16;
         let page = self.list(state, 0, limit, Some(route)).await?;
-        let discards = page.deliveries.iter().map(|d| self.discard(&d.id));
-        let mut forgotten = 0;
-        for outcome in futures_util::future::join_all(discards).await {
-            forgotten += usize::from(outcome?.is_some());
-        }
+        let forgotten = futures_util::stream::iter(&page.deliveries)
+            .map(|d| self.discard(&d.id))
+            .buffer_unordered(IN_FLIGHT)
+            .try_fold(
+                0,
+                |n, gone| async move { Ok(n + usize::from(gone.is_some())) },
+            )
+            .await?;
         Ok((forgotten, page.next_offset.is_some()))
     }
 

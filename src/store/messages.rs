@@ -135,9 +135,7 @@ impl DeliveryRecord {
             ..self
         }
     }
-}
 
-impl DeliveryRecord {
     /// A new delivery of `push` to `route`, due at `next_at`.
     pub fn new(push: &PushRecord, route: &str, next_at: UnixMillis) -> DeliveryRecord {
         DeliveryRecord {
