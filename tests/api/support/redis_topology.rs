@@ -66,8 +66,8 @@ impl Deployment for RedisServer {
 /// A loopback port that is free now (and, with `bus`, whose Cluster bus port, 10000 above, is
 /// free too), taken below the kernel's ephemeral range: servers are restarted on their ports
 /// mid-test, and one the kernel had meanwhile given to some client's outgoing connection (the
-/// fleet's, reconnecting) would not start. No port is handed out twice in this process, as
-/// tests pick theirs concurrently.
+/// fleet's, reconnecting) would not start. No port, bus ports included, is handed out twice in
+/// this process, as tests pick theirs concurrently.
 pub fn free_port(bus: bool) -> u16 {
     static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
@@ -91,9 +91,15 @@ pub fn free_port(bus: bool) -> u16 {
         let mut taken = TAKEN
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let bus_ok = !bus || (port < 55_000 && free(port + 10_000));
+        // A bus port counts as taken too: a plain server handed a node's bus port (or the other
+        // way round) would keep that node from starting.
+        let bus_ok =
+            !bus || (port < 55_000 && !taken.contains(&(port + 10_000)) && free(port + 10_000));
         if !taken.contains(&port) && free(port) && bus_ok {
             taken.push(port);
+            if bus {
+                taken.push(port + 10_000);
+            }
             return port;
         }
     }
